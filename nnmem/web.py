@@ -1,0 +1,75 @@
+"""The one entry point the browser calls: JSON in, JSON out.
+
+The page sends ``{"scenario": {<schema key>: <form value>, ...}}`` and gets back either
+the estimate with its prerendered HTML fragments, or the problems, each naming the
+field it belongs to. Nothing here raises: a bug becomes a plain message, never a
+traceback on the page.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nnmem.errors import NnmemError
+from nnmem.estimate import Estimate, estimate
+from nnmem.report import chart_svg, describe, formula_html, notes_html, table_html
+from nnmem.report import total_detail as _total_detail
+from nnmem.report import total_text as _total_text
+from nnmem.scenario import Mode, inactive_fields, parse
+
+
+def render(result: Estimate) -> dict[str, Any]:
+    """The estimate as the page paints it: totals as text, the rest as HTML fragments."""
+    return {
+        "ok": True,
+        "scenario": result.scenario.to_dict(),
+        "description": describe(result.scenario),
+        "total_bytes": result.total_bytes,
+        "total_text": _total_text(result),
+        "total_detail": _total_detail(result),
+        "inactive": list(result.scenario.inactive_fields()),
+        "html": {
+            "table": table_html(result),
+            "chart": chart_svg(result),
+            "formula": formula_html(result),
+            "notes": notes_html(result),
+        },
+    }
+
+
+def _inactive_for(raw: object) -> list[str]:
+    """Fields to hide even when the scenario is invalid, judged by its mode alone."""
+    try:
+        mode = Mode(str(raw).strip().lower())
+    except ValueError:
+        return []
+    return list(inactive_fields(mode))
+
+
+def compute(request: str) -> str:
+    """Answer one request from the page.
+
+    >>> reply = json.loads(compute('{"scenario": {"params_millions": "7000", '
+    ...     '"precision": "fp16", "mode": "inference", "hidden_size": "4096", '
+    ...     '"num_layers": "32", "batch_size": "1", "seq_len": "512"}}'))
+    >>> reply["total_text"], reply["inactive"]
+    ('14.04 GB', ['optimizer'])
+    >>> json.loads(compute('{"scenario": {"params_millions": "-1"}}'))["errors"]
+    [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
+parameters above 0 and at most 10,000,000 (got -1).'}]
+    """
+    fields: dict[str, Any] = {}
+    try:
+        data = json.loads(request)
+        if not isinstance(data, dict) or not isinstance(data.get("scenario"), dict):
+            raise NnmemError.single("scenario", "The request must hold a scenario object.")
+        fields = data["scenario"]
+        return json.dumps(render(estimate(parse(fields))))
+    except NnmemError as error:
+        problems = [{"field": p.field, "message": p.message} for p in error.problems]
+        inactive = _inactive_for(fields.get("mode"))
+        return json.dumps({"ok": False, "errors": problems, "inactive": inactive})
+    except Exception as error:  # the page must get an answer, never a traceback
+        fatal = f"{type(error).__name__}: {error}"
+        return json.dumps({"ok": False, "errors": [], "inactive": [], "fatal": fatal})
