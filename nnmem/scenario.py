@@ -23,6 +23,7 @@ is reported at once, each against its key, by one :class:`~nnmem.errors.NnmemErr
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -289,21 +290,20 @@ _MAX_ECHO = 24
 
 
 def _shown(raw: object) -> str:
-    """The bad value as a message echoes it: numbers bare, anything else quoted and cut."""
+    """The bad value as a message echoes it: numbers bare, text quoted, both cut short."""
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return repr(raw)
-    text = str(raw)
-    if isinstance(raw, str):
+        text, quoted = repr(raw), False
+    elif isinstance(raw, str):
+        text = raw.strip()
         try:
-            number = Decimal(text.strip())
+            quoted = not Decimal(text).is_finite()
         except InvalidOperation:
-            pass
-        else:
-            if number.is_finite() and len(text) <= _MAX_ECHO:
-                return text.strip()
+            quoted = True
+    else:  # JSON true, null, lists and objects, as JSON writes them
+        text, quoted = json.dumps(raw, default=str), False
     if len(text) > _MAX_ECHO:
         text = text[: _MAX_ECHO - 1] + "…"
-    return f'"{text}"'
+    return f'"{text}"' if quoted else text
 
 
 def _bad(spec: NumberSpec | ChoiceSpec, raw: object) -> Problem:
@@ -333,17 +333,14 @@ def _read_number(spec: NumberSpec, raw: object) -> Decimal | Problem:
     return number if number.is_finite() else _bad(spec, raw)
 
 
-def _check_range(spec: NumberSpec, value: Decimal | int) -> Problem | None:
+def _check_range(spec: NumberSpec, value: Decimal | int, raw: object = None) -> Problem | None:
+    """Say what is wrong when ``value`` is out of range; echo ``raw``, what the user typed."""
     number = Decimal(value)
     if (spec.whole and number != number.to_integral_value()) or not (
         spec.low <= number <= spec.high
     ):
-        return _bad(spec, value if isinstance(value, int) else _plain(number))
+        return _bad(spec, value if raw is None else raw)
     return None
-
-
-def _plain(number: Decimal) -> float | int:
-    return int(number) if number == number.to_integral_value() else float(number)
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -405,7 +402,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         if optional and raw is None:
             return None
         read = _read_number(spec, raw)
-        problem = read if isinstance(read, Problem) else _check_range(spec, read)
+        problem = read if isinstance(read, Problem) else _check_range(spec, read, raw)
         if problem is not None:
             problems.append(problem)
             return None

@@ -9,6 +9,7 @@ traceback on the page.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from nnmem.errors import NnmemError
@@ -16,7 +17,22 @@ from nnmem.estimate import Estimate, estimate
 from nnmem.report import chart_svg, describe, formula_html, notes_html, table_html
 from nnmem.report import total_detail as _total_detail
 from nnmem.report import total_text as _total_text
-from nnmem.scenario import Mode, inactive_fields, parse
+from nnmem.scenario import (
+    BATCH_SIZE,
+    HIDDEN_SIZE,
+    LABELS,
+    MODE,
+    NUM_LAYERS,
+    OPTIMIZER,
+    PARAMS,
+    PRECISION,
+    SEQ_LEN,
+    ChoiceSpec,
+    Mode,
+    NumberSpec,
+    inactive_fields,
+    parse,
+)
 
 
 def render(result: Estimate) -> dict[str, Any]:
@@ -73,3 +89,53 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
     except Exception as error:  # the page must get an answer, never a traceback
         fatal = f"{type(error).__name__}: {error}"
         return json.dumps({"ok": False, "errors": [], "inactive": [], "fatal": fatal})
+
+
+# The calculator form, described once for the build that renders it. Labels come from
+# the schema specs, so the message next to a field names it exactly as its label does.
+DEFAULT_SCENARIO: dict[str, Any] = {
+    "model": "generic",
+    "params_millions": 110,
+    "hidden_size": 768,
+    "num_layers": 12,
+    "mode": "training",
+    "precision": "fp32",
+    "optimizer": "adamw",
+    "batch_size": 32,
+    "seq_len": 128,
+}
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One control of the calculator form."""
+
+    key: str
+    label: str
+    hint: str
+    kind: str  # "number" or "choice"
+    inputmode: str = ""
+    unit: str = ""
+    options: tuple[tuple[str, str], ...] = ()  # (value, label)
+
+
+def _number(spec: NumberSpec, hint: str, unit: str = "") -> FormField:
+    inputmode = "numeric" if spec.whole else "decimal"
+    return FormField(spec.key, spec.label, hint, "number", inputmode, unit)
+
+
+def _choice(spec: ChoiceSpec, hint: str) -> FormField:
+    options = tuple((member.value, LABELS[member]) for member in spec.enum)
+    return FormField(spec.key, spec.label, hint, "choice", options=options)
+
+
+FORM: tuple[FormField, ...] = (
+    _number(PARAMS, "Parameters, in millions: 110 for BERT-base, 7000 for a 7B model.", "million"),
+    _number(HIDDEN_SIZE, "Width h of each layer (hidden_size in config.json)."),
+    _number(NUM_LAYERS, "Transformer layers L (num_hidden_layers in config.json)."),
+    _choice(MODE, "Training adds gradients, optimizer state and stored activations."),
+    _choice(PRECISION, "Format of the weights; fp16 and bf16 training use mixed precision."),
+    _choice(OPTIMIZER, "Adam keeps two values per parameter, momentum SGD one, SGD none."),
+    _number(BATCH_SIZE, "Sequences processed together in one step."),
+    _number(SEQ_LEN, "Tokens per sequence.", "tokens"),
+)

@@ -1,0 +1,119 @@
+"""End-to-end fixtures: the built site served under /nnmem/ on 127.0.0.1, Chromium
+found on this machine, and a guard that fails any test whose page reaches past
+127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+
+import build
+from chromium import CHROMIUM_ARGS, executable
+from site_helpers import BASE, DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    """Serve files with the MIME types Pyodide needs and without request logging."""
+
+    extensions_map = {  # noqa: RUF012 - the base class declares it as a plain dict
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+    }
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose nnmem/ subfolder holds the site built for the /nnmem/ base path."""
+    root = tmp_path_factory.mktemp("www")
+    build.build(root / BASE.strip("/"), base_path=BASE)
+    return root
+
+
+@pytest.fixture(scope="session")
+def site_url(served_root: Path) -> Iterator[str]:
+    """The site's URL, served on a free port of 127.0.0.1 for the whole session."""
+    handler = functools.partial(QuietHandler, directory=str(served_root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}{BASE}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Launch this machine's Chromium with flags for a closed network."""
+    try:
+        path = executable()
+    except LookupError as error:
+        pytest.exit(str(error), returncode=2)
+    args = {
+        **browser_type_launch_args,
+        "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS],
+    }
+    if path:
+        args["executable_path"] = path
+    return args
+
+
+def guard_requests(context: BrowserContext) -> list[str]:
+    """Abort every request of ``context`` that leaves 127.0.0.1 and list it."""
+    seen: list[str] = []
+
+    def guard(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
+            route.fallback()
+        else:
+            seen.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    return seen
+
+
+@pytest.fixture
+def outside_requests(context: BrowserContext) -> Iterator[list[str]]:
+    """Guard this test's context; the test fails if any request left 127.0.0.1."""
+    seen = guard_requests(context)
+    yield seen
+    assert seen == [], f"requests left 127.0.0.1: {seen}"
+
+
+@pytest.fixture(scope="session")
+def shared_calculator(
+    browser: Browser, browser_context_args: dict[str, Any], site_url: str
+) -> Iterator[tuple[Page, list[str]]]:
+    """One loaded calculator page that many tests reuse, so Pyodide starts once."""
+    context = browser.new_context(**browser_context_args)
+    seen = guard_requests(context)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    yield page, seen
+    context.close()
+
+
+@pytest.fixture
+def calculator(shared_calculator: tuple[Page, list[str]]) -> Iterator[Page]:
+    """The ready calculator, its form reset to the example inputs."""
+    page, seen = shared_calculator
+    fill_form(page, DEFAULT_FORM)
+    expect(page.locator("#results")).to_have_attribute("data-state", "live")
+    expect(page.locator("#total")).to_have_attribute("data-bytes", str(DEFAULT_TOTAL))
+    yield page
+    assert seen == [], f"requests left 127.0.0.1: {seen}"

@@ -1,0 +1,177 @@
+"""build.py: exact output, base paths, prerendered numbers and template failures."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import build
+from nnmem.estimate import estimate
+from nnmem.scenario import parse
+from nnmem.web import DEFAULT_SCENARIO
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "site_src" / "templates"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "_site"
+    build.build(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sub_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sub") / "_site"
+    build.build(out, base_path="/nnmem/")
+    return out
+
+
+def files(out: Path) -> set[str]:
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+def test_exact_file_list(site: Path) -> None:
+    listing = files(site)
+    bundles = {name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip", name)}
+    assert len(bundles) == 1
+    assert listing - bundles == {
+        ".nojekyll",
+        "404.html",
+        "index.html",
+        "assets/app.js",
+        "assets/worker.js",
+        "assets/style.css",
+        "assets/favicon.svg",
+        "pyodide/pyodide.mjs",
+        "pyodide/pyodide.asm.mjs",
+        "pyodide/pyodide.asm.wasm",
+        "pyodide/python_stdlib.zip",
+        "pyodide/pyodide-lock.json",
+    }
+
+
+def test_pyodide_core_is_copied_unchanged(site: Path) -> None:
+    for name in build.PYODIDE_FILES:
+        copied = (site / "pyodide" / name).read_bytes()
+        assert copied == (ROOT / "node_modules" / "pyodide" / name).read_bytes(), name
+
+
+def test_prerendered_default_result(site: Path) -> None:
+    """The page carries the BERT-base numbers computed at build time by nnmem."""
+    html = (site / "index.html").read_text()
+    total = estimate(parse(DEFAULT_SCENARIO)).total_bytes
+    assert total == 4_251_416_576
+    assert f'<output id="total" for="calc" data-bytes="{total}">4.25 GB</output>' in html
+    assert '<p class="total-detail" id="total-detail">4,251,416,576 bytes</p>' in html
+    assert (
+        '<tr data-key="weights"><th scope="row">Model weights</th><td>440.0</td>'
+        "<td>0.44</td><td>10.3%</td></tr>"
+    ) in html
+    assert '<rect class="bar bar-activations" x="150" y="108" width="300"' in html
+    assert 'value="110"' in html and 'value="32"' in html
+
+
+def test_root_build_uses_page_relative_urls(site: Path) -> None:
+    html = (site / "index.html").read_text()
+    assert re.search(r'href="\./assets/style\.css\?v=[0-9a-f]{10}"', html)
+    assert re.search(r'src="\./assets/app\.js\?v=[0-9a-f]{10}"', html)
+    assert 'data-pyodide="./pyodide/"' in html
+    assert not re.search(r'(href|src)="/', html), "index.html must not use absolute URLs"
+    not_found = (site / "404.html").read_text()
+    assert re.search(r'href="/assets/style\.css\?v=', not_found)
+    assert 'href="/">memory calculator</a>' in not_found
+
+
+def test_base_path_changes_only_the_404_page(site: Path, sub_site: Path) -> None:
+    assert (sub_site / "index.html").read_bytes() == (site / "index.html").read_bytes()
+    not_found = (sub_site / "404.html").read_text()
+    assert re.search(r'href="/nnmem/assets/style\.css\?v=[0-9a-f]{10}"', not_found)
+    assert 'href="/nnmem/">memory calculator</a>' in not_found
+    assert 'href="/">' not in not_found
+
+
+@pytest.mark.parametrize(
+    ("given", "normalised"),
+    [("/", "/"), ("", "/"), ("nnmem", "/nnmem/"), ("/nnmem", "/nnmem/"), ("/a/b/", "/a/b/")],
+)
+def test_base_path_is_normalised(given: str, normalised: str) -> None:
+    assert build.normalise_base_path(given) == normalised
+
+
+@pytest.mark.parametrize("bad", ["/../x/", "/a b/", "/<x>/", "/./"])
+def test_bad_base_path_is_refused(bad: str) -> None:
+    with pytest.raises(build.BuildError, match="must be URL path segments"):
+        build.normalise_base_path(bad)
+
+
+def test_bundle_is_reproducible_and_importable(site: Path, tmp_path: Path) -> None:
+    """Two builds give the same bytes; the zip holds nnmem and imports on its own."""
+    bundle = next((site / "assets").glob("nnmem-*.zip"))
+    assert bundle.read_bytes() == build.bundle_nnmem(ROOT / "nnmem")
+    assert bundle.name == f"nnmem-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]}.zip"
+    with zipfile.ZipFile(io.BytesIO(bundle.read_bytes())) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path)
+    assert "nnmem/__init__.py" in names and "nnmem/py.typed" in names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    run = subprocess.run(
+        [sys.executable, "-c", "import nnmem, sys; print(nnmem.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.startswith(str(tmp_path))
+
+
+def test_missing_template_variable_fails_the_build(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    page = templates / "page.html.j2"
+    page.write_text(page.read_text().replace("{{ page.body_html | safe }}", "{{ undefined_thing }}"))
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "about.md").write_text("---\ntitle: About\ndescription: d\n---\nHi\n")
+    out = tmp_path / "_site"
+    with pytest.raises(build.BuildError) as caught:
+        build.build(out, templates=templates, content=content)
+    assert str(caught.value) == (
+        "about.md: template page.html.j2: 'undefined_thing' is undefined"
+    )
+    assert not out.exists(), "a failed build must not leave a half-written site"
+
+
+def test_content_needs_front_matter(tmp_path: Path) -> None:
+    (tmp_path / "bad.md").write_text("---\ntitle: Only a title\n---\nBody\n")
+    with pytest.raises(build.BuildError, match="bad.md: front matter lacks description"):
+        build.load_content(tmp_path)
+
+
+def test_missing_pyodide_names_the_fix(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    with pytest.raises(build.BuildError, match="run npm ci"):
+        build.build(tmp_path / "_site", root=root)
+
+
+def test_command_line(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "build.py"), "--out", str(tmp_path / "o"), "--base-path",
+         "/x/"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("built 13 files into ")
+    assert 'href="/x/assets/style.css' in (tmp_path / "o" / "404.html").read_text()

@@ -1,0 +1,124 @@
+"""Reading scenarios from the JSON schema: types, defaults, aliases and round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
+
+
+def test_form_strings_and_json_numbers_read_the_same() -> None:
+    strings = parse(
+        {
+            "params_millions": "110",
+            "hidden_size": "768",
+            "num_layers": "12",
+            "batch_size": "32",
+            "seq_len": "128",
+        }
+    )
+    numbers = parse(
+        {
+            "params_millions": 110,
+            "hidden_size": 768,
+            "num_layers": 12,
+            "batch_size": 32,
+            "seq_len": 128.0,
+        }
+    )
+    assert (
+        strings
+        == numbers
+        == Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128)
+    )
+
+
+def test_defaults() -> None:
+    """Left out: training, fp32, AdamW, batch 1, sequence 512."""
+    scenario = parse({"params_millions": 110, "hidden_size": 768, "num_layers": 12})
+    assert (scenario.mode, scenario.precision, scenario.optimizer) == (
+        Mode.TRAINING,
+        Precision.FP32,
+        Optimizer.ADAMW,
+    )
+    assert (scenario.batch_size, scenario.seq_len) == (1, 512)
+
+
+@pytest.mark.parametrize(
+    ("text", "params"),
+    [
+        ("124.439808", 124_439_808),  # GPT-2 small, exact
+        ("7,000", 7_000_000_000),  # thousands separators
+        ("1,234.5", 1_234_500_000),
+        ("  13  ", 13_000_000),
+        ("1e3", 1_000_000_000),
+        ("0.000001", 1),
+        ("0.0000014", 1),  # rounds to a whole parameter
+    ],
+)
+def test_parameter_count_from_millions(text: str, params: int) -> None:
+    assert parse({"params_millions": text}).model.params == params
+
+
+def test_float_millions_stay_exact() -> None:
+    """repr(124.439808) round-trips, so the count is exact, not 124,439,807."""
+    assert parse({"params_millions": 124.439808}).model.params == 124_439_808
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("FP16", Precision.FP16), (" bf16 ", Precision.BF16), ("int4", Precision.INT4)],
+)
+def test_choices_ignore_case_and_spaces(raw: str, expected: Precision) -> None:
+    assert parse({"params_millions": 1, "precision": raw, "mode": "inference"}).precision is (
+        expected
+    )
+
+
+def test_adam_is_adamw() -> None:
+    """Adam and AdamW keep the same two moments, so "adam" reads as adamw."""
+    assert parse({"params_millions": 1, "optimizer": "adam"}).optimizer is Optimizer.ADAMW
+
+
+def test_missing_shape_is_derived_and_says_so() -> None:
+    """Kaplan et al.: P ≈ 12·L·h²; GPT-3 shape: h ≈ 128·L.
+    For 7e9: L = round((7e9 / 196,608)^(1/3)) = round(32.89) = 33,
+    h = round(sqrt(7e9 / (12 × 33))) = round(4204.4) = 4204.
+    """
+    model = parse({"params_millions": 7000}).model
+    assert (model.hidden_size, model.num_layers) == (4204, 33)
+    assert model.derived == ("hidden_size", "num_layers")
+
+
+def test_one_given_shape_field_derives_the_other() -> None:
+    """With h = 768: L = round(110e6 / (12 × 768²)) = round(15.54) = 16."""
+    model = parse({"params_millions": 110, "hidden_size": 768}).model
+    assert (model.hidden_size, model.num_layers, model.derived) == (768, 16, ("num_layers",))
+    model = parse({"params_millions": 110, "num_layers": 12}).model
+    # h = round(sqrt(110e6 / 144)) = round(874.0) = 874
+    assert (model.hidden_size, model.num_layers, model.derived) == (874, 12, ("hidden_size",))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"params_millions": 110, "hidden_size": 768, "num_layers": 12, "batch_size": 32},
+        {"params_millions": 124.439808, "mode": "inference", "precision": "int8"},
+        {"params_millions": 70000, "num_layers": 80, "precision": "bf16", "optimizer": "sgd"},
+    ],
+)
+def test_to_dict_round_trips_through_json(data: dict[str, object]) -> None:
+    scenario = parse(data)
+    assert parse(json.loads(json.dumps(scenario.to_dict()))) == scenario
+
+
+def test_to_dict_keeps_derived_fields_open() -> None:
+    data = parse({"params_millions": 7000}).to_dict()
+    assert (data["hidden_size"], data["num_layers"]) == (None, None)
+
+
+def test_inference_has_no_optimizer_field() -> None:
+    assert parse({"params_millions": 1, "mode": "inference"}).inactive_fields() == ("optimizer",)
+    assert parse({"params_millions": 1}).inactive_fields() == ()
