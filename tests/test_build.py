@@ -78,7 +78,8 @@ def test_prerendered_default_result(site: Path) -> None:
         "<td>0.44</td><td>10.3%</td></tr>"
     ) in html
     assert '<rect class="bar bar-activations" x="150" y="108" width="300"' in html
-    assert 'value="110"' in html and 'value="32"' in html
+    assert 'value="110"' in html
+    assert 'value="32"' in html
 
 
 def test_root_build_uses_page_relative_urls(site: Path) -> None:
@@ -122,7 +123,8 @@ def test_bundle_is_reproducible_and_importable(site: Path, tmp_path: Path) -> No
     with zipfile.ZipFile(io.BytesIO(bundle.read_bytes())) as archive:
         names = archive.namelist()
         archive.extractall(tmp_path)
-    assert "nnmem/__init__.py" in names and "nnmem/py.typed" in names
+    assert "nnmem/__init__.py" in names
+    assert "nnmem/py.typed" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     run = subprocess.run(
         [sys.executable, "-c", "import nnmem, sys; print(nnmem.__file__)"],
@@ -138,22 +140,21 @@ def test_missing_template_variable_fails_the_build(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
     page = templates / "page.html.j2"
-    page.write_text(page.read_text().replace("{{ page.body_html | safe }}", "{{ undefined_thing }}"))
+    body = page.read_text().replace("{{ page.body_html | safe }}", "{{ undefined_thing }}")
+    page.write_text(body)
     content = tmp_path / "content"
     content.mkdir()
     (content / "about.md").write_text("---\ntitle: About\ndescription: d\n---\nHi\n")
     out = tmp_path / "_site"
     with pytest.raises(build.BuildError) as caught:
         build.build(out, templates=templates, content=content)
-    assert str(caught.value) == (
-        "about.md: template page.html.j2: 'undefined_thing' is undefined"
-    )
+    assert str(caught.value) == ("about.md: template page.html.j2: 'undefined_thing' is undefined")
     assert not out.exists(), "a failed build must not leave a half-written site"
 
 
 def test_content_needs_front_matter(tmp_path: Path) -> None:
     (tmp_path / "bad.md").write_text("---\ntitle: Only a title\n---\nBody\n")
-    with pytest.raises(build.BuildError, match="bad.md: front matter lacks description"):
+    with pytest.raises(build.BuildError, match=r"bad\.md: front matter lacks description"):
         build.load_content(tmp_path)
 
 
@@ -166,8 +167,14 @@ def test_missing_pyodide_names_the_fix(tmp_path: Path) -> None:
 
 def test_command_line(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, str(ROOT / "build.py"), "--out", str(tmp_path / "o"), "--base-path",
-         "/x/"],
+        [
+            sys.executable,
+            str(ROOT / "build.py"),
+            "--out",
+            str(tmp_path / "o"),
+            "--base-path",
+            "/x/",
+        ],
         capture_output=True,
         text=True,
         check=False,
