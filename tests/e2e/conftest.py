@@ -4,34 +4,18 @@ found on this machine, and a guard that fails any test whose page reaches past
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from localserver import serve
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 import build
 from chromium import CHROMIUM_ARGS, executable
 from site_helpers import BASE, DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    """Serve files with the MIME types Pyodide needs and without request logging."""
-
-    extensions_map = {  # noqa: RUF012 - the base class declares it as a plain dict
-        **SimpleHTTPRequestHandler.extensions_map,
-        ".wasm": "application/wasm",
-        ".mjs": "text/javascript",
-        ".js": "text/javascript",
-    }
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +29,7 @@ def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def site_url(served_root: Path) -> Iterator[str]:
     """The site's URL, served on a free port of 127.0.0.1 for the whole session."""
-    handler = functools.partial(QuietHandler, directory=str(served_root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(served_root)
     yield f"http://127.0.0.1:{server.server_address[1]}{BASE}"
     server.shutdown()
     server.server_close()
