@@ -130,7 +130,7 @@ def _choice(spec: ChoiceSpec, hint: str) -> FormField:
 
 
 FORM: tuple[FormField, ...] = (
-    _number(PARAMS, "Parameters, in millions: 110 for BERT-base, 7000 for a 7B model.", "million"),
+    _number(PARAMS, "Parameters, in millions: 110 for BERT-base, 7000 for a 7B model.", "millions"),
     _number(HIDDEN_SIZE, "Width h of each layer (hidden_size in config.json)."),
     _number(NUM_LAYERS, "Transformer layers L (num_hidden_layers in config.json)."),
     _choice(MODE, "Training adds gradients, optimizer state and stored activations."),

@@ -212,13 +212,30 @@ def test_every_request_stays_on_127_0_0_1(
 def test_engine_that_cannot_load_says_so_and_keeps_the_result(
     page: Page, site_url: str, outside_requests: list[str]
 ) -> None:
-    """A failed runtime download ends in a plain message, not a spinner forever."""
-    page.context.route("**/pyodide.asm.wasm", lambda route: route.abort())
+    """A worker script that fails to load ends in a plain message at once."""
+    page.context.route("**/worker.js*", lambda route: route.fulfill(status=404, body="gone"))
     page.goto(site_url)
     engine = page.locator("#engine")
-    expect(engine).to_have_attribute("data-state", "error", timeout=40_000)
+    expect(engine).to_have_attribute("data-state", "error")
     expect(engine).to_contain_text("The calculator engine could not start")
     expect(page.locator("#total")).to_have_text(human(cpython_estimate(DEFAULT_FORM).total_bytes))
+
+
+def test_engine_that_never_arrives_times_out_after_30_seconds(
+    page: Page, site_url: str, outside_requests: list[str]
+) -> None:
+    """A runtime download that hangs (as a wrong MIME type makes it) ends in a message."""
+    held: list[Route] = []
+    page.context.route("**/pyodide.asm.wasm", lambda route: held.append(route))
+    page.clock.install()
+    page.goto(site_url)
+    expect(page.locator("#engine")).to_have_attribute("data-state", "loading")
+    page.clock.fast_forward(31_000)
+    expect(page.locator("#engine")).to_have_attribute("data-state", "error")
+    expect(page.locator("#engine")).to_contain_text("it did not load within 30 seconds")
+    expect(page.locator("#total")).to_have_text(human(cpython_estimate(DEFAULT_FORM).total_bytes))
+    for route in held:
+        route.abort()
 
 
 def test_not_found_page_works_under_the_base_path(
