@@ -1,0 +1,491 @@
+"""Transformer architectures read from Hugging Face ``config.json`` fields.
+
+:func:`from_config` accepts a pasted ``config.json`` as it is (GPT-2 and T5 key aliases
+included) and returns a :class:`Transformer`: the shape facts the estimator needs, in one
+naming. :func:`parameter_counts` counts parameters module by module, the way the model's
+``transformers`` class allocates them, so the total equals ``model.num_parameters()``.
+
+Sources: the per-layer formulas of ``shared research/formulas.md`` §1 (Megatron-LM
+``theoretical_memory_usage.py`` for the decoder layer; the BERT, T5 and ViT layouts from
+their ``transformers`` modeling files), verified against exact published counts in
+``tests/unit/test_architecture.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nnmem.errors import NnmemError, Problem
+
+
+class Family(StrEnum):
+    """How the layers are arranged."""
+
+    DECODER = "decoder"  # GPT-2, Llama, Mistral, Qwen, Gemma, Phi
+    MOE = "moe"  # a decoder whose MLPs are routed experts (Mixtral, Qwen-MoE)
+    ENCODER = "encoder"  # BERT, RoBERTa, DistilBERT
+    ENCODER_DECODER = "encoder-decoder"  # T5
+    VIT = "vit"  # Vision Transformer
+
+
+class Head(StrEnum):
+    """What sits on top of the layers; decides the output layer's parameters."""
+
+    CAUSAL_LM = "causal_lm"
+    MASKED_LM = "masked_lm"
+    SEQ2SEQ_LM = "seq2seq_lm"
+    BASE = "base"  # the bare model (BertModel keeps its pooler)
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+    IMAGE_CLASSIFICATION = "image_classification"
+
+
+@dataclass(frozen=True)
+class Transformer:
+    """The shape of a transformer, named once whatever the config calls it.
+
+    Widths: ``hidden`` (h), ``heads`` (a), ``kv_heads`` (a_kv), ``head_dim`` (d),
+    ``intermediate`` (f, per expert for MoE). ``layers`` counts decoder (or encoder-only)
+    layers; T5 adds ``encoder_layers``.
+    """
+
+    model_type: str
+    family: Family
+    head: Head
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    gated_mlp: bool
+    activation: str
+    rms_norm: bool  # RMSNorm (weight only) rather than LayerNorm (weight and bias)
+    tied_embeddings: bool
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    norms_per_layer: int = 2
+    qk_norm: bool = False
+    learned_positions: int = 0  # rows of a learned position table (GPT-2, BERT, ViT)
+    token_types: int = 0  # BERT's segment embeddings
+    encoder_layers: int = 0  # T5
+    relative_buckets: int = 0  # T5 relative position buckets
+    experts: int = 0
+    experts_per_token: int = 0
+    shared_expert_intermediate: int = 0
+    num_labels: int = 0
+    image_size: int = 0
+    patch_size: int = 0
+    channels: int = 0
+    sliding_window: int | None = None
+    max_positions: int | None = None
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def q_width(self) -> int:
+        """Width of the query projection, ``a·d`` (not always h: Gemma, Qwen3)."""
+        return self.heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        """Width of the key (or value) projection, ``a_kv·d``."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def seq_from_image(self) -> int:
+        """Tokens a ViT sees: one per patch plus the class token."""
+        return (self.image_size // self.patch_size) ** 2 + 1 if self.patch_size else 0
+
+
+# --- reading config.json -----------------------------------------------------------------
+
+# Each concept and the keys that name it, in the order transformers' configs use them.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "intermediate_size": ("intermediate_size", "n_inner", "d_ff", "ffn_dim", "hidden_dim"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "n_ctx"),
+    "hidden_act": ("hidden_act", "activation_function", "hidden_activation", "activation"),
+    "num_local_experts": ("num_local_experts", "num_experts", "n_routed_experts"),
+}
+
+ENCODER_TYPES = {"bert", "roberta", "distilbert", "xlm-roberta", "electra", "deberta-v2"}
+T5_TYPES = {"t5", "mt5", "umt5"}
+MOE_EXPERT_KEYS = ALIASES["num_local_experts"]
+
+
+class ConfigReader:
+    """Reads typed values from a config dict, collecting problems instead of stopping."""
+
+    def __init__(self, config: Mapping[str, Any], field: str = "config") -> None:
+        self.config = config
+        self.field = field
+        self.problems: list[Problem] = []
+
+    def find(self, concept: str) -> tuple[str, Any]:
+        """The key and value that state ``concept``, or ``(concept, None)``."""
+        for key in ALIASES.get(concept, (concept,)):
+            if self.config.get(key) is not None:
+                return key, self.config[key]
+        return concept, None
+
+    def whole(self, concept: str, default: int | None = None, low: int = 1) -> int:
+        """A whole-number field; missing uses ``default`` or is reported."""
+        key, value = self.find(concept)
+        if value is None:
+            if default is not None:
+                return default
+            self.problems.append(
+                Problem(self.field, f"config.json needs {concept} (a whole number).")
+            )
+            return low
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            self.problems.append(
+                Problem(
+                    self.field, f"config.json field {key} must be a whole number (got {value!r})."
+                )
+            )
+            return low
+        if not low <= int(value) <= 10**9:
+            self.problems.append(
+                Problem(
+                    self.field,
+                    f"config.json field {key} must be from {low:,} to 1,000,000,000 "
+                    f"(got {value!r}).",
+                )
+            )
+            return low
+        return int(value)
+
+    def flag(self, concept: str, default: bool) -> bool:
+        """A true/false field."""
+        key, value = self.find(concept)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problems.append(
+                Problem(
+                    self.field, f"config.json field {key} must be true or false (got {value!r})."
+                )
+            )
+            return default
+        return value
+
+    def number(self, concept: str, default: float) -> float:
+        """A real-number field such as a dropout probability."""
+        key, value = self.find(concept)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problems.append(
+                Problem(self.field, f"config.json field {key} must be a number (got {value!r}).")
+            )
+            return default
+        return float(value)
+
+    def text(self, concept: str, default: str) -> str:
+        """A string field."""
+        _, value = self.find(concept)
+        return value if isinstance(value, str) else default
+
+
+def _family(model_type: str, config: Mapping[str, Any]) -> Family:
+    if model_type in T5_TYPES or config.get("is_encoder_decoder") is True:
+        return Family.ENCODER_DECODER
+    if model_type in ENCODER_TYPES:
+        return Family.ENCODER
+    if model_type == "vit" or ("patch_size" in config and "image_size" in config):
+        return Family.VIT
+    if any((config.get(k) or 0) > 1 for k in MOE_EXPERT_KEYS):
+        return Family.MOE
+    return Family.DECODER
+
+
+def _head(family: Family, architectures: object) -> Head:
+    """The head from config.json's ``architectures`` (the class the checkpoint was saved as)."""
+    name = architectures[0] if isinstance(architectures, list) and architectures else ""
+    name = name if isinstance(name, str) else ""
+    for suffix, head in (
+        ("ForCausalLM", Head.CAUSAL_LM),
+        ("LMHeadModel", Head.CAUSAL_LM),
+        ("ForMaskedLM", Head.MASKED_LM),
+        ("ForConditionalGeneration", Head.SEQ2SEQ_LM),
+        ("ForSequenceClassification", Head.SEQUENCE_CLASSIFICATION),
+        ("ForImageClassification", Head.IMAGE_CLASSIFICATION),
+        ("Model", Head.BASE),
+    ):
+        if name.endswith(suffix):
+            return head
+    return {
+        Family.DECODER: Head.CAUSAL_LM,
+        Family.MOE: Head.CAUSAL_LM,
+        Family.ENCODER: Head.MASKED_LM,
+        Family.ENCODER_DECODER: Head.SEQ2SEQ_LM,
+        Family.VIT: Head.IMAGE_CLASSIFICATION,
+    }[family]
+
+
+def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer:
+    """Read a Hugging Face ``config.json`` (a dict), reporting every bad key at once.
+
+    >>> llama = from_config({"model_type": "llama", "hidden_size": 4096,
+    ...     "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+    ...     "num_key_value_heads": 8, "vocab_size": 128256, "hidden_act": "silu"})
+    >>> llama.family, llama.kv_width, llama.gated_mlp
+    (<Family.DECODER: 'decoder'>, 1024, True)
+    """
+    if not isinstance(config, Mapping):
+        raise NnmemError.single(field, "The config must be a JSON object (a config.json).")
+    read = ConfigReader(config, field)
+    model_type = read.text("model_type", "")
+    family = _family(model_type, config)
+    head = _head(family, config.get("architectures"))
+    hidden = read.whole("hidden_size")
+    heads = read.whole("num_attention_heads")
+    kv_heads = read.whole("num_key_value_heads", default=heads)
+    head_dim_key = "d_kv" if family is Family.ENCODER_DECODER else "head_dim"
+    if read.find(head_dim_key)[1] is not None:
+        head_dim = read.whole(head_dim_key)
+    elif read.problems or hidden % heads == 0:
+        head_dim = max(1, hidden // heads)  # transformers' default, h / a
+    else:
+        head_dim = 1
+        read.problems.append(
+            Problem(
+                field,
+                f"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}): "
+                f"config.json must then give {head_dim_key}.",
+            )
+        )
+    if kv_heads and heads % kv_heads:
+        read.problems.append(
+            Problem(
+                field,
+                f"num_key_value_heads ({kv_heads}) must divide num_attention_heads ({heads}).",
+            )
+        )
+    layers = read.whole("num_hidden_layers")
+    activation = read.text("hidden_act", "gelu").lower()
+    kwargs: dict[str, Any] = {}
+
+    if family is Family.ENCODER_DECODER:
+        projection = read.text("feed_forward_proj", "relu")
+        gated = projection.startswith("gated-")
+        activation = projection.removeprefix("gated-")
+        kwargs |= {
+            "encoder_layers": layers,
+            "relative_buckets": read.whole("relative_attention_num_buckets", default=32),
+            "dropout": read.number("dropout_rate", 0.1),
+        }
+        layers = read.whole("num_decoder_layers", default=layers)
+        intermediate = read.whole("intermediate_size")
+        rms, tied = True, read.flag("tie_word_embeddings", True)
+        norms, qkv_bias, out_bias, mlp_bias = 2, False, False, False
+    elif model_type == "gpt2" or model_type == "gpt_bigcode":
+        gated, rms, tied, norms = False, False, read.flag("tie_word_embeddings", True), 2
+        intermediate = read.whole("intermediate_size", default=4 * hidden)
+        qkv_bias = out_bias = mlp_bias = True
+        if model_type == "gpt_bigcode" and read.flag("multi_query", True):
+            kv_heads = 1
+        kwargs |= {
+            "learned_positions": read.whole("max_position_embeddings", default=1024),
+            "dropout": read.number("resid_pdrop", 0.1),
+            "attention_dropout": read.number("attn_pdrop", 0.1),
+        }
+    elif family in (Family.ENCODER, Family.VIT):
+        gated, rms, norms = False, False, 2
+        tied = read.flag("tie_word_embeddings", True)
+        intermediate = read.whole("intermediate_size", default=4 * hidden)
+        qkv_bias = read.flag("qkv_bias", True)
+        out_bias = mlp_bias = True
+        kwargs |= {
+            "dropout": read.number("hidden_dropout_prob", read.number("dropout", 0.1)),
+            "attention_dropout": read.number(
+                "attention_probs_dropout_prob", read.number("attention_dropout", 0.1)
+            ),
+        }
+        if family is Family.VIT:
+            kwargs |= {
+                "image_size": read.whole("image_size", default=224),
+                "patch_size": read.whole("patch_size", default=16),
+                "channels": read.whole("num_channels", default=3),
+                "num_labels": _num_labels(read, config, default=1000),
+            }
+        else:
+            kwargs |= {
+                "learned_positions": read.whole("max_position_embeddings", default=512),
+                "token_types": read.whole("type_vocab_size", default=2, low=0)
+                if model_type != "distilbert"
+                else 0,
+            }
+    else:  # Llama-style decoders and MoE: gated MLP, RMSNorm, usually no biases
+        gated, rms = True, True
+        tied = read.flag("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"})
+        intermediate = read.whole("intermediate_size")
+        attention_bias = read.flag("attention_bias", model_type == "qwen2")
+        qkv_bias = attention_bias or model_type == "qwen2"
+        out_bias = attention_bias and model_type != "qwen2"
+        mlp_bias = read.flag("mlp_bias", False)
+        norms = 4 if model_type in {"gemma2", "gemma3", "gemma3_text"} else 2
+        kwargs |= {
+            "qk_norm": model_type in {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"},
+            "sliding_window": _optional_whole(read, "sliding_window"),
+            "attention_dropout": read.number("attention_dropout", 0.0),
+        }
+        if family is Family.MOE:
+            kwargs |= {
+                "experts": read.whole("num_local_experts"),
+                "experts_per_token": read.whole("num_experts_per_tok", default=2),
+                "shared_expert_intermediate": read.whole(
+                    "shared_expert_intermediate_size", default=0, low=0
+                ),
+            }
+            intermediate = read.whole("moe_intermediate_size", default=intermediate)
+
+    vocab = read.whole("vocab_size", default=0 if family is Family.VIT else None, low=0)
+    if head is Head.SEQUENCE_CLASSIFICATION:
+        kwargs["num_labels"] = _num_labels(read, config, default=2)
+    if read.problems:
+        raise NnmemError(read.problems)
+    return Transformer(
+        model_type=model_type,
+        family=family,
+        head=head,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=intermediate,
+        vocab=vocab,
+        gated_mlp=gated,
+        activation=activation,
+        rms_norm=rms,
+        tied_embeddings=tied,
+        qkv_bias=qkv_bias,
+        out_bias=out_bias,
+        mlp_bias=mlp_bias,
+        norms_per_layer=norms,
+        max_positions=_optional_whole(read, "max_position_embeddings"),
+        config=dict(config),
+        **kwargs,
+    )
+
+
+def _optional_whole(read: ConfigReader, concept: str) -> int | None:
+    _, value = read.find(concept)
+    return read.whole(concept) if value is not None else None
+
+
+def _num_labels(read: ConfigReader, config: Mapping[str, Any], default: int) -> int:
+    labels = config.get("id2label")
+    if isinstance(labels, Mapping) and labels:
+        return len(labels)
+    return read.whole("num_labels", default=default)
+
+
+# --- counting parameters -----------------------------------------------------------------
+
+
+def _norm(t: Transformer, width: int) -> int:
+    return width if t.rms_norm else 2 * width
+
+
+def attention_params(t: Transformer, cross: bool = False) -> int:
+    """One attention block: W_q, W_k, W_v, W_o and their biases (and Q/K norms)."""
+    del cross  # cross-attention has the same shapes as self-attention in T5
+    q, kv = t.q_width, t.kv_width
+    count = t.hidden * q + 2 * t.hidden * kv + q * t.hidden
+    if t.qkv_bias:
+        count += q + 2 * kv
+    if t.out_bias:
+        count += t.hidden
+    if t.qk_norm:
+        count += 2 * t.head_dim
+    return count
+
+
+def mlp_params(t: Transformer, width: int | None = None) -> int:
+    """One MLP (or one expert): gate/up/down for gated MLPs, up/down otherwise."""
+    f = t.intermediate if width is None else width
+    if t.gated_mlp:
+        return 3 * t.hidden * f + (2 * f + t.hidden if t.mlp_bias else 0)
+    return 2 * t.hidden * f + (f + t.hidden if t.mlp_bias else 0)
+
+
+def layer_params(t: Transformer) -> int:
+    """One decoder (or encoder-only) layer, all experts included."""
+    norms = t.norms_per_layer * _norm(t, t.hidden)
+    if t.family is Family.MOE:
+        router = t.hidden * t.experts
+        experts = t.experts * mlp_params(t)
+        shared = 0
+        if t.shared_expert_intermediate:
+            # Qwen2-MoE: one shared expert plus a sigmoid gate h -> 1.
+            shared = mlp_params(t, t.shared_expert_intermediate) + t.hidden
+        return attention_params(t) + router + experts + shared + norms
+    return attention_params(t) + mlp_params(t) + norms
+
+
+def parameter_counts(t: Transformer) -> dict[str, int]:
+    """Parameters by module, as the ``transformers`` class allocates them.
+
+    >>> gpt2 = from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12,
+    ...                     "n_head": 12, "vocab_size": 50257, "n_positions": 1024})
+    >>> sum(parameter_counts(gpt2).values())
+    124439808
+    """
+    h = t.hidden
+    counts: dict[str, int] = {}
+    if t.family is Family.VIT:
+        patches = (t.image_size // t.patch_size) ** 2
+        counts["embeddings"] = t.channels * t.patch_size**2 * h + h + h + (patches + 1) * h
+    else:
+        counts["embeddings"] = (t.vocab + t.learned_positions + t.token_types) * h
+        if t.family is Family.ENCODER:
+            counts["embeddings"] += 2 * h  # embedding LayerNorm
+    if t.family is Family.ENCODER_DECODER:
+        # T5: the first layer of each stack owns a relative-position bias (buckets × heads);
+        # decoder layers add cross-attention and a third norm.
+        encoder_layer = attention_params(t) + mlp_params(t) + 2 * _norm(t, h)
+        decoder_layer = 2 * attention_params(t) + mlp_params(t) + 3 * _norm(t, h)
+        counts["encoder_layers"] = t.encoder_layers * encoder_layer + t.relative_buckets * t.heads
+        counts["decoder_layers"] = t.layers * decoder_layer + t.relative_buckets * t.heads
+        counts["final_norms"] = 2 * _norm(t, h)
+    else:
+        counts["layers"] = t.layers * layer_params(t)
+        if t.family is not Family.ENCODER:
+            counts["final_norm"] = _norm(t, h)
+    counts["head"] = _head_params(t)
+    return counts
+
+
+def _head_params(t: Transformer) -> int:
+    h, untied = t.hidden, 0 if t.tied_embeddings else t.vocab * t.hidden
+    if t.head in (Head.CAUSAL_LM, Head.SEQ2SEQ_LM):
+        return untied
+    if t.head is Head.MASKED_LM:
+        # BERT/RoBERTa/DistilBERT: a dense h -> h transform, a LayerNorm, and the decoder,
+        # whose weight is the tied embedding and whose bias has one entry per token.
+        return h * h + h + 2 * h + t.vocab + untied
+    if t.head is Head.IMAGE_CLASSIFICATION:
+        return h * t.num_labels + t.num_labels  # the classifier on the class token
+    pooler = h * h + h if t.family is Family.ENCODER else 0
+    if t.head is Head.SEQUENCE_CLASSIFICATION:
+        return pooler + h * t.num_labels + t.num_labels
+    return pooler  # the bare model
+
+
+def active_parameters(t: Transformer) -> int:
+    """Parameters one token passes through: MoE counts only its top-k experts."""
+    total = sum(parameter_counts(t).values())
+    if t.family is not Family.MOE:
+        return total
+    return total - t.layers * (t.experts - t.experts_per_token) * mlp_params(t)
