@@ -1,0 +1,1 @@
+"""Accuracy suite: measured PyTorch memory for training and inference steps."""
