@@ -477,7 +477,8 @@ def _head_params(t: Transformer) -> int:
         return h * h + h + 2 * h + t.vocab + untied
     if t.head is Head.IMAGE_CLASSIFICATION:
         return h * t.num_labels + t.num_labels  # the classifier on the class token
-    pooler = h * h + h if t.family is Family.ENCODER else 0
+    # BERT and RoBERTa pool the first token through a dense layer; DistilBERT has no pooler.
+    pooler = h * h + h if t.family is Family.ENCODER and t.model_type != "distilbert" else 0
     if t.head is Head.SEQUENCE_CLASSIFICATION:
         return pooler + h * t.num_labels + t.num_labels
     return pooler  # the bare model
@@ -489,3 +490,145 @@ def active_parameters(t: Transformer) -> int:
     if t.family is not Family.MOE:
         return total
     return total - t.layers * (t.experts - t.experts_per_token) * mlp_params(t)
+
+
+# --- parameter tensors -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One parameter tensor: its name and shape."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+def _linear(name: str, out_features: int, in_features: int, bias: bool) -> list[Tensor]:
+    tensors = [Tensor(f"{name}.weight", (out_features, in_features))]
+    return tensors + ([Tensor(f"{name}.bias", (out_features,))] if bias else [])
+
+
+def _norm_tensors(t: Transformer, name: str) -> list[Tensor]:
+    tensors = [Tensor(f"{name}.weight", (t.hidden,))]
+    return tensors if t.rms_norm else [*tensors, Tensor(f"{name}.bias", (t.hidden,))]
+
+
+def _attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
+    h, q, kv = t.hidden, t.q_width, t.kv_width
+    tensors = [
+        *_linear(f"{prefix}.q_proj", q, h, t.qkv_bias),
+        *_linear(f"{prefix}.k_proj", kv, h, t.qkv_bias),
+        *_linear(f"{prefix}.v_proj", kv, h, t.qkv_bias),
+        *_linear(f"{prefix}.o_proj", h, q, t.out_bias),
+    ]
+    if t.qk_norm:
+        tensors += [Tensor(f"{prefix}.q_norm.weight", (t.head_dim,))]
+        tensors += [Tensor(f"{prefix}.k_norm.weight", (t.head_dim,))]
+    return tensors
+
+
+def _mlp_tensors(t: Transformer, prefix: str, width: int) -> list[Tensor]:
+    h, bias = t.hidden, t.mlp_bias
+    up = [*_linear(f"{prefix}.up_proj", width, h, bias)]
+    if t.gated_mlp:
+        up = [*_linear(f"{prefix}.gate_proj", width, h, bias), *up]
+    return [*up, *_linear(f"{prefix}.down_proj", h, width, bias)]
+
+
+def _layer_tensors(t: Transformer, prefix: str) -> list[Tensor]:
+    tensors = _attention_tensors(t, f"{prefix}.attn")
+    if t.family is Family.MOE:
+        tensors += [Tensor(f"{prefix}.router.weight", (t.experts, t.hidden))]
+        for e in range(t.experts):
+            tensors += _mlp_tensors(t, f"{prefix}.experts.{e}", t.intermediate)
+        if t.shared_expert_intermediate:
+            tensors += _mlp_tensors(t, f"{prefix}.shared_expert", t.shared_expert_intermediate)
+            tensors += [Tensor(f"{prefix}.shared_expert_gate.weight", (1, t.hidden))]
+    else:
+        tensors += _mlp_tensors(t, f"{prefix}.mlp", t.intermediate)
+    for n in range(t.norms_per_layer):
+        tensors += _norm_tensors(t, f"{prefix}.norm{n}")
+    return tensors
+
+
+def parameter_tensors(t: Transformer) -> list[Tensor]:
+    """Every parameter tensor with its shape; the element counts sum to the model's count.
+
+    Fused projections (GPT-2's ``c_attn``, Phi-3's ``qkv_proj``) are listed as their
+    separate parts; the element count is the same.
+
+    >>> gpt2 = from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12,
+    ...                     "n_head": 12, "vocab_size": 50257})
+    >>> max(parameter_tensors(gpt2), key=lambda p: p.numel)
+    Tensor(name='embed.weight', shape=(50257, 768))
+    """
+    h = t.hidden
+    tensors: list[Tensor] = []
+    if t.family is Family.VIT:
+        patches = (t.image_size // t.patch_size) ** 2
+        tensors += [
+            Tensor("patch.weight", (h, t.channels, t.patch_size, t.patch_size)),
+            Tensor("patch.bias", (h,)),
+            Tensor("cls_token", (1, 1, h)),
+            Tensor("position_embeddings", (1, patches + 1, h)),
+        ]
+    else:
+        tensors += [Tensor("embed.weight", (t.vocab, h))]
+        if t.learned_positions:
+            tensors += [Tensor("position.weight", (t.learned_positions, h))]
+        if t.token_types:
+            tensors += [Tensor("token_type.weight", (t.token_types, h))]
+        if t.family is Family.ENCODER:
+            tensors += _norm_tensors(t, "embed_norm")
+    if t.family is Family.ENCODER_DECODER:
+        for stack, count, attentions, norms in (
+            ("encoder", t.encoder_layers, 1, 2),
+            ("decoder", t.layers, 2, 3),
+        ):
+            tensors += [Tensor(f"{stack}.relative_bias", (t.relative_buckets, t.heads))]
+            for i in range(count):
+                for a in range(attentions):
+                    tensors += _attention_tensors(t, f"{stack}.{i}.attn{a}")
+                tensors += _mlp_tensors(t, f"{stack}.{i}.mlp", t.intermediate)
+                for n in range(norms):
+                    tensors += _norm_tensors(t, f"{stack}.{i}.norm{n}")
+            tensors += _norm_tensors(t, f"{stack}.final_norm")
+    else:
+        for i in range(t.layers):
+            tensors += _layer_tensors(t, f"layers.{i}")
+        if t.family is not Family.ENCODER:
+            tensors += _norm_tensors(t, "final_norm")
+    tensors += _head_tensors(t)
+    return tensors
+
+
+def _head_tensors(t: Transformer) -> list[Tensor]:
+    h = t.hidden
+    untied = [] if t.tied_embeddings else [Tensor("lm_head.weight", (t.vocab, h))]
+    if t.head in (Head.CAUSAL_LM, Head.SEQ2SEQ_LM):
+        return untied
+    if t.head is Head.MASKED_LM:
+        return [
+            *_linear("mlm.transform", h, h, True),
+            *_norm_tensors(t, "mlm.norm"),
+            Tensor("mlm.decoder.bias", (t.vocab,)),
+            *untied,
+        ]
+    if t.head is Head.IMAGE_CLASSIFICATION:
+        return _linear("classifier", t.num_labels, h, True)
+    pooler = (
+        _linear("pooler", h, h, True)
+        if t.family is Family.ENCODER and t.model_type != "distilbert"
+        else []
+    )
+    if t.head is Head.SEQUENCE_CLASSIFICATION:
+        return [*pooler, *_linear("classifier", t.num_labels, h, True)]
+    return pooler

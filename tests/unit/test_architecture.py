@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from nnmem.architecture import Family, Head, active_parameters, from_config, parameter_counts
+from nnmem.architecture import (
+    Family,
+    Head,
+    active_parameters,
+    from_config,
+    parameter_counts,
+    parameter_tensors,
+)
 from nnmem.errors import NnmemError
 
 
@@ -219,3 +226,11 @@ def test_bad_config_names_every_key() -> None:
 def test_config_must_be_an_object() -> None:
     with pytest.raises(NnmemError, match="must be a JSON object"):
         from_config([1])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("config", "published"), [p[1:] for p in PUBLISHED], ids=[p[0] for p in PUBLISHED]
+)
+def test_parameter_tensors_sum_to_the_count(config: dict[str, Any], published: int) -> None:
+    """The tensor list and the module counts are two descriptions of one model."""
+    assert sum(p.numel for p in parameter_tensors(from_config(config))) == published
