@@ -283,6 +283,8 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
             "encoder_layers": layers,
             "relative_buckets": read.whole("relative_attention_num_buckets", default=32),
             "dropout": read.number("dropout_rate", 0.1),
+            # T5 applies dropout_rate to the attention probabilities too.
+            "attention_dropout": read.number("dropout_rate", 0.1),
         }
         layers = read.whole("num_decoder_layers", default=layers)
         intermediate = read.whole("intermediate_size")
@@ -523,6 +525,14 @@ def _norm_tensors(t: Transformer, name: str) -> list[Tensor]:
 
 def _attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
     h, q, kv = t.hidden, t.q_width, t.kv_width
+    if t.model_type in ("gpt2", "gpt_bigcode"):
+        # GPT-2's Conv1D c_attn holds q, k and v in one (h, q + 2·kv) weight.
+        return [
+            Tensor(f"{prefix}.c_attn.weight", (h, q + 2 * kv)),
+            Tensor(f"{prefix}.c_attn.bias", (q + 2 * kv,)),
+            Tensor(f"{prefix}.c_proj.weight", (q, h)),
+            Tensor(f"{prefix}.c_proj.bias", (h,)),
+        ]
     tensors = [
         *_linear(f"{prefix}.q_proj", q, h, t.qkv_bias),
         *_linear(f"{prefix}.k_proj", kv, h, t.qkv_bias),

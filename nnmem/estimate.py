@@ -1,54 +1,104 @@
 """The estimator: ``estimate(scenario) -> Estimate``, integer bytes per component.
 
-Every component carries its formula, the same formula with the scenario's numbers in
-it, and the source it comes from; the byte count is computed from those very factors,
-so the explanation can never disagree with the number.
+A training step is four phases (forward, loss, backward, optimizer step) and inference
+two (prefill, decode). Each phase lists the terms live at its own peak; the estimate's
+peak is the largest phase, and its components are that phase's terms grouped by kind.
+On top of the tensors come the overheads ``nvidia-smi`` also counts: the caching
+allocator's reserve, the cuBLAS workspaces and the CUDA context.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from nnmem.scenario import Mode, Optimizer, Precision, Scenario
+from nnmem.errors import NnmemError
+from nnmem.scenario import Mode, Scenario
+from nnmem.terms import Term, fixed, product
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-HF_ANATOMY = (
-    "Hugging Face Transformers docs, “Model training anatomy” "
-    "(docs/source/en/model_memory_anatomy.md): bytes per parameter for weights, "
-    "gradients and optimizer states"
+# Component keys in display order, with their labels.
+COMPONENTS: dict[str, str] = {
+    "weights": "Model weights",
+    "autocast_copies": "16-bit weight copies",
+    "gradients": "Gradients",
+    "optimizer_state": "Optimizer state",
+    "activations": "Activations",
+    "logits": "Logits and loss",
+    "kv_cache": "KV cache",
+    "temporaries": "Temporaries",
+    "allocator_reserve": "Allocator reserve",
+    "cublas_workspace": "cuBLAS workspace",
+    "cuda_context": "CUDA context",
+}
+OVERHEADS = ("allocator_reserve", "cublas_workspace", "cuda_context")
+PHASE_LABELS = {
+    "forward": "Forward",
+    "loss": "Loss",
+    "backward": "Backward",
+    "optimizer_step": "Optimizer step",
+    "prefill": "Prefill",
+    "decode": "Decode",
+}
+
+CONTEXT_SOURCE = (
+    "PyTorch PR #86509: 287 MB with lazy CUDA module loading (the default since CUDA "
+    "12.2), 667 MB eager; more with cuDNN, NCCL or FlashAttention loaded; editable"
 )
-KORTHIKANTI = (
-    "Korthikanti et al. 2022, “Reducing Activation Recomputation in Large Transformer "
-    "Models”, arXiv 2205.05198 §4.1 Eq. 1, with memory-efficient attention "
-    "(Dao et al. 2022, arXiv 2205.14135 §3.1) storing no s×s scores"
+CUBLAS_SOURCE = (
+    "PyTorch aten/src/ATen/cuda/CublasHandlePool.cpp: one workspace per cuBLAS handle and "
+    "stream, 4096·1024·2 + 16·1024·8 B (32 MiB on Hopper and newer); the backward pass "
+    "runs on the autograd engine's own thread, so training holds two"
 )
-INFERENCE_WORKING_SET = (
-    "Korthikanti et al. 2022, arXiv 2205.05198 §4.1: the MLP's input (h), up-projection "
-    "(4h) and activation (4h) per token; without autograd, PyTorch frees each layer's "
-    "tensors before the next layer runs"
+ALLOCATOR_SOURCE = (
+    "PyTorch caching allocator: blocks rounded to 512 B and cached segments show in "
+    "max_memory_reserved; measured reserve over allocated was 3-13% in Hugging Face's "
+    "single-GPU guide (formulas.md §8.A); editable"
 )
 
 
 @dataclass(frozen=True)
-class Component:
-    """One part of the memory, with the formula that gives it.
+class Phase:
+    """What is live at the peak of one phase of the step."""
 
-    ``formula`` uses symbols (``P × 4 B``); ``substituted`` is the same expression with
-    the scenario's numbers (``110,000,000 × 4 B``).
-    """
+    name: str
+    terms: tuple[Term, ...]
+
+    @property
+    def label(self) -> str:
+        """The phase's display name."""
+        return PHASE_LABELS[self.name]
+
+    @property
+    def bytes(self) -> int:
+        """Live tensor bytes at the phase's peak."""
+        return sum(t.bytes for t in self.terms)
+
+    def by_key(self) -> dict[str, int]:
+        """Live bytes per component key."""
+        totals: dict[str, int] = {}
+        for t in self.terms:
+            totals[t.key] = totals.get(t.key, 0) + t.bytes
+        return totals
+
+
+@dataclass(frozen=True)
+class Component:
+    """One kind of memory at the peak, with the terms that make it up."""
 
     key: str
     label: str
-    bytes: int
-    formula: str
-    substituted: str
-    note: str
-    source: str
+    terms: tuple[Term, ...]
+    size: int  # the largest it gets in any phase
+    note: str = ""
+
+    @property
+    def bytes(self) -> int:
+        """Bytes live at the peak."""
+        return sum(t.bytes for t in self.terms)
 
     def to_dict(self) -> dict[str, Any]:
         """The component as JSON-ready data."""
@@ -56,30 +106,69 @@ class Component:
             "key": self.key,
             "label": self.label,
             "bytes": self.bytes,
-            "formula": self.formula,
-            "substituted": self.substituted,
+            "size": self.size,
             "note": self.note,
-            "source": self.source,
+            "terms": [
+                {
+                    "label": t.label,
+                    "bytes": t.bytes,
+                    "formula": t.formula,
+                    "substituted": t.substituted,
+                    "source": t.source,
+                }
+                for t in self.terms
+            ],
         }
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """The memory a scenario needs, component by component."""
+    """The memory a scenario needs on one GPU, at its peak, component by component."""
 
     scenario: Scenario
-    components: tuple[Component, ...]
+    phases: tuple[Phase, ...]
+    overheads: tuple[Term, ...]
     notes: tuple[str, ...]
+    # Sizes that no single phase shows whole (gradients appear as activations go).
+    sizes: dict[str, int] = field(default_factory=dict)
+    saved_activation_bytes: int = 0
+
+    @property
+    def peak_phase(self) -> Phase:
+        """The phase that holds the most memory (the first, on a tie)."""
+        return max(self.phases, key=lambda p: p.bytes)
+
+    @property
+    def tensor_peak_bytes(self) -> int:
+        """The tensor peak: what ``torch.cuda.max_memory_allocated()`` reports."""
+        return self.peak_phase.bytes
 
     @property
     def total_bytes(self) -> int:
-        """The sum of all components."""
-        return sum(c.bytes for c in self.components)
+        """Tensors plus overheads: what the GPU needs, as ``nvidia-smi`` counts it."""
+        return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads)
 
     @property
-    def total_formula(self) -> str:
-        """The total as a sum of component labels."""
-        return " + ".join(c.label.lower() for c in self.components)
+    def components(self) -> tuple[Component, ...]:
+        """The peak's terms grouped by component, overheads last, in display order."""
+        live = [*self.peak_phase.terms, *self.overheads]
+        sizes = self.component_sizes()
+        result = []
+        for key, label in COMPONENTS.items():
+            terms = tuple(t for t in live if t.key == key)
+            if terms or sizes.get(key):
+                result.append(Component(key, label, terms, sizes.get(key, 0)))
+        return tuple(result)
+
+    def component_sizes(self) -> dict[str, int]:
+        """The largest each component gets in any phase."""
+        sizes: dict[str, int] = {}
+        for phase in self.phases:
+            for key, n in phase.by_key().items():
+                sizes[key] = max(sizes.get(key, 0), n)
+        for t in self.overheads:
+            sizes[t.key] = sizes.get(t.key, 0) + t.bytes
+        return sizes | self.sizes
 
     def component(self, key: str) -> Component:
         """The component called ``key``."""
@@ -88,193 +177,101 @@ class Estimate:
                 return c
         raise KeyError(key)
 
+    @property
+    def total_formula(self) -> str:
+        """The total as a sum of the labels of the components present."""
+        return " + ".join(c.label.lower() for c in self.components if c.bytes)
+
     def to_dict(self) -> dict[str, Any]:
         """The estimate as JSON-ready data, scenario included."""
         return {
             "schema_version": SCHEMA_VERSION,
             "scenario": self.scenario.to_dict(),
             "total_bytes": self.total_bytes,
-            "total_formula": self.total_formula,
+            "tensor_peak_bytes": self.tensor_peak_bytes,
+            "peak_phase": self.peak_phase.name,
+            "per_gpu": self.scenario.num_gpus > 1,
             "components": [c.to_dict() for c in self.components],
+            "phases": [
+                {"name": p.name, "label": p.label, "bytes": p.bytes, "by_component": p.by_key()}
+                for p in self.phases
+            ],
             "notes": list(self.notes),
         }
 
 
-def _bytes_text(size: Fraction) -> str:
-    return f"{size.numerator} B" if size.denominator == 1 else f"{float(size):g} B"
+# --- overheads outside the tensors ---------------------------------------------------------
+
+HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
 
 
-def _product(
-    key: str,
-    label: str,
-    factors: Sequence[tuple[str, int]],
-    bytes_each: Fraction,
-    note: str,
-    source: str,
-) -> Component:
-    """A component equal to the product of named factors times a byte size."""
-    count = math.prod(value for _, value in factors)
-    return Component(
-        key=key,
-        label=label,
-        bytes=math.ceil(count * bytes_each),
-        formula=" × ".join([*(symbol for symbol, _ in factors), _bytes_text(bytes_each)]),
-        substituted=" × ".join([*(f"{value:,}" for _, value in factors), _bytes_text(bytes_each)]),
-        note=note,
-        source=source,
+def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -> list[Term]:
+    """The allocator reserve, the cuBLAS workspaces and the CUDA context."""
+    percent = Fraction(scenario.allocator_overhead_percent)
+    reserve = Term(
+        "allocator_reserve",
+        "cached blocks and rounding",
+        int(tensor_peak * percent / 100),
+        f"{percent}% of the tensor peak",
+        f"{percent}% × {tensor_peak:,} B",
+        ALLOCATOR_SOURCE,
     )
-
-
-def _none(key: str, label: str, why: str) -> Component:
-    return Component(key, label, 0, "0", "0", why, "")
-
-
-def _weights(s: Scenario) -> Component:
-    p = [("P", s.model.params)]
-    if s.mode is Mode.INFERENCE:
-        bits = s.precision.weight_bits
-        note = f"{s.precision.value} weights take {bits} bits each"
-        if s.precision in (Precision.INT8, Precision.INT4):
-            note += (
-                "; quantization scales and the layers real formats keep in 16-bit "
-                "(embeddings, norms) are not counted in the simple model"
-            )
-        return _product("weights", "Model weights", p, Fraction(bits, 8), note, HF_ANATOMY)
-    if s.precision is Precision.FP32:
-        return _product("weights", "Model weights", p, Fraction(4), "fp32 weights", HF_ANATOMY)
-    return _product(
-        "weights",
-        "Model weights",
-        p,
-        Fraction(6),
-        "fp32 weights that the optimizer updates (4 B) plus the 16-bit copy that "
-        "autocast makes for each forward pass (2 B)",
-        HF_ANATOMY,
+    hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
+    each = 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
+    handles = 2 if scenario.mode is Mode.TRAINING else 1
+    workspace = product(
+        "cublas_workspace",
+        "cuBLAS workspace per handle",
+        [("handles", handles)],
+        each,
+        CUBLAS_SOURCE,
     )
-
-
-def _gradients(s: Scenario) -> Component:
-    if s.mode is Mode.INFERENCE:
-        return _none("gradients", "Gradients", "inference runs no backward pass")
-    return _product(
-        "gradients",
-        "Gradients",
-        [("P", s.model.params)],
-        Fraction(4),
-        "one gradient per weight, in the weights' fp32 (autocast keeps the weights fp32)",
-        HF_ANATOMY,
+    context = product(
+        "cuda_context",
+        "CUDA context and loaded kernels",
+        [("MiB", scenario.cuda_context_mib)],
+        2**20,
+        CONTEXT_SOURCE,
     )
+    return [t for t in (reserve, workspace, context) if t.bytes]
 
 
-def _optimizer_state(s: Scenario) -> Component:
-    if s.mode is Mode.INFERENCE:
-        return _none("optimizer_state", "Optimizer state", "inference has no optimizer")
-    if s.optimizer is Optimizer.SGD:
-        return _none("optimizer_state", "Optimizer state", "plain SGD keeps no state")
-    p = [("P", s.model.params)]
-    if s.optimizer is Optimizer.SGD_MOMENTUM:
-        return _product(
-            "optimizer_state",
-            "Optimizer state",
-            p,
-            Fraction(4),
-            "one fp32 momentum buffer per parameter",
-            HF_ANATOMY,
-        )
-    return _product(
-        "optimizer_state",
-        "Optimizer state",
-        p,
-        Fraction(8),
-        "two fp32 moments (m and v) per parameter",
-        HF_ANATOMY,
-    )
-
-
-def _activations(s: Scenario) -> Component:
-    m = s.model
-    if s.mode is Mode.INFERENCE:
-        # Quantized weights are dequantized to 16-bit for the matmuls, so activations
-        # are 16-bit for int8/int4 as for fp16/bf16.
-        width = 4 if s.precision is Precision.FP32 else 2
-        return _product(
-            "activations",
-            "Activations",
-            [("s", s.seq_len), ("b", s.batch_size), ("h", m.hidden_size)],
-            Fraction(9 * width),
-            f"one layer's working set at a time: its input, MLP up-projection and "
-            f"activation, 9 values per token and hidden unit at {width} B",
-            INFERENCE_WORKING_SET,
-        )
-    if s.precision is Precision.FP32:
-        per_value, note = (
-            66,
-            (
-                "per layer and token: 34 bytes per hidden unit at 16-bit, of which 2 are "
-                "1-byte dropout masks; fp32 doubles the other 32, giving 66"
-            ),
-        )
-    else:
-        per_value, note = (
-            34,
-            (
-                "per layer and token: 34 bytes per hidden unit saved for backward at 16-bit "
-                "(inputs of the projections, GeLU and LayerNorms, dropout masks)"
-            ),
-        )
-    return _product(
-        "activations",
-        "Activations",
-        [("L", m.num_layers), ("s", s.seq_len), ("b", s.batch_size), ("h", m.hidden_size)],
-        Fraction(per_value),
-        note,
-        KORTHIKANTI,
-    )
-
-
-def _notes(s: Scenario) -> tuple[str, ...]:
-    notes = []
-    shown = {
-        "hidden_size": f"hidden dimension {s.model.hidden_size:,}",
-        "num_layers": f"{s.model.num_layers:,} layers",
-    }
-    if s.model.derived:
-        notes.append(
-            "Assumed "
-            + " and ".join(shown[key] for key in s.model.derived)
-            + " from the parameter count (a layer holds about 12·h² parameters; "
-            "h ≈ 128·L); give the real values for exact activations."
-        )
-    if s.mode is Mode.TRAINING:
-        notes.append(
-            "The total adds all four parts. PyTorch frees activations during the backward "
-            "pass as gradients appear, so the measured peak is usually a little lower."
-        )
-    notes.append(
-        "Not included: the CUDA context and the allocator's cached memory, which "
-        "nvidia-smi adds (typically 0.3 to 1.5 GB)."
-    )
-    return tuple(notes)
-
-
-def estimate(scenario: Scenario) -> Estimate:
+def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
     """Estimate the memory ``scenario`` needs on one GPU.
 
-    BERT-base training in fp32 with Adam, batch 32, sequence 128 (the weights, gradients
-    and optimizer state are 4 + 4 + 8 bytes per parameter):
+    BERT-base training in fp32 with Adam, batch 32, sequence 128: weights, gradients and
+    optimizer state are 4 + 4 + 8 bytes per parameter.
 
     >>> from nnmem.scenario import GenericModel
     >>> e = estimate(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
-    >>> [(c.key, c.bytes) for c in e.components]  # doctest: +NORMALIZE_WHITESPACE
-    [('weights', 440000000), ('gradients', 440000000), ('optimizer_state', 880000000),
-     ('activations', 2491416576)]
-    >>> e.component("activations").substituted
-    '12 × 128 × 32 × 768 × 66 B'
+    >>> {k: e.component_sizes()[k] for k in ("weights", "gradients", "optimizer_state")}
+    {'weights': 440000000, 'gradients': 440000000, 'optimizer_state': 880000000}
     """
-    components = (
-        _weights(scenario),
-        _gradients(scenario),
-        _optimizer_state(scenario),
-        _activations(scenario),
+    from nnmem import engines  # the per-model builders
+
+    build = engines.builder(scenario)
+    phases, notes, sizes, saved = build(scenario)
+    if not phases:
+        raise NnmemError.single("model", "This model gives no memory to estimate.")
+    peak = max(p.bytes for p in phases)
+    return Estimate(
+        scenario=scenario,
+        phases=tuple(phases),
+        overheads=tuple(overheads(scenario, peak, gpu_id)),
+        notes=tuple(notes),
+        sizes=sizes,
+        saved_activation_bytes=saved,
     )
-    return Estimate(scenario=scenario, components=components, notes=_notes(scenario))
+
+
+def phases_of(*phases: tuple[str, Iterable[Term]]) -> list[Phase]:
+    """Phases from (name, terms) pairs, dropping empty terms."""
+    return [Phase(name, tuple(t for t in terms if t.bytes)) for name, terms in phases]
+
+
+def total(terms: Sequence[Term]) -> int:
+    """The bytes of several terms together."""
+    return sum(t.bytes for t in terms)
+
+
+__all__ = ["Component", "Estimate", "Phase", "Term", "estimate", "fixed", "phases_of", "total"]

@@ -1,38 +1,44 @@
 """What a user describes: the scenario, its options, and how it is read from JSON.
 
-The JSON scenario schema is flat and string-friendly, so the same keys serve a JSON
-file, the command line, the browser form and (later) the URL query string:
+The scenario schema is flat and string-friendly, so the same keys serve a JSON file, the
+command line, the browser form and the URL query string. Every key but the model's is
+optional; ``SCHEMA`` lists them with their defaults, and ``docs`` in the README shows
+them as a table. Numbers may be JSON numbers or numeric strings (a form sends strings).
+Every bad value is reported at once, each against its key, by one
+:class:`~nnmem.errors.NnmemError`.
 
-======================  ==========================================================
-key                     meaning
-======================  ==========================================================
-``model``               ``"generic"``: a parameter count plus width and depth
-``params_millions``     parameters, in millions (``110`` for BERT-base)
-``hidden_size``         model width *h*; omitted or ``null``: derived from the size
-``num_layers``          transformer layers *L*; omitted or ``null``: derived
-``mode``                ``"training"`` or ``"inference"``
-``precision``           ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"``, ``"int4"``
-``optimizer``           ``"sgd"``, ``"sgd_momentum"``, ``"adamw"`` (training only)
-``batch_size``          sequences per step *b*
-``seq_len``             tokens per sequence *s*
-======================  ==========================================================
+The model is described in one of four ways (``model``):
 
-Numbers may be JSON numbers or numeric strings (a form sends strings). Every bad value
-is reported at once, each against its key, by one :class:`~nnmem.errors.NnmemError`.
+- ``generic``: ``params_millions`` with ``hidden_size`` and ``num_layers``;
+- ``transformer``: ``config``, a Hugging Face ``config.json`` (object or JSON text);
+- ``preset``: ``preset``, the id of a catalog model (``nnmem/data/models.json``);
+- ``cnn``: ``cnn``, a built-in network name or a layer list (see :mod:`nnmem.cnn`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
+from nnmem import catalog
+from nnmem.architecture import Family, Transformer, from_config
 from nnmem.errors import NnmemError, Problem
+from nnmem.fields import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
+from nnmem.formats import Format
+
+
+class ModelKind(StrEnum):
+    """How the model is described."""
+
+    GENERIC = "generic"
+    TRANSFORMER = "transformer"
+    PRESET = "preset"
+    CNN = "cnn"
 
 
 class Mode(StrEnum):
@@ -43,59 +49,215 @@ class Mode(StrEnum):
 
 
 class Precision(StrEnum):
-    """Number format of the weights (and, for training, of the compute)."""
+    """How the weights are stored, and for training how the compute runs.
+
+    ``fp32``, ``fp16`` and ``bf16`` keep everything in that type (pure 16-bit training
+    keeps 16-bit gradients and optimizer states too). ``amp_fp16`` and ``amp_bf16`` are
+    mixed precision as PyTorch's autocast does it: fp32 weights, gradients and optimizer
+    states, with matmuls and their saved inputs in 16-bit. The others are inference
+    formats (see :mod:`nnmem.formats`); nf4, nf4_dq and int8 also hold the frozen base of
+    a LoRA fine-tune (QLoRA).
+    """
 
     FP32 = "fp32"
-    FP16 = "fp16"
+    AMP_BF16 = "amp_bf16"
+    AMP_FP16 = "amp_fp16"
     BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
     INT8 = "int8"
     INT4 = "int4"
+    GPTQ = "gptq"
+    AWQ = "awq"
+    NF4 = "nf4"
+    NF4_DQ = "nf4_dq"
+    Q8_0 = "q8_0"
+    Q6_K = "q6_k"
+    Q5_K_M = "q5_k_m"
+    Q4_K_M = "q4_k_m"
+    Q4_0 = "q4_0"
 
     @property
-    def weight_bits(self) -> int:
-        """Bits each stored weight takes at inference."""
-        return _WEIGHT_BITS[self]
+    def is_amp(self) -> bool:
+        """Mixed precision: fp32 weights with 16-bit compute."""
+        return self in (Precision.AMP_BF16, Precision.AMP_FP16)
 
     @property
-    def trains(self) -> bool:
-        """Whether a model can be trained in this format."""
-        return self in (Precision.FP32, Precision.FP16, Precision.BF16)
+    def weight_format(self) -> Format:
+        """How the weights are stored."""
+        return Format.FP32 if self.is_amp else Format(self.value)
 
+    @property
+    def compute_bytes(self) -> int:
+        """Bytes per activation value: 4 for fp32, else 2 (quantized weights are
+        dequantized to 16-bit for the matmuls)."""
+        return 4 if self is Precision.FP32 else 2
 
-_WEIGHT_BITS = {
-    Precision.FP32: 32,
-    Precision.FP16: 16,
-    Precision.BF16: 16,
-    Precision.INT8: 8,
-    Precision.INT4: 4,
-}
+    @property
+    def trains_fully(self) -> bool:
+        """Whether every weight can be trained in this format."""
+        return self in (
+            Precision.FP32,
+            Precision.AMP_BF16,
+            Precision.AMP_FP16,
+            Precision.BF16,
+            Precision.FP16,
+        )
+
+    @property
+    def lora_base(self) -> bool:
+        """Whether a frozen LoRA base can be held in this format (QLoRA and 8-bit LoRA)."""
+        return self.trains_fully or self in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
 
 
 class Optimizer(StrEnum):
-    """The training optimizer; only its state size matters here."""
+    """The training optimizer."""
 
     SGD = "sgd"
     SGD_MOMENTUM = "sgd_momentum"
     ADAMW = "adamw"
+    ADAMW_8BIT = "adamw_8bit"
+    ADAFACTOR = "adafactor"
+    LION = "lion"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Optimizer | None:
-        # Adam and AdamW keep the same two moments per parameter.
-        return cls.ADAMW if value == "adam" else None
+
+class OptimizerImpl(StrEnum):
+    """How PyTorch runs the step: one multi-tensor kernel (the CUDA default) or a loop."""
+
+    FOREACH = "foreach"
+    FOR_LOOP = "for_loop"
+
+
+class Checkpointing(StrEnum):
+    """Gradient (activation) checkpointing."""
+
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+
+class Attention(StrEnum):
+    """Attention kernel: memory-efficient/flash (no s×s scores kept) or eager."""
+
+    SDPA = "sdpa"
+    EAGER = "eager"
+
+
+class Finetune(StrEnum):
+    """Train every weight, or only low-rank adapters on a frozen base."""
+
+    FULL = "full"
+    LORA = "lora"
+
+
+class LoraTargets(StrEnum):
+    """Which linear layers get adapters."""
+
+    QV = "qv"
+    ATTENTION = "attention"
+    ALL_LINEAR = "all_linear"
+
+
+class Sharding(StrEnum):
+    """Data-parallel sharding of model states (ZeRO stages; FSDP full shard = ZeRO-3)."""
+
+    NONE = "none"
+    ZERO1 = "zero1"
+    ZERO2 = "zero2"
+    ZERO3 = "zero3"
+
+
+class Device(StrEnum):
+    """Where the step runs: a CUDA GPU, or the CPU (host memory)."""
+
+    CUDA = "cuda"
+    CPU = "cpu"
+
+
+class KvDtype(StrEnum):
+    """Storage of the KV cache; ``auto`` follows the compute type."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+
+    def bytes_for(self, precision: Precision) -> int:
+        """Bytes per cached value under ``precision``."""
+        if self is KvDtype.AUTO:
+            return precision.compute_bytes
+        return {KvDtype.FP32: 4, KvDtype.FP16: 2, KvDtype.BF16: 2, KvDtype.FP8: 1}[self]
+
+
+class Logits(StrEnum):
+    """At inference: logits for the last position only (as ``generate`` asks) or all."""
+
+    LAST = "last"
+    ALL = "all"
 
 
 LABELS: dict[StrEnum, str] = {
+    ModelKind.GENERIC: "Parameter count",
+    ModelKind.TRANSFORMER: "Transformer architecture",
+    ModelKind.PRESET: "Catalog model",
+    ModelKind.CNN: "Convolutional network",
     Mode.TRAINING: "Training",
     Mode.INFERENCE: "Inference",
     Precision.FP32: "FP32",
-    Precision.FP16: "FP16",
+    Precision.AMP_BF16: "BF16 mixed precision (AMP)",
+    Precision.AMP_FP16: "FP16 mixed precision (AMP)",
     Precision.BF16: "BF16",
-    Precision.INT8: "INT8",
-    Precision.INT4: "INT4",
+    Precision.FP16: "FP16",
+    Precision.FP8: "FP8",
+    Precision.INT8: "INT8 (bitsandbytes)",
+    Precision.INT4: "INT4 (plain)",
+    Precision.GPTQ: "GPTQ 4-bit",
+    Precision.AWQ: "AWQ 4-bit",
+    Precision.NF4: "NF4 (bitsandbytes 4-bit)",
+    Precision.NF4_DQ: "NF4 + double quantization",
+    Precision.Q8_0: "GGUF Q8_0",
+    Precision.Q6_K: "GGUF Q6_K",
+    Precision.Q5_K_M: "GGUF Q5_K_M",
+    Precision.Q4_K_M: "GGUF Q4_K_M",
+    Precision.Q4_0: "GGUF Q4_0",
     Optimizer.SGD: "SGD",
     Optimizer.SGD_MOMENTUM: "SGD with momentum",
     Optimizer.ADAMW: "Adam / AdamW",
+    Optimizer.ADAMW_8BIT: "8-bit AdamW (bitsandbytes)",
+    Optimizer.ADAFACTOR: "Adafactor",
+    Optimizer.LION: "Lion",
+    OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
+    OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
+    Checkpointing.NONE: "None",
+    Checkpointing.SELECTIVE: "Selective (attention recomputed)",
+    Checkpointing.FULL: "Full (every layer recomputed)",
+    Attention.SDPA: "Memory-efficient / flash (SDPA)",
+    Attention.EAGER: "Eager (scores materialized)",
+    Finetune.FULL: "Full fine-tuning",
+    Finetune.LORA: "LoRA adapters",
+    LoraTargets.QV: "q and v projections",
+    LoraTargets.ATTENTION: "q, k, v and o projections",
+    LoraTargets.ALL_LINEAR: "all linear layers",
+    Sharding.NONE: "None (each GPU holds everything)",
+    Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
+    Sharding.ZERO2: "ZeRO-2 (+ gradients sharded)",
+    Sharding.ZERO3: "ZeRO-3 / FSDP (+ weights sharded)",
+    KvDtype.AUTO: "Same as compute",
+    KvDtype.FP32: "FP32",
+    KvDtype.FP16: "FP16",
+    KvDtype.BF16: "BF16",
+    KvDtype.FP8: "FP8",
+    Logits.LAST: "Last position (generate)",
+    Device.CUDA: "CUDA GPU",
+    Device.CPU: "CPU (host memory)",
+    Logits.ALL: "Every position",
 }
+
+
+# --- the models ----------------------------------------------------------------------------
+
+MILLION = Decimal(10**6)
 
 
 @dataclass(frozen=True)
@@ -114,10 +276,10 @@ class GenericModel:
     derived: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _raise_if(
-            _check_range(PARAMS, Decimal(self.params) / MILLION),
-            _check_range(HIDDEN_SIZE, self.hidden_size),
-            _check_range(NUM_LAYERS, self.num_layers),
+        raise_if(
+            _problem(PARAMS.check(Decimal(self.params) / MILLION)),
+            _problem(HIDDEN_SIZE.check(self.hidden_size)),
+            _problem(NUM_LAYERS.check(self.num_layers)),
         )
 
     @classmethod
@@ -153,6 +315,12 @@ class GenericModel:
         return cls(params, hidden_size, num_layers, tuple(derived))
 
 
+Model = GenericModel | Transformer | Any  # Any: nnmem.cnn.CnnModel (imported lazily)
+
+
+# --- the scenario --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Scenario:
     """Everything the estimate depends on.
@@ -162,85 +330,116 @@ class Scenario:
     (<Mode.TRAINING: 'training'>, <Precision.FP32: 'fp32'>, <Optimizer.ADAMW: 'adamw'>)
     """
 
-    model: GenericModel
+    model: Model
     mode: Mode = Mode.TRAINING
     precision: Precision = Precision.FP32
     optimizer: Optimizer = Optimizer.ADAMW
     batch_size: int = 1
     seq_len: int = 512
+    # training
+    optimizer_impl: OptimizerImpl = OptimizerImpl.FOREACH
+    checkpointing: Checkpointing = Checkpointing.NONE
+    attention: Attention = Attention.SDPA
+    grad_accum_steps: int = 1
+    finetune: Finetune = Finetune.FULL
+    lora_rank: int = 16
+    lora_targets: LoraTargets = LoraTargets.QV
+    lora_dropout: Decimal = Decimal(0)
+    group_size: int = 128
+    decoder_seq_len: int | None = None  # T5 target length; None: same as seq_len
+    image_size: int | None = None  # ViT and CNN input side; None: the model's own
+    # parallelism
+    num_gpus: int = 1
+    sharding: Sharding = Sharding.NONE
+    tensor_parallel: int = 1
+    offload_optimizer: bool = False
+    # inference
+    new_tokens: int = 0
+    kv_cache_dtype: KvDtype = KvDtype.AUTO
+    logits: Logits = Logits.LAST
+    # where it runs, and the overheads outside the tensors
+    device: Device = Device.CUDA
+    cuda_context_mib: int = 500
+    allocator_overhead_percent: Decimal = Decimal(5)
+    # how the model was named, so to_dict can give it back the same way
+    source: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        _raise_if(
-            _check_range(BATCH_SIZE, self.batch_size),
-            _check_range(SEQ_LEN, self.seq_len),
-            _check_mode_precision(self.mode, self.precision),
-        )
+        raise_if(*_cross_checks(self))
+
+    @property
+    def kind(self) -> ModelKind:
+        """How the model was described."""
+        return ModelKind(self.source.get("model", _kind_of(self.model)))
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
-        return inactive_fields(self.mode)
+        return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, compact: bool = False) -> dict[str, Any]:
         """The scenario in the JSON schema; :func:`parse` reads it back unchanged.
 
+        ``compact`` leaves out keys at their default and keys that do not apply.
+
         >>> llama = Scenario(GenericModel(7_000_000_000, 4096, 32), Mode.INFERENCE)
-        >>> llama.to_dict()["params_millions"]
-        7000
+        >>> llama.to_dict(compact=True)  # doctest: +NORMALIZE_WHITESPACE
+        {'model': 'generic', 'params_millions': 7000, 'hidden_size': 4096,
+         'num_layers': 32, 'mode': 'inference'}
         """
-        millions = Decimal(self.model.params) / MILLION
-        derived = self.model.derived
+        data: dict[str, Any] = {"model": self.kind.value, **_model_fields(self)}
+        for key in SETTINGS:
+            data[key] = _plain(getattr(self, key))
+        if compact:
+            skip = set(self.inactive_fields())
+            data = {
+                k: v
+                for k, v in data.items()
+                if k in MODEL_KEYS or (k not in skip and v != _plain(SETTINGS.get(k)))
+            }
+        return data
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _kind_of(model: object) -> str:
+    if isinstance(model, GenericModel):
+        return ModelKind.GENERIC.value
+    if isinstance(model, Transformer):
+        return ModelKind.TRANSFORMER.value
+    return ModelKind.CNN.value
+
+
+def _model_fields(s: Scenario) -> dict[str, Any]:
+    m = s.model
+    if isinstance(m, GenericModel):
+        millions = Decimal(m.params) / MILLION
         return {
-            "model": "generic",
             "params_millions": int(millions) if millions == int(millions) else float(millions),
-            "hidden_size": None if "hidden_size" in derived else self.model.hidden_size,
-            "num_layers": None if "num_layers" in derived else self.model.num_layers,
-            "mode": self.mode.value,
-            "precision": self.precision.value,
-            "optimizer": self.optimizer.value,
-            "batch_size": self.batch_size,
-            "seq_len": self.seq_len,
+            "hidden_size": None if "hidden_size" in m.derived else m.hidden_size,
+            "num_layers": None if "num_layers" in m.derived else m.num_layers,
         }
+    key = {ModelKind.TRANSFORMER: "config", ModelKind.PRESET: "preset", ModelKind.CNN: "cnn"}[
+        s.kind
+    ]
+    if key in s.source:
+        return {key: s.source[key]}
+    if isinstance(m, Transformer):
+        return {"config": dict(m.config)}
+    spec: dict[str, Any] = m.to_dict()
+    return {"cnn": spec}
 
 
-def inactive_fields(mode: Mode) -> tuple[str, ...]:
-    """Schema keys that do not apply in ``mode``."""
-    return ("optimizer",) if mode is Mode.INFERENCE else ()
+# --- field specs: one table serves parsing, checking and the form -----------------------
 
 
-# --- field specifications: one table serves parsing and checking -------------------------
-
-MILLION = Decimal(10**6)
-
-
-@dataclass(frozen=True)
-class NumberSpec:
-    """A numeric schema key with its label and allowed range."""
-
-    key: str
-    label: str
-    low: Decimal
-    high: Decimal
-    whole: bool
-    allowed: str
-
-
-@dataclass(frozen=True)
-class ChoiceSpec:
-    """A schema key that takes one of an enum's values."""
-
-    key: str
-    label: str
-    enum: type[StrEnum]
-    allowed: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "allowed", "one of " + ", ".join(m.value for m in self.enum))
-
-
-def _whole(key: str, label: str, high: int) -> NumberSpec:
-    return NumberSpec(
-        key, label, Decimal(1), Decimal(high), True, f"a whole number from 1 to {high:,}"
-    )
+def _problem(result: object) -> Problem | None:
+    return result if isinstance(result, Problem) else None
 
 
 PARAMS = NumberSpec(
@@ -251,17 +450,114 @@ PARAMS = NumberSpec(
     False,
     "a number of millions of parameters above 0 and at most 10,000,000",
 )
-HIDDEN_SIZE = _whole("hidden_size", "Hidden dimension", 1_000_000)
-NUM_LAYERS = _whole("num_layers", "Number of layers", 100_000)
-BATCH_SIZE = _whole("batch_size", "Batch size", 1_000_000)
-SEQ_LEN = _whole("seq_len", "Sequence length", 10_000_000)
+HIDDEN_SIZE = whole("hidden_size", "Hidden dimension", 1_000_000)
+NUM_LAYERS = whole("num_layers", "Number of layers", 100_000)
+BATCH_SIZE = whole("batch_size", "Batch size", 1_000_000)
+SEQ_LEN = whole("seq_len", "Sequence length", 10_000_000)
+DECODER_SEQ_LEN = whole("decoder_seq_len", "Decoder length", 10_000_000)
+IMAGE_SIZE = whole("image_size", "Image size", 8_192)
+NEW_TOKENS = whole("new_tokens", "Generated tokens", 10_000_000, low=0)
+GRAD_ACCUM = whole("grad_accum_steps", "Gradient accumulation steps", 10_000)
+LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
+GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
+LORA_DROPOUT = NumberSpec(
+    "lora_dropout",
+    "LoRA dropout",
+    Decimal(0),
+    Decimal("0.99"),
+    False,
+    "a probability from 0 to 0.99",
+)
+NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
+TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
+CUDA_CONTEXT = whole("cuda_context_mib", "CUDA context", 65_536, low=0)
+ALLOCATOR = NumberSpec(
+    "allocator_overhead_percent",
+    "Allocator overhead",
+    Decimal(0),
+    Decimal(100),
+    False,
+    "a percentage from 0 to 100",
+)
 MODE = ChoiceSpec("mode", "Mode", Mode)
-PRECISION = ChoiceSpec("precision", "Precision", Precision)
-OPTIMIZER = ChoiceSpec("optimizer", "Optimizer", Optimizer)
+PRECISION = ChoiceSpec(
+    "precision",
+    "Precision",
+    Precision,
+    aliases=(("fp16_mixed", "amp_fp16"), ("bf16_mixed", "amp_bf16"), ("int4_nf4", "nf4")),
+)
+OPTIMIZER = ChoiceSpec(
+    "optimizer", "Optimizer", Optimizer, aliases=(("adam", "adamw"), ("adam_8bit", "adamw_8bit"))
+)
+OPTIMIZER_IMPL = ChoiceSpec(
+    "optimizer_impl", "Optimizer implementation", OptimizerImpl, aliases=(("for-loop", "for_loop"),)
+)
+CHECKPOINTING = ChoiceSpec(
+    "checkpointing",
+    "Gradient checkpointing",
+    Checkpointing,
+    aliases=(("true", "full"), ("on", "full"), ("false", "none"), ("off", "none")),
+)
+ATTENTION = ChoiceSpec(
+    "attention",
+    "Attention kernel",
+    Attention,
+    aliases=(("flash", "sdpa"), ("flash_attention_2", "sdpa"), ("memory_efficient", "sdpa")),
+)
+FINETUNE = ChoiceSpec("finetune", "Fine-tuning", Finetune, aliases=(("qlora", "lora"),))
+LORA_TARGETS = ChoiceSpec("lora_targets", "LoRA targets", LoraTargets)
+SHARDING = ChoiceSpec(
+    "sharding",
+    "Sharding",
+    Sharding,
+    aliases=(
+        ("fsdp", "zero3"),
+        ("full_shard", "zero3"),
+        ("shard_grad_op", "zero2"),
+        ("zero0", "none"),
+        ("ddp", "none"),
+    ),
+)
+OFFLOAD = FlagSpec("offload_optimizer", "Optimizer offload")
+KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
+LOGITS = ChoiceSpec("logits", "Logits", Logits)
+KIND = ChoiceSpec("model", "Model", ModelKind)
+DEVICE = ChoiceSpec("device", "Device", Device, aliases=(("gpu", "cuda"),))
 
-SPECS: dict[str, NumberSpec | ChoiceSpec] = {
+MODEL_KEYS = ("params_millions", "hidden_size", "num_layers", "config", "preset", "cnn")
+# Every setting with its default, in schema order; the model keys come first.
+SETTINGS: dict[str, Any] = {
+    "mode": Mode.TRAINING,
+    "precision": Precision.FP32,
+    "optimizer": Optimizer.ADAMW,
+    "batch_size": 1,
+    "seq_len": 512,
+    "optimizer_impl": OptimizerImpl.FOREACH,
+    "checkpointing": Checkpointing.NONE,
+    "attention": Attention.SDPA,
+    "grad_accum_steps": 1,
+    "finetune": Finetune.FULL,
+    "lora_rank": 16,
+    "lora_targets": LoraTargets.QV,
+    "lora_dropout": Decimal(0),
+    "group_size": 128,
+    "decoder_seq_len": None,
+    "image_size": None,
+    "num_gpus": 1,
+    "sharding": Sharding.NONE,
+    "tensor_parallel": 1,
+    "offload_optimizer": False,
+    "new_tokens": 0,
+    "kv_cache_dtype": KvDtype.AUTO,
+    "logits": Logits.LAST,
+    "device": Device.CUDA,
+    "cuda_context_mib": 500,
+    "allocator_overhead_percent": Decimal(5),
+}
+SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
     spec.key: spec
     for spec in (
+        KIND,
         PARAMS,
         HIDDEN_SIZE,
         NUM_LAYERS,
@@ -270,107 +566,145 @@ SPECS: dict[str, NumberSpec | ChoiceSpec] = {
         OPTIMIZER,
         BATCH_SIZE,
         SEQ_LEN,
+        OPTIMIZER_IMPL,
+        CHECKPOINTING,
+        ATTENTION,
+        GRAD_ACCUM,
+        FINETUNE,
+        LORA_RANK,
+        LORA_TARGETS,
+        LORA_DROPOUT,
+        GROUP_SIZE,
+        DECODER_SEQ_LEN,
+        IMAGE_SIZE,
+        NUM_GPUS,
+        SHARDING,
+        TENSOR_PARALLEL,
+        OFFLOAD,
+        NEW_TOKENS,
+        KV_DTYPE,
+        LOGITS,
+        DEVICE,
+        CUDA_CONTEXT,
+        ALLOCATOR,
     )
 }
-
-# Keys that may be left out of a scenario, with the value used instead.
-DEFAULTS: dict[str, object] = {
-    "model": "generic",
-    "hidden_size": None,
-    "num_layers": None,
-    "mode": Mode.TRAINING.value,
-    "precision": Precision.FP32.value,
-    "optimizer": Optimizer.ADAMW.value,
-    "batch_size": 1,
-    "seq_len": 512,
-}
-
-_GROUPED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
-_MAX_ECHO = 24
+KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS)
+OPTIONAL_NUMBERS = {"hidden_size", "num_layers", "decoder_seq_len", "image_size"}
 
 
-def _shown(raw: object) -> str:
-    """The bad value as a message echoes it: numbers bare, text quoted, both cut short."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        text, quoted = repr(raw), False
-    elif isinstance(raw, str):
-        text = raw.strip()
-        try:
-            quoted = not Decimal(text).is_finite()
-        except InvalidOperation:
-            quoted = True
-    else:  # JSON true, null, lists and objects, as JSON writes them
-        text, quoted = json.dumps(raw, default=str), False
-    if len(text) > _MAX_ECHO:
-        text = text[: _MAX_ECHO - 1] + "…"
-    return f'"{text}"' if quoted else text
+def inactive_fields(
+    kind: ModelKind, mode: Mode, model: object, finetune: Finetune, precision: Precision
+) -> tuple[str, ...]:
+    """Schema keys that do not apply to a scenario of this shape."""
+    off = set(MODEL_KEYS)
+    off -= {
+        ModelKind.GENERIC: {"params_millions", "hidden_size", "num_layers"},
+        ModelKind.TRANSFORMER: {"config"},
+        ModelKind.PRESET: {"preset"},
+        ModelKind.CNN: {"cnn"},
+    }[kind]
+    training = {
+        "optimizer",
+        "optimizer_impl",
+        "checkpointing",
+        "grad_accum_steps",
+        "finetune",
+        "lora_rank",
+        "lora_targets",
+        "sharding",
+        "offload_optimizer",
+    }
+    inference = {"new_tokens", "kv_cache_dtype", "logits"}
+    off |= inference if mode is Mode.TRAINING else training
+    if mode is Mode.TRAINING and finetune is Finetune.FULL:
+        off |= {"lora_rank", "lora_targets", "lora_dropout"}
+    if precision not in (Precision.GPTQ, Precision.AWQ):
+        off.add("group_size")
+    family = model.family if isinstance(model, Transformer) else None
+    if family is not Family.ENCODER_DECODER:
+        off.add("decoder_seq_len")
+    if kind is not ModelKind.CNN and family is not Family.VIT:
+        off.add("image_size")
+    if kind is ModelKind.CNN or family is Family.VIT:
+        off |= {"seq_len", "attention", "new_tokens", "kv_cache_dtype", "logits"}
+    if mode is Mode.INFERENCE and family not in (Family.DECODER, Family.MOE):
+        off |= {"new_tokens", "kv_cache_dtype"}
+    if kind is ModelKind.GENERIC:
+        off |= {
+            "attention",
+            "finetune",
+            "lora_rank",
+            "lora_targets",
+            "lora_dropout",
+            "tensor_parallel",
+        }
+    return tuple(k for k in KNOWN_KEYS if k in off)
 
 
-def _bad(spec: NumberSpec | ChoiceSpec, raw: object) -> Problem:
-    return Problem(spec.key, f"{spec.label} must be {spec.allowed} (got {_shown(raw)}).")
-
-
-def _read_number(spec: NumberSpec, raw: object) -> Decimal | Problem:
-    """Turn a JSON number or a numeric string into a Decimal, or say what is wrong."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return Problem(spec.key, f"{spec.label} is required: enter {spec.allowed}.")
-    if isinstance(raw, bool):
-        return _bad(spec, raw)
-    if isinstance(raw, int):
-        return Decimal(raw)
-    if isinstance(raw, float):
-        # repr gives the shortest decimal that round-trips, so 124.439808 stays exact.
-        return Decimal(repr(raw)) if math.isfinite(raw) else _bad(spec, raw)
-    if not isinstance(raw, str) or len(raw) > 64:
-        return _bad(spec, raw)
-    text = raw.strip()
-    if _GROUPED_THOUSANDS.fullmatch(text):
-        text = text.replace(",", "")
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        return _bad(spec, raw)
-    return number if number.is_finite() else _bad(spec, raw)
-
-
-def _check_range(spec: NumberSpec, value: Decimal | int, raw: object = None) -> Problem | None:
-    """Say what is wrong when ``value`` is out of range; echo ``raw``, what the user typed."""
-    number = Decimal(value)
-    if (spec.whole and number != number.to_integral_value()) or not (
-        spec.low <= number <= spec.high
-    ):
-        return _bad(spec, value if raw is None else raw)
-    return None
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def _read_choice(spec: ChoiceSpec, raw: object, enum: Callable[[str], E]) -> E | Problem:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return Problem(spec.key, f"{spec.label} is required: choose {spec.allowed}.")
-    if not isinstance(raw, str):
-        return _bad(spec, raw)
-    try:
-        return enum(raw.strip().lower())
-    except ValueError:
-        return _bad(spec, raw)
-
-
-def _check_mode_precision(mode: Mode, precision: Precision) -> Problem | None:
-    if mode is Mode.TRAINING and not precision.trains:
-        return Problem(
-            PRECISION.key,
-            f"Precision {precision.value} stores weights for inference only: "
-            "for training choose fp32, fp16 or bf16, or set the mode to inference.",
+def _cross_checks(s: Scenario) -> list[Problem | None]:
+    problems: list[Problem | None] = []
+    if s.mode is Mode.TRAINING:
+        if s.finetune is Finetune.LORA:
+            if not isinstance(s.model, Transformer):
+                problems.append(
+                    Problem(
+                        "finetune",
+                        "LoRA needs the model's architecture: describe it as a "
+                        "transformer (config.json) or pick a catalog model.",
+                    )
+                )
+            elif not s.precision.lora_base:
+                problems.append(
+                    Problem(
+                        "precision",
+                        f"Precision {s.precision.value} cannot hold a LoRA base: "
+                        "choose fp32, bf16, fp16, amp_bf16, amp_fp16, nf4, nf4_dq or int8.",
+                    )
+                )
+        elif not s.precision.trains_fully:
+            problems.append(
+                Problem(
+                    "precision",
+                    f"Precision {s.precision.value} stores weights for "
+                    "inference only: for training choose fp32, amp_bf16, amp_fp16, bf16 or "
+                    "fp16, use it as a frozen base with LoRA, or set the mode to inference.",
+                )
+            )
+    elif s.precision.is_amp:
+        problems.append(
+            Problem(
+                "precision",
+                f"Precision {s.precision.value} is mixed-precision training: "
+                "for inference choose the weights' own format, such as bf16 or fp16.",
+            )
         )
-    return None
+    if s.num_gpus % s.tensor_parallel:
+        problems.append(
+            Problem(
+                "tensor_parallel",
+                f"Tensor-parallel degree {s.tensor_parallel} must divide "
+                f"the number of GPUs ({s.num_gpus}).",
+            )
+        )
+    tp = s.tensor_parallel
+    if (
+        isinstance(s.model, Transformer)
+        and tp > 1
+        and (s.model.heads % tp or s.model.kv_heads % tp)
+    ):
+        problems.append(
+            Problem(
+                "tensor_parallel",
+                f"Tensor-parallel degree {s.tensor_parallel} must "
+                f"divide the attention heads ({s.model.heads}) and key/value heads "
+                f"({s.model.kv_heads}).",
+            )
+        )
+    return problems
 
 
-def _raise_if(*problems: Problem | None) -> None:
-    found = [p for p in problems if p is not None]
-    if found:
-        raise NnmemError(found)
+# --- parsing -------------------------------------------------------------------------------
 
 
 def parse(data: Mapping[str, object]) -> Scenario:
@@ -385,63 +719,125 @@ def parse(data: Mapping[str, object]) -> Scenario:
     """
     if not isinstance(data, Mapping):
         raise NnmemError.single("scenario", "A scenario must be a JSON object of named fields.")
-    known = ", ".join(["model", *SPECS])
-    problems = [
-        Problem(str(key), f"Unknown field {_shown(key)}: the fields are {known}.")
+    known = ", ".join(KNOWN_KEYS)
+    problems: list[Problem] = [
+        Problem(str(key), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
-        if key not in SPECS and key != "model"
+        if key not in KNOWN_KEYS
     ]
-    values = {**DEFAULTS, **data}
-    if values["model"] != "generic":
-        problems.append(
-            Problem("model", f'Model must be "generic" (got {_shown(values["model"])}).')
-        )
-
-    def number(spec: NumberSpec, optional: bool = False) -> Decimal | None:
-        raw = values.get(spec.key)
-        if optional and raw is None:
-            return None
-        read = _read_number(spec, raw)
-        problem = read if isinstance(read, Problem) else _check_range(spec, read, raw)
-        if problem is not None:
-            problems.append(problem)
-            return None
-        assert isinstance(read, Decimal)
-        return read
-
-    def choice(spec: ChoiceSpec, enum: Callable[[str], E]) -> E | None:
-        read = _read_choice(spec, values.get(spec.key), enum)
+    values: dict[str, Any] = {}
+    for key, default in SETTINGS.items():
+        raw = data.get(key)
+        if raw is None or (key in OPTIONAL_NUMBERS and raw == ""):
+            values[key] = default
+            continue
+        read = SPECS[key].read(raw)
         if isinstance(read, Problem):
             problems.append(read)
-            return None
-        return read
+        else:
+            fractional = key in ("allocator_overhead_percent", "lora_dropout")
+            values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
-    millions = number(PARAMS)
-    hidden = number(HIDDEN_SIZE, optional=True)
-    layers = number(NUM_LAYERS, optional=True)
-    mode = choice(MODE, Mode)
-    precision = choice(PRECISION, Precision)
-    optimizer = choice(OPTIMIZER, Optimizer)
-    batch = number(BATCH_SIZE)
-    seq = number(SEQ_LEN)
-    if mode is not None and precision is not None:
-        _raise_if(*problems, _check_mode_precision(mode, precision))
-    _raise_if(*problems)
-    # Each value is set when no problem was found; the asserts tell the type checker.
-    assert millions is not None and batch is not None and seq is not None
-    assert mode is not None and precision is not None and optimizer is not None
+    kind = KIND.read(data.get("model", "generic"))
+    model: Model | None = None
+    source: dict[str, Any] = {}
+    if isinstance(kind, Problem):
+        problems.append(kind)
+    else:
+        source = {"model": kind.value}
+        try:
+            model, extra = _read_model(kind, data)
+            source |= extra
+        except NnmemError as error:
+            problems.extend(error.problems)
+    raise_if(*problems)
+    assert model is not None  # no problem means the model was read
+    return Scenario(model=model, source=source, **values)
 
+
+def _read_model(kind: ModelKind, data: Mapping[str, object]) -> tuple[Model, dict[str, Any]]:
+    if kind is ModelKind.GENERIC:
+        return _read_generic(data), {}
+    if kind is ModelKind.PRESET:
+        return _read_preset(data.get("preset"))
+    if kind is ModelKind.TRANSFORMER:
+        config = _read_config(data.get("config"))
+        return from_config(config), {"config": config}
+    from nnmem import cnn  # the layer-list engine, only when a CNN is described
+
+    spec = data.get("cnn")
+    if isinstance(spec, str):
+        return cnn.builtin(spec.strip().lower(), field="cnn"), {"cnn": spec.strip().lower()}
+    if not isinstance(spec, Mapping):
+        raise NnmemError.single(
+            "cnn",
+            f"Cnn must be a built-in network ({', '.join(cnn.BUILTINS)}) or a layer "
+            f"list object (got {shown(spec)}).",
+        )
+    return cnn.from_spec(spec, field="cnn"), {"cnn": dict(spec)}
+
+
+def _read_generic(data: Mapping[str, object]) -> GenericModel:
+    problems: list[Problem] = []
+    read: dict[str, int | Decimal | None] = {}
+    for spec in (PARAMS, HIDDEN_SIZE, NUM_LAYERS):
+        raw = data.get(spec.key)
+        if spec is not PARAMS and (raw is None or raw == ""):
+            read[spec.key] = None
+            continue
+        value = spec.read(raw)
+        if isinstance(value, Problem):
+            problems.append(value)
+        else:
+            read[spec.key] = value
+    raise_if(*problems)
+    millions = read["params_millions"]
+    assert isinstance(millions, Decimal)
     params = max(1, int((millions * MILLION).to_integral_value()))
-    model = GenericModel.from_params(
+    hidden, layers = read["hidden_size"], read["num_layers"]
+    return GenericModel.from_params(
         params,
         hidden_size=None if hidden is None else int(hidden),
         num_layers=None if layers is None else int(layers),
     )
-    return Scenario(
-        model=model,
-        mode=mode,
-        precision=precision,
-        optimizer=optimizer,
-        batch_size=int(batch),
-        seq_len=int(seq),
-    )
+
+
+def _read_preset(raw: object) -> tuple[Model, dict[str, Any]]:
+    entries = catalog.models()
+    key = raw.strip().lower() if isinstance(raw, str) else ""
+    entry = entries.get(key)
+    if entry is None:
+        message = (
+            "Preset is required: choose a catalog model id such as llama-3.1-8b."
+            if not key
+            else f"Preset {shown(raw)} is not in the catalog: choose a model id such as "
+            "llama-3.1-8b (the full list is in nnmem/data/models.json)."
+        )
+        raise NnmemError.single("preset", message)
+    if entry.architecture == "cnn":
+        from nnmem import cnn
+
+        return cnn.builtin(entry.spec or entry.id, field="preset"), {"preset": entry.id}
+    return from_config(entry.config, field="preset"), {"preset": entry.id}
+
+
+def _read_config(raw: object) -> dict[str, Any]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise NnmemError.single(
+                "config",
+                f"Config is not valid JSON: {error.msg} at line {error.lineno}, "
+                f"column {error.colno}.",
+            ) from None
+    if not isinstance(raw, Mapping):
+        raise NnmemError.single(
+            "config", "Config must be a config.json object with fields such as hidden_size."
+        )
+    return dict(raw)
+
+
+def with_settings(scenario: Scenario, **changes: Any) -> Scenario:
+    """A copy of ``scenario`` with some settings changed (checked like any scenario)."""
+    return replace(scenario, **changes)

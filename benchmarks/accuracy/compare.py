@@ -106,59 +106,101 @@ def measured_values(case: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-_PRECISION = {"fp32": "fp32", "amp_bf16": "bf16"}
-_OPTIMIZER = {"adamw": "adamw", "sgd_momentum": "sgd_momentum", "sgd": "sgd"}
-_WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
-_DEPTH_KEYS = ("num_hidden_layers", "n_layer")
+_MODEL_TYPE = {
+    "gpt2": "gpt2",
+    "bert": "bert",
+    "t5": "t5",
+    "vit": "vit",
+    "llama": "llama",
+    "mistral": "mistral",
+    "mixtral": "mixtral",
+}
+_CNN = {"resnet": "resnet50", "vgg": "vgg16"}
+_LORA_TARGETS = {
+    frozenset({"q_proj", "v_proj"}): "qv",
+    frozenset({"q_proj", "k_proj", "v_proj", "o_proj"}): "attention",
+    frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}): (
+        "all_linear"
+    ),
+}
 
 
 def scenario_for(case: Mapping[str, Any]) -> dict[str, Any]:
-    """The case as an nnmem scenario (JSON schema), or Unsupported with the reason."""
+    """The case as an nnmem scenario (JSON schema), or Unsupported with the reason.
+
+    The measurements ran on the CPU, so the scenarios say ``device: cpu``: dropout there
+    keeps its noise in the activations' type rather than CUDA's one-byte mask.
+    """
     d = case["description"]
-    config = d["model"]["config"]
-    if d["model"]["family"] in {"resnet", "t5"}:
-        raise Unsupported(f"the {d['model']['family']} architecture needs the architecture mode")
-    if d.get("lora"):
-        raise Unsupported("LoRA fine-tuning")
-    if d.get("gradient_checkpointing"):
-        raise Unsupported("gradient checkpointing")
-    width = next((config[k] for k in _WIDTH_KEYS if k in config), None)
-    depth = next((config[k] for k in _DEPTH_KEYS if k in config), None)
-    if width is None or depth is None:
-        raise Unsupported("no hidden size or layer count in the config")
-    scenario: dict[str, Any] = {
-        "model": "generic",
-        "params_millions": case["parameters"]["total"] / 1e6,
-        "hidden_size": width,
-        "num_layers": depth,
-        "batch_size": d["batch_size"],
-    }
+    family = d["model"]["family"]
+    scenario: dict[str, Any] = {"device": "cpu", "batch_size": d["batch_size"]}
+    if family in _CNN:
+        scenario |= {"model": "cnn", "cnn": _CNN[family], "image_size": d["image_size"]}
+    elif family in _MODEL_TYPE:
+        config = {
+            **d["model"]["config"],
+            "model_type": _MODEL_TYPE[family],
+            "architectures": [d["model"]["hf_class"]],
+        }
+        scenario |= {
+            "model": "transformer",
+            "config": config,
+            "attention": d.get("attn_implementation") or "sdpa",
+        }
+        if d.get("image_size"):
+            scenario["image_size"] = d["image_size"]
+        if d.get("seq_len"):
+            scenario["seq_len"] = d["seq_len"]
+        if d.get("decoder_seq_len"):
+            scenario["decoder_seq_len"] = d["decoder_seq_len"]
+    else:
+        raise Unsupported(f"the {family} family")
     if d["mode"] == "inference":
+        inference = d["inference"]
         return scenario | {
             "mode": "inference",
-            "precision": "bf16",
-            "seq_len": d["inference"]["context_len"],
+            "precision": d["precision"],
+            "seq_len": inference["context_len"],
+            "new_tokens": inference.get("decode_steps", 1),
+            "logits": "all" if inference.get("logits_to_keep") == 0 else "last",
         }
-    if d["precision"] not in _PRECISION:
-        raise Unsupported(f"{d['precision']} precision (pure 16-bit weights and states)")
-    optimizer = d["optimizer"]["name"]
-    if optimizer not in _OPTIMIZER:
-        raise Unsupported(f"the {optimizer} optimizer")
-    seq_len = d["seq_len"]
-    if d["model"]["family"] == "vit":
-        seq_len = (d["image_size"] // config["patch_size"]) ** 2 + 1  # patches + class token
-    return scenario | {
+    optimizer = d["optimizer"]
+    scenario |= {
         "mode": "training",
-        "precision": _PRECISION[d["precision"]],
-        "optimizer": _OPTIMIZER[optimizer],
-        "seq_len": seq_len,
+        "precision": d["precision"],
+        "optimizer": optimizer["name"],
+        "optimizer_impl": "foreach" if optimizer.get("foreach") else "for_loop",
+        "checkpointing": "full" if d.get("gradient_checkpointing") else "none",
     }
+    lora = d.get("lora")
+    if lora:
+        targets = _LORA_TARGETS.get(frozenset(lora["target_modules"]))
+        if targets is None:
+            raise Unsupported(f"LoRA on {sorted(lora['target_modules'])}")
+        scenario |= {
+            "finetune": "lora",
+            "lora_rank": lora["r"],
+            "lora_dropout": lora.get("dropout", 0.0),
+            "lora_targets": targets,
+        }
+    return scenario
 
 
 def estimated_values(result: Estimate) -> dict[str, int]:
     """The estimate's figures under the measured names."""
-    values = {c.key: c.bytes for c in result.components}
-    values["peak"] = result.total_bytes
+    sizes = result.component_sizes()
+    values = {
+        "weights": sizes.get("weights", 0),
+        "gradients": sizes.get("gradients", 0),
+        "optimizer_state": sizes.get("optimizer_state", 0),
+        "peak": result.tensor_peak_bytes,
+    }
+    if result.scenario.mode.value == "inference":
+        prefill = next(p for p in result.phases if p.name == "prefill").by_key()
+        values["kv_cache"] = prefill.get("kv_cache", 0)
+        values["activations"] = prefill.get("activations", 0)
+    else:
+        values["activations"] = result.saved_activation_bytes
     return values
 
 

@@ -1,0 +1,132 @@
+"""The training step and the inference forward of a convolutional network.
+
+:mod:`nnmem.cnn` knows what each layer saves and holds; this module lays that out as
+the phases of a step, with the model states of :mod:`nnmem.engines`.
+"""
+
+from __future__ import annotations
+
+from nnmem import cnn
+from nnmem.engines import Built, model_states, param_bytes
+from nnmem.estimate import phases_of
+from nnmem.formats import bits
+from nnmem.optimizers import Trainable
+from nnmem.scenario import LABELS, Mode, Precision, Scenario
+from nnmem.terms import Term, product
+
+_KEY = {
+    cnn.TermKind.INPUT: "activations",
+    cnn.TermKind.ACTIVATION: "activations",
+    cnn.TermKind.LOSS: "logits",
+    cnn.TermKind.WEIGHT_COPY: "autocast_copies",
+    cnn.TermKind.GRADIENT: "temporaries",
+    cnn.TermKind.BATCH: "activations",
+    cnn.TermKind.LIVE: "activations",
+}
+
+
+def _term(t: cnn.Term, key: str | None = None, label: str | None = None) -> Term:
+    return Term(
+        key or _KEY[t.kind], label or t.label, t.bytes, t.detail or t.label, t.formula, t.source
+    )
+
+
+def _cnn_precision(precision: Precision) -> cnn.CnnPrecision:
+    if precision.is_amp:
+        return cnn.CnnPrecision.AMP
+    return (
+        cnn.CnnPrecision.PURE16
+        if precision in (Precision.BF16, Precision.FP16)
+        else (cnn.CnnPrecision.FP32)
+    )
+
+
+def _model(s: Scenario) -> cnn.CnnModel:
+    model = s.model
+    assert isinstance(model, cnn.CnnModel)
+    return model.with_image_size(s.image_size) if s.image_size else model
+
+
+def build(s: Scenario) -> Built:
+    """The phases of a CNN training step or inference forward."""
+    model = _model(s)
+    notes = [
+        f"{model.name}: {cnn.parameter_count(model):,} parameters, input "
+        f"{'×'.join(str(n) for n in model.input)}. cuDNN workspaces (algorithm-dependent) "
+        "are not included."
+    ]
+    if s.mode is Mode.INFERENCE:
+        fmt = s.precision.weight_format
+        n = cnn.parameter_count(model)
+        stored = product(
+            "weights",
+            f"{LABELS[s.precision]} weights",
+            [("P", n)],
+            bits(fmt, s.group_size) / 8,
+            cnn.DERIVATIVES,
+        )
+        buffers = Term(
+            "weights",
+            "batch-norm running statistics",
+            cnn.buffer_bytes(model, "pure16" if s.precision.compute_bytes == 2 else "fp32"),
+            "2 × channels",
+            "",
+            cnn.DERIVATIVES,
+        )
+        working = cnn.inference_working_set(model, s.batch_size, s.precision.compute_bytes)
+        terms = [stored, buffers, *(_term(t) for t in working.terms)]
+        return phases_of(("prefill", terms)), notes, {}, 0
+
+    p = _cnn_precision(s.precision)
+    width = param_bytes(s.precision)
+    tensors = [Trainable(shape, width) for shape in cnn.parameter_shapes(model)]
+    weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
+    notes += shard_notes
+    buffers = Term(
+        "weights",
+        "batch-norm running statistics",
+        cnn.buffer_bytes(model, p),
+        "2 × channels × 4 B + 8 B per norm",
+        "",
+        cnn.DERIVATIVES,
+    )
+    saved = cnn.saved_activations(model, s.batch_size, p)
+    saved_terms = [_term(t) for t in saved.terms if t.kind is not cnn.TermKind.WEIGHT_COPY]
+    casts = [_term(t) for t in saved.terms if t.kind is cnn.TermKind.WEIGHT_COPY]
+    extra = cnn.backward_extra(model, s.batch_size, p)
+
+    # At the backward peak some parameter gradients exist and some saved tensors are gone:
+    # the simulation gives both, and the activation gradients in flight on top.
+    pending = -sum(t.bytes for t in extra.terms if t.kind is cnn.TermKind.PENDING)
+    freed = -sum(t.bytes for t in extra.terms if t.kind is cnn.TermKind.FREED)
+    grad_total = sum(t.bytes for t in gradients)
+    held = sum(t.bytes for t in saved_terms) - freed
+    at_peak = [
+        Term(
+            "activations",
+            "saved tensors still held",
+            held,
+            "saved − already released",
+            f"{held + freed:,} B − {freed:,} B",
+            cnn.ENGINE,
+        ),
+        Term(
+            "gradients",
+            "parameter gradients made so far",
+            grad_total - pending,
+            "gradients of the layers already processed",
+            f"{grad_total:,} B − {pending:,} B",
+            cnn.ENGINE,
+        ),
+        *(_term(t) for t in extra.terms if t.kind in (cnn.TermKind.GRADIENT, cnn.TermKind.BATCH)),
+    ]
+    states = [*weights, buffers, *state]
+    held_always = [*states, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
+    phases = phases_of(
+        ("forward", [*held_always, *saved_terms]),
+        ("backward", [*held_always, *at_peak]),
+        ("optimizer_step", [*states, *gradients, *step_terms]),
+    )
+    if s.num_gpus > 1 and s.sharding.value == "none":
+        notes.append(f"Data parallel over {s.num_gpus} GPUs: each holds everything above.")
+    return phases, notes, {}, saved.activation_bytes

@@ -1,0 +1,160 @@
+"""Reading typed values from JSON or form strings, with messages that name the field.
+
+A field spec states a key, the label users see and what is allowed; reading a raw value
+gives the typed value or a :class:`~nnmem.errors.Problem` whose message names the field,
+says what is allowed and echoes what was given: ``Batch size must be a whole number from
+1 to 1,000,000 (got 0).``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from nnmem.errors import NnmemError, Problem
+
+E = TypeVar("E", bound=StrEnum)
+
+_GROUPED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+_MAX_ECHO = 24
+_MAX_TEXT = 64
+
+
+def shown(raw: object) -> str:
+    """The bad value as a message echoes it: numbers bare, text quoted, both cut short.
+
+    >>> shown("abc"), shown(" 2.5 "), shown(True), shown("x" * 40)
+    ('"abc"', '2.5', 'true', '"xxxxxxxxxxxxxxxxxxxxxxx…"')
+    """
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        text, quoted = repr(raw), False
+    elif isinstance(raw, str):
+        text = raw.strip()
+        try:
+            quoted = not Decimal(text).is_finite()
+        except InvalidOperation:
+            quoted = True
+    else:  # JSON true, null, lists and objects, as JSON writes them
+        text, quoted = json.dumps(raw, default=str), False
+    if len(text) > _MAX_ECHO:
+        text = text[: _MAX_ECHO - 1] + "…"
+    return f'"{text}"' if quoted else text
+
+
+def _missing(raw: object) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+@dataclass(frozen=True)
+class NumberSpec:
+    """A numeric key with its label and allowed range."""
+
+    key: str
+    label: str
+    low: Decimal
+    high: Decimal
+    whole: bool
+    allowed: str
+
+    def bad(self, raw: object) -> Problem:
+        """The problem for a value outside what is allowed."""
+        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).")
+
+    def read(self, raw: object) -> Decimal | Problem:
+        """A JSON number or numeric string as a Decimal in range, or what is wrong."""
+        if _missing(raw):
+            return Problem(self.key, f"{self.label} is required: enter {self.allowed}.")
+        if isinstance(raw, bool):
+            return self.bad(raw)
+        if isinstance(raw, int):
+            number = Decimal(raw)
+        elif isinstance(raw, float):
+            if not math.isfinite(raw):
+                return self.bad(raw)
+            # repr is the shortest decimal that round-trips, so 124.439808 stays exact.
+            number = Decimal(repr(raw))
+        elif isinstance(raw, str) and len(raw) <= _MAX_TEXT:
+            text = raw.strip()
+            if _GROUPED_THOUSANDS.fullmatch(text):
+                text = text.replace(",", "")
+            try:
+                number = Decimal(text)
+            except InvalidOperation:
+                return self.bad(raw)
+        else:
+            return self.bad(raw)
+        return self.check(number, raw)
+
+    def check(self, value: Decimal | int, raw: object = None) -> Decimal | Problem:
+        """``value`` if it is in range, else the problem, echoing ``raw`` if given."""
+        number = Decimal(value)
+        if not number.is_finite():
+            return self.bad(value if raw is None else raw)
+        if (self.whole and number != number.to_integral_value()) or not (
+            self.low <= number <= self.high
+        ):
+            return self.bad(value if raw is None else raw)
+        return number
+
+
+def whole(key: str, label: str, high: int, low: int = 1) -> NumberSpec:
+    """A whole-number spec from ``low`` to ``high``."""
+    allowed = f"a whole number from {low:,} to {high:,}"
+    return NumberSpec(key, label, Decimal(low), Decimal(high), True, allowed)
+
+
+@dataclass(frozen=True)
+class ChoiceSpec(Generic[E]):
+    """A key that takes one of an enum's values (case and spaces ignored)."""
+
+    key: str
+    label: str
+    enum: type[E]
+    aliases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def allowed(self) -> str:
+        """The values, listed."""
+        return "one of " + ", ".join(m.value for m in self.enum)
+
+    def read(self, raw: object) -> E | Problem:
+        """The enum member ``raw`` names, or what is wrong."""
+        if _missing(raw):
+            return Problem(self.key, f"{self.label} is required: choose {self.allowed}.")
+        if isinstance(raw, str):
+            text = raw.strip().lower()
+            text = dict(self.aliases).get(text, text)
+            for member in self.enum:
+                if member.value == text:
+                    return member
+        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).")
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """A true/false key; forms send "true"/"false" or "on"/"off"."""
+
+    key: str
+    label: str
+
+    def read(self, raw: object) -> bool | Problem:
+        """The flag, or what is wrong."""
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in {"true", "on", "yes", "1"}:
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in {"false", "off", "no", "0", ""}:
+            return False
+        return Problem(self.key, f"{self.label} must be true or false (got {shown(raw)}).")
+
+
+def raise_if(*problems: Problem | None) -> None:
+    """Raise one NnmemError carrying every problem given, if any."""
+    found = [p for p in problems if p is not None]
+    if found:
+        raise NnmemError(found)
