@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
@@ -499,18 +500,29 @@ def active_parameters(t: Transformer) -> int:
 
 @dataclass(frozen=True)
 class Tensor:
-    """One parameter tensor: its name and shape."""
+    """A parameter tensor: its name, its shape, and how many identical ones there are
+    (one per layer, or per expert)."""
 
     name: str
     shape: tuple[int, ...]
+    count: int = 1
 
     @property
     def numel(self) -> int:
-        """Number of elements."""
-        count = 1
+        """Elements of one such tensor."""
+        n = 1
         for size in self.shape:
-            count *= size
-        return count
+            n *= size
+        return n
+
+    @property
+    def elements(self) -> int:
+        """Elements of all of them."""
+        return self.numel * self.count
+
+    def times(self, n: int) -> Tensor:
+        """The same tensor, ``n`` times as many."""
+        return Tensor(self.name, self.shape, self.count * n)
 
 
 def _linear(name: str, out_features: int, in_features: int, bias: bool) -> list[Tensor]:
@@ -557,8 +569,9 @@ def _layer_tensors(t: Transformer, prefix: str) -> list[Tensor]:
     tensors = _attention_tensors(t, f"{prefix}.attn")
     if t.family is Family.MOE:
         tensors += [Tensor(f"{prefix}.router.weight", (t.experts, t.hidden))]
-        for e in range(t.experts):
-            tensors += _mlp_tensors(t, f"{prefix}.experts.{e}", t.intermediate)
+        tensors += [
+            x.times(t.experts) for x in _mlp_tensors(t, f"{prefix}.experts.*", t.intermediate)
+        ]
         if t.shared_expert_intermediate:
             tensors += _mlp_tensors(t, f"{prefix}.shared_expert", t.shared_expert_intermediate)
             tensors += [Tensor(f"{prefix}.shared_expert_gate.weight", (1, t.hidden))]
@@ -569,8 +582,10 @@ def _layer_tensors(t: Transformer, prefix: str) -> list[Tensor]:
     return tensors
 
 
-def parameter_tensors(t: Transformer) -> list[Tensor]:
-    """Every parameter tensor with its shape; the element counts sum to the model's count.
+@cache
+def parameter_tensors(t: Transformer) -> tuple[Tensor, ...]:
+    """Every kind of parameter tensor with its shape and count; the elements sum to the
+    model's parameter count.
 
     Fused projections (GPT-2's ``c_attn``, Phi-3's ``qkv_proj``) are listed as their
     separate parts; the element count is the same.
@@ -578,7 +593,7 @@ def parameter_tensors(t: Transformer) -> list[Tensor]:
     >>> gpt2 = from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12,
     ...                     "n_head": 12, "vocab_size": 50257})
     >>> max(parameter_tensors(gpt2), key=lambda p: p.numel)
-    Tensor(name='embed.weight', shape=(50257, 768))
+    Tensor(name='embed.weight', shape=(50257, 768), count=1)
     """
     h = t.hidden
     tensors: list[Tensor] = []
@@ -604,20 +619,20 @@ def parameter_tensors(t: Transformer) -> list[Tensor]:
             ("decoder", t.layers, 2, 3),
         ):
             tensors += [Tensor(f"{stack}.relative_bias", (t.relative_buckets, t.heads))]
-            for i in range(count):
-                for a in range(attentions):
-                    tensors += _attention_tensors(t, f"{stack}.{i}.attn{a}")
-                tensors += _mlp_tensors(t, f"{stack}.{i}.mlp", t.intermediate)
-                for n in range(norms):
-                    tensors += _norm_tensors(t, f"{stack}.{i}.norm{n}")
+            layer: list[Tensor] = []
+            for a in range(attentions):
+                layer += _attention_tensors(t, f"{stack}.*.attn{a}")
+            layer += _mlp_tensors(t, f"{stack}.*.mlp", t.intermediate)
+            for n in range(norms):
+                layer += _norm_tensors(t, f"{stack}.*.norm{n}")
+            tensors += [x.times(count) for x in layer]
             tensors += _norm_tensors(t, f"{stack}.final_norm")
     else:
-        for i in range(t.layers):
-            tensors += _layer_tensors(t, f"layers.{i}")
+        tensors += [x.times(t.layers) for x in _layer_tensors(t, "layers.*")]
         if t.family is not Family.ENCODER:
             tensors += _norm_tensors(t, "final_norm")
     tensors += _head_tensors(t)
-    return tensors
+    return tuple(tensors)
 
 
 def _head_tensors(t: Transformer) -> list[Tensor]:

@@ -8,16 +8,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from nnmem import catalog
 from nnmem.errors import NnmemError
-from nnmem.estimate import estimate
+from nnmem.estimate import Estimate, estimate
 from nnmem.report import text
-from nnmem.scenario import Optimizer, Precision, parse
+from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
+from nnmem.solvers import max_batch, max_seq_len, min_gpus, suggestions
+from nnmem.units import human
 
 # Schema key -> the flag that sets it, so errors can name what the user typed.
 FLAGS = {
     "params_millions": "--params",
     "hidden_size": "--hidden-size",
     "num_layers": "--layers",
+    "preset": "--preset",
+    "config": "--config",
+    "cnn": "--cnn",
     "mode": "--mode",
     "precision": "--precision",
     "optimizer": "--optimizer",
@@ -30,50 +36,124 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnmem",
         description="Estimate the GPU memory a neural network needs to train or serve.",
-        epilog="Example: python -m nnmem --params 7000 --precision fp16 --mode inference",
+        epilog=(
+            "Examples:\n"
+            "  python -m nnmem --params 7000 --precision fp16 --mode inference\n"
+            "  python -m nnmem --preset llama-3.1-8b --precision amp_bf16 --seq-len 4096 "
+            "--set checkpointing=full --gpu h100-sxm-80gb\n"
+            "  python -m nnmem --config config.json --set finetune=lora --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("the model (one of)")
+    model.add_argument("--params", metavar="MILLIONS", help="model size in millions of parameters")
+    model.add_argument("--preset", metavar="ID", help="a catalog model (see --list-presets)")
+    model.add_argument("--config", metavar="FILE", help="a Hugging Face config.json")
+    model.add_argument("--cnn", metavar="NAME|FILE", help="resnet50, vgg16, … or a layer list")
+    model.add_argument("--hidden-size", metavar="N", help="with --params: hidden dimension h")
+    model.add_argument("--layers", metavar="N", help="with --params: number of layers L")
+    step = parser.add_argument_group("the step")
+    step.add_argument("--mode", help="training or inference (default training)")
+    step.add_argument(
+        "--precision", help="one of " + ", ".join(p.value for p in Precision) + " (default fp32)"
+    )
+    step.add_argument(
+        "--optimizer", help="one of " + ", ".join(o.value for o in Optimizer) + " (default adamw)"
+    )
+    step.add_argument("--batch-size", metavar="N", help="sequences per step (default 1)")
+    step.add_argument("--seq-len", metavar="N", help="tokens per sequence (default 512)")
+    step.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="any other scenario field, e.g. checkpointing=full, num_gpus=8, sharding=zero3",
     )
     parser.add_argument(
         "--scenario",
         metavar="FILE",
         help="read the scenario from a JSON file ('-' for standard input); flags override it",
     )
-    parser.add_argument("--params", metavar="MILLIONS", help="model size in millions of parameters")
-    parser.add_argument(
-        "--precision", help="one of " + ", ".join(p.value for p in Precision) + " (default fp32)"
-    )
-    parser.add_argument("--mode", help="training or inference (default training)")
-    parser.add_argument(
-        "--optimizer",
-        help="one of " + ", ".join(o.value for o in Optimizer) + " (default adamw; training)",
-    )
-    parser.add_argument("--batch-size", metavar="N", help="sequences per step (default 1)")
-    parser.add_argument("--seq-len", metavar="N", help="tokens per sequence (default 512)")
-    parser.add_argument(
-        "--hidden-size", metavar="N", help="hidden dimension h (default: derived from --params)"
-    )
-    parser.add_argument(
-        "--layers", metavar="N", help="number of layers L (default: derived from --params)"
-    )
+    parser.add_argument("--gpu", metavar="ID", help="judge the fit on a catalog GPU (--list-gpus)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    parser.add_argument("--list-presets", action="store_true", help="list the model catalog")
+    parser.add_argument("--list-gpus", action="store_true", help="list the GPU catalog")
     return parser
+
+
+def _read_json_file(path: str, flag: str) -> Any:
+    try:
+        if path == "-":
+            return json.load(sys.stdin)
+        with open(path, encoding="utf-8") as source:
+            return json.load(source)
+    except (OSError, json.JSONDecodeError) as error:
+        raise NnmemError.single(flag, f"Cannot read {path}: {error}") from None
 
 
 def _scenario_data(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if args.scenario:
-        if args.scenario == "-":
-            loaded = json.load(sys.stdin)
-        else:
-            with open(args.scenario, encoding="utf-8") as source:
-                loaded = json.load(source)
+        loaded = _read_json_file(args.scenario, "scenario")
         if not isinstance(loaded, dict):
             raise NnmemError.single("scenario", "The scenario file must hold a JSON object.")
         data.update(loaded)
+    if args.preset:
+        data |= {"model": "preset", "preset": args.preset}
+    if args.config:
+        data |= {"model": "transformer", "config": _read_json_file(args.config, "config")}
+    if args.cnn:
+        spec = args.cnn if not args.cnn.endswith(".json") else _read_json_file(args.cnn, "cnn")
+        data |= {"model": "cnn", "cnn": spec}
     for key, flag in FLAGS.items():
+        if key in ("preset", "config", "cnn"):
+            continue
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
         if value is not None:
             data[key] = value
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise NnmemError.single("set", f"--set takes KEY=VALUE (got {item!r}).")
+        data[key.strip()] = value.strip()
     return data
+
+
+def _solve(scenario: Scenario, result: Estimate, gpu_id: str) -> list[str]:
+    gpu = catalog.gpus().get(gpu_id)
+    if gpu is None:
+        raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
+    budget = gpu.usable_bytes
+    need = result.total_bytes
+    headroom = budget - need
+    verdict = (
+        f"Fits on {gpu.name} ({human(budget, True)} usable): {human(headroom, True)} to spare."
+        if headroom >= 0
+        else f"Does not fit on {gpu.name} ({human(budget, True)} usable): "
+        f"{human(-headroom, True)} short."
+    )
+    lines = ["", verdict]
+    lines.append(f"Largest batch that fits: {max_batch(scenario, budget, gpu_id):,}")
+    if "seq_len" not in scenario.inactive_fields():
+        lines.append(f"Longest sequence that fits: {max_seq_len(scenario, budget, gpu_id):,}")
+    if headroom < 0:
+        plan = min_gpus(scenario, budget, gpu_id)
+        lines.append(
+            "No number of these GPUs holds it (the activations alone are too large)."
+            if plan is None
+            else f"Fewest GPUs: {plan.num_gpus} ("
+            + (
+                f"{plan.sharding.value}"
+                if scenario.mode is Mode.TRAINING
+                else f"tensor parallel {plan.tensor_parallel}"
+            )
+            + ")"
+        )
+        lines.append("What to change to fit, largest saving first:")
+        for s in suggestions(scenario, budget, gpu_id)[:8]:
+            mark = "fits" if s.fits else "still too big"
+            lines.append(f"  - {s.label}: saves {human(s.saved_bytes, True)} ({mark})")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,25 +161,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> main(["--params", "110", "--hidden-size", "768", "--layers", "12",
     ...       "--batch-size", "32", "--seq-len", "128", "--json"])  # doctest: +ELLIPSIS
-    {"schema_version": 1, ..."total_bytes": 4251416576, ...}
+    {"schema_version": 2, ..."tensor_peak_bytes": 3811416576, ...}
     0
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.scenario is None and args.params is None:
-        parser.error("give --params MILLIONS or --scenario FILE")
+    if args.list_presets:
+        for m in catalog.models().values():
+            print(f"{m.id:32} {m.params:>18,}  {m.name}")
+        return 0
+    if args.list_gpus:
+        for g in catalog.gpus().values():
+            print(f"{g.id:26} {human(g.usable_bytes, True):>11}  {g.name}")
+        return 0
+    if not (args.scenario or args.params or args.preset or args.config or args.cnn):
+        parser.error("describe the model: --params, --preset, --config, --cnn or --scenario")
     try:
-        result = estimate(parse(_scenario_data(args)))
+        scenario = parse(_scenario_data(args))
+        result = estimate(scenario, args.gpu)
+        extra = _solve(scenario, result, args.gpu) if args.gpu else []
     except NnmemError as error:
         for problem in error.problems:
-            where = FLAGS.get(problem.field, problem.field)
+            where = FLAGS.get(problem.field, f"--{problem.field.replace('_', '-')}")
+            if problem.field not in FLAGS and problem.field in KNOWN_KEYS:
+                where = f"--set {problem.field}"
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
-        return 2
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"nnmem: error: --scenario: cannot read {args.scenario}: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
     else:
-        print(text(result))
+        print("\n".join([text(result), *extra]))
     return 0

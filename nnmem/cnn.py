@@ -89,6 +89,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
@@ -1102,7 +1103,8 @@ def _walk_shapes(layers: Iterable[Layer], shape: Shape, out: list[Shape]) -> Sha
     return shape
 
 
-def parameter_shapes(model: CnnModel) -> list[Shape]:
+@lru_cache(maxsize=32)
+def parameter_shapes(model: CnnModel) -> tuple[Shape, ...]:
     """The shape of every parameter tensor, in module order.
 
     >>> shapes = parameter_shapes(builtin("resnet50"))
@@ -1111,9 +1113,10 @@ def parameter_shapes(model: CnnModel) -> list[Shape]:
     """
     shapes: list[Shape] = []
     _walk_shapes(model.layers, model.input, shapes)
-    return shapes
+    return tuple(shapes)
 
 
+@lru_cache(maxsize=32)
 def parameter_breakdown(model: CnnModel) -> dict[str, int]:
     """Trainable parameters by layer kind (only kinds that have any).
 
@@ -1540,7 +1543,13 @@ def _activation_width(precision: CnnPrecision) -> int:
 def _training_walk(model: CnnModel, batch: int, precision: CnnPrecision | str) -> _Forward:
     _check_batch(batch)
     p = _precision(precision)
-    return _Forward(model, _activation_width(p), training=True, autocast=p is CnnPrecision.AMP)
+    return _walk(model, _activation_width(p), True, p is CnnPrecision.AMP)
+
+
+@lru_cache(maxsize=32)
+def _walk(model: CnnModel, width: int, training: bool, autocast: bool) -> _Forward:
+    # The walk does not depend on the batch, so solvers that try many batch sizes reuse it.
+    return _Forward(model, width, training=training, autocast=autocast)
 
 
 def _first_savers(walk: _Forward) -> dict[int, tuple[_Tensor, str, int]]:
@@ -1806,7 +1815,7 @@ def inference_working_set(model: CnnModel, batch: int, dtype_bytes: int) -> Work
         raise NnmemError.single(
             "dtype_bytes", f"Bytes per activation must be 1, 2, 4 or 8 (got {_shown(dtype_bytes)})."
         )
-    walk = _Forward(model, dtype_bytes, training=False, autocast=False)
+    walk = _walk(model, dtype_bytes, False, False)
     last: dict[int, int] = {}
     for index, op in enumerate(walk.ops):
         for tensor in op.reads:

@@ -88,7 +88,7 @@ def model_states(
     bytes of weights that are not trained (a LoRA base).
     """
     notes: list[str] = []
-    n_params = sum(t.numel for t in tensors)
+    n_params = sum(t.elements for t in tensors)
     width = tensors[0].bytes_per_value if tensors else 4
     precision = LABELS[s.precision]
     weights = [product("weights", f"{precision} weights", [("P", n_params)], width, HF_ANATOMY)]
@@ -114,30 +114,8 @@ def model_states(
         )
     ]
     opt = optimizer_memory(s.optimizer, s.optimizer_impl, tensors)
-    state = (
-        [
-            Term(
-                "optimizer_state",
-                opt.state_formula,
-                opt.state_bytes,
-                opt.state_formula,
-                f"{opt.state_bytes:,} B",
-                opt.state_source,
-            )
-        ]
-        if opt.state_bytes
-        else []
-    )
-    step_terms = [
-        Term(
-            "temporaries",
-            f"{LABELS[s.optimizer]} step",
-            opt.step_bytes,
-            opt.step_formula,
-            f"{opt.step_bytes:,} B",
-            opt.step_source,
-        )
-    ]
+    state = [opt.state] if opt.state.bytes else []
+    step_terms = [opt.step]
     n = s.num_gpus if s.sharding is not Sharding.NONE else 1
     if n > 1:
         shard = Fraction(1, n)
@@ -168,8 +146,7 @@ def generic_tensors(m: GenericModel, width: int) -> list[Trainable]:
     tensors = []
     in_layers = 12 * h * h * layers
     if in_layers <= m.params:
-        for _ in range(layers):
-            tensors += [Trainable((h, h), width)] * 4 + [Trainable((4 * h, h), width)] * 2
+        tensors += [Trainable((h, h), width, 4 * layers), Trainable((4 * h, h), width, 2 * layers)]
         rest = m.params - in_layers
         if rest >= h:
             tensors.append(Trainable((rest // h, h), width))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nnmem.scenario import Optimizer, OptimizerImpl
+from nnmem.terms import Term, fixed, product
 
 TORCH_ADAMW = "PyTorch torch/optim/adamw.py: exp_avg and exp_avg_sq, zeros_like(param)"
 TORCH_SGD = "PyTorch torch/optim/sgd.py: momentum_buffer, clone of the first gradient"
@@ -29,35 +30,47 @@ MEASURED = "measured: benchmarks/accuracy (PyTorch 2.13, optimizer_step phase)"
 
 @dataclass(frozen=True)
 class Trainable:
-    """One trainable tensor: its shape and bytes per element."""
+    """Trainable tensors of one shape: bytes per element and how many there are."""
 
     shape: tuple[int, ...]
     bytes_per_value: int
+    count: int = 1
 
     @property
     def numel(self) -> int:
-        """Number of elements."""
-        count = 1
+        """Elements of one tensor."""
+        n = 1
         for size in self.shape:
-            count *= size
-        return count
+            n *= size
+        return n
+
+    @property
+    def elements(self) -> int:
+        """Elements of all of them."""
+        return self.numel * self.count
 
     @property
     def nbytes(self) -> int:
-        """Bytes the tensor takes."""
-        return self.numel * self.bytes_per_value
+        """Bytes all of them take."""
+        return self.elements * self.bytes_per_value
 
 
 @dataclass(frozen=True)
 class OptimizerMemory:
     """What an optimizer holds between steps and what its step adds for a moment."""
 
-    state_bytes: int
-    state_formula: str
-    state_source: str
-    step_bytes: int
-    step_formula: str
-    step_source: str
+    state: Term
+    step: Term
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of state kept between steps."""
+        return self.state.bytes
+
+    @property
+    def step_bytes(self) -> int:
+        """Bytes of temporaries during ``optimizer.step()``."""
+        return self.step.bytes
 
 
 def _adafactor_state(t: Trainable) -> int:
@@ -84,67 +97,83 @@ def optimizer_memory(
     >>> gpt2_like = [Trainable((50257, 768), 4), Trainable((768,), 4)]
     >>> m = optimizer_memory(Optimizer.ADAMW, OptimizerImpl.FOREACH, gpt2_like)
     >>> m.state_bytes, m.step_bytes
-    (308801536, 154400768)
+    (308785152, 154392576)
+    >>> m.state.formula
+    '2 × P_train × 4 B'
     """
-    total = sum(t.nbytes for t in tensors)
-    largest = max((t for t in tensors), key=lambda t: t.numel, default=Trainable((0,), 4))
-    loop_step = 2 * largest.nbytes
+    n = sum(t.elements for t in tensors)
+    width = tensors[0].bytes_per_value if tensors else 4
+    largest = max(tensors, key=lambda t: t.numel, default=Trainable((0,), width))
+    p = [("P_train", n)]
+    loop = product(
+        "temporaries",
+        "for-loop step: two copies of the largest tensor",
+        [("2", 2), ("P_largest", largest.numel)],
+        largest.bytes_per_value,
+        MEASURED,
+    )
     if impl is OptimizerImpl.FOREACH:
-        step, step_formula = total, "one copy of the trainable parameters (foreach)"
+        step = product(
+            "temporaries", "foreach step: one copy of the trainable parameters", p, width, MEASURED
+        )
     else:
-        step, step_formula = loop_step, "2 × the largest tensor (for-loop)"
+        step = loop
+    none = fixed("temporaries", "no step temporaries", 0, "0")
 
     if optimizer is Optimizer.SGD:
         return OptimizerMemory(
-            0, "plain SGD keeps no state", TORCH_SGD, 0, "updates in place", TORCH_SGD
+            fixed("optimizer_state", "plain SGD keeps no state", 0, "0", TORCH_SGD), none
         )
     if optimizer is Optimizer.SGD_MOMENTUM:
         return OptimizerMemory(
-            total,
-            "one momentum buffer per parameter, in its dtype",
-            TORCH_SGD,
+            product("optimizer_state", "one momentum buffer per parameter", p, width, TORCH_SGD),
             step,
-            step_formula,
-            MEASURED,
         )
     if optimizer is Optimizer.ADAMW:
         return OptimizerMemory(
-            2 * total,
-            "two moments (m and v) per parameter, in its dtype",
-            TORCH_ADAMW,
+            product(
+                "optimizer_state",
+                "two moments, m and v, per parameter",
+                [("2", 2), *p],
+                width,
+                TORCH_ADAMW,
+            ),
             step,
-            step_formula,
-            MEASURED,
         )
     if optimizer is Optimizer.LION:
         return OptimizerMemory(
-            total,
-            "one momentum per parameter, in its dtype",
-            LION,
-            loop_step,
-            "2 × the largest tensor (a per-tensor loop)",
-            LION,
+            product("optimizer_state", "one momentum per parameter", p, width, LION), loop
         )
     if optimizer is Optimizer.ADAMW_8BIT:
-        state = sum(_bnb_state(t) for t in tensors)
+        state = sum(_bnb_state(t) * t.count for t in tensors)
         return OptimizerMemory(
-            state,
-            "two 8-bit moments + fp32 absmax per 256 values",
-            BNB_8BIT,
-            0,
-            "fused 8-bit kernels update in place",
-            BNB_8BIT,
+            fixed(
+                "optimizer_state",
+                "two 8-bit moments with an fp32 absmax per 256 values",
+                state,
+                "Σ 2·n + 8·⌈n/256⌉ B per tensor (fp32 under 4,096 values)",
+                BNB_8BIT,
+            ),
+            fixed("temporaries", "fused 8-bit kernels update in place", 0, "0", BNB_8BIT),
         )
     # Adafactor: a per-tensor loop that works in fp32; for 16-bit weights it also makes
     # fp32 copies of the weight and its gradient (measured: 4 fp32 copies of the largest
     # tensor for bf16 weights, 2 for fp32 weights).
-    state = sum(_adafactor_state(t) for t in tensors)
+    state = sum(_adafactor_state(t) * t.count for t in tensors)
     copies = 2 if largest.bytes_per_value == 4 else 4
     return OptimizerMemory(
-        state,
-        "fp32 row and column second moments per matrix, full moments for vectors",
-        HF_ADAFACTOR,
-        copies * 4 * largest.numel,
-        f"{copies} fp32 copies of the largest tensor",
-        MEASURED,
+        fixed(
+            "optimizer_state",
+            "factored second moments: a row and a column per matrix",
+            state,
+            "Σ (rows + columns) × 4 B per matrix + n × 4 B per vector",
+            HF_ADAFACTOR,
+        ),
+        product(
+            "temporaries",
+            f"{copies} fp32 copies of the largest tensor",
+            [(str(copies), copies), ("P_largest", largest.numel)],
+            4,
+            MEASURED,
+        ),
     )

@@ -85,10 +85,13 @@ def table_html(estimate: Estimate, binary: bool = False) -> str:
     )
     total = estimate.total_bytes
     body = []
+    asides = {c.key: _elsewhere(estimate, c) for c in estimate.components}
     for key, label, n in _rows(estimate):
         cls = ' class="overhead"' if key in OVERHEADS else ""
+        aside = asides.get(key)
+        note = f' <span class="aside">{escape(aside)}</span>' if aside else ""
         body.append(
-            f'<tr data-key="{key}"{cls}><th scope="row">{escape(label)}</th>'
+            f'<tr data-key="{key}"{cls}><th scope="row">{escape(label)}{note}</th>'
             f"<td>{scaled(n, big[0], 1)}</td><td>{scaled(n, big[1], 2)}</td>"
             f"<td>{percent(n, total)}</td></tr>"
         )
@@ -106,6 +109,14 @@ def table_html(estimate: Estimate, binary: bool = False) -> str:
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
         f"<tfoot>{foot}</tfoot></table>"
     )
+
+
+def _elsewhere(estimate: Estimate, c: Component) -> str | None:
+    """Where a component not at its largest at the peak does reach its size."""
+    if c.size <= c.bytes:
+        return None
+    phase = max(estimate.phases, key=lambda p: p.by_key().get(c.key, 0))
+    return f"{human(c.size)} in the {phase.label.lower()}"
 
 
 def table_text(estimate: Estimate) -> str:
@@ -206,12 +217,10 @@ def _term_line(t: Term) -> str:
 
 
 def _component_note(c: Component, estimate: Estimate) -> str:
-    if c.size > c.bytes:
-        return (
-            f"{human(c.bytes)} at the peak ({estimate.peak_phase.label.lower()}); it reaches "
-            f"{human(c.size)} in another phase."
-        )
-    return ""
+    aside = _elsewhere(estimate, c)
+    if aside is None:
+        return ""
+    return f"{human(c.bytes)} at the peak ({estimate.peak_phase.label.lower()}); {aside}."
 
 
 def formula_html(estimate: Estimate) -> str:

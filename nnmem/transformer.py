@@ -28,6 +28,7 @@ from fractions import Fraction
 from nnmem.architecture import (
     Family,
     Transformer,
+    layer_params,
     parameter_counts,
     parameter_tensors,
 )
@@ -46,6 +47,7 @@ from nnmem.scenario import (
     Mode,
     Precision,
     Scenario,
+    Sharding,
 )
 from nnmem.tensors import Row, Widths, as_term, total_bytes
 from nnmem.terms import Term, product
@@ -60,6 +62,7 @@ PEFT = (
     "(autocast_adapter_dtype), through lora_dropout, lora_A then lora_B"
 )
 KORTHIKANTI_SEL = "Korthikanti et al. 2022, arXiv 2205.05198 §5: selective recomputation"
+ZERO_SOURCE = "Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.3; DeepSpeed stage3.py"
 HF_CACHE = (
     "transformers cache_utils.py DynamicCache: per layer a key and a value tensor "
     "[b, a_kv, tokens, d], grown with torch.cat at each step"
@@ -778,7 +781,7 @@ QUANTIZED_SOURCE = (
 def _linear_weights(t: Transformer) -> int:
     """Elements of the layers' linear weights: what quantizers convert."""
     return sum(
-        p.numel
+        p.elements
         for p in parameter_tensors(t)
         if p.name.startswith(("layers.", "encoder.", "decoder."))
         and p.name.endswith(".weight")
@@ -795,7 +798,7 @@ def _matmul_weights(t: Transformer) -> int:
         if p.name.startswith(
             ("lm_head", "mlm.transform", "classifier", "pooler", "patch")
         ) and p.name.endswith(".weight"):
-            count += p.numel
+            count += p.elements
     if t.tied_embeddings and _lm(t):
         count += t.vocab * t.hidden  # the embedding serves as the output head
     return count
@@ -853,19 +856,20 @@ def build_training(s: Scenario) -> Built:
     notes: list[str] = []
     width = _param_width(s)
     if c.lora is None:
-        tensors = [Trainable(p.shape, width) for p in parameter_tensors(t)]
+        tensors = [Trainable(p.shape, width, p.count) for p in parameter_tensors(t)]
         weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
     else:
-        per_layer = [
-            (r * n_in, r * n_out) for _, _, n_in, n_out in adapters(c) for r in [s.lora_rank]
-        ]
         layers = t.layers + t.encoder_layers
-        tensors = [Trainable((a,), 4) for a, _ in per_layer for _ in range(layers)] + [
-            Trainable((b,), 4) for _, b in per_layer for _ in range(layers)
+        r = s.lora_rank
+        # peft's lora_A is (r, in) and lora_B (out, r), per adapted layer.
+        tensors = [
+            shape
+            for _, _, n_in, n_out in adapters(c)
+            for shape in (Trainable((r, n_in), 4, layers), Trainable((n_out, r), 4, layers))
         ]
         frozen = total(weight_terms(s, t, n_params))
         weights, gradients, state, step_terms, shard_notes = model_states(s, tensors, frozen)
-        n_lora = sum(x.numel for x in tensors)
+        n_lora = sum(x.elements for x in tensors)
         notes.append(
             f"LoRA rank {s.lora_rank} on {LABELS[s.lora_targets]}: {n_lora:,} "
             "trainable parameters, kept in fp32 by peft."
@@ -911,6 +915,32 @@ def build_training(s: Scenario) -> Built:
                     [("P_head", head)],
                     2,
                     cast_source,
+                )
+            ]
+    if s.sharding is Sharding.ZERO3 and s.num_gpus > 1:
+        # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
+        # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
+        # gradients) per parameter of the largest layer (stage3.py
+        # estimate_zero3_model_states_mem_needs). Autocast copies exist only for those.
+        largest = layer_params(t)
+        weights = [
+            *weights,
+            product(
+                "weights",
+                "gathered weights and gradients of the largest layer (ZeRO-3)",
+                [("P_layer", largest)],
+                2 * width,
+                ZERO_SOURCE,
+            ),
+        ]
+        if c.amp:
+            casts = casts_kept = [
+                product(
+                    "autocast_copies",
+                    "16-bit copies of the gathered layer's weights",
+                    [("P_layer", largest)],
+                    2,
+                    ZERO_SOURCE,
                 )
             ]
     acts = activations(c)

@@ -14,9 +14,17 @@ from typing import Any
 
 from nnmem.errors import NnmemError
 from nnmem.estimate import Estimate, estimate
-from nnmem.report import chart_svg, describe, formula_html, notes_html, table_html
-from nnmem.report import total_detail as _total_detail
-from nnmem.report import total_text as _total_text
+from nnmem.fields import ChoiceSpec, NumberSpec
+from nnmem.report import (
+    chart_svg,
+    describe,
+    formula_html,
+    notes_html,
+    phases_html,
+    table_html,
+    total_detail,
+    total_text,
+)
 from nnmem.scenario import (
     BATCH_SIZE,
     HIDDEN_SIZE,
@@ -27,9 +35,10 @@ from nnmem.scenario import (
     PARAMS,
     PRECISION,
     SEQ_LEN,
-    ChoiceSpec,
+    Finetune,
     Mode,
-    NumberSpec,
+    ModelKind,
+    Precision,
     inactive_fields,
     parse,
 )
@@ -42,25 +51,29 @@ def render(result: Estimate) -> dict[str, Any]:
         "scenario": result.scenario.to_dict(),
         "description": describe(result.scenario),
         "total_bytes": result.total_bytes,
-        "total_text": _total_text(result),
-        "total_detail": _total_detail(result),
+        "tensor_peak_bytes": result.tensor_peak_bytes,
+        "peak_phase": result.peak_phase.name,
+        "total_text": total_text(result),
+        "total_detail": total_detail(result),
         "inactive": list(result.scenario.inactive_fields()),
         "html": {
             "table": table_html(result),
             "chart": chart_svg(result),
+            "phases": phases_html(result),
             "formula": formula_html(result),
             "notes": notes_html(result),
         },
     }
 
 
-def _inactive_for(raw: object) -> list[str]:
+def _inactive_for(fields: dict[str, Any]) -> list[str]:
     """Fields to hide even when the scenario is invalid, judged by its mode alone."""
     try:
-        mode = Mode(str(raw).strip().lower())
+        mode = Mode(str(fields.get("mode", "training")).strip().lower())
     except ValueError:
         return []
-    return list(inactive_fields(mode))
+    off = inactive_fields(ModelKind.GENERIC, mode, None, Finetune.FULL, Precision.FP32)
+    return [k for k in off if k in {f.key for f in FORM}]
 
 
 def compute(request: str) -> str:
@@ -69,8 +82,8 @@ def compute(request: str) -> str:
     >>> reply = json.loads(compute('{"scenario": {"params_millions": "7000", '
     ...     '"precision": "fp16", "mode": "inference", "hidden_size": "4096", '
     ...     '"num_layers": "32", "batch_size": "1", "seq_len": "512"}}'))
-    >>> reply["total_text"], reply["inactive"]
-    ('14.04 GB', ['optimizer'])
+    >>> reply["peak_phase"], "optimizer" in reply["inactive"]
+    ('prefill', True)
     >>> json.loads(compute('{"scenario": {"params_millions": "-1"}}'))["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000 (got -1).'}]
@@ -84,8 +97,7 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         return json.dumps(render(estimate(parse(fields))))
     except NnmemError as error:
         problems = [{"field": p.field, "message": p.message} for p in error.problems]
-        inactive = _inactive_for(fields.get("mode"))
-        return json.dumps({"ok": False, "errors": problems, "inactive": inactive})
+        return json.dumps({"ok": False, "errors": problems, "inactive": _inactive_for(fields)})
     except Exception as error:  # the page must get an answer, never a traceback
         fatal = f"{type(error).__name__}: {error}"
         return json.dumps({"ok": False, "errors": [], "inactive": [], "fatal": fatal})
@@ -124,7 +136,7 @@ def _number(spec: NumberSpec, hint: str, unit: str = "") -> FormField:
     return FormField(spec.key, spec.label, hint, "number", inputmode, unit)
 
 
-def _choice(spec: ChoiceSpec, hint: str) -> FormField:
+def _choice(spec: ChoiceSpec[Any], hint: str) -> FormField:
     options = tuple((member.value, LABELS[member]) for member in spec.enum)
     return FormField(spec.key, spec.label, hint, "choice", options=options)
 
@@ -134,7 +146,7 @@ FORM: tuple[FormField, ...] = (
     _number(HIDDEN_SIZE, "Width h of each layer (hidden_size in config.json)."),
     _number(NUM_LAYERS, "Transformer layers L (num_hidden_layers in config.json)."),
     _choice(MODE, "Training adds gradients, optimizer state and stored activations."),
-    _choice(PRECISION, "Format of the weights; fp16 and bf16 training use mixed precision."),
+    _choice(PRECISION, "How the weights are stored; AMP keeps fp32 weights, 16-bit compute."),
     _choice(OPTIMIZER, "Adam keeps two values per parameter, momentum SGD one, SGD none."),
     _number(BATCH_SIZE, "Sequences processed together in one step."),
     _number(SEQ_LEN, "Tokens per sequence.", "tokens"),

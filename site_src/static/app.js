@@ -12,6 +12,7 @@ const stale = document.getElementById("stale");
 const parts = {
   table: document.getElementById("breakdown"),
   chart: document.getElementById("chart"),
+  phases: document.getElementById("phases"),
   formula: document.getElementById("formula"),
   notes: document.getElementById("notes"),
 };

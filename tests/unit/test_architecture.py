@@ -233,4 +233,4 @@ def test_config_must_be_an_object() -> None:
 )
 def test_parameter_tensors_sum_to_the_count(config: dict[str, Any], published: int) -> None:
     """The tensor list and the module counts are two descriptions of one model."""
-    assert sum(p.numel for p in parameter_tensors(from_config(config))) == published
+    assert sum(p.elements for p in parameter_tensors(from_config(config))) == published

@@ -1,0 +1,319 @@
+"""Questions about a memory budget: does it fit, how far can it grow, what to change.
+
+Every answer comes from :func:`nnmem.estimate.estimate` itself, so it agrees with the
+breakdown by construction. The batch size enters every term linearly, so the largest
+batch follows from two estimates and is then checked; the sequence length (which
+attention can make quadratic) and the GPU count are searched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nnmem.architecture import Family, Transformer
+from nnmem.errors import NnmemError
+from nnmem.estimate import estimate
+from nnmem.scenario import (
+    LABELS,
+    Attention,
+    Checkpointing,
+    Finetune,
+    KvDtype,
+    LoraTargets,
+    Mode,
+    Optimizer,
+    Precision,
+    Scenario,
+    Sharding,
+)
+
+MAX_BATCH = 1_000_000
+MAX_SEQ = 10_000_000
+MAX_GPUS = 4096
+
+
+def total(scenario: Scenario, gpu: str | None = None) -> int:
+    """Bytes the scenario needs on one GPU, overheads included."""
+    return estimate(scenario, gpu).total_bytes
+
+
+def _valid(scenario: Scenario, **changes: Any) -> Scenario | None:
+    try:
+        return replace(scenario, **changes)
+    except NnmemError:
+        return None
+
+
+def fits(scenario: Scenario, budget: int, gpu: str | None = None) -> bool:
+    """Whether the scenario fits in ``budget`` bytes."""
+    return total(scenario, gpu) <= budget
+
+
+def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
+    """The largest batch size that fits ``budget`` (0 when not even one sequence fits).
+
+    Every term is an affine function of the batch size within a phase, so the answer
+    solves each phase's line and takes the smallest, then checks it against the estimate.
+    """
+    one = replace(scenario, batch_size=1)
+    if total(one, gpu) > budget:
+        return 0
+    two = replace(scenario, batch_size=2)
+    e1, e2 = estimate(one, gpu), estimate(two, gpu)
+    best = MAX_BATCH
+    overhead1 = e1.total_bytes - e1.tensor_peak_bytes
+    overhead2 = e2.total_bytes - e2.tensor_peak_bytes
+    for p1, p2 in zip(e1.phases, e2.phases, strict=True):
+        # total(b) = phase(b) + overhead(b) for the phase that holds the peak.
+        slope = (p2.bytes + overhead2) - (p1.bytes + overhead1)
+        if slope <= 0:
+            continue
+        start = p1.bytes + overhead1
+        best = min(best, 1 + (budget - start) // slope)
+    best = max(1, min(best, MAX_BATCH))
+    while best > 1 and not fits(replace(scenario, batch_size=best), budget, gpu):
+        best -= 1
+    while best < MAX_BATCH and fits(replace(scenario, batch_size=best + 1), budget, gpu):
+        best += 1
+    return best
+
+
+def _search(lowest: int, highest: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in [lowest, highest] with ok(n), for a monotone ok; lowest - 1 if none."""
+    if not ok(lowest):
+        return lowest - 1
+    low, high = lowest, lowest
+    while high < highest and ok(min(high * 2, highest)):
+        low = high = min(high * 2, highest)
+        if high == highest:
+            return high
+    high = min(high * 2, highest)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if ok(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _first(lowest: int, highest: int, ok: Callable[[int], bool]) -> int | None:
+    """The smallest n in [lowest, highest] with ok(n), for an ok that stays true once
+    true; None if there is none."""
+    high = lowest
+    while not ok(high):
+        if high >= highest:
+            return None
+        high = min(high * 2, highest)
+    low = max(lowest, high // 2 + 1) if high > lowest else lowest
+    while low < high:
+        mid = (low + high) // 2
+        if ok(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return high
+
+
+def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
+    """The longest sequence that fits ``budget`` (0 when none does)."""
+    if "seq_len" in scenario.inactive_fields():
+        raise NnmemError.single("seq_len", "This model has no sequence length to grow.")
+    limit = MAX_SEQ
+    model = scenario.model
+    if isinstance(model, Transformer) and model.learned_positions:
+        limit = model.learned_positions  # a learned position table caps the length
+
+    def ok(n: int) -> bool:
+        trial = _valid(scenario, seq_len=n)
+        return trial is not None and fits(trial, budget, gpu)
+
+    return max(0, _search(1, limit, ok))
+
+
+def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenario | None:
+    """The fewest GPUs of ``budget`` bytes each that hold the scenario, and how.
+
+    Training shards model states with ZeRO-3 / FSDP (keeping the scenario's sharding
+    if it already shards); inference splits the model with tensor parallelism over a
+    degree that divides the attention heads. ``None`` when no count up to 4,096 works
+    (for instance when the activations alone exceed one GPU).
+    """
+    if fits(scenario, budget, gpu):
+        return scenario
+    if scenario.mode is Mode.TRAINING:
+        sharding = scenario.sharding if scenario.sharding is not Sharding.NONE else Sharding.ZERO3
+
+        def at(n: int) -> Scenario | None:
+            return _valid(scenario, num_gpus=n * scenario.tensor_parallel, sharding=sharding)
+
+        def ok(n: int) -> bool:
+            trial = at(n)
+            return trial is not None and fits(trial, budget, gpu)
+
+        n = _first(2, MAX_GPUS, ok)
+        return None if n is None else at(n)
+    degree = 2
+    while degree <= MAX_GPUS:
+        trial = _valid(scenario, tensor_parallel=degree, num_gpus=degree)
+        if trial is not None and fits(trial, budget, gpu):
+            return trial
+        degree *= 2
+    return None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One change to the scenario and what it saves."""
+
+    key: str
+    label: str
+    changes: dict[str, Any]
+    total_bytes: int
+    saved_bytes: int
+    fits: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The suggestion as JSON-ready data."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "changes": self.changes,
+            "total_bytes": self.total_bytes,
+            "saved_bytes": self.saved_bytes,
+            "fits": self.fits,
+        }
+
+
+def _candidates(s: Scenario) -> list[tuple[str, str, dict[str, Any]]]:
+    """Changes that may lower the memory of ``s``, with their schema values."""
+    model = s.model
+    transformer = isinstance(model, Transformer)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if s.mode is Mode.TRAINING:
+        if s.checkpointing is not Checkpointing.FULL:
+            out.append(
+                ("checkpointing", "Turn on gradient checkpointing", {"checkpointing": "full"})
+            )
+        if s.precision is Precision.FP32:
+            out.append(("amp", "Train in BF16 mixed precision", {"precision": "amp_bf16"}))
+        if s.precision in (Precision.FP32, Precision.AMP_BF16, Precision.AMP_FP16):
+            out.append(
+                (
+                    "bf16",
+                    "Train in pure BF16 (weights, gradients and states)",
+                    {"precision": "bf16"},
+                )
+            )
+        if s.optimizer is Optimizer.ADAMW:
+            out.append(("adam8bit", "Use 8-bit AdamW", {"optimizer": "adamw_8bit"}))
+            out.append(("adafactor", "Use Adafactor", {"optimizer": "adafactor"}))
+        if transformer and s.finetune is Finetune.FULL:
+            out.append(
+                (
+                    "lora",
+                    "Fine-tune with LoRA (rank 16, all linear layers)",
+                    {
+                        "finetune": "lora",
+                        "lora_rank": 16,
+                        "lora_targets": LoraTargets.ALL_LINEAR.value,
+                    },
+                )
+            )
+            out.append(
+                (
+                    "qlora",
+                    "Fine-tune with QLoRA (4-bit NF4 base, rank 16)",
+                    {
+                        "finetune": "lora",
+                        "lora_rank": 16,
+                        "precision": "nf4_dq",
+                        "lora_targets": LoraTargets.ALL_LINEAR.value,
+                    },
+                )
+            )
+        elif transformer and s.precision not in (Precision.NF4, Precision.NF4_DQ):
+            out.append(
+                ("qlora", "Quantize the LoRA base to 4-bit NF4 (QLoRA)", {"precision": "nf4_dq"})
+            )
+        if s.num_gpus > 1:
+            for stage in (Sharding.ZERO1, Sharding.ZERO2, Sharding.ZERO3):
+                if list(Sharding).index(stage) > list(Sharding).index(s.sharding):
+                    out.append(
+                        (stage.value, f"Shard with {LABELS[stage]}", {"sharding": stage.value})
+                    )
+        if s.batch_size > 1:
+            half = s.batch_size // 2
+            out.append(
+                (
+                    "accumulate",
+                    f"Batch {half} with {s.grad_accum_steps * 2}× gradient "
+                    "accumulation (same effective batch)",
+                    {"batch_size": half, "grad_accum_steps": s.grad_accum_steps * 2},
+                )
+            )
+    else:
+        for fmt, label in (
+            ("fp8", "FP8"),
+            ("int8", "INT8"),
+            ("awq", "AWQ 4-bit"),
+            ("nf4_dq", "NF4 4-bit"),
+            ("q4_k_m", "GGUF Q4_K_M"),
+        ):
+            if s.precision.value in ("fp32", "fp16", "bf16"):
+                out.append(
+                    (f"quantize-{fmt}", f"Quantize the weights to {label}", {"precision": fmt})
+                )
+        decoder = isinstance(model, Transformer) and model.family in (Family.DECODER, Family.MOE)
+        if decoder and s.kv_cache_dtype is not KvDtype.FP8:
+            out.append(("kv-fp8", "Store the KV cache in FP8", {"kv_cache_dtype": "fp8"}))
+        if s.batch_size > 1:
+            out.append(
+                (
+                    "batch",
+                    f"Halve the batch to {s.batch_size // 2}",
+                    {"batch_size": s.batch_size // 2},
+                )
+            )
+    if transformer and s.attention is Attention.EAGER:
+        out.append(
+            (
+                "sdpa",
+                "Use memory-efficient attention (SDPA / FlashAttention)",
+                {"attention": "sdpa"},
+            )
+        )
+    if "seq_len" not in s.inactive_fields() and s.seq_len > 1:
+        out.append(
+            (
+                "shorter",
+                f"Halve the sequence length to {s.seq_len // 2:,}",
+                {"seq_len": s.seq_len // 2},
+            )
+        )
+    return out
+
+
+def _field_value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def suggestions(scenario: Scenario, budget: int, gpu: str | None = None) -> list[Suggestion]:
+    """Changes ranked by the memory they save, largest first; each says if it then fits."""
+    from nnmem.scenario import parse
+
+    base = total(scenario, gpu)
+    data = scenario.to_dict()
+    result = []
+    for key, label, changes in _candidates(scenario):
+        try:
+            trial = parse({**data, **changes})
+        except NnmemError:
+            continue
+        after = total(trial, gpu)
+        if after < base:
+            plain = {k: _field_value(v) for k, v in changes.items()}
+            result.append(Suggestion(key, label, plain, after, base - after, after <= budget))
+    return sorted(result, key=lambda x: (-x.saved_bytes, x.key))
