@@ -644,6 +644,10 @@ def inactive_fields(
 
 def _cross_checks(s: Scenario) -> list[Problem | None]:
     problems: list[Problem | None] = []
+    for key in SETTINGS:
+        spec, value = SPECS[key], getattr(s, key)
+        if isinstance(spec, NumberSpec) and value is not None:
+            problems.append(_problem(spec.check(value)))
     if s.mode is Mode.TRAINING:
         if s.finetune is Finetune.LORA:
             if not isinstance(s.model, Transformer):
@@ -725,6 +729,18 @@ def parse(data: Mapping[str, object]) -> Scenario:
         for key in data
         if key not in KNOWN_KEYS
     ]
+    kind = KIND.read(data.get("model", "generic"))
+    model: Model | None = None
+    source: dict[str, Any] = {}
+    if isinstance(kind, Problem):
+        problems.append(kind)
+    else:
+        source = {"model": kind.value}
+        try:
+            model, extra = _read_model(kind, data)
+            source |= extra
+        except NnmemError as error:
+            problems.extend(error.problems)
     values: dict[str, Any] = {}
     for key, default in SETTINGS.items():
         raw = data.get(key)
@@ -738,18 +754,6 @@ def parse(data: Mapping[str, object]) -> Scenario:
             fractional = key in ("allocator_overhead_percent", "lora_dropout")
             values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
-    kind = KIND.read(data.get("model", "generic"))
-    model: Model | None = None
-    source: dict[str, Any] = {}
-    if isinstance(kind, Problem):
-        problems.append(kind)
-    else:
-        source = {"model": kind.value}
-        try:
-            model, extra = _read_model(kind, data)
-            source |= extra
-        except NnmemError as error:
-            problems.extend(error.problems)
     raise_if(*problems)
     assert model is not None  # no problem means the model was read
     return Scenario(model=model, source=source, **values)

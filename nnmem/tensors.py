@@ -106,7 +106,7 @@ def as_term(
     >>> t = as_term("activations", "per layer", rows, {"b": 1, "s": 8, "h": 4, "a": 2},
     ...             Widths(res=4, act=2, cpu=False), "", times=("L", 3))
     >>> t.formula, t.bytes
-    ('L × (4·b·s·h + 4·b·a·s²) B', 1920)
+    ('L × (4·b·a·s² + 4·b·s·h) B', 1920)
     """
     groups: dict[tuple[str, ...], Fraction] = {}
     for r in rows:

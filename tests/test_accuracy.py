@@ -52,7 +52,6 @@ def test_estimate_within_tolerance(row: Row) -> None:
     )
 
 
-@pytest.mark.xfail(reason="known gap: the generic model has no per-architecture terms", strict=True)
 def test_median_peak_error() -> None:
     """Every case must be expressible, and the median peak error at most 3%."""
     assert all(r.estimated is not None for r in ROWS if r.metric == "peak")

@@ -13,7 +13,7 @@ from nnmem.cli import main
 def test_llama_inference_from_the_brief(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--params", "7000", "--precision", "fp16", "--mode", "inference"]) == 0
     out = capsys.readouterr().out
-    assert "Model weights = P × 2 B = 7,000,000,000 × 2 B = 14.00 GB" in " ".join(out.split())
+    assert "FP16 weights: P × 2 B = 7,000,000,000 × 2 B = 14.00 GB" in out
     assert "Assumed hidden dimension 4,204 and 33 layers" in out
 
 
@@ -33,8 +33,10 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["total_bytes"] == 4_251_416_576
-    assert {c["key"]: c["bytes"] for c in data["components"]}["optimizer_state"] == 880_000_000
+    assert data["total_bytes"] == 4_543_314_764
+    sizes = {c["key"]: c["size"] for c in data["components"]}
+    assert sizes["optimizer_state"] == 880_000_000
+    assert sizes["gradients"] == 440_000_000
 
 
 def test_scenario_file_with_flag_override(
@@ -56,7 +58,8 @@ def test_scenario_file_with_flag_override(
     data = json.loads(capsys.readouterr().out)
     assert data["scenario"]["batch_size"] == 16
     # activations halve with the batch: 2,491,416,576 / 2
-    assert data["components"][3]["bytes"] == 1_245_708_288
+    sizes = {c["key"]: c["size"] for c in data["components"]}
+    assert sizes["activations"] == 1_245_708_288
 
 
 def test_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,7 +76,7 @@ def test_unreadable_scenario_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = tmp_path / "broken.json"
     path.write_text("{")
     assert main(["--scenario", str(path)]) == 2
-    assert capsys.readouterr().err.startswith(f"nnmem: error: --scenario: cannot read {path}")
+    assert capsys.readouterr().err.startswith(f"nnmem: error: --scenario: Cannot read {path}")
     path.write_text("[1]")
     assert main(["--scenario", str(path)]) == 2
     assert "must hold a JSON object" in capsys.readouterr().err
@@ -83,4 +86,42 @@ def test_no_model_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as caught:
         main([])
     assert caught.value.code == 2
-    assert "give --params MILLIONS or --scenario FILE" in capsys.readouterr().err
+    assert "describe the model: --params, --preset, --config, --cnn or --scenario" in (
+        capsys.readouterr().err
+    )
+
+
+def test_preset_with_settings_and_a_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "--preset",
+        "llama-3.1-8b",
+        "--mode",
+        "inference",
+        "--precision",
+        "bf16",
+        "--seq-len",
+        "8192",
+        "--batch-size",
+        "8",
+        "--set",
+        "new_tokens=1024",
+        "--gpu",
+        "rtx-4090",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Does not fit on NVIDIA GeForce RTX 4090 (24.00 GiB usable)" in out
+    assert "Largest batch that fits: 3" in out
+    assert "Fewest GPUs: 2 (tensor parallel 2)" in out
+
+
+def test_set_errors_name_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--params", "110", "--set", "checkpointing=half"]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --set checkpointing: ")
+
+
+def test_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list-presets"]) == 0
+    assert "llama-3.1-8b" in capsys.readouterr().out
+    assert main(["--list-gpus"]) == 0
+    assert "h100-sxm-80gb" in capsys.readouterr().out

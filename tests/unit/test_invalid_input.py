@@ -10,6 +10,10 @@ from nnmem.errors import Problem
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 
 PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,000"
+PRECISIONS = (
+    "fp32, amp_bf16, amp_fp16, bf16, fp16, fp8, int8, int4, gptq, awq, nf4, nf4_dq, q8_0, "
+    "q6_k, q5_k_m, q4_k_m, q4_0"
+)
 
 
 @pytest.mark.parametrize(
@@ -65,17 +69,27 @@ PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,
         ),
         ("mode", "serve", 'Mode must be one of training, inference (got "serve").'),
         ("mode", "", "Mode is required: choose one of training, inference."),
-        (
-            "precision",
-            "fp8",
-            'Precision must be one of fp32, fp16, bf16, int8, int4 (got "fp8").',
-        ),
-        ("precision", 16, "Precision must be one of fp32, fp16, bf16, int8, int4 (got 16)."),
+        ("precision", "fp4", f'Precision must be one of {PRECISIONS} (got "fp4").'),
+        ("precision", 16, f"Precision must be one of {PRECISIONS} (got 16)."),
         (
             "optimizer",
-            "lion",
-            'Optimizer must be one of sgd, sgd_momentum, adamw (got "lion").',
+            "sophia",
+            "Optimizer must be one of sgd, sgd_momentum, adamw, adamw_8bit, adafactor, lion "
+            '(got "sophia").',
         ),
+        (
+            "checkpointing",
+            "half",
+            'Gradient checkpointing must be one of none, selective, full (got "half").',
+        ),
+        ("lora_dropout", "1", "LoRA dropout must be a probability from 0 to 0.99 (got 1)."),
+        ("num_gpus", "0", "Number of GPUs must be a whole number from 1 to 100,000 (got 0)."),
+        (
+            "cuda_context_mib",
+            "-1",
+            "CUDA context must be a whole number from 0 to 65,536 (got -1).",
+        ),
+        ("offload_optimizer", "maybe", 'Optimizer offload must be true or false (got "maybe").'),
     ],
 )
 def test_bad_value_names_its_field(field: str, raw: object, message: str) -> None:
@@ -104,9 +118,37 @@ def test_training_in_an_inference_format_is_refused_on_precision() -> None:
         Problem(
             "precision",
             "Precision int4 stores weights for inference only: for training choose fp32, "
-            "fp16 or bf16, or set the mode to inference.",
+            "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
+            "mode to inference.",
         ),
     )
+
+
+def test_mixed_precision_is_a_training_setting() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({**VALID, "precision": "amp_bf16", "mode": "inference"})
+    assert caught.value.field == "precision"
+    assert "mixed-precision training" in str(caught.value)
+
+
+def test_lora_needs_an_architecture() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({**VALID, "finetune": "lora"})
+    assert caught.value.field == "finetune"
+
+
+def test_tensor_parallel_must_divide_gpus_and_heads() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "preset", "preset": "llama-3.1-8b", "tensor_parallel": 3, "num_gpus": 6})
+    assert caught.value.problems == (
+        Problem(
+            "tensor_parallel",
+            "Tensor-parallel degree 3 must divide the attention heads (32) and key/value "
+            "heads (8).",
+        ),
+    )
+    with pytest.raises(NnmemError, match="must divide the number of GPUs"):
+        parse({"model": "preset", "preset": "llama-3.1-8b", "tensor_parallel": 4, "num_gpus": 6})
 
 
 def test_unknown_field_is_named() -> None:
@@ -116,12 +158,53 @@ def test_unknown_field_is_named() -> None:
     assert str(caught.value).startswith('Unknown field "batchsize": the fields are model, ')
 
 
-def test_other_model_kinds_are_not_known_yet() -> None:
+def test_model_kind_must_be_known() -> None:
     with pytest.raises(NnmemError) as caught:
-        parse({**VALID, "model": "transformer"})
+        parse({**VALID, "model": "rnn"})
     assert caught.value.problems == (
-        Problem("model", 'Model must be "generic" (got "transformer").'),
+        Problem("model", 'Model must be one of generic, transformer, preset, cnn (got "rnn").'),
     )
+
+
+def test_preset_must_be_in_the_catalog() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "preset", "preset": "llama-9"})
+    assert caught.value.field == "preset"
+    assert str(caught.value).startswith('Preset "llama-9" is not in the catalog')
+
+
+def test_config_must_be_json_with_the_needed_fields() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "transformer", "config": "{not json"})
+    assert caught.value.problems == (
+        Problem(
+            "config",
+            "Config is not valid JSON: Expecting property name enclosed in "
+            "double quotes at line 1, column 2.",
+        ),
+    )
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "transformer", "config": {"hidden_size": 64}})
+    assert [p.message for p in caught.value.problems] == [
+        "config.json needs num_attention_heads (a whole number).",
+        "config.json needs num_hidden_layers (a whole number).",
+        "config.json needs intermediate_size (a whole number).",
+        "config.json needs vocab_size (a whole number).",
+    ]
+
+
+def test_cnn_layer_errors_name_their_path() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse(
+            {
+                "model": "cnn",
+                "cnn": {
+                    "input": [3, 32, 32],
+                    "layers": [{"type": "conv2d", "out_channels": 8, "kernel": 0}],
+                },
+            }
+        )
+    assert caught.value.field == "cnn.layers[0].kernel"
 
 
 def test_scenario_must_be_an_object() -> None:

@@ -69,12 +69,15 @@ def test_float_millions_stay_exact() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("FP16", Precision.FP16), (" bf16 ", Precision.BF16), ("int4", Precision.INT4)],
+    [
+        ("FP16", Precision.FP16),
+        (" bf16 ", Precision.BF16),
+        ("AMP_BF16", Precision.AMP_BF16),
+        ("bf16_mixed", Precision.AMP_BF16),
+    ],
 )
 def test_choices_ignore_case_and_spaces(raw: str, expected: Precision) -> None:
-    assert parse({"params_millions": 1, "precision": raw, "mode": "inference"}).precision is (
-        expected
-    )
+    assert parse({"params_millions": 1, "precision": raw}).precision is expected
 
 
 def test_adam_is_adamw() -> None:
@@ -107,6 +110,16 @@ def test_one_given_shape_field_derives_the_other() -> None:
         {"params_millions": 110, "hidden_size": 768, "num_layers": 12, "batch_size": 32},
         {"params_millions": 124.439808, "mode": "inference", "precision": "int8"},
         {"params_millions": 70000, "num_layers": 80, "precision": "bf16", "optimizer": "sgd"},
+        {
+            "model": "preset",
+            "preset": "mixtral-8x7b",
+            "finetune": "lora",
+            "lora_rank": 8,
+            "precision": "nf4_dq",
+            "checkpointing": "full",
+            "lora_dropout": 0.05,
+        },
+        {"model": "cnn", "cnn": "vgg16", "batch_size": 8, "precision": "amp_fp16"},
     ],
 )
 def test_to_dict_round_trips_through_json(data: dict[str, object]) -> None:
@@ -120,5 +133,50 @@ def test_to_dict_keeps_derived_fields_open() -> None:
 
 
 def test_inference_has_no_optimizer_field() -> None:
-    assert parse({"params_millions": 1, "mode": "inference"}).inactive_fields() == ("optimizer",)
-    assert parse({"params_millions": 1}).inactive_fields() == ()
+    inference = parse({"params_millions": 1, "mode": "inference"}).inactive_fields()
+    training = parse({"params_millions": 1}).inactive_fields()
+    assert "optimizer" in inference
+    assert "optimizer" not in training
+    assert "kv_cache_dtype" in training  # an inference setting
+
+
+def test_preset_reads_the_catalog_config() -> None:
+    scenario = parse({"model": "preset", "preset": "Llama-3.1-8B"})
+    assert scenario.model.hidden == 4096
+    assert scenario.to_dict(compact=True) == {"model": "preset", "preset": "llama-3.1-8b"}
+
+
+def test_pasted_config_json_text_is_accepted() -> None:
+    text = json.dumps(
+        {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257}
+    )
+    scenario = parse({"model": "transformer", "config": text})
+    assert scenario.model.layers == 12
+    assert parse(scenario.to_dict()) == scenario
+
+
+def test_cnn_by_name_and_image_size() -> None:
+    scenario = parse({"model": "cnn", "cnn": "ResNet50", "image_size": 160})
+    assert scenario.to_dict(compact=True) == {"model": "cnn", "cnn": "resnet50", "image_size": 160}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("fsdp", "zero3"), ("ddp", "none"), ("shard_grad_op", "zero2")],
+)
+def test_sharding_aliases(raw: str, expected: str) -> None:
+    assert parse({"params_millions": 1, "sharding": raw}).sharding.value == expected
+
+
+def test_compact_dict_drops_defaults_and_what_does_not_apply() -> None:
+    scenario = parse(
+        {"params_millions": 7000, "mode": "inference", "optimizer": "sgd", "batch_size": 4}
+    )
+    assert scenario.to_dict(compact=True) == {
+        "model": "generic",
+        "params_millions": 7000,
+        "hidden_size": None,
+        "num_layers": None,
+        "mode": "inference",
+        "batch_size": 4,
+    }

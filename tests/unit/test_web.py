@@ -20,10 +20,12 @@ def ask(payload: object) -> dict[str, Any]:
 def test_default_scenario_is_the_brief_bert_example() -> None:
     reply = ask({"scenario": DEFAULT_SCENARIO})
     assert reply["ok"] is True
-    assert reply["total_bytes"] == 4_251_416_576
-    assert reply["total_text"] == "4.25 GB"
-    assert reply["total_detail"] == "4,251,416,576 bytes"
-    assert reply["inactive"] == []
+    assert reply["total_bytes"] == 4_543_314_764  # see test_estimate: BERT-base example
+    assert reply["tensor_peak_bytes"] == 3_811_416_576
+    assert reply["total_text"] == "4.54 GB"
+    assert reply["total_detail"] == ("4,543,314,764 bytes; tensors peak at 3.81 GB in the forward")
+    assert "optimizer" not in reply["inactive"]
+    assert set(reply["html"]) == {"table", "chart", "phases", "formula", "notes"}
 
 
 def test_reply_carries_the_same_fragments_the_build_prerenders() -> None:
@@ -36,14 +38,14 @@ def test_reply_carries_the_same_fragments_the_build_prerenders() -> None:
 
 def test_form_strings_are_accepted() -> None:
     fields = {key: str(value) for key, value in DEFAULT_SCENARIO.items()}
-    assert ask({"scenario": fields})["total_bytes"] == 4_251_416_576
+    assert ask({"scenario": fields})["total_bytes"] == 4_543_314_764
 
 
 def test_errors_name_fields_and_hide_what_does_not_apply() -> None:
     reply = ask({"scenario": {"params_millions": "", "mode": "inference", "batch_size": "x"}})
     assert reply["ok"] is False
     assert [e["field"] for e in reply["errors"]] == ["params_millions", "batch_size"]
-    assert reply["inactive"] == ["optimizer"]
+    assert reply["inactive"] == ["optimizer"]  # only form fields are listed
 
 
 def test_malformed_requests_get_a_plain_answer() -> None:
@@ -71,11 +73,11 @@ def test_form_describes_every_schema_field_once() -> None:
         "seq_len",
     ]
     precision = next(f for f in FORM if f.key == "precision")
-    assert precision.options == (
+    assert precision.options[:5] == (
         ("fp32", "FP32"),
-        ("fp16", "FP16"),
+        ("amp_bf16", "BF16 mixed precision (AMP)"),
+        ("amp_fp16", "FP16 mixed precision (AMP)"),
         ("bf16", "BF16"),
-        ("int8", "INT8"),
-        ("int4", "INT4"),
+        ("fp16", "FP16"),
     )
     assert all(f.hint.endswith(".") for f in FORM)
