@@ -804,6 +804,35 @@ def _matmul_weights(t: Transformer) -> int:
     return count
 
 
+BNB_DEQUANT = (
+    "bitsandbytes matmul_4bit: for more than one token it dequantizes the 4-bit weight to "
+    "the compute type (dequantize_4bit) for the matmul, one weight at a time"
+)
+
+
+def dequant_terms(s: Scenario, t: Transformer) -> list[Term]:
+    """The 16-bit copy of the largest linear weight that bitsandbytes 4-bit makes."""
+    if s.precision not in (Precision.NF4, Precision.NF4_DQ):
+        return []
+    largest = max(
+        (
+            p.numel
+            for p in parameter_tensors(t)
+            if p.name.startswith(("layers.", "encoder.", "decoder.")) and len(p.shape) == 2
+        ),
+        default=0,
+    )
+    return [
+        product(
+            "temporaries",
+            "largest linear weight dequantized to 16-bit",
+            [("P_largest", largest)],
+            2,
+            BNB_DEQUANT,
+        )
+    ]
+
+
 def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
     """The stored weights in the scenario's format (the frozen base for LoRA)."""
     fmt = s.precision.weight_format
@@ -876,8 +905,8 @@ def build_training(s: Scenario) -> Built:
         )
         if s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8):
             notes.append(
-                "QLoRA: the base stays quantized and each layer's weights are "
-                "dequantized to 16-bit only while that layer runs."
+                "QLoRA: the base stays quantized and each weight is dequantized to 16-bit "
+                "only while its matmul runs."
             )
     notes += shard_notes
     if s.tensor_parallel > 1:
@@ -976,10 +1005,11 @@ def build_training(s: Scenario) -> Built:
     held = [*base, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
     held_back = [*base, *casts_kept, *(gradients if s.grad_accum_steps > 1 else [])]
     start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
-    end = [*base, *casts_kept, *gradients, *recompute, *inflight]
+    dequant = dequant_terms(s, t)
+    end = [*base, *casts_kept, *gradients, *recompute, *inflight, *dequant]
     backward = start if total(start) >= total(end) else end
     phases = phases_of(
-        ("forward", [*held, *acts.terms, *logits]),
+        ("forward", [*held, *acts.terms, *logits, *dequant]),
         ("loss", [*held, *acts.terms, *saved_loss, *loss_extra]),
         ("backward", backward),
         ("optimizer_step", [*base, *gradients, *step_terms]),
@@ -1166,7 +1196,7 @@ def build_inference(s: Scenario) -> Built:
         c.widths,
         LLAMA_INFERENCE,
     )
-    prefill_terms = [*weights, working]
+    prefill_terms = [*weights, working, *dequant_terms(s, t)]
     phases: list[Phase] = []
     if decoder or t.family is Family.ENCODER_DECODER:
         prefill_kv = kv_cache_term(s, t, s.seq_len, decoding=False)
@@ -1191,11 +1221,6 @@ def build_inference(s: Scenario) -> Built:
             f"KV cache: {2 * t.kv_heads * t.head_dim * t.layers * s.kv_cache_dtype.bytes_for(s.precision):,} "  # noqa: E501
             f"bytes per token per sequence ({t.kv_heads} key/value heads of "
             f"{t.head_dim} in each of {t.layers} layers)."
-        )
-    if s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8):
-        notes.append(
-            "bitsandbytes dequantizes each weight to 16-bit while its layer runs; "
-            "that transient (one matrix) is not counted."
         )
     return phases, notes, {}, 0
 

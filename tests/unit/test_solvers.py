@@ -1,0 +1,97 @@
+"""Solvers: the largest batch and sequence, the fewest GPUs, what to change to fit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from nnmem import GenericModel, Scenario, parse
+from nnmem.solvers import fits, max_batch, max_seq_len, min_gpus, suggestions, total
+
+BERT = Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128)
+GIB = 2**30
+OVERHEAD = 2 * (4096 * 1024 * 2 + 16 * 1024 * 8) + 500 * 2**20  # cuBLAS ×2 + context
+
+
+def test_max_batch_solves_the_forward_line() -> None:
+    """Forward peak: 1,320,000,000 B of weights and Adam state + 77,856,768 B per sample
+    (12 × 128 × 768 × 66), plus 5% reserve and the fixed overheads. In 16 GiB:
+    (16 GiB − overheads) / 1.05 = 15,846,230,308 B → (15,846,230,308 − 1.32e9) /
+    77,856,768 = 186.6 → 186."""
+    budget = 16 * GIB
+    assert max_batch(BERT, budget) == 186
+    assert fits(replace(BERT, batch_size=186), budget)
+    assert not fits(replace(BERT, batch_size=187), budget)
+
+
+def test_max_seq_len() -> None:
+    """Same line in the sequence: 19,464,192 B per token at batch 32 → 746 tokens."""
+    budget = 16 * GIB
+    assert max_seq_len(BERT, budget) == 746
+    assert not fits(replace(BERT, seq_len=747), budget)
+
+
+def test_nothing_fits_gives_zero() -> None:
+    assert max_batch(BERT, 1 * GIB) == 0
+    assert max_seq_len(BERT, 1 * GIB) == 0
+
+
+def test_learned_positions_cap_the_sequence() -> None:
+    gpt2 = parse({"model": "preset", "preset": "gpt2", "precision": "bf16"})
+    assert max_seq_len(gpt2, 80 * GIB) == 1024
+
+
+def test_fewest_gpus_with_zero3() -> None:
+    llama = parse(
+        {"model": "preset", "preset": "llama-3.1-8b", "precision": "amp_bf16", "seq_len": 4096}
+    )
+    budget = 80 * GIB
+    plan = min_gpus(llama, budget)
+    assert plan is not None
+    assert plan.sharding.value == "zero3"
+    assert fits(plan, budget)
+    assert not fits(replace(plan, num_gpus=plan.num_gpus - 1), budget)
+
+
+def test_fewest_gpus_for_inference_uses_tensor_parallelism() -> None:
+    llama = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-70b",
+            "mode": "inference",
+            "precision": "bf16",
+            "seq_len": 4096,
+        }
+    )
+    plan = min_gpus(llama, 80 * GIB)
+    assert plan is not None
+    assert (plan.tensor_parallel, plan.num_gpus) == (2, 2)
+
+
+def test_suggestions_are_ranked_by_what_they_save() -> None:
+    """Pure bf16 halves everything: peak 220 + 440 + 1,283 MB (34 B activations) against
+    3,811 MB. Checkpointing keeps 151 MB of layer inputs but then the optimizer step,
+    2,200 MB, is the peak: it saves less."""
+    found = suggestions(BERT, 3 * GIB)
+    keys = [s.key for s in found]
+    assert keys[:2] == ["bf16", "checkpointing"]
+    assert "lora" not in keys  # a bare parameter count has no layers to adapt
+    base = total(BERT)
+    for s in found:
+        after = total(parse({**BERT.to_dict(), **s.changes}))
+        assert s.saved_bytes == base - after > 0
+        assert s.fits == (after <= 3 * GIB)
+    assert [s.saved_bytes for s in found] == sorted((s.saved_bytes for s in found), reverse=True)
+
+
+def test_suggestions_for_inference_quantize() -> None:
+    llama = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-8b",
+            "mode": "inference",
+            "precision": "bf16",
+            "seq_len": 8192,
+        }
+    )
+    keys = {s.key for s in suggestions(llama, 16 * GIB)}
+    assert {"quantize-nf4_dq", "quantize-awq", "kv-fp8", "shorter"} <= keys
