@@ -70,14 +70,18 @@ def test_prerendered_default_result(site: Path) -> None:
     """The page carries the BERT-base numbers computed at build time by nnmem."""
     html = (site / "index.html").read_text()
     total = estimate(parse(DEFAULT_SCENARIO)).total_bytes
-    assert total == 4_251_416_576
-    assert f'<output id="total" for="calc" data-bytes="{total}">4.25 GB</output>' in html
-    assert '<p class="total-detail" id="total-detail">4,251,416,576 bytes</p>' in html
+    assert total == 4_543_314_764
+    assert f'<output id="total" for="calc" data-bytes="{total}">4.54 GB</output>' in html
+    assert (
+        '<p class="total-detail" id="total-detail">4,543,314,764 bytes; tensors peak at '
+        "3.81 GB in the forward</p>"
+    ) in html
     assert (
         '<tr data-key="weights"><th scope="row">Model weights</th><td>440.0</td>'
-        "<td>0.44</td><td>10.3%</td></tr>"
+        "<td>0.44</td><td>9.7%</td></tr>"
     ) in html
-    assert '<rect class="bar bar-activations" x="150" y="108" width="300"' in html
+    assert '<rect class="bar bar-activations" x="170" y="74" width="290"' in html
+    assert '<tr data-phase="forward" class="peak">' in html
     assert 'value="110"' in html
     assert 'value="32"' in html
 

@@ -104,27 +104,36 @@ def test_form_total_equals_cpython(calculator: Page, values: dict[str, str]) -> 
 
 
 def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None:
-    """Precision changes the weights row and bar; inference drops gradients and the optimizer."""
+    """Mixed precision adds 16-bit weight copies and halves activations; pure bf16 halves
+    the weights; inference drops gradients, optimizer state and the optimizer field."""
     weights_mb = calculator.locator("#breakdown tr[data-key=weights] td").first
-    weights_bar = calculator.locator("#chart rect.bar-weights")
+    acts_mb = calculator.locator("#breakdown tr[data-key=activations] td").first
+    chart_desc = calculator.locator("#chart desc")
     expect(weights_mb).to_have_text("440.0")  # 110M × 4 B, fp32
-    fp32_width = float(weights_bar.get_attribute("width") or 0)
+    expect(acts_mb).to_have_text("2,491.4")  # 12 × 128 × 32 × 768 × 66 B
+    expect(chart_desc).to_contain_text("Model weights 440.0 MB")
+
+    calculator.select_option("#f-precision", "amp_bf16")
+    expect(acts_mb).to_have_text("1,283.5")  # 34 B instead of 66
+    expect(calculator.locator("#breakdown tr[data-key=autocast_copies] td").first).to_have_text(
+        "220.0"
+    )
+    expect(weights_mb).to_have_text("440.0")  # the fp32 weights stay
+    expect(calculator.locator("#chart rect.bar-autocast_copies")).to_be_visible()
 
     calculator.select_option("#f-precision", "bf16")
-    expect(weights_mb).to_have_text("660.0")  # 110M × 6 B: fp32 master + bf16 copy
+    expect(weights_mb).to_have_text("220.0")  # 110M × 2 B
     expect(calculator.locator("#formula [data-key=weights] code")).to_contain_text(
-        "110,000,000 × 6 B"
+        "110,000,000 × 2 B"
     )
-    expect(weights_bar).not_to_have_attribute("width", f"{fp32_width:g}")
+    expect(chart_desc).to_contain_text("Model weights 220.0 MB")
 
     calculator.select_option("#f-mode", "inference")
-    expect(weights_mb).to_have_text("220.0")  # 110M × 2 B
-    expect(calculator.locator("#breakdown tr[data-key=gradients] td").first).to_have_text("0.0")
-    expect(calculator.locator("#breakdown tr[data-key=optimizer_state] td").first).to_have_text(
-        "0.0"
-    )
-    expect(calculator.locator("#chart rect.bar-gradients")).to_have_attribute("width", "0")
+    expect(weights_mb).to_have_text("220.0")
+    expect(calculator.locator("#breakdown tr[data-key=gradients]")).to_have_count(0)
+    expect(calculator.locator("#breakdown tr[data-key=optimizer_state]")).to_have_count(0)
     expect(calculator.locator(".field[data-field=optimizer]")).to_be_hidden()
+    expect(calculator.locator("#phases tr[data-phase=prefill]")).to_have_class("peak")
 
     calculator.select_option("#f-mode", "training")
     expect(calculator.locator(".field[data-field=optimizer]")).to_be_visible()
@@ -187,8 +196,9 @@ def test_training_with_an_inference_format_names_the_precision_field(calculator:
     """INT8 cannot train: the precision field says so and what to pick instead."""
     calculator.select_option("#f-precision", "int8")
     expect(calculator.locator(".field[data-field=precision] .error")).to_have_text(
-        "Precision int8 stores weights for inference only: for training choose fp32, fp16 "
-        "or bf16, or set the mode to inference."
+        "Precision int8 stores weights for inference only: for training choose fp32, "
+        "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
+        "mode to inference."
     )
     calculator.select_option("#f-mode", "inference")
     expect(calculator.locator(".field[data-field=precision] .error")).to_be_empty()
