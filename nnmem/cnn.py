@@ -348,6 +348,7 @@ class CnnModel:
     layers: tuple[Layer, ...]
     name: str = "custom"
     shapes: tuple[Shape, ...] = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         reader = _Reader("cnn")
@@ -355,6 +356,11 @@ class CnnModel:
         if reader.problems:
             raise NnmemError(reader.problems)
         object.__setattr__(self, "shapes", tuple(reader.top_shapes))
+        # Hashed once: the per-model caches look the model up many times per estimate.
+        object.__setattr__(self, "_hash", hash((self.input, self.layers, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def output_shape(self) -> Shape:
@@ -978,6 +984,11 @@ def builtin(
             field,
             f"{field} must name a built-in network: {', '.join(BUILTINS)} (got {_shown(name)}).",
         )
+    return _built(name, field, tuple(input), classes)
+
+
+@lru_cache(maxsize=32)
+def _built(name: str, field: str, input: tuple[int, ...], classes: int) -> CnnModel:
     spec = builtin_spec(name, input, classes)
     try:
         return from_spec(spec, field=field)
@@ -1157,6 +1168,7 @@ def _batchnorm_channels(layers: Iterable[Layer], shape: Shape) -> tuple[int, int
     return channels, count, shape
 
 
+@lru_cache(maxsize=64)
 def buffer_bytes(model: CnnModel, precision: CnnPrecision | str = CnnPrecision.FP32) -> int:
     """Batch-norm buffers: running mean and variance per channel, an int64 step count.
 
@@ -1552,6 +1564,7 @@ def _walk(model: CnnModel, width: int, training: bool, autocast: bool) -> _Forwa
     return _Forward(model, width, training=training, autocast=autocast)
 
 
+@lru_cache(maxsize=64)
 def _first_savers(walk: _Forward) -> dict[int, tuple[_Tensor, str, int]]:
     """Each saved storage once, with the first node that keeps it."""
     first: dict[int, tuple[_Tensor, str, int]] = {}
@@ -1637,8 +1650,11 @@ class _Backward:
     peak_params: int = 0
     peak_saved: int = 0
     peak_in_flight: int = 0
+    trace: list[tuple[str, int, int, int]] | None = None
 
     def check(self, at: str) -> None:
+        if self.trace is not None:
+            self.trace.append((at, self.saved_live, self.params_done, self.in_flight))
         total = self.saved_live + self.params_done + self.in_flight
         if total > self.peak:
             self.peak, self.peak_at = total, at
@@ -1652,6 +1668,33 @@ class _Backward:
 
 
 def _simulate_backward(walk: _Forward, batch: int, grad_width: int) -> _Backward:
+    """The simulated backward pass at ``batch``, from the traced run at batches 1 and 2.
+
+    Every live quantity at every point of the simulation is an affine function of the
+    batch size (activations scale with it, parameter gradients do not), so two traced
+    runs give all of them for any batch without running the simulation again.
+    """
+    state = _Backward(saved_live=0)
+    for at, one, two in _trace(walk, grad_width):
+        saved, params, flight = (a + (b - a) * (batch - 1) for a, b in zip(one, two, strict=True))
+        total = saved + params + flight
+        if total > state.peak:
+            state.peak, state.peak_at = total, at
+            state.peak_params, state.peak_saved, state.peak_in_flight = params, saved, flight
+    return state
+
+
+@lru_cache(maxsize=64)
+def _trace(
+    walk: _Forward, grad_width: int
+) -> tuple[tuple[str, tuple[int, int, int], tuple[int, int, int]], ...]:
+    one = _run_backward(walk, 1, grad_width)
+    two = _run_backward(walk, 2, grad_width)
+    assert one.trace is not None and two.trace is not None
+    return tuple((a[0], a[1:], b[1:]) for a, b in zip(one.trace, two.trace, strict=True))
+
+
+def _run_backward(walk: _Forward, batch: int, grad_width: int) -> _Backward:
     """Run backward node by node, as the autograd engine does (``ENGINE``).
 
     A node allocates its inputs' gradients and its parameters' (under autocast, 16-bit
@@ -1668,7 +1711,7 @@ def _simulate_backward(walk: _Forward, batch: int, grad_width: int) -> _Backward
             refs[id(tensor)] += 1
             sizes[id(tensor)] = tensor.nbytes(batch)
     refs[id(walk.image)] += 1  # the caller keeps its batch
-    state = _Backward(saved_live=sum(sizes.values()))
+    state = _Backward(saved_live=sum(sizes.values()), trace=[])
     state.check(state.peak_at)
     buffers: dict[int, _Grad] = {}
     for node in reversed(walk.nodes):
