@@ -19,9 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnmem import parse  # noqa: E402
-from nnmem.estimate import estimate  # noqa: E402
-from nnmem.solvers import max_batch, max_seq_len, min_gpus, suggestions  # noqa: E402
+from nnmem import parse
+from nnmem.estimate import estimate
+from nnmem.solvers import max_batch, max_seq_len, min_gpus, suggestions
 
 GIB = 2**30
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -84,11 +84,11 @@ def main() -> int:
         scenario = parse(data)
         budget = 24 * GIB
         row = [median_ms(lambda s=scenario: estimate(parse(s.to_dict())), 50)]
-        row.append(median_ms(lambda s=scenario: max_batch(s, budget), 5))
+        row.append(median_ms(lambda s=scenario, b=budget: max_batch(s, b), 5))
         seq = "seq_len" not in scenario.inactive_fields()
-        row.append(median_ms(lambda s=scenario: max_seq_len(s, budget), 5) if seq else 0.0)
-        row.append(median_ms(lambda s=scenario: min_gpus(s, budget), 3))
-        row.append(median_ms(lambda s=scenario: suggestions(s, budget), 3))
+        row.append(median_ms(lambda s=scenario, b=budget: max_seq_len(s, b), 5) if seq else 0.0)
+        row.append(median_ms(lambda s=scenario, b=budget: min_gpus(s, b), 3))
+        row.append(median_ms(lambda s=scenario, b=budget: suggestions(s, b), 3))
         print(f"{name:30} " + " ".join(f"{v:9.2f}" if v else f"{'-':>9}" for v in row))
     return 0
 

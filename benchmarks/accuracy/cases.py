@@ -21,6 +21,7 @@ from .models import (
     MIXTRAL_SMALL,
     RESNET_50,
     T5_BASE,
+    VGG_16,
     VIT_B16,
 )
 
@@ -66,6 +67,10 @@ LORA_QKVO = {
 }
 # LitGPT's published Llama-2-7B LoRA row: r=8 on the query and value projections.
 LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+
+
+# Convolutional networks: no attention, "conv" in the case id.
+CONV_FAMILIES = {"resnet", "vgg"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,8 @@ class Case:
             if self.optimizer.get("foreach") is False:
                 name += "-forloop"
             parts.append(name)
-        parts.append(self.attn_implementation if self.model.family != "resnet" else "conv")
+        conv = self.model.family in CONV_FAMILIES
+        parts.append("conv" if conv else self.attn_implementation)
         if self.attn_implementation == "sdpa" and self.attention_dropout > 0:
             parts.append("attndrop")
         if self.gradient_checkpointing:
@@ -197,6 +203,7 @@ VIT = Model("vit-b16", "vit", "ViTForImageClassification", VIT_B16, "image_class
 RESNET = Model(
     "resnet50", "resnet", "ResNetForImageClassification", RESNET_50, "image_classification"
 )
+VGG = Model("vgg16", "vgg", "VGGForImageClassification", VGG_16, "image_classification")
 LLAMA_1B = Model("llama-3.2-1b", "llama", "LlamaForCausalLM", LLAMA_32_1B, "causal_lm")
 LLAMA_7B = Model("llama-2-7b", "llama", "LlamaForCausalLM", LLAMA_2_7B, "causal_lm")
 MISTRAL = Model("mistral-7b", "mistral", "MistralForCausalLM", MISTRAL_7B, "causal_lm")
@@ -274,6 +281,7 @@ def training_cases() -> list[Case]:
         _train(RESNET, "fp32", 32, image_size=224, optimizer=SGD_MOMENTUM),
         _train(RESNET, "amp_bf16", 32, image_size=224, optimizer=SGD_MOMENTUM),
         _train(RESNET, "fp32", 8, image_size=224, optimizer=SGD_MOMENTUM),
+        _train(VGG, "fp32", 16, image_size=224, optimizer=SGD_MOMENTUM),
         # Llama-3.2-1B shape (128k vocabulary): scaling, eager vs sdpa, checkpointing.
         _train(LLAMA_1B, "bf16", 1, 512, attn_implementation="sdpa"),
         _train(LLAMA_1B, "bf16", 4, 512, attn_implementation="sdpa"),

@@ -104,6 +104,20 @@ RESNET_50 = {
     "num_labels": 1000,
 }
 
+# torchvision ``vgg16`` (configuration "D", no batch norm; torchvision/models/vgg.py):
+# 3×3 convolutions with padding 1 and ReLU(inplace=True), "M" = MaxPool2d(2, 2), then
+# AdaptiveAvgPool2d((7, 7)) and the classifier Linear-ReLU-Dropout twice and a last
+# Linear. transformers has no VGG, so the model is plain torch.nn (VGGForImageClassification
+# below); these are its constructor kwargs.
+VGG_16 = {
+    "layers": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+               512, 512, 512, "M"],
+    "num_channels": 3,
+    "classifier_width": 4096,
+    "dropout": 0.5,
+    "num_labels": 1000,
+}  # fmt: skip
+
 LLAMA_32_1B = {
     "vocab_size": 128256,
     "hidden_size": 2048,
@@ -206,6 +220,7 @@ FAMILIES = {
     "llama": Family("LlamaConfig", "tokens", "lm_head"),
     "mistral": Family("MistralConfig", "tokens", "lm_head"),
     "mixtral": Family("MixtralConfig", "tokens", "lm_head"),
+    "vgg": Family("", "image", "classifier"),  # plain torch.nn, no transformers config
 }
 
 BERT_HEADS = {"BertForMaskedLM": "cls", "BertForSequenceClassification": "classifier"}
@@ -240,10 +255,61 @@ def build_model(
     ``_from_config(dtype=...)`` makes the parameters in the target dtype directly (it
     sets the default dtype during ``__init__``), so no fp32 copy is ever made.
     """
+    if family == "vgg":
+        with torch.device(device):
+            return VGGForImageClassification(**config).to(dtype)
     model_class = getattr(transformers, hf_class)
     cfg = make_config(family, config, attn_implementation)
     with torch.device(device):
         return model_class._from_config(cfg, dtype=dtype)
+
+
+class VGGForImageClassification(torch.nn.Module):
+    """torchvision's VGG as plain torch.nn, called like a transformers classifier.
+
+    ``forward(pixel_values, labels)`` returns an object with ``loss`` and ``logits``;
+    the loss is ``cross_entropy`` on the logits, as in transformers' single-label
+    image classification.
+    """
+
+    def __init__(
+        self,
+        layers: list[int | str],
+        num_channels: int,
+        classifier_width: int,
+        dropout: float,
+        num_labels: int,
+    ) -> None:
+        super().__init__()
+        nn = torch.nn
+        features: list[nn.Module] = []
+        channels = num_channels
+        for item in layers:
+            if item == "M":
+                features.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                features.append(nn.Conv2d(channels, int(item), kernel_size=3, padding=1))
+                features.append(nn.ReLU(inplace=True))
+                channels = int(item)
+        self.features = nn.Sequential(*features)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 7 * 7, classifier_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(classifier_width, classifier_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(classifier_width, num_labels),
+        )
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> transformers.modeling_outputs.ImageClassifierOutput:
+        hidden = torch.flatten(self.avgpool(self.features(pixel_values)), 1)
+        logits = self.classifier(hidden)
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return transformers.modeling_outputs.ImageClassifierOutput(loss=loss, logits=logits)
 
 
 def _not_packed(position_ids: torch.Tensor) -> None:
