@@ -43,7 +43,7 @@ def bytes_text(size: Fraction | int) -> str:
     """A byte size as a formula shows it: ``4 B``, ``0.5 B``, ``4.127 B``."""
     size = Fraction(size)
     if size.denominator == 1:
-        return f"{size.numerator} B"
+        return f"{size.numerator:,} B"
     return f"{float(size):.6g} B"
 
 
