@@ -13,6 +13,7 @@ their ``transformers`` modeling files), verified against exact published counts 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -510,10 +511,7 @@ class Tensor:
     @property
     def numel(self) -> int:
         """Elements of one such tensor."""
-        n = 1
-        for size in self.shape:
-            n *= size
-        return n
+        return math.prod(self.shape)
 
     @property
     def elements(self) -> int:

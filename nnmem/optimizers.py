@@ -8,6 +8,7 @@ twice the largest tensor, transformers' Adafactor fp32 copies of the largest ten
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,10 +40,7 @@ class Trainable:
     @property
     def numel(self) -> int:
         """Elements of one tensor."""
-        n = 1
-        for size in self.shape:
-            n *= size
-        return n
+        return math.prod(self.shape)
 
     @property
     def elements(self) -> int:

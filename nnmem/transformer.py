@@ -331,9 +331,9 @@ def _activation_rows(c: Ctx, activation: str) -> list[Row]:
     return [Row(f"input of the {activation} activation", ("b", "s", "f"), "act")]
 
 
-def bert_layer(c: Ctx) -> list[Row]:
-    """A BERT/RoBERTa/DistilBERT layer: post-LayerNorm, GELU MLP, dropouts."""
-    t = c.t
+def _encoder_attention(c: Ctx) -> list[Row]:
+    """The self-attention of BERT and ViT: q, k, v projections of one input, a plain
+    softmax (fp32 under CUDA autocast), dropout on the probabilities."""
     rows = [
         Row(
             "input of q, k and v projections",
@@ -343,81 +343,58 @@ def bert_layer(c: Ctx) -> list[Row]:
             tag="linear:qkv",
         )
     ]
-    if c.eager:
-        rows += [
-            Row("q, kᵀ and v", ("b", "a", "s", "d"), "act", 3),
-            Row("softmax output", ("b", "a", "s", "s"), "softmax_act"),
-        ]
-        rows += _dropout(c, "attention", ("b", "a", "s", "s"), "softmax_act", c.attn_dropout)
-        if c.attn_dropout > 0 or c.widths.act != c.widths.of("softmax_act"):
-            rows.append(
-                Row("probabilities as the value matmul reads them", ("b", "a", "s", "s"), "act")
-            )
-        rows.append(
-            Row("heads merged, input of the output dense", ("b", "s", "q"), "act", tag="linear:o")
-        )
-    else:
-        rows += [
+    if not c.eager:
+        return [
+            *rows,
             Row("query, key and value", ("b", "s", "a", "d"), "act", 3),
             Row("attention output", ("b", "a", "s", "d"), "act"),
             Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
         ]
-    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", t.dropout)
-    rows += _layernorm("attention LayerNorm")
-    rows.append(Row("input of the intermediate dense", ("b", "s", "h"), "act", tag="linear:up"))
-    rows.append(Row("input of the GELU", ("b", "s", "f"), "act"))
+    rows += [
+        Row("q, kᵀ and v", ("b", "a", "s", "d"), "act", 3),
+        Row("softmax output", ("b", "a", "s", "s"), "softmax_act"),
+    ]
+    rows += _dropout(c, "attention", ("b", "a", "s", "s"), "softmax_act", c.attn_dropout)
+    if c.attn_dropout > 0 or c.widths.act != c.widths.of("softmax_act"):
+        rows.append(
+            Row("probabilities as the value matmul reads them", ("b", "a", "s", "s"), "act")
+        )
     rows.append(
-        Row("GELU output, input of the output dense", ("b", "s", "f"), "act", tag="linear:down")
+        Row("heads merged, input of the output projection", ("b", "s", "q"), "act", tag="linear:o")
     )
-    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", t.dropout)
-    rows += _layernorm("output LayerNorm")
     return rows
+
+
+def _gelu_mlp(c: Ctx) -> list[Row]:
+    return [
+        Row("input of the MLP's first linear layer", ("b", "s", "h"), "act", tag="linear:up"),
+        Row("input of the GELU", ("b", "s", "f"), "act"),
+        Row(
+            "GELU output, input of the second linear layer",
+            ("b", "s", "f"),
+            "act",
+            tag="linear:down",
+        ),
+    ]
+
+
+def bert_layer(c: Ctx) -> list[Row]:
+    """A BERT/RoBERTa/DistilBERT layer: post-LayerNorm, GELU MLP, dropouts."""
+    rows = _encoder_attention(c)
+    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
+    rows += _layernorm("attention LayerNorm")
+    rows += _gelu_mlp(c)
+    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
+    return rows + _layernorm("output LayerNorm")
 
 
 def vit_layer(c: Ctx) -> list[Row]:
     """A ViT layer: pre-LayerNorm, GELU MLP."""
-    t = c.t
-    rows = _layernorm("layernorm_before")
-    rows.append(
-        Row(
-            "input of q, k and v projections",
-            ("b", "s", "h"),
-            "act",
-            _casts(c, 3),
-            tag="linear:qkv",
-        )
-    )
-    if c.eager:
-        rows += [
-            Row("q, kᵀ and v", ("b", "a", "s", "d"), "act", 3),
-            Row("softmax output", ("b", "a", "s", "s"), "softmax_act"),
-        ]
-        rows += _dropout(c, "attention", ("b", "a", "s", "s"), "softmax_act", c.attn_dropout)
-        if c.attn_dropout > 0 or c.widths.act != c.widths.of("softmax_act"):
-            rows.append(
-                Row("probabilities as the value matmul reads them", ("b", "a", "s", "s"), "act")
-            )
-        rows.append(
-            Row(
-                "heads merged, input of the output projection",
-                ("b", "s", "q"),
-                "act",
-                tag="linear:o",
-            )
-        )
-    else:
-        rows += [
-            Row("query, key and value", ("b", "s", "a", "d"), "act", 3),
-            Row("attention output", ("b", "a", "s", "d"), "act"),
-            Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
-        ]
-    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", t.dropout)
+    rows = _layernorm("layernorm_before") + _encoder_attention(c)
+    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
     rows += _layernorm("layernorm_after")
-    rows.append(Row("input of fc1", ("b", "s", "h"), "act", tag="linear:up"))
-    rows.append(Row("input of the GELU", ("b", "s", "f"), "act"))
-    rows.append(Row("GELU output, input of fc2", ("b", "s", "f"), "act", tag="linear:down"))
-    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", t.dropout)
-    return rows
+    rows += _gelu_mlp(c)
+    return rows + _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
 
 
 def _t5_attention(c: Ctx, qs: str, ks: str, prefix: str, cross: bool) -> list[Row]:
