@@ -90,7 +90,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from nnmem.errors import NnmemError, Problem
 
@@ -185,10 +185,7 @@ class Conv2d:
     bias: bool = True
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.CONV2D
+    kind: ClassVar[LayerKind] = LayerKind.CONV2D
 
 
 @dataclass(frozen=True)
@@ -198,10 +195,7 @@ class BatchNorm2d:
     affine: bool = True
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.BATCHNORM2D
+    kind: ClassVar[LayerKind] = LayerKind.BATCHNORM2D
 
 
 @dataclass(frozen=True)
@@ -243,10 +237,7 @@ class AdaptiveAvgPool2d:
     output: Pair
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.ADAPTIVE_AVGPOOL2D
+    kind: ClassVar[LayerKind] = LayerKind.ADAPTIVE_AVGPOOL2D
 
 
 @dataclass(frozen=True)
@@ -255,10 +246,7 @@ class Flatten:
 
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.FLATTEN
+    kind: ClassVar[LayerKind] = LayerKind.FLATTEN
 
 
 @dataclass(frozen=True)
@@ -269,10 +257,7 @@ class Linear:
     bias: bool = True
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.LINEAR
+    kind: ClassVar[LayerKind] = LayerKind.LINEAR
 
 
 @dataclass(frozen=True)
@@ -282,10 +267,7 @@ class Dropout:
     p: float = 0.5
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.DROPOUT
+    kind: ClassVar[LayerKind] = LayerKind.DROPOUT
 
 
 @dataclass(frozen=True)
@@ -299,10 +281,7 @@ class Residual:
     shortcut: tuple[Layer, ...] = ()
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.RESIDUAL
+    kind: ClassVar[LayerKind] = LayerKind.RESIDUAL
 
 
 @dataclass(frozen=True)
@@ -312,10 +291,7 @@ class Sequential:
     layers: tuple[Layer, ...]
     name: str = ""
 
-    @property
-    def kind(self) -> LayerKind:
-        """The layer's JSON type."""
-        return LayerKind.SEQUENTIAL
+    kind: ClassVar[LayerKind] = LayerKind.SEQUENTIAL
 
 
 Layer = (
