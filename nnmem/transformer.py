@@ -1073,7 +1073,9 @@ def inference_moments(c: Ctx) -> list[tuple[str, list[Row]]]:
     common = [Row("token ids", ("b", "s"), "i64")]
     if t.family in (Family.DECODER, Family.MOE) and not t.learned_positions:
         common.append(Row("rotary cos and sin", ("s", "d"), "act", 2))
-    past_window = t.sliding_window is not None and s.seq_len > t.sliding_window
+    # transformers builds the window mask once the keys reach the window, not past it
+    # (masking_utils.py _ignore_causal_mask_sdpa: skipped only when kv_length < window).
+    past_window = t.sliding_window is not None and s.seq_len >= t.sliding_window
     if past_window:
         common.append(Row("sliding-window mask", ("s", "s"), "bool"))
     if t.model_type in ("gpt2", "gpt_bigcode"):

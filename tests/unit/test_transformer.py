@@ -235,6 +235,26 @@ def test_sliding_window_cache_is_trimmed_after_prefill() -> None:
     assert decode["kv_cache"] == 131_072 * 4096
 
 
+def test_window_mask_appears_when_the_prompt_reaches_the_window() -> None:
+    """transformers builds Mistral's s×s bool window mask once the keys reach the window
+    (masking_utils.py: the mask is skipped only while kv_length < window), so a 4,096-token
+    prompt holds it and a 4,095-token one does not. At the MLP moment (inventory §19, §24):
+    8·b·s·h + 6·b·s·f + 4·s·d + 8·b·s, plus s² bytes of mask at s = W. Measured for
+    Mistral-7B at s = 4,096: 505,479,432 B; this gives 505,446,400 (the rest is 8·L + 8·s
+    + 8 bytes of small buffers)."""
+    mistral = {**LLAMA_3_8B, "model_type": "mistral", "vocab_size": 32000, "sliding_window": 4096}
+
+    def working(s: int) -> int:
+        result = run(mistral, mode="inference", precision="bf16", seq_len=s, new_tokens=1)
+        return next(p for p in result.phases if p.name == "prefill").by_key()["activations"]
+
+    def mlp(s: int) -> int:
+        return 8 * s * 4096 + 6 * s * 14336 + 4 * s * 128 + 8 * s
+
+    assert working(4095) == mlp(4095)
+    assert working(4096) == mlp(4096) + 4096 * 4096
+
+
 def test_tensor_parallel_splits_weights_and_heads() -> None:
     one = run(LLAMA_3_8B, mode="inference", precision="bf16", seq_len=1024)
     two = run(
