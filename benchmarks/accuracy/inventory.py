@@ -73,9 +73,16 @@ from .models import (
     MIXTRAL_SMALL,
     T5_BASE,
     VIT_B16,
-    make_inputs,
 )
-from .runner import _logits_hook, _training_step, make_model, make_optimizer, run_case, tensor_mode
+from .runner import (
+    _logits_hook,
+    _training_step,
+    case_inputs,
+    make_model,
+    make_optimizer,
+    run_case,
+    tensor_mode,
+)
 from .tracker import LiveBytesTracker, SavedTensorRecorder, StorageRecord, rounded, storage_key
 
 HERE = Path(__file__).resolve().parent
@@ -1164,16 +1171,7 @@ def _setup(run: Run, model: torch.nn.Module, head: torch.nn.Module) -> tuple[Cal
 
 def _run_training(run: Run, model: torch.nn.Module, head: torch.nn.Module) -> None:
     case = run.setting.case
-    inputs = make_inputs(
-        case.model.family,
-        case.model.hf_class,
-        case.config,
-        case.batch_size,
-        case.seq_len,
-        case.decoder_seq_len,
-        case.image_size,
-        torch.device(case.device),
-    )
+    inputs = case_inputs(case)
     live = run.live
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = make_optimizer(case.optimizer, [p for _, p in named])

@@ -327,6 +327,20 @@ def record_phase(enabled: bool, name: str) -> contextlib.AbstractContextManager:
 # Training ----------------------------------------------------------------------------
 
 
+def case_inputs(case: Case) -> dict[str, torch.Tensor]:
+    """The random inputs and labels of one training step of ``case``."""
+    return make_inputs(
+        case.model.family,
+        case.model.hf_class,
+        case.config,
+        case.batch_size,
+        case.seq_len,
+        case.decoder_seq_len,
+        case.image_size,
+        torch.device(case.device),
+    )
+
+
 def run_training(case: Case, profile_allocator: bool = False) -> dict[str, Any]:
     """Measure two training steps of ``case``; return its measured.json entry."""
     cuda = CudaCounters(case.device)
@@ -334,16 +348,7 @@ def run_training(case: Case, profile_allocator: bool = False) -> dict[str, Any]:
         torch.manual_seed(0)
         cuda.before_model()
         model, head = make_model(case)
-        inputs = make_inputs(
-            case.model.family,
-            case.model.hf_class,
-            case.config,
-            case.batch_size,
-            case.seq_len,
-            case.decoder_seq_len,
-            case.image_size,
-            torch.device(case.device),
-        )
+        inputs = case_inputs(case)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(case.optimizer, trainable)
         return _measure_training(case, model, head, inputs, optimizer, cuda, profile_allocator)
