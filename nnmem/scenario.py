@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -840,8 +840,3 @@ def _read_config(raw: object) -> dict[str, Any]:
             "config", "Config must be a config.json object with fields such as hidden_size."
         )
     return dict(raw)
-
-
-def with_settings(scenario: Scenario, **changes: Any) -> Scenario:
-    """A copy of ``scenario`` with some settings changed (checked like any scenario)."""
-    return replace(scenario, **changes)
