@@ -298,3 +298,48 @@ def test_content_follows_an_engine_constant(
     assert "(8 bits per quantized weight" in examples_after
     assert f"<strong>Estimate: {after.total}</strong>: it" in examples_after
     assert examples_after != examples_before
+
+
+def test_accuracy_page_lists_every_case_with_its_error(site: Path) -> None:
+    """Each row of accuracy.json is on the page: measured, estimated and the signed error."""
+    html = (site / "accuracy.html").read_text()
+    data = json.loads((ROOT / "benchmarks" / "accuracy" / "accuracy.json").read_text())
+    assert html.count("<tr data-case=") == len(data["rows"])
+    row = next(r for r in data["rows"] if r["metric"] == "peak" and r["error"] != 0)
+    cells = re.search(
+        rf'<tr data-case="{re.escape(row["case"])}" data-metric="peak">.*?</tr>', html
+    )
+    assert cells is not None
+    assert f'<td class="num">{content_helpers.signed_percent(row["error"])}</td>' in cells[0]
+    assert f'<td class="num">{content_helpers.human(row["measured"])}</td>' in cells[0]
+    cases = {r["case"] for r in data["rows"]}
+    assert f"<p>{len(cases)} cases, {len(data['rows'])} figures;" in html
+    assert (
+        "Measured on a GPU" not in html
+        or (ROOT / "benchmarks/accuracy/accuracy_cuda.json").exists()
+    )
+
+
+def test_accuracy_page_shows_cuda_runs_when_they_exist(tmp_path: Path) -> None:
+    """A comparison file with the same row schema gets its own section and table."""
+    rows = [
+        {
+            "case": "gpt2-small.train.fp32.adamw.eager.b1.s128.cuda",
+            "metric": "peak",
+            "measured": 2_000_000_000,
+            "estimated": 2_040_000_000,
+            "error": 0.02,
+            "note": "",
+            "within_tolerance": True,
+        },
+    ]
+    path = tmp_path / "accuracy_cuda.json"
+    path.write_text(json.dumps({"rows": rows, "tolerance": {"peak": 0.05}}))
+    helpers = content_helpers.helpers() | {"accuracy_cuda": content_helpers.load_accuracy(path)}
+    page = next(
+        p for p in build.load_content(ROOT / "content", helpers) if p.output == "accuracy.html"
+    )
+    assert '<h2 id="measured-on-a-gpu">Measured on a GPU</h2>' in page.body_html
+    assert "(1 case; largest peak error +2.00%)" in page.body_html
+    assert 'data-case="gpt2-small.train.fp32.adamw.eager.b1.s128.cuda"' in page.body_html
+    assert content_helpers.load_accuracy(tmp_path / "missing.json") is None
