@@ -188,7 +188,14 @@ def render_markdown(body: str, helpers: dict[str, Any], source: str, root: str =
         raise BuildError(f"{source}: {error}") from error
     except content_helpers.ContentError as error:
         raise BuildError(f"{source}: {error}") from error
-    return stash.restore(markdown.markdown(text, extensions=MARKDOWN_EXTENSIONS))
+    return stash.restore(
+        markdown.markdown(
+            text,
+            extensions=MARKDOWN_EXTENSIONS,
+            # A [TOC] marker lists the sections and questions, not the page's own title.
+            extension_configs={"toc": {"toc_depth": "2-3"}},
+        )
+    )
 
 
 def _plain_text(fragment: str) -> str:

@@ -343,3 +343,21 @@ def test_accuracy_page_shows_cuda_runs_when_they_exist(tmp_path: Path) -> None:
     assert "(1 case; largest peak error +2.00%)" in page.body_html
     assert 'data-case="gpt2-small.train.fp32.adamw.eager.b1.s128.cuda"' in page.body_html
     assert content_helpers.load_accuracy(tmp_path / "missing.json") is None
+
+
+def test_pager_leads_through_the_navigation_in_order(site: Path) -> None:
+    """Each page's previous and next links are its neighbours in the header navigation."""
+    nav = re.search(r'<nav class="site-nav".*?</nav>', (site / "guide.html").read_text(), re.S)
+    assert nav is not None
+    order = re.findall(r'href="\./([^"]*)"', nav.group(0))
+    for i, href in enumerate(order[1:], start=1):
+        html = (site / href).read_text()
+        if 'class="pager"' not in html:  # pages with their own template
+            continue
+        prev = re.search(r'rel="prev" href="\./([^"]*)"', html)
+        assert prev is not None
+        assert prev[1] == order[i - 1], href
+        following = re.search(r'rel="next" href="\./([^"]*)"', html)
+        assert (following[1] if following else None) == (
+            order[i + 1] if i + 1 < len(order) else None
+        ), href
