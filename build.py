@@ -35,6 +35,7 @@ import content_helpers
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.web import DEFAULT_SCENARIO, FORM, render
+from nnmem.web_tools import prerender
 
 ROOT = Path(__file__).resolve().parent
 PYODIDE_FILES = (
@@ -231,6 +232,17 @@ def faq_json_ld(body_html: str) -> str:
     return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
 
 
+def tool_context(page: Page) -> dict[str, Any] | None:
+    """The prerendered tool of a page whose front matter names one (``tool: training-cost``)."""
+    name = page.meta.get("tool")
+    if not name:
+        return None
+    try:
+        return prerender(name)
+    except (KeyError, ValueError) as error:
+        raise BuildError(f"{page.source.name}: {error}") from error
+
+
 def bundle_nnmem(package_dir: Path) -> bytes:
     """Zip the nnmem package (sources and data, no caches) for Pyodide to unpack."""
     buffer = io.BytesIO()
@@ -399,6 +411,7 @@ def build(
             "page": page,
             "root": relative_root(page.output),
             "canonical": canonical_url(site_url, page.output),
+            "tool": tool_context(page),
         }
         site.files[page.output] = render_page(env, page.template, context, page.source.name)
     context = {**common, "page": None, "root": base, "canonical": ""}

@@ -1,0 +1,180 @@
+// Glue for a related tool's page. It owns the DOM: it sends the form's values to the
+// worker after each change and paints the HTML nnmem.web_tools.call answers, with each
+// problem next to its field. It computes nothing: the formulas are in nnmem (Python).
+// It also makes tables with class "sortable" sortable by their column headings.
+const LOAD_TIMEOUT_MS = 30000;
+const DEBOUNCE_MS = 120;
+
+// --- sortable tables: a button in each heading; aria-sort says the current order ---------
+function sortBy(table, th) {
+  const index = [...th.parentElement.children].indexOf(th);
+  const order = th.getAttribute("aria-sort") === "ascending" ? "descending" : "ascending";
+  for (const other of table.tHead.rows[0].cells) other.setAttribute("aria-sort", "none");
+  th.setAttribute("aria-sort", order);
+  const numeric = th.dataset.type === "number";
+  const key = (row) => row.cells[index].dataset.sort ?? row.cells[index].textContent;
+  const body = table.tBodies[0];
+  const rows = [...body.rows];
+  rows.sort((a, b) => {
+    const x = key(a);
+    const y = key(b);
+    const cmp = numeric ? Number(x) - Number(y) : x.localeCompare(y);
+    return order === "ascending" ? cmp : -cmp;
+  });
+  body.append(...rows);
+}
+
+for (const table of document.querySelectorAll("table.sortable")) {
+  for (const th of table.tHead.rows[0].cells) {
+    const button = th.querySelector("button.sort");
+    if (button) button.addEventListener("click", () => sortBy(table, th));
+  }
+}
+
+// --- the live tool -----------------------------------------------------------------------
+const tool = document.getElementById("tool");
+if (tool) startTool();
+
+function startTool() {
+  const form = document.getElementById("tool-form");
+  const results = document.getElementById("tool-results");
+  const result = document.getElementById("tool-result");
+  const engine = document.getElementById("engine");
+  const engineText = document.getElementById("engine-text");
+  const engineProgress = document.getElementById("engine-progress");
+  const stale = document.getElementById("stale");
+  let worker = null;
+  let ready = false;
+  let latest = 0;
+  let pending = null;
+
+  const setEngine = (state, text) => {
+    engine.dataset.state = state;
+    engineText.textContent = text;
+  };
+
+  function readForm() {
+    const fields = {};
+    for (const el of form.elements) if (el.name) fields[el.name] = el.value;
+    return fields;
+  }
+
+  // A field with data-when="key=value" shows only while that other field holds the value.
+  function applyWhen() {
+    const values = readForm();
+    for (const box of form.querySelectorAll("[data-when]")) {
+      const [key, value] = box.dataset.when.split("=");
+      box.hidden = values[key] !== value;
+    }
+  }
+
+  function clearErrors() {
+    for (const box of form.querySelectorAll(".field")) {
+      box.classList.remove("invalid");
+      const control = box.querySelector("input, select, textarea");
+      if (control) control.removeAttribute("aria-invalid");
+      const error = box.querySelector(".error");
+      if (error) error.textContent = "";
+    }
+  }
+
+  function showStale(text) {
+    stale.textContent = text;
+    stale.hidden = !text;
+  }
+
+  function paint(id, reply) {
+    if (id !== latest) return; // an older answer: a newer request is on its way
+    clearErrors();
+    if (reply.ok) {
+      result.innerHTML = reply.html;
+      results.dataset.state = "live";
+      showStale("");
+      return;
+    }
+    results.dataset.state = "stale";
+    if (reply.fatal) {
+      showStale(`The calculator hit an internal problem (${reply.fatal}); the result shown is for the last valid inputs.`);
+      return;
+    }
+    const unplaced = [];
+    for (const problem of reply.errors) {
+      const box = form.querySelector(`.field[data-field="${CSS.escape(problem.field)}"]`);
+      if (!box || box.hidden) {
+        unplaced.push(problem.message);
+        continue;
+      }
+      box.classList.add("invalid");
+      const control = box.querySelector("input, select, textarea");
+      if (control) control.setAttribute("aria-invalid", "true");
+      const error = box.querySelector(".error");
+      error.textContent = error.textContent ? `${error.textContent} ${problem.message}` : problem.message;
+    }
+    const prefix = "The result shown is for the last valid inputs.";
+    showStale(unplaced.length ? `${unplaced.join(" ")} ${prefix}` : `Fix the marked field. ${prefix}`);
+  }
+
+  function request() {
+    if (!ready) return;
+    latest += 1;
+    worker.postMessage({
+      type: "call",
+      id: latest,
+      tool: tool.dataset.tool,
+      request: JSON.stringify({ fields: readForm() }),
+    });
+  }
+
+  function schedule() {
+    applyWhen();
+    clearTimeout(pending);
+    pending = setTimeout(request, DEBOUNCE_MS);
+  }
+
+  function fail(text) {
+    clearTimeout(timer);
+    if (ready) return;
+    engineProgress.hidden = true;
+    setEngine("error", `The live calculator could not start (${text}). The result below is for the example inputs; reload the page to try again.`);
+  }
+
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    request();
+  });
+
+  const timer = setTimeout(() => fail(`it did not load within ${LOAD_TIMEOUT_MS / 1000} seconds`), LOAD_TIMEOUT_MS);
+  const here = (path) => new URL(path, document.baseURI).href;
+  try {
+    worker = new Worker(here(tool.dataset.worker), { type: "module" });
+  } catch (error) {
+    fail(String(error.message || error));
+    return;
+  }
+  worker.onerror = (event) => {
+    event.preventDefault();
+    fail(event.message || "its script failed to load");
+  };
+  worker.onmessage = (event) => {
+    const message = event.data;
+    if (message.type === "progress") {
+      engineProgress.value = message.step - 1;
+      engineProgress.max = message.steps;
+      setEngine("loading", message.text);
+    } else if (message.type === "ready") {
+      clearTimeout(timer);
+      ready = true;
+      engineProgress.hidden = true;
+      setEngine("ready", "Live: the result updates as you type.");
+      request(); // catch up with anything typed while loading
+    } else if (message.type === "error") {
+      fail(message.text);
+    } else if (message.type === "result") {
+      paint(message.id, message.reply);
+    }
+  };
+  worker.postMessage({ type: "init", indexURL: here(tool.dataset.pyodide), bundle: here(tool.dataset.bundle) });
+  applyWhen();
+}
