@@ -239,7 +239,7 @@ def tool_context(page: Page) -> dict[str, Any] | None:
         return None
     try:
         return prerender(name)
-    except (KeyError, ValueError) as error:
+    except ValueError as error:
         raise BuildError(f"{page.source.name}: {error}") from error
 
 

@@ -121,13 +121,14 @@ def figure(value: Fraction | int) -> str:
 
 
 def _fixed(value: Fraction | int, places: int) -> str:
-    return scaled(int(Fraction(value) * 10**places), 10**places, places)
+    return scaled(round(Fraction(value) * 10**places), 10**places, places)
 
 
-def _out(key: str, label: str, value: Fraction | int, text: str) -> str:
+def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
+    """One headline figure; ``html`` is its text, already escaped."""
     return (
         f'<div class="figure"><dt>{escape(label)}</dt><dd><output id="r-{key}" '
-        f'data-value="{figure(value)}">{escape(text)}</output></dd></div>'
+        f'data-value="{figure(value)}">{html}</output></dd></div>'
     )
 
 
@@ -145,13 +146,13 @@ def _duration(seconds: Fraction) -> str:
 
 
 def _flops(n: int | Fraction) -> str:
-    """FLOPs in scientific notation, as papers quote them.
+    """FLOPs in scientific notation as HTML, as papers quote them.
 
     >>> _flops(42 * 10**21)
-    '4.20 × 10^22 FLOPs'
+    '4.20 × 10<sup>22</sup> FLOPs'
     """
     mantissa, exponent = f"{float(n):.2e}".split("e")
-    return f"{mantissa} × 10^{int(exponent)} FLOPs"
+    return f"{mantissa} × 10<sup>{int(exponent)}</sup> FLOPs"
 
 
 def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str = "") -> str:
@@ -358,7 +359,7 @@ LAT_PRECISIONS = (
 LAT_BATCH = whole("batch_size", "Batch size", 4_096)
 LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
 LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
-PERCENT = "a percentage above 0 and at most 100"
+PERCENT = "a percentage from 0.1 to 100"
 LAT_BW = decimal("bandwidth_efficiency", "Bandwidth efficiency", "0.1", "100", PERCENT)
 LAT_MFU = decimal("prefill_mfu", "Prefill utilisation (MFU)", "0.1", "100", PERCENT)
 
@@ -475,14 +476,14 @@ TC_PARAMS = decimal(
     "Model size",
     "0.001",
     "100000",
-    "a number of billions of parameters above 0 and at most 100,000",
+    "a number of billions of parameters from 0.001 to 100,000",
 )
 TC_TOKENS = decimal(
     "tokens_billions",
     "Training tokens",
     "0.001",
     "10000000",
-    "a number of billions of tokens above 0 and at most 10,000,000",
+    "a number of billions of tokens from 0.001 to 10,000,000",
 )
 TC_GPUS = whole("num_gpus", "Number of GPUs", 1_000_000)
 TC_MFU = decimal("mfu", "Utilisation (MFU)", "0.1", "100", PERCENT)
@@ -958,10 +959,17 @@ def _answer(tool: str, request: str) -> dict[str, Any]:
         raise NnmemError.single(
             "tool", f"Tool must be one of {', '.join(TOOLS)} (got {shown(tool)})."
         )
-    data = json.loads(request)
+    try:
+        data = json.loads(request)
+    except json.JSONDecodeError:
+        data = None
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
         raise NnmemError.single("fields", "The request must hold a fields object.")
-    values = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data["fields"].items()}
+    # A form sends strings; JSON numbers and flags are read as their JSON text.
+    values = {
+        str(k): "" if v is None else v if isinstance(v, str) else json.dumps(v)
+        for k, v in data["fields"].items()
+    }
     return {"ok": True, **TOOLS[tool].run(values)}
 
 
@@ -975,7 +983,7 @@ def call(tool: str, request: str) -> str:
     ('42000000000000000000000', '47166.6')
     >>> json.loads(call("training-cost", '{"fields": {"mfu": "0"}}'))["errors"][0]
     {'field': 'params_billions', 'message': 'Model size is required: enter a number of \
-billions of parameters above 0 and at most 100,000.'}
+billions of parameters from 0.001 to 100,000.'}
     """
     try:
         return json.dumps(_answer(tool, request))
@@ -994,7 +1002,7 @@ def defaults(tool: str) -> Values:
 def prerender(tool: str) -> dict[str, Any]:
     """What the build puts in a tool's page: its form, defaults and default answer."""
     if tool not in TOOLS:
-        raise KeyError(f"unknown tool {tool!r}: choose one of {', '.join(TOOLS)}")
+        raise ValueError(f"unknown tool {tool!r}: choose one of {', '.join(TOOLS)}")
     values = defaults(tool)
     reply = json.loads(call(tool, json.dumps({"fields": values})))
     if not reply["ok"]:

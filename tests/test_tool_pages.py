@@ -1,0 +1,73 @@
+"""The related tools' pages: built from their front matter, prerendered by nnmem."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import build
+from nnmem.web_tools import call, defaults
+
+TOOL_PAGES = {
+    "gpu-vram-guide": "gpu-guide",
+    "pytorch-memory": "pytorch-memory",
+    "parameter-count": "parameter-count",
+    "inference-latency": "inference-latency",
+    "training-cost": "training-cost",
+    "model-compression": "compression",
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tool pages alone, built under /nnmem/."""
+    content = tmp_path_factory.mktemp("content")
+    for name in TOOL_PAGES:
+        shutil.copy(build.ROOT / "content" / f"{name}.md", content)
+    out = tmp_path_factory.mktemp("site")
+    build.build(out, base_path="/nnmem/", content=content)
+    return out
+
+
+def test_each_page_names_its_tool_and_has_a_place_in_the_navigation() -> None:
+    for name, tool in TOOL_PAGES.items():
+        meta, _ = build.read_front_matter((build.ROOT / "content" / f"{name}.md").read_text())
+        assert meta["tool"] == tool
+        assert 50 <= float(meta["nav"]) <= 60
+        assert meta["nav_title"]
+
+
+@pytest.mark.parametrize("tool", ["training-cost", "inference-latency", "parameter-count"])
+def test_calculator_pages_hold_the_default_answer(site: Path, tool: str) -> None:
+    page = next(p for p, t in TOOL_PAGES.items() if t == tool)
+    html = (site / f"{page}.html").read_text()
+    reply = json.loads(call(tool, json.dumps({"fields": defaults(tool)})))
+    for key, value in reply["values"].items():
+        if f'id="r-{key}"' in html:
+            assert f'id="r-{key}" data-value="{value}"' in html
+    assert f'data-tool="{tool}"' in html
+    assert 'id="tool-form"' in html
+
+
+def test_placeholders_are_all_filled(site: Path) -> None:
+    for name in TOOL_PAGES:
+        html = (site / f"{name}.html").read_text()
+        assert re.search(r"\[\[\w+\]\]", html) is None, name
+    guide = (site / "gpu-vram-guide.html").read_text()
+    assert 'id="gpu-table"' in guide
+    assert 'id="tool-form"' not in guide  # a prerendered page, no form
+
+
+def test_unknown_tool_stops_the_build(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "x.md").write_text(
+        "---\ntitle: X\ndescription: X.\ntemplate: tool.html.j2\ntool: abacus\n---\nText\n"
+    )
+    expected = re.escape("x.md: unknown tool 'abacus': choose one of parameter-count")
+    with pytest.raises(build.BuildError, match=expected):
+        build.build(tmp_path / "out", content=content)
