@@ -738,17 +738,22 @@ PYTORCH_EXAMPLE: dict[str, object] = {
     "batch_size": 4,
     "seq_len": 1024,
 }
+# Which counter sees each component. The cuBLAS workspaces are DataPtrs from the caching
+# allocator (aten/src/ATen/cuda/CublasHandlePool.cpp), kept for the life of the handle,
+# so memory_allocated includes them; the CUDA context is the driver's, outside PyTorch.
 COUNTERS = {
-    "weights": "memory_allocated (from model.to('cuda'))",
-    "gradients": "memory_allocated (from backward until zero_grad(set_to_none=True))",
-    "optimizer_state": "memory_allocated (from the first optimizer.step())",
-    "activations": "memory_allocated (forward to backward); the largest share of the peak",
-    "temporaries": "memory_allocated (transient, seen only by max_memory_allocated)",
-    "kv_cache": "memory_allocated (grows with every generated token)",
-    "allocator_reserve": "memory_reserved − memory_allocated (cached blocks, fragmentation)",
-    "cublas_workspace": "memory_reserved (cuBLAS workspaces come from the caching allocator)",
-    "cuda_context": "only nvidia-smi (outside PyTorch's allocator)",
+    "weights": "memory_allocated, from model.to('cuda')",
+    "gradients": "memory_allocated, from backward until zero_grad(set_to_none=True)",
+    "optimizer_state": "memory_allocated, from the first optimizer.step()",
+    "activations": "memory_allocated, from the forward pass until backward frees them",
+    "temporaries": "memory_allocated, briefly: only max_memory_allocated sees them",
+    "kv_cache": "memory_allocated, growing with every generated token",
+    "allocator_reserve": "memory_reserved − memory_allocated: cached blocks, fragmentation",
+    "cublas_workspace": "memory_allocated: allocated through the caching allocator and kept",
+    "cuda_context": "only nvidia-smi and mem_get_info: outside PyTorch's allocator",
 }
+IN_ALLOCATED = ("cublas_workspace",)
+IN_RESERVED = ("cublas_workspace", "allocator_reserve")
 
 
 def pytorch_memory(values: Values) -> dict[str, Any]:
@@ -760,9 +765,9 @@ def pytorch_memory(values: Values) -> dict[str, Any]:
         for c in e.components
         if c.bytes
     ]
-    reserved = e.tensor_peak_bytes + sum(
-        c.bytes for c in e.components if c.key in ("allocator_reserve", "cublas_workspace")
-    )
+    sizes = e.component_sizes()
+    allocated = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_ALLOCATED)
+    reserved = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_RESERVED)
     table = _table(
         ("nnmem component", "Size", "Where PyTorch reports it"),
         rows,
@@ -772,8 +777,8 @@ def pytorch_memory(values: Values) -> dict[str, Any]:
         _out(
             "allocated",
             "≈ torch.cuda.max_memory_allocated()",
-            e.tensor_peak_bytes,
-            human(e.tensor_peak_bytes),
+            allocated,
+            human(allocated),
         ),
         _out("reserved", "≈ torch.cuda.max_memory_reserved()", reserved, human(reserved)),
         _out("nvidia_smi", "≈ nvidia-smi", e.total_bytes, human(e.total_bytes)),
