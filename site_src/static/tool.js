@@ -53,10 +53,40 @@ function startTool() {
     engineText.textContent = text;
   };
 
+  // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
+  // names the problem next to the field, until the user picks a value there.
+  const rawValues = new Map();
+
   function readForm() {
     const fields = {};
     for (const el of form.elements) if (el.name) fields[el.name] = el.value;
+    for (const [name, value] of rawValues) fields[name] = value;
     return fields;
+  }
+
+  // A shared link holds the values that differ from the page's defaults.
+  const defaults = readForm();
+  function readUrl() {
+    let any = false;
+    for (const [name, value] of new URLSearchParams(location.search)) {
+      const el = form.elements.namedItem(name);
+      if (!el || !(name in defaults)) continue;
+      any = true;
+      if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) {
+        rawValues.set(name, value);
+      } else {
+        el.value = value;
+      }
+    }
+    if (any) showStale("The result below is for the example inputs until the calculator has loaded.");
+  }
+  function writeUrl(fields) {
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(fields)) {
+      if (value !== defaults[name]) params.set(name, value);
+    }
+    const query = params.toString();
+    history.replaceState(null, "", query ? `?${query}` : location.pathname);
   }
 
   // A field with data-when="key=value" shows only while that other field holds the value.
@@ -117,11 +147,13 @@ function startTool() {
   function request() {
     if (!ready) return;
     latest += 1;
+    const fields = readForm();
+    writeUrl(fields);
     worker.postMessage({
       type: "call",
       id: latest,
       tool: tool.dataset.tool,
-      request: JSON.stringify({ fields: readForm() }),
+      request: JSON.stringify({ fields }),
     });
   }
 
@@ -138,8 +170,12 @@ function startTool() {
     setEngine("error", `The live calculator could not start (${text}). The result below is for the example inputs; reload the page to try again.`);
   }
 
-  form.addEventListener("input", schedule);
-  form.addEventListener("change", schedule);
+  const edited = (event) => {
+    rawValues.delete(event.target.name);
+    schedule();
+  };
+  form.addEventListener("input", edited);
+  form.addEventListener("change", edited);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     request();
@@ -175,6 +211,7 @@ function startTool() {
       paint(message.id, message.reply);
     }
   };
-  worker.postMessage({ type: "init", indexURL: here(tool.dataset.pyodide), bundle: here(tool.dataset.bundle) });
+  readUrl();
   applyWhen();
+  worker.postMessage({ type: "init", indexURL: here(tool.dataset.pyodide), bundle: here(tool.dataset.bundle) });
 }

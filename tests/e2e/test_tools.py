@@ -199,3 +199,21 @@ def test_prerendered_result_stays_when_the_runtime_fails(
     expect(page.locator("#r-flops")).to_have_attribute(
         "data-value", expected("training-cost", {})["flops"]
     )
+
+
+def test_link_holds_the_inputs_that_differ_from_the_defaults(
+    page: Page, tools_url: str, outside_requests: list[str]
+) -> None:
+    """A shared link fills the form (an unknown GPU is sent as typed and named next to its
+    field); each change then rewrites the link."""
+    page.goto(f"{tools_url}training-cost.html?params_billions=13&gpu=abacus")
+    expect(page.locator("#t-params_billions")).to_have_value("13")
+    expect(page.locator("#engine")).to_have_attribute(
+        "data-state", "ready", timeout=READY_TIMEOUT_MS
+    )
+    message = problem("training-cost", {"params_billions": "13", "gpu": "abacus"})
+    expect(page.locator("#err-gpu")).to_have_text(message["message"])
+    set_field(page, "gpu", "a100-sxm-80gb")
+    after = expected("training-cost", {"params_billions": "13", "gpu": "a100-sxm-80gb"})
+    expect(page.locator("#r-cost")).to_have_attribute("data-value", after["cost"])
+    expect(page).to_have_url(f"{tools_url}training-cost.html?params_billions=13&gpu=a100-sxm-80gb")
