@@ -160,7 +160,8 @@ def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str 
     th = "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (
-        f'<table class="tool-table">{cap}<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+        f'<div class="table-scroll"><table class="tool-table">{cap}<thead><tr>{th}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
     )
 
 
@@ -675,8 +676,7 @@ def gpu_guide(values: Values) -> dict[str, Any]:
         class_rows,
         "The largest catalog language model for each job, by memory size",
     )
-    sizes = f'<div class="table-scroll">{class_table}</div>'
-    return {"html": "", "values": {}, "parts": {"gpus": gpu_table, "sizes": sizes}}
+    return {"html": "", "values": {}, "parts": {"gpus": gpu_table, "sizes": class_table}}
 
 
 # --- compression (prerendered) ------------------------------------------------------------

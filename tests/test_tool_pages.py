@@ -71,3 +71,21 @@ def test_unknown_tool_stops_the_build(tmp_path: Path) -> None:
     expected = re.escape("x.md: unknown tool 'abacus': choose one of parameter-count")
     with pytest.raises(build.BuildError, match=expected):
         build.build(tmp_path / "out", content=content)
+
+
+def test_tool_figures_follow_the_gpu_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Doubling the H100's bandwidth in the catalog doubles the decode speed the latency
+    page prerenders (batch 1 is memory-bound): no figure is typed into the page."""
+    from dataclasses import replace
+
+    from nnmem import catalog
+    from nnmem.web_tools import prerender
+
+    before = float(prerender("inference-latency")["reply"]["values"]["tokens_per_s"])
+    gpus = dict(catalog.gpus())
+    h100 = gpus["h100-sxm-80gb"]
+    assert h100.bandwidth_bytes_per_s is not None
+    gpus["h100-sxm-80gb"] = replace(h100, bandwidth_bytes_per_s=2 * h100.bandwidth_bytes_per_s)
+    monkeypatch.setattr(catalog, "gpus", lambda: gpus)
+    after = float(prerender("inference-latency")["reply"]["values"]["tokens_per_s"])
+    assert after == pytest.approx(2 * before, rel=1e-5)
