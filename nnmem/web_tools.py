@@ -173,7 +173,17 @@ def _list(items: list[str]) -> str:
 
 LLAMA_CONFIG = catalog.models()["llama-3.1-8b"].config
 
-PC_SOURCE = (("fields", "Architecture fields"), ("config", "Pasted config.json"))
+PC_SOURCE = (
+    ("fields", "Architecture fields"),
+    ("preset", "A catalog model"),
+    ("config", "Pasted config.json"),
+)
+
+
+def _transformer_options() -> tuple[tuple[str, str], ...]:
+    return tuple((m.id, m.name) for m in catalog.models().values() if m.architecture != "cnn")
+
+
 PC_NUMBERS = (
     whole("hidden_size", "Hidden size", 1_000_000),
     whole("num_hidden_layers", "Layers", 100_000),
@@ -244,6 +254,11 @@ def _pc_model(values: Values) -> Transformer:
     source = _choice("source", "Describe the model by", PC_SOURCE, values)
     if isinstance(source, Problem):
         raise NnmemError([source])
+    if source == "preset":
+        preset = _choice("preset", "Catalog model", _transformer_options(), values)
+        if isinstance(preset, Problem):
+            raise NnmemError([preset])
+        return from_config(catalog.models()[preset].config, field="preset")
     if source == "config":
         raw = values.get("config", "")
         try:
@@ -357,6 +372,7 @@ LAT_PRECISIONS = (
     ("q8_0", "GGUF Q8_0"),
     ("q4_k_m", "GGUF Q4_K_M"),
 )
+KV_TYPES = (("auto", "Same as the compute (16-bit)"), ("fp8", "FP8"))
 LAT_BATCH = whole("batch_size", "Batch size", 4_096)
 LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
 LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
@@ -375,6 +391,7 @@ def inference_latency(values: Values) -> dict[str, Any]:
     v = _read(
         preset=_choice("preset", "Model", _llm_options(), values),
         precision=_choice("precision", "Weight format", LAT_PRECISIONS, values),
+        kv=_choice("kv_cache_dtype", "KV-cache type", KV_TYPES, values),
         gpu=_choice("gpu", "GPU", _gpu_options(need_flops=True), values),
         batch=_number(LAT_BATCH, values),
         prompt=_number(LAT_PROMPT, values),
@@ -391,6 +408,7 @@ def inference_latency(values: Values) -> dict[str, Any]:
             "preset": v["preset"],
             "mode": "inference",
             "precision": v["precision"],
+            "kv_cache_dtype": v["kv"],
             "batch_size": batch,
             "seq_len": prompt + new,
         }
@@ -812,6 +830,15 @@ TOOLS: dict[str, Tool] = {
                 "fields",
                 options=PC_SOURCE,
             ),
+            ToolField(
+                "preset",
+                "Catalog model",
+                "Its published config.json, as nnmem's catalog holds it.",
+                "choice",
+                "mixtral-8x7b",
+                options=_transformer_options(),
+                when="source=preset",
+            ),
             *(
                 ToolField(
                     spec.key,
@@ -861,6 +888,14 @@ TOOLS: dict[str, Tool] = {
                 "choice",
                 "bf16",
                 options=LAT_PRECISIONS,
+            ),
+            ToolField(
+                "kv_cache_dtype",
+                "KV-cache type",
+                "FP8 halves the cache that every decode step reads.",
+                "choice",
+                "auto",
+                options=KV_TYPES,
             ),
             _gpu_field("h100-sxm-80gb"),
             ToolField(

@@ -141,7 +141,7 @@ def test_parameter_count_reads_a_pasted_config(
     page: Page, tools_url: str, outside_requests: list[str]
 ) -> None:
     """GPT-2's config.json gives the 124,439,808 parameters of GPT2LMHeadModel; broken JSON
-    is named next to the text box."""
+    is named next to the text box; a catalog model gives its published count."""
     open_live(page, f"{tools_url}parameter-count.html")
     expect(page.locator("#t-config")).to_be_hidden()
     set_field(page, "source", "config")
@@ -152,6 +152,9 @@ def test_parameter_count_reads_a_pasted_config(
     expect(page.locator("#r-total")).to_have_attribute("data-value", "124439808")
     set_field(page, "config", '{"n_embd": 768,')
     expect(page.locator("#err-config")).to_contain_text("config.json is not valid JSON")
+    set_field(page, "source", "preset")
+    set_field(page, "preset", "t5-small")
+    expect(page.locator("#r-total")).to_have_attribute("data-value", "60506624")
 
 
 def test_gpu_table_sorts_by_clicking_and_keyboard(

@@ -194,3 +194,22 @@ def test_gpu_guide_lists_every_gpu_with_sort_keys() -> None:
     html = prerender("gpu-guide")["reply"]["parts"]["gpus"]
     assert html.count("<tr>") == len(catalog.gpus()) + 1
     assert html.count('aria-sort="none"') == 9
+
+
+@pytest.mark.parametrize("preset", ["t5-small", "vit-base-patch16-224", "qwen3-30b-a3b"])
+def test_parameter_count_of_a_catalog_model_is_its_published_count(preset: str) -> None:
+    """Each catalog entry records the exact count its transformers class reports."""
+    reply = ask("parameter-count", source="preset", preset=preset)
+    assert reply["values"]["total"] == str(catalog.models()[preset].params)
+
+
+def test_fp8_kv_cache_halves_the_cache_read_per_token() -> None:
+    """2 · 32 layers · 8 KV heads · 128 · 1 byte = 65,536 B per token for Llama-3.1-8B."""
+    scenario = parse(
+        {"model": "preset", "preset": "llama-3.1-8b", "mode": "inference",
+         "precision": "bf16", "kv_cache_dtype": "fp8", "seq_len": 1280}
+    )  # fmt: skip
+    r = tools.throughput(
+        scenario, 3_350 * 10**9, Fraction("989.4"), Fraction(3, 4), Fraction(1, 2), 1024, 256
+    )
+    assert r.kv_bytes_per_token == 65_536
