@@ -24,8 +24,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from nnmem import catalog
-from nnmem.architecture import Family, Transformer, active_parameters, parameter_counts
+from nnmem.architecture import (
+    Family,
+    Transformer,
+    active_parameters,
+    parameter_counts,
+    parameter_tensors,
+)
 from nnmem.estimate import estimate
+from nnmem.formats import bits, is_float
 from nnmem.scenario import Scenario
 
 TERA = 10**12
@@ -113,11 +120,40 @@ def prefill_flops(t: Transformer, batch: int, tokens: int) -> int:
     return batch * (linear + attention)
 
 
+def experts_touched(experts: int, per_token: int, batch: int) -> Fraction:
+    """The expected share of a layer's experts that ``batch`` tokens route to.
+
+    Each token picks ``per_token`` of ``experts`` (top-k routing, Jiang et al. 2024,
+    *Mixtral of Experts*, arXiv 2401.04088 §2); if the choices are uniform and independent,
+    an expert is missed by one token with probability 1 − k/E and by all b tokens with
+    (1 − k/E)^b. Mixtral (E = 8, k = 2) at batch 1 reads 2/8 of its experts, at batch 4
+    1 − (3/4)^4 = 175/256 of them:
+
+    >>> experts_touched(8, 2, 1), experts_touched(8, 2, 4)
+    (Fraction(1, 4), Fraction(175, 256))
+    """
+    return 1 - (1 - Fraction(per_token, experts)) ** batch
+
+
+def expert_weight_bytes(scenario: Scenario, t: Transformer) -> int:
+    """Bytes of the routed experts' weights in the scenario's format: they are linear
+    layers, so they take the format's bits per weight (``transformer.weight_terms``)."""
+    elements = sum(p.elements for p in parameter_tensors(t) if ".experts." in p.name)
+    fmt = scenario.precision.weight_format
+    per_weight = (
+        Fraction(4 if fmt.value == "fp32" else 2)
+        if is_float(fmt)
+        else bits(fmt, scenario.group_size) / 8
+    )
+    return int(elements * per_weight)
+
+
 @dataclass(frozen=True)
 class Throughput:
     """What the roofline gives for one generation request."""
 
     weight_bytes: int
+    step_weight_bytes: int  # read by one decode step: a mixture of experts skips some
     kv_bytes_per_token: int  # per sequence, all layers
     prefill_flops: int
     prefill_seconds: Fraction
@@ -165,7 +201,8 @@ def throughput(
     its memory time and its compute time (the roofline, Williams et al. 2009; Pope et al.
     2022 §2). Summed over the G steps the cache reads are ``k·b·(G·P + G(G−1)/2)`` bytes
     for ``k`` cache bytes per token. The weights' bytes are nnmem's estimate for the
-    scenario (its format, scales and 16-bit leftovers included).
+    scenario (its format, scales and 16-bit leftovers included); a mixture of experts
+    reads only the experts its batch is routed to (:func:`experts_touched`).
     """
     model = scenario.model
     assert isinstance(model, Transformer)
@@ -173,17 +210,22 @@ def throughput(
 
     b, p, g = scenario.batch_size, prompt_tokens, new_tokens
     weights = estimate(scenario).component("weights").bytes
+    step_weights = weights
+    if model.family is Family.MOE:
+        skipped = 1 - experts_touched(model.experts, model.experts_per_token, b)
+        step_weights = weights - int(expert_weight_bytes(scenario, model) * skipped)
     kv_per_token = kv_cache_term(scenario, model, 1, decoding=False).bytes // b
     bandwidth = bandwidth_bytes_per_s * bandwidth_efficiency
     rate = peak_tflops * TERA * mfu
     flops = prefill_flops(model, b, p)
     cache_reads = kv_per_token * b * (g * p + g * (g - 1) // 2)
-    memory = (g * weights + cache_reads) / bandwidth
+    memory = (g * step_weights + cache_reads) / bandwidth
     # Attention of step i: 4·L·d_attn·(P + i) FLOPs per sequence, summed over i = 1..G.
     attention = 4 * model.layers * model.q_width * (g * p + g * (g + 1) // 2)
     compute = Fraction(b * (2 * matmul_params(model) * g + attention)) / rate
     return Throughput(
         weight_bytes=weights,
+        step_weight_bytes=step_weights,
         kv_bytes_per_token=kv_per_token,
         prefill_flops=flops,
         prefill_seconds=Fraction(flops) / rate,

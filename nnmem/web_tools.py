@@ -450,9 +450,15 @@ def inference_latency(values: Values) -> dict[str, Any]:
     ]
     bw = float(gpu.bandwidth_bytes_per_s * _percent(v["bw"])) / 1e9
     steps = [
-        f"Weights read at every decode step: <strong>{human(r.weight_bytes)}</strong> "
+        f"Weights read at every decode step: <strong>{human(r.step_weight_bytes)}</strong> "
         f"({escape(model.name)} in {escape(dict(LAT_PRECISIONS)[v['precision']])}, from "
-        "nnmem's weight estimate, scales included).",
+        "nnmem's weight estimate, scales included"
+        + (
+            f"; of its {human(r.weight_bytes)}, only the experts that a batch of {batch:,} "
+            "is expected to be routed to)."
+            if r.step_weight_bytes != r.weight_bytes
+            else ")."
+        ),
         f"KV cache per token per sequence: <strong>{human(r.kv_bytes_per_token)}</strong>; "
         f"the step that makes token i also reads the cache of the {prompt:,} + i − 1 tokens "
         "before it.",

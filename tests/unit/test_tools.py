@@ -213,3 +213,19 @@ def test_fp8_kv_cache_halves_the_cache_read_per_token() -> None:
         scenario, 3_350 * 10**9, Fraction("989.4"), Fraction(3, 4), Fraction(1, 2), 1024, 256
     )
     assert r.kv_bytes_per_token == 65_536
+
+
+def test_moe_decode_reads_only_the_routed_experts() -> None:
+    """Mixtral-8x7B in BF16: experts 32 × 8 × 3 × 4,096 × 14,336 × 2 B = 90,194,313,216 B
+    of 93,405,585,408; at batch 1 a token skips 6 of 8 experts per layer (top-2), so a
+    step reads 93,405,585,408 − 3/4 × 90,194,313,216 = 25,759,850,496 B."""
+    scenario = parse(
+        {"model": "preset", "preset": "mixtral-8x7b", "mode": "inference",
+         "precision": "bf16", "seq_len": 1280}
+    )  # fmt: skip
+    assert tools.expert_weight_bytes(scenario, MIXTRAL) == 90_194_313_216
+    r = tools.throughput(
+        scenario, 4_800 * 10**9, Fraction("989.4"), Fraction(3, 4), Fraction(1, 2), 1024, 256
+    )
+    assert r.weight_bytes == 93_405_585_408
+    assert r.step_weight_bytes == 25_759_850_496
