@@ -547,7 +547,9 @@ def training_cost(values: Values) -> dict[str, Any]:
     steps = [
         f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {_flops(flops)}.",
         f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
-        f"{escape(gpu.name)}) × {v['mfu']}% = {float(peak * mfu):,.1f} TFLOPS.",
+        f"{escape(gpu.name)}) × {v['mfu']}% = {float(peak * mfu):,.1f} TFLOPS, that is "
+        f"{float(peak * mfu * tools.TERA / (6 * params)):,.0f} training tokens per second per "
+        "GPU: compare it with your run's throughput to check the utilisation.",
         f"GPU-hours = C ÷ rate ÷ 3,600 = {_fixed(gpu_hours, 0)}; cost = GPU-hours × "
         f"{v['price']} per hour = {_fixed(cost, 0)}.",
         f"For reference, Chinchilla's compute-optimal budget for this size is about 20 tokens "
