@@ -215,7 +215,7 @@ def test_bad_config_names_every_key() -> None:
         )
     messages = [p.message for p in caught.value.problems]
     assert messages == [
-        "config.json field hidden_size must be a whole number (got 'big').",
+        'config.json field hidden_size must be a whole number (got "big").',
         "num_key_value_heads (5) must divide num_attention_heads (32).",
         "config.json needs num_hidden_layers (a whole number).",
         "config.json needs intermediate_size (a whole number).",

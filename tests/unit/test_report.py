@@ -36,16 +36,16 @@ def test_table_matches_golden(golden: Callable[[str, str], None]) -> None:
 
 
 def test_chart_bars_are_scaled_to_the_largest_component() -> None:
-    """At the forward peak activations (2,491.4 MB) fill the 290-unit bar area; weights
-    get 290 × 440,000,000 / 2,491,416,576 = 51.2 of it."""
+    """At the forward peak activations (2,491.4 MB) fill the 250-unit bar area; weights
+    get 250 × 440,000,000 / 2,491,416,576 = 44.15 of it, optimizer state twice that."""
     root = ElementTree.fromstring(chart_svg(BERT))
     widths = {
         rect.get("class", "").split()[-1]: float(rect.get("width", "nan"))
         for rect in root.iter(f"{SVG}rect")
     }
-    assert widths["bar-activations"] == 290.0
-    assert widths["bar-weights"] == 51.2
-    assert widths["bar-optimizer_state"] == 102.4
+    assert widths["bar-activations"] == 250.0
+    assert widths["bar-weights"] == 44.2
+    assert widths["bar-optimizer_state"] == 88.3
     assert "bar-gradients" not in widths  # not live at the peak: no bar
 
 

@@ -53,11 +53,12 @@ def test_malformed_requests_get_a_plain_answer() -> None:
         "ok": False,
         "errors": [],
         "inactive": [],
+        "fill": {},
         "fatal": "JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
     }
     reply = ask({"nothing": 1})
     assert reply["errors"] == [
-        {"field": "scenario", "message": "The request must hold a scenario object."}
+        {"field": "fields", "message": "The request must hold a fields object."}
     ]
 
 
