@@ -67,9 +67,9 @@ class PlotAxis(StrEnum):
     SEQ_LEN = "seq_len"
 
 
-DESCRIBE = ChoiceSpec("describe", "Describe the model by", Describe)
+DESCRIBE = ChoiceSpec("describe", "Model input", Describe)
 UNITS = ChoiceSpec("units", "Units", Units, aliases=(("decimal", "gb"), ("binary", "gib")))
-PLOT = ChoiceSpec("plot", "Plot memory against", PlotAxis)
+PLOT = ChoiceSpec("plot", "Plot axis", PlotAxis)
 VIEW_LABELS: dict[StrEnum, str] = {
     Describe.SIMPLE: "Parameter count",
     Describe.FIELDS: "Architecture fields (preset)",
@@ -458,6 +458,7 @@ class Translation:
     base: str = ""  # where the fields mode's base config came from: preset or config
     config: dict[str, Any] | None = None  # the fields mode's config, edits applied
     edited: bool = False  # whether a cfg_* field changed the base config
+    given: tuple[str, ...] = ()  # the cfg_* controls that hold a value
 
 
 def _text(fields: Mapping[str, object], key: str) -> str:
@@ -574,18 +575,18 @@ def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, s
         return dict(entry.config), "preset", None
     text = _text(fields, "config").strip()
     if text:
+        # The config textarea is hidden in this mode, so its problems go on the preset.
+        why = "it must be a config.json object with fields such as hidden_size."
         try:
             loaded = _json_field(text, "config", "Config")
         except NnmemError as error:
-            return None, "config", error.problems[0]
+            why = error.problems[0].message
+            loaded = None
         if not isinstance(loaded, dict):
-            return (
-                None,
-                "config",
-                Problem(
-                    "config", "Config must be a config.json object with fields such as hidden_size."
-                ),
+            message = (
+                f"Pick a preset: the pasted config.json cannot be the base ({why.rstrip('.')})."
             )
+            return None, "config", Problem("preset", message)
         return loaded, "config", None
     return (
         None,
@@ -665,6 +666,7 @@ def translate(fields: Mapping[str, object]) -> Translation:
         base, source, problem = _base_config(fields)
         result.base = source
         edits, edit_problems = _config_edits(fields)
+        result.given = tuple(f"cfg_{key}" for key in edits)
         problems.extend(edit_problems)
         if problem is not None:
             problems.append(problem)
@@ -709,7 +711,7 @@ def page_field(problem_field: str, translation: Translation) -> str:
     """The page control a schema problem belongs to."""
     if problem_field in FIELDS:
         if problem_field == "config" and translation.describe is Describe.FIELDS:
-            return translation.base or "preset"
+            return "preset"  # the config textarea is hidden in this mode
         return problem_field
     head = re.split(r"[.\[]", problem_field, maxsplit=1)[0]
     if head in FIELDS:
@@ -722,17 +724,22 @@ def page_field(problem_field: str, translation: Translation) -> str:
     }[translation.describe]
 
 
-def config_field_for(message: str) -> str | None:
-    """The cfg_* control a config.json message is about, if it names one of their keys.
+def config_field_for(message: str, given: tuple[str, ...] = ()) -> str | None:
+    """The cfg_* control a config.json message is about, if it names one of their keys;
+    of several, the first the user filled in.
 
     >>> config_field_for("config.json field hidden_size must be a whole number (got 0).")
     'cfg_hidden_size'
+    >>> config_field_for("hidden_size (4096) is not a multiple of num_attention_heads (7)",
+    ...                  given=("cfg_num_attention_heads",))
+    'cfg_num_attention_heads'
     """
+    named = []
     for key in re.findall(r"[a-z_]+", message):
         for c in CONFIG_FIELDS:
             if key == c.key or key in ALIASES.get(c.key, ()):
-                return c.name
-    return None
+                named.append(c.name)
+    return next((n for n in named if n in given), named[0] if named else None)
 
 
 def _millions(params: int) -> str:

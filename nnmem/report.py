@@ -274,14 +274,23 @@ def plot_svg(
         f'<text class="plot-label" transform="rotate(-90)" x="{-(_TOP + height / 2):.1f}" '
         f'y="16" text-anchor="middle">Memory ({unit})</text>'
     )
+    labels = []  # drawn last, over the curve
     if capacity:
         y = py(capacity)
         label = f"{gpu_name}: {human(capacity, binary)} usable" if gpu_name else "GPU"
+        # The label goes on the side of the line the curve's right end is not on; its
+        # halo (stroke in the page's background colour, drawn under the fill) keeps it
+        # readable where the curve crosses it.
+        below = points[-1][1] > capacity and y + 20 < _TOP + height
         parts.append(
             f'<line class="plot-gpu" x1="{_LEFT}" x2="{_LEFT + width}" y1="{y:.1f}" '
             f'y2="{y:.1f}" stroke="currentColor" stroke-width="2" stroke-dasharray="6 4"/>'
-            f'<text class="plot-gpu-label" x="{_LEFT + width}" y="{y - 6:.1f}" '
-            f'text-anchor="end" font-size="13">{escape(label)}</text>'
+        )
+        labels.append(
+            f'<text class="plot-gpu-label" x="{_LEFT + width}" '
+            f'y="{y + 17 if below else y - 6:.1f}" text-anchor="end" font-size="13" '
+            f'paint-order="stroke" stroke-width="4" stroke-linejoin="round">'
+            f"{escape(label)}</text>"
         )
     line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
     parts.append(
@@ -309,7 +318,7 @@ def plot_svg(
         f'aria-labelledby="plot-title plot-desc" fill="currentColor" font-size="{_FONT}">'
         f'<title id="plot-title">Memory against {escape(name)}</title>'
         f'<desc id="plot-desc">{escape(desc)}</desc>'
-        f"{''.join(parts)}</svg>"
+        f"{''.join(parts)}{''.join(labels)}</svg>"
     )
 
 

@@ -161,7 +161,7 @@ def _placed(problem: Problem, t: Translation) -> Problem:
     """The problem against the page control it belongs to, its message cut to size."""
     target = page_field(problem.field, t)
     if t.describe is Describe.FIELDS and problem.field == "config":
-        target = config_field_for(problem.message) or target
+        target = config_field_for(problem.message, t.given) or target
     message = problem.message
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
@@ -176,14 +176,20 @@ def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, l
     try:
         scenario = parse(t.data)
     except NnmemError as error:
+        # Once the translation found the model's problem, parse's view of it adds nothing.
+        model_known = any(p.field not in SETTINGS for p in problems)
         taken = {p.field for p in problems}
         placed = (_placed(q, t) for q in error.problems)
-        problems += [p for p in placed if p.field not in taken]
+        problems += [
+            p
+            for p in placed
+            if p.field not in taken and not (model_known and p.field not in SETTINGS)
+        ]
     if scenario is None and problems:
-        # A bad value in a hidden control must not block the estimate: drop those settings.
-        hidden = set(_inactive(t, fields, None))
+        # A bad value in a hidden setting must not block the estimate: drop those settings.
+        hidden = set(_inactive(t, fields, None)) & set(SETTINGS)
         if all(p.field in hidden for p in problems):
-            data = {k: v for k, v in t.data.items() if k not in hidden or k not in SETTINGS}
+            data = {k: v for k, v in t.data.items() if k not in hidden}
             with contextlib.suppress(NnmemError):
                 scenario, problems = parse(data), []
         else:
