@@ -774,6 +774,10 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
         if "tie_word_embeddings" not in config:
             fill["cfg_tie_word_embeddings"] = "true" if model.tied_embeddings else "false"
         fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
+        if translation.describe is Describe.CONFIG:
+            # The fields mode starts from the preset before the pasted config: clear the
+            # preset so that switching to the fields edits this config.
+            fill["preset"] = ""
         return fill
     from nnmem.cnn import CnnModel, parameter_count
 

@@ -149,6 +149,7 @@ def test_config_mode_reads_the_pasted_json() -> None:
     assert reply["total_bytes"] == expected.total_bytes
     assert reply["fill"]["cfg_num_hidden_layers"] == "32"
     assert json.loads(reply["fill"]["config"]) == LLAMA.config
+    assert reply["fill"]["preset"] == ""  # so the fields mode then edits this config
 
 
 @pytest.mark.parametrize(
