@@ -212,6 +212,19 @@ def _tick_text(value: float) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
+def _count_text(n: int) -> str:
+    """An axis count, short enough for a phone.
+
+    >>> [_count_text(n) for n in (512, 8_000, 60_000, 1_500_000)]
+    ['512', '8,000', '60k', '1.5M']
+    """
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:g}M"
+    if n >= 10_000:
+        return f"{n / 1000:g}k"
+    return f"{n:,}"
+
+
 def plot_svg(
     estimates: Sequence[Estimate],
     axis: str,
@@ -261,9 +274,14 @@ def plot_svg(
     if len(xs) > 1 and px(xs[1]) - px(xs[0]) < 30:
         xs = xs[1:]  # 1 and the first step would overlap
     for x in xs:
+        text = _count_text(x)
+        # A label that would run past the right edge ends at it instead.
+        at, anchor = f"{px(x):.1f}", "middle"
+        if px(x) + 4.5 * len(text) > _WIDTH:
+            at, anchor = f"{_WIDTH - 1}", "end"
         parts.append(
-            f'<text class="plot-tick" x="{px(x):.1f}" y="{_TOP + height + 20}" '
-            f'text-anchor="middle">{x:,}</text>'
+            f'<text class="plot-tick" x="{at}" y="{_TOP + height + 20}" '
+            f'text-anchor="{anchor}">{text}</text>'
         )
     axis_label = _AXIS_LABELS.get(axis, axis)
     parts.append(

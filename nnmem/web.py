@@ -347,14 +347,15 @@ _PLOT_POINTS = 24
 
 
 def plot_axis_values(scenario: Scenario, axis: PlotAxis, fit: Fit | None) -> list[int]:
-    """The x values to plot: 1 to the larger of 4× the current value and twice the limit."""
+    """The x values to plot, from 1: to twice the largest that fits on the GPU, or to four
+    times the current value."""
     current = getattr(scenario, axis.value)
     limit = None
     if fit is not None:
         limit = fit.max_batch if axis is PlotAxis.BATCH_SIZE else fit.max_seq_len
-    top = max(8, 4 * current)
-    if limit:
-        top = max(2 * current, min(2 * limit, 64 * current), 8)
+    # Up to twice the limit, so the curve crosses the GPU's line; without a limit (no GPU,
+    # or not even 1 fits) four times the current value.
+    top = max(8, 2 * current, 2 * limit) if limit else max(8, 4 * current)
     ceiling = MAX_BATCH if axis is PlotAxis.BATCH_SIZE else MAX_SEQ
     model = scenario.model
     positions = getattr(model, "learned_positions", 0)
