@@ -754,9 +754,12 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
 
     fill: dict[str, str] = {}
     if isinstance(model, GenericModel):
+        # A width or depth worked out from the size is left out: written into its empty
+        # control, it would stop following the size when the size changes.
         fill["params_millions"] = _millions(model.params)
-        fill["hidden_size"] = str(model.hidden_size)
-        fill["num_layers"] = str(model.num_layers)
+        for key, value in (("hidden_size", model.hidden_size), ("num_layers", model.num_layers)):
+            if key not in model.derived:
+                fill[key] = str(value)
         return fill
     if isinstance(model, Transformer):
         params = sum(parameter_counts(model).values())

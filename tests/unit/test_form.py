@@ -77,6 +77,11 @@ def test_simple_mode_is_the_generic_model() -> None:
     assert reply["ok"] is True
     assert reply["total_bytes"] == 4_543_314_764  # BERT-base example, see test_estimate
     assert reply["fill"] == {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
+    # Width and depth worked out from the size stay out of fill, so they keep following it.
+    derived = ask({"params_millions": "7000", "hidden_size": "", "num_layers": ""})
+    assert derived["fill"] == {"params_millions": "7000"}
+    # h = √(7e9 / (12 × 33)) = 4,204 for L = round((7e9 / (12 × 128²))^(1/3)) = 33.
+    assert "Assumed hidden dimension 4,204 and 33 layers" in derived["html"]["notes"]
 
 
 def test_fields_mode_with_a_preset_equals_the_preset_exactly() -> None:
