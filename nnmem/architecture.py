@@ -219,8 +219,10 @@ def _family(model_type: str, config: Mapping[str, Any]) -> Family:
         return Family.ENCODER
     if model_type == "vit" or ("patch_size" in config and "image_size" in config):
         return Family.VIT
+    # GPT-2's modeling code has no experts: transformers ignores such keys in its config.
     experts = (config.get(k) for k in MOE_EXPERT_KEYS)
-    if any(isinstance(n, int) and not isinstance(n, bool) and n > 1 for n in experts):
+    gpt2 = model_type in ("gpt2", "gpt_bigcode")
+    if not gpt2 and any(isinstance(n, int) and not isinstance(n, bool) and n > 1 for n in experts):
         return Family.MOE
     return Family.DECODER
 
