@@ -24,6 +24,7 @@ from nnmem.form import (
     FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
+    MODEL_FIELDS,
     PRESET_OPTIONS,
     Describe,
     FormField,
@@ -80,6 +81,7 @@ __all__ = [
     "render",
 ]
 
+_MODEL_CONTROLS = {key for keys in MODEL_FIELDS.values() for key in keys}
 _MAX_MESSAGE = 400  # characters: every echo is already cut short; this is the backstop
 
 
@@ -177,7 +179,7 @@ def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, l
         scenario = parse(t.data)
     except NnmemError as error:
         # Once the translation found the model's problem, parse's view of it adds nothing.
-        model_known = any(p.field not in SETTINGS for p in problems)
+        model_known = any(p.field in _MODEL_CONTROLS for p in problems)
         taken = {p.field for p in problems}
         placed = (_placed(q, t) for q in error.problems)
         problems += [

@@ -439,3 +439,24 @@ def test_markup_inside_a_valid_config_is_escaped() -> None:
     assert reply["ok"] is True
     for html in reply["html"].values():
         assert "<img" not in html
+
+
+def test_script_in_every_control_at_once_is_reported_on_each_visible_one() -> None:
+    """A shared link with a payload in every parameter: the describe mode falls back to
+    the parameter count, and every control still shown carries its own message."""
+    fields = dict.fromkeys(FIELDS, SCRIPT)
+    reply = json.loads(compute(json.dumps({"fields": fields})))
+    assert reply["ok"] is False
+    flagged = {e["field"] for e in reply["errors"]}
+    shown = set(FIELDS) - set(reply["inactive"])
+    assert shown == flagged
+    assert {"describe", "params_millions", "hidden_size", "num_layers", "gpu"} <= flagged
+    assert all("<script>alert(1)</scrip…" in e["message"] for e in reply["errors"])
+
+
+@pytest.mark.parametrize("describe", ["simple", "fields", "config", "cnn"])
+def test_script_in_every_control_of_a_describe_mode(describe: str) -> None:
+    fields = {**dict.fromkeys(FIELDS, SCRIPT), "describe": describe}
+    reply = json.loads(compute(json.dumps({"fields": fields})))
+    flagged = {e["field"] for e in reply["errors"]}
+    assert set(FIELDS) - set(reply["inactive"]) - {"describe"} == flagged
