@@ -190,3 +190,14 @@ def test_plot_points_follow_the_totals() -> None:
     ys = [float(p.split(",")[1]) for p in (line.get("points") or "").split()]
     expected = [round(14 + 206 - 206 * e.total_bytes / 40e9, 1) for e in SERVED]
     assert ys == expected
+
+
+def test_chart_text_stays_legible_on_a_phone() -> None:
+    """A 390 px phone leaves about 350 px for the chart: 14-unit text in a 400-unit
+    viewBox renders at 14 × 350 / 400 = 12.25 px. Colours fall back to currentColor."""
+    root = ElementTree.fromstring(chart_svg(LLAMA_31))
+    assert (root.get("viewBox") or "").split()[2] == "400"
+    assert root.get("font-size") == "14"
+    assert root.get("fill") == "currentColor"
+    for label in root.iter(f"{SVG}text"):
+        assert label.get("font-size") is None  # no smaller text anywhere
