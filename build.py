@@ -1,18 +1,25 @@
 """Build the static site: content/*.md through site_src/ templates into _site/.
 
-    python build.py [--out _site] [--base-path /nnmem/]
+    python build.py [--out _site] [--base-path /nnmem/] [--site-url https://host/nnmem/]
 
 Phases, in order: clean the output folder, load the content, compute the prerendered
 results with nnmem, render every page, then write pages, assets, the Pyodide core and
 the nnmem bundle. Everything is gathered before anything is written, so a template
 error leaves no half-built site behind.
+
+Content pages are Markdown with ``key: value`` front matter. Their body is first a
+Jinja template (see :mod:`content`): every number in the text is computed there by
+nnmem, so the guide can never disagree with the calculator.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import io
+import json
+import os
 import re
 import shutil
 import sys
@@ -24,6 +31,7 @@ from typing import Any
 import jinja2
 import markdown
 
+import content_helpers
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.web import DEFAULT_SCENARIO, FORM, render
@@ -37,6 +45,11 @@ PYODIDE_FILES = (
     "pyodide-lock.json",
 )
 SITE_NAME = "nnmem"
+# The site's public address when neither --site-url nor this variable gives it; the
+# placeholder is where `make serve` serves the site.
+SITE_URL_ENV = "NNMEM_SITE_URL"
+LOCAL_ORIGIN = "http://127.0.0.1:8000"
+MARKDOWN_EXTENSIONS = ["tables", "fenced_code", "attr_list", "toc"]
 # Fixed zip timestamps make the bundle, and so its content hash, reproducible.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -47,7 +60,7 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    """One content page: where it goes and what it says."""
+    """One content page: where it goes, what it says and where the navigation lists it."""
 
     source: Path
     output: str  # path inside the site, e.g. "index.html"
@@ -55,6 +68,32 @@ class Page:
     title: str
     description: str
     body_html: str
+    meta: dict[str, str] = field(default_factory=dict)  # the whole front matter
+    json_ld: str = ""  # structured data for the head, e.g. a schema.org FAQPage
+
+    @property
+    def nav_order(self) -> float | None:
+        """Position in the navigation (front matter ``nav``), or None to leave it out."""
+        return float(self.meta["nav"]) if "nav" in self.meta else None
+
+    @property
+    def nav_title(self) -> str:
+        """The page's name in the navigation (``nav_title``, else its title)."""
+        return self.meta.get("nav_title", self.title)
+
+    @property
+    def nav_group(self) -> str:
+        """The footer group the page is listed under (``nav_group``; tools by default)."""
+        return self.meta.get("nav_group", "Tools" if "tool" in self.meta else "Learn")
+
+
+@dataclass(frozen=True)
+class NavLink:
+    """One entry of the site navigation."""
+
+    output: str
+    title: str
+    group: str
 
 
 @dataclass
@@ -95,28 +134,101 @@ def read_front_matter(text: str) -> tuple[dict[str, str], str]:
     return meta, body
 
 
-def load_content(content_dir: Path) -> list[Page]:
-    """Read every content/*.md page with its front matter."""
+def load_content(content_dir: Path, helpers: dict[str, Any] | None = None) -> list[Page]:
+    """Read every content/*.md page: front matter, then the body through Jinja and Markdown.
+
+    ``helpers`` are the functions the body may call (``content.helpers()`` by default).
+    """
+    helpers = content_helpers.helpers() if helpers is None else helpers
     pages = []
     for source in sorted(content_dir.glob("*.md")):
         meta, body = read_front_matter(source.read_text(encoding="utf-8"))
         missing = {"title", "description"} - meta.keys()
         if missing:
             raise BuildError(f"{source.name}: front matter lacks {', '.join(sorted(missing))}")
-        html = markdown.markdown(
-            body, extensions=["tables", "fenced_code", "attr_list", "toc"], output_format="html"
-        )
+        if "nav" in meta and not re.fullmatch(r"-?\d+(\.\d+)?", meta["nav"]):
+            raise BuildError(
+                f"{source.name}: front matter nav must be a number (got {meta['nav']!r})"
+            )
+        output = meta.get("output", f"{source.stem}.html")
+        body_html = render_markdown(body, helpers, source.name, relative_root(output))
         pages.append(
             Page(
                 source=source,
-                output=meta.get("output", f"{source.stem}.html"),
+                output=output,
                 template=meta.get("template", "page.html.j2"),
                 title=meta["title"],
                 description=meta["description"],
-                body_html=html,
+                body_html=body_html,
+                meta=meta,
+                json_ld=faq_json_ld(body_html) if meta.get("schema") == "FAQPage" else "",
             )
         )
     return pages
+
+
+def render_markdown(body: str, helpers: dict[str, Any], source: str, root: str = "./") -> str:
+    """Render a page body: Jinja first (numbers, math, tables), then Markdown.
+
+    Helpers return raw HTML (MathML, tables) as placeholders that Markdown leaves alone;
+    they are put back afterwards, a block one in place of the paragraph that holds it.
+    """
+    stash = content_helpers.Stash()
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )
+    env.globals.update(helpers)
+    env.globals["raw"] = stash.keep
+    env.globals["math"] = stash.math
+    env.globals["table"] = stash.table
+    env.globals["root"] = root
+    try:
+        text = env.from_string(body).render()
+    except jinja2.TemplateError as error:
+        raise BuildError(f"{source}: {error}") from error
+    except content_helpers.ContentError as error:
+        raise BuildError(f"{source}: {error}") from error
+    return stash.restore(
+        markdown.markdown(
+            text,
+            extensions=MARKDOWN_EXTENSIONS,
+            # A [TOC] marker lists the sections and questions, not the page's own title.
+            extension_configs={"toc": {"toc_depth": "2-3"}},
+        )
+    )
+
+
+def _plain_text(fragment: str) -> str:
+    """The text of an HTML fragment: tags dropped, entities read, spaces collapsed."""
+    spaced = re.sub(r"</?(p|li|ul|ol|tr|td|th|table|h[1-6]|br)\b[^>]*>", " ", fragment)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", spaced)).split())
+
+
+def faq_json_ld(body_html: str) -> str:
+    """A schema.org FAQPage from a page whose questions are its ``<h3>`` headings.
+
+    Each answer is the text up to the next heading, so the structured data is made from
+    the very words the page shows.
+
+    >>> print(faq_json_ld('<h3 id="q">Why?</h3><p>Because <code>x</code>.</p><h2>End</h2>'))
+    {"@context": "https://schema.org", "@type": "FAQPage", "mainEntity": [{"@type": \
+"Question", "name": "Why?", "acceptedAnswer": {"@type": "Answer", "text": "Because x."}}]}
+    """
+    parts = re.split(r"<h([23])[^>]*>(.*?)</h\1>", body_html, flags=re.S)
+    entities = []
+    for i in range(1, len(parts) - 2, 3):
+        level, heading, answer = parts[i], parts[i + 1], parts[i + 2]
+        if level == "3":
+            entities.append(
+                {
+                    "@type": "Question",
+                    "name": _plain_text(heading),
+                    "acceptedAnswer": {"@type": "Answer", "text": _plain_text(answer)},
+                }
+            )
+    data = {"@context": "https://schema.org", "@type": "FAQPage", "mainEntity": entities}
+    # "<" escaped so no answer can close the script element it is written into.
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
 
 
 def bundle_nnmem(package_dir: Path) -> bytes:
@@ -151,6 +263,66 @@ def make_environment(templates: Path) -> jinja2.Environment:
     )
 
 
+def normalise_site_url(site_url: str | None, base: str) -> str:
+    """The site's absolute address ending in one slash: the option, else the
+    environment's NNMEM_SITE_URL, else the local server's address under the base path.
+
+    >>> normalise_site_url("https://docs.example.test/nnmem", "/nnmem/")
+    'https://docs.example.test/nnmem/'
+    >>> normalise_site_url("http://127.0.0.1:8000", "/")
+    'http://127.0.0.1:8000/'
+    """
+    url = (site_url or os.environ.get(SITE_URL_ENV) or LOCAL_ORIGIN + base).strip()
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+        raise BuildError(
+            f"site URL {url!r} must be an absolute http(s) address like https://host/nnmem/"
+        )
+    return url.rstrip("/") + "/"
+
+
+def canonical_url(site_url: str, output: str) -> str:
+    """The absolute address of a page; index pages are addressed by their folder.
+
+    >>> canonical_url("https://h.test/n/", "index.html"), canonical_url("https://t/", "faq.html")
+    ('https://h.test/n/', 'https://t/faq.html')
+    """
+    return site_url + re.sub(r"(^|/)index\.html$", r"\1", output)
+
+
+def navigation(pages: list[Page]) -> list[NavLink]:
+    """The pages that ask for a place in the navigation (``nav`` front matter), in order.
+
+    The home page always comes first, as "Calculator" unless it names itself.
+    """
+    listed = sorted(
+        (p for p in pages if p.nav_order is not None or p.output == "index.html"),
+        key=lambda p: (p.output != "index.html", p.nav_order or 0.0, p.title),
+    )
+    return [
+        NavLink(
+            p.output,
+            p.nav_title if "nav_title" in p.meta or p.output != "index.html" else "Calculator",
+            p.nav_group,
+        )
+        for p in listed
+    ]
+
+
+def sitemap_xml(urls: list[str]) -> bytes:
+    """A sitemaps.org URL set listing ``urls``."""
+    entries = "".join(f"  <url><loc>{html.escape(u)}</loc></url>\n" for u in urls)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        f"{entries}</urlset>\n"
+    ).encode()
+
+
+def robots_txt(site_url: str) -> bytes:
+    """Let every crawler in and point it at the sitemap."""
+    return f"User-agent: *\nAllow: /\n\nSitemap: {site_url}sitemap.xml\n".encode()
+
+
 def relative_root(output: str) -> str:
     """The page-relative prefix that leads from ``output`` back to the site root.
 
@@ -179,9 +351,11 @@ def build(
     root: Path = ROOT,
     templates: Path | None = None,
     content: Path | None = None,
+    site_url: str | None = None,
 ) -> Site:
     """Build the whole site into ``out`` and return what was written."""
     base = normalise_base_path(base_path)
+    site_url = normalise_site_url(site_url, base)
     templates = templates or root / "site_src" / "templates"
     static = root / "site_src" / "static"
     pyodide_dir = root / "node_modules" / "pyodide"
@@ -216,12 +390,21 @@ def build(
         "form": FORM,
         "values": DEFAULT_SCENARIO,
         "result": default,
+        "nav": navigation(pages),
+        "site_url": site_url,
     }
     for page in pages:
-        context = {**common, "page": page, "root": relative_root(page.output)}
+        context = {
+            **common,
+            "page": page,
+            "root": relative_root(page.output),
+            "canonical": canonical_url(site_url, page.output),
+        }
         site.files[page.output] = render_page(env, page.template, context, page.source.name)
-    context = {**common, "page": None, "root": base}
+    context = {**common, "page": None, "root": base, "canonical": ""}
     site.files["404.html"] = render_page(env, "404.html.j2", context, "404.html.j2")
+    site.files["sitemap.xml"] = sitemap_xml([canonical_url(site_url, p.output) for p in pages])
+    site.files["robots.txt"] = robots_txt(site_url)
     site.files[".nojekyll"] = b""
 
     # Write: only now does the output folder change.
@@ -245,9 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base-path", default="/", help="URL path the site is served under, e.g. /nnmem/"
     )
+    parser.add_argument(
+        "--site-url",
+        default=None,
+        help=f"the site's public address for canonical links and the sitemap, e.g. "
+        f"https://host/nnmem/ (default: ${SITE_URL_ENV}, else {LOCAL_ORIGIN}<base path>)",
+    )
     args = parser.parse_args(argv)
     try:
-        site = build(args.out, args.base_path)
+        site = build(args.out, args.base_path, site_url=args.site_url)
     except BuildError as error:
         print(f"build.py: error: {error}", file=sys.stderr)
         return 1

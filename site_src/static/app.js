@@ -1,5 +1,6 @@
-// The page's glue: it owns the DOM, sends the form to the worker on every change and
-// paints what nnmem answers. It computes nothing itself.
+// The calculator page's glue: it owns the DOM and the URL, sends every control's value to
+// the worker on each change and paints what nnmem answers. It computes and validates
+// nothing itself: nnmem.web.compute does both, in Python.
 const LOAD_TIMEOUT_MS = 30000;
 
 const calculator = document.getElementById("calculator");
@@ -7,20 +8,61 @@ const form = document.getElementById("calc");
 const results = document.getElementById("results");
 const engine = document.getElementById("engine");
 const engineText = document.getElementById("engine-text");
+const engineProgress = document.getElementById("engine-progress");
 const total = document.getElementById("total");
 const stale = document.getElementById("stale");
-const parts = {
-  table: document.getElementById("breakdown"),
-  chart: document.getElementById("chart"),
-  phases: document.getElementById("phases"),
-  formula: document.getElementById("formula"),
-  notes: document.getElementById("notes"),
-};
+const actionStatus = document.getElementById("action-status");
+const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
+
+// Every control's value as the page was built: the URL holds only what differs from these.
+const defaults = readForm();
 
 let worker = null;
 let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
+let lastReply = null;
 const sentAt = new Map();
+// Values from the URL that no option of their <select> holds: sent as typed, so nnmem
+// names the problem next to the field, until the user picks a value there.
+const rawValues = new Map();
+
+function controls() {
+  return [...form.elements].filter((el) => el.name && !el.disabled);
+}
+
+function readForm() {
+  const fields = {};
+  for (const el of controls()) {
+    if (el.type === "radio") {
+      if (el.checked) fields[el.name] = el.value;
+    } else if (el.type === "checkbox") {
+      fields[el.name] = el.checked ? "true" : "false";
+    } else {
+      fields[el.name] = el.value;
+    }
+  }
+  for (const [name, value] of rawValues) fields[name] = value;
+  return fields;
+}
+
+function setControl(name, value) {
+  const els = controls().filter((el) => el.name === name);
+  if (!els.length) return false;
+  const el = els[0];
+  if (el.type === "radio") {
+    const match = els.find((r) => r.value === value);
+    if (!match) return false;
+    match.checked = true;
+  } else if (el.type === "checkbox") {
+    el.checked = ["true", "1", "yes", "on"].includes(String(value).toLowerCase());
+  } else if (el.tagName === "SELECT") {
+    if (![...el.options].some((o) => o.value === value)) return false;
+    el.value = value;
+  } else {
+    el.value = value;
+  }
+  return true;
+}
 
 function setEngine(state, text) {
   engine.dataset.state = state;
@@ -32,10 +74,21 @@ function showStale(text) {
   stale.hidden = !text;
 }
 
-function readForm() {
-  const scenario = {};
-  for (const [key, value] of new FormData(form)) scenario[key] = value;
-  return scenario;
+function say(text) {
+  actionStatus.textContent = text;
+}
+
+// The URL: the fields that differ from the defaults and apply to this scenario.
+function syncUrl(inactive) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(readForm())) {
+    if (value !== defaults[name] && !inactive.includes(name)) params.set(name, value);
+  }
+  const query = params.toString();
+  const url = `${location.pathname}${query ? `?${query}` : ""}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) {
+    history.replaceState(null, "", url);
+  }
 }
 
 function request() {
@@ -45,28 +98,40 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
-  worker.postMessage({ type: "compute", id: latest, scenario: readForm() });
+  worker.postMessage({ type: "compute", id: latest, fields: readForm() });
 }
 
-function setInactive(keys) {
-  for (const field of form.querySelectorAll(".field")) {
-    field.hidden = keys.includes(field.dataset.field);
+function setInactive(names) {
+  for (const field of form.querySelectorAll("[data-field]")) {
+    field.hidden = names.includes(field.dataset.field);
   }
 }
 
 function showErrors(errors) {
-  const byField = new Map(errors.map((e) => [e.field, e.message]));
-  for (const field of form.querySelectorAll(".field")) {
-    const key = field.dataset.field;
-    const message = byField.get(key) || "";
-    const control = field.querySelector("input, select");
-    field.querySelector(".error").textContent = message;
-    field.classList.toggle("invalid", Boolean(message));
-    if (message) control.setAttribute("aria-invalid", "true");
-    else control.removeAttribute("aria-invalid");
-    byField.delete(key);
+  const byField = new Map();
+  for (const e of errors) {
+    byField.set(e.field, byField.has(e.field) ? `${byField.get(e.field)} ${e.message}` : e.message);
   }
-  return [...byField.values()]; // problems that belong to no visible field
+  for (const field of form.querySelectorAll("[data-field]")) {
+    const name = field.dataset.field;
+    const message = byField.get(name) || "";
+    const slot = field.querySelector(".error");
+    if (slot) slot.textContent = message;
+    field.classList.toggle("invalid", Boolean(message));
+    for (const control of field.querySelectorAll("input, select, textarea")) {
+      if (message) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
+    }
+    if (slot) byField.delete(name);
+  }
+  return [...byField.values()]; // problems that belong to no field on the page
+}
+
+function applyFill(fill) {
+  for (const [name, value] of Object.entries(fill || {})) {
+    const el = form.elements.namedItem(name);
+    if (el && el !== document.activeElement && !(el instanceof RadioNodeList)) setControl(name, value);
+  }
 }
 
 function paint(id, reply) {
@@ -74,7 +139,9 @@ function paint(id, reply) {
   sentAt.delete(id);
   if (id !== latest) return;
   setInactive(reply.inactive || []);
+  applyFill(reply.fill);
   const unplaced = showErrors(reply.errors || []);
+  syncUrl(reply.inactive || []);
   if (reply.fatal) {
     setEngine("error", `The calculator hit an internal error (${reply.fatal}). The last result stays below.`);
     return;
@@ -85,11 +152,15 @@ function paint(id, reply) {
     showStale(`Fix the highlighted field to update the result; it shows the last valid inputs.${extra}`);
     return;
   }
+  lastReply = reply;
   total.textContent = reply.total_text;
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
-  for (const [name, element] of Object.entries(parts)) element.innerHTML = reply.html[name];
+  for (const name of PARTS) {
+    const element = document.getElementById(`part-${name}`);
+    if (element && reply.html[name] !== undefined) element.innerHTML = reply.html[name];
+  }
   results.dataset.state = "live";
   results.dataset.request = String(id);
   showStale("");
@@ -102,9 +173,10 @@ function fail(reason) {
   if (ready || engine.dataset.state === "error") return;
   clearTimeout(timer);
   if (worker) worker.terminate();
+  engineProgress.hidden = true;
   setEngine(
     "error",
-    `The calculator engine could not start: ${reason}. The result below is for the example inputs; reload the page to try again.`,
+    `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; reload the page to try again.`,
   );
   showStale("");
 }
@@ -113,12 +185,16 @@ function onMessage(event) {
   const message = event.data;
   if (message.type === "progress") {
     setEngine("loading", message.text);
+    engineProgress.value = message.step;
+    engineProgress.max = message.steps;
   } else if (message.type === "ready") {
     ready = true;
     clearTimeout(timer);
     performance.mark("nnmem:ready");
+    engineProgress.value = engineProgress.max;
+    engineProgress.hidden = true;
     setEngine("ready", "Live: the result updates as you type.");
-    request(); // catch up with anything typed while the engine loaded
+    request(); // catch up with the link's inputs and anything typed while loading
   } else if (message.type === "error") {
     fail(message.text);
   } else if (message.type === "result") {
@@ -148,10 +224,111 @@ function start() {
   });
 }
 
-form.addEventListener("input", request);
-form.addEventListener("change", request);
+// A shared link: put each parameter into its control. Text goes in as text (never as
+// HTML); a value no option holds is kept aside and sent as typed.
+function readUrl() {
+  const params = new URLSearchParams(location.search);
+  let any = false;
+  for (const [name, value] of params) {
+    if (!(name in defaults)) continue;
+    any = true;
+    if (!setControl(name, value)) rawValues.set(name, value);
+  }
+  if (!params.has("describe") && params.has("model")) {
+    any = true;
+    rawValues.set("model", params.get("model"));
+  }
+  if (any) showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+}
+
+function onEdit(event) {
+  const name = event.target && event.target.name;
+  if (name) rawValues.delete(name);
+  if (name === "describe" || name === "preset") rawValues.delete("model");
+  if (name === "preset") {
+    // A new preset replaces the model's fields; they stay editable afterwards.
+    const option = document.querySelector(`#preset-list option[value="${CSS.escape(event.target.value)}"]`);
+    if (!option) return request();
+    for (const el of controls()) {
+      if (el.name.startsWith("cfg_") || el.name === "config" || el.name === "cnn") el.value = "";
+    }
+    setControl("describe", option.dataset.kind === "cnn" ? "cnn" : "fields");
+    if (option.dataset.kind === "cnn") setControl("cnn", option.value);
+  }
+  request();
+}
+
+function applySuggestion(button) {
+  let changes;
+  try {
+    changes = JSON.parse(button.dataset.apply);
+  } catch {
+    return;
+  }
+  for (const [name, value] of Object.entries(changes)) {
+    rawValues.delete(name);
+    setControl(name, String(value));
+  }
+  say(`Applied: ${button.dataset.label || button.textContent.trim()}.`);
+  request();
+}
+
+async function copyLink() {
+  const url = location.href;
+  try {
+    await navigator.clipboard.writeText(url);
+    say("Link copied: it restores every input.");
+  } catch {
+    const box = document.getElementById("link-box");
+    box.value = url;
+    box.hidden = false;
+    box.select();
+    say("Copy the selected link (Ctrl+C or ⌘C).");
+  }
+}
+
+function downloadJson() {
+  if (!lastReply) {
+    say("The estimate can be downloaded once the engine has loaded.");
+    return;
+  }
+  const blob = new Blob([`${JSON.stringify(lastReply.download, null, 2)}\n`], { type: "application/json" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "nnmem-estimate.json";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  say("Downloaded nnmem-estimate.json: the scenario and the estimate.");
+}
+
+// Printing shows every section, the closed ones too.
+let closedForPrint = [];
+window.addEventListener("beforeprint", () => {
+  closedForPrint = [...document.querySelectorAll("details:not([open])")];
+  for (const d of closedForPrint) d.open = true;
+});
+window.addEventListener("afterprint", () => {
+  for (const d of closedForPrint) d.open = false;
+});
+
+form.addEventListener("input", onEdit);
+form.addEventListener("change", (event) => {
+  if (event.target.tagName === "SELECT" || event.target.type === "radio" || event.target.type === "checkbox") {
+    onEdit(event);
+  }
+});
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   request();
 });
+results.addEventListener("click", (event) => {
+  const button = event.target.closest("button.apply");
+  if (button) applySuggestion(button);
+});
+document.getElementById("copy-link").addEventListener("click", copyLink);
+document.getElementById("download-json").addEventListener("click", downloadJson);
+document.getElementById("print-page").addEventListener("click", () => window.print());
+readUrl();
 start();

@@ -1,18 +1,20 @@
 // The worker owns Pyodide. It answers two messages from the page:
 //   {type: "init", indexURL, bundle}  -> progress..., then ready or error
-//   {type: "compute", id, scenario}   -> {type: "result", id, reply}
+//   {type: "compute", id, fields}     -> {type: "result", id, reply}
 // All arithmetic and validation happen in nnmem.web.compute (Python).
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 
 let compute = null;
 
 const post = (message) => self.postMessage(message);
-const progress = (stage, text) => post({ type: "progress", stage, text });
+// The loading stages, in order; each progress message says which one has begun.
+const STEPS = 3;
+const progress = (step, text) => post({ type: "progress", step, steps: STEPS, text });
 
 async function init({ indexURL, bundle }) {
-  progress("runtime", "Downloading and starting Python…");
+  progress(1, "Step 1 of 3: downloading and starting Python (later visits load it from the browser cache)…");
   const pyodide = await loadPyodide({ indexURL });
-  progress("package", "Loading the nnmem package…");
+  progress(2, "Step 2 of 3: loading the nnmem package…");
   const response = await fetch(bundle);
   if (!response.ok) {
     throw new Error(`the nnmem package could not be downloaded (HTTP ${response.status})`);
@@ -21,6 +23,7 @@ async function init({ indexURL, bundle }) {
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   pyodide.unpackArchive(archive, "zip", { extractDir: sitePackages });
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
+  progress(3, "Step 3 of 3: starting the calculator…");
   compute = pyodide.pyimport("nnmem.web").compute;
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
   post({ type: "ready", python: version });
@@ -37,7 +40,7 @@ self.onmessage = async (event) => {
   } else if (message.type === "compute") {
     let reply;
     try {
-      reply = JSON.parse(compute(JSON.stringify({ scenario: message.scenario })));
+      reply = JSON.parse(compute(JSON.stringify({ fields: message.fields })));
     } catch (error) {
       reply = { ok: false, errors: [], inactive: [], fatal: String(error) };
     }
