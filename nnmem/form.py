@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from nnmem import catalog
 from nnmem.architecture import ALIASES, ConfigReader
@@ -182,7 +182,6 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
 )
 CONFIG_BY_NAME = {c.name: c for c in CONFIG_FIELDS}
 MODEL_FIELDS[Describe.FIELDS] += tuple(CONFIG_BY_NAME)
-VIEW_FIELDS = ("gpu", "units", "plot")
 
 
 # --- the form, as the build renders it ---------------------------------------------------
@@ -192,9 +191,11 @@ VIEW_FIELDS = ("gpu", "units", "plot")
 class FormField:
     """One control of the calculator form.
 
-    ``kind`` is number, choice, text, textarea or flag; ``options`` are (value, label)
-    pairs for a choice (and suggestions for a searchable text input such as the preset);
-    ``describe_modes`` lists the describe modes the control belongs to (empty: all).
+    ``kind`` is number, choice, radio (a choice shown as segments), text, search (text
+    with suggestions: the preset), textarea or flag; ``options`` are (value, label) pairs
+    for a choice or radio (and the suggestions of a search); ``describe_modes`` lists the
+    describe modes the control belongs to (empty: all); ``form`` names the form a control
+    placed outside it belongs to (the view controls sit next to the result they change).
     """
 
     key: str
@@ -205,6 +206,24 @@ class FormField:
     unit: str = ""
     options: tuple[tuple[str, str], ...] = ()
     describe_modes: tuple[str, ...] = ()
+    form: str = ""
+
+
+class FormSection(NamedTuple):
+    """One group of controls: ``(id, title, open, fields)``; closed ones fold away."""
+
+    id: str
+    title: str
+    open: bool
+    fields: tuple[FormField, ...]
+
+
+class PresetOption(NamedTuple):
+    """A catalog model as the preset search offers it; ``kind`` is cnn or transformer."""
+
+    id: str
+    label: str
+    kind: str
 
 
 def _number(key: str, hint: str, unit: str = "") -> FormField:
@@ -214,14 +233,14 @@ def _number(key: str, hint: str, unit: str = "") -> FormField:
     return FormField(key, spec.label, hint, "number", inputmode, unit, (), _modes(key))
 
 
-def _choice(spec: ChoiceSpec[Any] | str, hint: str) -> FormField:
+def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> FormField:
     if isinstance(spec, str):
         found = SPECS[spec]
         assert isinstance(found, ChoiceSpec)
         spec = found
     labels = {**LABELS, **VIEW_LABELS}
     options = tuple((m.value, labels[m]) for m in spec.enum)
-    return FormField(spec.key, spec.label, hint, "choice", options=options)
+    return FormField(spec.key, spec.label, hint, kind, options=options)
 
 
 def _modes(key: str) -> tuple[str, ...]:
@@ -274,6 +293,10 @@ def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
 
 
 PRESET_OPTIONS = _preset_options()
+PRESETS: tuple[PresetOption, ...] = tuple(
+    PresetOption(i, label, "cnn" if catalog.models()[i].architecture == "cnn" else "transformer")
+    for i, label in PRESET_OPTIONS
+)
 GPU_OPTIONS = _gpu_options()
 
 _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
@@ -339,12 +362,13 @@ _MODEL_SECTION = (
     _choice(
         DESCRIBE,
         "Give the model as a size, a preset's fields, a config.json or CNN layers.",
+        "radio",
     ),
     FormField(
         "preset",
         "Preset",
         "A catalog model; its fields below fill in and stay editable.",
-        "text",
+        "search",
         options=PRESET_OPTIONS,
         describe_modes=(Describe.FIELDS.value,),
     ),
@@ -399,25 +423,35 @@ _ADVANCED_KEYS = (
     "cuda_context_mib",
     "allocator_overhead_percent",
 )
-_VIEW_SECTION = (
+FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
+VIEW_FIELDS: tuple[FormField, ...] = (
     FormField(
         "gpu",
         "GPU",
         "Judge the fit on this GPU: verdict, largest batch and what to change.",
         "choice",
         options=(("", "No GPU chosen"), *GPU_OPTIONS),
+        form=FORM_ID,
     ),
-    _choice(UNITS, "Decimal GB as GPU makers quote them, or binary GiB as nvidia-smi shows."),
-    _choice(PLOT, "What the plot below varies, all else as set."),
+    replace(
+        _choice(
+            UNITS,
+            "Decimal GB as GPU makers quote them, or binary GiB as nvidia-smi shows.",
+            "radio",
+        ),
+        form=FORM_ID,
+    ),
+    replace(_choice(PLOT, "What the plot varies, all else as set.", "radio"), form=FORM_ID),
 )
-
-FORM_SECTIONS: tuple[tuple[str, str, bool, tuple[FormField, ...]], ...] = (
-    ("model", "Model", True, _MODEL_SECTION),
-    ("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
-    ("gpu", "GPU and display", True, _VIEW_SECTION),
-    ("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
+# The form's own sections; the view controls (VIEW_FIELDS) sit by the result they change.
+FORM_SECTIONS: tuple[FormSection, ...] = (
+    FormSection("model", "Model", True, _MODEL_SECTION),
+    FormSection("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
+    FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
 )
-FIELDS: dict[str, FormField] = {f.key: f for _, _, _, fs in FORM_SECTIONS for f in fs}
+FIELDS: dict[str, FormField] = {
+    f.key: f for fields in (*(s.fields for s in FORM_SECTIONS), VIEW_FIELDS) for f in fields
+}
 
 
 def _default(key: str) -> str:

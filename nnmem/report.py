@@ -333,9 +333,9 @@ def plot_svg(
     return (
         f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {_WIDTH} {_PLOT_HEIGHT}" role="img" '
-        f'aria-labelledby="plot-title plot-desc" fill="currentColor" font-size="{_FONT}">'
-        f'<title id="plot-title">Memory against {escape(name)}</title>'
-        f'<desc id="plot-desc">{escape(desc)}</desc>'
+        f'aria-labelledby="plot-svg-title plot-svg-desc" fill="currentColor" '
+        f'font-size="{_FONT}"><title id="plot-svg-title">Memory against {escape(name)}</title>'
+        f'<desc id="plot-svg-desc">{escape(desc)}</desc>'
         f"{''.join(parts)}{''.join(labels)}</svg>"
     )
 

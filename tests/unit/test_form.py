@@ -17,6 +17,8 @@ from nnmem.form import (
     FORM_SECTIONS,
     GPU_OPTIONS,
     PRESET_OPTIONS,
+    PRESETS,
+    VIEW_FIELDS,
     translate,
 )
 from nnmem.scenario import SETTINGS, parse
@@ -36,7 +38,7 @@ def test_every_control_has_a_label_and_a_one_line_hint() -> None:
         assert f.label, key
         assert f.hint.endswith("."), key
         assert "\n" not in f.hint, key
-        assert f.kind in {"number", "choice", "text", "textarea", "flag"}, key
+        assert f.kind in {"number", "choice", "radio", "text", "search", "textarea", "flag"}, key
 
 
 def test_every_schema_setting_and_view_control_is_on_the_form() -> None:
@@ -52,13 +54,31 @@ def test_cfg_hints_name_the_config_json_key() -> None:
 
 def test_sections_open_and_closed() -> None:
     ids = [(sid, opened) for sid, _, opened, _ in FORM_SECTIONS]
-    assert ids == [("model", True), ("step", True), ("gpu", True), ("advanced", False)]
-    advanced = {f.key for f in FORM_SECTIONS[3][3]}
+    assert ids == [("model", True), ("step", True), ("advanced", False)]
+    assert [s.id for s in FORM_SECTIONS if not s.open] == ["advanced"]
+    advanced = {f.key for f in FORM_SECTIONS[2].fields}
     assert {"sharding", "lora_rank", "checkpointing", "attention", "kv_cache_dtype"} <= advanced
     assert {"cuda_context_mib", "allocator_overhead_percent", "device"} <= advanced
 
 
+def test_view_controls_sit_outside_the_form_and_join_it() -> None:
+    """gpu, units and plot are placed by the result they change, with form="calc"."""
+    assert [(f.key, f.kind, f.form) for f in VIEW_FIELDS] == [
+        ("gpu", "choice", "calc"),
+        ("units", "radio", "calc"),
+        ("plot", "radio", "calc"),
+    ]
+    in_sections = {f.key for s in FORM_SECTIONS for f in s.fields}
+    assert in_sections.isdisjoint(f.key for f in VIEW_FIELDS)
+    assert (FIELDS["describe"].kind, FIELDS["preset"].kind) == ("radio", "search")
+
+
 def test_preset_and_gpu_options() -> None:
+    assert [(p.id, p.kind) for p in PRESETS if p.kind == "cnn"] == [
+        ("resnet50", "cnn"),
+        ("vgg16", "cnn"),
+    ]
+    assert [(p.id, p.label) for p in PRESETS] == list(PRESET_OPTIONS)
     presets = dict(PRESET_OPTIONS)
     assert len(presets) == len(catalog.models())
     assert presets["llama-3-8b"] == "Llama 3 8B · 8.03B"  # 8,030,261,248 parameters

@@ -161,7 +161,7 @@ def test_plot_is_accessible_and_styled_by_classes() -> None:
     svg = plot_svg(SERVED, "batch_size", SERVED[2], 24 * 2**30, "NVIDIA GeForce RTX 4090")
     root = ElementTree.fromstring(svg)
     assert root.get("role") == "img"
-    assert root.get("aria-labelledby") == "plot-title plot-desc"
+    assert root.get("aria-labelledby") == "plot-svg-title plot-svg-desc"
     assert root.get("viewBox") == "0 0 400 270"
     assert root.get("font-size") == "14"
     title = root.find(f"{SVG}title")
