@@ -32,10 +32,8 @@ import jinja2
 import markdown
 
 import content_helpers
-from nnmem.estimate import estimate
-from nnmem.scenario import parse
-from nnmem.web import DEFAULT_SCENARIO, FORM, render
-from nnmem.web_tools import prerender
+from nnmem.web import DEFAULT_FIELDS, FORM_SECTIONS, PRESETS, VIEW_FIELDS, prerender
+from nnmem.web_tools import prerender as prerender_tool
 
 ROOT = Path(__file__).resolve().parent
 PYODIDE_FILES = (
@@ -238,7 +236,7 @@ def tool_context(page: Page) -> dict[str, Any] | None:
     if not name:
         return None
     try:
-        return prerender(name)
+        return prerender_tool(name)
     except ValueError as error:
         raise BuildError(f"{page.source.name}: {error}") from error
 
@@ -390,7 +388,7 @@ def build(
         assets[path.name] = f"assets/{path.name}?v={short_hash(data)}"
     for name in PYODIDE_FILES:
         site.copies[f"pyodide/{name}"] = pyodide_dir / name
-    default = render(estimate(parse(DEFAULT_SCENARIO)))
+    default = prerender()
 
     # Render: every content page, then the 404 page with absolute URLs.
     env = make_environment(templates)
@@ -399,8 +397,10 @@ def build(
         "base_path": base,
         "assets": assets,
         "bundle": bundle_name,
-        "form": FORM,
-        "values": DEFAULT_SCENARIO,
+        "sections": FORM_SECTIONS,
+        "view_fields": VIEW_FIELDS,
+        "presets": PRESETS,
+        "values": DEFAULT_FIELDS,
         "result": default,
         "nav": navigation(pages),
         "site_url": site_url,

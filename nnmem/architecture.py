@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
+from nnmem.fields import shown
 
 
 class Family(StrEnum):
@@ -148,10 +149,16 @@ class ConfigReader:
                 Problem(self.field, f"config.json needs {concept} (a whole number).")
             )
             return low
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             self.problems.append(
                 Problem(
-                    self.field, f"config.json field {key} must be a whole number (got {value!r})."
+                    self.field,
+                    f"config.json field {key} must be a whole number (got {shown(value)}).",
                 )
             )
             return low
@@ -160,7 +167,7 @@ class ConfigReader:
                 Problem(
                     self.field,
                     f"config.json field {key} must be from {low:,} to 1,000,000,000 "
-                    f"(got {value!r}).",
+                    f"(got {shown(value)}).",
                 )
             )
             return low
@@ -174,7 +181,8 @@ class ConfigReader:
         if not isinstance(value, bool):
             self.problems.append(
                 Problem(
-                    self.field, f"config.json field {key} must be true or false (got {value!r})."
+                    self.field,
+                    f"config.json field {key} must be true or false (got {shown(value)}).",
                 )
             )
             return default
@@ -185,9 +193,15 @@ class ConfigReader:
         key, value = self.find(concept)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             self.problems.append(
-                Problem(self.field, f"config.json field {key} must be a number (got {value!r}).")
+                Problem(
+                    self.field, f"config.json field {key} must be a number (got {shown(value)})."
+                )
             )
             return default
         return float(value)
@@ -205,7 +219,10 @@ def _family(model_type: str, config: Mapping[str, Any]) -> Family:
         return Family.ENCODER
     if model_type == "vit" or ("patch_size" in config and "image_size" in config):
         return Family.VIT
-    if any((config.get(k) or 0) > 1 for k in MOE_EXPERT_KEYS):
+    # GPT-2's modeling code has no experts: transformers ignores such keys in its config.
+    experts = (config.get(k) for k in MOE_EXPERT_KEYS)
+    gpt2 = model_type in ("gpt2", "gpt_bigcode")
+    if not gpt2 and any(isinstance(n, int) and not isinstance(n, bool) and n > 1 for n in experts):
         return Family.MOE
     return Family.DECODER
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError
-from nnmem.estimate import Estimate, estimate
+from nnmem.estimate import estimate
 from nnmem.report import text
 from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
-from nnmem.solvers import max_batch, max_seq_len, min_gpus, suggestions
+from nnmem.solvers import judge
 from nnmem.units import human
 
 # Schema key -> the flag that sets it, so errors can name what the user typed.
@@ -119,25 +119,23 @@ def _scenario_data(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _solve(scenario: Scenario, result: Estimate, gpu_id: str) -> list[str]:
-    gpu = catalog.gpus().get(gpu_id)
-    if gpu is None:
+def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
+    if gpu_id not in catalog.gpus():
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
-    budget = gpu.usable_bytes
-    need = result.total_bytes
-    headroom = budget - need
+    fit = judge(scenario, gpu_id)
+    budget = human(fit.budget, True)
     verdict = (
-        f"Fits on {gpu.name} ({human(budget, True)} usable): {human(headroom, True)} to spare."
-        if headroom >= 0
-        else f"Does not fit on {gpu.name} ({human(budget, True)} usable): "
-        f"{human(-headroom, True)} short."
+        f"Fits on {fit.gpu_name} ({budget} usable): {human(fit.headroom, True)} to spare."
+        if fit.fits
+        else f"Does not fit on {fit.gpu_name} ({budget} usable): "
+        f"{human(-fit.headroom, True)} short."
     )
     lines = ["", verdict]
-    lines.append(f"Largest batch that fits: {max_batch(scenario, budget, gpu_id):,}")
-    if "seq_len" not in scenario.inactive_fields():
-        lines.append(f"Longest sequence that fits: {max_seq_len(scenario, budget, gpu_id):,}")
-    if headroom < 0:
-        plan = min_gpus(scenario, budget, gpu_id)
+    lines.append(f"Largest batch that fits: {fit.max_batch:,}")
+    if fit.max_seq_len is not None:
+        lines.append(f"Longest sequence that fits: {fit.max_seq_len:,}")
+    if not fit.fits:
+        plan = fit.plan
         lines.append(
             "No number of these GPUs holds it (the activations alone are too large)."
             if plan is None
@@ -150,7 +148,7 @@ def _solve(scenario: Scenario, result: Estimate, gpu_id: str) -> list[str]:
             + ")"
         )
         lines.append("What to change to fit, largest saving first:")
-        for s in suggestions(scenario, budget, gpu_id)[:8]:
+        for s in fit.suggestions[:8]:
             mark = "fits" if s.fits else "still too big"
             lines.append(f"  - {s.label}: saves {human(s.saved_bytes, True)} ({mark})")
     return lines
@@ -179,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         scenario = parse(_scenario_data(args))
         result = estimate(scenario, args.gpu)
-        extra = _solve(scenario, result, args.gpu) if args.gpu else []
+        extra = _solve(scenario, args.gpu) if args.gpu else []
     except NnmemError as error:
         for problem in error.problems:
             where = FLAGS.get(problem.field, f"--{problem.field.replace('_', '-')}")

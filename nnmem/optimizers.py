@@ -74,7 +74,7 @@ class OptimizerMemory:
 def _adafactor_state(t: Trainable) -> int:
     # Factored second moment for tensors of two or more dimensions: one fp32 value per
     # row and one per column of the last two dimensions; a full fp32 moment otherwise.
-    if len(t.shape) >= 2:
+    if len(t.shape) >= 2 and t.numel:  # an empty tensor (vocab_size 0) has no state
         lead = t.numel // (t.shape[-1] * t.shape[-2])
         return 4 * lead * (t.shape[-1] + t.shape[-2])
     return 4 * t.numel

@@ -825,16 +825,39 @@ def _read_preset(raw: object) -> tuple[Model, dict[str, Any]]:
     return from_config(entry.config, field="preset"), {"preset": entry.id}
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:24]} is out of range")
+    return number
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_json(text: str, field: str, label: str) -> object:
+    """Strict JSON from a form field: NaN, Infinity and out-of-range numbers are refused.
+
+    >>> load_json('{"hidden_size": 1e999}', "config", "Config")
+    Traceback (most recent call last):
+    nnmem.errors.NnmemError: Config is not valid JSON: the number 1e999 is out of range.
+    """
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise NnmemError.single(
+            field,
+            f"{label} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.",
+        ) from None
+    except (ValueError, RecursionError) as error:
+        why = str(error) if isinstance(error, ValueError) else "it is nested too deeply"
+        raise NnmemError.single(field, f"{label} is not valid JSON: {why}.") from None
+
+
 def _read_config(raw: object) -> dict[str, Any]:
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise NnmemError.single(
-                "config",
-                f"Config is not valid JSON: {error.msg} at line {error.lineno}, "
-                f"column {error.colno}.",
-            ) from None
+        raw = load_json(raw, "config", "Config")
     if not isinstance(raw, Mapping):
         raise NnmemError.single(
             "config", "Config must be a config.json object with fields such as hidden_size."

@@ -317,3 +317,83 @@ def suggestions(scenario: Scenario, budget: int, gpu: str | None = None) -> list
             plain = {k: _field_value(v) for k, v in changes.items()}
             result.append(Suggestion(key, label, plain, after, base - after, after <= budget))
     return sorted(result, key=lambda x: (-x.saved_bytes, x.key))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A scenario judged against one GPU: the verdict and every solver's answer."""
+
+    gpu_id: str
+    gpu_name: str
+    budget: int  # usable bytes on the GPU
+    need: int  # the scenario's total, as estimate(scenario, gpu_id) gives it
+    max_batch: int
+    max_seq_len: int | None  # None when the model has no sequence length
+    plan: Scenario | None  # the fewest GPUs that hold it; the scenario itself when it fits
+    suggestions: tuple[Suggestion, ...]
+
+    @property
+    def fits(self) -> bool:
+        """Whether the scenario fits as it is."""
+        return self.need <= self.budget
+
+    @property
+    def headroom(self) -> int:
+        """Bytes to spare (negative: bytes short)."""
+        return self.budget - self.need
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict and the solvers as JSON-ready data."""
+        plan = None
+        if self.plan is not None:
+            plan = {
+                "num_gpus": self.plan.num_gpus,
+                "sharding": self.plan.sharding.value,
+                "tensor_parallel": self.plan.tensor_parallel,
+            }
+        return {
+            "gpu": self.gpu_id,
+            "budget_bytes": self.budget,
+            "need_bytes": self.need,
+            "fits": self.fits,
+            "headroom_bytes": self.headroom,
+            "max_batch": self.max_batch,
+            "max_seq_len": self.max_seq_len,
+            "min_gpus": plan,
+            "suggestions": [s.to_dict() for s in self.suggestions],
+        }
+
+
+def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
+    """Judge ``scenario`` on the catalog GPU ``gpu_id``: fit, limits, fewest GPUs, changes.
+
+    Suggestions are worked out when it does not fit, or always with ``always_suggest``.
+
+    >>> from nnmem.scenario import parse
+    >>> fit = judge(parse({"model": "preset", "preset": "llama-3.1-8b", "mode": "inference",
+    ...                    "precision": "bf16"}), "rtx-4090")
+    >>> fit.fits, fit.max_batch
+    (True, 62)
+    """
+    from nnmem import catalog
+
+    gpu = catalog.gpus().get(gpu_id)
+    if gpu is None:
+        raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog.")
+    budget = gpu.usable_bytes
+    need = total(scenario, gpu_id)
+    longest = None
+    if "seq_len" not in scenario.inactive_fields():
+        longest = max_seq_len(scenario, budget, gpu_id)
+    plan = scenario if need <= budget else min_gpus(scenario, budget, gpu_id)
+    ideas = suggestions(scenario, budget, gpu_id) if need > budget or always_suggest else []
+    return Fit(
+        gpu.id,
+        gpu.name,
+        budget,
+        need,
+        max_batch(scenario, budget, gpu_id),
+        longest,
+        plan,
+        tuple(ideas),
+    )

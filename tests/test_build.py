@@ -56,6 +56,7 @@ def test_exact_file_list(site: Path) -> None:
         "robots.txt",
         "assets/guide.css",
         "assets/app.js",
+        "assets/theme.js",
         "assets/worker.js",
         "assets/style.css",
         "assets/favicon.svg",
@@ -87,7 +88,9 @@ def test_prerendered_default_result(site: Path) -> None:
         '<tr data-key="weights"><th scope="row">Model weights</th><td>440.0</td>'
         "<td>0.44</td><td>9.7%</td></tr>"
     ) in html
-    assert '<rect class="bar bar-activations" x="170" y="74" width="290"' in html
+    # Third row (weights, optimizer state, activations): 2 × 46 + 4 + 18 = 114 down; the
+    # largest component fills the 250-unit bar area.
+    assert '<rect class="bar bar-activations" x="0" y="114" width="250"' in html
     assert '<tr data-phase="forward" class="peak">' in html
     assert 'value="110"' in html
     assert 'value="32"' in html

@@ -14,9 +14,6 @@ const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
 
-// Every control's value as the page was built: the URL holds only what differs from these.
-const defaults = readForm();
-
 let worker = null;
 let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
@@ -25,6 +22,9 @@ const sentAt = new Map();
 // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
 // names the problem next to the field, until the user picks a value there.
 const rawValues = new Map();
+
+// Every control's value as the page was built: the URL holds only what differs from these.
+const defaults = readForm();
 
 function controls() {
   return [...form.elements].filter((el) => el.name && !el.disabled);

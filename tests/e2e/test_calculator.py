@@ -77,8 +77,8 @@ def test_prerendered_result_shows_before_the_engine_is_ready(
     default = cpython_estimate(DEFAULT_FORM)
     expect(page.locator("#total")).to_have_text(human(default.total_bytes))
     expect(page.locator("#total")).to_have_attribute("data-bytes", str(default.total_bytes))
-    expect(page.locator("#breakdown tr[data-key=weights] td").first).to_have_text("440.0")
-    expect(page.locator("#chart svg rect.bar-activations")).to_be_visible()
+    expect(page.locator("#part-table tr[data-key=weights] td").first).to_have_text("440.0")
+    expect(page.locator("#part-chart svg rect.bar-activations")).to_be_visible()
     expect(page.locator("#engine")).to_have_attribute("data-state", "loading")
     expect(page.locator("#engine")).to_contain_text("Python")
     expect(page.locator("#results")).to_have_attribute("data-state", "prerendered")
@@ -99,41 +99,41 @@ def test_form_total_equals_cpython(calculator: Page, values: dict[str, str]) -> 
     expect(total).to_have_text(human(expected.total_bytes))
     expect(calculator.locator("#scenario-line")).to_have_text(describe(expected.scenario))
     for component in expected.components:
-        row = calculator.locator(f"#breakdown tr[data-key={component.key}] td").first
+        row = calculator.locator(f"#part-table tr[data-key={component.key}] td").first
         expect(row).to_have_text(f"{component.bytes / 1e6:,.1f}")
 
 
 def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None:
     """Mixed precision adds 16-bit weight copies and halves activations; pure bf16 halves
     the weights; inference drops gradients, optimizer state and the optimizer field."""
-    weights_mb = calculator.locator("#breakdown tr[data-key=weights] td").first
-    acts_mb = calculator.locator("#breakdown tr[data-key=activations] td").first
-    chart_desc = calculator.locator("#chart desc")
+    weights_mb = calculator.locator("#part-table tr[data-key=weights] td").first
+    acts_mb = calculator.locator("#part-table tr[data-key=activations] td").first
+    chart_desc = calculator.locator("#part-chart desc")
     expect(weights_mb).to_have_text("440.0")  # 110M × 4 B, fp32
     expect(acts_mb).to_have_text("2,491.4")  # 12 × 128 × 32 × 768 × 66 B
     expect(chart_desc).to_contain_text("Model weights 440.0 MB")
 
     calculator.select_option("#f-precision", "amp_bf16")
     expect(acts_mb).to_have_text("1,283.5")  # 34 B instead of 66
-    expect(calculator.locator("#breakdown tr[data-key=autocast_copies] td").first).to_have_text(
+    expect(calculator.locator("#part-table tr[data-key=autocast_copies] td").first).to_have_text(
         "220.0"
     )
     expect(weights_mb).to_have_text("440.0")  # the fp32 weights stay
-    expect(calculator.locator("#chart rect.bar-autocast_copies")).to_be_visible()
+    expect(calculator.locator("#part-chart rect.bar-autocast_copies")).to_be_visible()
 
     calculator.select_option("#f-precision", "bf16")
     expect(weights_mb).to_have_text("220.0")  # 110M × 2 B
-    expect(calculator.locator("#formula [data-key=weights] code")).to_contain_text(
+    expect(calculator.locator("#part-formula [data-key=weights] code")).to_contain_text(
         "110,000,000 × 2 B"
     )
     expect(chart_desc).to_contain_text("Model weights 220.0 MB")
 
     calculator.select_option("#f-mode", "inference")
     expect(weights_mb).to_have_text("220.0")
-    expect(calculator.locator("#breakdown tr[data-key=gradients]")).to_have_count(0)
-    expect(calculator.locator("#breakdown tr[data-key=optimizer_state]")).to_have_count(0)
+    expect(calculator.locator("#part-table tr[data-key=gradients]")).to_have_count(0)
+    expect(calculator.locator("#part-table tr[data-key=optimizer_state]")).to_have_count(0)
     expect(calculator.locator(".field[data-field=optimizer]")).to_be_hidden()
-    expect(calculator.locator("#phases tr[data-phase=prefill]")).to_have_class("peak")
+    expect(calculator.locator("#part-phases tr[data-phase=prefill]")).to_have_class("peak")
 
     calculator.select_option("#f-mode", "training")
     expect(calculator.locator(".field[data-field=optimizer]")).to_be_visible()
@@ -202,7 +202,7 @@ def test_training_with_an_inference_format_names_the_precision_field(calculator:
     )
     calculator.select_option("#f-mode", "inference")
     expect(calculator.locator(".field[data-field=precision] .error")).to_be_empty()
-    expect(calculator.locator("#breakdown tr[data-key=weights] td").first).to_have_text("110.0")
+    expect(calculator.locator("#part-table tr[data-key=weights] td").first).to_have_text("110.0")
 
 
 def test_every_request_stays_on_127_0_0_1(

@@ -1,7 +1,12 @@
-"""Golden files: rendered HTML and SVG compared byte for byte, rewritten only on request."""
+"""Golden files: rendered HTML and SVG compared byte for byte, rewritten only on request.
+
+Rewrite them with ``pytest --update-golden`` or ``NNMEM_UPDATE_GOLDEN=1 pytest``, then
+read the diff before committing.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +26,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     """Compare ``text`` with golden/<name>, or rewrite it under --update-golden."""
-    update = bool(request.config.getoption("--update-golden"))
+    update = bool(request.config.getoption("--update-golden")) or (
+        os.environ.get("NNMEM_UPDATE_GOLDEN") == "1"
+    )
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name

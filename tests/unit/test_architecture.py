@@ -215,7 +215,7 @@ def test_bad_config_names_every_key() -> None:
         )
     messages = [p.message for p in caught.value.problems]
     assert messages == [
-        "config.json field hidden_size must be a whole number (got 'big').",
+        'config.json field hidden_size must be a whole number (got "big").',
         "num_key_value_heads (5) must divide num_attention_heads (32).",
         "config.json needs num_hidden_layers (a whole number).",
         "config.json needs intermediate_size (a whole number).",
@@ -234,3 +234,23 @@ def test_config_must_be_an_object() -> None:
 def test_parameter_tensors_sum_to_the_count(config: dict[str, Any], published: int) -> None:
     """The tensor list and the module counts are two descriptions of one model."""
     assert sum(p.elements for p in parameter_tensors(from_config(config))) == published
+
+
+def test_gpt2_ignores_expert_keys() -> None:
+    """transformers' GPT2Config keeps unknown keys but GPT2Model builds no experts, so an
+    expert count in a GPT-2 config changes nothing (it once made a zero-size router)."""
+    plain = from_config(
+        {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257}
+    )
+    moe = from_config(
+        {
+            "model_type": "gpt2",
+            "n_embd": 768,
+            "n_layer": 12,
+            "n_head": 12,
+            "vocab_size": 50257,
+            "num_local_experts": 5,
+        }
+    )
+    assert moe.family is Family.DECODER
+    assert sum(parameter_counts(moe).values()) == sum(parameter_counts(plain).values())

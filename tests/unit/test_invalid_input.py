@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nnmem import GenericModel, Mode, NnmemError, Precision, Scenario, parse
 from nnmem.errors import Problem
+from nnmem.form import DEFAULT_FIELDS, FIELDS
+from nnmem.web import compute
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 
@@ -226,3 +230,233 @@ def test_dataclasses_check_their_own_ranges() -> None:
 def test_error_needs_a_problem() -> None:
     with pytest.raises(ValueError, match="at least one problem"):
         NnmemError([])
+
+
+# --- the calculator page: hostile values in any control -------------------------------------
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+BIG = "x" * 100_000
+BUILTINS = "resnet18, resnet34, resnet50, resnet101, resnet152, vgg11, vgg13, vgg16, vgg19"
+LLAMA_FIELDS = {"describe": "fields", "preset": "llama-3.1-8b"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "raw", "message"),
+    [
+        (
+            {},
+            "batch_size",
+            SCRIPT,
+            "Batch size must be a whole number from 1 to 1,000,000 "
+            '(got "<script>alert(1)</scrip…").',
+        ),
+        (
+            {},
+            "precision",
+            IMG,
+            f'Precision must be one of {PRECISIONS} (got ""><img src=x onerror=al…").',
+        ),
+        ({}, "params_millions", "NaN", f'Model size must be {PARAMS_ALLOWED} (got "NaN").'),
+        (
+            {},
+            "seq_len",
+            "inf",
+            'Sequence length must be a whole number from 1 to 10,000,000 (got "inf").',
+        ),
+        (
+            {},
+            "batch_size",
+            "1e999",
+            "Batch size must be a whole number from 1 to 1,000,000 (got 1e999).",
+        ),
+        (
+            {},
+            "hidden_size",
+            BIG,
+            "Hidden dimension must be a whole number from 1 to 1,000,000 "
+            '(got "xxxxxxxxxxxxxxxxxxxxxxx…").',
+        ),
+        (
+            {},
+            "describe",
+            SCRIPT,
+            "Model input must be one of simple, fields, config, cnn "
+            '(got "<script>alert(1)</scrip…").',
+        ),
+        (
+            {},
+            "gpu",
+            IMG,
+            'GPU ""><img src=x onerror=al…" is not in the catalog: choose one from the list.',
+        ),
+        ({}, "units", BIG, 'Units must be one of gb, gib (got "xxxxxxxxxxxxxxxxxxxxxxx…").'),
+        ({}, "plot", "NaN", 'Plot axis must be one of batch_size, seq_len (got "NaN").'),
+        (
+            LLAMA_FIELDS,
+            "preset",
+            SCRIPT,
+            'Preset "<script>alert(1)</scrip…" is not in the catalog: pick a model from the '
+            "list, such as llama-3.1-8b.",
+        ),
+        (
+            LLAMA_FIELDS,
+            "cfg_hidden_size",
+            "1e999",
+            "Hidden size must be a whole number from 1 to 1,000,000,000 (got 1e999).",
+        ),
+        (
+            LLAMA_FIELDS,
+            "cfg_model_type",
+            SCRIPT,
+            "Model type must be a config.json model_type such as llama: letters, digits, dots, _ "
+            'and -, at most 64 (got "<script>alert(1)</scrip…").',
+        ),
+        (
+            LLAMA_FIELDS,
+            "cfg_tie_word_embeddings",
+            "NaN",
+            'Tied embeddings must be true or false (got "NaN").',
+        ),
+        (
+            {"describe": "config"},
+            "config",
+            '{"hidden_size": NaN}',
+            "Config is not valid JSON: NaN is not a JSON number.",
+        ),
+        (
+            {"describe": "config"},
+            "config",
+            '{"hidden_size": 1e999}',
+            "Config is not valid JSON: the number 1e999 is out of range.",
+        ),
+        (
+            {"describe": "config"},
+            "config",
+            "[1, 2]",
+            "Config must be a config.json object with fields such as hidden_size.",
+        ),
+        (
+            {"describe": "config"},
+            "config",
+            '{"model_type": "llama", "hidden_size": "' + BIG + '"}',
+            "config.json field hidden_size must be a whole number "
+            '(got "xxxxxxxxxxxxxxxxxxxxxxx…").',
+        ),
+        (
+            {"describe": "config"},
+            "config",
+            SCRIPT,
+            "Config is not valid JSON: Expecting value at line 1, column 1.",
+        ),
+        (
+            {"describe": "cnn"},
+            "cnn",
+            '[{"type": "conv2d"}]',
+            f"Cnn must be a built-in network ({BUILTINS}) or a layer list object "
+            '(got [{"type": "conv2d"}]).',
+        ),
+        (
+            {"describe": "cnn"},
+            "cnn",
+            SCRIPT,
+            f'cnn must name a built-in network: {BUILTINS} (got "<script>alert(1)</scrip…").',
+        ),
+        (
+            {"describe": "fields"},
+            "config",
+            '"a string"',
+            "Pick a preset: the pasted config.json cannot be the base (it must be a config.json "
+            "object with fields such as hidden_size).",
+        ),
+    ],
+)
+def test_page_field_reports_hostile_value(
+    extra: dict[str, str], key: str, raw: str, message: str
+) -> None:
+    """The message names the control by its label, says what is allowed, and echoes the
+    value cut to 24 characters; the reply never raises and places it on a page control."""
+    fields = {**DEFAULT_FIELDS, **extra, key: raw}
+    reply = json.loads(compute(json.dumps({"fields": fields})))
+    assert reply["ok"] is False
+    assert "fatal" not in reply
+    field = "preset" if key == "config" and extra.get("describe") == "fields" else key
+    assert reply["errors"][0] == {"field": field, "message": message}
+
+
+HOSTILE = [SCRIPT, IMG, "NaN", "1e999", BIG, "", "[]", '{"a":']
+
+
+@pytest.mark.parametrize("describe", ["simple", "fields", "config", "cnn"])
+def test_no_control_breaks_the_reply_or_reaches_html_unescaped(describe: str) -> None:
+    """Every hostile value in every control (the model's own controls in each describe
+    mode, the rest once): an answer, every error on a page control and short, and no
+    markup from the value in any fragment."""
+    base = {**DEFAULT_FIELDS, "describe": describe, "preset": "llama-3.1-8b", "cnn": "resnet18"}
+    base["config"] = json.dumps(
+        {
+            "model_type": "llama",
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "intermediate_size": 128,
+            "vocab_size": 1000,
+        }
+    )
+    keys = [k for k, f in FIELDS.items() if describe in f.describe_modes]
+    if describe == "simple":
+        keys += [k for k, f in FIELDS.items() if not f.describe_modes]
+    for key in keys:
+        for raw in HOSTILE:
+            reply = json.loads(compute(json.dumps({"fields": {**base, key: raw}})))
+            assert "fatal" not in reply, (key, raw[:40])
+            assert reply["ok"] or reply["errors"], (key, raw[:40])
+            for error in reply["errors"]:
+                assert error["field"] in FIELDS
+                assert len(error["message"]) < 400
+            for html in reply.get("html", {}).values():
+                assert "<script" not in html
+                assert "<img" not in html
+
+
+def test_markup_inside_a_valid_config_is_escaped() -> None:
+    """A pasted config may carry any text as its model_type; it shows up escaped."""
+    config = {
+        "model_type": IMG,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+    }
+    reply = json.loads(
+        compute(
+            json.dumps(
+                {"fields": {**DEFAULT_FIELDS, "describe": "config", "config": json.dumps(config)}}
+            )
+        )
+    )
+    assert reply["ok"] is True
+    for html in reply["html"].values():
+        assert "<img" not in html
+
+
+def test_script_in_every_control_at_once_is_reported_on_each_visible_one() -> None:
+    """A shared link with a payload in every parameter: the describe mode falls back to
+    the parameter count, and every control still shown carries its own message."""
+    fields = dict.fromkeys(FIELDS, SCRIPT)
+    reply = json.loads(compute(json.dumps({"fields": fields})))
+    assert reply["ok"] is False
+    flagged = {e["field"] for e in reply["errors"]}
+    shown = set(FIELDS) - set(reply["inactive"])
+    assert shown == flagged
+    assert {"describe", "params_millions", "hidden_size", "num_layers", "gpu"} <= flagged
+    assert all("<script>alert(1)</scrip…" in e["message"] for e in reply["errors"])
+
+
+@pytest.mark.parametrize("describe", ["simple", "fields", "config", "cnn"])
+def test_script_in_every_control_of_a_describe_mode(describe: str) -> None:
+    fields = {**dict.fromkeys(FIELDS, SCRIPT), "describe": describe}
+    reply = json.loads(compute(json.dumps({"fields": fields})))
+    flagged = {e["field"] for e in reply["errors"]}
+    assert set(FIELDS) - set(reply["inactive"]) - {"describe"} == flagged

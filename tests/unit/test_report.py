@@ -6,12 +6,13 @@ import re
 from collections.abc import Callable
 from xml.etree import ElementTree
 
-from nnmem import GenericModel, Mode, Precision, Scenario, estimate, parse
+from nnmem import Estimate, GenericModel, Mode, Precision, Scenario, estimate, parse
 from nnmem.report import (
     chart_svg,
     describe,
     formula_html,
     phases_html,
+    plot_svg,
     table_html,
     table_text,
     text,
@@ -36,16 +37,16 @@ def test_table_matches_golden(golden: Callable[[str, str], None]) -> None:
 
 
 def test_chart_bars_are_scaled_to_the_largest_component() -> None:
-    """At the forward peak activations (2,491.4 MB) fill the 290-unit bar area; weights
-    get 290 × 440,000,000 / 2,491,416,576 = 51.2 of it."""
+    """At the forward peak activations (2,491.4 MB) fill the 250-unit bar area; weights
+    get 250 × 440,000,000 / 2,491,416,576 = 44.15 of it, optimizer state twice that."""
     root = ElementTree.fromstring(chart_svg(BERT))
     widths = {
         rect.get("class", "").split()[-1]: float(rect.get("width", "nan"))
         for rect in root.iter(f"{SVG}rect")
     }
-    assert widths["bar-activations"] == 290.0
-    assert widths["bar-weights"] == 51.2
-    assert widths["bar-optimizer_state"] == 102.4
+    assert widths["bar-activations"] == 250.0
+    assert widths["bar-weights"] == 44.2
+    assert widths["bar-optimizer_state"] == 88.3
     assert "bar-gradients" not in widths  # not live at the peak: no bar
 
 
@@ -119,3 +120,84 @@ def test_text_report() -> None:
     assert lines[0] == "Component          Memory (MB)  Memory (GB)  % of total"
     assert lines[-1] == "Total                  4,543.3         4.54      100.0%"
     assert "  Forward             3.81 GB  <- peak" in report.splitlines()
+
+
+def _served(batch: int) -> Estimate:
+    return estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "llama-3.1-8b",
+                "mode": "inference",
+                "precision": "bf16",
+                "batch_size": batch,
+                "seq_len": 4096,
+            }
+        ),
+        "rtx-4090",
+    )
+
+
+SERVED = [_served(b) for b in (1, 2, 4, 7, 8, 11, 14)]
+
+
+def test_plot_matches_golden(golden: Callable[[str, str], None]) -> None:
+    gpu = 24 * 2**30
+    golden(
+        "plot_llama_serving_rtx4090.svg",
+        plot_svg(SERVED, "batch_size", SERVED[2], gpu, "NVIDIA GeForce RTX 4090"),
+    )
+    golden(
+        "plot_llama_serving_rtx4090_binary.svg",
+        plot_svg(SERVED, "batch_size", SERVED[2], gpu, "NVIDIA GeForce RTX 4090", binary=True),
+    )
+    golden("plot_bert_base_no_gpu.svg", plot_svg([BERT], "batch_size", BERT))
+    golden("chart_bert_base_binary.svg", chart_svg(BERT, binary=True))
+
+
+def test_plot_is_accessible_and_styled_by_classes() -> None:
+    """The line, the GPU line and the current point carry classes for the page's CSS and
+    fall back to currentColor, so dark mode restyles them."""
+    svg = plot_svg(SERVED, "batch_size", SERVED[2], 24 * 2**30, "NVIDIA GeForce RTX 4090")
+    root = ElementTree.fromstring(svg)
+    assert root.get("role") == "img"
+    assert root.get("aria-labelledby") == "plot-svg-title plot-svg-desc"
+    assert root.get("viewBox") == "0 0 400 270"
+    assert root.get("font-size") == "14"
+    title = root.find(f"{SVG}title")
+    assert title is not None
+    assert title.text == "Memory against batch size"
+    classes = {el.get("class") for el in root.iter()}
+    assert {"plot-line", "plot-gpu", "plot-gpu-label", "plot-point", "plot-tick"} <= classes
+    assert "#" not in svg  # no fixed colours
+    # t(b) = T + ⌊T/20⌋ + 532,807,680 with T = 16,062,619,648 + 1,023,442,944·b (see
+    # test_web): t(1) = 18,473,173,401 B, t(14) = 32,443,169,587 B.
+    desc = root.find(f"{SVG}desc")
+    assert desc is not None
+    assert desc.text == (
+        "Total memory from 18.47 GB at batch size 1 to 32.44 GB at batch size 14; the "
+        "current batch size, 4, needs 21.70 GB. NVIDIA GeForce RTX 4090 has 25.77 GB "
+        "usable: up to 7 of those plotted fit."
+    )
+
+
+def test_plot_points_follow_the_totals() -> None:
+    """y = top - height × total / axis top: the axis tops at 40 GB (the next 10 GB tick
+    above 1.08 × 32.44 GB), the plot area spans 206 units from y = 14."""
+    root = ElementTree.fromstring(plot_svg(SERVED, "batch_size", SERVED[2]))
+    line = root.find(f"{SVG}polyline")
+    assert line is not None
+    ys = [float(p.split(",")[1]) for p in (line.get("points") or "").split()]
+    expected = [round(14 + 206 - 206 * e.total_bytes / 40e9, 1) for e in SERVED]
+    assert ys == expected
+
+
+def test_chart_text_stays_legible_on_a_phone() -> None:
+    """A 390 px phone leaves about 350 px for the chart: 14-unit text in a 400-unit
+    viewBox renders at 14 × 350 / 400 = 12.25 px. Colours fall back to currentColor."""
+    root = ElementTree.fromstring(chart_svg(LLAMA_31))
+    assert (root.get("viewBox") or "").split()[2] == "400"
+    assert root.get("font-size") == "14"
+    assert root.get("fill") == "currentColor"
+    for label in root.iter(f"{SVG}text"):
+        assert label.get("font-size") is None  # no smaller text anywhere

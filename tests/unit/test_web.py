@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from html import unescape
 from typing import Any
+from xml.etree import ElementTree
 
 from nnmem.estimate import estimate
+from nnmem.form import FIELDS
 from nnmem.report import chart_svg, table_html
 from nnmem.scenario import parse
-from nnmem.web import DEFAULT_SCENARIO, FORM, compute, render
+from nnmem.solvers import max_batch, max_seq_len, min_gpus
+from nnmem.units import human
+from nnmem.web import DEFAULT_FIELDS, DEFAULT_SCENARIO, FORM, compute, prerender, render
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def ask(payload: object) -> dict[str, Any]:
@@ -53,11 +61,12 @@ def test_malformed_requests_get_a_plain_answer() -> None:
         "ok": False,
         "errors": [],
         "inactive": [],
+        "fill": {},
         "fatal": "JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
     }
     reply = ask({"nothing": 1})
     assert reply["errors"] == [
-        {"field": "scenario", "message": "The request must hold a scenario object."}
+        {"field": "fields", "message": "The request must hold a fields object."}
     ]
 
 
@@ -81,3 +90,205 @@ def test_form_describes_every_schema_field_once() -> None:
         ("fp16", "FP16"),
     )
     assert all(f.hint.endswith(".") for f in FORM)
+
+
+# --- the page's request: {"fields": {...}} -------------------------------------------------
+
+# Llama 3.1 8B served in bf16, batch 4 of 4,096 tokens, on an RTX 4090 (24 GiB).
+SERVE = {
+    **DEFAULT_FIELDS,
+    "describe": "fields",
+    "preset": "llama-3.1-8b",
+    "mode": "inference",
+    "precision": "bf16",
+    "batch_size": "4",
+    "seq_len": "4096",
+    "gpu": "rtx-4090",
+}
+BUDGET = 24 * 2**30
+
+
+def page(fields: dict[str, str]) -> dict[str, Any]:
+    return ask({"fields": fields})
+
+
+def test_reply_has_every_part_the_page_paints() -> None:
+    reply = page(SERVE)
+    assert reply["ok"] is True
+    assert reply["errors"] == []
+    assert set(reply["html"]) == {
+        "table",
+        "chart",
+        "plot",
+        "verdict",
+        "solvers",
+        "suggestions",
+        "phases",
+        "formula",
+        "notes",
+    }
+    assert set(reply["download"]) == {"scenario", "estimate", "gpu", "verdict", "solvers"}
+    assert reply["per_gpu"] is None
+
+
+def test_total_by_hand_for_the_served_llama() -> None:
+    """Tensors at the prefill peak, by the cited formulas (see test_transformer):
+    weights 8,030,261,248 × 2 B; KV cache 2 × 32 × 4 × 8 × 4,096 × 128 × 2 B;
+    MLP working set (8·b·s·h + 6·b·s·f + 8·b·s + 4·s·d) B with b = 4, s = 4,096,
+    h = 4,096, f = 14,336, d = 128. Overheads: 5% of that, one cuBLAS workspace of
+    8,519,680 B (Ada, not Hopper) and a 500 MiB context."""
+    weights = 8_030_261_248 * 2
+    kv = 2 * 32 * 4 * 8 * 4096 * 128 * 2
+    work = 8 * 4 * 4096 * 4096 + 6 * 4 * 4096 * 14336 + 8 * 4 * 4096 + 4 * 4096 * 128
+    tensors = weights + kv + work
+    total = tensors + tensors * 5 // 100 + 8_519_680 + 500 * 2**20
+    assert total == 21_697_018_675
+    reply = page(SERVE)
+    assert reply["total_bytes"] == total
+    assert reply["total_text"] == "21.70 GB"
+
+
+def test_verdict_and_solvers_match_the_solvers_and_the_hand_count() -> None:
+    """Each extra sequence of 4,096 tokens adds 536,870,912 B of KV cache and
+    486,572,032 B of MLP working set (8·s·h + 6·s·f + 8·s), so with
+    c = 16,060,522,496 + 2,097,152 the total is t(b) = T + ⌊T/20⌋ + 532,807,680 with
+    T = c + 1,023,442,944·b: t(7) = 24,920,863,948 fits in 24 GiB = 25,769,803,776;
+    t(8) = 25,995,479,040 does not. The largest batch is 7."""
+    reply = page(SERVE)
+    scenario = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-8b",
+            "mode": "inference",
+            "precision": "bf16",
+            "batch_size": 4,
+            "seq_len": 4096,
+        }
+    )
+    assert max_batch(scenario, BUDGET, "rtx-4090") == 7
+    headroom = BUDGET - 21_697_018_675
+    assert headroom == 4_072_785_101
+    verdict = reply["html"]["verdict"]
+    assert f'data-fit="yes" data-headroom="{headroom}"' in verdict
+    assert "leaving 4.07 GB (16%) to spare" in verdict
+    solvers = reply["html"]["solvers"]
+    assert '<div data-solver="max_batch" data-value="7">' in solvers
+    longest = max_seq_len(scenario, BUDGET, "rtx-4090")
+    assert f'<div data-solver="max_seq_len" data-value="{longest}">' in solvers
+    assert f"{longest:,} tokens" in solvers
+    assert '<div data-solver="min_gpus" data-value="1">' in solvers
+    assert reply["download"]["verdict"] == {
+        "fits": True,
+        "budget_bytes": BUDGET,
+        "need_bytes": 21_697_018_675,
+        "headroom_bytes": headroom,
+    }
+    assert reply["download"]["solvers"]["max_batch"] == 7
+    assert reply["download"]["solvers"]["max_seq_len"] == longest
+
+
+def test_does_not_fit_says_by_how_much_and_how_many_gpus() -> None:
+    fields = {**SERVE, "batch_size": "16"}
+    reply = page(fields)
+    need = reply["total_bytes"]
+    short = need - BUDGET
+    assert short > 0
+    assert f'data-fit="no" data-headroom="{-short}"' in reply["html"]["verdict"]
+    assert f"{human(short)} more than the GPU has" in reply["html"]["verdict"]
+    scenario = parse({**reply["scenario"]})
+    plan = min_gpus(scenario, BUDGET, "rtx-4090")
+    assert plan is not None
+    assert f'data-solver="min_gpus" data-value="{plan.num_gpus}"' in reply["html"]["solvers"]
+
+
+def test_no_gpu_asks_for_one() -> None:
+    reply = page({**SERVE, "gpu": ""})
+    assert reply["html"]["verdict"] == (
+        '<p class="verdict" data-fit="none">Pick a GPU to see whether this fits.</p>'
+    )
+    assert reply["html"]["solvers"].startswith('<p class="solvers-none">')
+    assert reply["download"]["gpu"] is None
+    assert "<button" in reply["html"]["suggestions"]  # savings are shown without a GPU
+
+
+def test_suggestions_carry_page_field_changes_that_apply() -> None:
+    """Each button's data-apply holds page fields; applying one gives the saving shown."""
+    fields = {**DEFAULT_FIELDS, "gpu": "t4"}
+    reply = page(fields)
+    items = re.findall(
+        r'<li data-key="([\w-]+)" data-saved="(\d+)"[^>]*>.*?data-apply="([^"]+)"',
+        reply["html"]["suggestions"],
+    )
+    assert items
+    savings = [int(saved) for _, saved, _ in items]
+    assert savings == sorted(savings, reverse=True)
+    for _, saved, apply in items:
+        changes = json.loads(unescape(apply))
+        assert all(isinstance(v, str) for v in changes.values())
+        assert set(changes) <= set(FIELDS)
+        after = page({**fields, **changes})
+        assert after["total_bytes"] == reply["total_bytes"] - int(saved)
+
+
+def test_units_switch_applies_everywhere() -> None:
+    """4,543,314,764 B / 2^30 = 4.2313 GiB; weights 440,000,000 B / 2^20 = 419.6 MiB."""
+    gb = page({**DEFAULT_FIELDS, "gpu": "rtx-4090"})
+    gib = page({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
+    assert (gb["total_text"], gib["total_text"]) == ("4.54 GB", "4.23 GiB")
+    assert gib["total_detail"] == "4,543,314,764 bytes; tensors peak at 3.55 GiB in the forward"
+    html = gib["html"]
+    assert "Memory (GiB)" in html["table"]
+    assert '<th scope="row">Model weights</th><td>419.6</td><td>0.41</td>' in html["table"]
+    assert "Model weights 419.6 MiB (9.7%)" in html["chart"]
+    assert "Memory (GiB)" in html["plot"]
+    assert "(24.00 GiB usable)" in html["verdict"]
+    assert "(25.77 GB usable)" in gb["html"]["verdict"]
+    assert "= 419.6 MiB" in html["formula"]
+    assert "<td>3.55 GiB</td>" in html["phases"]
+    assert re.search(r"saves [\d.]+ (GiB|MiB)", html["suggestions"])
+    for name in ("table", "chart", "plot", "verdict", "formula", "phases", "suggestions"):
+        shown = re.sub(r'<span class="source">.*?</span>', "", html[name])  # citations
+        assert not re.search(r"\d (GB|MB)\b", shown), name
+
+
+def test_plot_spans_the_fit_and_marks_the_current_point() -> None:
+    reply = page(SERVE)
+    root = ElementTree.fromstring(reply["html"]["plot"])
+    assert root.get("role") == "img"
+    ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "plot-tick"]
+    assert ticks == ["0", "10", "20", "30", "40", "1", "5", "10"]  # GB up, batch across
+    gpu = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "plot-gpu-label"]
+    assert gpu == ["NVIDIA GeForce RTX 4090: 25.77 GB usable"]
+    desc = root.find(f"{SVG}desc")
+    assert desc is not None
+    assert desc.text is not None
+    assert "at batch size 14;" in desc.text  # twice the largest batch that fits (7)
+    assert "the current batch size, 4, needs 21.70 GB" in desc.text
+    assert "up to 7 of those plotted fit" in desc.text
+    seq = page({**SERVE, "plot": "seq_len"})
+    assert "Sequence length (tokens)" in seq["html"]["plot"]
+
+
+def test_plot_of_a_cnn_falls_back_to_the_batch() -> None:
+    reply = page({**DEFAULT_FIELDS, "describe": "cnn", "cnn": "resnet50", "plot": "seq_len"})
+    assert reply["ok"] is True
+    assert ">Batch size</text>" in reply["html"]["plot"]
+
+
+def test_sharded_total_is_per_gpu() -> None:
+    reply = page(
+        {
+            **DEFAULT_FIELDS,
+            "describe": "fields",
+            "preset": "llama-3.1-8b",
+            "num_gpus": "8",
+            "sharding": "zero3",
+            "precision": "amp_bf16",
+        }
+    )
+    assert reply["per_gpu"] == "Per GPU, on each of 8 GPUs, ZeRO-3 / FSDP."
+
+
+def test_prerender_is_the_default_reply() -> None:
+    assert prerender() == page(DEFAULT_FIELDS)
+    assert prerender()["total_text"] == "4.54 GB"

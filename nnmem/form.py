@@ -1,0 +1,826 @@
+"""The calculator page's form: its controls, and how their strings become a scenario.
+
+The page sends every control as a string in one flat dict (the same names as the URL
+query). :func:`translate` turns that dict into the scenario schema of
+:mod:`nnmem.scenario`, reporting each problem against the control the user sees. The
+model is described one of four ways (``describe``):
+
+- ``simple``: ``params_millions``, ``hidden_size``, ``num_layers``;
+- ``fields``: transformer fields named ``cfg_<config.json key>``, applied on top of a base
+  config: the ``preset``'s if one is chosen, else the pasted ``config``;
+- ``config``: a pasted Hugging Face ``config.json``;
+- ``cnn``: a built-in network name or a JSON layer list.
+
+Every other control is a schema setting under its own name, or a view control
+(``gpu``, ``units``, ``plot``) that changes how the answer is shown, not the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from nnmem import catalog
+from nnmem.architecture import ALIASES, ConfigReader
+from nnmem.errors import Problem
+from nnmem.fields import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
+from nnmem.scenario import (
+    LABELS,
+    MODEL_KEYS,
+    SETTINGS,
+    SPECS,
+    Finetune,
+    Mode,
+    ModelKind,
+    Precision,
+    inactive_fields,
+    load_json,
+)
+from nnmem.units import scaled
+
+
+class Describe(StrEnum):
+    """How the page describes the model."""
+
+    SIMPLE = "simple"
+    FIELDS = "fields"
+    CONFIG = "config"
+    CNN = "cnn"
+
+
+class Units(StrEnum):
+    """Decimal (GB = 10^9 B) or binary (GiB = 2^30 B) units on the page."""
+
+    GB = "gb"
+    GIB = "gib"
+
+
+class PlotAxis(StrEnum):
+    """What the memory plot varies."""
+
+    BATCH_SIZE = "batch_size"
+    SEQ_LEN = "seq_len"
+
+
+DESCRIBE = ChoiceSpec("describe", "Model input", Describe)
+UNITS = ChoiceSpec("units", "Units", Units, aliases=(("decimal", "gb"), ("binary", "gib")))
+PLOT = ChoiceSpec("plot", "Plot axis", PlotAxis)
+VIEW_LABELS: dict[StrEnum, str] = {
+    Describe.SIMPLE: "Parameter count",
+    Describe.FIELDS: "Architecture fields (preset)",
+    Describe.CONFIG: "Pasted config.json",
+    Describe.CNN: "CNN layers",
+    Units.GB: "GB (10⁹ bytes)",
+    Units.GIB: "GiB (2³⁰ bytes)",
+    PlotAxis.BATCH_SIZE: "Batch size",
+    PlotAxis.SEQ_LEN: "Sequence length",
+}
+
+# Which describe mode owns each model control; settings and view controls have none.
+MODEL_FIELDS: dict[Describe, tuple[str, ...]] = {
+    Describe.SIMPLE: ("params_millions", "hidden_size", "num_layers"),
+    Describe.FIELDS: ("preset",),  # and every cfg_* field, added below
+    Describe.CONFIG: ("config",),
+    Describe.CNN: ("cnn",),
+}
+_TEXT_LIMIT = 1_000_000  # characters in the config or CNN textarea: far above any real one
+_MODEL_TYPE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One transformer field of the ``fields`` describe mode: a config.json key."""
+
+    key: str  # the config.json key; the control is cfg_<key>
+    label: str
+    hint: str
+    kind: str = "number"  # number, flag or text
+
+    @property
+    def name(self) -> str:
+        """The control's name."""
+        return f"cfg_{self.key}"
+
+    @property
+    def spec(self) -> NumberSpec:
+        """The whole-number range config.json allows (as ConfigReader.whole reads it)."""
+        low = 0 if self.key in ("sliding_window",) else 1
+        return whole(self.name, self.label, 1_000_000_000, low=low)
+
+
+CONFIG_FIELDS: tuple[ConfigField, ...] = (
+    ConfigField(
+        "model_type",
+        "Model type",
+        "Architecture family, e.g. llama, qwen2, gpt2, bert, t5 (config.json model_type).",
+        "text",
+    ),
+    ConfigField("hidden_size", "Hidden size", "Width h of every layer (config.json hidden_size)."),
+    ConfigField(
+        "num_hidden_layers",
+        "Layers",
+        "Transformer blocks L; weights and activations grow with it "
+        "(config.json num_hidden_layers).",
+    ),
+    ConfigField(
+        "num_attention_heads",
+        "Attention heads",
+        "Query heads a; eager attention scores grow with it (config.json num_attention_heads).",
+    ),
+    ConfigField(
+        "num_key_value_heads",
+        "Key/value heads",
+        "Fewer than the query heads is GQA: a smaller KV cache (config.json num_key_value_heads).",
+    ),
+    ConfigField(
+        "head_dim",
+        "Head dimension",
+        "Width of one head; empty means hidden size / heads (config.json head_dim).",
+    ),
+    ConfigField(
+        "intermediate_size",
+        "MLP width",
+        "Inner width of each MLP or expert (config.json intermediate_size).",
+    ),
+    ConfigField(
+        "vocab_size",
+        "Vocabulary size",
+        "Tokens in the embedding table; sets the logits' size (config.json vocab_size).",
+    ),
+    ConfigField(
+        "max_position_embeddings",
+        "Context length",
+        "Longest sequence the model was built for (config.json max_position_embeddings).",
+    ),
+    ConfigField(
+        "num_local_experts",
+        "Experts",
+        "Routed experts per MoE layer; more than 1 makes it a mixture of experts "
+        "(config.json num_local_experts).",
+    ),
+    ConfigField(
+        "num_experts_per_tok",
+        "Experts per token",
+        "Experts each token is routed to (config.json num_experts_per_tok).",
+    ),
+    ConfigField(
+        "sliding_window",
+        "Sliding window",
+        "Attention window in tokens, if the model has one (config.json sliding_window).",
+    ),
+    ConfigField(
+        "tie_word_embeddings",
+        "Tied embeddings",
+        "Whether the output layer reuses the embedding table (config.json tie_word_embeddings).",
+        "flag",
+    ),
+)
+CONFIG_BY_NAME = {c.name: c for c in CONFIG_FIELDS}
+MODEL_FIELDS[Describe.FIELDS] += tuple(CONFIG_BY_NAME)
+
+
+# --- the form, as the build renders it ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One control of the calculator form.
+
+    ``kind`` is number, choice, radio (a choice shown as segments), text, search (text
+    with suggestions: the preset), textarea or flag; ``options`` are (value, label) pairs
+    for a choice or radio (and the suggestions of a search); ``describe_modes`` lists the
+    describe modes the control belongs to (empty: all); ``form`` names the form a control
+    placed outside it belongs to (the view controls sit next to the result they change).
+    """
+
+    key: str
+    label: str
+    hint: str
+    kind: str
+    inputmode: str = ""
+    unit: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+    describe_modes: tuple[str, ...] = ()
+    form: str = ""
+
+
+class FormSection(NamedTuple):
+    """One group of controls: ``(id, title, open, fields)``; closed ones fold away."""
+
+    id: str
+    title: str
+    open: bool
+    fields: tuple[FormField, ...]
+
+
+class PresetOption(NamedTuple):
+    """A catalog model as the preset search offers it; ``kind`` is cnn or transformer."""
+
+    id: str
+    label: str
+    kind: str
+
+
+def _number(key: str, hint: str, unit: str = "") -> FormField:
+    spec = SPECS[key]
+    assert isinstance(spec, NumberSpec)
+    inputmode = "numeric" if spec.whole else "decimal"
+    return FormField(key, spec.label, hint, "number", inputmode, unit, (), _modes(key))
+
+
+def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> FormField:
+    if isinstance(spec, str):
+        found = SPECS[spec]
+        assert isinstance(found, ChoiceSpec)
+        spec = found
+    labels = {**LABELS, **VIEW_LABELS}
+    options = tuple((m.value, labels[m]) for m in spec.enum)
+    return FormField(spec.key, spec.label, hint, kind, options=options)
+
+
+def _modes(key: str) -> tuple[str, ...]:
+    return tuple(d.value for d, keys in MODEL_FIELDS.items() if key in keys)
+
+
+def _params_label(n: int) -> str:
+    if n >= 10**9:
+        return f"{scaled(n, 10**9, 2)}B"
+    return f"{scaled(n, 10**6, 0)}M"
+
+
+def _preset_options() -> tuple[tuple[str, str], ...]:
+    return tuple((m.id, f"{m.name} · {_params_label(m.params)}") for m in catalog.models().values())
+
+
+GPU_GROUPS: tuple[tuple[str, str], ...] = (
+    ("consumer", "Consumer GPUs"),
+    ("workstation", "Workstation GPUs"),
+    ("datacenter", "Data-centre GPUs"),
+    ("apple", "Apple silicon (unified memory)"),
+)
+
+
+def gpu_label(gpu: catalog.Gpu) -> str:
+    """The GPU's name and memory as its maker quotes it, with the usable share if less.
+
+    >>> gpu_label(catalog.gpus()["rtx-4090"])
+    'NVIDIA GeForce RTX 4090 · 24 GB'
+    """
+    size = f"{gpu.memory_bytes // 2**30:,} GB"
+    if gpu.usable_fraction is not None:
+        usable = scaled(gpu.usable_bytes, 2**30, 0)
+        size += f", {usable} GB usable by the GPU"
+    return f"{gpu.name} · {size}"
+
+
+def _gpu_options() -> tuple[tuple[str, str], ...]:
+    gpus = catalog.gpus().values()
+    return tuple((g.id, gpu_label(g)) for kind, _ in GPU_GROUPS for g in gpus if g.kind == kind)
+
+
+def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """GPU options under their group titles, for ``<optgroup>``."""
+    gpus = catalog.gpus()
+    return tuple(
+        (title, tuple((i, label) for i, label in GPU_OPTIONS if gpus[i].kind == kind))
+        for kind, title in GPU_GROUPS
+    )
+
+
+PRESET_OPTIONS = _preset_options()
+PRESETS: tuple[PresetOption, ...] = tuple(
+    PresetOption(i, label, "cnn" if catalog.models()[i].architecture == "cnn" else "transformer")
+    for i, label in PRESET_OPTIONS
+)
+GPU_OPTIONS = _gpu_options()
+
+_HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
+    "mode": ("Training adds gradients, optimizer state and stored activations.", ""),
+    "precision": (
+        "How the weights are stored; AMP keeps fp32 weights with 16-bit compute.",
+        "",
+    ),
+    "optimizer": ("Adam keeps two values per parameter, momentum SGD one, SGD none.", ""),
+    "batch_size": ("Sequences (or images) processed together; activations grow with it.", ""),
+    "seq_len": ("Tokens per sequence; activations and the KV cache grow with it.", "tokens"),
+    "decoder_seq_len": ("T5 target length; empty means the same as the sequence.", "tokens"),
+    "image_size": ("Input side in pixels; empty means the model's own.", "px"),
+    "new_tokens": ("Tokens generated after the prompt; the KV cache holds them too.", "tokens"),
+    "grad_accum_steps": (
+        "Micro-batches summed before each step; the batch above is one micro-batch.",
+        "",
+    ),
+    "finetune": ("LoRA trains small adapters and freezes the rest: far less state.", ""),
+    "lora_rank": ("Width r of each adapter; adapter weights and states grow with it.", ""),
+    "lora_targets": ("Which linear layers get adapters.", ""),
+    "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
+    "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
+    "checkpointing": ("Recompute activations in the backward pass instead of storing them.", ""),
+    "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
+    "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
+    "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
+    "logits": ("Logits for the last position only (generation) or for every position.", ""),
+    "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
+    "sharding": ("Split optimizer state, gradients and weights across data-parallel GPUs.", ""),
+    "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
+    "offload_optimizer": ("Keep the optimizer state in host memory (ZeRO-Offload).", ""),
+    "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
+    "cuda_context_mib": ("Memory the CUDA runtime and kernels take before any tensor.", "MiB"),
+    "allocator_overhead_percent": (
+        "PyTorch's caching allocator reserves this much above the tensors.",
+        "%",
+    ),
+}
+
+
+def _setting(key: str) -> FormField:
+    hint, unit = _HINTS[key]
+    spec = SPECS[key]
+    if isinstance(spec, NumberSpec):
+        return _number(key, hint, unit)
+    if isinstance(spec, FlagSpec):
+        return FormField(key, spec.label, hint, "flag")
+    return _choice(spec, hint)
+
+
+def _config_field(c: ConfigField) -> FormField:
+    modes = (Describe.FIELDS.value,)
+    if c.kind == "flag":
+        options = (("", "As in the base config"), ("true", "Tied"), ("false", "Separate"))
+        return FormField(c.name, c.label, c.hint, "choice", options=options, describe_modes=modes)
+    if c.kind == "text":
+        return FormField(c.name, c.label, c.hint, "text", describe_modes=modes)
+    return FormField(c.name, c.label, c.hint, "number", "numeric", describe_modes=modes)
+
+
+_MODEL_SECTION = (
+    _choice(
+        DESCRIBE,
+        "Give the model as a size, a preset's fields, a config.json or CNN layers.",
+        "radio",
+    ),
+    FormField(
+        "preset",
+        "Preset",
+        "A catalog model; its fields below fill in and stay editable.",
+        "search",
+        options=PRESET_OPTIONS,
+        describe_modes=(Describe.FIELDS.value,),
+    ),
+    _number(
+        "params_millions", "Parameters, in millions: 110 for BERT-base, 7000 for 7B.", "millions"
+    ),
+    _number("hidden_size", "Width h of each layer; empty works it out from the size."),
+    _number("num_layers", "Layers L; empty works it out from the size."),
+    *(_config_field(c) for c in CONFIG_FIELDS),
+    FormField(
+        "config",
+        "config.json",
+        "Paste a Hugging Face config.json; the model's shape is read from it.",
+        "textarea",
+        describe_modes=(Describe.CONFIG.value,),
+    ),
+    FormField(
+        "cnn",
+        "CNN",
+        "A built-in network (resnet18 … resnet152, vgg11 … vgg19) or a JSON layer list.",
+        "textarea",
+        describe_modes=(Describe.CNN.value,),
+    ),
+)
+_STEP_KEYS = (
+    "mode",
+    "precision",
+    "optimizer",
+    "batch_size",
+    "seq_len",
+    "decoder_seq_len",
+    "image_size",
+    "new_tokens",
+    "grad_accum_steps",
+)
+_ADVANCED_KEYS = (
+    "finetune",
+    "lora_rank",
+    "lora_targets",
+    "lora_dropout",
+    "group_size",
+    "checkpointing",
+    "attention",
+    "optimizer_impl",
+    "kv_cache_dtype",
+    "logits",
+    "num_gpus",
+    "sharding",
+    "tensor_parallel",
+    "offload_optimizer",
+    "device",
+    "cuda_context_mib",
+    "allocator_overhead_percent",
+)
+FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
+VIEW_FIELDS: tuple[FormField, ...] = (
+    FormField(
+        "gpu",
+        "GPU",
+        "Judge the fit on this GPU: verdict, largest batch and what to change.",
+        "choice",
+        options=(("", "No GPU chosen"), *GPU_OPTIONS),
+        form=FORM_ID,
+    ),
+    replace(
+        _choice(
+            UNITS,
+            "Decimal GB as GPU makers quote them, or binary GiB as nvidia-smi shows.",
+            "radio",
+        ),
+        form=FORM_ID,
+    ),
+    replace(_choice(PLOT, "What the plot varies, all else as set.", "radio"), form=FORM_ID),
+)
+# The form's own sections; the view controls (VIEW_FIELDS) sit by the result they change.
+FORM_SECTIONS: tuple[FormSection, ...] = (
+    FormSection("model", "Model", True, _MODEL_SECTION),
+    FormSection("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
+    FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
+)
+FIELDS: dict[str, FormField] = {
+    f.key: f for fields in (*(s.fields for s in FORM_SECTIONS), VIEW_FIELDS) for f in fields
+}
+
+
+def _default(key: str) -> str:
+    value = SETTINGS[key]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, StrEnum):
+        return value.value
+    return str(value)
+
+
+DEFAULT_FIELDS: dict[str, str] = {
+    **dict.fromkeys(FIELDS, ""),
+    "describe": Describe.SIMPLE.value,
+    "params_millions": "110",
+    "hidden_size": "768",
+    "num_layers": "12",
+    **{key: _default(key) for key in SETTINGS},
+    "batch_size": "32",
+    "seq_len": "128",
+    "units": Units.GB.value,
+    "plot": PlotAxis.BATCH_SIZE.value,
+}
+
+
+# --- from the page's strings to the schema -------------------------------------------------
+
+
+@dataclass
+class Translation:
+    """The page's fields read into the scenario schema, with what went wrong."""
+
+    describe: Describe
+    data: dict[str, Any]  # the schema dict for nnmem.scenario.parse
+    problems: list[Problem] = field(default_factory=list)
+    base: str = ""  # where the fields mode's base config came from: preset or config
+    config: dict[str, Any] | None = None  # the fields mode's config, edits applied
+    edited: bool = False  # whether a cfg_* field changed the base config
+    given: tuple[str, ...] = ()  # the cfg_* controls that hold a value
+
+
+def _text(fields: Mapping[str, object], key: str) -> str:
+    value = fields.get(key, "")
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _describe(fields: Mapping[str, object]) -> Describe | Problem:
+    if "describe" in fields:
+        return DESCRIBE.read(_text(fields, "describe"))
+    # A URL made from Scenario.to_dict names the model kind instead.
+    kind = str(fields.get("model", "generic")).strip().lower()
+    return {
+        ModelKind.PRESET.value: Describe.FIELDS,
+        ModelKind.TRANSFORMER.value: Describe.CONFIG,
+        ModelKind.CNN.value: Describe.CNN,
+    }.get(kind, Describe.SIMPLE)
+
+
+def read_view(fields: Mapping[str, object]) -> tuple[str, Units, PlotAxis, list[Problem]]:
+    """The view controls: the GPU id (or ""), the units and the plot axis."""
+    problems: list[Problem] = []
+    units = UNITS.read(_text(fields, "units") or Units.GB.value)
+    if isinstance(units, Problem):
+        problems.append(units)
+        units = Units.GB
+    axis = PLOT.read(_text(fields, "plot") or PlotAxis.BATCH_SIZE.value)
+    if isinstance(axis, Problem):
+        problems.append(axis)
+        axis = PlotAxis.BATCH_SIZE
+    raw = _text(fields, "gpu")
+    gpu = raw.strip().lower()
+    if gpu and gpu not in catalog.gpus():
+        problems.append(
+            Problem("gpu", f"GPU {shown(raw)} is not in the catalog: choose one from the list.")
+        )
+        gpu = ""
+    return gpu, units, axis, problems
+
+
+def _json_field(text: str, key: str, label: str) -> object:
+    if len(text) > _TEXT_LIMIT:
+        raise_one(key, f"{label} is too long: at most {_TEXT_LIMIT:,} characters.")
+    return load_json(text, key, label)
+
+
+def raise_one(key: str, message: str) -> None:
+    """Raise the NnmemError for one field."""
+    from nnmem.errors import NnmemError
+
+    raise NnmemError.single(key, message)
+
+
+def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Problem]]:
+    edits: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for c in CONFIG_FIELDS:
+        raw = _text(fields, c.name).strip()
+        if not raw:
+            continue
+        if c.kind == "flag":
+            read = FlagSpec(c.name, c.label).read(raw)
+            if isinstance(read, Problem):
+                problems.append(read)
+            else:
+                edits[c.key] = read
+        elif c.kind == "text":
+            if _MODEL_TYPE.fullmatch(raw.lower()):
+                edits[c.key] = raw.lower()
+            else:
+                problems.append(
+                    Problem(
+                        c.name,
+                        f"{c.label} must be a config.json model_type such as llama: letters, "
+                        f"digits, dots, _ and -, at most 64 (got {shown(raw)}).",
+                    )
+                )
+        else:
+            number = c.spec.read(raw)
+            if isinstance(number, Problem):
+                problems.append(number)
+            else:
+                edits[c.key] = int(number)
+    return edits, problems
+
+
+def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, str, Problem | None]:
+    """The fields mode's starting config: the preset's, else the pasted config's."""
+    from nnmem.errors import NnmemError
+
+    preset = _text(fields, "preset").strip()
+    if preset:
+        entry = catalog.models().get(preset.lower())
+        if entry is None:
+            return (
+                None,
+                "preset",
+                Problem(
+                    "preset",
+                    f"Preset {shown(preset)} is not in the catalog: pick a model from the list, "
+                    "such as llama-3.1-8b.",
+                ),
+            )
+        if entry.architecture == "cnn":
+            return None, "preset", None  # a CNN preset has no transformer fields
+        return dict(entry.config), "preset", None
+    text = _text(fields, "config").strip()
+    if text:
+        # The config textarea is hidden in this mode, so its problems go on the preset.
+        why = "it must be a config.json object with fields such as hidden_size."
+        try:
+            loaded = _json_field(text, "config", "Config")
+        except NnmemError as error:
+            why = error.problems[0].message
+            loaded = None
+        if not isinstance(loaded, dict):
+            message = (
+                f"Pick a preset: the pasted config.json cannot be the base ({why.rstrip('.')})."
+            )
+            return None, "config", Problem("preset", message)
+        return loaded, "config", None
+    return (
+        None,
+        "preset",
+        Problem(
+            "preset",
+            "Preset is required: pick a catalog model to start from (or paste a config.json "
+            "under “Pasted config.json” and come back to edit its fields).",
+        ),
+    )
+
+
+def _set_concept(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` and every alias transformers' configs use for it (n_embd, d_model…)."""
+    for alias in ALIASES.get(key, (key,)):
+        if alias in config:
+            config[alias] = value
+    config[key] = value
+
+
+def translate(fields: Mapping[str, object]) -> Translation:
+    """Read the page's flat string fields into the scenario schema.
+
+    >>> t = translate({"describe": "fields", "preset": "llama-3.1-8b", "batch_size": "4"})
+    >>> t.data["model"], t.data["preset"], t.data["batch_size"], t.problems
+    ('preset', 'llama-3.1-8b', '4', [])
+    >>> t = translate({"describe": "fields", "preset": "llama-3.1-8b",
+    ...                "cfg_num_hidden_layers": "16"})
+    >>> t.data["model"], t.data["config"]["num_hidden_layers"], t.edited
+    ('transformer', 16, True)
+    """
+    from nnmem.errors import NnmemError
+
+    describe = _describe(fields)
+    problems: list[Problem] = []
+    if isinstance(describe, Problem):
+        problems.append(describe)
+        describe = Describe.SIMPLE
+    result = Translation(describe, {}, problems)
+    data = result.data
+    if describe is Describe.SIMPLE:
+        data["model"] = ModelKind.GENERIC.value
+        for key in MODEL_FIELDS[Describe.SIMPLE]:
+            data[key] = _text(fields, key)
+    elif describe is Describe.CONFIG:
+        data["model"] = ModelKind.TRANSFORMER.value
+        text = _text(fields, "config").strip()
+        if not text:
+            problems.append(
+                Problem("config", "Config is required: paste a Hugging Face config.json.")
+            )
+        elif len(text) > _TEXT_LIMIT:
+            problems.append(
+                Problem("config", f"Config is too long: at most {_TEXT_LIMIT:,} characters.")
+            )
+        else:
+            data["config"] = text
+    elif describe is Describe.CNN:
+        data["model"] = ModelKind.CNN.value
+        text = _text(fields, "cnn").strip()
+        if not text:
+            problems.append(
+                Problem(
+                    "cnn",
+                    "CNN is required: name a built-in network such as resnet50, or paste a "
+                    "JSON layer list.",
+                )
+            )
+        elif text[0] in "{[":
+            try:
+                data["cnn"] = _json_field(text, "cnn", "CNN")
+            except NnmemError as error:
+                problems.extend(error.problems)
+        else:
+            data["cnn"] = text[:200]
+    else:
+        base, source, problem = _base_config(fields)
+        result.base = source
+        edits, edit_problems = _config_edits(fields)
+        result.given = tuple(f"cfg_{key}" for key in edits)
+        problems.extend(edit_problems)
+        if problem is not None:
+            problems.append(problem)
+        elif base is None:  # a CNN preset: its layers, no transformer fields to edit
+            data |= {"model": ModelKind.PRESET.value, "preset": _text(fields, "preset").strip()}
+        else:
+            config = dict(base)
+            for key, value in edits.items():
+                _set_concept(config, key, value)
+            result.config = config
+            result.edited = config != base
+            preset = _text(fields, "preset").strip().lower()
+            if source == "preset" and not result.edited:
+                data |= {"model": ModelKind.PRESET.value, "preset": preset}
+            else:
+                data |= {"model": ModelKind.TRANSFORMER.value, "config": config}
+    for key in SETTINGS:
+        if key in fields:
+            data[key] = _text(fields, key)
+    return result
+
+
+def inactive_for(
+    describe: Describe,
+    kind: ModelKind,
+    mode: Mode,
+    model: object,
+    finetune: Finetune,
+    precision: Precision,
+) -> list[str]:
+    """Page fields to hide: other describe modes' model fields and settings that do not apply."""
+    off = set(inactive_fields(kind, mode, model, finetune, precision)) - set(MODEL_KEYS)
+    for other, keys in MODEL_FIELDS.items():
+        if other is not describe:
+            off |= set(keys)
+    if describe is Describe.FIELDS and kind is ModelKind.CNN:
+        off |= set(CONFIG_BY_NAME)  # a CNN preset has no transformer fields
+    return [key for key in FIELDS if key in off]
+
+
+def page_field(problem_field: str, translation: Translation) -> str:
+    """The page control a schema problem belongs to."""
+    if problem_field in FIELDS:
+        if problem_field == "config" and translation.describe is Describe.FIELDS:
+            return "preset"  # the config textarea is hidden in this mode
+        return problem_field
+    head = re.split(r"[.\[]", problem_field, maxsplit=1)[0]
+    if head in FIELDS:
+        return head
+    return {
+        Describe.SIMPLE: "params_millions",
+        Describe.FIELDS: "preset",
+        Describe.CONFIG: "config",
+        Describe.CNN: "cnn",
+    }[translation.describe]
+
+
+def config_field_for(message: str, given: tuple[str, ...] = ()) -> str | None:
+    """The cfg_* control a config.json message is about, if it names one of their keys;
+    of several, the first the user filled in.
+
+    >>> config_field_for("config.json field hidden_size must be a whole number (got 0).")
+    'cfg_hidden_size'
+    >>> config_field_for("hidden_size (4096) is not a multiple of num_attention_heads (7)",
+    ...                  given=("cfg_num_attention_heads",))
+    'cfg_num_attention_heads'
+    """
+    named = []
+    for key in re.findall(r"[a-z_]+", message):
+        for c in CONFIG_FIELDS:
+            if key == c.key or key in ALIASES.get(c.key, ()):
+                named.append(c.name)
+    return next((n for n in named if n in given), named[0] if named else None)
+
+
+def _millions(params: int) -> str:
+    """A parameter count in millions as the form takes it: 8030.261248, 110."""
+    return scaled(params, 10**6, 6).replace(",", "").rstrip("0").rstrip(".")
+
+
+def fill_values(translation: Translation, model: object) -> dict[str, str]:
+    """What to show in model controls that are empty or belong to another describe mode."""
+    from nnmem.architecture import Transformer, parameter_counts
+    from nnmem.scenario import GenericModel
+
+    fill: dict[str, str] = {}
+    if isinstance(model, GenericModel):
+        # A width or depth worked out from the size is left out: written into its empty
+        # control, it would stop following the size when the size changes.
+        fill["params_millions"] = _millions(model.params)
+        for key, value in (("hidden_size", model.hidden_size), ("num_layers", model.num_layers)):
+            if key not in model.derived:
+                fill[key] = str(value)
+        return fill
+    if isinstance(model, Transformer):
+        params = sum(parameter_counts(model).values())
+        fill["params_millions"] = _millions(params)
+        fill["hidden_size"] = str(model.hidden)
+        fill["num_layers"] = str(model.layers + model.encoder_layers)
+        config = dict(model.config)
+        reader = ConfigReader(config)
+        for c in CONFIG_FIELDS:
+            _, value = reader.find(c.key)
+            if isinstance(value, bool):
+                fill[c.name] = "true" if value else "false"
+            elif isinstance(value, int | str) and c.kind != "flag":
+                fill[c.name] = str(value)
+        if "tie_word_embeddings" not in config:
+            fill["cfg_tie_word_embeddings"] = "true" if model.tied_embeddings else "false"
+        fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
+        if translation.describe is Describe.CONFIG:
+            # The fields mode starts from the preset before the pasted config: clear the
+            # preset so that switching to the fields edits this config.
+            fill["preset"] = ""
+        return fill
+    from nnmem.cnn import CnnModel, parameter_count
+
+    if isinstance(model, CnnModel):
+        fill["params_millions"] = _millions(parameter_count(model))
+        if translation.describe is not Describe.CNN:
+            named = model.name != "custom"
+            fill["cnn"] = model.name if named else json.dumps(model.to_dict(), indent=2)
+    return fill

@@ -1,0 +1,248 @@
+"""The calculator form: its controls, and how each describe mode becomes a scenario."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from nnmem import catalog
+from nnmem.architecture import from_config, layer_params
+from nnmem.estimate import estimate
+from nnmem.form import (
+    CONFIG_FIELDS,
+    DEFAULT_FIELDS,
+    FIELDS,
+    FORM_SECTIONS,
+    GPU_OPTIONS,
+    PRESET_OPTIONS,
+    PRESETS,
+    VIEW_FIELDS,
+    translate,
+)
+from nnmem.scenario import SETTINGS, parse
+from nnmem.web import compute
+
+LLAMA = catalog.models()["llama-3.1-8b"]
+
+
+def ask(fields: dict[str, Any]) -> dict[str, Any]:
+    reply = json.loads(compute(json.dumps({"fields": {**DEFAULT_FIELDS, **fields}})))
+    assert isinstance(reply, dict)
+    return reply
+
+
+def test_every_control_has_a_label_and_a_one_line_hint() -> None:
+    for key, f in FIELDS.items():
+        assert f.label, key
+        assert f.hint.endswith("."), key
+        assert "\n" not in f.hint, key
+        assert f.kind in {"number", "choice", "radio", "text", "search", "textarea", "flag"}, key
+
+
+def test_every_schema_setting_and_view_control_is_on_the_form() -> None:
+    assert set(SETTINGS) | {"gpu", "units", "plot", "describe", "preset"} <= set(FIELDS)
+    assert set(DEFAULT_FIELDS) == set(FIELDS)
+    assert all(isinstance(v, str) for v in DEFAULT_FIELDS.values())
+
+
+def test_cfg_hints_name_the_config_json_key() -> None:
+    for c in CONFIG_FIELDS:
+        assert f"config.json {c.key}" in FIELDS[c.name].hint
+
+
+def test_sections_open_and_closed() -> None:
+    ids = [(sid, opened) for sid, _, opened, _ in FORM_SECTIONS]
+    assert ids == [("model", True), ("step", True), ("advanced", False)]
+    assert [s.id for s in FORM_SECTIONS if not s.open] == ["advanced"]
+    advanced = {f.key for f in FORM_SECTIONS[2].fields}
+    assert {"sharding", "lora_rank", "checkpointing", "attention", "kv_cache_dtype"} <= advanced
+    assert {"cuda_context_mib", "allocator_overhead_percent", "device"} <= advanced
+
+
+def test_view_controls_sit_outside_the_form_and_join_it() -> None:
+    """gpu, units and plot are placed by the result they change, with form="calc"."""
+    assert [(f.key, f.kind, f.form) for f in VIEW_FIELDS] == [
+        ("gpu", "choice", "calc"),
+        ("units", "radio", "calc"),
+        ("plot", "radio", "calc"),
+    ]
+    in_sections = {f.key for s in FORM_SECTIONS for f in s.fields}
+    assert in_sections.isdisjoint(f.key for f in VIEW_FIELDS)
+    assert (FIELDS["describe"].kind, FIELDS["preset"].kind) == ("radio", "search")
+
+
+def test_preset_and_gpu_options() -> None:
+    assert [(p.id, p.kind) for p in PRESETS if p.kind == "cnn"] == [
+        ("resnet50", "cnn"),
+        ("vgg16", "cnn"),
+    ]
+    assert [(p.id, p.label) for p in PRESETS] == list(PRESET_OPTIONS)
+    presets = dict(PRESET_OPTIONS)
+    assert len(presets) == len(catalog.models())
+    assert presets["llama-3-8b"] == "Llama 3 8B · 8.03B"  # 8,030,261,248 parameters
+    assert presets["gpt2"] == "GPT-2 (124M) · 124M"  # 124,439,808
+    gpus = dict(GPU_OPTIONS)
+    assert len(gpus) == len(catalog.gpus())
+    assert gpus["h100-sxm-80gb"] == "NVIDIA H100 SXM 80GB · 80 GB"
+    # Apple's GPU may wire 75% of 64 GiB = 48 GiB.
+    assert gpus["m2-max-64gb"].endswith("· 64 GB, 48 GB usable by the GPU")
+    kinds = [catalog.gpus()[i].kind for i, _ in GPU_OPTIONS]
+    assert kinds == sorted(kinds, key=["consumer", "workstation", "datacenter", "apple"].index)
+
+
+def test_simple_mode_is_the_generic_model() -> None:
+    reply = ask({})
+    assert reply["ok"] is True
+    assert reply["total_bytes"] == 4_543_314_764  # BERT-base example, see test_estimate
+    assert reply["fill"] == {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
+    # Width and depth worked out from the size stay out of fill, so they keep following it.
+    derived = ask({"params_millions": "7000", "hidden_size": "", "num_layers": ""})
+    assert derived["fill"] == {"params_millions": "7000"}
+    # h = √(7e9 / (12 × 33)) = 4,204 for L = round((7e9 / (12 × 128²))^(1/3)) = 33.
+    assert "Assumed hidden dimension 4,204 and 33 layers" in derived["html"]["notes"]
+
+
+def test_fields_mode_with_a_preset_equals_the_preset_exactly() -> None:
+    settings = {"precision": "amp_bf16", "batch_size": "2", "seq_len": "1024"}
+    reply = ask({"describe": "fields", "preset": "llama-3.1-8b", **settings})
+    expected = estimate(parse({"model": "preset", "preset": "llama-3.1-8b", **settings}))
+    assert reply["total_bytes"] == expected.total_bytes
+    assert reply["download"]["estimate"] == json.loads(json.dumps(expected.to_dict()))
+    assert reply["description"].startswith("Training · Llama 3.1 8B ·")
+    # The preset's values shown back in the fields leave it the preset, byte for byte.
+    filled = {k: v for k, v in reply["fill"].items() if k.startswith("cfg_")}
+    assert filled["cfg_hidden_size"] == "4096"
+    assert filled["cfg_num_key_value_heads"] == "8"
+    assert filled["cfg_tie_word_embeddings"] == "false"
+    again = ask({"describe": "fields", "preset": "llama-3.1-8b", **settings, **filled})
+    assert again == reply
+
+
+def test_a_cfg_edit_changes_the_estimate_as_from_config_would() -> None:
+    """Halving Llama 3.1 8B to 16 layers removes 16 × 218,112,000 parameters: per layer
+    4096·4096·2 + 4096·1024·2 (q, o, k, v) + 3·4096·14336 (gate, up, down) + 2·4096 (norms);
+    in fp32 that is 16 × 218,112,000 × 4 B = 13,959,168,000 B of weights."""
+    edited = ask({"describe": "fields", "preset": "llama-3.1-8b", "cfg_num_hidden_layers": "16"})
+    config = {**LLAMA.config, "num_hidden_layers": 16}
+    expected = estimate(parse({"model": "transformer", "config": config}))
+    assert edited["total_bytes"] == expected.total_bytes
+    assert layer_params(from_config(LLAMA.config)) == 218_112_000
+    full = ask({"describe": "fields", "preset": "llama-3.1-8b"})
+    weights = [
+        next(c["bytes"] for c in r["download"]["estimate"]["components"] if c["key"] == "weights")
+        for r in (full, edited)
+    ]
+    assert weights[0] - weights[1] == 13_959_168_000
+    assert edited["fill"]["cfg_num_hidden_layers"] == "16"
+
+
+def test_cfg_edits_follow_the_configs_own_key_names() -> None:
+    """GPT-2 names the width n_embd; an edit of cfg_hidden_size must change it."""
+    t = translate({"describe": "fields", "preset": "gpt2", "cfg_hidden_size": "1536"})
+    assert t.config is not None
+    assert (t.config["n_embd"], t.config["hidden_size"]) == (1536, 1536)
+    assert from_config(t.config).hidden == 1536
+
+
+def test_fields_mode_starts_from_a_pasted_config_without_a_preset() -> None:
+    text = json.dumps(LLAMA.config)
+    reply = ask({"describe": "fields", "config": text, "cfg_num_hidden_layers": "16"})
+    config = {**LLAMA.config, "num_hidden_layers": 16}
+    assert (
+        reply["total_bytes"]
+        == estimate(parse({"model": "transformer", "config": config})).total_bytes
+    )
+
+
+def test_config_mode_reads_the_pasted_json() -> None:
+    text = json.dumps(LLAMA.config, indent=2)
+    reply = ask({"describe": "config", "config": text, "mode": "inference", "precision": "bf16"})
+    expected = estimate(
+        parse(
+            {
+                "model": "transformer",
+                "config": LLAMA.config,
+                "mode": "inference",
+                "precision": "bf16",
+                "batch_size": 32,
+                "seq_len": 128,
+            }
+        )
+    )
+    assert reply["total_bytes"] == expected.total_bytes
+    assert reply["fill"]["cfg_num_hidden_layers"] == "32"
+    assert json.loads(reply["fill"]["config"]) == LLAMA.config
+    assert reply["fill"]["preset"] == ""  # so the fields mode then edits this config
+
+
+@pytest.mark.parametrize(
+    "cnn",
+    [
+        "resnet50",
+        " ResNet50 ",
+        json.dumps({"builtin": "resnet50"}),
+    ],
+)
+def test_cnn_mode_takes_a_name_or_a_layer_list(cnn: str) -> None:
+    reply = ask({"describe": "cnn", "cnn": cnn, "batch_size": "8"})
+    expected = estimate(parse({"model": "cnn", "cnn": "resnet50", "batch_size": 8}))
+    assert reply["total_bytes"] == expected.total_bytes
+    assert "seq_len" in reply["inactive"]
+    assert reply["fill"]["params_millions"] == "25.557032"  # 25,557,032 parameters
+
+
+def test_a_url_from_to_dict_opens_the_same_scenario() -> None:
+    """Without describe, the schema's model key picks the mode, so a compact scenario
+    dict (dict values as JSON text) is a valid query string."""
+    scenario = parse(
+        {
+            "model": "preset",
+            "preset": "qwen2.5-7b",
+            "mode": "inference",
+            "precision": "bf16",
+            "batch_size": 3,
+        }
+    )
+    query = {
+        k: json.dumps(v) if isinstance(v, dict) else str(v)
+        for k, v in scenario.to_dict(compact=True).items()
+    }
+    reply = json.loads(compute(json.dumps({"fields": query})))
+    assert reply["total_bytes"] == estimate(scenario).total_bytes
+    config = parse({"model": "transformer", "config": LLAMA.config})
+    query = {
+        k: json.dumps(v) if isinstance(v, dict) else str(v)
+        for k, v in config.to_dict(compact=True).items()
+    }
+    reply = json.loads(compute(json.dumps({"fields": query})))
+    assert reply["total_bytes"] == estimate(config).total_bytes
+
+
+def test_inactive_lists_other_modes_and_settings_that_do_not_apply() -> None:
+    simple = ask({})["inactive"]
+    assert {"preset", "cfg_hidden_size", "config", "cnn"} <= set(simple)
+    assert {"params_millions", "optimizer", "batch_size"}.isdisjoint(simple)
+    assert {"new_tokens", "kv_cache_dtype", "lora_rank"} <= set(simple)
+    inference = ask(
+        {"describe": "fields", "preset": "llama-3.1-8b", "mode": "inference", "precision": "bf16"}
+    )["inactive"]
+    assert {"optimizer", "sharding", "params_millions"} <= set(inference)
+    assert {"new_tokens", "kv_cache_dtype", "preset", "cfg_hidden_size"}.isdisjoint(inference)
+    lora = ask({"describe": "fields", "preset": "llama-3.1-8b", "finetune": "lora"})["inactive"]
+    assert {"lora_rank", "lora_targets"}.isdisjoint(lora)
+
+
+def test_inactive_is_given_even_when_the_input_is_wrong() -> None:
+    reply = ask({"mode": "inference", "batch_size": "x"})
+    assert reply["ok"] is False
+    assert "optimizer" in reply["inactive"]
+    assert "new_tokens" in reply["inactive"]  # a parameter count generates nothing
+
+
+def test_a_bad_value_in_a_hidden_setting_does_not_block_the_estimate() -> None:
+    """Inference hides the optimizer: a garbage optimizer must not stop the answer."""
+    reply = ask({"mode": "inference", "optimizer": "<b>x</b>"})
+    assert reply["ok"] is True
+    assert reply["errors"] == []
