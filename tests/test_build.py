@@ -57,6 +57,8 @@ def test_exact_file_list(site: Path) -> None:
         "assets/guide.css",
         "assets/app.js",
         "assets/theme.js",
+        "assets/tool.js",
+        "assets/tools.css",
         "assets/worker.js",
         "assets/style.css",
         "assets/favicon.svg",

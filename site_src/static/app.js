@@ -54,7 +54,9 @@ function setControl(name, value) {
     if (!match) return false;
     match.checked = true;
   } else if (el.type === "checkbox") {
-    el.checked = ["true", "1", "yes", "on"].includes(String(value).toLowerCase());
+    const word = String(value).toLowerCase();
+    if (!["true", "false", "1", "0", "yes", "no", "on", "off"].includes(word)) return false;
+    el.checked = ["true", "1", "yes", "on"].includes(word);
   } else if (el.tagName === "SELECT") {
     if (![...el.options].some((o) => o.value === value)) return false;
     el.value = value;
@@ -102,7 +104,7 @@ function request() {
 }
 
 function setInactive(names) {
-  for (const field of form.querySelectorAll("[data-field]")) {
+  for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
 }
@@ -112,7 +114,7 @@ function showErrors(errors) {
   for (const e of errors) {
     byField.set(e.field, byField.has(e.field) ? `${byField.get(e.field)} ${e.message}` : e.message);
   }
-  for (const field of form.querySelectorAll("[data-field]")) {
+  for (const field of document.querySelectorAll("[data-field]")) {
     const name = field.dataset.field;
     const message = byField.get(name) || "";
     const slot = field.querySelector(".error");

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 import build
 from chromium import CHROMIUM_ARGS, executable
-from site_helpers import BASE, DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
+from site_helpers import BASE, DEFAULT_TOTAL, reset_form, wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +93,7 @@ def shared_calculator(
 def calculator(shared_calculator: tuple[Page, list[str]]) -> Iterator[Page]:
     """The ready calculator, its form reset to the example inputs."""
     page, seen = shared_calculator
-    fill_form(page, DEFAULT_FORM)
+    reset_form(page)
     expect(page.locator("#results")).to_have_attribute("data-state", "live")
     expect(page.locator("#total")).to_have_attribute("data-bytes", str(DEFAULT_TOTAL))
     yield page

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import json
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from playwright.sync_api import Locator, Page, expect
 
 from nnmem.estimate import Estimate, estimate
 from nnmem.scenario import parse
-from nnmem.web import DEFAULT_SCENARIO
+from nnmem.web import DEFAULT_FIELDS, DEFAULT_SCENARIO, compute
 
 BASE = "/nnmem/"
 READY_TIMEOUT_MS = 60_000
 # The example inputs as the form holds them, and the total they give.
 DEFAULT_FORM = {key: str(value) for key, value in DEFAULT_SCENARIO.items() if key != "model"}
 DEFAULT_TOTAL = estimate(parse(DEFAULT_FORM)).total_bytes
+
+# Sets controls by name as a user would (radios checked, selects chosen, text typed),
+# hidden ones too, then sends one input event so the page recalculates once.
+_FILL_JS = """
+(values) => {
+  const form = document.getElementById("calc");
+  let last = null;
+  for (const [name, value] of Object.entries(values)) {
+    const els = [...form.elements].filter((el) => el.name === name);
+    if (!els.length) throw new Error(`no control named ${name}`);
+    for (const el of els) {
+      if (el.type === "radio") el.checked = el.value === value;
+      else if (el.type === "checkbox") el.checked = value === "true";
+      else el.value = value;
+    }
+    last = els.find((el) => el.type !== "radio" || el.checked) || els[0];
+  }
+  if (last) last.dispatchEvent(new Event("input", { bubbles: true }));
+}
+"""
 
 
 def wait_ready(page: Page) -> None:
@@ -24,15 +49,48 @@ def wait_ready(page: Page) -> None:
 
 
 def fill_form(page: Page, values: dict[str, str]) -> None:
-    """Set each field of the form, by schema key, as a user would."""
-    for key, value in values.items():
-        control = page.locator(f"#f-{key}")
-        if control.evaluate("el => el.tagName") == "SELECT":
-            control.select_option(value)
-        else:
-            control.fill(value)
+    """Set controls of the form by field name, in one go."""
+    page.evaluate(_FILL_JS, values)
+
+
+def reset_form(page: Page) -> None:
+    """Put every control back to the page's defaults."""
+    fill_form(page, {k: v for k, v in DEFAULT_FIELDS.items() if k != "preset"})
+    fill_form(page, {"preset": DEFAULT_FIELDS["preset"]})
 
 
 def cpython_estimate(values: dict[str, str]) -> Estimate:
-    """What nnmem in this CPython says for the same form values."""
+    """What nnmem in this CPython says for the same schema values."""
     return estimate(parse(values))
+
+
+def cpython_reply(fields: dict[str, str]) -> dict[str, Any]:
+    """What nnmem.web.compute in this CPython answers for the same page fields."""
+    reply: dict[str, Any] = json.loads(compute(json.dumps({"fields": fields})))
+    return reply
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def html_text(fragment: str) -> str:
+    """The text of an HTML fragment, whitespace collapsed, as a browser shows it."""
+    parser = _Text()
+    parser.feed(fragment)
+    return squash("".join(parser.parts))
+
+
+def squash(text: str) -> str:
+    """Collapse runs of whitespace to one space."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def text_of(locator: Locator) -> str:
+    """A locator's text content, whitespace collapsed."""
+    return squash(locator.text_content() or "")
