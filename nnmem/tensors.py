@@ -48,9 +48,10 @@ class Widths:
             return self.res if self.cpu else 4
         if width == "stat_act":
             return self.act if self.cpu else 4
-        if width in ("softmax_act", "ln_act"):
-            # CUDA autocast runs softmax and layer_norm in fp32 (its fp32 op list); the
-            # CPU's autocast has no such list and keeps the 16-bit input type.
+        if width in ("softmax_act", "ln_act", "autocast_f32_act"):
+            # CUDA autocast runs softmax, layer_norm, pow and other ops of its fp32 op
+            # list in fp32; the CPU's autocast has no such list and keeps the 16-bit
+            # input type.
             return 4 if self.amp and not self.cpu else self.act
         if width.startswith("mask_"):
             if not self.cpu:

@@ -4,10 +4,13 @@
     python -m benchmarks.accuracy.compare --write    # rewrite accuracy.json and accuracy.md
     python -m benchmarks.accuracy.compare --gaps     # rewrite known_gaps.json from the misses
 
-Needs nothing but nnmem: no torch. Each measured case becomes an nnmem scenario in the
-JSON schema (``scenario_for``); a case the scenario schema cannot express yet is kept in
-the table with the reason. ``tests/test_accuracy.py`` checks every row against the
-tolerances below, with the rows listed in ``known_gaps.json`` expected to miss.
+Needs nothing but nnmem: no torch. The CPU fake-tensor cases of ``measured.json`` make
+``accuracy.json``; the real GPU runs of ``measured_cuda.json`` make
+``accuracy_cuda.json`` (same row schema) and the CUDA section of ``accuracy.md``.
+Each measured case becomes an nnmem scenario in the JSON schema (``scenario_for``); a
+case the scenario schema cannot express yet is kept in the table with the reason.
+``tests/test_accuracy.py`` checks every row against the tolerances below, with the rows
+listed in ``known_gaps.json`` expected to miss.
 """
 
 from __future__ import annotations
@@ -26,9 +29,14 @@ from nnmem.scenario import parse
 
 HERE = Path(__file__).resolve().parent
 MEASURED = HERE / "measured.json"
+MEASURED_CUDA = HERE / "measured_cuda.json"
 KNOWN_GAPS = HERE / "known_gaps.json"
 TABLE_JSON = HERE / "accuracy.json"
+TABLE_CUDA_JSON = HERE / "accuracy_cuda.json"
 TABLE_MD = HERE / "accuracy.md"
+# The GPU the CUDA cases ran on, as nnmem's catalog names it (it sets the cuBLAS
+# workspace size: 32 MiB per handle on Hopper).
+CUDA_GPU_ID = "h200-sxm-141gb"
 
 # Relative tolerances: model states are exact arithmetic, activations and peaks are not.
 TOLERANCE = {
@@ -38,10 +46,15 @@ TOLERANCE = {
     "kv_cache": 0.005,
     "activations": 0.05,
     "peak": 0.05,
+    # CUDA runs only: the allocator's own counters and the driver's count.
+    "allocated_peak": 0.05,  # torch.cuda.max_memory_allocated()
+    "reserved_peak": 0.10,  # torch.cuda.max_memory_reserved()
+    "device_total": 0.10,  # the process's device memory (cudaMemGetInfo)
 }
 MEDIAN_PEAK_TOLERANCE = 0.03
 TRAINING_METRICS = ("weights", "gradients", "optimizer_state", "activations", "peak")
 INFERENCE_METRICS = ("weights", "kv_cache", "activations", "peak")
+CUDA_METRICS = ("allocated_peak", "reserved_peak", "device_total")
 
 
 class Unsupported(Exception):
@@ -84,6 +97,32 @@ def load_cases(path: Path = MEASURED) -> list[dict[str, Any]]:
 
 def measured_values(case: Mapping[str, Any]) -> dict[str, int]:
     """The figures a case measured, named like the estimate's components."""
+    values = _tensor_values(case)
+    if case["description"].get("device") == "cuda":
+        values |= _cuda_values(case)
+    return values
+
+
+def _cuda_values(case: Mapping[str, Any]) -> dict[str, int]:
+    """The CUDA allocator's peaks and the process's device memory at the end.
+
+    Training reports step 2, inference the larger of prefill and decode; the device
+    total is ``cudaMemGetInfo``'s used memory at the end minus what was in use before
+    the process touched the GPU: the context, loaded kernels and the allocator's
+    reserve (``runner.CudaCounters``, ``measure.cuda_case``).
+    """
+    cuda = case["cuda"]
+    steps = ["step2"] if "step2" in cuda else ["prefill", "decode"]
+    before = cuda["process"].get("used_before_init_bytes") or 0
+    return {
+        "allocated_peak": max(int(cuda[s]["max_memory_allocated"]) for s in steps),
+        "reserved_peak": max(int(cuda[s]["max_memory_reserved"]) for s in steps),
+        "device_total": int(cuda["used_at_end_bytes"]) - int(before),
+    }
+
+
+def _tensor_values(case: Mapping[str, Any]) -> dict[str, int]:
+    """The tensor figures of a CPU or a CUDA case."""
     weights = int(case["parameters"]["bytes"])
     if case["description"]["mode"] == "inference":
         return {
@@ -128,12 +167,14 @@ _LORA_TARGETS = {
 def scenario_for(case: Mapping[str, Any]) -> dict[str, Any]:
     """The case as an nnmem scenario (JSON schema), or Unsupported with the reason.
 
-    The measurements ran on the CPU, so the scenarios say ``device: cpu``: dropout there
-    keeps its noise in the activations' type rather than CUDA's one-byte mask.
+    The device is the measurement's: on the CPU dropout keeps its noise in the
+    activations' type rather than CUDA's one-byte mask, and no CUDA context is counted.
+    CUDA cases keep nnmem's default context size and allocator reserve, so the table
+    shows how far those defaults are from a real process.
     """
     d = case["description"]
     family = d["model"]["family"]
-    scenario: dict[str, Any] = {"device": "cpu", "batch_size": d["batch_size"]}
+    scenario: dict[str, Any] = {"device": d.get("device", "cpu"), "batch_size": d["batch_size"]}
     if family in _CNN:
         scenario |= {"model": "cnn", "cnn": _CNN[family], "image_size": d["image_size"]}
     elif family in _MODEL_TYPE:
@@ -201,6 +242,12 @@ def estimated_values(result: Estimate) -> dict[str, int]:
         values["activations"] = prefill.get("activations", 0)
     else:
         values["activations"] = result.saved_activation_bytes
+    if result.scenario.device.value == "cuda":
+        overhead = {t.key: t.bytes for t in result.overheads}
+        allocated = result.tensor_peak_bytes + overhead.get("cublas_workspace", 0)
+        values["allocated_peak"] = allocated
+        values["reserved_peak"] = allocated + overhead.get("allocator_reserve", 0)
+        values["device_total"] = result.total_bytes
     return values
 
 
@@ -208,7 +255,9 @@ def compare_case(case: Mapping[str, Any]) -> list[Row]:
     """One row per measured figure of ``case``."""
     measured = measured_values(case)
     try:
-        result = estimate(parse(scenario_for(case)))
+        scenario = parse(scenario_for(case))
+        gpu = CUDA_GPU_ID if scenario.device.value == "cuda" else None
+        result = estimate(scenario, gpu)
     except Unsupported as reason:
         return [
             Row(case["id"], m, v, None, f"not expressible: {reason}") for m, v in measured.items()
@@ -231,10 +280,21 @@ def compare_case(case: Mapping[str, Any]) -> list[Row]:
 
 
 def compare_all(cases: Iterable[Mapping[str, Any]] | None = None) -> list[Row]:
-    """Every row of every case."""
+    """Every row of every case (the CPU cases of measured.json by default)."""
     return [
         row for case in (load_cases() if cases is None else cases) for row in compare_case(case)
     ]
+
+
+def compare_cuda() -> list[Row]:
+    """Every row of the real GPU runs in measured_cuda.json."""
+    return compare_all(load_cases(MEASURED_CUDA))
+
+
+def cuda_environment(path: Path = MEASURED_CUDA) -> dict[str, Any]:
+    """The GPU, driver and library versions of the CUDA runs."""
+    env: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["environment"]
+    return env
 
 
 def median_peak_error(rows: Iterable[Row]) -> float | None:
@@ -266,8 +326,30 @@ def _gib(n: int | None) -> str:
     return "—" if n is None else f"{n / 2**30:.3f}"
 
 
-def markdown(rows: list[Row]) -> str:
-    """The table as Markdown: case, metric, measured, estimated, error."""
+def markdown(rows: list[Row], cuda_rows: list[Row] | None = None) -> str:
+    """The tables as Markdown: case, metric, measured, estimated, error.
+
+    The CPU table comes first; with ``cuda_rows``, a section on the real GPU runs.
+    """
+    text = _markdown_table(rows)
+    if cuda_rows:
+        env = cuda_environment()
+        gpu = env.get("cuda", {})
+        text += (
+            "\n## CUDA runs\n\n"
+            f"Real runs on one {gpu.get('gpu', 'GPU')} (driver {gpu.get('driver', '?')}), "
+            f"torch {env['torch']}, transformers {env['transformers']}, one process per "
+            "case. `allocated_peak` is `torch.cuda.max_memory_allocated()`, compared with "
+            "the tensor peak plus the cuBLAS workspaces; `reserved_peak` is "
+            "`max_memory_reserved()`, compared with that plus the allocator reserve; "
+            "`device_total` is the process's device memory at the end, compared with the "
+            "total including the CUDA context (nnmem's defaults: 500 MiB context, 5% "
+            "reserve).\n\n" + _markdown_table(cuda_rows)
+        )
+    return text
+
+
+def _markdown_table(rows: list[Row]) -> str:
     lines = [
         "| case | metric | measured (GiB) | estimated (GiB) | error | within tolerance |",
         "|---|---|---:|---:|---:|---|",
@@ -303,14 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gaps", action="store_true", help="rewrite known_gaps.json")
     args = parser.parse_args(argv)
     rows = compare_all()
+    cuda_rows = compare_cuda()
     if args.write:
         TABLE_JSON.write_text(table_json(rows), encoding="utf-8")
-        TABLE_MD.write_text(markdown(rows), encoding="utf-8")
+        TABLE_CUDA_JSON.write_text(table_json(cuda_rows), encoding="utf-8")
+        TABLE_MD.write_text(markdown(rows, cuda_rows), encoding="utf-8")
     if args.gaps:
-        body = {"gaps": gaps(rows)}
+        body = {"gaps": gaps(rows + cuda_rows)}
         KNOWN_GAPS.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     if not (args.write or args.gaps):
-        print(markdown(rows), end="")
+        print(markdown(rows, cuda_rows), end="")
     return 0
 
 

@@ -77,8 +77,10 @@ def make_model(case: Case) -> tuple[torch.nn.Module, torch.nn.Module]:
     head = model.get_submodule(head_path(case.model.family, case.model.hf_class))
     if case.gradient_checkpointing:
         # transformers' default: torch.utils.checkpoint with use_reentrant=False, one
-        # checkpoint per layer (GradientCheckpointingLayer).
-        model.activation_checkpointing_enable()
+        # checkpoint per layer (GradientCheckpointingLayer). Releases before 5.24 name
+        # it gradient_checkpointing_enable, with the same use_reentrant=False default.
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        (enable or model.gradient_checkpointing_enable)()
     if case.lora:
         model = apply_lora(model, case.lora)
     model.train(case.mode == "training")
@@ -266,6 +268,7 @@ class CudaCounters:
                 "max_memory_allocated": torch.cuda.max_memory_allocated(),
                 "max_memory_reserved": torch.cuda.max_memory_reserved(),
                 "memory_allocated_after": torch.cuda.memory_allocated(),
+                "memory_reserved_after": torch.cuda.memory_reserved(),
                 "device_used_after": total - free,
             }
 
