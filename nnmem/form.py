@@ -587,6 +587,18 @@ def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Pr
     return edits, problems
 
 
+def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
+    """The problem with a preset search that names no catalog model, if it does not."""
+    preset = _text(fields, "preset").strip()
+    if not preset or preset.lower() in catalog.models():
+        return None
+    return Problem(
+        "preset",
+        f"Preset {shown(preset)} is not in the catalog: pick a model from the list, "
+        "such as llama-3.1-8b.",
+    )
+
+
 def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, str, Problem | None]:
     """The fields mode's starting config: the preset's, else the pasted config's."""
     from nnmem.errors import NnmemError
@@ -595,15 +607,7 @@ def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, s
     if preset:
         entry = catalog.models().get(preset.lower())
         if entry is None:
-            return (
-                None,
-                "preset",
-                Problem(
-                    "preset",
-                    f"Preset {shown(preset)} is not in the catalog: pick a model from the list, "
-                    "such as llama-3.1-8b.",
-                ),
-            )
+            return None, "preset", _unknown_preset(fields)
         if entry.architecture == "cnn":
             return None, "preset", None  # a CNN preset has no transformer fields
         return dict(entry.config), "preset", None
@@ -717,6 +721,11 @@ def translate(fields: Mapping[str, object]) -> Translation:
                 data |= {"model": ModelKind.PRESET.value, "preset": preset}
             else:
                 data |= {"model": ModelKind.TRANSFORMER.value, "config": config}
+    if describe is not Describe.FIELDS:
+        # The search stays in view in every mode, so a name it cannot find is reported.
+        unknown = _unknown_preset(fields)
+        if unknown is not None:
+            problems.append(unknown)
     for key in SETTINGS:
         if key in fields:
             data[key] = _text(fields, key)
@@ -738,6 +747,7 @@ def inactive_for(
             off |= set(keys)
     if describe is Describe.FIELDS and kind is ModelKind.CNN:
         off |= set(CONFIG_BY_NAME)  # a CNN preset has no transformer fields
+    off.discard("preset")  # the preset search stays in view: picking one fills the fields
     return [key for key in FIELDS if key in off]
 
 

@@ -183,7 +183,12 @@ def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, l
         scenario = parse(t.data)
     except NnmemError as error:
         # Once the translation found the model's problem, parse's view of it adds nothing.
-        model_known = any(p.field in _MODEL_CONTROLS for p in problems)
+        # (The preset search is in view in every mode but describes the model only in one.)
+        model_known = any(
+            p.field in _MODEL_CONTROLS
+            and (p.field != "preset" or t.describe is Describe.FIELDS)
+            for p in problems
+        )
         taken = {p.field for p in problems}
         placed = (_placed(q, t) for q in error.problems)
         problems += [
