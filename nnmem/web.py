@@ -185,8 +185,7 @@ def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, l
         # Once the translation found the model's problem, parse's view of it adds nothing.
         # (The preset search is in view in every mode but describes the model only in one.)
         model_known = any(
-            p.field in _MODEL_CONTROLS
-            and (p.field != "preset" or t.describe is Describe.FIELDS)
+            p.field in _MODEL_CONTROLS and (p.field != "preset" or t.describe is Describe.FIELDS)
             for p in problems
         )
         taken = {p.field for p in problems}
