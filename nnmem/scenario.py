@@ -624,9 +624,13 @@ def inactive_fields(
     family = model.family if isinstance(model, Transformer) else None
     if family is not Family.ENCODER_DECODER:
         off.add("decoder_seq_len")
-    if kind is not ModelKind.CNN and family is not Family.VIT:
+    # A catalog CNN (model "preset") is as much a CNN as a described one.
+    cnn = kind is ModelKind.CNN or (
+        kind is ModelKind.PRESET and model is not None and not isinstance(model, Transformer)
+    )
+    if not cnn and family is not Family.VIT:
         off.add("image_size")
-    if kind is ModelKind.CNN or family is Family.VIT:
+    if cnn or family is Family.VIT:
         off |= {"seq_len", "attention", "new_tokens", "kv_cache_dtype", "logits"}
     if mode is Mode.INFERENCE and family not in (Family.DECODER, Family.MOE):
         off |= {"new_tokens", "kv_cache_dtype"}

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
+from nnmem.report import describe
 
 
 def test_form_strings_and_json_numbers_read_the_same() -> None:
@@ -138,6 +139,15 @@ def test_inference_has_no_optimizer_field() -> None:
     assert "optimizer" in inference
     assert "optimizer" not in training
     assert "kv_cache_dtype" in training  # an inference setting
+
+
+def test_a_catalog_cnn_has_image_settings_not_sequence_ones() -> None:
+    """ResNet-50 from the catalog takes images: no sequence length in its description."""
+    scenario = parse({"model": "preset", "preset": "resnet50", "batch_size": 32})
+    off = scenario.inactive_fields()
+    assert "seq_len" in off
+    assert "image_size" not in off
+    assert "sequence" not in describe(scenario)
 
 
 def test_preset_reads_the_catalog_config() -> None:
