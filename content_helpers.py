@@ -437,7 +437,10 @@ def accuracy_table(accuracy: Accuracy, caption: str) -> str:
                 f'<td class="{ok}">{ok}</td></tr>'
             )
     return (
-        f'<div class="table-scroll"><table class="accuracy"><caption>{escape(caption)}</caption>'
+        # A region that may scroll sideways must take the keyboard focus (axe:
+        # scrollable-region-focusable), and a focusable region needs a name.
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 

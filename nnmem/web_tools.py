@@ -160,7 +160,9 @@ def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str 
     th = "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return (
-        f'<div class="table-scroll"><table class="tool-table">{cap}<thead><tr>{th}</tr></thead>'
+        f'<div class="table-scroll" tabindex="0" role="region" '
+        f'aria-label="{escape(caption or head[0])}">'
+        f'<table class="tool-table">{cap}<thead><tr>{th}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
 
@@ -684,7 +686,8 @@ def gpu_guide(values: Values) -> dict[str, Any]:
             "<tr>" + "".join(f'<td data-sort="{escape(k)}">{t}</td>' for t, k in cells) + "</tr>"
         )
     gpu_table = (
-        '<div class="table-scroll"><table class="tool-table sortable" id="gpu-table">'
+        '<div class="table-scroll" tabindex="0" role="region" aria-label="GPU catalog">'
+        '<table class="tool-table sortable" id="gpu-table">'
         "<caption>GPUs in nnmem's catalog; choose a column heading to sort</caption>"
         f"<thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )

@@ -315,12 +315,20 @@ window.addEventListener("afterprint", () => {
   for (const d of closedForPrint) d.open = false;
 });
 
-form.addEventListener("input", onEdit);
-form.addEventListener("change", (event) => {
-  if (event.target.tagName === "SELECT" || event.target.type === "radio" || event.target.type === "checkbox") {
-    onEdit(event);
-  }
-});
+// Controls beside the result (GPU, units, plot axis) belong to the form through their
+// form attribute but sit outside it, so their events are caught on the whole calculator.
+const ofForm = (handler) => (event) => {
+  if (event.target && event.target.form === form) handler(event);
+};
+calculator.addEventListener("input", ofForm(onEdit));
+calculator.addEventListener(
+  "change",
+  ofForm((event) => {
+    if (event.target.tagName === "SELECT" || event.target.type === "radio" || event.target.type === "checkbox") {
+      onEdit(event);
+    }
+  }),
+);
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   request();
