@@ -75,6 +75,13 @@ class Stash:
         mathml = convert(latex, display="block" if block else "inline")
         # The HTML parser puts <math> in the MathML namespace itself.
         mathml = mathml.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+        if block:
+            # A wide equation scrolls sideways on a phone; a scrolling region must take the
+            # keyboard focus and have a name (axe: scrollable-region-focusable).
+            mathml = (
+                '<div class="math-scroll" tabindex="0" role="region" aria-label="Equation">'
+                f"{mathml}</div>"
+            )
         return self.keep(mathml, block=block)
 
     def table(self, example: Example, binary: bool = False) -> str:
