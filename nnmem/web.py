@@ -416,6 +416,9 @@ def _answer(fields: Mapping[str, object]) -> dict[str, Any]:
     }
     if scenario is not None:
         reply["fill"] = fill_values(t, scenario.model)
+    if "describe" not in fields:
+        # A link in the schema's terms (model=preset, ...): show the mode it was read as.
+        reply["fill"]["describe"] = t.describe.value
     if problems or scenario is None:
         return reply
     result = estimate(scenario, gpu_id or None)

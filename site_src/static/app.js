@@ -22,6 +22,9 @@ const sentAt = new Map();
 // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
 // names the problem next to the field, until the user picks a value there.
 const rawValues = new Map();
+// A link in the schema's own terms (model=preset&preset=...) names no describe mode:
+// nnmem reads the mode from it, and its answer sets the radio.
+let omitDescribe = false;
 
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
@@ -42,6 +45,7 @@ function readForm() {
     }
   }
   for (const [name, value] of rawValues) fields[name] = value;
+  if (omitDescribe) delete fields.describe;
   return fields;
 }
 
@@ -132,7 +136,14 @@ function showErrors(errors) {
 function applyFill(fill) {
   for (const [name, value] of Object.entries(fill || {})) {
     const el = form.elements.namedItem(name);
-    if (el && el !== document.activeElement && !(el instanceof RadioNodeList)) setControl(name, value);
+    if (el instanceof RadioNodeList) {
+      if (name === "describe" && omitDescribe && setControl(name, value)) {
+        omitDescribe = false;
+        rawValues.delete("model");
+      }
+    } else if (el && el !== document.activeElement) {
+      setControl(name, value);
+    }
   }
 }
 
@@ -238,6 +249,7 @@ function readUrl() {
   }
   if (!params.has("describe") && params.has("model")) {
     any = true;
+    omitDescribe = true;
     rawValues.set("model", params.get("model"));
   }
   if (any) showStale("The link's inputs will be calculated as soon as the engine has loaded.");
@@ -246,7 +258,10 @@ function readUrl() {
 function onEdit(event) {
   const name = event.target && event.target.name;
   if (name) rawValues.delete(name);
-  if (name === "describe" || name === "preset") rawValues.delete("model");
+  if (name === "describe" || name === "preset") {
+    rawValues.delete("model");
+    omitDescribe = false;
+  }
   if (name === "preset") {
     // A new preset replaces the model's fields; they stay editable afterwards.
     const option = document.querySelector(`#preset-list option[value="${CSS.escape(event.target.value)}"]`);

@@ -12,6 +12,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from nnmem.catalog import models
+from nnmem.estimate import estimate
+from nnmem.links import from_query_string
+from nnmem.scenario import parse
 from nnmem.units import human
 from nnmem.web import DEFAULT_FIELDS
 from site_helpers import cpython_reply, fill_form, html_text, text_of, wait_ready
@@ -259,3 +262,23 @@ def test_axe_finds_no_serious_violations_on_any_page(
                 problems.append(f"{name}: {violation['id']} {violation['help']} {targets}")
     context.close()
     assert problems == []
+
+
+def test_every_worked_example_opens_the_calculator_on_its_scenario(
+    browser: Browser, site_url: str
+) -> None:
+    """Each "Open in the calculator" link of the examples page gives the total that
+    CPython nnmem computes for the scenario in its query string."""
+    page = browser.new_page()
+    page.goto(f"{site_url}examples.html")
+    links = page.eval_on_selector_all(
+        "main a[href*='?']", "els => els.map((a) => a.href).filter((h) => h.includes('model='))"
+    )
+    assert len(links) >= 6
+    for link in links:
+        scenario = from_query_string(urlsplit(link).query)
+        expected = estimate(parse(scenario)).total_bytes
+        page.goto(link)
+        wait_ready(page)
+        expect(page.locator("#total")).to_have_attribute("data-bytes", str(expected))
+    page.close()

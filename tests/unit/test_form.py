@@ -247,3 +247,17 @@ def test_a_bad_value_in_a_hidden_setting_does_not_block_the_estimate() -> None:
     reply = ask({"mode": "inference", "optimizer": "<b>x</b>"})
     assert reply["ok"] is True
     assert reply["errors"] == []
+
+
+def test_a_link_in_schema_terms_gets_its_describe_mode_back() -> None:
+    """model=preset (Scenario.to_dict's keys) is read as the fields mode, and the reply
+    says so, so the page can set its radio; a request that names a mode gets none."""
+
+    def fill(fields: dict[str, str]) -> dict[str, str]:
+        reply = json.loads(compute(json.dumps({"fields": fields})))
+        return dict(reply["fill"])
+
+    assert fill({"model": "preset", "preset": "llama-3-8b"})["describe"] == "fields"
+    assert fill({"model": "cnn", "cnn": "resnet50"})["describe"] == "cnn"
+    assert fill({"model": "generic", "params_millions": "7"})["describe"] == "simple"
+    assert "describe" not in fill({"describe": "simple", "params_millions": "7"})
