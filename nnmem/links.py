@@ -2,8 +2,10 @@
 
 The page keeps its state in the URL with the schema's own keys as query parameters, so
 the build (worked examples in the guide) and the page read and write the same names.
-Only keys that differ from their defaults and apply to the scenario are written; a
-transformer given as a ``config.json`` object travels as JSON text, which
+Only keys that apply to the scenario and differ from their defaults are written: from
+the schema's defaults and from the calculator form's, since the page fills every control
+a link leaves out with the form's own example value (batch 32, say, where the schema
+says 1). A transformer given as a ``config.json`` object travels as JSON text, which
 :func:`nnmem.scenario.parse` reads back.
 """
 
@@ -31,10 +33,22 @@ def query_string(scenario: Scenario) -> str:
     >>> from nnmem.scenario import parse
     >>> query_string(parse({"model": "preset", "preset": "llama-2-7b",
     ...                     "mode": "inference", "precision": "fp16"}))
-    'model=preset&preset=llama-2-7b&mode=inference&precision=fp16'
+    'model=preset&preset=llama-2-7b&mode=inference&precision=fp16&batch_size=1&seq_len=512'
     """
-    data = scenario.to_dict(compact=True)
-    return urlencode([(key, _text(value)) for key, value in data.items() if value is not None])
+    from nnmem.form import DEFAULT_FIELDS  # the form imports the schema, not links
+
+    compact = scenario.to_dict(compact=True)
+    inactive = set(scenario.inactive_fields())
+    pairs = [
+        (key, _text(value))
+        for key, value in scenario.to_dict().items()
+        if value is not None
+        and (
+            key in compact
+            or (key not in inactive and _text(value) != DEFAULT_FIELDS.get(key, _text(value)))
+        )
+    ]
+    return urlencode(pairs)
 
 
 def from_query_string(query: str) -> dict[str, str]:
