@@ -12,6 +12,7 @@ const engineProgress = document.getElementById("engine-progress");
 const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
+const miniTotal = document.getElementById("mini-total-value");
 const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
 
 let worker = null;
@@ -167,6 +168,7 @@ function paint(id, reply) {
   }
   lastReply = reply;
   total.textContent = reply.total_text;
+  miniTotal.textContent = reply.total_text;
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
@@ -355,5 +357,13 @@ results.addEventListener("click", (event) => {
 document.getElementById("copy-link").addEventListener("click", copyLink);
 document.getElementById("download-json").addEventListener("click", downloadJson);
 document.getElementById("print-page").addEventListener("click", () => window.print());
+// On a phone the result sits below the form: while its total is out of sight, a bar at
+// the bottom of the screen shows it and leads there.
+if ("IntersectionObserver" in window) {
+  const bar = document.getElementById("mini-total");
+  new IntersectionObserver(([entry]) => {
+    bar.hidden = entry.isIntersecting;
+  }).observe(document.querySelector(".total-box"));
+}
 readUrl();
 start();

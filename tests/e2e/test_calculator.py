@@ -81,6 +81,7 @@ def test_prerendered_result_shows_before_the_engine_is_ready(
     expect(page.locator("#part-chart svg rect.bar-activations")).to_be_visible()
     expect(page.locator("#engine")).to_have_attribute("data-state", "loading")
     expect(page.locator("#engine")).to_contain_text("Python")
+    expect(page.locator("#engine-progress")).to_have_attribute("value", "1")  # stage 1 of 3
     expect(page.locator("#results")).to_have_attribute("data-state", "prerendered")
     page.wait_for_timeout(300)
     assert len(held) == 1, "the runtime download was not held back"
