@@ -56,6 +56,7 @@ def test_exact_file_list(site: Path) -> None:
         "robots.txt",
         "assets/guide.css",
         "assets/app.js",
+        "assets/engine.js",
         "assets/theme.js",
         "assets/tool.js",
         "assets/tools.css",

@@ -1,21 +1,18 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.compute does both, in Python.
-const LOAD_TIMEOUT_MS = 30000;
+import { startEngine } from "./engine.js";
 
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
 const results = document.getElementById("results");
-const engine = document.getElementById("engine");
-const engineText = document.getElementById("engine-text");
-const engineProgress = document.getElementById("engine-progress");
 const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
 const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
 
-let worker = null;
+let post = null;
 let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
 let lastReply = null;
@@ -71,11 +68,6 @@ function setControl(name, value) {
   return true;
 }
 
-function setEngine(state, text) {
-  engine.dataset.state = state;
-  engineText.textContent = text;
-}
-
 function showStale(text) {
   stale.textContent = text;
   stale.hidden = !text;
@@ -105,7 +97,7 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
-  worker.postMessage({ type: "compute", id: latest, fields: readForm() });
+  post({ type: "compute", id: latest, fields: readForm() });
 }
 
 function setInactive(names) {
@@ -157,7 +149,8 @@ function paint(id, reply) {
   const unplaced = showErrors(reply.errors || []);
   syncUrl(reply.inactive || []);
   if (reply.fatal) {
-    setEngine("error", `The calculator hit an internal error (${reply.fatal}). The last result stays below.`);
+    results.dataset.state = "stale";
+    showStale(`The calculator hit an internal error (${reply.fatal}). The last result stays below.`);
     return;
   }
   if (!reply.ok) {
@@ -182,61 +175,6 @@ function paint(id, reply) {
   if (started !== undefined) {
     performance.measure("nnmem:compute", { start: started, end: performance.now() });
   }
-}
-
-function fail(reason) {
-  if (ready || engine.dataset.state === "error") return;
-  clearTimeout(timer);
-  if (worker) worker.terminate();
-  engineProgress.hidden = true;
-  setEngine(
-    "error",
-    `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; reload the page to try again.`,
-  );
-  showStale("");
-}
-
-function onMessage(event) {
-  const message = event.data;
-  if (message.type === "progress") {
-    setEngine("loading", message.text);
-    engineProgress.value = message.step;
-    engineProgress.max = message.steps;
-  } else if (message.type === "ready") {
-    ready = true;
-    clearTimeout(timer);
-    performance.mark("nnmem:ready");
-    engineProgress.value = engineProgress.max;
-    engineProgress.hidden = true;
-    setEngine("ready", "Live: the result updates as you type.");
-    request(); // catch up with the link's inputs and anything typed while loading
-  } else if (message.type === "error") {
-    fail(message.text);
-  } else if (message.type === "result") {
-    paint(message.id, message.reply);
-  }
-}
-
-const timer = setTimeout(() => fail(`it did not load within ${LOAD_TIMEOUT_MS / 1000} seconds`), LOAD_TIMEOUT_MS);
-
-function start() {
-  const here = (path) => new URL(path, document.baseURI).href;
-  try {
-    worker = new Worker(here(calculator.dataset.worker), { type: "module" });
-  } catch (error) {
-    fail(String(error.message || error));
-    return;
-  }
-  worker.onmessage = onMessage;
-  worker.onerror = (event) => {
-    event.preventDefault();
-    fail(event.message || "its script failed to load");
-  };
-  worker.postMessage({
-    type: "init",
-    indexURL: here(calculator.dataset.pyodide),
-    bundle: here(calculator.dataset.bundle),
-  });
 }
 
 // A shared link: put each parameter into its control. Text goes in as text (never as
@@ -366,4 +304,11 @@ if ("IntersectionObserver" in window) {
   }).observe(document.querySelector(".total-box"));
 }
 readUrl();
-start();
+post = startEngine(calculator, {
+  onReady() {
+    ready = true;
+    request(); // catch up with the link's inputs and anything typed while loading
+  },
+  onResult: paint,
+  onFail: () => showStale(""),
+});

@@ -2,7 +2,8 @@
 // worker after each change and paints the HTML nnmem.web_tools.call answers, with each
 // problem next to its field. It computes nothing: the formulas are in nnmem (Python).
 // It also makes tables with class "sortable" sortable by their column headings.
-const LOAD_TIMEOUT_MS = 30000;
+import { startEngine } from "./engine.js";
+
 const DEBOUNCE_MS = 120;
 
 // --- sortable tables: a button in each heading; aria-sort says the current order ---------
@@ -39,19 +40,11 @@ function startTool() {
   const form = document.getElementById("tool-form");
   const results = document.getElementById("tool-results");
   const result = document.getElementById("tool-result");
-  const engine = document.getElementById("engine");
-  const engineText = document.getElementById("engine-text");
-  const engineProgress = document.getElementById("engine-progress");
   const stale = document.getElementById("stale");
-  let worker = null;
+  let post = null;
   let ready = false;
   let latest = 0;
   let pending = null;
-
-  const setEngine = (state, text) => {
-    engine.dataset.state = state;
-    engineText.textContent = text;
-  };
 
   // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
   // names the problem next to the field, until the user picks a value there.
@@ -149,7 +142,7 @@ function startTool() {
     latest += 1;
     const fields = readForm();
     writeUrl(fields);
-    worker.postMessage({
+    post({
       type: "call",
       id: latest,
       tool: tool.dataset.tool,
@@ -163,13 +156,6 @@ function startTool() {
     pending = setTimeout(request, DEBOUNCE_MS);
   }
 
-  function fail(text) {
-    clearTimeout(timer);
-    if (ready) return;
-    engineProgress.hidden = true;
-    setEngine("error", `The live calculator could not start (${text}). The result below is for the example inputs; reload the page to try again.`);
-  }
-
   const edited = (event) => {
     rawValues.delete(event.target.name);
     schedule();
@@ -181,37 +167,13 @@ function startTool() {
     request();
   });
 
-  const timer = setTimeout(() => fail(`it did not load within ${LOAD_TIMEOUT_MS / 1000} seconds`), LOAD_TIMEOUT_MS);
-  const here = (path) => new URL(path, document.baseURI).href;
-  try {
-    worker = new Worker(here(tool.dataset.worker), { type: "module" });
-  } catch (error) {
-    fail(String(error.message || error));
-    return;
-  }
-  worker.onerror = (event) => {
-    event.preventDefault();
-    fail(event.message || "its script failed to load");
-  };
-  worker.onmessage = (event) => {
-    const message = event.data;
-    if (message.type === "progress") {
-      engineProgress.value = message.step - 1;
-      engineProgress.max = message.steps;
-      setEngine("loading", message.text);
-    } else if (message.type === "ready") {
-      clearTimeout(timer);
-      ready = true;
-      engineProgress.hidden = true;
-      setEngine("ready", "Live: the result updates as you type.");
-      request(); // catch up with anything typed while loading
-    } else if (message.type === "error") {
-      fail(message.text);
-    } else if (message.type === "result") {
-      paint(message.id, message.reply);
-    }
-  };
   readUrl();
   applyWhen();
-  worker.postMessage({ type: "init", indexURL: here(tool.dataset.pyodide), bundle: here(tool.dataset.bundle) });
+  post = startEngine(tool, {
+    onReady() {
+      ready = true;
+      request(); // catch up with anything typed while loading
+    },
+    onResult: paint,
+  });
 }

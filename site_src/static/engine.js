@@ -1,0 +1,70 @@
+// The engine's life on a page, shared by the calculator (app.js) and the related tools
+// (tool.js): start the worker that owns Pyodide, show its loading stages, give up with a
+// plain message when it fails or does not load in time, and hand on each result.
+export const LOAD_TIMEOUT_MS = 30000;
+
+// `host` carries data-worker, data-pyodide and data-bundle; the page has #engine,
+// #engine-text and #engine-progress. Returns `post(message)`, a no-op until ready.
+export function startEngine(host, { onReady, onResult, onFail }) {
+  const engine = document.getElementById("engine");
+  const engineText = document.getElementById("engine-text");
+  const progress = document.getElementById("engine-progress");
+  let worker = null;
+  let ready = false;
+  let failed = false;
+
+  const setEngine = (state, text) => {
+    engine.dataset.state = state;
+    engineText.textContent = text;
+  };
+
+  function fail(reason) {
+    if (ready || failed) return;
+    failed = true;
+    clearTimeout(timer);
+    if (worker) worker.terminate();
+    progress.hidden = true;
+    setEngine(
+      "error",
+      `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; reload the page to try again.`,
+    );
+    if (onFail) onFail();
+  }
+
+  const timer = setTimeout(() => fail(`it did not load within ${LOAD_TIMEOUT_MS / 1000} seconds`), LOAD_TIMEOUT_MS);
+  const here = (path) => new URL(path, document.baseURI).href;
+  const post = (message) => {
+    if (ready) worker.postMessage(message);
+  };
+  try {
+    worker = new Worker(here(host.dataset.worker), { type: "module" });
+  } catch (error) {
+    fail(String(error.message || error));
+    return post;
+  }
+  worker.onerror = (event) => {
+    event.preventDefault();
+    fail(event.message || "its script failed to load");
+  };
+  worker.onmessage = (event) => {
+    const message = event.data;
+    if (message.type === "progress") {
+      setEngine("loading", message.text);
+      progress.value = message.step;
+      progress.max = message.steps;
+    } else if (message.type === "ready") {
+      ready = true;
+      clearTimeout(timer);
+      performance.mark("nnmem:ready");
+      progress.hidden = true;
+      setEngine("ready", "Live: the result updates as you type.");
+      onReady();
+    } else if (message.type === "error") {
+      fail(message.text);
+    } else if (message.type === "result") {
+      onResult(message.id, message.reply);
+    }
+  };
+  worker.postMessage({ type: "init", indexURL: here(host.dataset.pyodide), bundle: here(host.dataset.bundle) });
+  return post;
+}
