@@ -45,8 +45,11 @@ PHASE_LABELS = {
 }
 
 CONTEXT_SOURCE = (
-    "PyTorch PR #86509: 287 MB with lazy CUDA module loading (the default since CUDA "
-    "12.2), 667 MB eager; more with cuDNN, NCCL or FlashAttention loaded; editable"
+    "Measured (benchmarks/accuracy/measured_cuda.json): process memory outside PyTorch's "
+    "pool was 615 MiB right after CUDA initialisation and 678-762 MiB (median 742) once "
+    "cuBLAS, cuDNN and the attention kernels had loaded, in 32 runs on an NVIDIA H200 with "
+    "torch 2.11 and CUDA 13.0; PyTorch PR #86509 gives 287 MB with lazy module loading "
+    "before any library kernel loads. Other GPUs, drivers and libraries differ: editable"
 )
 CUBLAS_SOURCE = (
     "PyTorch aten/src/ATen/cuda/CublasHandlePool.cpp: one workspace per cuBLAS handle and "

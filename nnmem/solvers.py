@@ -373,7 +373,7 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
     >>> fit = judge(parse({"model": "preset", "preset": "llama-3.1-8b", "mode": "inference",
     ...                    "precision": "bf16"}), "rtx-4090")
     >>> fit.fits, fit.max_batch
-    (True, 62)
+    (True, 60)
     """
     from nnmem import catalog
 

@@ -486,7 +486,7 @@ def compute(request: str) -> str:
     >>> reply = json.loads(compute(json.dumps({"fields": {**DEFAULT_FIELDS,
     ...     "gpu": "rtx-4090", "units": "gib"}})))
     >>> reply["ok"], reply["total_text"], "optimizer" in reply["inactive"]
-    (True, '4.23 GiB', False)
+    (True, '4.47 GiB', False)
     >>> json.loads(compute('{"fields": {"params_millions": "-1"}}'))["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000 (got -1).'}]

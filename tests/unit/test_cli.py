@@ -33,7 +33,7 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert main(args) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["total_bytes"] == 4_543_314_764
+    assert data["total_bytes"] == 4_794_973_004
     sizes = {c["key"]: c["size"] for c in data["components"]}
     assert sizes["optimizer_state"] == 880_000_000
     assert sizes["gradients"] == 440_000_000

@@ -57,7 +57,7 @@ def test_chart_is_accessible_svg() -> None:
     desc = root.find(f"{SVG}desc")
     assert desc is not None
     assert desc.text is not None
-    assert desc.text.startswith("Model weights 14.00 GB (91.7%); Activations 37.7 MB (0.2%)")
+    assert desc.text.startswith("Model weights 14.00 GB (90.2%); Activations 37.7 MB (0.2%)")
 
 
 def test_table_rows_and_total() -> None:
@@ -66,11 +66,11 @@ def test_table_rows_and_total() -> None:
         r'<tr data-key="(\w+)"[^>]*><th scope="row">(.*?)</th>(.*?)</tr>', table_html(BERT)
     )
     cells = {key: re.findall(r"<td>([^<]+)</td>", rest) for key, _, rest in rows}
-    assert cells["weights"] == ["440.0", "0.44", "9.7%"]
+    assert cells["weights"] == ["440.0", "0.44", "9.2%"]
     assert cells["gradients"] == ["0.0", "0.00", "0.0%"]
-    assert cells["activations"] == ["2,491.4", "2.49", "54.8%"]
-    assert cells["cuda_context"] == ["524.3", "0.52", "11.5%"]
-    assert cells["total"] == ["4,543.3", "4.54", "100.0%"]
+    assert cells["activations"] == ["2,491.4", "2.49", "52.0%"]
+    assert cells["cuda_context"] == ["775.9", "0.78", "16.2%"]
+    assert cells["total"] == ["4,795.0", "4.79", "100.0%"]
     labels = {key: label for key, label, _ in rows}
     assert (
         labels["gradients"] == 'Gradients <span class="aside">440.0 MB in the optimizer step</span>'
@@ -79,7 +79,7 @@ def test_table_rows_and_total() -> None:
 
 def test_binary_units() -> None:
     assert "Memory (GiB)" in table_html(BERT, binary=True)
-    assert "<td>4.23</td><td>100.0%</td>" in table_html(BERT, binary=True)
+    assert "<td>4.47</td><td>100.0%</td>" in table_html(BERT, binary=True)
 
 
 def test_phases_table_marks_the_peak() -> None:
@@ -115,10 +115,10 @@ def test_describe() -> None:
 
 def test_text_report() -> None:
     report = text(BERT)
-    assert report.splitlines()[2].startswith("Total estimated memory: 4.54 GB (4,543,314,764 bytes")
+    assert report.splitlines()[2].startswith("Total estimated memory: 4.79 GB (4,794,973,004 bytes")
     lines = table_text(BERT).splitlines()
     assert lines[0] == "Component          Memory (MB)  Memory (GB)  % of total"
-    assert lines[-1] == "Total                  4,543.3         4.54      100.0%"
+    assert lines[-1] == "Total                  4,795.0         4.79      100.0%"
     assert "  Forward             3.81 GB  <- peak" in report.splitlines()
 
 
@@ -171,12 +171,12 @@ def test_plot_is_accessible_and_styled_by_classes() -> None:
     assert {"plot-line", "plot-gpu", "plot-gpu-label", "plot-point", "plot-tick"} <= classes
     assert "#" not in svg  # no fixed colours
     # t(b) = T + ⌊T/20⌋ + 532,807,680 with T = 16,062,619,648 + 1,023,442,944·b (see
-    # test_web): t(1) = 18,473,173,401 B, t(14) = 32,443,169,587 B.
+    # test_web): t(1) = 18,724,831,641 B, t(14) = 32,694,827,827 B.
     desc = root.find(f"{SVG}desc")
     assert desc is not None
     assert desc.text == (
-        "Total memory from 18.47 GB at batch size 1 to 32.44 GB at batch size 14; the "
-        "current batch size, 4, needs 21.70 GB. NVIDIA GeForce RTX 4090 has 25.77 GB "
+        "Total memory from 18.72 GB at batch size 1 to 32.69 GB at batch size 14; the "
+        "current batch size, 4, needs 21.95 GB. NVIDIA GeForce RTX 4090 has 25.77 GB "
         "usable: up to 7 of those plotted fit."
     )
 

@@ -9,25 +9,27 @@ from nnmem.solvers import fits, max_batch, max_seq_len, min_gpus, suggestions, t
 
 BERT = Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128)
 GIB = 2**30
-OVERHEAD = 2 * (4096 * 1024 * 2 + 16 * 1024 * 8) + 500 * 2**20  # cuBLAS ×2 + context
+OVERHEAD = 2 * (4096 * 1024 * 2 + 16 * 1024 * 8) + 740 * 2**20  # cuBLAS ×2 + context
 
 
 def test_max_batch_solves_the_forward_line() -> None:
     """Forward peak: 1,320,000,000 B of weights and Adam state + 77,856,768 B per sample
-    (12 × 128 × 768 × 66), plus 5% reserve and the fixed overheads. In 16 GiB:
-    (16 GiB − overheads) / 1.05 = 15,846,230,308 B → (15,846,230,308 − 1.32e9) /
-    77,856,768 = 186.6 → 186."""
+    (12 × 128 × 768 × 66), plus 5% reserve and the fixed overheads (two cuBLAS
+    workspaces, 17,039,360 B, and the 740 MiB context). In 16 GiB:
+    (17,179,869,184 − 792,985,600) / 1.05 = 15,606,555,794 B → (15,606,555,794 − 1.32e9) /
+    77,856,768 = 183.5 → 183."""
     budget = 16 * GIB
-    assert max_batch(BERT, budget) == 186
-    assert fits(replace(BERT, batch_size=186), budget)
-    assert not fits(replace(BERT, batch_size=187), budget)
+    assert max_batch(BERT, budget) == 183
+    assert fits(replace(BERT, batch_size=183), budget)
+    assert not fits(replace(BERT, batch_size=184), budget)
 
 
 def test_max_seq_len() -> None:
-    """Same line in the sequence: 19,464,192 B per token at batch 32 → 746 tokens."""
+    """Same line in the sequence: 19,464,192 B per token at batch 32:
+    14,286,555,794 / 19,464,192 = 733.99 → 733 tokens."""
     budget = 16 * GIB
-    assert max_seq_len(BERT, budget) == 746
-    assert not fits(replace(BERT, seq_len=747), budget)
+    assert max_seq_len(BERT, budget) == 733
+    assert not fits(replace(BERT, seq_len=734), budget)
 
 
 def test_nothing_fits_gives_zero() -> None:

@@ -28,10 +28,10 @@ def ask(payload: object) -> dict[str, Any]:
 def test_default_scenario_is_the_brief_bert_example() -> None:
     reply = ask({"scenario": DEFAULT_SCENARIO})
     assert reply["ok"] is True
-    assert reply["total_bytes"] == 4_543_314_764  # see test_estimate: BERT-base example
+    assert reply["total_bytes"] == 4_794_973_004  # see test_estimate: BERT-base example
     assert reply["tensor_peak_bytes"] == 3_811_416_576
-    assert reply["total_text"] == "4.54 GB"
-    assert reply["total_detail"] == ("4,543,314,764 bytes; tensors peak at 3.81 GB in the forward")
+    assert reply["total_text"] == "4.79 GB"
+    assert reply["total_detail"] == ("4,794,973,004 bytes; tensors peak at 3.81 GB in the forward")
     assert "optimizer" not in reply["inactive"]
     assert set(reply["html"]) == {"table", "chart", "phases", "formula", "notes"}
 
@@ -46,7 +46,7 @@ def test_reply_carries_the_same_fragments_the_build_prerenders() -> None:
 
 def test_form_strings_are_accepted() -> None:
     fields = {key: str(value) for key, value in DEFAULT_SCENARIO.items()}
-    assert ask({"scenario": fields})["total_bytes"] == 4_543_314_764
+    assert ask({"scenario": fields})["total_bytes"] == 4_794_973_004
 
 
 def test_errors_name_fields_and_hide_what_does_not_apply() -> None:
@@ -136,16 +136,16 @@ def test_total_by_hand_for_the_served_llama() -> None:
     weights 8,030,261,248 × 2 B; KV cache 2 × 32 × 4 × 8 × 4,096 × 128 × 2 B;
     MLP working set (8·b·s·h + 6·b·s·f + 8·b·s + 4·s·d) B with b = 4, s = 4,096,
     h = 4,096, f = 14,336, d = 128. Overheads: 5% of that, one cuBLAS workspace of
-    8,519,680 B (Ada, not Hopper) and a 500 MiB context."""
+    8,519,680 B (Ada, not Hopper) and a 740 MiB context."""
     weights = 8_030_261_248 * 2
     kv = 2 * 32 * 4 * 8 * 4096 * 128 * 2
     work = 8 * 4 * 4096 * 4096 + 6 * 4 * 4096 * 14336 + 8 * 4 * 4096 + 4 * 4096 * 128
     tensors = weights + kv + work
-    total = tensors + tensors * 5 // 100 + 8_519_680 + 500 * 2**20
-    assert total == 21_697_018_675
+    total = tensors + tensors * 5 // 100 + 8_519_680 + 740 * 2**20
+    assert total == 21_948_676_915
     reply = page(SERVE)
     assert reply["total_bytes"] == total
-    assert reply["total_text"] == "21.70 GB"
+    assert reply["total_text"] == "21.95 GB"
 
 
 def test_verdict_and_solvers_match_the_solvers_and_the_hand_count() -> None:
@@ -166,11 +166,11 @@ def test_verdict_and_solvers_match_the_solvers_and_the_hand_count() -> None:
         }
     )
     assert max_batch(scenario, BUDGET, "rtx-4090") == 7
-    headroom = BUDGET - 21_697_018_675
-    assert headroom == 4_072_785_101
+    headroom = BUDGET - 21_948_676_915
+    assert headroom == 3_821_126_861
     verdict = reply["html"]["verdict"]
     assert f'data-fit="yes" data-headroom="{headroom}"' in verdict
-    assert "leaving 4.07 GB (16%) to spare" in verdict
+    assert "leaving 3.82 GB (15%) to spare" in verdict
     solvers = reply["html"]["solvers"]
     assert '<div data-solver="max_batch" data-value="7">' in solvers
     longest = max_seq_len(scenario, BUDGET, "rtx-4090")
@@ -180,7 +180,7 @@ def test_verdict_and_solvers_match_the_solvers_and_the_hand_count() -> None:
     assert reply["download"]["verdict"] == {
         "fits": True,
         "budget_bytes": BUDGET,
-        "need_bytes": 21_697_018_675,
+        "need_bytes": 21_948_676_915,
         "headroom_bytes": headroom,
     }
     assert reply["download"]["solvers"]["max_batch"] == 7
@@ -231,15 +231,15 @@ def test_suggestions_carry_page_field_changes_that_apply() -> None:
 
 
 def test_units_switch_applies_everywhere() -> None:
-    """4,543,314,764 B / 2^30 = 4.2313 GiB; weights 440,000,000 B / 2^20 = 419.6 MiB."""
+    """4,794,973,004 B / 2^30 = 4.4656 GiB; weights 440,000,000 B / 2^20 = 419.6 MiB."""
     gb = page({**DEFAULT_FIELDS, "gpu": "rtx-4090"})
     gib = page({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
-    assert (gb["total_text"], gib["total_text"]) == ("4.54 GB", "4.23 GiB")
-    assert gib["total_detail"] == "4,543,314,764 bytes; tensors peak at 3.55 GiB in the forward"
+    assert (gb["total_text"], gib["total_text"]) == ("4.79 GB", "4.47 GiB")
+    assert gib["total_detail"] == "4,794,973,004 bytes; tensors peak at 3.55 GiB in the forward"
     html = gib["html"]
     assert "Memory (GiB)" in html["table"]
     assert '<th scope="row">Model weights</th><td>419.6</td><td>0.41</td>' in html["table"]
-    assert "Model weights 419.6 MiB (9.7%)" in html["chart"]
+    assert "Model weights 419.6 MiB (9.2%)" in html["chart"]  # 440.0 / 4,795.0 MB
     assert "Memory (GiB)" in html["plot"]
     assert "(24.00 GiB usable)" in html["verdict"]
     assert "(25.77 GB usable)" in gb["html"]["verdict"]
@@ -263,7 +263,7 @@ def test_plot_spans_the_fit_and_marks_the_current_point() -> None:
     assert desc is not None
     assert desc.text is not None
     assert "at batch size 14;" in desc.text  # twice the largest batch that fits (7)
-    assert "the current batch size, 4, needs 21.70 GB" in desc.text
+    assert "the current batch size, 4, needs 21.95 GB" in desc.text
     assert "up to 7 of those plotted fit" in desc.text
     seq = page({**SERVE, "plot": "seq_len"})
     assert "Sequence length (tokens)" in seq["html"]["plot"]
@@ -291,4 +291,4 @@ def test_sharded_total_is_per_gpu() -> None:
 
 def test_prerender_is_the_default_reply() -> None:
     assert prerender() == page(DEFAULT_FIELDS)
-    assert prerender()["total_text"] == "4.54 GB"
+    assert prerender()["total_text"] == "4.79 GB"
