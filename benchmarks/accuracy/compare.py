@@ -25,7 +25,7 @@ from typing import Any
 
 from nnmem.errors import NnmemError
 from nnmem.estimate import Estimate, estimate
-from nnmem.scenario import parse
+from nnmem.scenario import Scenario, parse
 
 HERE = Path(__file__).resolve().parent
 MEASURED = HERE / "measured.json"
@@ -343,7 +343,8 @@ def markdown(rows: list[Row], cuda_rows: list[Row] | None = None) -> str:
             "the tensor peak plus the cuBLAS workspaces; `reserved_peak` is "
             "`max_memory_reserved()`, compared with that plus the allocator reserve; "
             "`device_total` is the process's device memory at the end, compared with the "
-            "total including the CUDA context (nnmem's defaults: 500 MiB context, 5% "
+            "total including the CUDA context (nnmem's defaults: "
+            f"{Scenario.cuda_context_mib} MiB context, {Scenario.allocator_overhead_percent}% "
             "reserve).\n\n" + _markdown_table(cuda_rows)
         )
     return text
