@@ -285,8 +285,14 @@ def test_every_worked_example_opens_the_calculator_on_its_scenario(
     assert len(links) >= 6
     for link in links:
         scenario = from_query_string(urlsplit(link).query)
-        expected = estimate(parse(scenario)).total_bytes
+        gpu = scenario.pop("gpu", "")
+        expected = estimate(parse(scenario), gpu or None).total_bytes
         page.goto(link)
         wait_ready(page)
         expect(page.locator("#total")).to_have_attribute("data-bytes", str(expected))
+        if gpu:  # the examples that name a card open with its verdict
+            expect(page.locator("#f-gpu")).to_have_value(gpu)
+            expect(page.locator("#part-verdict .verdict")).to_have_attribute(
+                "data-fit", re.compile("yes|no")
+            )
     page.close()
