@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from localserver import serve
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Page, Route, expect
 
 import build
 from nnmem.web_tools import call, defaults
@@ -220,29 +220,3 @@ def test_link_holds_the_inputs_that_differ_from_the_defaults(
     after = expected("training-cost", {"params_billions": "13", "gpu": "a100-sxm-80gb"})
     expect(page.locator("#r-cost")).to_have_attribute("data-value", after["cost"])
     expect(page).to_have_url(f"{tools_url}training-cost.html?params_billions=13&gpu=a100-sxm-80gb")
-
-
-AXE = build.ROOT / "node_modules" / "axe-core" / "axe.min.js"
-
-
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_axe_finds_no_serious_violations_on_the_tool_pages(
-    browser: Browser, tools_url: str, scheme: str
-) -> None:
-    """axe-core (npm, pinned) on each tool page, live where it has a calculator."""
-    context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
-    page = context.new_page()
-    problems: list[str] = []
-    for name in TOOL_PAGES:
-        if name in ("parameter-count", "inference-latency", "training-cost"):
-            open_live(page, f"{tools_url}{name}.html")
-        else:
-            page.goto(f"{tools_url}{name}.html")
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        for violation in result["violations"]:
-            if violation["impact"] in ("serious", "critical"):
-                targets = [n["target"] for n in violation["nodes"]][:3]
-                problems.append(f"{name}: {violation['id']} {targets}")
-    context.close()
-    assert problems == []
