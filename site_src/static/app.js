@@ -23,6 +23,9 @@ const rawValues = new Map();
 // A link in the schema's own terms (model=preset&preset=...) names no describe mode:
 // nnmem reads the mode from it, and its answer sets the radio.
 let omitDescribe = false;
+// Values nnmem wrote into model fields (a preset's architecture, say): derived from
+// other inputs, so the URL leaves them out while they are unchanged.
+const filled = new Map();
 
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
@@ -81,7 +84,9 @@ function say(text) {
 function syncUrl(inactive) {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(readForm())) {
-    if (value !== defaults[name] && !inactive.includes(name)) params.set(name, value);
+    if (value !== defaults[name] && value !== filled.get(name) && !inactive.includes(name)) {
+      params.set(name, value);
+    }
   }
   const query = params.toString();
   const url = `${location.pathname}${query ? `?${query}` : ""}${location.hash}`;
@@ -134,8 +139,8 @@ function applyFill(fill) {
         omitDescribe = false;
         rawValues.delete("model");
       }
-    } else if (el && el !== document.activeElement) {
-      setControl(name, value);
+    } else if (el && el !== document.activeElement && setControl(name, value)) {
+      filled.set(name, value);
     }
   }
 }

@@ -67,10 +67,18 @@ def test_preset_fills_the_fields_and_matches_cpython(calculator: Page) -> None:
     reply = expect_total(calculator, fields)
     preset = cpython_reply({**fields, "describe": "fields", "preset": "llama-3-8b"})
     assert reply["total_bytes"] == preset["total_bytes"]
+    # The fields the preset filled are derived: the URL names the preset, not them.
+    query = parse_qs(urlsplit(calculator.url).query)
+    assert query["preset"] == ["llama-3-8b"]
+    assert not any(name.startswith("cfg_") for name in query)
 
     calculator.locator("#f-cfg_num_hidden_layers").fill("16")
     edited = expect_total(calculator, page_fields(calculator))
     assert int(str(edited["total_bytes"])) < int(str(reply["total_bytes"]))
+    expect(calculator).to_have_url(re.compile(r"[?&]cfg_num_hidden_layers=16(&|$)"))
+    assert [n for n in parse_qs(urlsplit(calculator.url).query) if n.startswith("cfg_")] == [
+        "cfg_num_hidden_layers"
+    ]
 
 
 def test_inference_shows_only_the_options_that_apply(calculator: Page) -> None:
