@@ -253,10 +253,6 @@ def _params_label(n: int) -> str:
     return f"{scaled(n, 10**6, 0)}M"
 
 
-def _preset_options() -> tuple[tuple[str, str], ...]:
-    return tuple((m.id, f"{m.name} · {_params_label(m.params)}") for m in catalog.models().values())
-
-
 GPU_GROUPS: tuple[tuple[str, str], ...] = (
     ("consumer", "Consumer GPUs"),
     ("workstation", "Workstation GPUs"),
@@ -292,10 +288,13 @@ def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     )
 
 
-PRESET_OPTIONS = _preset_options()
 PRESETS: tuple[PresetOption, ...] = tuple(
-    PresetOption(i, label, "cnn" if catalog.models()[i].architecture == "cnn" else "transformer")
-    for i, label in PRESET_OPTIONS
+    PresetOption(
+        m.id,
+        f"{m.name} · {_params_label(m.params)}",
+        "cnn" if m.architecture == "cnn" else "transformer",
+    )
+    for m in catalog.models().values()
 )
 GPU_OPTIONS = _gpu_options()
 
@@ -369,7 +368,7 @@ _MODEL_SECTION = (
         "Preset",
         "A catalog model; its fields below fill in and stay editable.",
         "search",
-        options=PRESET_OPTIONS,
+        options=tuple((p.id, p.label) for p in PRESETS),
         describe_modes=(Describe.FIELDS.value,),
     ),
     _number(

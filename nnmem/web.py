@@ -21,11 +21,9 @@ from nnmem.errors import NnmemError, Problem
 from nnmem.estimate import Estimate, estimate
 from nnmem.form import (
     DEFAULT_FIELDS,
-    FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
     MODEL_FIELDS,
-    PRESET_OPTIONS,
     PRESETS,
     VIEW_FIELDS,
     Describe,
@@ -72,11 +70,9 @@ from nnmem.units import human
 __all__ = [
     "DEFAULT_FIELDS",
     "DEFAULT_SCENARIO",
-    "FORM",
     "FORM_SECTIONS",
     "GPU_OPTIONS",
     "PRESETS",
-    "PRESET_OPTIONS",
     "VIEW_FIELDS",
     "FormField",
     "compute",
@@ -114,6 +110,19 @@ def render(result: Estimate) -> dict[str, Any]:
     }
 
 
+# The controls a {"scenario": ...} request comes from: the first page's flat form.
+_SCENARIO_REQUEST_KEYS = (
+    "params_millions",
+    "hidden_size",
+    "num_layers",
+    "mode",
+    "precision",
+    "optimizer",
+    "batch_size",
+    "seq_len",
+)
+
+
 def _inactive_for(fields: dict[str, Any]) -> list[str]:
     """Fields to hide even when the scenario is invalid, judged by its mode alone."""
     try:
@@ -121,7 +130,7 @@ def _inactive_for(fields: dict[str, Any]) -> list[str]:
     except ValueError:
         return []
     off = inactive_fields(ModelKind.GENERIC, mode, None, Finetune.FULL, Precision.FP32)
-    return [k for k in off if k in {f.key for f in FORM}]
+    return [k for k in off if k in _SCENARIO_REQUEST_KEYS]
 
 
 def _answer_scenario(fields: dict[str, Any]) -> dict[str, Any]:
@@ -512,29 +521,6 @@ def prerender() -> dict[str, Any]:
     return reply
 
 
-# The older flat form and its default scenario, kept while the page moves to FORM_SECTIONS.
-DEFAULT_SCENARIO: dict[str, Any] = {
-    "model": "generic",
-    "params_millions": 110,
-    "hidden_size": 768,
-    "num_layers": 12,
-    "mode": "training",
-    "precision": "fp32",
-    "optimizer": "adamw",
-    "batch_size": 32,
-    "seq_len": 128,
-}
-FORM: tuple[FormField, ...] = tuple(
-    FIELDS[key]
-    for key in (
-        "params_millions",
-        "hidden_size",
-        "num_layers",
-        "mode",
-        "precision",
-        "optimizer",
-        "batch_size",
-        "seq_len",
-    )
-)
-ALL_FIELDS: tuple[FormField, ...] = tuple(FIELDS.values())
+# The default inputs in the schema's own terms (what DEFAULT_FIELDS describe), for the
+# CLI-style callers and tests that speak the schema rather than the page's controls.
+DEFAULT_SCENARIO: dict[str, Any] = translate(DEFAULT_FIELDS).data

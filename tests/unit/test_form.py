@@ -16,7 +16,6 @@ from nnmem.form import (
     FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
-    PRESET_OPTIONS,
     PRESETS,
     VIEW_FIELDS,
     translate,
@@ -78,8 +77,7 @@ def test_preset_and_gpu_options() -> None:
         ("resnet50", "cnn"),
         ("vgg16", "cnn"),
     ]
-    assert [(p.id, p.label) for p in PRESETS] == list(PRESET_OPTIONS)
-    presets = dict(PRESET_OPTIONS)
+    presets = {p.id: p.label for p in PRESETS}
     assert len(presets) == len(catalog.models())
     assert presets["llama-3-8b"] == "Llama 3 8B · 8.03B"  # 8,030,261,248 parameters
     assert presets["gpt2"] == "GPT-2 (124M) · 124M"  # 124,439,808
