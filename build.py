@@ -32,7 +32,7 @@ import jinja2
 import markdown
 
 import content_helpers
-from nnmem.web import DEFAULT_FIELDS, FORM_SECTIONS, PRESETS, VIEW_FIELDS, prerender
+from nnmem.web import DEFAULT_FIELDS, FORM_SECTIONS, PRESETS, VIEW_FIELDS, gpu_groups, prerender
 from nnmem.web_tools import prerender as prerender_tool
 
 ROOT = Path(__file__).resolve().parent
@@ -400,6 +400,7 @@ def build(
         "sections": FORM_SECTIONS,
         "view_fields": VIEW_FIELDS,
         "presets": PRESETS,
+        "gpu_groups": gpu_groups(),
         "values": DEFAULT_FIELDS,
         "result": default,
         "nav": navigation(pages),
