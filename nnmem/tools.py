@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.formats import bits, is_float
 from nnmem.models.architecture import (
@@ -235,25 +234,3 @@ def throughput(
         new_tokens=g,
         batch=b,
     )
-
-
-# --- what fits a GPU ----------------------------------------------------------------------
-
-
-def largest_fitting(
-    scenarios: list[tuple[str, Scenario]], budget: int, gpu_id: str | None = None
-) -> str | None:
-    """The id of the largest model (by parameter count) whose scenario fits ``budget``.
-
-    ``scenarios`` pairs catalog ids with their scenario; the answer is the estimate's, so
-    it agrees with the calculator.
-    """
-    models = catalog.models()
-    best: tuple[int, str] | None = None
-    for model_id, scenario in scenarios:
-        size = models[model_id].params
-        if best is not None and size <= best[0]:
-            continue
-        if estimate(scenario, gpu_id).total_bytes <= budget:
-            best = (size, model_id)
-    return None if best is None else best[1]

@@ -85,7 +85,6 @@ class Transformer:
     patch_size: int = 0
     channels: int = 0
     sliding_window: int | None = None
-    max_positions: int | None = None
     dropout: float = 0.0
     attention_dropout: float = 0.0
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -394,7 +393,6 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         out_bias=out_bias,
         mlp_bias=mlp_bias,
         norms_per_layer=norms,
-        max_positions=_optional_whole(read, "max_position_embeddings"),
         config=dict(config),
         **kwargs,
     )
