@@ -731,7 +731,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         raise NnmemError.single("scenario", "A scenario must be a JSON object of named fields.")
     known = ", ".join(KNOWN_KEYS)
     problems: list[Problem] = [
-        Problem(str(key), f"Unknown field {shown(key)}: the fields are {known}.")
+        Problem((str(key),), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
         if key not in KNOWN_KEYS
     ]

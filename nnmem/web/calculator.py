@@ -49,7 +49,6 @@ from nnmem.web.form import (
     PlotAxis,
     Translation,
     Units,
-    config_field_for,
     fill_values,
     gpu_groups,
     inactive_for,
@@ -108,13 +107,10 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
 
 def _placed(problem: Problem, t: Translation) -> Problem:
     """The problem against the page control it belongs to, its message cut to size."""
-    target = page_field(problem.field, t)
-    if t.describe is Describe.FIELDS and problem.field == "config":
-        target = config_field_for(problem.message, t.given) or target
     message = problem.message
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
-    return Problem(target, message)
+    return Problem(page_field(problem, t), message, problem.input)
 
 
 def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, list[Problem]]:
