@@ -211,6 +211,10 @@ class Example:
         """Bytes per parameter of weights, gradients and optimizer state together."""
         return number(Fraction(self._state_bytes(), self.estimate_params))
 
+    def states_over(self, other: int) -> str:
+        """Weights, gradients and optimizer state together as a multiple of ``other`` bytes."""
+        return number(Fraction(self._state_bytes(), other), 1)
+
     def _state_bytes(self) -> int:
         return sum(self.bytes(k) for k in ("weights", "gradients", "optimizer_state"))
 
@@ -305,6 +309,18 @@ def number(value: Fraction | int | float, places: int = 2) -> str:
     """
     text = f"{float(value):,.{places}f}".rstrip("0").rstrip(".")
     return text or "0"
+
+
+def per_param(*parts: tuple[Example, str]) -> str:
+    """Bytes per parameter of components taken from several examples, added up: the
+    ZeRO paper's mixed-precision count is pure 16-bit weights and gradients plus fp32
+    weights and Adam moments.
+
+    >>> fp32 = example(params_millions=110)
+    >>> per_param((fp32, "weights"), (fp32, "optimizer_state"))
+    '12'
+    """
+    return number(sum(Fraction(e.bytes(key), e.estimate_params) for e, key in parts))
 
 
 def count(n: int) -> str:
@@ -480,6 +496,7 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "percent": percent,
         "number": number,
         "count": count,
+        "per_param": per_param,
         "bits_per_weight": bits_per_weight,
         "label": label,
         "accuracy": accuracy(),

@@ -374,6 +374,12 @@ class Scenario:
         """How the model was described."""
         return ModelKind(self.source.get("model", _kind_of(self.model)))
 
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens a decoder's KV cache holds once generation ends: the prompt and every
+        generated token (transformers cache_utils.py DynamicCache grows by one per step)."""
+        return self.seq_len + self.new_tokens
+
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
         return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)

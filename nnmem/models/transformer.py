@@ -1158,7 +1158,7 @@ def build_inference(s: Scenario) -> Built:
         ]
     notes = [f"{t.model_type or t.family.value}: {n_params:,} parameters."]
     decoder = t.family in (Family.DECODER, Family.MOE)
-    ctx_tokens = s.seq_len + (s.new_tokens if decoder else 0)
+    ctx_tokens = s.cached_tokens if decoder else s.seq_len
     sizes = dict(c.sizes)
     candidates = inference_moments(c)
     name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))

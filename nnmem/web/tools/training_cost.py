@@ -64,12 +64,15 @@ def training_cost(values: Values) -> dict[str, Any]:
     assert gpu.fp16_tflops
     params = int(v["params"] * 10**9)
     tokens = int(v["tokens"] * 10**9)
-    flops = tools.training_flops(params, tokens)
-    mfu = as_share(v["mfu"])
-    peak = Fraction(str(gpu.fp16_tflops))
-    gpu_hours = tools.gpu_seconds(flops, peak, mfu) / tools.SECONDS_PER_HOUR
-    days = gpu_hours / int(v["gpus"]) / 24
-    cost = gpu_hours * Fraction(v["price"])
+    run = tools.training_run(
+        params,
+        tokens,
+        Fraction(str(gpu.fp16_tflops)),
+        as_share(v["mfu"]),
+        int(v["gpus"]),
+        Fraction(v["price"]),
+    )
+    flops, gpu_hours, days, cost = run.flops, run.gpu_hours, run.days, run.cost
     optimal = tools.chinchilla_tokens(params)
     figures = [
         _out("flops", "Training compute", flops, _flops(flops)),
@@ -80,8 +83,8 @@ def training_cost(values: Values) -> dict[str, Any]:
     steps = [
         f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {_flops(flops)}.",
         f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
-        f"{escape(gpu.name)}) × {v['mfu']}% = {float(peak * mfu):,.1f} TFLOPS, that is "
-        f"{float(peak * mfu * tools.TERA / (6 * params)):,.0f} training tokens per second per "
+        f"{escape(gpu.name)}) × {v['mfu']}% = {float(run.achieved_tflops):,.1f} TFLOPS, that is "
+        f"{float(run.tokens_per_second_per_gpu):,.0f} training tokens per second per "
         "GPU: compare it with your run's throughput to check the utilisation.",
         f"GPU-hours = C ÷ rate ÷ 3,600 = {_fixed(gpu_hours, 0)}; cost = GPU-hours × "
         f"{v['price']} per hour = {_fixed(cost, 0)}.",
