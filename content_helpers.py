@@ -35,7 +35,8 @@ from nnmem.render.text import describe, model_name
 from nnmem.result import COMPONENTS, Estimate
 from nnmem.scenario import LABELS, GenericModel, Precision, parse
 from nnmem.terms import Term
-from nnmem.units import human, percent
+from nnmem.units import count as units_count
+from nnmem.units import human, percent, plain
 from nnmem.web.links import query_string
 
 ROOT = Path(__file__).resolve().parent
@@ -307,8 +308,7 @@ def number(value: Fraction | int | float, places: int = 2) -> str:
     >>> number(Fraction(9, 2)), number(16), number(1024), number(0.5156)
     ('4.5', '16', '1,024', '0.52')
     """
-    text = f"{float(value):,.{places}f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return plain(value, places)
 
 
 def per_param(*parts: tuple[Example, str]) -> str:
@@ -329,9 +329,7 @@ def count(n: int) -> str:
     >>> count(6_738_415_616), count(109_482_240), count(25_557_032)
     ('6.74 billion', '109.5 million', '25.6 million')
     """
-    if n >= 10**9:
-        return f"{n / 10**9:.2f} billion"
-    return f"{n / 10**6:.1f} million"
+    return units_count(n, words=True)
 
 
 def bits_per_weight(precision: str) -> str:

@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import replace
+from fractions import Fraction
 from html import escape
 from typing import Any
 
@@ -36,7 +37,7 @@ from nnmem.scenario import (
     parse,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
-from nnmem.units import human
+from nnmem.units import fixed, human
 from nnmem.web.form import (
     DEFAULT_FIELDS,
     FORM_SECTIONS,
@@ -172,7 +173,7 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     where = f"{escape(fit.gpu_name)} ({escape(human(fit.budget, binary))} usable)"
     need = escape(human(fit.need, binary))
     if fit.fits:
-        share = f"{100 * fit.headroom / fit.budget:.0f}%" if fit.budget else "0%"
+        share = f"{fixed(Fraction(100 * fit.headroom, fit.budget), 0)}%" if fit.budget else "0%"
         return (
             f'<p class="verdict" data-fit="yes" data-headroom="{fit.headroom}">'
             f"<strong>Fits</strong> on {where}: needs {need}, leaving "

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from nnmem import catalog
@@ -40,7 +41,7 @@ from nnmem.scenario import (
     inactive_fields,
     load_json,
 )
-from nnmem.units import scaled
+from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
 
 
@@ -247,12 +248,6 @@ def _modes(key: str) -> tuple[str, ...]:
     return tuple(d.value for d, keys in MODEL_FIELDS.items() if key in keys)
 
 
-def _params_label(n: int) -> str:
-    if n >= 10**9:
-        return f"{scaled(n, 10**9, 2)}B"
-    return f"{scaled(n, 10**6, 0)}M"
-
-
 GPU_GROUPS: tuple[tuple[str, str], ...] = (
     ("consumer", "Consumer GPUs"),
     ("workstation", "Workstation GPUs"),
@@ -291,7 +286,7 @@ def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
 PRESETS: tuple[PresetOption, ...] = tuple(
     PresetOption(
         m.id,
-        f"{m.name} · {_params_label(m.params)}",
+        f"{m.name} · {count(m.params, million_places=0)}",
         "cnn" if m.architecture == "cnn" else "transformer",
     )
     for m in catalog.models().values()
@@ -788,7 +783,7 @@ _CONFIG_CONTROL: dict[object, str] = {
 
 def _millions(params: int) -> str:
     """A parameter count in millions as the form takes it: 8030.261248, 110."""
-    return scaled(params, 10**6, 6).replace(",", "").rstrip("0").rstrip(".")
+    return plain(Fraction(params, 10**6), 6, separators=False)
 
 
 def fill_values(translation: Translation, model: object) -> dict[str, str]:
