@@ -17,6 +17,7 @@ Every other control is a schema setting under its own name, or a view control
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -27,19 +28,24 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from nnmem import catalog
-from nnmem.errors import Problem
+from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
+    FINETUNE,
     LABELS,
+    MODE,
     MODEL_KEYS,
+    PRECISION,
     SETTINGS,
     SPECS,
     Finetune,
     Mode,
     ModelKind,
     Precision,
+    Scenario,
     inactive_fields,
     load_json,
+    parse,
 )
 from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
@@ -543,8 +549,6 @@ def _json_field(text: str, key: str, label: str) -> object:
 
 def raise_one(key: str, message: str) -> None:
     """Raise the NnmemError for one field."""
-    from nnmem.errors import NnmemError
-
     raise NnmemError.single(key, message)
 
 
@@ -595,8 +599,6 @@ def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
 
 def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, str, Problem | None]:
     """The fields mode's starting config: the preset's, else the pasted config's."""
-    from nnmem.errors import NnmemError
-
     preset = _text(fields, "preset").strip()
     if preset:
         entry = catalog.models().get(preset.lower())
@@ -650,8 +652,6 @@ def translate(fields: Mapping[str, object]) -> Translation:
     >>> t.data["model"], t.data["config"]["num_hidden_layers"], t.edited
     ('transformer', 16, True)
     """
-    from nnmem.errors import NnmemError
-
     describe = _describe(fields)
     problems: list[Problem] = []
     if isinstance(describe, Problem):
@@ -829,3 +829,105 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
             named = model.name != "custom"
             fill["cnn"] = model.name if named else json.dumps(model.to_dict(), indent=2)
     return fill
+
+
+# --- the page's fields read at once: view, scenario, problems, what to hide and fill ---------
+
+_MODEL_CONTROLS = {key for keys in MODEL_FIELDS.values() for key in keys}
+
+
+def _lenient(spec: Any, fields: Mapping[str, object], default: Any) -> Any:
+    read = spec.read(str(fields.get(spec.key, default.value)))
+    return default if isinstance(read, Problem) else read
+
+
+def _model_only(t: Translation) -> tuple[ModelKind, object]:
+    """The model alone, for hiding fields when some setting is wrong."""
+    kind = ModelKind(t.data.get("model", "generic"))
+    keys = {"model", "params_millions", "hidden_size", "num_layers", "config", "preset", "cnn"}
+    try:
+        scenario = parse({k: v for k, v in t.data.items() if k in keys})
+    except NnmemError:
+        return kind, None
+    return scenario.kind, scenario.model
+
+
+def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario | None) -> list[str]:
+    if scenario is not None:
+        kind, model = scenario.kind, scenario.model
+        mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
+    else:
+        kind, model = _model_only(t)
+        mode = _lenient(MODE, fields, Mode.TRAINING)
+        finetune = _lenient(FINETUNE, fields, Finetune.FULL)
+        precision = _lenient(PRECISION, fields, Precision.FP32)
+    return inactive_for(t.describe, kind, mode, model, finetune, precision)
+
+
+def _placed(problem: Problem, t: Translation) -> Problem:
+    """The problem against the page control it belongs to, its message cut to size."""
+    return Problem(page_field(problem, t), problem.message, problem.input)
+
+
+def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, list[Problem]]:
+    """The scenario the fields describe, or every problem, each against its control."""
+    t = translate(fields)
+    problems = list(t.problems)
+    scenario = None
+    try:
+        scenario = parse(t.data)
+    except NnmemError as error:
+        # Once the translation found the model's problem, parse's view of it adds nothing.
+        # (The preset search is in view in every mode but describes the model only in one.)
+        model_known = any(
+            p.field in _MODEL_CONTROLS and (p.field != "preset" or t.describe is Describe.FIELDS)
+            for p in problems
+        )
+        taken = {p.field for p in problems}
+        placed = (_placed(q, t) for q in error.problems)
+        problems += [
+            p
+            for p in placed
+            if p.field not in taken and not (model_known and p.field not in SETTINGS)
+        ]
+    if scenario is None and problems:
+        # A bad value in a hidden setting must not block the estimate: drop those settings.
+        hidden = set(_inactive(t, fields, None)) & set(SETTINGS)
+        if all(p.field in hidden for p in problems):
+            data = {k: v for k, v in t.data.items() if k not in hidden}
+            with contextlib.suppress(NnmemError):
+                scenario, problems = parse(data), []
+        else:
+            problems = [p for p in problems if p.field not in hidden]
+    return t, scenario, problems
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Everything the calculator's fields say, read in one pass."""
+
+    gpu: str  # the GPU id, or "" for none
+    units: Units
+    axis: PlotAxis
+    scenario: Scenario | None  # None: the problems say why
+    problems: list[Problem]  # each against the control its loc names
+    inactive: list[str]  # controls that do not apply
+    fill: dict[str, str]  # values to show in model controls
+
+
+def read(fields: Mapping[str, object]) -> Reading:
+    """Read the page's flat string fields: the view, the scenario or every problem, the
+    controls to hide and the values to fill in.
+
+    >>> r = read({**DEFAULT_FIELDS, "describe": "fields", "preset": "llama-3.1-8b"})
+    >>> r.scenario.model.hidden, r.problems, r.fill["cfg_hidden_size"]
+    (4096, [], '4096')
+    """
+    gpu, units, axis, view_problems = read_view(fields)
+    t, scenario, problems = _read(fields)
+    fill = fill_values(t, scenario.model) if scenario is not None else {}
+    if "describe" not in fields:
+        # A link in the schema's terms (model=preset, ...): show the mode it was read as.
+        fill["describe"] = t.describe.value
+    inactive = _inactive(t, fields, scenario)
+    return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)
