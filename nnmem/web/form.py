@@ -49,6 +49,7 @@ from nnmem.scenario import (
 )
 from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
+from nnmem.web.fields import Field
 
 
 class Describe(StrEnum):
@@ -194,35 +195,13 @@ MODEL_FIELDS[Describe.FIELDS] += tuple(CONFIG_BY_NAME)
 # --- the form, as the build renders it ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FormField:
-    """One control of the calculator form.
-
-    ``kind`` is number, choice, radio (a choice shown as segments), text, search (text
-    with suggestions: the preset), textarea or flag; ``options`` are (value, label) pairs
-    for a choice or radio (and the suggestions of a search); ``describe_modes`` lists the
-    describe modes the control belongs to (empty: all); ``form`` names the form a control
-    placed outside it belongs to (the view controls sit next to the result they change).
-    """
-
-    key: str
-    label: str
-    hint: str
-    kind: str
-    inputmode: str = ""
-    unit: str = ""
-    options: tuple[tuple[str, str], ...] = ()
-    describe_modes: tuple[str, ...] = ()
-    form: str = ""
-
-
 class FormSection(NamedTuple):
     """One group of controls: ``(id, title, open, fields)``; closed ones fold away."""
 
     id: str
     title: str
     open: bool
-    fields: tuple[FormField, ...]
+    fields: tuple[Field, ...]
 
 
 class PresetOption(NamedTuple):
@@ -233,21 +212,23 @@ class PresetOption(NamedTuple):
     kind: str
 
 
-def _number(key: str, hint: str, unit: str = "") -> FormField:
+def _number(key: str, hint: str, unit: str = "") -> Field:
     spec = SPECS[key]
     assert isinstance(spec, NumberSpec)
     inputmode = "numeric" if spec.whole else "decimal"
-    return FormField(key, spec.label, hint, "number", inputmode, unit, (), _modes(key))
+    return Field(
+        key, spec.label, hint, "number", unit=unit, inputmode=inputmode, describe_modes=_modes(key)
+    )
 
 
-def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> FormField:
+def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> Field:
     if isinstance(spec, str):
         found = SPECS[spec]
         assert isinstance(found, ChoiceSpec)
         spec = found
     view = spec.enum in (Describe, Units, PlotAxis)
     options = tuple((m.value, VIEW_LABELS[m] if view else LABELS[m]) for m in spec.enum)
-    return FormField(spec.key, spec.label, hint, kind, options=options)
+    return Field(spec.key, spec.label, hint, kind, options=options)
 
 
 def _modes(key: str) -> tuple[str, ...]:
@@ -338,24 +319,24 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
 }
 
 
-def _setting(key: str) -> FormField:
+def _setting(key: str) -> Field:
     hint, unit = _HINTS[key]
     spec = SPECS[key]
     if isinstance(spec, NumberSpec):
         return _number(key, hint, unit)
     if isinstance(spec, FlagSpec):
-        return FormField(key, spec.label, hint, "flag")
+        return Field(key, spec.label, hint, "flag")
     return _choice(spec, hint)
 
 
-def _config_field(c: ConfigField) -> FormField:
+def _config_field(c: ConfigField) -> Field:
     modes = (Describe.FIELDS.value,)
     if c.kind == "flag":
         options = (("", "As in the base config"), ("true", "Tied"), ("false", "Separate"))
-        return FormField(c.name, c.label, c.hint, "choice", options=options, describe_modes=modes)
+        return Field(c.name, c.label, c.hint, "choice", options=options, describe_modes=modes)
     if c.kind == "text":
-        return FormField(c.name, c.label, c.hint, "text", describe_modes=modes)
-    return FormField(c.name, c.label, c.hint, "number", "numeric", describe_modes=modes)
+        return Field(c.name, c.label, c.hint, "text", describe_modes=modes)
+    return Field(c.name, c.label, c.hint, "number", inputmode="numeric", describe_modes=modes)
 
 
 _MODEL_SECTION = (
@@ -364,7 +345,7 @@ _MODEL_SECTION = (
         "Give the model as a size, a preset's fields, a config.json or CNN layers.",
         "radio",
     ),
-    FormField(
+    Field(
         "preset",
         "Preset",
         "A catalog model; its fields below fill in and stay editable.",
@@ -378,14 +359,14 @@ _MODEL_SECTION = (
     _number("hidden_size", "Width h of each layer; empty works it out from the size."),
     _number("num_layers", "Layers L; empty works it out from the size."),
     *(_config_field(c) for c in CONFIG_FIELDS),
-    FormField(
+    Field(
         "config",
         "config.json",
         "Paste a Hugging Face config.json; the model's shape is read from it.",
         "textarea",
         describe_modes=(Describe.CONFIG.value,),
     ),
-    FormField(
+    Field(
         "cnn",
         "CNN",
         "A built-in network (resnet18 … resnet152, vgg11 … vgg19) or a JSON layer list.",
@@ -424,8 +405,8 @@ _ADVANCED_KEYS = (
     "allocator_overhead_percent",
 )
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
-VIEW_FIELDS: tuple[FormField, ...] = (
-    FormField(
+VIEW_FIELDS: tuple[Field, ...] = (
+    Field(
         "gpu",
         "GPU",
         "Judge the fit on this GPU: verdict, largest batch and what to change.",
@@ -449,7 +430,7 @@ FORM_SECTIONS: tuple[FormSection, ...] = (
     FormSection("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
     FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
 )
-FIELDS: dict[str, FormField] = {
+FIELDS: dict[str, Field] = {
     f.key: f for fields in (*(s.fields for s in FORM_SECTIONS), VIEW_FIELDS) for f in fields
 }
 
