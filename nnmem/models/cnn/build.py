@@ -1,6 +1,6 @@
 """The training step and the inference forward of a convolutional network.
 
-:mod:`nnmem.cnn` knows what each layer saves and holds; this module lays that out as
+:mod:`nnmem.models.cnn` knows what each layer saves and holds; this module lays that out as
 the phases of a step, with the model states of :mod:`nnmem.models.step`.
 """
 

@@ -174,7 +174,7 @@ def _pc_model(values: Values) -> Transformer:
 
 
 def parameter_count(values: Values) -> dict[str, Any]:
-    """Count a transformer's parameters per module (``nnmem.architecture``)."""
+    """Count a transformer's parameters per module (``nnmem.models.architecture``)."""
     t = _pc_model(values)
     total = sum(parameter_counts(t).values())
     active = active_parameters(t)
