@@ -524,13 +524,8 @@ def read_view(fields: Mapping[str, object]) -> tuple[str, Units, PlotAxis, list[
 
 def _json_field(text: str, key: str, label: str) -> object:
     if len(text) > _TEXT_LIMIT:
-        raise_one(key, f"{label} is too long: at most {_TEXT_LIMIT:,} characters.")
+        raise NnmemError.single(key, f"{label} is too long: at most {_TEXT_LIMIT:,} characters.")
     return load_json(text, key, label)
-
-
-def raise_one(key: str, message: str) -> None:
-    """Raise the NnmemError for one field."""
-    raise NnmemError.single(key, message)
 
 
 def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Problem]]:
