@@ -27,7 +27,12 @@ _KEY = {
 
 def _term(t: cnn.Term, key: str | None = None, label: str | None = None) -> Term:
     return Term(
-        key or _KEY[t.kind], label or t.label, t.bytes, t.detail or t.label, t.formula, t.source
+        key or _KEY[t.kind],
+        label or t.label,
+        t.bytes,
+        t.formula or t.label,
+        t.substituted,
+        t.source,
     )
 
 
