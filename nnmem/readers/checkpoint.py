@@ -39,7 +39,6 @@ from nnmem.readers import gguf as gguf_reader
 from nnmem.readers import safetensors as st
 from nnmem.readers.gguf import GgufArray, GgufFile
 from nnmem.readers.safetensors import INDEX_NAME, SafetensorsHeader, TensorInfo
-from nnmem.scenario import load_json
 
 QUANTIZED = "quantized weights"
 SCALES = "quantization scales and zeros"
@@ -388,7 +387,7 @@ def _config_beside(directory: str, field: str) -> dict[str, Any] | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise NnmemError.single(field, f"{path}: config.json is not valid UTF-8.") from None
-    config = load_json(text, field, "config.json")
+    config = st.load_shallow_json(text, field, "config.json")
     if not isinstance(config, dict):
         raise NnmemError.single(field, f"{path}: config.json must hold a JSON object.")
     return config

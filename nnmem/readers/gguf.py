@@ -176,6 +176,9 @@ class GgufFile:
         return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+_U64 = struct.Struct("<Q")
+
+
 def _pad(n: int, alignment: int) -> int:
     return (n + alignment - 1) // alignment * alignment
 
@@ -210,6 +213,35 @@ class _Reader:
         except UnicodeDecodeError:
             raise self.src.fail(f"{what} is not valid UTF-8 (at byte {at:,}).") from None
 
+    def strings(self, n: int, what: str, keep: bool) -> tuple[str, ...] | None:
+        """``n`` strings in a row, read straight from the buffer: a vocabulary holds
+        hundreds of thousands of them."""
+        src = self.src
+        kept: list[str] = []
+        pos, buf = src.pos, src.buffer
+        for i in range(n):
+            if pos + 8 > len(buf):
+                src.pos = pos
+                src.ensure(pos + 8, f"the length of {what}[{i}]")
+                buf = src.buffer
+            (length,) = _U64.unpack_from(buf, pos)
+            if length > MAX_STRING_BYTES:
+                src.pos = pos
+                raise src.fail(f"{what}[{i}] claims {length:,} bytes, more than the limit.")
+            start, pos = pos + 8, pos + 8 + length
+            if pos > len(buf):
+                src.pos = start
+                src.ensure(pos, f"{what}[{i}]")
+                buf = src.buffer
+            try:
+                text = buf[start:pos].decode("utf-8")
+            except UnicodeDecodeError:
+                raise src.fail(f"{what}[{i}] is not valid UTF-8 (at byte {start:,}).") from None
+            if keep:
+                kept.append(text)
+        src.pos = pos
+        return tuple(kept) if keep else None
+
     def value(self, vtype: int, what: str, depth: int = 0) -> Any:
         if vtype in SCALARS:
             _, fmt, size = SCALARS[vtype]
@@ -229,6 +261,8 @@ class _Reader:
                 raw = self.src.take(n * size, what)
                 values = struct.unpack(f"<{n}{fmt[1]}", raw) if n <= GgufArray.KEEP else None
                 return GgufArray(TYPE_NAMES[item], n, values)
+            if item == STRING:
+                return GgufArray("STRING", n, self.strings(n, what, n <= GgufArray.KEEP))
             kept = []
             for i in range(n):
                 v = self.value(item, f"{what}[{i}]", depth + 1)

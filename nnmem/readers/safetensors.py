@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,7 +173,7 @@ def parse_header_json(raw: bytes, name: str, field: str = "safetensors") -> Safe
         raise fail(f"the header is not valid UTF-8 (byte {8 + error.start:,}).") from None
     if not text.lstrip().startswith("{"):
         raise fail("the header does not start with '{': this is not a safetensors file.")
-    parsed = load_json(text, field, f"{name}: the header")
+    parsed = load_shallow_json(text, field, f"{name}: the header")
     if not isinstance(parsed, dict):
         raise fail("the header must be a JSON object of tensors.")
     metadata: dict[str, str] = {}
@@ -234,6 +235,36 @@ def _tensor(name: str, info: object, fail: Any) -> TensorInfo:
     return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
+# JSON nesting deeper than this is refused before parsing: CPython's parser recurses once
+# per level, and inside Pyodide a deep enough file exhausts the JavaScript stack (a fatal
+# error, not a RecursionError). Headers, indexes and configs nest three or four levels.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text`` nests arrays and objects, strings aside.
+
+    >>> json_depth('{"a": [1, {"b": "[[["}]}')
+    3
+    """
+    depth = peak = 0
+    for c in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if c in "[{" else -1
+        peak = max(peak, depth)
+    return peak
+
+
+def load_shallow_json(text: str, field: str, label: str) -> object:
+    """:func:`nnmem.scenario.load_json`, after refusing nesting deeper than 64 levels."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise NnmemError.single(
+            field, f"{label} is not valid JSON here: it nests deeper than {MAX_JSON_DEPTH} levels."
+        )
+    return load_json(text, field, label)
+
+
 # --- the index of a sharded checkpoint ---------------------------------------------------
 
 
@@ -274,7 +305,7 @@ tensor 'a' must be a plain .safetensors file name.
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise fail("the index is not valid UTF-8.") from None
-    parsed = load_json(text, field, f"{name}")
+    parsed = load_shallow_json(text, field, name)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("weight_map"), dict):
         raise fail('the index must be a JSON object with a "weight_map" object.')
     weight_map: dict[str, str] = {}

@@ -45,7 +45,9 @@ def file_size(stream: BinaryIO) -> int | None:
 class Source:
     """Reads ``data`` from its current position, in exact amounts, within ``limit``.
 
-    ``size`` is the whole file's size when ``data`` holds only its start.
+    ``size`` is the whole file's size when ``data`` holds only its start. A file object
+    is read in chunks of at most ``CHUNK`` bytes beyond what is asked, so the bytes held
+    stay within ``limit + CHUNK``.
 
     >>> s = Source(b"abcdef", "x.bin", "file", limit=4)
     >>> s.take(2, "the magic"), s.pos
@@ -55,6 +57,8 @@ class Source:
     nnmem.errors.NnmemError: x.bin: the header is larger than the 4 bytes this reader accepts \
 (reading the version at byte 2).
     """
+
+    CHUNK = 1 << 20
 
     def __init__(
         self,
@@ -67,47 +71,52 @@ class Source:
         self.name, self.field, self.limit = name, field, limit
         self.pos = 0
         self.size: int | None
+        self._stream: BinaryIO | None
         if isinstance(data, bytes | bytearray | memoryview):
-            self._buffer: memoryview | None = memoryview(data).cast("B")
-            self._stream: BinaryIO | None = None
-            self.available = len(self._buffer)
-            self.size = len(self._buffer) if size is None else max(size, len(self._buffer))
+            self.buffer: bytes | bytearray = bytes(data)
+            self._stream = None
+            self.size = len(self.buffer) if size is None else max(size, len(self.buffer))
         else:
-            self._buffer, self._stream = None, data
+            self.buffer, self._stream = bytearray(), data
             self.size = file_size(data) if size is None else size
-            self.available = self.size if self.size is not None else limit
-            if self._stream.seekable():
-                self._stream.seek(0)
+            if data.seekable():
+                data.seek(0)
 
     def fail(self, message: str) -> NnmemError:
         """The error for this file: its name, then ``message``."""
         return NnmemError.single(self.field, f"{self.name}: {message}")
 
-    def take(self, n: int, what: str) -> bytes:
-        """Exactly ``n`` bytes, for reading ``what``."""
-        end = self.pos + n
+    def ensure(self, end: int, what: str) -> None:
+        """Make the first ``end`` bytes available, or fail naming ``what``."""
         if end > self.limit:
             raise self.fail(
                 f"the header is larger than the {self.limit:,} bytes this reader accepts "
                 f"(reading {what} at byte {self.pos:,})."
             )
+        if end <= len(self.buffer):
+            return
         if self.size is not None and end > self.size:
             raise self.fail(
-                f"the file ends inside {what}: it needs {n:,} bytes at byte {self.pos:,} "
-                f"and the file has {self.size:,} (truncated?)."
+                f"the file ends inside {what}: it needs {end - self.pos:,} bytes at byte "
+                f"{self.pos:,} and the file has {self.size:,} (truncated?)."
             )
-        if self._buffer is not None:
-            if end > self.available:
-                raise NeedMoreBytes(end)
-            chunk = bytes(self._buffer[self.pos : end])
-        else:
-            assert self._stream is not None
-            chunk = self._stream.read(n)
-            if len(chunk) != n:
-                raise self.fail(
-                    f"the file ends inside {what}: it needs {n:,} bytes at byte {self.pos:,} "
-                    f"and only {len(chunk):,} are left (truncated?)."
-                )
+        if self._stream is None:
+            raise NeedMoreBytes(end)
+        assert isinstance(self.buffer, bytearray)
+        want = min(max(end - len(self.buffer), self.CHUNK), self.limit - len(self.buffer))
+        chunk = self._stream.read(want)
+        self.buffer += chunk
+        if end > len(self.buffer):
+            raise self.fail(
+                f"the file ends inside {what}: it needs {end - self.pos:,} bytes at byte "
+                f"{self.pos:,} and only {len(self.buffer) - self.pos:,} are left (truncated?)."
+            )
+
+    def take(self, n: int, what: str) -> bytes:
+        """Exactly ``n`` bytes, for reading ``what``."""
+        end = self.pos + n
+        self.ensure(end, what)
+        chunk = bytes(self.buffer[self.pos : end])
         self.pos = end
         return chunk
 
