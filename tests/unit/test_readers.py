@@ -21,7 +21,7 @@ import pytest
 
 from nnmem import catalog, estimate, parse
 from nnmem.errors import NnmemError
-from nnmem.readers import NeedMoreBytes, read_gguf, read_header, read_index
+from nnmem.readers import NeedMoreBytes, browser, read_gguf, read_header, read_index
 from nnmem.readers.checkpoint import (
     QUANTIZED,
     SCALES,
@@ -719,3 +719,68 @@ def test_load_gguf_reads_a_file_and_names_a_missing_one(tmp_path: Path) -> None:
         load_gguf(str(tmp_path / "nope.gguf"))
     with pytest.raises(NnmemError, match=r"'general\.architecture' is missing"):
         from_gguf(read_gguf(gguf([], [])[0]))
+
+
+# --- what the page calls ------------------------------------------------------------------
+
+
+def test_hub_parts_give_the_preset(tmp_path: Path) -> None:
+    """The page's fetches: config.json, the index, and each shard's JSON header."""
+    write_llama_repo(tmp_path)
+    headers = {}
+    for shard in sorted(tmp_path.glob("model-*.safetensors")):
+        blob = shard.read_bytes()
+        (length,) = struct.unpack("<Q", blob[:8])
+        headers[shard.name] = blob[8 : 8 + length]
+    reply = browser.from_hub(
+        (tmp_path / "config.json").read_text(),
+        (tmp_path / "model.safetensors.index.json").read_text(),
+        headers,
+    )
+    assert reply["summary"]["tensor_bytes"] == 16_060_522_496
+    extra = {"mode": "inference"}
+    preset = sizes({"model": "preset", "preset": "llama-3.1-8b", "precision": "bf16", **extra})
+    assert sizes({**reply["scenario"], **extra}) == preset
+
+
+def test_hub_parts_name_what_is_wrong() -> None:
+    reply = browser.from_hub("{", None, {})
+    assert reply == {
+        "problems": [
+            {
+                "field": "model_id",
+                "message": "config.json is not valid JSON: Expecting property name enclosed "
+                "in double quotes at line 1, column 2.",
+            }
+        ]
+    }
+    missing = browser.from_hub(None, '{"weight_map": {"a": "m-1.safetensors"}}', {})
+    assert missing["problems"][0]["message"] == (
+        "model.safetensors.index.json: shard m-1.safetensors was not read."
+    )
+
+
+def test_a_dropped_gguf_is_read_in_growing_slices() -> None:
+    """The page slices 64 bytes, then as many as asked, until the header is whole."""
+    meta, tensors = llama_31_8b_gguf()
+    header, total = gguf(meta, tensors, data=False)
+    asked = [64]
+    reply = browser.dropped("m.gguf", header[:64], total)
+    while "need" in reply:
+        asked.append(max(reply["need"], 2 * asked[-1]))
+        reply = browser.dropped("m.gguf", header[: asked[-1]], total)
+    assert reply["summary"]["file_bytes"] == total
+    assert reply["scenario"]["precision"] == "q4_k_m"
+    assert asked[-1] <= 2 * len(header)  # the header only, never the 4.9 GB of tensors
+
+
+def test_a_dropped_safetensors_header() -> None:
+    blob = safetensors(qwen25_05b())
+    first = browser.dropped("model.safetensors", blob[:8], 988_065_536 + len(blob))
+    assert first == {"need": len(blob)}
+    config = json.dumps(catalog.models()["qwen2.5-0.5b"].config)
+    reply = browser.dropped("model.safetensors", blob, 988_065_536 + len(blob), config)
+    assert reply["summary"]["parameters"] == 494_032_768
+    assert reply["scenario"]["model"] == "transformer"
+    bad = browser.dropped("model.safetensors", b"GGUF" + bytes(4), 10**9)
+    assert bad["problems"][0]["field"] == "file"
