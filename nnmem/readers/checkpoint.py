@@ -22,7 +22,11 @@ parameter count unpacks them:
 - FP8: one-byte ``weight`` with ``weight_scale_inv`` (block scales, DeepSeek-V3) or
   ``weight_scale`` and ``input_scale`` (compressed-tensors, FBGEMM);
 - MXFP4: ``*_blocks`` uint8 holding two e2m1 values a byte, with one e8m0 byte in
-  ``*_scales`` per block of 32 (transformers ``integrations/mxfp4.py``, gpt-oss).
+  ``*_scales`` per block of 32 (transformers ``integrations/mxfp4.py``, gpt-oss);
+- compressed-tensors: ``weight_packed`` int32 (``32 / num_bits`` weights each) or uint8
+  (NVFP4, two a byte), with ``weight_scale``, ``weight_zero_point``,
+  ``weight_global_scale`` and the int64 ``weight_shape`` (compressed-tensors
+  ``PackedQuantizationCompressor``, ``NVFP4PackedCompressor``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ SCALE_SUFFIXES = (
     "input_scale",
     ".k_scale",
     ".v_scale",
+    "weight_zero_point",
+    "weight_global_scale",
+    "weight_shape",
     "_scales",
 )
 FP8_DTYPES = {"F8_E4M3", "F8_E5M2"}
@@ -129,11 +136,24 @@ def _method(names: set[str], tensors: Sequence[TensorInfo], qc: Mapping[str, Any
     return None
 
 
+def _compressed_bits(qc: Mapping[str, Any]) -> object:
+    """compressed-tensors: the first group's ``weights.num_bits`` (4 when absent)."""
+    groups = qc.get("config_groups")
+    if isinstance(groups, Mapping):
+        for group in groups.values():
+            weights = group.get("weights") if isinstance(group, Mapping) else None
+            if isinstance(weights, Mapping):
+                return weights.get("num_bits", 4)
+    return 4
+
+
 def _part(t: TensorInfo, names: set[str], bits: int) -> tuple[str, int]:
     """The part a tensor belongs to, and the weights it holds."""
     n = t.name
-    if n.endswith(".qweight") and t.dtype in ("I32", "U32"):
+    if n.endswith((".qweight", ".weight_packed")) and t.dtype in ("I32", "U32"):
         return QUANTIZED, t.numel * (32 // bits)
+    if n.endswith(".weight_packed") and t.dtype == "U8":
+        return QUANTIZED, t.numel * 2
     if n.endswith("_blocks") and t.dtype == "U8" and n.removesuffix("_blocks") + "_scales" in names:
         return QUANTIZED, t.numel * 2
     if n.endswith(".weight") and t.dtype == "U8" and n + ".absmax" in names:
@@ -203,7 +223,7 @@ def from_safetensors(
     tensors = [t for h in headers for t in h.tensors]
     names = {t.name for t in tensors}
     qc = _quant_config(config)
-    bits = qc.get("bits", 4)
+    bits = qc.get("bits", _compressed_bits(qc))
     bits = bits if isinstance(bits, int) and bits in (2, 3, 4, 8) else 4
     method = _method(names, tensors, qc)
     parts: dict[str, int] = {}

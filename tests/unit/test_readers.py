@@ -35,7 +35,7 @@ from nnmem.readers.checkpoint import (
 
 # --- a tiny safetensors writer -------------------------------------------------------------
 
-BYTES = {"BF16": 2, "F16": 2, "F32": 4, "I32": 4, "U8": 1, "I8": 1, "F8_E4M3": 1}
+BYTES = {"BF16": 2, "F16": 2, "F32": 4, "I32": 4, "I64": 8, "U8": 1, "I8": 1, "F8_E4M3": 1}
 
 
 def safetensors(
@@ -438,6 +438,29 @@ def test_mxfp4_blocks_and_scales() -> None:
     assert s.parameters == 4 * 512 * 256 + 256
     assert s.bytes_by_part == {QUANTIZED: 262_144, SCALES: 16_384, WEIGHTS: 512}
     assert "precision" not in got.scenario  # no MXFP4 format in the estimator yet
+
+
+def test_compressed_tensors_w4a16() -> None:
+    """weight_packed [512, 256/8] int32 with fp16 group scales [512, 2] and its shape."""
+    p = "model.layers.0.mlp.up_proj."
+    config = {
+        "quantization_config": {
+            "quant_method": "compressed-tensors",
+            "config_groups": {"group_0": {"weights": {"num_bits": 4, "group_size": 128}}},
+        }
+    }
+    got = _quantized(
+        [
+            (p + "weight_packed", "I32", [512, 32]),
+            (p + "weight_scale", "F16", [512, 2]),
+            (p + "weight_shape", "I64", [2]),
+        ],
+        config,
+    )
+    assert got.summary.quantization == "compressed-tensors"
+    assert got.summary.parameters == 131_072 + 256
+    assert got.summary.bytes_by_part == {QUANTIZED: 65_536, SCALES: 2_048 + 16, WEIGHTS: 512}
+    assert "precision" not in got.scenario
 
 
 # --- a tiny GGUF writer --------------------------------------------------------------------
