@@ -28,12 +28,15 @@ from nnmem.readers.source import Readable, Source
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32  # gguf.cpp GGUF_DEFAULT_ALIGNMENT
-MAX_HEADER_BYTES = 1 << 30  # metadata + tensor infos; real files stay under 64 MiB
+MAX_HEADER_BYTES = 1 << 28  # metadata + tensor infos; a 262,144-token vocabulary is ~10 MiB
 MAX_STRING_BYTES = 1 << 26
-MAX_COUNT = 1 << 24  # tensors, keys or array items
+# Counts far above any real file's (about 40 keys, 300-1,200 tensors, 262,144 tokens),
+# which bound the time a hostile header can take.
+MAX_TENSORS = 1 << 16
+MAX_KEYS = 1 << 16
+MAX_ITEMS = 1 << 22
 MAX_DIMS = 4  # ggml GGML_MAX_DIMS; gguf.cpp refuses more
 MAX_TENSOR_BYTES = 2**50
-MAX_NESTING = 2  # an array of arrays at most
 
 # GGUF metadata value types (gguf.h ``enum gguf_type``): struct format, bytes.
 SCALARS: dict[int, tuple[str, str, int]] = {
@@ -190,16 +193,18 @@ class _Reader:
     def unpack(self, fmt: str, size: int, what: str) -> Any:
         return struct.unpack(fmt, self.src.take(size, what))[0]
 
-    def count(self, what: str, at_least: int) -> int:
+    def count(self, what: str, at_least: int, cap: int) -> int:
         """A uint64 count whose items each take at least ``at_least`` bytes."""
         n: int = self.unpack("<Q", 8, what)
         room = self.src.remaining()
         room = self.src.limit - self.src.pos if room is None else room
-        if n > MAX_COUNT or n * at_least > room:
+        if n * at_least > room:
             raise self.src.fail(
-                f"{what} is {n:,}, more than the {room:,} bytes left in the file can hold "
-                f"(at most {MAX_COUNT:,} are read): the file is damaged or not a GGUF file."
+                f"{what} is {n:,}, more than the {room:,} bytes left in the file can hold: "
+                "the file is damaged or not a GGUF file."
             )
+        if n > cap:
+            raise self.src.fail(f"{what} is {n:,}; this reader takes at most {cap:,}.")
         return n
 
     def string(self, what: str) -> str:
@@ -242,33 +247,28 @@ class _Reader:
         src.pos = pos
         return tuple(kept) if keep else None
 
-    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
+    def value(self, vtype: int, what: str) -> Any:
         if vtype in SCALARS:
             _, fmt, size = SCALARS[vtype]
             return self.unpack(fmt, size, what)
         if vtype == STRING:
             return self.string(what)
         if vtype == ARRAY:
-            if depth >= MAX_NESTING:
-                raise self.src.fail(f"{what} nests arrays deeper than {MAX_NESTING} levels.")
             item: int = self.unpack("<I", 4, f"the item type of {what}")
+            if item == ARRAY:
+                # gguf.cpp (gguf_init_from_file_impl) refuses arrays of arrays as an
+                # invalid type: llama.cpp cannot load such a file.
+                raise self.src.fail(f"{what} is an array of arrays, which llama.cpp does not read.")
             if item not in TYPE_NAMES:
                 raise self.src.fail(f"{what} has an unknown item type {item}.")
-            least = SCALARS[item][2] if item in SCALARS else 8 if item == STRING else 12
-            n = self.count(f"the length of {what}", least)
-            if item in SCALARS and item != 7:
+            least = SCALARS[item][2] if item in SCALARS else 8
+            n = self.count(f"the length of {what}", least, MAX_ITEMS)
+            if item in SCALARS:
                 _, fmt, size = SCALARS[item]
                 raw = self.src.take(n * size, what)
                 values = struct.unpack(f"<{n}{fmt[1]}", raw) if n <= GgufArray.KEEP else None
                 return GgufArray(TYPE_NAMES[item], n, values)
-            if item == STRING:
-                return GgufArray("STRING", n, self.strings(n, what, n <= GgufArray.KEEP))
-            kept = []
-            for i in range(n):
-                v = self.value(item, f"{what}[{i}]", depth + 1)
-                if n <= GgufArray.KEEP:
-                    kept.append(v)
-            return GgufArray(TYPE_NAMES[item], n, tuple(kept) if n <= GgufArray.KEEP else None)
+            return GgufArray("STRING", n, self.strings(n, what, n <= GgufArray.KEEP))
         raise self.src.fail(f"{what} has an unknown value type {vtype}.")
 
 
@@ -303,8 +303,8 @@ b'GGUF': it is not a GGUF file.
             else "the versions read are 2 and 3"
         )
         raise src.fail(f"GGUF version {version} is not supported: {why}.")
-    n_tensors = r.count("the tensor count", 8 + 4 + 8 + 4 + 8)
-    n_kv = r.count("the metadata count", 8 + 4 + 1)
+    n_tensors = r.count("the tensor count", 8 + 4 + 8 + 4 + 8, MAX_TENSORS)
+    n_kv = r.count("the metadata count", 8 + 4 + 1, MAX_KEYS)
     metadata: dict[str, Any] = {}
     types: dict[str, str] = {}
     for i in range(n_kv):

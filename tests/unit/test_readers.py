@@ -654,6 +654,11 @@ HOSTILE_GGUF: list[tuple[str, bytes, str]] = [
         "the metadata count is 1,000,000",
     ),
     (
+        "more keys than any model",
+        b"GGUF" + struct.pack("<IQQ", 3, 0, 70_000) + bytes(70_000 * 13),
+        "the metadata count is 70,000; this reader takes at most 65,536",
+    ),
+    (
         "huge string",
         b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**62) + bytes(16),
         "metadata key 0 claims 4,611,686,018,427,387,904 bytes",
@@ -670,7 +675,7 @@ HOSTILE_GGUF: list[tuple[str, bytes, str]] = [
             ARR,
             struct.pack("<IQ", ARR, 1) + struct.pack("<IQ", ARR, 1) + struct.pack("<IQ", U32, 0),
         ),
-        "nests arrays deeper than 2 levels",
+        "metadata 'a' is an array of arrays, which llama.cpp does not read",
     ),
     (
         "non-UTF-8 key",
