@@ -11,6 +11,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
+from nnmem.readers import checkpoint
 from nnmem.render.text import text
 from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
 from nnmem.solvers import judge
@@ -50,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--preset", metavar="ID", help="a catalog model (see --list-presets)")
     model.add_argument("--config", metavar="FILE", help="a Hugging Face config.json")
     model.add_argument("--cnn", metavar="NAME|FILE", help="resnet50, vgg16, … or a layer list")
+    model.add_argument(
+        "--safetensors",
+        metavar="PATH",
+        help="a .safetensors file, its model.safetensors.index.json or their folder "
+        "(headers only; config.json beside them is used)",
+    )
+    model.add_argument("--gguf", metavar="FILE", help="a GGUF file (its header only)")
     model.add_argument("--hidden-size", metavar="N", help="with --params: hidden dimension h")
     model.add_argument("--layers", metavar="N", help="with --params: number of layers L")
     step = parser.add_argument_group("the step")
@@ -91,13 +99,31 @@ def _read_json_file(path: str, flag: str) -> Any:
         raise NnmemError.single(flag, f"Cannot read {path}: {error}") from None
 
 
-def _scenario_data(args: argparse.Namespace) -> dict[str, Any]:
+def _checkpoint(args: argparse.Namespace) -> tuple[str, checkpoint.Imported] | None:
+    if args.safetensors:
+        return "--safetensors", checkpoint.load_safetensors(args.safetensors)
+    if args.gguf:
+        return "--gguf", checkpoint.load_gguf(args.gguf)
+    return None
+
+
+def _scenario_data(
+    args: argparse.Namespace, imported: checkpoint.Imported | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if args.scenario:
         loaded = _read_json_file(args.scenario, "scenario")
         if not isinstance(loaded, dict):
             raise NnmemError.single("scenario", "The scenario file must hold a JSON object.")
         data.update(loaded)
+    if imported is not None:
+        fields = dict(imported.scenario)
+        precision = fields.pop("precision", None)
+        data |= fields
+        if precision and "precision" not in data and args.precision is None:
+            data["precision"] = precision
+            if not Precision(precision).trains_fully and "mode" not in data and not args.mode:
+                data["mode"] = "inference"  # a quantized checkpoint is served, not trained
     if args.preset:
         data |= {"model": "preset", "preset": args.preset}
     if args.config:
@@ -154,6 +180,24 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     return lines
 
 
+def _summary_lines(read: tuple[str, checkpoint.Imported] | None) -> list[str]:
+    if read is None:
+        return []
+    s = read[1].summary
+    files = f"{len(s.files)} files" if len(s.files) > 1 else s.files[0]
+    kinds = ", ".join(f"{k} {v:,} B" for k, v in s.bytes_by_dtype.items())
+    lines = [
+        "",
+        f"Checkpoint ({s.format}, {files}): {s.tensors:,} tensors, {s.parameters:,} "
+        f"parameters, {s.tensor_bytes:,} bytes of tensors ({kinds}); "
+        f"{s.file_bytes:,} bytes on disk.",
+    ]
+    if len(s.bytes_by_part) > 1:
+        parts = ", ".join(f"{k} {v:,} B" for k, v in s.bytes_by_part.items())
+        lines.append(f"By part: {parts}.")
+    return lines + list(s.notes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
@@ -172,10 +216,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for g in catalog.gpus().values():
             print(f"{g.id:26} {human(g.usable_bytes, True):>11}  {g.name}")
         return 0
-    if not (args.scenario or args.params or args.preset or args.config or args.cnn):
-        parser.error("describe the model: --params, --preset, --config, --cnn or --scenario")
+    if not (
+        args.scenario
+        or args.params
+        or args.preset
+        or args.config
+        or args.cnn
+        or args.safetensors
+        or args.gguf
+    ):
+        parser.error(
+            "describe the model: --params, --preset, --config, --cnn or --scenario "
+            "(or read a checkpoint's headers: --safetensors, --gguf)"
+        )
+    read = None
     try:
-        scenario = parse(_scenario_data(args))
+        read = _checkpoint(args)
+        scenario = parse(_scenario_data(args, read[1] if read else None))
         result = estimate(scenario, args.gpu)
         extra = _solve(scenario, args.gpu) if args.gpu else []
     except NnmemError as error:
@@ -183,10 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
             if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
                 where = f"--set {problem.key}"
+            if read and problem.key in ("config", "params_millions"):
+                where = read[0]  # the config came from the checkpoint
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        out = result.to_dict()
+        if read:
+            out["checkpoint"] = read[1].summary.to_dict()
+        print(json.dumps(out, ensure_ascii=False))
     else:
-        print("\n".join([text(result), *extra]))
+        print("\n".join([text(result), *extra, *_summary_lines(read)]))
     return 0
