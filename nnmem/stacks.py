@@ -14,7 +14,9 @@ all-gathers for compute) and ``comm_buffers`` (gradient buckets).
 >>> sizes = ModelSizes(params=1_000, unit_params=200, root_params=200, largest_tensor=100)
 >>> z1 = zero(sizes, stage=1, gpus=4)
 >>> [(t.key, t.bytes) for t in z1.states]
-[('weights', 2000), ('optimizer_state', 3000), ('comm_buffers', 1000000000)]
+[('weights', 2000), ('optimizer_state', 3000)]
+>>> z1.by_key("backward")["comm_buffers"]
+1000000000
 """
 
 from __future__ import annotations
@@ -90,10 +92,10 @@ DS_FP32_GRAD = (
     "_prepare_fp32_grad_for_sub_group does the same per sub_group_size (1e9) elements"
 )
 DS_IPG = (
-    "DeepSpeed stage_1_and_2.py DeepSpeedZeroOptimizer.setup_buckets / stage3.py __init__: "
-    "torch.empty(reduce_bucket_size) per gradient dtype, a second one with overlap_comm "
-    "(zero/config.py: reduce_bucket_size 5e8 elements, contiguous_gradients true, "
-    "overlap_comm default true only for stage 3)"
+    "DeepSpeed stage_1_and_2.py DeepSpeedZeroOptimizer.setup_buckets (each backward; a "
+    "second buffer with overlap_comm) / stage3.py DeepSpeedZeroOptimizer_Stage3.__init__ "
+    "(once): torch.empty(reduce_bucket_size) per gradient dtype (zero/config.py: "
+    "reduce_bucket_size 5e8 elements, contiguous_gradients true)"
 )
 DS_ZERO3 = (
     "DeepSpeed deepspeed/runtime/zero/stage3.py DeepSpeedZeroOptimizer_Stage3: 16-bit "
@@ -124,6 +126,7 @@ DS_ALLGATHER_BUCKET = 500_000_000
 DS_PREFETCH_BUCKET = 50_000_000
 DS_MAX_LIVE = 1_000_000_000
 DS_PERSISTENCE = 100_000
+DS_MAX_REUSE = 1_000_000_000
 
 
 class NamedTensor(Protocol):
@@ -200,7 +203,8 @@ class StackStates:
     """What one GPU (and its host) holds for the model states under a stack.
 
     ``states`` live through the whole step; ``gradients`` from backward until
-    ``zero_grad``; ``gathered`` only while forward and backward run; ``step`` only inside
+    ``zero_grad``; ``gathered`` only while forward and backward run; ``backward`` only
+    in backward (buckets a stack allocates there); ``step`` only inside
     ``optimizer.step()``; ``cpu`` is host memory.
     """
 
@@ -208,6 +212,7 @@ class StackStates:
     states: tuple[Term, ...]
     gradients: tuple[Term, ...] = ()
     gathered: tuple[Term, ...] = ()
+    backward: tuple[Term, ...] = ()
     step: tuple[Term, ...] = ()
     cpu: tuple[Term, ...] = ()
     notes: tuple[str, ...] = ()
@@ -217,7 +222,7 @@ class StackStates:
         if phase == "forward":
             return self.states + self.gathered
         if phase == "backward":
-            return self.states + self.gathered + self.gradients
+            return self.states + self.gathered + self.gradients + self.backward
         if phase == "optimizer_step":
             return self.states + self.gradients + self.step
         raise ValueError(f"unknown phase {phase!r}")
@@ -370,15 +375,16 @@ def fsdp2(
 
     ``param_bytes`` is the stored (sharded) type, ``compute_bytes`` the
     ``MixedPrecisionPolicy.param_dtype`` (default: the stored type), ``reduce_bytes`` its
-    ``reduce_dtype``. In forward a GPU holds the root unsharded, the current block and
-    its all-gather output (kept until the next all-gather), and ``prefetch_units``
-    blocks being gathered ahead (1 on a GPU, where the all-gather stream runs ahead; 0
-    on a CPU, where collectives are synchronous). Without ``reshard_after_forward``
-    every block stays unsharded from its forward to its backward.
+    ``reduce_dtype``. At forward's peak (the loss) a GPU holds the root unsharded and
+    the last block's all-gather output (kept until the next all-gather); backward
+    gathers each block again with ``prefetch_units`` more ahead (1 on a GPU, where the
+    all-gather stream runs ahead; 0 on a CPU, where collectives are synchronous), and
+    holds one block's unsharded gradients. Without ``reshard_after_forward`` every
+    block stays unsharded from its forward to its backward.
 
     >>> s = fsdp2(ModelSizes(1_000, 200, 200, 100, units=4), gpus=2, prefetch_units=0)
     >>> s.by_key("forward")
-    {'weights': 2000, 'optimizer_state': 4000, 'gathered_weights': 2400}
+    {'weights': 2000, 'optimizer_state': 4000, 'gathered_weights': 1600}
     """
     compute = compute_bytes or param_bytes
     n = gpus
@@ -386,37 +392,54 @@ def fsdp2(
     weights = _split(product("weights", "sharded parameters", shard, param_bytes, FSDP2_SHARD), n)
     state = _split(_adamw_state(sizes.params, param_bytes, " of the shard"), n)
     grads = _split(product("gradients", "sharded gradients", shard, param_bytes, FSDP2_GRAD), n)
+    root = product(
+        "gathered_weights",
+        "unsharded root (embeddings, final norm, head)",
+        [("P_root", sizes.root_params)],
+        compute,
+        FSDP2_UNSHARD,
+    )
+    kept = product(
+        "gathered_weights",
+        "all-gather output kept for the next group",
+        [("P_block", sizes.unit_params)],
+        compute,
+        FSDP2_AG_STATE,
+    )
+    reduce = reduce_bytes or compute
+    unsharded_grads = product(
+        "gradients",
+        "one block's unsharded gradients before reduce-scatter",
+        [("P_block", sizes.unit_params)],
+        reduce,
+        FSDP2_GRAD,
+    )
     if reshard_after_forward:
-        blocks = 1 + prefetch_units
-        block_label = "current block" + (
+        # Forward's peak comes at the loss: every block resharded, the root and the last
+        # all-gather output kept. Backward gathers each block again, with prefetch.
+        gathered: tuple[Term, ...] = (root, kept)
+        label = "unsharded current block" + (
             f" and {prefetch_units} prefetched" if prefetch_units else ""
         )
+        backward: tuple[Term, ...] = (
+            product(
+                "gathered_weights",
+                label,
+                [("blocks", 1 + prefetch_units), ("P_block", sizes.unit_params)],
+                compute,
+                FSDP2_UNSHARD,
+            ),
+            unsharded_grads,
+        )
     else:
-        blocks = max(sizes.units, 1)
-        block_label = "every block (not resharded after forward)"
-    gathered = (
-        product(
+        every = product(
             "gathered_weights",
-            "unsharded root (embeddings, final norm, head)",
-            [("P_root", sizes.root_params)],
+            "every block unsharded (not resharded after forward)",
+            [("blocks", max(sizes.units, 1)), ("P_block", sizes.unit_params)],
             compute,
             FSDP2_UNSHARD,
-        ),
-        product(
-            "gathered_weights",
-            f"unsharded {block_label}",
-            [("blocks", blocks), ("P_block", sizes.unit_params)],
-            compute,
-            FSDP2_UNSHARD,
-        ),
-        product(
-            "gathered_weights",
-            "all-gather output kept for the next group",
-            [("P_block", sizes.unit_params)],
-            compute,
-            FSDP2_AG_STATE,
-        ),
-    )
+        )
+        gathered, backward = (root, every, kept), (unsharded_grads,)
     notes = [f"FSDP2 across {n} ranks; figures are per rank."]
     if reduce_bytes and reduce_bytes != compute:
         notes.append(
@@ -426,12 +449,15 @@ def fsdp2(
     if cpu_offload:
         cpu = (weights, state, grads)
         notes.append("CPUOffloadPolicy: shards, gradients and the optimizer step on the CPU.")
-        return StackStates("fsdp2", states=(), gathered=gathered, cpu=cpu, notes=tuple(notes))
+        return StackStates(
+            "fsdp2", states=(), gathered=gathered, backward=backward, cpu=cpu, notes=tuple(notes)
+        )
     return StackStates(
         "fsdp2",
         states=(weights, state),
         gradients=(grads,),
         gathered=gathered,
+        backward=backward,
         step=step,
         notes=tuple(notes),
     )
@@ -446,19 +472,24 @@ def zero(
     gpus: int,
     low_bytes: int = 2,
     reduce_bucket_size: int = DS_REDUCE_BUCKET,
-    overlap_comm: bool | None = None,
+    overlap_comm: bool = False,
     prefetch_bucket_size: int = DS_PREFETCH_BUCKET,
     max_live_parameters: int = DS_MAX_LIVE,
+    max_reuse_distance: int = DS_MAX_REUSE,
     offload_optimizer: bool = False,
     offload_param: bool = False,
+    grad_accum_steps: int = 1,
 ) -> StackStates:
     """DeepSpeed ZeRO stage 1, 2 or 3 with 16-bit training (bf16 or fp16) and Adam.
 
-    Per GPU: 16-bit parameters (whole for stages 1-2, 1/N for 3), 16-bit gradients
-    (whole for stage 1, 1/N for 2-3), and the fp32 master with m and v, 12 B per
-    parameter ÷ N, which DeepSpeed counts as optimizer state. ``optimizer.step()`` adds
-    an fp32 copy of this rank's gradient partition. The reduce bucket is allocated at its
-    full configured size whatever the model's size.
+    Per GPU: 16-bit parameters (whole for stages 1-2, 1/N for 3), the fp32 master with
+    m and v, 12 B per parameter ÷ N, which DeepSpeed counts as optimizer state, and this
+    rank's 16-bit gradient partition after backward (stage 1 keeps whole gradients only
+    while it accumulates over micro-steps). ``optimizer.step()`` adds an fp32 copy of the
+    gradient partition. The reduce bucket has its full configured size whatever the
+    model's: stages 1-2 allocate it in each backward, stage 3 once at start.
+    ``overlap_comm`` doubles the stage 1-2 bucket (DeepSpeed's default turns it on for
+    stage 3, whose one bucket per dtype is allocated in ``__init__``).
 
     >>> s = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0)
     >>> s.by_key("optimizer_step")
@@ -474,36 +505,42 @@ def zero(
     source = DS_ZERO3 if stage == 3 else DS_ZERO12
     weights = product("weights", f"{low_bytes}-byte parameters", p, low_bytes, source)
     gathered: tuple[Term, ...] = ()
+    persistent: tuple[Term, ...] = ()
     if stage == 3:
         weights = _split(weights, n)
-        persistent = sizes.persistent_params
-        if persistent and n > 1:
-            weights = Term(
-                weights.key,
-                weights.label + ", small tensors whole",
-                weights.bytes + math.ceil(persistent * low_bytes * (1 - Fraction(1, n))),
-                weights.formula + " + P_small × (1 − 1/N) × 2 B",
-                weights.substituted + f" + {persistent:,} × (1 − 1/{n}) × {low_bytes} B",
-                DS_ZERO3_GATHER,
+        small = sizes.persistent_params
+        if small:
+            # Measured (benchmarks/stacks): a persistent parameter is whole on every rank
+            # besides its partition.
+            persistent = (
+                product(
+                    "weights",
+                    "small parameters kept whole (persistence threshold)",
+                    [("P_small", small)],
+                    low_bytes,
+                    DS_ZERO3_GATHER,
+                ),
             )
         live = min(
             max_live_parameters,
-            sizes.params - persistent,
+            sizes.params - small,
             # DeepSpeed gathers one module's own parameters at a time (a Linear, an
-            # Embedding); the largest is the largest tensor.
-            sizes.largest_tensor + prefetch_bucket_size,
+            # Embedding; the largest is the largest tensor), prefetches up to the bucket,
+            # and keeps what is reused within max_reuse_distance (at the turn from forward
+            # to backward, the last modules: about half the distance each way).
+            sizes.largest_tensor + prefetch_bucket_size + max_reuse_distance // 2,
         )
         gathered = (
             product(
                 "gathered_weights",
-                "gathered largest module and prefetch bucket",
+                "gathered modules, prefetch and reuse window",
                 [("P_live", live)],
                 low_bytes,
                 DS_ZERO3_GATHER,
             ),
         )
     grads = product("gradients", f"{low_bytes}-byte gradients", p, low_bytes, DS_ZERO12_GRADS)
-    if stage >= 2:
+    if stage >= 2 or grad_accum_steps == 1:
         grads = _split(grads, n)
     master = _split(
         product(
@@ -518,8 +555,7 @@ def zero(
     fp32_grad = _split(
         product("temporaries", "fp32 gradient partition for the step", p, 4, DS_FP32_GRAD), n
     )
-    overlap = stage == 3 if overlap_comm is None else overlap_comm
-    buffers = 2 if overlap else 1
+    buffers = 2 if overlap_comm and stage < 3 else 1
     bucket = product(
         "comm_buffers",
         "reduce bucket" + ("s (overlap_comm)" if buffers == 2 else ""),
@@ -528,25 +564,37 @@ def zero(
         DS_IPG,
     )
     cpu: tuple[Term, ...] = ()
-    states: tuple[Term, ...] = (weights, master)
+    states: tuple[Term, ...] = (weights, *persistent, master)
     step: tuple[Term, ...] = (fp32_grad,)
     gradients: tuple[Term, ...] = (grads,)
+    if stage == 3:
+        # grad_partitions_flat_buffer is allocated once, in __init__ (measured: live
+        # from the first forward on).
+        states, gradients = (*states, grads), ()
     if offload_optimizer:
-        # The fp32 master, m, v and the fp32 gradient partition go to the host; the 16-bit
-        # gradient partition is copied out there too as buckets fill (stages 2-3).
+        # The fp32 master, m, v and the fp32 gradient partition go to the host. Stage 2
+        # copies each reduced bucket straight into the fp32 gradient there
+        # (async_inplace_copy_grad_to_fp32_buffer_from_gpu); stage 3 keeps its 16-bit
+        # grad_partitions_flat_buffer on the host as well.
         cpu = (master, fp32_grad)
-        states, step = (weights,), ()
-        if stage >= 2:
+        states, step = (weights, *persistent), ()
+        if stage == 2:
             gradients = ()
+        if stage == 3:
+            cpu = (*cpu, grads)
         notes.append(
             "offload_optimizer: master weights, m, v, fp32 gradients and the step on the CPU."
         )
     if offload_param:
         cpu = (*cpu, weights)
-        states = ()
+        states = persistent
         notes.append("offload_param: the 16-bit parameter partitions live on the CPU.")
+    backward: tuple[Term, ...] = ()
     if bucket.bytes:
-        states = (*states, bucket)
+        if stage == 3:
+            states = (*states, bucket)
+        else:
+            backward = (bucket,)
     if offload_optimizer:
         cpu = tuple(
             Term(t.key, t.label, t.bytes, t.formula, t.substituted, t.source + "; " + DS_OFFLOAD)
@@ -557,6 +605,7 @@ def zero(
         states=states,
         gradients=gradients,
         gathered=gathered,
+        backward=backward,
         step=step,
         cpu=cpu,
         notes=tuple(notes),

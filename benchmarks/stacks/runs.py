@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks.accuracy.tracker import storage_bytes
 from benchmarks.stacks.common import (
     BATCH,
     LLAMA_CONFIG,
@@ -354,9 +355,10 @@ def _deepspeed_rank(rank: int, port: int, stage: int, queue: Any) -> None:
         tracker = StackTracker()
         with tracker, tracker.watching_resize():
             tracker.set_phase("setup")
-            engine, _optimizer, _, _ = deepspeed.initialize(
+            engine, optimizer, _, _ = deepspeed.initialize(
                 model=model, model_parameters=model.parameters(), config=config
             )
+            after_init = tracker.current
             batch = inputs(rank)
             for _ in range(2):
                 tracker.reset_phases()
@@ -364,13 +366,45 @@ def _deepspeed_rank(rank: int, port: int, stage: int, queue: Any) -> None:
                 loss = engine(**batch).loss
                 tracker.set_phase("backward")
                 engine.backward(loss)
+                del loss
+                after_backward = tracker.current
                 tracker.set_phase("optimizer_step")
                 engine.step()
-            result |= {"phases": tracker.phase_report(), "ran": True}
+            result |= {
+                "phases": tracker.phase_report(),
+                "ran": True,
+                "after_init": after_init,
+                "after_backward": after_backward,
+                "structures": _deepspeed_structures(optimizer, model),
+                "config": config,
+            }
         tracker.close()
     except Exception as error:  # the failure is the finding
         result |= {"ran": False, "error": f"{type(error).__name__}: {error}"[:2000]}
     queue.put(result)
+
+
+def _deepspeed_structures(optimizer: Any, model: Any) -> dict[str, int]:
+    """Bytes of the ZeRO optimizer's own buffers, by attribute name."""
+    found: dict[str, int] = {}
+    for attr in (
+        "bit16_groups_flat",
+        "single_partition_of_fp32_groups",
+        "fp16_partitioned_groups_flat",
+        "fp32_partitioned_groups_flat",
+        "grad_partitions_flat_buffer",
+    ):
+        value = getattr(optimizer, attr, None)
+        if value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        tensors = [x for x in items if isinstance(x, torch.Tensor)]
+        found[attr] = storage_bytes(tensors)
+    inner = getattr(optimizer, "optimizer", None)
+    if inner is not None:
+        found["adam_state"] = state_bytes(inner)
+    found["module_parameters"] = param_bytes(model)
+    return found
 
 
 def deepspeed_try(stage: int, port: int) -> dict[str, Any]:

@@ -33,15 +33,20 @@ def test_layer_size_is_llama_3_8b():
     assert LAYER == 41_943_040 + 176_160_768 + 8_192
 
 
-def test_zero1_holds_whole_16bit_params_and_grads():
+def test_zero1_holds_whole_16bit_params_and_a_partition_of_the_rest():
     s = stacks.zero(LLAMA3_8B, stage=1, gpus=8)
     step = s.by_key("optimizer_step")
     assert step["weights"] == 2 * PSI == 16_060_522_496
-    assert step["gradients"] == 2 * PSI
+    assert step["gradients"] == 2 * PSI // 8  # reduced at the boundary of every step
     assert step["optimizer_state"] == 12 * PSI // 8 == 12_045_391_872
     assert step["temporaries"] == 4 * PSI // 8 == 4_015_130_624
-    # one reduce bucket of 5e8 two-byte values (overlap_comm is off below stage 3)
-    assert step["comm_buffers"] == 1_000_000_000
+    # one reduce bucket of 5e8 two-byte values, in backward only
+    assert "comm_buffers" not in step
+    assert s.by_key("backward")["comm_buffers"] == 1_000_000_000
+    accumulating = stacks.zero(LLAMA3_8B, stage=1, gpus=8, grad_accum_steps=4)
+    assert accumulating.by_key("optimizer_step")["gradients"] == 2 * PSI
+    doubled = stacks.zero(LLAMA3_8B, stage=1, gpus=8, overlap_comm=True)
+    assert doubled.by_key("backward")["comm_buffers"] == 2_000_000_000
 
 
 def test_zero2_model_states_equal_deepspeeds_estimate():
@@ -52,7 +57,8 @@ def test_zero2_model_states_equal_deepspeeds_estimate():
 
 def test_zero2_offload_keeps_only_16bit_params_and_bucket_on_gpu():
     s = stacks.zero(ModelSizes(10**9, 10**7, 10**8, 10**7), stage=2, gpus=4, offload_optimizer=True)
-    assert s.gpu_bytes("optimizer_step") == 2 * 10**9 + 10**9
+    assert s.gpu_bytes("optimizer_step") == 2 * 10**9
+    assert s.gpu_bytes("backward") == 2 * 10**9 + 10**9  # the reduce bucket
     # fp32 master, m, v (12 B) and fp32 gradient (4 B) per parameter, 1/4 per rank
     assert s.cpu_bytes == 16 * 10**9 // 4 == 4_000_000_000
 
@@ -60,25 +66,30 @@ def test_zero2_offload_keeps_only_16bit_params_and_bucket_on_gpu():
 def test_zero3_shards_everything_and_gathers_a_layer_plus_prefetch():
     s = stacks.zero(LLAMA3_8B, stage=3, gpus=8)
     forward = s.by_key("forward")
-    # 16-bit partitions, with the 65 norm vectors (under 1e5 values) whole on each rank
-    assert forward["weights"] == 2 * PSI // 8 + 65 * 4_096 * 2 * 7 // 8 == 2_008_031_232
-    # DeepSpeed gathers module by module: the largest (the 525M embedding or head) and
-    # the 5e7 prefetch bucket, 16-bit
-    assert forward["gathered_weights"] == 2 * (EMBED + 50_000_000) == 1_150_673_152
-    # two reduce buckets: stage 3 turns overlap_comm on
-    assert forward["comm_buffers"] == 2 * 500_000_000 * 2
+    # 16-bit partitions, and the 65 norm vectors (under 1e5 values) whole on each rank
+    assert forward["weights"] == 2 * PSI // 8 + 65 * 4_096 * 2 == 2_008_097_792
+    # the largest module (the 525M embedding or head), the 5e7 prefetch bucket and half
+    # the 1e9 reuse distance exceed max_live_parameters: 1e9 16-bit values
+    assert forward["gathered_weights"] == 2_000_000_000
+    # one reduce bucket, allocated at start
+    assert forward["comm_buffers"] == 500_000_000 * 2
 
 
 def test_zero3_with_both_offloads_leaves_gathered_params_and_buckets():
     s = stacks.zero(LLAMA3_8B, stage=3, gpus=8, offload_optimizer=True, offload_param=True)
-    assert s.gpu_bytes("optimizer_step") == 2_000_000_000
-    assert s.gpu_bytes("forward") == 2_000_000_000 + 1_150_673_152
-    assert s.cpu_bytes == 16 * PSI // 8 + 2_008_031_232
+    small = 65 * 4_096 * 2
+    assert s.gpu_bytes("optimizer_step") == 1_000_000_000 + small
+    assert s.gpu_bytes("forward") == 1_000_000_000 + small + 2_000_000_000
+    # fp32 master, m, v and gradient (16 B), 16-bit gradients and parameters (4 B), ÷ 8
+    assert s.cpu_bytes == 16 * PSI // 8 + 2 * PSI // 8 + 2 * PSI // 8
 
 
 def test_max_live_parameters_caps_the_gathered_params():
     s = stacks.zero(LLAMA3_8B, stage=3, gpus=8, max_live_parameters=100_000_000)
     assert s.by_key("forward")["gathered_weights"] == 200_000_000
+    # no reuse window: the largest module and the prefetch bucket
+    s = stacks.zero(LLAMA3_8B, stage=3, gpus=8, max_reuse_distance=0)
+    assert s.by_key("forward")["gathered_weights"] == 2 * (EMBED + 50_000_000)
 
 
 def test_ddp_bucket_copy():
@@ -95,20 +106,26 @@ def test_ddp_bucket_copy():
 def test_fsdp2_gathered_units():
     sizes = ModelSizes(5_000_000, 700_000, 2_000_000, 1_000_000, units=4)
     s = stacks.fsdp2(sizes, gpus=2, prefetch_units=1)
-    # root 2M + current and prefetched block 1.4M + kept all-gather output 0.7M, fp32
-    assert s.by_key("forward")["gathered_weights"] == (2_000_000 + 1_400_000 + 700_000) * 4
+    # forward's peak: root 2M + the kept all-gather output 0.7M, fp32
+    assert s.by_key("forward")["gathered_weights"] == (2_000_000 + 700_000) * 4
+    # backward: + current and prefetched block 1.4M, + one block's gradients 0.7M
+    backward = s.by_key("backward")
+    assert backward["gathered_weights"] == (2_000_000 + 700_000 + 1_400_000) * 4
+    assert backward["gradients"] == (2_500_000 + 700_000) * 4
     assert s.by_key("forward")["weights"] == 10_000_000
     assert s.by_key("optimizer_step")["temporaries"] == 10_000_000  # foreach, the shard
     full = stacks.fsdp2(sizes, gpus=2, reshard_after_forward=False, compute_bytes=2)
     # bf16 MixedPrecisionPolicy: root + 4 blocks + the kept output, two bytes each
     assert full.by_key("forward")["gathered_weights"] == (2_000_000 + 4 * 700_000 + 700_000) * 2
+    mixed = stacks.fsdp2(sizes, gpus=2, compute_bytes=2, reduce_bytes=4)
+    assert mixed.by_key("backward")["gradients"] == 2_500_000 * 4 + 700_000 * 4
 
 
 def test_fsdp2_cpu_offload_moves_shards_and_step_to_the_host():
     sizes = ModelSizes(5_000_000, 700_000, 2_000_000, 1_000_000, units=4)
     s = stacks.fsdp2(sizes, gpus=2, cpu_offload=True, prefetch_units=0)
     assert s.gpu_bytes("optimizer_step") == 0
-    assert s.gpu_bytes("forward") == (2_000_000 + 700_000 + 700_000) * 4
+    assert s.gpu_bytes("forward") == (2_000_000 + 700_000) * 4
     assert s.cpu_bytes == (1 + 2 + 1) * 2_500_000 * 4
 
 
