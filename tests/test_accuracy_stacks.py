@@ -10,7 +10,8 @@ Its sizes, by hand:
 - the root: embedding and head 2·4,096·256 = 2,097,152, final norm 256: 2,097,408;
 - Ψ = 4·725,504 + 2,097,408 = 4,999,424; the largest tensor 1,048,576;
 - tensors under DeepSpeed's 1e5 persistence threshold: q, k, v, o (65,536, 32,768,
-  32,768, 65,536) per layer and 9 norms: 788,736 values.
+  32,768, 65,536) per layer and 9 norms: 788,736 values;
+- what a 4-bit load leaves in 16-bit: the root and the 8 layer norms, 2,099,456.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SIZES = ModelSizes(
     root_params=2_097_408,
     largest_tensor=1_048_576,
     persistent_params=788_736,
+    unquantized_params=2_099_456,
     units=4,
 )
 # torch.optim keeps a 4-byte step counter per parameter tensor: 39 tensors here.
@@ -146,6 +148,10 @@ def test_fsdp2_cpu_offload_runs_and_holds_the_same_bytes_on_a_cpu():
 
 def test_hf_trainer_defaults_to_fused_adamw():
     r = MEASURED["hf_trainer.defaults"]
+    # Trainer's step peaks where the plain loop does with the same batch (fp32, no
+    # checkpointing): its default adds no memory of its own.
+    plain = max(p["peak_bytes"] for p in rank0("plain.adamw_fused")["phases"].values())
+    assert r["peak_bytes"] == pytest.approx(plain, rel=0.005)
     assert (r["optim"], r["fused"], r["gradient_checkpointing"]) == (
         "adamw_torch_fused",
         True,
@@ -165,6 +171,16 @@ def test_trl_sft_defaults():
     assert r["sft_defaults"]["packing"] is False
     assert r["sft_defaults"]["padding_free"] is False
     assert r["sft_defaults"]["loss_type"] == "nll"
+
+
+# --- peft ----------------------------------------------------------------------------------
+
+
+def test_prepare_model_for_kbit_training_casts():
+    r = MEASURED["peft.kbit_casts"]
+    term = stacks.kbit_fp32_casts(SIZES)
+    assert r["unquantized_numel"] == r["fp32_numel_after"] == SIZES.unquantized_params
+    assert r["live_after"] - r["live_before"] == term.bytes == 2 * 2_099_456
 
 
 # --- DeepSpeed on its CPU accelerator --------------------------------------------------------

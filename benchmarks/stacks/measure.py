@@ -38,6 +38,7 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     ),
     "hf_trainer.defaults": runs.hf_trainer,
     "trl_sft.defaults": runs.trl_sft,
+    "peft.kbit_casts": runs.kbit_casts,
     "deepspeed.zero1": lambda: runs.deepspeed_try(1, 29621),
     "deepspeed.zero2": lambda: runs.deepspeed_try(2, 29622),
     "deepspeed.zero3": lambda: runs.deepspeed_try(3, 29623),

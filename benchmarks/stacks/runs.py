@@ -325,6 +325,44 @@ def trl_sft() -> dict[str, Any]:
     } | figures
 
 
+# --- peft prepare_model_for_kbit_training ------------------------------------------------
+
+
+def kbit_casts() -> dict[str, Any]:
+    """peft's ``prepare_model_for_kbit_training`` on a bf16 model whose linear weights
+    inside the layers stand in for 4-bit ones.
+
+    bitsandbytes is not installed here, so each such weight is replaced by a frozen
+    uint8 parameter of half its element count (two 4-bit values a byte, as bitsandbytes
+    packs them). peft casts by dtype (fp16/bf16 only, and never a ``Params4bit``), so the
+    uint8 stand-ins stay as they are and everything else is what it casts.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    tracker = StackTracker()
+    with tracker, tracker.watching_resize():
+        tracker.set_phase("setup")
+        model = build_llama(torch.bfloat16)
+        for module in model.model.layers.modules():
+            if isinstance(module, torch.nn.Linear):
+                packed = torch.zeros(module.weight.numel() // 2, dtype=torch.uint8)
+                module.weight = torch.nn.Parameter(packed, requires_grad=False)
+        model.is_loaded_in_4bit = True
+        before = tracker.current
+        kept = sum(p.numel() for p in model.parameters() if p.dtype == torch.bfloat16)
+        prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        after = tracker.current
+        fp32 = sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
+    tracker.close()
+    return {
+        "stack": "peft_kbit",
+        "unquantized_numel": kept,
+        "fp32_numel_after": fp32,
+        "live_before": before,
+        "live_after": after,
+    }
+
+
 # --- DeepSpeed ----------------------------------------------------------------------------
 
 
