@@ -134,6 +134,12 @@ def test_fsdp2_mixed_precision_keeps_fp32_shards():
     r = rank0("fsdp2.mixed_bf16_reduce_fp32")
     assert r["param_bytes"] == s.by_key("forward")["weights"] == 2 * PSI
     assert r["optimizer_state_bytes"] == s.by_key("forward")["optimizer_state"] + STEP_COUNTERS
+    # the unsharded root and the kept all-gather output in bf16, beyond the activations
+    # of the same model computed in pure bf16
+    gathered = forward_activations("fsdp2.mixed_bf16_reduce_fp32") - forward_activations(
+        "plain.bf16_adamw_foreach"
+    )
+    assert gathered == s.by_key("forward")["gathered_weights"] == (2_097_408 + 725_504) * 2
 
 
 def test_fsdp2_cpu_offload_runs_and_holds_the_same_bytes_on_a_cpu():

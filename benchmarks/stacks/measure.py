@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.stacks import runs
 from benchmarks.stacks.common import BATCH, LLAMA_CONFIG, SEQ
 
@@ -26,6 +28,8 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "plain.adamw_foreach": lambda: runs.plain("foreach"),
     "plain.adamw_fused": lambda: runs.plain("fused"),
     "plain.adamw_for_loop": lambda: runs.plain("for_loop"),
+    # pure bf16: the activations FSDP2 with a bf16 MixedPrecisionPolicy computes with
+    "plain.bf16_adamw_foreach": lambda: runs.plain("foreach", torch.bfloat16),
     "ddp.bucket_view_false": lambda: runs.ddp(False, 29611),
     "ddp.bucket_view_true": lambda: runs.ddp(True, 29612),
     "fsdp2.reshard_true": lambda: runs.fsdp2({"reshard_after_forward": True}, 29613),

@@ -42,12 +42,12 @@ def _tracked(build: Any) -> tuple[StackTracker, Any]:
 # --- plain loop ---------------------------------------------------------------------
 
 
-def plain(impl: str) -> dict[str, Any]:
-    """One process, fp32 weights, AdamW as ``foreach``, ``fused`` or the for-loop."""
+def plain(impl: str, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """One process, AdamW as ``foreach``, ``fused`` or the for-loop, weights in ``dtype``."""
     tracker = StackTracker()
     with tracker, tracker.watching_resize():
         tracker.set_phase("setup")
-        model = build_llama()
+        model = build_llama(dtype)
         kwargs = {"foreach": impl == "foreach", "fused": impl == "fused"}
         if impl == "for_loop":
             kwargs = {"foreach": False}
@@ -58,6 +58,7 @@ def plain(impl: str) -> dict[str, Any]:
     return {
         "stack": "plain",
         "optimizer_impl": impl,
+        "dtype": str(dtype).removeprefix("torch."),
         "world_size": 1,
         "param_numel": numel(model),
         "param_bytes": params,
