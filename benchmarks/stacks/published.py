@@ -68,6 +68,21 @@ TT_8B = {
 TT_NEEDS = ["fsdp2_mixed_precision", "torchtitan_per_op_sac"]
 
 
+# The stack each source trains with, as its repository runs it.
+STACKS = {
+    "E1": "torchtitan: FSDP2 fully_shard, MixedPrecisionPolicy bf16/fp32, torch AdamW",
+    "E2": "torchtitan: FSDP2 fully_shard, MixedPrecisionPolicy bf16/fp32, torch AdamW",
+    "E3": "torchtitan: FSDP2 with context parallel, compile, Float8",
+    "E4": "torchtitan: FSDP2 with tensor (and pipeline) parallel, compile, Float8",
+    "E5": "torchtitan: FSDP2, compile, Float8 with fp8 all-gather",
+    "E6": "torchtune single-device recipes, pure bf16",
+    "E7": "torchtune recipes (single device, or FSDP over several GPUs)",
+    "E8": "LitGPT finetune scripts (Lightning Fabric, bf16-true; FSDP over several GPUs)",
+    "E13": "fsdp_qlora train.py: FSDP (v1) over transformers, peft and bitsandbytes",
+    "E14": "PEFT method_comparison runner: transformers model, torch AdamW, own loop",
+}
+
+
 def _point(
     pid: str,
     source: str,
@@ -84,6 +99,7 @@ def _point(
 ) -> dict[str, Any]:
     return {
         "id": pid,
+        "stack": STACKS[pid.split(".")[0]],
         "source": source,
         "setup": setup,
         "metric": metric,
