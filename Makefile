@@ -9,7 +9,7 @@ PORT ?= 8000
 BASE_PATH ?= /
 PYTEST_PYODIDE := pytest==9.2.0
 
-.PHONY: setup build serve test lint unit browser accuracy clean
+.PHONY: setup build serve test lint unit browser accuracy stacks clean
 
 setup: $(VENV)/.ok node_modules/.ok $(WHEELS)/.ok
 
@@ -57,6 +57,10 @@ test: setup browser lint
 # Measure real PyTorch memory for the accuracy suite (CPU, a few GB of installs).
 accuracy:
 	benchmarks/accuracy/run.sh
+
+# Run the training stacks (plain loop, DDP, FSDP2, HF Trainer, TRL, DeepSpeed) on the CPU.
+stacks:
+	benchmarks/stacks/run.sh
 
 clean:
 	rm -rf _site $(VENV) node_modules $(WHEELS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,848 @@
+"""Published training-stack measurements and how today's engine describes them.
+
+``python -m benchmarks.stacks.published`` prints the scoreboard; ``--write`` also
+rewrites ``published.json`` with today's nnmem figures. Each point gives its source, its
+setup as the source states it, what the number measures (``max_memory_allocated``,
+``max_memory_reserved``, ``active_bytes.all.peak`` or unstated), the nnmem scenario that
+comes closest today, and the stack features the engine lacks for it.
+
+Compared figures: allocated and active peaks with nnmem's tensor peak plus the cuBLAS
+workspaces (which the caching allocator serves, so ``max_memory_allocated`` counts
+them); reserved peaks with nnmem's total less the CUDA context (outside PyTorch's pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nnmem import estimate, parse
+
+HERE = Path(__file__).resolve().parent
+OUTPUT = HERE / "published.json"
+GIB = 2**30
+GB = 10**9
+
+TT = "pytorch/torchtitan benchmarks/llama3_h100_202412_torchtitan.md"
+TT5 = "pytorch/torchtitan benchmarks/llama3_8b_h200_2025-06_torchtitan.md"
+TUNE = "pytorch/torchtune README.md"
+LIT = "Lightning-AI/litgpt config_hub/finetune/README.md"
+FQ = "AnswerDotAI/fsdp_qlora benchmarks_03_2024.md"
+PEFT = "huggingface/peft method_comparison/MetaMathQA/results"
+
+YI_34B = {
+    "model_type": "llama",
+    "hidden_size": 7168,
+    "intermediate_size": 20480,
+    "num_hidden_layers": 60,
+    "num_attention_heads": 56,
+    "num_key_value_heads": 8,
+    "vocab_size": 64000,
+    "tie_word_embeddings": False,
+}
+PHI_2 = {
+    "model_type": "phi",
+    "hidden_size": 2560,
+    "intermediate_size": 10240,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "vocab_size": 51200,
+    "partial_rotary_factor": 0.4,
+    "tie_word_embeddings": False,
+}
+
+# torchtitan's Llama 3.1 8B run: FSDP2 with bf16 parameters and fp32 reduce over fp32
+# sharded weights and AdamW states; torchtitan's selective AC is per-op.
+TT_8B = {
+    "model": "preset",
+    "preset": "llama-3.1-8b",
+    "precision": "amp_bf16",
+    "batch_size": 2,
+    "seq_len": 8192,
+    "checkpointing": "selective",
+    "sharding": "zero3",
+}
+TT_NEEDS = ["fsdp2_mixed_precision", "torchtitan_per_op_sac"]
+
+
+# The stack each source trains with, as its repository runs it.
+STACKS = {
+    "E1": "torchtitan: FSDP2 fully_shard, MixedPrecisionPolicy bf16/fp32, torch AdamW",
+    "E2": "torchtitan: FSDP2 fully_shard, MixedPrecisionPolicy bf16/fp32, torch AdamW",
+    "E3": "torchtitan: FSDP2 with context parallel, compile, Float8",
+    "E4": "torchtitan: FSDP2 with tensor (and pipeline) parallel, compile, Float8",
+    "E5": "torchtitan: FSDP2, compile, Float8 with fp8 all-gather",
+    "E6": "torchtune single-device recipes, pure bf16",
+    "E7": "torchtune recipes (single device, or FSDP over several GPUs)",
+    "E8": "LitGPT finetune scripts (Lightning Fabric, bf16-true; FSDP over several GPUs)",
+    "E13": "fsdp_qlora train.py: FSDP (v1) over transformers, peft and bitsandbytes",
+    "E14": "PEFT method_comparison runner: transformers model, torch AdamW, own loop",
+}
+
+
+def _point(
+    pid: str,
+    source: str,
+    setup: str,
+    metric: str,
+    value: float,
+    unit: str,
+    scenario: dict[str, Any],
+    gpu: str,
+    needs: list[str],
+    tolerance: float = 0.10,
+    fully_stated: bool = True,
+    note: str = "",
+) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "stack": STACKS[pid.split(".")[0]],
+        "source": source,
+        "setup": setup,
+        "metric": metric,
+        "measured": value,
+        "unit": unit,
+        "scenario": {"mode": "training", **scenario},
+        "gpu": gpu,
+        "needs": needs,
+        "tolerance": tolerance,
+        "fully_stated": fully_stated,
+        "note": note,
+    }
+
+
+def points() -> list[dict[str, Any]]:
+    """Every published point, in the order of the research table."""
+    p = _point
+    out = [
+        p(
+            "E1.fsdp",
+            TT + " Table 1",
+            "Llama 3.1 8B, FSDP2 over 8 H100, local batch 2, seq 8192, "
+            "selective (per-op) AC, bf16 params with fp32 reduce, AdamW",
+            "MR",
+            82.4,
+            "GiB",
+            {**TT_8B, "num_gpus": 8},
+            "h100",
+            TT_NEEDS,
+        ),
+        p(
+            "E1.compile",
+            TT + " Table 1",
+            "E1 + torch.compile",
+            "MR",
+            77.0,
+            "GiB",
+            {**TT_8B, "num_gpus": 8},
+            "h100",
+            [*TT_NEEDS, "torch_compile"],
+        ),
+        p(
+            "E1.compile_float8",
+            TT + " Table 1",
+            "E1 + torch.compile + Float8",
+            "MR",
+            76.8,
+            "GiB",
+            {**TT_8B, "num_gpus": 8},
+            "h100",
+            [*TT_NEEDS, "torch_compile", "float8"],
+        ),
+        p(
+            "E2.fsdp",
+            TT + " Table 3",
+            "E1 over 128 H100",
+            "MR",
+            67.0,
+            "GiB",
+            {**TT_8B, "num_gpus": 128},
+            "h100",
+            TT_NEEDS,
+        ),
+        p(
+            "E2.compile",
+            TT + " Table 3",
+            "E2 + torch.compile",
+            "MR",
+            62.0,
+            "GiB",
+            {**TT_8B, "num_gpus": 128},
+            "h100",
+            [*TT_NEEDS, "torch_compile"],
+        ),
+        p(
+            "E2.compile_float8",
+            TT + " Table 3",
+            "E2 + torch.compile + Float8",
+            "MR",
+            61.8,
+            "GiB",
+            {**TT_8B, "num_gpus": 128},
+            "h100",
+            [*TT_NEEDS, "torch_compile", "float8"],
+        ),
+    ]
+    for seq, cp, fsdp, value in (
+        (32768, 1, 8, 83.9),
+        (65536, 2, 4, 84.2),
+        (131072, 4, 2, 84.0),
+        (262144, 8, 1, 84.5),
+    ):
+        needs = ["fsdp2_mixed_precision", "torch_compile", "float8"]
+        if cp > 1:
+            needs.append("context_parallel")
+        out.append(
+            p(
+                f"E3.seq{seq // 1024}k",
+                TT + " Table 2",
+                f"Llama 3.1 8B, FSDP{fsdp} × CP{cp} on 8 H100, compile + Float8, full AC, "
+                f"local batch 1, seq {seq}",
+                "MR",
+                value,
+                "GiB",
+                # closest today: each rank's sequence share, parameters sharded over all 8
+                {
+                    **TT_8B,
+                    "batch_size": 1,
+                    "seq_len": seq // cp,
+                    "checkpointing": "full",
+                    "num_gpus": 8,
+                },
+                "h100",
+                needs,
+                note="CP shown as the per-rank sequence share; ring-attention buffers missing",
+            )
+        )
+    out += [
+        p(
+            "E4.70b",
+            TT + " Tables 4-5",
+            "Llama 3.1 70B, FSDP32 × TP8 on 256 H100, local batch "
+            "16, seq 8192, full AC, compile + Float8",
+            "MR",
+            71.9,
+            "GiB",
+            {
+                "model": "preset",
+                "preset": "llama-3.1-70b",
+                "precision": "amp_bf16",
+                "batch_size": 16,
+                "seq_len": 8192,
+                "checkpointing": "full",
+                "sharding": "zero3",
+                "num_gpus": 256,
+                "tensor_parallel": 8,
+            },
+            "h100",
+            ["fsdp2_mixed_precision", "sequence_parallel", "torch_compile", "float8"],
+        ),
+        p(
+            "E4.70b_asynctp",
+            TT + " Tables 4-5",
+            "E4 70B with AsyncTP",
+            "MR",
+            67.6,
+            "GiB",
+            {
+                "model": "preset",
+                "preset": "llama-3.1-70b",
+                "precision": "amp_bf16",
+                "batch_size": 16,
+                "seq_len": 8192,
+                "checkpointing": "full",
+                "sharding": "zero3",
+                "num_gpus": 256,
+                "tensor_parallel": 8,
+            },
+            "h100",
+            ["fsdp2_mixed_precision", "sequence_parallel", "torch_compile", "float8", "async_tp"],
+        ),
+        p(
+            "E4.405b_1f1b",
+            TT + " Tables 4-5",
+            "Llama 3.1 405B, FSDP8 × TP8 × PP8 on 512 H100, "
+            "local batch 32, seq 8192, full AC, 1F1B",
+            "MR",
+            82.5,
+            "GiB",
+            {
+                "model": "preset",
+                "preset": "llama-3.1-405b",
+                "precision": "amp_bf16",
+                "batch_size": 32,
+                "seq_len": 8192,
+                "checkpointing": "full",
+                "sharding": "zero3",
+                "num_gpus": 64,
+                "tensor_parallel": 8,
+            },
+            "h100",
+            [
+                "fsdp2_mixed_precision",
+                "sequence_parallel",
+                "pipeline_parallel",
+                "torch_compile",
+                "float8",
+            ],
+            note="PP8 not expressible: the scenario holds all layers on each rank",
+        ),
+        p(
+            "E4.405b_interleaved",
+            TT + " Tables 4-5",
+            "E4 405B, interleaved 1F1B",
+            "MR",
+            72.7,
+            "GiB",
+            {
+                "model": "preset",
+                "preset": "llama-3.1-405b",
+                "precision": "amp_bf16",
+                "batch_size": 32,
+                "seq_len": 8192,
+                "checkpointing": "full",
+                "sharding": "zero3",
+                "num_gpus": 64,
+                "tensor_parallel": 8,
+            },
+            "h100",
+            [
+                "fsdp2_mixed_precision",
+                "sequence_parallel",
+                "pipeline_parallel",
+                "torch_compile",
+                "float8",
+            ],
+            note="PP8 not expressible: the scenario holds all layers on each rank",
+        ),
+        p(
+            "E5.32gpu",
+            TT5,
+            "Llama 3.1 8B on 32 H200, FSDP, local batch 2, seq 8192, compile, "
+            "Float8 with fp8 all-gather (AC mode not stated)",
+            "MR",
+            47.96,
+            "GiB",
+            {**TT_8B, "num_gpus": 32},
+            "h200",
+            [*TT_NEEDS, "torch_compile", "float8"],
+            fully_stated=False,
+        ),
+        p(
+            "E5.64gpu",
+            TT5,
+            "E5 over 64 H200",
+            "MR",
+            46.97,
+            "GiB",
+            {**TT_8B, "num_gpus": 64},
+            "h200",
+            [*TT_NEEDS, "torch_compile", "float8"],
+            fully_stated=False,
+        ),
+    ]
+    tune3b = {
+        "model": "preset",
+        "preset": "llama-3.2-3b",
+        "precision": "bf16",
+        "batch_size": 2,
+        "seq_len": 4096,
+    }
+    e6 = [
+        ("baseline", 60.0, {}, ["fused_adamw", "packing"]),
+        ("compile", 51.0, {}, ["fused_adamw", "packing", "torch_compile"]),
+        ("chunked_ce", 42.9, {}, ["fused_adamw", "packing", "torch_compile", "chunked_ce"]),
+        (
+            "ac",
+            24.9,
+            {"checkpointing": "full"},
+            ["fused_adamw", "packing", "torch_compile", "chunked_ce"],
+        ),
+        (
+            "optimizer_in_backward",
+            23.1,
+            {"checkpointing": "full"},
+            ["packing", "torch_compile", "chunked_ce", "optimizer_in_backward"],
+        ),
+        (
+            "activation_offload",
+            21.8,
+            {"checkpointing": "full"},
+            [
+                "packing",
+                "torch_compile",
+                "chunked_ce",
+                "optimizer_in_backward",
+                "activation_offload",
+            ],
+        ),
+        (
+            "adamw_8bit",
+            17.6,
+            {"checkpointing": "full", "optimizer": "adamw_8bit"},
+            [
+                "packing",
+                "torch_compile",
+                "chunked_ce",
+                "optimizer_in_backward",
+                "activation_offload",
+                "paged_adamw_8bit",
+            ],
+        ),
+    ]
+    for name, value, extra, needs in e6:
+        out.append(
+            p(
+                f"E6.{name}",
+                TUNE + " (PR #2003)",
+                "Llama 3.2 3B full fine-tune on one "
+                "A100, pure bf16, batch 2, seq 4096 packed; flags cumulative up to "
+                f"'{name}'",
+                "ACT",
+                value,
+                "GiB",
+                {**tune3b, **extra},
+                "a100",
+                needs,
+            )
+        )
+    out += [
+        p(
+            "E6.lora",
+            TUNE + " (PR #2003)",
+            "Llama 3.2 3B LoRA with all the flags above",
+            "ACT",
+            8.5,
+            "GiB",
+            {**tune3b, "finetune": "lora", "checkpointing": "full"},
+            "a100",
+            ["packing", "torch_compile", "chunked_ce", "activation_offload"],
+            fully_stated=False,
+            note="LoRA rank and targets not stated in the table",
+        ),
+        p(
+            "E6.qlora",
+            TUNE + " (PR #2003)",
+            "Llama 3.2 3B QLoRA with all the flags above",
+            "ACT",
+            4.6,
+            "GiB",
+            {**tune3b, "precision": "nf4", "finetune": "lora", "checkpointing": "full"},
+            "a100",
+            ["packing", "torch_compile", "chunked_ce", "activation_offload"],
+            fully_stated=False,
+            note="LoRA rank and targets not stated in the table",
+        ),
+    ]
+    tune7b = {
+        "model": "preset",
+        "preset": "llama-2-7b",
+        "precision": "bf16",
+        "batch_size": 4,
+        "seq_len": 2048,
+        "checkpointing": "full",
+    }
+    lora_qv8 = {"finetune": "lora", "lora_rank": 8, "lora_targets": "qv"}
+    out += [
+        p(
+            "E7.qlora",
+            TUNE + " (PR #955)",
+            "Llama-2-7B QLoRA (compile), batch 4, seq 2048, "
+            "RTX 4090, configs llama2/7B_qlora_single_device",
+            "?",
+            12.3,
+            "GB",
+            {**tune7b, **lora_qv8, "precision": "nf4"},
+            "rtx4090",
+            ["torch_compile"],
+        ),
+        p(
+            "E7.lora",
+            TUNE + " (PR #955)",
+            "Llama-2-7B LoRA, batch 4, seq 2048, RTX 4090",
+            "?",
+            21.3,
+            "GB",
+            {**tune7b, **lora_qv8},
+            "rtx4090",
+            [],
+        ),
+        p(
+            "E7.lora_2gpu",
+            TUNE + " (PR #955)",
+            "Llama-2-7B LoRA over 2 RTX 4090 (FSDP)",
+            "?",
+            16.2,
+            "GB",
+            {**tune7b, **lora_qv8, "num_gpus": 2, "sharding": "zero3"},
+            "rtx4090",
+            ["fsdp_lora"],
+        ),
+        p(
+            "E7.full",
+            TUNE + " (PR #955)",
+            "Llama-2-7B full, bnb PagedAdamW8bit with optimizer-in-backward, RTX 4090",
+            "?",
+            24.1,
+            "GB",
+            {**tune7b, "optimizer": "adamw_8bit"},
+            "rtx4090",
+            ["optimizer_in_backward", "paged_adamw_8bit"],
+            note="torchtune#961 measured 20.2 (allocated and reserved) and 22.3 on an A100",
+        ),
+        p(
+            "E7.70b_lora",
+            TUNE + " (PR #955)",
+            "Llama-2-70B LoRA, batch 4, seq 4096, 8 A100",
+            "?",
+            26.4,
+            "GB",
+            {
+                **tune7b,
+                **lora_qv8,
+                "preset": "llama-2-70b",
+                "seq_len": 4096,
+                "num_gpus": 8,
+                "sharding": "zero3",
+            },
+            "a100",
+            ["fsdp_lora"],
+        ),
+        p(
+            "E7.70b_full",
+            TUNE + " (PR #955)",
+            "Llama-2-70B full, batch 4, seq 4096, 8 A100",
+            "?",
+            70.4,
+            "GB",
+            {
+                **tune7b,
+                "preset": "llama-2-70b",
+                "seq_len": 4096,
+                "num_gpus": 8,
+                "sharding": "zero3",
+            },
+            "a100",
+            ["fsdp2_mixed_precision"],
+            fully_stated=False,
+            note="optimizer and precision of this row not stated",
+        ),
+    ]
+    lit = {"precision": "bf16", "seq_len": 512}
+    out += [
+        p(
+            "E8.tinyllama_full",
+            LIT,
+            "TinyLlama 1.1B full fine-tune, A10G, bf16-true, "
+            "micro-batch 4, max_seq 512 (Alpaca2k, variable)",
+            "MA",
+            14.10,
+            "GB",
+            {"model": "preset", "preset": "tinyllama-1.1b", **lit, "batch_size": 4},
+            "a10g",
+            ["litgpt_loss"],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+        p(
+            "E8.llama2_lora",
+            LIT,
+            "Llama-2-7B LoRA r32 on q,v, micro-batch 2",
+            "MA",
+            19.77,
+            "GB",
+            {
+                "model": "preset",
+                "preset": "llama-2-7b",
+                **lit,
+                "batch_size": 2,
+                "finetune": "lora",
+                "lora_rank": 32,
+                "lora_targets": "qv",
+            },
+            "a10g",
+            [],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+        p(
+            "E8.llama2_qlora",
+            LIT,
+            "Llama-2-7B QLoRA (bnb.nf4) r32 on q,v, micro-batch 2",
+            "MA",
+            13.68,
+            "GB",
+            {
+                "model": "preset",
+                "preset": "llama-2-7b",
+                **lit,
+                "precision": "nf4",
+                "batch_size": 2,
+                "finetune": "lora",
+                "lora_rank": 32,
+                "lora_targets": "qv",
+            },
+            "a10g",
+            [],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+        p(
+            "E8.llama3_lora",
+            LIT,
+            "Llama 3 8B LoRA r32 on q,v, micro-batch 1",
+            "MA",
+            19.73,
+            "GB",
+            {
+                "model": "preset",
+                "preset": "llama-3-8b",
+                **lit,
+                "batch_size": 1,
+                "finetune": "lora",
+                "lora_rank": 32,
+                "lora_targets": "qv",
+            },
+            "a10g",
+            [],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+        p(
+            "E8.llama3_qlora",
+            LIT,
+            "Llama 3 8B QLoRA r32 on q,v, micro-batch 2",
+            "MA",
+            17.41,
+            "GB",
+            {
+                "model": "preset",
+                "preset": "llama-3-8b",
+                **lit,
+                "precision": "nf4",
+                "batch_size": 2,
+                "finetune": "lora",
+                "lora_rank": 32,
+                "lora_targets": "qv",
+            },
+            "a10g",
+            [],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+        p(
+            "E8.phi2_full",
+            LIT,
+            "phi-2 full fine-tune over 4 A10G (FSDP), micro-batch 4",
+            "MA",
+            14.44,
+            "GB",
+            {
+                "model": "transformer",
+                "config": PHI_2,
+                **lit,
+                "batch_size": 4,
+                "num_gpus": 4,
+                "sharding": "zero3",
+            },
+            "a10g",
+            ["fsdp2_units"],
+            fully_stated=False,
+            note="sequence lengths vary with the data; 512 is the cap",
+        ),
+    ]
+    # fsdp_qlora train.py defaults: LoRA rank 64 on every linear, dropout 0.1, bf16,
+    # reentrant gradient checkpointing, FSDP over the 2 GPUs.
+    fq = {
+        "model": "preset",
+        "preset": "llama-2-7b",
+        "precision": "bf16",
+        "checkpointing": "full",
+        "finetune": "lora",
+        "lora_rank": 64,
+        "lora_targets": "all_linear",
+        "lora_dropout": 0.1,
+        "num_gpus": 2,
+        "sharding": "zero3",
+    }
+    fq_needs = ["fsdp_lora", "fsdp2_units"]
+    e13 = [
+        ("qlora_b1_ctx512", 4.98, {"precision": "nf4", "batch_size": 1, "seq_len": 512}),
+        ("qlora_b1_ctx2048", 5.21, {"precision": "nf4", "batch_size": 1, "seq_len": 2048}),
+        ("lora_b1_ctx512", 10.24, {"batch_size": 1, "seq_len": 512}),
+        ("lora_b1_ctx2048", 10.22, {"batch_size": 1, "seq_len": 2048}),
+        ("qlora_b4_ctx2048", 11.22, {"precision": "nf4", "batch_size": 4, "seq_len": 2048}),
+        ("qlora_b10_ctx2048", 20.97, {"precision": "nf4", "batch_size": 10, "seq_len": 2048}),
+        ("lora_b4_ctx2048", 16.14, {"batch_size": 4, "seq_len": 2048}),
+        ("lora_b6_ctx2048", 21.35, {"batch_size": 6, "seq_len": 2048}),
+    ]
+    for name, value, extra in e13:
+        out.append(
+            p(
+                f"E13.{name}",
+                FQ,
+                f"Llama-2-7B {name.replace('_', ' ')}, FSDP over 2 "
+                "RTX 3090, reentrant GC, script defaults",
+                "MR",
+                value,
+                "GiB",
+                {**fq, **extra},
+                "rtx3090",
+                fq_needs,
+            )
+        )
+    out += [
+        p(
+            "E13.ddp_qlora_b8",
+            FQ,
+            "Llama-2-7B QLoRA DDP over 2 RTX 3090, batch 8, ctx 2048",
+            "MR",
+            20.94,
+            "GiB",
+            {**fq, "precision": "nf4", "batch_size": 8, "seq_len": 2048, "sharding": "none"},
+            "rtx3090",
+            ["ddp_buckets"],
+        ),
+        p(
+            "E13.yi34b_qlora_b2",
+            FQ,
+            "Yi-34B QLoRA, FSDP over 2 RTX 3090, batch 2, ctx 2048",
+            "MR",
+            23.05,
+            "GiB",
+            {
+                **fq,
+                "model": "transformer",
+                "config": YI_34B,
+                "precision": "nf4",
+                "batch_size": 2,
+                "seq_len": 2048,
+            },
+            "rtx3090",
+            fq_needs,
+        ),
+        p(
+            "E13.llama70b_qlora_offload_b2",
+            FQ,
+            "Llama-2-70B QLoRA with FSDP CPU offload, 2 RTX 3090, batch 2, ctx 2048",
+            "MR",
+            14.92,
+            "GiB",
+            {
+                **fq,
+                "preset": "llama-2-70b",
+                "precision": "nf4",
+                "batch_size": 2,
+                "seq_len": 2048,
+                "offload_optimizer": True,
+            },
+            "rtx3090",
+            [*fq_needs, "fsdp_cpu_offload"],
+        ),
+        p(
+            "E13.mistral_qlora_offload_ctx24k",
+            FQ,
+            "Mistral-7B QLoRA with CPU offload, batch 1, ctx 24,576",
+            "MR",
+            22.54,
+            "GiB",
+            {
+                **fq,
+                "preset": "mistral-7b-v0.1",
+                "precision": "nf4",
+                "batch_size": 1,
+                "seq_len": 24576,
+                "offload_optimizer": True,
+            },
+            "rtx3090",
+            [*fq_needs, "fsdp_cpu_offload"],
+        ),
+    ]
+    peft3b = {
+        "model": "preset",
+        "preset": "llama-3.2-3b",
+        "precision": "bf16",
+        "batch_size": 4,
+        "seq_len": 210,
+    }
+    out += [
+        p(
+            "E14.full_allocated",
+            PEFT,
+            "Llama-3.2-3B full fine-tune, bf16, torch AdamW, batch "
+            "4, MetaMathQA (≤768 tokens, about 210 on average), L40S",
+            "MA avg",
+            26.07,
+            "GB",
+            peft3b,
+            "l40s",
+            [],
+            fully_stated=False,
+            note="an average over steps of varying length; compared at the average length",
+        ),
+        p(
+            "E14.lora_allocated",
+            PEFT,
+            "Llama-3.2-3B LoRA r32 on q,v, same data",
+            "MA avg",
+            6.92,
+            "GB",
+            {**peft3b, "finetune": "lora", "lora_rank": 32, "lora_targets": "qv"},
+            "l40s",
+            [],
+            fully_stated=False,
+            note="an average over steps of varying length; compared at the average length",
+        ),
+    ]
+    return out
+
+
+def nnmem_bytes(point: dict[str, Any]) -> int:
+    """nnmem's figure for the point's metric."""
+    result = estimate(parse(point["scenario"]), gpu_id=point["gpu"])
+    sizes = result.component_sizes()
+    if point["metric"] == "MR":
+        return result.total_bytes - sizes.get("cuda_context", 0)
+    return result.tensor_peak_bytes + sizes.get("cublas_workspace", 0)
+
+
+def scored(point: dict[str, Any]) -> dict[str, Any]:
+    """The point with today's nnmem figure and its error."""
+    scale = GIB if point["unit"] == "GiB" else GB
+    got = nnmem_bytes(point)
+    error = got / (point["measured"] * scale) - 1
+    return point | {
+        "nnmem_bytes": got,
+        "nnmem": round(got / scale, 2),
+        "error": round(error, 4),
+        "within_tolerance": abs(error) <= point["tolerance"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="rewrite published.json")
+    args = parser.parse_args(argv)
+    rows = [scored(pt) for pt in points()]
+    for r in rows:
+        mark = "ok " if r["within_tolerance"] else "   "
+        print(
+            f"{mark}{r['id']:<36} {r['metric']:<6} {r['measured']:>7} {r['unit']:<3} "
+            f"nnmem {r['nnmem']:>8}  {r['error']:+.1%}  needs {','.join(r['needs']) or '-'}"
+        )
+    stated = [r for r in rows if r["fully_stated"]]
+    good = sum(r["within_tolerance"] for r in stated)
+    print(
+        f"fully stated: {good}/{len(stated)} within tolerance; all: "
+        f"{sum(r['within_tolerance'] for r in rows)}/{len(rows)}"
+    )
+    if args.write:
+        OUTPUT.write_text(json.dumps({"points": rows}, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

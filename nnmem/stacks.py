@@ -1,0 +1,631 @@
+"""Model states per GPU as each training stack really holds them.
+
+A plain PyTorch loop keeps one copy of everything: weights, gradients, optimizer state.
+The stacks people train with keep other copies, in other types, sharded by other rules.
+Each function here takes the model's sizes and the stack's settings and returns a
+:class:`StackStates`: the terms one GPU holds at each phase of a step, and what the host
+holds beside it, every term citing the file and function that allocates it.
+
+Terms use :class:`~nnmem.terms.Term`, so the estimate's phases can take them as they are.
+Besides the estimate's component keys (``weights``, ``gradients``, ``optimizer_state``,
+``temporaries``) two keys are new: ``gathered_weights`` (parameters a sharded stack
+all-gathers for compute) and ``comm_buffers`` (gradient buckets).
+
+>>> sizes = ModelSizes(params=1_000, unit_params=200, root_params=200, largest_tensor=100)
+>>> z1 = zero(sizes, stage=1, gpus=4)
+>>> [(t.key, t.bytes) for t in z1.states]
+[('weights', 2000), ('optimizer_state', 3000)]
+>>> z1.by_key("backward")["comm_buffers"]
+1000000000
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Protocol
+
+from nnmem.terms import Term, fixed, product
+
+# --- sources ----------------------------------------------------------------------------
+
+TORCH_ADAMW = (
+    "PyTorch torch/optim/adamw.py (adam.py _init_group): exp_avg and exp_avg_sq, "
+    "zeros_like(param, memory_format=torch.preserve_format), plus a scalar step per tensor"
+)
+TORCH_FOREACH = (
+    "PyTorch torch/optim/adam.py _multi_tensor_adam: torch._foreach_* ops make one "
+    "parameter-sized intermediate list (measured: benchmarks/stacks, one copy of P)"
+)
+TORCH_FUSED = (
+    "PyTorch torch/optim/adam.py _fused_adam: torch._fused_adamw_ updates params, m and v "
+    "in place (measured: benchmarks/stacks, no temporaries)"
+)
+TORCH_FOR_LOOP = (
+    "PyTorch torch/optim/adam.py _single_tensor_adam: per-tensor ops, two temporaries the "
+    "size of the tensor being updated (measured: benchmarks/stacks, 2 × the largest)"
+)
+DDP_BUCKETS = (
+    "PyTorch torch/csrc/distributed/c10d/reducer.cpp Reducer::initialize_buckets: one flat "
+    "tensor per bucket covering every gradient (bucket_cap_mb 25, first bucket 1 MiB, "
+    "torch/nn/parallel/distributed.py); gradient_as_bucket_view=False copies each "
+    "param.grad into it, True makes param.grad a view of it"
+)
+FSDP2_SHARD = (
+    "PyTorch torch/distributed/fsdp/_fully_shard/_fsdp_param.py FSDPParam._init_sharded_param: "
+    "each parameter chunked on dim 0 across the mesh, padded to equal shards"
+)
+FSDP2_UNSHARD = (
+    "PyTorch _fully_shard/_fsdp_param.py FSDPParam.init_unsharded_param / alloc_storage "
+    "(param_dtype of MixedPrecisionPolicy); _fsdp_param_group.py FSDPParamGroup.reshard "
+    "frees them after forward when reshard_after_forward; the root group is never "
+    "resharded after forward (_fsdp_state.py FSDPState._lazy_init)"
+)
+FSDP2_AG_STATE = (
+    "PyTorch _fully_shard/_fsdp_param_group.py FSDPParamGroup.wait_for_unshard: in forward "
+    "the all-gather output is kept in comm_ctx.all_gather_state until the next group's "
+    "all-gather (one unit's flat buffer more)"
+)
+FSDP2_GRAD = (
+    "PyTorch _fully_shard/_fsdp_collectives.py foreach_reduce: unsharded gradients cast to "
+    "reduce_dtype and reduce-scattered into sharded gradients of the parameter's dtype"
+)
+FSDP2_OFFLOAD = (
+    "PyTorch _fully_shard/_fsdp_api.py CPUOffloadPolicy: sharded parameters, gradients and "
+    "optimizer state on the CPU; the step runs on the CPU"
+)
+DS_ZERO12 = (
+    "DeepSpeed deepspeed/runtime/zero/stage_1_and_2.py DeepSpeedZeroOptimizer.__init__: "
+    "bit16_groups_flat (16-bit parameters, whole on every rank) and "
+    "single_partition_of_fp32_groups (fp32 master, 1/N); Adam's m and v on that partition"
+)
+DS_ZERO12_GRADS = (
+    "DeepSpeed stage_1_and_2.py: stage 1 keeps whole 16-bit param.grad and reduces at the "
+    "boundary (reduce_gradients); stage 2 (partition_gradients) reduces each bucket and "
+    "keeps only this rank's 1/N (averaged_gradients)"
+)
+DS_FP32_GRAD = (
+    "DeepSpeed stage_1_and_2.py DeepSpeedZeroOptimizer.step: flat_grad_partition.to(fp32) "
+    "becomes single_partition_of_fp32_groups.grad; stage3.py "
+    "_prepare_fp32_grad_for_sub_group does the same per sub_group_size (1e9) elements"
+)
+DS_IPG = (
+    "DeepSpeed stage_1_and_2.py DeepSpeedZeroOptimizer.setup_buckets (each backward; a "
+    "second buffer with overlap_comm) / stage3.py DeepSpeedZeroOptimizer_Stage3.__init__ "
+    "(once): torch.empty(reduce_bucket_size) per gradient dtype (zero/config.py: "
+    "reduce_bucket_size 5e8 elements, contiguous_gradients true)"
+)
+DS_ZERO3 = (
+    "DeepSpeed deepspeed/runtime/zero/stage3.py DeepSpeedZeroOptimizer_Stage3: 16-bit "
+    "parameter partitions (partition_parameters.py), grad_partitions_flat_buffer (16-bit "
+    "gradients, 1/N), fp32 partitions with Adam's m and v"
+)
+DS_ZERO3_GATHER = (
+    "DeepSpeed zero/partitioned_param_coordinator.py PartitionedParameterCoordinator."
+    "fetch_sub_module: the current module's parameters plus prefetch up to "
+    "stage3_prefetch_bucket_size (5e7), never more than stage3_max_live_parameters (1e9) "
+    "available; parameters under stage3_param_persistence_threshold (1e5) stay whole"
+)
+DS_OFFLOAD = (
+    "DeepSpeed offload_optimizer device cpu (stage_1_and_2.py / stage3.py with "
+    "DeepSpeedCPUAdam): fp32 master, m, v and the fp32 gradient partition live in host "
+    "memory and the step runs there; offload_param (stage 3) keeps the 16-bit partitions "
+    "on the host too"
+)
+PEFT_KBIT = (
+    "peft src/peft/utils/other.py prepare_model_for_kbit_training: every fp16/bf16 "
+    "parameter that is not a Params4bit (embeddings, norms, the unquantized LM head) is "
+    "cast with param.data.to(torch.float32)"
+)
+
+# DeepSpeed's defaults (deepspeed/runtime/zero/config.py DeepSpeedZeroConfig).
+DS_REDUCE_BUCKET = 500_000_000
+DS_ALLGATHER_BUCKET = 500_000_000
+DS_PREFETCH_BUCKET = 50_000_000
+DS_MAX_LIVE = 1_000_000_000
+DS_PERSISTENCE = 100_000
+DS_MAX_REUSE = 1_000_000_000
+
+
+class NamedTensor(Protocol):
+    """What :meth:`ModelSizes.from_tensors` reads from a parameter tensor description."""
+
+    name: str
+    count: int
+
+    @property
+    def numel(self) -> int: ...  # the element count of one tensor
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """The parameter counts a stack's memory depends on.
+
+    ``unit_params`` is one repeated block (a decoder layer: one FSDP unit, one ZeRO-3
+    module); ``root_params`` what is outside the blocks (embeddings, final norm, head);
+    ``largest_tensor`` the largest single parameter; ``persistent_params`` the elements
+    in tensors under DeepSpeed's persistence threshold; ``unquantized_params`` the
+    elements a 4-bit or 8-bit load leaves in 16-bit (everything but the linear weights
+    inside the blocks).
+    """
+
+    params: int
+    unit_params: int
+    root_params: int
+    largest_tensor: int
+    persistent_params: int = 0
+    unquantized_params: int = 0
+    units: int = field(default=0)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: Iterable[NamedTensor],
+        layers: int,
+        persistence_threshold: int = DS_PERSISTENCE,
+    ) -> ModelSizes:
+        """Sizes from a tensor list (names with ``*`` repeat per layer), as
+        ``nnmem``'s architecture lists them.
+
+        >>> from types import SimpleNamespace as T
+        >>> ts = [T(name="embed.weight", numel=40, count=1),
+        ...       T(name="layers.*.q.weight", numel=16, count=2),
+        ...       T(name="layers.*.norm.weight", numel=4, count=2)]
+        >>> s = ModelSizes.from_tensors(ts, layers=2, persistence_threshold=10)
+        >>> s.params, s.unit_params, s.root_params, s.persistent_params, s.unquantized_params
+        (80, 20, 40, 8, 48)
+        """
+        tensors = list(tensors)
+        params = sum(t.numel * t.count for t in tensors)
+        in_layers = sum(t.numel * t.count for t in tensors if "*" in t.name)
+        quantized = sum(
+            t.numel * t.count
+            for t in tensors
+            if "*" in t.name and t.name.endswith("weight") and "norm" not in t.name
+        )
+        return cls(
+            params=params,
+            unit_params=in_layers // max(layers, 1),
+            root_params=params - in_layers,
+            largest_tensor=max((t.numel for t in tensors), default=0),
+            persistent_params=sum(
+                t.numel * t.count for t in tensors if t.numel < persistence_threshold
+            ),
+            unquantized_params=params - quantized,
+            units=layers,
+        )
+
+
+@dataclass(frozen=True)
+class StackStates:
+    """What one GPU (and its host) holds for the model states under a stack.
+
+    ``states`` live through the whole step; ``gradients`` from backward until
+    ``zero_grad``; ``gathered`` only while forward and backward run; ``backward`` only
+    in backward (buckets a stack allocates there); ``step`` only inside
+    ``optimizer.step()``; ``cpu`` is host memory.
+    """
+
+    stack: str
+    states: tuple[Term, ...]
+    gradients: tuple[Term, ...] = ()
+    gathered: tuple[Term, ...] = ()
+    backward: tuple[Term, ...] = ()
+    step: tuple[Term, ...] = ()
+    cpu: tuple[Term, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def phase_terms(self, phase: str) -> tuple[Term, ...]:
+        """The terms live at a phase: ``forward``, ``backward`` or ``optimizer_step``."""
+        if phase == "forward":
+            return self.states + self.gathered
+        if phase == "backward":
+            return self.states + self.gathered + self.gradients + self.backward
+        if phase == "optimizer_step":
+            return self.states + self.gradients + self.step
+        raise ValueError(f"unknown phase {phase!r}")
+
+    def gpu_bytes(self, phase: str) -> int:
+        """GPU bytes of the model states at ``phase``."""
+        return sum(t.bytes for t in self.phase_terms(phase))
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most the model states take on the GPU in any phase (activations apart)."""
+        return max(self.gpu_bytes(p) for p in ("forward", "backward", "optimizer_step"))
+
+    @property
+    def cpu_bytes(self) -> int:
+        """Host memory."""
+        return sum(t.bytes for t in self.cpu)
+
+    def by_key(self, phase: str) -> dict[str, int]:
+        """GPU bytes per component key at ``phase``."""
+        totals: dict[str, int] = {}
+        for t in self.phase_terms(phase):
+            totals[t.key] = totals.get(t.key, 0) + t.bytes
+        return totals
+
+
+def _split(term: Term, n: int) -> Term:
+    return term.scaled(Fraction(1, n), f"÷ {n} ranks") if n > 1 else term
+
+
+# --- the optimizer step -----------------------------------------------------------------
+
+
+def adamw_step_temporaries(impl: str, trainable: int, width: int, largest: int) -> Term:
+    """Temporaries of AdamW's ``step()``: ``fused``, ``foreach`` or ``for_loop``.
+
+    >>> adamw_step_temporaries("foreach", 1_000, 4, 100).bytes
+    4000
+    >>> adamw_step_temporaries("fused", 1_000, 4, 100).bytes
+    0
+    >>> adamw_step_temporaries("for_loop", 1_000, 4, 100).bytes
+    800
+    """
+    if impl == "fused":
+        return fixed("temporaries", "fused AdamW updates in place", 0, "0", TORCH_FUSED)
+    if impl == "foreach":
+        return product(
+            "temporaries",
+            "foreach AdamW: one copy of the trainable parameters",
+            [("P_train", trainable)],
+            width,
+            TORCH_FOREACH,
+        )
+    if impl == "for_loop":
+        return product(
+            "temporaries",
+            "for-loop AdamW: two copies of the largest tensor",
+            [("2", 2), ("P_largest", largest)],
+            width,
+            TORCH_FOR_LOOP,
+        )
+    raise ValueError(f"unknown AdamW implementation {impl!r}")
+
+
+def _adamw_state(elements: int, width: int, note: str = "") -> Term:
+    return product(
+        "optimizer_state",
+        f"AdamW m and v{note}",
+        [("2", 2), ("P", elements)],
+        width,
+        TORCH_ADAMW,
+    )
+
+
+# --- plain loop and DDP -------------------------------------------------------------------
+
+
+def plain(sizes: ModelSizes, width: int = 4, impl: str = "foreach") -> StackStates:
+    """One process, ``torch.optim.AdamW``: weights, gradients, m and v at ``width`` bytes.
+
+    >>> s = plain(ModelSizes(1_000, 200, 200, 100), impl="fused")
+    >>> s.gpu_bytes("optimizer_step")
+    16000
+    """
+    p = [("P", sizes.params)]
+    return StackStates(
+        stack="plain",
+        states=(
+            product("weights", "weights", p, width, TORCH_ADAMW),
+            _adamw_state(sizes.params, width),
+        ),
+        gradients=(product("gradients", "param.grad", p, width, TORCH_ADAMW),),
+        step=(adamw_step_temporaries(impl, sizes.params, width, sizes.largest_tensor),),
+    )
+
+
+def ddp(
+    sizes: ModelSizes,
+    width: int = 4,
+    gradient_as_bucket_view: bool = False,
+    impl: str = "foreach",
+) -> StackStates:
+    """PyTorch ``DistributedDataParallel``: every rank whole, plus the gradient buckets.
+
+    The buckets are allocated when DDP wraps the model and live as long as it does. With
+    the default ``gradient_as_bucket_view=False`` each gradient also exists as its own
+    ``param.grad``, so gradients are held twice from backward to ``zero_grad``.
+
+    >>> s = ddp(ModelSizes(1_000, 200, 200, 100))
+    >>> s.by_key("optimizer_step")["comm_buffers"], s.by_key("optimizer_step")["gradients"]
+    (4000, 4000)
+    >>> ddp(ModelSizes(1_000, 200, 200, 100), gradient_as_bucket_view=True).gradients
+    ()
+    """
+    base = plain(sizes, width, impl)
+    bucket = product(
+        "comm_buffers", "DDP gradient buckets", [("P_train", sizes.params)], width, DDP_BUCKETS
+    )
+    gradients = () if gradient_as_bucket_view else base.gradients
+    note = (
+        "gradient_as_bucket_view=True: param.grad are views of the buckets"
+        if gradient_as_bucket_view
+        else "gradient_as_bucket_view=False: gradients are held twice, in param.grad and "
+        "in the buckets"
+    )
+    return StackStates(
+        stack="ddp",
+        states=(*base.states, bucket),
+        gradients=gradients,
+        step=base.step,
+        notes=(note,),
+    )
+
+
+# --- FSDP2 ------------------------------------------------------------------------------
+
+
+def fsdp2(
+    sizes: ModelSizes,
+    gpus: int,
+    param_bytes: int = 4,
+    compute_bytes: int | None = None,
+    reduce_bytes: int | None = None,
+    reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
+    prefetch_units: int = 1,
+    impl: str = "foreach",
+) -> StackStates:
+    """FSDP2 ``fully_shard`` on every block and on the root.
+
+    ``param_bytes`` is the stored (sharded) type, ``compute_bytes`` the
+    ``MixedPrecisionPolicy.param_dtype`` (default: the stored type), ``reduce_bytes`` its
+    ``reduce_dtype``. At forward's peak (the loss) a GPU holds the root unsharded and
+    the last block's all-gather output (kept until the next all-gather); backward
+    gathers each block again with ``prefetch_units`` more ahead (1 on a GPU, where the
+    all-gather stream runs ahead; 0 on a CPU, where collectives are synchronous), and
+    holds one block's unsharded gradients. Without ``reshard_after_forward`` every
+    block stays unsharded from its forward to its backward.
+
+    >>> s = fsdp2(ModelSizes(1_000, 200, 200, 100, units=4), gpus=2, prefetch_units=0)
+    >>> s.by_key("forward")
+    {'weights': 2000, 'optimizer_state': 4000, 'gathered_weights': 1600}
+    """
+    compute = compute_bytes or param_bytes
+    n = gpus
+    shard = [("P", sizes.params)]
+    weights = _split(product("weights", "sharded parameters", shard, param_bytes, FSDP2_SHARD), n)
+    state = _split(_adamw_state(sizes.params, param_bytes, " of the shard"), n)
+    grads = _split(product("gradients", "sharded gradients", shard, param_bytes, FSDP2_GRAD), n)
+    root = product(
+        "gathered_weights",
+        "unsharded root (embeddings, final norm, head)",
+        [("P_root", sizes.root_params)],
+        compute,
+        FSDP2_UNSHARD,
+    )
+    kept = product(
+        "gathered_weights",
+        "all-gather output kept for the next group",
+        [("P_block", sizes.unit_params)],
+        compute,
+        FSDP2_AG_STATE,
+    )
+    reduce = reduce_bytes or compute
+    unsharded_grads = product(
+        "gradients",
+        "one block's unsharded gradients before reduce-scatter",
+        [("P_block", sizes.unit_params)],
+        reduce,
+        FSDP2_GRAD,
+    )
+    if reshard_after_forward:
+        # Forward's peak comes at the loss: every block resharded, the root and the last
+        # all-gather output kept. Backward gathers each block again, with prefetch.
+        gathered: tuple[Term, ...] = (root, kept)
+        label = "unsharded current block" + (
+            f" and {prefetch_units} prefetched" if prefetch_units else ""
+        )
+        backward: tuple[Term, ...] = (
+            product(
+                "gathered_weights",
+                label,
+                [("blocks", 1 + prefetch_units), ("P_block", sizes.unit_params)],
+                compute,
+                FSDP2_UNSHARD,
+            ),
+            unsharded_grads,
+        )
+    else:
+        every = product(
+            "gathered_weights",
+            "every block unsharded (not resharded after forward)",
+            [("blocks", max(sizes.units, 1)), ("P_block", sizes.unit_params)],
+            compute,
+            FSDP2_UNSHARD,
+        )
+        gathered, backward = (root, every, kept), (unsharded_grads,)
+    notes = [f"FSDP2 across {n} ranks; figures are per rank."]
+    if reduce_bytes and reduce_bytes != compute:
+        notes.append(
+            f"Gradients are reduce-scattered in {reduce_bytes}-byte values, one block at a time."
+        )
+    step = (adamw_step_temporaries(impl, math.ceil(sizes.params / n), param_bytes, 0),)
+    if cpu_offload:
+        cpu = (weights, state, grads)
+        notes.append("CPUOffloadPolicy: shards, gradients and the optimizer step on the CPU.")
+        return StackStates(
+            "fsdp2", states=(), gathered=gathered, backward=backward, cpu=cpu, notes=tuple(notes)
+        )
+    return StackStates(
+        "fsdp2",
+        states=(weights, state),
+        gradients=(grads,),
+        gathered=gathered,
+        backward=backward,
+        step=step,
+        notes=tuple(notes),
+    )
+
+
+# --- DeepSpeed ZeRO ---------------------------------------------------------------------------
+
+
+def zero(
+    sizes: ModelSizes,
+    stage: int,
+    gpus: int,
+    low_bytes: int = 2,
+    reduce_bucket_size: int = DS_REDUCE_BUCKET,
+    overlap_comm: bool = False,
+    prefetch_bucket_size: int = DS_PREFETCH_BUCKET,
+    max_live_parameters: int = DS_MAX_LIVE,
+    max_reuse_distance: int = DS_MAX_REUSE,
+    offload_optimizer: bool = False,
+    offload_param: bool = False,
+    grad_accum_steps: int = 1,
+) -> StackStates:
+    """DeepSpeed ZeRO stage 1, 2 or 3 with 16-bit training (bf16 or fp16) and Adam.
+
+    Per GPU: 16-bit parameters (whole for stages 1-2, 1/N for 3), the fp32 master with
+    m and v, 12 B per parameter ÷ N, which DeepSpeed counts as optimizer state, and this
+    rank's 16-bit gradient partition after backward (stage 1 keeps whole gradients only
+    while it accumulates over micro-steps). ``optimizer.step()`` adds an fp32 copy of the
+    gradient partition. The reduce bucket has its full configured size whatever the
+    model's: stages 1-2 allocate it in each backward, stage 3 once at start.
+    ``overlap_comm`` doubles the stage 1-2 bucket (DeepSpeed's default turns it on for
+    stage 3, whose one bucket per dtype is allocated in ``__init__``).
+
+    >>> s = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0)
+    >>> s.by_key("optimizer_step")
+    {'weights': 2000, 'optimizer_state': 3000, 'gradients': 500, 'temporaries': 1000}
+    """
+    if stage not in (1, 2, 3):
+        raise ValueError("stage must be 1, 2 or 3")
+    if offload_param and stage != 3:
+        raise ValueError("offload_param needs stage 3")
+    n = gpus
+    p = [("P", sizes.params)]
+    notes = [f"DeepSpeed ZeRO-{stage} across {n} ranks; figures are per rank."]
+    source = DS_ZERO3 if stage == 3 else DS_ZERO12
+    weights = product("weights", f"{low_bytes}-byte parameters", p, low_bytes, source)
+    gathered: tuple[Term, ...] = ()
+    persistent: tuple[Term, ...] = ()
+    if stage == 3:
+        weights = _split(weights, n)
+        small = sizes.persistent_params
+        if small:
+            # Measured (benchmarks/stacks): a persistent parameter is whole on every rank
+            # besides its partition.
+            persistent = (
+                product(
+                    "weights",
+                    "small parameters kept whole (persistence threshold)",
+                    [("P_small", small)],
+                    low_bytes,
+                    DS_ZERO3_GATHER,
+                ),
+            )
+        live = min(
+            max_live_parameters,
+            sizes.params - small,
+            # DeepSpeed gathers one module's own parameters at a time (a Linear, an
+            # Embedding; the largest is the largest tensor), prefetches up to the bucket,
+            # and keeps what is reused within max_reuse_distance (at the turn from forward
+            # to backward, the last modules: about half the distance each way).
+            sizes.largest_tensor + prefetch_bucket_size + max_reuse_distance // 2,
+        )
+        gathered = (
+            product(
+                "gathered_weights",
+                "gathered modules, prefetch and reuse window",
+                [("P_live", live)],
+                low_bytes,
+                DS_ZERO3_GATHER,
+            ),
+        )
+    grads = product("gradients", f"{low_bytes}-byte gradients", p, low_bytes, DS_ZERO12_GRADS)
+    if stage >= 2 or grad_accum_steps == 1:
+        grads = _split(grads, n)
+    master = _split(
+        product(
+            "optimizer_state",
+            "fp32 master, m and v (DeepSpeed's optimizer state)",
+            [("3", 3), *p],
+            4,
+            source,
+        ),
+        n,
+    )
+    fp32_grad = _split(
+        product("temporaries", "fp32 gradient partition for the step", p, 4, DS_FP32_GRAD), n
+    )
+    buffers = 2 if overlap_comm and stage < 3 else 1
+    bucket = product(
+        "comm_buffers",
+        "reduce bucket" + ("s (overlap_comm)" if buffers == 2 else ""),
+        [("buffers", buffers), ("reduce_bucket_size", reduce_bucket_size)],
+        low_bytes,
+        DS_IPG,
+    )
+    cpu: tuple[Term, ...] = ()
+    states: tuple[Term, ...] = (weights, *persistent, master)
+    step: tuple[Term, ...] = (fp32_grad,)
+    gradients: tuple[Term, ...] = (grads,)
+    if stage == 3:
+        # grad_partitions_flat_buffer is allocated once, in __init__ (measured: live
+        # from the first forward on).
+        states, gradients = (*states, grads), ()
+    if offload_optimizer:
+        # The fp32 master, m, v and the fp32 gradient partition go to the host. Stage 2
+        # copies each reduced bucket straight into the fp32 gradient there
+        # (async_inplace_copy_grad_to_fp32_buffer_from_gpu); stage 3 keeps its 16-bit
+        # grad_partitions_flat_buffer on the host as well.
+        cpu = (master, fp32_grad)
+        states, step = (weights, *persistent), ()
+        if stage == 2:
+            gradients = ()
+        if stage == 3:
+            cpu = (*cpu, grads)
+        notes.append(
+            "offload_optimizer: master weights, m, v, fp32 gradients and the step on the CPU."
+        )
+    if offload_param:
+        cpu = (*cpu, weights)
+        states = persistent
+        notes.append("offload_param: the 16-bit parameter partitions live on the CPU.")
+    backward: tuple[Term, ...] = ()
+    if bucket.bytes:
+        if stage == 3:
+            states = (*states, bucket)
+        else:
+            backward = (bucket,)
+    if offload_optimizer:
+        cpu = tuple(
+            Term(t.key, t.label, t.bytes, t.formula, t.substituted, t.source + "; " + DS_OFFLOAD)
+            for t in cpu
+        )
+    return StackStates(
+        f"zero{stage}",
+        states=states,
+        gradients=gradients,
+        gathered=gathered,
+        backward=backward,
+        step=step,
+        cpu=cpu,
+        notes=tuple(notes),
+    )
+
+
+# --- peft QLoRA ---------------------------------------------------------------------------
+
+
+def kbit_fp32_casts(sizes: ModelSizes, stored_bytes: int = 2) -> Term:
+    """Extra bytes ``prepare_model_for_kbit_training`` adds by casting the 16-bit
+    parameters a 4-bit or 8-bit load left alone to fp32.
+
+    >>> kbit_fp32_casts(ModelSizes(1_000, 200, 200, 100, unquantized_params=300)).bytes
+    600
+    """
+    return product(
+        "weights",
+        "16-bit parameters cast to fp32 by prepare_model_for_kbit_training",
+        [("P_unquantized", sizes.unquantized_params)],
+        4 - stored_bytes,
+        PEFT_KBIT,
+    )
