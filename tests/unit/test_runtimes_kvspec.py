@@ -48,7 +48,8 @@ def test_mistral_v0_1_slides_everywhere_and_qwen_only_when_enabled():
 def test_gpt_oss_alternates_128_token_windows():
     spec = kvspec.from_config(config("gpt-oss-20b"))
     assert [s.kind for s in spec].count("sliding") == 12
-    assert spec[0].kind == "sliding" and spec[0].window == 128
+    assert spec[0].kind == "sliding"
+    assert spec[0].window == 128
     assert spec[1].kind == "full"
     # 8 KV heads x (64 + 64)
     assert spec[1].elems_per_token == 1024

@@ -119,7 +119,8 @@ def test_largest_ngl_and_longest_context():
     assert lc.largest_ngl(LLAMA_1B, tensors, ctx, [64 * 2**30]) == 17
     assert lc.largest_ngl(LLAMA_1B, tensors, ctx, [1]) == 0
     n = lc.longest_context(LLAMA_1B, tensors, ctx, [2 * 2**30], 17, 131072)
-    assert n % 256 == 0 and 0 < n < 131072
+    assert n % 256 == 0
+    assert 0 < n < 131072
     over = lc.Context(n_ctx=n + 256)
     assert lc.place(LLAMA_1B, tensors, over, 17).gpu_bytes[0] > 2 * 2**30
 
