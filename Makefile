@@ -9,7 +9,7 @@ PORT ?= 8000
 BASE_PATH ?= /
 PYTEST_PYODIDE := pytest==9.2.0
 
-.PHONY: setup build serve test lint unit browser accuracy clean
+.PHONY: setup build serve test lint unit browser accuracy accuracy-runtimes clean
 
 setup: $(VENV)/.ok node_modules/.ok $(WHEELS)/.ok
 
@@ -57,6 +57,11 @@ test: setup browser lint
 # Measure real PyTorch memory for the accuracy suite (CPU, a few GB of installs).
 accuracy:
 	benchmarks/accuracy/run.sh
+
+# Measure llama.cpp's buffers on the CPU for the runtimes accuracy tests (builds
+# llama.cpp through llama-cpp-python; writes about 9 GB of GGUF files to /tmp).
+accuracy-runtimes:
+	benchmarks/runtimes/run.sh
 
 clean:
 	rm -rf _site $(VENV) node_modules $(WHEELS) .pytest_cache .mypy_cache .ruff_cache

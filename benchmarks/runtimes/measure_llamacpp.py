@@ -129,7 +129,8 @@ def parse(block: str) -> dict[str, Any]:
                     "size_mib": float(m[1]),
                     "cells": int(m[2]),
                     "layers": int(m[3]),
-                    "seqs": int(m[5]),
+                    "n_seq_max": int(m[4]),
+                    "n_stream": int(m[5]),
                     "type_k": m[6],
                     "k_mib": float(m[7]),
                     "type_v": m[8],
@@ -237,6 +238,8 @@ def main() -> None:
     ap.add_argument("--gguf", type=Path, default=Path("/tmp/nnmem-gguf"))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("measured_llamacpp.json"))
     ap.add_argument("--child")
+    ap.add_argument("--only", nargs="*", help="shapes to measure (default: all)")
+    ap.add_argument("--merge", action="store_true", help="keep other shapes' entries in --out")
     a = ap.parse_args()
     if a.child:
         child(a.child, json.loads(sys.stdin.read()))
@@ -245,7 +248,10 @@ def main() -> None:
     from benchmarks.runtimes.shapes import SHAPES
 
     files = []
-    for name in SHAPES:
+    if a.merge and a.out.exists():
+        keep = set(SHAPES) - set(a.only or SHAPES)
+        files = [f for f in json.loads(a.out.read_text())["files"] if f["model"] in keep]
+    for name in a.only or SHAPES:
         for ft in ["F16", *FTYPES]:
             p = a.gguf / f"{name}-{ft}.gguf"
             if not p.exists():

@@ -267,39 +267,71 @@ def output_bytes(a: GgufArch, ctx: Context) -> int:
 def compute_buffer_bytes(a: GgufArch, ctx: Context, backend: str = "cpu") -> int:
     """The compute buffer reserved for one micro-batch (``sched_reserve``).
 
-    ggml's graph allocator (``ggml/src/ggml-alloc.c``) frees each intermediate
-    once its last consumer ran and reuses the space, so the buffer is the peak of
-    live tensors along the graph. Two points of the graph set that peak:
+    ggml's graph allocator (``ggml/src/ggml-alloc.c``) frees each intermediate once
+    its last consumer ran and reuses the space, so the buffer is the peak of the
+    tensors alive together somewhere in the graph; everything is f32. Three places
+    set that peak (``src/llama-graph.cpp``; at reserve every token of the micro-batch
+    produces output):
 
-    - the output head: ``n_ubatch`` rows of float logits (``n_vocab``) next to the
-      normed hidden state (``n_embd``) of the rows that produce output
-      (``llm_graph_context::build_inp_out_ids``: at reserve every token outputs);
-    - attention without flash attention: the ``KQ`` scores
-      ``n_kv x n_ubatch x n_head`` in f32 and their softmax
-      (``llm_graph_context::build_attn_mha``), next to ``Q``, ``K``/``V`` views and
-      the residual stream; with flash attention ``ggml_flash_attn_ext`` writes only
-      ``n_embd_head x n_head x n_ubatch``.
+    - the output head: logits ``n_vocab x n_ubatch`` next to the final hidden state
+      and its norm (``2 x n_embd x n_ubatch``);
+    - attention without flash attention (``build_attn_mha``): the scores
+      ``kq = n_kv x n_ubatch x n_head`` (softmax in place) and the mask
+      ``n_kv x n_ubatch`` (``build_attn_inp_kq_mask``), ``n_kv`` being the cells of
+      one stream, next to Q and the attention output (``n_head x head_dim`` each),
+      K and V of the micro-batch and the residual (``n_embd``);
+    - the feed-forward: gate and up (``2 x n_ff``) and two ``n_embd`` buffers.
 
-    ``backend="cpu"`` is what was measured here (see ``benchmarks/runtimes``). CUDA's
-    buffer follows the same graph; its flash-attention kernels and cuBLAS add no
-    graph tensors, so the same model is used and labelled unmeasured.
+    With flash attention (``ggml_flash_attn_ext``) no score matrix is stored.
+    This is the CPU backend's graph, which is what was measured
+    (``benchmarks/runtimes/measured_llamacpp.json``). The CUDA backend reserves the
+    same graph; its buffer has not been measured here.
     """
+    if backend not in ("cpu", "cuda"):
+        raise ValueError(f"backend: {backend!r} is not cpu or cuda")
     ub = ctx.ubatch
-    f = 4  # the graph computes in f32
-    out_peak = f * ub * (a.vocab + a.hidden)
-    size, _n_stream = ctx.cells()
-    n_kv_max = size
-    layers = a.kv_layers
-    if any(lay.kind == "sliding" for lay in layers) and not any(
-        lay.kind == "full" for lay in layers
-    ):
-        n_kv_max = max(ctx.swa_cells(lay.window or size) for lay in layers)
-    if ctx.flash_attn:
-        attn = f * ub * (a.heads * a.head_dim * 2 + a.hidden * 2)
-    else:
-        attn = f * ub * n_kv_max * a.heads + f * ub * (a.heads * a.head_dim * 2 + a.hidden * 2)
-    ffn = f * ub * (a.ffn * 2 + a.hidden * 2)
+    f = 4
+    q = a.heads * a.head_dim
+    kv = a.kv_heads * a.head_dim
+    out_peak = f * ub * (a.vocab + 2 * a.hidden)
+    around = f * ub * (2 * q + 2 * kv + a.hidden)
+    attn = around
+    if not ctx.flash_attn:
+        layers = a.kv_layers
+        size, _ = ctx.cells()
+        if any(lay.kind == "full" for lay in layers):
+            n_kv = size
+        else:
+            n_kv = max(ctx.swa_cells(lay.window or size) for lay in layers)
+        attn += f * ub * n_kv * (a.heads + 1)
+    ffn = f * ub * (2 * a.ffn + 2 * a.hidden)
     return max(out_peak, attn, ffn)
+
+
+# ggml/src/ggml-cpu/repack.cpp ggml_repack_get_optimal_repack_type: on x86 the CPU
+# backend copies these weight types into interleaved layouts (same bytes) in a
+# CPU_REPACK buffer when ne[1] % 8 == 0; Q2_K only with AVX-512.
+REPACK_X86 = {
+    "avx2": ("Q4_0", "Q4_K", "IQ4_NL", "MXFP4"),
+    "avx512": ("Q4_0", "Q4_K", "IQ4_NL", "MXFP4", "Q2_K"),
+}
+
+
+def cpu_repack_bytes(tensors: list[Tensor], isa: str = "avx512") -> int:
+    """Bytes llama.cpp's CPU backend repacks (the ``CPU_REPACK`` model buffer).
+
+    The token embedding is read with ``get_rows`` on the input layer and is not
+    repacked.
+    """
+    kinds = REPACK_X86[isa]
+    return sum(
+        t.bytes
+        for t in tensors
+        if t.type in kinds
+        and t.name != "token_embd.weight"
+        and len(t.shape) > 1
+        and t.shape[1] % 8 == 0
+    )
 
 
 @dataclass

@@ -139,3 +139,23 @@ def test_bad_context_is_named():
         lc.Context(type_k="q3")
     with pytest.raises(ValueError, match="needs flash attention"):
         lc.Context(type_v="q4_0")
+
+
+def test_compute_buffer_peaks():
+    # FA off, n_ctx 4096, n_ubatch 512: scores 4096 x 512 x 32 and mask 4096 x 512 in
+    # f32, plus Q, attention output, K, V and residual (2*2048 + 2*512 + 2048) per token
+    attn = 4 * 512 * 4096 * 33 + 4 * 512 * (2 * 2048 + 2 * 512 + 2048)
+    assert lc.compute_buffer_bytes(LLAMA_1B, lc.Context(n_ctx=4096)) == attn
+    # FA on: the output head sets the peak, logits 128256 + two 2048 rows per token
+    fa = lc.Context(n_ctx=4096, flash_attn=True)
+    assert lc.compute_buffer_bytes(LLAMA_1B, fa) == 4 * 512 * (128256 + 2 * 2048)
+    # n_ubatch is capped by n_batch
+    small = lc.Context(n_ctx=4096, n_batch=128, n_ubatch=512, flash_attn=True)
+    assert lc.compute_buffer_bytes(LLAMA_1B, small) == 4 * 128 * (128256 + 2 * 2048)
+
+
+def test_repack_counts_the_cpu_interleaved_types():
+    tensors = lc.quantized_tensors(LLAMA_1B, "Q4_K_M")
+    q4k = sum(t.bytes for t in tensors if t.type == "Q4_K")
+    assert lc.cpu_repack_bytes(tensors) == q4k
+    assert lc.cpu_repack_bytes(lc.quantized_tensors(LLAMA_1B, "Q8_0")) == 0
