@@ -46,6 +46,9 @@ def grid(name: str, ftype: str) -> list[dict[str, Any]]:
         "flash_attn": False,
         "n_seq_max": 1,
         "kv_unified": True,
+        # llama_context_default_params() sets swa_full; llama-server and llama-cli
+        # default to --swa-full off (common/common.h), which is what is measured.
+        "swa_full": False,
     }
     out = [dict(base)]
     if ftype not in ("F16", "Q4_K_M"):
@@ -64,6 +67,7 @@ def grid(name: str, ftype: str) -> list[dict[str, Any]]:
         out.append(dict(base, n_ctx=8192, n_seq_max=n_seq, kv_unified=unified, flash_attn=fa))
     out.append(dict(base, n_ctx=4096, n_batch=512, n_ubatch=512))
     out.append(dict(base, n_ctx=4096, n_batch=4096, n_ubatch=2048))
+    out.append(dict(base, n_ctx=16384, swa_full=True))
     return out
 
 
@@ -86,6 +90,7 @@ def child(path: str, contexts: list[dict[str, Any]]) -> None:
         cp.n_ubatch = c["n_ubatch"]
         cp.n_seq_max = c["n_seq_max"]
         cp.kv_unified = c["kv_unified"]
+        cp.swa_full = c["swa_full"]
         cp.type_k = TYPE_IDS[c["type_k"]]
         cp.type_v = TYPE_IDS[c["type_v"]]
         cp.flash_attn_type = (
