@@ -235,8 +235,11 @@ def kv_layer_bytes(layer: LayerKV, ctx: Context) -> tuple[int, int]:
     if layer.kind in ("shared",):
         return 0, 0
     if layer.kind == "state":
-        # llama_memory_recurrent: one state per sequence, f32
-        return layer.state_bytes * ctx.n_seq_max // 2, layer.state_bytes * ctx.n_seq_max // 2
+        # src/llama-memory-recurrent.cpp: per layer r (conv) and s (ssm) tensors of
+        # n_embd_r / n_embd_s x one row per sequence, both GGML_TYPE_F32
+        # (src/llama-model.cpp create_memory: recurrent_type_r/s); K holds r, V holds s.
+        conv, ssm = ((*layer.state, (0, 0), (0, 0)))[:2]
+        return conv[0] * 4 * ctx.n_seq_max, ssm[0] * 4 * ctx.n_seq_max
     size, n_stream = ctx.cells()
     if layer.kind == "sliding" and layer.window:
         size = ctx.swa_cells(layer.window)
@@ -472,8 +475,9 @@ def command_line(model_path: str, ctx: Context, n_gpu_layers: int) -> str:
 
 def ollama_view(num_ctx: int, num_parallel: int) -> Context:
     """Ollama's llama runner: ``num_ctx`` per request times ``OLLAMA_NUM_PARALLEL``
-    slots is the context llama.cpp allocates (ollama ``llm/server.go``:
-    ``numCtx * numParallel``), one KV stream per slot."""
+    slots is the context llama.cpp allocates (ollama ``server/sched.go`` scales
+    ``NumCtx`` by ``numParallel``; the Ollama FAQ: memory "scales by
+    OLLAMA_NUM_PARALLEL * OLLAMA_CONTEXT_LENGTH"), shared by the slots."""
     if num_ctx < 1 or num_parallel < 1:
         raise ValueError("num_ctx and OLLAMA_NUM_PARALLEL must be at least 1")
     return Context(n_ctx=num_ctx * num_parallel, n_seq_max=num_parallel, kv_unified=True)

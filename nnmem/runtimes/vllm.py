@@ -219,6 +219,7 @@ class Group:
     layers: int  # layers in the group (padded layers included)
     page_bytes: int  # one layer's page
     window: int | None = None
+    block_size: int = 0
 
 
 def _kv_dtype_bytes(m: ServeModel, s: Serve) -> int:
@@ -226,17 +227,43 @@ def _kv_dtype_bytes(m: ServeModel, s: Serve) -> int:
     return m.dtype_bytes if b is None else b
 
 
-def page_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
-    """One layer's page of ``block_size`` tokens on one rank."""
+def _token_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
+    """One attention layer's bytes per token on one rank."""
     db = _kv_dtype_bytes(m, s)
     if layer.kind == "mla":
-        # MLAAttentionSpec: num_kv_heads=1, head_size = kv_lora_rank + rope dim
-        return s.block_size * layer.head_dim_k * db
-    if layer.kind == "state":
-        return layer.state_bytes
+        # MLAAttentionSpec: num_kv_heads=1, head_size = kv_lora_rank + rope dim, no V
+        return layer.head_dim_k * db
     tp = s.tensor_parallel_size
     heads = layer.n_kv_heads // tp if layer.n_kv_heads >= tp else 1
-    return s.block_size * heads * (layer.head_dim_k + layer.head_dim_v) * db
+    return heads * (layer.head_dim_k + layer.head_dim_v) * db
+
+
+def block_size(m: ServeModel, s: Serve) -> int:
+    """The attention block size after hybrid alignment.
+
+    ``vllm/platforms/interface.py`` ``_align_hybrid_block_size``: with Mamba or
+    linear-attention layers, the attention block grows to
+    ``align * cdiv(mamba_page, align * attn_page_per_token)`` tokens so one attention
+    page holds a whole state, and the state page is padded to the attention page
+    (``mamba_page_size_padded``). ``align`` is taken as the configured block size.
+    """
+    states = [lay.state_bytes for lay in m.kv if lay.kind == "state"]
+    attn = [_token_bytes(lay, m, s) for lay in m.kv if lay.kind in ("full", "sliding", "mla")]
+    if not states or not attn:
+        return s.block_size
+    per_token = max(attn)
+    need = s.block_size * -(-max(states) // (s.block_size * per_token))
+    return max(s.block_size, need)
+
+
+def page_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
+    """One layer's page of ``block_size`` tokens on one rank (``page_size_bytes``)."""
+    bs = block_size(m, s)
+    if layer.kind == "state":
+        attn = [_token_bytes(x, m, s) for x in m.kv if x.kind in ("full", "sliding", "mla")]
+        # MambaSpec.page_size_bytes: the state, padded to the attention page
+        return max(layer.state_bytes, bs * max(attn)) if attn else layer.state_bytes
+    return bs * _token_bytes(layer, m, s)
 
 
 def groups(m: ServeModel, s: Serve) -> list[Group]:
@@ -254,10 +281,11 @@ def groups(m: ServeModel, s: Serve) -> list[Group]:
         return []
     lo, hi = min(buckets.values()), max(buckets.values())
     size = hi if hi < lo * 1.5 else lo
+    bs = block_size(m, s)
     out = []
     for (kind, page, window), n in buckets.items():
         for _ in range(math.ceil(n / size)):
-            out.append(Group(kind, size, page, window))
+            out.append(Group(kind, size, page, window, bs))
     return out
 
 
@@ -273,12 +301,13 @@ def blocks_per_request(g: Group, s: Serve) -> int:
     """
     if g.kind == "state":
         return 1
+    bs = g.block_size or s.block_size
     if g.kind == "sliding" and g.window:
         _, tokens = s.defaults()
         batches = s.pipeline_parallel_size + (1 if s.async_scheduling else 0)
         n = min(g.window - 1 + batches * tokens, s.max_model_len)
-        return -(-n // s.block_size) + 1
-    return -(-s.max_model_len // s.block_size)
+        return -(-n // bs) + 1
+    return -(-s.max_model_len // bs)
 
 
 @dataclass

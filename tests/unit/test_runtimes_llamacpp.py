@@ -159,3 +159,11 @@ def test_repack_counts_the_cpu_interleaved_types():
     q4k = sum(t.bytes for t in tensors if t.type == "Q4_K")
     assert lc.cpu_repack_bytes(tensors) == q4k
     assert lc.cpu_repack_bytes(lc.quantized_tensors(LLAMA_1B, "Q8_0")) == 0
+
+
+def test_recurrent_state_is_f32_per_sequence():
+    from nnmem.runtimes.kvspec import LayerKV
+
+    layer = LayerKV("state", state=((1000, 2), (4096, 4)))
+    # r and s rows of 1000 and 4096 elements, f32, one row per sequence
+    assert lc.kv_layer_bytes(layer, lc.Context(n_seq_max=3)) == (3 * 4000, 3 * 16384)

@@ -100,3 +100,37 @@ def test_bad_settings_are_named():
         _serve(kv_cache_dtype="int4")
     with pytest.raises(ValueError, match="gpu_memory_utilization"):
         _serve(gpu_memory_utilization=1.5)
+
+
+def test_hybrid_state_layers_enlarge_the_attention_block():
+    from nnmem.runtimes.kvspec import LayerKV
+
+    full = LayerKV("full", 2, 256, 256)  # 2 x 512 x 2 = 2048 bytes per token
+    state = LayerKV("state", state=((24576, 2), (524288, 4)))  # 2,146,304 bytes
+    m = vllm.ServeModel(
+        kv=(state, state, state, full), vocab=1000, hidden=2048, ffn=4096, weights_bytes=0
+    )
+    s = _serve(block_size=64)
+    # 64 * cdiv(2146304, 64 * 2048) = 64 * 17 = 1088 tokens per block
+    assert vllm.block_size(m, s) == 1088
+    assert vllm.page_bytes(full, m, s) == 1088 * 2048
+    assert vllm.page_bytes(state, m, s) == 1088 * 2048  # padded to the attention page
+    gs = vllm.groups(m, s)
+    assert sorted((g.kind, g.layers) for g in gs) == [
+        ("full", 1),
+        ("state", 1),
+        ("state", 1),
+        ("state", 1),
+    ]
+    # one request: cdiv(16000, 1088) = 15 blocks of the full group + 1 per state group
+    assert sum(vllm.blocks_per_request(g, s) for g in gs) == 15 + 3
+
+
+def test_mla_page_is_one_latent():
+    from nnmem.runtimes.kvspec import LayerKV
+
+    mla = LayerKV("mla", 1, 576, 0)
+    m = vllm.ServeModel(kv=(mla,) * 61, vocab=129280, hidden=7168, ffn=18432, weights_bytes=0)
+    # 16 tokens x 576 x 2 bytes, and TP does not divide it
+    assert vllm.page_bytes(mla, m, _serve()) == 16 * 576 * 2
+    assert vllm.page_bytes(mla, m, _serve(tensor_parallel_size=8)) == 16 * 576 * 2
