@@ -347,9 +347,35 @@ class Placement:
     parts: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LayerWeights:
+    """The GGUF's bytes grouped as ``-ngl`` moves them: the input embedding, each
+    block, and the output layer (final norm and head; a tied head duplicates the
+    embedding on the output's device)."""
+
+    embd: int
+    blocks: tuple[int, ...]
+    output: int
+    tied: bool
+
+    @classmethod
+    def of(cls, a: GgufArch, tensors: list[Tensor]) -> LayerWeights:
+        blocks = [0] * a.layers
+        embd = out = 0
+        for t in tensors:
+            b = _pad(t.bytes, GGUF_ALIGNMENT)
+            if t.name == "token_embd.weight":
+                embd += b
+            elif t.layer is None:
+                out += b
+            else:
+                blocks[t.layer] += b
+        return cls(embd, tuple(blocks), out + (embd if a.tied else 0), a.tied)
+
+
 def place(
     a: GgufArch,
-    tensors: list[Tensor],
+    tensors: list[Tensor] | LayerWeights,
     ctx: Context,
     n_gpu_layers: int,
     tensor_split: list[float] | None = None,
@@ -359,10 +385,25 @@ def place(
     ``src/llama-model.cpp`` ``load_tensors``: ``i_gpu_start = max(n_layer + 1 - ngl,
     0)``; layer ``il`` goes to GPU ``upper_bound(splits, (il - i_gpu_start) /
     act_gpu_layers)`` with ``splits`` the cumulative normalised ``--tensor-split``;
-    ``il = n_layer`` is the output layer. The KV cache of a layer follows its layer
-    (``offload_kqv``). Compute buffers: one per device used. The output buffer stays
-    in host memory.
+    ``il = n_layer`` is the output layer. The input embedding stays on the CPU
+    (``dev_input``). The KV cache of a layer follows its layer (``offload_kqv``).
+    Compute buffers: one per device used. The output buffer stays in host memory.
     """
+    lw = tensors if isinstance(tensors, LayerWeights) else LayerWeights.of(a, tensors)
+    kv = [sum(kv_layer_bytes(layer, ctx)) for layer in a.kv_layers]
+    return _place(a, lw, kv, compute_buffer_bytes(a, ctx), output_bytes(a, ctx),
+                  n_gpu_layers, tensor_split)  # fmt: skip
+
+
+def _place(
+    a: GgufArch,
+    lw: LayerWeights,
+    kv: list[int],
+    comp: int,
+    out: int,
+    n_gpu_layers: int,
+    tensor_split: list[float] | None,
+) -> Placement:
     L = a.layers
     split = tensor_split or [1.0]
     cum, s = [], 0.0
@@ -381,32 +422,23 @@ def place(
         return next((i for i, c in enumerate(cum) if x < c), len(cum) - 1)
 
     gpu = [0] * len(split)
-    cpu = 0
-    for t in tensors:
-        il = t.layer
-        if t.name == "token_embd.weight":
-            cpu += _pad(t.bytes, GGUF_ALIGNMENT)
-            if a.tied and device(L) is not None:
-                # the tied output is a duplicate of token_embd on the output device
-                gpu[device(L) or 0] += _pad(t.bytes, GGUF_ALIGNMENT)
-            continue
-        d = device(L if il is None else il)
-        if d is None:
-            cpu += _pad(t.bytes, GGUF_ALIGNMENT)
-        else:
-            gpu[d] += _pad(t.bytes, GGUF_ALIGNMENT)
     kv_gpu = [0] * len(split)
+    cpu = lw.embd
     kv_cpu = 0
-    for i, layer in enumerate(a.kv_layers):
-        k, v = kv_layer_bytes(layer, ctx)
-        d = device(i)
+    for il in range(L):
+        d = device(il)
         if d is None:
-            kv_cpu += k + v
+            cpu += lw.blocks[il]
+            kv_cpu += kv[il]
         else:
-            kv_gpu[d] += k + v
-    comp = compute_buffer_bytes(a, ctx)
+            gpu[d] += lw.blocks[il]
+            kv_gpu[d] += kv[il]
+    d = device(L)
+    if d is None:
+        cpu += lw.output - (lw.embd if lw.tied else 0)
+    else:
+        gpu[d] += lw.output
     comp_gpu = [comp if (gpu[i] or kv_gpu[i]) else 0 for i in range(len(split))]
-    out = output_bytes(a, ctx)
     gpu_total = [gpu[i] + kv_gpu[i] + comp_gpu[i] for i in range(len(split))]
     cpu_total = cpu + kv_cpu + out + (comp if ngl <= L else 0)
     return Placement(
@@ -426,31 +458,41 @@ def place(
 
 def largest_ngl(
     a: GgufArch,
-    tensors: list[Tensor],
+    tensors: list[Tensor] | LayerWeights,
     ctx: Context,
     vram: list[int],
     split: list[float] | None = None,
 ) -> int:
     """The largest ``-ngl`` whose GPU buffers fit ``vram`` (bytes per GPU)."""
+    lw = tensors if isinstance(tensors, LayerWeights) else LayerWeights.of(a, tensors)
+    kv = [sum(kv_layer_bytes(layer, ctx)) for layer in a.kv_layers]
+    comp, out = compute_buffer_bytes(a, ctx), output_bytes(a, ctx)
+    sp = split or [float(v) for v in vram]
     best = 0
     for ngl in range(a.layers + 2):
-        p = place(a, tensors, ctx, ngl, split or [float(v) for v in vram])
+        p = _place(a, lw, kv, comp, out, ngl, sp)
         if all(g <= v for g, v in zip(p.gpu_bytes, vram, strict=True)):
             best = ngl
     return best
 
 
 def longest_context(
-    a: GgufArch, tensors: list[Tensor], ctx: Context, vram: list[int], n_gpu_layers: int, limit: int
+    a: GgufArch,
+    tensors: list[Tensor] | LayerWeights,
+    ctx: Context,
+    vram: list[int],
+    n_gpu_layers: int,
+    limit: int,
 ) -> int:
     """The longest ``n_ctx`` (multiple of 256, at most ``limit``) that fits ``vram``
     at ``-ngl``; 0 when even 256 does not."""
+    lw = tensors if isinstance(tensors, LayerWeights) else LayerWeights.of(a, tensors)
     lo, hi = 0, limit // 256
     split = [float(v) for v in vram]
     while lo < hi:
         mid = (lo + hi + 1) // 2
         c = Context(**{**ctx.__dict__, "n_ctx": mid * 256})
-        p = place(a, tensors, c, n_gpu_layers, split)
+        p = place(a, lw, c, n_gpu_layers, split)
         if all(g <= v for g, v in zip(p.gpu_bytes, vram, strict=True)):
             lo = mid
         else:

@@ -121,6 +121,7 @@ class Serve:
     kv_cache_memory_bytes: int | None = None
     activation_bytes: int | None = None
     async_scheduling: bool = True
+    device_name: str = ""
 
     def __post_init__(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -137,11 +138,12 @@ class Serve:
     def defaults(self) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) for ``vllm serve``:
         ``vllm/engine/arg_utils.py`` ``_set_default_max_num_seqs_and_batched_tokens_args``
-        (OPENAI_API_SERVER): >= 160 GiB cards 1024 / 16384; >= 70 GiB (not A100)
-        1024 / 8192; others 256 / 2048."""
+        (OPENAI_API_SERVER): >= 160 GiB cards 1024 / 16384; >= 70 GiB (not an A100,
+        not a GB10) 1024 / 8192; others 256 / 2048."""
+        name = self.device_name.lower()
         if self.gpu_memory_bytes >= 160 * GIB:
             d = (1024, 16384)
-        elif self.gpu_memory_bytes >= 70 * GIB:
+        elif self.gpu_memory_bytes >= 70 * GIB and "a100" not in name and "gb10" not in name:
             d = (1024, 8192)
         else:
             d = (256, 2048)

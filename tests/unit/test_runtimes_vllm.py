@@ -75,6 +75,7 @@ def test_defaults_follow_the_card():
     assert _serve().defaults() == (1024, 8192)
     assert _serve(gpu_memory_bytes=180 * GIB).defaults() == (1024, 16384)
     assert _serve(gpu_memory_bytes=24 * GIB).defaults() == (256, 2048)
+    assert _serve(device_name="NVIDIA A100-SXM4-80GB").defaults() == (256, 2048)
 
 
 def test_weights_by_format():
