@@ -1,6 +1,6 @@
 """Time nnmem.runtimes.fit.what_fits over the whole catalog (prints seconds).
 
-    .venv/bin/python -m benchmarks.runtimes.fit_speed
+.venv/bin/python -m benchmarks.runtimes.fit_speed
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def what_fits(
         raise ValueError("context and users must be at least 1")
     if runtime == "llama_cpp":
         out = [_llamacpp(m, vram, ram, context, users) for m in _candidates(GGUF_MODEL_TYPES)]
-        order = LLAMACPP_FORMATS
+        order: tuple[str, ...] = LLAMACPP_FORMATS
     elif runtime == "vllm":
         out = [_vllm(m, vram, context, users) for m in _candidates(GGUF_MODEL_TYPES)]
         order = VLLM_FORMATS
