@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,11 @@ MEASURED = ROOT / "benchmarks" / "runtimes" / "measured_llamacpp.json"
 def _measured() -> dict[str, Any]:
     if not MEASURED.exists():
         pytest.skip("measured_llamacpp.json is missing: run make accuracy-runtimes")
+    return _load()
+
+
+@cache
+def _load() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(MEASURED.read_text())
     return data
 
@@ -170,7 +176,11 @@ def _files() -> list[Any]:
 
 
 def _arch(name: str) -> lc.GgufArch:
-    return lc.GgufArch.from_config(catalog.models()[name].config)
+    """The measured shape: its catalog model's config at the depth written."""
+    shape = _measured()["shapes"][name]
+    cfg = dict(catalog.models()[shape.get("catalog", name)].config)
+    cfg["num_hidden_layers"] = shape["layers"]
+    return lc.GgufArch.from_config(cfg)
 
 
 def _ctx(c: dict[str, Any]) -> lc.Context:

@@ -24,7 +24,10 @@ def llamacpp() -> None:
     worst: dict[str, float] = {"model": 0, "repack": 0, "k": 0, "v": 0, "output": 0, "compute": 0}
     n = 0
     for f in data["files"]:
-        a = lc.GgufArch.from_config(catalog.models()[f["model"]].config)
+        shape = data["shapes"][f["model"]]
+        cfg = dict(catalog.models()[shape.get("catalog", f["model"])].config)
+        cfg["num_hidden_layers"] = shape["layers"]
+        a = lc.GgufArch.from_config(cfg)
         ts = lc.f16_tensors(a) if f["ftype"] == "F16" else lc.quantized_tensors(a, f["ftype"])
         real = {t["name"]: t["type"] for t in f["tensors"]}
         same = sum(real[t.name] == t.type for t in ts)

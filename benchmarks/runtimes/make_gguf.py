@@ -31,6 +31,7 @@ FTYPES = {
     "Q3_K_M": 12,
     "Q2_K": 10,
     "IQ4_XS": 30,
+    "MXFP4_MOE": 38,
 }
 
 
@@ -51,10 +52,14 @@ def write_f16(name: str, path: Path) -> None:
         int(s["ffn"]),  # type: ignore[call-overload]
         int(s["vocab"]),  # type: ignore[call-overload]
     )
-    pool = _pool(max(V * h, ff * h, nh * hd * h))
+    E = int(s.get("experts", 0))  # type: ignore[call-overload]
+    fe = int(s.get("expert_ffn", 0))  # type: ignore[call-overload]
+    pool = _pool(max(V * h, ff * h, nh * hd * h, E * fe * h))
     ones = np.ones(max(h, hd), dtype=np.float32)
 
-    def mat(rows: int, cols: int) -> np.ndarray:
+    def mat(rows: int, cols: int, n: int = 0) -> np.ndarray:
+        if n:
+            return pool[: n * rows * cols].reshape(n, rows, cols)
         return pool[: rows * cols].reshape(rows, cols)
 
     w = gguf.GGUFWriter(str(path), arch)
@@ -70,6 +75,10 @@ def write_f16(name: str, path: Path) -> None:
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_freq_base(10000.0)
     w.add_vocab_size(V)
+    if E:
+        w.add_expert_count(E)
+        w.add_expert_used_count(int(s["experts_used"]))  # type: ignore[call-overload]
+        w.add_expert_feed_forward_length(fe)
     if "sliding_window" in s:
         w.add_sliding_window(int(s["sliding_window"]))  # type: ignore[call-overload]
     w.add_file_type(1)  # LLAMA_FTYPE_MOSTLY_F16
@@ -91,12 +100,20 @@ def write_f16(name: str, path: Path) -> None:
             w.add_tensor(p + "attn_q.bias", np.zeros(nh * hd, dtype=np.float32))
             w.add_tensor(p + "attn_k.bias", np.zeros(nkv * hd, dtype=np.float32))
             w.add_tensor(p + "attn_v.bias", np.zeros(nkv * hd, dtype=np.float32))
-        if arch == "gemma3":
-            w.add_tensor(p + "post_attention_norm.weight", ones[:h])
+        if arch in ("gemma3", "qwen3moe"):
             w.add_tensor(p + "attn_q_norm.weight", ones[:hd])
             w.add_tensor(p + "attn_k_norm.weight", ones[:hd])
+        if arch == "gemma3":
+            w.add_tensor(p + "post_attention_norm.weight", ones[:h])
             w.add_tensor(p + "post_ffw_norm.weight", ones[:h])
         w.add_tensor(p + "ffn_norm.weight", ones[:h])
+        if E:
+            # numpy (E, out, in) = GGUF ne (in, out, E); the router stays f32
+            w.add_tensor(p + "ffn_gate_inp.weight", np.zeros((E, h), dtype=np.float32))
+            w.add_tensor(p + "ffn_gate_exps.weight", mat(fe, h, E))
+            w.add_tensor(p + "ffn_up_exps.weight", mat(fe, h, E))
+            w.add_tensor(p + "ffn_down_exps.weight", mat(h, fe, E))
+            continue
         w.add_tensor(p + "ffn_gate.weight", mat(ff, h))
         w.add_tensor(p + "ffn_up.weight", mat(ff, h))
         w.add_tensor(p + "ffn_down.weight", mat(h, ff))

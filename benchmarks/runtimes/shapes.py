@@ -53,4 +53,23 @@ SHAPES: dict[str, dict[str, object]] = {
         "ctx_train": 32768,
         "sliding_window": 512,
     },
+    # Qwen/Qwen3-30B-A3B config.json, cut to its first 2 of 48 layers (128 experts of
+    # 768, 8 used, untied head, q/k norms): the MoE tensors and MXFP4_MOE.
+    "qwen3-30b-a3b-2l": {
+        "arch": "qwen3moe",
+        "catalog": "qwen3-30b-a3b",
+        "hidden": 2048,
+        "layers": 2,
+        "heads": 32,
+        "kv_heads": 4,
+        "head_dim": 128,
+        "ffn": 6144,
+        "vocab": 151936,
+        "tied": False,
+        "qkv_bias": False,
+        "ctx_train": 40960,
+        "experts": 128,
+        "experts_used": 8,
+        "expert_ffn": 768,
+    },
 }

@@ -25,7 +25,9 @@ from nnmem.runtimes import vllm
 from nnmem.runtimes.models import serve_model
 
 # Model types whose GGUF tensor list nnmem.runtimes.llamacpp.f16_tensors writes.
-GGUF_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text")
+GGUF_MODEL_TYPES = (
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral",
+)  # fmt: skip
 LLAMACPP_FORMATS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
 VLLM_FORMATS = ("bf16", "fp8")
 
@@ -54,7 +56,7 @@ def _candidates(model_types: tuple[str, ...]) -> list[catalog.ModelEntry]:
     return [
         m
         for m in catalog.models().values()
-        if m.architecture == "decoder" and m.config.get("model_type") in model_types
+        if m.architecture in ("decoder", "moe") and m.config.get("model_type") in model_types
     ]
 
 
@@ -88,6 +90,8 @@ def _llamacpp(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, us
 def _vllm(m: catalog.ModelEntry, vram: list[int], context: int, users: int) -> Fit:
     tp = len(vram)
     for fmt in VLLM_FORMATS:
+        if fmt == "fp8" and m.architecture == "moe":
+            continue  # models.weights_bytes has no fp8 MoE layout
         sm = serve_model(m.id, fmt)
         s = vllm.Serve(
             gpu_memory_bytes=min(vram),

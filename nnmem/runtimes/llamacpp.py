@@ -67,6 +67,7 @@ class GgufArch:
     arch: str = "llama"
     n_expert: int = 0
     n_expert_ffn: int = 0
+    n_expert_used: int = 0
     kv: tuple[LayerKV, ...] = field(default=())
 
     @classmethod
@@ -77,18 +78,26 @@ class GgufArch:
         heads = int(c["num_attention_heads"])
         hidden = int(c["hidden_size"])
         mt = str(c.get("model_type", "llama"))
-        arch = {"gemma3_text": "gemma3", "qwen3": "qwen3", "qwen2": "qwen2"}.get(mt, mt)
+        arch = {"gemma3_text": "gemma3", "qwen3_moe": "qwen3moe", "mixtral": "llama"}.get(mt, mt)
+        n_expert = int(c.get("num_local_experts") or c.get("num_experts") or 0)
+        ffn = int(c["intermediate_size"])
+        # Mixtral's intermediate_size is per expert; Qwen3-MoE names it
+        # moe_intermediate_size (llama.cpp: expert_feed_forward_length)
+        n_ff_exp = int(c.get("moe_intermediate_size") or ffn) if n_expert else 0
         return cls(
             hidden=hidden,
             layers=int(c["num_hidden_layers"]),
             heads=heads,
             kv_heads=int(c.get("num_key_value_heads") or heads),
             head_dim=int(c.get("head_dim") or hidden // heads),
-            ffn=int(c["intermediate_size"]),
+            ffn=ffn,
             vocab=int(c["vocab_size"]),
             tied=bool(c.get("tie_word_embeddings", mt.startswith("gemma"))),
             qkv_bias=mt == "qwen2",
             arch=arch,
+            n_expert=n_expert,
+            n_expert_ffn=n_ff_exp,
+            n_expert_used=int(c.get("num_experts_per_tok") or 0),
             kv=tuple(from_config(cfg)),
         )
 
@@ -123,7 +132,11 @@ def f16_tensors(a: GgufArch) -> list[Tensor]:
     converters write them (per layer), 1-D norms and biases in F32.
 
     Names and shapes: ``src/llama-arch.cpp`` tensor names and the
-    ``load_arch_tensors`` of ``src/models/llama.cpp``, ``qwen2.cpp``, ``gemma3.cpp``.
+    ``load_arch_tensors`` of ``src/models/llama.cpp``, ``qwen2.cpp``, ``gemma3.cpp``,
+    ``qwen3moe.cpp``. MoE layers have a router ``ffn_gate_inp {n_embd, n_expert}``
+    (F32: the converters keep it in f32) and stacked experts
+    ``ffn_{gate,up}_exps {n_embd, n_ff_exp, n_expert}``, ``ffn_down_exps {n_ff_exp,
+    n_embd, n_expert}``.
     """
     h, q, kv = a.hidden, a.heads * a.head_dim, a.kv_heads * a.head_dim
     out = [Tensor("token_embd.weight", (h, a.vocab), "F16")]
@@ -140,13 +153,20 @@ def f16_tensors(a: GgufArch) -> list[Tensor]:
                 Tensor(p + "attn_k.bias", (kv,), "F32"),
                 Tensor(p + "attn_v.bias", (kv,), "F32"),
             ]
-        if a.arch in ("gemma3", "qwen3"):
+        if a.arch in ("gemma3", "qwen3", "qwen3moe"):
             out.append(Tensor(p + "attn_q_norm.weight", (a.head_dim,), "F32"))
             out.append(Tensor(p + "attn_k_norm.weight", (a.head_dim,), "F32"))
         if a.arch in ("gemma2", "gemma3"):
             out.append(Tensor(p + "post_attention_norm.weight", (h,), "F32"))
             out.append(Tensor(p + "post_ffw_norm.weight", (h,), "F32"))
         out.append(Tensor(p + "ffn_norm.weight", (h,), "F32"))
+        if a.n_expert:
+            E, fe = a.n_expert, a.n_expert_ffn
+            out.append(Tensor(p + "ffn_gate_inp.weight", (h, E), "F32"))
+            out.append(Tensor(p + "ffn_gate_exps.weight", (h, fe, E), "F16"))
+            out.append(Tensor(p + "ffn_up_exps.weight", (h, fe, E), "F16"))
+            out.append(Tensor(p + "ffn_down_exps.weight", (fe, h, E), "F16"))
+            continue
         out.append(Tensor(p + "ffn_gate.weight", (h, a.ffn), "F16"))
         out.append(Tensor(p + "ffn_up.weight", (h, a.ffn), "F16"))
         out.append(Tensor(p + "ffn_down.weight", (a.ffn, h), "F16"))
@@ -307,7 +327,8 @@ def compute_buffer_bytes(a: GgufArch, ctx: Context, backend: str = "cpu") -> int
         else:
             n_kv = max(ctx.swa_cells(lay.window or size) for lay in layers)
         attn += f * ub * n_kv * (a.heads + 1)
-    ffn = f * ub * (2 * a.ffn + 2 * a.hidden)
+    width = a.n_expert_ffn * a.n_expert_used if a.n_expert else a.ffn
+    ffn = f * ub * (2 * width + 2 * a.hidden)
     return max(out_peak, attn, ffn)
 
 

@@ -90,6 +90,8 @@ def weights_bytes(model_id: str, fmt: str = "bf16") -> int:
     if fmt in ("bf16", "fp16"):
         return params * 2
     if fmt == "fp8":
+        if cfg.get("num_local_experts") or cfg.get("num_experts"):
+            raise ValueError(f"format: fp8 weights of the MoE {model_id!r} are not modelled")
         lin = dense_linear_params(cfg)
         L = int(cfg["num_hidden_layers"])
         h = int(cfg["hidden_size"])

@@ -167,3 +167,29 @@ def test_recurrent_state_is_f32_per_sequence():
     layer = LayerKV("state", state=((1000, 2), (4096, 4)))
     # r and s rows of 1000 and 4096 elements, f32, one row per sequence
     assert lc.kv_layer_bytes(layer, lc.Context(n_seq_max=3)) == (3 * 4000, 3 * 16384)
+
+
+def test_moe_tensors_for_qwen3_30b_a3b():
+    a = lc.GgufArch.from_config(catalog.models()["qwen3-30b-a3b"].config)
+    ts = lc.f16_tensors(a)
+    n = 0
+    for t in ts:
+        k = 1
+        for d in t.shape:
+            k *= d
+        n += k
+    # the stacked experts {2048, 768, 128} and the router {2048, 128} reproduce the
+    # catalog's exact parameter count
+    assert n == catalog.models()["qwen3-30b-a3b"].params
+    q4 = {t.name: t.type for t in lc.quantized_tensors(a, "Q4_K_M")}
+    assert q4["blk.0.ffn_gate_inp.weight"] == "F32"
+    assert q4["blk.0.ffn_gate_exps.weight"] == "Q4_K"
+    # ffn_down_exps follows use_more_bits(layer, 48): layer 0 yes, layer 6 no
+    assert q4["blk.0.ffn_down_exps.weight"] == "Q6_K"
+    assert q4["blk.6.ffn_down_exps.weight"] == "Q4_K"
+    mx = {t.name: t.type for t in lc.quantized_tensors(a, "MXFP4_MOE")}
+    # MXFP4_MOE: 3-D expert tensors in MXFP4, every other quantizable tensor Q8_0
+    assert mx["blk.3.ffn_up_exps.weight"] == "MXFP4"
+    assert mx["blk.3.attn_q.weight"] == "Q8_0"
+    assert mx["output.weight"] == "Q8_0"
+    assert mx["token_embd.weight"] == "Q8_0"

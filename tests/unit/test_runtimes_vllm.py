@@ -135,3 +135,8 @@ def test_mla_page_is_one_latent():
     # 16 tokens x 576 x 2 bytes, and TP does not divide it
     assert vllm.page_bytes(mla, m, _serve()) == 16 * 576 * 2
     assert vllm.page_bytes(mla, m, _serve(tensor_parallel_size=8)) == 16 * 576 * 2
+
+
+def test_fp8_moe_is_refused_by_name():
+    with pytest.raises(ValueError, match="format: fp8 weights of the MoE 'mixtral-8x7b'"):
+        weights_bytes("mixtral-8x7b", "fp8")
