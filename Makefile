@@ -59,7 +59,7 @@ accuracy:
 	benchmarks/accuracy/run.sh
 
 # Measure llama.cpp's buffers on the CPU for the runtimes accuracy tests (builds
-# llama.cpp through llama-cpp-python; writes about 13 GB of GGUF files to /tmp).
+# llama.cpp through llama-cpp-python; writes about 26 GB of GGUF files to /tmp).
 accuracy-runtimes:
 	benchmarks/runtimes/run.sh
 

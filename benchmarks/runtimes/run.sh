@@ -4,7 +4,7 @@
 # Creates .venv-runtimes at the repository root if missing, installs the pinned
 # requirements (llama-cpp-python builds llama.cpp from source: 15-25 minutes on two
 # cores), writes GGUF files with real model shapes and random weights to
-# ${GGUF_DIR:-/tmp/nnmem-gguf} (about 13 GB), quantizes them with llama.cpp's own
+# ${GGUF_DIR:-/tmp/nnmem-gguf} (about 26 GB), quantizes them with llama.cpp's own
 # quantizer, then loads each on the CPU over a grid of contexts and records the
 # buffer sizes llama.cpp logs. Set PYTHON_VENV to reuse an environment that already
 # has the requirements.
