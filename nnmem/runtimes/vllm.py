@@ -31,11 +31,12 @@ Read from the vLLM 0.34.0 wheel. Every term names the file and function:
   divided by TP, or replicated to one per rank when TP >= KV heads; MLA latents and
   Mamba states are not divided.
 
-Not modelled: the extensible KV cache that 0.34 enables by default on CUDA
+Not modelled: the extensible KV cache that 0.34 enables by default on CUDA and ROCm
 (``CacheConfig.enable_extensible_kv_cache``, ``vllm/v1/worker/extensible_kv_cache.py``),
 which sizes the pool from memory measured free after CUDA-graph capture, with
-``gpu_memory_utilization`` defaulting to 1.0. Set ``--gpu-memory-utilization`` or
-``--kv-cache-memory`` and the profile-based sizing below applies.
+``gpu_memory_utilization`` defaulting to 1.0. It stays off when ``--kv-cache-memory``
+is given or it is disabled explicitly; then the profile-based sizing below applies,
+as it did in the releases before it (the llm-d logs the tests reproduce).
 """
 
 from __future__ import annotations
