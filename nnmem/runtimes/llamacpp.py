@@ -489,12 +489,22 @@ def largest_ngl(
     kv = [sum(kv_layer_bytes(layer, ctx)) for layer in a.kv_layers]
     comp, out = compute_buffer_bytes(a, ctx), output_bytes(a, ctx)
     sp = split or [float(v) for v in vram]
-    best = 0
-    for ngl in range(a.layers + 2):
+
+    def fits(ngl: int) -> bool:
         p = _place(a, lw, kv, comp, out, ngl, sp)
-        if all(g <= v for g, v in zip(p.gpu_bytes, vram, strict=True)):
-            best = ngl
-    return best
+        return all(g <= v for g, v in zip(p.gpu_bytes, vram, strict=True))
+
+    if len(vram) == 1:
+        # one GPU: its bytes only grow with -ngl, so bisect
+        lo, hi = 0, a.layers + 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+    return max((n for n in range(a.layers + 2) if fits(n)), default=0)
 
 
 def longest_context(
