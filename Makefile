@@ -9,7 +9,7 @@ PORT ?= 8000
 BASE_PATH ?= /
 PYTEST_PYODIDE := pytest==9.2.0
 
-.PHONY: setup build serve test lint unit browser accuracy stacks clean
+.PHONY: setup build serve test lint unit browser accuracy stacks accuracy-runtimes clean
 
 setup: $(VENV)/.ok node_modules/.ok $(WHEELS)/.ok
 
@@ -61,6 +61,11 @@ accuracy:
 # Run the training stacks (plain loop, DDP, FSDP2, HF Trainer, TRL, DeepSpeed) on the CPU.
 stacks:
 	benchmarks/stacks/run.sh
+
+# Measure llama.cpp's buffers on the CPU for the runtimes accuracy tests (builds
+# llama.cpp through llama-cpp-python; writes about 26 GB of GGUF files to /tmp).
+accuracy-runtimes:
+	benchmarks/runtimes/run.sh
 
 clean:
 	rm -rf _site $(VENV) node_modules $(WHEELS) .pytest_cache .mypy_cache .ruff_cache
