@@ -146,6 +146,7 @@ def compare_case(case: dict[str, Any]) -> dict[str, Any]:
             "max_memory_allocated": got["max_memory_allocated"],
             "allocated_error": round(error(allocated, got["max_memory_allocated"]), 5),
         }
+    row["compared_span"] = spans[-1]
     last = row["spans"][spans[-1]]
     row["reserved_error"] = last["reserved_error"]
     row["allocated_error"] = last["allocated_error"]
@@ -184,7 +185,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in report["cases"]:
-        span = row["spans"][list(row["spans"])[-1]]
+        span = row["spans"][row["compared_span"]]
         trace_gap = row["trace_live_peak_bytes"] - row["cuda_tracker_peak_bytes"]
         lines.append(
             f"| `{row['id']}` | {trace_gap / MIB:+.1f} MiB "
