@@ -87,17 +87,26 @@ def events(trace: list[int | str], spans: tuple[str, str]) -> Iterator[tuple[Any
 
 
 def live_peak(trace: list[int | str]) -> int:
-    """The trace's own live-byte peak (before any rounding)."""
+    """The trace's own live-byte peak from the first peak reset on (before rounding).
+
+    That is what the GPU run's tracker measured (``peak.bytes`` in measured_cuda.json):
+    the steps, not the model's construction.
+    """
     sizes: list[int] = []
     live = peak = 0
+    measuring = False
     for item in trace:
         if isinstance(item, int):
             if item >= 0:
                 sizes.append(item)
                 live += item
-                peak = max(peak, live)
+                if measuring:
+                    peak = max(peak, live)
             else:
                 live -= sizes[-item - 1]
+        elif item.startswith("reset:"):
+            measuring = True
+            peak = max(peak, live)
     return peak
 
 

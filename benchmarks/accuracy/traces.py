@@ -31,9 +31,9 @@ Usage (from the repository root, in the accuracy venv)::
 from __future__ import annotations
 
 import argparse
-import gc
 import gzip
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -317,17 +317,25 @@ def write_trace(entry: dict[str, Any], directory: Path = TRACE_DIR) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", metavar="SUBSTRING")
+    parser.add_argument("--one", metavar="ID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quiet_libraries()
     wanted = set(cuda_case_ids())
     cases = [replace(c, fake=True) for c in all_cases() if c.id in wanted]
+    if args.one:
+        write_trace(record_case(next(c for c in cases if c.id == args.one)))
+        return 0
     if args.only:
         cases = [c for c in cases if any(part in c.id for part in args.only)]
     for case in cases:
+        # Each case in a process of its own, as on the GPU: objects a library makes
+        # once per process (small cached tensors) are then born in every trace.
         start = time.perf_counter()
-        entry = record_case(case)
-        path = write_trace(entry)
-        gc.collect()
+        command = [sys.executable, "-m", "benchmarks.accuracy.traces", "--one", case.id]
+        subprocess.run(command, check=True)
+        path = TRACE_DIR / f"{case.id}.json.gz"
+        with gzip.open(path, "rt") as f:
+            entry = json.load(f)
         print(
             f"{case.id}: {len(entry['trace'])} events, {path.stat().st_size // 1024} KiB, "
             f"{time.perf_counter() - start:.1f}s",
