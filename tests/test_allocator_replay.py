@@ -111,3 +111,29 @@ def test_median_and_largest_reserved_error(report: dict[str, Any]) -> None:
     errors = [abs(r["reserved_error"]) for r in report["cases"]]
     assert statistics.median(errors) <= 0.005
     assert max(errors) <= 0.09
+
+
+def test_gpu_history_replays_to_the_gpu_segments() -> None:
+    """A history as ``_snapshot()["device_traces"]`` gives it: the GPU opened one 20 MiB
+    segment for two 3 MiB requests; the model, replaying the requests, does the same."""
+    from benchmarks.accuracy import cuda_history
+
+    mib = 2**20
+    events = [
+        ["segment_alloc", 1000, 20 * mib, 0],
+        ["alloc", 1000, 3 * mib, 0],
+        ["alloc", 1000 + 3 * mib, 3 * mib, 0],
+        ["free_requested", 1000, 3 * mib, 0],
+        ["free_completed", 1000, 3 * mib, 0],
+    ]
+    entry = {
+        "id": "synthetic",
+        "alloc_conf": "",
+        "events": events,
+        "segments": [{"total_size": 20 * mib}],
+    }
+    row = cuda_history.compare_history(entry)
+    assert row["requests"] == 2
+    assert (row["gpu_segment_allocs"], row["model_segment_allocs"]) == (1, 1)
+    assert row["model_reserved_peak"] == row["gpu_reserved_bytes_allocated"] == 20 * mib
+    assert row["final_segments_equal"]
