@@ -410,6 +410,7 @@ class CachingAllocator:
 
     def __init__(self, config: AllocatorConfig | None = None, capacity: int | None = None) -> None:
         self.config = config or AllocatorConfig()
+        self._round_by_divisions = any(d > 1 for d in self.config.roundup_power2_divisions)
         self.capacity = capacity
         self.small = _Pool(small=True)
         self.large = _Pool(small=False)
@@ -426,7 +427,12 @@ class CachingAllocator:
 
     def malloc(self, orig_size: int) -> _Block:
         """``DeviceCachingAllocator::malloc``: return the block that serves the request."""
-        size = round_size(orig_size, self.config)
+        if self._round_by_divisions:
+            size = round_size(orig_size, self.config)
+        elif orig_size < K_MIN_BLOCK_SIZE:
+            size = K_MIN_BLOCK_SIZE
+        else:
+            size = -(-orig_size // K_MIN_BLOCK_SIZE) * K_MIN_BLOCK_SIZE
         pool = self.small if size <= K_SMALL_SIZE else self.large
         alloc_size = allocation_size(size)
         block = self._get_free_block(pool, size)
