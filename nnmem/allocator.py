@@ -762,11 +762,12 @@ def replay(
     """Replay ``("alloc", id, size)`` / ``("free", id)`` events; ``("mark", name)`` labels.
 
     A mark starts a named span; ``peaks_by_mark`` holds each span's allocated and
-    reserved peaks. With ``timeline``, ``allocated`` and ``reserved`` hold the totals
-    after every event. ``snapshot_at`` (an event index, e.g. a first replay's
-    ``reserved_peak_event``) keeps the segment list right after that event in
-    ``segments_at_reserved_peak``. Out of memory stops the replay and records the
-    event's index.
+    reserved peaks. ``capacity`` is what the allocator may reserve (the device's memory
+    less the CUDA context and other processes); without it, segments never fail. With
+    ``timeline``, ``allocated`` and ``reserved`` hold the totals after every event.
+    ``snapshot_at`` (an event index, e.g. a first replay's ``reserved_peak_event``)
+    keeps the segment list right after that event in ``segments_at_reserved_peak``.
+    Out of memory stops the replay and records the event's index.
 
     >>> r = replay([("alloc", 1, 25 * MIB), ("free", 1), ("alloc", 2, 13 * MIB)])
     >>> r.reserved_peak == 26 * MIB, r.allocated_end == 13 * MIB

@@ -16,6 +16,8 @@ The trace is a flat list, small once gzipped:
 * ``"phase:NAME"`` starts a phase (``setup``, ``forward``, ``loss``, ``backward``,
   ``optimizer_step``, ``zero_grad``, ``prefill``, ``decode``, ...) and
   ``"reset:LABEL"`` is where ``CudaCounters.start()`` reset the peaks;
+* ``"layer:N"`` is where the N-th repeated block (a transformers decoder or encoder
+  layer) starts its forward, or its recomputation under checkpointing;
 * ``"op:NAME"`` follows the outputs of an op that runs a cuBLAS, cuDNN or fused
   attention kernel on a GPU: where such a kernel's own working memory would go.
 
@@ -83,6 +85,20 @@ class TraceRecorder(LiveBytesTracker):
     def set_phase(self, name: str) -> None:
         super().set_phase(name)
         self.trace.append(f"phase:{name}")
+
+    def mark_layers(self, model: torch.nn.Module) -> None:
+        """Log ``layer:N`` when the N-th repeated block (a transformers layer) starts.
+
+        Forward pre-hooks only: they fire in forward and in the recomputation of a
+        checkpointed layer, and change nothing that autograd keeps.
+        """
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        for index, layer in enumerate(layers):
+            layer.register_forward_pre_hook(
+                lambda module, args, i=index: self.trace.append(f"layer:{i}")
+            )
 
     def mark(self, label: str) -> None:
         """Log a labelled moment (a peak-counter reset of the CUDA run)."""
@@ -278,6 +294,7 @@ def record_case(case: Case) -> dict[str, Any]:
             torch.manual_seed(0)
             with recorder:
                 model, head = runner.make_model(case)
+                recorder.mark_layers(model)
                 if case.mode == "training":
                     inputs = runner.case_inputs(case)
                     trainable = [p for p in model.parameters() if p.requires_grad]
