@@ -59,7 +59,7 @@ CUBLAS_SOURCE = (
 ALLOCATOR_SOURCE = (
     "PyTorch caching allocator: blocks rounded to 512 B and cached segments show in "
     "max_memory_reserved; measured reserve over allocated was 3-13% in Hugging Face's "
-    "single-GPU guide (formulas.md §8.A); editable"
+    "single-GPU guide (transformers docs perf_train_gpu_one, v4.21); editable"
 )
 
 
