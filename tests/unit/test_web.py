@@ -210,13 +210,15 @@ def test_suggestions_carry_page_field_changes_that_apply() -> None:
     fields = {**DEFAULT_FIELDS, "gpu": "t4"}
     reply = page(fields)
     items = re.findall(
-        r'<li data-key="([\w-]+)" data-saved="(\d+)"[^>]*>.*?data-apply="([^"]+)"',
+        r'<li data-key="([\w-]+)" data-saved="(\d+)" data-risk="(\w+)"[^>]*>.*?'
+        r'data-apply="([^"]+)"',
         reply["html"]["suggestions"],
     )
     assert items
-    savings = [int(saved) for _, saved, _ in items]
-    assert savings == sorted(savings, reverse=True)
-    for _, saved, apply in items:
+    order = ["none", "low", "medium", "high"]
+    ranks = [(order.index(risk), -int(saved)) for _, saved, risk, _ in items]
+    assert ranks == sorted(ranks)
+    for _, saved, _, apply in items:
         changes = json.loads(unescape(apply))
         assert all(isinstance(v, str) for v in changes.values())
         assert set(changes) <= set(FIELDS)
