@@ -11,7 +11,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
-from nnmem.report import text
+from nnmem.render.text import text
 from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
 from nnmem.solvers import judge
 from nnmem.units import human

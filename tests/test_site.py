@@ -19,8 +19,8 @@ import build
 import content_helpers
 from nnmem import formats
 from nnmem.formats import Format
-from nnmem.links import from_query_string, query_string
 from nnmem.scenario import parse
+from nnmem.web.links import from_query_string, query_string
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "/nnmem/"

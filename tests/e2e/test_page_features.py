@@ -13,10 +13,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from nnmem.catalog import models
 from nnmem.estimate import estimate
-from nnmem.links import from_query_string
 from nnmem.scenario import parse
 from nnmem.units import human
-from nnmem.web import DEFAULT_FIELDS
+from nnmem.web.calculator import DEFAULT_FIELDS
+from nnmem.web.links import from_query_string
 from site_helpers import cpython_reply, fill_form, html_text, text_of, wait_ready
 
 pytestmark = pytest.mark.e2e

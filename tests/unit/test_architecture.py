@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from nnmem.architecture import (
+from nnmem.errors import NnmemError
+from nnmem.models.architecture import (
     Family,
     Head,
     active_parameters,
@@ -20,7 +21,6 @@ from nnmem.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.errors import NnmemError
 
 
 def gpt2(h: int, layers: int, heads: int) -> dict[str, Any]:

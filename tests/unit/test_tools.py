@@ -9,18 +9,13 @@ from typing import Any
 import pytest
 
 from nnmem import catalog, tools
-from nnmem.architecture import from_config
 from nnmem.formats import Format
+from nnmem.models.architecture import from_config
 from nnmem.scenario import parse
-from nnmem.web_tools import (
-    TOOLS,
-    call,
-    defaults,
-    figure,
-    module_counts,
-    prerender,
-    weight_bytes,
-)
+from nnmem.web.tools import TOOLS, call, defaults, prerender
+from nnmem.web.tools.common import figure
+from nnmem.web.tools.compression import weight_bytes
+from nnmem.web.tools.parameter_count import module_counts
 
 LLAMA_8B = from_config(catalog.models()["llama-3.1-8b"].config)
 MIXTRAL = from_config(catalog.models()["mixtral-8x7b"].config)

@@ -9,12 +9,20 @@ from typing import Any
 from xml.etree import ElementTree
 
 from nnmem.estimate import estimate
-from nnmem.form import FIELDS
-from nnmem.report import chart_svg, table_html
+from nnmem.render.html import table_html
+from nnmem.render.svg import chart_svg
 from nnmem.scenario import SETTINGS, parse
 from nnmem.solvers import max_batch, max_seq_len, min_gpus
 from nnmem.units import human
-from nnmem.web import DEFAULT_FIELDS, DEFAULT_SCENARIO, FORM_SECTIONS, compute, prerender, render
+from nnmem.web.calculator import (
+    DEFAULT_FIELDS,
+    DEFAULT_SCENARIO,
+    FORM_SECTIONS,
+    compute,
+    prerender,
+    render,
+)
+from nnmem.web.form import FIELDS
 
 SVG = "{http://www.w3.org/2000/svg}"
 

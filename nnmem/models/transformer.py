@@ -25,17 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from nnmem.architecture import (
+from nnmem.formats import Format, bits, is_float, is_gguf
+from nnmem.models.architecture import (
     Family,
     Transformer,
     layer_params,
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.engines import Built, model_states
-from nnmem.estimate import Phase, phases_of, total
-from nnmem.formats import Format, bits, is_float, is_gguf
+from nnmem.models.step import Built, model_states
+from nnmem.models.tensors import Row, Widths, as_term, total_bytes
 from nnmem.optimizers import Trainable
+from nnmem.result import Phase, phases_of, total
 from nnmem.scenario import (
     LABELS,
     Attention,
@@ -49,7 +50,6 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
 )
-from nnmem.tensors import Row, Widths, as_term, total_bytes
 from nnmem.terms import Term, product
 
 HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
@@ -1009,7 +1009,7 @@ def build_training(s: Scenario) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return phases, notes, {}, acts.bytes + total(saved_loss)
+    return Built(phases, notes, acts.bytes + total(saved_loss))
 
 
 # --- inference -----------------------------------------------------------------------------
@@ -1205,7 +1205,7 @@ def build_inference(s: Scenario) -> Built:
             f"bytes per token per sequence ({t.kv_heads} key/value heads of "
             f"{t.head_dim} in each of {t.layers} layers)."
         )
-    return phases, notes, {}, 0
+    return Built(phases, notes)
 
 
 def build(s: Scenario) -> Built:

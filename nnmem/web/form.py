@@ -26,9 +26,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from nnmem import catalog
-from nnmem.architecture import ALIASES, ConfigReader
 from nnmem.errors import Problem
-from nnmem.fields import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
+from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
     LABELS,
     MODEL_KEYS,
@@ -42,6 +41,7 @@ from nnmem.scenario import (
     load_json,
 )
 from nnmem.units import scaled
+from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
 
 
 class Describe(StrEnum):
@@ -792,7 +792,7 @@ def _millions(params: int) -> str:
 
 def fill_values(translation: Translation, model: object) -> dict[str, str]:
     """What to show in model controls that are empty or belong to another describe mode."""
-    from nnmem.architecture import Transformer, parameter_counts
+    from nnmem.models.architecture import Transformer, parameter_counts
     from nnmem.scenario import GenericModel
 
     fill: dict[str, str] = {}
@@ -825,7 +825,7 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
             # preset so that switching to the fields edits this config.
             fill["preset"] = ""
         return fill
-    from nnmem.cnn import CnnModel, parameter_count
+    from nnmem.models.cnn import CnnModel, parameter_count
 
     if isinstance(model, CnnModel):
         fill["params_millions"] = _millions(parameter_count(model))

@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
-from nnmem.fields import shown
+from nnmem.validation import shown
 
 
 class Family(StrEnum):

@@ -35,7 +35,7 @@ def query_string(scenario: Scenario) -> str:
     ...                     "mode": "inference", "precision": "fp16"}))
     'model=preset&preset=llama-2-7b&mode=inference&precision=fp16&batch_size=1&seq_len=512'
     """
-    from nnmem.form import DEFAULT_FIELDS  # the form imports the schema, not links
+    from nnmem.web.form import DEFAULT_FIELDS
 
     compact = scenario.to_dict(compact=True)
     inactive = set(scenario.inactive_fields())

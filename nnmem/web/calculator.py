@@ -1,6 +1,6 @@
 """The one entry point the browser calls: JSON in, JSON out.
 
-The page sends ``{"fields": {<control name>: <string>, ...}}`` (see :mod:`nnmem.form`
+The page sends ``{"fields": {<control name>: <string>, ...}}`` (see :mod:`nnmem.web.form`
 for the controls) and gets back the estimate with its prerendered HTML fragments, the
 fit on the chosen GPU, and the problems, each naming the control it belongs to. The
 older ``{"scenario": {<schema key>: <value>}}`` request still answers in its old shape.
@@ -18,8 +18,28 @@ from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
-from nnmem.estimate import Estimate, estimate
-from nnmem.form import (
+from nnmem.estimate import estimate
+from nnmem.render.html import formula_html, notes_html, phases_html, table_html
+from nnmem.render.svg import chart_svg, plot_svg
+from nnmem.render.text import describe, total_detail, total_text
+from nnmem.result import Estimate
+from nnmem.scenario import (
+    FINETUNE,
+    LABELS,
+    MODE,
+    PRECISION,
+    SETTINGS,
+    Finetune,
+    Mode,
+    ModelKind,
+    Precision,
+    Scenario,
+    inactive_fields,
+    parse,
+)
+from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
+from nnmem.units import human
+from nnmem.web.form import (
     DEFAULT_FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
@@ -39,33 +59,6 @@ from nnmem.form import (
     read_view,
     translate,
 )
-from nnmem.report import (
-    chart_svg,
-    describe,
-    formula_html,
-    notes_html,
-    phases_html,
-    plot_svg,
-    table_html,
-    total_detail,
-    total_text,
-)
-from nnmem.scenario import (
-    FINETUNE,
-    LABELS,
-    MODE,
-    PRECISION,
-    SETTINGS,
-    Finetune,
-    Mode,
-    ModelKind,
-    Precision,
-    Scenario,
-    inactive_fields,
-    parse,
-)
-from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
-from nnmem.units import human
 
 __all__ = [
     "DEFAULT_FIELDS",
