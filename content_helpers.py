@@ -245,25 +245,25 @@ class Example:
                 return found
         return tuple(t for t in self.estimate.overheads if t.key == key)
 
+    def budget(self, gpu_id: str) -> int:
+        """What the scenario may fill on a catalog GPU: its usable memory less the headroom."""
+        return solvers.budget_for(self.scenario, catalog_gpu(gpu_id).usable_bytes)
+
     def fits(self, gpu_id: str) -> bool:
-        """Whether the scenario fits the usable memory of a catalog GPU."""
-        gpu = catalog_gpu(gpu_id)
-        return solvers.fits(self.scenario, gpu.usable_bytes, gpu_id)
+        """Whether the scenario fits a catalog GPU, its headroom kept free."""
+        return solvers.fits(self.scenario, self.budget(gpu_id), gpu_id)
 
     def max_batch(self, gpu_id: str) -> int:
         """The largest batch that fits a catalog GPU."""
-        gpu = catalog_gpu(gpu_id)
-        return solvers.max_batch(self.scenario, gpu.usable_bytes, gpu_id)
+        return solvers.max_batch(self.scenario, self.budget(gpu_id), gpu_id)
 
     def max_seq_len(self, gpu_id: str) -> int:
         """The longest sequence that fits a catalog GPU (0 when none does)."""
-        gpu = catalog_gpu(gpu_id)
-        return solvers.max_seq_len(self.scenario, gpu.usable_bytes, gpu_id)
+        return solvers.max_seq_len(self.scenario, self.budget(gpu_id), gpu_id)
 
     def min_gpus(self, gpu_id: str) -> int | None:
         """The fewest GPUs of a kind the scenario fits on (sharding as set), if any."""
-        gpu = catalog_gpu(gpu_id)
-        found = solvers.min_gpus(self.scenario, gpu.usable_bytes, gpu_id)
+        found = solvers.min_gpus(self.scenario, self.budget(gpu_id), gpu_id)
         return None if found is None else found.num_gpus
 
     def _check(self, key: str) -> None:

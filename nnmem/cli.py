@@ -123,12 +123,15 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if gpu_id not in catalog.gpus():
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
     fit = judge(scenario, gpu_id)
-    budget = human(fit.budget, True)
+    budget = human(fit.usable or fit.budget, True)
+    if fit.headroom_percent:
+        budget += f" usable; {human(fit.budget, True)} after keeping {fit.headroom_percent:g}% free"
+    else:
+        budget += " usable"
     verdict = (
-        f"Fits on {fit.gpu_name} ({budget} usable): {human(fit.headroom, True)} to spare."
+        f"Fits on {fit.gpu_name} ({budget}): {human(fit.headroom, True)} to spare."
         if fit.fits
-        else f"Does not fit on {fit.gpu_name} ({budget} usable): "
-        f"{human(-fit.headroom, True)} short."
+        else f"Does not fit on {fit.gpu_name} ({budget}): {human(-fit.headroom, True)} short."
     )
     if not fit.runs:
         verdict = f"Cannot run as set on {fit.gpu_name}, whatever the memory: " + (

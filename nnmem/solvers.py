@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 from nnmem.errors import NnmemError
@@ -98,6 +99,18 @@ def _valid(scenario: Scenario, **changes: Any) -> Scenario | None:
         return replace(scenario, **changes)
     except NnmemError:
         return None
+
+
+def budget_for(scenario: Scenario, usable: int) -> int:
+    """What a verdict may fill on a GPU with ``usable`` bytes: all but the scenario's
+    headroom (10% by default).
+
+    >>> from nnmem.scenario import parse
+    >>> budget_for(parse({"params_millions": 100}), 1000)
+    900
+    """
+    share = 100 - Fraction(scenario.headroom_percent)
+    return int(usable * share / 100)
 
 
 def fits(scenario: Scenario, budget: int, gpu: str | None = None) -> bool:
@@ -428,7 +441,7 @@ class Fit:
 
     gpu_id: str
     gpu_name: str
-    budget: int  # usable bytes on the GPU
+    budget: int  # what the scenario may fill: the usable bytes less the headroom
     need: int  # the scenario's total, as estimate(scenario, gpu_id) gives it
     max_batch: int
     max_seq_len: int | None  # None when the model has no sequence length
@@ -460,6 +473,8 @@ class Fit:
         return {
             "gpu": self.gpu_id,
             "budget_bytes": self.budget,
+            "usable_bytes": self.usable,
+            "headroom_percent": self.headroom_percent,
             "need_bytes": self.need,
             "fits": self.fits,
             "headroom_bytes": self.headroom,
@@ -483,6 +498,8 @@ class Fit:
         )
 
     generated: int = 0  # tokens generated after the prompt, which share the context
+    usable: int = 0  # the GPU's usable bytes (catalog.Gpu.usable_bytes), before headroom
+    headroom_percent: float = 0.0  # the share of ``usable`` kept free
 
 
 def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
@@ -501,7 +518,7 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
     gpu = catalog.gpus().get(gpu_id)
     if gpu is None:
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog.")
-    budget = gpu.usable_bytes
+    budget = budget_for(scenario, gpu.usable_bytes)
     need = total(scenario, gpu_id)
     longest = None
     if "seq_len" not in scenario.inactive_fields():
@@ -530,6 +547,8 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
         tuple(warnings),
         runs,
         generated,
+        gpu.usable_bytes,
+        float(scenario.headroom_percent),
     )
 
 

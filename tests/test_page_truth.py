@@ -131,3 +131,11 @@ def test_bert_example_says_its_head_and_reconciles_4_26_gb(site: Path) -> None:
     assert "masked-language-model pre-training" in page
     assert "BertForSequenceClassification" in page
     assert "4.26 GB" in page
+
+
+def test_gpu_guide_labels_its_units_and_formats(site: Path) -> None:
+    page = text(site, "gpu-vram-guide.html")
+    assert "Usable memory (GiB)" in page
+    assert "65.0 FP16" in page  # T4: no BF16, its 65 TFLOPS are FP16
+    assert "989.4 BF16" in page
+    assert "BF16 TFLOPS" not in page

@@ -244,7 +244,12 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     """Fits with its headroom, or does not fit by how much, or a prompt to pick a GPU."""
     if fit is None:
         return '<p class="verdict" data-fit="none">Pick a GPU to see whether this fits.</p>'
-    where = f"{escape(fit.gpu_name)} ({escape(human(fit.budget, binary))} usable)"
+    kept = ""
+    if fit.headroom_percent:
+        kept = f"; {escape(human(fit.budget, binary))} after keeping {fit.headroom_percent:g}% free"
+    where = (
+        f"{escape(fit.gpu_name)} ({escape(human(fit.usable or fit.budget, binary))} usable{kept})"
+    )
     need = escape(human(fit.need, binary))
     # What stops the card running the scenario as set (a number format it lacks, a
     # sequence past the model's context), said after the memory verdict.
@@ -415,6 +420,8 @@ def _plot(
             continue
     capacity = None if fit is None else fit.budget
     name = "" if fit is None else fit.gpu_name
+    if fit is not None and fit.headroom_percent:
+        name += f" less {fit.headroom_percent:g}% headroom"
     return plot_svg(points, axis.value, result, capacity, name, binary)
 
 

@@ -267,10 +267,11 @@ def gpu_label(gpu: catalog.Gpu) -> str:
     >>> gpu_label(catalog.gpus()["rtx-4090"])
     'NVIDIA GeForce RTX 4090 · 24 GB'
     """
+    # Named by its marketing size, which counts GiB: a "24 GB" card holds 24 GiB.
     size = f"{gpu.memory_bytes // 2**30:,} GB"
     if gpu.usable_fraction is not None:
-        usable = scaled(gpu.usable_bytes, 2**30, 0)
-        size += f", {usable} GB usable by the GPU"
+        usable = scaled(gpu.usable_bytes, 2**30, 1)
+        size += f", {usable} GiB usable by the GPU"
     return f"{gpu.name} · {size}"
 
 
@@ -332,6 +333,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "cuda_context_mib": ("Memory the CUDA runtime and kernels take before any tensor.", "MiB"),
     "allocator_overhead_percent": (
         "PyTorch's caching allocator reserves this much above the tensors.",
+        "%",
+    ),
+    "headroom_percent": (
+        "Share of the GPU's usable memory a fit keeps free: fragmentation, a display, "
+        "other processes.",
         "%",
     ),
 }
@@ -421,6 +427,7 @@ _ADVANCED_KEYS = (
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",
+    "headroom_percent",
 )
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
 VIEW_FIELDS: tuple[FormField, ...] = (

@@ -103,3 +103,32 @@ def test_suggestions_state_their_quality_risk() -> None:
     keys = [s.key for s in fit.suggestions]
     if "bf16" in keys:
         assert fit.suggestions[keys.index("bf16")].risk == "high"
+
+
+def test_headroom_is_one_setting_the_verdict_and_solvers_share() -> None:
+    """Default 10%: an RTX 4090's 24 GiB leaves 21.6 GiB to fill."""
+    from nnmem.solvers import budget_for, max_batch
+
+    scenario = llama3(mode="inference", precision="bf16", seq_len=4096)
+    fit = judge(scenario, "rtx-4090")
+    assert fit.usable == 24 * 2**30
+    assert fit.budget == budget_for(scenario, 24 * 2**30) == int(24 * 2**30 * 0.9)
+    assert fit.fits == (fit.need <= fit.budget)
+    assert fit.max_batch == max_batch(scenario, fit.budget, "rtx-4090")
+    none = judge(
+        llama3(mode="inference", precision="bf16", seq_len=4096, headroom_percent=0), "rtx-4090"
+    )
+    assert none.budget == 24 * 2**30
+    assert none.max_batch >= fit.max_batch
+    assert fit.to_dict()["headroom_percent"] == 10
+
+
+def test_gpu_names_use_the_marketing_size_and_real_units() -> None:
+    from nnmem import catalog
+    from nnmem.web.form import gpu_label
+
+    assert gpu_label(catalog.gpus()["rtx-4090"]) == "NVIDIA GeForce RTX 4090 · 24 GB"
+    # 128 GiB x 0.84 = 107.52 GiB, in GiB, not "108 GB"
+    assert gpu_label(catalog.gpus()["m4-max-128gb"]).endswith(
+        "· 128 GB, 107.5 GiB usable by the GPU"
+    )

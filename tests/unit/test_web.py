@@ -106,6 +106,7 @@ SERVE = {
     "batch_size": "4",
     "seq_len": "4096",
     "gpu": "rtx-4090",
+    "headroom_percent": "0",  # the hand counts below fill the whole card
 }
 BUDGET = 24 * 2**30
 
@@ -245,8 +246,9 @@ def test_units_switch_applies_everywhere() -> None:
     assert '<th scope="row">Model weights</th><td>419.6</td><td>0.41</td>' in html["table"]
     assert "Model weights 419.6 MiB (9.2%)" in html["chart"]  # 440.0 / 4,795.0 MB
     assert "Memory (GiB)" in html["plot"]
-    assert "(24.00 GiB usable)" in html["verdict"]
-    assert "(25.77 GB usable)" in gb["html"]["verdict"]
+    # 10% headroom by default: 24 GiB usable, 21.6 GiB to fill
+    assert "(24.00 GiB usable; 21.60 GiB after keeping 10% free)" in html["verdict"]
+    assert "(25.77 GB usable; 23.19 GB after keeping 10% free)" in gb["html"]["verdict"]
     assert "= 419.6 MiB" in html["formula"]
     assert "<td>3.55 GiB</td>" in html["phases"]
     assert re.search(r"saves [\d.]+ (GiB|MiB)", html["suggestions"])
