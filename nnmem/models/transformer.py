@@ -111,7 +111,33 @@ def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
     }[targets]
     if not t.gated_mlp:
         names.discard("gate")
+    if t.family is Family.MOE:
+        # transformers 5.x stores the experts as fused 3-D nn.Parameters (MixtralExperts,
+        # Qwen3MoeExperts: gate_up_proj, down_proj), and peft's "all-linear"
+        # (tuners_utils._maybe_include_all_linear_layers) matches nn.Linear and Conv1D
+        # modules only, so it adapts the attention and no expert.
+        names -= {"gate", "up", "down"}
     return frozenset(names)
+
+
+# bitsandbytes formats: transformers' replace_with_bnb_linear (integrations/bitsandbytes.py)
+# swaps nn.Linear and Conv1D modules only.
+BNB_FORMATS = (Precision.INT8, Precision.NF4, Precision.NF4_DQ)
+BNB_MOE = (
+    "transformers 5.24 integrations/bitsandbytes.py replace_with_bnb_linear replaces only "
+    "nn.Linear and Conv1D; the Mixtral and Qwen3-MoE experts are fused 3-D nn.Parameters "
+    "(modeling_mixtral.py MixtralExperts.gate_up_proj and down_proj) and the router a "
+    "bare nn.Parameter, so they stay in 16-bit"
+)
+
+
+def _unconverted_experts(s: Scenario, t: Transformer) -> int:
+    """Elements of the MoE experts and router that a bitsandbytes load leaves in 16-bit."""
+    if s.precision not in BNB_FORMATS or t.family is not Family.MOE:
+        return 0
+    return sum(
+        p.elements for p in parameter_tensors(t) if ".experts." in p.name or ".router." in p.name
+    )
 
 
 def context(s: Scenario) -> Ctx:
@@ -795,11 +821,14 @@ def dequant_terms(s: Scenario, t: Transformer) -> list[Term]:
     """The 16-bit copy of the largest linear weight that bitsandbytes 4-bit makes."""
     if s.precision not in (Precision.NF4, Precision.NF4_DQ):
         return []
+    moe = t.family is Family.MOE  # its experts stay 16-bit: nothing to dequantize
     largest = max(
         (
             p.numel
             for p in parameter_tensors(t)
-            if p.name.startswith(("layers.", "encoder.", "decoder.")) and len(p.shape) == 2
+            if p.name.startswith(("layers.", "encoder.", "decoder."))
+            and len(p.shape) == 2
+            and not (moe and (".experts." in p.name or ".router." in p.name))
         ),
         default=0,
     )
@@ -831,8 +860,9 @@ def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
                 QUANTIZED_SOURCE,
             )
         ]
-    linear = _linear_weights(t)
-    return [
+    experts = _unconverted_experts(s, t)
+    linear = _linear_weights(t) - experts
+    terms = [
         product(
             "weights",
             f"{label} linear layers",
@@ -843,11 +873,44 @@ def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
         product(
             "weights",
             "embeddings, head and norms in 16-bit",
-            [("P_other", n_params - linear)],
+            [("P_other", n_params - linear - experts)],
             2,
             QUANTIZED_SOURCE,
         ),
     ]
+    if experts:
+        terms.append(
+            product(
+                "weights",
+                "experts and router left in 16-bit (fused parameters, not nn.Linear)",
+                [("P_experts", experts)],
+                2,
+                BNB_MOE,
+            )
+        )
+    return terms
+
+
+def moe_notes(s: Scenario, t: Transformer) -> list[str]:
+    """What bitsandbytes and peft's all-linear leave out of a mixture of experts."""
+    notes = []
+    if _unconverted_experts(s, t):
+        notes.append(
+            "bitsandbytes (transformers 5.x) quantizes nn.Linear layers only: this model's "
+            "experts are fused 3-D parameters, so they stay in 16-bit and hold most of the "
+            "weights."
+        )
+    if (
+        t.family is Family.MOE
+        and s.finetune is Finetune.LORA
+        and s.lora_targets is LoraTargets.ALL_LINEAR
+    ):
+        notes.append(
+            "LoRA on every linear layer adapts the attention only: peft's all-linear matches "
+            "nn.Linear modules, and the experts are fused parameters (peft's "
+            "target_parameters can adapt them)."
+        )
+    return notes
 
 
 # --- the training step ---------------------------------------------------------------------
@@ -890,6 +953,7 @@ def build_training(s: Scenario) -> Built:
                 "only while its matmul runs."
             )
     notes += shard_notes
+    notes += moe_notes(s, t)
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"
@@ -1163,7 +1227,7 @@ def build_inference(s: Scenario) -> Built:
         weights = [
             w.scaled(Fraction(1, s.tensor_parallel), f"÷ {s.tensor_parallel}") for w in weights
         ]
-    notes = [f"{t.model_type or t.family.value}: {n_params:,} parameters."]
+    notes = [f"{t.model_type or t.family.value}: {n_params:,} parameters.", *moe_notes(s, t)]
     decoder = t.family in (Family.DECODER, Family.MOE)
     ctx_tokens = s.seq_len + (s.new_tokens if decoder else 0)
     sizes = dict(c.sizes)
