@@ -139,3 +139,9 @@ def test_gpu_guide_labels_its_units_and_formats(site: Path) -> None:
     assert "65.0 FP16" in page  # T4: no BF16, its 65 TFLOPS are FP16
     assert "989.4 BF16" in page
     assert "BF16 TFLOPS" not in page
+
+
+def test_gguf_is_disabled_while_the_mode_is_training(site: Path) -> None:
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert re.search(r'<option value="q4_k_m"[^>]*data-inference-only disabled', page)
+    assert not re.search(r'<option value="amp_bf16"[^>]*disabled', page)

@@ -954,6 +954,12 @@ def build_training(s: Scenario) -> Built:
             )
     notes += shard_notes
     notes += moe_notes(s, t)
+    if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
+        notes.append(
+            "Selective checkpointing drops the stored attention scores and probabilities "
+            "(Korthikanti et al. 2022, §4.2); memory-efficient attention (SDPA, FlashAttention) "
+            "never stores them, so with SDPA it saves nothing."
+        )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"

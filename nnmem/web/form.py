@@ -280,6 +280,47 @@ def _gpu_options() -> tuple[tuple[str, str], ...]:
     return tuple((g.id, gpu_label(g)) for kind, _ in GPU_GROUPS for g in gpus if g.kind == kind)
 
 
+# The precision menu in groups: what trainers train in, what only holds a frozen QLoRA base,
+# and what only inference runs (no trainer trains in FP8 weights, GPTQ, AWQ or GGUF).
+PRECISION_GROUPS: tuple[tuple[str, bool, tuple[Precision, ...]], ...] = (
+    (
+        "Training and inference",
+        True,
+        (Precision.FP32, Precision.AMP_BF16, Precision.AMP_FP16, Precision.BF16, Precision.FP16),
+    ),
+    (
+        "Inference, or the frozen base of a QLoRA fine-tune",
+        True,
+        (Precision.INT8, Precision.NF4, Precision.NF4_DQ),
+    ),
+    (
+        "Inference only",
+        False,
+        (Precision.FP8, Precision.INT4, Precision.GPTQ, Precision.AWQ),
+    ),
+    (
+        "Inference only: llama.cpp GGUF",
+        False,
+        (Precision.Q8_0, Precision.Q6_K, Precision.Q5_K_M, Precision.Q4_K_M, Precision.Q4_0),
+    ),
+)
+
+
+def precision_groups() -> tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...]:
+    """The precision options under their group titles, each group saying whether a
+    training run may use it (the page disables the others while the mode is training).
+
+    >>> [(title, len(options)) for title, _, options in precision_groups()][-1]
+    ('Inference only: llama.cpp GGUF', 5)
+    """
+    grouped = {p for _, _, members in PRECISION_GROUPS for p in members}
+    assert grouped == set(Precision), "every precision belongs to one group"
+    return tuple(
+        (title, trains, tuple((p.value, LABELS[p]) for p in members))
+        for title, trains, members in PRECISION_GROUPS
+    )
+
+
 def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     """GPU options under their group titles, for ``<optgroup>``."""
     gpus = catalog.gpus()
@@ -320,7 +361,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "lora_targets": ("Which linear layers get adapters.", ""),
     "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
-    "checkpointing": ("Recompute activations in the backward pass instead of storing them.", ""),
+    "checkpointing": (
+        "Recompute activations in the backward pass instead of storing them. Selective "
+        "recomputes only the attention scores, which SDPA never stores: with SDPA it saves "
+        "nothing; it helps eager attention.",
+        "",
+    ),
     "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
     "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),

@@ -132,3 +132,25 @@ def test_gpu_names_use_the_marketing_size_and_real_units() -> None:
     assert gpu_label(catalog.gpus()["m4-max-128gb"]).endswith(
         "· 128 GB, 107.5 GiB usable by the GPU"
     )
+
+
+def test_the_precision_menu_offers_gguf_for_inference_only() -> None:
+    from nnmem.scenario import Precision
+    from nnmem.web.form import precision_groups
+
+    groups = precision_groups()
+    seen = [value for _, _, options in groups for value, _ in options]
+    assert sorted(seen) == sorted(p.value for p in Precision)
+    training = {value for _, trains, options in groups if trains for value, _ in options}
+    assert "q4_k_m" not in training
+    assert "gptq" not in training
+    assert {"fp32", "amp_bf16", "bf16", "nf4_dq", "int8"} <= training
+
+
+def test_selective_checkpointing_with_sdpa_says_why_it_saves_nothing() -> None:
+    from nnmem import estimate
+
+    plain = llama3(precision="amp_bf16", seq_len=1024)
+    selective = llama3(precision="amp_bf16", seq_len=1024, checkpointing="selective")
+    assert estimate(selective).total_bytes == estimate(plain).total_bytes
+    assert any("saves nothing" in n for n in estimate(selective).notes)
