@@ -140,6 +140,45 @@ def _unconverted_experts(s: Scenario, t: Transformer) -> int:
     )
 
 
+def _sdpa_refused(t: Transformer) -> bool:
+    """Whether transformers refuses SDPA for this model (Gemma 2's softcapping)."""
+    return t.model_type == "gemma2"
+
+
+def _softcap(t: Transformer, key: str) -> float:
+    """A softcapping value from the config (``attn_logit_softcapping``,
+    ``final_logit_softcapping``), 0 when the model has none."""
+    value = t.config.get(key)
+    return float(value) if isinstance(value, int | float) and value else 0.0
+
+
+SOFTCAP = (
+    "transformers 5.24 modeling_gemma2.py: eager_attention_forward divides the scores by "
+    "attn_logit_softcapping, applies tanh and multiplies back, and Gemma2ForCausalLM does "
+    "the same to the logits with final_logit_softcapping; tanh saves its output for "
+    "backward (derivatives.yaml), one more tensor of the scores' and of the logits' shape, "
+    "as a saved-tensor trace of Gemma2ForCausalLM shows"
+)
+
+
+def softcap_notes(s: Scenario, t: Transformer) -> list[str]:
+    """What Gemma 2's softcapping changes, in words."""
+    notes = []
+    if _sdpa_refused(t) and s.attention is Attention.SDPA:
+        notes.append(
+            "Gemma 2: transformers refuses SDPA for it (softcapping), so it runs eager "
+            "attention and the estimate stores the scores as eager attention does."
+        )
+    if s.mode is Mode.TRAINING and (
+        _softcap(t, "attn_logit_softcapping") or _softcap(t, "final_logit_softcapping")
+    ):
+        notes.append(
+            "Logit softcapping: tanh keeps its output for the backward pass, one more "
+            "tensor of the attention scores' shape per layer and one of the logits' shape."
+        )
+    return notes
+
+
 def context(s: Scenario) -> Ctx:
     """Sizes and settings for ``s``."""
     t = s.model
@@ -172,7 +211,10 @@ def context(s: Scenario) -> Ctx:
     dropout = t.attention_dropout if s.mode is Mode.TRAINING else 0.0
     # SDPA applies dropout inside the CUDA kernels; on the CPU it falls back to the math
     # kernel, which stores scores like eager attention (torch/nn/functional.py).
-    eager = s.attention is Attention.EAGER or (cpu and dropout > 0)
+    # transformers 5.24 Gemma2PreTrainedModel sets _supports_sdpa = False ("sdpa does not
+    # support softcapping"): Gemma 2 runs eager attention unless FlashAttention 2 or flex
+    # attention is installed and chosen, so the rows are the eager ones.
+    eager = s.attention is Attention.EAGER or (cpu and dropout > 0) or _sdpa_refused(t)
     lora = _lora_names(t, s.lora_targets) if s.finetune is Finetune.LORA else None
     return Ctx(
         t=t,
@@ -238,6 +280,8 @@ def _attention_rows(
         Row(f"{prefix}key and value, one per query head", ("b", "a", ks, "d"), "act", 2),
         Row(f"{prefix}softmax output", ("b", "a", qs, ks), "f32"),
     ]
+    if _softcap(c.t, "attn_logit_softcapping"):
+        rows.append(Row(f"{prefix}softcapped scores, tanh output", ("b", "a", qs, ks), "act"))
     if c.attn_dropout > 0:
         rows += [
             Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), "mask_act"),
@@ -753,6 +797,17 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         )
     ]
     logits = [as_term("logits", "logits", [Row("logits", dims, "act")], c.sizes, c.widths, HF_LOSS)]
+    if _softcap(t, "final_logit_softcapping"):
+        capped = as_term(
+            "logits",
+            "final-logit softcap: tanh output saved for backward",
+            [Row("tanh of the scaled logits", dims, "act")],
+            c.sizes,
+            c.widths,
+            SOFTCAP,
+        )
+        saved.append(capped)
+        logits.append(capped)
     copy = [Row("fp32 copy of the logits", dims, "f32")] if upcast and c.widths.act != 4 else []
     loss_extra = [
         as_term(
@@ -954,6 +1009,7 @@ def build_training(s: Scenario) -> Built:
             )
     notes += shard_notes
     notes += moe_notes(s, t)
+    notes += softcap_notes(s, t)
     if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
         notes.append(
             "Selective checkpointing drops the stored attention scores and probabilities "
@@ -1233,7 +1289,11 @@ def build_inference(s: Scenario) -> Built:
         weights = [
             w.scaled(Fraction(1, s.tensor_parallel), f"÷ {s.tensor_parallel}") for w in weights
         ]
-    notes = [f"{t.model_type or t.family.value}: {n_params:,} parameters.", *moe_notes(s, t)]
+    notes = [
+        f"{t.model_type or t.family.value}: {n_params:,} parameters.",
+        *moe_notes(s, t),
+        *softcap_notes(s, t),
+    ]
     decoder = t.family in (Family.DECODER, Family.MOE)
     ctx_tokens = s.seq_len + (s.new_tokens if decoder else 0)
     sizes = dict(c.sizes)
