@@ -36,7 +36,8 @@ from nnmem.render.text import describe, model_name
 from nnmem.result import COMPONENTS, Estimate
 from nnmem.scenario import LABELS, GenericModel, Precision, parse
 from nnmem.terms import Term
-from nnmem.units import human, percent
+from nnmem.units import count as units_count
+from nnmem.units import human, percent, plain
 from nnmem.web.links import query_string
 
 ROOT = Path(__file__).resolve().parent
@@ -212,6 +213,10 @@ class Example:
         """Bytes per parameter of weights, gradients and optimizer state together."""
         return number(Fraction(self._state_bytes(), self.estimate_params))
 
+    def states_over(self, other: int) -> str:
+        """Weights, gradients and optimizer state together as a multiple of ``other`` bytes."""
+        return number(Fraction(self._state_bytes(), other), 1)
+
     def _state_bytes(self) -> int:
         return sum(self.bytes(k) for k in ("weights", "gradients", "optimizer_state"))
 
@@ -256,6 +261,12 @@ class Example:
     def max_batch(self, gpu_id: str) -> int:
         """The largest batch that fits a catalog GPU."""
         return solvers.max_batch(self.scenario, self.budget(gpu_id), gpu_id)
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's context in tokens (0 when it states none)."""
+        limit = solvers.context_limit(self.scenario)
+        return 0 if limit is None else limit.tokens
 
     def max_seq_len(self, gpu_id: str) -> int:
         """The longest sequence that fits a catalog GPU (0 when none does)."""
@@ -321,6 +332,19 @@ def catalog_range(attribute: str) -> str:
     return f"{number(min(values))} – {number(max(values))}"
 
 
+def catalog_context_range() -> str:
+    """The shortest and longest context of the catalog's language models, in tokens."""
+    from nnmem.scenario import parse
+
+    tokens = []
+    for m in catalog.models().values():
+        if m.architecture in ("decoder", "moe", "encoder", "encoder-decoder"):
+            limit = solvers.context_limit(parse({"model": "preset", "preset": m.id}))
+            if limit is not None:
+                tokens.append(limit.tokens)
+    return f"{number(min(tokens))} – {number(max(tokens))}"
+
+
 def catalog_params_range() -> str:
     """The smallest and largest parameter count in the catalog, with the models' names."""
     models = sorted(catalog.models().values(), key=lambda m: m.params)
@@ -337,8 +361,19 @@ def number(value: Fraction | int | float, places: int = 2) -> str:
     >>> number(Fraction(9, 2)), number(16), number(1024), number(0.5156)
     ('4.5', '16', '1,024', '0.52')
     """
-    text = f"{float(value):,.{places}f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return plain(value, places)
+
+
+def per_param(*parts: tuple[Example, str]) -> str:
+    """Bytes per parameter of components taken from several examples, added up: the
+    ZeRO paper's mixed-precision count is pure 16-bit weights and gradients plus fp32
+    weights and Adam moments.
+
+    >>> fp32 = example(params_millions=110)
+    >>> per_param((fp32, "weights"), (fp32, "optimizer_state"))
+    '12'
+    """
+    return number(sum(Fraction(e.bytes(key), e.estimate_params) for e, key in parts))
 
 
 def count(n: int) -> str:
@@ -347,9 +382,7 @@ def count(n: int) -> str:
     >>> count(6_738_415_616), count(109_482_240), count(25_557_032)
     ('6.74 billion', '109.5 million', '25.6 million')
     """
-    if n >= 10**9:
-        return f"{n / 10**9:.2f} billion"
-    return f"{n / 10**6:.1f} million"
+    return units_count(n, words=True)
 
 
 def bits_per_weight(precision: str) -> str:
@@ -782,6 +815,7 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "percent": percent,
         "number": number,
         "count": count,
+        "per_param": per_param,
         "bits_per_weight": bits_per_weight,
         "label": label,
         "accuracy": accuracy(),
@@ -794,5 +828,6 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "catalog_size": len(catalog.models()),
         "catalog_range": catalog_range,
         "catalog_params_range": catalog_params_range,
+        "catalog_context_range": catalog_context_range,
         "gpu_count": len(catalog.gpus()),
     }

@@ -194,9 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = _solve(scenario, args.gpu) if args.gpu else []
     except NnmemError as error:
         for problem in error.problems:
-            where = FLAGS.get(problem.field, f"--{problem.field.replace('_', '-')}")
-            if problem.field not in FLAGS and problem.field in KNOWN_KEYS:
-                where = f"--set {problem.field}"
+            where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
+            if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
+                where = f"--set {problem.key}"
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
         return 2
     if args.json:

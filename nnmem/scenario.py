@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -378,6 +378,12 @@ class Scenario:
         """How the model was described."""
         return ModelKind(self.source.get("model", _kind_of(self.model)))
 
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens a decoder's KV cache holds once generation ends: the prompt and every
+        generated token (transformers cache_utils.py DynamicCache grows by one per step)."""
+        return self.seq_len + self.new_tokens
+
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
         return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
@@ -539,35 +545,10 @@ KIND = ChoiceSpec("model", "Model", ModelKind)
 DEVICE = ChoiceSpec("device", "Device", Device, aliases=(("gpu", "cuda"),))
 
 MODEL_KEYS = ("params_millions", "hidden_size", "num_layers", "config", "preset", "cnn")
-# Every setting with its default, in schema order; the model keys come first.
+# Every setting with its default, in schema order (the model keys come first): the
+# Scenario's own fields and defaults, so a default is stated once, there.
 SETTINGS: dict[str, Any] = {
-    "mode": Mode.TRAINING,
-    "precision": Precision.FP32,
-    "optimizer": Optimizer.ADAMW,
-    "batch_size": 1,
-    "seq_len": 512,
-    "optimizer_impl": OptimizerImpl.FOREACH,
-    "checkpointing": Checkpointing.NONE,
-    "attention": Attention.SDPA,
-    "grad_accum_steps": 1,
-    "finetune": Finetune.FULL,
-    "lora_rank": 16,
-    "lora_targets": LoraTargets.QV,
-    "lora_dropout": Decimal(0),
-    "group_size": 128,
-    "decoder_seq_len": None,
-    "image_size": None,
-    "num_gpus": 1,
-    "sharding": Sharding.NONE,
-    "tensor_parallel": 1,
-    "offload_optimizer": False,
-    "new_tokens": 0,
-    "kv_cache_dtype": KvDtype.AUTO,
-    "logits": Logits.LAST,
-    "device": Device.CUDA,
-    "cuda_context_mib": 740,
-    "allocator_overhead_percent": Decimal(5),
-    "headroom_percent": Decimal(10),
+    f.name: f.default for f in fields(Scenario) if f.name not in ("model", "source")
 }
 SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
     spec.key: spec
@@ -745,7 +726,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         raise NnmemError.single("scenario", "A scenario must be a JSON object of named fields.")
     known = ", ".join(KNOWN_KEYS)
     problems: list[Problem] = [
-        Problem(str(key), f"Unknown field {shown(key)}: the fields are {known}.")
+        Problem((str(key),), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
         if key not in KNOWN_KEYS
     ]

@@ -82,10 +82,11 @@ def context_limit(scenario: Scenario) -> ContextLimit | None:
         return None
     if model.learned_positions:
         return ContextLimit(model.learned_positions, "its learned position table", False)
-    if not model.max_positions:
+    positions = model.config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
         return None
-    tokens, how = _rope_factor(model.config, model.max_positions)
-    source = f"max_position_embeddings = {model.max_positions:,}"
+    tokens, how = _rope_factor(model.config, positions)
+    source = f"max_position_embeddings = {positions:,}"
     return ContextLimit(tokens, f"{source}, with {how}" if how else source, True)
 
 

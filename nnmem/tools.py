@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.formats import bits, is_float
 from nnmem.models.architecture import (
@@ -75,6 +74,42 @@ def chinchilla_tokens(params: int) -> int:
     1400000000000
     """
     return CHINCHILLA_TOKENS_PER_PARAM * params
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training run of ``6·N·D`` FLOPs takes on a number of GPUs."""
+
+    flops: int
+    achieved_tflops: Fraction  # per GPU: its peak times the utilisation
+    tokens_per_second_per_gpu: Fraction  # achieved rate ÷ 6·N FLOPs per token
+    gpu_hours: Fraction
+    days: Fraction  # wall clock with every GPU busy
+    cost: Fraction  # GPU-hours × the price of one
+
+
+def training_run(
+    params: int, tokens: int, peak_tflops: Fraction, mfu: Fraction, gpus: int, price: Fraction
+) -> TrainingRun:
+    """Compute, time and cost of training ``params`` on ``tokens`` (``C = 6·N·D``).
+
+    A 7B model on 1T tokens at 50% of 1,000 TFLOPS, on 8 GPUs at 2 per GPU-hour:
+
+    >>> run = training_run(7 * 10**9, 10**12, Fraction(1000), Fraction(1, 2), 8, Fraction(2))
+    >>> float(run.gpu_hours), float(run.days), float(run.cost)
+    (23333.333333333332, 121.52777777777777, 46666.666666666664)
+    """
+    flops = training_flops(params, tokens)
+    achieved = peak_tflops * mfu
+    gpu_hours = gpu_seconds(flops, peak_tflops, mfu) / SECONDS_PER_HOUR
+    return TrainingRun(
+        flops=flops,
+        achieved_tflops=achieved,
+        tokens_per_second_per_gpu=achieved * TERA / (6 * params),
+        gpu_hours=gpu_hours,
+        days=gpu_hours / gpus / 24,
+        cost=gpu_hours * price,
+    )
 
 
 # --- inference throughput -----------------------------------------------------------------
@@ -235,25 +270,3 @@ def throughput(
         new_tokens=g,
         batch=b,
     )
-
-
-# --- what fits a GPU ----------------------------------------------------------------------
-
-
-def largest_fitting(
-    scenarios: list[tuple[str, Scenario]], budget: int, gpu_id: str | None = None
-) -> str | None:
-    """The id of the largest model (by parameter count) whose scenario fits ``budget``.
-
-    ``scenarios`` pairs catalog ids with their scenario; the answer is the estimate's, so
-    it agrees with the calculator.
-    """
-    models = catalog.models()
-    best: tuple[int, str] | None = None
-    for model_id, scenario in scenarios:
-        size = models[model_id].params
-        if best is not None and size <= best[0]:
-            continue
-        if estimate(scenario, gpu_id).total_bytes <= budget:
-            best = (size, model_id)
-    return None if best is None else best[1]

@@ -57,11 +57,6 @@ HF_LOSS = (
     "transformers loss_utils.py ForCausalLMLoss: logits.float(), then cross_entropy, which "
     "saves an fp32 log-softmax (measured: benchmarks/accuracy/inventory.md)"
 )
-PEFT = (
-    "peft LoraLayer.forward: the adapter path casts its input to the adapters' fp32 "
-    "(autocast_adapter_dtype), through lora_dropout, lora_A then lora_B"
-)
-KORTHIKANTI_SEL = "Korthikanti et al. 2022, arXiv 2205.05198 §5: selective recomputation"
 ZERO_SOURCE = "Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.3; DeepSpeed stage3.py"
 HF_CACHE = (
     "transformers cache_utils.py DynamicCache: per layer a key and a value tensor "
@@ -89,7 +84,6 @@ class Ctx:
     lora: frozenset[str] | None  # adapted linear layers; None: every weight trains
     cpu: bool = False
     attn_dropout: float = 0.0
-    hidden_dropout: float = 0.0
     lora_dropout: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -226,7 +220,6 @@ def context(s: Scenario) -> Ctx:
         lora=lora,
         cpu=cpu,
         attn_dropout=dropout,
-        hidden_dropout=t.dropout if s.mode is Mode.TRAINING else 0.0,
         lora_dropout=float(s.lora_dropout),
     )
 
@@ -1311,7 +1304,7 @@ def build_inference(s: Scenario) -> Built:
         *softcap_notes(s, t),
     ]
     decoder = t.family in (Family.DECODER, Family.MOE)
-    ctx_tokens = s.seq_len + (s.new_tokens if decoder else 0)
+    ctx_tokens = s.cached_tokens if decoder else s.seq_len
     sizes = dict(c.sizes)
     candidates = inference_moments(c)
     name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))

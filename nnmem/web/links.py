@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from nnmem.scenario import Scenario
 
@@ -49,12 +49,3 @@ def query_string(scenario: Scenario) -> str:
         )
     ]
     return urlencode(pairs)
-
-
-def from_query_string(query: str) -> dict[str, str]:
-    """The schema fields a query string holds, ready for :func:`nnmem.scenario.parse`.
-
-    >>> from_query_string("?model=preset&preset=gpt2&batch_size=8")
-    {'model': 'preset', 'preset': 'gpt2', 'batch_size': '8'}
-    """
-    return dict(parse_qsl(query.removeprefix("?"), keep_blank_values=False))

@@ -221,7 +221,14 @@ def test_bad_config_names_every_key() -> None:
         "config.json needs num_hidden_layers (a whole number).",
         "config.json needs intermediate_size (a whole number).",
     ]
-    assert {p.field for p in caught.value.problems} == {"config"}
+    assert [p.loc for p in caught.value.problems] == [
+        ("config", "hidden_size"),
+        ("config",),  # a rule across keys: its input names them
+        ("config", "num_hidden_layers"),
+        ("config", "intermediate_size"),
+    ]
+    assert caught.value.problems[0].input == "big"
+    assert caught.value.problems[1].input == {"num_key_value_heads": 5, "num_attention_heads": 32}
 
 
 def test_config_must_be_an_object() -> None:

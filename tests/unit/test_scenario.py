@@ -8,6 +8,7 @@ import pytest
 
 from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
 from nnmem.render.text import describe
+from nnmem.scenario import SETTINGS
 
 
 def test_form_strings_and_json_numbers_read_the_same() -> None:
@@ -190,3 +191,16 @@ def test_compact_dict_drops_defaults_and_what_does_not_apply() -> None:
         "mode": "inference",
         "batch_size": 4,
     }
+
+
+def test_every_default_is_the_scenarios_own() -> None:
+    """SETTINGS is read from the Scenario's fields, and parse fills a left-out setting
+    with that same value: 512 tokens, FP32, AdamW, a 740 MiB CUDA context, 5% reserve."""
+    parsed = parse({"params_millions": 110})
+    assert {key: getattr(parsed, key) for key in SETTINGS} == SETTINGS
+    assert (SETTINGS["seq_len"], SETTINGS["precision"], SETTINGS["optimizer"]) == (
+        512,
+        Precision.FP32,
+        Optimizer.ADAMW,
+    )
+    assert (SETTINGS["cuda_context_mib"], SETTINGS["allocator_overhead_percent"]) == (740, 5)

@@ -122,20 +122,6 @@ def test_large_batches_become_compute_bound() -> None:
     assert r.decode_seconds == r.decode_compute_seconds > r.decode_memory_seconds
 
 
-# --- what fits ------------------------------------------------------------------------------
-
-
-def test_largest_fitting_takes_the_biggest_model_that_fits() -> None:
-    """Of three models in BF16 inference, 24 GB holds the 8B (about 17 GB) but not the 13B."""
-    settings = {"mode": "inference", "precision": "bf16", "batch_size": 1, "seq_len": 1024}
-    pairs = [
-        (m, parse({"model": "preset", "preset": m, **settings}))
-        for m in ("llama-3.2-1b", "llama-3.1-8b", "llama-2-13b")
-    ]
-    assert tools.largest_fitting(pairs, 24 * 2**30) == "llama-3.1-8b"
-    assert tools.largest_fitting(pairs, 2 * 10**9) is None
-
-
 def test_weight_bytes_of_formats() -> None:
     """BF16 is 2 bytes per parameter; FP32 4; NF4 keeps embeddings and head in 16-bit."""
     params = 8_030_261_248

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from nnmem.errors import NnmemError, Problem
+from nnmem.errors import NnmemError, Problem, dotted
 
 
 class LayerKind(StrEnum):
@@ -692,14 +691,24 @@ def _spec(layer: Layer) -> dict[str, Any]:
 
 def _by_name(problem: Problem, spec: Mapping[str, Any]) -> str:
     """The problem's message with the layer's path replaced by the layer's name."""
-    path = re.match(r"[^.]*\.layers\[\d+\](?:\.(?:layers|body|shortcut)\[\d+\])*", problem.field)
-    if path is None:
+    # The loc runs root, "layers", i, then ("layers" | "body" | "shortcut", j) pairs.
+    steps = problem.loc[1:]
+    depth = 0
+    while (
+        depth + 1 < len(steps)
+        and steps[depth] in ("layers", "body", "shortcut")
+        and isinstance(steps[depth + 1], int)
+        and (depth or steps[0] == "layers")
+    ):
+        depth += 2
+    if not depth:
         return problem.message
     layer: Any = spec
-    for part, index in re.findall(r"(\w+)\[(\d+)\]", path.group()[path.group().index(".") :]):
-        layer = layer[part][int(index)]
+    for n in range(0, depth, 2):
+        layer = layer[steps[n]][steps[n + 1]]
     name = layer.get("name")
-    return problem.message.replace(path.group(), name) if name else problem.message
+    path = dotted(problem.loc[: depth + 1])
+    return problem.message.replace(path, name) if name else problem.message
 
 
 def _next_shape(layer: Layer, shape: Shape) -> Shape:

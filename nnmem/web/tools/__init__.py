@@ -68,7 +68,7 @@ billions of parameters from 0.001 to 100,000.'}
     try:
         return json.dumps(_answer(tool, request))
     except NnmemError as error:
-        problems = [{"field": p.field, "message": p.message} for p in error.problems]
+        problems = [{"field": p.key, "message": p.message} for p in error.problems]
         return json.dumps({"ok": False, "errors": problems})
     except Exception as error:  # the page must get an answer, never a traceback
         return json.dumps({"ok": False, "errors": [], "fatal": f"{type(error).__name__}: {error}"})

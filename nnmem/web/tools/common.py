@@ -12,7 +12,6 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import Problem
 from nnmem.scenario import Scenario, parse
-from nnmem.units import scaled
 from nnmem.validation import NumberSpec, raise_if, shown
 
 Values = dict[str, str]
@@ -102,29 +101,12 @@ def figure(value: Fraction | int) -> str:
     return f"{float(value):.6g}"
 
 
-def _fixed(value: Fraction | int, places: int) -> str:
-    return scaled(round(Fraction(value) * 10**places), 10**places, places)
-
-
 def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
     """One headline figure; ``html`` is its text, already escaped."""
     return (
         f'<div class="figure"><dt>{escape(label)}</dt><dd><output id="r-{key}" '
         f'data-value="{figure(value)}">{html}</output></dd></div>'
     )
-
-
-def _duration(seconds: Fraction) -> str:
-    s = float(seconds)
-    if s < 1:
-        return f"{s * 1000:,.1f} ms"
-    if s < 120:
-        return f"{s:,.2f} s"
-    if s < 7200:
-        return f"{s / 60:,.1f} min"
-    if s < 2 * 86400:
-        return f"{s / 3600:,.1f} h"
-    return f"{s / 86400:,.1f} days"
 
 
 def _flops(n: int | Fraction) -> str:
@@ -162,10 +144,6 @@ def _gpu_field(default: str) -> ToolField:
         default,
         options=_gpu_options(need_flops=True),
     )
-
-
-def billions(n: int) -> str:
-    return f"{n / 1e9:,.2f}B" if n >= 10**9 else f"{n / 1e6:,.1f}M"
 
 
 def preset_scenario(preset: str, **settings: object) -> Scenario:

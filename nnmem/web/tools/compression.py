@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.formats import FORMATS, Format, bits
-from nnmem.units import human
+from nnmem.units import fixed, human
 from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
 
 # --- compression (prerendered) ------------------------------------------------------------
@@ -40,7 +41,9 @@ def compression(values: Values) -> dict[str, Any]:
         cells = []
         for p in COMPRESSION_PRESETS:
             size = weight_bytes(p, fmt)
-            cells.append(f"{human(size)} <small>({size * 100 / base[p]:.0f}% of BF16)</small>")
+            cells.append(
+                f"{human(size)} <small>({fixed(Fraction(size * 100, base[p]), 0)}% of BF16)</small>"
+            )
         rows.append((escape(FORMATS[fmt].label), f"{float(bits(fmt)):.3g}", *cells))
     formats = _table(
         head,

@@ -9,7 +9,7 @@ from typing import Any
 from nnmem import catalog, tools
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
-from nnmem.units import human
+from nnmem.units import duration, fixed, human
 from nnmem.validation import whole
 from nnmem.web.tools.common import (
     PERCENT,
@@ -17,7 +17,6 @@ from nnmem.web.tools.common import (
     ToolField,
     Values,
     _choice,
-    _duration,
     _flops,
     _gpu_field,
     _gpu_options,
@@ -98,23 +97,23 @@ def inference_latency(values: Values) -> dict[str, Any]:
             "tokens_per_s",
             "Decode speed per sequence",
             r.tokens_per_second,
-            f"{float(r.tokens_per_second):,.1f} tokens/s",
+            f"{fixed(r.tokens_per_second, 1)} tokens/s",
         ),
         _out(
             "batch_tokens_per_s",
             "Decode speed, whole batch",
             r.batch_tokens_per_second,
-            f"{float(r.batch_tokens_per_second):,.1f} tokens/s",
+            f"{fixed(r.batch_tokens_per_second, 1)} tokens/s",
         ),
         _out(
             "prefill_s",
             "Prefill (time to first token)",
             r.prefill_seconds,
-            _duration(r.prefill_seconds),
+            duration(r.prefill_seconds),
         ),
-        _out("total_s", "Whole request", r.total_seconds, _duration(r.total_seconds)),
+        _out("total_s", "Whole request", r.total_seconds, duration(r.total_seconds)),
     ]
-    bw = float(gpu.bandwidth_bytes_per_s * as_share(v["bw"])) / 1e9
+    bw = Fraction(gpu.bandwidth_bytes_per_s, 10**9) * as_share(v["bw"])
     steps = [
         f"Weights read at every decode step: <strong>{human(r.step_weight_bytes)}</strong> "
         f"({escape(model.name)} in {escape(dict(LAT_PRECISIONS)[v['precision']])}, from "
@@ -128,14 +127,14 @@ def inference_latency(values: Values) -> dict[str, Any]:
         f"KV cache per token per sequence: <strong>{human(r.kv_bytes_per_token)}</strong>; "
         f"the step that makes token i also reads the cache of the {prompt:,} + i − 1 tokens "
         "before it.",
-        f"Bandwidth used: {gpu.bandwidth_bytes_per_s / 1e9:,.0f} GB/s peak × "
-        f"{v['bw']}% = {bw:,.0f} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
+        f"Bandwidth used: {fixed(Fraction(gpu.bandwidth_bytes_per_s, 10**9), 0)} GB/s peak × "
+        f"{v['bw']}% = {fixed(bw, 0)} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
         f"× {v['mfu']}%.",
-        f"Decode of {new:,} tokens: memory time {_duration(r.decode_memory_seconds)}, compute "
-        f"time {_duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
+        f"Decode of {new:,} tokens: memory time {duration(r.decode_memory_seconds)}, compute "
+        f"time {duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
         f"batch {batch:,}.",
         f"Prefill: {_flops(r.prefill_flops)} (2·N per token plus attention) at the "
-        f"utilisation above: {_duration(r.prefill_seconds)}.",
+        f"utilisation above: {duration(r.prefill_seconds)}.",
     ]
     verdict = (
         f"Fits on one {escape(gpu.name)}: nnmem estimates {human(memory)} of "

@@ -17,7 +17,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.units import human
+from nnmem.units import count, human, percent
 from nnmem.validation import raise_if, whole
 from nnmem.web.tools.common import (
     Tool,
@@ -27,7 +27,6 @@ from nnmem.web.tools.common import (
     _number,
     _out,
     _table,
-    billions,
     figure,
 )
 
@@ -181,21 +180,19 @@ def parameter_count(values: Values) -> dict[str, Any]:
     active = active_parameters(t)
     modules = module_counts(t)
     rows = [
-        (escape(name), f"{count:,}", f"{count * 100 / total:.1f}%", human(2 * count))
+        (escape(name), f"{count:,}", percent(count, total), human(2 * count))
         for name, count in modules.items()
     ]
     rows.append(
         ("<strong>Total</strong>", f"<strong>{total:,}</strong>", "100.0%", human(2 * total))
     )
     figures = [
-        _out("total", "Total parameters", total, f"{total:,} ({billions(total)})"),
+        _out("total", "Total parameters", total, f"{total:,} ({count(total)})"),
         _out("bf16_bytes", "Weights in BF16", 2 * total, human(2 * total)),
         _out("fp32_bytes", "Weights in FP32", 4 * total, human(4 * total)),
     ]
     if t.family is Family.MOE:
-        figures.append(
-            _out("active", "Active per token", active, f"{active:,} ({billions(active)})")
-        )
+        figures.append(_out("active", "Active per token", active, f"{active:,} ({count(active)})"))
     kind = {
         Family.DECODER: "decoder-only",
         Family.MOE: "mixture-of-experts decoder",
