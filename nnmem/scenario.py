@@ -128,6 +128,22 @@ class OptimizerImpl(StrEnum):
     FOR_LOOP = "for_loop"
 
 
+class ZeroGrad(StrEnum):
+    """Where the training loop frees (or zeroes) the last step's gradients.
+
+    ``optimizer.zero_grad()`` frees them with ``set_to_none=True``, PyTorch's default
+    since 2.0 (torch/optim/optimizer.py ``Optimizer.zero_grad``). Called before the
+    forward pass (or right after ``optimizer.step()``), no gradient lives through the
+    forward pass; called after it, just before ``loss.backward()``, the last step's
+    gradients live through the forward pass and the loss. ``set_to_none=False`` fills
+    them with zeros instead, so they are never freed.
+    """
+
+    BEFORE_FORWARD = "before_forward"
+    BEFORE_BACKWARD = "before_backward"
+    SET_TO_ZERO = "set_to_zero"
+
+
 class Checkpointing(StrEnum):
     """Gradient (activation) checkpointing."""
 
@@ -229,6 +245,9 @@ LABELS: dict[StrEnum, str] = {
     Optimizer.LION: "Lion",
     OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
     OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
+    ZeroGrad.BEFORE_FORWARD: "before the forward pass (or after the step)",
+    ZeroGrad.BEFORE_BACKWARD: "after the forward pass, before backward",
+    ZeroGrad.SET_TO_ZERO: "set_to_none=False (gradients never freed)",
     Checkpointing.NONE: "None",
     Checkpointing.SELECTIVE: "Selective (attention recomputed)",
     Checkpointing.FULL: "Full (every layer recomputed)",
@@ -338,6 +357,7 @@ class Scenario:
     seq_len: int = 512
     # training
     optimizer_impl: OptimizerImpl = OptimizerImpl.FOREACH
+    zero_grad: ZeroGrad = ZeroGrad.BEFORE_FORWARD
     checkpointing: Checkpointing = Checkpointing.NONE
     attention: Attention = Attention.SDPA
     grad_accum_steps: int = 1
@@ -512,6 +532,7 @@ OPTIMIZER = ChoiceSpec(
 OPTIMIZER_IMPL = ChoiceSpec(
     "optimizer_impl", "Optimizer implementation", OptimizerImpl, aliases=(("for-loop", "for_loop"),)
 )
+ZERO_GRAD = ChoiceSpec("zero_grad", "optimizer.zero_grad()", ZeroGrad)
 CHECKPOINTING = ChoiceSpec(
     "checkpointing",
     "Gradient checkpointing",
@@ -563,6 +584,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         BATCH_SIZE,
         SEQ_LEN,
         OPTIMIZER_IMPL,
+        ZERO_GRAD,
         CHECKPOINTING,
         ATTENTION,
         GRAD_ACCUM,
@@ -604,6 +626,7 @@ def inactive_fields(
     training = {
         "optimizer",
         "optimizer_impl",
+        "zero_grad",
         "checkpointing",
         "grad_accum_steps",
         "finetune",

@@ -33,7 +33,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.models.step import Built, model_states
+from nnmem.models.step import Built, gradients_held, model_states
 from nnmem.models.tensors import Row, Widths, as_term, total_bytes
 from nnmem.optimizers import Trainable
 from nnmem.result import Phase, phases_of, total
@@ -1118,8 +1118,9 @@ def build_training(s: Scenario) -> Built:
             )
         ]
     base = [*weights, *state]
-    held = [*base, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
-    held_back = [*base, *casts_kept, *(gradients if s.grad_accum_steps > 1 else [])]
+    in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
+    held = [*base, *casts, *(gradients if in_forward else [])]
+    held_back = [*base, *casts_kept, *(gradients if at_backward else [])]
     start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
     dequant = dequant_terms(s, t)
     end = [*base, *casts_kept, *gradients, *recompute, *inflight, *dequant]

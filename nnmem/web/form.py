@@ -364,6 +364,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     ),
     "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
     "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
+    "zero_grad": (
+        "Where your loop calls optimizer.zero_grad(): after the forward pass, the last "
+        "step's gradients live through it; set_to_none=False never frees them.",
+        "",
+    ),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
@@ -459,6 +464,7 @@ _ADVANCED_KEYS = (
     "checkpointing",
     "attention",
     "optimizer_impl",
+    "zero_grad",
     "kv_cache_dtype",
     "logits",
     "num_gpus",
