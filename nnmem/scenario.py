@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -27,6 +27,7 @@ from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
+from nnmem.formats import LABELS as FORMAT_LABELS
 from nnmem.formats import Format
 from nnmem.models.architecture import Family, Transformer, from_config
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
@@ -213,65 +214,101 @@ class Logits(StrEnum):
     ALL = "all"
 
 
-LABELS: dict[StrEnum, str] = {
-    ModelKind.GENERIC: "Parameter count",
-    ModelKind.TRANSFORMER: "Transformer architecture",
-    ModelKind.PRESET: "Catalog model",
-    ModelKind.CNN: "Convolutional network",
-    Mode.TRAINING: "Training",
-    Mode.INFERENCE: "Inference",
-    Precision.FP32: "FP32",
-    Precision.AMP_BF16: "BF16 mixed precision (AMP)",
-    Precision.AMP_FP16: "FP16 mixed precision (AMP)",
-    Precision.BF16: "BF16",
-    Precision.FP16: "FP16",
-    Precision.FP8: "FP8",
-    Precision.INT8: "INT8 (bitsandbytes)",
-    Precision.INT4: "INT4 (plain)",
-    Precision.GPTQ: "GPTQ 4-bit",
-    Precision.AWQ: "AWQ 4-bit",
-    Precision.NF4: "NF4 (bitsandbytes 4-bit)",
-    Precision.NF4_DQ: "NF4 + double quantization",
-    Precision.Q8_0: "GGUF Q8_0",
-    Precision.Q6_K: "GGUF Q6_K",
-    Precision.Q5_K_M: "GGUF Q5_K_M",
-    Precision.Q4_K_M: "GGUF Q4_K_M",
-    Precision.Q4_0: "GGUF Q4_0",
-    Optimizer.SGD: "SGD",
-    Optimizer.SGD_MOMENTUM: "SGD with momentum",
-    Optimizer.ADAMW: "Adam / AdamW",
-    Optimizer.ADAMW_8BIT: "8-bit AdamW (bitsandbytes)",
-    Optimizer.ADAFACTOR: "Adafactor",
-    Optimizer.LION: "Lion",
-    OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
-    OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
-    ZeroGrad.BEFORE_FORWARD: "before the forward pass (or after the step)",
-    ZeroGrad.BEFORE_BACKWARD: "after the forward pass, before backward",
-    ZeroGrad.SET_TO_ZERO: "set_to_none=False (gradients never freed)",
-    Checkpointing.NONE: "None",
-    Checkpointing.SELECTIVE: "Selective (attention recomputed)",
-    Checkpointing.FULL: "Full (every layer recomputed)",
-    Attention.SDPA: "Memory-efficient / flash (SDPA)",
-    Attention.EAGER: "Eager (scores materialized)",
-    Finetune.FULL: "Full fine-tuning",
-    Finetune.LORA: "LoRA adapters",
-    LoraTargets.QV: "q and v projections",
-    LoraTargets.ATTENTION: "q, k, v and o projections",
-    LoraTargets.ALL_LINEAR: "all linear layers",
-    Sharding.NONE: "None (each GPU holds everything)",
-    Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
-    Sharding.ZERO2: "ZeRO-2 (+ gradients sharded)",
-    Sharding.ZERO3: "ZeRO-3 / FSDP (+ weights sharded)",
-    KvDtype.AUTO: "Same as compute",
-    KvDtype.FP32: "FP32",
-    KvDtype.FP16: "FP16",
-    KvDtype.BF16: "BF16",
-    KvDtype.FP8: "FP8",
-    Logits.LAST: "Last position (generate)",
-    Device.CUDA: "CUDA GPU",
-    Device.CPU: "CPU (host memory)",
-    Logits.ALL: "Every position",
+# One label table per option type: equal values of two types (Checkpointing.NONE and
+# Sharding.NONE are both "none") keep their own labels.
+OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
+    ModelKind: {
+        ModelKind.GENERIC: "Parameter count",
+        ModelKind.TRANSFORMER: "Transformer architecture",
+        ModelKind.PRESET: "Catalog model",
+        ModelKind.CNN: "Convolutional network",
+    },
+    Mode: {
+        Mode.TRAINING: "Training",
+        Mode.INFERENCE: "Inference",
+    },
+    Precision: {
+        Precision.AMP_BF16: "BF16 mixed precision (AMP)",
+        Precision.AMP_FP16: "FP16 mixed precision (AMP)",
+        # Every other precision stores its weights in the format of the same name.
+        **{Precision(fmt.value): text for fmt, text in FORMAT_LABELS.items()},
+    },
+    Optimizer: {
+        Optimizer.SGD: "SGD",
+        Optimizer.SGD_MOMENTUM: "SGD with momentum",
+        Optimizer.ADAMW: "Adam / AdamW",
+        Optimizer.ADAMW_8BIT: "8-bit AdamW (bitsandbytes)",
+        Optimizer.ADAFACTOR: "Adafactor",
+        Optimizer.LION: "Lion",
+    },
+    OptimizerImpl: {
+        OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
+        OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
+    },
+    ZeroGrad: {
+        ZeroGrad.BEFORE_FORWARD: "before the forward pass (or after the step)",
+        ZeroGrad.BEFORE_BACKWARD: "after the forward pass, before backward",
+        ZeroGrad.SET_TO_ZERO: "set_to_none=False (gradients never freed)",
+    },
+    Checkpointing: {
+        Checkpointing.NONE: "None",
+        Checkpointing.SELECTIVE: "Selective (attention recomputed)",
+        Checkpointing.FULL: "Full (every layer recomputed)",
+    },
+    Attention: {
+        Attention.SDPA: "Memory-efficient / flash (SDPA)",
+        Attention.EAGER: "Eager (scores materialized)",
+    },
+    Finetune: {
+        Finetune.FULL: "Full fine-tuning",
+        Finetune.LORA: "LoRA adapters",
+    },
+    LoraTargets: {
+        LoraTargets.QV: "q and v projections",
+        LoraTargets.ATTENTION: "q, k, v and o projections",
+        LoraTargets.ALL_LINEAR: "all linear layers",
+    },
+    Sharding: {
+        Sharding.NONE: "None (each GPU holds everything)",
+        Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
+        Sharding.ZERO2: "ZeRO-2 (+ gradients sharded)",
+        Sharding.ZERO3: "ZeRO-3 / FSDP (+ weights sharded)",
+    },
+    KvDtype: {
+        KvDtype.AUTO: "Same as compute",
+        KvDtype.FP32: "FP32",
+        KvDtype.FP16: "FP16",
+        KvDtype.BF16: "BF16",
+        KvDtype.FP8: "FP8",
+    },
+    Logits: {
+        Logits.LAST: "Last position (generate)",
+        Logits.ALL: "Every position",
+    },
+    Device: {
+        Device.CUDA: "CUDA GPU",
+        Device.CPU: "CPU (host memory)",
+    },
 }
+
+
+class Labels:
+    """The label of any option, looked up in its own type's table: ``LABELS[member]``.
+
+    >>> LABELS[Checkpointing.NONE], LABELS[Sharding.NONE]
+    ('None', 'None (each GPU holds everything)')
+    """
+
+    def __getitem__(self, member: StrEnum) -> str:
+        return OPTION_LABELS[type(member)][member]
+
+    def items(self) -> Iterator[tuple[StrEnum, str]]:
+        """Every option with its label, type by type."""
+        for table in OPTION_LABELS.values():
+            yield from table.items()
+
+
+LABELS = Labels()
 
 
 # --- the models ----------------------------------------------------------------------------

@@ -239,8 +239,8 @@ def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> For
         found = SPECS[spec]
         assert isinstance(found, ChoiceSpec)
         spec = found
-    labels = {**LABELS, **VIEW_LABELS}
-    options = tuple((m.value, labels[m]) for m in spec.enum)
+    view = spec.enum in (Describe, Units, PlotAxis)
+    options = tuple((m.value, VIEW_LABELS[m] if view else LABELS[m]) for m in spec.enum)
     return FormField(spec.key, spec.label, hint, kind, options=options)
 
 

@@ -7,8 +7,18 @@ import json
 import pytest
 
 from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
+from nnmem.formats import LABELS as FORMAT_LABELS
+from nnmem.formats import Format
 from nnmem.render.text import describe
-from nnmem.scenario import SETTINGS
+from nnmem.scenario import (
+    LABELS,
+    OPTION_LABELS,
+    SETTINGS,
+    Checkpointing,
+    Finetune,
+    KvDtype,
+    Sharding,
+)
 
 
 def test_form_strings_and_json_numbers_read_the_same() -> None:
@@ -204,3 +214,18 @@ def test_every_default_is_the_scenarios_own() -> None:
         Optimizer.ADAMW,
     )
     assert (SETTINGS["cuda_context_mib"], SETTINGS["allocator_overhead_percent"]) == (740, 5)
+
+
+def test_each_option_type_has_its_own_labels() -> None:
+    """Equal values of two option types keep their own labels: "none" and "full" are a
+    checkpointing, a sharding and a fine-tuning choice; fp8 a precision and a KV type."""
+    assert LABELS[Checkpointing.NONE] == "None"
+    assert LABELS[Sharding.NONE] == "None (each GPU holds everything)"
+    assert LABELS[Checkpointing.FULL] == "Full (every layer recomputed)"
+    assert LABELS[Finetune.FULL] == "Full fine-tuning"
+    assert (LABELS[Precision.FP8], LABELS[KvDtype.FP8]) == ("FP8 (E4M3)", "FP8")
+    for enum, table in OPTION_LABELS.items():
+        assert set(table) == set(enum), enum
+    # A weight format reads the same as the precision that stores weights in it.
+    for fmt in Format:
+        assert LABELS[Precision(fmt.value)] == FORMAT_LABELS[fmt]

@@ -13,6 +13,7 @@ from nnmem import catalog
 from nnmem.errors import Problem
 from nnmem.scenario import Scenario, parse
 from nnmem.validation import NumberSpec, raise_if, shown
+from nnmem.web.form import gpu_label
 
 Values = dict[str, str]
 
@@ -74,7 +75,7 @@ def _read(**items: Decimal | str | Problem) -> dict[str, Any]:
 
 def _gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (g.id, f"{g.name} ({g.memory_label})")
+        (g.id, gpu_label(g))
         for g in catalog.gpus().values()
         if g.bandwidth_bytes_per_s and (g.fp16_tflops or not need_flops)
     )

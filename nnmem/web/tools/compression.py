@@ -8,7 +8,7 @@ from typing import Any
 
 from nnmem import catalog
 from nnmem.estimate import estimate
-from nnmem.formats import FORMATS, Format, bits
+from nnmem.formats import LABELS, Format, bits
 from nnmem.units import fixed, human
 from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
 
@@ -44,7 +44,7 @@ def compression(values: Values) -> dict[str, Any]:
             cells.append(
                 f"{human(size)} <small>({fixed(Fraction(size * 100, base[p]), 0)}% of BF16)</small>"
             )
-        rows.append((escape(FORMATS[fmt].label), f"{float(bits(fmt)):.3g}", *cells))
+        rows.append((escape(LABELS[fmt]), f"{float(bits(fmt)):.3g}", *cells))
     formats = _table(
         head,
         rows,

@@ -8,7 +8,9 @@ from typing import Any
 
 from nnmem import catalog, tools
 from nnmem.estimate import estimate
-from nnmem.scenario import parse
+from nnmem.formats import LABELS as FORMAT_LABELS
+from nnmem.formats import Format
+from nnmem.scenario import LABELS, KvDtype, parse
 from nnmem.units import duration, fixed, human
 from nnmem.validation import whole
 from nnmem.web.tools.common import (
@@ -32,18 +34,14 @@ from nnmem.web.tools.common import (
 
 # --- inference latency --------------------------------------------------------------------
 
-LAT_PRECISIONS = (
-    ("bf16", "BF16"),
-    ("fp16", "FP16"),
-    ("fp8", "FP8"),
-    ("int8", "INT8 (LLM.int8)"),
-    ("awq", "AWQ 4-bit"),
-    ("gptq", "GPTQ 4-bit"),
-    ("nf4", "NF4 4-bit"),
-    ("q8_0", "GGUF Q8_0"),
-    ("q4_k_m", "GGUF Q4_K_M"),
-)
-KV_TYPES = (("auto", "Same as the compute (16-bit)"), ("fp8", "FP8"))
+LAT_PRECISIONS = tuple(
+    (fmt.value, FORMAT_LABELS[fmt])
+    for fmt in (
+        Format.BF16, Format.FP16, Format.FP8, Format.INT8, Format.AWQ, Format.GPTQ,
+        Format.NF4, Format.Q8_0, Format.Q4_K_M,
+    )
+)  # fmt: skip
+KV_TYPES = tuple((k.value, LABELS[k]) for k in (KvDtype.AUTO, KvDtype.FP8))
 LAT_BATCH = whole("batch_size", "Batch size", 4_096)
 LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
 LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
