@@ -12,7 +12,7 @@ The model is described in one of four ways (``model``):
 - ``generic``: ``params_millions`` with ``hidden_size`` and ``num_layers``;
 - ``transformer``: ``config``, a Hugging Face ``config.json`` (object or JSON text);
 - ``preset``: ``preset``, the id of a catalog model (``nnmem/data/models.json``);
-- ``cnn``: ``cnn``, a built-in network name or a layer list (see :mod:`nnmem.cnn`).
+- ``cnn``: ``cnn``, a built-in network name or a layer list (see :mod:`nnmem.models.cnn`).
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ class GenericModel:
         return cls(params, hidden_size, num_layers, tuple(derived))
 
 
-Model = GenericModel | Transformer | Any  # Any: nnmem.cnn.CnnModel (imported lazily)
+Model = GenericModel | Transformer | Any  # Any: nnmem.models.cnn.CnnModel (imported lazily)
 
 
 # --- the scenario --------------------------------------------------------------------------

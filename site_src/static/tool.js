@@ -73,7 +73,7 @@ function startTool() {
     if (id !== latest) return; // an older answer: a newer request is on its way
     const unplaced = forms.placeErrors(form, reply.errors || []);
     if (reply.ok) {
-      result.innerHTML = reply.html;
+      result.innerHTML = reply.html.result;
       results.dataset.state = "live";
       showStale("");
       return;

@@ -13,31 +13,17 @@ from nnmem import catalog
 from nnmem.errors import Problem
 from nnmem.scenario import Scenario, parse
 from nnmem.validation import NumberSpec, raise_if, shown
+from nnmem.web.fields import Field
 from nnmem.web.form import gpu_label
 
 Values = dict[str, str]
 
 
 @dataclass(frozen=True)
-class ToolField:
-    """One control of a tool's form."""
-
-    key: str
-    label: str
-    hint: str
-    kind: str  # "number", "choice" or "text"
-    default: str
-    unit: str = ""
-    inputmode: str = "decimal"
-    options: tuple[tuple[str, str], ...] = ()  # (value, label)
-    when: str = ""  # "key=value": shown only while another field holds that value
-
-
-@dataclass(frozen=True)
 class Tool:
     """A form and the function that answers it with HTML and figures."""
 
-    fields: tuple[ToolField, ...]
+    fields: tuple[Field, ...]
     run: Callable[[Values], dict[str, Any]]
     live: bool = True  # False: prerendered once, no form
 
@@ -136,8 +122,8 @@ def _list(items: list[str]) -> str:
     return '<ul class="tool-steps">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def _gpu_field(default: str) -> ToolField:
-    return ToolField(
+def _gpu_field(default: str) -> Field:
+    return Field(
         "gpu",
         "GPU",
         "Bandwidth and peak BF16 TFLOPS come from nnmem's GPU catalog.",

@@ -13,10 +13,10 @@ from nnmem.formats import Format
 from nnmem.scenario import LABELS, KvDtype, parse
 from nnmem.units import duration, fixed, human
 from nnmem.validation import whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     PERCENT,
     Tool,
-    ToolField,
     Values,
     _choice,
     _flops,
@@ -159,7 +159,7 @@ def inference_latency(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "preset",
             "Model",
             "A catalog language model.",
@@ -167,7 +167,7 @@ TOOL = Tool(
             "llama-3.1-8b",
             options=_llm_options(),
         ),
-        ToolField(
+        Field(
             "precision",
             "Weight format",
             "How the weights are stored.",
@@ -175,7 +175,7 @@ TOOL = Tool(
             "bf16",
             options=LAT_PRECISIONS,
         ),
-        ToolField(
+        Field(
             "kv_cache_dtype",
             "KV-cache type",
             "FP8 halves the cache that every decode step reads.",
@@ -184,7 +184,7 @@ TOOL = Tool(
             options=KV_TYPES,
         ),
         _gpu_field("h100-sxm-80gb"),
-        ToolField(
+        Field(
             "batch_size",
             "Batch size",
             "Sequences generated together.",
@@ -192,7 +192,7 @@ TOOL = Tool(
             "1",
             inputmode="numeric",
         ),
-        ToolField(
+        Field(
             "prompt_tokens",
             "Prompt tokens",
             "Tokens read before the first generated one.",
@@ -201,7 +201,7 @@ TOOL = Tool(
             "tokens",
             "numeric",
         ),
-        ToolField(
+        Field(
             "new_tokens",
             "Generated tokens",
             "Tokens generated per sequence.",
@@ -210,7 +210,7 @@ TOOL = Tool(
             "tokens",
             "numeric",
         ),
-        ToolField(
+        Field(
             "bandwidth_efficiency",
             "Bandwidth efficiency",
             "Share of the peak memory bandwidth decode kernels reach; 60-85% is typical.",
@@ -218,7 +218,7 @@ TOOL = Tool(
             "75",
             "%",
         ),
-        ToolField(
+        Field(
             "prefill_mfu",
             "Prefill utilisation (MFU)",
             "Share of the peak FLOPS the prompt's matmuls reach; 40-70% is typical.",

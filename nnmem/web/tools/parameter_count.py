@@ -19,9 +19,9 @@ from nnmem.models.architecture import (
 )
 from nnmem.units import count, human, percent
 from nnmem.validation import raise_if, whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     Tool,
-    ToolField,
     Values,
     _choice,
     _number,
@@ -174,7 +174,7 @@ def _pc_model(values: Values) -> Transformer:
 
 
 def parameter_count(values: Values) -> dict[str, Any]:
-    """Count a transformer's parameters per module (``nnmem.architecture``)."""
+    """Count a transformer's parameters per module (``nnmem.models.architecture``)."""
     t = _pc_model(values)
     total = sum(parameter_counts(t).values())
     active = active_parameters(t)
@@ -216,7 +216,7 @@ def parameter_count(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "source",
             "Describe the model by",
             "Fill in the fields, or paste a model's config.json.",
@@ -224,7 +224,7 @@ TOOL = Tool(
             "fields",
             options=PC_SOURCE,
         ),
-        ToolField(
+        Field(
             "preset",
             "Catalog model",
             "Its published config.json, as nnmem's catalog holds it.",
@@ -234,7 +234,7 @@ TOOL = Tool(
             when="source=preset",
         ),
         *(
-            ToolField(
+            Field(
                 spec.key,
                 spec.label,
                 PC_HINTS[spec.key],
@@ -245,7 +245,7 @@ TOOL = Tool(
             )
             for spec in PC_NUMBERS
         ),
-        ToolField(
+        Field(
             "tie_word_embeddings",
             "Tied embeddings",
             "Whether the LM head shares the input embedding matrix (tie_word_embeddings).",
@@ -254,7 +254,7 @@ TOOL = Tool(
             options=YES_NO,
             when="source=fields",
         ),
-        ToolField(
+        Field(
             "config",
             "config.json",
             "Paste the whole file; GPT-2, BERT, T5, ViT and MoE configs are read too.",

@@ -9,10 +9,10 @@ from typing import Any
 from nnmem import catalog, tools
 from nnmem.units import fixed
 from nnmem.validation import whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     PERCENT,
     Tool,
-    ToolField,
     Values,
     _choice,
     _flops,
@@ -105,7 +105,7 @@ def training_cost(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "params_billions",
             "Model size",
             "Parameters N, in billions.",
@@ -113,7 +113,7 @@ TOOL = Tool(
             "7",
             "billion",
         ),
-        ToolField(
+        Field(
             "tokens_billions",
             "Training tokens",
             "Tokens D seen in training, in billions (Llama 2 used 2,000).",
@@ -122,7 +122,7 @@ TOOL = Tool(
             "billion",
         ),
         _gpu_field("h100-sxm-80gb"),
-        ToolField(
+        Field(
             "num_gpus",
             "Number of GPUs",
             "GPUs training together.",
@@ -130,7 +130,7 @@ TOOL = Tool(
             "64",
             inputmode="numeric",
         ),
-        ToolField(
+        Field(
             "mfu",
             "Utilisation (MFU)",
             "Share of peak FLOPS achieved; large runs report 35-55%.",
@@ -138,7 +138,7 @@ TOOL = Tool(
             "40",
             "%",
         ),
-        ToolField(
+        Field(
             "price_per_gpu_hour",
             "Price per GPU-hour",
             "What one GPU costs per hour, in your currency.",

@@ -1,28 +1,9 @@
-"""Transformers: what a training step saves and holds, and what inference keeps.
-
-Each family's layer is a list of :class:`~nnmem.tensors.Row` s, one per tensor that
-autograd saves for backward, transcribed from the Hugging Face ``transformers`` modeling
-code (``models/<family>/modeling_<family>.py``) and PyTorch's backward formulas
-(``tools/autograd/derivatives.yaml``), and checked tensor by tensor against live-tensor
-traces of PyTorch 2.13 and transformers 5.24 (``benchmarks/accuracy/inventory.md``).
-Rows carry width classes (:mod:`nnmem.tensors`), so one table serves fp32, autocast and
-pure 16-bit training on a GPU or a CPU.
-
-Rules that decide which rows exist:
-
-- a linear layer saves its input only to compute its weight gradient, so frozen layers
-  (a LoRA base) do not (``tag="linear:…"``);
-- under autocast each ``F.linear`` casts its own copy of the input to 16-bit, so three
-  projections of one tensor save three copies; pure 16-bit saves the tensor once;
-- dropout with p > 0 saves a mask: a bool on CUDA, the scaled noise on the CPU;
-- memory-efficient attention (SDPA) saves q, k, v, the output and an fp32 log-sum-exp,
-  never the s×s scores; eager attention saves the softmax and the probabilities;
-- full checkpointing keeps only each layer's input and recomputes the layer in backward.
-"""
+"""From the tables to the phases of a step: LoRA, checkpointing, the loss, the weights,
+the training step and inference (prefill and a decode step with the KV cache)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 from nnmem.formats import Format, bits, is_float, is_gguf
@@ -34,14 +15,26 @@ from nnmem.models.architecture import (
     parameter_tensors,
 )
 from nnmem.models.step import Built, gradients_held, model_states
-from nnmem.models.tensors import Row, Widths, as_term, total_bytes
+from nnmem.models.tensors import Row, as_term, total_bytes
+from nnmem.models.transformer.context import (
+    HF,
+    HF_CACHE,
+    HF_LOSS,
+    LLAMA_INFERENCE,
+    SOFTCAP,
+    ZERO_SOURCE,
+    Ctx,
+    _softcap,
+    context,
+    softcap_notes,
+)
+from nnmem.models.transformer.tables import layer_tables, outside_rows
 from nnmem.optimizers import Trainable
 from nnmem.result import Phase, phases_of, total
 from nnmem.scenario import (
     LABELS,
     Attention,
     Checkpointing,
-    Device,
     Finetune,
     Logits,
     LoraTargets,
@@ -51,612 +44,6 @@ from nnmem.scenario import (
     Sharding,
 )
 from nnmem.terms import Term, product
-
-HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
-HF_LOSS = (
-    "transformers loss_utils.py ForCausalLMLoss: logits.float(), then cross_entropy, which "
-    "saves an fp32 log-softmax (measured: benchmarks/accuracy/inventory.md)"
-)
-ZERO_SOURCE = "Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.3; DeepSpeed stage3.py"
-HF_CACHE = (
-    "transformers cache_utils.py DynamicCache: per layer a key and a value tensor "
-    "[b, a_kv, tokens, d], grown with torch.cat at each step"
-)
-LLAMA_INFERENCE = (
-    "measured live set at the prefill peak (benchmarks/accuracy/inventory.md §19-27): the "
-    "residual, normed hidden and MLP intermediates of the running layer"
-)
-
-
-# --- context -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """The sizes and settings the row tables read."""
-
-    t: Transformer
-    s: Scenario
-    widths: Widths
-    sizes: dict[str, int]
-    amp: bool
-    eager: bool  # attention materializes scores (eager, or SDPA's math fallback)
-    lora: frozenset[str] | None  # adapted linear layers; None: every weight trains
-    cpu: bool = False
-    attn_dropout: float = 0.0
-    lora_dropout: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-def _widths(s: Scenario) -> Widths:
-    cpu = s.device is Device.CPU
-    if s.precision is Precision.FP32:
-        return Widths(res=4, act=4, cpu=cpu)
-    if s.precision.is_amp:
-        return Widths(res=4, act=2, cpu=cpu, amp=True)
-    return Widths(res=2, act=2, cpu=cpu)
-
-
-def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
-    names = {
-        LoraTargets.QV: {"q", "v"},
-        LoraTargets.ATTENTION: {"q", "k", "v", "o"},
-        LoraTargets.ALL_LINEAR: {"q", "k", "v", "o", "gate", "up", "down"},
-    }[targets]
-    if not t.gated_mlp:
-        names.discard("gate")
-    if t.family is Family.MOE:
-        # transformers 5.x stores the experts as fused 3-D nn.Parameters (MixtralExperts,
-        # Qwen3MoeExperts: gate_up_proj, down_proj), and peft's "all-linear"
-        # (tuners_utils._maybe_include_all_linear_layers) matches nn.Linear and Conv1D
-        # modules only, so it adapts the attention and no expert.
-        names -= {"gate", "up", "down"}
-    return frozenset(names)
-
-
-# bitsandbytes formats: transformers' replace_with_bnb_linear (integrations/bitsandbytes.py)
-# swaps nn.Linear and Conv1D modules only.
-BNB_FORMATS = (Precision.INT8, Precision.NF4, Precision.NF4_DQ)
-BNB_MOE = (
-    "transformers 5.24 integrations/bitsandbytes.py replace_with_bnb_linear replaces only "
-    "nn.Linear and Conv1D; the Mixtral and Qwen3-MoE experts are fused 3-D nn.Parameters "
-    "(modeling_mixtral.py MixtralExperts.gate_up_proj and down_proj) and the router a "
-    "bare nn.Parameter, so they stay in 16-bit"
-)
-
-
-def _unconverted_experts(s: Scenario, t: Transformer) -> int:
-    """Elements of the MoE experts and router that a bitsandbytes load leaves in 16-bit."""
-    if s.precision not in BNB_FORMATS or t.family is not Family.MOE:
-        return 0
-    return sum(
-        p.elements for p in parameter_tensors(t) if ".experts." in p.name or ".router." in p.name
-    )
-
-
-def _sdpa_refused(t: Transformer) -> bool:
-    """Whether transformers refuses SDPA for this model (Gemma 2's softcapping)."""
-    return t.model_type == "gemma2"
-
-
-def _softcap(t: Transformer, key: str) -> float:
-    """A softcapping value from the config (``attn_logit_softcapping``,
-    ``final_logit_softcapping``), 0 when the model has none."""
-    value = t.config.get(key)
-    return float(value) if isinstance(value, int | float) and value else 0.0
-
-
-SOFTCAP = (
-    "transformers 5.24 modeling_gemma2.py: eager_attention_forward divides the scores by "
-    "attn_logit_softcapping, applies tanh and multiplies back, and Gemma2ForCausalLM does "
-    "the same to the logits with final_logit_softcapping; tanh saves its output for "
-    "backward (derivatives.yaml), one more tensor of the scores' and of the logits' shape, "
-    "as a saved-tensor trace of Gemma2ForCausalLM shows"
-)
-
-
-def softcap_notes(s: Scenario, t: Transformer) -> list[str]:
-    """What Gemma 2's softcapping changes, in words."""
-    notes = []
-    if _sdpa_refused(t) and s.attention is Attention.SDPA:
-        notes.append(
-            "Gemma 2: transformers refuses SDPA for it (softcapping), so it runs eager "
-            "attention and the estimate stores the scores as eager attention does."
-        )
-    if s.mode is Mode.TRAINING and (
-        _softcap(t, "attn_logit_softcapping") or _softcap(t, "final_logit_softcapping")
-    ):
-        notes.append(
-            "Logit softcapping: tanh keeps its output for the backward pass, one more "
-            "tensor of the attention scores' shape per layer and one of the logits' shape."
-        )
-    return notes
-
-
-def context(s: Scenario) -> Ctx:
-    """Sizes and settings for ``s``."""
-    t = s.model
-    assert isinstance(t, Transformer)
-    seq = t.seq_from_image if t.family is Family.VIT else s.seq_len
-    if s.image_size and t.family is Family.VIT:
-        seq = (s.image_size // t.patch_size) ** 2 + 1
-    sizes = {
-        "one": 1,
-        "b": s.batch_size,
-        "s": seq,
-        "t": s.decoder_seq_len or s.seq_len,
-        "h": t.hidden,
-        "f": t.intermediate,
-        "a": t.heads,
-        "a_kv": t.kv_heads,
-        "d": t.head_dim,
-        "q": t.q_width,
-        "kv": t.kv_width,
-        "V": t.vocab,
-        "c": max(t.num_labels, 1),
-        "E": max(t.experts, 1),
-        "k": max(t.experts_per_token, 1),
-        "r": s.lora_rank,
-        "C": t.channels or 3,
-        "I": s.image_size or t.image_size or 1,
-    }
-    widths = _widths(s)
-    cpu = widths.cpu
-    dropout = t.attention_dropout if s.mode is Mode.TRAINING else 0.0
-    # SDPA applies dropout inside the CUDA kernels; on the CPU it falls back to the math
-    # kernel, which stores scores like eager attention (torch/nn/functional.py).
-    # transformers 5.24 Gemma2PreTrainedModel sets _supports_sdpa = False ("sdpa does not
-    # support softcapping"): Gemma 2 runs eager attention unless FlashAttention 2 or flex
-    # attention is installed and chosen, so the rows are the eager ones.
-    eager = s.attention is Attention.EAGER or (cpu and dropout > 0) or _sdpa_refused(t)
-    lora = _lora_names(t, s.lora_targets) if s.finetune is Finetune.LORA else None
-    return Ctx(
-        t=t,
-        s=s,
-        widths=widths,
-        sizes=sizes,
-        amp=s.precision.is_amp,
-        eager=eager,
-        lora=lora,
-        cpu=cpu,
-        attn_dropout=dropout,
-        lora_dropout=float(s.lora_dropout),
-    )
-
-
-# --- rows shared by families --------------------------------------------------------------
-
-
-def _casts(c: Ctx, n: int) -> int:
-    """How many copies of one tensor ``n`` projections save: one each under autocast."""
-    return n if c.amp else 1
-
-
-def _layernorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
-    # native_layer_norm saves its input and per-token mean and rstd (derivatives.yaml).
-    return [
-        Row(f"input of {where}", dims, "res"),
-        Row(f"{where} mean and rstd", dims[:-1], "stat", 2),
-    ]
-
-
-def _rmsnorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
-    # HF RMSNorm (Llama, T5): x.to(float32).pow(2).mean(-1) then x * rsqrt(var + eps);
-    # the weight's gradient needs the normalized hidden (weight * hidden).
-    return [
-        Row(f"input of {where}, upcast to fp32", dims, "f32"),
-        Row(f"{where} rsqrt of the variance", dims[:-1], "f32"),
-        Row(f"{where} output, for its weight's gradient", dims, "res", tag="norm"),
-    ]
-
-
-def _gemma_rmsnorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
-    # Gemma's RMSNorm (modeling_gemma2.py Gemma2RMSNorm): x.float(), x * rsqrt(mean(x²) +
-    # eps), then output * (1 + weight.float()) in fp32 before casting back, so the
-    # normalized hidden its weight's gradient needs stays in fp32 (Llama's is 16-bit).
-    return [
-        Row(f"input of {where}, upcast to fp32", dims, "f32"),
-        Row(f"{where} rsqrt of the variance", dims[:-1], "f32"),
-        Row(f"{where} normalized output in fp32, for its weight's gradient", dims, "f32"),
-    ]
-
-
-def _dropout(c: Ctx, where: str, dims: tuple[str, ...], width: str, p: float) -> list[Row]:
-    return [Row(f"{where} dropout mask", dims, f"mask_{width}")] if p > 0 else []
-
-
-def _attention_rows(
-    c: Ctx, q_dims: str = "s", k_dims: str = "s", kv_heads: str = "a_kv", prefix: str = ""
-) -> list[Row]:
-    """q, k, v, the attention core and the merged heads, for one attention block."""
-    qs, ks = q_dims, k_dims
-    heads_kv = kv_heads
-    if not c.eager:
-        return [
-            Row(f"{prefix}query", ("b", "a", qs, "d"), "act"),
-            Row(f"{prefix}key and value", ("b", heads_kv, ks, "d"), "act", 2),
-            Row(f"{prefix}attention output", ("b", "a", qs, "d"), "act"),
-            Row(f"{prefix}softmax log-sum-exp", ("b", "a", qs), "f32"),
-        ]
-    rows = [
-        Row(f"{prefix}query", ("b", "a", qs, "d"), "act"),
-        # Eager attention repeats grouped key/value heads to every query head (repeat_kv).
-        Row(f"{prefix}key and value, one per query head", ("b", "a", ks, "d"), "act", 2),
-        Row(f"{prefix}softmax output", ("b", "a", qs, ks), "f32"),
-    ]
-    if _softcap(c.t, "attn_logit_softcapping"):
-        rows.append(Row(f"{prefix}softcapped scores, tanh output", ("b", "a", qs, ks), "act"))
-    if c.attn_dropout > 0:
-        rows += [
-            Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), "mask_act"),
-            Row(f"{prefix}dropped probabilities", ("b", "a", qs, ks), "act"),
-        ]
-    elif c.widths.act != 4:
-        rows.append(Row(f"{prefix}probabilities cast back to 16-bit", ("b", "a", qs, ks), "act"))
-    rows.append(
-        Row(f"{prefix}heads merged, input of o_proj", ("b", qs, "q"), "act", tag="linear:o")
-    )
-    return rows
-
-
-# --- layer tables per family ---------------------------------------------------------------
-
-
-def llama_layer(c: Ctx) -> list[Row]:
-    """A Llama-style decoder layer (Llama, Mistral, Qwen, Gemma, Phi-3, Mixtral)."""
-    t = c.t
-    gemma = t.model_type in ("gemma", "gemma2", "gemma3", "gemma3_text")
-    norm = _gemma_rmsnorm if gemma else _rmsnorm
-    rows = norm("input_layernorm")
-    rows.append(
-        Row(
-            "input of q, k and v projections",
-            ("b", "s", "h"),
-            "act",
-            _casts(c, 3),
-            tag="linear:qkv",
-        )
-    )
-    rows += _attention_rows(c)
-    rows += norm("post_attention_layernorm")
-    if gemma and t.norms_per_layer == 4:
-        # Gemma 2 and 3 also normalize before and after the MLP (Gemma2DecoderLayer).
-        rows += norm("pre_feedforward_layernorm") + norm("post_feedforward_layernorm")
-    if t.family is Family.MOE:
-        rows += _moe_rows(c)
-    else:
-        rows += [
-            Row(
-                "input of gate and up projections",
-                ("b", "s", "h"),
-                "act",
-                _casts(c, 2),
-                tag="linear:gate_up",
-            ),
-            Row("gate output, saved by the activation", ("b", "s", "f"), "act"),
-            Row("activation and up outputs, saved by the product", ("b", "s", "f"), "act", 2),
-            Row("product, input of down_proj", ("b", "s", "f"), "act", tag="linear:down"),
-        ]
-    return rows
-
-
-def _moe_rows(c: Ctx) -> list[Row]:
-    # transformers' MoE block (grouped_mm experts): the router's softmax and top-k, then
-    # every token is gathered once per chosen expert (b·s·k rows).
-    return [
-        Row("input of the router", ("b", "s", "h"), "act", tag="linear:router"),
-        Row("router softmax", ("b", "s", "E"), "f32"),
-        Row("top-k expert indices", ("b", "s", "k"), "i64"),
-        Row("routing weights and their sum", ("b", "s", "k"), "f32"),
-        Row("routing normalizer", ("b", "s"), "f32"),
-        Row("token-to-expert index maps", ("b", "s", "k"), "i64", 3),
-        Row("expert offsets", ("E",), "i32"),
-        Row("tokens gathered for their experts", ("b", "s", "k", "h"), "act", tag="linear:gate_up"),
-        Row("gate and up outputs, saved by the activation", ("b", "s", "k", "f"), "act", 2),
-        Row("activation output, saved by the product", ("b", "s", "k", "f"), "act"),
-        Row("product, input of down projection", ("b", "s", "k", "f"), "act", tag="linear:down"),
-        Row("routing weight per token and expert", ("b", "s", "k"), "f32"),
-        Row("expert outputs, weighted by the router", ("b", "s", "k", "h"), "act"),
-    ]
-
-
-def gpt2_layer(c: Ctx) -> list[Row]:
-    """A GPT-2 block: LayerNorm, fused c_attn, GELU-tanh MLP, three dropouts."""
-    t = c.t
-    rows = _layernorm("ln_1")
-    rows.append(Row("input of c_attn", ("b", "s", "h"), "act", tag="linear:qkv"))
-    if c.eager:
-        rows.append(Row("q, k and v, views of c_attn's output", ("b", "a", "s", "d"), "act", 3))
-        # GPT-2 masks with torch.where against an fp32 constant, so its softmax runs in
-        # fp32 under autocast; the probabilities are cast to the value's type.
-        rows.append(Row("softmax output", ("b", "a", "s", "s"), "res"))
-        if c.attn_dropout > 0:
-            rows += [
-                Row("attention dropout mask", ("b", "a", "s", "s"), "mask_act"),
-                Row("dropped probabilities", ("b", "a", "s", "s"), "act"),
-            ]
-        elif c.widths.act != c.widths.res:
-            rows.append(Row("probabilities cast back to 16-bit", ("b", "a", "s", "s"), "act"))
-        rows.append(Row("heads merged, input of c_proj", ("b", "s", "q"), "act", tag="linear:o"))
-    else:
-        rows += [
-            Row("c_attn output holding q, k and v", ("b", "s", "q"), "act", 3),
-            Row("contiguous query and key for the kernel", ("b", "a", "s", "d"), "act", 2),
-            Row("attention output", ("b", "a", "s", "d"), "act"),
-            Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
-        ]
-    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", t.dropout)
-    rows += _layernorm("ln_2")
-    rows.append(Row("input of c_fc", ("b", "s", "h"), "act", tag="linear:up"))
-    rows += _activation_rows(c, t.activation)
-    rows.append(
-        Row("activation output, input of c_proj", ("b", "s", "f"), "act", tag="linear:down")
-    )
-    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", t.dropout)
-    return rows
-
-
-def _activation_rows(c: Ctx, activation: str) -> list[Row]:
-    if activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
-        # transformers' NewGELUActivation is a Python composite:
-        # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): pow saves x, tanh its output, and
-        # the final product both of its factors. CUDA autocast runs pow in fp32 (its
-        # fp32 op list, aten/src/ATen/autocast_mode.cpp), so pow saves an fp32 copy of x
-        # and type promotion keeps tanh and 1 + tanh in fp32; only 0.5·x stays 16-bit.
-        # Measured on an H200: 6 bytes per element more than the CPU's all-bf16 chain.
-        return [
-            Row("MLP input of x³ (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
-            Row("tanh output (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
-            Row("0.5·x, saved by the product", ("b", "s", "f"), "act"),
-            Row("1 + tanh, saved by the product", ("b", "s", "f"), "autocast_f32_act"),
-        ]
-    # F.gelu, F.relu and F.silu save one tensor (their input or output).
-    return [Row(f"input of the {activation} activation", ("b", "s", "f"), "act")]
-
-
-def _encoder_attention(c: Ctx) -> list[Row]:
-    """The self-attention of BERT and ViT: q, k, v projections of one input, a plain
-    softmax (fp32 under CUDA autocast), dropout on the probabilities."""
-    rows = [
-        Row(
-            "input of q, k and v projections",
-            ("b", "s", "h"),
-            "act",
-            _casts(c, 3),
-            tag="linear:qkv",
-        )
-    ]
-    if not c.eager:
-        return [
-            *rows,
-            Row("query, key and value", ("b", "s", "a", "d"), "act", 3),
-            Row("attention output", ("b", "a", "s", "d"), "act"),
-            Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
-        ]
-    rows += [
-        Row("q, kᵀ and v", ("b", "a", "s", "d"), "act", 3),
-        Row("softmax output", ("b", "a", "s", "s"), "softmax_act"),
-    ]
-    rows += _dropout(c, "attention", ("b", "a", "s", "s"), "softmax_act", c.attn_dropout)
-    if c.attn_dropout > 0 or c.widths.act != c.widths.of("softmax_act"):
-        rows.append(
-            Row("probabilities as the value matmul reads them", ("b", "a", "s", "s"), "act")
-        )
-    rows.append(
-        Row("heads merged, input of the output projection", ("b", "s", "q"), "act", tag="linear:o")
-    )
-    return rows
-
-
-def _gelu_mlp(c: Ctx) -> list[Row]:
-    return [
-        Row("input of the MLP's first linear layer", ("b", "s", "h"), "act", tag="linear:up"),
-        Row("input of the GELU", ("b", "s", "f"), "act"),
-        Row(
-            "GELU output, input of the second linear layer",
-            ("b", "s", "f"),
-            "act",
-            tag="linear:down",
-        ),
-    ]
-
-
-def bert_layer(c: Ctx) -> list[Row]:
-    """A BERT/RoBERTa/DistilBERT layer: post-LayerNorm, GELU MLP, dropouts."""
-    rows = _encoder_attention(c)
-    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
-    rows += _layernorm("attention LayerNorm")
-    rows += _gelu_mlp(c)
-    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
-    return rows + _layernorm("output LayerNorm")
-
-
-def vit_layer(c: Ctx) -> list[Row]:
-    """A ViT layer: pre-LayerNorm, GELU MLP."""
-    rows = _layernorm("layernorm_before") + _encoder_attention(c)
-    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
-    rows += _layernorm("layernorm_after")
-    rows += _gelu_mlp(c)
-    return rows + _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
-
-
-def _t5_attention(c: Ctx, qs: str, ks: str, prefix: str, cross: bool) -> list[Row]:
-    rows = [
-        Row(
-            f"{prefix}query" + ("" if cross else ", key and value"),
-            ("b", "a", qs, "d"),
-            "act",
-            1 if cross else 3,
-        )
-    ]
-    if cross:
-        rows.append(
-            Row(f"{prefix}key and value of the encoder output", ("b", "a", ks, "d"), "act", 2)
-        )
-    # Self-attention adds the fp32 relative-position bias, which promotes the scores to
-    # the residual stream's type under autocast; cross-attention adds a zero bias made in
-    # the scores' own 16-bit type. The value matmul reads the probabilities in 16-bit.
-    scores = "softmax_act" if cross else "res"
-    rows.append(Row(f"{prefix}softmax output", ("b", "a", qs, ks), scores))
-    if c.attn_dropout > 0:
-        rows += [
-            Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), f"mask_{scores}"),
-            Row(f"{prefix}probabilities as the value matmul reads them", ("b", "a", qs, ks), "act"),
-        ]
-    elif c.widths.act != c.widths.of(scores):
-        rows.append(Row(f"{prefix}probabilities cast back", ("b", "a", qs, ks), "act"))
-    rows.append(Row(f"{prefix}heads merged, input of o", ("b", qs, "q"), "act", tag="linear:o"))
-    return rows
-
-
-def _t5_ff(c: Ctx, x: str) -> list[Row]:
-    t = c.t
-    dims_h, dims_f = ("b", x, "h"), ("b", x, "f")
-    rows = _rmsnorm("feed-forward layer norm", dims_h)
-    if t.gated_mlp:
-        rows += [
-            Row("input of wi_0 and wi_1", dims_h, "act", _casts(c, 2), tag="linear:gate_up"),
-            Row("input of the GELU", dims_f, "act"),
-            Row("GELU and wi_1 outputs, saved by the product", dims_f, "act", 2),
-        ]
-    else:
-        rows += [
-            Row("input of wi", dims_h, "act", tag="linear:up"),
-            Row("ReLU output", dims_f, "act"),
-        ]
-    rows += _dropout(c, "feed-forward", dims_f, "act", t.dropout)
-    rows.append(Row("input of wo", dims_f, "act", tag="linear:down"))
-    rows += _dropout(c, "feed-forward output", dims_h, "act", t.dropout)
-    return rows
-
-
-def t5_encoder_layer(c: Ctx) -> list[Row]:
-    """A T5 encoder block: self-attention and feed-forward, RMS-style norms."""
-    rows = _rmsnorm("self-attention layer norm")
-    rows.append(Row("input of q, k and v", ("b", "s", "h"), "act", _casts(c, 3), tag="linear:qkv"))
-    rows += _t5_attention(c, "s", "s", "", cross=False)
-    rows += _dropout(c, "self-attention output", ("b", "s", "h"), "act", c.t.dropout)
-    return rows + _t5_ff(c, "s")
-
-
-def t5_decoder_layer(c: Ctx) -> list[Row]:
-    """A T5 decoder block: self-attention, cross-attention over the encoder, feed-forward."""
-    bth = ("b", "t", "h")
-    rows = _rmsnorm("self-attention layer norm", bth)
-    rows.append(Row("input of q, k and v", bth, "act", _casts(c, 3), tag="linear:qkv"))
-    rows += _t5_attention(c, "t", "t", "", cross=False)
-    rows += _dropout(c, "self-attention output", bth, "act", c.t.dropout)
-    rows += _rmsnorm("cross-attention layer norm", bth)
-    rows.append(Row("input of the cross-attention q", bth, "act", tag="linear:q"))
-    if c.amp:
-        rows.append(
-            Row(
-                "16-bit copies of the encoder output for k and v",
-                ("b", "s", "h"),
-                "act",
-                2,
-                tag="linear:kv",
-            )
-        )
-    rows += _t5_attention(c, "t", "s", "cross-attention ", cross=True)
-    rows += _dropout(c, "cross-attention output", bth, "act", c.t.dropout)
-    return rows + _t5_ff(c, "t")
-
-
-# --- outside the layers --------------------------------------------------------------------
-
-
-def outside_rows(c: Ctx) -> list[Row]:
-    """Embeddings, final norm and head inputs (the loss comes separately)."""
-    t, fam = c.t, c.t.family
-    if fam is Family.ENCODER_DECODER:
-        rows = _dropout(c, "encoder input and output", ("b", "s", "h"), "res", t.dropout) * 2
-        rows += [Row("encoder relative-position buckets", ("s", "s"), "i64")]
-        rows += _rmsnorm("encoder final norm")
-        rows += [Row("decoder input ids", ("b", "t"), "i64")]
-        rows += _dropout(c, "decoder input and output", ("b", "t", "h"), "res", t.dropout) * 2
-        rows += [Row("decoder relative-position buckets", ("t", "t"), "i64")]
-        if not c.amp:
-            rows += [
-                Row(
-                    "encoder output, input of every cross-attention k and v",
-                    ("b", "s", "h"),
-                    "act",
-                    tag="linear:kv",
-                )
-            ]
-        rows += _rmsnorm("decoder final norm", ("b", "t", "h"))
-        rows += [Row("input of lm_head", ("b", "t", "h"), "act", tag="linear:head")]
-        return rows
-    if fam is Family.VIT:
-        rows = []
-        if c.amp:
-            rows.append(
-                Row(
-                    "16-bit copy of the images for the patch convolution",
-                    ("b", "C", "I", "I"),
-                    "act",
-                )
-            )
-        rows += _layernorm("final LayerNorm")
-        rows.append(
-            Row(
-                "input of the classifier",
-                ("b", "h") if c.amp else ("b", "s", "h"),
-                "act",
-                tag="linear:head",
-            )
-        )
-        return rows
-    if fam is Family.ENCODER:
-        rows = [Row("position ids", ("s",), "i64")]
-        rows += _layernorm("embedding LayerNorm")
-        rows += _dropout(c, "embedding", ("b", "s", "h"), "res", t.dropout)
-        if t.head.value == "masked_lm":
-            rows += [
-                Row("input of the MLM transform", ("b", "s", "h"), "act", tag="linear:head"),
-                Row("input of the MLM GELU", ("b", "s", "h"), "act"),
-                Row("input of the MLM LayerNorm", ("b", "s", "h"), "ln_act"),
-                Row("MLM LayerNorm mean and rstd", ("b", "s"), "stat_act", 2),
-                Row("input of the MLM decoder", ("b", "s", "h"), "act", tag="linear:head"),
-            ]
-        elif t.head.value in ("sequence_classification", "base"):
-            pooled = ("b", "h") if c.amp else ("b", "s", "h")
-            rows += [
-                Row("input of the pooler", pooled, "act", tag="linear:head"),
-                Row("pooler tanh output", ("b", "h"), "act"),
-            ]
-            rows += _dropout(c, "classifier", ("b", "h"), "act", t.dropout)
-            rows += [Row("input of the classifier", ("b", "h"), "act", tag="linear:head")]
-        return rows
-    # decoders
-    rows = []
-    if t.learned_positions:
-        rows.append(Row("position ids", ("s",), "i64"))
-        rows += _dropout(c, "embedding", ("b", "s", "h"), "res", t.dropout)
-    else:
-        rows.append(Row("rotary cos and sin", ("s", "d"), "res", 2))
-    rows += _layernorm("final norm") if not t.rms_norm else _rmsnorm("final norm")
-    rows.append(Row("input of lm_head", ("b", "s", "h"), "act", tag="linear:head"))
-    return rows
-
-
-def layer_tables(c: Ctx) -> list[tuple[str, str, list[Row]]]:
-    """(label, layer-count symbol, rows) for each kind of layer the model stacks."""
-    fam = c.t.family
-    if fam is Family.ENCODER_DECODER:
-        return [
-            ("per encoder layer", "L_enc", t5_encoder_layer(c)),
-            ("per decoder layer", "L", t5_decoder_layer(c)),
-        ]
-    if fam is Family.ENCODER:
-        return [("per layer", "L", bert_layer(c))]
-    if fam is Family.VIT:
-        return [("per layer", "L", vit_layer(c))]
-    if c.t.model_type in ("gpt2", "gpt_bigcode"):
-        return [("per layer", "L", gpt2_layer(c))]
-    return [("per layer", "L", llama_layer(c))]
-
 
 # --- LoRA, checkpointing and selective recomputation ----------------------------------------
 
@@ -879,6 +266,26 @@ BNB_DEQUANT = (
     "bitsandbytes matmul_4bit: for more than one token it dequantizes the 4-bit weight to "
     "the compute type (dequantize_4bit) for the matmul, one weight at a time"
 )
+
+
+# bitsandbytes formats: transformers' replace_with_bnb_linear (integrations/bitsandbytes.py)
+# swaps nn.Linear and Conv1D modules only.
+BNB_FORMATS = (Precision.INT8, Precision.NF4, Precision.NF4_DQ)
+BNB_MOE = (
+    "transformers 5.24 integrations/bitsandbytes.py replace_with_bnb_linear replaces only "
+    "nn.Linear and Conv1D; the Mixtral and Qwen3-MoE experts are fused 3-D nn.Parameters "
+    "(modeling_mixtral.py MixtralExperts.gate_up_proj and down_proj) and the router a "
+    "bare nn.Parameter, so they stay in 16-bit"
+)
+
+
+def _unconverted_experts(s: Scenario, t: Transformer) -> int:
+    """Elements of the MoE experts and router that a bitsandbytes load leaves in 16-bit."""
+    if s.precision not in BNB_FORMATS or t.family is not Family.MOE:
+        return 0
+    return sum(
+        p.elements for p in parameter_tensors(t) if ".experts." in p.name or ".router." in p.name
+    )
 
 
 def dequant_terms(s: Scenario, t: Transformer) -> list[Term]:
