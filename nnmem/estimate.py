@@ -17,7 +17,7 @@ from nnmem.models import generic, transformer
 from nnmem.models.architecture import Transformer
 from nnmem.models.cnn import build as cnn_build
 from nnmem.models.step import Built
-from nnmem.result import Estimate
+from nnmem.result import Component, Estimate, Phase
 from nnmem.scenario import GenericModel, Mode, Scenario
 from nnmem.terms import Term, product
 
@@ -179,3 +179,7 @@ def _platform_notes(gpu_id: str | None) -> tuple[str, ...]:
             "in); oneDNN's workspaces are not counted.",
         )
     return ()
+
+
+# The result types live in nnmem.result; importing them from here keeps working.
+__all__ = ["Component", "Estimate", "Phase", "estimate", "overheads"]
