@@ -32,8 +32,15 @@ import jinja2
 import markdown
 
 import content_helpers
-from nnmem.web import DEFAULT_FIELDS, FORM_SECTIONS, PRESETS, VIEW_FIELDS, gpu_groups, prerender
-from nnmem.web_tools import prerender as prerender_tool
+from nnmem.web.calculator import (
+    DEFAULT_FIELDS,
+    FORM_SECTIONS,
+    PRESETS,
+    VIEW_FIELDS,
+    gpu_groups,
+    prerender,
+)
+from nnmem.web.tools import prerender as prerender_tool
 
 ROOT = Path(__file__).resolve().parent
 PYODIDE_FILES = (

@@ -27,14 +27,16 @@ from typing import Any
 from latex2mathml.converter import convert
 
 from nnmem import catalog, solvers
-from nnmem.architecture import Transformer, parameter_counts
 from nnmem.errors import NnmemError
-from nnmem.estimate import COMPONENTS, Estimate, estimate
-from nnmem.links import query_string
-from nnmem.report import describe, model_name, table_html
+from nnmem.estimate import estimate
+from nnmem.models.architecture import Transformer, parameter_counts
+from nnmem.render.html import table_html
+from nnmem.render.text import describe, model_name
+from nnmem.result import COMPONENTS, Estimate
 from nnmem.scenario import LABELS, GenericModel, Precision, parse
 from nnmem.terms import Term
 from nnmem.units import human, percent
+from nnmem.web.links import query_string
 
 ROOT = Path(__file__).resolve().parent
 ACCURACY = ROOT / "benchmarks" / "accuracy"
@@ -146,7 +148,7 @@ class Example:
             return model.params
         if isinstance(model, Transformer):
             return sum(parameter_counts(model).values())
-        from nnmem.cnn import parameter_breakdown
+        from nnmem.models.cnn import parameter_breakdown
 
         return sum(parameter_breakdown(model).values())
 
@@ -272,7 +274,7 @@ def catalog_model(model_id: str) -> catalog.ModelEntry:
 
 @cache
 def _catalog_transformers() -> tuple[Transformer, ...]:
-    from nnmem.architecture import from_config
+    from nnmem.models.architecture import from_config
 
     return tuple(
         from_config(m.config) for m in catalog.models().values() if m.architecture != "cnn"

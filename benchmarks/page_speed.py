@@ -1,4 +1,4 @@
-"""Time one page recalculation: ``nnmem.web.compute`` on the page's fields.
+"""Time one page recalculation: ``nnmem.web.handle`` on the page's fields.
 
     .venv/bin/python benchmarks/page_speed.py
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnmem.web import DEFAULT_FIELDS, compute
+from nnmem.web.calculator import DEFAULT_FIELDS, compute
 
 REQUESTS: dict[str, dict[str, str]] = {
     "default form (110M, no GPU)": {},

@@ -7,7 +7,8 @@
 """
 
 from nnmem.errors import NnmemError, Problem
-from nnmem.estimate import Component, Estimate, estimate
+from nnmem.estimate import estimate
+from nnmem.result import Component, Estimate
 from nnmem.scenario import GenericModel, Mode, Optimizer, Precision, Scenario, parse
 
 __all__ = [

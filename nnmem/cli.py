@@ -11,7 +11,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
-from nnmem.report import text
+from nnmem.render.text import text
 from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
 from nnmem.solvers import judge
 from nnmem.units import human
@@ -180,9 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = _solve(scenario, args.gpu) if args.gpu else []
     except NnmemError as error:
         for problem in error.problems:
-            where = FLAGS.get(problem.field, f"--{problem.field.replace('_', '-')}")
-            if problem.field not in FLAGS and problem.field in KNOWN_KEYS:
-                where = f"--set {problem.field}"
+            where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
+            if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
+                where = f"--set {problem.key}"
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
         return 2
     if args.json:

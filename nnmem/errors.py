@@ -1,17 +1,67 @@
-"""The one error nnmem raises for bad input, naming each field at fault."""
+"""The one error nnmem raises for bad input, naming each field at fault.
+
+A problem's ``loc`` is the path to the bad value, as pydantic gives it: ``("batch_size",)``
+for a setting, ``("config", "hidden_size")`` for a key of a config.json,
+``("cnn", "layers", 0, "kernel")`` for a layer's value. Callers place a problem from its
+``loc`` (the page puts it next to the control ``loc[0]`` names), never from its message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+
+Loc = tuple[str | int, ...]
+
+_STEP = re.compile(r"\[(\d+)\]|\.?([^.\[]+)")
 
 
-@dataclass(frozen=True)
+def as_loc(path: str | Sequence[str | int]) -> Loc:
+    """A path as a ``loc`` tuple: ``"cnn.layers[0].kernel"`` is ``("cnn", "layers", 0, "kernel")``.
+
+    >>> as_loc("cnn.layers[0].kernel"), as_loc(("config", "hidden_size"))
+    (('cnn', 'layers', 0, 'kernel'), ('config', 'hidden_size'))
+    """
+    if not isinstance(path, str):
+        return tuple(path)
+    return tuple(int(i) if i else name for i, name in _STEP.findall(path))
+
+
+def dotted(loc: Loc) -> str:
+    """A ``loc`` as people write it: ``cnn.layers[0].kernel``."""
+    return "".join(
+        f"[{step}]" if isinstance(step, int) else f".{step}" if n else step
+        for n, step in enumerate(loc)
+    )
+
+
+@dataclasses.dataclass(frozen=True, init=False)
 class Problem:
-    """One bad value: the field it belongs to and a message a user can act on."""
+    """One bad value: where it is, a message a user can act on, and the value given.
 
-    field: str
+    >>> Problem("cnn.layers[0].kernel", "Kernel must be at least 1 (got 0).", 0).loc
+    ('cnn', 'layers', 0, 'kernel')
+    """
+
+    loc: Loc
     message: str
+    input: object = dataclasses.field(compare=False)  # the value as given; not part of equality
+
+    def __init__(self, loc: str | Sequence[str | int], message: str, input: object = None):
+        object.__setattr__(self, "loc", as_loc(loc))
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "input", input)
+
+    @property
+    def field(self) -> str:
+        """The path as one string: ``batch_size``, ``config.hidden_size``."""
+        return dotted(self.loc)
+
+    @property
+    def key(self) -> str:
+        """The top-level key the bad value sits under: the input or control to fix."""
+        return str(self.loc[0]) if self.loc else ""
 
 
 class NnmemError(ValueError):
@@ -29,7 +79,7 @@ class NnmemError(ValueError):
         super().__init__(" ".join(p.message for p in self.problems))
 
     @classmethod
-    def single(cls, field: str, message: str) -> NnmemError:
+    def single(cls, field: str | Sequence[str | int], message: str) -> NnmemError:
         """Build the error for one bad field."""
         return cls([Problem(field, message)])
 

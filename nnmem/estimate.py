@@ -9,40 +9,17 @@ allocator's reserve, the cuBLAS workspaces and the CUDA context.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
 
 from nnmem.errors import NnmemError
-from nnmem.scenario import Mode, Scenario
-from nnmem.terms import Term, fixed, product
-
-SCHEMA_VERSION = 2
-
-# Component keys in display order, with their labels.
-COMPONENTS: dict[str, str] = {
-    "weights": "Model weights",
-    "autocast_copies": "16-bit weight copies",
-    "gradients": "Gradients",
-    "optimizer_state": "Optimizer state",
-    "activations": "Activations",
-    "logits": "Logits and loss",
-    "kv_cache": "KV cache",
-    "temporaries": "Temporaries",
-    "allocator_reserve": "Allocator reserve",
-    "cublas_workspace": "cuBLAS workspace",
-    "cuda_context": "CUDA context",
-}
-OVERHEADS = ("allocator_reserve", "cublas_workspace", "cuda_context")
-PHASE_LABELS = {
-    "forward": "Forward",
-    "loss": "Loss",
-    "backward": "Backward",
-    "optimizer_step": "Optimizer step",
-    "prefill": "Prefill",
-    "decode": "Decode",
-}
+from nnmem.models import generic, transformer
+from nnmem.models.architecture import Transformer
+from nnmem.models.cnn import build as cnn_build
+from nnmem.models.step import Built
+from nnmem.result import Estimate
+from nnmem.scenario import GenericModel, Mode, Scenario
+from nnmem.terms import Term, product
 
 CONTEXT_SOURCE = (
     "Measured (benchmarks/accuracy/measured_cuda.json): process memory outside PyTorch's "
@@ -61,146 +38,6 @@ ALLOCATOR_SOURCE = (
     "max_memory_reserved; measured reserve over allocated was 3-13% in Hugging Face's "
     "single-GPU guide (formulas.md §8.A); editable"
 )
-
-
-@dataclass(frozen=True)
-class Phase:
-    """What is live at the peak of one phase of the step."""
-
-    name: str
-    terms: tuple[Term, ...]
-
-    @property
-    def label(self) -> str:
-        """The phase's display name."""
-        return PHASE_LABELS[self.name]
-
-    @property
-    def bytes(self) -> int:
-        """Live tensor bytes at the phase's peak."""
-        return sum(t.bytes for t in self.terms)
-
-    def by_key(self) -> dict[str, int]:
-        """Live bytes per component key."""
-        totals: dict[str, int] = {}
-        for t in self.terms:
-            totals[t.key] = totals.get(t.key, 0) + t.bytes
-        return totals
-
-
-@dataclass(frozen=True)
-class Component:
-    """One kind of memory at the peak, with the terms that make it up."""
-
-    key: str
-    label: str
-    terms: tuple[Term, ...]
-    size: int  # the largest it gets in any phase
-    note: str = ""
-
-    @property
-    def bytes(self) -> int:
-        """Bytes live at the peak."""
-        return sum(t.bytes for t in self.terms)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The component as JSON-ready data."""
-        return {
-            "key": self.key,
-            "label": self.label,
-            "bytes": self.bytes,
-            "size": self.size,
-            "note": self.note,
-            "terms": [
-                {
-                    "label": t.label,
-                    "bytes": t.bytes,
-                    "formula": t.formula,
-                    "substituted": t.substituted,
-                    "source": t.source,
-                }
-                for t in self.terms
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """The memory a scenario needs on one GPU, at its peak, component by component."""
-
-    scenario: Scenario
-    phases: tuple[Phase, ...]
-    overheads: tuple[Term, ...]
-    notes: tuple[str, ...]
-    # Sizes that no single phase shows whole (gradients appear as activations go).
-    sizes: dict[str, int] = field(default_factory=dict)
-    saved_activation_bytes: int = 0
-
-    @property
-    def peak_phase(self) -> Phase:
-        """The phase that holds the most memory (the first, on a tie)."""
-        return max(self.phases, key=lambda p: p.bytes)
-
-    @property
-    def tensor_peak_bytes(self) -> int:
-        """The tensor peak: what ``torch.cuda.max_memory_allocated()`` reports."""
-        return self.peak_phase.bytes
-
-    @property
-    def total_bytes(self) -> int:
-        """Tensors plus overheads: what the GPU needs, as ``nvidia-smi`` counts it."""
-        return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads)
-
-    @property
-    def components(self) -> tuple[Component, ...]:
-        """The peak's terms grouped by component, overheads last, in display order."""
-        live = [*self.peak_phase.terms, *self.overheads]
-        sizes = self.component_sizes()
-        result = []
-        for key, label in COMPONENTS.items():
-            terms = tuple(t for t in live if t.key == key)
-            if terms or sizes.get(key):
-                result.append(Component(key, label, terms, sizes.get(key, 0)))
-        return tuple(result)
-
-    def component_sizes(self) -> dict[str, int]:
-        """The largest each component gets in any phase."""
-        sizes: dict[str, int] = {}
-        for phase in self.phases:
-            for key, n in phase.by_key().items():
-                sizes[key] = max(sizes.get(key, 0), n)
-        for t in self.overheads:
-            sizes[t.key] = sizes.get(t.key, 0) + t.bytes
-        return sizes | self.sizes
-
-    def component(self, key: str) -> Component:
-        """The component called ``key``."""
-        for c in self.components:
-            if c.key == key:
-                return c
-        raise KeyError(key)
-
-    @property
-    def total_formula(self) -> str:
-        """The total as a sum of the labels of the components present."""
-        return " + ".join(c.label.lower() for c in self.components if c.bytes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The estimate as JSON-ready data, scenario included."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "scenario": self.scenario.to_dict(),
-            "total_bytes": self.total_bytes,
-            "tensor_peak_bytes": self.tensor_peak_bytes,
-            "peak_phase": self.peak_phase.name,
-            "per_gpu": self.scenario.num_gpus > 1,
-            "components": [c.to_dict() for c in self.components],
-            "phases": [
-                {"name": p.name, "label": p.label, "bytes": p.bytes, "by_component": p.by_key()}
-                for p in self.phases
-            ],
-            "notes": list(self.notes),
-        }
 
 
 # --- overheads outside the tensors ---------------------------------------------------------
@@ -239,6 +76,15 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
     return [t for t in (reserve, workspace, context) if t.bytes]
 
 
+def _builder(scenario: Scenario) -> Callable[[Scenario], Built]:
+    """The builder for the scenario's kind of model."""
+    if isinstance(scenario.model, GenericModel):
+        return generic.build
+    if isinstance(scenario.model, Transformer):
+        return transformer.build
+    return cnn_build.build
+
+
 def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
     """Estimate the memory ``scenario`` needs on one GPU.
 
@@ -250,10 +96,8 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
     >>> {k: e.component_sizes()[k] for k in ("weights", "gradients", "optimizer_state")}
     {'weights': 440000000, 'gradients': 440000000, 'optimizer_state': 880000000}
     """
-    from nnmem import engines  # the per-model builders
-
-    build = engines.builder(scenario)
-    phases, notes, sizes, saved = build(scenario)
+    built = _builder(scenario)(scenario)
+    phases = built.phases
     if not phases:
         raise NnmemError.single("model", "This model gives no memory to estimate.")
     peak = max(p.bytes for p in phases)
@@ -261,20 +105,6 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         scenario=scenario,
         phases=tuple(phases),
         overheads=tuple(overheads(scenario, peak, gpu_id)),
-        notes=tuple(notes),
-        sizes=sizes,
-        saved_activation_bytes=saved,
+        notes=tuple(built.notes),
+        saved_activation_bytes=built.saved_activation_bytes,
     )
-
-
-def phases_of(*phases: tuple[str, Iterable[Term]]) -> list[Phase]:
-    """Phases from (name, terms) pairs, dropping empty terms."""
-    return [Phase(name, tuple(t for t in terms if t.bytes)) for name, terms in phases]
-
-
-def total(terms: Sequence[Term]) -> int:
-    """The bytes of several terms together."""
-    return sum(t.bytes for t in terms)
-
-
-__all__ = ["Component", "Estimate", "Phase", "Term", "estimate", "fixed", "phases_of", "total"]

@@ -26,10 +26,10 @@ from enum import StrEnum
 from typing import Any
 
 from nnmem import catalog
-from nnmem.architecture import Family, Transformer, from_config
 from nnmem.errors import NnmemError, Problem
-from nnmem.fields import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
 from nnmem.formats import Format
+from nnmem.models.architecture import Family, Transformer, from_config
+from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
 
 
 class ModelKind(StrEnum):
@@ -731,7 +731,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         raise NnmemError.single("scenario", "A scenario must be a JSON object of named fields.")
     known = ", ".join(KNOWN_KEYS)
     problems: list[Problem] = [
-        Problem(str(key), f"Unknown field {shown(key)}: the fields are {known}.")
+        Problem((str(key),), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
         if key not in KNOWN_KEYS
     ]
@@ -773,7 +773,7 @@ def _read_model(kind: ModelKind, data: Mapping[str, object]) -> tuple[Model, dic
     if kind is ModelKind.TRANSFORMER:
         config = _read_config(data.get("config"))
         return from_config(config), {"config": config}
-    from nnmem import cnn  # the layer-list engine, only when a CNN is described
+    from nnmem.models import cnn
 
     spec = data.get("cnn")
     if isinstance(spec, str):
@@ -825,7 +825,7 @@ def _read_preset(raw: object) -> tuple[Model, dict[str, Any]]:
         )
         raise NnmemError.single("preset", message)
     if entry.architecture == "cnn":
-        from nnmem import cnn
+        from nnmem.models import cnn
 
         return cnn.builtin(entry.spec or entry.id, field="preset"), {"preset": entry.id}
     return from_config(entry.config, field="preset"), {"preset": entry.id}

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nnmem.architecture import Family, Transformer
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
+from nnmem.models.architecture import Family, Transformer
 from nnmem.scenario import (
     LABELS,
     Attention,

@@ -1,6 +1,6 @@
 """The formulas behind the related tools: throughput, training compute, what fits a GPU.
 
-Pure functions on numbers and catalog entries, no I/O; :mod:`nnmem.web_tools` reads the
+Pure functions on numbers and catalog entries, no I/O; :mod:`nnmem.web.tools` reads the
 forms and paints the results. Memory figures come from :func:`nnmem.estimate.estimate`, so
 the tools agree with the calculator by construction.
 
@@ -23,16 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from nnmem import catalog
-from nnmem.architecture import (
+from nnmem.estimate import estimate
+from nnmem.formats import bits, is_float
+from nnmem.models.architecture import (
     Family,
     Transformer,
     active_parameters,
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.estimate import estimate
-from nnmem.formats import bits, is_float
 from nnmem.scenario import Scenario
 
 TERA = 10**12
@@ -89,7 +88,7 @@ def matmul_params(t: Transformer) -> int:
     embedding lookup. GPT-2 small: 124,439,808 parameters, 38,597,376 + 786,432 of them
     embedding rows, and its tied head multiplies by the 38,597,376 token rows again:
 
-    >>> from nnmem.architecture import from_config
+    >>> from nnmem.models.architecture import from_config
     >>> gpt2 = from_config({"model_type": "gpt2", "n_embd": 768, "n_layer": 12,
     ...                     "n_head": 12, "vocab_size": 50257, "n_positions": 1024})
     >>> matmul_params(gpt2)
@@ -109,7 +108,7 @@ def prefill_flops(t: Transformer, batch: int, tokens: int) -> int:
     is ``2·L·d_attn·s·(s+1)`` (Kaplan's ``2·n_layer·n_ctx·d_attn`` per token with the
     causal mask's average context).
 
-    >>> from nnmem.architecture import from_config
+    >>> from nnmem.models.architecture import from_config
     >>> tiny = from_config({"model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
     ...     "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10})
     >>> matmul_params(tiny), prefill_flops(tiny, 1, 3)
@@ -206,7 +205,7 @@ def throughput(
     """
     model = scenario.model
     assert isinstance(model, Transformer)
-    from nnmem.transformer import kv_cache_term
+    from nnmem.models.transformer import kv_cache_term
 
     b, p, g = scenario.batch_size, prompt_tokens, new_tokens
     weights = estimate(scenario).component("weights").bytes
@@ -235,25 +234,3 @@ def throughput(
         new_tokens=g,
         batch=b,
     )
-
-
-# --- what fits a GPU ----------------------------------------------------------------------
-
-
-def largest_fitting(
-    scenarios: list[tuple[str, Scenario]], budget: int, gpu_id: str | None = None
-) -> str | None:
-    """The id of the largest model (by parameter count) whose scenario fits ``budget``.
-
-    ``scenarios`` pairs catalog ids with their scenario; the answer is the estimate's, so
-    it agrees with the calculator.
-    """
-    models = catalog.models()
-    best: tuple[int, str] | None = None
-    for model_id, scenario in scenarios:
-        size = models[model_id].params
-        if best is not None and size <= best[0]:
-            continue
-        if estimate(scenario, gpu_id).total_bytes <= budget:
-            best = (size, model_id)
-    return None if best is None else best[1]

@@ -16,7 +16,7 @@ import pytest
 import build
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
-from nnmem.web import DEFAULT_SCENARIO
+from nnmem.web.calculator import DEFAULT_SCENARIO
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "site_src" / "templates"

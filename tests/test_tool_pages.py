@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import build
-from nnmem.web_tools import call, defaults
+from nnmem.web.tools import call, defaults
 
 TOOL_PAGES = {
     "gpu-vram-guide": "gpu-guide",
@@ -79,7 +79,7 @@ def test_tool_figures_follow_the_gpu_catalog(monkeypatch: pytest.MonkeyPatch) ->
     from dataclasses import replace
 
     from nnmem import catalog
-    from nnmem.web_tools import prerender
+    from nnmem.web.tools import prerender
 
     before = float(prerender("inference-latency")["reply"]["values"]["tokens_per_s"])
     gpus = dict(catalog.gpus())

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from nnmem.errors import NnmemError
-from nnmem.estimate import Estimate, estimate
+from nnmem.estimate import estimate
+from nnmem.result import Estimate
 from nnmem.scenario import Scenario, parse
 
 HERE = Path(__file__).resolve().parent

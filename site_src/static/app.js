@@ -1,6 +1,6 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
-// nothing itself: nnmem.web.compute does both, in Python.
+// nothing itself: nnmem.web.handle does both, in Python.
 import { startEngine } from "./engine.js";
 
 const calculator = document.getElementById("calculator");
@@ -102,7 +102,7 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
-  post({ type: "compute", id: latest, fields: readForm() });
+  post({ type: "request", id: latest, page: "calculator", fields: readForm() });
 }
 
 function setInactive(names) {

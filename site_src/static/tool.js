@@ -1,5 +1,5 @@
 // Glue for a related tool's page. It owns the DOM: it sends the form's values to the
-// worker after each change and paints the HTML nnmem.web_tools.call answers, with each
+// worker after each change and paints the HTML nnmem.web.handle answers, with each
 // problem next to its field. It computes nothing: the formulas are in nnmem (Python).
 // It also makes tables with class "sortable" sortable by their column headings.
 import { startEngine } from "./engine.js";
@@ -142,12 +142,7 @@ function startTool() {
     latest += 1;
     const fields = readForm();
     writeUrl(fields);
-    post({
-      type: "call",
-      id: latest,
-      tool: tool.dataset.tool,
-      request: JSON.stringify({ fields }),
-    });
+    post({ type: "request", id: latest, page: tool.dataset.tool, fields });
   }
 
   function schedule() {

@@ -1,13 +1,10 @@
-// The worker owns Pyodide. It answers three messages from the page:
-//   {type: "init", indexURL, bundle}  -> progress..., then ready or error
-//   {type: "compute", id, fields}     -> {type: "result", id, reply}
-//   {type: "call", id, tool, request} -> {type: "result", id, reply}  (the related tools)
-// All arithmetic and validation happen in nnmem.web.compute and nnmem.web_tools.call.
+// The worker owns Pyodide. It answers two messages from the page:
+//   {type: "init", indexURL, bundle}    -> progress..., then ready or error
+//   {type: "request", id, page, fields} -> {type: "result", id, reply}
+// All arithmetic and validation happen behind nnmem.web.handle, the page's one door.
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 
-let compute = null;
-let pyodideRuntime = null;
-let callTool = null; // nnmem.web_tools.call, imported on the first "call" message
+let handle = null;
 
 const post = (message) => self.postMessage(message);
 // The loading stages, in order; each progress message says which one has begun.
@@ -27,8 +24,7 @@ async function init({ indexURL, bundle }) {
   pyodide.unpackArchive(archive, "zip", { extractDir: sitePackages });
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
   progress(3, "Step 3 of 3: starting the calculator…");
-  compute = pyodide.pyimport("nnmem.web").compute;
-  pyodideRuntime = pyodide;
+  handle = pyodide.pyimport("nnmem.web").handle;
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
   post({ type: "ready", python: version });
 }
@@ -41,21 +37,12 @@ self.onmessage = async (event) => {
     } catch (error) {
       post({ type: "error", text: String(error && error.message ? error.message : error) });
     }
-  } else if (message.type === "compute") {
+  } else if (message.type === "request") {
     let reply;
     try {
-      reply = JSON.parse(compute(JSON.stringify({ fields: message.fields })));
+      reply = JSON.parse(handle(JSON.stringify({ page: message.page, fields: message.fields })));
     } catch (error) {
       reply = { ok: false, errors: [], inactive: [], fatal: String(error) };
-    }
-    post({ type: "result", id: message.id, reply });
-  } else if (message.type === "call") {
-    let reply;
-    try {
-      callTool ??= pyodideRuntime.pyimport("nnmem.web_tools").call;
-      reply = JSON.parse(callTool(message.tool, message.request));
-    } catch (error) {
-      reply = { ok: false, errors: [], fatal: String(error) };
     }
     post({ type: "result", id: message.id, reply });
   }

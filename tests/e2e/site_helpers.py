@@ -9,9 +9,10 @@ from typing import Any
 
 from playwright.sync_api import Locator, Page, expect
 
-from nnmem.estimate import Estimate, estimate
+from nnmem.estimate import estimate
+from nnmem.result import Estimate
 from nnmem.scenario import parse
-from nnmem.web import DEFAULT_FIELDS, DEFAULT_SCENARIO, compute
+from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO, compute
 
 BASE = "/nnmem/"
 READY_TIMEOUT_MS = 60_000
@@ -65,7 +66,7 @@ def cpython_estimate(values: dict[str, str]) -> Estimate:
 
 
 def cpython_reply(fields: dict[str, str]) -> dict[str, Any]:
-    """What nnmem.web.compute in this CPython answers for the same page fields."""
+    """What nnmem.web.handle in this CPython answers for the same page fields."""
     reply: dict[str, Any] = json.loads(compute(json.dumps({"fields": fields})))
     return reply
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from nnmem.report import describe
+from nnmem.render.text import describe
 from nnmem.units import human
 from site_helpers import DEFAULT_FORM, cpython_estimate, fill_form, wait_ready
 

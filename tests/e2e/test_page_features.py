@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from nnmem.catalog import models
 from nnmem.estimate import estimate
-from nnmem.links import from_query_string
 from nnmem.scenario import parse
 from nnmem.units import human
-from nnmem.web import DEFAULT_FIELDS
+from nnmem.web.calculator import DEFAULT_FIELDS
 from site_helpers import cpython_reply, fill_form, html_text, text_of, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -293,7 +292,7 @@ def test_every_worked_example_opens_the_calculator_on_its_scenario(
     )
     assert len(links) >= 6
     for link in links:
-        scenario = from_query_string(urlsplit(link).query)
+        scenario = dict(parse_qsl(urlsplit(link).query))
         gpu = scenario.pop("gpu", "")
         expected = estimate(parse(scenario), gpu or None).total_bytes
         page.goto(link)

@@ -16,7 +16,7 @@ from localserver import serve
 from playwright.sync_api import Page, Route, expect
 
 import build
-from nnmem.web_tools import call, defaults
+from nnmem.web.tools import call, defaults
 from site_helpers import BASE, READY_TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from nnmem.architecture import (
+from nnmem.errors import NnmemError
+from nnmem.models.architecture import (
     Family,
     Head,
     active_parameters,
@@ -19,7 +20,6 @@ from nnmem.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.errors import NnmemError
 
 
 def gpt2(h: int, layers: int, heads: int) -> dict[str, Any]:
@@ -220,7 +220,14 @@ def test_bad_config_names_every_key() -> None:
         "config.json needs num_hidden_layers (a whole number).",
         "config.json needs intermediate_size (a whole number).",
     ]
-    assert {p.field for p in caught.value.problems} == {"config"}
+    assert [p.loc for p in caught.value.problems] == [
+        ("config", "hidden_size"),
+        ("config",),  # a rule across keys: its input names them
+        ("config", "num_hidden_layers"),
+        ("config", "intermediate_size"),
+    ]
+    assert caught.value.problems[0].input == "big"
+    assert caught.value.problems[1].input == {"num_key_value_heads": 5, "num_attention_heads": 32}
 
 
 def test_config_must_be_an_object() -> None:

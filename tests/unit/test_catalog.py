@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nnmem import catalog, cnn
-from nnmem.architecture import active_parameters, from_config, parameter_counts
+from nnmem import catalog
+from nnmem.models import cnn
+from nnmem.models.architecture import active_parameters, from_config, parameter_counts
 
 MODELS = catalog.models()
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from nnmem import cnn
-from nnmem.cnn import (
+from nnmem.errors import NnmemError
+from nnmem.models import cnn
+from nnmem.models.cnn import (
     BUILTINS,
     CnnModel,
     CnnPrecision,
@@ -33,7 +34,6 @@ from nnmem.cnn import (
     parameter_count,
     saved_activations,
 )
-from nnmem.errors import NnmemError
 
 # --- parameters ---------------------------------------------------------------------------
 
@@ -208,7 +208,7 @@ def test_spec_round_trip() -> None:
 
 
 def test_module_example_is_a_valid_spec() -> None:
-    """The JSON example at the top of nnmem/cnn.py: a ResNet stem, one bottleneck, a head."""
+    """The JSON example atop nnmem/models/cnn/__init__.py: a ResNet stem, a bottleneck, a head."""
     doc = cnn.__doc__ or ""
     example = doc[doc.index("::") + 2 : doc.index("=====")]
     model = from_spec(json.loads(example))

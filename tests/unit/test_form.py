@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from nnmem import catalog
-from nnmem.architecture import from_config, layer_params
 from nnmem.estimate import estimate
-from nnmem.form import (
+from nnmem.models.architecture import from_config, layer_params
+from nnmem.scenario import SETTINGS, parse
+from nnmem.web.calculator import compute
+from nnmem.web.form import (
     CONFIG_FIELDS,
     DEFAULT_FIELDS,
     FIELDS,
@@ -20,8 +22,6 @@ from nnmem.form import (
     VIEW_FIELDS,
     translate,
 )
-from nnmem.scenario import SETTINGS, parse
-from nnmem.web import compute
 
 LLAMA = catalog.models()["llama-3.1-8b"]
 

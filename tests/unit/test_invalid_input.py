@@ -8,8 +8,8 @@ import pytest
 
 from nnmem import GenericModel, Mode, NnmemError, Precision, Scenario, parse
 from nnmem.errors import Problem
-from nnmem.form import DEFAULT_FIELDS, FIELDS
-from nnmem.web import compute
+from nnmem.web.calculator import compute
+from nnmem.web.form import DEFAULT_FIELDS, FIELDS
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 

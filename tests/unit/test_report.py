@@ -7,16 +7,9 @@ from collections.abc import Callable
 from xml.etree import ElementTree
 
 from nnmem import Estimate, GenericModel, Mode, Precision, Scenario, estimate, parse
-from nnmem.report import (
-    chart_svg,
-    describe,
-    formula_html,
-    phases_html,
-    plot_svg,
-    table_html,
-    table_text,
-    text,
-)
+from nnmem.render.html import formula_html, phases_html, table_html
+from nnmem.render.svg import chart_svg, plot_svg
+from nnmem.render.text import describe, table_text, text
 
 BERT = estimate(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
 LLAMA = estimate(Scenario(GenericModel(7_000_000_000, 4096, 32), Mode.INFERENCE, Precision.FP16))

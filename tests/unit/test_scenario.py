@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
-from nnmem.report import describe
+from nnmem.render.text import describe
 
 
 def test_form_strings_and_json_numbers_read_the_same() -> None:

@@ -9,18 +9,13 @@ from typing import Any
 import pytest
 
 from nnmem import catalog, tools
-from nnmem.architecture import from_config
 from nnmem.formats import Format
+from nnmem.models.architecture import from_config
 from nnmem.scenario import parse
-from nnmem.web_tools import (
-    TOOLS,
-    call,
-    defaults,
-    figure,
-    module_counts,
-    prerender,
-    weight_bytes,
-)
+from nnmem.web.tools import TOOLS, call, defaults, prerender
+from nnmem.web.tools.common import figure
+from nnmem.web.tools.compression import weight_bytes
+from nnmem.web.tools.parameter_count import module_counts
 
 LLAMA_8B = from_config(catalog.models()["llama-3.1-8b"].config)
 MIXTRAL = from_config(catalog.models()["mixtral-8x7b"].config)
@@ -125,20 +120,6 @@ def test_large_batches_become_compute_bound() -> None:
     )
     assert not r.memory_bound
     assert r.decode_seconds == r.decode_compute_seconds > r.decode_memory_seconds
-
-
-# --- what fits ------------------------------------------------------------------------------
-
-
-def test_largest_fitting_takes_the_biggest_model_that_fits() -> None:
-    """Of three models in BF16 inference, 24 GB holds the 8B (about 17 GB) but not the 13B."""
-    settings = {"mode": "inference", "precision": "bf16", "batch_size": 1, "seq_len": 1024}
-    pairs = [
-        (m, parse({"model": "preset", "preset": m, **settings}))
-        for m in ("llama-3.2-1b", "llama-3.1-8b", "llama-2-13b")
-    ]
-    assert tools.largest_fitting(pairs, 24 * 2**30) == "llama-3.1-8b"
-    assert tools.largest_fitting(pairs, 2 * 10**9) is None
 
 
 def test_weight_bytes_of_formats() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nnmem.web_tools import call, defaults
+from nnmem.web.tools import call, defaults
 
 PERCENT = "a percentage from 0.1 to 100"
 

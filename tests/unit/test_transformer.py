@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from nnmem import parse
-from nnmem.estimate import Estimate, estimate
-from nnmem.transformer import activations, context
+from nnmem.estimate import estimate
+from nnmem.models.transformer import activations, context
+from nnmem.result import Estimate
 
 GPT2: dict[str, Any] = {
     "model_type": "gpt2",

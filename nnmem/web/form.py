@@ -26,9 +26,8 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from nnmem import catalog
-from nnmem.architecture import ALIASES, ConfigReader
 from nnmem.errors import Problem
-from nnmem.fields import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
+from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
     LABELS,
     MODEL_KEYS,
@@ -42,6 +41,7 @@ from nnmem.scenario import (
     load_json,
 )
 from nnmem.units import scaled
+from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
 
 
 class Describe(StrEnum):
@@ -750,15 +750,28 @@ def inactive_for(
     return [key for key in FIELDS if key in off]
 
 
-def page_field(problem_field: str, translation: Translation) -> str:
-    """The page control a schema problem belongs to."""
-    if problem_field in FIELDS:
-        if problem_field == "config" and translation.describe is Describe.FIELDS:
-            return "preset"  # the config textarea is hidden in this mode
-        return problem_field
-    head = re.split(r"[.\[]", problem_field, maxsplit=1)[0]
-    if head in FIELDS:
-        return head
+def page_field(problem: Problem, translation: Translation) -> str:
+    """The page control a schema problem belongs to, read from its ``loc``.
+
+    In the ``fields`` mode a config.json problem goes to the cfg_* control of its key;
+    a rule across keys (its ``input`` names them) goes to the first of them the user
+    filled in, else the first of them; the config textarea itself is hidden there.
+
+    >>> t = translate({"describe": "fields", "preset": "llama-3.1-8b",
+    ...                "cfg_num_attention_heads": "7"})
+    >>> page_field(Problem(("config", "n_embd"), "..."), t)
+    'cfg_hidden_size'
+    >>> page_field(Problem("config", "...", {"hidden_size": 4096, "num_attention_heads": 7}), t)
+    'cfg_num_attention_heads'
+    """
+    key = problem.key
+    if translation.describe is Describe.FIELDS and key == "config":
+        given = problem.input if isinstance(problem.input, dict) else {}
+        involved = problem.loc[1:2] or tuple(given)
+        named = [_CONFIG_CONTROL[k] for k in involved if k in _CONFIG_CONTROL]
+        return next((n for n in named if n in translation.given), named[0] if named else "preset")
+    if key in FIELDS:
+        return key
     return {
         Describe.SIMPLE: "params_millions",
         Describe.FIELDS: "preset",
@@ -767,22 +780,10 @@ def page_field(problem_field: str, translation: Translation) -> str:
     }[translation.describe]
 
 
-def config_field_for(message: str, given: tuple[str, ...] = ()) -> str | None:
-    """The cfg_* control a config.json message is about, if it names one of their keys;
-    of several, the first the user filled in.
-
-    >>> config_field_for("config.json field hidden_size must be a whole number (got 0).")
-    'cfg_hidden_size'
-    >>> config_field_for("hidden_size (4096) is not a multiple of num_attention_heads (7)",
-    ...                  given=("cfg_num_attention_heads",))
-    'cfg_num_attention_heads'
-    """
-    named = []
-    for key in re.findall(r"[a-z_]+", message):
-        for c in CONFIG_FIELDS:
-            if key == c.key or key in ALIASES.get(c.key, ()):
-                named.append(c.name)
-    return next((n for n in named if n in given), named[0] if named else None)
+# Every config.json key a cfg_* control edits, its aliases too (n_embd is hidden_size).
+_CONFIG_CONTROL: dict[object, str] = {
+    alias: c.name for c in CONFIG_FIELDS for alias in (c.key, *ALIASES.get(c.key, ()))
+}
 
 
 def _millions(params: int) -> str:
@@ -792,7 +793,7 @@ def _millions(params: int) -> str:
 
 def fill_values(translation: Translation, model: object) -> dict[str, str]:
     """What to show in model controls that are empty or belong to another describe mode."""
-    from nnmem.architecture import Transformer, parameter_counts
+    from nnmem.models.architecture import Transformer, parameter_counts
     from nnmem.scenario import GenericModel
 
     fill: dict[str, str] = {}
@@ -825,7 +826,7 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
             # preset so that switching to the fields edits this config.
             fill["preset"] = ""
         return fill
-    from nnmem.cnn import CnnModel, parameter_count
+    from nnmem.models.cnn import CnnModel, parameter_count
 
     if isinstance(model, CnnModel):
         fill["params_millions"] = _millions(parameter_count(model))

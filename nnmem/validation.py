@@ -63,7 +63,7 @@ class NumberSpec:
 
     def bad(self, raw: object) -> Problem:
         """The problem for a value outside what is allowed."""
-        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).")
+        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).", raw)
 
     def read(self, raw: object) -> Decimal | Problem:
         """A JSON number or numeric string as a Decimal in range, or what is wrong."""
@@ -132,7 +132,7 @@ class ChoiceSpec(Generic[E]):
             for member in self.enum:
                 if member.value == text:
                     return member
-        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).")
+        return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).", raw)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class FlagSpec:
             return True
         if isinstance(raw, str) and raw.strip().lower() in {"false", "off", "no", "0", ""}:
             return False
-        return Problem(self.key, f"{self.label} must be true or false (got {shown(raw)}).")
+        return Problem(self.key, f"{self.label} must be true or false (got {shown(raw)}).", raw)
 
 
 def raise_if(*problems: Problem | None) -> None:

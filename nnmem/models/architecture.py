@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
-from nnmem.fields import shown
+from nnmem.validation import shown
 
 
 class Family(StrEnum):
@@ -85,7 +85,6 @@ class Transformer:
     patch_size: int = 0
     channels: int = 0
     sliding_window: int | None = None
-    max_positions: int | None = None
     dropout: float = 0.0
     attention_dropout: float = 0.0
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -146,7 +145,7 @@ class ConfigReader:
             if default is not None:
                 return default
             self.problems.append(
-                Problem(self.field, f"config.json needs {concept} (a whole number).")
+                Problem((self.field, concept), f"config.json needs {concept} (a whole number).")
             )
             return low
         if (
@@ -157,17 +156,19 @@ class ConfigReader:
         ):
             self.problems.append(
                 Problem(
-                    self.field,
+                    (self.field, key),
                     f"config.json field {key} must be a whole number (got {shown(value)}).",
+                    value,
                 )
             )
             return low
         if not low <= int(value) <= 10**9:
             self.problems.append(
                 Problem(
-                    self.field,
+                    (self.field, key),
                     f"config.json field {key} must be from {low:,} to 1,000,000,000 "
                     f"(got {shown(value)}).",
+                    value,
                 )
             )
             return low
@@ -181,8 +182,9 @@ class ConfigReader:
         if not isinstance(value, bool):
             self.problems.append(
                 Problem(
-                    self.field,
+                    (self.field, key),
                     f"config.json field {key} must be true or false (got {shown(value)}).",
+                    value,
                 )
             )
             return default
@@ -200,7 +202,9 @@ class ConfigReader:
         ):
             self.problems.append(
                 Problem(
-                    self.field, f"config.json field {key} must be a number (got {shown(value)})."
+                    (self.field, key),
+                    f"config.json field {key} must be a number (got {shown(value)}).",
+                    value,
                 )
             )
             return default
@@ -277,10 +281,12 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
     else:
         head_dim = 1
         read.problems.append(
+            # A rule across keys: its loc is the config, its input the values involved.
             Problem(
                 field,
                 f"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}): "
                 f"config.json must then give {head_dim_key}.",
+                {"hidden_size": hidden, "num_attention_heads": heads, head_dim_key: None},
             )
         )
     if kv_heads and heads % kv_heads:
@@ -288,6 +294,7 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
             Problem(
                 field,
                 f"num_key_value_heads ({kv_heads}) must divide num_attention_heads ({heads}).",
+                {"num_key_value_heads": kv_heads, "num_attention_heads": heads},
             )
         )
     layers = read.whole("num_hidden_layers")
@@ -394,7 +401,6 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         out_bias=out_bias,
         mlp_bias=mlp_bias,
         norms_per_layer=norms,
-        max_positions=_optional_whole(read, "max_position_embeddings"),
         config=dict(config),
         **kwargs,
     )

@@ -1,9 +1,8 @@
 """The one entry point the browser calls: JSON in, JSON out.
 
-The page sends ``{"fields": {<control name>: <string>, ...}}`` (see :mod:`nnmem.form`
+The page sends ``{"fields": {<control name>: <string>, ...}}`` (see :mod:`nnmem.web.form`
 for the controls) and gets back the estimate with its prerendered HTML fragments, the
-fit on the chosen GPU, and the problems, each naming the control it belongs to. The
-older ``{"scenario": {<schema key>: <value>}}`` request still answers in its old shape.
+fit on the chosen GPU, and the problems, each naming the control it belongs to.
 Nothing here raises: a bug becomes a plain message, never a traceback on the page.
 """
 
@@ -18,38 +17,11 @@ from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
-from nnmem.estimate import Estimate, estimate
-from nnmem.form import (
-    DEFAULT_FIELDS,
-    FORM_SECTIONS,
-    GPU_OPTIONS,
-    MODEL_FIELDS,
-    PRESETS,
-    VIEW_FIELDS,
-    Describe,
-    FormField,
-    PlotAxis,
-    Translation,
-    Units,
-    config_field_for,
-    fill_values,
-    gpu_groups,
-    inactive_for,
-    page_field,
-    read_view,
-    translate,
-)
-from nnmem.report import (
-    chart_svg,
-    describe,
-    formula_html,
-    notes_html,
-    phases_html,
-    plot_svg,
-    table_html,
-    total_detail,
-    total_text,
-)
+from nnmem.estimate import estimate
+from nnmem.render.html import formula_html, notes_html, phases_html, table_html
+from nnmem.render.svg import chart_svg, plot_svg
+from nnmem.render.text import describe, total_detail, total_text
+from nnmem.result import Estimate
 from nnmem.scenario import (
     FINETUNE,
     LABELS,
@@ -61,11 +33,29 @@ from nnmem.scenario import (
     ModelKind,
     Precision,
     Scenario,
-    inactive_fields,
     parse,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
 from nnmem.units import human
+from nnmem.web.form import (
+    DEFAULT_FIELDS,
+    FORM_SECTIONS,
+    GPU_OPTIONS,
+    MODEL_FIELDS,
+    PRESETS,
+    VIEW_FIELDS,
+    Describe,
+    FormField,
+    PlotAxis,
+    Translation,
+    Units,
+    fill_values,
+    gpu_groups,
+    inactive_for,
+    page_field,
+    read_view,
+    translate,
+)
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -78,67 +68,10 @@ __all__ = [
     "compute",
     "gpu_groups",
     "prerender",
-    "render",
 ]
 
 _MODEL_CONTROLS = {key for keys in MODEL_FIELDS.values() for key in keys}
 _MAX_MESSAGE = 400  # characters: every echo is already cut short; this is the backstop
-
-
-# --- the older request: {"scenario": {...}} ------------------------------------------------
-
-
-def render(result: Estimate) -> dict[str, Any]:
-    """The estimate as the page paints it: totals as text, the rest as HTML fragments."""
-    return {
-        "ok": True,
-        "scenario": result.scenario.to_dict(),
-        "description": describe(result.scenario),
-        "total_bytes": result.total_bytes,
-        "tensor_peak_bytes": result.tensor_peak_bytes,
-        "peak_phase": result.peak_phase.name,
-        "total_text": total_text(result),
-        "total_detail": total_detail(result),
-        "inactive": list(result.scenario.inactive_fields()),
-        "html": {
-            "table": table_html(result),
-            "chart": chart_svg(result),
-            "phases": phases_html(result),
-            "formula": formula_html(result),
-            "notes": notes_html(result),
-        },
-    }
-
-
-# The controls a {"scenario": ...} request comes from: the first page's flat form.
-_SCENARIO_REQUEST_KEYS = (
-    "params_millions",
-    "hidden_size",
-    "num_layers",
-    "mode",
-    "precision",
-    "optimizer",
-    "batch_size",
-    "seq_len",
-)
-
-
-def _inactive_for(fields: dict[str, Any]) -> list[str]:
-    """Fields to hide even when the scenario is invalid, judged by its mode alone."""
-    try:
-        mode = Mode(str(fields.get("mode", "training")).strip().lower())
-    except ValueError:
-        return []
-    off = inactive_fields(ModelKind.GENERIC, mode, None, Finetune.FULL, Precision.FP32)
-    return [k for k in off if k in _SCENARIO_REQUEST_KEYS]
-
-
-def _answer_scenario(fields: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return render(estimate(parse(fields)))
-    except NnmemError as error:
-        problems = [{"field": p.field, "message": p.message} for p in error.problems]
-        return {"ok": False, "errors": problems, "inactive": _inactive_for(fields)}
 
 
 # --- the page's request: {"fields": {...}} -------------------------------------------------
@@ -174,13 +107,10 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
 
 def _placed(problem: Problem, t: Translation) -> Problem:
     """The problem against the page control it belongs to, its message cut to size."""
-    target = page_field(problem.field, t)
-    if t.describe is Describe.FIELDS and problem.field == "config":
-        target = config_field_for(problem.message, t.given) or target
     message = problem.message
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
-    return Problem(target, message)
+    return Problem(page_field(problem, t), message, problem.input)
 
 
 def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, list[Problem]]:
@@ -214,18 +144,6 @@ def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, l
         else:
             problems = [p for p in problems if p.field not in hidden]
     return t, scenario, problems
-
-
-def _per_gpu(s: Scenario) -> str | None:
-    if s.num_gpus == 1:
-        return None
-    how = []
-    if s.sharding.value != "none":
-        how.append(LABELS[s.sharding].split(" (")[0])
-    if s.tensor_parallel > 1:
-        how.append(f"tensor parallel {s.tensor_parallel}")
-    way = f", {' and '.join(how)}" if how else ""
-    return f"Per GPU, on each of {s.num_gpus:,} GPUs{way}."
 
 
 def _apply(changes: Mapping[str, object]) -> str:
@@ -436,15 +354,10 @@ def _answer(fields: Mapping[str, object]) -> dict[str, Any]:
     ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
     reply |= {
         "ok": True,
-        "scenario": scenario.to_dict(),
         "description": describe(scenario),
         "total_bytes": result.total_bytes,
-        "tensor_peak_bytes": result.tensor_peak_bytes,
-        "peak_phase": result.peak_phase.name,
         "total_text": total_text(result, binary),
         "total_detail": total_detail(result, binary),
-        "per_gpu": _per_gpu(scenario),
-        "units": units.value,
         "html": {
             "table": table_html(result, binary),
             "chart": chart_svg(result, binary),
@@ -504,8 +417,6 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         data = json.loads(request)
         if isinstance(data, dict) and isinstance(data.get("fields"), dict):
             return json.dumps(_answer(data["fields"]))
-        if isinstance(data, dict) and isinstance(data.get("scenario"), dict):
-            return json.dumps(_answer_scenario(data["scenario"]))
         problem = {"field": "fields", "message": "The request must hold a fields object."}
         return json.dumps({"ok": False, "errors": [problem], "inactive": [], "fill": {}})
     except Exception as error:  # the page must get an answer, never a traceback

@@ -1,16 +1,16 @@
 """The training step and the inference forward of a convolutional network.
 
 :mod:`nnmem.cnn` knows what each layer saves and holds; this module lays that out as
-the phases of a step, with the model states of :mod:`nnmem.engines`.
+the phases of a step, with the model states of :mod:`nnmem.models.step`.
 """
 
 from __future__ import annotations
 
-from nnmem import cnn
-from nnmem.engines import Built, model_states, param_bytes
-from nnmem.estimate import phases_of
 from nnmem.formats import bits
+from nnmem.models import cnn
+from nnmem.models.step import Built, model_states, param_bytes
 from nnmem.optimizers import Trainable
+from nnmem.result import phases_of
 from nnmem.scenario import LABELS, Mode, Precision, Scenario
 from nnmem.terms import Term, product
 
@@ -75,7 +75,7 @@ def build(s: Scenario) -> Built:
         )
         working = cnn.inference_working_set(model, s.batch_size, s.precision.compute_bytes)
         terms = [stored, buffers, *(_term(t) for t in working.terms)]
-        return phases_of(("prefill", terms)), notes, {}, 0
+        return Built(phases_of(("prefill", terms)), notes)
 
     p = _cnn_precision(s.precision)
     width = param_bytes(s.precision)
@@ -129,4 +129,4 @@ def build(s: Scenario) -> Built:
     )
     if s.num_gpus > 1 and s.sharding.value == "none":
         notes.append(f"Data parallel over {s.num_gpus} GPUs: each holds everything above.")
-    return phases, notes, {}, saved.activation_bytes
+    return Built(phases, notes, saved.activation_bytes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from nnmem.scenario import Scenario
 
@@ -35,7 +35,7 @@ def query_string(scenario: Scenario) -> str:
     ...                     "mode": "inference", "precision": "fp16"}))
     'model=preset&preset=llama-2-7b&mode=inference&precision=fp16&batch_size=1&seq_len=512'
     """
-    from nnmem.form import DEFAULT_FIELDS  # the form imports the schema, not links
+    from nnmem.web.form import DEFAULT_FIELDS
 
     compact = scenario.to_dict(compact=True)
     inactive = set(scenario.inactive_fields())
@@ -49,12 +49,3 @@ def query_string(scenario: Scenario) -> str:
         )
     ]
     return urlencode(pairs)
-
-
-def from_query_string(query: str) -> dict[str, str]:
-    """The schema fields a query string holds, ready for :func:`nnmem.scenario.parse`.
-
-    >>> from_query_string("?model=preset&preset=gpt2&batch_size=8")
-    {'model': 'preset', 'preset': 'gpt2', 'batch_size': '8'}
-    """
-    return dict(parse_qsl(query.removeprefix("?"), keep_blank_values=False))

@@ -25,17 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from nnmem.architecture import (
+from nnmem.formats import Format, bits, is_float, is_gguf
+from nnmem.models.architecture import (
     Family,
     Transformer,
     layer_params,
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.engines import Built, model_states
-from nnmem.estimate import Phase, phases_of, total
-from nnmem.formats import Format, bits, is_float, is_gguf
+from nnmem.models.step import Built, model_states
+from nnmem.models.tensors import Row, Widths, as_term, total_bytes
 from nnmem.optimizers import Trainable
+from nnmem.result import Phase, phases_of, total
 from nnmem.scenario import (
     LABELS,
     Attention,
@@ -49,7 +50,6 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
 )
-from nnmem.tensors import Row, Widths, as_term, total_bytes
 from nnmem.terms import Term, product
 
 HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
@@ -57,11 +57,6 @@ HF_LOSS = (
     "transformers loss_utils.py ForCausalLMLoss: logits.float(), then cross_entropy, which "
     "saves an fp32 log-softmax (measured: benchmarks/accuracy/inventory.md)"
 )
-PEFT = (
-    "peft LoraLayer.forward: the adapter path casts its input to the adapters' fp32 "
-    "(autocast_adapter_dtype), through lora_dropout, lora_A then lora_B"
-)
-KORTHIKANTI_SEL = "Korthikanti et al. 2022, arXiv 2205.05198 §5: selective recomputation"
 ZERO_SOURCE = "Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.3; DeepSpeed stage3.py"
 HF_CACHE = (
     "transformers cache_utils.py DynamicCache: per layer a key and a value tensor "
@@ -89,7 +84,6 @@ class Ctx:
     lora: frozenset[str] | None  # adapted linear layers; None: every weight trains
     cpu: bool = False
     attn_dropout: float = 0.0
-    hidden_dropout: float = 0.0
     lora_dropout: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -158,7 +152,6 @@ def context(s: Scenario) -> Ctx:
         lora=lora,
         cpu=cpu,
         attn_dropout=dropout,
-        hidden_dropout=t.dropout if s.mode is Mode.TRAINING else 0.0,
         lora_dropout=float(s.lora_dropout),
     )
 
@@ -1009,7 +1002,7 @@ def build_training(s: Scenario) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return phases, notes, {}, acts.bytes + total(saved_loss)
+    return Built(phases, notes, acts.bytes + total(saved_loss))
 
 
 # --- inference -----------------------------------------------------------------------------
@@ -1205,7 +1198,7 @@ def build_inference(s: Scenario) -> Built:
             f"bytes per token per sequence ({t.kv_heads} key/value heads of "
             f"{t.head_dim} in each of {t.layers} layers)."
         )
-    return phases, notes, {}, 0
+    return Built(phases, notes)
 
 
 def build(s: Scenario) -> Built:

@@ -1,0 +1,204 @@
+"""An estimate as SVG: the breakdown chart and the memory plot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+from nnmem.result import Estimate
+from nnmem.units import human, percent
+
+# (about 350 px of chart) the text still renders at about 12 px. Colours come from the
+# page's CSS classes; the presentation attributes are only the fallback (currentColor),
+# so dark mode restyles everything.
+_WIDTH = 400
+_FONT = 14
+_BAR_AREA = 250  # the widest bar; its value label follows it
+_ROW = 46  # a label line, then the bar
+_BAR = 18
+
+
+def chart_svg(estimate: Estimate, binary: bool = False) -> str:
+    """The breakdown at the peak as an inline SVG bar chart, one bar per component.
+
+    Each component's label sits above its bar; bars are scaled to the largest component
+    and followed by the size and share. Colours come from the page's CSS
+    (``.bar-<key>``), so dark mode restyles them.
+    """
+    components = [c for c in estimate.components if c.bytes > 0]
+    total = estimate.total_bytes
+    largest = max((c.bytes for c in components), default=1) or 1
+    rows = []
+    for i, c in enumerate(components):
+        top = i * _ROW + 4
+        width = round(_BAR_AREA * c.bytes / largest, 1)
+        bar_top = top + _FONT + 4
+        value = f"{human(c.bytes, binary)} · {percent(c.bytes, total)}"
+        rows.append(
+            f'<g class="row" data-key="{c.key}">'
+            f'<text class="label" x="0" y="{top + _FONT - 2}">{escape(c.label)}</text>'
+            f'<rect class="bar bar-{c.key}" x="0" y="{bar_top}" '
+            f'width="{width:g}" height="{_BAR}" rx="3"/>'
+            f'<text class="value" x="{width + 6:g}" y="{bar_top + _BAR - 4}">'
+            f"{escape(value)}</text></g>"
+        )
+    height = len(components) * _ROW + 4
+    summary = "; ".join(
+        f"{c.label} {human(c.bytes, binary)} ({percent(c.bytes, total)})" for c in components
+    )
+    return (
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_WIDTH} {height}" role="img" '
+        f'aria-labelledby="chart-title chart-desc" fill="currentColor" font-size="{_FONT}">'
+        '<title id="chart-title">Memory at the peak, by component</title>'
+        f'<desc id="chart-desc">{escape(summary)}.</desc>'
+        f"{''.join(rows)}</svg>"
+    )
+
+
+_PLOT_HEIGHT = 270
+_LEFT, _RIGHT, _TOP, _BOTTOM = 62, 12, 14, 50  # margins around the plot area
+_AXIS_LABELS = {"batch_size": "Batch size", "seq_len": "Sequence length (tokens)"}
+
+
+def _nice_step(span: float, ticks: int) -> float:
+    """A 1, 2, 2.5 or 5 × 10^k step that cuts ``span`` into about ``ticks`` parts."""
+    raw = span / max(1, ticks)
+    power = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    for factor in (1, 2, 2.5, 5, 10):
+        if raw <= factor * power:
+            return factor * power
+    return 10 * power
+
+
+def _tick_text(value: float) -> str:
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _count_text(n: int) -> str:
+    """An axis count, short enough for a phone.
+
+    >>> [_count_text(n) for n in (512, 8_000, 60_000, 1_500_000)]
+    ['512', '8,000', '60k', '1.5M']
+    """
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:g}M"
+    if n >= 10_000:
+        return f"{n / 1000:g}k"
+    return f"{n:,}"
+
+
+def plot_svg(
+    estimates: Sequence[Estimate],
+    axis: str,
+    current: Estimate,
+    capacity: int | None = None,
+    gpu_name: str = "",
+    binary: bool = False,
+) -> str:
+    """Total memory against the batch size or the sequence length, as an inline SVG.
+
+    ``estimates`` are the same scenario at several values of ``axis`` (``batch_size`` or
+    ``seq_len``); ``current`` is the one the user set, marked with a dot. ``capacity``
+    (the GPU's usable bytes) is drawn as a labelled horizontal line.
+    """
+    points = sorted(
+        {getattr(e.scenario, axis): e.total_bytes for e in [*estimates, current]}.items()
+    )
+    x_now, y_now = getattr(current.scenario, axis), current.total_bytes
+    x_max = max(p[0] for p in points)
+    y_top = max([p[1] for p in points] + [capacity or 0]) * 1.08 or 1
+    big = 2**30 if binary else 10**9
+    unit, size = ("GiB", big) if binary else ("GB", big)
+    if y_top < big:
+        unit, size = ("MiB", 2**20) if binary else ("MB", 10**6)
+    step = _nice_step(y_top / size, 4)
+    y_top = math.ceil(y_top / size / step) * step * size
+    x_step = max(1, math.ceil(_nice_step(x_max - 1, 5))) if x_max > 1 else 1
+    width, height = _WIDTH - _LEFT - _RIGHT, _PLOT_HEIGHT - _TOP - _BOTTOM
+
+    def px(x: int) -> float:
+        return _LEFT + (width * (x - 1) / (x_max - 1) if x_max > 1 else width / 2)
+
+    def py(y: float) -> float:
+        return _TOP + height - height * y / y_top
+
+    parts = []
+    y_ticks = round(y_top / size / step)
+    for i in range(y_ticks + 1):
+        y = py(i * step * size)
+        parts.append(
+            f'<line class="plot-grid" x1="{_LEFT}" x2="{_LEFT + width}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="currentColor" stroke-opacity="0.15"/>'
+            f'<text class="plot-tick" x="{_LEFT - 6}" y="{y + 5:.1f}" text-anchor="end">'
+            f"{_tick_text(i * step)}</text>"
+        )
+    xs = [1, *range(x_step, x_max + 1, x_step)] if x_step > 1 else list(range(1, x_max + 1))
+    if len(xs) > 1 and px(xs[1]) - px(xs[0]) < 30:
+        xs = xs[1:]  # 1 and the first step would overlap
+    for x in xs:
+        text = _count_text(x)
+        # A label that would run past the right edge ends at it instead.
+        at, anchor = f"{px(x):.1f}", "middle"
+        if px(x) + 4.5 * len(text) > _WIDTH:
+            at, anchor = f"{_WIDTH - 1}", "end"
+        parts.append(
+            f'<text class="plot-tick" x="{at}" y="{_TOP + height + 20}" '
+            f'text-anchor="{anchor}">{text}</text>'
+        )
+    axis_label = _AXIS_LABELS.get(axis, axis)
+    parts.append(
+        f'<line class="plot-axis" x1="{_LEFT}" x2="{_LEFT + width}" y1="{_TOP + height}" '
+        f'y2="{_TOP + height}" stroke="currentColor"/>'
+        f'<text class="plot-label" x="{_LEFT + width / 2:.1f}" y="{_PLOT_HEIGHT - 6}" '
+        f'text-anchor="middle">{escape(axis_label)}</text>'
+        f'<text class="plot-label" transform="rotate(-90)" x="{-(_TOP + height / 2):.1f}" '
+        f'y="16" text-anchor="middle">Memory ({unit})</text>'
+    )
+    labels = []  # drawn last, over the curve
+    if capacity:
+        y = py(capacity)
+        label = f"{gpu_name}: {human(capacity, binary)} usable" if gpu_name else "GPU"
+        # The label goes on the side of the line the curve's right end is not on; its
+        # halo (stroke in the page's background colour, drawn under the fill) keeps it
+        # readable where the curve crosses it.
+        below = points[-1][1] > capacity and y + 20 < _TOP + height
+        parts.append(
+            f'<line class="plot-gpu" x1="{_LEFT}" x2="{_LEFT + width}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="currentColor" stroke-width="2" stroke-dasharray="6 4"/>'
+        )
+        labels.append(
+            f'<text class="plot-gpu-label" x="{_LEFT + width}" '
+            f'y="{y + 17 if below else y - 6:.1f}" text-anchor="end" font-size="13" '
+            f'paint-order="stroke" stroke-width="4" stroke-linejoin="round">'
+            f"{escape(label)}</text>"
+        )
+    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+    parts.append(
+        f'<polyline class="plot-line" points="{line}" fill="none" stroke="currentColor" '
+        'stroke-width="2.5" stroke-linejoin="round"/>'
+        f'<circle class="plot-point" cx="{px(x_now):.1f}" cy="{py(y_now):.1f}" r="5.5"/>'
+    )
+    name = axis_label.split(" (")[0].lower()
+    desc = (
+        f"Total memory from {human(points[0][1], binary)} at {name} {points[0][0]:,} to "
+        f"{human(points[-1][1], binary)} at {name} {x_max:,}; the current {name}, "
+        f"{x_now:,}, needs {human(y_now, binary)}."
+    )
+    if capacity:
+        fitting = [x for x, y in points if y <= capacity]
+        reach = (
+            f"up to {max(fitting):,} of those plotted fit"
+            if fitting
+            else "none of those plotted fit"
+        )
+        desc += f" {gpu_name or 'The GPU'} has {human(capacity, binary)} usable: {reach}."
+    return (
+        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {_WIDTH} {_PLOT_HEIGHT}" role="img" '
+        f'aria-labelledby="plot-svg-title plot-svg-desc" fill="currentColor" '
+        f'font-size="{_FONT}"><title id="plot-svg-title">Memory against {escape(name)}</title>'
+        f'<desc id="plot-svg-desc">{escape(desc)}</desc>'
+        f"{''.join(parts)}{''.join(labels)}</svg>"
+    )

@@ -1,0 +1,180 @@
+"""What every tool page shares: its form fields, reading their values, formatting figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from html import escape
+from typing import Any
+
+from nnmem import catalog
+from nnmem.errors import Problem
+from nnmem.scenario import Scenario, parse
+from nnmem.units import scaled
+from nnmem.validation import NumberSpec, raise_if, shown
+
+Values = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ToolField:
+    """One control of a tool's form."""
+
+    key: str
+    label: str
+    hint: str
+    kind: str  # "number", "choice" or "text"
+    default: str
+    unit: str = ""
+    inputmode: str = "decimal"
+    options: tuple[tuple[str, str], ...] = ()  # (value, label)
+    when: str = ""  # "key=value": shown only while another field holds that value
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A form and the function that answers it with HTML and figures."""
+
+    fields: tuple[ToolField, ...]
+    run: Callable[[Values], dict[str, Any]]
+    live: bool = True  # False: prerendered once, no form
+
+
+# --- reading the form ---------------------------------------------------------------------
+
+
+def _number(spec: NumberSpec, values: Mapping[str, object]) -> Decimal | Problem:
+    return spec.read(values.get(spec.key))
+
+
+def decimal(key: str, label: str, low: str, high: str, allowed: str) -> NumberSpec:
+    """A real-number spec from ``low`` to ``high``; ``allowed`` says so in words."""
+    return NumberSpec(key, label, Decimal(low), Decimal(high), False, allowed)
+
+
+def _choice(
+    key: str, label: str, options: tuple[tuple[str, str], ...], values: Mapping[str, object]
+) -> str | Problem:
+    raw = values.get(key)
+    text = raw.strip().lower() if isinstance(raw, str) else ""
+    if text in dict(options):
+        return text
+    example = options[0][0]
+    return Problem(
+        key, f"{label} must be one of the listed ids, such as {example} (got {shown(raw)})."
+    )
+
+
+def _read(**items: Decimal | str | Problem) -> dict[str, Any]:
+    """The values, or one NnmemError listing every problem among them."""
+    raise_if(*(v for v in items.values() if isinstance(v, Problem)))
+    return items
+
+
+def _gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (g.id, f"{g.name} ({g.memory_label})")
+        for g in catalog.gpus().values()
+        if g.bandwidth_bytes_per_s and (g.fp16_tflops or not need_flops)
+    )
+
+
+def _llm_options() -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (m.id, m.name) for m in catalog.models().values() if m.architecture in ("decoder", "moe")
+    )
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def figure(value: Fraction | int) -> str:
+    """A figure as the page's ``data-value`` holds it: whole numbers exactly, others to 6
+    significant digits.
+
+    >>> figure(Fraction(2, 3)), figure(42 * 10**21)
+    ('0.666667', '42000000000000000000000')
+    """
+    if isinstance(value, int):
+        return str(value)
+    return f"{float(value):.6g}"
+
+
+def _fixed(value: Fraction | int, places: int) -> str:
+    return scaled(round(Fraction(value) * 10**places), 10**places, places)
+
+
+def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
+    """One headline figure; ``html`` is its text, already escaped."""
+    return (
+        f'<div class="figure"><dt>{escape(label)}</dt><dd><output id="r-{key}" '
+        f'data-value="{figure(value)}">{html}</output></dd></div>'
+    )
+
+
+def _duration(seconds: Fraction) -> str:
+    s = float(seconds)
+    if s < 1:
+        return f"{s * 1000:,.1f} ms"
+    if s < 120:
+        return f"{s:,.2f} s"
+    if s < 7200:
+        return f"{s / 60:,.1f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:,.1f} h"
+    return f"{s / 86400:,.1f} days"
+
+
+def _flops(n: int | Fraction) -> str:
+    """FLOPs in scientific notation as HTML, as papers quote them.
+
+    >>> _flops(42 * 10**21)
+    '4.20 × 10<sup>22</sup> FLOPs'
+    """
+    mantissa, exponent = f"{float(n):.2e}".split("e")
+    return f"{mantissa} × 10<sup>{int(exponent)}</sup> FLOPs"
+
+
+def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str = "") -> str:
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    th = "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" '
+        f'aria-label="{escape(caption or head[0])}">'
+        f'<table class="tool-table">{cap}<thead><tr>{th}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _list(items: list[str]) -> str:
+    return '<ul class="tool-steps">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _gpu_field(default: str) -> ToolField:
+    return ToolField(
+        "gpu",
+        "GPU",
+        "Bandwidth and peak BF16 TFLOPS come from nnmem's GPU catalog.",
+        "choice",
+        default,
+        options=_gpu_options(need_flops=True),
+    )
+
+
+def billions(n: int) -> str:
+    return f"{n / 1e9:,.2f}B" if n >= 10**9 else f"{n / 1e6:,.1f}M"
+
+
+def preset_scenario(preset: str, **settings: object) -> Scenario:
+    return parse({"model": "preset", "preset": preset, **settings})
+
+
+PERCENT = "a percentage from 0.1 to 100"
+
+
+def as_share(value: Decimal | str | Problem) -> Fraction:
+    assert isinstance(value, Decimal)
+    return Fraction(value) / 100

@@ -1,0 +1,234 @@
+"""The inference-latency tool: prefill and decode time from bandwidth and FLOPS."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from html import escape
+from typing import Any
+
+from nnmem import catalog, tools
+from nnmem.estimate import estimate
+from nnmem.scenario import parse
+from nnmem.units import human
+from nnmem.validation import whole
+from nnmem.web.tools.common import (
+    PERCENT,
+    Tool,
+    ToolField,
+    Values,
+    _choice,
+    _duration,
+    _flops,
+    _gpu_field,
+    _gpu_options,
+    _list,
+    _llm_options,
+    _number,
+    _out,
+    _read,
+    as_share,
+    decimal,
+    figure,
+)
+
+# --- inference latency --------------------------------------------------------------------
+
+LAT_PRECISIONS = (
+    ("bf16", "BF16"),
+    ("fp16", "FP16"),
+    ("fp8", "FP8"),
+    ("int8", "INT8 (LLM.int8)"),
+    ("awq", "AWQ 4-bit"),
+    ("gptq", "GPTQ 4-bit"),
+    ("nf4", "NF4 4-bit"),
+    ("q8_0", "GGUF Q8_0"),
+    ("q4_k_m", "GGUF Q4_K_M"),
+)
+KV_TYPES = (("auto", "Same as the compute (16-bit)"), ("fp8", "FP8"))
+LAT_BATCH = whole("batch_size", "Batch size", 4_096)
+LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
+LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
+LAT_BW = decimal("bandwidth_efficiency", "Bandwidth efficiency", "0.1", "100", PERCENT)
+LAT_MFU = decimal("prefill_mfu", "Prefill utilisation (MFU)", "0.1", "100", PERCENT)
+
+
+def inference_latency(values: Values) -> dict[str, Any]:
+    """Prefill and decode times from the roofline (:func:`nnmem.tools.throughput`)."""
+    v = _read(
+        preset=_choice("preset", "Model", _llm_options(), values),
+        precision=_choice("precision", "Weight format", LAT_PRECISIONS, values),
+        kv=_choice("kv_cache_dtype", "KV-cache type", KV_TYPES, values),
+        gpu=_choice("gpu", "GPU", _gpu_options(need_flops=True), values),
+        batch=_number(LAT_BATCH, values),
+        prompt=_number(LAT_PROMPT, values),
+        new=_number(LAT_NEW, values),
+        bw=_number(LAT_BW, values),
+        mfu=_number(LAT_MFU, values),
+    )
+    gpu = catalog.gpus()[v["gpu"]]
+    assert gpu.bandwidth_bytes_per_s and gpu.fp16_tflops
+    prompt, new, batch = int(v["prompt"]), int(v["new"]), int(v["batch"])
+    scenario = parse(
+        {
+            "model": "preset",
+            "preset": v["preset"],
+            "mode": "inference",
+            "precision": v["precision"],
+            "kv_cache_dtype": v["kv"],
+            "batch_size": batch,
+            "seq_len": prompt + new,
+        }
+    )
+    peak = Fraction(str(gpu.fp16_tflops))
+    r = tools.throughput(
+        scenario,
+        gpu.bandwidth_bytes_per_s,
+        peak,
+        as_share(v["bw"]),
+        as_share(v["mfu"]),
+        prompt,
+        new,
+    )
+    memory = estimate(scenario, gpu.id).total_bytes
+    fits = memory <= gpu.usable_bytes
+    model = catalog.models()[v["preset"]]
+    bound = "memory bandwidth" if r.memory_bound else "compute"
+    figures = [
+        _out(
+            "tokens_per_s",
+            "Decode speed per sequence",
+            r.tokens_per_second,
+            f"{float(r.tokens_per_second):,.1f} tokens/s",
+        ),
+        _out(
+            "batch_tokens_per_s",
+            "Decode speed, whole batch",
+            r.batch_tokens_per_second,
+            f"{float(r.batch_tokens_per_second):,.1f} tokens/s",
+        ),
+        _out(
+            "prefill_s",
+            "Prefill (time to first token)",
+            r.prefill_seconds,
+            _duration(r.prefill_seconds),
+        ),
+        _out("total_s", "Whole request", r.total_seconds, _duration(r.total_seconds)),
+    ]
+    bw = float(gpu.bandwidth_bytes_per_s * as_share(v["bw"])) / 1e9
+    steps = [
+        f"Weights read at every decode step: <strong>{human(r.step_weight_bytes)}</strong> "
+        f"({escape(model.name)} in {escape(dict(LAT_PRECISIONS)[v['precision']])}, from "
+        "nnmem's weight estimate, scales included"
+        + (
+            f"; of its {human(r.weight_bytes)}, only the experts that a batch of {batch:,} "
+            "is expected to be routed to)."
+            if r.step_weight_bytes != r.weight_bytes
+            else ")."
+        ),
+        f"KV cache per token per sequence: <strong>{human(r.kv_bytes_per_token)}</strong>; "
+        f"the step that makes token i also reads the cache of the {prompt:,} + i − 1 tokens "
+        "before it.",
+        f"Bandwidth used: {gpu.bandwidth_bytes_per_s / 1e9:,.0f} GB/s peak × "
+        f"{v['bw']}% = {bw:,.0f} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
+        f"× {v['mfu']}%.",
+        f"Decode of {new:,} tokens: memory time {_duration(r.decode_memory_seconds)}, compute "
+        f"time {_duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
+        f"batch {batch:,}.",
+        f"Prefill: {_flops(r.prefill_flops)} (2·N per token plus attention) at the "
+        f"utilisation above: {_duration(r.prefill_seconds)}.",
+    ]
+    verdict = (
+        f"Fits on one {escape(gpu.name)}: nnmem estimates {human(memory)} of "
+        f"{human(gpu.usable_bytes)}."
+        if fits
+        else f"Does not fit on one {escape(gpu.name)}: nnmem estimates {human(memory)} of "
+        f"{human(gpu.usable_bytes)}; the times assume it did (for example split over GPUs "
+        "with the same total bandwidth)."
+    )
+    html = (
+        f'<dl class="figures">{"".join(figures)}</dl>'
+        f'<p class="tool-verdict" data-fits="{str(fits).lower()}">{verdict}</p>' + _list(steps)
+    )
+    return {
+        "html": html,
+        "values": {
+            "tokens_per_s": figure(r.tokens_per_second),
+            "batch_tokens_per_s": figure(r.batch_tokens_per_second),
+            "prefill_s": figure(r.prefill_seconds),
+            "total_s": figure(r.total_seconds),
+        },
+    }
+
+
+TOOL = Tool(
+    (
+        ToolField(
+            "preset",
+            "Model",
+            "A catalog language model.",
+            "choice",
+            "llama-3.1-8b",
+            options=_llm_options(),
+        ),
+        ToolField(
+            "precision",
+            "Weight format",
+            "How the weights are stored.",
+            "choice",
+            "bf16",
+            options=LAT_PRECISIONS,
+        ),
+        ToolField(
+            "kv_cache_dtype",
+            "KV-cache type",
+            "FP8 halves the cache that every decode step reads.",
+            "choice",
+            "auto",
+            options=KV_TYPES,
+        ),
+        _gpu_field("h100-sxm-80gb"),
+        ToolField(
+            "batch_size",
+            "Batch size",
+            "Sequences generated together.",
+            "number",
+            "1",
+            inputmode="numeric",
+        ),
+        ToolField(
+            "prompt_tokens",
+            "Prompt tokens",
+            "Tokens read before the first generated one.",
+            "number",
+            "1024",
+            "tokens",
+            "numeric",
+        ),
+        ToolField(
+            "new_tokens",
+            "Generated tokens",
+            "Tokens generated per sequence.",
+            "number",
+            "256",
+            "tokens",
+            "numeric",
+        ),
+        ToolField(
+            "bandwidth_efficiency",
+            "Bandwidth efficiency",
+            "Share of the peak memory bandwidth decode kernels reach; 60-85% is typical.",
+            "number",
+            "75",
+            "%",
+        ),
+        ToolField(
+            "prefill_mfu",
+            "Prefill utilisation (MFU)",
+            "Share of the peak FLOPS the prompt's matmuls reach; 40-70% is typical.",
+            "number",
+            "50",
+            "%",
+        ),
+    ),
+    inference_latency,
+)

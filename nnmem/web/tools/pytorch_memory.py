@@ -1,0 +1,73 @@
+"""The PyTorch-memory page (prerendered): what each memory counter includes."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from nnmem.estimate import estimate
+from nnmem.scenario import parse
+from nnmem.units import human
+from nnmem.web.tools.common import Tool, Values, _out, _table
+
+# --- PyTorch memory (prerendered) ---------------------------------------------------------
+
+PYTORCH_EXAMPLE: dict[str, object] = {
+    "model": "preset",
+    "preset": "llama-3.2-1b",
+    "mode": "training",
+    "precision": "amp_bf16",
+    "optimizer": "adamw",
+    "batch_size": 4,
+    "seq_len": 1024,
+}
+# Which counter sees each component. The cuBLAS workspaces are DataPtrs from the caching
+# allocator (aten/src/ATen/cuda/CublasHandlePool.cpp), kept for the life of the handle,
+# so memory_allocated includes them; the CUDA context is the driver's, outside PyTorch.
+COUNTERS = {
+    "weights": "memory_allocated, from model.to('cuda')",
+    "gradients": "memory_allocated, from backward until zero_grad(set_to_none=True)",
+    "optimizer_state": "memory_allocated, from the first optimizer.step()",
+    "activations": "memory_allocated, from the forward pass until backward frees them",
+    "temporaries": "memory_allocated, briefly: only max_memory_allocated sees them",
+    "kv_cache": "memory_allocated, growing with every generated token",
+    "allocator_reserve": "memory_reserved − memory_allocated: cached blocks, fragmentation",
+    "cublas_workspace": "memory_allocated: allocated through the caching allocator and kept",
+    "cuda_context": "only nvidia-smi and mem_get_info: outside PyTorch's allocator",
+}
+IN_ALLOCATED = ("cublas_workspace",)
+IN_RESERVED = ("cublas_workspace", "allocator_reserve")
+
+
+def pytorch_memory(values: Values) -> dict[str, Any]:
+    """An example estimate with each component mapped to the counter that sees it."""
+    del values
+    e = estimate(parse(PYTORCH_EXAMPLE))
+    rows = [
+        (escape(c.label), human(c.bytes), escape(COUNTERS.get(c.key, "")))
+        for c in e.components
+        if c.bytes
+    ]
+    sizes = e.component_sizes()
+    allocated = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_ALLOCATED)
+    reserved = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_RESERVED)
+    table = _table(
+        ("nnmem component", "Size", "Where PyTorch reports it"),
+        rows,
+        "Llama-3.2-1B, AMP BF16 training with AdamW, batch 4 × 1,024 tokens",
+    )
+    figures = [
+        _out(
+            "allocated",
+            "≈ torch.cuda.max_memory_allocated()",
+            allocated,
+            human(allocated),
+        ),
+        _out("reserved", "≈ torch.cuda.max_memory_reserved()", reserved, human(reserved)),
+        _out("nvidia_smi", "≈ nvidia-smi", e.total_bytes, human(e.total_bytes)),
+    ]
+    example = f'<dl class="figures">{"".join(figures)}</dl>{table}'
+    return {"html": "", "values": {}, "parts": {"example": example}}
+
+
+TOOL = Tool((), pytorch_memory, live=False)

@@ -1,0 +1,147 @@
+"""The training-cost tool: compute, time and price of a training run (6·N·D)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from html import escape
+from typing import Any
+
+from nnmem import catalog, tools
+from nnmem.validation import whole
+from nnmem.web.tools.common import (
+    PERCENT,
+    Tool,
+    ToolField,
+    Values,
+    _choice,
+    _fixed,
+    _flops,
+    _gpu_field,
+    _gpu_options,
+    _list,
+    _number,
+    _out,
+    _read,
+    as_share,
+    decimal,
+    figure,
+)
+
+# --- training cost ------------------------------------------------------------------------
+
+TC_PARAMS = decimal(
+    "params_billions",
+    "Model size",
+    "0.001",
+    "100000",
+    "a number of billions of parameters from 0.001 to 100,000",
+)
+TC_TOKENS = decimal(
+    "tokens_billions",
+    "Training tokens",
+    "0.001",
+    "10000000",
+    "a number of billions of tokens from 0.001 to 10,000,000",
+)
+TC_GPUS = whole("num_gpus", "Number of GPUs", 1_000_000)
+TC_MFU = decimal("mfu", "Utilisation (MFU)", "0.1", "100", PERCENT)
+TC_PRICE = decimal(
+    "price_per_gpu_hour", "Price per GPU-hour", "0", "1000000", "a price from 0 to 1,000,000"
+)
+
+
+def training_cost(values: Values) -> dict[str, Any]:
+    """Compute, GPU-hours, days and cost from ``6·N·D`` (:mod:`nnmem.tools`)."""
+    v = _read(
+        params=_number(TC_PARAMS, values),
+        tokens=_number(TC_TOKENS, values),
+        gpu=_choice("gpu", "GPU", _gpu_options(need_flops=True), values),
+        gpus=_number(TC_GPUS, values),
+        mfu=_number(TC_MFU, values),
+        price=_number(TC_PRICE, values),
+    )
+    gpu = catalog.gpus()[v["gpu"]]
+    assert gpu.fp16_tflops
+    params = int(v["params"] * 10**9)
+    tokens = int(v["tokens"] * 10**9)
+    flops = tools.training_flops(params, tokens)
+    mfu = as_share(v["mfu"])
+    peak = Fraction(str(gpu.fp16_tflops))
+    gpu_hours = tools.gpu_seconds(flops, peak, mfu) / tools.SECONDS_PER_HOUR
+    days = gpu_hours / int(v["gpus"]) / 24
+    cost = gpu_hours * Fraction(v["price"])
+    optimal = tools.chinchilla_tokens(params)
+    figures = [
+        _out("flops", "Training compute", flops, _flops(flops)),
+        _out("gpu_hours", "GPU-hours", gpu_hours, f"{_fixed(gpu_hours, 0)} GPU-hours"),
+        _out("days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{_fixed(days, 1)} days"),
+        _out("cost", "Cost", cost, _fixed(cost, 0)),
+    ]
+    steps = [
+        f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {_flops(flops)}.",
+        f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
+        f"{escape(gpu.name)}) × {v['mfu']}% = {float(peak * mfu):,.1f} TFLOPS, that is "
+        f"{float(peak * mfu * tools.TERA / (6 * params)):,.0f} training tokens per second per "
+        "GPU: compare it with your run's throughput to check the utilisation.",
+        f"GPU-hours = C ÷ rate ÷ 3,600 = {_fixed(gpu_hours, 0)}; cost = GPU-hours × "
+        f"{v['price']} per hour = {_fixed(cost, 0)}.",
+        f"For reference, Chinchilla's compute-optimal budget for this size is about 20 tokens "
+        f"per parameter: {optimal / 1e9:,.0f}B tokens.",
+    ]
+    html = f'<dl class="figures">{"".join(figures)}</dl>' + _list(steps)
+    return {
+        "html": html,
+        "values": {
+            "flops": figure(flops),
+            "gpu_hours": figure(gpu_hours),
+            "days": figure(days),
+            "cost": figure(cost),
+        },
+    }
+
+
+TOOL = Tool(
+    (
+        ToolField(
+            "params_billions",
+            "Model size",
+            "Parameters N, in billions.",
+            "number",
+            "7",
+            "billion",
+        ),
+        ToolField(
+            "tokens_billions",
+            "Training tokens",
+            "Tokens D seen in training, in billions (Llama 2 used 2,000).",
+            "number",
+            "2000",
+            "billion",
+        ),
+        _gpu_field("h100-sxm-80gb"),
+        ToolField(
+            "num_gpus",
+            "Number of GPUs",
+            "GPUs training together.",
+            "number",
+            "64",
+            inputmode="numeric",
+        ),
+        ToolField(
+            "mfu",
+            "Utilisation (MFU)",
+            "Share of peak FLOPS achieved; large runs report 35-55%.",
+            "number",
+            "40",
+            "%",
+        ),
+        ToolField(
+            "price_per_gpu_hour",
+            "Price per GPU-hour",
+            "What one GPU costs per hour, in your currency.",
+            "number",
+            "2.50",
+        ),
+    ),
+    training_cost,
+)
