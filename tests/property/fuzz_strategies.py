@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from nnmem import catalog
-from nnmem.architecture import Family, Transformer, from_config
+from nnmem.models.architecture import Family, Transformer, from_config
 from nnmem.scenario import (
     Attention,
     Checkpointing,
