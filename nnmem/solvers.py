@@ -54,9 +54,15 @@ def fits(scenario: Scenario, budget: int, gpu: str | None = None) -> bool:
 def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     """The largest batch size that fits ``budget`` (0 when not even one sequence fits).
 
-    Every term is an affine function of the batch size within a phase, so the answer
-    solves each phase's line and takes the smallest, then checks it against the estimate.
+    Every term is an affine function of the batch size within a phase, so two estimates
+    give each phase's line; the smallest solution is the answer but for the allocator's
+    rounding and a change of peak phase, so it is then checked and corrected by a
+    doubling search from it: a bounded number of estimates, whatever the budget.
     """
+
+    def ok(b: int) -> bool:
+        return fits(replace(scenario, batch_size=b), budget, gpu)
+
     one = replace(scenario, batch_size=1)
     if total(one, gpu) > budget:
         return 0
@@ -72,12 +78,31 @@ def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
             continue
         start = p1.bytes + overhead1
         best = min(best, 1 + (budget - start) // slope)
-    best = max(1, min(best, MAX_BATCH))
-    while best > 1 and not fits(replace(scenario, batch_size=best), budget, gpu):
-        best -= 1
-    while best < MAX_BATCH and fits(replace(scenario, batch_size=best + 1), budget, gpu):
-        best += 1
-    return best
+    guess = max(1, min(best, MAX_BATCH))
+    if ok(guess):
+        return _grow(guess, MAX_BATCH, ok)
+    return _search(1, guess - 1, ok)
+
+
+def _grow(known: int, highest: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in [known, highest] with ok(n), given ok(known), for a monotone ok:
+    steps of 1, 2, 4, … from ``known``, then a bisection of the last step."""
+    low, step = known, 1
+    while low < highest:
+        probe = min(low + step, highest)
+        if not ok(probe):
+            high = probe - 1
+            break
+        low, step = probe, step * 2
+    else:
+        return low
+    while low < high:
+        mid = (low + high + 1) // 2
+        if ok(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _search(lowest: int, highest: int, ok: Callable[[int], bool]) -> int:
