@@ -632,10 +632,18 @@ def inactive_fields(
     )
     if not cnn and family is not Family.VIT:
         off.add("image_size")
+    # One rule: a field is hidden exactly when the engine does not read it. A ViT's
+    # attention kernel decides whether its s×s scores are stored; an encoder-decoder's
+    # inference caches the encoder's keys and values for cross-attention in the KV-cache
+    # type (transformers' EncoderDecoderCache), though it generates no new tokens here.
     if cnn or family is Family.VIT:
-        off |= {"seq_len", "attention", "new_tokens", "kv_cache_dtype", "logits"}
+        off |= {"seq_len", "new_tokens", "kv_cache_dtype", "logits"}
+    if cnn:
+        off.add("attention")
     if mode is Mode.INFERENCE and family not in (Family.DECODER, Family.MOE):
-        off |= {"new_tokens", "kv_cache_dtype"}
+        off.add("new_tokens")
+        if family is not Family.ENCODER_DECODER:
+            off.add("kv_cache_dtype")
     if kind is ModelKind.GENERIC:
         off |= {
             "attention",

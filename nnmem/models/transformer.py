@@ -1161,9 +1161,11 @@ def build_inference(s: Scenario) -> Built:
     ctx_tokens = s.seq_len + (s.new_tokens if decoder else 0)
     sizes = dict(c.sizes)
     candidates = inference_moments(c)
-    name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))
     if s.tensor_parallel > 1:
-        rows = _tp_split(rows, s.tensor_parallel)
+        # Split every moment before choosing the largest: the split divides some rows
+        # (heads, MLP columns) and not others, so the order of the moments can change.
+        candidates = [(n, _tp_split(rows, s.tensor_parallel)) for n, rows in candidates]
+    name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))
     working = as_term(
         "activations",
         f"working set at the {name} peak of the last layer",
