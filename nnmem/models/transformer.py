@@ -883,6 +883,11 @@ def build_training(s: Scenario) -> Built:
                 "only while its matmul runs."
             )
     notes += shard_notes
+    if s.sharding is Sharding.ZERO3 and s.num_gpus == 1:
+        notes.append(
+            "ZeRO-3 / FSDP on one GPU: FSDP falls back to NO_SHARD, so the model is held "
+            "whole and no layer is gathered (torch/distributed/fsdp/_init_utils.py)."
+        )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"
@@ -925,6 +930,10 @@ def build_training(s: Scenario) -> Built:
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
         # gradients) per parameter of the largest layer (stage3.py
         # estimate_zero3_model_states_mem_needs). Autocast copies exist only for those.
+        # On one GPU there is nothing to gather: FSDP switches FULL_SHARD to NO_SHARD when
+        # the world size is 1 (torch/distributed/fsdp/_init_utils.py, "FSDP is switching
+        # to use NO_SHARD"), so the model is held whole, once. Hence two GPUs can need
+        # more than one for a model whose largest layer outweighs half of its states.
         largest = layer_params(t)
         weights = [
             *weights,

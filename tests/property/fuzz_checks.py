@@ -83,13 +83,15 @@ def monotone(data: dict[str, Any], step: int = 1) -> list[str]:
 
 
 def zero3_gpus(data: dict[str, Any], more: int = 2) -> list[str]:
-    """Under ZeRO-3, more GPUs never need more memory on each."""
+    """Under ZeRO-3, more GPUs never need more memory on each, from two GPUs on. (On one,
+    FSDP falls back to NO_SHARD and gathers nothing, which for a model whose largest
+    layer outweighs half its states needs less than two shards plus a gathered layer.)"""
     s = parse(data)
     if s.mode is not Mode.TRAINING:
         return []
     tp = s.tensor_parallel
     base = {**data, "sharding": "zero3"}
-    counts = sorted({tp, s.num_gpus, s.num_gpus * more})
+    counts = sorted(n for n in {2 * tp, s.num_gpus, s.num_gpus * more} if n >= 2)
     totals = [(n, _total(base, num_gpus=n)) for n in counts]
     out = []
     for (n1, t1), (n2, t2) in itertools.pairwise(totals):
