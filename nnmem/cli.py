@@ -13,7 +13,7 @@ from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.render.text import text
 from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
-from nnmem.solvers import judge
+from nnmem.solvers import Fit, judge
 from nnmem.units import human
 
 # Schema key -> the flag that sets it, so errors can name what the user typed.
@@ -119,6 +119,16 @@ def _scenario_data(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def _too_large(fit: Fit) -> str:
+    if fit.too_large is None:
+        return "No number of these GPUs holds it."
+    label, size = fit.too_large
+    return (
+        f"No number of these GPUs holds it: even split as far as it goes, the "
+        f"{label.lower()} alone need {human(size, True)} on each."
+    )
+
+
 def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if gpu_id not in catalog.gpus():
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
@@ -137,7 +147,7 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if not fit.fits:
         plan = fit.plan
         lines.append(
-            "No number of these GPUs holds it (the activations alone are too large)."
+            _too_large(fit)
             if plan is None
             else f"Fewest GPUs: {plan.num_gpus} ("
             + (
