@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from nnmem import catalog
-from nnmem.errors import NnmemError
+from nnmem.errors import NnmemError, plain_fatal
 from nnmem.estimate import estimate
 from nnmem.render.text import text
-from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
+from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, load_json, parse
 from nnmem.solvers import Fit, judge
 from nnmem.units import human
 
@@ -82,13 +82,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_json_file(path: str, flag: str) -> Any:
+    """A JSON file (``-``: standard input) read as the calculator reads JSON: UTF-8 text,
+    strict numbers, nesting and digits bounded, every failure an NnmemError on ``flag``."""
     try:
         if path == "-":
-            return json.load(sys.stdin)
-        with open(path, encoding="utf-8") as source:
-            return json.load(source)
-    except (OSError, json.JSONDecodeError) as error:
-        raise NnmemError.single(flag, f"Cannot read {path}: {error}") from None
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as source:
+                raw = source.read()
+        text = raw.decode("utf-8")
+    except OSError as error:
+        raise NnmemError.single(flag, f"Cannot read {path}: {error.strerror or error}.") from None
+    except UnicodeDecodeError as error:
+        bad = f"byte {error.start:,} is {raw[error.start]:#04x}"
+        raise NnmemError.single(
+            flag, f"Cannot read {path}: it is not UTF-8 text ({bad})."
+        ) from None
+    return load_json(text, flag, f"Cannot read {path}: it")
 
 
 def _scenario_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,6 +174,14 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     return lines
 
 
+def _model_flag(args: argparse.Namespace) -> str:
+    """The flag that brought the model in, to name in a message about the input."""
+    for flag in ("scenario", "config", "cnn", "preset", "params"):
+        if getattr(args, flag):
+            return f"--{flag}"
+    return "--scenario"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
@@ -194,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
                 where = f"--set {problem.key}"
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError, ValueError) as error:
+        # An input the readers let through but the engine cannot take: still no traceback.
+        where = _model_flag(args)
+        print(f"nnmem: error: {where}: {plain_fatal(error)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))

@@ -850,15 +850,40 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Digits a JSON integer may have: far above any count the schema allows, far below
+# CPython's limit on converting digits to an int (4,300), whose error names sys.
+MAX_DIGITS = 100
+
+
+def _whole(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise ValueError(f"the number {text[:24]}… has {digits:,} digits, more than {MAX_DIGITS}")
+    return int(text)
+
+
 def load_json(text: str, field: str, label: str) -> object:
-    """Strict JSON from a form field: NaN, Infinity and out-of-range numbers are refused.
+    """Strict JSON from a form field, a file or a request: NaN, Infinity, out-of-range
+    numbers and integers of more than 100 digits are refused, nesting too deep for the
+    parser is reported, and a leading byte-order mark is skipped. Every failure is an
+    :class:`NnmemError` on ``field`` in plain words.
 
     >>> load_json('{"hidden_size": 1e999}', "config", "Config")
     Traceback (most recent call last):
     nnmem.errors.NnmemError: Config is not valid JSON: the number 1e999 is out of range.
+    >>> load_json("[" * 100_000, "config", "Config")
+    Traceback (most recent call last):
+    nnmem.errors.NnmemError: Config is not valid JSON: it is nested too deeply.
+    >>> load_json("\ufeff{}", "config", "Config")
+    {}
     """
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        return json.loads(
+            text.removeprefix("\ufeff"),
+            parse_float=_finite,
+            parse_int=_whole,
+            parse_constant=_no_constant,
+        )
     except json.JSONDecodeError as error:
         raise NnmemError.single(
             field,

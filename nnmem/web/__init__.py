@@ -6,8 +6,8 @@ scenario, and an estimate into the HTML fragments and figures the page paints.
 
 from __future__ import annotations
 
-import json
-
+from nnmem.errors import NnmemError
+from nnmem.scenario import load_json
 from nnmem.web import calculator, tools
 
 CALCULATOR = "calculator"
@@ -18,14 +18,15 @@ def handle(request: str) -> str:
 
     ``page`` is ``"calculator"`` (the default) or a tool's name.
 
+    >>> import json
     >>> reply = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
     >>> reply["ok"], reply["errors"][0]["field"]
     (False, 'params_billions')
     """
     try:
-        data = json.loads(request)
-    except json.JSONDecodeError:
-        data = None
+        data = load_json(request, "page", "The request")
+    except NnmemError:
+        data = None  # the calculator answers it with the reason
     page = data.get("page", CALCULATOR) if isinstance(data, dict) else CALCULATOR
     if page == CALCULATOR:
         return calculator.compute(request)

@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from nnmem import catalog
-from nnmem.errors import NnmemError, Problem
+from nnmem.errors import NnmemError, Problem, plain_fatal
 from nnmem.estimate import estimate
 from nnmem.render.html import formula_html, notes_html, phases_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
@@ -33,6 +33,7 @@ from nnmem.scenario import (
     ModelKind,
     Precision,
     Scenario,
+    load_json,
     parse,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
@@ -425,15 +426,16 @@ def compute(request: str) -> str:
 parameters above 0 and at most 10,000,000 (got -1).'}]
     """
     try:
-        data = json.loads(request)
+        data = load_json(request, "fields", "The request")
         if isinstance(data, dict) and isinstance(data.get("fields"), dict):
             return json.dumps(_answer(data["fields"]))
         problem = {"field": "fields", "message": "The request must hold a fields object."}
         return json.dumps({"ok": False, "errors": [problem], "inactive": [], "fill": {}})
+    except NnmemError as error:  # the request itself is not JSON
+        fatal = error.problems[0].message
+        return json.dumps({"ok": False, "errors": [], "inactive": [], "fill": {}, "fatal": fatal})
     except Exception as error:  # the page must get an answer, never a traceback
-        why = str(error)
-        why = why if len(why) <= _MAX_MESSAGE else why[: _MAX_MESSAGE - 1] + "…"
-        fatal = f"{type(error).__name__}: {why}"
+        fatal = plain_fatal(error)
         return json.dumps({"ok": False, "errors": [], "inactive": [], "fill": {}, "fatal": fatal})
 
 

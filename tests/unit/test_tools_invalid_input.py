@@ -156,7 +156,13 @@ def test_unknown_tool_and_malformed_requests() -> None:
     assert reply["errors"][0]["field"] == "tool"
     assert reply["errors"][0]["message"].startswith("Tool must be one of parameter-count, ")
     assert reply["errors"][0]["message"].endswith('(got "nope").')
-    for request in ("not json", "[]", '{"fields": 3}'):
+    assert json.loads(call("training-cost", "not json"))["errors"] == [
+        {
+            "field": "fields",
+            "message": "The request is not valid JSON: Expecting value at line 1, column 1.",
+        }
+    ]
+    for request in ("[]", '{"fields": 3}'):
         assert json.loads(call("training-cost", request)) == {
             "ok": False,
             "errors": [{"field": "fields", "message": "The request must hold a fields object."}],

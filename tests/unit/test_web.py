@@ -63,7 +63,7 @@ def test_malformed_requests_get_a_plain_answer() -> None:
         "errors": [],
         "inactive": [],
         "fill": {},
-        "fatal": "JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
+        "fatal": "The request is not valid JSON: Expecting value at line 1, column 1.",
     }
     reply = ask({"nothing": 1})
     assert reply["errors"] == [

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nnmem.errors import NnmemError
+from nnmem.errors import NnmemError, plain_fatal
+from nnmem.scenario import load_json
 from nnmem.validation import shown
 from nnmem.web.tools import (
     compression,
@@ -39,10 +40,7 @@ def _answer(tool: str, request: str) -> dict[str, Any]:
         raise NnmemError.single(
             "tool", f"Tool must be one of {', '.join(TOOLS)} (got {shown(tool)})."
         )
-    try:
-        data = json.loads(request)
-    except json.JSONDecodeError:
-        data = None
+    data = load_json(request, "fields", "The request")
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
         raise NnmemError.single("fields", "The request must hold a fields object.")
     # A form sends strings; JSON numbers and flags are read as their JSON text.
@@ -71,7 +69,7 @@ billions of parameters from 0.001 to 100,000.'}
         problems = [{"field": p.key, "message": p.message} for p in error.problems]
         return json.dumps({"ok": False, "errors": problems})
     except Exception as error:  # the page must get an answer, never a traceback
-        return json.dumps({"ok": False, "errors": [], "fatal": f"{type(error).__name__}: {error}"})
+        return json.dumps({"ok": False, "errors": [], "fatal": plain_fatal(error)})
 
 
 def defaults(tool: str) -> Values:
