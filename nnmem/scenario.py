@@ -378,6 +378,20 @@ class Scenario:
         """Schema keys that do not affect this scenario's estimate."""
         return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
 
+    @property
+    def data_parallel(self) -> int:
+        """The data-parallel degree, over which ZeRO shards model states: the GPUs over
+        the tensor-parallel degree, where a transformer is split (Megatron-DeepSpeed
+        shards within the data-parallel group; Rajbhandari et al. 2020, ZeRO, arXiv
+        1910.02054 §5: N_d data-parallel processes).
+
+        >>> Scenario(GenericModel(10**9, 2048, 16), num_gpus=8, tensor_parallel=2).data_parallel
+        8
+        """
+        if isinstance(self.model, Transformer):
+            return self.num_gpus // self.tensor_parallel
+        return self.num_gpus
+
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
         """The scenario in the JSON schema; :func:`parse` reads it back unchanged.
 
@@ -639,7 +653,7 @@ def inactive_fields(
     if cnn or family is Family.VIT:
         off |= {"seq_len", "new_tokens", "kv_cache_dtype", "logits"}
     if cnn:
-        off.add("attention")
+        off |= {"attention", "tensor_parallel"}  # a CNN is never split by heads
     if mode is Mode.INFERENCE and family not in (Family.DECODER, Family.MOE):
         off.add("new_tokens")
         if family is not Family.ENCODER_DECODER:

@@ -883,10 +883,10 @@ def build_training(s: Scenario) -> Built:
                 "only while its matmul runs."
             )
     notes += shard_notes
-    if s.sharding is Sharding.ZERO3 and s.num_gpus == 1:
+    if s.sharding is Sharding.ZERO3 and s.data_parallel == 1:
         notes.append(
-            "ZeRO-3 / FSDP on one GPU: FSDP falls back to NO_SHARD, so the model is held "
-            "whole and no layer is gathered (torch/distributed/fsdp/_init_utils.py)."
+            "ZeRO-3 / FSDP over one data-parallel GPU: FSDP falls back to NO_SHARD, so the "
+            "model is held whole and no layer is gathered (torch/distributed/fsdp/_init_utils.py)."
         )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
@@ -925,7 +925,7 @@ def build_training(s: Scenario) -> Built:
                     cast_source,
                 )
             ]
-    if s.sharding is Sharding.ZERO3 and s.num_gpus > 1:
+    if s.sharding is Sharding.ZERO3 and s.data_parallel > 1:
         # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
         # gradients) per parameter of the largest layer (stage3.py

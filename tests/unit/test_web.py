@@ -280,7 +280,7 @@ def test_sharded_total_is_per_gpu() -> None:
             "precision": "amp_bf16",
         }
     )
-    assert "ZeRO-3 / FSDP (+ weights sharded) across 8 GPUs" in reply["html"]["notes"]
+    assert "ZeRO-3 / FSDP (+ weights sharded) across 8 data-parallel GPUs" in reply["html"]["notes"]
     assert "figures are per GPU." in reply["html"]["notes"]
 
 
