@@ -15,6 +15,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from nnmem import catalog
@@ -31,6 +32,18 @@ from nnmem.scenario import (
     Precision,
     Sharding,
 )
+
+# The bounded run in make test, a few seconds in all: each property draws this many
+# scenarios, without shrinking (a failure is reported as drawn; the long run,
+# benchmarks/fuzz.py, sets its own counts). The database replays a found failure first.
+settings.register_profile(
+    "nnmem",
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("nnmem")
 
 PRESETS = tuple(catalog.models())
 TRANSFORMER_PRESETS = tuple(k for k, m in catalog.models().items() if m.architecture != "cnn")
