@@ -35,7 +35,8 @@ from nnmem.render.text import describe, model_name
 from nnmem.result import COMPONENTS, Estimate
 from nnmem.scenario import LABELS, GenericModel, Precision, parse
 from nnmem.terms import Term
-from nnmem.units import human, percent
+from nnmem.units import count as units_count
+from nnmem.units import human, percent, plain
 from nnmem.web.links import query_string
 
 ROOT = Path(__file__).resolve().parent
@@ -211,6 +212,10 @@ class Example:
         """Bytes per parameter of weights, gradients and optimizer state together."""
         return number(Fraction(self._state_bytes(), self.estimate_params))
 
+    def states_over(self, other: int) -> str:
+        """Weights, gradients and optimizer state together as a multiple of ``other`` bytes."""
+        return number(Fraction(self._state_bytes(), other), 1)
+
     def _state_bytes(self) -> int:
         return sum(self.bytes(k) for k in ("weights", "gradients", "optimizer_state"))
 
@@ -303,8 +308,19 @@ def number(value: Fraction | int | float, places: int = 2) -> str:
     >>> number(Fraction(9, 2)), number(16), number(1024), number(0.5156)
     ('4.5', '16', '1,024', '0.52')
     """
-    text = f"{float(value):,.{places}f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return plain(value, places)
+
+
+def per_param(*parts: tuple[Example, str]) -> str:
+    """Bytes per parameter of components taken from several examples, added up: the
+    ZeRO paper's mixed-precision count is pure 16-bit weights and gradients plus fp32
+    weights and Adam moments.
+
+    >>> fp32 = example(params_millions=110)
+    >>> per_param((fp32, "weights"), (fp32, "optimizer_state"))
+    '12'
+    """
+    return number(sum(Fraction(e.bytes(key), e.estimate_params) for e, key in parts))
 
 
 def count(n: int) -> str:
@@ -313,9 +329,7 @@ def count(n: int) -> str:
     >>> count(6_738_415_616), count(109_482_240), count(25_557_032)
     ('6.74 billion', '109.5 million', '25.6 million')
     """
-    if n >= 10**9:
-        return f"{n / 10**9:.2f} billion"
-    return f"{n / 10**6:.1f} million"
+    return units_count(n, words=True)
 
 
 def bits_per_weight(precision: str) -> str:
@@ -480,6 +494,7 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "percent": percent,
         "number": number,
         "count": count,
+        "per_param": per_param,
         "bits_per_weight": bits_per_weight,
         "label": label,
         "accuracy": accuracy(),

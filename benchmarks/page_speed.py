@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnmem.web.calculator import DEFAULT_FIELDS, compute
+from nnmem.web import handle
+from nnmem.web.calculator import DEFAULT_FIELDS
 
 REQUESTS: dict[str, dict[str, str]] = {
     "default form (110M, no GPU)": {},
@@ -59,12 +60,12 @@ REQUESTS: dict[str, dict[str, str]] = {
 
 
 def median_ms(request: str, repeat: int) -> float:
-    """Median wall time of ``compute(request)`` over ``repeat`` runs, after a warm-up."""
-    compute(request)
+    """Median wall time of ``handle(request)`` over ``repeat`` runs, after a warm-up."""
+    handle(request)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        compute(request)
+        handle(request)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 

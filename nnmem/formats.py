@@ -33,11 +33,31 @@ class Format(StrEnum):
     Q4_0 = "q4_0"
 
 
+# The one label of each weight format, used by the calculator, the CLI, the tool pages
+# and the content.
+LABELS: dict[Format, str] = {
+    Format.FP32: "FP32",
+    Format.FP16: "FP16",
+    Format.BF16: "BF16",
+    Format.FP8: "FP8 (E4M3)",
+    Format.INT8: "INT8 (LLM.int8)",
+    Format.INT4: "INT4 (plain)",
+    Format.GPTQ: "GPTQ 4-bit",
+    Format.AWQ: "AWQ 4-bit",
+    Format.NF4: "NF4 (bitsandbytes 4-bit)",
+    Format.NF4_DQ: "NF4 + double quantization",
+    Format.Q8_0: "GGUF Q8_0",
+    Format.Q6_K: "GGUF Q6_K",
+    Format.Q5_K_M: "GGUF Q5_K_M",
+    Format.Q4_K_M: "GGUF Q4_K_M",
+    Format.Q4_0: "GGUF Q4_0",
+}
+
+
 @dataclass(frozen=True)
 class FormatInfo:
     """What a format stores per weight and what it leaves in 16-bit."""
 
-    label: str
     # Bits per weight of the quantized tensors, overhead included; a function of the
     # group size for GPTQ/AWQ, so stored here for the default and computed in bits().
     bits: Fraction
@@ -49,32 +69,27 @@ BNB = "bitsandbytes: Dettmers et al. 2023, QLoRA, arXiv 2305.14314 §3"
 GGML = "llama.cpp ggml/src/ggml-common.h block layouts; tools/quantize/README.md averages"
 
 FORMATS: dict[Format, FormatInfo] = {
-    Format.FP32: FormatInfo("FP32", Fraction(32), "IEEE 754 single precision"),
-    Format.FP16: FormatInfo("FP16", Fraction(16), "IEEE 754 half precision"),
-    Format.BF16: FormatInfo("BF16", Fraction(16), "bfloat16"),
+    Format.FP32: FormatInfo(Fraction(32), "IEEE 754 single precision"),
+    Format.FP16: FormatInfo(Fraction(16), "IEEE 754 half precision"),
+    Format.BF16: FormatInfo(Fraction(16), "bfloat16"),
     # One byte per weight; per-tensor or per-channel fp32 scales are a rounding error.
-    Format.FP8: FormatInfo(
-        "FP8 (E4M3)", Fraction(8), "FP8 weights with per-tensor scales (vLLM fp8)"
-    ),
+    Format.FP8: FormatInfo(Fraction(8), "FP8 weights with per-tensor scales (vLLM fp8)"),
     # LLM.int8: int8 weights plus one fp32 scale per output row, about 8.0 bits.
     Format.INT8: FormatInfo(
-        "INT8 (LLM.int8)",
         Fraction(8),
         "bitsandbytes Linear8bitLt: int8 weight + fp32 row scale (Dettmers et al. 2022, "
         "arXiv 2208.07339)",
     ),
-    Format.INT4: FormatInfo("INT4 (plain)", Fraction(4), "4-bit weights, no scales counted"),
+    Format.INT4: FormatInfo(Fraction(4), "4-bit weights, no scales counted"),
     # GPTQ QuantLinear: qweight 4 bits, fp16 scale and 4-bit zero per (group, column):
     # 4 + (16 + 4) / g bits; 4.156 at g = 128 (formulas.md §4.1).
     Format.GPTQ: FormatInfo(
-        "GPTQ 4-bit",
         Fraction(4) + Fraction(20, 128),
         "GPTQ QuantLinear layout (qweight, qzeros, scales, g_idx), Frantar et al. 2022, "
         "arXiv 2210.17323",
         grouped=True,
     ),
     Format.AWQ: FormatInfo(
-        "AWQ 4-bit",
         Fraction(4) + Fraction(20, 128),
         "AWQ GEMM layout (qweight, qzeros, fp16 scales per group), Lin et al. 2023, "
         "arXiv 2306.00978",
@@ -82,19 +97,18 @@ FORMATS: dict[Format, FormatInfo] = {
     ),
     # NF4: 4 bits + one fp32 absmax per 64 weights = 4.5 bits; double quantization
     # stores the absmax in 8 bits with an fp32 constant per 256 blocks: 4.127 bits.
-    Format.NF4: FormatInfo("NF4 (bitsandbytes 4-bit)", Fraction(4) + Fraction(32, 64), BNB),
+    Format.NF4: FormatInfo(Fraction(4) + Fraction(32, 64), BNB),
     Format.NF4_DQ: FormatInfo(
-        "NF4 + double quantization",
         Fraction(4) + Fraction(8, 64) + Fraction(32, 64 * 256),
         BNB,
     ),
     # GGUF block formats (bytes per block of 32 or 256 weights) and, for the K-quant
     # mixtures, llama.cpp's published whole-file average for Llama-3.1-8B.
-    Format.Q8_0: FormatInfo("GGUF Q8_0", Fraction(34 * 8, 32), GGML),
-    Format.Q6_K: FormatInfo("GGUF Q6_K", Fraction(210 * 8, 256), GGML),
-    Format.Q5_K_M: FormatInfo("GGUF Q5_K_M", Fraction(57036, 10000), GGML),
-    Format.Q4_K_M: FormatInfo("GGUF Q4_K_M", Fraction(48944, 10000), GGML),
-    Format.Q4_0: FormatInfo("GGUF Q4_0", Fraction(18 * 8, 32), GGML),
+    Format.Q8_0: FormatInfo(Fraction(34 * 8, 32), GGML),
+    Format.Q6_K: FormatInfo(Fraction(210 * 8, 256), GGML),
+    Format.Q5_K_M: FormatInfo(Fraction(57036, 10000), GGML),
+    Format.Q4_K_M: FormatInfo(Fraction(48944, 10000), GGML),
+    Format.Q4_0: FormatInfo(Fraction(18 * 8, 32), GGML),
 }
 
 FLOAT_FORMATS = {Format.FP32: 4, Format.FP16: 2, Format.BF16: 2}

@@ -32,6 +32,12 @@ COMPONENTS: dict[str, str] = {
     "cuda_context": "CUDA context",
 }
 OVERHEADS = ("allocator_reserve", "cublas_workspace", "cuda_context")
+# The overheads PyTorch's own counters include. The cuBLAS workspaces are DataPtrs from the
+# caching allocator (aten/src/ATen/cuda/CublasHandlePool.cpp), kept for the life of the
+# handle, so memory_allocated counts them; memory_reserved adds the allocator's cached
+# blocks; the CUDA context is the driver's, outside PyTorch, seen only by nvidia-smi.
+IN_ALLOCATED = ("cublas_workspace",)
+IN_RESERVED = ("cublas_workspace", "allocator_reserve")
 PHASE_LABELS = {
     "forward": "Forward",
     "loss": "Loss",
@@ -127,6 +133,18 @@ class Estimate:
     def total_bytes(self) -> int:
         """Tensors plus overheads: what the GPU needs, as ``nvidia-smi`` counts it."""
         return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """What ``torch.cuda.max_memory_allocated()`` reports: tensors and cuBLAS workspaces."""
+        return self.tensor_peak_bytes + sum(
+            t.bytes for t in self.overheads if t.key in IN_ALLOCATED
+        )
+
+    @property
+    def reserved_bytes(self) -> int:
+        """What ``torch.cuda.max_memory_reserved()`` reports: allocated plus the cached blocks."""
+        return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads if t.key in IN_RESERVED)
 
     @property
     def components(self) -> tuple[Component, ...]:

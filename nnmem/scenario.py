@@ -12,21 +12,22 @@ The model is described in one of four ways (``model``):
 - ``generic``: ``params_millions`` with ``hidden_size`` and ``num_layers``;
 - ``transformer``: ``config``, a Hugging Face ``config.json`` (object or JSON text);
 - ``preset``: ``preset``, the id of a catalog model (``nnmem/data/models.json``);
-- ``cnn``: ``cnn``, a built-in network name or a layer list (see :mod:`nnmem.cnn`).
+- ``cnn``: ``cnn``, a built-in network name or a layer list (see :mod:`nnmem.models.cnn`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
+from nnmem.formats import LABELS as FORMAT_LABELS
 from nnmem.formats import Format
 from nnmem.models.architecture import Family, Transformer, from_config
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
@@ -197,62 +198,96 @@ class Logits(StrEnum):
     ALL = "all"
 
 
-LABELS: dict[StrEnum, str] = {
-    ModelKind.GENERIC: "Parameter count",
-    ModelKind.TRANSFORMER: "Transformer architecture",
-    ModelKind.PRESET: "Catalog model",
-    ModelKind.CNN: "Convolutional network",
-    Mode.TRAINING: "Training",
-    Mode.INFERENCE: "Inference",
-    Precision.FP32: "FP32",
-    Precision.AMP_BF16: "BF16 mixed precision (AMP)",
-    Precision.AMP_FP16: "FP16 mixed precision (AMP)",
-    Precision.BF16: "BF16",
-    Precision.FP16: "FP16",
-    Precision.FP8: "FP8",
-    Precision.INT8: "INT8 (bitsandbytes)",
-    Precision.INT4: "INT4 (plain)",
-    Precision.GPTQ: "GPTQ 4-bit",
-    Precision.AWQ: "AWQ 4-bit",
-    Precision.NF4: "NF4 (bitsandbytes 4-bit)",
-    Precision.NF4_DQ: "NF4 + double quantization",
-    Precision.Q8_0: "GGUF Q8_0",
-    Precision.Q6_K: "GGUF Q6_K",
-    Precision.Q5_K_M: "GGUF Q5_K_M",
-    Precision.Q4_K_M: "GGUF Q4_K_M",
-    Precision.Q4_0: "GGUF Q4_0",
-    Optimizer.SGD: "SGD",
-    Optimizer.SGD_MOMENTUM: "SGD with momentum",
-    Optimizer.ADAMW: "Adam / AdamW",
-    Optimizer.ADAMW_8BIT: "8-bit AdamW (bitsandbytes)",
-    Optimizer.ADAFACTOR: "Adafactor",
-    Optimizer.LION: "Lion",
-    OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
-    OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
-    Checkpointing.NONE: "None",
-    Checkpointing.SELECTIVE: "Selective (attention recomputed)",
-    Checkpointing.FULL: "Full (every layer recomputed)",
-    Attention.SDPA: "Memory-efficient / flash (SDPA)",
-    Attention.EAGER: "Eager (scores materialized)",
-    Finetune.FULL: "Full fine-tuning",
-    Finetune.LORA: "LoRA adapters",
-    LoraTargets.QV: "q and v projections",
-    LoraTargets.ATTENTION: "q, k, v and o projections",
-    LoraTargets.ALL_LINEAR: "all linear layers",
-    Sharding.NONE: "None (each GPU holds everything)",
-    Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
-    Sharding.ZERO2: "ZeRO-2 (+ gradients sharded)",
-    Sharding.ZERO3: "ZeRO-3 / FSDP (+ weights sharded)",
-    KvDtype.AUTO: "Same as compute",
-    KvDtype.FP32: "FP32",
-    KvDtype.FP16: "FP16",
-    KvDtype.BF16: "BF16",
-    KvDtype.FP8: "FP8",
-    Logits.LAST: "Last position (generate)",
-    Device.CUDA: "CUDA GPU",
-    Device.CPU: "CPU (host memory)",
-    Logits.ALL: "Every position",
+# One label table per option type: equal values of two types (Checkpointing.NONE and
+# Sharding.NONE are both "none") keep their own labels.
+OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
+    ModelKind: {
+        ModelKind.GENERIC: "Parameter count",
+        ModelKind.TRANSFORMER: "Transformer architecture",
+        ModelKind.PRESET: "Catalog model",
+        ModelKind.CNN: "Convolutional network",
+    },
+    Mode: {
+        Mode.TRAINING: "Training",
+        Mode.INFERENCE: "Inference",
+    },
+    Precision: {
+        Precision.AMP_BF16: "BF16 mixed precision (AMP)",
+        Precision.AMP_FP16: "FP16 mixed precision (AMP)",
+        # Every other precision stores its weights in the format of the same name.
+        **{Precision(fmt.value): text for fmt, text in FORMAT_LABELS.items()},
+    },
+    Optimizer: {
+        Optimizer.SGD: "SGD",
+        Optimizer.SGD_MOMENTUM: "SGD with momentum",
+        Optimizer.ADAMW: "Adam / AdamW",
+        Optimizer.ADAMW_8BIT: "8-bit AdamW (bitsandbytes)",
+        Optimizer.ADAFACTOR: "Adafactor",
+        Optimizer.LION: "Lion",
+    },
+    OptimizerImpl: {
+        OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
+        OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
+    },
+    Checkpointing: {
+        Checkpointing.NONE: "None",
+        Checkpointing.SELECTIVE: "Selective (attention recomputed)",
+        Checkpointing.FULL: "Full (every layer recomputed)",
+    },
+    Attention: {
+        Attention.SDPA: "Memory-efficient / flash (SDPA)",
+        Attention.EAGER: "Eager (scores materialized)",
+    },
+    Finetune: {
+        Finetune.FULL: "Full fine-tuning",
+        Finetune.LORA: "LoRA adapters",
+    },
+    LoraTargets: {
+        LoraTargets.QV: "q and v projections",
+        LoraTargets.ATTENTION: "q, k, v and o projections",
+        LoraTargets.ALL_LINEAR: "all linear layers",
+    },
+    Sharding: {
+        Sharding.NONE: "None (each GPU holds everything)",
+        Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
+        Sharding.ZERO2: "ZeRO-2 (+ gradients sharded)",
+        Sharding.ZERO3: "ZeRO-3 / FSDP (+ weights sharded)",
+    },
+    KvDtype: {
+        KvDtype.AUTO: "Same as compute",
+        KvDtype.FP32: "FP32",
+        KvDtype.FP16: "FP16",
+        KvDtype.BF16: "BF16",
+        KvDtype.FP8: "FP8",
+    },
+    Logits: {
+        Logits.LAST: "Last position (generate)",
+        Logits.ALL: "Every position",
+    },
+    Device: {
+        Device.CUDA: "CUDA GPU",
+        Device.CPU: "CPU (host memory)",
+    },
 }
+
+
+class Labels:
+    """The label of any option, looked up in its own type's table: ``LABELS[member]``.
+
+    >>> LABELS[Checkpointing.NONE], LABELS[Sharding.NONE]
+    ('None', 'None (each GPU holds everything)')
+    """
+
+    def __getitem__(self, member: StrEnum) -> str:
+        return OPTION_LABELS[type(member)][member]
+
+    def items(self) -> Iterator[tuple[StrEnum, str]]:
+        """Every option with its label, type by type."""
+        for table in OPTION_LABELS.values():
+            yield from table.items()
+
+
+LABELS = Labels()
 
 
 # --- the models ----------------------------------------------------------------------------
@@ -315,7 +350,7 @@ class GenericModel:
         return cls(params, hidden_size, num_layers, tuple(derived))
 
 
-Model = GenericModel | Transformer | Any  # Any: nnmem.cnn.CnnModel (imported lazily)
+Model = GenericModel | Transformer | Any  # Any: nnmem.models.cnn.CnnModel (imported lazily)
 
 
 # --- the scenario --------------------------------------------------------------------------
@@ -373,6 +408,12 @@ class Scenario:
     def kind(self) -> ModelKind:
         """How the model was described."""
         return ModelKind(self.source.get("model", _kind_of(self.model)))
+
+    @property
+    def cached_tokens(self) -> int:
+        """Tokens a decoder's KV cache holds once generation ends: the prompt and every
+        generated token (transformers cache_utils.py DynamicCache grows by one per step)."""
+        return self.seq_len + self.new_tokens
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
@@ -541,34 +582,10 @@ KIND = ChoiceSpec("model", "Model", ModelKind)
 DEVICE = ChoiceSpec("device", "Device", Device, aliases=(("gpu", "cuda"),))
 
 MODEL_KEYS = ("params_millions", "hidden_size", "num_layers", "config", "preset", "cnn")
-# Every setting with its default, in schema order; the model keys come first.
+# Every setting with its default, in schema order (the model keys come first): the
+# Scenario's own fields and defaults, so a default is stated once, there.
 SETTINGS: dict[str, Any] = {
-    "mode": Mode.TRAINING,
-    "precision": Precision.FP32,
-    "optimizer": Optimizer.ADAMW,
-    "batch_size": 1,
-    "seq_len": 512,
-    "optimizer_impl": OptimizerImpl.FOREACH,
-    "checkpointing": Checkpointing.NONE,
-    "attention": Attention.SDPA,
-    "grad_accum_steps": 1,
-    "finetune": Finetune.FULL,
-    "lora_rank": 16,
-    "lora_targets": LoraTargets.QV,
-    "lora_dropout": Decimal(0),
-    "group_size": 128,
-    "decoder_seq_len": None,
-    "image_size": None,
-    "num_gpus": 1,
-    "sharding": Sharding.NONE,
-    "tensor_parallel": 1,
-    "offload_optimizer": False,
-    "new_tokens": 0,
-    "kv_cache_dtype": KvDtype.AUTO,
-    "logits": Logits.LAST,
-    "device": Device.CUDA,
-    "cuda_context_mib": 740,
-    "allocator_overhead_percent": Decimal(5),
+    f.name: f.default for f in fields(Scenario) if f.name not in ("model", "source")
 }
 SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
     spec.key: spec

@@ -15,6 +15,8 @@ from typing import Any
 
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
+from nnmem.formats import LABELS as FORMAT_LABELS
+from nnmem.formats import Format
 from nnmem.models.architecture import Family, Transformer
 from nnmem.scenario import (
     LABELS,
@@ -316,16 +318,14 @@ def _candidates(s: Scenario) -> list[tuple[str, str, dict[str, Any]]]:
                 )
             )
     else:
-        for fmt, label in (
-            ("fp8", "FP8"),
-            ("int8", "INT8"),
-            ("awq", "AWQ 4-bit"),
-            ("nf4_dq", "NF4 4-bit"),
-            ("q4_k_m", "GGUF Q4_K_M"),
-        ):
+        for fmt in (Format.FP8, Format.INT8, Format.AWQ, Format.NF4_DQ, Format.Q4_K_M):
             if s.precision.value in ("fp32", "fp16", "bf16"):
                 out.append(
-                    (f"quantize-{fmt}", f"Quantize the weights to {label}", {"precision": fmt})
+                    (
+                        f"quantize-{fmt.value}",
+                        f"Quantize the weights to {FORMAT_LABELS[fmt]}",
+                        {"precision": fmt.value},
+                    )
                 )
         decoder = isinstance(model, Transformer) and model.family in (Family.DECODER, Family.MOE)
         if decoder and s.kv_cache_dtype is not KvDtype.FP8:

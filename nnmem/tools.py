@@ -76,6 +76,42 @@ def chinchilla_tokens(params: int) -> int:
     return CHINCHILLA_TOKENS_PER_PARAM * params
 
 
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training run of ``6·N·D`` FLOPs takes on a number of GPUs."""
+
+    flops: int
+    achieved_tflops: Fraction  # per GPU: its peak times the utilisation
+    tokens_per_second_per_gpu: Fraction  # achieved rate ÷ 6·N FLOPs per token
+    gpu_hours: Fraction
+    days: Fraction  # wall clock with every GPU busy
+    cost: Fraction  # GPU-hours × the price of one
+
+
+def training_run(
+    params: int, tokens: int, peak_tflops: Fraction, mfu: Fraction, gpus: int, price: Fraction
+) -> TrainingRun:
+    """Compute, time and cost of training ``params`` on ``tokens`` (``C = 6·N·D``).
+
+    A 7B model on 1T tokens at 50% of 1,000 TFLOPS, on 8 GPUs at 2 per GPU-hour:
+
+    >>> run = training_run(7 * 10**9, 10**12, Fraction(1000), Fraction(1, 2), 8, Fraction(2))
+    >>> float(run.gpu_hours), float(run.days), float(run.cost)
+    (23333.333333333332, 121.52777777777777, 46666.666666666664)
+    """
+    flops = training_flops(params, tokens)
+    achieved = peak_tflops * mfu
+    gpu_hours = gpu_seconds(flops, peak_tflops, mfu) / SECONDS_PER_HOUR
+    return TrainingRun(
+        flops=flops,
+        achieved_tflops=achieved,
+        tokens_per_second_per_gpu=achieved * TERA / (6 * params),
+        gpu_hours=gpu_hours,
+        days=gpu_hours / gpus / 24,
+        cost=gpu_hours * price,
+    )
+
+
 # --- inference throughput -----------------------------------------------------------------
 
 

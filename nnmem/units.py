@@ -1,4 +1,5 @@
-"""Byte counts as text. Estimates stay integer bytes; units exist only here.
+"""Byte counts, counts, times and plain numbers as text. Estimates stay integer bytes
+and exact fractions; units and rounding exist only here.
 
 Decimal units (kB, MB, GB, TB = 10^3, 10^6, 10^9, 10^12 bytes) are the default, as GPU
 vendors and ``torch.cuda.mem_get_info`` users quote them; binary units (KiB, MiB, GiB,
@@ -9,6 +10,7 @@ so CPython and Pyodide agree to the last digit.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 _DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 _BINARY_UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
@@ -39,7 +41,11 @@ def human(n_bytes: int, binary: bool = False) -> str:
     '14.00 GiB'
     >>> human(512)
     '512 B'
+    >>> human(-4_251_416_576)
+    '-4.25 GB'
     """
+    if n_bytes < 0:
+        return f"-{human(-n_bytes, binary)}"
     units = _BINARY_UNITS if binary else _DECIMAL_UNITS
     for index, (name, size) in enumerate(units):
         places = 2 if index < 2 else 1
@@ -60,3 +66,68 @@ def percent(part: int, whole: int) -> str:
     if whole == 0:
         return "0.0%"
     return f"{scaled(part * 100, whole, 1)}%"
+
+
+def fixed(value: Fraction | int, places: int) -> str:
+    """An exact number with ``places`` decimals, rounded half-up, with separators.
+
+    >>> fixed(Fraction(2, 3), 1), fixed(Fraction(-5, 2), 0), fixed(1234567, 0)
+    ('0.7', '-3', '1,234,567')
+    """
+    exact = Fraction(value)
+    return scaled(exact.numerator, exact.denominator, places)
+
+
+def plain(value: Fraction | int | float, places: int = 2, separators: bool = True) -> str:
+    """A number to at most ``places`` decimals, trailing zeros dropped: ``4.5``, ``1,024``.
+
+    >>> plain(Fraction(9, 2)), plain(1024), plain(0.5156), plain(8_030.261248, 6, False)
+    ('4.5', '1,024', '0.52', '8030.261248')
+    >>> plain(-0.004), plain(Fraction(-3, 2))
+    ('0', '-1.5')
+    """
+    exact = Fraction(str(value)) if isinstance(value, float) else Fraction(value)
+    text = fixed(exact, places)
+    if not separators:
+        text = text.replace(",", "")
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text in ("-0", "") else text
+
+
+def count(n: int, words: bool = False, million_places: int = 1) -> str:
+    """A count of parameters or tokens: ``8.03B`` or ``110.0M``, ``8.03 billion`` in words.
+
+    >>> count(8_030_261_248), count(109_482_240), count(109_482_240, million_places=0)
+    ('8.03B', '109.5M', '109M')
+    >>> count(6_738_415_616, words=True), count(-2_500_000)
+    ('6.74 billion', '-2.5M')
+    """
+    if n < 0:
+        return f"-{count(-n, words, million_places)}"
+    # Pick the unit by the rounded value, so 999,999,999 reads 1.00B, not 1,000.0M.
+    if Decimal(n) / 10**6 >= 1000 - Decimal("0.5").scaleb(-million_places):
+        value, unit = scaled(n, 10**9, 2), (" billion" if words else "B")
+    else:
+        value, unit = scaled(n, 10**6, million_places), (" million" if words else "M")
+    return f"{value}{unit}"
+
+
+def duration(seconds: Fraction | int) -> str:
+    """A time in the unit that reads best: ms below 1 s, s up to 2 min, min up to 2 h,
+    h up to 2 days, then days.
+
+    >>> duration(Fraction(1, 8)), duration(90), duration(600), duration(7200), duration(10**6)
+    ('125.0 ms', '90.00 s', '10.0 min', '2.0 h', '11.6 days')
+    """
+    s = Fraction(seconds)
+    if s < 0:
+        return f"-{duration(-s)}"
+    if s < 1:
+        return f"{fixed(s * 1000, 1)} ms"
+    if s < 120:
+        return f"{fixed(s, 2)} s"
+    if s < 7200:
+        return f"{fixed(s / 60, 1)} min"
+    if s < 2 * 86400:
+        return f"{fixed(s / 3600, 1)} h"
+    return f"{fixed(s / 86400, 1)} days"

@@ -55,7 +55,8 @@ def test_exact_file_list(site: Path) -> None:
         "sitemap.xml",
         "robots.txt",
         "assets/guide.css",
-        "assets/app.js",
+        "assets/calculator.js",
+        "assets/form.js",
         "assets/engine.js",
         "assets/theme.js",
         "assets/tool.js",
@@ -102,7 +103,7 @@ def test_prerendered_default_result(site: Path) -> None:
 def test_root_build_uses_page_relative_urls(site: Path) -> None:
     html = (site / "index.html").read_text()
     assert re.search(r'href="\./assets/style\.css\?v=[0-9a-f]{10}"', html)
-    assert re.search(r'src="\./assets/app\.js\?v=[0-9a-f]{10}"', html)
+    assert re.search(r'src="\./assets/calculator\.js\?v=[0-9a-f]{10}"', html)
     assert 'data-pyodide="./pyodide/"' in html
     assert not re.search(r'(href|src)="/', html), "index.html must not use absolute URLs"
     not_found = (site / "404.html").read_text()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import build
-from nnmem.web.tools import call, defaults
+from nnmem.web import handle
+from nnmem.web.tools import defaults
 
 TOOL_PAGES = {
     "gpu-vram-guide": "gpu-guide",
@@ -45,7 +46,7 @@ def test_each_page_names_its_tool_and_has_a_place_in_the_navigation() -> None:
 def test_calculator_pages_hold_the_default_answer(site: Path, tool: str) -> None:
     page = next(p for p, t in TOOL_PAGES.items() if t == tool)
     html = (site / f"{page}.html").read_text()
-    reply = json.loads(call(tool, json.dumps({"fields": defaults(tool)})))
+    reply = json.loads(handle(json.dumps({"page": tool, "fields": defaults(tool)})))
     for key, value in reply["values"].items():
         if f'id="r-{key}"' in html:
             assert f'id="r-{key}" data-value="{value}"' in html

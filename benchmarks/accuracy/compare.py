@@ -244,10 +244,8 @@ def estimated_values(result: Estimate) -> dict[str, int]:
     else:
         values["activations"] = result.saved_activation_bytes
     if result.scenario.device.value == "cuda":
-        overhead = {t.key: t.bytes for t in result.overheads}
-        allocated = result.tensor_peak_bytes + overhead.get("cublas_workspace", 0)
-        values["allocated_peak"] = allocated
-        values["reserved_peak"] = allocated + overhead.get("allocator_reserve", 0)
+        values["allocated_peak"] = result.allocated_bytes
+        values["reserved_peak"] = result.reserved_bytes
         values["device_total"] = result.total_bytes
     return values
 

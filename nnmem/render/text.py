@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from nnmem.models.architecture import Transformer
 from nnmem.result import Estimate
 from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Scenario
 from nnmem.terms import Term
-from nnmem.units import human, percent, scaled
+from nnmem.units import human, percent, plain, scaled
 
 MB = 10**6
 GB = 10**9
 GIB = 2**30
 HEADER = ("Component", "Memory (MB)", "Memory (GB)", "% of total")
-
-
-def _millions(n: int) -> str:
-    return scaled(n, MB, 3).rstrip("0").rstrip(".")
 
 
 def model_name(scenario: Scenario) -> str:
@@ -26,7 +24,7 @@ def model_name(scenario: Scenario) -> str:
     """
     m = scenario.model
     if isinstance(m, GenericModel):
-        return f"{_millions(m.params)}M parameters"
+        return f"{plain(Fraction(m.params, MB), 3)}M parameters"
     if scenario.kind is ModelKind.PRESET:
         from nnmem import catalog
 

@@ -6,28 +6,52 @@ scenario, and an estimate into the HTML fragments and figures the page paints.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from nnmem.errors import NnmemError
 from nnmem.scenario import load_json
+from nnmem.validation import shown
 from nnmem.web import calculator, tools
+from nnmem.web.reply import fatal, reply
 
 CALCULATOR = "calculator"
+PAGES = (CALCULATOR, *tools.TOOLS)
+
+
+def _read(request: str) -> tuple[str, dict[str, Any]]:
+    """The page asking and its fields, or the problem with the request."""
+    data = load_json(request, "fields", "The request")
+    if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+        raise NnmemError.single("fields", "The request must hold a fields object.")
+    page = data.get("page", CALCULATOR)
+    if page not in PAGES:
+        raise NnmemError.single(
+            "page", f"Page must be one of {', '.join(PAGES)} (got {shown(page)})."
+        )
+    return page, data["fields"]
 
 
 def handle(request: str) -> str:
     """Answer one request from a page, ``{"page": ..., "fields": {...}}``; never raises.
 
-    ``page`` is ``"calculator"`` (the default) or a tool's name.
+    ``page`` is ``"calculator"`` (the default) or a tool's name; every answer has the
+    shape :mod:`nnmem.web.reply` describes.
 
-    >>> import json
-    >>> reply = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
-    >>> reply["ok"], reply["errors"][0]["field"]
+    >>> answer = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
+    >>> answer["ok"], answer["errors"][0]["field"]
     (False, 'params_billions')
+    >>> json.loads(handle("not json"))["errors"]
+    [{'field': 'fields', 'message': 'The request is not valid JSON: Expecting value at line 1, \
+column 1.'}]
+    >>> json.loads(handle("[]"))["errors"]
+    [{'field': 'fields', 'message': 'The request must hold a fields object.'}]
     """
     try:
-        data = load_json(request, "page", "The request")
-    except NnmemError:
-        data = None  # the calculator answers it with the reason
-    page = data.get("page", CALCULATOR) if isinstance(data, dict) else CALCULATOR
-    if page == CALCULATOR:
-        return calculator.compute(request)
-    return tools.call(str(page), request)
+        page, fields = _read(request)
+        answer = calculator.answer(fields) if page == CALCULATOR else tools.answer(page, fields)
+    except NnmemError as error:
+        answer = reply(False, error.problems)
+    except Exception as error:  # the page must get an answer, never a traceback
+        answer = fatal(error)
+    return json.dumps(answer)

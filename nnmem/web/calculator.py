@@ -1,62 +1,46 @@
-"""The one entry point the browser calls: JSON in, JSON out.
+"""The calculator page's answer: its fields in, the estimate as the page paints it out.
 
-The page sends ``{"fields": {<control name>: <string>, ...}}`` (see :mod:`nnmem.web.form`
-for the controls) and gets back the estimate with its prerendered HTML fragments, the
-fit on the chosen GPU, and the problems, each naming the control it belongs to.
-Nothing here raises: a bug becomes a plain message, never a traceback on the page.
+The page's fields (see :mod:`nnmem.web.form` for the controls) reach :func:`answer`
+through :func:`nnmem.web.handle`; the reply holds the estimate with its HTML fragments,
+the fit on the chosen GPU, and the problems, each naming the control it belongs to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import replace
+from fractions import Fraction
 from html import escape
 from typing import Any
 
 from nnmem import catalog
-from nnmem.errors import NnmemError, Problem, plain_fatal
+from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.render.html import formula_html, notes_html, phases_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
 from nnmem.render.text import describe, total_detail, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (
-    FINETUNE,
     LABELS,
-    MODE,
-    PRECISION,
-    SETTINGS,
-    Finetune,
     Mode,
-    ModelKind,
-    Precision,
     Scenario,
-    load_json,
-    parse,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
-from nnmem.units import human
+from nnmem.units import fixed, human
 from nnmem.web.form import (
     DEFAULT_FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
-    MODEL_FIELDS,
     PRESETS,
     VIEW_FIELDS,
-    Describe,
-    FormField,
     PlotAxis,
-    Translation,
     Units,
-    fill_values,
     gpu_groups,
-    inactive_for,
-    page_field,
-    read_view,
+    read,
     translate,
 )
+from nnmem.web.reply import reply
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -65,86 +49,10 @@ __all__ = [
     "GPU_OPTIONS",
     "PRESETS",
     "VIEW_FIELDS",
-    "FormField",
-    "compute",
+    "answer",
     "gpu_groups",
     "prerender",
 ]
-
-_MODEL_CONTROLS = {key for keys in MODEL_FIELDS.values() for key in keys}
-_MAX_MESSAGE = 400  # characters: every echo is already cut short; this is the backstop
-
-
-# --- the page's request: {"fields": {...}} -------------------------------------------------
-
-
-def _lenient(spec: Any, fields: Mapping[str, object], default: Any) -> Any:
-    read = spec.read(str(fields.get(spec.key, default.value)))
-    return default if isinstance(read, Problem) else read
-
-
-def _model_only(t: Translation) -> tuple[ModelKind, object]:
-    """The model alone, for hiding fields when some setting is wrong."""
-    kind = ModelKind(t.data.get("model", "generic"))
-    keys = {"model", "params_millions", "hidden_size", "num_layers", "config", "preset", "cnn"}
-    try:
-        scenario = parse({k: v for k, v in t.data.items() if k in keys})
-    except NnmemError:
-        return kind, None
-    return scenario.kind, scenario.model
-
-
-def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario | None) -> list[str]:
-    if scenario is not None:
-        kind, model = scenario.kind, scenario.model
-        mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
-    else:
-        kind, model = _model_only(t)
-        mode = _lenient(MODE, fields, Mode.TRAINING)
-        finetune = _lenient(FINETUNE, fields, Finetune.FULL)
-        precision = _lenient(PRECISION, fields, Precision.FP32)
-    return inactive_for(t.describe, kind, mode, model, finetune, precision)
-
-
-def _placed(problem: Problem, t: Translation) -> Problem:
-    """The problem against the page control it belongs to, its message cut to size."""
-    message = problem.message
-    if len(message) > _MAX_MESSAGE:
-        message = message[: _MAX_MESSAGE - 1] + "…"
-    return Problem(page_field(problem, t), message, problem.input)
-
-
-def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, list[Problem]]:
-    """The scenario the fields describe, or every problem, each against its control."""
-    t = translate(fields)
-    problems = list(t.problems)
-    scenario = None
-    try:
-        scenario = parse(t.data)
-    except NnmemError as error:
-        # Once the translation found the model's problem, parse's view of it adds nothing.
-        # (The preset search is in view in every mode but describes the model only in one.)
-        model_known = any(
-            p.field in _MODEL_CONTROLS and (p.field != "preset" or t.describe is Describe.FIELDS)
-            for p in problems
-        )
-        taken = {p.field for p in problems}
-        placed = (_placed(q, t) for q in error.problems)
-        problems += [
-            p
-            for p in placed
-            if p.field not in taken and not (model_known and p.field not in SETTINGS)
-        ]
-    if scenario is None and problems:
-        # A bad value in a hidden setting must not block the estimate: drop those settings.
-        hidden = set(_inactive(t, fields, None)) & set(SETTINGS)
-        if all(p.field in hidden for p in problems):
-            data = {k: v for k, v in t.data.items() if k not in hidden}
-            with contextlib.suppress(NnmemError):
-                scenario, problems = parse(data), []
-        else:
-            problems = [p for p in problems if p.field not in hidden]
-    return t, scenario, problems
 
 
 def _apply(changes: Mapping[str, object]) -> str:
@@ -173,7 +81,7 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     where = f"{escape(fit.gpu_name)} ({escape(human(fit.budget, binary))} usable)"
     need = escape(human(fit.need, binary))
     if fit.fits:
-        share = f"{100 * fit.headroom / fit.budget:.0f}%" if fit.budget else "0%"
+        share = f"{fixed(Fraction(100 * fit.headroom, fit.budget), 0)}%" if fit.budget else "0%"
         return (
             f'<p class="verdict" data-fit="yes" data-headroom="{fit.headroom}">'
             f"<strong>Fits</strong> on {where}: needs {need}, leaving "
@@ -341,36 +249,37 @@ def _plot(
     return plot_svg(points, axis.value, result, capacity, name, binary)
 
 
-def _answer(fields: Mapping[str, object]) -> dict[str, Any]:
-    gpu_id, units, axis, view_problems = read_view(fields)
-    binary = units is Units.GIB
-    t, scenario, problems = _read(fields)
-    problems += view_problems
-    inactive = _inactive(t, fields, scenario)
-    reply: dict[str, Any] = {
-        "ok": False,
-        "errors": [{"field": p.field, "message": p.message} for p in problems],
-        "inactive": inactive,
-        "fill": {},
-    }
-    if scenario is not None:
-        reply["fill"] = fill_values(t, scenario.model)
-    if "describe" not in fields:
-        # A link in the schema's terms (model=preset, ...): show the mode it was read as.
-        reply["fill"]["describe"] = t.describe.value
-    if problems or scenario is None:
-        return reply
+def answer(fields: Mapping[str, object]) -> dict[str, Any]:
+    """The reply to the calculator's fields: the estimate as the page paints it, the fit on
+    the chosen GPU, or every problem against its control.
+
+    >>> got = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
+    >>> got["ok"], got["total_text"], "optimizer" in got["inactive"]
+    (True, '4.47 GiB', False)
+    >>> answer({"params_millions": "-1"})["errors"]
+    [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
+parameters above 0 and at most 10,000,000 (got -1).'}]
+    """
+    page = read(fields)
+    scenario, gpu_id, axis, inactive, fill = (
+        page.scenario,
+        page.gpu,
+        page.axis,
+        page.inactive,
+        page.fill,
+    )
+    binary = page.units is Units.GIB
+    if page.problems or scenario is None:
+        return reply(False, page.problems, inactive=inactive, fill=fill)
     result = estimate(scenario, gpu_id or None)
     fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
     ideas: tuple[Suggestion, ...] | list[Suggestion]
     ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
-    reply |= {
-        "ok": True,
-        "description": describe(scenario),
-        "total_bytes": result.total_bytes,
-        "total_text": total_text(result, binary),
-        "total_detail": total_detail(result, binary),
-        "html": {
+    return reply(
+        True,
+        inactive=inactive,
+        fill=fill,
+        html={
             "table": table_html(result, binary),
             "chart": chart_svg(result, binary),
             "plot": _plot(scenario, result, axis, fit, gpu_id or None, binary),
@@ -381,15 +290,18 @@ def _answer(fields: Mapping[str, object]) -> dict[str, Any]:
             "formula": formula_html(result, binary),
             "notes": notes_html(result),
         },
-        "download": {
+        description=describe(scenario),
+        total_bytes=result.total_bytes,
+        total_text=total_text(result, binary),
+        total_detail=total_detail(result, binary),
+        download={
             "scenario": scenario.to_dict(),
             "estimate": result.to_dict(),
             "gpu": _gpu_dict(gpu_id),
             "verdict": None if fit is None else _verdict_dict(fit),
             "solvers": None if fit is None else _solvers_dict(fit),
         },
-    }
-    return reply
+    )
 
 
 def _gpu_dict(gpu_id: str) -> dict[str, Any] | None:
@@ -414,35 +326,10 @@ def _solvers_dict(fit: Fit) -> dict[str, Any]:
     return {k: data[k] for k in ("max_batch", "max_seq_len", "min_gpus", "suggestions")}
 
 
-def compute(request: str) -> str:
-    """Answer one request from the page.
-
-    >>> reply = json.loads(compute(json.dumps({"fields": {**DEFAULT_FIELDS,
-    ...     "gpu": "rtx-4090", "units": "gib"}})))
-    >>> reply["ok"], reply["total_text"], "optimizer" in reply["inactive"]
-    (True, '4.47 GiB', False)
-    >>> json.loads(compute('{"fields": {"params_millions": "-1"}}'))["errors"]
-    [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
-parameters above 0 and at most 10,000,000 (got -1).'}]
-    """
-    try:
-        data = load_json(request, "fields", "The request")
-        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
-            return json.dumps(_answer(data["fields"]))
-        problem = {"field": "fields", "message": "The request must hold a fields object."}
-        return json.dumps({"ok": False, "errors": [problem], "inactive": [], "fill": {}})
-    except NnmemError as error:  # the request itself is not JSON
-        fatal = error.problems[0].message
-        return json.dumps({"ok": False, "errors": [], "inactive": [], "fill": {}, "fatal": fatal})
-    except Exception as error:  # the page must get an answer, never a traceback
-        fatal = plain_fatal(error)
-        return json.dumps({"ok": False, "errors": [], "inactive": [], "fill": {}, "fatal": fatal})
-
-
 def prerender() -> dict[str, Any]:
     """The reply for ``DEFAULT_FIELDS``: what the build paints before Python loads."""
-    reply: dict[str, Any] = json.loads(compute(json.dumps({"fields": DEFAULT_FIELDS})))
-    return reply
+    prerendered: dict[str, Any] = json.loads(json.dumps(answer(DEFAULT_FIELDS)))
+    return prerendered
 
 
 # The default inputs in the schema's own terms (what DEFAULT_FIELDS describe), for the

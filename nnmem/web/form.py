@@ -17,31 +17,39 @@ Every other control is a schema setting under its own name, or a view control
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any, NamedTuple
 
 from nnmem import catalog
-from nnmem.errors import Problem
+from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
+    FINETUNE,
     LABELS,
+    MODE,
     MODEL_KEYS,
+    PRECISION,
     SETTINGS,
     SPECS,
     Finetune,
     Mode,
     ModelKind,
     Precision,
+    Scenario,
     inactive_fields,
     load_json,
+    parse,
 )
-from nnmem.units import scaled
+from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
+from nnmem.web.fields import Field
 
 
 class Describe(StrEnum):
@@ -187,35 +195,13 @@ MODEL_FIELDS[Describe.FIELDS] += tuple(CONFIG_BY_NAME)
 # --- the form, as the build renders it ---------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FormField:
-    """One control of the calculator form.
-
-    ``kind`` is number, choice, radio (a choice shown as segments), text, search (text
-    with suggestions: the preset), textarea or flag; ``options`` are (value, label) pairs
-    for a choice or radio (and the suggestions of a search); ``describe_modes`` lists the
-    describe modes the control belongs to (empty: all); ``form`` names the form a control
-    placed outside it belongs to (the view controls sit next to the result they change).
-    """
-
-    key: str
-    label: str
-    hint: str
-    kind: str
-    inputmode: str = ""
-    unit: str = ""
-    options: tuple[tuple[str, str], ...] = ()
-    describe_modes: tuple[str, ...] = ()
-    form: str = ""
-
-
 class FormSection(NamedTuple):
     """One group of controls: ``(id, title, open, fields)``; closed ones fold away."""
 
     id: str
     title: str
     open: bool
-    fields: tuple[FormField, ...]
+    fields: tuple[Field, ...]
 
 
 class PresetOption(NamedTuple):
@@ -226,31 +212,27 @@ class PresetOption(NamedTuple):
     kind: str
 
 
-def _number(key: str, hint: str, unit: str = "") -> FormField:
+def _number(key: str, hint: str, unit: str = "") -> Field:
     spec = SPECS[key]
     assert isinstance(spec, NumberSpec)
     inputmode = "numeric" if spec.whole else "decimal"
-    return FormField(key, spec.label, hint, "number", inputmode, unit, (), _modes(key))
+    return Field(
+        key, spec.label, hint, "number", unit=unit, inputmode=inputmode, describe_modes=_modes(key)
+    )
 
 
-def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> FormField:
+def _choice(spec: ChoiceSpec[Any] | str, hint: str, kind: str = "choice") -> Field:
     if isinstance(spec, str):
         found = SPECS[spec]
         assert isinstance(found, ChoiceSpec)
         spec = found
-    labels = {**LABELS, **VIEW_LABELS}
-    options = tuple((m.value, labels[m]) for m in spec.enum)
-    return FormField(spec.key, spec.label, hint, kind, options=options)
+    view = spec.enum in (Describe, Units, PlotAxis)
+    options = tuple((m.value, VIEW_LABELS[m] if view else LABELS[m]) for m in spec.enum)
+    return Field(spec.key, spec.label, hint, kind, options=options)
 
 
 def _modes(key: str) -> tuple[str, ...]:
     return tuple(d.value for d, keys in MODEL_FIELDS.items() if key in keys)
-
-
-def _params_label(n: int) -> str:
-    if n >= 10**9:
-        return f"{scaled(n, 10**9, 2)}B"
-    return f"{scaled(n, 10**6, 0)}M"
 
 
 GPU_GROUPS: tuple[tuple[str, str], ...] = (
@@ -291,7 +273,7 @@ def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
 PRESETS: tuple[PresetOption, ...] = tuple(
     PresetOption(
         m.id,
-        f"{m.name} · {_params_label(m.params)}",
+        f"{m.name} · {count(m.params, million_places=0)}",
         "cnn" if m.architecture == "cnn" else "transformer",
     )
     for m in catalog.models().values()
@@ -337,24 +319,24 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
 }
 
 
-def _setting(key: str) -> FormField:
+def _setting(key: str) -> Field:
     hint, unit = _HINTS[key]
     spec = SPECS[key]
     if isinstance(spec, NumberSpec):
         return _number(key, hint, unit)
     if isinstance(spec, FlagSpec):
-        return FormField(key, spec.label, hint, "flag")
+        return Field(key, spec.label, hint, "flag")
     return _choice(spec, hint)
 
 
-def _config_field(c: ConfigField) -> FormField:
+def _config_field(c: ConfigField) -> Field:
     modes = (Describe.FIELDS.value,)
     if c.kind == "flag":
         options = (("", "As in the base config"), ("true", "Tied"), ("false", "Separate"))
-        return FormField(c.name, c.label, c.hint, "choice", options=options, describe_modes=modes)
+        return Field(c.name, c.label, c.hint, "choice", options=options, describe_modes=modes)
     if c.kind == "text":
-        return FormField(c.name, c.label, c.hint, "text", describe_modes=modes)
-    return FormField(c.name, c.label, c.hint, "number", "numeric", describe_modes=modes)
+        return Field(c.name, c.label, c.hint, "text", describe_modes=modes)
+    return Field(c.name, c.label, c.hint, "number", inputmode="numeric", describe_modes=modes)
 
 
 _MODEL_SECTION = (
@@ -363,7 +345,7 @@ _MODEL_SECTION = (
         "Give the model as a size, a preset's fields, a config.json or CNN layers.",
         "radio",
     ),
-    FormField(
+    Field(
         "preset",
         "Preset",
         "A catalog model; its fields below fill in and stay editable.",
@@ -377,14 +359,14 @@ _MODEL_SECTION = (
     _number("hidden_size", "Width h of each layer; empty works it out from the size."),
     _number("num_layers", "Layers L; empty works it out from the size."),
     *(_config_field(c) for c in CONFIG_FIELDS),
-    FormField(
+    Field(
         "config",
         "config.json",
         "Paste a Hugging Face config.json; the model's shape is read from it.",
         "textarea",
         describe_modes=(Describe.CONFIG.value,),
     ),
-    FormField(
+    Field(
         "cnn",
         "CNN",
         "A built-in network (resnet18 … resnet152, vgg11 … vgg19) or a JSON layer list.",
@@ -423,8 +405,8 @@ _ADVANCED_KEYS = (
     "allocator_overhead_percent",
 )
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
-VIEW_FIELDS: tuple[FormField, ...] = (
-    FormField(
+VIEW_FIELDS: tuple[Field, ...] = (
+    Field(
         "gpu",
         "GPU",
         "Judge the fit on this GPU: verdict, largest batch and what to change.",
@@ -448,7 +430,7 @@ FORM_SECTIONS: tuple[FormSection, ...] = (
     FormSection("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
     FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
 )
-FIELDS: dict[str, FormField] = {
+FIELDS: dict[str, Field] = {
     f.key: f for fields in (*(s.fields for s in FORM_SECTIONS), VIEW_FIELDS) for f in fields
 }
 
@@ -542,15 +524,8 @@ def read_view(fields: Mapping[str, object]) -> tuple[str, Units, PlotAxis, list[
 
 def _json_field(text: str, key: str, label: str) -> object:
     if len(text) > _TEXT_LIMIT:
-        raise_one(key, f"{label} is too long: at most {_TEXT_LIMIT:,} characters.")
+        raise NnmemError.single(key, f"{label} is too long: at most {_TEXT_LIMIT:,} characters.")
     return load_json(text, key, label)
-
-
-def raise_one(key: str, message: str) -> None:
-    """Raise the NnmemError for one field."""
-    from nnmem.errors import NnmemError
-
-    raise NnmemError.single(key, message)
 
 
 def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Problem]]:
@@ -600,8 +575,6 @@ def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
 
 def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, str, Problem | None]:
     """The fields mode's starting config: the preset's, else the pasted config's."""
-    from nnmem.errors import NnmemError
-
     preset = _text(fields, "preset").strip()
     if preset:
         entry = catalog.models().get(preset.lower())
@@ -655,8 +628,6 @@ def translate(fields: Mapping[str, object]) -> Translation:
     >>> t.data["model"], t.data["config"]["num_hidden_layers"], t.edited
     ('transformer', 16, True)
     """
-    from nnmem.errors import NnmemError
-
     describe = _describe(fields)
     problems: list[Problem] = []
     if isinstance(describe, Problem):
@@ -788,7 +759,7 @@ _CONFIG_CONTROL: dict[object, str] = {
 
 def _millions(params: int) -> str:
     """A parameter count in millions as the form takes it: 8030.261248, 110."""
-    return scaled(params, 10**6, 6).replace(",", "").rstrip("0").rstrip(".")
+    return plain(Fraction(params, 10**6), 6, separators=False)
 
 
 def fill_values(translation: Translation, model: object) -> dict[str, str]:
@@ -834,3 +805,105 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
             named = model.name != "custom"
             fill["cnn"] = model.name if named else json.dumps(model.to_dict(), indent=2)
     return fill
+
+
+# --- the page's fields read at once: view, scenario, problems, what to hide and fill ---------
+
+_MODEL_CONTROLS = {key for keys in MODEL_FIELDS.values() for key in keys}
+
+
+def _lenient(spec: Any, fields: Mapping[str, object], default: Any) -> Any:
+    read = spec.read(str(fields.get(spec.key, default.value)))
+    return default if isinstance(read, Problem) else read
+
+
+def _model_only(t: Translation) -> tuple[ModelKind, object]:
+    """The model alone, for hiding fields when some setting is wrong."""
+    kind = ModelKind(t.data.get("model", "generic"))
+    keys = {"model", "params_millions", "hidden_size", "num_layers", "config", "preset", "cnn"}
+    try:
+        scenario = parse({k: v for k, v in t.data.items() if k in keys})
+    except NnmemError:
+        return kind, None
+    return scenario.kind, scenario.model
+
+
+def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario | None) -> list[str]:
+    if scenario is not None:
+        kind, model = scenario.kind, scenario.model
+        mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
+    else:
+        kind, model = _model_only(t)
+        mode = _lenient(MODE, fields, Mode.TRAINING)
+        finetune = _lenient(FINETUNE, fields, Finetune.FULL)
+        precision = _lenient(PRECISION, fields, Precision.FP32)
+    return inactive_for(t.describe, kind, mode, model, finetune, precision)
+
+
+def _placed(problem: Problem, t: Translation) -> Problem:
+    """The problem against the page control it belongs to, its message cut to size."""
+    return Problem(page_field(problem, t), problem.message, problem.input)
+
+
+def _read(fields: Mapping[str, object]) -> tuple[Translation, Scenario | None, list[Problem]]:
+    """The scenario the fields describe, or every problem, each against its control."""
+    t = translate(fields)
+    problems = list(t.problems)
+    scenario = None
+    try:
+        scenario = parse(t.data)
+    except NnmemError as error:
+        # Once the translation found the model's problem, parse's view of it adds nothing.
+        # (The preset search is in view in every mode but describes the model only in one.)
+        model_known = any(
+            p.field in _MODEL_CONTROLS and (p.field != "preset" or t.describe is Describe.FIELDS)
+            for p in problems
+        )
+        taken = {p.field for p in problems}
+        placed = (_placed(q, t) for q in error.problems)
+        problems += [
+            p
+            for p in placed
+            if p.field not in taken and not (model_known and p.field not in SETTINGS)
+        ]
+    if scenario is None and problems:
+        # A bad value in a hidden setting must not block the estimate: drop those settings.
+        hidden = set(_inactive(t, fields, None)) & set(SETTINGS)
+        if all(p.field in hidden for p in problems):
+            data = {k: v for k, v in t.data.items() if k not in hidden}
+            with contextlib.suppress(NnmemError):
+                scenario, problems = parse(data), []
+        else:
+            problems = [p for p in problems if p.field not in hidden]
+    return t, scenario, problems
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Everything the calculator's fields say, read in one pass."""
+
+    gpu: str  # the GPU id, or "" for none
+    units: Units
+    axis: PlotAxis
+    scenario: Scenario | None  # None: the problems say why
+    problems: list[Problem]  # each against the control its loc names
+    inactive: list[str]  # controls that do not apply
+    fill: dict[str, str]  # values to show in model controls
+
+
+def read(fields: Mapping[str, object]) -> Reading:
+    """Read the page's flat string fields: the view, the scenario or every problem, the
+    controls to hide and the values to fill in.
+
+    >>> r = read({**DEFAULT_FIELDS, "describe": "fields", "preset": "llama-3.1-8b"})
+    >>> r.scenario.model.hidden, r.problems, r.fill["cfg_hidden_size"]
+    (4096, [], '4096')
+    """
+    gpu, units, axis, view_problems = read_view(fields)
+    t, scenario, problems = _read(fields)
+    fill = fill_values(t, scenario.model) if scenario is not None else {}
+    if "describe" not in fields:
+        # A link in the schema's terms (model=preset, ...): show the mode it was read as.
+        fill["describe"] = t.describe.value
+    inactive = _inactive(t, fields, scenario)
+    return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)

@@ -3,6 +3,7 @@
 // problem next to its field. It computes nothing: the formulas are in nnmem (Python).
 // It also makes tables with class "sortable" sortable by their column headings.
 import { startEngine } from "./engine.js";
+import * as forms from "./form.js";
 
 const DEBOUNCE_MS = 120;
 
@@ -46,40 +47,17 @@ function startTool() {
   let latest = 0;
   let pending = null;
 
-  // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
-  // names the problem next to the field, until the user picks a value there.
+  // Values from a link that no option of their <select> holds (see form.js).
   const rawValues = new Map();
-
-  function readForm() {
-    const fields = {};
-    for (const el of form.elements) if (el.name) fields[el.name] = el.value;
-    for (const [name, value] of rawValues) fields[name] = value;
-    return fields;
-  }
+  const readForm = () => forms.readForm(form, rawValues);
+  const showStale = (text) => forms.showStale(stale, text);
 
   // A shared link holds the values that differ from the page's defaults.
   const defaults = readForm();
   function readUrl() {
-    let any = false;
-    for (const [name, value] of new URLSearchParams(location.search)) {
-      const el = form.elements.namedItem(name);
-      if (!el || !(name in defaults)) continue;
-      any = true;
-      if (el.tagName === "SELECT" && ![...el.options].some((o) => o.value === value)) {
-        rawValues.set(name, value);
-      } else {
-        el.value = value;
-      }
+    if (forms.readUrl(form, defaults, rawValues).any) {
+      showStale("The result below is for the example inputs until the calculator has loaded.");
     }
-    if (any) showStale("The result below is for the example inputs until the calculator has loaded.");
-  }
-  function writeUrl(fields) {
-    const params = new URLSearchParams();
-    for (const [name, value] of Object.entries(fields)) {
-      if (value !== defaults[name]) params.set(name, value);
-    }
-    const query = params.toString();
-    history.replaceState(null, "", query ? `?${query}` : location.pathname);
   }
 
   // A field with data-when="key=value" shows only while that other field holds the value.
@@ -91,26 +69,11 @@ function startTool() {
     }
   }
 
-  function clearErrors() {
-    for (const box of form.querySelectorAll(".field")) {
-      box.classList.remove("invalid");
-      const control = box.querySelector("input, select, textarea");
-      if (control) control.removeAttribute("aria-invalid");
-      const error = box.querySelector(".error");
-      if (error) error.textContent = "";
-    }
-  }
-
-  function showStale(text) {
-    stale.textContent = text;
-    stale.hidden = !text;
-  }
-
   function paint(id, reply) {
     if (id !== latest) return; // an older answer: a newer request is on its way
-    clearErrors();
+    const unplaced = forms.placeErrors(form, reply.errors || []);
     if (reply.ok) {
-      result.innerHTML = reply.html;
+      result.innerHTML = reply.html.result;
       results.dataset.state = "live";
       showStale("");
       return;
@@ -120,19 +83,6 @@ function startTool() {
       showStale(`The calculator hit an internal problem (${reply.fatal}); the result shown is for the last valid inputs.`);
       return;
     }
-    const unplaced = [];
-    for (const problem of reply.errors) {
-      const box = form.querySelector(`.field[data-field="${CSS.escape(problem.field)}"]`);
-      if (!box || box.hidden) {
-        unplaced.push(problem.message);
-        continue;
-      }
-      box.classList.add("invalid");
-      const control = box.querySelector("input, select, textarea");
-      if (control) control.setAttribute("aria-invalid", "true");
-      const error = box.querySelector(".error");
-      error.textContent = error.textContent ? `${error.textContent} ${problem.message}` : problem.message;
-    }
     const prefix = "The result shown is for the last valid inputs.";
     showStale(unplaced.length ? `${unplaced.join(" ")} ${prefix}` : `Fix the marked field. ${prefix}`);
   }
@@ -141,7 +91,7 @@ function startTool() {
     if (!ready) return;
     latest += 1;
     const fields = readForm();
-    writeUrl(fields);
+    forms.writeUrl(fields, defaults);
     post({ type: "request", id: latest, page: tool.dataset.tool, fields });
   }
 

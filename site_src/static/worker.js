@@ -42,7 +42,7 @@ self.onmessage = async (event) => {
     try {
       reply = JSON.parse(handle(JSON.stringify({ page: message.page, fields: message.fields })));
     } catch (error) {
-      reply = { ok: false, errors: [], inactive: [], fatal: String(error) };
+      reply = { ok: false, errors: [], inactive: [], fill: {}, html: {}, values: {}, fatal: String(error) };
     }
     post({ type: "result", id: message.id, reply });
   }

@@ -12,7 +12,8 @@ from playwright.sync_api import Locator, Page, expect
 from nnmem.estimate import estimate
 from nnmem.result import Estimate
 from nnmem.scenario import parse
-from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO, compute
+from nnmem.web import handle
+from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO
 
 BASE = "/nnmem/"
 READY_TIMEOUT_MS = 60_000
@@ -67,7 +68,7 @@ def cpython_estimate(values: dict[str, str]) -> Estimate:
 
 def cpython_reply(fields: dict[str, str]) -> dict[str, Any]:
     """What nnmem.web.handle in this CPython answers for the same page fields."""
-    reply: dict[str, Any] = json.loads(compute(json.dumps({"fields": fields})))
+    reply: dict[str, Any] = json.loads(handle(json.dumps({"fields": fields})))
     return reply
 
 

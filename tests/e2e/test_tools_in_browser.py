@@ -16,7 +16,8 @@ from localserver import serve
 from playwright.sync_api import Page, Route, expect
 
 import build
-from nnmem.web.tools import call, defaults
+from nnmem.web import handle
+from nnmem.web.tools import defaults
 from site_helpers import BASE, READY_TIMEOUT_MS
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +57,7 @@ def open_live(page: Page, url: str) -> None:
 
 def expected(tool: str, changes: dict[str, str]) -> dict[str, str]:
     """What CPython's nnmem answers for the tool's defaults with ``changes``."""
-    reply = json.loads(call(tool, json.dumps({"fields": {**defaults(tool), **changes}})))
+    reply = json.loads(handle(json.dumps({"page": tool, "fields": {**defaults(tool), **changes}})))
     assert reply["ok"], reply
     values: dict[str, str] = reply["values"]
     return values
@@ -64,7 +65,7 @@ def expected(tool: str, changes: dict[str, str]) -> dict[str, str]:
 
 def problem(tool: str, changes: dict[str, str]) -> dict[str, str]:
     """The first problem CPython's nnmem reports for the tool's defaults with ``changes``."""
-    reply = json.loads(call(tool, json.dumps({"fields": {**defaults(tool), **changes}})))
+    reply = json.loads(handle(json.dumps({"page": tool, "fields": {**defaults(tool), **changes}})))
     assert not reply["ok"], reply
     first: dict[str, str] = reply["errors"][0]
     return first

@@ -456,8 +456,8 @@ def test_saved_terms_explain_themselves() -> None:
     saved = saved_activations(from_spec(tiny_spec()), 2, "amp")
     bn = saved.term("layers[1]")
     assert bn.label == "layers[1] (batchnorm2d)"
-    assert bn.formula == "2 × 64 × 2 B + 8 × 4 B"
-    assert bn.detail == "layers[1] input 4×4×4; layers[1] save_mean, save_invstd 2×4"
+    assert bn.substituted == "2 × 64 × 2 B + 8 × 4 B"
+    assert bn.formula == "layers[1] input 4×4×4; layers[1] save_mean, save_invstd 2×4"
     assert saved.term("weight_copies").kind is TermKind.WEIGHT_COPY
     assert saved.weight_copy_bytes == 240
     assert saved.input_bytes == 0  # autocast keeps a copy, counted as an activation
@@ -655,5 +655,13 @@ def test_inference_working_set(name: str, dtype_bytes: int, values: int, at: str
 
 def test_terms_are_json_ready() -> None:
     term = saved_activations(builtin("resnet18"), 1).terms[0]
-    assert set(term.to_dict()) == {"key", "label", "bytes", "formula", "detail", "kind", "source"}
+    assert set(term.to_dict()) == {
+        "key",
+        "label",
+        "bytes",
+        "formula",
+        "substituted",
+        "kind",
+        "source",
+    }
     assert cnn.DERIVATIVES in term.source

@@ -11,7 +11,7 @@ from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.models.architecture import from_config, layer_params
 from nnmem.scenario import SETTINGS, parse
-from nnmem.web.calculator import compute
+from nnmem.web import handle
 from nnmem.web.form import (
     CONFIG_FIELDS,
     DEFAULT_FIELDS,
@@ -27,7 +27,7 @@ LLAMA = catalog.models()["llama-3.1-8b"]
 
 
 def ask(fields: dict[str, Any]) -> dict[str, Any]:
-    reply = json.loads(compute(json.dumps({"fields": {**DEFAULT_FIELDS, **fields}})))
+    reply = json.loads(handle(json.dumps({"fields": {**DEFAULT_FIELDS, **fields}})))
     assert isinstance(reply, dict)
     return reply
 
@@ -207,14 +207,14 @@ def test_a_url_from_to_dict_opens_the_same_scenario() -> None:
         k: json.dumps(v) if isinstance(v, dict) else str(v)
         for k, v in scenario.to_dict(compact=True).items()
     }
-    reply = json.loads(compute(json.dumps({"fields": query})))
+    reply = json.loads(handle(json.dumps({"fields": query})))
     assert reply["total_bytes"] == estimate(scenario).total_bytes
     config = parse({"model": "transformer", "config": LLAMA.config})
     query = {
         k: json.dumps(v) if isinstance(v, dict) else str(v)
         for k, v in config.to_dict(compact=True).items()
     }
-    reply = json.loads(compute(json.dumps({"fields": query})))
+    reply = json.loads(handle(json.dumps({"fields": query})))
     assert reply["total_bytes"] == estimate(config).total_bytes
 
 
@@ -252,7 +252,7 @@ def test_a_link_in_schema_terms_gets_its_describe_mode_back() -> None:
     says so, so the page can set its radio; a request that names a mode gets none."""
 
     def fill(fields: dict[str, str]) -> dict[str, str]:
-        reply = json.loads(compute(json.dumps({"fields": fields})))
+        reply = json.loads(handle(json.dumps({"fields": fields})))
         return dict(reply["fill"])
 
     assert fill({"model": "preset", "preset": "llama-3-8b"})["describe"] == "fields"

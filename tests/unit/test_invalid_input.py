@@ -8,7 +8,7 @@ import pytest
 
 from nnmem import GenericModel, Mode, NnmemError, Precision, Scenario, parse
 from nnmem.errors import Problem
-from nnmem.web.calculator import compute
+from nnmem.web import handle
 from nnmem.web.form import DEFAULT_FIELDS, FIELDS
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
@@ -377,7 +377,7 @@ def test_page_field_reports_hostile_value(
     """The message names the control by its label, says what is allowed, and echoes the
     value cut to 24 characters; the reply never raises and places it on a page control."""
     fields = {**DEFAULT_FIELDS, **extra, key: raw}
-    reply = json.loads(compute(json.dumps({"fields": fields})))
+    reply = json.loads(handle(json.dumps({"fields": fields})))
     assert reply["ok"] is False
     assert "fatal" not in reply
     field = "preset" if key == "config" and extra.get("describe") == "fields" else key
@@ -408,7 +408,7 @@ def test_no_control_breaks_the_reply_or_reaches_html_unescaped(describe: str) ->
         keys += [k for k, f in FIELDS.items() if not f.describe_modes]
     for key in keys:
         for raw in HOSTILE:
-            reply = json.loads(compute(json.dumps({"fields": {**base, key: raw}})))
+            reply = json.loads(handle(json.dumps({"fields": {**base, key: raw}})))
             assert "fatal" not in reply, (key, raw[:40])
             assert reply["ok"] or reply["errors"], (key, raw[:40])
             for error in reply["errors"]:
@@ -430,7 +430,7 @@ def test_markup_inside_a_valid_config_is_escaped() -> None:
         "vocab_size": 1000,
     }
     reply = json.loads(
-        compute(
+        handle(
             json.dumps(
                 {"fields": {**DEFAULT_FIELDS, "describe": "config", "config": json.dumps(config)}}
             )
@@ -445,7 +445,7 @@ def test_script_in_every_control_at_once_is_reported_on_each_visible_one() -> No
     """A shared link with a payload in every parameter: the describe mode falls back to
     the parameter count, and every control still shown carries its own message."""
     fields = dict.fromkeys(FIELDS, SCRIPT)
-    reply = json.loads(compute(json.dumps({"fields": fields})))
+    reply = json.loads(handle(json.dumps({"fields": fields})))
     assert reply["ok"] is False
     flagged = {e["field"] for e in reply["errors"]}
     shown = set(FIELDS) - set(reply["inactive"])
@@ -457,6 +457,6 @@ def test_script_in_every_control_at_once_is_reported_on_each_visible_one() -> No
 @pytest.mark.parametrize("describe", ["simple", "fields", "config", "cnn"])
 def test_script_in_every_control_of_a_describe_mode(describe: str) -> None:
     fields = {**dict.fromkeys(FIELDS, SCRIPT), "describe": describe}
-    reply = json.loads(compute(json.dumps({"fields": fields})))
+    reply = json.loads(handle(json.dumps({"fields": fields})))
     flagged = {e["field"] for e in reply["errors"]}
     assert set(FIELDS) - set(reply["inactive"]) - {"describe"} == flagged

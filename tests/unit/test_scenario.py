@@ -7,7 +7,18 @@ import json
 import pytest
 
 from nnmem import GenericModel, Mode, Optimizer, Precision, Scenario, parse
+from nnmem.formats import LABELS as FORMAT_LABELS
+from nnmem.formats import Format
 from nnmem.render.text import describe
+from nnmem.scenario import (
+    LABELS,
+    OPTION_LABELS,
+    SETTINGS,
+    Checkpointing,
+    Finetune,
+    KvDtype,
+    Sharding,
+)
 
 
 def test_form_strings_and_json_numbers_read_the_same() -> None:
@@ -190,3 +201,31 @@ def test_compact_dict_drops_defaults_and_what_does_not_apply() -> None:
         "mode": "inference",
         "batch_size": 4,
     }
+
+
+def test_every_default_is_the_scenarios_own() -> None:
+    """SETTINGS is read from the Scenario's fields, and parse fills a left-out setting
+    with that same value: 512 tokens, FP32, AdamW, a 740 MiB CUDA context, 5% reserve."""
+    parsed = parse({"params_millions": 110})
+    assert {key: getattr(parsed, key) for key in SETTINGS} == SETTINGS
+    assert (SETTINGS["seq_len"], SETTINGS["precision"], SETTINGS["optimizer"]) == (
+        512,
+        Precision.FP32,
+        Optimizer.ADAMW,
+    )
+    assert (SETTINGS["cuda_context_mib"], SETTINGS["allocator_overhead_percent"]) == (740, 5)
+
+
+def test_each_option_type_has_its_own_labels() -> None:
+    """Equal values of two option types keep their own labels: "none" and "full" are a
+    checkpointing, a sharding and a fine-tuning choice; fp8 a precision and a KV type."""
+    assert LABELS[Checkpointing.NONE] == "None"
+    assert LABELS[Sharding.NONE] == "None (each GPU holds everything)"
+    assert LABELS[Checkpointing.FULL] == "Full (every layer recomputed)"
+    assert LABELS[Finetune.FULL] == "Full fine-tuning"
+    assert (LABELS[Precision.FP8], LABELS[KvDtype.FP8]) == ("FP8 (E4M3)", "FP8")
+    for enum, table in OPTION_LABELS.items():
+        assert set(table) == set(enum), enum
+    # A weight format reads the same as the precision that stores weights in it.
+    for fmt in Format:
+        assert LABELS[Precision(fmt.value)] == FORMAT_LABELS[fmt]

@@ -12,7 +12,8 @@ from nnmem import catalog, tools
 from nnmem.formats import Format
 from nnmem.models.architecture import from_config
 from nnmem.scenario import parse
-from nnmem.web.tools import TOOLS, call, defaults, prerender
+from nnmem.web import handle
+from nnmem.web.tools import TOOLS, defaults, prerender
 from nnmem.web.tools.common import figure
 from nnmem.web.tools.compression import weight_bytes
 from nnmem.web.tools.parameter_count import module_counts
@@ -22,7 +23,7 @@ MIXTRAL = from_config(catalog.models()["mixtral-8x7b"].config)
 
 
 def ask(tool: str, **changes: object) -> dict[str, Any]:
-    reply = json.loads(call(tool, json.dumps({"fields": {**defaults(tool), **changes}})))
+    reply = json.loads(handle(json.dumps({"page": tool, "fields": {**defaults(tool), **changes}})))
     assert isinstance(reply, dict)
     return reply
 
@@ -168,11 +169,11 @@ def test_parameter_count_from_a_pasted_config() -> None:
 def test_every_tool_prerenders_its_defaults(tool: str) -> None:
     rendered = prerender(tool)
     assert rendered["reply"]["ok"] is True
-    assert rendered["reply"]["html"] or rendered["reply"]["parts"]
+    assert any(rendered["reply"]["html"].values())
 
 
 def test_gpu_guide_lists_every_gpu_with_sort_keys() -> None:
-    html = prerender("gpu-guide")["reply"]["parts"]["gpus"]
+    html = prerender("gpu-guide")["reply"]["html"]["gpus"]
     assert html.count("<tr>") == len(catalog.gpus()) + 1
     assert html.count('aria-sort="none"') == 9
 

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from nnmem.web.tools import call, defaults
+from nnmem.web import handle
+from nnmem.web.tools import defaults
 
 PERCENT = "a percentage from 0.1 to 100"
 
 
 def problems(tool: str, **changes: object) -> list[dict[str, str]]:
     reply: dict[str, Any] = json.loads(
-        call(tool, json.dumps({"fields": {**defaults(tool), **changes}}))
+        handle(json.dumps({"page": tool, "fields": {**defaults(tool), **changes}}))
     )
     assert reply["ok"] is False
     assert "fatal" not in reply
@@ -152,18 +153,14 @@ def test_bad_config_is_named_against_the_config_box(config: str, message: str) -
 
 
 def test_unknown_tool_and_malformed_requests() -> None:
-    reply = json.loads(call("nope", '{"fields": {}}'))
-    assert reply["errors"][0]["field"] == "tool"
-    assert reply["errors"][0]["message"].startswith("Tool must be one of parameter-count, ")
+    reply = json.loads(handle('{"page": "nope", "fields": {}}'))
+    assert reply["errors"][0]["field"] == "page"
+    assert reply["errors"][0]["message"].startswith("Page must be one of calculator, ")
     assert reply["errors"][0]["message"].endswith('(got "nope").')
-    assert json.loads(call("training-cost", "not json"))["errors"] == [
-        {
-            "field": "fields",
-            "message": "The request is not valid JSON: Expecting value at line 1, column 1.",
-        }
-    ]
-    for request in ("[]", '{"fields": 3}'):
-        assert json.loads(call("training-cost", request)) == {
-            "ok": False,
-            "errors": [{"field": "fields", "message": "The request must hold a fields object."}],
-        }
+    assert json.loads(handle("not json"))["errors"][0]["message"] == (
+        "The request is not valid JSON: Expecting value at line 1, column 1."
+    )
+    for request in ("[]", '{"page": "training-cost", "fields": 3}'):
+        assert json.loads(handle(request))["errors"] == [
+            {"field": "fields", "message": "The request must hold a fields object."}
+        ]

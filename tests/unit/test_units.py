@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from typing import Any
+
 import pytest
 
-from nnmem.units import human, percent, scaled
+from nnmem.units import count, duration, fixed, human, percent, plain, scaled
 
 
 @pytest.mark.parametrize(
@@ -59,3 +62,92 @@ def test_scaled_rounds_half_up_on_exact_integers() -> None:
 )
 def test_percent(part: int, whole: int, text: str) -> None:
     assert percent(part, whole) == text
+
+
+@pytest.mark.parametrize(
+    ("n_bytes", "text"),
+    [
+        (-1, "-1 B"),
+        (-949, "-949 B"),
+        (-950, "-1.0 kB"),  # the same boundary as +950
+        (-994_999_999, "-995.0 MB"),
+        (-995_000_000, "-1.00 GB"),
+        (-4_251_416_576, "-4.25 GB"),
+    ],
+)
+def test_human_negative_mirrors_positive(n_bytes: int, text: str) -> None:
+    """A shortfall (need minus budget) reads in the same unit as the same surplus."""
+    assert human(n_bytes) == text
+    assert human(-n_bytes) == text.removeprefix("-")
+
+
+@pytest.mark.parametrize(
+    ("n", "kwargs", "text"),
+    [
+        (0, {}, "0.0M"),
+        (949_999, {}, "0.9M"),  # 0.949999M: half-up on the exact integer
+        (950_000, {}, "1.0M"),
+        (999_949_999, {}, "999.9M"),
+        (999_950_000, {}, "1.00B"),  # 999.95M would read 1,000.0M
+        (999_499_999, {"million_places": 0}, "999M"),
+        (999_500_000, {"million_places": 0}, "1.00B"),  # 999.5M would read 1,000M
+        (8_030_261_248, {}, "8.03B"),
+        (1_234_567_000_000, {}, "1,234.57B"),
+        (6_738_415_616, {"words": True}, "6.74 billion"),
+        (109_482_240, {"words": True}, "109.5 million"),
+        (-2_500_000, {}, "-2.5M"),
+        (-8_030_261_248, {"words": True}, "-8.03 billion"),
+    ],
+)
+def test_count_boundaries(n: int, kwargs: dict[str, Any], text: str) -> None:
+    assert count(n, **kwargs) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (Fraction(0), "0.0 ms"),
+        (Fraction(99_995, 100_000_000), "1.0 ms"),  # 0.99995 ms rounds half-up
+        (Fraction(999, 1000), "999.0 ms"),
+        (Fraction(1), "1.00 s"),
+        (Fraction(119_999, 1000), "120.00 s"),  # below 2 min, in seconds
+        (Fraction(120), "2.0 min"),
+        (Fraction(7199), "120.0 min"),
+        (Fraction(7200), "2.0 h"),
+        (Fraction(2 * 86400 - 1), "48.0 h"),
+        (Fraction(2 * 86400), "2.0 days"),
+        (Fraction(-90), "-90.00 s"),
+    ],
+)
+def test_duration_boundaries(seconds: Fraction, text: str) -> None:
+    assert duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "text"),
+    [
+        (Fraction(1, 8), 2, "0.13"),  # exact half rounds up, not to even
+        (Fraction(-1, 8), 2, "-0.13"),  # and away from zero below it
+        (Fraction(5, 2), 0, "3"),
+        (Fraction(-5, 2), 0, "-3"),
+        (42 * 10**21, 0, "42,000,000,000,000,000,000,000"),
+    ],
+)
+def test_fixed_rounds_half_up(value: Fraction | int, places: int, text: str) -> None:
+    assert fixed(value, places) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "places", "text"),
+    [
+        (Fraction(9, 2), 2, "4.5"),
+        (1024, 2, "1,024"),
+        (0.5156, 2, "0.52"),
+        (0.004, 2, "0"),
+        (-0.004, 2, "0"),  # no "-0"
+        (Fraction(-3, 2), 2, "-1.5"),
+        (100, 0, "100"),  # trailing zeros of a whole number stay
+    ],
+)
+def test_plain_drops_trailing_zeros(value: Fraction | int | float, places: int, text: str) -> None:
+    assert plain(value, places) == text

@@ -14,11 +14,11 @@ from nnmem.render.svg import chart_svg
 from nnmem.scenario import SETTINGS, parse
 from nnmem.solvers import max_batch, max_seq_len, min_gpus
 from nnmem.units import human
+from nnmem.web import handle
 from nnmem.web.calculator import (
     DEFAULT_FIELDS,
     DEFAULT_SCENARIO,
     FORM_SECTIONS,
-    compute,
     prerender,
 )
 from nnmem.web.form import FIELDS
@@ -27,7 +27,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def ask(payload: object) -> dict[str, Any]:
-    reply = json.loads(compute(json.dumps(payload)))
+    reply = json.loads(handle(json.dumps(payload)))
     assert isinstance(reply, dict)
     return reply
 
@@ -58,17 +58,23 @@ def test_errors_name_fields_and_hide_what_does_not_apply() -> None:
 
 
 def test_malformed_requests_get_a_plain_answer() -> None:
-    assert json.loads(compute("not json")) == {
-        "ok": False,
-        "errors": [],
-        "inactive": [],
-        "fill": {},
-        "fatal": "The request is not valid JSON: Expecting value at line 1, column 1.",
-    }
-    reply = ask({"nothing": 1})
-    assert reply["errors"] == [
-        {"field": "fields", "message": "The request must hold a fields object."}
+    """Every request that is not a fields object gets the same plain reply, in the one
+    shape every page's answer has."""
+    assert json.loads(handle("not json"))["errors"] == [
+        {
+            "field": "fields",
+            "message": "The request is not valid JSON: Expecting value at line 1, column 1.",
+        }
     ]
+    for request in ("[]", '{"fields": 3}', '{"nothing": 1}'):
+        assert json.loads(handle(request)) == {
+            "ok": False,
+            "errors": [{"field": "fields", "message": "The request must hold a fields object."}],
+            "inactive": [],
+            "fill": {},
+            "html": {},
+            "values": {},
+        }
 
 
 def test_form_describes_every_schema_field_once() -> None:

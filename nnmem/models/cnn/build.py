@@ -1,6 +1,6 @@
 """The training step and the inference forward of a convolutional network.
 
-:mod:`nnmem.cnn` knows what each layer saves and holds; this module lays that out as
+:mod:`nnmem.models.cnn` knows what each layer saves and holds; this module lays that out as
 the phases of a step, with the model states of :mod:`nnmem.models.step`.
 """
 
@@ -27,7 +27,12 @@ _KEY = {
 
 def _term(t: cnn.Term, key: str | None = None, label: str | None = None) -> Term:
     return Term(
-        key or _KEY[t.kind], label or t.label, t.bytes, t.detail or t.label, t.formula, t.source
+        key or _KEY[t.kind],
+        label or t.label,
+        t.bytes,
+        t.formula or t.label,
+        t.substituted,
+        t.source,
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from nnmem import terms
 from nnmem.errors import NnmemError
 from nnmem.models.cnn.language import (
     Activation,
@@ -275,20 +276,14 @@ class _Forward:
 
 
 @dataclass(frozen=True)
-class Term:
-    """One part of a memory figure, with the numbers that give it.
+class Term(terms.Term):
+    """An engine term that also says what it counts (``kind``).
 
-    ``formula`` is batch × elements × bytes with this case's numbers in it
-    (``32 × 802,816 × 4 B``); ``detail`` names the tensors and their shapes.
+    ``formula`` names the tensors and their shapes; ``substituted`` is batch × elements ×
+    bytes with this case's numbers in it (``32 × 802,816 × 4 B``).
     """
 
-    key: str
-    label: str
-    bytes: int
-    formula: str
-    detail: str
-    kind: TermKind
-    source: str = ""
+    kind: TermKind = TermKind.ACTIVATION
 
     def to_dict(self) -> dict[str, Any]:
         """The term as JSON-ready data."""
@@ -297,7 +292,7 @@ class Term:
             "label": self.label,
             "bytes": self.bytes,
             "formula": self.formula,
-            "detail": self.detail,
+            "substituted": self.substituted,
             "kind": self.kind.value,
             "source": self.source,
         }
@@ -446,7 +441,7 @@ def saved_activations(
     >>> saved = saved_activations(builtin("resnet50"), 32, "fp32")
     >>> saved.activation_bytes, saved.input_bytes
     (2730177028, 19267584)
-    >>> saved.term("layers[1]").formula, saved.term("layers[1]").detail
+    >>> saved.term("layers[1]").substituted, saved.term("layers[1]").formula
     ('32 × 802,816 × 4 B + 128 × 4 B', 'bn1 input 64×112×112; bn1 save_mean, save_invstd 2×64')
     """
     walk = _training_walk(model, batch, precision)
@@ -471,10 +466,10 @@ def saved_activations(
                 key,
                 label,
                 sum(t.nbytes(batch) for t in tensors),
-                _formula(tensors, batch),
                 _detail(saved),
-                kind,
+                _formula(tensors, batch),
                 DERIVATIVES,
+                kind,
             )
         )
     return SavedActivations(batch, _precision(precision), tuple(terms))
@@ -524,10 +519,10 @@ def inference_working_set(model: CnnModel, batch: int, dtype_bytes: int) -> Work
             "input" if t is walk.image else f"live[{n}]",
             t.label,
             t.nbytes(batch),
-            _formula([t], batch),
             _dims(t.shape),
-            TermKind.INPUT if t is walk.image else TermKind.LIVE,
+            _formula([t], batch),
             INFERENCE,
+            TermKind.INPUT if t is walk.image else TermKind.LIVE,
         )
         for n, t in enumerate(at_peak)
     )

@@ -12,32 +12,18 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import Problem
 from nnmem.scenario import Scenario, parse
-from nnmem.units import scaled
 from nnmem.validation import NumberSpec, raise_if, shown
+from nnmem.web.fields import Field
+from nnmem.web.form import gpu_label
 
 Values = dict[str, str]
-
-
-@dataclass(frozen=True)
-class ToolField:
-    """One control of a tool's form."""
-
-    key: str
-    label: str
-    hint: str
-    kind: str  # "number", "choice" or "text"
-    default: str
-    unit: str = ""
-    inputmode: str = "decimal"
-    options: tuple[tuple[str, str], ...] = ()  # (value, label)
-    when: str = ""  # "key=value": shown only while another field holds that value
 
 
 @dataclass(frozen=True)
 class Tool:
     """A form and the function that answers it with HTML and figures."""
 
-    fields: tuple[ToolField, ...]
+    fields: tuple[Field, ...]
     run: Callable[[Values], dict[str, Any]]
     live: bool = True  # False: prerendered once, no form
 
@@ -75,7 +61,7 @@ def _read(**items: Decimal | str | Problem) -> dict[str, Any]:
 
 def _gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
     return tuple(
-        (g.id, f"{g.name} ({g.memory_label})")
+        (g.id, gpu_label(g))
         for g in catalog.gpus().values()
         if g.bandwidth_bytes_per_s and (g.fp16_tflops or not need_flops)
     )
@@ -102,29 +88,12 @@ def figure(value: Fraction | int) -> str:
     return f"{float(value):.6g}"
 
 
-def _fixed(value: Fraction | int, places: int) -> str:
-    return scaled(round(Fraction(value) * 10**places), 10**places, places)
-
-
 def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
     """One headline figure; ``html`` is its text, already escaped."""
     return (
         f'<div class="figure"><dt>{escape(label)}</dt><dd><output id="r-{key}" '
         f'data-value="{figure(value)}">{html}</output></dd></div>'
     )
-
-
-def _duration(seconds: Fraction) -> str:
-    s = float(seconds)
-    if s < 1:
-        return f"{s * 1000:,.1f} ms"
-    if s < 120:
-        return f"{s:,.2f} s"
-    if s < 7200:
-        return f"{s / 60:,.1f} min"
-    if s < 2 * 86400:
-        return f"{s / 3600:,.1f} h"
-    return f"{s / 86400:,.1f} days"
 
 
 def _flops(n: int | Fraction) -> str:
@@ -153,8 +122,8 @@ def _list(items: list[str]) -> str:
     return '<ul class="tool-steps">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def _gpu_field(default: str) -> ToolField:
-    return ToolField(
+def _gpu_field(default: str) -> Field:
+    return Field(
         "gpu",
         "GPU",
         "Bandwidth and peak BF16 TFLOPS come from nnmem's GPU catalog.",
@@ -162,10 +131,6 @@ def _gpu_field(default: str) -> ToolField:
         default,
         options=_gpu_options(need_flops=True),
     )
-
-
-def billions(n: int) -> str:
-    return f"{n / 1e9:,.2f}B" if n >= 10**9 else f"{n / 1e6:,.1f}M"
 
 
 def preset_scenario(preset: str, **settings: object) -> Scenario:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.estimate import estimate
-from nnmem.formats import FORMATS, Format, bits
-from nnmem.units import human
+from nnmem.formats import LABELS, Format, bits
+from nnmem.units import fixed, human
 from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
 
 # --- compression (prerendered) ------------------------------------------------------------
@@ -40,8 +41,10 @@ def compression(values: Values) -> dict[str, Any]:
         cells = []
         for p in COMPRESSION_PRESETS:
             size = weight_bytes(p, fmt)
-            cells.append(f"{human(size)} <small>({size * 100 / base[p]:.0f}% of BF16)</small>")
-        rows.append((escape(FORMATS[fmt].label), f"{float(bits(fmt)):.3g}", *cells))
+            cells.append(
+                f"{human(size)} <small>({fixed(Fraction(size * 100, base[p]), 0)}% of BF16)</small>"
+            )
+        rows.append((escape(LABELS[fmt]), f"{float(bits(fmt)):.3g}", *cells))
     formats = _table(
         head,
         rows,

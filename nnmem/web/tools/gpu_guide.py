@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.estimate import estimate
-from nnmem.units import human, scaled
-from nnmem.web.tools.common import Tool, Values, _table, billions, preset_scenario
+from nnmem.units import count, fixed, human, scaled
+from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
 
 # --- GPU guide (prerendered) --------------------------------------------------------------
 
@@ -78,7 +79,7 @@ def _model_cell(model_id: str | None) -> tuple[str, str]:
     if model_id is None:
         return "none", "0"
     m = catalog.models()[model_id]
-    return f"{escape(m.name)} <small>({billions(m.params)})</small>", str(m.params)
+    return f"{escape(m.name)} <small>({count(m.params)})</small>", str(m.params)
 
 
 def gpu_guide(values: Values) -> dict[str, Any]:
@@ -115,7 +116,10 @@ def gpu_guide(values: Values) -> dict[str, Any]:
                 ),
                 str(usable),
             ),
-            (f"{(g.bandwidth_bytes_per_s or 0) / 1e9:,.0f}", str(g.bandwidth_bytes_per_s or 0)),
+            (
+                fixed(Fraction(g.bandwidth_bytes_per_s or 0, 10**9), 0),
+                str(g.bandwidth_bytes_per_s or 0),
+            ),
             (f"{g.fp16_tflops:,}" if g.fp16_tflops else "–", str(g.fp16_tflops or 0)),
             *(_model_cell(classes[usable][job]) for job in GUIDE_SETTINGS),
         ]

@@ -8,16 +8,17 @@ from typing import Any
 
 from nnmem import catalog, tools
 from nnmem.estimate import estimate
-from nnmem.scenario import parse
-from nnmem.units import human
+from nnmem.formats import LABELS as FORMAT_LABELS
+from nnmem.formats import Format
+from nnmem.scenario import LABELS, KvDtype, parse
+from nnmem.units import duration, fixed, human
 from nnmem.validation import whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     PERCENT,
     Tool,
-    ToolField,
     Values,
     _choice,
-    _duration,
     _flops,
     _gpu_field,
     _gpu_options,
@@ -33,18 +34,14 @@ from nnmem.web.tools.common import (
 
 # --- inference latency --------------------------------------------------------------------
 
-LAT_PRECISIONS = (
-    ("bf16", "BF16"),
-    ("fp16", "FP16"),
-    ("fp8", "FP8"),
-    ("int8", "INT8 (LLM.int8)"),
-    ("awq", "AWQ 4-bit"),
-    ("gptq", "GPTQ 4-bit"),
-    ("nf4", "NF4 4-bit"),
-    ("q8_0", "GGUF Q8_0"),
-    ("q4_k_m", "GGUF Q4_K_M"),
-)
-KV_TYPES = (("auto", "Same as the compute (16-bit)"), ("fp8", "FP8"))
+LAT_PRECISIONS = tuple(
+    (fmt.value, FORMAT_LABELS[fmt])
+    for fmt in (
+        Format.BF16, Format.FP16, Format.FP8, Format.INT8, Format.AWQ, Format.GPTQ,
+        Format.NF4, Format.Q8_0, Format.Q4_K_M,
+    )
+)  # fmt: skip
+KV_TYPES = tuple((k.value, LABELS[k]) for k in (KvDtype.AUTO, KvDtype.FP8))
 LAT_BATCH = whole("batch_size", "Batch size", 4_096)
 LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
 LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
@@ -98,23 +95,23 @@ def inference_latency(values: Values) -> dict[str, Any]:
             "tokens_per_s",
             "Decode speed per sequence",
             r.tokens_per_second,
-            f"{float(r.tokens_per_second):,.1f} tokens/s",
+            f"{fixed(r.tokens_per_second, 1)} tokens/s",
         ),
         _out(
             "batch_tokens_per_s",
             "Decode speed, whole batch",
             r.batch_tokens_per_second,
-            f"{float(r.batch_tokens_per_second):,.1f} tokens/s",
+            f"{fixed(r.batch_tokens_per_second, 1)} tokens/s",
         ),
         _out(
             "prefill_s",
             "Prefill (time to first token)",
             r.prefill_seconds,
-            _duration(r.prefill_seconds),
+            duration(r.prefill_seconds),
         ),
-        _out("total_s", "Whole request", r.total_seconds, _duration(r.total_seconds)),
+        _out("total_s", "Whole request", r.total_seconds, duration(r.total_seconds)),
     ]
-    bw = float(gpu.bandwidth_bytes_per_s * as_share(v["bw"])) / 1e9
+    bw = Fraction(gpu.bandwidth_bytes_per_s, 10**9) * as_share(v["bw"])
     steps = [
         f"Weights read at every decode step: <strong>{human(r.step_weight_bytes)}</strong> "
         f"({escape(model.name)} in {escape(dict(LAT_PRECISIONS)[v['precision']])}, from "
@@ -128,14 +125,14 @@ def inference_latency(values: Values) -> dict[str, Any]:
         f"KV cache per token per sequence: <strong>{human(r.kv_bytes_per_token)}</strong>; "
         f"the step that makes token i also reads the cache of the {prompt:,} + i − 1 tokens "
         "before it.",
-        f"Bandwidth used: {gpu.bandwidth_bytes_per_s / 1e9:,.0f} GB/s peak × "
-        f"{v['bw']}% = {bw:,.0f} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
+        f"Bandwidth used: {fixed(Fraction(gpu.bandwidth_bytes_per_s, 10**9), 0)} GB/s peak × "
+        f"{v['bw']}% = {fixed(bw, 0)} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
         f"× {v['mfu']}%.",
-        f"Decode of {new:,} tokens: memory time {_duration(r.decode_memory_seconds)}, compute "
-        f"time {_duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
+        f"Decode of {new:,} tokens: memory time {duration(r.decode_memory_seconds)}, compute "
+        f"time {duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
         f"batch {batch:,}.",
         f"Prefill: {_flops(r.prefill_flops)} (2·N per token plus attention) at the "
-        f"utilisation above: {_duration(r.prefill_seconds)}.",
+        f"utilisation above: {duration(r.prefill_seconds)}.",
     ]
     verdict = (
         f"Fits on one {escape(gpu.name)}: nnmem estimates {human(memory)} of "
@@ -162,7 +159,7 @@ def inference_latency(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "preset",
             "Model",
             "A catalog language model.",
@@ -170,7 +167,7 @@ TOOL = Tool(
             "llama-3.1-8b",
             options=_llm_options(),
         ),
-        ToolField(
+        Field(
             "precision",
             "Weight format",
             "How the weights are stored.",
@@ -178,7 +175,7 @@ TOOL = Tool(
             "bf16",
             options=LAT_PRECISIONS,
         ),
-        ToolField(
+        Field(
             "kv_cache_dtype",
             "KV-cache type",
             "FP8 halves the cache that every decode step reads.",
@@ -187,7 +184,7 @@ TOOL = Tool(
             options=KV_TYPES,
         ),
         _gpu_field("h100-sxm-80gb"),
-        ToolField(
+        Field(
             "batch_size",
             "Batch size",
             "Sequences generated together.",
@@ -195,7 +192,7 @@ TOOL = Tool(
             "1",
             inputmode="numeric",
         ),
-        ToolField(
+        Field(
             "prompt_tokens",
             "Prompt tokens",
             "Tokens read before the first generated one.",
@@ -204,7 +201,7 @@ TOOL = Tool(
             "tokens",
             "numeric",
         ),
-        ToolField(
+        Field(
             "new_tokens",
             "Generated tokens",
             "Tokens generated per sequence.",
@@ -213,7 +210,7 @@ TOOL = Tool(
             "tokens",
             "numeric",
         ),
-        ToolField(
+        Field(
             "bandwidth_efficiency",
             "Bandwidth efficiency",
             "Share of the peak memory bandwidth decode kernels reach; 60-85% is typical.",
@@ -221,7 +218,7 @@ TOOL = Tool(
             "75",
             "%",
         ),
-        ToolField(
+        Field(
             "prefill_mfu",
             "Prefill utilisation (MFU)",
             "Share of the peak FLOPS the prompt's matmuls reach; 40-70% is typical.",

@@ -18,17 +18,16 @@ from nnmem.models.architecture import (
     parameter_tensors,
 )
 from nnmem.scenario import load_json
-from nnmem.units import human
+from nnmem.units import count, human, percent
 from nnmem.validation import raise_if, whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     Tool,
-    ToolField,
     Values,
     _choice,
     _number,
     _out,
     _table,
-    billions,
     figure,
 )
 
@@ -170,27 +169,25 @@ def _pc_model(values: Values) -> Transformer:
 
 
 def parameter_count(values: Values) -> dict[str, Any]:
-    """Count a transformer's parameters per module (``nnmem.architecture``)."""
+    """Count a transformer's parameters per module (``nnmem.models.architecture``)."""
     t = _pc_model(values)
     total = sum(parameter_counts(t).values())
     active = active_parameters(t)
     modules = module_counts(t)
     rows = [
-        (escape(name), f"{count:,}", f"{count * 100 / total:.1f}%", human(2 * count))
+        (escape(name), f"{count:,}", percent(count, total), human(2 * count))
         for name, count in modules.items()
     ]
     rows.append(
         ("<strong>Total</strong>", f"<strong>{total:,}</strong>", "100.0%", human(2 * total))
     )
     figures = [
-        _out("total", "Total parameters", total, f"{total:,} ({billions(total)})"),
+        _out("total", "Total parameters", total, f"{total:,} ({count(total)})"),
         _out("bf16_bytes", "Weights in BF16", 2 * total, human(2 * total)),
         _out("fp32_bytes", "Weights in FP32", 4 * total, human(4 * total)),
     ]
     if t.family is Family.MOE:
-        figures.append(
-            _out("active", "Active per token", active, f"{active:,} ({billions(active)})")
-        )
+        figures.append(_out("active", "Active per token", active, f"{active:,} ({count(active)})"))
     kind = {
         Family.DECODER: "decoder-only",
         Family.MOE: "mixture-of-experts decoder",
@@ -214,7 +211,7 @@ def parameter_count(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "source",
             "Describe the model by",
             "Fill in the fields, or paste a model's config.json.",
@@ -222,7 +219,7 @@ TOOL = Tool(
             "fields",
             options=PC_SOURCE,
         ),
-        ToolField(
+        Field(
             "preset",
             "Catalog model",
             "Its published config.json, as nnmem's catalog holds it.",
@@ -232,7 +229,7 @@ TOOL = Tool(
             when="source=preset",
         ),
         *(
-            ToolField(
+            Field(
                 spec.key,
                 spec.label,
                 PC_HINTS[spec.key],
@@ -243,7 +240,7 @@ TOOL = Tool(
             )
             for spec in PC_NUMBERS
         ),
-        ToolField(
+        Field(
             "tie_word_embeddings",
             "Tied embeddings",
             "Whether the LM head shares the input embedding matrix (tie_word_embeddings).",
@@ -252,7 +249,7 @@ TOOL = Tool(
             options=YES_NO,
             when="source=fields",
         ),
-        ToolField(
+        Field(
             "config",
             "config.json",
             "Paste the whole file; GPT-2, BERT, T5, ViT and MoE configs are read too.",

@@ -21,9 +21,7 @@ PYTORCH_EXAMPLE: dict[str, object] = {
     "batch_size": 4,
     "seq_len": 1024,
 }
-# Which counter sees each component. The cuBLAS workspaces are DataPtrs from the caching
-# allocator (aten/src/ATen/cuda/CublasHandlePool.cpp), kept for the life of the handle,
-# so memory_allocated includes them; the CUDA context is the driver's, outside PyTorch.
+# Which counter sees each component (nnmem.result.IN_ALLOCATED and IN_RESERVED say why).
 COUNTERS = {
     "weights": "memory_allocated, from model.to('cuda')",
     "gradients": "memory_allocated, from backward until zero_grad(set_to_none=True)",
@@ -35,8 +33,6 @@ COUNTERS = {
     "cublas_workspace": "memory_allocated: allocated through the caching allocator and kept",
     "cuda_context": "only nvidia-smi and mem_get_info: outside PyTorch's allocator",
 }
-IN_ALLOCATED = ("cublas_workspace",)
-IN_RESERVED = ("cublas_workspace", "allocator_reserve")
 
 
 def pytorch_memory(values: Values) -> dict[str, Any]:
@@ -48,9 +44,7 @@ def pytorch_memory(values: Values) -> dict[str, Any]:
         for c in e.components
         if c.bytes
     ]
-    sizes = e.component_sizes()
-    allocated = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_ALLOCATED)
-    reserved = e.tensor_peak_bytes + sum(sizes.get(k, 0) for k in IN_RESERVED)
+    allocated, reserved = e.allocated_bytes, e.reserved_bytes
     table = _table(
         ("nnmem component", "Size", "Where PyTorch reports it"),
         rows,

@@ -7,14 +7,14 @@ from html import escape
 from typing import Any
 
 from nnmem import catalog, tools
+from nnmem.units import fixed
 from nnmem.validation import whole
+from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     PERCENT,
     Tool,
-    ToolField,
     Values,
     _choice,
-    _fixed,
     _flops,
     _gpu_field,
     _gpu_options,
@@ -64,29 +64,32 @@ def training_cost(values: Values) -> dict[str, Any]:
     assert gpu.fp16_tflops
     params = int(v["params"] * 10**9)
     tokens = int(v["tokens"] * 10**9)
-    flops = tools.training_flops(params, tokens)
-    mfu = as_share(v["mfu"])
-    peak = Fraction(str(gpu.fp16_tflops))
-    gpu_hours = tools.gpu_seconds(flops, peak, mfu) / tools.SECONDS_PER_HOUR
-    days = gpu_hours / int(v["gpus"]) / 24
-    cost = gpu_hours * Fraction(v["price"])
+    run = tools.training_run(
+        params,
+        tokens,
+        Fraction(str(gpu.fp16_tflops)),
+        as_share(v["mfu"]),
+        int(v["gpus"]),
+        Fraction(v["price"]),
+    )
+    flops, gpu_hours, days, cost = run.flops, run.gpu_hours, run.days, run.cost
     optimal = tools.chinchilla_tokens(params)
     figures = [
         _out("flops", "Training compute", flops, _flops(flops)),
-        _out("gpu_hours", "GPU-hours", gpu_hours, f"{_fixed(gpu_hours, 0)} GPU-hours"),
-        _out("days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{_fixed(days, 1)} days"),
-        _out("cost", "Cost", cost, _fixed(cost, 0)),
+        _out("gpu_hours", "GPU-hours", gpu_hours, f"{fixed(gpu_hours, 0)} GPU-hours"),
+        _out("days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{fixed(days, 1)} days"),
+        _out("cost", "Cost", cost, fixed(cost, 0)),
     ]
     steps = [
         f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {_flops(flops)}.",
         f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
-        f"{escape(gpu.name)}) × {v['mfu']}% = {float(peak * mfu):,.1f} TFLOPS, that is "
-        f"{float(peak * mfu * tools.TERA / (6 * params)):,.0f} training tokens per second per "
+        f"{escape(gpu.name)}) × {v['mfu']}% = {fixed(run.achieved_tflops, 1)} TFLOPS, that is "
+        f"{fixed(run.tokens_per_second_per_gpu, 0)} training tokens per second per "
         "GPU: compare it with your run's throughput to check the utilisation.",
-        f"GPU-hours = C ÷ rate ÷ 3,600 = {_fixed(gpu_hours, 0)}; cost = GPU-hours × "
-        f"{v['price']} per hour = {_fixed(cost, 0)}.",
+        f"GPU-hours = C ÷ rate ÷ 3,600 = {fixed(gpu_hours, 0)}; cost = GPU-hours × "
+        f"{v['price']} per hour = {fixed(cost, 0)}.",
         f"For reference, Chinchilla's compute-optimal budget for this size is about 20 tokens "
-        f"per parameter: {optimal / 1e9:,.0f}B tokens.",
+        f"per parameter: {fixed(Fraction(optimal, 10**9), 0)}B tokens.",
     ]
     html = f'<dl class="figures">{"".join(figures)}</dl>' + _list(steps)
     return {
@@ -102,7 +105,7 @@ def training_cost(values: Values) -> dict[str, Any]:
 
 TOOL = Tool(
     (
-        ToolField(
+        Field(
             "params_billions",
             "Model size",
             "Parameters N, in billions.",
@@ -110,7 +113,7 @@ TOOL = Tool(
             "7",
             "billion",
         ),
-        ToolField(
+        Field(
             "tokens_billions",
             "Training tokens",
             "Tokens D seen in training, in billions (Llama 2 used 2,000).",
@@ -119,7 +122,7 @@ TOOL = Tool(
             "billion",
         ),
         _gpu_field("h100-sxm-80gb"),
-        ToolField(
+        Field(
             "num_gpus",
             "Number of GPUs",
             "GPUs training together.",
@@ -127,7 +130,7 @@ TOOL = Tool(
             "64",
             inputmode="numeric",
         ),
-        ToolField(
+        Field(
             "mfu",
             "Utilisation (MFU)",
             "Share of peak FLOPS achieved; large runs report 35-55%.",
@@ -135,7 +138,7 @@ TOOL = Tool(
             "40",
             "%",
         ),
-        ToolField(
+        Field(
             "price_per_gpu_hour",
             "Price per GPU-hour",
             "What one GPU costs per hour, in your currency.",

@@ -2,6 +2,7 @@
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
 import { startEngine } from "./engine.js";
+import * as forms from "./form.js";
 
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
@@ -30,50 +31,14 @@ const filled = new Map();
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
 
-function controls() {
-  return [...form.elements].filter((el) => el.name && !el.disabled);
-}
+const controls = () => forms.controls(form);
+const setControl = (name, value) => forms.setControl(form, name, value);
+const showStale = (text) => forms.showStale(stale, text);
 
 function readForm() {
-  const fields = {};
-  for (const el of controls()) {
-    if (el.type === "radio") {
-      if (el.checked) fields[el.name] = el.value;
-    } else if (el.type === "checkbox") {
-      fields[el.name] = el.checked ? "true" : "false";
-    } else {
-      fields[el.name] = el.value;
-    }
-  }
-  for (const [name, value] of rawValues) fields[name] = value;
+  const fields = forms.readForm(form, rawValues);
   if (omitDescribe) delete fields.describe;
   return fields;
-}
-
-function setControl(name, value) {
-  const els = controls().filter((el) => el.name === name);
-  if (!els.length) return false;
-  const el = els[0];
-  if (el.type === "radio") {
-    const match = els.find((r) => r.value === value);
-    if (!match) return false;
-    match.checked = true;
-  } else if (el.type === "checkbox") {
-    const word = String(value).toLowerCase();
-    if (!["true", "false", "1", "0", "yes", "no", "on", "off"].includes(word)) return false;
-    el.checked = ["true", "1", "yes", "on"].includes(word);
-  } else if (el.tagName === "SELECT") {
-    if (![...el.options].some((o) => o.value === value)) return false;
-    el.value = value;
-  } else {
-    el.value = value;
-  }
-  return true;
-}
-
-function showStale(text) {
-  stale.textContent = text;
-  stale.hidden = !text;
 }
 
 function say(text) {
@@ -82,17 +47,7 @@ function say(text) {
 
 // The URL: the fields that differ from the defaults and apply to this scenario.
 function syncUrl(inactive) {
-  const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(readForm())) {
-    if (value !== defaults[name] && value !== filled.get(name) && !inactive.includes(name)) {
-      params.set(name, value);
-    }
-  }
-  const query = params.toString();
-  const url = `${location.pathname}${query ? `?${query}` : ""}${location.hash}`;
-  if (url !== `${location.pathname}${location.search}${location.hash}`) {
-    history.replaceState(null, "", url);
-  }
+  forms.writeUrl(readForm(), defaults, (name, value) => value === filled.get(name) || inactive.includes(name));
 }
 
 function request() {
@@ -109,26 +64,6 @@ function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
-}
-
-function showErrors(errors) {
-  const byField = new Map();
-  for (const e of errors) {
-    byField.set(e.field, byField.has(e.field) ? `${byField.get(e.field)} ${e.message}` : e.message);
-  }
-  for (const field of document.querySelectorAll("[data-field]")) {
-    const name = field.dataset.field;
-    const message = byField.get(name) || "";
-    const slot = field.querySelector(".error");
-    if (slot) slot.textContent = message;
-    field.classList.toggle("invalid", Boolean(message));
-    for (const control of field.querySelectorAll("input, select, textarea")) {
-      if (message) control.setAttribute("aria-invalid", "true");
-      else control.removeAttribute("aria-invalid");
-    }
-    if (slot) byField.delete(name);
-  }
-  return [...byField.values()]; // problems that belong to no field on the page
 }
 
 function applyFill(fill) {
@@ -151,7 +86,7 @@ function paint(id, reply) {
   if (id !== latest) return;
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
-  const unplaced = showErrors(reply.errors || []);
+  const unplaced = forms.placeErrors(document, reply.errors || []);
   syncUrl(reply.inactive || []);
   if (reply.fatal) {
     results.dataset.state = "stale";
@@ -182,20 +117,15 @@ function paint(id, reply) {
   }
 }
 
-// A shared link: put each parameter into its control. Text goes in as text (never as
-// HTML); a value no option holds is kept aside and sent as typed.
+// A shared link: its parameters go into their controls (see form.js); one in the
+// schema's own terms (model=preset&preset=...) leaves the describe mode to nnmem.
 function readUrl() {
-  const params = new URLSearchParams(location.search);
-  let any = false;
-  for (const [name, value] of params) {
-    if (!(name in defaults)) continue;
-    any = true;
-    if (!setControl(name, value)) rawValues.set(name, value);
-  }
-  if (!params.has("describe") && params.has("model")) {
+  const link = forms.readUrl(form, defaults, rawValues);
+  let any = link.any;
+  if (!link.params.has("describe") && link.params.has("model")) {
     any = true;
     omitDescribe = true;
-    rawValues.set("model", params.get("model"));
+    rawValues.set("model", link.params.get("model"));
   }
   if (any) showStale("The link's inputs will be calculated as soon as the engine has loaded.");
 }

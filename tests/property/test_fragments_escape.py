@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from nnmem.web.calculator import DEFAULT_FIELDS, compute
-from nnmem.web.tools import TOOLS, call, defaults
+from fuzz_entry import DEFAULT_FIELDS, TOOL_NAMES, call, compute, defaults, tool_fields
 
 PAYLOADS = (
     '<nnmem-probe data-probe="1" onprobe="alert(1)">x</nnmem-probe>',
@@ -141,8 +140,8 @@ def test_no_calculator_fragment_lets_input_markup_through(text: str) -> None:
 @pytest.mark.parametrize("text", PAYLOADS, ids=range(len(PAYLOADS)))
 def test_no_tool_fragment_lets_input_markup_through(text: str) -> None:
     painted = 0
-    for name, tool in TOOLS.items():
-        keys = [f.key for f in tool.fields] or ["anything"]
+    for name in TOOL_NAMES:
+        keys = tool_fields(name) or ["anything"]
         requests = [{**defaults(name), key: text} for key in keys]
         if name == "parameter-count":
             requests.append({**defaults(name), "source": "config", "config": _config(text)})
@@ -151,7 +150,7 @@ def test_no_tool_fragment_lets_input_markup_through(text: str) -> None:
             for fragment in _fragments(reply):
                 painted += 1
                 assert survivors(fragment) == [], (name, fields, fragment[:300])
-    assert painted >= len(TOOLS)
+    assert painted >= len(TOOL_NAMES)
 
 
 def test_the_probe_is_found_when_it_is_not_escaped() -> None:

@@ -1,0 +1,124 @@
+"""What every row of a transformer's tables reads: the scenario, the architecture, the width
+classes and the sizes of one step (Ctx), and the sources the rows cite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nnmem.models.architecture import (
+    Family,
+    Transformer,
+)
+from nnmem.models.tensors import Widths
+from nnmem.scenario import (
+    Attention,
+    Device,
+    Finetune,
+    LoraTargets,
+    Mode,
+    Precision,
+    Scenario,
+)
+
+HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
+HF_LOSS = (
+    "transformers loss_utils.py ForCausalLMLoss: logits.float(), then cross_entropy, which "
+    "saves an fp32 log-softmax (measured: benchmarks/accuracy/inventory.md)"
+)
+ZERO_SOURCE = "Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.3; DeepSpeed stage3.py"
+HF_CACHE = (
+    "transformers cache_utils.py DynamicCache: per layer a key and a value tensor "
+    "[b, a_kv, tokens, d], grown with torch.cat at each step"
+)
+LLAMA_INFERENCE = (
+    "measured live set at the prefill peak (benchmarks/accuracy/inventory.md §19-27): the "
+    "residual, normed hidden and MLP intermediates of the running layer"
+)
+
+
+# --- context -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The sizes and settings the row tables read."""
+
+    t: Transformer
+    s: Scenario
+    widths: Widths
+    sizes: dict[str, int]
+    amp: bool
+    eager: bool  # attention materializes scores (eager, or SDPA's math fallback)
+    lora: frozenset[str] | None  # adapted linear layers; None: every weight trains
+    cpu: bool = False
+    attn_dropout: float = 0.0
+    lora_dropout: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _widths(s: Scenario) -> Widths:
+    cpu = s.device is Device.CPU
+    if s.precision is Precision.FP32:
+        return Widths(res=4, act=4, cpu=cpu)
+    if s.precision.is_amp:
+        return Widths(res=4, act=2, cpu=cpu, amp=True)
+    return Widths(res=2, act=2, cpu=cpu)
+
+
+def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
+    names = {
+        LoraTargets.QV: {"q", "v"},
+        LoraTargets.ATTENTION: {"q", "k", "v", "o"},
+        LoraTargets.ALL_LINEAR: {"q", "k", "v", "o", "gate", "up", "down"},
+    }[targets]
+    if not t.gated_mlp:
+        names.discard("gate")
+    return frozenset(names)
+
+
+def context(s: Scenario) -> Ctx:
+    """Sizes and settings for ``s``."""
+    t = s.model
+    assert isinstance(t, Transformer)
+    seq = t.seq_from_image if t.family is Family.VIT else s.seq_len
+    if s.image_size and t.family is Family.VIT:
+        seq = (s.image_size // t.patch_size) ** 2 + 1
+    sizes = {
+        "one": 1,
+        "b": s.batch_size,
+        "s": seq,
+        "t": s.decoder_seq_len or s.seq_len,
+        "h": t.hidden,
+        "f": t.intermediate,
+        "a": t.heads,
+        "a_kv": t.kv_heads,
+        "d": t.head_dim,
+        "q": t.q_width,
+        "kv": t.kv_width,
+        "V": t.vocab,
+        "c": max(t.num_labels, 1),
+        "E": max(t.experts, 1),
+        "k": max(t.experts_per_token, 1),
+        "r": s.lora_rank,
+        "C": t.channels or 3,
+        "I": s.image_size or t.image_size or 1,
+    }
+    widths = _widths(s)
+    cpu = widths.cpu
+    dropout = t.attention_dropout if s.mode is Mode.TRAINING else 0.0
+    # SDPA applies dropout inside the CUDA kernels; on the CPU it falls back to the math
+    # kernel, which stores scores like eager attention (torch/nn/functional.py).
+    eager = s.attention is Attention.EAGER or (cpu and dropout > 0)
+    lora = _lora_names(t, s.lora_targets) if s.finetune is Finetune.LORA else None
+    return Ctx(
+        t=t,
+        s=s,
+        widths=widths,
+        sizes=sizes,
+        amp=s.precision.is_amp,
+        eager=eager,
+        lora=lora,
+        cpu=cpu,
+        attn_dropout=dropout,
+        lora_dropout=float(s.lora_dropout),
+    )

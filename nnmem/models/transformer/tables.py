@@ -1,0 +1,425 @@
+"""The tables: each family's layer and what lies outside the layers, one Row per tensor
+that autograd saves, transcribed from the transformers modeling code."""
+
+from __future__ import annotations
+
+from nnmem.models.architecture import (
+    Family,
+)
+from nnmem.models.tensors import Row
+from nnmem.models.transformer.context import Ctx
+
+# --- rows shared by families --------------------------------------------------------------
+
+
+def _casts(c: Ctx, n: int) -> int:
+    """How many copies of one tensor ``n`` projections save: one each under autocast."""
+    return n if c.amp else 1
+
+
+def _layernorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
+    # native_layer_norm saves its input and per-token mean and rstd (derivatives.yaml).
+    return [
+        Row(f"input of {where}", dims, "res"),
+        Row(f"{where} mean and rstd", dims[:-1], "stat", 2),
+    ]
+
+
+def _rmsnorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
+    # HF RMSNorm (Llama, T5): x.to(float32).pow(2).mean(-1) then x * rsqrt(var + eps);
+    # the weight's gradient needs the normalized hidden (weight * hidden).
+    return [
+        Row(f"input of {where}, upcast to fp32", dims, "f32"),
+        Row(f"{where} rsqrt of the variance", dims[:-1], "f32"),
+        Row(f"{where} output, for its weight's gradient", dims, "res", tag="norm"),
+    ]
+
+
+def _dropout(c: Ctx, where: str, dims: tuple[str, ...], width: str, p: float) -> list[Row]:
+    return [Row(f"{where} dropout mask", dims, f"mask_{width}")] if p > 0 else []
+
+
+def _attention_rows(
+    c: Ctx, q_dims: str = "s", k_dims: str = "s", kv_heads: str = "a_kv", prefix: str = ""
+) -> list[Row]:
+    """q, k, v, the attention core and the merged heads, for one attention block."""
+    qs, ks = q_dims, k_dims
+    heads_kv = kv_heads
+    if not c.eager:
+        return [
+            Row(f"{prefix}query", ("b", "a", qs, "d"), "act"),
+            Row(f"{prefix}key and value", ("b", heads_kv, ks, "d"), "act", 2),
+            Row(f"{prefix}attention output", ("b", "a", qs, "d"), "act"),
+            Row(f"{prefix}softmax log-sum-exp", ("b", "a", qs), "f32"),
+        ]
+    rows = [
+        Row(f"{prefix}query", ("b", "a", qs, "d"), "act"),
+        # Eager attention repeats grouped key/value heads to every query head (repeat_kv).
+        Row(f"{prefix}key and value, one per query head", ("b", "a", ks, "d"), "act", 2),
+        Row(f"{prefix}softmax output", ("b", "a", qs, ks), "f32"),
+    ]
+    if c.attn_dropout > 0:
+        rows += [
+            Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), "mask_act"),
+            Row(f"{prefix}dropped probabilities", ("b", "a", qs, ks), "act"),
+        ]
+    elif c.widths.act != 4:
+        rows.append(Row(f"{prefix}probabilities cast back to 16-bit", ("b", "a", qs, ks), "act"))
+    rows.append(
+        Row(f"{prefix}heads merged, input of o_proj", ("b", qs, "q"), "act", tag="linear:o")
+    )
+    return rows
+
+
+# --- layer tables per family ---------------------------------------------------------------
+
+
+def llama_layer(c: Ctx) -> list[Row]:
+    """A Llama-style decoder layer (Llama, Mistral, Qwen, Gemma, Phi-3, Mixtral)."""
+    t = c.t
+    rows = _rmsnorm("input_layernorm")
+    rows.append(
+        Row(
+            "input of q, k and v projections",
+            ("b", "s", "h"),
+            "act",
+            _casts(c, 3),
+            tag="linear:qkv",
+        )
+    )
+    rows += _attention_rows(c)
+    rows += _rmsnorm("post_attention_layernorm")
+    if t.family is Family.MOE:
+        rows += _moe_rows(c)
+    else:
+        rows += [
+            Row(
+                "input of gate and up projections",
+                ("b", "s", "h"),
+                "act",
+                _casts(c, 2),
+                tag="linear:gate_up",
+            ),
+            Row("gate output, saved by the activation", ("b", "s", "f"), "act"),
+            Row("activation and up outputs, saved by the product", ("b", "s", "f"), "act", 2),
+            Row("product, input of down_proj", ("b", "s", "f"), "act", tag="linear:down"),
+        ]
+    return rows
+
+
+def _moe_rows(c: Ctx) -> list[Row]:
+    # transformers' MoE block (grouped_mm experts): the router's softmax and top-k, then
+    # every token is gathered once per chosen expert (b·s·k rows).
+    return [
+        Row("input of the router", ("b", "s", "h"), "act", tag="linear:router"),
+        Row("router softmax", ("b", "s", "E"), "f32"),
+        Row("top-k expert indices", ("b", "s", "k"), "i64"),
+        Row("routing weights and their sum", ("b", "s", "k"), "f32"),
+        Row("routing normalizer", ("b", "s"), "f32"),
+        Row("token-to-expert index maps", ("b", "s", "k"), "i64", 3),
+        Row("expert offsets", ("E",), "i32"),
+        Row("tokens gathered for their experts", ("b", "s", "k", "h"), "act", tag="linear:gate_up"),
+        Row("gate and up outputs, saved by the activation", ("b", "s", "k", "f"), "act", 2),
+        Row("activation output, saved by the product", ("b", "s", "k", "f"), "act"),
+        Row("product, input of down projection", ("b", "s", "k", "f"), "act", tag="linear:down"),
+        Row("routing weight per token and expert", ("b", "s", "k"), "f32"),
+        Row("expert outputs, weighted by the router", ("b", "s", "k", "h"), "act"),
+    ]
+
+
+def gpt2_layer(c: Ctx) -> list[Row]:
+    """A GPT-2 block: LayerNorm, fused c_attn, GELU-tanh MLP, three dropouts."""
+    t = c.t
+    rows = _layernorm("ln_1")
+    rows.append(Row("input of c_attn", ("b", "s", "h"), "act", tag="linear:qkv"))
+    if c.eager:
+        rows.append(Row("q, k and v, views of c_attn's output", ("b", "a", "s", "d"), "act", 3))
+        # GPT-2 masks with torch.where against an fp32 constant, so its softmax runs in
+        # fp32 under autocast; the probabilities are cast to the value's type.
+        rows.append(Row("softmax output", ("b", "a", "s", "s"), "res"))
+        if c.attn_dropout > 0:
+            rows += [
+                Row("attention dropout mask", ("b", "a", "s", "s"), "mask_act"),
+                Row("dropped probabilities", ("b", "a", "s", "s"), "act"),
+            ]
+        elif c.widths.act != c.widths.res:
+            rows.append(Row("probabilities cast back to 16-bit", ("b", "a", "s", "s"), "act"))
+        rows.append(Row("heads merged, input of c_proj", ("b", "s", "q"), "act", tag="linear:o"))
+    else:
+        rows += [
+            Row("c_attn output holding q, k and v", ("b", "s", "q"), "act", 3),
+            Row("contiguous query and key for the kernel", ("b", "a", "s", "d"), "act", 2),
+            Row("attention output", ("b", "a", "s", "d"), "act"),
+            Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
+        ]
+    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", t.dropout)
+    rows += _layernorm("ln_2")
+    rows.append(Row("input of c_fc", ("b", "s", "h"), "act", tag="linear:up"))
+    rows += _activation_rows(c, t.activation)
+    rows.append(
+        Row("activation output, input of c_proj", ("b", "s", "f"), "act", tag="linear:down")
+    )
+    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", t.dropout)
+    return rows
+
+
+def _activation_rows(c: Ctx, activation: str) -> list[Row]:
+    if activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
+        # transformers' NewGELUActivation is a Python composite:
+        # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): pow saves x, tanh its output, and
+        # the final product both of its factors. CUDA autocast runs pow in fp32 (its
+        # fp32 op list, aten/src/ATen/autocast_mode.cpp), so pow saves an fp32 copy of x
+        # and type promotion keeps tanh and 1 + tanh in fp32; only 0.5·x stays 16-bit.
+        # Measured on an H200: 6 bytes per element more than the CPU's all-bf16 chain.
+        return [
+            Row("MLP input of x³ (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
+            Row("tanh output (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
+            Row("0.5·x, saved by the product", ("b", "s", "f"), "act"),
+            Row("1 + tanh, saved by the product", ("b", "s", "f"), "autocast_f32_act"),
+        ]
+    # F.gelu, F.relu and F.silu save one tensor (their input or output).
+    return [Row(f"input of the {activation} activation", ("b", "s", "f"), "act")]
+
+
+def _encoder_attention(c: Ctx) -> list[Row]:
+    """The self-attention of BERT and ViT: q, k, v projections of one input, a plain
+    softmax (fp32 under CUDA autocast), dropout on the probabilities."""
+    rows = [
+        Row(
+            "input of q, k and v projections",
+            ("b", "s", "h"),
+            "act",
+            _casts(c, 3),
+            tag="linear:qkv",
+        )
+    ]
+    if not c.eager:
+        return [
+            *rows,
+            Row("query, key and value", ("b", "s", "a", "d"), "act", 3),
+            Row("attention output", ("b", "a", "s", "d"), "act"),
+            Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
+        ]
+    rows += [
+        Row("q, kᵀ and v", ("b", "a", "s", "d"), "act", 3),
+        Row("softmax output", ("b", "a", "s", "s"), "softmax_act"),
+    ]
+    rows += _dropout(c, "attention", ("b", "a", "s", "s"), "softmax_act", c.attn_dropout)
+    if c.attn_dropout > 0 or c.widths.act != c.widths.of("softmax_act"):
+        rows.append(
+            Row("probabilities as the value matmul reads them", ("b", "a", "s", "s"), "act")
+        )
+    rows.append(
+        Row("heads merged, input of the output projection", ("b", "s", "q"), "act", tag="linear:o")
+    )
+    return rows
+
+
+def _gelu_mlp(c: Ctx) -> list[Row]:
+    return [
+        Row("input of the MLP's first linear layer", ("b", "s", "h"), "act", tag="linear:up"),
+        Row("input of the GELU", ("b", "s", "f"), "act"),
+        Row(
+            "GELU output, input of the second linear layer",
+            ("b", "s", "f"),
+            "act",
+            tag="linear:down",
+        ),
+    ]
+
+
+def bert_layer(c: Ctx) -> list[Row]:
+    """A BERT/RoBERTa/DistilBERT layer: post-LayerNorm, GELU MLP, dropouts."""
+    rows = _encoder_attention(c)
+    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
+    rows += _layernorm("attention LayerNorm")
+    rows += _gelu_mlp(c)
+    rows += _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
+    return rows + _layernorm("output LayerNorm")
+
+
+def vit_layer(c: Ctx) -> list[Row]:
+    """A ViT layer: pre-LayerNorm, GELU MLP."""
+    rows = _layernorm("layernorm_before") + _encoder_attention(c)
+    rows += _dropout(c, "attention output", ("b", "s", "h"), "act", c.t.dropout)
+    rows += _layernorm("layernorm_after")
+    rows += _gelu_mlp(c)
+    return rows + _dropout(c, "MLP output", ("b", "s", "h"), "act", c.t.dropout)
+
+
+def _t5_attention(c: Ctx, qs: str, ks: str, prefix: str, cross: bool) -> list[Row]:
+    rows = [
+        Row(
+            f"{prefix}query" + ("" if cross else ", key and value"),
+            ("b", "a", qs, "d"),
+            "act",
+            1 if cross else 3,
+        )
+    ]
+    if cross:
+        rows.append(
+            Row(f"{prefix}key and value of the encoder output", ("b", "a", ks, "d"), "act", 2)
+        )
+    # Self-attention adds the fp32 relative-position bias, which promotes the scores to
+    # the residual stream's type under autocast; cross-attention adds a zero bias made in
+    # the scores' own 16-bit type. The value matmul reads the probabilities in 16-bit.
+    scores = "softmax_act" if cross else "res"
+    rows.append(Row(f"{prefix}softmax output", ("b", "a", qs, ks), scores))
+    if c.attn_dropout > 0:
+        rows += [
+            Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), f"mask_{scores}"),
+            Row(f"{prefix}probabilities as the value matmul reads them", ("b", "a", qs, ks), "act"),
+        ]
+    elif c.widths.act != c.widths.of(scores):
+        rows.append(Row(f"{prefix}probabilities cast back", ("b", "a", qs, ks), "act"))
+    rows.append(Row(f"{prefix}heads merged, input of o", ("b", qs, "q"), "act", tag="linear:o"))
+    return rows
+
+
+def _t5_ff(c: Ctx, x: str) -> list[Row]:
+    t = c.t
+    dims_h, dims_f = ("b", x, "h"), ("b", x, "f")
+    rows = _rmsnorm("feed-forward layer norm", dims_h)
+    if t.gated_mlp:
+        rows += [
+            Row("input of wi_0 and wi_1", dims_h, "act", _casts(c, 2), tag="linear:gate_up"),
+            Row("input of the GELU", dims_f, "act"),
+            Row("GELU and wi_1 outputs, saved by the product", dims_f, "act", 2),
+        ]
+    else:
+        rows += [
+            Row("input of wi", dims_h, "act", tag="linear:up"),
+            Row("ReLU output", dims_f, "act"),
+        ]
+    rows += _dropout(c, "feed-forward", dims_f, "act", t.dropout)
+    rows.append(Row("input of wo", dims_f, "act", tag="linear:down"))
+    rows += _dropout(c, "feed-forward output", dims_h, "act", t.dropout)
+    return rows
+
+
+def t5_encoder_layer(c: Ctx) -> list[Row]:
+    """A T5 encoder block: self-attention and feed-forward, RMS-style norms."""
+    rows = _rmsnorm("self-attention layer norm")
+    rows.append(Row("input of q, k and v", ("b", "s", "h"), "act", _casts(c, 3), tag="linear:qkv"))
+    rows += _t5_attention(c, "s", "s", "", cross=False)
+    rows += _dropout(c, "self-attention output", ("b", "s", "h"), "act", c.t.dropout)
+    return rows + _t5_ff(c, "s")
+
+
+def t5_decoder_layer(c: Ctx) -> list[Row]:
+    """A T5 decoder block: self-attention, cross-attention over the encoder, feed-forward."""
+    bth = ("b", "t", "h")
+    rows = _rmsnorm("self-attention layer norm", bth)
+    rows.append(Row("input of q, k and v", bth, "act", _casts(c, 3), tag="linear:qkv"))
+    rows += _t5_attention(c, "t", "t", "", cross=False)
+    rows += _dropout(c, "self-attention output", bth, "act", c.t.dropout)
+    rows += _rmsnorm("cross-attention layer norm", bth)
+    rows.append(Row("input of the cross-attention q", bth, "act", tag="linear:q"))
+    if c.amp:
+        rows.append(
+            Row(
+                "16-bit copies of the encoder output for k and v",
+                ("b", "s", "h"),
+                "act",
+                2,
+                tag="linear:kv",
+            )
+        )
+    rows += _t5_attention(c, "t", "s", "cross-attention ", cross=True)
+    rows += _dropout(c, "cross-attention output", bth, "act", c.t.dropout)
+    return rows + _t5_ff(c, "t")
+
+
+# --- outside the layers --------------------------------------------------------------------
+
+
+def outside_rows(c: Ctx) -> list[Row]:
+    """Embeddings, final norm and head inputs (the loss comes separately)."""
+    t, fam = c.t, c.t.family
+    if fam is Family.ENCODER_DECODER:
+        rows = _dropout(c, "encoder input and output", ("b", "s", "h"), "res", t.dropout) * 2
+        rows += [Row("encoder relative-position buckets", ("s", "s"), "i64")]
+        rows += _rmsnorm("encoder final norm")
+        rows += [Row("decoder input ids", ("b", "t"), "i64")]
+        rows += _dropout(c, "decoder input and output", ("b", "t", "h"), "res", t.dropout) * 2
+        rows += [Row("decoder relative-position buckets", ("t", "t"), "i64")]
+        if not c.amp:
+            rows += [
+                Row(
+                    "encoder output, input of every cross-attention k and v",
+                    ("b", "s", "h"),
+                    "act",
+                    tag="linear:kv",
+                )
+            ]
+        rows += _rmsnorm("decoder final norm", ("b", "t", "h"))
+        rows += [Row("input of lm_head", ("b", "t", "h"), "act", tag="linear:head")]
+        return rows
+    if fam is Family.VIT:
+        rows = []
+        if c.amp:
+            rows.append(
+                Row(
+                    "16-bit copy of the images for the patch convolution",
+                    ("b", "C", "I", "I"),
+                    "act",
+                )
+            )
+        rows += _layernorm("final LayerNorm")
+        rows.append(
+            Row(
+                "input of the classifier",
+                ("b", "h") if c.amp else ("b", "s", "h"),
+                "act",
+                tag="linear:head",
+            )
+        )
+        return rows
+    if fam is Family.ENCODER:
+        rows = [Row("position ids", ("s",), "i64")]
+        rows += _layernorm("embedding LayerNorm")
+        rows += _dropout(c, "embedding", ("b", "s", "h"), "res", t.dropout)
+        if t.head.value == "masked_lm":
+            rows += [
+                Row("input of the MLM transform", ("b", "s", "h"), "act", tag="linear:head"),
+                Row("input of the MLM GELU", ("b", "s", "h"), "act"),
+                Row("input of the MLM LayerNorm", ("b", "s", "h"), "ln_act"),
+                Row("MLM LayerNorm mean and rstd", ("b", "s"), "stat_act", 2),
+                Row("input of the MLM decoder", ("b", "s", "h"), "act", tag="linear:head"),
+            ]
+        elif t.head.value in ("sequence_classification", "base"):
+            pooled = ("b", "h") if c.amp else ("b", "s", "h")
+            rows += [
+                Row("input of the pooler", pooled, "act", tag="linear:head"),
+                Row("pooler tanh output", ("b", "h"), "act"),
+            ]
+            rows += _dropout(c, "classifier", ("b", "h"), "act", t.dropout)
+            rows += [Row("input of the classifier", ("b", "h"), "act", tag="linear:head")]
+        return rows
+    # decoders
+    rows = []
+    if t.learned_positions:
+        rows.append(Row("position ids", ("s",), "i64"))
+        rows += _dropout(c, "embedding", ("b", "s", "h"), "res", t.dropout)
+    else:
+        rows.append(Row("rotary cos and sin", ("s", "d"), "res", 2))
+    rows += _layernorm("final norm") if not t.rms_norm else _rmsnorm("final norm")
+    rows.append(Row("input of lm_head", ("b", "s", "h"), "act", tag="linear:head"))
+    return rows
+
+
+def layer_tables(c: Ctx) -> list[tuple[str, str, list[Row]]]:
+    """(label, layer-count symbol, rows) for each kind of layer the model stacks."""
+    fam = c.t.family
+    if fam is Family.ENCODER_DECODER:
+        return [
+            ("per encoder layer", "L_enc", t5_encoder_layer(c)),
+            ("per decoder layer", "L", t5_decoder_layer(c)),
+        ]
+    if fam is Family.ENCODER:
+        return [("per layer", "L", bert_layer(c))]
+    if fam is Family.VIT:
+        return [("per layer", "L", vit_layer(c))]
+    if c.t.model_type in ("gpt2", "gpt_bigcode"):
+        return [("per layer", "L", gpt2_layer(c))]
+    return [("per layer", "L", llama_layer(c))]

@@ -1,0 +1,103 @@
+// What the calculator (calculator.js) and the tool pages (tool.js) share about a form:
+// reading its values, setting a control, the URL that holds what differs from the page's
+// defaults, the stale banner, and each problem placed next to the field its loc names.
+// Nothing here computes or validates: nnmem.web.handle does both, in Python.
+
+// The form's controls, those associated through a form attribute included.
+export function controls(form) {
+  return [...form.elements].filter((el) => el.name && !el.disabled);
+}
+
+// Every control's value as a string; `rawValues` (values from a link that no option of
+// their <select> holds) are sent as typed, so nnmem names the problem next to the field.
+export function readForm(form, rawValues) {
+  const fields = {};
+  for (const el of controls(form)) {
+    if (el.type === "radio") {
+      if (el.checked) fields[el.name] = el.value;
+    } else if (el.type === "checkbox") {
+      fields[el.name] = el.checked ? "true" : "false";
+    } else {
+      fields[el.name] = el.value;
+    }
+  }
+  for (const [name, value] of rawValues) fields[name] = value;
+  return fields;
+}
+
+// Put `value` into the control `name`; false when no control or option takes it.
+export function setControl(form, name, value) {
+  const els = controls(form).filter((el) => el.name === name);
+  if (!els.length) return false;
+  const el = els[0];
+  if (el.type === "radio") {
+    const match = els.find((r) => r.value === value);
+    if (!match) return false;
+    match.checked = true;
+  } else if (el.type === "checkbox") {
+    const word = String(value).toLowerCase();
+    if (!["true", "false", "1", "0", "yes", "no", "on", "off"].includes(word)) return false;
+    el.checked = ["true", "1", "yes", "on"].includes(word);
+  } else if (el.tagName === "SELECT") {
+    if (![...el.options].some((o) => o.value === value)) return false;
+    el.value = value;
+  } else {
+    el.value = value;
+  }
+  return true;
+}
+
+// A shared link: put each parameter the page knows into its control. Text goes in as
+// text (never as HTML); a value no option holds is kept in `rawValues`. Returns the
+// link's parameters and whether any was taken.
+export function readUrl(form, defaults, rawValues) {
+  const params = new URLSearchParams(location.search);
+  let any = false;
+  for (const [name, value] of params) {
+    if (!(name in defaults)) continue;
+    any = true;
+    if (!setControl(form, name, value)) rawValues.set(name, value);
+  }
+  return { params, any };
+}
+
+// The URL holds the fields that differ from the page's defaults, except those `skip`
+// says to leave out (fields that do not apply, values nnmem filled in).
+export function writeUrl(fields, defaults, skip = () => false) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(fields)) {
+    if (value !== defaults[name] && !skip(name, value)) params.set(name, value);
+  }
+  const query = params.toString();
+  const url = `${location.pathname}${query ? `?${query}` : ""}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) {
+    history.replaceState(null, "", url);
+  }
+}
+
+// The banner that says the result shown is not for the inputs as they are.
+export function showStale(banner, text) {
+  banner.textContent = text;
+  banner.hidden = !text;
+}
+
+// Each problem next to its field (`[data-field]` with an `.error` slot, in view), every
+// other field cleared. Returns the messages no field in view could take.
+export function placeErrors(root, errors) {
+  const byField = new Map();
+  for (const e of errors) {
+    byField.set(e.field, byField.has(e.field) ? `${byField.get(e.field)} ${e.message}` : e.message);
+  }
+  for (const field of root.querySelectorAll("[data-field]")) {
+    const slot = field.querySelector(".error");
+    const message = (slot && !field.hidden && byField.get(field.dataset.field)) || "";
+    if (slot) slot.textContent = message;
+    field.classList.toggle("invalid", Boolean(message));
+    for (const control of field.querySelectorAll("input, select, textarea")) {
+      if (message) control.setAttribute("aria-invalid", "true");
+      else control.removeAttribute("aria-invalid");
+    }
+    if (message) byField.delete(field.dataset.field);
+  }
+  return [...byField.values()];
+}
