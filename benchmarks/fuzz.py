@@ -26,6 +26,7 @@ import fuzz_checks as checks
 from fuzz_entry import compute, count_estimates
 from fuzz_strategies import gpu_ids, scenarios
 
+PROGRESS = 1000  # print the counts every this many scenarios
 PROPERTIES: dict[str, tuple[Callable[..., list[str]], bool]] = {
     "sums": (checks.sums, False),
     "monotone": (checks.monotone, False),
@@ -53,6 +54,8 @@ def run(name: str, examples: int, show: int) -> tuple[int, int, float]:
         if found:
             broken[0] += 1
             messages.extend(found[:1])
+        if tried[0] % PROGRESS == 0:  # so that a run cut short still tells its counts
+            print(f"{name:16} {tried[0]:>7,} so far   {broken[0]:>6,} failed", flush=True)
 
     def body(data: dict[str, Any], gpu: str) -> None:
         record(data, gpu)
