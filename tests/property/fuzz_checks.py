@@ -83,7 +83,8 @@ def monotone(data: dict[str, Any], step: int = 1) -> list[str]:
 
 
 def zero3_gpus(data: dict[str, Any], more: int = 2) -> list[str]:
-    """Under ZeRO-3, more GPUs never need more memory on each, from two GPUs on. (On one,
+    """Under ZeRO-3, more GPUs never need more memory on each, from two data-parallel
+    GPUs on. (On one,
     FSDP falls back to NO_SHARD and gathers nothing, which for a model whose largest
     layer outweighs half its states needs less than two shards plus a gathered layer.)"""
     s = parse(data)
@@ -91,7 +92,8 @@ def zero3_gpus(data: dict[str, Any], more: int = 2) -> list[str]:
         return []
     tp = s.tensor_parallel
     base = {**data, "sharding": "zero3"}
-    counts = sorted(n for n in {2 * tp, s.num_gpus, s.num_gpus * more} if n >= 2)
+    # ZeRO shards over the data-parallel ranks (GPUs ÷ tensor-parallel degree): two on.
+    counts = sorted(n for n in {2 * tp, s.num_gpus, s.num_gpus * more} if n // tp >= 2)
     totals = [(n, _total(base, num_gpus=n)) for n in counts]
     out = []
     for (n1, t1), (n2, t2) in itertools.pairwise(totals):
