@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -893,6 +894,23 @@ def _whole(text: str) -> int:
     return int(text)
 
 
+# Levels of nesting JSON may have: a config.json has 3, a CNN layer list a few per block.
+# Checked before parsing: inside Pyodide a deep parse overflows the WebAssembly stack
+# (a fatal error that kills the engine) before Python's recursion limit is reached.
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 def load_json(text: str, field: str, label: str) -> object:
     """Strict JSON from a form field, a file or a request: NaN, Infinity, out-of-range
     numbers and integers of more than 100 digits are refused, nesting too deep for the
@@ -908,6 +926,8 @@ def load_json(text: str, field: str, label: str) -> object:
     >>> load_json("\ufeff{}", "config", "Config")
     {}
     """
+    if _too_deep(text):
+        raise NnmemError.single(field, f"{label} is not valid JSON: it is nested too deeply.")
     try:
         return json.loads(
             text.removeprefix("\ufeff"),
