@@ -17,7 +17,7 @@ from nnmem.models import generic, transformer
 from nnmem.models.architecture import Transformer
 from nnmem.models.cnn import build as cnn_build
 from nnmem.models.step import Built
-from nnmem.result import Estimate
+from nnmem.result import Component, Estimate, Phase
 from nnmem.scenario import GenericModel, Mode, Scenario
 from nnmem.terms import Term, product
 
@@ -108,3 +108,7 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         notes=tuple(built.notes),
         saved_activation_bytes=built.saved_activation_bytes,
     )
+
+
+# The result types live in nnmem.result; importing them from here keeps working.
+__all__ = ["Component", "Estimate", "Phase", "estimate", "overheads"]

@@ -277,10 +277,19 @@ class Labels:
 
     >>> LABELS[Checkpointing.NONE], LABELS[Sharding.NONE]
     ('None', 'None (each GPU holds everything)')
+    >>> Mode.TRAINING in LABELS, LABELS.get(Mode.TRAINING)
+    (True, 'Training')
     """
 
     def __getitem__(self, member: StrEnum) -> str:
         return OPTION_LABELS[type(member)][member]
+
+    def __contains__(self, member: object) -> bool:
+        return isinstance(member, StrEnum) and member in OPTION_LABELS.get(type(member), {})
+
+    def get(self, member: StrEnum, default: str | None = None) -> str | None:
+        """The label, or ``default`` for a value no option type holds."""
+        return OPTION_LABELS.get(type(member), {}).get(member, default)
 
     def items(self) -> Iterator[tuple[StrEnum, str]]:
         """Every option with its label, type by type."""

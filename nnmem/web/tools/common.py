@@ -31,7 +31,7 @@ class Tool:
 # --- reading the form ---------------------------------------------------------------------
 
 
-def _number(spec: NumberSpec, values: Mapping[str, object]) -> Decimal | Problem:
+def number(spec: NumberSpec, values: Mapping[str, object]) -> Decimal | Problem:
     return spec.read(values.get(spec.key))
 
 
@@ -40,7 +40,7 @@ def decimal(key: str, label: str, low: str, high: str, allowed: str) -> NumberSp
     return NumberSpec(key, label, Decimal(low), Decimal(high), False, allowed)
 
 
-def _choice(
+def choice(
     key: str, label: str, options: tuple[tuple[str, str], ...], values: Mapping[str, object]
 ) -> str | Problem:
     raw = values.get(key)
@@ -53,13 +53,13 @@ def _choice(
     )
 
 
-def _read(**items: Decimal | str | Problem) -> dict[str, Any]:
+def read_all(**items: Decimal | str | Problem) -> dict[str, Any]:
     """The values, or one NnmemError listing every problem among them."""
     raise_if(*(v for v in items.values() if isinstance(v, Problem)))
     return items
 
 
-def _gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
+def gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
     return tuple(
         (g.id, gpu_label(g))
         for g in catalog.gpus().values()
@@ -67,7 +67,7 @@ def _gpu_options(need_flops: bool) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _llm_options() -> tuple[tuple[str, str], ...]:
+def llm_options() -> tuple[tuple[str, str], ...]:
     return tuple(
         (m.id, m.name) for m in catalog.models().values() if m.architecture in ("decoder", "moe")
     )
@@ -88,7 +88,7 @@ def figure(value: Fraction | int) -> str:
     return f"{float(value):.6g}"
 
 
-def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
+def figure_html(key: str, label: str, value: Fraction | int, html: str) -> str:
     """One headline figure; ``html`` is its text, already escaped."""
     return (
         f'<div class="figure"><dt>{escape(label)}</dt><dd><output id="r-{key}" '
@@ -96,17 +96,17 @@ def _out(key: str, label: str, value: Fraction | int, html: str) -> str:
     )
 
 
-def _flops(n: int | Fraction) -> str:
+def flops_html(n: int | Fraction) -> str:
     """FLOPs in scientific notation as HTML, as papers quote them.
 
-    >>> _flops(42 * 10**21)
+    >>> flops_html(42 * 10**21)
     '4.20 × 10<sup>22</sup> FLOPs'
     """
     mantissa, exponent = f"{float(n):.2e}".split("e")
     return f"{mantissa} × 10<sup>{int(exponent)}</sup> FLOPs"
 
 
-def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str = "") -> str:
+def table_html(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str = "") -> str:
     cap = f"<caption>{escape(caption)}</caption>" if caption else ""
     th = "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
@@ -118,18 +118,18 @@ def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], caption: str 
     )
 
 
-def _list(items: list[str]) -> str:
+def list_html(items: list[str]) -> str:
     return '<ul class="tool-steps">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def _gpu_field(default: str) -> Field:
+def gpu_field(default: str) -> Field:
     return Field(
         "gpu",
         "GPU",
         "Bandwidth and peak BF16 TFLOPS come from nnmem's GPU catalog.",
         "choice",
         default,
-        options=_gpu_options(need_flops=True),
+        options=gpu_options(need_flops=True),
     )
 
 

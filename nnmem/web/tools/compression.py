@@ -10,7 +10,7 @@ from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.formats import LABELS, Format, bits
 from nnmem.units import fixed, human
-from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
+from nnmem.web.tools.common import Tool, Values, preset_scenario, table_html
 
 # --- compression (prerendered) ------------------------------------------------------------
 
@@ -45,7 +45,7 @@ def compression(values: Values) -> dict[str, Any]:
                 f"{human(size)} <small>({fixed(Fraction(size * 100, base[p]), 0)}% of BF16)</small>"
             )
         rows.append((escape(LABELS[fmt]), f"{float(bits(fmt)):.3g}", *cells))
-    formats = _table(
+    formats = table_html(
         head,
         rows,
         "Weight memory by format (quantized formats keep "
@@ -56,7 +56,7 @@ def compression(values: Values) -> dict[str, Any]:
     for p in ("bert-base-uncased", "distilbert-base-uncased"):
         e = estimate(preset_scenario(p, **train))
         pair.append((escape(models[p].name), f"{models[p].params:,}", human(e.total_bytes)))
-    distill = _table(
+    distill = table_html(
         ("Model", "Parameters", "Training memory (AMP, AdamW, batch 32 × 128)"),
         pair,
         "A distilled student against its teacher",

@@ -9,7 +9,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.units import count, fixed, human, scaled
-from nnmem.web.tools.common import Tool, Values, _table, preset_scenario
+from nnmem.web.tools.common import Tool, Values, preset_scenario, table_html
 
 # --- GPU guide (prerendered) --------------------------------------------------------------
 
@@ -141,7 +141,7 @@ def gpu_guide(values: Values) -> dict[str, Any]:
                 *(_model_cell(row[job])[0] for job in GUIDE_SETTINGS),
             )
         )
-    class_table = _table(
+    class_table = table_html(
         ("Usable memory", *(label for label, _ in GUIDE_SETTINGS.values())),
         class_rows,
         "The largest catalog language model for each job, by memory size",

@@ -14,23 +14,8 @@ from nnmem.scenario import LABELS, KvDtype, parse
 from nnmem.units import duration, fixed, human
 from nnmem.validation import whole
 from nnmem.web.fields import Field
-from nnmem.web.tools.common import (
-    PERCENT,
-    Tool,
-    Values,
-    _choice,
-    _flops,
-    _gpu_field,
-    _gpu_options,
-    _list,
-    _llm_options,
-    _number,
-    _out,
-    _read,
-    as_share,
-    decimal,
-    figure,
-)
+from nnmem.web.tools import common
+from nnmem.web.tools.common import Tool, Values
 
 # --- inference latency --------------------------------------------------------------------
 
@@ -45,22 +30,24 @@ KV_TYPES = tuple((k.value, LABELS[k]) for k in (KvDtype.AUTO, KvDtype.FP8))
 LAT_BATCH = whole("batch_size", "Batch size", 4_096)
 LAT_PROMPT = whole("prompt_tokens", "Prompt tokens", 1_000_000)
 LAT_NEW = whole("new_tokens", "Generated tokens", 1_000_000)
-LAT_BW = decimal("bandwidth_efficiency", "Bandwidth efficiency", "0.1", "100", PERCENT)
-LAT_MFU = decimal("prefill_mfu", "Prefill utilisation (MFU)", "0.1", "100", PERCENT)
+LAT_BW = common.decimal(
+    "bandwidth_efficiency", "Bandwidth efficiency", "0.1", "100", common.PERCENT
+)
+LAT_MFU = common.decimal("prefill_mfu", "Prefill utilisation (MFU)", "0.1", "100", common.PERCENT)
 
 
 def inference_latency(values: Values) -> dict[str, Any]:
     """Prefill and decode times from the roofline (:func:`nnmem.tools.throughput`)."""
-    v = _read(
-        preset=_choice("preset", "Model", _llm_options(), values),
-        precision=_choice("precision", "Weight format", LAT_PRECISIONS, values),
-        kv=_choice("kv_cache_dtype", "KV-cache type", KV_TYPES, values),
-        gpu=_choice("gpu", "GPU", _gpu_options(need_flops=True), values),
-        batch=_number(LAT_BATCH, values),
-        prompt=_number(LAT_PROMPT, values),
-        new=_number(LAT_NEW, values),
-        bw=_number(LAT_BW, values),
-        mfu=_number(LAT_MFU, values),
+    v = common.read_all(
+        preset=common.choice("preset", "Model", common.llm_options(), values),
+        precision=common.choice("precision", "Weight format", LAT_PRECISIONS, values),
+        kv=common.choice("kv_cache_dtype", "KV-cache type", KV_TYPES, values),
+        gpu=common.choice("gpu", "GPU", common.gpu_options(need_flops=True), values),
+        batch=common.number(LAT_BATCH, values),
+        prompt=common.number(LAT_PROMPT, values),
+        new=common.number(LAT_NEW, values),
+        bw=common.number(LAT_BW, values),
+        mfu=common.number(LAT_MFU, values),
     )
     gpu = catalog.gpus()[v["gpu"]]
     assert gpu.bandwidth_bytes_per_s and gpu.fp16_tflops
@@ -81,8 +68,8 @@ def inference_latency(values: Values) -> dict[str, Any]:
         scenario,
         gpu.bandwidth_bytes_per_s,
         peak,
-        as_share(v["bw"]),
-        as_share(v["mfu"]),
+        common.as_share(v["bw"]),
+        common.as_share(v["mfu"]),
         prompt,
         new,
     )
@@ -91,27 +78,27 @@ def inference_latency(values: Values) -> dict[str, Any]:
     model = catalog.models()[v["preset"]]
     bound = "memory bandwidth" if r.memory_bound else "compute"
     figures = [
-        _out(
+        common.figure_html(
             "tokens_per_s",
             "Decode speed per sequence",
             r.tokens_per_second,
             f"{fixed(r.tokens_per_second, 1)} tokens/s",
         ),
-        _out(
+        common.figure_html(
             "batch_tokens_per_s",
             "Decode speed, whole batch",
             r.batch_tokens_per_second,
             f"{fixed(r.batch_tokens_per_second, 1)} tokens/s",
         ),
-        _out(
+        common.figure_html(
             "prefill_s",
             "Prefill (time to first token)",
             r.prefill_seconds,
             duration(r.prefill_seconds),
         ),
-        _out("total_s", "Whole request", r.total_seconds, duration(r.total_seconds)),
+        common.figure_html("total_s", "Whole request", r.total_seconds, duration(r.total_seconds)),
     ]
-    bw = Fraction(gpu.bandwidth_bytes_per_s, 10**9) * as_share(v["bw"])
+    bw = Fraction(gpu.bandwidth_bytes_per_s, 10**9) * common.as_share(v["bw"])
     steps = [
         f"Weights read at every decode step: <strong>{human(r.step_weight_bytes)}</strong> "
         f"({escape(model.name)} in {escape(dict(LAT_PRECISIONS)[v['precision']])}, from "
@@ -131,7 +118,7 @@ def inference_latency(values: Values) -> dict[str, Any]:
         f"Decode of {new:,} tokens: memory time {duration(r.decode_memory_seconds)}, compute "
         f"time {duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "
         f"batch {batch:,}.",
-        f"Prefill: {_flops(r.prefill_flops)} (2·N per token plus attention) at the "
+        f"Prefill: {common.flops_html(r.prefill_flops)} (2·N per token plus attention) at the "
         f"utilisation above: {duration(r.prefill_seconds)}.",
     ]
     verdict = (
@@ -144,15 +131,16 @@ def inference_latency(values: Values) -> dict[str, Any]:
     )
     html = (
         f'<dl class="figures">{"".join(figures)}</dl>'
-        f'<p class="tool-verdict" data-fits="{str(fits).lower()}">{verdict}</p>' + _list(steps)
+        f'<p class="tool-verdict" data-fits="{str(fits).lower()}">{verdict}</p>'
+        + common.list_html(steps)
     )
     return {
         "html": html,
         "values": {
-            "tokens_per_s": figure(r.tokens_per_second),
-            "batch_tokens_per_s": figure(r.batch_tokens_per_second),
-            "prefill_s": figure(r.prefill_seconds),
-            "total_s": figure(r.total_seconds),
+            "tokens_per_s": common.figure(r.tokens_per_second),
+            "batch_tokens_per_s": common.figure(r.batch_tokens_per_second),
+            "prefill_s": common.figure(r.prefill_seconds),
+            "total_s": common.figure(r.total_seconds),
         },
     }
 
@@ -165,7 +153,7 @@ TOOL = Tool(
             "A catalog language model.",
             "choice",
             "llama-3.1-8b",
-            options=_llm_options(),
+            options=common.llm_options(),
         ),
         Field(
             "precision",
@@ -183,7 +171,7 @@ TOOL = Tool(
             "auto",
             options=KV_TYPES,
         ),
-        _gpu_field("h100-sxm-80gb"),
+        common.gpu_field("h100-sxm-80gb"),
         Field(
             "batch_size",
             "Batch size",

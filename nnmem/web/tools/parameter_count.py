@@ -24,11 +24,11 @@ from nnmem.web.fields import Field
 from nnmem.web.tools.common import (
     Tool,
     Values,
-    _choice,
-    _number,
-    _out,
-    _table,
+    choice,
     figure,
+    figure_html,
+    number,
+    table_html,
 )
 
 # --- parameter count ----------------------------------------------------------------------
@@ -113,11 +113,11 @@ def module_counts(t: Transformer) -> dict[str, int]:
 
 
 def _pc_model(values: Values) -> Transformer:
-    source = _choice("source", "Describe the model by", PC_SOURCE, values)
+    source = choice("source", "Describe the model by", PC_SOURCE, values)
     if isinstance(source, Problem):
         raise NnmemError([source])
     if source == "preset":
-        preset = _choice("preset", "Catalog model", _transformer_options(), values)
+        preset = choice("preset", "Catalog model", _transformer_options(), values)
         if isinstance(preset, Problem):
             raise NnmemError([preset])
         return from_config(catalog.models()[preset].config, field="preset")
@@ -130,8 +130,8 @@ def _pc_model(values: Values) -> Transformer:
                 "config", 'Paste a config.json: a JSON object such as {"hidden_size": 4096, …}.'
             )
         return from_config(config, field="config")
-    read = {spec.key: _number(spec, values) for spec in PC_NUMBERS}
-    tied = _choice("tie_word_embeddings", "Tied embeddings", YES_NO, values)
+    read = {spec.key: number(spec, values) for spec in PC_NUMBERS}
+    tied = choice("tie_word_embeddings", "Tied embeddings", YES_NO, values)
     raise_if(*(v for v in [*read.values(), tied] if isinstance(v, Problem)))
     n = {k: int(v) for k, v in read.items() if isinstance(v, Decimal)}
     heads, kv = n["num_attention_heads"], n["num_key_value_heads"]
@@ -182,12 +182,14 @@ def parameter_count(values: Values) -> dict[str, Any]:
         ("<strong>Total</strong>", f"<strong>{total:,}</strong>", "100.0%", human(2 * total))
     )
     figures = [
-        _out("total", "Total parameters", total, f"{total:,} ({count(total)})"),
-        _out("bf16_bytes", "Weights in BF16", 2 * total, human(2 * total)),
-        _out("fp32_bytes", "Weights in FP32", 4 * total, human(4 * total)),
+        figure_html("total", "Total parameters", total, f"{total:,} ({count(total)})"),
+        figure_html("bf16_bytes", "Weights in BF16", 2 * total, human(2 * total)),
+        figure_html("fp32_bytes", "Weights in FP32", 4 * total, human(4 * total)),
     ]
     if t.family is Family.MOE:
-        figures.append(_out("active", "Active per token", active, f"{active:,} ({count(active)})"))
+        figures.append(
+            figure_html("active", "Active per token", active, f"{active:,} ({count(active)})")
+        )
     kind = {
         Family.DECODER: "decoder-only",
         Family.MOE: "mixture-of-experts decoder",
@@ -204,7 +206,7 @@ def parameter_count(values: Values) -> dict[str, Any]:
     )
     html = (
         f'<dl class="figures">{"".join(figures)}</dl><p class="tool-note">{escape(shape)}</p>'
-        + _table(("Module", "Parameters", "Share", "BF16"), rows, "Parameters by module")
+        + table_html(("Module", "Parameters", "Share", "BF16"), rows, "Parameters by module")
     )
     return {"html": html, "values": {"total": figure(total), "active": figure(active)}}
 

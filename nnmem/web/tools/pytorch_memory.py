@@ -8,7 +8,7 @@ from typing import Any
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.units import human
-from nnmem.web.tools.common import Tool, Values, _out, _table
+from nnmem.web.tools.common import Tool, Values, figure_html, table_html
 
 # --- PyTorch memory (prerendered) ---------------------------------------------------------
 
@@ -45,20 +45,20 @@ def pytorch_memory(values: Values) -> dict[str, Any]:
         if c.bytes
     ]
     allocated, reserved = e.allocated_bytes, e.reserved_bytes
-    table = _table(
+    table = table_html(
         ("nnmem component", "Size", "Where PyTorch reports it"),
         rows,
         "Llama-3.2-1B, AMP BF16 training with AdamW, batch 4 × 1,024 tokens",
     )
     figures = [
-        _out(
+        figure_html(
             "allocated",
             "≈ torch.cuda.max_memory_allocated()",
             allocated,
             human(allocated),
         ),
-        _out("reserved", "≈ torch.cuda.max_memory_reserved()", reserved, human(reserved)),
-        _out("nvidia_smi", "≈ nvidia-smi", e.total_bytes, human(e.total_bytes)),
+        figure_html("reserved", "≈ torch.cuda.max_memory_reserved()", reserved, human(reserved)),
+        figure_html("nvidia_smi", "≈ nvidia-smi", e.total_bytes, human(e.total_bytes)),
     ]
     example = f'<dl class="figures">{"".join(figures)}</dl>{table}'
     return {"html": "", "values": {}, "parts": {"example": example}}

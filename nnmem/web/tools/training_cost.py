@@ -10,33 +10,19 @@ from nnmem import catalog, tools
 from nnmem.units import fixed
 from nnmem.validation import whole
 from nnmem.web.fields import Field
-from nnmem.web.tools.common import (
-    PERCENT,
-    Tool,
-    Values,
-    _choice,
-    _flops,
-    _gpu_field,
-    _gpu_options,
-    _list,
-    _number,
-    _out,
-    _read,
-    as_share,
-    decimal,
-    figure,
-)
+from nnmem.web.tools import common
+from nnmem.web.tools.common import Tool, Values
 
 # --- training cost ------------------------------------------------------------------------
 
-TC_PARAMS = decimal(
+TC_PARAMS = common.decimal(
     "params_billions",
     "Model size",
     "0.001",
     "100000",
     "a number of billions of parameters from 0.001 to 100,000",
 )
-TC_TOKENS = decimal(
+TC_TOKENS = common.decimal(
     "tokens_billions",
     "Training tokens",
     "0.001",
@@ -44,21 +30,21 @@ TC_TOKENS = decimal(
     "a number of billions of tokens from 0.001 to 10,000,000",
 )
 TC_GPUS = whole("num_gpus", "Number of GPUs", 1_000_000)
-TC_MFU = decimal("mfu", "Utilisation (MFU)", "0.1", "100", PERCENT)
-TC_PRICE = decimal(
+TC_MFU = common.decimal("mfu", "Utilisation (MFU)", "0.1", "100", common.PERCENT)
+TC_PRICE = common.decimal(
     "price_per_gpu_hour", "Price per GPU-hour", "0", "1000000", "a price from 0 to 1,000,000"
 )
 
 
 def training_cost(values: Values) -> dict[str, Any]:
     """Compute, GPU-hours, days and cost from ``6·N·D`` (:mod:`nnmem.tools`)."""
-    v = _read(
-        params=_number(TC_PARAMS, values),
-        tokens=_number(TC_TOKENS, values),
-        gpu=_choice("gpu", "GPU", _gpu_options(need_flops=True), values),
-        gpus=_number(TC_GPUS, values),
-        mfu=_number(TC_MFU, values),
-        price=_number(TC_PRICE, values),
+    v = common.read_all(
+        params=common.number(TC_PARAMS, values),
+        tokens=common.number(TC_TOKENS, values),
+        gpu=common.choice("gpu", "GPU", common.gpu_options(need_flops=True), values),
+        gpus=common.number(TC_GPUS, values),
+        mfu=common.number(TC_MFU, values),
+        price=common.number(TC_PRICE, values),
     )
     gpu = catalog.gpus()[v["gpu"]]
     assert gpu.fp16_tflops
@@ -68,20 +54,22 @@ def training_cost(values: Values) -> dict[str, Any]:
         params,
         tokens,
         Fraction(str(gpu.fp16_tflops)),
-        as_share(v["mfu"]),
+        common.as_share(v["mfu"]),
         int(v["gpus"]),
         Fraction(v["price"]),
     )
     flops, gpu_hours, days, cost = run.flops, run.gpu_hours, run.days, run.cost
     optimal = tools.chinchilla_tokens(params)
     figures = [
-        _out("flops", "Training compute", flops, _flops(flops)),
-        _out("gpu_hours", "GPU-hours", gpu_hours, f"{fixed(gpu_hours, 0)} GPU-hours"),
-        _out("days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{fixed(days, 1)} days"),
-        _out("cost", "Cost", cost, fixed(cost, 0)),
+        common.figure_html("flops", "Training compute", flops, common.flops_html(flops)),
+        common.figure_html("gpu_hours", "GPU-hours", gpu_hours, f"{fixed(gpu_hours, 0)} GPU-hours"),
+        common.figure_html(
+            "days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{fixed(days, 1)} days"
+        ),
+        common.figure_html("cost", "Cost", cost, fixed(cost, 0)),
     ]
     steps = [
-        f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {_flops(flops)}.",
+        f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {common.flops_html(flops)}.",
         f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
         f"{escape(gpu.name)}) × {v['mfu']}% = {fixed(run.achieved_tflops, 1)} TFLOPS, that is "
         f"{fixed(run.tokens_per_second_per_gpu, 0)} training tokens per second per "
@@ -91,14 +79,14 @@ def training_cost(values: Values) -> dict[str, Any]:
         f"For reference, Chinchilla's compute-optimal budget for this size is about 20 tokens "
         f"per parameter: {fixed(Fraction(optimal, 10**9), 0)}B tokens.",
     ]
-    html = f'<dl class="figures">{"".join(figures)}</dl>' + _list(steps)
+    html = f'<dl class="figures">{"".join(figures)}</dl>' + common.list_html(steps)
     return {
         "html": html,
         "values": {
-            "flops": figure(flops),
-            "gpu_hours": figure(gpu_hours),
-            "days": figure(days),
-            "cost": figure(cost),
+            "flops": common.figure(flops),
+            "gpu_hours": common.figure(gpu_hours),
+            "days": common.figure(days),
+            "cost": common.figure(cost),
         },
     }
 
@@ -121,7 +109,7 @@ TOOL = Tool(
             "2000",
             "billion",
         ),
-        _gpu_field("h100-sxm-80gb"),
+        common.gpu_field("h100-sxm-80gb"),
         Field(
             "num_gpus",
             "Number of GPUs",
