@@ -30,7 +30,15 @@ from nnmem.errors import NnmemError, Problem
 from nnmem.formats import LABELS as FORMAT_LABELS
 from nnmem.formats import Format
 from nnmem.models.architecture import Family, Transformer, from_config
-from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
+from nnmem.validation import (
+    ChoiceSpec,
+    FlagSpec,
+    NumberSpec,
+    raise_if,
+    shown,
+    too_deep,
+    whole,
+)
 
 
 class ModelKind(StrEnum):
@@ -874,7 +882,17 @@ def load_json(text: str, field: str, label: str) -> object:
     >>> load_json('{"hidden_size": 1e999}', "config", "Config")
     Traceback (most recent call last):
     nnmem.errors.NnmemError: Config is not valid JSON: the number 1e999 is out of range.
+
+    Nesting deeper than 64 levels is refused before parsing: inside Pyodide a deep enough
+    document exhausts the JavaScript stack, a fatal error rather than a RecursionError.
+
+    >>> load_json("[" * 100_000, "config", "Config")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    nnmem.errors.NnmemError: Config is not read: it nests deeper than 64 levels...
     """
+    deep = too_deep(text, field, label)
+    if deep is not None:
+        raise NnmemError([deep])
     try:
         return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as error:

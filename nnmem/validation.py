@@ -158,3 +158,59 @@ def raise_if(*problems: Problem | None) -> None:
     found = [p for p in problems if p is not None]
     if found:
         raise NnmemError(found)
+
+
+# JSON nesting deeper than this is refused before parsing: CPython's parser recurses once
+# per level, and inside Pyodide a deep enough file exhausts the JavaScript stack (a fatal
+# error, not a RecursionError). Headers, indexes and configs nest three or four levels.
+MAX_JSON_DEPTH = 64
+# Six brackets a tensor ({"shape": [...], "data_offsets": [...]}): room for a million.
+MAX_BRACKETS = 8_000_000
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def json_depth(text: str, stop: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``text`` nests arrays and objects, strings aside; counting stops past
+    ``stop``.
+
+    Innermost ``[]`` and ``{}`` pairs are removed a level at a time by the regular
+    expression engine, so a long, shallow header costs a few passes; what is left after
+    ``stop`` levels is walked until it nests past ``stop``.
+
+    >>> json_depth('{"a": [1, {"b": "[[["}]}'), json_depth("[" * 10_000 + "]" * 10_000)
+    (3, 65)
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if len(brackets) > MAX_BRACKETS:
+        return stop + 1  # not worth walking: no checkpoint file is shaped like this
+    for level in range(stop + 1):
+        if not brackets:
+            return level
+        inner = _PAIR.sub("", brackets)
+        if inner == brackets:
+            break
+        brackets = inner
+    depth = peak = 0
+    for c in brackets:
+        depth = depth + 1 if c in "[{" else max(depth - 1, 0)
+        peak = max(peak, depth)
+        if peak > stop:
+            break
+    return max(peak, level)
+
+
+def too_deep(text: str, field: str, label: str) -> Problem | None:
+    """The problem with JSON text that nests too deeply to parse safely, or None.
+
+    >>> too_deep("[" * 100 + "]" * 100, "config", "Config").message[:38]
+    'Config is not read: it nests deeper th'
+    """
+    if json_depth(text) <= MAX_JSON_DEPTH:
+        return None
+    return Problem(
+        field,
+        f"{label} is not read: it nests deeper than {MAX_JSON_DEPTH} levels or holds "
+        f"more than {MAX_BRACKETS:,} brackets, which no checkpoint or config needs.",
+    )
