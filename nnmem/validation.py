@@ -180,25 +180,29 @@ def json_depth(text: str, stop: int = MAX_JSON_DEPTH) -> int:
     ``stop`` levels is walked until it nests past ``stop``.
 
     >>> json_depth('{"a": [1, {"b": "[[["}]}'), json_depth("[" * 10_000 + "]" * 10_000)
-    (3, 65)
+    (3, 66)
+    >>> json_depth("[" * 64 + "]" * 64), json_depth("[" * 100 + "]" * 100) > 64
+    (64, True)
     """
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
     if len(brackets) > MAX_BRACKETS:
         return stop + 1  # not worth walking: no checkpoint file is shaped like this
-    for level in range(stop + 1):
+    removed = 0  # levels of innermost pairs removed so far
+    while removed <= stop:
         if not brackets:
-            return level
+            return removed
         inner = _PAIR.sub("", brackets)
         if inner == brackets:
-            break
+            break  # unbalanced: walk what is left
         brackets = inner
+        removed += 1
     depth = peak = 0
     for c in brackets:
         depth = depth + 1 if c in "[{" else max(depth - 1, 0)
         peak = max(peak, depth)
-        if peak > stop:
+        if removed + peak > stop:
             break
-    return max(peak, level)
+    return removed + peak
 
 
 def too_deep(text: str, field: str, label: str) -> Problem | None:
