@@ -206,15 +206,14 @@ def json_depth(text: str, stop: int = MAX_JSON_DEPTH) -> int:
 
 
 def too_deep(text: str, field: str, label: str) -> Problem | None:
-    """The problem with JSON text that nests too deeply to parse safely, or None.
+    """The problem with JSON text that nests deeper than 64 levels (or holds more than
+    8,000,000 brackets), or None: such text is refused before it is parsed.
 
-    >>> too_deep("[" * 100 + "]" * 100, "config", "Config").message[:38]
-    'Config is not read: it nests deeper th'
+    >>> too_deep("[" * 100 + "]" * 100, "config", "Config").message
+    'Config is not valid JSON: it is nested too deeply.'
+    >>> too_deep('{"a": [1]}', "config", "Config") is None
+    True
     """
     if json_depth(text) <= MAX_JSON_DEPTH:
         return None
-    return Problem(
-        field,
-        f"{label} is not read: it nests deeper than {MAX_JSON_DEPTH} levels or holds "
-        f"more than {MAX_BRACKETS:,} brackets, which no checkpoint or config needs.",
-    )
+    return Problem(field, f"{label} is not valid JSON: it is nested too deeply.")

@@ -125,7 +125,7 @@ def test_the_key_reads_json_text_and_round_trips() -> None:
         ({"": 1}, "each name is 1 to 64 characters"),
         ({str(i): 1 for i in range(65)}, "with 1 to 64 entries"),
         ("{", "Checkpoint bytes is not valid JSON"),
-        ("[" * 5000, "nests deeper than 64 levels"),
+        ("[" * 5000, "nested too deeply"),
     ],
 )
 def test_bad_checkpoint_bytes_name_the_field(raw: object, part: str | None) -> None:

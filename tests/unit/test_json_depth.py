@@ -24,7 +24,7 @@ def test_load_json_refuses_deep_nesting_before_parsing():
     with pytest.raises(NnmemError) as caught:
         load_json("[" * 100_000 + "]" * 100_000, "config", "Config")
     assert caught.value.problems[0].field == "config"
-    assert "nests deeper than 64 levels" in caught.value.problems[0].message
+    assert "nested too deeply" in caught.value.problems[0].message
     assert load_json("[" * 64 + "]" * 64, "config", "Config") is not None
 
 

@@ -99,4 +99,4 @@ def test_problems_name_the_model_id_or_the_drop_zone() -> None:
     assert _ask({"source": "mail"})["errors"][0]["field"] == "file"
     head = _b64(b'{"w": {"dtype": "F16", "shape": [4], "data_offsets": [0, 8]}}')
     deep = _ask({"source": "hub", "config": "[" * 100_000, "headers": {"a.safetensors": head}})
-    assert "nests deeper than 64 levels" in deep["errors"][0]["message"]
+    assert "nested too deeply" in deep["errors"][0]["message"]
