@@ -27,7 +27,7 @@ from typing import Any
 from nnmem.errors import NnmemError
 from nnmem.readers.source import Readable, Source
 from nnmem.scenario import load_json
-from nnmem.validation import shown
+from nnmem.validation import shown, too_deep
 
 # safetensors tensor.rs MAX_HEADER_SIZE: larger headers are refused by the library itself.
 MAX_HEADER_BYTES = 100_000_000
@@ -237,7 +237,11 @@ def _tensor(name: str, info: object, fail: Any) -> TensorInfo:
 
 
 def load_shallow_json(text: str, field: str, label: str) -> object:
-    """:func:`nnmem.scenario.load_json`, which refuses nesting deeper than 64 levels."""
+    """:func:`nnmem.scenario.load_json`, after refusing nesting deeper than 64 levels or
+    more than 8,000,000 brackets (headers, indexes and configs nest three or four)."""
+    deep = too_deep(text, field, label)
+    if deep is not None:
+        raise NnmemError([deep])
     return load_json(text, field, label)
 
 
