@@ -29,9 +29,16 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
 from nnmem.formats import LABELS as FORMAT_LABELS
-from nnmem.formats import Format
+from nnmem.formats import Format, is_float
 from nnmem.models.architecture import Family, Transformer, from_config
-from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, raise_if, shown, whole
+from nnmem.validation import (
+    ChoiceSpec,
+    FlagSpec,
+    NumberSpec,
+    raise_if,
+    shown,
+    whole,
+)
 
 
 class ModelKind(StrEnum):
@@ -434,6 +441,9 @@ class Scenario:
     # a display, other processes. The accuracy suite's GPU runs measured device totals up
     # to 20% above the estimate with gradient checkpointing (benchmarks/accuracy).
     headroom_percent: Decimal = Decimal(10)
+    # The checkpoint's stored bytes by dtype or part, read from its headers: the weights
+    # term of a quantized precision (see CHECKPOINT_BYTES_HELP).
+    checkpoint_bytes: tuple[tuple[str, int], ...] = ()
     # how the model was named, so to_dict can give it back the same way
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -482,6 +492,8 @@ class Scenario:
         data: dict[str, Any] = {"model": self.kind.value, **_model_fields(self)}
         for key in SETTINGS:
             data[key] = _plain(getattr(self, key))
+        if self.checkpoint_bytes:
+            data[CHECKPOINT_BYTES] = dict(self.checkpoint_bytes)
         if compact:
             skip = set(self.inactive_fields())
             data = {
@@ -628,9 +640,12 @@ DEVICE = ChoiceSpec("device", "Device", Device, aliases=(("gpu", "cuda"),))
 
 MODEL_KEYS = ("params_millions", "hidden_size", "num_layers", "config", "preset", "cnn")
 # Every setting with its default, in schema order (the model keys come first): the
-# Scenario's own fields and defaults, so a default is stated once, there.
+# Scenario's own fields and defaults, so a default is stated once, there. The checkpoint's
+# bytes are an object rather than one value, read by read_checkpoint_bytes.
 SETTINGS: dict[str, Any] = {
-    f.name: f.default for f in fields(Scenario) if f.name not in ("model", "source")
+    f.name: f.default
+    for f in fields(Scenario)
+    if f.name not in ("model", "source", "checkpoint_bytes")
 }
 SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
     spec.key: spec
@@ -669,7 +684,14 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         HEADROOM,
     )
 }
-KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS)
+CHECKPOINT_BYTES = "checkpoint_bytes"
+CHECKPOINT_BYTES_HELP = (
+    "an object of stored bytes by dtype or part, as a checkpoint's headers state them "
+    '(such as {"quantized weights": 4118802432, "weights": 1050673152})'
+)
+MAX_CHECKPOINT_PARTS = 64
+MAX_CHECKPOINT_BYTES = 2**50  # a pebibyte: far above any checkpoint
+KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS, CHECKPOINT_BYTES)
 OPTIONAL_NUMBERS = {"hidden_size", "num_layers", "decoder_seq_len", "image_size"}
 
 
@@ -702,6 +724,8 @@ def inactive_fields(
         off |= {"lora_rank", "lora_targets", "lora_dropout"}
     if precision not in (Precision.GPTQ, Precision.AWQ):
         off.add("group_size")
+    if is_float(precision.weight_format):
+        off.add(CHECKPOINT_BYTES)  # a float precision counts P × its width
     family = model.family if isinstance(model, Transformer) else None
     if family is not Family.ENCODER_DECODER:
         off.add("decoder_seq_len")
@@ -847,9 +871,50 @@ def parse(data: Mapping[str, object]) -> Scenario:
             fractional = key in ("allocator_overhead_percent", "headroom_percent", "lora_dropout")
             values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
+    stored = read_checkpoint_bytes(data.get(CHECKPOINT_BYTES))
+    if isinstance(stored, Problem):
+        problems.append(stored)
+    else:
+        values[CHECKPOINT_BYTES] = stored
     raise_if(*problems)
     assert model is not None  # no problem means the model was read
     return Scenario(model=model, source=source, **values)
+
+
+def read_checkpoint_bytes(raw: object) -> tuple[tuple[str, int], ...] | Problem:
+    """The ``checkpoint_bytes`` key: an object (or its JSON text) of stored bytes by
+    dtype or part, in the order given; empty when absent.
+
+    >>> read_checkpoint_bytes('{"Q4_K": 4000, "F32": 12}')
+    (('Q4_K', 4000), ('F32', 12))
+    >>> read_checkpoint_bytes({"weights": -1}).message  # doctest: +ELLIPSIS
+    'Checkpoint bytes must be ... (got -1 for "weights").'
+    """
+    if raw is None or raw == "" or raw == {}:
+        return ()
+    what = f"Checkpoint bytes must be {CHECKPOINT_BYTES_HELP}"
+    if isinstance(raw, str):
+        try:
+            raw = load_json(raw, CHECKPOINT_BYTES, "Checkpoint bytes")
+        except NnmemError as error:
+            return error.problems[0]
+    if not isinstance(raw, Mapping) or not raw or len(raw) > MAX_CHECKPOINT_PARTS:
+        return Problem(CHECKPOINT_BYTES, f"{what}, with 1 to {MAX_CHECKPOINT_PARTS} entries.")
+    parts: list[tuple[str, int]] = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            return Problem(CHECKPOINT_BYTES, f"{what}; each name is 1 to 64 characters.")
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, str) and value.strip().isdigit():
+            value, ok = int(value), True
+        if not ok or not 0 <= value <= MAX_CHECKPOINT_BYTES:
+            return Problem(
+                CHECKPOINT_BYTES,
+                f"{what}: whole numbers from 0 to {MAX_CHECKPOINT_BYTES:,} "
+                f"(got {shown(value)} for {shown(name)}).",
+            )
+        parts.append((name, int(value)))
+    return tuple(parts)
 
 
 def _read_model(kind: ModelKind, data: Mapping[str, object]) -> tuple[Model, dict[str, Any]]:

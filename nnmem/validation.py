@@ -158,3 +158,62 @@ def raise_if(*problems: Problem | None) -> None:
     found = [p for p in problems if p is not None]
     if found:
         raise NnmemError(found)
+
+
+# JSON nesting deeper than this is refused before parsing: CPython's parser recurses once
+# per level, and inside Pyodide a deep enough file exhausts the JavaScript stack (a fatal
+# error, not a RecursionError). Headers, indexes and configs nest three or four levels.
+MAX_JSON_DEPTH = 64
+# Six brackets a tensor ({"shape": [...], "data_offsets": [...]}): room for a million.
+MAX_BRACKETS = 8_000_000
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def json_depth(text: str, stop: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``text`` nests arrays and objects, strings aside; counting stops past
+    ``stop``.
+
+    Innermost ``[]`` and ``{}`` pairs are removed a level at a time by the regular
+    expression engine, so a long, shallow header costs a few passes; what is left after
+    ``stop`` levels is walked until it nests past ``stop``.
+
+    >>> json_depth('{"a": [1, {"b": "[[["}]}'), json_depth("[" * 10_000 + "]" * 10_000)
+    (3, 66)
+    >>> json_depth("[" * 64 + "]" * 64), json_depth("[" * 100 + "]" * 100) > 64
+    (64, True)
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if len(brackets) > MAX_BRACKETS:
+        return stop + 1  # not worth walking: no checkpoint file is shaped like this
+    removed = 0  # levels of innermost pairs removed so far
+    while removed <= stop:
+        if not brackets:
+            return removed
+        inner = _PAIR.sub("", brackets)
+        if inner == brackets:
+            break  # unbalanced: walk what is left
+        brackets = inner
+        removed += 1
+    depth = peak = 0
+    for c in brackets:
+        depth = depth + 1 if c in "[{" else max(depth - 1, 0)
+        peak = max(peak, depth)
+        if removed + peak > stop:
+            break
+    return removed + peak
+
+
+def too_deep(text: str, field: str, label: str) -> Problem | None:
+    """The problem with JSON text that nests deeper than 64 levels (or holds more than
+    8,000,000 brackets), or None: such text is refused before it is parsed.
+
+    >>> too_deep("[" * 100 + "]" * 100, "config", "Config").message
+    'Config is not valid JSON: it is nested too deeply.'
+    >>> too_deep('{"a": [1]}', "config", "Config") is None
+    True
+    """
+    if json_depth(text) <= MAX_JSON_DEPTH:
+        return None
+    return Problem(field, f"{label} is not valid JSON: it is nested too deeply.")

@@ -13,6 +13,7 @@ from nnmem.models.step import (
     param_bytes,
     training_phases,
 )
+from nnmem.models.stored import stored_weight_terms
 from nnmem.optimizers import Trainable
 from nnmem.result import phases_of, total
 from nnmem.scenario import LABELS, Checkpointing, GenericModel, Mode, Precision, Scenario
@@ -56,7 +57,7 @@ def build(s: Scenario) -> Built:
     sb = [("s", s.seq_len), ("b", s.batch_size)]
     if s.mode is Mode.INFERENCE:
         fmt = s.precision.weight_format
-        weights = [
+        weights = stored_weight_terms(s) or [
             product(
                 "weights",
                 f"{LABELS[s.precision]} weights",

@@ -39,10 +39,12 @@ from decimal import Decimal
 from typing import Any
 
 from nnmem.errors import NnmemError
+from nnmem.formats import is_float
 from nnmem.readers import gguf as gguf_reader
 from nnmem.readers import safetensors as st
 from nnmem.readers.gguf import GgufArray, GgufFile
 from nnmem.readers.safetensors import INDEX_NAME, SafetensorsHeader, TensorInfo
+from nnmem.scenario import Precision
 
 QUANTIZED = "quantized weights"
 SCALES = "quantization scales and zeros"
@@ -267,7 +269,15 @@ def from_safetensors(
     precision = _precision(method, qc, names) if method else _float_precision(by_dtype)
     if precision:
         scenario["precision"] = precision
+        _stored_bytes(scenario, precision, summary.bytes_by_part)
     return Imported(scenario, summary, None if config is None else dict(config))
+
+
+def _stored_bytes(scenario: dict[str, Any], precision: str, parts: Mapping[str, int]) -> None:
+    """A quantized checkpoint's weights term is its stored bytes (``checkpoint_bytes``);
+    a float one's is P × its width, which equals them."""
+    if not is_float(Precision(precision).weight_format):
+        scenario["checkpoint_bytes"] = dict(parts)
 
 
 def _millions(params: int) -> str:
@@ -386,6 +396,7 @@ def from_gguf(g: GgufFile, field: str = "gguf") -> Imported:
     scenario: dict[str, Any] = {"model": "transformer", "config": config}
     if isinstance(file_type, int) and file_type in GGUF_PRECISION:
         scenario["precision"] = GGUF_PRECISION[file_type]
+        _stored_bytes(scenario, scenario["precision"], by_type)
     return Imported(scenario, summary, config)
 
 

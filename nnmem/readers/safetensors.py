@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 from nnmem.errors import NnmemError
 from nnmem.readers.source import Readable, Source
 from nnmem.scenario import load_json
-from nnmem.validation import shown
+from nnmem.validation import shown, too_deep
 
 # safetensors tensor.rs MAX_HEADER_SIZE: larger headers are refused by the library itself.
 MAX_HEADER_BYTES = 100_000_000
@@ -237,55 +236,12 @@ def _tensor(name: str, info: object, fail: Any) -> TensorInfo:
     return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
-# JSON nesting deeper than this is refused before parsing: CPython's parser recurses once
-# per level, and inside Pyodide a deep enough file exhausts the JavaScript stack (a fatal
-# error, not a RecursionError). Headers, indexes and configs nest three or four levels.
-MAX_JSON_DEPTH = 64
-# Six brackets a tensor ({"shape": [...], "data_offsets": [...]}): room for a million.
-MAX_BRACKETS = 8_000_000
-_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
-_PAIR = re.compile(r"\[\]|\{\}")
-
-
-def json_depth(text: str, stop: int = MAX_JSON_DEPTH) -> int:
-    """How deeply ``text`` nests arrays and objects, strings aside; counting stops past
-    ``stop``.
-
-    Innermost ``[]`` and ``{}`` pairs are removed a level at a time by the regular
-    expression engine, so a long, shallow header costs a few passes; what is left after
-    ``stop`` levels is walked until it nests past ``stop``.
-
-    >>> json_depth('{"a": [1, {"b": "[[["}]}'), json_depth("[" * 10_000 + "]" * 10_000)
-    (3, 65)
-    """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    if len(brackets) > MAX_BRACKETS:
-        return stop + 1  # not worth walking: no checkpoint file is shaped like this
-    for level in range(stop + 1):
-        if not brackets:
-            return level
-        inner = _PAIR.sub("", brackets)
-        if inner == brackets:
-            break
-        brackets = inner
-    depth = peak = 0
-    for c in brackets:
-        depth = depth + 1 if c in "[{" else max(depth - 1, 0)
-        peak = max(peak, depth)
-        if peak > stop:
-            break
-    return max(peak, level)
-
-
 def load_shallow_json(text: str, field: str, label: str) -> object:
-    """:func:`nnmem.scenario.load_json`, after refusing nesting deeper than 64 levels."""
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise NnmemError.single(
-            field,
-            f"{label} is not read: it nests deeper than {MAX_JSON_DEPTH} levels or holds "
-            f"more than {MAX_BRACKETS:,} brackets, which no checkpoint or config needs.",
-        )
+    """:func:`nnmem.scenario.load_json`, after refusing nesting deeper than 64 levels or
+    more than 8,000,000 brackets (headers, indexes and configs nest three or four)."""
+    deep = too_deep(text, field, label)
+    if deep is not None:
+        raise NnmemError([deep])
     return load_json(text, field, label)
 
 

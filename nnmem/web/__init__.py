@@ -12,11 +12,12 @@ from typing import Any
 from nnmem.errors import NnmemError
 from nnmem.scenario import load_json
 from nnmem.validation import shown
-from nnmem.web import calculator, tools
+from nnmem.web import calculator, checkpoint, tools
 from nnmem.web.reply import fatal, reply
 
 CALCULATOR = "calculator"
-PAGES = (CALCULATOR, *tools.TOOLS)
+CHECKPOINT = "checkpoint"  # the calculator's model reader: headers in, controls to fill out
+PAGES = (CALCULATOR, CHECKPOINT, *tools.TOOLS)
 
 
 def _read(request: str) -> tuple[str, dict[str, Any]]:
@@ -35,8 +36,9 @@ def _read(request: str) -> tuple[str, dict[str, Any]]:
 def handle(request: str) -> str:
     """Answer one request from a page, ``{"page": ..., "fields": {...}}``; never raises.
 
-    ``page`` is ``"calculator"`` (the default) or a tool's name; every answer has the
-    shape :mod:`nnmem.web.reply` describes.
+    ``page`` is ``"calculator"`` (the default), ``"checkpoint"`` (a checkpoint's headers,
+    see :mod:`nnmem.web.checkpoint`) or a tool's name; every answer has the shape
+    :mod:`nnmem.web.reply` describes.
 
     >>> answer = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
     >>> answer["ok"], answer["errors"][0]["field"]
@@ -49,7 +51,12 @@ column 1.'}]
     """
     try:
         page, fields = _read(request)
-        answer = calculator.answer(fields) if page == CALCULATOR else tools.answer(page, fields)
+        if page == CALCULATOR:
+            answer = calculator.answer(fields)
+        elif page == CHECKPOINT:
+            answer = checkpoint.answer(fields)
+        else:
+            answer = tools.answer(page, fields)
     except NnmemError as error:
         answer = reply(False, error.problems)
     except Exception as error:  # the page must get an answer, never a traceback

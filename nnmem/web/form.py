@@ -31,6 +31,7 @@ from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
+    CHECKPOINT_BYTES,
     FINETUNE,
     LABELS,
     MODE,
@@ -758,6 +759,10 @@ def translate(fields: Mapping[str, object]) -> Translation:
     for key in SETTINGS:
         if key in fields:
             data[key] = _text(fields, key)
+    # The bytes a checkpoint read from its headers stores (a hidden control).
+    stored = _text(fields, CHECKPOINT_BYTES).strip()
+    if stored:
+        data[CHECKPOINT_BYTES] = stored
     return result
 
 
@@ -800,7 +805,7 @@ def page_field(problem: Problem, translation: Translation) -> str:
         involved = problem.loc[1:2] or tuple(given)
         named = [_CONFIG_CONTROL[k] for k in involved if k in _CONFIG_CONTROL]
         return next((n for n in named if n in translation.given), named[0] if named else "preset")
-    if key in FIELDS:
+    if key in FIELDS or key == CHECKPOINT_BYTES:
         return key
     return {
         Describe.SIMPLE: "params_millions",

@@ -3,6 +3,7 @@
 // nothing itself: nnmem.web.handle does both, in Python.
 import { startEngine } from "./engine.js";
 import * as forms from "./form.js";
+import { startReader } from "./reader.js";
 
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
@@ -31,6 +32,19 @@ const filled = new Map();
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
 
+// The model reader (reader.js): its requests to nnmem get ids below zero, so their
+// replies are told apart from the calculator's own.
+const asked = new Map();
+let askId = 0;
+// The Hub model id whose read the model's fields hold (null: none, "": local files), and
+// the values it put there: while they stand, the URL records the id instead of them.
+let readModel = null;
+let readFill = new Map();
+// A model id named by the link, not read yet: it stays in the URL until the model changes.
+let linkModel = "";
+const MODEL_CONTROLS = new Set(["describe", "preset", "config", "cnn", "params_millions", "hidden_size", "num_layers", "checkpoint_bytes"]);
+const isModelControl = (name) => MODEL_CONTROLS.has(name) || name.startsWith("cfg_");
+
 const controls = () => forms.controls(form);
 const setControl = (name, value) => forms.setControl(form, name, value);
 const showStale = (text) => forms.showStale(stale, text);
@@ -47,7 +61,15 @@ function say(text) {
 
 // The URL: the fields that differ from the defaults and apply to this scenario.
 function syncUrl(inactive) {
-  forms.writeUrl(readForm(), defaults, (name, value) => value === filled.get(name) || inactive.includes(name));
+  const modelId = readModel || linkModel;
+  const fromHub = (name, value) => Boolean(readModel) && isModelControl(name) && (readFill.get(name) === value || name === "checkpoint_bytes");
+  const extra = modelId ? { model_id: modelId } : {};
+  forms.writeUrl(
+    readForm(),
+    defaults,
+    (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name)),
+    extra,
+  );
 }
 
 function request() {
@@ -137,7 +159,9 @@ function readUrl() {
 
 function onEdit(event) {
   const name = event.target && event.target.name;
-  if (name) rawValues.delete(name);
+  if (!name) return; // the model reader's own inputs: nothing to calculate
+  rawValues.delete(name);
+  if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
     omitDescribe = false;
@@ -153,6 +177,51 @@ function onEdit(event) {
     if (option.dataset.kind === "cnn") setControl("cnn", option.value);
   }
   request();
+}
+
+// The model's fields no longer hold what was read (or named by the link).
+function forgetRead() {
+  if (readModel === null && !linkModel) return;
+  readModel = null;
+  linkModel = "";
+  readFill = new Map();
+  setControl("checkpoint_bytes", "");
+  if (reader) reader.forget();
+}
+
+// What the reader got from nnmem: the same controls a pasted config.json fills.
+function loadRead(fill, modelId) {
+  setControl("preset", "");
+  for (const [name, value] of Object.entries(fill)) {
+    rawValues.delete(name);
+    setControl(name, value);
+  }
+  rawValues.delete("model");
+  omitDescribe = false;
+  readModel = modelId === null ? "" : modelId;
+  linkModel = "";
+  readFill = new Map(Object.entries(fill));
+  request();
+}
+
+function ask(fields) {
+  if (!ready) return Promise.resolve(null);
+  askId -= 1;
+  const id = askId;
+  return new Promise((resolve) => {
+    asked.set(id, resolve);
+    post({ type: "request", id, page: "checkpoint", fields });
+  });
+}
+
+function onResult(id, reply) {
+  const resolve = asked.get(id);
+  if (resolve) {
+    asked.delete(id);
+    resolve(reply);
+  } else {
+    paint(id, reply);
+  }
 }
 
 function applySuggestion(button) {
@@ -243,12 +312,22 @@ if ("IntersectionObserver" in window) {
     bar.hidden = entry.isIntersecting;
   }).observe(document.querySelector(".total-box"));
 }
+const reader = startReader({
+  ask,
+  mode: () => readForm().mode || "",
+  loaded: loadRead,
+});
 readUrl();
+const linked = new URLSearchParams(location.search).get("model_id");
+if (linked && linked.trim()) {
+  linkModel = linked.trim().slice(0, 200);
+  reader.offer(linkModel);
+}
 post = startEngine(calculator, {
   onReady() {
     ready = true;
     request(); // catch up with the link's inputs and anything typed while loading
   },
-  onResult: paint,
+  onResult,
   onFail: () => showStale(""),
 });

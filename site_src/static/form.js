@@ -62,9 +62,10 @@ export function readUrl(form, defaults, rawValues) {
 }
 
 // The URL holds the fields that differ from the page's defaults, except those `skip`
-// says to leave out (fields that do not apply, values nnmem filled in).
-export function writeUrl(fields, defaults, skip = () => false) {
+// says to leave out (fields that do not apply, values nnmem filled in), and `extra`.
+export function writeUrl(fields, defaults, skip = () => false, extra = {}) {
   const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(extra)) params.set(name, value);
   for (const [name, value] of Object.entries(fields)) {
     if (value !== defaults[name] && !skip(name, value)) params.set(name, value);
   }

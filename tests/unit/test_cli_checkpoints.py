@@ -61,6 +61,12 @@ def test_gguf_quantized_file_is_served(tmp_path: Path, capsys: pytest.CaptureFix
     checkpoint = data["checkpoint"]
     assert isinstance(checkpoint, dict)
     assert checkpoint["file_bytes"] == total == len(blob)
+    # The weights term is the tensors' stored bytes: 16 rows of 4,096 F32 values.
+    assert scenario["checkpoint_bytes"] == {"F32": 16 * 4096 * 4}
+    components = data["components"]
+    assert isinstance(components, list)
+    weights = [c for c in components if c["key"] == "weights"]
+    assert weights[0]["bytes"] == checkpoint["tensor_bytes"] == 262_144
     # A flag still wins over what the file says.
     assert main(["--gguf", str(tmp_path / "m.gguf"), "--precision", "bf16", "--json"]) == 0
     scenario = _json(capsys)["scenario"]

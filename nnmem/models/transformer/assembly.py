@@ -15,6 +15,7 @@ from nnmem.models.architecture import (
     parameter_tensors,
 )
 from nnmem.models.step import Built, gradients_held, model_states
+from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer.context import (
     HF,
@@ -316,6 +317,9 @@ def dequant_terms(s: Scenario, t: Transformer) -> list[Term]:
 
 def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
     """The stored weights in the scenario's format (the frozen base for LoRA)."""
+    stored = stored_weight_terms(s)
+    if stored is not None:
+        return stored
     fmt = s.precision.weight_format
     label = LABELS[s.precision]
     if is_float(fmt):
