@@ -11,7 +11,7 @@ const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
-const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
+const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime"];
 
 let post = null;
 let ready = false;
