@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnmem.errors import NnmemError
-from nnmem.fields import shown
 from nnmem.readers.source import Readable, Source
 from nnmem.scenario import load_json
+from nnmem.validation import shown
 
 # safetensors tensor.rs MAX_HEADER_SIZE: larger headers are refused by the library itself.
 MAX_HEADER_BYTES = 100_000_000
