@@ -64,6 +64,11 @@ function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
+  // A section whose every control is hidden (the runtime's, while training) hides too.
+  for (const section of document.querySelectorAll("section.form-section")) {
+    const controls = [...section.querySelectorAll("[data-field]")];
+    section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
+  }
 }
 
 function applyFill(fill) {
