@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from nnmem.models.architecture import Transformer
 from nnmem.result import Estimate
-from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Scenario
+from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Runtime, Scenario
 from nnmem.terms import Term
 from nnmem.units import human, percent, plain, scaled
 
@@ -40,6 +40,15 @@ def describe(scenario: Scenario) -> str:
     >>> describe(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
     'Training · 110M parameters · FP32 · Adam / AdamW · batch 32 · sequence 128'
     """
+    if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
+        llama = scenario.runtime.engine is Runtime.LLAMA_CPP
+        fmt = LABELS[scenario.gguf_type] if llama else LABELS[scenario.precision]
+        served = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.runtime], fmt]
+        served.append(f"{scenario.batch_size:,} × {scenario.seq_len:,} tokens")
+        gpus = scenario.num_gpus if llama else scenario.tensor_parallel * scenario.pipeline_parallel
+        if gpus > 1:
+            served.append(f"per GPU of {gpus}")
+        return " · ".join(served)
     parts = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.precision]]
     if scenario.mode is Mode.TRAINING:
         parts.append(LABELS[scenario.optimizer])
@@ -203,7 +212,7 @@ def runtime_rows(estimate: Estimate, binary: bool = False) -> list[tuple[str, st
         rows.append(
             (
                 "longest_context",
-                "Longest context per request that fits",
+                "Longest context per request that fits (at most the trained length)",
                 f"{r['longest_context']:,} tokens at -ngl {r['n_gpu_layers']}",
             )
         )
