@@ -58,7 +58,8 @@ def test_vllm_total_is_need_over_utilization() -> None:
 
 def test_vllm_capacity_matches_the_largest_batch_the_solver_finds() -> None:
     e = estimate(parse(served("vllm", precision="bf16", seq_len=16000)), H100)
-    assert e.runtime is not None and e.runtime["starts"] is True
+    assert e.runtime is not None
+    assert e.runtime["starts"] is True
     # KV budget 0.92 x 80 GiB - weights - profile peak - non-torch, in 8 MiB blocks
     budget = math.ceil(80 * 2**30 * 0.92) - sum(
         c.bytes for c in e.components if c.key in ("weights", "activations", "non_torch")
@@ -95,13 +96,15 @@ def test_llamacpp_parallel_slots_share_one_context() -> None:
     assert four.component("kv_cache").bytes == one.component("kv_cache").bytes
     assert four.runtime is not None
     assert four.runtime["ollama"] == {"num_ctx": 2048, "OLLAMA_NUM_PARALLEL": 4}
-    assert "-c 8192" in four.runtime["command"] and "-np 4" in four.runtime["command"]
+    assert "-c 8192" in four.runtime["command"]
+    assert "-np 4" in four.runtime["command"]
 
 
 def test_llamacpp_offload_moves_layers_to_ram() -> None:
     full = estimate(parse(served("llama_cpp")))
     half = estimate(parse(served("llama_cpp", n_gpu_layers=16)))
-    assert full.runtime is not None and half.runtime is not None
+    assert full.runtime is not None
+    assert half.runtime is not None
     assert full.runtime["n_gpu_layers"] == 33  # 32 blocks and the output layer
     assert half.component("weights").bytes < full.component("weights").bytes
     assert half.runtime["ram_bytes"] > full.runtime["ram_bytes"]
@@ -193,7 +196,8 @@ def test_round_trip_keeps_the_runtime_settings() -> None:
     s = parse(served("ollama", n_gpu_layers=12, type_k="q8_0", gguf_type="q5_k_m"))
     back = parse(s.to_dict())
     assert back == s
-    assert back.runtime is Runtime.OLLAMA and back.mode is Mode.INFERENCE
+    assert back.runtime is Runtime.OLLAMA
+    assert back.mode is Mode.INFERENCE
     assert s.to_dict(compact=True)["n_gpu_layers"] == 12
 
 
@@ -224,11 +228,16 @@ def test_page_shows_runtime_controls_only_where_they_apply() -> None:
     v = page(runtime="vllm", precision="bf16")
     ll = page(runtime="ollama")
     train = page(mode="training")
-    assert isinstance(t["inactive"], list) and isinstance(v["inactive"], list)
-    assert isinstance(ll["inactive"], list) and isinstance(train["inactive"], list)
-    assert "runtime" not in t["inactive"] and "block_size" in t["inactive"]
-    assert "block_size" not in v["inactive"] and "type_k" in v["inactive"]
-    assert "type_k" not in ll["inactive"] and "block_size" in ll["inactive"]
+    assert isinstance(t["inactive"], list)
+    assert isinstance(v["inactive"], list)
+    assert isinstance(ll["inactive"], list)
+    assert isinstance(train["inactive"], list)
+    assert "runtime" not in t["inactive"]
+    assert "block_size" in t["inactive"]
+    assert "block_size" not in v["inactive"]
+    assert "type_k" in v["inactive"]
+    assert "type_k" not in ll["inactive"]
+    assert "block_size" in ll["inactive"]
     assert "runtime" in train["inactive"]
 
 
