@@ -126,6 +126,9 @@ class Estimate:
     # What only a serving runtime answers (nnmem.runtimes.serve): vLLM's KV capacity and
     # concurrency, llama.cpp's VRAM and RAM, the command lines. None for transformers.
     runtime: Mapping[str, Any] | None = None
+    # The overheads' names on the GPU's platform: ROCm has a HIP context and hipBLASLt
+    # workspaces where CUDA has a CUDA context and cuBLAS workspaces.
+    overhead_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def peak_phase(self) -> Phase:
@@ -160,7 +163,9 @@ class Estimate:
         live = [*self.peak_phase.terms, *self.overheads]
         sizes = self.component_sizes()
         result = []
+        names = dict(self.overhead_labels)
         for key, label in COMPONENTS.items():
+            label = names.get(key, label)
             terms = tuple(t for t in live if t.key == key)
             if terms or sizes.get(key):
                 result.append(Component(key, label, terms, sizes.get(key, 0)))

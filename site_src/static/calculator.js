@@ -69,6 +69,11 @@ function setInactive(names) {
     const controls = [...section.querySelectorAll("[data-field]")];
     section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
   }
+  // No trainer trains in FP8 weights, GPTQ, AWQ or GGUF: offer them for inference only.
+  const training = form.elements.namedItem("mode")?.value === "training";
+  for (const option of form.querySelectorAll("#f-precision option[data-inference-only]")) {
+    option.disabled = training && !option.selected;
+  }
 }
 
 function applyFill(fill) {

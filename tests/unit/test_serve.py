@@ -60,8 +60,9 @@ def test_vllm_capacity_matches_the_largest_batch_the_solver_finds() -> None:
     e = estimate(parse(served("vllm", precision="bf16", seq_len=16000)), H100)
     assert e.runtime is not None
     assert e.runtime["starts"] is True
-    # KV budget 0.92 x 80 GiB - weights - profile peak - non-torch, in 8 MiB blocks
-    budget = math.ceil(80 * 2**30 * 0.92) - sum(
+    # KV budget 0.92 x the card - weights - profile peak - non-torch, in 8 MiB blocks
+    card = catalog.gpus()[H100].usable_bytes
+    budget = math.ceil(card * 0.92) - sum(
         c.bytes for c in e.components if c.key in ("weights", "activations", "non_torch")
     )
     assert e.runtime["kv_budget_bytes"] == budget
