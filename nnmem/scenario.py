@@ -922,7 +922,8 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                     "fp16, use it as a frozen base with LoRA, or set the mode to inference.",
                 )
             )
-    elif s.precision.is_amp:
+    elif s.precision.is_amp and s.runtime.engine is not Runtime.LLAMA_CPP:
+        # (llama.cpp reads gguf_type; precision is not one of its settings)
         problems.append(
             Problem(
                 "precision",

@@ -272,3 +272,10 @@ def test_cli_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert out["scenario"]["gpu_memory_utilization"] == 0.85
     assert out["scenario"]["block_size"] == 16
+
+
+def test_a_hidden_precision_does_not_block_llama_cpp() -> None:
+    # precision is not a llama.cpp setting (gguf_type is): a training-only value there
+    # neither raises nor changes the estimate
+    amp = estimate(parse(served("llama_cpp", precision="amp_bf16")))
+    assert amp.total_bytes == estimate(parse(served("llama_cpp"))).total_bytes
