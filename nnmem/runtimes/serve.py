@@ -109,13 +109,34 @@ def _weights(s: Scenario, t: Transformer) -> list[Term]:
     return weight_terms(s, t, sum(parameter_counts(t).values()))
 
 
+def named_config(t: Transformer) -> dict[str, Any]:
+    """The model's config.json with its shape under the names the runtime modules read
+    (a GPT-2 config says n_embd, n_layer, n_head)."""
+    cfg = dict(t.config)
+    shape = {
+        "hidden_size": t.hidden,
+        "num_hidden_layers": t.layers,
+        "num_attention_heads": t.heads,
+        "num_key_value_heads": t.kv_heads,
+        "head_dim": t.head_dim,
+        "intermediate_size": t.intermediate,
+        "vocab_size": t.vocab,
+    }
+    inner = cfg.get("text_config")
+    if isinstance(inner, dict):
+        cfg["text_config"] = {**inner, **shape}
+    else:
+        cfg |= shape
+    return cfg
+
+
 def _vllm(s: Scenario, gpu_id: str | None) -> Estimate:
     t = s.model
     assert isinstance(t, Transformer)
     gpu_bytes, gpu_name = _gpu_bytes(gpu_id)
     whole = _weights(s, t)
     dtype_bytes = 4 if s.precision is Precision.FP32 else 2
-    m = vllm.ServeModel.from_config(dict(t.config), sum(x.bytes for x in whole), dtype_bytes)
+    m = vllm.ServeModel.from_config(named_config(t), sum(x.bytes for x in whole), dtype_bytes)
     serve = serve_settings(s, gpu_bytes, gpu_name)
     ranks = s.tensor_parallel * s.pipeline_parallel
     weights = [
@@ -262,7 +283,7 @@ def _gguf(config_json: str, ftype: str) -> tuple[lc.GgufArch, lc.LayerWeights, i
 
 def gguf_of(t: Transformer, ftype: str) -> tuple[lc.GgufArch, lc.LayerWeights, int]:
     """The GGUF shape, its per-layer bytes and its whole size, for ``ftype`` (cached)."""
-    return _gguf(json.dumps(dict(t.config), sort_keys=True, default=str), ftype.upper())
+    return _gguf(json.dumps(named_config(t), sort_keys=True, default=str), ftype.upper())
 
 
 def context_of(s: Scenario) -> lc.Context:

@@ -14,8 +14,9 @@ from fuzz_entry import compute, count_estimates, from_query_string, query_string
 from fuzz_strategies import ALTERNATES
 from nnmem import Estimate, NnmemError, Scenario, estimate, parse
 from nnmem.catalog import gpus
+from nnmem.models.architecture import Family, Transformer
 from nnmem.scenario import Mode
-from nnmem.solvers import MAX_BATCH, max_batch, max_seq_len, min_gpus
+from nnmem.solvers import MAX_BATCH, context_limit, max_batch, max_seq_len, min_gpus
 
 Check = Callable[..., list[str]]
 
@@ -136,7 +137,13 @@ def precision_order(data: dict[str, Any]) -> list[str]:
             if trial is not None:
                 e = estimate(trial)
                 runs[p] = (e.component_sizes().get("weights", 0), e.total_bytes)
+        # bitsandbytes quantizes nn.Linear layers only: a MoE's fused experts stay in
+        # 16-bit under nf4 (nnmem.models.transformer.assembly.weight_terms), while fp8
+        # stores them in 8 bits, so nf4 is not below fp8 there.
+        moe = isinstance(s.model, Transformer) and s.model.family is Family.MOE
         for wide, narrow in NARROWER:
+            if moe and (wide, narrow) == ("fp8", "nf4"):
+                continue
             if wide in runs and narrow in runs:
                 (w1, t1), (w2, t2) = runs[wide], runs[narrow]
                 if w2 > w1:
@@ -231,7 +238,11 @@ def solvers(data: dict[str, Any], gpu_id: str) -> list[str]:
             out.append(f"max_seq_len {n} does not fit {gpu_id}")
         model = s.model
         cap = getattr(model, "learned_positions", 0) or None  # the position table's rows
-        longer = _try({**data, "seq_len": n + 1}) if n != cap else None
+        # The solver stops at the model's context, where a model with rotary positions
+        # (and a serving runtime's small KV) may still fit one more token.
+        limit = context_limit(s)
+        caps = {cap, None if limit is None else limit.tokens}
+        longer = _try({**data, "seq_len": n + 1}) if n not in caps else None
         if longer is not None and fits(longer):
             out.append(f"max_seq_len {n} but {n + 1} fits {gpu_id}")
     plan = min_gpus(s, budget, gpu_id)
