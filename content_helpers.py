@@ -556,6 +556,132 @@ def accuracy_cuda() -> Accuracy | None:
     return load_accuracy(ACCURACY / "accuracy_cuda.json", ACCURACY / "measured_cuda.json")
 
 
+# --- the runtimes: llama.cpp buffers measured on the CPU, vLLM start-up logs --------------
+
+RUNTIMES = ROOT / "benchmarks" / "runtimes"
+
+
+def _scroll_table(caption: str, head: tuple[str, ...], rows: list[str]) -> str:
+    th = "".join(f'<th scope="col">{escape(h)}</th>' for h in head)
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+@dataclass(frozen=True)
+class RuntimesAccuracy:
+    """nnmem's llama.cpp and vLLM figures against the measured and logged ones."""
+
+    versions: dict[str, str]
+    files: int
+    contexts: int
+    worst: dict[str, float]  # buffer -> largest |relative error| over the runs
+    llama_table: str
+    vllm_table: str
+    vllm_worst: float  # largest |error| of the KV tokens over the E11 rows that start
+
+
+@cache
+def runtimes_accuracy() -> RuntimesAccuracy:
+    """Every llama.cpp file (``measured_llamacpp.json``) and every E11 row, compared."""
+    from benchmarks.runtimes.compare import E11
+    from nnmem.runtimes import llamacpp as lc
+    from nnmem.runtimes import vllm
+    from nnmem.runtimes.models import serve_model
+
+    data = json.loads((RUNTIMES / "measured_llamacpp.json").read_text())
+    mib, gib = 2**20, 2**30
+    worst = {"model": 0.0, "kv": 0.0, "output": 0.0, "compute": 0.0}
+    rows, contexts = [], 0
+    for f in data["files"]:
+        shape = data["shapes"][f["model"]]
+        cfg = dict(catalog.models()[shape.get("catalog", f["model"])].config)
+        cfg["num_hidden_layers"] = shape["layers"]
+        a = lc.GgufArch.from_config(cfg)
+        ts = lc.f16_tensors(a) if f["ftype"] == "F16" else lc.quantized_tensors(a, f["ftype"])
+        real = {t["name"]: t["type"] for t in f["tensors"]}
+        same = sum(real[t.name] == t.type for t in ts)
+        bufs = f["model_buffers_mib"]
+        ours = lc.model_bytes(ts) / mib
+        measured = bufs["CPU_Mapped"] + bufs.get("CPU_REPACK", 0)
+        if "CPU_REPACK" in bufs:  # the repacked tensors' bytes sit in a second buffer
+            model_err = lc.cpu_repack_bytes(ts) / mib / bufs["CPU_REPACK"] - 1
+        else:
+            model_err = ours / bufs["CPU_Mapped"] - 1
+        worst["model"] = max(worst["model"], abs(model_err))
+        kv_err = out_err = comp_err = 0.0
+        for r in f["contexts"]:
+            contexts += 1
+            c = lc.Context(**r["context"])
+            k, v = lc.kv_bytes(a, c)
+            mk = sum(x["k_mib"] + x["v_mib"] for x in r["kv"])
+            e = (k + v) / mib / mk - 1
+            kv_err = e if abs(e) > abs(kv_err) else kv_err
+            e = lc.output_bytes(a, c) / mib / sum(r["output"].values()) - 1
+            out_err = e if abs(e) > abs(out_err) else out_err
+            mc = sum((r.get("compute_exact") or r["compute"]).values())
+            e = lc.compute_buffer_bytes(a, c) / mib / mc - 1
+            comp_err = e if abs(e) > abs(comp_err) else comp_err
+        worst["kv"] = max(worst["kv"], abs(kv_err))
+        worst["output"] = max(worst["output"], abs(out_err))
+        worst["compute"] = max(worst["compute"], abs(comp_err))
+        layers = f"{shape['layers']} layers" if shape.get("catalog") else "full depth"
+        rows.append(
+            f'<tr data-file="{escape(f["model"])}-{escape(f["ftype"])}">'
+            f'<th scope="row">{escape(f["model"])} ({layers})</th><td>{escape(f["ftype"])}</td>'
+            f'<td class="num">{same}/{len(real)}</td>'
+            f'<td class="num">{measured:,.1f}</td><td class="num">{signed_percent(model_err)}</td>'
+            f'<td class="num">{len(f["contexts"])}</td>'
+            f'<td class="num">{signed_percent(kv_err)}</td>'
+            f'<td class="num">{signed_percent(out_err)}</td>'
+            f'<td class="num">{signed_percent(comp_err)}</td></tr>'
+        )
+    llama_table = _scroll_table(
+        "llama.cpp on the CPU: nnmem against the buffers llama.cpp logs, file by file "
+        "(largest error over each file's contexts)",
+        ("Model", "File type", "Tensor types as quantized", "Model buffer (MiB)",
+         "Model error", "Contexts", "K and V", "Output", "Compute"),
+        rows,
+    )  # fmt: skip
+    vrows, vworst = [], 0.0
+    for model, fmt, tp, kv in E11:
+        m = serve_model(model, fmt)
+        sv = vllm.Serve(
+            gpu_memory_bytes=int(79.18 * gib),
+            max_model_len=16000,
+            gpu_memory_utilization=0.9,
+            tensor_parallel_size=tp,
+            block_size=16,
+        )
+        b = vllm.budget(m, sv)
+        ours_cap = vllm.capacity(m, sv, b.kv)
+        logged = vllm.capacity(m, sv, int(kv * gib))
+        if logged.tokens:
+            err = ours_cap.tokens / logged.tokens - 1
+            vworst = max(vworst, abs(err)) if model != "gpt-oss-120b" else vworst
+            err_text = signed_percent(err)
+        else:
+            err_text = "both fail to start" if not vllm.starts(b, ours_cap) else "starts here only"
+        vrows.append(
+            f'<tr data-row="{escape(model)}-tp{tp}"><th scope="row">{escape(model)}</th>'
+            f'<td>{escape(fmt)}</td><td class="num">{tp}</td>'
+            f'<td class="num">{b.kv / gib:.2f} / {kv:.2f}</td>'
+            f'<td class="num">{ours_cap.tokens:,} / {logged.tokens:,}</td>'
+            f'<td class="num">{err_text}</td></tr>'
+        )
+    vllm_table = _scroll_table(
+        "vLLM start-up logs (llm-d, H100, util 0.9, max_model_len 16,000): nnmem's KV memory "
+        "and capacity against the logged ones",
+        ("Model", "Weights", "TP", "KV GiB (nnmem / log)", "KV tokens (nnmem / log)", "Error"),
+        vrows,
+    )
+    return RuntimesAccuracy(
+        data["versions"], len(data["files"]), contexts, worst, llama_table, vllm_table, vworst
+    )
+
+
 # --- independent published checks -----------------------------------------------------------
 
 _LLAMA_2_7B = {
@@ -823,6 +949,7 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "signed_percent": signed_percent,
         "components": COMPONENTS,
         "accuracy_table": accuracy_table,
+        "runtimes_accuracy": runtimes_accuracy,
         "published_checks": published_checks,
         "metric_label": METRIC_LABELS.__getitem__,
         "catalog_size": len(catalog.models()),

@@ -30,6 +30,19 @@ FLAGS = {
     "optimizer": "--optimizer",
     "batch_size": "--batch-size",
     "seq_len": "--seq-len",
+    "runtime": "--runtime",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "max_num_seqs": "--max-num-seqs",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "block_size": "--block-size",
+    "pipeline_parallel": "--pipeline-parallel-size",
+    "enforce_eager": "--enforce-eager",
+    "gguf_type": "--gguf-type",
+    "n_gpu_layers": "--n-gpu-layers",
+    "n_ubatch": "--ubatch-size",
+    "type_k": "--cache-type-k",
+    "type_v": "--cache-type-v",
+    "flash_attn": "--flash-attn",
 }
 
 
@@ -77,6 +90,30 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="any other scenario field, e.g. checkpointing=full, num_gpus=8, sharding=zero3",
     )
+    serve = parser.add_argument_group(
+        "serving (with --mode inference; --batch-size is the requests at once and --seq-len "
+        "the context of each)"
+    )
+    serve.add_argument(
+        "--runtime",
+        help="transformers (default), vllm, llama_cpp, ollama or lm_studio",
+    )
+    vllm = parser.add_argument_group("vLLM (--runtime vllm; vllm serve's own flag names)")
+    vllm.add_argument("--gpu-memory-utilization", metavar="F", help="share of the card (0.92)")
+    vllm.add_argument("--max-num-seqs", metavar="N", help="default: vLLM's for the card")
+    vllm.add_argument("--max-num-batched-tokens", metavar="N", help="default: vLLM's for the card")
+    vllm.add_argument("--block-size", metavar="N", help="tokens per KV block (64)")
+    vllm.add_argument("--pipeline-parallel-size", metavar="N", help="pipeline stages (1)")
+    vllm.add_argument("--enforce-eager", metavar="BOOL", help="true or false (false)")
+    llama = parser.add_argument_group(
+        "llama.cpp (--runtime llama_cpp, ollama or lm_studio; llama-server's flag names)"
+    )
+    llama.add_argument("--gguf-type", metavar="TYPE", help="GGUF file type, e.g. q4_k_m (default)")
+    llama.add_argument("--n-gpu-layers", "-ngl", metavar="N", help="layers on the GPU (all)")
+    llama.add_argument("--ubatch-size", "-ub", metavar="N", help="micro-batch tokens (512)")
+    llama.add_argument("--cache-type-k", "-ctk", metavar="TYPE", help="K cache type (f16)")
+    llama.add_argument("--cache-type-v", "-ctv", metavar="TYPE", help="V cache type (f16)")
+    llama.add_argument("--flash-attn", "-fa", metavar="BOOL", help="on or off (on)")
     parser.add_argument(
         "--scenario",
         metavar="FILE",

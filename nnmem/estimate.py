@@ -18,7 +18,7 @@ from nnmem.models.architecture import Transformer
 from nnmem.models.cnn import build as cnn_build
 from nnmem.models.step import Built
 from nnmem.result import Component, Estimate, Phase
-from nnmem.scenario import GenericModel, Mode, Scenario
+from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
 from nnmem.terms import Term, product
 
 CONTEXT_SOURCE = (
@@ -141,6 +141,10 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
     >>> {k: e.component_sizes()[k] for k in ("weights", "gradients", "optimizer_state")}
     {'weights': 440000000, 'gradients': 440000000, 'optimizer_state': 880000000}
     """
+    if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
+        from nnmem.runtimes import serve
+
+        return serve.build(scenario, gpu_id)
     built = _builder(scenario)(scenario)
     phases = built.phases
     if not phases:

@@ -31,6 +31,8 @@ class Format(StrEnum):
     Q5_K_M = "q5_k_m"
     Q4_K_M = "q4_k_m"
     Q4_0 = "q4_0"
+    MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
 
 
 # The one label of each weight format, used by the calculator, the CLI, the tool pages
@@ -51,6 +53,8 @@ LABELS: dict[Format, str] = {
     Format.Q5_K_M: "GGUF Q5_K_M",
     Format.Q4_K_M: "GGUF Q4_K_M",
     Format.Q4_0: "GGUF Q4_0",
+    Format.MXFP4: "MXFP4 (OCP microscaling)",
+    Format.NVFP4: "NVFP4 (NVIDIA 4-bit float)",
 }
 
 
@@ -109,6 +113,22 @@ FORMATS: dict[Format, FormatInfo] = {
     Format.Q5_K_M: FormatInfo(Fraction(57036, 10000), GGML),
     Format.Q4_K_M: FormatInfo(Fraction(48944, 10000), GGML),
     Format.Q4_0: FormatInfo(Fraction(18 * 8, 32), GGML),
+    # MXFP4: blocks of 32 E2M1 values (4 bits) sharing one E8M0 scale (8 bits):
+    # 4 + 8/32 = 4.25 bits. gpt-oss stores its expert matrices this way
+    # (``*_blocks`` uint8 and ``*_scales`` uint8 per 32 weights).
+    Format.MXFP4: FormatInfo(
+        Fraction(4) + Fraction(8, 32),
+        "OCP Microscaling Formats (MX) Specification v1.0, §5 (MXFP4: k = 32, E2M1 "
+        "elements, E8M0 shared scale)",
+    ),
+    # NVFP4: blocks of 16 E2M1 values sharing one FP8 E4M3 scale, plus one fp32 scale
+    # per tensor: 4 + 8/16 = 4.5 bits (the per-tensor scale is a rounding error).
+    Format.NVFP4: FormatInfo(
+        Fraction(4) + Fraction(8, 16),
+        "vLLM vllm/model_executor/layers/quantization/modelopt.py "
+        "ModelOptNvFp4LinearMethod.create_weights: weight uint8 [out, in/2], "
+        "weight_scale float8_e4m3fn [out, in/16], weight_scale_2 fp32 per tensor",
+    ),
 }
 
 FLOAT_FORMATS = {Format.FP32: 4, Format.FP16: 2, Format.BF16: 2}

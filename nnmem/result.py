@@ -8,7 +8,7 @@ say which overheads PyTorch's own counters include.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,10 @@ COMPONENTS: dict[str, str] = {
     "logits": "Logits and loss",
     "kv_cache": "KV cache",
     "temporaries": "Temporaries",
+    "compute_buffer": "Compute buffer",
+    "output_buffer": "Output buffer",
+    "non_torch": "Non-torch memory",
+    "outside_share": "Outside vLLM's share",
     "allocator_reserve": "Allocator reserve",
     "cublas_workspace": "cuBLAS workspace",
     "cuda_context": "CUDA context",
@@ -45,6 +49,7 @@ PHASE_LABELS = {
     "optimizer_step": "Optimizer step",
     "prefill": "Prefill",
     "decode": "Decode",
+    "serve": "Serving",
 }
 
 
@@ -118,6 +123,9 @@ class Estimate:
     overheads: tuple[Term, ...]
     notes: tuple[str, ...]
     saved_activation_bytes: int = 0
+    # What only a serving runtime answers (nnmem.runtimes.serve): vLLM's KV capacity and
+    # concurrency, llama.cpp's VRAM and RAM, the command lines. None for transformers.
+    runtime: Mapping[str, Any] | None = None
     # The overheads' names on the GPU's platform: ROCm has a HIP context and hipBLASLt
     # workspaces where CUDA has a CUDA context and cuBLAS workspaces.
     overhead_labels: tuple[tuple[str, str], ...] = ()
@@ -200,6 +208,7 @@ class Estimate:
                 for p in self.phases
             ],
             "notes": list(self.notes),
+            **({"runtime": dict(self.runtime)} if self.runtime is not None else {}),
         }
 
 

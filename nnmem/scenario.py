@@ -29,7 +29,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
 from nnmem.formats import LABELS as FORMAT_LABELS
-from nnmem.formats import Format, is_float
+from nnmem.formats import Format, is_float, is_gguf
 from nnmem.models.architecture import Family, Transformer, from_config
 from nnmem.validation import (
     ChoiceSpec,
@@ -85,6 +85,8 @@ class Precision(StrEnum):
     Q5_K_M = "q5_k_m"
     Q4_K_M = "q4_k_m"
     Q4_0 = "q4_0"
+    MXFP4 = "mxfp4"
+    NVFP4 = "nvfp4"
 
     @property
     def is_amp(self) -> bool:
@@ -222,6 +224,56 @@ class Logits(StrEnum):
     ALL = "all"
 
 
+class Runtime(StrEnum):
+    """What serves the model at inference: transformers ``generate`` (the default), vLLM,
+    or llama.cpp; Ollama and LM Studio run llama.cpp and differ only in how they name
+    its settings."""
+
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
+    LLAMA_CPP = "llama_cpp"
+    OLLAMA = "ollama"
+    LM_STUDIO = "lm_studio"
+
+    @property
+    def engine(self) -> Runtime:
+        """The engine underneath: llama.cpp for its presets."""
+        return Runtime.LLAMA_CPP if self in (Runtime.OLLAMA, Runtime.LM_STUDIO) else self
+
+
+class GgufType(StrEnum):
+    """A llama.cpp GGUF file type (``llama-quantize`` names; src/llama-quant.cpp)."""
+
+    F32 = "f32"
+    BF16 = "bf16"
+    F16 = "f16"
+    Q8_0 = "q8_0"
+    Q6_K = "q6_k"
+    Q5_K_M = "q5_k_m"
+    Q5_K_S = "q5_k_s"
+    Q4_K_M = "q4_k_m"
+    Q4_K_S = "q4_k_s"
+    Q4_0 = "q4_0"
+    Q3_K_M = "q3_k_m"
+    Q3_K_S = "q3_k_s"
+    Q2_K = "q2_k"
+    MXFP4_MOE = "mxfp4_moe"
+
+
+class CacheType(StrEnum):
+    """A llama.cpp KV cache type (``-ctk`` / ``-ctv``; common/arg.cpp kv_cache_types)."""
+
+    F32 = "f32"
+    F16 = "f16"
+    BF16 = "bf16"
+    Q8_0 = "q8_0"
+    Q5_1 = "q5_1"
+    Q5_0 = "q5_0"
+    Q4_1 = "q4_1"
+    Q4_0 = "q4_0"
+    IQ4_NL = "iq4_nl"
+
+
 # One label table per option type: equal values of two types (Checkpointing.NONE and
 # Sharding.NONE are both "none") keep their own labels.
 OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
@@ -297,6 +349,15 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Device.CUDA: "CUDA GPU",
         Device.CPU: "CPU (host memory)",
     },
+    Runtime: {
+        Runtime.TRANSFORMERS: "transformers (generate)",
+        Runtime.VLLM: "vLLM",
+        Runtime.LLAMA_CPP: "llama.cpp",
+        Runtime.OLLAMA: "Ollama (llama.cpp)",
+        Runtime.LM_STUDIO: "LM Studio (llama.cpp)",
+    },
+    GgufType: {t: t.value.upper() for t in GgufType},
+    CacheType: {t: t.value for t in CacheType},
 }
 
 
@@ -431,6 +492,24 @@ class Scenario:
     new_tokens: int = 0
     kv_cache_dtype: KvDtype = KvDtype.AUTO
     logits: Logits = Logits.LAST
+    # the inference runtime (nnmem.runtimes); batch_size is the number of requests served
+    # at once and seq_len the context of each (vLLM --max-model-len; llama.cpp -c is
+    # seq_len x batch_size shared by -np batch_size slots)
+    runtime: Runtime = Runtime.TRANSFORMERS
+    # vLLM (vllm/config/cache.py, scheduler.py; None: vLLM's default for the card)
+    gpu_memory_utilization: Decimal = Decimal("0.92")
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    block_size: int = 64
+    enforce_eager: bool = False
+    pipeline_parallel: int = 1
+    # llama.cpp (common/arg.cpp; n_gpu_layers None: every layer and the output, -ngl 999)
+    gguf_type: GgufType = GgufType.Q4_K_M
+    n_ubatch: int = 512
+    type_k: CacheType = CacheType.F16
+    type_v: CacheType = CacheType.F16
+    flash_attn: bool = True
+    n_gpu_layers: int | None = None
     # where it runs, and the overheads outside the tensors
     device: Device = Device.CUDA
     # Measured: the median process memory outside PyTorch's pool at the end of 32 real
@@ -463,7 +542,9 @@ class Scenario:
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
-        return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
+        return inactive_fields(
+            self.kind, self.mode, self.model, self.finetune, self.precision, self.runtime
+        )
 
     @property
     def data_parallel(self) -> int:
@@ -575,6 +656,20 @@ LORA_DROPOUT = NumberSpec(
 )
 NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
 TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
+GPU_UTILIZATION = NumberSpec(
+    "gpu_memory_utilization",
+    "GPU memory utilization",
+    Decimal("0.01"),
+    Decimal(1),
+    False,
+    "a fraction above 0 and at most 1, such as 0.9",
+)
+MAX_NUM_SEQS = whole("max_num_seqs", "Max sequences", 1_000_000)
+MAX_BATCHED_TOKENS = whole("max_num_batched_tokens", "Max batched tokens", 10_000_000)
+BLOCK_SIZE = whole("block_size", "KV block size", 4_096)
+PIPELINE_PARALLEL = whole("pipeline_parallel", "Pipeline-parallel degree", 1_024)
+N_UBATCH = whole("n_ubatch", "Micro-batch (n_ubatch)", 1_000_000)
+N_GPU_LAYERS = whole("n_gpu_layers", "GPU layers (-ngl)", 100_000, low=0)
 CUDA_CONTEXT = whole("cuda_context_mib", "CUDA context", 65_536, low=0)
 ALLOCATOR = NumberSpec(
     "allocator_overhead_percent",
@@ -637,6 +732,18 @@ KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
 LOGITS = ChoiceSpec("logits", "Logits", Logits)
 KIND = ChoiceSpec("model", "Model", ModelKind)
 DEVICE = ChoiceSpec("device", "Device", Device, aliases=(("gpu", "cuda"),))
+RUNTIME = ChoiceSpec(
+    "runtime",
+    "Runtime",
+    Runtime,
+    aliases=(("hf", "transformers"), ("llama.cpp", "llama_cpp"), ("llamacpp", "llama_cpp"),
+             ("lmstudio", "lm_studio")),
+)  # fmt: skip
+ENFORCE_EAGER = FlagSpec("enforce_eager", "Enforce eager")
+GGUF_TYPE = ChoiceSpec("gguf_type", "GGUF file type", GgufType)
+TYPE_K = ChoiceSpec("type_k", "K cache type", CacheType)
+TYPE_V = ChoiceSpec("type_v", "V cache type", CacheType)
+FLASH_ATTN = FlagSpec("flash_attn", "Flash attention (-fa)")
 
 MODEL_KEYS = ("params_millions", "hidden_size", "num_layers", "config", "preset", "cnn")
 # Every setting with its default, in schema order (the model keys come first): the
@@ -678,6 +785,19 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         NEW_TOKENS,
         KV_DTYPE,
         LOGITS,
+        RUNTIME,
+        GPU_UTILIZATION,
+        MAX_NUM_SEQS,
+        MAX_BATCHED_TOKENS,
+        BLOCK_SIZE,
+        ENFORCE_EAGER,
+        PIPELINE_PARALLEL,
+        GGUF_TYPE,
+        N_UBATCH,
+        TYPE_K,
+        TYPE_V,
+        FLASH_ATTN,
+        N_GPU_LAYERS,
         DEVICE,
         CUDA_CONTEXT,
         ALLOCATOR,
@@ -692,14 +812,71 @@ CHECKPOINT_BYTES_HELP = (
 MAX_CHECKPOINT_PARTS = 64
 MAX_CHECKPOINT_BYTES = 2**50  # a pebibyte: far above any checkpoint
 KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS, CHECKPOINT_BYTES)
-OPTIONAL_NUMBERS = {"hidden_size", "num_layers", "decoder_seq_len", "image_size"}
+OPTIONAL_NUMBERS = {
+    "hidden_size",
+    "num_layers",
+    "decoder_seq_len",
+    "image_size",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "n_gpu_layers",
+}
+VLLM_KEYS = frozenset(
+    {
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "block_size",
+        "enforce_eager",
+        "pipeline_parallel",
+    }
+)
+LLAMA_CPP_KEYS = frozenset(
+    {"gguf_type", "n_ubatch", "type_k", "type_v", "flash_attn", "n_gpu_layers"}
+)
+# Keys the transformers-only model of a step reads; a served runtime ignores them.
+_SERVED_OFF = frozenset(
+    {
+        "new_tokens",
+        "logits",
+        "attention",
+        "sharding",
+        "offload_optimizer",
+        "device",
+        "cuda_context_mib",
+        "allocator_overhead_percent",
+        "lora_dropout",
+    }
+)
 
 
 def inactive_fields(
-    kind: ModelKind, mode: Mode, model: object, finetune: Finetune, precision: Precision
+    kind: ModelKind,
+    mode: Mode,
+    model: object,
+    finetune: Finetune,
+    precision: Precision,
+    runtime: Runtime = Runtime.TRANSFORMERS,
 ) -> tuple[str, ...]:
-    """Schema keys that do not apply to a scenario of this shape."""
+    """Schema keys that do not apply to a scenario of this shape.
+
+    >>> off = inactive_fields(ModelKind.PRESET, Mode.INFERENCE, None, Finetune.FULL,
+    ...                       Precision.BF16, Runtime.VLLM)
+    >>> "block_size" in off, "type_k" in off, "new_tokens" in off
+    (False, True, True)
+    """
     off = set(MODEL_KEYS)
+    engine = runtime.engine if mode is Mode.INFERENCE else Runtime.TRANSFORMERS
+    if mode is Mode.TRAINING:
+        off.add("runtime")
+    if engine is not Runtime.VLLM:
+        off |= VLLM_KEYS
+    if engine is not Runtime.LLAMA_CPP:
+        off |= LLAMA_CPP_KEYS
+    if engine is not Runtime.TRANSFORMERS:
+        off |= _SERVED_OFF | {"num_gpus" if engine is Runtime.VLLM else "tensor_parallel"}
+    if engine is Runtime.LLAMA_CPP:
+        off |= {"precision", "kv_cache_dtype", "group_size"}
     off -= {
         ModelKind.GENERIC: {"params_millions", "hidden_size", "num_layers"},
         ModelKind.TRANSFORMER: {"config"},
@@ -792,7 +969,8 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                     "fp16, use it as a frozen base with LoRA, or set the mode to inference.",
                 )
             )
-    elif s.precision.is_amp:
+    elif s.precision.is_amp and s.runtime.engine is not Runtime.LLAMA_CPP:
+        # (llama.cpp reads gguf_type; precision is not one of its settings)
         problems.append(
             Problem(
                 "precision",
@@ -800,7 +978,12 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                 "for inference choose the weights' own format, such as bf16 or fp16.",
             )
         )
-    if s.num_gpus % s.tensor_parallel:
+    engine = s.runtime.engine if s.mode is Mode.INFERENCE else Runtime.TRANSFORMERS
+    if engine is not Runtime.TRANSFORMERS:
+        problems += _runtime_checks(s, engine)
+        if engine is Runtime.LLAMA_CPP:
+            return problems  # llama.cpp splits layers over num_gpus; no tensor parallel
+    if engine is not Runtime.VLLM and s.num_gpus % s.tensor_parallel:
         problems.append(
             Problem(
                 "tensor_parallel",
@@ -820,6 +1003,62 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                 f"Tensor-parallel degree {s.tensor_parallel} must "
                 f"divide the attention heads ({s.model.heads}) and key/value heads "
                 f"({s.model.kv_heads}).",
+            )
+        )
+    return problems
+
+
+# Model types the llama.cpp module writes GGUF tensor lists for
+# (nnmem.runtimes.llamacpp.f16_tensors).
+LLAMA_CPP_MODEL_TYPES = (
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "gemma3", "qwen3_moe",
+    "mixtral",
+)  # fmt: skip
+_QUANTIZED_V = (CacheType.F32, CacheType.F16, CacheType.BF16)
+
+
+def _runtime_checks(s: Scenario, engine: Runtime) -> list[Problem | None]:
+    """What vLLM and llama.cpp need of a scenario."""
+    name = LABELS[s.runtime]
+    model = s.model
+    if not isinstance(model, Transformer) or model.family not in (Family.DECODER, Family.MOE):
+        return [
+            Problem(
+                "runtime",
+                f"{name} serves decoder language models: describe one by its config.json or "
+                "pick a catalog model (or choose the transformers runtime).",
+            )
+        ]
+    problems: list[Problem | None] = []
+    if engine is Runtime.LLAMA_CPP:
+        model_type = str(model.config.get("model_type", ""))
+        if model_type not in LLAMA_CPP_MODEL_TYPES:
+            problems.append(
+                Problem(
+                    "runtime",
+                    f"{name}: GGUF tensor lists are modelled for "
+                    f"{', '.join(LLAMA_CPP_MODEL_TYPES)}, not {shown(model_type)}.",
+                )
+            )
+        if s.type_v not in _QUANTIZED_V and not s.flash_attn:
+            problems.append(
+                Problem(
+                    "type_v",
+                    f"V cache type {s.type_v.value} needs flash attention: llama.cpp "
+                    "quantizes the V cache only with -fa on.",
+                )
+            )
+        return problems
+    if s.kv_cache_dtype is KvDtype.FP32:
+        problems.append(
+            Problem("kv_cache_dtype", "vLLM's KV cache is auto, fp16, bf16 or fp8, not fp32.")
+        )
+    if s.precision in (Precision.NF4, Precision.NF4_DQ) or is_gguf(s.precision.weight_format):
+        problems.append(
+            Problem(
+                "precision",
+                f"Precision {s.precision.value} is not a vLLM checkpoint format here: choose "
+                "bf16, fp16, fp8, int8, int4, gptq, awq, mxfp4 or nvfp4.",
             )
         )
     return problems
@@ -868,7 +1107,12 @@ def parse(data: Mapping[str, object]) -> Scenario:
         if isinstance(read, Problem):
             problems.append(read)
         else:
-            fractional = key in ("allocator_overhead_percent", "headroom_percent", "lora_dropout")
+            fractional = key in (
+                "allocator_overhead_percent",
+                "headroom_percent",
+                "lora_dropout",
+                "gpu_memory_utilization",
+            )
             values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
     stored = read_checkpoint_bytes(data.get(CHECKPOINT_BYTES))

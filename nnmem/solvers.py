@@ -221,7 +221,10 @@ def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     context = context_limit(scenario)
     if context is not None:
         # the prompt and the generated tokens share the model's context
-        generated = scenario.new_tokens if scenario.mode is Mode.INFERENCE else 0
+        # (new_tokens counts only where it applies: a serving runtime's seq_len is the
+        # whole context of a request)
+        counted = scenario.mode is Mode.INFERENCE and "new_tokens" not in scenario.inactive_fields()
+        generated = scenario.new_tokens if counted else 0
         limit = max(0, context.tokens - generated)
         if limit == 0:
             return 0

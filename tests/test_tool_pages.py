@@ -20,6 +20,7 @@ TOOL_PAGES = {
     "inference-latency": "inference-latency",
     "training-cost": "training-cost",
     "model-compression": "compression",
+    "what-fits": "what-fits",
 }
 
 
@@ -42,7 +43,9 @@ def test_each_page_names_its_tool_and_has_a_place_in_the_navigation() -> None:
         assert meta["nav_title"]
 
 
-@pytest.mark.parametrize("tool", ["training-cost", "inference-latency", "parameter-count"])
+@pytest.mark.parametrize(
+    "tool", ["training-cost", "inference-latency", "parameter-count", "what-fits"]
+)
 def test_calculator_pages_hold_the_default_answer(site: Path, tool: str) -> None:
     page = next(p for p, t in TOOL_PAGES.items() if t == tool)
     html = (site / f"{page}.html").read_text()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from nnmem.render.text import GB, GIB, MB, _rows, _term_line
+from nnmem.render.text import GB, GIB, MB, _rows, _term_line, runtime_rows
 from nnmem.result import OVERHEADS, Component, Estimate
 from nnmem.units import human, percent, scaled
 
@@ -121,3 +121,34 @@ def formula_html(estimate: Estimate, binary: bool = False) -> str:
 def notes_html(estimate: Estimate) -> str:
     """The estimate's assumptions and exclusions as a list."""
     return "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in estimate.notes) + "</ul>"
+
+
+def runtime_html(estimate: Estimate, binary: bool = False) -> str:
+    """The serving runtime's own answers (vLLM, llama.cpp); empty for transformers."""
+    rows = runtime_rows(estimate, binary)
+    if not rows:
+        return ""
+    r = estimate.runtime or {}
+    items = []
+    for key, label, value in rows:
+        shown = f"<code>{escape(value)}</code>" if key in ("command", "ollama") else escape(value)
+        items.append(
+            f'<div data-runtime="{escape(key)}"><dt>{escape(label)}</dt><dd>{shown}</dd></div>'
+        )
+    table = ""
+    if r.get("table"):
+        body = "".join(
+            f'<tr><th scope="row">{row["context"]:,}</th><td>{row["concurrency"]:.2f}x</td></tr>'
+            for row in r["table"]
+        )
+        table = (
+            '<table class="runtime-table"><caption>Requests that fit at each context '
+            '(vLLM\'s maximum concurrency)</caption><thead><tr><th scope="col">Context '
+            '(tokens)</th><th scope="col">Concurrency</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+    title = "vLLM" if r.get("engine") == "vllm" else "llama.cpp, Ollama and LM Studio"
+    return (
+        f'<section class="runtime" data-engine="{escape(str(r.get("engine")))}">'
+        f"<h2>{escape(title)}</h2><dl>{''.join(items)}</dl>{table}</section>"
+    )

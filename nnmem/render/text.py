@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from nnmem.models.architecture import Transformer
 from nnmem.result import Estimate
-from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Scenario
+from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Runtime, Scenario
 from nnmem.terms import Term
 from nnmem.units import human, percent, plain, scaled
 
@@ -40,6 +40,15 @@ def describe(scenario: Scenario) -> str:
     >>> describe(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
     'Training · 110M parameters · FP32 · Adam / AdamW · batch 32 · sequence 128'
     """
+    if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
+        llama = scenario.runtime.engine is Runtime.LLAMA_CPP
+        fmt = LABELS[scenario.gguf_type] if llama else LABELS[scenario.precision]
+        served = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.runtime], fmt]
+        served.append(f"{scenario.batch_size:,} × {scenario.seq_len:,} tokens")
+        gpus = scenario.num_gpus if llama else scenario.tensor_parallel * scenario.pipeline_parallel
+        if gpus > 1:
+            served.append(f"per GPU of {gpus}")
+        return " · ".join(served)
     parts = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.precision]]
     if scenario.mode is Mode.TRAINING:
         parts.append(LABELS[scenario.optimizer])
@@ -123,5 +132,118 @@ def text(estimate: Estimate) -> str:
             continue
         lines.append(f"  {c.label} = {human(c.bytes)}")
         lines += [f"    {t.label}: {_term_line(t)}" for t in c.terms]
+    served = runtime_text(estimate)
+    if served:
+        lines += ["", served]
     lines += ["", "Notes", *(f"  - {n}" for n in estimate.notes)]
+    return "\n".join(lines)
+
+
+# --- what only a serving runtime answers -----------------------------------------------------
+
+
+def runtime_rows(estimate: Estimate, binary: bool = False) -> list[tuple[str, str, str]]:
+    """The runtime's own figures as (key, label, value) rows; empty for transformers."""
+    r = estimate.runtime
+    if not r:
+        return []
+    rows: list[tuple[str, str, str]] = []
+    if r["engine"] == "vllm":
+        rows.append(
+            (
+                "requests",
+                "Requests at once × context",
+                f"{r['requests']:,} × {r['max_model_len']:,} tokens",
+            )
+        )
+        rows.append(
+            (
+                "scheduler",
+                "max_num_seqs / max_num_batched_tokens",
+                f"{r['max_num_seqs']:,} / {r['max_num_batched_tokens']:,}",
+            )
+        )
+        rows.append(
+            (
+                "blocks",
+                "KV blocks per request",
+                f"{r['blocks_per_request']:,} of {r['block_size']} tokens, "
+                f"{human(r['bytes_per_block'], binary)} each",
+            )
+        )
+        if r.get("starts") is not None:
+            rows.append(
+                (
+                    "kv_tokens",
+                    f"GPU KV cache size on {r['gpu']}",
+                    f"{r['kv_tokens']:,} tokens ({r['num_blocks']:,} blocks, "
+                    f"{human(max(r['kv_budget_bytes'], 0), binary)})",
+                )
+            )
+            rows.append(
+                (
+                    "max_concurrency",
+                    f"Maximum concurrency for {r['max_model_len']:,} tokens per request",
+                    f"{r['max_concurrency']:.2f}x",
+                )
+            )
+            rows.append(("starts", "Starts", "yes" if r["starts"] else r["failure"]))
+        rows.append(("command", "Command", r["flags"]))
+        return rows
+    vram = ", ".join(human(b, binary) for b in r["vram_bytes"])
+    rows.append(("file", f"{r['gguf_type']} GGUF file", human(r["file_bytes"], binary)))
+    rows.append(("vram", "VRAM per GPU", vram))
+    rows.append(("ram", "System RAM", human(r["ram_bytes"], binary)))
+    rows.append(
+        (
+            "ngl",
+            "GPU layers (-ngl)",
+            f"{r['n_gpu_layers']} of {r['layers']} (the output layer counts)",
+        )
+    )
+    if r.get("gpu"):
+        rows.append(
+            (
+                "largest_ngl",
+                f"Largest -ngl that fits {r['gpu']}",
+                f"{r['largest_ngl']} of {r['layers']}",
+            )
+        )
+        rows.append(
+            (
+                "longest_context",
+                "Longest context per request that fits (at most the trained length)",
+                f"{r['longest_context']:,} tokens at -ngl {r['n_gpu_layers']}",
+            )
+        )
+    rows.append(("command", "llama.cpp", r["command"]))
+    o = r["ollama"]
+    rows.append(
+        (
+            "ollama",
+            "Ollama",
+            f"num_ctx {o['num_ctx']:,}, OLLAMA_NUM_PARALLEL={o['OLLAMA_NUM_PARALLEL']}",
+        )
+    )
+    lm = r["lm_studio"]
+    rows.append(
+        (
+            "lm_studio",
+            "LM Studio",
+            f"context length {lm['context_length']:,}, GPU offload {lm['gpu_offload']} layers",
+        )
+    )
+    return rows
+
+
+def runtime_text(estimate: Estimate) -> str:
+    """The runtime's figures as text lines, with vLLM's context × concurrency table."""
+    rows = runtime_rows(estimate)
+    if not rows:
+        return ""
+    lines = ["Runtime", *(f"  {label}: {value}" for _, label, value in rows)]
+    table = (estimate.runtime or {}).get("table")
+    if table:
+        lines.append("  Context × concurrency (requests that fit at each context)")
+        lines += [f"    {row['context']:>8,} tokens  {row['concurrency']:>9.2f}x" for row in table]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
-from nnmem.render.html import formula_html, notes_html, phases_html, table_html
+from nnmem.render.html import formula_html, notes_html, phases_html, runtime_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
 from nnmem.render.text import describe, total_detail, total_text
 from nnmem.result import Estimate
@@ -310,6 +310,7 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
             "phases": phases_html(result, binary),
             "formula": formula_html(result, binary),
             "notes": notes_html(result),
+            "runtime": runtime_html(result, binary),
         },
         description=describe(scenario),
         total_bytes=result.total_bytes,

@@ -37,12 +37,14 @@ from nnmem.scenario import (
     MODE,
     MODEL_KEYS,
     PRECISION,
+    RUNTIME,
     SETTINGS,
     SPECS,
     Finetune,
     Mode,
     ModelKind,
     Precision,
+    Runtime,
     Scenario,
     inactive_fields,
     load_json,
@@ -279,7 +281,14 @@ PRECISION_GROUPS: tuple[tuple[str, bool, tuple[Precision, ...]], ...] = (
     (
         "Inference only",
         False,
-        (Precision.FP8, Precision.INT4, Precision.GPTQ, Precision.AWQ),
+        (
+            Precision.FP8,
+            Precision.INT4,
+            Precision.GPTQ,
+            Precision.AWQ,
+            Precision.MXFP4,
+            Precision.NVFP4,
+        ),
     ),
     (
         "Inference only: llama.cpp GGUF",
@@ -364,6 +373,47 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
     "offload_optimizer": ("Keep the optimizer state in host memory (ZeRO-Offload).", ""),
     "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
+    "runtime": (
+        "What serves the model: transformers generate, vLLM, or llama.cpp (Ollama and LM "
+        "Studio run llama.cpp). With vLLM and llama.cpp the batch is the requests served "
+        "at once and the sequence the context of each.",
+        "",
+    ),
+    "gpu_memory_utilization": (
+        "Share of the card vLLM takes (--gpu-memory-utilization); KV blocks fill what the "
+        "weights and the profile run leave.",
+        "",
+    ),
+    "max_num_seqs": (
+        "Sequences vLLM schedules at once (--max-num-seqs); empty: vLLM's default for the "
+        "card. Sizes the sampler's profile run.",
+        "",
+    ),
+    "max_num_batched_tokens": (
+        "Tokens per scheduler step (--max-num-batched-tokens, chunked prefill); empty: "
+        "vLLM's default for the card.",
+        "tokens",
+    ),
+    "block_size": ("Tokens per KV block (--block-size).", "tokens"),
+    "enforce_eager": (
+        "No CUDA graphs (--enforce-eager); their memory is not modelled, so only the "
+        "command changes.",
+        "",
+    ),
+    "pipeline_parallel": (
+        "Pipeline stages (--pipeline-parallel-size); each GPU holds 1/(TP × PP) of the weights.",
+        "",
+    ),
+    "gguf_type": ("The GGUF file's quantization (llama-quantize type).", ""),
+    "n_ubatch": ("Tokens per micro-batch (-ub); the compute buffer grows with it.", "tokens"),
+    "type_k": ("K cache type (-ctk).", ""),
+    "type_v": ("V cache type (-ctv); a quantized V cache needs flash attention.", ""),
+    "flash_attn": ("Flash attention (-fa); without it the scores sit in the compute buffer.", ""),
+    "n_gpu_layers": (
+        "Layers on the GPU (-ngl), the output layer counted; empty: all. The rest stays in "
+        "system RAM.",
+        "",
+    ),
     "cuda_context_mib": ("Memory the CUDA runtime and kernels take before any tensor.", "MiB"),
     "allocator_overhead_percent": (
         "PyTorch's caching allocator reserves this much above the tensors.",
@@ -464,6 +514,21 @@ _ADVANCED_KEYS = (
     "allocator_overhead_percent",
     "headroom_percent",
 )
+_RUNTIME_KEYS = (
+    "runtime",
+    "gpu_memory_utilization",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "block_size",
+    "pipeline_parallel",
+    "enforce_eager",
+    "gguf_type",
+    "n_gpu_layers",
+    "n_ubatch",
+    "type_k",
+    "type_v",
+    "flash_attn",
+)
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
 VIEW_FIELDS: tuple[Field, ...] = (
     Field(
@@ -488,6 +553,7 @@ VIEW_FIELDS: tuple[Field, ...] = (
 FORM_SECTIONS: tuple[FormSection, ...] = (
     FormSection("model", "Model", True, _MODEL_SECTION),
     FormSection("step", "Training or inference step", True, tuple(_setting(k) for k in _STEP_KEYS)),
+    FormSection("runtime", "Inference runtime", True, tuple(_setting(k) for k in _RUNTIME_KEYS)),
     FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
 )
 FIELDS: dict[str, Field] = {
@@ -773,9 +839,10 @@ def inactive_for(
     model: object,
     finetune: Finetune,
     precision: Precision,
+    runtime: Runtime = Runtime.TRANSFORMERS,
 ) -> list[str]:
     """Page fields to hide: other describe modes' model fields and settings that do not apply."""
-    off = set(inactive_fields(kind, mode, model, finetune, precision)) - set(MODEL_KEYS)
+    off = set(inactive_fields(kind, mode, model, finetune, precision, runtime)) - set(MODEL_KEYS)
     for other, keys in MODEL_FIELDS.items():
         if other is not describe:
             off |= set(keys)
@@ -896,12 +963,14 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
     if scenario is not None:
         kind, model = scenario.kind, scenario.model
         mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
+        runtime = scenario.runtime
     else:
         kind, model = _model_only(t)
         mode = _lenient(MODE, fields, Mode.TRAINING)
         finetune = _lenient(FINETUNE, fields, Finetune.FULL)
         precision = _lenient(PRECISION, fields, Precision.FP32)
-    return inactive_for(t.describe, kind, mode, model, finetune, precision)
+        runtime = _lenient(RUNTIME, fields, Runtime.TRANSFORMERS)
+    return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime)
 
 
 def _placed(problem: Problem, t: Translation) -> Problem:

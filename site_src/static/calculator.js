@@ -12,7 +12,7 @@ const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
-const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes"];
+const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime"];
 
 let post = null;
 let ready = false;
@@ -85,6 +85,11 @@ function request() {
 function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
+  }
+  // A section whose every control is hidden (the runtime's, while training) hides too.
+  for (const section of document.querySelectorAll("section.form-section")) {
+    const controls = [...section.querySelectorAll("[data-field]")];
+    section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
   }
   // No trainer trains in FP8 weights, GPTQ, AWQ or GGUF: offer them for inference only.
   const training = form.elements.namedItem("mode")?.value === "training";

@@ -259,3 +259,33 @@ def test_not_found_page_works_under_the_base_path(
     assert background != "rgba(0, 0, 0, 0)", "the stylesheet did not load"
     page.click("text=memory calculator")
     expect(page).to_have_url(site_url)
+
+
+def test_runtime_section_follows_mode_and_runtime(calculator: Page) -> None:
+    """The runtime controls appear for inference only, each runtime's own settings with it;
+    vLLM's and llama.cpp's answers come with their figures and launch command, equal to
+    CPython's."""
+    section = calculator.locator("section.form-section:has(#f-runtime)")
+    expect(section).to_be_hidden()  # training: no runtime
+    fill_form(calculator, {"describe": "fields", "preset": "llama-3.1-8b", "mode": "inference",
+                           "precision": "bf16", "batch_size": "4", "seq_len": "16000"})  # fmt: skip
+    expect(section).to_be_visible()
+    expect(calculator.locator(".field[data-field=block_size]")).to_be_hidden()
+    calculator.select_option("#f-runtime", "vllm")
+    expect(calculator.locator(".field[data-field=block_size]")).to_be_visible()
+    expect(calculator.locator(".field[data-field=type_k]")).to_be_hidden()
+    runtime = calculator.locator("#part-runtime section.runtime")
+    expect(runtime).to_have_attribute("data-engine", "vllm")
+    expect(runtime.locator("[data-runtime=command]")).to_contain_text("vllm serve")
+    expected = cpython_estimate({"model": "preset", "preset": "llama-3.1-8b",
+                                 "mode": "inference", "precision": "bf16", "batch_size": "4",
+                                 "seq_len": "16000", "runtime": "vllm"})  # fmt: skip
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))
+    calculator.select_option("#f-runtime", "ollama")
+    expect(calculator.locator(".field[data-field=type_k]")).to_be_visible()
+    expect(calculator.locator(".field[data-field=precision]")).to_be_hidden()
+    expect(runtime).to_have_attribute("data-engine", "llama_cpp")
+    expect(runtime.locator("[data-runtime=ollama]")).to_contain_text("OLLAMA_NUM_PARALLEL=4")
+    calculator.select_option("#f-mode", "training")
+    expect(section).to_be_hidden()
+    expect(calculator.locator("#part-runtime")).to_be_empty()

@@ -29,6 +29,7 @@ TOOL_PAGES = (
     "inference-latency",
     "training-cost",
     "model-compression",
+    "what-fits",
 )
 
 
@@ -100,6 +101,13 @@ LIVE_CASES = [
         ("total", "active"),
         ("num_key_value_heads", "5"),
         id="parameter-count",
+    ),
+    pytest.param(
+        "what-fits",
+        {"gpu": "h100-sxm-80gb", "runtime": "vllm", "users": "4"},
+        ("best", "count"),
+        ("users", "0"),
+        id="what-fits",
     ),
 ]
 
@@ -221,3 +229,25 @@ def test_link_holds_the_inputs_that_differ_from_the_defaults(
     after = expected("training-cost", {"params_billions": "13", "gpu": "a100-sxm-80gb"})
     expect(page.locator("#r-cost")).to_have_attribute("data-value", after["cost"])
     expect(page).to_have_url(f"{tools_url}training-cost.html?params_billions=13&gpu=a100-sxm-80gb")
+
+
+def test_what_fits_ranks_the_catalog_and_shows_ram_only_for_llama_cpp(
+    page: Page, tools_url: str, outside_requests: list[str]
+) -> None:
+    """The ranking lists the model CPython names first, with its launch command; the system
+    RAM control shows for llama.cpp only; more cards let a larger model run."""
+    open_live(page, f"{tools_url}what-fits.html")
+    expect(page.locator("#t-ram_gb")).to_be_visible()
+    first = page.locator("#tool-results tbody tr").first
+    best = expected("what-fits", {})["best_model"]
+    expect(first.locator("[data-model]")).to_have_attribute("data-model", best)
+    expect(first.locator("code")).to_contain_text("llama-server -m")
+    set_field(page, "runtime", "vllm")
+    expect(page.locator("#t-ram_gb")).to_be_hidden()
+    after = expected("what-fits", {"runtime": "vllm"})
+    expect(page.locator("#r-best")).to_have_attribute("data-value", after["best"])
+    expect(first.locator("code")).to_contain_text("vllm serve")
+    set_field(page, "num_gpus", "8")
+    more = expected("what-fits", {"runtime": "vllm", "num_gpus": "8"})
+    assert int(more["best"]) > int(after["best"])
+    expect(page.locator("#r-best")).to_have_attribute("data-value", more["best"])

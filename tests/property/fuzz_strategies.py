@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from nnmem import catalog
 from nnmem.models.architecture import Family, Transformer, from_config
 from nnmem.scenario import (
+    LLAMA_CPP_MODEL_TYPES,
     Attention,
     Checkpointing,
     Device,
@@ -53,6 +54,11 @@ GPUS = tuple(catalog.gpus())
 
 TRAINING_PRECISIONS = ("fp32", "amp_bf16", "amp_fp16", "bf16", "fp16")
 LORA_BASES = (*TRAINING_PRECISIONS, "nf4", "nf4_dq", "int8")
+# Formats vLLM does not load here (nnmem.scenario._runtime_checks).
+VLLM_REFUSED = {
+    Precision.NF4, Precision.NF4_DQ, Precision.Q8_0, Precision.Q6_K, Precision.Q5_K_M,
+    Precision.Q4_K_M, Precision.Q4_0,
+}  # fmt: skip
 INFERENCE_PRECISIONS = tuple(
     p.value for p in Precision if p not in (Precision.AMP_BF16, Precision.AMP_FP16)
 )
@@ -239,6 +245,29 @@ def scenarios(
     data["num_gpus"] = degree * draw(st.sampled_from([1, 1, 2, 3, 4, 8, 16, 64]))
     if mode == "training":
         data["sharding"] = draw(_values(Sharding))
+    # The serving runtimes' settings are drawn everywhere too; the runtime itself only
+    # where it can serve the model (a decoder; llama.cpp: a model type it has GGUF
+    # tensor lists for; vLLM: a checkpoint format it loads).
+    data["gpu_memory_utilization"] = str(
+        draw(st.decimals(Decimal("0.5"), Decimal("0.98"), places=2))
+    )
+    data["block_size"] = draw(st.sampled_from([16, 32, 64]))
+    data["enforce_eager"] = draw(st.booleans())
+    data["gguf_type"] = draw(st.sampled_from(["q4_k_m", "q8_0", "f16", "q2_k", "q5_k_s"]))
+    data["n_ubatch"] = draw(st.sampled_from([128, 512]))
+    data["type_k"] = draw(st.sampled_from(["f16", "q8_0", "q4_0"]))
+    data["flash_attn"] = draw(st.booleans())
+    data["type_v"] = draw(st.sampled_from(["f16", "q8_0"])) if data["flash_attn"] else "f16"
+    if draw(st.booleans()):
+        data["n_gpu_layers"] = draw(st.integers(0, 100))
+    runtimes = ["transformers"]
+    if mode == "inference" and t is not None and t.family in (Family.DECODER, Family.MOE):
+        served_by_vllm = Precision(data["precision"]) not in VLLM_REFUSED
+        if served_by_vllm and data["kv_cache_dtype"] != "fp32":
+            runtimes.append("vllm")
+        if str(t.config.get("model_type")) in LLAMA_CPP_MODEL_TYPES:
+            runtimes += ["llama_cpp", "ollama"]
+    data["runtime"] = draw(st.sampled_from(runtimes))
     return data
 
 
@@ -267,6 +296,19 @@ ALTERNATES: dict[str, tuple[object, ...]] = {
     "seq_len": (3,),
     "attention": ("eager",),
     "tensor_parallel": (2,),
+    "runtime": ("vllm", "llama_cpp"),
+    "gpu_memory_utilization": ("0.5",),
+    "max_num_seqs": (8,),
+    "max_num_batched_tokens": (512,),
+    "block_size": (16,),
+    "enforce_eager": (True,),
+    "pipeline_parallel": (2,),
+    "gguf_type": ("q8_0",),
+    "n_gpu_layers": (0,),
+    "n_ubatch": (64,),
+    "type_k": ("q4_0",),
+    "flash_attn": (False,),
+    "num_gpus": (2,),
 }
 __all__ = [
     "ALTERNATES",

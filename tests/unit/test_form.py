@@ -53,9 +53,9 @@ def test_cfg_hints_name_the_config_json_key() -> None:
 
 def test_sections_open_and_closed() -> None:
     ids = [(sid, opened) for sid, _, opened, _ in FORM_SECTIONS]
-    assert ids == [("model", True), ("step", True), ("advanced", False)]
+    assert ids == [("model", True), ("step", True), ("runtime", True), ("advanced", False)]
     assert [s.id for s in FORM_SECTIONS if not s.open] == ["advanced"]
-    advanced = {f.key for f in FORM_SECTIONS[2].fields}
+    advanced = {f.key for f in FORM_SECTIONS[3].fields}
     assert {"sharding", "lora_rank", "checkpointing", "attention", "kv_cache_dtype"} <= advanced
     assert {"cuda_context_mib", "allocator_overhead_percent", "device"} <= advanced
 

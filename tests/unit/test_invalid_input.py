@@ -16,7 +16,7 @@ VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,000"
 PRECISIONS = (
     "fp32, amp_bf16, amp_fp16, bf16, fp16, fp8, int8, int4, gptq, awq, nf4, nf4_dq, q8_0, "
-    "q6_k, q5_k_m, q4_k_m, q4_0"
+    "q6_k, q5_k_m, q4_k_m, q4_0, mxfp4, nvfp4"
 )
 
 

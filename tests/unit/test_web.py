@@ -128,6 +128,7 @@ def test_reply_has_every_part_the_page_paints() -> None:
         "phases",
         "formula",
         "notes",
+        "runtime",
     }
     assert set(reply["download"]) == {"scenario", "estimate", "gpu", "verdict", "solvers"}
 

@@ -20,6 +20,7 @@ from nnmem.web.tools import (
     parameter_count,
     pytorch_memory,
     training_cost,
+    what_fits,
 )
 from nnmem.web.tools.common import Tool, Values
 
@@ -30,6 +31,7 @@ TOOLS: dict[str, Tool] = {
     "gpu-guide": gpu_guide.TOOL,
     "compression": compression.TOOL,
     "pytorch-memory": pytorch_memory.TOOL,
+    "what-fits": what_fits.TOOL,
 }
 
 
