@@ -30,7 +30,28 @@ FLAGS = {
     "optimizer": "--optimizer",
     "batch_size": "--batch-size",
     "seq_len": "--seq-len",
+    "stack": "--stack",
+    "num_gpus": "--num-gpus",
+    "sharding": "--sharding",
+    "offload_optimizer": "--offload-optimizer",
+    "offload_param": "--offload-param",
+    "reduce_bucket_size": "--reduce-bucket-size",
+    "gradient_as_bucket_view": "--gradient-as-bucket-view",
+    "reshard_after_forward": "--reshard-after-forward",
+    "cpu_offload": "--cpu-offload",
 }
+# The training stack's flags: (key, metavar, help); the defaults come from the schema.
+STACK_FLAGS = (
+    ("stack", "STACK", "plain, hf_trainer, trl_sft, ddp, fsdp2 or deepspeed (default plain)"),
+    ("num_gpus", "N", "GPUs in the job (default 1)"),
+    ("sharding", "STAGE", "ZeRO stage for DeepSpeed: none, zero1, zero2, zero3 (default none)"),
+    ("offload_optimizer", "BOOL", "DeepSpeed: master weights, m, v and the step on the CPU"),
+    ("offload_param", "BOOL", "DeepSpeed ZeRO-3: 16-bit parameters on the CPU"),
+    ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
+    ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
+    ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
+    ("cpu_offload", "BOOL", "FSDP2: CPUOffloadPolicy (shards, gradients and step on the CPU)"),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--batch-size", metavar="N", help="sequences per step (default 1)")
     step.add_argument("--seq-len", metavar="N", help="tokens per sequence (default 512)")
+    stack = parser.add_argument_group("the training stack")
+    for key, metavar, about in STACK_FLAGS:
+        stack.add_argument(FLAGS[key], metavar=metavar, help=about)
     step.add_argument(
         "--set",
         metavar="KEY=VALUE",

@@ -107,6 +107,7 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         overheads=tuple(overheads(scenario, peak, gpu_id)),
         notes=tuple(built.notes),
         saved_activation_bytes=built.saved_activation_bytes,
+        host=built.host,
     )
 
 

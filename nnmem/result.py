@@ -23,6 +23,8 @@ COMPONENTS: dict[str, str] = {
     "autocast_copies": "16-bit weight copies",
     "gradients": "Gradients",
     "optimizer_state": "Optimizer state",
+    "gathered_weights": "Gathered weights",
+    "comm_buffers": "Communication buffers",
     "activations": "Activations",
     "logits": "Logits and loss",
     "kv_cache": "KV cache",
@@ -118,6 +120,12 @@ class Estimate:
     overheads: tuple[Term, ...]
     notes: tuple[str, ...]
     saved_activation_bytes: int = 0
+    host: tuple[Term, ...] = ()  # host (CPU) memory the training stack keeps
+
+    @property
+    def host_bytes(self) -> int:
+        """Host (CPU) memory beside the GPU figure: what an offloading stack keeps there."""
+        return sum(t.bytes for t in self.host)
 
     @property
     def peak_phase(self) -> Phase:
@@ -195,6 +203,7 @@ class Estimate:
                 for p in self.phases
             ],
             "notes": list(self.notes),
+            **({"host_bytes": self.host_bytes} if self.host else {}),
         }
 
 

@@ -126,6 +126,7 @@ class OptimizerImpl(StrEnum):
     """How PyTorch runs the step: one multi-tensor kernel (the CUDA default) or a loop."""
 
     FOREACH = "foreach"
+    FUSED = "fused"
     FOR_LOOP = "for_loop"
 
 
@@ -157,6 +158,17 @@ class LoraTargets(StrEnum):
     QV = "qv"
     ATTENTION = "attention"
     ALL_LINEAR = "all_linear"
+
+
+class Stack(StrEnum):
+    """The training code whose allocations the model states follow (``nnmem.stacks``)."""
+
+    PLAIN = "plain"
+    HF_TRAINER = "hf_trainer"
+    TRL_SFT = "trl_sft"
+    DDP = "ddp"
+    FSDP2 = "fsdp2"
+    DEEPSPEED = "deepspeed"
 
 
 class Sharding(StrEnum):
@@ -227,6 +239,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     },
     OptimizerImpl: {
         OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
+        OptimizerImpl.FUSED: "fused (one kernel, in place)",
         OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
     },
     Checkpointing: {
@@ -246,6 +259,14 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         LoraTargets.QV: "q and v projections",
         LoraTargets.ATTENTION: "q, k, v and o projections",
         LoraTargets.ALL_LINEAR: "all linear layers",
+    },
+    Stack: {
+        Stack.PLAIN: "Plain PyTorch loop",
+        Stack.HF_TRAINER: "Hugging Face Trainer",
+        Stack.TRL_SFT: "TRL SFTTrainer",
+        Stack.DDP: "PyTorch DDP",
+        Stack.FSDP2: "PyTorch FSDP2 (fully_shard)",
+        Stack.DEEPSPEED: "DeepSpeed ZeRO",
     },
     Sharding: {
         Sharding.NONE: "None (each GPU holds everything)",
@@ -397,6 +418,14 @@ class Scenario:
     sharding: Sharding = Sharding.NONE
     tensor_parallel: int = 1
     offload_optimizer: bool = False
+    # the training stack (nnmem.stacks) and its own settings
+    stack: Stack = Stack.PLAIN
+    gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
+    reshard_after_forward: bool = True  # torch fully_shard default
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy
+    offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
+    # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
+    reduce_bucket_size: int = 500_000_000
     # inference
     new_tokens: int = 0
     kv_cache_dtype: KvDtype = KvDtype.AUTO
@@ -426,7 +455,16 @@ class Scenario:
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
-        return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
+        return inactive_fields(
+            self.kind,
+            self.mode,
+            self.model,
+            self.finetune,
+            self.precision,
+            stack=self.stack,
+            sharding=self.sharding,
+            optimizer=self.optimizer,
+        )
 
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
         """The scenario in the JSON schema; :func:`parse` reads it back unchanged.
@@ -571,6 +609,23 @@ SHARDING = ChoiceSpec(
     ),
 )
 OFFLOAD = FlagSpec("offload_optimizer", "Optimizer offload")
+STACK = ChoiceSpec(
+    "stack",
+    "Training stack",
+    Stack,
+    aliases=(
+        ("pytorch", "plain"),
+        ("trainer", "hf_trainer"),
+        ("sft", "trl_sft"),
+        ("fsdp", "fsdp2"),
+        ("zero", "deepspeed"),
+    ),
+)
+BUCKET_VIEW = FlagSpec("gradient_as_bucket_view", "Gradients as bucket views")
+RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
+CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
+OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
+REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
 KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
 LOGITS = ChoiceSpec("logits", "Logits", Logits)
 KIND = ChoiceSpec("model", "Model", ModelKind)
@@ -609,6 +664,12 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         SHARDING,
         TENSOR_PARALLEL,
         OFFLOAD,
+        STACK,
+        BUCKET_VIEW,
+        RESHARD,
+        CPU_OFFLOAD,
+        OFFLOAD_PARAM,
+        REDUCE_BUCKET,
         NEW_TOKENS,
         KV_DTYPE,
         LOGITS,
@@ -621,8 +682,57 @@ KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS)
 OPTIONAL_NUMBERS = {"hidden_size", "num_layers", "decoder_seq_len", "image_size"}
 
 
+STACK_KEYS = (
+    "stack",
+    "gradient_as_bucket_view",
+    "reshard_after_forward",
+    "cpu_offload",
+    "offload_param",
+    "reduce_bucket_size",
+)
+SINGLE_PROCESS = (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+
+
+def stack_inactive(
+    stack: Stack, sharding: Sharding, finetune: Finetune, optimizer: Optimizer
+) -> set[str]:
+    """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
+    off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
+    off |= {"offload_param", "reduce_bucket_size"}
+    zero = stack is Stack.DEEPSPEED or (
+        stack in SINGLE_PROCESS
+        and sharding is not Sharding.NONE
+        and finetune is Finetune.FULL
+        and optimizer is Optimizer.ADAMW
+    )
+    if stack is Stack.DDP:
+        off -= {"gradient_as_bucket_view"}
+        off |= {"sharding", "offload_optimizer"}
+    elif stack is Stack.FSDP2:
+        off -= {"reshard_after_forward", "cpu_offload"}
+        off |= {"sharding", "offload_optimizer"}
+    elif zero:
+        off -= {"reduce_bucket_size"}
+        if sharding is Sharding.ZERO3:
+            off -= {"offload_param"}
+        off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
+    elif sharding is Sharding.NONE:
+        off.add("offload_optimizer")  # offload is a ZeRO feature
+    if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
+        off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
+    return off
+
+
 def inactive_fields(
-    kind: ModelKind, mode: Mode, model: object, finetune: Finetune, precision: Precision
+    kind: ModelKind,
+    mode: Mode,
+    model: object,
+    finetune: Finetune,
+    precision: Precision,
+    *,
+    stack: Stack = Stack.PLAIN,
+    sharding: Sharding = Sharding.NONE,
+    optimizer: Optimizer = Optimizer.ADAMW,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape."""
     off = set(MODEL_KEYS)
@@ -642,9 +752,12 @@ def inactive_fields(
         "lora_targets",
         "sharding",
         "offload_optimizer",
+        *STACK_KEYS,
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
+    if mode is Mode.TRAINING:
+        off |= stack_inactive(stack, sharding, finetune, optimizer)
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
         off |= {"lora_rank", "lora_targets", "lora_dropout"}
     if precision not in (Precision.GPTQ, Precision.AWQ):
@@ -715,6 +828,8 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                 "for inference choose the weights' own format, such as bf16 or fp16.",
             )
         )
+    if s.mode is Mode.TRAINING:
+        problems += _stack_checks(s)
     if s.num_gpus % s.tensor_parallel:
         problems.append(
             Problem(
@@ -737,6 +852,35 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                 f"({s.model.kv_heads}).",
             )
         )
+    return problems
+
+
+def _stack_checks(s: Scenario) -> list[Problem | None]:
+    problems: list[Problem | None] = []
+    label = LABELS[s.stack]
+    if s.stack is Stack.DEEPSPEED and s.sharding is Sharding.NONE:
+        problems.append(
+            Problem(
+                "sharding",
+                "DeepSpeed runs a ZeRO stage: set sharding to zero1, zero2 or zero3.",
+            )
+        )
+    if s.stack in (Stack.DEEPSPEED, Stack.FSDP2):
+        if s.finetune is not Finetune.FULL:
+            problems.append(
+                Problem(
+                    "stack",
+                    f"{label} is modelled for full fine-tuning; for LoRA choose the plain "
+                    "loop, HF Trainer, TRL or DDP stack.",
+                )
+            )
+        elif s.optimizer is not Optimizer.ADAMW:
+            problems.append(
+                Problem(
+                    "stack",
+                    f"{label} is modelled with AdamW; choose the adamw optimizer or another stack.",
+                )
+            )
     return problems
 
 

@@ -132,8 +132,11 @@ DS_MAX_REUSE = 1_000_000_000
 class NamedTensor(Protocol):
     """What :meth:`ModelSizes.from_tensors` reads from a parameter tensor description."""
 
-    name: str
-    count: int
+    @property
+    def name(self) -> str: ...  # "layers.*.q.weight": a star repeats per layer
+
+    @property
+    def count(self) -> int: ...  # how many identical tensors
 
     @property
     def numel(self) -> int: ...  # the element count of one tensor

@@ -8,6 +8,7 @@ from nnmem.models.step import (
     KORTHIKANTI,
     Built,
     Step,
+    apply_states,
     model_states,
     param_bytes,
     training_phases,
@@ -81,8 +82,8 @@ def build(s: Scenario) -> Built:
 
     width = param_bytes(s.precision)
     tensors = generic_tensors(m, width)
-    weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
-    notes += shard_notes
+    st = model_states(s, tensors)
+    notes += st.notes
     casts = []
     if s.precision.is_amp:
         casts = [
@@ -126,19 +127,18 @@ def build(s: Scenario) -> Built:
             )
         ]
         recompute = []
-    step = Step(
-        weights=weights,
-        casts=casts,
-        gradients=gradients,
-        optimizer_state=state,
-        optimizer_step=step_terms,
-        saved=saved,
-        backward_extra=recompute,
-        accumulating=s.grad_accum_steps > 1,
+    step = apply_states(
+        Step(
+            casts=casts,
+            saved=saved,
+            backward_extra=recompute,
+            accumulating=s.grad_accum_steps > 1,
+        ),
+        st,
     )
     notes.append(
         "The parameter-count model assumes a GPT-style layer (MLP width 4h, "
         "dropout) and memory-efficient attention, and has no logits term; describe "
         "the architecture for exact activations."
     )
-    return Built(training_phases(step), notes, total(saved))
+    return Built(training_phases(step), notes, total(saved), tuple(st.host))

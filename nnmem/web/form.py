@@ -35,14 +35,20 @@ from nnmem.scenario import (
     LABELS,
     MODE,
     MODEL_KEYS,
+    OPTIMIZER,
     PRECISION,
     SETTINGS,
+    SHARDING,
     SPECS,
+    STACK,
     Finetune,
     Mode,
     ModelKind,
+    Optimizer,
     Precision,
     Scenario,
+    Sharding,
+    Stack,
     inactive_fields,
     load_json,
     parse,
@@ -303,13 +309,37 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
     "checkpointing": ("Recompute activations in the backward pass instead of storing them.", ""),
     "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
-    "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
+    "optimizer_impl": (
+        "foreach needs a temporary copy of the parameters; fused updates in place.",
+        "",
+    ),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
-    "sharding": ("Split optimizer state, gradients and weights across data-parallel GPUs.", ""),
+    "sharding": (
+        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does.",
+        "",
+    ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
-    "offload_optimizer": ("Keep the optimizer state in host memory (ZeRO-Offload).", ""),
+    "offload_optimizer": (
+        "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
+        "",
+    ),
+    "stack": ("The training code: each keeps its own copies, buckets and shards.", ""),
+    "gradient_as_bucket_view": (
+        "DDP: gradients become views of its buckets instead of a second copy.",
+        "",
+    ),
+    "reshard_after_forward": (
+        "FSDP2: free each block's gathered weights after forward (gather again in backward).",
+        "",
+    ),
+    "cpu_offload": ("FSDP2 CPUOffloadPolicy: shards, gradients and the step on the CPU.", ""),
+    "offload_param": ("DeepSpeed ZeRO-3: keep the 16-bit parameter partitions on the CPU.", ""),
+    "reduce_bucket_size": (
+        "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
+        "values",
+    ),
     "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
     "cuda_context_mib": ("Memory the CUDA runtime and kernels take before any tensor.", "MiB"),
     "allocator_overhead_percent": (
@@ -396,10 +426,16 @@ _ADVANCED_KEYS = (
     "optimizer_impl",
     "kv_cache_dtype",
     "logits",
+    "stack",
     "num_gpus",
     "sharding",
     "tensor_parallel",
     "offload_optimizer",
+    "offload_param",
+    "reduce_bucket_size",
+    "gradient_as_bucket_view",
+    "reshard_after_forward",
+    "cpu_offload",
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",
@@ -709,9 +745,12 @@ def inactive_for(
     model: object,
     finetune: Finetune,
     precision: Precision,
+    **stack: Any,
 ) -> list[str]:
-    """Page fields to hide: other describe modes' model fields and settings that do not apply."""
-    off = set(inactive_fields(kind, mode, model, finetune, precision)) - set(MODEL_KEYS)
+    """Page fields to hide: other describe modes' model fields and settings that do not apply.
+
+    ``stack`` passes the training stack's choices (``stack``, ``sharding``, ``optimizer``)."""
+    off = set(inactive_fields(kind, mode, model, finetune, precision, **stack)) - set(MODEL_KEYS)
     for other, keys in MODEL_FIELDS.items():
         if other is not describe:
             off |= set(keys)
@@ -832,12 +871,22 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
     if scenario is not None:
         kind, model = scenario.kind, scenario.model
         mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
+        stack = {
+            "stack": scenario.stack,
+            "sharding": scenario.sharding,
+            "optimizer": scenario.optimizer,
+        }
     else:
         kind, model = _model_only(t)
         mode = _lenient(MODE, fields, Mode.TRAINING)
         finetune = _lenient(FINETUNE, fields, Finetune.FULL)
         precision = _lenient(PRECISION, fields, Precision.FP32)
-    return inactive_for(t.describe, kind, mode, model, finetune, precision)
+        stack = {
+            "stack": _lenient(STACK, fields, Stack.PLAIN),
+            "sharding": _lenient(SHARDING, fields, Sharding.NONE),
+            "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
+        }
+    return inactive_for(t.describe, kind, mode, model, finetune, precision, **stack)
 
 
 def _placed(problem: Problem, t: Translation) -> Problem:

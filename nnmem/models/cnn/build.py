@@ -85,8 +85,9 @@ def build(s: Scenario) -> Built:
     p = _cnn_precision(s.precision)
     width = param_bytes(s.precision)
     tensors = [Trainable(shape, width) for shape in cnn.parameter_shapes(model)]
-    weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
-    notes += shard_notes
+    st = model_states(s, tensors)
+    weights, gradients, state, step_terms = st.weights, st.gradients, st.state, st.step
+    notes += st.notes
     buffers = Term(
         "weights",
         "batch-norm running statistics",
@@ -98,6 +99,8 @@ def build(s: Scenario) -> Built:
     saved = cnn.saved_activations(model, s.batch_size, p)
     saved_terms = [_term(t) for t in saved.terms if t.kind is not cnn.TermKind.WEIGHT_COPY]
     casts = [_term(t) for t in saved.terms if t.kind is cnn.TermKind.WEIGHT_COPY]
+    if not st.autocast:
+        casts = []
     extra = cnn.backward_extra(model, s.batch_size, p)
 
     # At the backward peak some parameter gradients exist and some saved tensors are gone:
@@ -126,12 +129,17 @@ def build(s: Scenario) -> Built:
         *(_term(t) for t in extra.terms if t.kind in (cnn.TermKind.GRADIENT, cnn.TermKind.BATCH)),
     ]
     states = [*weights, buffers, *state]
-    held_always = [*states, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
+    held_always = [
+        *states,
+        *casts,
+        *(gradients if s.grad_accum_steps > 1 else []),
+        *st.gathered,
+    ]
     phases = phases_of(
         ("forward", [*held_always, *saved_terms]),
-        ("backward", [*held_always, *at_peak]),
+        ("backward", [*held_always, *at_peak, *st.backward]),
         ("optimizer_step", [*states, *gradients, *step_terms]),
     )
-    if s.num_gpus > 1 and s.sharding.value == "none":
+    if s.num_gpus > 1 and s.sharding.value == "none" and s.stack.value == "plain":
         notes.append(f"Data parallel over {s.num_gpus} GPUs: each holds everything above.")
-    return Built(phases, notes, saved.activation_bytes)
+    return Built(phases, notes, saved.activation_bytes, tuple(st.host))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from nnmem import stacks
 from nnmem.formats import Format, bits, is_float, is_gguf
 from nnmem.models.architecture import (
     Family,
@@ -37,6 +38,7 @@ from nnmem.scenario import (
     Precision,
     Scenario,
     Sharding,
+    Stack,
 )
 from nnmem.terms import Term, product
 
@@ -326,9 +328,10 @@ def build_training(s: Scenario) -> Built:
     n_params = sum(counts.values())
     notes: list[str] = []
     width = _param_width(s)
+    sizes = stacks.ModelSizes.from_tensors(parameter_tensors(t), t.layers + t.encoder_layers)
     if c.lora is None:
         tensors = [Trainable(p.shape, width, p.count) for p in parameter_tensors(t)]
-        weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
+        st = model_states(s, tensors, sizes=sizes)
     else:
         layers = t.layers + t.encoder_layers
         r = s.lora_rank
@@ -339,7 +342,7 @@ def build_training(s: Scenario) -> Built:
             for shape in (Trainable((r, n_in), 4, layers), Trainable((n_out, r), 4, layers))
         ]
         frozen = total(weight_terms(s, t, n_params))
-        weights, gradients, state, step_terms, shard_notes = model_states(s, tensors, frozen)
+        st = model_states(s, tensors, frozen)
         n_lora = sum(x.elements for x in tensors)
         notes.append(
             f"LoRA rank {s.lora_rank} on {LABELS[s.lora_targets]}: {n_lora:,} "
@@ -350,7 +353,25 @@ def build_training(s: Scenario) -> Built:
                 "QLoRA: the base stays quantized and each weight is dequantized to 16-bit "
                 "only while its matmul runs."
             )
-    notes += shard_notes
+    if (
+        c.lora is not None
+        and s.stack in (Stack.HF_TRAINER, Stack.TRL_SFT)
+        and s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+    ):
+        # QLoRA recipes on the Trainer call peft's prepare_model_for_kbit_training.
+        st.weights = [*st.weights, stacks.kbit_fp32_casts(sizes)]
+        notes.append(
+            "prepare_model_for_kbit_training casts the 16-bit embeddings, norms and head to fp32."
+        )
+    weights, gradients, state, step_terms = st.weights, st.gradients, st.state, st.step
+    gathered, in_backward = st.gathered, st.backward
+    notes += st.notes
+    if s.stack is Stack.TRL_SFT and s.checkpointing is Checkpointing.NONE:
+        notes.append(
+            "TRL's SFTConfig turns gradient checkpointing on by default "
+            "(trl/trainer/sft_config.py gradient_checkpointing=True); set checkpointing "
+            "to full to match it."
+        )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"
@@ -358,9 +379,10 @@ def build_training(s: Scenario) -> Built:
         gradients = [g.scaled(split, tag) for g in gradients]
         state = [o.scaled(split, tag) for o in state]
         step_terms = [x.scaled(split, tag) for x in step_terms]
+        gathered = [x.scaled(split, tag) for x in gathered]
     casts: list[Term] = []
     casts_kept = casts
-    if c.amp:
+    if c.amp and st.autocast:
         cast_source = (
             "torch.autocast casts each weight once per forward and caches the copy until "
             "the autocast region ends; autograd keeps it for backward (measured)"
@@ -388,7 +410,7 @@ def build_training(s: Scenario) -> Built:
                     cast_source,
                 )
             ]
-    if s.sharding is Sharding.ZERO3 and s.num_gpus > 1:
+    if not st.stacked and s.sharding is Sharding.ZERO3 and s.num_gpus > 1 and not gathered:
         # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
         # gradients) per parameter of the largest layer (stage3.py
@@ -404,7 +426,7 @@ def build_training(s: Scenario) -> Built:
                 ZERO_SOURCE,
             ),
         ]
-        if c.amp:
+        if c.amp and st.autocast:
             casts = casts_kept = [
                 product(
                     "autocast_copies",
@@ -444,11 +466,21 @@ def build_training(s: Scenario) -> Built:
             )
         ]
     base = [*weights, *state]
-    held = [*base, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
-    held_back = [*base, *casts_kept, *(gradients if s.grad_accum_steps > 1 else [])]
+    accumulated = gradients if s.grad_accum_steps > 1 else []
+    held = [*base, *casts, *accumulated, *gathered]
+    held_back = [*base, *casts_kept, *accumulated, *gathered, *in_backward]
     start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
     dequant = dequant_terms(s, t)
-    end = [*base, *casts_kept, *gradients, *recompute, *inflight, *dequant]
+    end = [
+        *base,
+        *casts_kept,
+        *gradients,
+        *gathered,
+        *in_backward,
+        *recompute,
+        *inflight,
+        *dequant,
+    ]
     backward = start if total(start) >= total(end) else end
     phases = phases_of(
         ("forward", [*held, *acts.terms, *logits, *dequant]),
@@ -470,7 +502,7 @@ def build_training(s: Scenario) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return Built(phases, notes, acts.bytes + total(saved_loss))
+    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(st.host))
 
 
 # --- inference -----------------------------------------------------------------------------
