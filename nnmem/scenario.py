@@ -135,6 +135,7 @@ class Checkpointing(StrEnum):
 
     NONE = "none"
     SELECTIVE = "selective"
+    PER_OP = "per_op"
     FULL = "full"
 
 
@@ -245,6 +246,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     Checkpointing: {
         Checkpointing.NONE: "None",
         Checkpointing.SELECTIVE: "Selective (attention recomputed)",
+        Checkpointing.PER_OP: "Per-op selective (torchtitan: matmul and attention outputs kept)",
         Checkpointing.FULL: "Full (every layer recomputed)",
     },
     Attention: {

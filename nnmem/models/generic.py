@@ -97,7 +97,7 @@ def build(s: Scenario) -> Built:
         ]
     fp32 = s.precision is Precision.FP32
     layer_bytes = 66 if fp32 else 34  # fp32 doubles the 32 two-byte terms; masks stay 1 B
-    if s.checkpointing is Checkpointing.FULL:
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
         saved = [
             product(
                 "activations",
@@ -107,6 +107,19 @@ def build(s: Scenario) -> Built:
                 "Korthikanti et al. 2022 §5: full recomputation keeps 2·s·b·h per layer",
             )
         ]
+        if s.checkpointing is Checkpointing.PER_OP:
+            # The input, the q, v (h wide in this GPT shape), up (4h) and down (h)
+            # matmul outputs and the attention output: 9·h values per token.
+            saved = [
+                product(
+                    "activations",
+                    "input, every other matmul output and the attention output per layer",
+                    [("L", m.num_layers), *sb, ("9·h", 9 * m.hidden_size)],
+                    4 if fp32 else 2,
+                    "torchtitan models/llama3/infra/parallelize.py "
+                    "_apply_ac_to_transformer_block, selective_ac_option 'op'",
+                )
+            ]
         recompute = [
             product(
                 "temporaries",

@@ -234,3 +234,31 @@ def test_the_page_hides_stack_options_that_do_not_apply() -> None:
     assert "sharding" in ddp
     ds = hidden({"stack": "deepspeed", "sharding": "zero3", "num_gpus": "8"})
     assert not {"offload_param", "offload_optimizer", "reduce_bucket_size"} & ds
+
+
+def test_per_op_selective_checkpointing_keeps_torchtitans_save_list() -> None:
+    """torchtitan's per-op SAC on a Llama 3 8B block in bf16 keeps, per token: the
+    block input (h), the q, v, gate and down outputs (q + kv + f + h) and the attention
+    output (a·d) at 2 B, and the log-sum-exp (a) at 4 B: 2·31,744 + 4·32 = 63,616 B."""
+    e = estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "llama-3-8b",
+                "precision": "bf16",
+                "seq_len": 1024,
+                "checkpointing": "per_op",
+            }
+        )
+    )
+    forward = next(p for p in e.phases if p.name == "forward")
+    saved = next(t for t in forward.terms if "per-op" in t.label)
+    assert saved.bytes == 32 * 1024 * (2 * (4096 + 4096 + 1024 + 14336 + 4096 + 4096) + 4 * 32)
+    assert "torchtitan" in saved.source
+
+
+def test_per_op_on_a_parameter_count() -> None:
+    """The GPT shape keeps 9·h values per token and layer (input, q, v, up 4h, down,
+    attention output): 8 layers × 128 tokens × 9 × 1,024 × 4 B in fp32."""
+    e = run(checkpointing="per_op")
+    assert e.component_sizes()["activations"] == 8 * 128 * 9 * 1024 * 4

@@ -97,6 +97,28 @@ def selective(rows: list[Row]) -> list[Row]:
     return [r for r in rows if sum(d in seq for d in r.dims) < 2]
 
 
+TORCHTITAN_SAC = (
+    "torchtitan torchtitan/models/llama3/infra/parallelize.py _apply_ac_to_transformer_block "
+    "(selective_ac_option 'op'): the block is checkpointed with a policy that saves the "
+    "outputs of every other aten.mm and of the SDPA kernel, and recomputes the rest"
+)
+
+
+def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
+    """What torchtitan's per-op selective checkpointing keeps per layer: the block's
+    input, the outputs of the 1st, 3rd, 5th and 7th matmuls of a Llama block (q, v,
+    gate and down projections) and the attention kernel's output and log-sum-exp."""
+    return [
+        Row("layer input kept by checkpointing", ("b", x, "h"), "res"),
+        Row("q projection output", ("b", x, "q"), "act"),
+        Row("v projection output", ("b", x, "kv"), "act"),
+        Row("gate projection output", ("b", x, "f"), "act"),
+        Row("down projection output", ("b", x, "h"), "act"),
+        Row("attention output", ("b", "a", x, "d"), "act"),
+        Row("softmax log-sum-exp", ("b", "a", x), "f32"),
+    ]
+
+
 def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What full checkpointing keeps per layer: the layer's input."""
     return [Row("layer input kept by checkpointing", ("b", x, "h"), "res")]
@@ -125,15 +147,23 @@ def activations(c: Ctx) -> Activations:
         one += rows
         n = t.encoder_layers if depth == "L_enc" else t.layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
+        source = HF
+        if s.checkpointing is Checkpointing.PER_OP:
+            kept, source = per_op_rows(c, x), TORCHTITAN_SAC
         if c.s.tensor_parallel > 1:
             kept = _tp_split(kept, c.s.tensor_parallel)
-        what = "checkpointed input" if s.checkpointing is Checkpointing.FULL else label
+        what = {
+            Checkpointing.FULL: "checkpointed input",
+            Checkpointing.PER_OP: "per-op selective checkpoint",
+        }.get(s.checkpointing, label)
         terms.append(
-            as_term("activations", f"saved {what}", kept, c.sizes, c.widths, HF, times=(depth, n))
+            as_term(
+                "activations", f"saved {what}", kept, c.sizes, c.widths, source, times=(depth, n)
+            )
         )
     outside = trainable_filter(c, outside_rows(c))
     if (
-        s.checkpointing is Checkpointing.FULL
+        s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP)
         and t.learned_positions == 0
         and t.family in (Family.DECODER, Family.MOE)
     ):
@@ -397,7 +427,7 @@ def build_training(s: Scenario) -> Built:
             )
         ]
         casts_kept = casts
-        if s.checkpointing is Checkpointing.FULL:
+        if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
             # Checkpointed layers save nothing, so their copies are gone by backward; the
             # head's copy, outside the checkpoints, stays.
             head = _matmul_weights(t) - _linear_weights(t)
@@ -453,7 +483,7 @@ def build_training(s: Scenario) -> Built:
         )
     ]
     recompute = []
-    if s.checkpointing is Checkpointing.FULL:
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
         recompute = [
             as_term(
                 "temporaries",
