@@ -579,13 +579,18 @@ CPU_OTHER = 39 * 4 + 256 + 2_048
 def stack_runs() -> list[dict[str, Any]]:
     """The CPU runs of each stack (``measured_stacks.json``) against ``nnmem.stacks``:
     run, figure, measured bytes, nnmem bytes, note."""
-    cases = json.loads((STACKS / "measured_stacks.json").read_text(encoding="utf-8"))["cases"]
+    cases: dict[str, Any] = json.loads(
+        (STACKS / "measured_stacks.json").read_text(encoding="utf-8")
+    )["cases"]
 
     def rank0(case: str) -> Mapping[str, Any]:
-        return cases[case]["ranks"][0] if "ranks" in cases[case] else cases[case]
+        found: Mapping[str, Any]
+        found = cases[case]["ranks"][0] if "ranks" in cases[case] else cases[case]
+        return found
 
     def phase(case: str, name: str) -> Mapping[str, int]:
-        return rank0(case)["phases"][name]
+        found: Mapping[str, int] = rank0(case)["phases"][name]
+        return found
 
     def forward_added(case: str) -> int:
         p = phase(case, "forward")
