@@ -9,6 +9,7 @@ from nnmem.models.step import (
     Built,
     Step,
     apply_states,
+    gradients_held,
     model_states,
     param_bytes,
     training_phases,
@@ -146,6 +147,7 @@ def build(s: Scenario) -> Built:
             saved=saved,
             backward_extra=recompute,
             accumulating=s.grad_accum_steps > 1,
+            grads_in_forward=gradients_held(s)[0],
         ),
         st,
     )

@@ -24,6 +24,7 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
     Stack,
+    ZeroGrad,
 )
 from nnmem.terms import Term, product
 
@@ -66,6 +67,7 @@ class Step:
     gathered: list[Term] = field(default_factory=list)  # all-gathered weights (fwd, bwd)
     in_backward: list[Term] = field(default_factory=list)  # buckets, re-gathered blocks
     accumulating: bool = False  # gradients stay between micro-batches
+    grads_in_forward: bool = False  # the last step's gradients live through the forward
 
 
 def apply_states(step: Step, st: States) -> Step:
@@ -86,19 +88,32 @@ def training_phases(step: Step) -> list[Phase]:
     gradients accumulate over several micro-batches.
     """
     states = [*step.weights, *step.optimizer_state]
-    held = [
+    kept = step.accumulating or step.grads_in_forward
+    held = [*states, *step.casts, *(step.gradients if kept else []), *step.gathered]
+    held_back = [
         *states,
         *step.casts,
         *(step.gradients if step.accumulating else []),
         *step.gathered,
+        *step.in_backward,
     ]
-    back = [*held, *step.in_backward]
     return phases_of(
         ("forward", [*held, *step.saved, *step.forward_extra]),
         ("loss", [*held, *step.saved, *step.loss_saved, *step.loss_extra]),
-        ("backward", [*back, *step.saved, *step.loss_saved, *step.backward_extra]),
+        ("backward", [*held_back, *step.saved, *step.loss_saved, *step.backward_extra]),
         ("optimizer_step", [*states, *step.gradients, *step.optimizer_step]),
     )
+
+
+def gradients_held(s: Scenario) -> tuple[bool, bool]:
+    """Whether gradients are alive (through the forward pass and loss, at the start of the
+    backward pass), from where ``zero_grad`` runs and from gradient accumulation."""
+    accumulating = s.grad_accum_steps > 1
+    if s.zero_grad is ZeroGrad.SET_TO_ZERO:
+        return True, True
+    if s.zero_grad is ZeroGrad.BEFORE_BACKWARD:
+        return True, accumulating
+    return accumulating, accumulating
 
 
 def param_bytes(precision: Precision) -> int:
