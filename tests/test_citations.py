@@ -21,6 +21,11 @@ EXTERNAL_DOCS = {
     "perf_train_gpu_one.md",  # huggingface/transformers docs/source/en
     "llm_tutorial_optimization.md",  # huggingface/transformers docs/source/en
     "README.md",  # e.g. llama.cpp tools/quantize/README.md; our own READMEs too
+    "docs/gguf.md",  # ggml-org/ggml: the GGUF format specification
+    "empirical-vllm-memory-results.md",  # llm-d: vLLM start-up logs on H100s
+    "benchmarks/llama3_h100_202412_torchtitan.md",  # pytorch/torchtitan
+    "benchmarks/llama3_8b_h200_2025-06_torchtitan.md",  # pytorch/torchtitan
+    "benchmarks_03_2024.md",  # AnswerDotAI/fsdp_qlora
 }
 NOTES_OUTSIDE = re.compile(
     r"shared research|research/|anchors(-2026)?\.md|measuring-memory\.md|pyodide-recipe\.md"
