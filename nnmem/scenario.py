@@ -152,6 +152,7 @@ class Checkpointing(StrEnum):
     NONE = "none"
     SELECTIVE = "selective"
     PER_OP = "per_op"
+    EVERY_N = "every_n"
     FULL = "full"
 
 
@@ -268,6 +269,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Checkpointing.NONE: "None",
         Checkpointing.SELECTIVE: "Selective (attention recomputed)",
         Checkpointing.PER_OP: "Per-op selective (torchtitan: matmul and attention outputs kept)",
+        Checkpointing.EVERY_N: "Every n-th layer (torchtitan layer SAC)",
         Checkpointing.FULL: "Full (every layer recomputed)",
     },
     Attention: {
@@ -428,6 +430,8 @@ class Scenario:
     optimizer_impl: OptimizerImpl = OptimizerImpl.FOREACH
     zero_grad: ZeroGrad = ZeroGrad.BEFORE_FORWARD
     checkpointing: Checkpointing = Checkpointing.NONE
+    # torchtitan selective_ac_option "n": every n-th block checkpointed in full
+    checkpoint_every: int = 2
     attention: Attention = Attention.SDPA
     grad_accum_steps: int = 1
     finetune: Finetune = Finetune.FULL
@@ -492,6 +496,7 @@ class Scenario:
             stack=self.stack,
             sharding=self.sharding,
             optimizer=self.optimizer,
+            checkpointing=self.checkpointing,
         )
 
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
@@ -575,6 +580,7 @@ SEQ_LEN = whole("seq_len", "Sequence length", 10_000_000)
 DECODER_SEQ_LEN = whole("decoder_seq_len", "Decoder length", 10_000_000)
 IMAGE_SIZE = whole("image_size", "Image size", 8_192)
 NEW_TOKENS = whole("new_tokens", "Generated tokens", 10_000_000, low=0)
+CHECKPOINT_EVERY = whole("checkpoint_every", "Checkpoint every n-th layer", 1_000)
 GRAD_ACCUM = whole("grad_accum_steps", "Gradient accumulation steps", 10_000)
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
@@ -689,6 +695,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         OPTIMIZER_IMPL,
         ZERO_GRAD,
         CHECKPOINTING,
+        CHECKPOINT_EVERY,
         ATTENTION,
         GRAD_ACCUM,
         FINETUNE,
@@ -772,6 +779,7 @@ def inactive_fields(
     stack: Stack = Stack.PLAIN,
     sharding: Sharding = Sharding.NONE,
     optimizer: Optimizer = Optimizer.ADAMW,
+    checkpointing: Checkpointing = Checkpointing.NONE,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape."""
     off = set(MODEL_KEYS)
@@ -786,6 +794,7 @@ def inactive_fields(
         "optimizer_impl",
         "zero_grad",
         "checkpointing",
+        "checkpoint_every",
         "grad_accum_steps",
         "finetune",
         "lora_rank",
@@ -798,6 +807,8 @@ def inactive_fields(
     off |= inference if mode is Mode.TRAINING else training
     if mode is Mode.TRAINING:
         off |= stack_inactive(stack, sharding, finetune, optimizer)
+    if checkpointing is not Checkpointing.EVERY_N:
+        off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
         off |= {"lora_rank", "lora_targets", "lora_dropout"}
     if precision not in (Precision.GPTQ, Precision.AWQ):

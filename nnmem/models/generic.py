@@ -98,7 +98,7 @@ def build(s: Scenario) -> Built:
         ]
     fp32 = s.precision is Precision.FP32
     layer_bytes = 66 if fp32 else 34  # fp32 doubles the 32 two-byte terms; masks stay 1 B
-    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         saved = [
             product(
                 "activations",
@@ -108,6 +108,26 @@ def build(s: Scenario) -> Built:
                 "Korthikanti et al. 2022 §5: full recomputation keeps 2·s·b·h per layer",
             )
         ]
+        if s.checkpointing is Checkpointing.EVERY_N:
+            # torchtitan layer SAC: ⌊L/n⌋ layers keep their input, the rest everything.
+            wrapped = m.num_layers // min(s.checkpoint_every, m.num_layers)
+            saved = [
+                product(
+                    "activations",
+                    "checkpointed input of every n-th layer",
+                    [("⌊L/n⌋", wrapped), *sb, ("h", m.hidden_size)],
+                    4 if fp32 else 2,
+                    "torchtitan models/llama3/infra/parallelize.py "
+                    "_apply_ac_to_transformer_block, selective_ac_option 'n'",
+                ),
+                product(
+                    "activations",
+                    "saved by the layers not checkpointed",
+                    [("L−⌊L/n⌋", m.num_layers - wrapped), *sb, ("h", m.hidden_size)],
+                    layer_bytes,
+                    KORTHIKANTI,
+                ),
+            ]
         if s.checkpointing is Checkpointing.PER_OP:
             # The input, the q, v (h wide in this GPT shape), up (4h) and down (h)
             # matmul outputs and the attention output: 9·h values per token.

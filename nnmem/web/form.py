@@ -31,6 +31,7 @@ from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
+    CHECKPOINTING,
     FINETUNE,
     LABELS,
     MODE,
@@ -41,6 +42,7 @@ from nnmem.scenario import (
     SHARDING,
     SPECS,
     STACK,
+    Checkpointing,
     Finetune,
     Mode,
     ModelKind,
@@ -349,6 +351,7 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "lora_targets": ("Which linear layers get adapters.", ""),
     "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
+    "checkpoint_every": ("Every n-th layer is checkpointed in full; the others keep all.", ""),
     "checkpointing": (
         "Recompute activations in the backward pass instead of storing them. Selective "
         "recomputes only the attention scores, which SDPA never stores: with SDPA it saves "
@@ -479,6 +482,7 @@ _ADVANCED_KEYS = (
     "lora_dropout",
     "group_size",
     "checkpointing",
+    "checkpoint_every",
     "attention",
     "optimizer_impl",
     "zero_grad",
@@ -934,6 +938,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "stack": scenario.stack,
             "sharding": scenario.sharding,
             "optimizer": scenario.optimizer,
+            "checkpointing": scenario.checkpointing,
         }
     else:
         kind, model = _model_only(t)
@@ -944,6 +949,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "stack": _lenient(STACK, fields, Stack.PLAIN),
             "sharding": _lenient(SHARDING, fields, Sharding.NONE),
             "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
+            "checkpointing": _lenient(CHECKPOINTING, fields, Checkpointing.NONE),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, **stack)
 

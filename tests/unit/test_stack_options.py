@@ -262,3 +262,33 @@ def test_per_op_on_a_parameter_count() -> None:
     attention output): 8 layers × 128 tokens × 9 × 1,024 × 4 B in fp32."""
     e = run(checkpointing="per_op")
     assert e.component_sizes()["activations"] == 8 * 128 * 9 * 1024 * 4
+
+
+def test_every_nth_layer_checkpointing() -> None:
+    """torchtitan layer SAC with n = 4 on Llama 3 8B (32 layers): ⌊32/4⌋ = 8 layers keep
+    only their 2-byte input (1,024 × 4,096 × 2 B each), the other 24 everything a layer
+    saves without checkpointing (a quarter of the 'none' figure times 3)."""
+    base = {"model": "preset", "preset": "llama-3-8b", "precision": "bf16", "seq_len": 1024}
+
+    def saved(**more: Any) -> dict[str, int]:
+        e = estimate(parse({**base, **more}))
+        forward = next(p for p in e.phases if p.name == "forward")
+        return {t.label: t.bytes for t in forward.terms if t.key == "activations"}
+
+    per_layer = saved()["saved per layer"] // 32
+    got = saved(checkpointing="every_n", checkpoint_every=4)
+    assert got["saved by the 24 layers not checkpointed"] == 24 * per_layer
+    assert got["checkpointed input of every 4th layer"] == 8 * 1024 * 4096 * 2
+
+
+def test_every_nth_layer_on_a_parameter_count() -> None:
+    """n = 2 on 8 GPT-shaped layers in fp32: 4 layers keep 4·s·b·h, 4 keep 66·s·b·h."""
+    e = run(checkpointing="every_n")
+    assert e.component_sizes()["activations"] == 4 * 128 * 1024 * 4 + 4 * 128 * 1024 * 66
+
+
+def test_checkpoint_every_shows_only_with_every_n() -> None:
+    assert "checkpoint_every" in parse(BILLION).inactive_fields()
+    shown = parse({**BILLION, "checkpointing": "every_n"}).inactive_fields()
+    assert "checkpoint_every" not in shown
+    assert run(checkpoint_every=3).to_dict()["phases"] == run().to_dict()["phases"]

@@ -109,6 +109,12 @@ TORCHTITAN_SAC = (
 )
 
 
+TORCHTITAN_LAYER_SAC = (
+    "torchtitan torchtitan/models/llama3/infra/parallelize.py _apply_ac_to_transformer_block "
+    "(selective_ac_option 'n', layer SAC): ptd_checkpoint_wrapper on every n-th block"
+)
+
+
 def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What torchtitan's per-op selective checkpointing keeps per layer: the block's
     input, the outputs of the 1st, 3rd, 5th and 7th matmuls of a Llama block (q, v,
@@ -155,6 +161,38 @@ def activations(c: Ctx) -> Activations:
         source = HF
         if s.checkpointing is Checkpointing.PER_OP:
             kept, source = per_op_rows(c, x), TORCHTITAN_SAC
+        if s.checkpointing is Checkpointing.EVERY_N:
+            # torchtitan _apply_ac_to_transformer_block (layer SAC): a counter from 1 per
+            # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
+            every = min(s.checkpoint_every, n)
+            wrapped = n // every
+            full = checkpoint_rows(c, x)
+            if c.s.tensor_parallel > 1:
+                tp = c.s.tensor_parallel
+                rows, full = _tp_split(rows, tp), _tp_split(full, tp)
+            terms.append(
+                as_term(
+                    "activations",
+                    f"saved by the {n - wrapped} layers not checkpointed",
+                    rows,
+                    c.sizes,
+                    c.widths,
+                    HF,
+                    times=(f"{depth}−⌊{depth}/n⌋", n - wrapped),
+                )
+            )
+            terms.append(
+                as_term(
+                    "activations",
+                    f"checkpointed input of every {every}th layer",
+                    full,
+                    c.sizes,
+                    c.widths,
+                    TORCHTITAN_LAYER_SAC,
+                    times=(f"⌊{depth}/n⌋", wrapped),
+                )
+            )
+            continue
         if c.s.tensor_parallel > 1:
             kept = _tp_split(kept, c.s.tensor_parallel)
         what = {
@@ -168,7 +206,7 @@ def activations(c: Ctx) -> Activations:
         )
     outside = trainable_filter(c, outside_rows(c))
     if (
-        s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP)
+        s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
         and t.learned_positions == 0
         and t.family in (Family.DECODER, Family.MOE)
     ):
@@ -564,7 +602,7 @@ def build_training(s: Scenario) -> Built:
         )
     ]
     recompute = []
-    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         recompute = [
             as_term(
                 "temporaries",
