@@ -195,7 +195,7 @@ def model_states(
     depth = getattr(s.model, "num_layers", None) or getattr(s.model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     sizes = sizes or sizes_of(tensors, layers)
-    dp = max(s.num_gpus // s.tensor_parallel, 1)
+    dp = s.data_parallel
     width = tensors[0].bytes_per_value if tensors else 4
     impl = effective_impl(s).value
     if s.stack is Stack.FSDP2:
@@ -299,17 +299,21 @@ def _legacy_states(
     step_terms = [opt.step]
     single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
     sharded = s.sharding is not Sharding.NONE and single
-    n = s.num_gpus if sharded else 1
+    # ZeRO shards over the data-parallel ranks: with tensor parallelism each rank already
+    # holds 1/t of the model (applied by the caller), so the shard is 1/(N / t) of that.
+    n = s.data_parallel if sharded else 1
     if n > 1:
         shard = Fraction(1, n)
-        note = f"÷ {n} GPUs"
+        note = f"÷ {n} data-parallel GPUs"
         state = [t.scaled(shard, note) for t in state]
         step_terms = [t.scaled(shard, note) for t in step_terms]
         if s.sharding in (Sharding.ZERO2, Sharding.ZERO3):
             gradients = [t.scaled(shard, note) for t in gradients]
         if s.sharding is Sharding.ZERO3:
             weights = [t.scaled(shard, note) for t in weights]
-        notes.append(f"{LABELS[s.sharding]} across {n} GPUs ({ZERO}); figures are per GPU.")
+        notes.append(
+            f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
+        )
     if s.offload_optimizer and sharded:
         state, step_terms = [], []
         notes.append(
