@@ -54,6 +54,11 @@ STACK_FLAGS = (
 )
 
 
+def _dest(flag: str) -> str:
+    """argparse's attribute name for a flag."""
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnmem",
@@ -168,7 +173,7 @@ def _scenario_data(
     for key, flag in FLAGS.items():
         if key in ("preset", "config", "cnn"):
             continue
-        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        value = getattr(args, _dest(flag))
         if value is not None:
             data[key] = value
     for item in args.set:
@@ -304,8 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NnmemError as error:
         for problem in error.problems:
             where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
-            if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
-                where = f"--set {problem.key}"
+            flagged = problem.key in FLAGS and getattr(args, _dest(FLAGS[problem.key])) is not None
+            if not flagged and problem.key in KNOWN_KEYS:
+                where = f"--set {problem.key}"  # given with --set or in the scenario file
             if read and problem.key in ("config", "params_millions"):
                 where = read[0]  # the config came from the checkpoint
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
