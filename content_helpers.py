@@ -27,7 +27,7 @@ from typing import Any
 
 from latex2mathml.converter import convert
 
-from nnmem import catalog, solvers
+from nnmem import catalog, solvers, stacks
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.models.architecture import Transformer, parameter_counts
@@ -42,6 +42,7 @@ from nnmem.web.links import query_string
 
 ROOT = Path(__file__).resolve().parent
 ACCURACY = ROOT / "benchmarks" / "accuracy"
+STACKS = ROOT / "benchmarks" / "stacks"
 METRIC_LABELS = {
     "weights": "Weights",
     "gradients": "Gradients",
@@ -219,6 +220,16 @@ class Example:
 
     def _state_bytes(self) -> int:
         return sum(self.bytes(k) for k in ("weights", "gradients", "optimizer_state"))
+
+    @property
+    def host(self) -> str:
+        """Host (CPU) memory the stack keeps beside each GPU; "0 B" when none."""
+        return human(self.estimate.host_bytes)
+
+    @property
+    def stack(self) -> str:
+        """The training stack the estimate follows, by its label."""
+        return LABELS[self.scenario.stack]
 
     def formula(self, key: str) -> str:
         """The engine's formula for component ``key`` at its peak: its terms' formulas added.
@@ -682,6 +693,30 @@ def runtimes_accuracy() -> RuntimesAccuracy:
     )
 
 
+# --- training stacks: published points and the CPU runs ------------------------------------
+
+# What each missing feature of a published point is, for the "why" column.
+FEATURES = {
+    "torch_compile": "torch.compile fuses elementwise ops and frees their outputs early",
+    "float8": "Float8 training keeps 8-bit copies of some matmul inputs",
+    "context_parallel": "context parallelism's ring-attention buffers",
+    "sequence_parallel": "tensor parallelism with sequence parallelism (norms and dropout "
+    "split along the sequence) and torchtitan's loss parallel logits",
+    "pipeline_parallel": "pipeline parallelism: each rank holds only its stage's layers",
+    "async_tp": "AsyncTP's overlapped collectives",
+    "packing": "sample packing (the batch's real tokens, not the padded length)",
+    "chunked_ce": "chunked cross-entropy: the fp32 logits exist one chunk at a time",
+    "optimizer_in_backward": "optimizer-in-backward: each gradient is freed as soon as its "
+    "parameter steps",
+    "activation_offload": "activation offloading to the CPU",
+    "paged_adamw_8bit": "bitsandbytes' paged 8-bit AdamW (state in unified memory)",
+    "fsdp_lora": "FSDP over a frozen (quantized) base with trainable adapters",
+    "fsdp2_units": "the unsharded units FSDP gathers for a frozen base",
+    "fsdp_cpu_offload": "FSDP's CPU offload of the frozen base",
+    "litgpt_loss": "LitGPT's own chunked loss",
+}
+
+
 # --- independent published checks -----------------------------------------------------------
 
 _LLAMA_2_7B = {
@@ -927,6 +962,201 @@ def published_checks() -> list[PublishedCheck]:
     return checks
 
 
+@dataclass(frozen=True)
+class StackPoint:
+    """One published measurement against nnmem (``benchmarks/stacks/published.json``)."""
+
+    data: Mapping[str, Any]
+
+    @property
+    def why(self) -> str:
+        """What the engine lacks for this point, and the source's own caveats."""
+        parts = [FEATURES.get(n, n) for n in self.data["needs"]]
+        if self.data["note"]:
+            parts.append(self.data["note"])
+        return "; ".join(parts)
+
+
+def published_points() -> list[StackPoint]:
+    """The published training-stack points, as the scoreboard last computed them (a test
+    checks every figure against today's engine)."""
+    data = json.loads((STACKS / "published.json").read_text(encoding="utf-8"))
+    return [StackPoint(p) for p in data["points"]]
+
+
+def published_table(points: list[StackPoint], caption: str) -> str:
+    """Setup, stack, measured, nnmem, error and why a point misses."""
+    head = "".join(
+        f'<th scope="col">{h}</th>'
+        for h in ("Point", "Setup", "Measured", "nnmem", "Error", "Within 10%", "What is missing")
+    )
+    metric = {"MR": "reserved", "MA": "allocated", "ACT": "active", "MA avg": "allocated, mean"}
+    body = []
+    for point in points:
+        d = point.data
+        ok = "yes" if d["within_tolerance"] else "no"
+        stated = "" if d["fully_stated"] else " (setup not fully stated)"
+        measured = f"{d['measured']} {d['unit']} {metric.get(d['metric'], 'metric unstated')}"
+        body.append(
+            f'<tr data-point="{escape(d["id"])}"><th scope="row"><code>{escape(d["id"])}</code>'
+            f"</th><td>{escape(d['setup'])}{escape(stated)}"
+            f' <span class="aside">{escape(d["stack"])}; {escape(d["source"])}</span></td>'
+            f'<td class="num">{escape(measured)}</td>'
+            f'<td class="num">{d["nnmem"]} {escape(d["unit"])}</td>'
+            f'<td class="num">{signed_percent(float(d["error"]), places=1)}</td>'
+            f'<td class="{ok}">{ok}</td><td>{escape(point.why) or "—"}</td></tr>'
+        )
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+# The small Llama of the CPU runs (benchmarks/stacks/common.py): vocabulary 4,096,
+# hidden 256, MLP 688, 4 layers, 4 heads, 2 KV heads, untied head. By hand: a layer
+# 725,504 values, the root 2,097,408, Ψ = 4,999,424, the largest tensor 1,048,576; under
+# DeepSpeed's persistence threshold 788,736; left in 16-bit by a 4-bit load 2,099,456.
+CPU_SIZES = stacks.ModelSizes(4_999_424, 725_504, 2_097_408, 1_048_576, 788_736, 2_099_456, 4)
+# Live beside the model states in every run: 39 AdamW step counters of 4 B, rotary
+# buffers (256 B) and the batch's token ids (2,048 B).
+CPU_OTHER = 39 * 4 + 256 + 2_048
+
+
+def stack_runs() -> list[dict[str, Any]]:
+    """The CPU runs of each stack (``measured_stacks.json``) against ``nnmem.stacks``:
+    run, figure, measured bytes, nnmem bytes, note."""
+    cases: dict[str, Any] = json.loads(
+        (STACKS / "measured_stacks.json").read_text(encoding="utf-8")
+    )["cases"]
+
+    def rank0(case: str) -> Mapping[str, Any]:
+        found: Mapping[str, Any]
+        found = cases[case]["ranks"][0] if "ranks" in cases[case] else cases[case]
+        return found
+
+    def phase(case: str, name: str) -> Mapping[str, int]:
+        found: Mapping[str, int] = rank0(case)["phases"][name]
+        return found
+
+    def forward_added(case: str) -> int:
+        p = phase(case, "forward")
+        return p["peak_bytes"] - p["start_bytes"]
+
+    sizes, psi = CPU_SIZES, CPU_SIZES.params
+    rows: list[dict[str, Any]] = []
+
+    def row(run: str, figure: str, measured: int, modelled: int, note: str = "") -> None:
+        rows.append(
+            {"run": run, "figure": figure, "measured": measured, "nnmem": modelled, "note": note}
+        )
+
+    for impl in ("foreach", "fused", "for_loop"):
+        p = phase(f"plain.adamw_{impl}", "optimizer_step")
+        modelled = stacks.adamw_step_temporaries(impl, psi, 4, sizes.largest_tensor).bytes
+        row(
+            f"plain loop, {impl} AdamW",
+            "step temporaries",
+            p["peak_bytes"] - p["start_bytes"],
+            modelled,
+        )
+    for view in (False, True):
+        case = f"ddp.bucket_view_{str(view).lower()}"
+        s = stacks.ddp(sizes, gradient_as_bucket_view=view)
+        row(
+            f"DDP, gradient_as_bucket_view={view}",
+            "step peak",
+            phase(case, "optimizer_step")["peak_bytes"] - CPU_OTHER,
+            s.gpu_bytes("optimizer_step"),
+        )
+    for reshard in (True, False):
+        case = f"fsdp2.reshard_{str(reshard).lower()}"
+        s = stacks.fsdp2(sizes, gpus=2, reshard_after_forward=reshard, prefetch_units=0)
+        row(
+            f"FSDP2, reshard_after_forward={reshard}",
+            "gathered weights at forward's peak",
+            forward_added(case) - forward_added("plain.adamw_foreach"),
+            s.by_key("forward")["gathered_weights"],
+        )
+    s = stacks.fsdp2(sizes, gpus=2, prefetch_units=0)
+    row(
+        "FSDP2, 2 ranks",
+        "sharded gradients after backward",
+        rank0("fsdp2.reshard_true")["after_backward"]["grads"],
+        s.by_key("optimizer_step")["gradients"],
+    )
+    mp = stacks.fsdp2(sizes, gpus=2, compute_bytes=2, reduce_bytes=4, prefetch_units=0)
+    row(
+        "FSDP2, bf16 MixedPrecisionPolicy",
+        "gathered bf16 weights at forward's peak",
+        forward_added("fsdp2.mixed_bf16_reduce_fp32") - forward_added("plain.bf16_adamw_foreach"),
+        mp.by_key("forward")["gathered_weights"],
+    )
+    kbit = cases["peft.kbit_casts"]
+    row(
+        "peft prepare_model_for_kbit_training",
+        "fp32 casts",
+        kbit["live_after"] - kbit["live_before"],
+        stacks.kbit_fp32_casts(sizes).bytes,
+    )
+    for stage in (1, 2):
+        r = rank0(f"deepspeed.zero{stage}")
+        s = stacks.zero(sizes, stage=stage, gpus=2)
+        found = r["structures"]
+        row(
+            f"DeepSpeed ZeRO-{stage}, 2 ranks",
+            "16-bit parameters (bit16_groups_flat)",
+            found["bit16_groups_flat"],
+            s.by_key("forward")["weights"],
+        )
+        row(
+            f"DeepSpeed ZeRO-{stage}, 2 ranks",
+            "fp32 master, m and v partition",
+            found["single_partition_of_fp32_groups"] + found["adam_state"],
+            s.by_key("forward")["optimizer_state"],
+        )
+        row(
+            f"DeepSpeed ZeRO-{stage}, 2 ranks",
+            "states at forward's start",
+            r["phases"]["forward"]["start_bytes"],
+            s.gpu_bytes("forward"),
+            "the 16-bit tensors module.bfloat16() made stay referenced after "
+            "bit16_groups_flat replaces them: one more 2Ψ, seen on DeepSpeed's CPU "
+            "accelerator, in neither DeepSpeed's estimator nor nnmem",
+        )
+    z3 = stacks.zero(sizes, stage=3, gpus=2)
+    row(
+        "DeepSpeed ZeRO-3, 2 ranks",
+        "gathered parameters in forward",
+        forward_added("deepspeed.zero3") - forward_added("deepspeed.zero1"),
+        z3.by_key("forward")["gathered_weights"],
+    )
+    for r in rows:
+        r["error"] = r["nnmem"] / r["measured"] - 1 if r["measured"] else 0.0
+    return rows
+
+
+def stack_runs_table(rows: list[dict[str, Any]], caption: str) -> str:
+    """The CPU runs as a table: run, figure, measured, nnmem, error, note."""
+    head = "".join(
+        f'<th scope="col">{h}</th>' for h in ("Run", "Figure", "Measured", "nnmem", "Error")
+    )
+    body = []
+    for r in rows:
+        note = f' <span class="aside">{escape(r["note"])}</span>' if r["note"] else ""
+        error = signed_percent(r["error"]) if r["measured"] else "—"
+        body.append(
+            f'<tr><th scope="row">{escape(r["run"])}</th><td>{escape(r["figure"])}{note}</td>'
+            f'<td class="num">{r["measured"]:,} B</td><td class="num">{r["nnmem"]:,} B</td>'
+            f'<td class="num">{error}</td></tr>'
+        )
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
 # --- what a page body sees ------------------------------------------------------------------
 
 
@@ -950,6 +1180,10 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "components": COMPONENTS,
         "accuracy_table": accuracy_table,
         "runtimes_accuracy": runtimes_accuracy,
+        "published_points": published_points,
+        "published_table": published_table,
+        "stack_runs": stack_runs,
+        "stack_runs_table": stack_runs_table,
         "published_checks": published_checks,
         "metric_label": METRIC_LABELS.__getitem__,
         "catalog_size": len(catalog.models()),

@@ -43,7 +43,33 @@ FLAGS = {
     "type_k": "--cache-type-k",
     "type_v": "--cache-type-v",
     "flash_attn": "--flash-attn",
+    "stack": "--stack",
+    "num_gpus": "--num-gpus",
+    "sharding": "--sharding",
+    "offload_optimizer": "--offload-optimizer",
+    "offload_param": "--offload-param",
+    "reduce_bucket_size": "--reduce-bucket-size",
+    "gradient_as_bucket_view": "--gradient-as-bucket-view",
+    "reshard_after_forward": "--reshard-after-forward",
+    "cpu_offload": "--cpu-offload",
 }
+# The training stack's flags: (key, metavar, help); the defaults come from the schema.
+STACK_FLAGS = (
+    ("stack", "STACK", "plain, hf_trainer, trl_sft, ddp, fsdp2 or deepspeed (default plain)"),
+    ("num_gpus", "N", "GPUs in the job (default 1)"),
+    ("sharding", "STAGE", "ZeRO stage for DeepSpeed: none, zero1, zero2, zero3 (default none)"),
+    ("offload_optimizer", "BOOL", "DeepSpeed: master weights, m, v and the step on the CPU"),
+    ("offload_param", "BOOL", "DeepSpeed ZeRO-3: 16-bit parameters on the CPU"),
+    ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
+    ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
+    ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
+    ("cpu_offload", "BOOL", "FSDP2: CPUOffloadPolicy (shards, gradients and step on the CPU)"),
+)
+
+
+def _dest(flag: str) -> str:
+    """argparse's attribute name for a flag."""
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--batch-size", metavar="N", help="sequences per step (default 1)")
     step.add_argument("--seq-len", metavar="N", help="tokens per sequence (default 512)")
+    stack = parser.add_argument_group("the training stack")
+    for key, metavar, about in STACK_FLAGS:
+        stack.add_argument(FLAGS[key], metavar=metavar, help=about)
     step.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -181,7 +210,7 @@ def _scenario_data(
     for key, flag in FLAGS.items():
         if key in ("preset", "config", "cnn"):
             continue
-        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        value = getattr(args, _dest(flag))
         if value is not None:
             data[key] = value
     for item in args.set:
@@ -317,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NnmemError as error:
         for problem in error.problems:
             where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
-            if problem.key not in FLAGS and problem.key in KNOWN_KEYS:
-                where = f"--set {problem.key}"
+            flagged = problem.key in FLAGS and getattr(args, _dest(FLAGS[problem.key])) is not None
+            if not flagged and problem.key in KNOWN_KEYS:
+                where = f"--set {problem.key}"  # given with --set or in the scenario file
             if read and problem.key in ("config", "params_millions"):
                 where = read[0]  # the config came from the checkpoint
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)

@@ -156,6 +156,7 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         overheads=tuple(overheads(scenario, peak, gpu_id)),
         notes=tuple(built.notes) + _platform_notes(gpu_id),
         saved_activation_bytes=built.saved_activation_bytes,
+        host=built.host,
         overhead_labels=PLATFORM_LABELS.get(_vendor(gpu_id), ()),
     )
 

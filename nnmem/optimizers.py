@@ -27,6 +27,11 @@ BNB_8BIT = (
 )
 LION = "Chen et al. 2023, arXiv 2302.06675: Lion keeps one momentum per parameter"
 MEASURED = "measured: benchmarks/accuracy (PyTorch 2.13, optimizer_step phase)"
+TORCH_FUSED = (
+    "PyTorch torch/optim/adam.py _fused_adam and sgd.py _fused_sgd: torch._fused_adamw_ "
+    "and torch._fused_sgd_ update the parameters and states in place (measured: "
+    "benchmarks/stacks, no temporaries)"
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,8 @@ def optimizer_memory(
         step = product(
             "temporaries", "foreach step: one copy of the trainable parameters", p, width, MEASURED
         )
+    elif impl is OptimizerImpl.FUSED:
+        step = fixed("temporaries", "fused step updates in place", 0, "0", TORCH_FUSED)
     else:
         step = loop
     none = fixed("temporaries", "no step temporaries", 0, "0")

@@ -23,6 +23,8 @@ COMPONENTS: dict[str, str] = {
     "autocast_copies": "16-bit weight copies",
     "gradients": "Gradients",
     "optimizer_state": "Optimizer state",
+    "gathered_weights": "Gathered weights",
+    "comm_buffers": "Communication buffers",
     "activations": "Activations",
     "logits": "Logits and loss",
     "kv_cache": "KV cache",
@@ -126,9 +128,15 @@ class Estimate:
     # What only a serving runtime answers (nnmem.runtimes.serve): vLLM's KV capacity and
     # concurrency, llama.cpp's VRAM and RAM, the command lines. None for transformers.
     runtime: Mapping[str, Any] | None = None
+    host: tuple[Term, ...] = ()  # host (CPU) memory the training stack keeps
     # The overheads' names on the GPU's platform: ROCm has a HIP context and hipBLASLt
     # workspaces where CUDA has a CUDA context and cuBLAS workspaces.
     overhead_labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def host_bytes(self) -> int:
+        """Host (CPU) memory beside the GPU figure: what an offloading stack keeps there."""
+        return sum(t.bytes for t in self.host)
 
     @property
     def peak_phase(self) -> Phase:
@@ -209,6 +217,7 @@ class Estimate:
             ],
             "notes": list(self.notes),
             **({"runtime": dict(self.runtime)} if self.runtime is not None else {}),
+            **({"host_bytes": self.host_bytes} if self.host else {}),
         }
 
 

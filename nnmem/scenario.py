@@ -136,6 +136,7 @@ class OptimizerImpl(StrEnum):
     """How PyTorch runs the step: one multi-tensor kernel (the CUDA default) or a loop."""
 
     FOREACH = "foreach"
+    FUSED = "fused"
     FOR_LOOP = "for_loop"
 
 
@@ -160,6 +161,8 @@ class Checkpointing(StrEnum):
 
     NONE = "none"
     SELECTIVE = "selective"
+    PER_OP = "per_op"
+    EVERY_N = "every_n"
     FULL = "full"
 
 
@@ -183,6 +186,17 @@ class LoraTargets(StrEnum):
     QV = "qv"
     ATTENTION = "attention"
     ALL_LINEAR = "all_linear"
+
+
+class Stack(StrEnum):
+    """The training code whose allocations the model states follow (``nnmem.stacks``)."""
+
+    PLAIN = "plain"
+    HF_TRAINER = "hf_trainer"
+    TRL_SFT = "trl_sft"
+    DDP = "ddp"
+    FSDP2 = "fsdp2"
+    DEEPSPEED = "deepspeed"
 
 
 class Sharding(StrEnum):
@@ -303,6 +317,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     },
     OptimizerImpl: {
         OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
+        OptimizerImpl.FUSED: "fused (one kernel, in place)",
         OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
     },
     ZeroGrad: {
@@ -313,6 +328,8 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     Checkpointing: {
         Checkpointing.NONE: "None",
         Checkpointing.SELECTIVE: "Selective (attention recomputed)",
+        Checkpointing.PER_OP: "Per-op selective (torchtitan: matmul and attention outputs kept)",
+        Checkpointing.EVERY_N: "Every n-th layer (torchtitan layer SAC)",
         Checkpointing.FULL: "Full (every layer recomputed)",
     },
     Attention: {
@@ -327,6 +344,14 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         LoraTargets.QV: "q and v projections",
         LoraTargets.ATTENTION: "q, k, v and o projections",
         LoraTargets.ALL_LINEAR: "all linear layers",
+    },
+    Stack: {
+        Stack.PLAIN: "Plain PyTorch loop",
+        Stack.HF_TRAINER: "Hugging Face Trainer",
+        Stack.TRL_SFT: "TRL SFTTrainer",
+        Stack.DDP: "PyTorch DDP",
+        Stack.FSDP2: "PyTorch FSDP2 (fully_shard)",
+        Stack.DEEPSPEED: "DeepSpeed ZeRO",
     },
     Sharding: {
         Sharding.NONE: "None (each GPU holds everything)",
@@ -474,6 +499,8 @@ class Scenario:
     optimizer_impl: OptimizerImpl = OptimizerImpl.FOREACH
     zero_grad: ZeroGrad = ZeroGrad.BEFORE_FORWARD
     checkpointing: Checkpointing = Checkpointing.NONE
+    # torchtitan selective_ac_option "n": every n-th block checkpointed in full
+    checkpoint_every: int = 2
     attention: Attention = Attention.SDPA
     grad_accum_steps: int = 1
     finetune: Finetune = Finetune.FULL
@@ -488,6 +515,14 @@ class Scenario:
     sharding: Sharding = Sharding.NONE
     tensor_parallel: int = 1
     offload_optimizer: bool = False
+    # the training stack (nnmem.stacks) and its own settings
+    stack: Stack = Stack.PLAIN
+    gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
+    reshard_after_forward: bool = True  # torch fully_shard default
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy
+    offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
+    # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
+    reduce_bucket_size: int = 500_000_000
     # inference
     new_tokens: int = 0
     kv_cache_dtype: KvDtype = KvDtype.AUTO
@@ -543,7 +578,16 @@ class Scenario:
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
         return inactive_fields(
-            self.kind, self.mode, self.model, self.finetune, self.precision, self.runtime
+            self.kind,
+            self.mode,
+            self.model,
+            self.finetune,
+            self.precision,
+            self.runtime,
+            stack=self.stack,
+            sharding=self.sharding,
+            optimizer=self.optimizer,
+            checkpointing=self.checkpointing,
         )
 
     @property
@@ -643,6 +687,7 @@ SEQ_LEN = whole("seq_len", "Sequence length", 10_000_000)
 DECODER_SEQ_LEN = whole("decoder_seq_len", "Decoder length", 10_000_000)
 IMAGE_SIZE = whole("image_size", "Image size", 8_192)
 NEW_TOKENS = whole("new_tokens", "Generated tokens", 10_000_000, low=0)
+CHECKPOINT_EVERY = whole("checkpoint_every", "Checkpoint every n-th layer", 1_000)
 GRAD_ACCUM = whole("grad_accum_steps", "Gradient accumulation steps", 10_000)
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
@@ -728,6 +773,23 @@ SHARDING = ChoiceSpec(
     ),
 )
 OFFLOAD = FlagSpec("offload_optimizer", "Optimizer offload")
+STACK = ChoiceSpec(
+    "stack",
+    "Training stack",
+    Stack,
+    aliases=(
+        ("pytorch", "plain"),
+        ("trainer", "hf_trainer"),
+        ("sft", "trl_sft"),
+        ("fsdp", "fsdp2"),
+        ("zero", "deepspeed"),
+    ),
+)
+BUCKET_VIEW = FlagSpec("gradient_as_bucket_view", "Gradients as bucket views")
+RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
+CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
+OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
+REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
 KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
 LOGITS = ChoiceSpec("logits", "Logits", Logits)
 KIND = ChoiceSpec("model", "Model", ModelKind)
@@ -769,6 +831,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         OPTIMIZER_IMPL,
         ZERO_GRAD,
         CHECKPOINTING,
+        CHECKPOINT_EVERY,
         ATTENTION,
         GRAD_ACCUM,
         FINETUNE,
@@ -782,6 +845,12 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         SHARDING,
         TENSOR_PARALLEL,
         OFFLOAD,
+        STACK,
+        BUCKET_VIEW,
+        RESHARD,
+        CPU_OFFLOAD,
+        OFFLOAD_PARAM,
+        REDUCE_BUCKET,
         NEW_TOKENS,
         KV_DTYPE,
         LOGITS,
@@ -850,6 +919,47 @@ _SERVED_OFF = frozenset(
 )
 
 
+STACK_KEYS = (
+    "stack",
+    "gradient_as_bucket_view",
+    "reshard_after_forward",
+    "cpu_offload",
+    "offload_param",
+    "reduce_bucket_size",
+)
+SINGLE_PROCESS = (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+
+
+def stack_inactive(
+    stack: Stack, sharding: Sharding, finetune: Finetune, optimizer: Optimizer
+) -> set[str]:
+    """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
+    off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
+    off |= {"offload_param", "reduce_bucket_size"}
+    zero = stack is Stack.DEEPSPEED or (
+        stack in SINGLE_PROCESS
+        and sharding is not Sharding.NONE
+        and finetune is Finetune.FULL
+        and optimizer is Optimizer.ADAMW
+    )
+    if stack is Stack.DDP:
+        off -= {"gradient_as_bucket_view"}
+        off |= {"sharding", "offload_optimizer"}
+    elif stack is Stack.FSDP2:
+        off -= {"reshard_after_forward", "cpu_offload"}
+        off |= {"sharding", "offload_optimizer"}
+    elif zero:
+        off -= {"reduce_bucket_size"}
+        if sharding is Sharding.ZERO3:
+            off -= {"offload_param"}
+        off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
+    elif sharding is Sharding.NONE:
+        off.add("offload_optimizer")  # offload is a ZeRO feature
+    if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
+        off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
+    return off
+
+
 def inactive_fields(
     kind: ModelKind,
     mode: Mode,
@@ -857,6 +967,11 @@ def inactive_fields(
     finetune: Finetune,
     precision: Precision,
     runtime: Runtime = Runtime.TRANSFORMERS,
+    *,
+    stack: Stack = Stack.PLAIN,
+    sharding: Sharding = Sharding.NONE,
+    optimizer: Optimizer = Optimizer.ADAMW,
+    checkpointing: Checkpointing = Checkpointing.NONE,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -888,15 +1003,21 @@ def inactive_fields(
         "optimizer_impl",
         "zero_grad",
         "checkpointing",
+        "checkpoint_every",
         "grad_accum_steps",
         "finetune",
         "lora_rank",
         "lora_targets",
         "sharding",
         "offload_optimizer",
+        *STACK_KEYS,
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
+    if mode is Mode.TRAINING:
+        off |= stack_inactive(stack, sharding, finetune, optimizer)
+    if checkpointing is not Checkpointing.EVERY_N:
+        off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
         off |= {"lora_rank", "lora_targets", "lora_dropout"}
     if precision not in (Precision.GPTQ, Precision.AWQ):
@@ -983,6 +1104,8 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
         problems += _runtime_checks(s, engine)
         if engine is Runtime.LLAMA_CPP:
             return problems  # llama.cpp splits layers over num_gpus; no tensor parallel
+    if s.mode is Mode.TRAINING:
+        problems += _stack_checks(s)
     if engine is not Runtime.VLLM and s.num_gpus % s.tensor_parallel:
         problems.append(
             Problem(
@@ -1061,6 +1184,35 @@ def _runtime_checks(s: Scenario, engine: Runtime) -> list[Problem | None]:
                 "bf16, fp16, fp8, int8, int4, gptq, awq, mxfp4 or nvfp4.",
             )
         )
+    return problems
+
+
+def _stack_checks(s: Scenario) -> list[Problem | None]:
+    problems: list[Problem | None] = []
+    label = LABELS[s.stack]
+    if s.stack is Stack.DEEPSPEED and s.sharding is Sharding.NONE:
+        problems.append(
+            Problem(
+                "sharding",
+                "DeepSpeed runs a ZeRO stage: set sharding to zero1, zero2 or zero3.",
+            )
+        )
+    if s.stack in (Stack.DEEPSPEED, Stack.FSDP2):
+        if s.finetune is not Finetune.FULL:
+            problems.append(
+                Problem(
+                    "stack",
+                    f"{label} is modelled for full fine-tuning; for LoRA choose the plain "
+                    "loop, HF Trainer, TRL or DDP stack.",
+                )
+            )
+        elif s.optimizer is not Optimizer.ADAMW:
+            problems.append(
+                Problem(
+                    "stack",
+                    f"{label} is modelled with AdamW; choose the adamw optimizer or another stack.",
+                )
+            )
     return problems
 
 

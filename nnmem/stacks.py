@@ -127,13 +127,17 @@ DS_PREFETCH_BUCKET = 50_000_000
 DS_MAX_LIVE = 1_000_000_000
 DS_PERSISTENCE = 100_000
 DS_MAX_REUSE = 1_000_000_000
+DS_SUB_GROUP = 1_000_000_000  # sub_group_size
 
 
 class NamedTensor(Protocol):
     """What :meth:`ModelSizes.from_tensors` reads from a parameter tensor description."""
 
-    name: str
-    count: int
+    @property
+    def name(self) -> str: ...  # "layers.*.q.weight": a star repeats per layer
+
+    @property
+    def count(self) -> int: ...  # how many identical tensors
 
     @property
     def numel(self) -> int: ...  # the element count of one tensor
@@ -555,6 +559,16 @@ def zero(
     fp32_grad = _split(
         product("temporaries", "fp32 gradient partition for the step", p, 4, DS_FP32_GRAD), n
     )
+    if stage == 3 and not offload_optimizer and math.ceil(sizes.params / n) > DS_SUB_GROUP:
+        # stage3.py step(): _prepare_sub_group makes one sub-group's fp32 gradient and
+        # _release_sub_group frees it (grad = None) before the next.
+        fp32_grad = product(
+            "temporaries",
+            "fp32 gradient of one optimizer sub-group (sub_group_size)",
+            [("sub_group_size", DS_SUB_GROUP)],
+            4,
+            DS_FP32_GRAD,
+        )
     buffers = 2 if overlap_comm and stage < 3 else 1
     bucket = product(
         "comm_buffers",

@@ -8,6 +8,7 @@ from nnmem.models.step import (
     KORTHIKANTI,
     Built,
     Step,
+    apply_states,
     gradients_held,
     model_states,
     param_bytes,
@@ -83,8 +84,8 @@ def build(s: Scenario) -> Built:
 
     width = param_bytes(s.precision)
     tensors = generic_tensors(m, width)
-    weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
-    notes += shard_notes
+    st = model_states(s, tensors)
+    notes += st.notes
     casts = []
     if s.precision.is_amp:
         casts = [
@@ -98,7 +99,7 @@ def build(s: Scenario) -> Built:
         ]
     fp32 = s.precision is Precision.FP32
     layer_bytes = 66 if fp32 else 34  # fp32 doubles the 32 two-byte terms; masks stay 1 B
-    if s.checkpointing is Checkpointing.FULL:
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         saved = [
             product(
                 "activations",
@@ -108,6 +109,39 @@ def build(s: Scenario) -> Built:
                 "Korthikanti et al. 2022 §5: full recomputation keeps 2·s·b·h per layer",
             )
         ]
+        if s.checkpointing is Checkpointing.EVERY_N:
+            # torchtitan layer SAC: ⌊L/n⌋ layers keep their input, the rest everything.
+            wrapped = m.num_layers // min(s.checkpoint_every, m.num_layers)
+            saved = [
+                product(
+                    "activations",
+                    "checkpointed input of every n-th layer",
+                    [("⌊L/n⌋", wrapped), *sb, ("h", m.hidden_size)],
+                    4 if fp32 else 2,
+                    "torchtitan models/llama3/infra/parallelize.py "
+                    "_apply_ac_to_transformer_block, selective_ac_option 'n'",
+                ),
+                product(
+                    "activations",
+                    "saved by the layers not checkpointed",
+                    [("L−⌊L/n⌋", m.num_layers - wrapped), *sb, ("h", m.hidden_size)],
+                    layer_bytes,
+                    KORTHIKANTI,
+                ),
+            ]
+        if s.checkpointing is Checkpointing.PER_OP:
+            # The input, the q, v (h wide in this GPT shape), up (4h) and down (h)
+            # matmul outputs and the attention output: 9·h values per token.
+            saved = [
+                product(
+                    "activations",
+                    "input, every other matmul output and the attention output per layer",
+                    [("L", m.num_layers), *sb, ("9·h", 9 * m.hidden_size)],
+                    4 if fp32 else 2,
+                    "torchtitan models/llama3/infra/parallelize.py "
+                    "_apply_ac_to_transformer_block, selective_ac_option 'op'",
+                )
+            ]
         recompute = [
             product(
                 "temporaries",
@@ -128,20 +162,19 @@ def build(s: Scenario) -> Built:
             )
         ]
         recompute = []
-    step = Step(
-        weights=weights,
-        casts=casts,
-        gradients=gradients,
-        optimizer_state=state,
-        optimizer_step=step_terms,
-        saved=saved,
-        backward_extra=recompute,
-        accumulating=s.grad_accum_steps > 1,
-        grads_in_forward=gradients_held(s)[0],
+    step = apply_states(
+        Step(
+            casts=casts,
+            saved=saved,
+            backward_extra=recompute,
+            accumulating=s.grad_accum_steps > 1,
+            grads_in_forward=gradients_held(s)[0],
+        ),
+        st,
     )
     notes.append(
         "The parameter-count model assumes a GPT-style layer (MLP width 4h, "
         "dropout) and memory-efficient attention, and has no logits term; describe "
         "the architecture for exact activations."
     )
-    return Built(training_phases(step), notes, total(saved))
+    return Built(training_phases(step), notes, total(saved), tuple(st.host))

@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from nnmem import stacks
 from nnmem.optimizers import Trainable, optimizer_memory
 from nnmem.result import Phase, phases_of
 from nnmem.scenario import (
     LABELS,
+    Finetune,
+    Optimizer,
+    OptimizerImpl,
     Precision,
     Scenario,
     Sharding,
+    Stack,
     ZeroGrad,
 )
 from nnmem.terms import Term, product
@@ -42,6 +47,7 @@ class Built:
     phases: list[Phase]
     notes: list[str]
     saved_activation_bytes: int = 0
+    host: tuple[Term, ...] = ()  # host (CPU) memory the stack keeps beside the GPU
 
 
 @dataclass
@@ -58,8 +64,20 @@ class Step:
     forward_extra: list[Term] = field(default_factory=list)
     loss_extra: list[Term] = field(default_factory=list)
     backward_extra: list[Term] = field(default_factory=list)
+    gathered: list[Term] = field(default_factory=list)  # all-gathered weights (fwd, bwd)
+    in_backward: list[Term] = field(default_factory=list)  # buckets, re-gathered blocks
     accumulating: bool = False  # gradients stay between micro-batches
     grads_in_forward: bool = False  # the last step's gradients live through the forward
+
+
+def apply_states(step: Step, st: States) -> Step:
+    """``step`` with the stack's model states in it."""
+    step.weights, step.gradients = st.weights, st.gradients
+    step.optimizer_state, step.optimizer_step = st.state, st.step
+    step.gathered, step.in_backward = st.gathered, st.backward
+    if not st.autocast:
+        step.casts = []
+    return step
 
 
 def training_phases(step: Step) -> list[Phase]:
@@ -71,8 +89,14 @@ def training_phases(step: Step) -> list[Phase]:
     """
     states = [*step.weights, *step.optimizer_state]
     kept = step.accumulating or step.grads_in_forward
-    held = [*states, *step.casts, *(step.gradients if kept else [])]
-    held_back = [*states, *step.casts, *(step.gradients if step.accumulating else [])]
+    held = [*states, *step.casts, *(step.gradients if kept else []), *step.gathered]
+    held_back = [
+        *states,
+        *step.casts,
+        *(step.gradients if step.accumulating else []),
+        *step.gathered,
+        *step.in_backward,
+    ]
     return phases_of(
         ("forward", [*held, *step.saved, *step.forward_extra]),
         ("loss", [*held, *step.saved, *step.loss_saved, *step.loss_extra]),
@@ -97,14 +121,153 @@ def param_bytes(precision: Precision) -> int:
     return 2 if precision in (Precision.BF16, Precision.FP16) else 4
 
 
+@dataclass
+class States:
+    """The model states of a step as the scenario's training stack holds them.
+
+    ``gathered`` live through forward and backward (weights a sharded stack all-gathers),
+    ``backward`` only in backward (gradient buckets, blocks gathered again); ``host`` is
+    CPU memory. ``autocast`` is False where the stack computes in 16-bit weights of its
+    own (FSDP2's MixedPrecisionPolicy, DeepSpeed's bf16/fp16), so autocast makes no copies.
+    """
+
+    weights: list[Term]
+    gradients: list[Term]
+    state: list[Term]
+    step: list[Term]
+    notes: list[str]
+    gathered: list[Term] = field(default_factory=list)
+    backward: list[Term] = field(default_factory=list)
+    host: list[Term] = field(default_factory=list)
+    autocast: bool = True
+    stacked: bool = False  # taken from nnmem.stacks (a sharding stack)
+
+
+def sizes_of(tensors: Sequence[Trainable], layers: int) -> stacks.ModelSizes:
+    """Sizes for :mod:`nnmem.stacks` from a list without names (a parameter count, a
+    CNN): the layers split the parameters evenly, nothing outside them."""
+    params = sum(t.elements for t in tensors)
+    return stacks.ModelSizes(
+        params=params,
+        unit_params=params // max(layers, 1),
+        root_params=0,
+        largest_tensor=max((t.numel for t in tensors), default=0),
+        persistent_params=sum(t.elements for t in tensors if t.numel < stacks.DS_PERSISTENCE),
+        unquantized_params=0,
+        units=layers,
+    )
+
+
+def zero_applies(s: Scenario) -> bool:
+    """Whether DeepSpeed ZeRO holds the model states: the deepspeed stack, or a ZeRO
+    stage asked of a single-process stack (the Trainer's DeepSpeed integration)."""
+    if s.stack is Stack.DEEPSPEED:
+        return True
+    single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+    return single and s.sharding is not Sharding.NONE and stackable(s)
+
+
+def stackable(s: Scenario) -> bool:
+    """Whether :mod:`nnmem.stacks` models this step: full fine-tuning with AdamW."""
+    return s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
+
+
+def effective_impl(s: Scenario) -> OptimizerImpl:
+    """The AdamW kernel the stack runs: the Trainer's default ``optim`` is
+    ``adamw_torch_fused`` (transformers training_args.py, torch >= 2.8)."""
+    if s.stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and s.optimizer is Optimizer.ADAMW:
+        return OptimizerImpl.FUSED
+    return s.optimizer_impl
+
+
 def model_states(
-    s: Scenario, tensors: Sequence[Trainable], frozen_bytes: int = 0
-) -> tuple[list[Term], list[Term], list[Term], list[Term], list[str]]:
-    """Weights, gradients, optimizer state and step temporaries, sharded as asked.
+    s: Scenario,
+    tensors: Sequence[Trainable],
+    frozen_bytes: int = 0,
+    sizes: stacks.ModelSizes | None = None,
+) -> States:
+    """Weights, gradients, optimizer state and step temporaries, as the stack holds them.
 
     ``tensors`` are the trainable tensors at their stored width; ``frozen_bytes`` are the
-    bytes of weights that are not trained (a LoRA base).
+    bytes of weights that are not trained (a LoRA base); ``sizes`` the model's sizes for
+    the sharding stacks (from ``tensors`` when not given).
     """
+    depth = getattr(s.model, "num_layers", None) or getattr(s.model, "layers", None)
+    layers = depth if isinstance(depth, int) and depth > 0 else 1
+    sizes = sizes or sizes_of(tensors, layers)
+    dp = s.data_parallel
+    width = tensors[0].bytes_per_value if tensors else 4
+    impl = effective_impl(s).value
+    if s.stack is Stack.FSDP2:
+        amp = s.precision.is_amp
+        fs = stacks.fsdp2(
+            sizes,
+            gpus=dp,
+            param_bytes=width,
+            compute_bytes=2 if amp else width,
+            # torchtitan's default MixedPrecisionPolicy reduces in fp32
+            # (torchtitan/config/job_config.py mixed_precision_reduce).
+            reduce_bytes=4 if amp else None,
+            reshard_after_forward=s.reshard_after_forward,
+            cpu_offload=s.cpu_offload,
+            impl=impl,
+        )
+        return _from_stack(fs, autocast=False)
+    if zero_applies(s):
+        low = 2 if s.precision.compute_bytes == 2 else 4
+        stage = {Sharding.ZERO1: 1, Sharding.ZERO2: 2, Sharding.ZERO3: 3}[s.sharding]
+        zs = stacks.zero(
+            sizes,
+            stage=stage,
+            gpus=dp,
+            low_bytes=low,
+            reduce_bucket_size=s.reduce_bucket_size,
+            overlap_comm=stage == 3,  # DeepSpeed's default turns it on for stage 3 only
+            offload_optimizer=s.offload_optimizer,
+            offload_param=s.offload_param and stage == 3,
+            grad_accum_steps=s.grad_accum_steps,
+        )
+        return _from_stack(zs, autocast=False)
+    states = _legacy_states(s, tensors, frozen_bytes, impl)
+    if s.stack is Stack.DDP:
+        p_train = sum(t.elements for t in tensors)
+        dd = stacks.ddp(
+            stacks.ModelSizes(p_train, 0, 0, 0),
+            width,
+            gradient_as_bucket_view=s.gradient_as_bucket_view,
+        )
+        bucket = [t for t in dd.states if t.key == "comm_buffers"]
+        states.state = [*states.state, *bucket]
+        if s.gradient_as_bucket_view:
+            # param.grad are views of the bucket: no gradient memory of their own.
+            states.gradients = []
+        states.notes += [f"PyTorch DDP across {dp} GPUs; figures are per GPU.", *dd.notes]
+    return states
+
+
+def _from_stack(st: stacks.StackStates, autocast: bool) -> States:
+    weights = [t for t in st.states if t.key == "weights"]
+    rest = [t for t in st.states if t.key != "weights"]
+    return States(
+        weights=weights,
+        gradients=list(st.gradients),
+        state=rest,
+        step=list(st.step),
+        notes=list(st.notes),
+        gathered=list(st.gathered),
+        backward=list(st.backward),
+        host=list(st.cpu),
+        autocast=autocast,
+        stacked=True,
+    )
+
+
+def _legacy_states(
+    s: Scenario, tensors: Sequence[Trainable], frozen_bytes: int, impl: str
+) -> States:
+    """One process's states; optimizer state (and ZeRO-2/3 gradients, ZeRO-3 weights)
+    divided over the GPUs where a ZeRO stage is asked of a step :mod:`nnmem.stacks`
+    does not model (LoRA, optimizers other than AdamW)."""
     notes: list[str] = []
     n_params = sum(t.elements for t in tensors)
     width = tensors[0].bytes_per_value if tensors else 4
@@ -131,12 +294,14 @@ def model_states(
             HF_ANATOMY,
         )
     ]
-    opt = optimizer_memory(s.optimizer, s.optimizer_impl, tensors)
+    opt = optimizer_memory(s.optimizer, OptimizerImpl(impl), tensors)
     state = [opt.state] if opt.state.bytes else []
     step_terms = [opt.step]
+    single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+    sharded = s.sharding is not Sharding.NONE and single
     # ZeRO shards over the data-parallel ranks: with tensor parallelism each rank already
     # holds 1/t of the model (applied by the caller), so the shard is 1/(N / t) of that.
-    n = s.data_parallel if s.sharding is not Sharding.NONE else 1
+    n = s.data_parallel if sharded else 1
     if n > 1:
         shard = Fraction(1, n)
         note = f"÷ {n} data-parallel GPUs"
@@ -149,10 +314,10 @@ def model_states(
         notes.append(
             f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
         )
-    if s.offload_optimizer:
+    if s.offload_optimizer and sharded:
         state, step_terms = [], []
         notes.append(
             "Optimizer state and its step run on the CPU (ZeRO-Offload); the GPU "
             "keeps weights and gradients."
         )
-    return weights, gradients, state, step_terms, notes
+    return States(weights, gradients, state, step_terms, notes)

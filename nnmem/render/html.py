@@ -35,6 +35,12 @@ def table_html(estimate: Estimate, binary: bool = False) -> str:
         f'<tr data-key="total"><th scope="row">Total</th><td>{scaled(total, big[0], 1)}</td>'
         f"<td>{scaled(total, big[1], 2)}</td><td>100.0%</td></tr>"
     )
+    if estimate.host:
+        host = estimate.host_bytes
+        foot += (
+            '<tr data-key="host"><th scope="row">Host memory (CPU RAM), beside the GPU</th>'
+            f"<td>{scaled(host, big[0], 1)}</td><td>{scaled(host, big[1], 2)}</td><td></td></tr>"
+        )
     caption = f"What is in memory at the peak ({escape(estimate.peak_phase.label.lower())})" + (
         ", in binary units (MiB = 2<sup>20</sup> B)"
         if binary

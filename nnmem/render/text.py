@@ -68,9 +68,10 @@ def total_text(estimate: Estimate, binary: bool = False) -> str:
 def total_detail(estimate: Estimate, binary: bool = False) -> str:
     """The total as an exact byte count, with the tensor peak and its phase."""
     peak = human(estimate.tensor_peak_bytes, binary)
+    host = f"; host RAM {human(estimate.host_bytes, binary)}" if estimate.host else ""
     return (
         f"{estimate.total_bytes:,} bytes; tensors peak at {peak} "
-        f"in the {estimate.peak_phase.label.lower()}"
+        f"in the {estimate.peak_phase.label.lower()}{host}"
     )
 
 
@@ -97,7 +98,10 @@ def table_text(estimate: Estimate) -> str:
         for row in rows
     ]
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+    out = [lines[0], rule, *lines[1:-1], rule, lines[-1]]
+    if estimate.host:
+        out.append(f"Host memory (CPU RAM), beside the GPU: {human(estimate.host_bytes)}")
+    return "\n".join(out)
 
 
 # The charts are drawn in a 400-unit-wide viewBox with 14-unit text, so on a 390 px phone
@@ -135,6 +139,9 @@ def text(estimate: Estimate) -> str:
     served = runtime_text(estimate)
     if served:
         lines += ["", served]
+    if estimate.host:
+        lines.append(f"  Host memory (CPU RAM) = {human(estimate.host_bytes)}")
+        lines += [f"    {t.label}: {_term_line(t)}" for t in estimate.host]
     lines += ["", "Notes", *(f"  - {n}" for n in estimate.notes)]
     return "\n".join(lines)
 

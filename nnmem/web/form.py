@@ -32,20 +32,28 @@ from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
     CHECKPOINT_BYTES,
+    CHECKPOINTING,
     FINETUNE,
     LABELS,
     MODE,
     MODEL_KEYS,
+    OPTIMIZER,
     PRECISION,
     RUNTIME,
     SETTINGS,
+    SHARDING,
     SPECS,
+    STACK,
+    Checkpointing,
     Finetune,
     Mode,
     ModelKind,
+    Optimizer,
     Precision,
     Runtime,
     Scenario,
+    Sharding,
+    Stack,
     inactive_fields,
     load_json,
     parse,
@@ -353,6 +361,7 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "lora_targets": ("Which linear layers get adapters.", ""),
     "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
+    "checkpoint_every": ("Every n-th layer is checkpointed in full; the others keep all.", ""),
     "checkpointing": (
         "Recompute activations in the backward pass instead of storing them. Selective "
         "recomputes only the attention scores, which SDPA never stores: with SDPA it saves "
@@ -360,7 +369,10 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
-    "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
+    "optimizer_impl": (
+        "foreach needs a temporary copy of the parameters; fused updates in place.",
+        "",
+    ),
     "zero_grad": (
         "Where your loop calls optimizer.zero_grad(): after the forward pass, the last "
         "step's gradients live through it; set_to_none=False never frees them.",
@@ -369,9 +381,30 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
-    "sharding": ("Split optimizer state, gradients and weights across data-parallel GPUs.", ""),
+    "sharding": (
+        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does.",
+        "",
+    ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
-    "offload_optimizer": ("Keep the optimizer state in host memory (ZeRO-Offload).", ""),
+    "offload_optimizer": (
+        "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
+        "",
+    ),
+    "stack": ("The training code: each keeps its own copies, buckets and shards.", ""),
+    "gradient_as_bucket_view": (
+        "DDP: gradients become views of its buckets instead of a second copy.",
+        "",
+    ),
+    "reshard_after_forward": (
+        "FSDP2: free each block's gathered weights after forward (gather again in backward).",
+        "",
+    ),
+    "cpu_offload": ("FSDP2 CPUOffloadPolicy: shards, gradients and the step on the CPU.", ""),
+    "offload_param": ("DeepSpeed ZeRO-3: keep the 16-bit parameter partitions on the CPU.", ""),
+    "reduce_bucket_size": (
+        "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
+        "values",
+    ),
     "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
     "runtime": (
         "What serves the model: transformers generate, vLLM, or llama.cpp (Ollama and LM "
@@ -500,15 +533,22 @@ _ADVANCED_KEYS = (
     "lora_dropout",
     "group_size",
     "checkpointing",
+    "checkpoint_every",
     "attention",
     "optimizer_impl",
     "zero_grad",
     "kv_cache_dtype",
     "logits",
+    "stack",
     "num_gpus",
     "sharding",
     "tensor_parallel",
     "offload_optimizer",
+    "offload_param",
+    "reduce_bucket_size",
+    "gradient_as_bucket_view",
+    "reshard_after_forward",
+    "cpu_offload",
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",
@@ -840,9 +880,14 @@ def inactive_for(
     finetune: Finetune,
     precision: Precision,
     runtime: Runtime = Runtime.TRANSFORMERS,
+    **stack: Any,
 ) -> list[str]:
-    """Page fields to hide: other describe modes' model fields and settings that do not apply."""
-    off = set(inactive_fields(kind, mode, model, finetune, precision, runtime)) - set(MODEL_KEYS)
+    """Page fields to hide: other describe modes' model fields and settings that do not apply.
+
+    ``stack`` passes the training stack's choices (``stack``, ``sharding``, ``optimizer``)."""
+    off = set(inactive_fields(kind, mode, model, finetune, precision, runtime, **stack)) - set(
+        MODEL_KEYS
+    )
     for other, keys in MODEL_FIELDS.items():
         if other is not describe:
             off |= set(keys)
@@ -964,13 +1009,25 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
         kind, model = scenario.kind, scenario.model
         mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
         runtime = scenario.runtime
+        stack = {
+            "stack": scenario.stack,
+            "sharding": scenario.sharding,
+            "optimizer": scenario.optimizer,
+            "checkpointing": scenario.checkpointing,
+        }
     else:
         kind, model = _model_only(t)
         mode = _lenient(MODE, fields, Mode.TRAINING)
         finetune = _lenient(FINETUNE, fields, Finetune.FULL)
         precision = _lenient(PRECISION, fields, Precision.FP32)
         runtime = _lenient(RUNTIME, fields, Runtime.TRANSFORMERS)
-    return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime)
+        stack = {
+            "stack": _lenient(STACK, fields, Stack.PLAIN),
+            "sharding": _lenient(SHARDING, fields, Sharding.NONE),
+            "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
+            "checkpointing": _lenient(CHECKPOINTING, fields, Checkpointing.NONE),
+        }
+    return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 
 
 def _placed(problem: Problem, t: Translation) -> Problem:

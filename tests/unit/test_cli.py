@@ -127,3 +127,23 @@ def test_lists(capsys: pytest.CaptureFixture[str]) -> None:
     assert "llama-3.1-8b" in capsys.readouterr().out
     assert main(["--list-gpus"]) == 0
     assert "h100-sxm-80gb" in capsys.readouterr().out
+
+
+def test_stack_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """DeepSpeed ZeRO-2 with offload on 8 GPUs, Ψ = 10⁹: the host holds the fp32
+    master, m and v (12Ψ/8) and the fp32 gradient partition (4Ψ/8), 2 GB."""
+    args = ["--params", "1000", "--hidden-size", "1024", "--layers", "8", "--seq-len", "128"]
+    args += ["--precision", "amp_bf16", "--stack", "deepspeed", "--sharding", "zero2"]
+    args += ["--num-gpus", "8", "--offload-optimizer", "true", "--reduce-bucket-size", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "host RAM 2.00 GB" in out
+    assert "Host memory (CPU RAM), beside the GPU: 2.00 GB" in out
+    assert "Communication buffers" not in out  # a zero-sized bucket
+
+
+def test_stack_flag_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--params", "110", "--stack", "megatron"]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --stack: ")
+    assert main(["--params", "110", "--stack", "ddp", "--gradient-as-bucket-view", "x"]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --gradient-as-bucket-view: ")

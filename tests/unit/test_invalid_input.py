@@ -84,7 +84,8 @@ PRECISIONS = (
         (
             "checkpointing",
             "half",
-            'Gradient checkpointing must be one of none, selective, full (got "half").',
+            "Gradient checkpointing must be one of none, selective, per_op, every_n, full "
+            '(got "half").',
         ),
         ("lora_dropout", "1", "LoRA dropout must be a probability from 0 to 0.99 (got 1)."),
         ("num_gpus", "0", "Number of GPUs must be a whole number from 1 to 100,000 (got 0)."),

@@ -168,3 +168,14 @@ def test_bad_stage_and_offload_are_named():
         stacks.zero(sizes, stage=2, gpus=2, offload_param=True)
     with pytest.raises(ValueError, match="AdamW implementation"):
         stacks.adamw_step_temporaries("fast", 1, 4, 1)
+
+
+def test_zero3_step_makes_one_sub_group_of_fp32_gradients_at_a_time():
+    """stage3.py: _prepare_sub_group gives one sub-group (sub_group_size, 1e9 values) its
+    fp32 gradient and _release_sub_group frees it before the next: Llama 3.1 8B on one
+    GPU (8.03e9 values in the partition) holds 4 GB of fp32 gradients at the step, not 32."""
+    s = stacks.zero(LLAMA3_8B, stage=3, gpus=1)
+    assert s.by_key("optimizer_step")["temporaries"] == 4 * 10**9
+    # Below one sub-group the whole partition is one: 8.03e9 / 16 values, 4 B each.
+    s16 = stacks.zero(LLAMA3_8B, stage=3, gpus=16)
+    assert s16.by_key("optimizer_step")["temporaries"] == 4 * LLAMA3_8B.params // 16

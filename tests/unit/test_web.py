@@ -291,8 +291,8 @@ def test_sharded_total_is_per_gpu() -> None:
             "precision": "amp_bf16",
         }
     )
-    assert "ZeRO-3 / FSDP (+ weights sharded) across 8 data-parallel GPUs" in reply["html"]["notes"]
-    assert "figures are per GPU." in reply["html"]["notes"]
+    assert "DeepSpeed ZeRO-3 across 8 ranks" in reply["html"]["notes"]
+    assert "figures are per rank." in reply["html"]["notes"]
 
 
 def test_prerender_is_the_default_reply() -> None:

@@ -85,8 +85,9 @@ def build(s: Scenario) -> Built:
     p = _cnn_precision(s.precision)
     width = param_bytes(s.precision)
     tensors = [Trainable(shape, width) for shape in cnn.parameter_shapes(model)]
-    weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
-    notes += shard_notes
+    st = model_states(s, tensors)
+    weights, gradients, state, step_terms = st.weights, st.gradients, st.state, st.step
+    notes += st.notes
     buffers = Term(
         "weights",
         "batch-norm running statistics",
@@ -98,6 +99,8 @@ def build(s: Scenario) -> Built:
     saved = cnn.saved_activations(model, s.batch_size, p)
     saved_terms = [_term(t) for t in saved.terms if t.kind is not cnn.TermKind.WEIGHT_COPY]
     casts = [_term(t) for t in saved.terms if t.kind is cnn.TermKind.WEIGHT_COPY]
+    if not st.autocast:
+        casts = []
     extra = cnn.backward_extra(model, s.batch_size, p)
 
     # At the backward peak some parameter gradients exist and some saved tensors are gone:
@@ -135,13 +138,13 @@ def build(s: Scenario) -> Built:
     ]
     states = [*weights, buffers, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
-    before = [*states, *(gradients if in_forward else [])]
-    after = [*states, *(gradients if at_backward else [])]
+    before = [*states, *(gradients if in_forward else []), *st.gathered]
+    after = [*states, *(gradients if at_backward else []), *st.gathered]
     phases = phases_of(
         ("forward", [*before, *casts, *saved_terms]),
-        ("backward", [*after, *at_peak]),
+        ("backward", [*after, *at_peak, *st.backward]),
         ("optimizer_step", [*states, *gradients, *step_terms]),
     )
-    if s.num_gpus > 1 and s.sharding.value == "none":
+    if s.num_gpus > 1 and s.sharding.value == "none" and s.stack.value == "plain":
         notes.append(f"Data parallel over {s.num_gpus} GPUs: each holds everything above.")
-    return Built(phases, notes, saved.activation_bytes)
+    return Built(phases, notes, saved.activation_bytes, tuple(st.host))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from nnmem import stacks
 from nnmem.formats import Format, bits, is_float, is_gguf
 from nnmem.models.architecture import (
     Family,
@@ -43,6 +44,7 @@ from nnmem.scenario import (
     Precision,
     Scenario,
     Sharding,
+    Stack,
 )
 from nnmem.terms import Term, product
 
@@ -101,6 +103,34 @@ def selective(rows: list[Row]) -> list[Row]:
     return [r for r in rows if sum(d in seq for d in r.dims) < 2]
 
 
+TORCHTITAN_SAC = (
+    "torchtitan torchtitan/models/llama3/infra/parallelize.py _apply_ac_to_transformer_block "
+    "(selective_ac_option 'op'): the block is checkpointed with a policy that saves the "
+    "outputs of every other aten.mm and of the SDPA kernel, and recomputes the rest"
+)
+
+
+TORCHTITAN_LAYER_SAC = (
+    "torchtitan torchtitan/models/llama3/infra/parallelize.py _apply_ac_to_transformer_block "
+    "(selective_ac_option 'n', layer SAC): ptd_checkpoint_wrapper on every n-th block"
+)
+
+
+def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
+    """What torchtitan's per-op selective checkpointing keeps per layer: the block's
+    input, the outputs of the 1st, 3rd, 5th and 7th matmuls of a Llama block (q, v,
+    gate and down projections) and the attention kernel's output and log-sum-exp."""
+    return [
+        Row("layer input kept by checkpointing", ("b", x, "h"), "res"),
+        Row("q projection output", ("b", x, "q"), "act"),
+        Row("v projection output", ("b", x, "kv"), "act"),
+        Row("gate projection output", ("b", x, "f"), "act"),
+        Row("down projection output", ("b", x, "h"), "act"),
+        Row("attention output", ("b", "a", x, "d"), "act"),
+        Row("softmax log-sum-exp", ("b", "a", x), "f32"),
+    ]
+
+
 def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What full checkpointing keeps per layer: the layer's input."""
     return [Row("layer input kept by checkpointing", ("b", x, "h"), "res")]
@@ -129,15 +159,55 @@ def activations(c: Ctx) -> Activations:
         one += rows
         n = t.encoder_layers if depth == "L_enc" else t.layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
+        source = HF
+        if s.checkpointing is Checkpointing.PER_OP:
+            kept, source = per_op_rows(c, x), TORCHTITAN_SAC
+        if s.checkpointing is Checkpointing.EVERY_N:
+            # torchtitan _apply_ac_to_transformer_block (layer SAC): a counter from 1 per
+            # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
+            every = min(s.checkpoint_every, n)
+            wrapped = n // every
+            full = checkpoint_rows(c, x)
+            if c.s.tensor_parallel > 1:
+                tp = c.s.tensor_parallel
+                rows, full = _tp_split(rows, tp), _tp_split(full, tp)
+            terms.append(
+                as_term(
+                    "activations",
+                    f"saved by the {n - wrapped} layers not checkpointed",
+                    rows,
+                    c.sizes,
+                    c.widths,
+                    HF,
+                    times=(f"{depth}−⌊{depth}/n⌋", n - wrapped),
+                )
+            )
+            terms.append(
+                as_term(
+                    "activations",
+                    f"checkpointed input of every {every}th layer",
+                    full,
+                    c.sizes,
+                    c.widths,
+                    TORCHTITAN_LAYER_SAC,
+                    times=(f"⌊{depth}/n⌋", wrapped),
+                )
+            )
+            continue
         if c.s.tensor_parallel > 1:
             kept = _tp_split(kept, c.s.tensor_parallel)
-        what = "checkpointed input" if s.checkpointing is Checkpointing.FULL else label
+        what = {
+            Checkpointing.FULL: "checkpointed input",
+            Checkpointing.PER_OP: "per-op selective checkpoint",
+        }.get(s.checkpointing, label)
         terms.append(
-            as_term("activations", f"saved {what}", kept, c.sizes, c.widths, HF, times=(depth, n))
+            as_term(
+                "activations", f"saved {what}", kept, c.sizes, c.widths, source, times=(depth, n)
+            )
         )
     outside = trainable_filter(c, outside_rows(c))
     if (
-        s.checkpointing is Checkpointing.FULL
+        s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
         and t.learned_positions == 0
         and t.family in (Family.DECODER, Family.MOE)
     ):
@@ -403,9 +473,10 @@ def build_training(s: Scenario) -> Built:
     n_params = sum(counts.values())
     notes: list[str] = []
     width = _param_width(s)
+    sizes = stacks.ModelSizes.from_tensors(parameter_tensors(t), t.layers + t.encoder_layers)
     if c.lora is None:
         tensors = [Trainable(p.shape, width, p.count) for p in parameter_tensors(t)]
-        weights, gradients, state, step_terms, shard_notes = model_states(s, tensors)
+        st = model_states(s, tensors, sizes=sizes)
     else:
         layers = t.layers + t.encoder_layers
         r = s.lora_rank
@@ -416,7 +487,7 @@ def build_training(s: Scenario) -> Built:
             for shape in (Trainable((r, n_in), 4, layers), Trainable((n_out, r), 4, layers))
         ]
         frozen = total(weight_terms(s, t, n_params))
-        weights, gradients, state, step_terms, shard_notes = model_states(s, tensors, frozen)
+        st = model_states(s, tensors, frozen)
         n_lora = sum(x.elements for x in tensors)
         notes.append(
             f"LoRA rank {s.lora_rank} on {LABELS[s.lora_targets]}: {n_lora:,} "
@@ -427,7 +498,19 @@ def build_training(s: Scenario) -> Built:
                 "QLoRA: the base stays quantized and each weight is dequantized to 16-bit "
                 "only while its matmul runs."
             )
-    notes += shard_notes
+    if (
+        c.lora is not None
+        and s.stack in (Stack.HF_TRAINER, Stack.TRL_SFT)
+        and s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+    ):
+        # QLoRA recipes on the Trainer call peft's prepare_model_for_kbit_training.
+        st.weights = [*st.weights, stacks.kbit_fp32_casts(sizes)]
+        notes.append(
+            "prepare_model_for_kbit_training casts the 16-bit embeddings, norms and head to fp32."
+        )
+    weights, gradients, state, step_terms = st.weights, st.gradients, st.state, st.step
+    gathered, in_backward = st.gathered, st.backward
+    notes += st.notes
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
     if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
@@ -436,7 +519,13 @@ def build_training(s: Scenario) -> Built:
             "(Korthikanti et al. 2022, §4.2); memory-efficient attention (SDPA, FlashAttention) "
             "never stores them, so with SDPA it saves nothing."
         )
-    if s.sharding is Sharding.ZERO3 and s.data_parallel == 1:
+    if s.stack is Stack.TRL_SFT and s.checkpointing is Checkpointing.NONE:
+        notes.append(
+            "TRL's SFTConfig turns gradient checkpointing on by default "
+            "(trl/trainer/sft_config.py gradient_checkpointing=True); set checkpointing "
+            "to full to match it."
+        )
+    if not st.stacked and s.sharding is Sharding.ZERO3 and s.data_parallel == 1:
         notes.append(
             "ZeRO-3 / FSDP over one data-parallel GPU: FSDP falls back to NO_SHARD, so the "
             "model is held whole and no layer is gathered (torch/distributed/fsdp/_init_utils.py)."
@@ -448,9 +537,10 @@ def build_training(s: Scenario) -> Built:
         gradients = [g.scaled(split, tag) for g in gradients]
         state = [o.scaled(split, tag) for o in state]
         step_terms = [x.scaled(split, tag) for x in step_terms]
+        gathered = [x.scaled(split, tag) for x in gathered]
     casts: list[Term] = []
     casts_kept = casts
-    if c.amp:
+    if c.amp and st.autocast:
         cast_source = (
             "torch.autocast casts each weight once per forward and caches the copy until "
             "the autocast region ends; autograd keeps it for backward (measured)"
@@ -465,7 +555,7 @@ def build_training(s: Scenario) -> Built:
             )
         ]
         casts_kept = casts
-        if s.checkpointing is Checkpointing.FULL:
+        if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
             # Checkpointed layers save nothing, so their copies are gone by backward; the
             # head's copy, outside the checkpoints, stays.
             head = _matmul_weights(t) - _linear_weights(t)
@@ -478,7 +568,7 @@ def build_training(s: Scenario) -> Built:
                     cast_source,
                 )
             ]
-    if s.sharding is Sharding.ZERO3 and s.data_parallel > 1:
+    if not st.stacked and s.sharding is Sharding.ZERO3 and s.data_parallel > 1 and not gathered:
         # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
         # gradients) per parameter of the largest layer (stage3.py
@@ -498,7 +588,7 @@ def build_training(s: Scenario) -> Built:
                 ZERO_SOURCE,
             ),
         ]
-        if c.amp:
+        if c.amp and st.autocast:
             casts = casts_kept = [
                 product(
                     "autocast_copies",
@@ -525,7 +615,7 @@ def build_training(s: Scenario) -> Built:
         )
     ]
     recompute = []
-    if s.checkpointing is Checkpointing.FULL:
+    if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         recompute = [
             as_term(
                 "temporaries",
@@ -539,11 +629,20 @@ def build_training(s: Scenario) -> Built:
         ]
     base = [*weights, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
-    held = [*base, *casts, *(gradients if in_forward else [])]
-    held_back = [*base, *casts_kept, *(gradients if at_backward else [])]
+    held = [*base, *casts, *(gradients if in_forward else []), *gathered]
+    held_back = [*base, *casts_kept, *(gradients if at_backward else []), *gathered, *in_backward]
     start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
     dequant = dequant_terms(s, t)
-    end = [*base, *casts_kept, *gradients, *recompute, *inflight, *dequant]
+    end = [
+        *base,
+        *casts_kept,
+        *gradients,
+        *gathered,
+        *in_backward,
+        *recompute,
+        *inflight,
+        *dequant,
+    ]
     backward = start if total(start) >= total(end) else end
     phases = phases_of(
         ("forward", [*held, *acts.terms, *logits, *dequant]),
@@ -565,7 +664,7 @@ def build_training(s: Scenario) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return Built(phases, notes, acts.bytes + total(saved_loss))
+    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(st.host))
 
 
 # --- inference -----------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""The training-stack controls in the calculator: each shows only where it applies, and
+the page's answer is the engine's, host RAM included."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from nnmem.estimate import estimate
+from nnmem.scenario import parse
+from nnmem.units import human
+from site_helpers import DEFAULT_FORM, fill_form
+
+pytestmark = pytest.mark.e2e
+
+STACK_ONLY = {
+    "ddp": {"gradient_as_bucket_view"},
+    "fsdp2": {"reshard_after_forward", "cpu_offload"},
+    "deepspeed": {"reduce_bucket_size", "offload_param", "offload_optimizer"},
+}
+ALL = set().union(*STACK_ONLY.values())
+
+
+def _open_advanced(page: Page) -> None:
+    page.evaluate("document.querySelectorAll('details.advanced').forEach(d => d.open = true)")
+
+
+def _field(page: Page, key: str):  # type: ignore[no-untyped-def]
+    return page.locator(f".field[data-field={key}]")
+
+
+def test_stack_controls_appear_only_where_they_apply(calculator: Page) -> None:
+    _open_advanced(calculator)
+    expect(_field(calculator, "stack")).to_be_visible()
+    for key in ALL:  # the plain loop on one GPU has none of them
+        expect(_field(calculator, key)).to_be_hidden()
+    for stack, own in STACK_ONLY.items():
+        fill_form(calculator, {"stack": stack, "sharding": "zero3", "num_gpus": "8"})
+        for key in ALL:
+            if key in own:
+                expect(_field(calculator, key)).to_be_visible()
+            else:
+                expect(_field(calculator, key)).to_be_hidden()
+    # DDP and FSDP2 shard as they do: the ZeRO stage is DeepSpeed's alone.
+    fill_form(calculator, {"stack": "fsdp2"})
+    expect(_field(calculator, "sharding")).to_be_hidden()
+    fill_form(calculator, {"stack": "hf_trainer", "sharding": "none"})
+    expect(_field(calculator, "optimizer_impl")).to_be_hidden()  # fused AdamW
+    fill_form(calculator, {"mode": "inference", "precision": "bf16"})
+    expect(_field(calculator, "stack")).to_be_hidden()
+
+
+def test_zero3_offload_total_and_host_ram_match_the_engine(calculator: Page) -> None:
+    values = {
+        "precision": "amp_bf16",
+        "stack": "deepspeed",
+        "sharding": "zero3",
+        "num_gpus": "8",
+        "offload_optimizer": "true",
+        "offload_param": "true",
+    }
+    fill_form(calculator, values)
+    expected = estimate(parse({**DEFAULT_FORM, **values}))
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))
+    host = calculator.locator("#part-table tr[data-key=host] td").first
+    expect(host).to_have_text(f"{expected.host_bytes / 1e6:,.1f}")
+    expect(calculator.locator("#results")).to_contain_text(f"host RAM {human(expected.host_bytes)}")

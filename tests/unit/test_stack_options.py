@@ -1,0 +1,294 @@
+"""The training-stack options of the schema, each against values derived by hand.
+
+The model is a bare count of Ψ = 10⁹ parameters, width 1,024, 8 layers, so every
+model-state term is a round number: one FSDP unit is Ψ/8 = 1.25·10⁸ parameters.
+Sources: nnmem/stacks.py (each term names the framework file and function).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from nnmem.errors import NnmemError
+from nnmem.estimate import estimate
+from nnmem.result import Estimate
+from nnmem.scenario import SETTINGS, STACK_KEYS, parse
+from nnmem.web import handle
+from nnmem.web.form import DEFAULT_FIELDS
+
+PSI = 10**9
+BILLION = {"params_millions": 1000, "hidden_size": 1024, "num_layers": 8, "seq_len": 128}
+
+
+def run(**settings: Any) -> Estimate:
+    return estimate(parse({**BILLION, **settings}))
+
+
+def phase(e: Estimate, name: str) -> dict[str, int]:
+    return next(p for p in e.phases if p.name == name).by_key()
+
+
+def test_plain_loop_is_the_default() -> None:
+    assert SETTINGS["stack"].value == "plain"
+    assert run().to_dict() == run(stack="plain").to_dict()
+
+
+def test_fused_adamw_has_no_step_temporaries() -> None:
+    """torch._fused_adamw_ updates in place; foreach makes one P-sized copy (fp32: 4Ψ)."""
+    foreach = phase(run(), "optimizer_step")
+    fused = phase(run(optimizer_impl="fused"), "optimizer_step")
+    assert foreach["temporaries"] == 4 * PSI
+    assert "temporaries" not in fused
+    assert sum(fused.values()) == 16 * PSI  # 4 + 4 + 8 bytes per parameter
+
+
+def test_trainer_stacks_run_fused_adamw_whatever_optimizer_impl_says() -> None:
+    """transformers training_args.py: the default optim is adamw_torch_fused."""
+    for stack in ("hf_trainer", "trl_sft"):
+        e = run(stack=stack, optimizer_impl="foreach")
+        assert e.to_dict()["phases"] == run(optimizer_impl="fused").to_dict()["phases"]
+        assert "optimizer_impl" in e.scenario.inactive_fields()
+
+
+def test_ddp_holds_a_bucket_copy_of_every_gradient() -> None:
+    """reducer.cpp: buckets cover every gradient (4Ψ in fp32); with the default
+    gradient_as_bucket_view=False param.grad is a second copy."""
+    twice = phase(run(stack="ddp", num_gpus=2), "optimizer_step")
+    assert twice["comm_buffers"] == 4 * PSI
+    assert twice["gradients"] == 4 * PSI
+    assert sum(twice.values()) == (4 + 8 + 4 + 4 + 4) * PSI  # + foreach temporaries
+    view = phase(run(stack="ddp", num_gpus=2, gradient_as_bucket_view=True), "optimizer_step")
+    assert "gradients" not in view
+    assert view["comm_buffers"] == 4 * PSI
+
+
+def test_zero1_shards_the_fp32_master_as_deepspeed_does() -> None:
+    """stage_1_and_2.py: 2Ψ bf16 weights, 12Ψ/N master + m + v, 2Ψ/N gradient
+    partition, the fp32 gradient partition 4Ψ/N in the step, the 5e8-value bucket."""
+    e = run(stack="deepspeed", sharding="zero1", num_gpus=8, precision="amp_bf16")
+    step = phase(e, "optimizer_step")
+    assert step == {
+        "weights": 2 * PSI,
+        "optimizer_state": 12 * PSI // 8,
+        "gradients": 2 * PSI // 8,
+        "temporaries": 4 * PSI // 8,
+    }
+    assert phase(e, "backward")["comm_buffers"] == 2 * 500_000_000
+    assert "autocast_copies" not in e.component_sizes()  # DeepSpeed's bf16 weights
+
+
+def test_a_zero_stage_with_the_plain_loop_means_deepspeed() -> None:
+    """The Trainer's DeepSpeed integration: the same states as the deepspeed stack."""
+    ds = run(stack="deepspeed", sharding="zero2", num_gpus=4, precision="amp_bf16")
+    plain = run(sharding="zero2", num_gpus=4, precision="amp_bf16")
+    assert plain.to_dict()["phases"] == ds.to_dict()["phases"]
+
+
+def test_reduce_bucket_size_sets_the_bucket() -> None:
+    e = run(sharding="zero2", num_gpus=4, precision="amp_bf16", reduce_bucket_size=2 * 10**8)
+    assert phase(e, "backward")["comm_buffers"] == 2 * 2 * 10**8
+
+
+def test_offload_optimizer_moves_master_and_gradients_to_the_host() -> None:
+    """ZeRO-2 offload: master, m, v (12Ψ/N) and the fp32 gradient (4Ψ/N) on the host;
+    the GPU keeps the 16-bit weights only (gradients are copied out bucket by bucket)."""
+    e = run(sharding="zero2", num_gpus=8, precision="amp_bf16", offload_optimizer=True)
+    assert e.host_bytes == (12 + 4) * PSI // 8
+    assert phase(e, "optimizer_step") == {"weights": 2 * PSI}
+    assert e.to_dict()["host_bytes"] == 2 * PSI
+    assert "host_bytes" not in run().to_dict()
+
+
+def test_zero3_offload_param_keeps_the_partitions_on_the_host() -> None:
+    """stage3.py: with both offloads the host holds master, m, v, the fp32 gradient,
+    and the 16-bit gradient and parameter partitions: (12 + 4 + 2 + 2)Ψ/N."""
+    e = run(
+        sharding="zero3",
+        num_gpus=8,
+        precision="amp_bf16",
+        offload_optimizer=True,
+        offload_param=True,
+    )
+    assert e.host_bytes == 20 * PSI // 8
+    assert "optimizer_state" not in e.component_sizes()
+
+
+def test_fsdp2_shards_and_gathers_one_unit_at_a_time() -> None:
+    """fully_shard with a bf16 MixedPrecisionPolicy over fp32 shards on 4 ranks: 4Ψ/4
+    weights, 8Ψ/4 m and v, 4Ψ/4 gradients; forward keeps the last unit's all-gather
+    output (Ψ/8 × 2 B); backward gathers the current and the prefetched unit on top,
+    and holds one unit's unsharded gradients in the fp32 reduce type."""
+    e = run(stack="fsdp2", num_gpus=4, precision="amp_bf16")
+    unit = PSI // 8
+    assert phase(e, "forward")["gathered_weights"] == unit * 2
+    assert phase(e, "backward")["gathered_weights"] == unit * 2 + 2 * unit * 2
+    assert phase(e, "backward")["gradients"] == unit * 4
+    step = phase(e, "optimizer_step")
+    assert step["weights"] == PSI
+    assert step["optimizer_state"] == 2 * PSI
+    assert step["gradients"] == PSI
+    assert "autocast_copies" not in e.component_sizes()
+
+
+def test_fsdp2_without_reshard_keeps_every_unit() -> None:
+    e = run(stack="fsdp2", num_gpus=4, precision="amp_bf16", reshard_after_forward=False)
+    unit = PSI // 8
+    assert phase(e, "forward")["gathered_weights"] == 8 * unit * 2 + unit * 2
+
+
+def test_fsdp2_cpu_offload_moves_shards_gradients_and_state_to_the_host() -> None:
+    e = run(stack="fsdp2", num_gpus=4, precision="amp_bf16", cpu_offload=True)
+    assert e.host_bytes == (4 + 8 + 4) * PSI // 4
+    assert "optimizer_state" not in e.component_sizes()
+
+
+def test_qlora_on_the_trainer_casts_16_bit_weights_to_fp32() -> None:
+    """peft prepare_model_for_kbit_training: Llama 3 8B's embeddings and head
+    (2 × 128,256 × 4,096) and 65 norms of 4,096 go from 2 to 4 bytes: +2.1 GB."""
+    base = {"model": "preset", "preset": "llama-3-8b", "finetune": "lora", "precision": "nf4"}
+    plain = estimate(parse(base)).component_sizes()["weights"]
+    trainer = estimate(parse({**base, "stack": "hf_trainer"})).component_sizes()["weights"]
+    assert trainer - plain == 2 * (2 * 128_256 * 4096 + 65 * 4096)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"stack": "hf_trainer"},
+        {"stack": "ddp", "num_gpus": 4},
+        {"stack": "fsdp2", "num_gpus": 4, "precision": "amp_bf16"},
+        {"stack": "deepspeed", "sharding": "zero1", "num_gpus": 4},
+        {"stack": "deepspeed", "sharding": "zero3", "num_gpus": 4},
+        {"sharding": "zero2", "num_gpus": 4, "optimizer": "sgd_momentum"},
+        {"mode": "inference", "precision": "bf16"},
+    ],
+)
+def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> None:
+    """Every key the scenario calls inactive, set away from its default, changes nothing."""
+    others = {
+        "gradient_as_bucket_view": True,
+        "reshard_after_forward": False,
+        "cpu_offload": True,
+        "offload_param": True,
+        "offload_optimizer": True,
+        "reduce_bucket_size": 12345,
+        "optimizer_impl": "for_loop",
+        "sharding": "zero2",
+        "stack": "ddp",
+    }
+    e = run(**settings)
+    off = set(e.scenario.inactive_fields())
+    for key, value in others.items():
+        if key in off:
+            changed = run(**settings, **{key: value})
+            assert changed.to_dict()["phases"] == e.to_dict()["phases"], key
+            assert changed.host_bytes == e.host_bytes, key
+
+
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        ({}, set()),
+        ({"stack": "ddp"}, {"stack", "gradient_as_bucket_view"}),
+        ({"stack": "fsdp2"}, {"stack", "reshard_after_forward", "cpu_offload"}),
+        ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
+        (
+            {"stack": "deepspeed", "sharding": "zero3"},
+            {"stack", "reduce_bucket_size", "offload_param"},
+        ),
+    ],
+)
+def test_each_stack_shows_its_own_options(settings: dict[str, Any], shown: set[str]) -> None:
+    off = set(parse({**BILLION, **settings}).inactive_fields())
+    assert {k for k in STACK_KEYS if k not in off} == shown | {"stack"}
+
+
+def test_stack_problems_name_the_field() -> None:
+    with pytest.raises(NnmemError) as error:
+        parse({**BILLION, "stack": "deepspeed"})
+    assert error.value.problems[0].key == "sharding"
+    assert "zero1, zero2 or zero3" in error.value.problems[0].message
+    lora = {"model": "preset", "preset": "llama-3-8b", "finetune": "lora", "stack": "fsdp2"}
+    with pytest.raises(NnmemError) as error:
+        parse(lora)
+    assert error.value.problems[0].key == "stack"
+    with pytest.raises(NnmemError) as error:
+        parse({**BILLION, "stack": "megatron"})
+    assert "Training stack" in str(error.value)
+
+
+def test_the_page_hides_stack_options_that_do_not_apply() -> None:
+    def hidden(fields: dict[str, str]) -> set[str]:
+        reply = json.loads(handle(json.dumps({"fields": {**DEFAULT_FIELDS, **fields}})))
+        return set(reply["inactive"])
+
+    plain = hidden({})
+    assert {"gradient_as_bucket_view", "reshard_after_forward", "offload_param"} <= plain
+    assert "offload_optimizer" in plain
+    ddp = hidden({"stack": "ddp", "num_gpus": "2"})
+    assert "gradient_as_bucket_view" not in ddp
+    assert "sharding" in ddp
+    ds = hidden({"stack": "deepspeed", "sharding": "zero3", "num_gpus": "8"})
+    assert not {"offload_param", "offload_optimizer", "reduce_bucket_size"} & ds
+
+
+def test_per_op_selective_checkpointing_keeps_torchtitans_save_list() -> None:
+    """torchtitan's per-op SAC on a Llama 3 8B block in bf16 keeps, per token: the
+    block input (h), the q, v, gate and down outputs (q + kv + f + h) and the attention
+    output (a·d) at 2 B, and the log-sum-exp (a) at 4 B: 2·31,744 + 4·32 = 63,616 B."""
+    e = estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "llama-3-8b",
+                "precision": "bf16",
+                "seq_len": 1024,
+                "checkpointing": "per_op",
+            }
+        )
+    )
+    forward = next(p for p in e.phases if p.name == "forward")
+    saved = next(t for t in forward.terms if "per-op" in t.label)
+    assert saved.bytes == 32 * 1024 * (2 * (4096 + 4096 + 1024 + 14336 + 4096 + 4096) + 4 * 32)
+    assert "torchtitan" in saved.source
+
+
+def test_per_op_on_a_parameter_count() -> None:
+    """The GPT shape keeps 9·h values per token and layer (input, q, v, up 4h, down,
+    attention output): 8 layers × 128 tokens × 9 × 1,024 × 4 B in fp32."""
+    e = run(checkpointing="per_op")
+    assert e.component_sizes()["activations"] == 8 * 128 * 9 * 1024 * 4
+
+
+def test_every_nth_layer_checkpointing() -> None:
+    """torchtitan layer SAC with n = 4 on Llama 3 8B (32 layers): ⌊32/4⌋ = 8 layers keep
+    only their 2-byte input (1,024 × 4,096 × 2 B each), the other 24 everything a layer
+    saves without checkpointing (a quarter of the 'none' figure times 3)."""
+    base = {"model": "preset", "preset": "llama-3-8b", "precision": "bf16", "seq_len": 1024}
+
+    def saved(**more: Any) -> dict[str, int]:
+        e = estimate(parse({**base, **more}))
+        forward = next(p for p in e.phases if p.name == "forward")
+        return {t.label: t.bytes for t in forward.terms if t.key == "activations"}
+
+    per_layer = saved()["saved per layer"] // 32
+    got = saved(checkpointing="every_n", checkpoint_every=4)
+    assert got["saved by the 24 layers not checkpointed"] == 24 * per_layer
+    assert got["checkpointed input of every 4th layer"] == 8 * 1024 * 4096 * 2
+
+
+def test_every_nth_layer_on_a_parameter_count() -> None:
+    """n = 2 on 8 GPT-shaped layers in fp32: 4 layers keep 4·s·b·h, 4 keep 66·s·b·h."""
+    e = run(checkpointing="every_n")
+    assert e.component_sizes()["activations"] == 4 * 128 * 1024 * 4 + 4 * 128 * 1024 * 66
+
+
+def test_checkpoint_every_shows_only_with_every_n() -> None:
+    assert "checkpoint_every" in parse(BILLION).inactive_fields()
+    shown = parse({**BILLION, "checkpointing": "every_n"}).inactive_fields()
+    assert "checkpoint_every" not in shown
+    assert run(checkpoint_every=3).to_dict()["phases"] == run().to_dict()["phases"]
