@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -40,6 +41,17 @@ def files(out: Path) -> set[str]:
     return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
 
 
+# The core's folder carries its version, the one package.json pins.
+CORE = f"pyodide-{json.loads((ROOT / 'package.json').read_text())['dependencies']['pyodide']}/"
+
+
+def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
+    """A changed engine.js reaches the calculator even from a browser's cache."""
+    calculator = (site / "assets" / "calculator.js").read_text()
+    engine = (site / "assets" / "engine.js").read_bytes()
+    assert f'from "./engine.js?v={build.short_hash(engine)}"' in calculator
+
+
 def test_exact_file_list(site: Path) -> None:
     listing = files(site)
     bundles = {name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip", name)}
@@ -65,17 +77,17 @@ def test_exact_file_list(site: Path) -> None:
         "assets/worker.js",
         "assets/style.css",
         "assets/favicon.svg",
-        "pyodide/pyodide.mjs",
-        "pyodide/pyodide.asm.mjs",
-        "pyodide/pyodide.asm.wasm",
-        "pyodide/python_stdlib.zip",
-        "pyodide/pyodide-lock.json",
+        f"{CORE}pyodide.mjs",
+        f"{CORE}pyodide.asm.mjs",
+        f"{CORE}pyodide.asm.wasm",
+        f"{CORE}python_stdlib.zip",
+        f"{CORE}pyodide-lock.json",
     }
 
 
 def test_pyodide_core_is_copied_unchanged(site: Path) -> None:
     for name in build.PYODIDE_FILES:
-        copied = (site / "pyodide" / name).read_bytes()
+        copied = (site / CORE / name).read_bytes()
         assert copied == (ROOT / "node_modules" / "pyodide" / name).read_bytes(), name
 
 
@@ -105,7 +117,7 @@ def test_root_build_uses_page_relative_urls(site: Path) -> None:
     html = (site / "index.html").read_text()
     assert re.search(r'href="\./assets/style\.css\?v=[0-9a-f]{10}"', html)
     assert re.search(r'src="\./assets/calculator\.js\?v=[0-9a-f]{10}"', html)
-    assert 'data-pyodide="./pyodide/"' in html
+    assert f'data-pyodide="./{CORE}"' in html
     assert not re.search(r'(href|src)="/', html), "index.html must not use absolute URLs"
     not_found = (site / "404.html").read_text()
     assert re.search(r'href="/assets/style\.css\?v=', not_found)

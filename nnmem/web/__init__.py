@@ -18,8 +18,9 @@ CALCULATOR = "calculator"
 PAGES = (CALCULATOR, *tools.TOOLS)
 
 
-def _read(request: str) -> tuple[str, dict[str, Any]]:
-    """The page asking and its fields, or the problem with the request."""
+def _read(request: str) -> tuple[str, dict[str, Any], str]:
+    """The page asking, its fields and the part of the reply, or the problem with the
+    request."""
     try:
         data = json.loads(request)
     except json.JSONDecodeError:
@@ -31,14 +32,21 @@ def _read(request: str) -> tuple[str, dict[str, Any]]:
         raise NnmemError.single(
             "page", f"Page must be one of {', '.join(PAGES)} (got {shown(page)})."
         )
-    return page, data["fields"]
+    part = data.get("part", "all")
+    if page == CALCULATOR and part not in calculator.PARTS:
+        raise NnmemError.single(
+            "part", f"Part must be one of {', '.join(calculator.PARTS)} (got {shown(part)})."
+        )
+    return page, data["fields"], part
 
 
 def handle(request: str) -> str:
     """Answer one request from a page, ``{"page": ..., "fields": {...}}``; never raises.
 
     ``page`` is ``"calculator"`` (the default) or a tool's name; every answer has the
-    shape :mod:`nnmem.web.reply` describes.
+    shape :mod:`nnmem.web.reply` describes. The calculator's ``part`` (``"all"``, the
+    default, or ``"first"`` then ``"rest"``) splits its reply in two, see
+    :func:`nnmem.web.calculator.answer`.
 
     >>> answer = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
     >>> answer["ok"], answer["errors"][0]["field"]
@@ -47,8 +55,11 @@ def handle(request: str) -> str:
     [{'field': 'fields', 'message': 'The request must hold a fields object.'}]
     """
     try:
-        page, fields = _read(request)
-        answer = calculator.answer(fields) if page == CALCULATOR else tools.answer(page, fields)
+        page, fields, part = _read(request)
+        if page == CALCULATOR:
+            answer = calculator.answer(fields, part)
+        else:
+            answer = tools.answer(page, fields)
     except NnmemError as error:
         answer = reply(False, error.problems)
     except Exception as error:  # the page must get an answer, never a traceback
