@@ -305,6 +305,40 @@ def versioned_assets(static: Path, site: Site) -> dict[str, str]:
     return assets
 
 
+STDLIB = "python_stdlib.zip"
+
+
+def read_stdlib_modules(root: Path) -> list[str]:
+    """The standard-library modules the page's Python imports, one a line, as
+    site_src/stdlib_modules.mjs lists them."""
+    text = (root / "site_src" / "stdlib-modules.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def trim_stdlib(stdlib: bytes, modules: list[str]) -> bytes:
+    """Pyodide's standard-library zip with only ``modules`` and their packages.
+
+    The page's Python never imports most of the standard library (asyncio, email, xml,
+    unittest, ...); leaving it out saves about 1.6 MB of the visit. Entries keep their
+    stored dates and compression, so the output is reproducible.
+    """
+    wanted: set[str] = set()
+    for module in modules:
+        parts = module.split(".")
+        for end in range(1, len(parts) + 1):
+            base = "/".join(parts[:end])
+            wanted |= {f"{base}.py", f"{base}/__init__.py", f"{base}/"}
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(stdlib)) as source,
+        zipfile.ZipFile(buffer, "w") as archive,
+    ):
+        for info in source.infolist():
+            if info.filename in wanted:
+                archive.writestr(info, source.read(info))
+    return buffer.getvalue()
+
+
 def pyodide_version(pyodide_dir: Path) -> str:
     """The version of the Pyodide core, from its npm package."""
     data = json.loads((pyodide_dir / "package.json").read_text(encoding="utf-8"))
@@ -436,6 +470,9 @@ def build(
     core = f"pyodide-{pyodide_version(pyodide_dir)}/"
     for name in PYODIDE_FILES:
         site.copies[f"{core}{name}"] = pyodide_dir / name
+    stdlib = (pyodide_dir / STDLIB).read_bytes()
+    site.files[f"{core}{STDLIB}"] = trim_stdlib(stdlib, read_stdlib_modules(root))
+    del site.copies[f"{core}{STDLIB}"]
     default = prerender()
 
     # Render: every content page, then the 404 page with absolute URLs.

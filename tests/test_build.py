@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -87,8 +88,42 @@ def test_exact_file_list(site: Path) -> None:
 
 def test_pyodide_core_is_copied_unchanged(site: Path) -> None:
     for name in build.PYODIDE_FILES:
+        if name == build.STDLIB:
+            continue  # trimmed: see the next test
         copied = (site / CORE / name).read_bytes()
         assert copied == (ROOT / "node_modules" / "pyodide" / name).read_bytes(), name
+
+
+def test_stdlib_holds_every_module_nnmem_imports(site: Path) -> None:
+    """The trimmed standard library keeps each module an import in nnmem names, each
+    listed module, and Pyodide's own packages; and it is more than 1 MB smaller."""
+    full = (ROOT / "node_modules" / "pyodide" / build.STDLIB).read_bytes()
+    trimmed = (site / CORE / build.STDLIB).read_bytes()
+    assert len(full) - len(trimmed) > 1_000_000
+    with zipfile.ZipFile(io.BytesIO(trimmed)) as archive:
+        names = set(archive.namelist())
+    with zipfile.ZipFile(io.BytesIO(full)) as archive:
+        stdlib = set(archive.namelist())
+
+    def present(module: str) -> bool:
+        path = module.replace(".", "/")
+        return f"{path}.py" in names or f"{path}/__init__.py" in names
+
+    def in_stdlib_zip(module: str) -> bool:
+        path = module.replace(".", "/")
+        return f"{path}.py" in stdlib or f"{path}/__init__.py" in stdlib
+
+    imported = set()
+    for source in (ROOT / "nnmem").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module)
+    wanted = {m for m in imported if not m.startswith("nnmem") and in_stdlib_zip(m)}
+    wanted |= {m for m in build.read_stdlib_modules(ROOT) if in_stdlib_zip(m)}
+    assert {"json", "fractions", "dataclasses", "_pyodide", "pyodide"} <= wanted
+    assert sorted(m for m in wanted if not present(m)) == []
 
 
 def test_prerendered_default_result(site: Path) -> None:
