@@ -40,6 +40,7 @@ from nnmem.web.calculator import (
     gpu_groups,
     prerender,
 )
+from nnmem.web.form import precision_groups
 from nnmem.web.tools import prerender as prerender_tool
 
 ROOT = Path(__file__).resolve().parent
@@ -487,6 +488,7 @@ def build(
         "view_fields": VIEW_FIELDS,
         "presets": PRESETS,
         "gpu_groups": gpu_groups(),
+        "precision_groups": precision_groups(),
         "values": DEFAULT_FIELDS,
         "result": default,
         "nav": navigation(pages),

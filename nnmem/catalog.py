@@ -42,13 +42,57 @@ class Gpu:
     fp16_tflops: float | None
     fp32_tflops: float | None
     source: str
+    visible_mib: int | None = None
+    ecc_default: bool = False
+    tflops_format: str | None = None
+    architecture: str = ""
+    formats: tuple[str, ...] = ()
 
     @property
     def usable_bytes(self) -> int:
-        """The memory a framework can allocate: all of it, or Apple's GPU-wired share."""
-        if self.usable_fraction is None:
-            return self.memory_bytes
-        return int(self.memory_bytes * self.usable_fraction)
+        """The memory a process can allocate before any headroom is kept.
+
+        Apple: the share of unified memory macOS lets the GPU wire
+        (``MTLDevice.recommendedMaxWorkingSetSize``). Elsewhere the total the driver reports
+        (``nvidia-smi``'s "Total", ``cudaMemGetInfo``) where a source gives it; else, on a
+        GDDR6 data-center card with ECC on by default, 15/16 of the memory (ECC takes 1/16);
+        else the full capacity, since no driver reserve is published for the card.
+
+        >>> gpus()["t4"].usable_bytes == 15 * 2**30
+        True
+        >>> gpus()["h100-sxm-80gb"].usable_bytes // 2**20
+        81559
+        """
+        if self.usable_fraction is not None:
+            return int(self.memory_bytes * self.usable_fraction)
+        if self.visible_mib is not None:
+            return self.visible_mib * 2**20
+        if self.ecc_default:
+            return self.memory_bytes * 15 // 16
+        return self.memory_bytes
+
+    @property
+    def usable_basis(self) -> str:
+        """Where :attr:`usable_bytes` comes from, in words."""
+        if self.usable_fraction is not None:
+            return (
+                f"the {self.usable_fraction:.0%} of unified memory macOS lets the GPU wire by "
+                "default (recommendedMaxWorkingSetSize; sysctl iogpu.wired_limit_mb raises it)"
+            )
+        if self.visible_mib is not None:
+            return f"the {self.visible_mib:,} MiB the driver reports as the card's total"
+        if self.ecc_default:
+            return "the capacity less the 1/16 that ECC, on by default on this card, takes"
+        return "the full capacity: no driver reserve is published for this card"
+
+    def supports(self, number_format: str) -> bool:
+        """Whether the card's matrix units run a number format (``fp32``, ``fp16``, ``bf16``,
+        ``fp8``, ``fp4``) natively.
+
+        >>> gpus()["t4"].supports("bf16"), gpus()["a100-sxm-80gb"].supports("bf16")
+        (False, True)
+        """
+        return number_format in self.formats
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -103,6 +147,11 @@ def gpus() -> dict[str, Gpu]:
             fp16_tflops=g.get("fp16_tflops_dense"),
             fp32_tflops=g.get("fp32_tflops"),
             source=g.get("source", ""),
+            visible_mib=g.get("visible_mib"),
+            ecc_default=bool(g.get("ecc_default", False)),
+            tflops_format=g.get("dense_tflops_format"),
+            architecture=g.get("architecture", ""),
+            formats=tuple(g.get("formats", ())),
         )
         for g in _load("gpus.json")["gpus"]
     }

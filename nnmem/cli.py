@@ -149,17 +149,28 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if gpu_id not in catalog.gpus():
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
     fit = judge(scenario, gpu_id)
-    budget = human(fit.budget, True)
+    budget = human(fit.usable or fit.budget, True)
+    if fit.headroom_percent:
+        budget += f" usable; {human(fit.budget, True)} after keeping {fit.headroom_percent:g}% free"
+    else:
+        budget += " usable"
     verdict = (
-        f"Fits on {fit.gpu_name} ({budget} usable): {human(fit.headroom, True)} to spare."
+        f"Fits on {fit.gpu_name} ({budget}): {human(fit.headroom, True)} to spare."
         if fit.fits
-        else f"Does not fit on {fit.gpu_name} ({budget} usable): "
-        f"{human(-fit.headroom, True)} short."
+        else f"Does not fit on {fit.gpu_name} ({budget}): {human(-fit.headroom, True)} short."
     )
+    if not fit.runs:
+        verdict = f"Cannot run as set on {fit.gpu_name}, whatever the memory: " + (
+            "it would fit." if fit.fits else "it would not fit either."
+        )
     lines = ["", verdict]
+    lines += [f"Warning: {w}" for w in fit.warnings]
     lines.append(f"Largest batch that fits: {fit.max_batch:,}")
     if fit.max_seq_len is not None:
-        lines.append(f"Longest sequence that fits: {fit.max_seq_len:,}")
+        capped = ""
+        if fit.seq_len_capped and fit.context is not None:
+            capped = f" (the model's context: {fit.context.source}; memory allows more)"
+        lines.append(f"Longest sequence that fits: {fit.max_seq_len:,}{capped}")
     if not fit.fits:
         plan = fit.plan
         lines.append(
@@ -173,10 +184,13 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
             )
             + ")"
         )
-        lines.append("What to change to fit, largest saving first:")
+        lines.append("What to change to fit, safest first, then largest saving:")
         for s in fit.suggestions[:8]:
             mark = "fits" if s.fits else "still too big"
-            lines.append(f"  - {s.label}: saves {human(s.saved_bytes, True)} ({mark})")
+            lines.append(
+                f"  - {s.label}: saves {human(s.saved_bytes, True)} ({mark}); "
+                f"quality risk {s.risk}: {s.risk_note}"
+            )
     return lines
 
 

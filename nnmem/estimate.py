@@ -36,7 +36,7 @@ CUBLAS_SOURCE = (
 ALLOCATOR_SOURCE = (
     "PyTorch caching allocator: blocks rounded to 512 B and cached segments show in "
     "max_memory_reserved; measured reserve over allocated was 3-13% in Hugging Face's "
-    "single-GPU guide (formulas.md §8.A); editable"
+    "single-GPU guide (transformers docs perf_train_gpu_one, v4.21); editable"
 )
 
 
@@ -45,8 +45,36 @@ ALLOCATOR_SOURCE = (
 HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
 
 
+HIPBLASLT_SOURCE = (
+    "PyTorch aten/src/ATen/cuda/CublasHandlePool.cpp parseCUDABlasLtWorkspaceSize: on ROCm "
+    "a 76 MiB hipBLASLt workspace (HIPBLASLT_WORKSPACE_SIZE changes it) per handle and "
+    "stream; the hipBLAS workspace beside it is not counted"
+)
+HIP_CONTEXT_SOURCE = (
+    "Not measured on ROCm: the HIP runtime and its loaded kernels take memory outside "
+    "PyTorch's pool as CUDA's do, and the CUDA default stands in for it; editable"
+)
+XPU_CONTEXT_SOURCE = (
+    "Not measured on Intel GPUs: the Level Zero runtime and oneDNN kernels take memory "
+    "outside PyTorch's pool; the CUDA default stands in for it; editable"
+)
+PLATFORM_LABELS = {
+    "amd": (("cuda_context", "HIP context"), ("cublas_workspace", "hipBLASLt workspace")),
+    "intel": (("cuda_context", "XPU runtime context"),),
+}
+
+
+def _vendor(gpu_id: str | None) -> str:
+    from nnmem import catalog
+
+    gpu = catalog.gpus().get(gpu_id or "")
+    return gpu.vendor if gpu is not None else "nvidia"
+
+
 def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -> list[Term]:
-    """The allocator reserve, the cuBLAS workspaces and the CUDA context."""
+    """The allocator reserve, the BLAS workspaces and the runtime's context, as the GPU's
+    platform has them: CUDA (the default), ROCm, Intel's XPU, or Apple's Metal, which
+    has neither a CUDA context nor a cuBLAS workspace."""
     percent = Fraction(scenario.allocator_overhead_percent)
     reserve = Term(
         "allocator_reserve",
@@ -56,6 +84,10 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         f"{percent}% × {tensor_peak:,} B",
         ALLOCATOR_SOURCE,
     )
+    vendor = _vendor(gpu_id)
+    if vendor == "apple":
+        # PyTorch's MPS backend: Metal, with no CUDA context and no cuBLAS workspace.
+        return [t for t in (reserve,) if t.bytes]
     hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
     each = 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
     handles = 2 if scenario.mode is Mode.TRAINING else 1
@@ -66,14 +98,27 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         each,
         CUBLAS_SOURCE,
     )
+    if vendor == "amd":
+        workspace = product(
+            "cublas_workspace",
+            "hipBLASLt workspace per handle",
+            [("handles", handles)],
+            76 * 2**20,
+            HIPBLASLT_SOURCE,
+        )
+    context_label, context_source = {
+        "amd": ("HIP context and loaded kernels (not measured)", HIP_CONTEXT_SOURCE),
+        "intel": ("XPU runtime context (not measured)", XPU_CONTEXT_SOURCE),
+    }.get(vendor, ("CUDA context and loaded kernels", CONTEXT_SOURCE))
     context = product(
         "cuda_context",
-        "CUDA context and loaded kernels",
+        context_label,
         [("MiB", scenario.cuda_context_mib)],
         2**20,
-        CONTEXT_SOURCE,
+        context_source,
     )
-    return [t for t in (reserve, workspace, context) if t.bytes]
+    kept = (reserve, context) if vendor == "intel" else (reserve, workspace, context)
+    return [t for t in kept if t.bytes]
 
 
 def _builder(scenario: Scenario) -> Callable[[Scenario], Built]:
@@ -105,9 +150,35 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         scenario=scenario,
         phases=tuple(phases),
         overheads=tuple(overheads(scenario, peak, gpu_id)),
-        notes=tuple(built.notes),
+        notes=tuple(built.notes) + _platform_notes(gpu_id),
         saved_activation_bytes=built.saved_activation_bytes,
+        overhead_labels=PLATFORM_LABELS.get(_vendor(gpu_id), ()),
     )
+
+
+def _platform_notes(gpu_id: str | None) -> tuple[str, ...]:
+    """What the GPU's platform changes in the overheads, in words."""
+    from nnmem import catalog
+
+    gpu = catalog.gpus().get(gpu_id or "")
+    if gpu is None:
+        return ()
+    if gpu.vendor == "apple":
+        return (
+            "Apple silicon: PyTorch runs through Metal (MPS), with no CUDA context and no "
+            f"cuBLAS workspace. The GPU may use {gpu.usable_basis}.",
+        )
+    if gpu.vendor == "amd":
+        return (
+            "ROCm: a HIP context instead of CUDA's (not measured: the context setting stands "
+            "in) and PyTorch's 76 MiB hipBLASLt workspace per handle.",
+        )
+    if gpu.vendor == "intel":
+        return (
+            "Intel XPU: the runtime's context is not measured (the context setting stands "
+            "in); oneDNN's workspaces are not counted.",
+        )
+    return ()
 
 
 # The result types live in nnmem.result; importing them from here keeps working.

@@ -82,7 +82,7 @@ FORMATS: dict[Format, FormatInfo] = {
     ),
     Format.INT4: FormatInfo(Fraction(4), "4-bit weights, no scales counted"),
     # GPTQ QuantLinear: qweight 4 bits, fp16 scale and 4-bit zero per (group, column):
-    # 4 + (16 + 4) / g bits; 4.156 at g = 128 (formulas.md §4.1).
+    # 4 + (16 + 4) / g bits; 4.156 at g = 128 (AutoGPTQ qlinear: qweight, qzeros, scales).
     Format.GPTQ: FormatInfo(
         Fraction(4) + Fraction(20, 128),
         "GPTQ QuantLinear layout (qweight, qzeros, scales, g_idx), Frantar et al. 2022, "

@@ -118,6 +118,9 @@ class Estimate:
     overheads: tuple[Term, ...]
     notes: tuple[str, ...]
     saved_activation_bytes: int = 0
+    # The overheads' names on the GPU's platform: ROCm has a HIP context and hipBLASLt
+    # workspaces where CUDA has a CUDA context and cuBLAS workspaces.
+    overhead_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def peak_phase(self) -> Phase:
@@ -152,7 +155,9 @@ class Estimate:
         live = [*self.peak_phase.terms, *self.overheads]
         sizes = self.component_sizes()
         result = []
+        names = dict(self.overhead_labels)
         for key, label in COMPONENTS.items():
+            label = names.get(key, label)
             terms = tuple(t for t in live if t.key == key)
             if terms or sizes.get(key):
                 result.append(Component(key, label, terms, sizes.get(key, 0)))

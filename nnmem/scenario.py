@@ -129,6 +129,22 @@ class OptimizerImpl(StrEnum):
     FOR_LOOP = "for_loop"
 
 
+class ZeroGrad(StrEnum):
+    """Where the training loop frees (or zeroes) the last step's gradients.
+
+    ``optimizer.zero_grad()`` frees them with ``set_to_none=True``, PyTorch's default
+    since 2.0 (torch/optim/optimizer.py ``Optimizer.zero_grad``). Called before the
+    forward pass (or right after ``optimizer.step()``), no gradient lives through the
+    forward pass; called after it, just before ``loss.backward()``, the last step's
+    gradients live through the forward pass and the loss. ``set_to_none=False`` fills
+    them with zeros instead, so they are never freed.
+    """
+
+    BEFORE_FORWARD = "before_forward"
+    BEFORE_BACKWARD = "before_backward"
+    SET_TO_ZERO = "set_to_zero"
+
+
 class Checkpointing(StrEnum):
     """Gradient (activation) checkpointing."""
 
@@ -228,6 +244,11 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     OptimizerImpl: {
         OptimizerImpl.FOREACH: "foreach (multi-tensor, the CUDA default)",
         OptimizerImpl.FOR_LOOP: "for-loop (one tensor at a time)",
+    },
+    ZeroGrad: {
+        ZeroGrad.BEFORE_FORWARD: "before the forward pass (or after the step)",
+        ZeroGrad.BEFORE_BACKWARD: "after the forward pass, before backward",
+        ZeroGrad.SET_TO_ZERO: "set_to_none=False (gradients never freed)",
     },
     Checkpointing: {
         Checkpointing.NONE: "None",
@@ -382,6 +403,7 @@ class Scenario:
     seq_len: int = 512
     # training
     optimizer_impl: OptimizerImpl = OptimizerImpl.FOREACH
+    zero_grad: ZeroGrad = ZeroGrad.BEFORE_FORWARD
     checkpointing: Checkpointing = Checkpointing.NONE
     attention: Attention = Attention.SDPA
     grad_accum_steps: int = 1
@@ -407,6 +429,10 @@ class Scenario:
     # runs on an H200 (benchmarks/accuracy/measured_cuda.json); see estimate.CONTEXT_SOURCE.
     cuda_context_mib: int = 740
     allocator_overhead_percent: Decimal = Decimal(5)
+    # Share of the GPU's usable memory a verdict keeps free: fragmentation over a long run,
+    # a display, other processes. The accuracy suite's GPU runs measured device totals up
+    # to 20% above the estimate with gradient checkpointing (benchmarks/accuracy).
+    headroom_percent: Decimal = Decimal(10)
     # how the model was named, so to_dict can give it back the same way
     source: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -531,6 +557,14 @@ ALLOCATOR = NumberSpec(
     False,
     "a percentage from 0 to 100",
 )
+HEADROOM = NumberSpec(
+    "headroom_percent",
+    "Headroom",
+    Decimal(0),
+    Decimal(90),
+    False,
+    "a percentage from 0 to 90",
+)
 MODE = ChoiceSpec("mode", "Mode", Mode)
 PRECISION = ChoiceSpec(
     "precision",
@@ -544,6 +578,7 @@ OPTIMIZER = ChoiceSpec(
 OPTIMIZER_IMPL = ChoiceSpec(
     "optimizer_impl", "Optimizer implementation", OptimizerImpl, aliases=(("for-loop", "for_loop"),)
 )
+ZERO_GRAD = ChoiceSpec("zero_grad", "optimizer.zero_grad()", ZeroGrad)
 CHECKPOINTING = ChoiceSpec(
     "checkpointing",
     "Gradient checkpointing",
@@ -595,6 +630,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         BATCH_SIZE,
         SEQ_LEN,
         OPTIMIZER_IMPL,
+        ZERO_GRAD,
         CHECKPOINTING,
         ATTENTION,
         GRAD_ACCUM,
@@ -615,6 +651,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         DEVICE,
         CUDA_CONTEXT,
         ALLOCATOR,
+        HEADROOM,
     )
 }
 KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS)
@@ -635,6 +672,7 @@ def inactive_fields(
     training = {
         "optimizer",
         "optimizer_impl",
+        "zero_grad",
         "checkpointing",
         "grad_accum_steps",
         "finetune",
@@ -783,7 +821,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         if isinstance(read, Problem):
             problems.append(read)
         else:
-            fractional = key in ("allocator_overhead_percent", "lora_dropout")
+            fractional = key in ("allocator_overhead_percent", "headroom_percent", "lora_dropout")
             values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
     raise_if(*problems)

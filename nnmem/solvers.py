@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
 from nnmem.errors import NnmemError
@@ -36,6 +37,61 @@ MAX_SEQ = 10_000_000
 MAX_GPUS = 4096
 
 
+@dataclass(frozen=True)
+class ContextLimit:
+    """The longest sequence a model takes, and where the limit comes from."""
+
+    tokens: int
+    source: str
+    rope: bool  # rotary positions: RoPE scaling can extend it
+
+    def to_dict(self) -> dict[str, Any]:
+        """The limit as JSON-ready data."""
+        return {"tokens": self.tokens, "source": self.source, "rope": self.rope}
+
+
+def _rope_factor(config: Any, positions: int) -> tuple[int, str]:
+    """The context after RoPE scaling the config asks for, and how it was reached.
+
+    transformers reads ``rope_scaling`` (``rope_parameters`` from version 5). A config
+    whose ``original_max_position_embeddings`` equals ``max_position_embeddings`` asks to
+    extend that context by ``factor`` (Qwen2.5's YaRN recipe); one whose original is
+    smaller already states the extended context (Llama 3.1's ``llama3`` type).
+    """
+    if not isinstance(config, dict):
+        return positions, ""
+    rope = config.get("rope_scaling") or config.get("rope_parameters")
+    if not isinstance(rope, dict):
+        return positions, ""
+    factor = rope.get("factor")
+    original = rope.get("original_max_position_embeddings")
+    kind = rope.get("rope_type") or rope.get("type") or "rope"
+    if isinstance(factor, int | float) and factor > 1 and original == positions:
+        return int(positions * factor), f"{kind} RoPE scaling by {factor:g}"
+    return positions, ""
+
+
+def context_limit(scenario: Scenario) -> ContextLimit | None:
+    """The model's context: its learned position table, or ``max_position_embeddings``
+    (scaled when the config asks for RoPE scaling); None when the model states none.
+
+    >>> from nnmem.scenario import parse
+    >>> context_limit(parse({"model": "preset", "preset": "llama-3-8b"})).tokens
+    8192
+    """
+    model = scenario.model
+    if not isinstance(model, Transformer):
+        return None
+    if model.learned_positions:
+        return ContextLimit(model.learned_positions, "its learned position table", False)
+    positions = model.config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
+        return None
+    tokens, how = _rope_factor(model.config, positions)
+    source = f"max_position_embeddings = {positions:,}"
+    return ContextLimit(tokens, f"{source}, with {how}" if how else source, True)
+
+
 def total(scenario: Scenario, gpu: str | None = None) -> int:
     """Bytes the scenario needs on one GPU, overheads included."""
     return estimate(scenario, gpu).total_bytes
@@ -46,6 +102,18 @@ def _valid(scenario: Scenario, **changes: Any) -> Scenario | None:
         return replace(scenario, **changes)
     except NnmemError:
         return None
+
+
+def budget_for(scenario: Scenario, usable: int) -> int:
+    """What a verdict may fill on a GPU with ``usable`` bytes: all but the scenario's
+    headroom (10% by default).
+
+    >>> from nnmem.scenario import parse
+    >>> budget_for(parse({"params_millions": 100}), 1000)
+    900
+    """
+    share = 100 - Fraction(scenario.headroom_percent)
+    return int(usable * share / 100)
 
 
 def fits(scenario: Scenario, budget: int, gpu: str | None = None) -> bool:
@@ -124,9 +192,13 @@ def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     if "seq_len" in scenario.inactive_fields():
         raise NnmemError.single("seq_len", "This model has no sequence length to grow.")
     limit = MAX_SEQ
-    model = scenario.model
-    if isinstance(model, Transformer) and model.learned_positions:
-        limit = model.learned_positions  # a learned position table caps the length
+    context = context_limit(scenario)
+    if context is not None:
+        # the prompt and the generated tokens share the model's context
+        generated = scenario.new_tokens if scenario.mode is Mode.INFERENCE else 0
+        limit = max(0, context.tokens - generated)
+        if limit == 0:
+            return 0
 
     def ok(n: int) -> bool:
         trial = _valid(scenario, seq_len=n)
@@ -176,6 +248,8 @@ class Suggestion:
     total_bytes: int
     saved_bytes: int
     fits: bool
+    risk: str = "none"  # what it may cost in model quality: none, low, medium, high
+    risk_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The suggestion as JSON-ready data."""
@@ -186,7 +260,45 @@ class Suggestion:
             "total_bytes": self.total_bytes,
             "saved_bytes": self.saved_bytes,
             "fits": self.fits,
+            "risk": self.risk,
+            "risk_note": self.risk_note,
         }
+
+
+RISK_ORDER = ("none", "low", "medium", "high")
+# What each change may cost in quality, and why. Sources: Micikevicius et al. 2018 (mixed
+# precision keeps fp32 master weights; arXiv 1710.03740 §3); Zamirai et al. 2020 and
+# Kalamkar et al. 2019 (pure BF16 updates lose small steps unless rounded stochastically or
+# compensated: arXiv 2010.06192, 1905.12322); Dettmers et al. 2022 (8-bit optimizers match
+# 32-bit Adam: arXiv 2110.02861); Shazeer and Stern 2018 (Adafactor, arXiv 1804.04235 §7);
+# Hu et al. 2021 (LoRA, arXiv 2106.09685); Dettmers et al. 2023 (QLoRA, arXiv 2305.14314);
+# Frantar et al. 2022 and Lin et al. 2023 (GPTQ, AWQ: a small perplexity loss at 4 bits).
+RISKS: dict[str, tuple[str, str]] = {
+    "checkpointing": ("none", "exact: the forward pass is recomputed, about a third slower"),
+    "accumulate": ("none", "exact: the same effective batch, more steps"),
+    "sdpa": ("none", "the same result up to rounding, faster"),
+    "zero1": ("none", "exact: the state is split, not changed"),
+    "zero2": ("none", "exact: the state is split, not changed"),
+    "zero3": ("none", "exact: the state is split, not changed"),
+    "amp": ("low", "fp32 master weights keep the updates exact; 16-bit matmuls"),
+    "adam8bit": ("low", "block-wise 8-bit moments; matches 32-bit Adam in published runs"),
+    "kv-fp8": ("low", "keys and values rounded to FP8: a small accuracy loss"),
+    "quantize-fp8": ("low", "FP8 weights: close to 16-bit"),
+    "quantize-int8": ("low", "LLM.int8: close to 16-bit, slower"),
+    "adafactor": ("medium", "factored second moment and no momentum: may need retuning"),
+    "lora": ("medium", "trains low-rank adapters only: may fall short of full fine-tuning"),
+    "quantize-awq": ("medium", "4-bit weights: a measurable loss on hard tasks"),
+    "quantize-nf4_dq": ("medium", "4-bit weights: a measurable loss on hard tasks"),
+    "quantize-q4_k_m": ("medium", "4-bit weights: a measurable loss on hard tasks"),
+    "qlora": ("medium", "4-bit frozen base and adapters only"),
+    "bf16": (
+        "high",
+        "no fp32 master weights: small updates round away in BF16, which can slow or stall "
+        "convergence without stochastic rounding or Kahan summation",
+    ),
+    "shorter": ("high", "changes the job: shorter sequences than your data"),
+    "batch": ("none", "exact per sequence; fewer sequences at once, lower throughput"),
+}
 
 
 def _candidates(s: Scenario) -> list[tuple[str, str, dict[str, Any]]]:
@@ -301,7 +413,8 @@ def _field_value(value: Any) -> Any:
 
 
 def suggestions(scenario: Scenario, budget: int, gpu: str | None = None) -> list[Suggestion]:
-    """Changes ranked by the memory they save, largest first; each says if it then fits."""
+    """Changes ranked by their risk to model quality, then by the memory they save; each
+    says what it risks and whether the scenario then fits."""
     from nnmem.scenario import parse
 
     base = total(scenario, gpu)
@@ -315,8 +428,12 @@ def suggestions(scenario: Scenario, budget: int, gpu: str | None = None) -> list
         after = total(trial, gpu)
         if after < base:
             plain = {k: _field_value(v) for k, v in changes.items()}
-            result.append(Suggestion(key, label, plain, after, base - after, after <= budget))
-    return sorted(result, key=lambda x: (-x.saved_bytes, x.key))
+            risk, note = RISKS.get(key, ("low", ""))
+            result.append(
+                Suggestion(key, label, plain, after, base - after, after <= budget, risk, note)
+            )
+    # Safest first, and among equally safe changes the largest saving first.
+    return sorted(result, key=lambda x: (RISK_ORDER.index(x.risk), -x.saved_bytes, x.key))
 
 
 @dataclass(frozen=True)
@@ -325,12 +442,15 @@ class Fit:
 
     gpu_id: str
     gpu_name: str
-    budget: int  # usable bytes on the GPU
+    budget: int  # what the scenario may fill: the usable bytes less the headroom
     need: int  # the scenario's total, as estimate(scenario, gpu_id) gives it
     max_batch: int
     max_seq_len: int | None  # None when the model has no sequence length
     plan: Scenario | None  # the fewest GPUs that hold it; the scenario itself when it fits
     suggestions: tuple[Suggestion, ...]
+    context: ContextLimit | None = None  # the model's context, which caps max_seq_len
+    warnings: tuple[str, ...] = ()  # what stops it running as set, fit or not
+    runs: bool = True  # False when the card cannot run the chosen precision at all
 
     @property
     def fits(self) -> bool:
@@ -354,6 +474,8 @@ class Fit:
         return {
             "gpu": self.gpu_id,
             "budget_bytes": self.budget,
+            "usable_bytes": self.usable,
+            "headroom_percent": self.headroom_percent,
             "need_bytes": self.need,
             "fits": self.fits,
             "headroom_bytes": self.headroom,
@@ -361,7 +483,24 @@ class Fit:
             "max_seq_len": self.max_seq_len,
             "min_gpus": plan,
             "suggestions": [s.to_dict() for s in self.suggestions],
+            "context": None if self.context is None else self.context.to_dict(),
+            "max_seq_len_capped": self.seq_len_capped,
+            "warnings": list(self.warnings),
+            "runs": self.runs,
         }
+
+    @property
+    def seq_len_capped(self) -> bool:
+        """Whether the longest sequence is the model's context rather than the memory."""
+        return (
+            self.context is not None
+            and self.max_seq_len is not None
+            and self.max_seq_len >= self.context.tokens - self.generated
+        )
+
+    generated: int = 0  # tokens generated after the prompt, which share the context
+    usable: int = 0  # the GPU's usable bytes (catalog.Gpu.usable_bytes), before headroom
+    headroom_percent: float = 0.0  # the share of ``usable`` kept free
 
 
 def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
@@ -372,21 +511,30 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
     >>> from nnmem.scenario import parse
     >>> fit = judge(parse({"model": "preset", "preset": "llama-3.1-8b", "mode": "inference",
     ...                    "precision": "bf16"}), "rtx-4090")
-    >>> fit.fits, fit.max_batch
-    (True, 60)
+    >>> fit.fits, fit.max_batch  # 24 GiB usable, 10% of it kept free by default
+    (True, 41)
     """
     from nnmem import catalog
 
     gpu = catalog.gpus().get(gpu_id)
     if gpu is None:
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog.")
-    budget = gpu.usable_bytes
+    budget = budget_for(scenario, gpu.usable_bytes)
     need = total(scenario, gpu_id)
     longest = None
     if "seq_len" not in scenario.inactive_fields():
         longest = max_seq_len(scenario, budget, gpu_id)
     plan = scenario if need <= budget else min_gpus(scenario, budget, gpu_id)
     ideas = suggestions(scenario, budget, gpu_id) if need > budget or always_suggest else []
+    context = context_limit(scenario)
+    warnings, runs = format_warnings(scenario, gpu)
+    generated = scenario.new_tokens if scenario.mode is Mode.INFERENCE else 0
+    if context is not None and scenario.seq_len + generated > context.tokens:
+        warnings.append(
+            f"{scenario.seq_len + generated:,} tokens exceed the model's context of "
+            f"{context.tokens:,} ({context.source})"
+            + (": set RoPE scaling in its config.json to go further." if context.rope else ".")
+        )
     return Fit(
         gpu.id,
         gpu.name,
@@ -396,4 +544,68 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
         longest,
         plan,
         tuple(ideas),
+        context,
+        tuple(warnings),
+        runs,
+        generated,
+        gpu.usable_bytes,
+        float(scenario.headroom_percent),
     )
+
+
+# The number format each precision computes in on the GPU (nnmem/data/gpus.json ``formats``).
+COMPUTE_FORMAT = {
+    Precision.AMP_BF16: "bf16",
+    Precision.BF16: "bf16",
+    Precision.AMP_FP16: "fp16",
+    Precision.FP16: "fp16",
+    Precision.FP8: "fp8",
+}
+# Formats whose kernels are written for CUDA and ROCm: bitsandbytes, GPTQ, AWQ.
+CUDA_KERNELS = {
+    Precision.INT8: "bitsandbytes",
+    Precision.NF4: "bitsandbytes",
+    Precision.NF4_DQ: "bitsandbytes",
+    Precision.GPTQ: "GPTQ",
+    Precision.AWQ: "AWQ",
+}
+
+
+def format_warnings(scenario: Scenario, gpu: Any) -> tuple[list[str], bool]:
+    """What the card cannot do with the chosen precision, and whether it can run at all.
+
+    >>> from nnmem import catalog
+    >>> from nnmem.scenario import parse
+    >>> s = parse({"model": "preset", "preset": "llama-3-8b", "precision": "amp_bf16"})
+    >>> format_warnings(s, catalog.gpus()["t4"])[1]
+    True
+    >>> s = parse({"model": "preset", "preset": "llama-3-8b", "mode": "inference",
+    ...            "precision": "fp8"})
+    >>> format_warnings(s, catalog.gpus()["a100-sxm-80gb"])[1]
+    False
+    """
+    warnings: list[str] = []
+    runs = True
+    needed = COMPUTE_FORMAT.get(scenario.precision)
+    if needed and gpu.formats and not gpu.supports(needed):
+        if needed == "bf16":
+            warnings.append(
+                f"The {gpu.name}, {gpu.architecture}, has no BF16 matrix units: BF16 runs "
+                "emulated, many times slower. FP16 mixed precision is the 16-bit format it "
+                "runs at speed."
+            )
+        else:
+            runs = False
+            warnings.append(
+                f"The {gpu.name}, {gpu.architecture}, cannot compute in "
+                f"{needed.upper()}: FP8 needs NVIDIA compute capability 8.9 or newer (Ada, "
+                "Hopper, Blackwell) or AMD CDNA 3."
+            )
+    kernels = CUDA_KERNELS.get(scenario.precision)
+    if kernels and gpu.vendor == "apple":
+        warnings.append(
+            f"{kernels} is built for CUDA and ROCm; on the {gpu.name} PyTorch runs through "
+            "Metal (MPS), so check that your version supports it there, or use a GGUF "
+            "format with llama.cpp, which runs on Metal."
+        )
+    return warnings, runs

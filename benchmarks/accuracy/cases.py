@@ -13,6 +13,7 @@ from typing import Any
 from .models import (
     BERT_BASE,
     BERT_LARGE,
+    GEMMA_2_2B,
     GPT2_MEDIUM,
     GPT2_SMALL,
     LLAMA_2_7B,
@@ -208,6 +209,7 @@ LLAMA_1B = Model("llama-3.2-1b", "llama", "LlamaForCausalLM", LLAMA_32_1B, "caus
 LLAMA_7B = Model("llama-2-7b", "llama", "LlamaForCausalLM", LLAMA_2_7B, "causal_lm")
 MISTRAL = Model("mistral-7b", "mistral", "MistralForCausalLM", MISTRAL_7B, "causal_lm")
 MIXTRAL = Model("mixtral-small-8e", "mixtral", "MixtralForCausalLM", MIXTRAL_SMALL, "causal_lm")
+GEMMA2 = Model("gemma-2-2b", "gemma2", "Gemma2ForCausalLM", GEMMA_2_2B, "causal_lm")
 
 NO_GPT2_ATTN_DROPOUT = {"attn_pdrop": 0.0}
 NO_BERT_ATTN_DROPOUT = {"attention_probs_dropout_prob": 0.0}
@@ -314,6 +316,10 @@ def training_cases() -> list[Case]:
             "longest Alpaca sample 1304 tokens",
         ),
         _train(MISTRAL, "bf16", 1, 2048, attn_implementation="sdpa", gradient_checkpointing=True),
+        # Gemma 2: logit softcapping in eager attention (transformers refuses SDPA for it)
+        # and on the logits, over a 256,000-token vocabulary.
+        _train(GEMMA2, "bf16", 1, 1024, attn_implementation="eager"),
+        _train(GEMMA2, "amp_bf16", 1, 512, attn_implementation="eager"),
         # Mixture of experts.
         _train(MIXTRAL, "bf16", 2, 512, attn_implementation="sdpa"),
         _train(MIXTRAL, "bf16", 2, 512, attn_implementation="sdpa", gradient_checkpointing=True),
@@ -329,6 +335,7 @@ def inference_cases() -> list[Case]:
         _infer(LLAMA_7B, 4, 1024),
         _infer(MISTRAL, 1, 4096),
         _infer(MISTRAL, 1, 8192, note="context longer than the 4096-token sliding window"),
+        _infer(GEMMA2, 1, 2048, attn="eager"),
         _infer(LLAMA_1B, 1, 2048),
         _infer(LLAMA_1B, 1, 8192),
         _infer(

@@ -154,6 +154,7 @@ _MODEL_TYPE = {
     "llama": "llama",
     "mistral": "mistral",
     "mixtral": "mixtral",
+    "gemma2": "gemma2",
 }
 _CNN = {"resnet": "resnet50", "vgg": "vgg16"}
 _LORA_TARGETS = {

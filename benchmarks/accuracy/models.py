@@ -177,6 +177,27 @@ MISTRAL_7B = {
     "eos_token_id": 2,
 }
 
+# google/gemma-2-2b config.json: logit softcapping in attention (50) and on the logits
+# (30), alternating sliding-window (4,096) and global layers, a 256,000-token vocabulary.
+GEMMA_2_2B = {
+    "vocab_size": 256000,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-6,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 4096,
+    "attn_logit_softcapping": 50.0,
+    "final_logit_softcapping": 30.0,
+    "tie_word_embeddings": True,
+    "attention_dropout": 0.0,
+}
+
 # A scaled-down Mixtral (8 experts, top-2, GQA) that is not a released checkpoint.
 # experts_implementation="grouped_mm" selects transformers' grouped-matmul experts
 # (transformers/integrations/moe.py): its shapes are tokens*top_k rows whatever the
@@ -220,6 +241,7 @@ FAMILIES = {
     "llama": Family("LlamaConfig", "tokens", "lm_head"),
     "mistral": Family("MistralConfig", "tokens", "lm_head"),
     "mixtral": Family("MixtralConfig", "tokens", "lm_head"),
+    "gemma2": Family("Gemma2Config", "tokens", "lm_head"),
     "vgg": Family("", "image", "classifier"),  # plain torch.nn, no transformers config
 }
 

@@ -39,33 +39,38 @@ from typing import Any
 
 CATALOG = Path(__file__).resolve().parents[2] / "nnmem" / "data" / "models.json"
 
-# Exact totals that are widely reproduced (formulas.md §1.2-1.6 lists them with their derivation).
+# Exact totals that are widely reproduced, each with the closed-form count it follows from.
+GPT2 = "GPT-2: 12h²+13h per layer, learned positions, tied head (Radford et al. 2019)"
+DECODER = "Megatron-LM theoretical_memory_usage.py layer formula + embeddings and head"
+BERT = "BERT: 12h²+13h per layer, embeddings, pooler (arXiv 1810.04805)"
+T5 = "T5 v1.0: no biases, tied embedding, relative-position bias (arXiv 1910.10683)"
+VIT = "ViT: patch conv, CLS, positions, 12h²+13h per layer, 1,000-class head (arXiv 2010.11929)"
 REFERENCE: dict[str, tuple[int, str]] = {
-    "gpt2": (124_439_808, "formulas.md §1.2"),
-    "gpt2-medium": (354_823_168, "formulas.md §1.2"),
-    "gpt2-large": (774_030_080, "formulas.md §1.2"),
-    "gpt2-xl": (1_557_611_200, "formulas.md §1.2"),
-    "llama-2-7b": (6_738_415_616, "formulas.md §1.2"),
-    "llama-2-13b": (13_015_864_320, "formulas.md §1.2"),
-    "llama-2-70b": (68_976_648_192, "formulas.md §1.2"),
-    "llama-3-8b": (8_030_261_248, "formulas.md §1.2"),
-    "llama-3-70b": (70_553_706_496, "formulas.md §1.2"),
-    "llama-3.2-1b": (1_235_814_400, "formulas.md §1.2"),
-    "mistral-7b-v0.1": (7_241_732_096, "formulas.md §1.2"),
-    "mixtral-8x7b": (46_702_792_704, "formulas.md §1.2"),
-    "qwen2.5-7b": (7_615_616_512, "formulas.md §1.2"),
-    "bert-base-uncased": (109_482_240, "formulas.md §1.3"),
-    "bert-large-uncased": (335_141_888, "formulas.md §1.3"),
-    "t5-small": (60_506_624, "formulas.md §1.4"),
-    "t5-base": (222_903_552, "formulas.md §1.4"),
-    "t5-large": (737_668_096, "formulas.md §1.4"),
-    "vit-base-patch16-224": (86_567_656, "formulas.md §1.5"),
-    "vit-large-patch16-224": (304_326_632, "formulas.md §1.5"),
-    "resnet50": (25_557_032, "formulas.md §1.6; torchvision weights metadata"),
+    "gpt2": (124_439_808, GPT2),
+    "gpt2-medium": (354_823_168, GPT2),
+    "gpt2-large": (774_030_080, GPT2),
+    "gpt2-xl": (1_557_611_200, GPT2),
+    "llama-2-7b": (6_738_415_616, DECODER),
+    "llama-2-13b": (13_015_864_320, DECODER),
+    "llama-2-70b": (68_976_648_192, DECODER),
+    "llama-3-8b": (8_030_261_248, DECODER),
+    "llama-3-70b": (70_553_706_496, DECODER),
+    "llama-3.2-1b": (1_235_814_400, DECODER),
+    "mistral-7b-v0.1": (7_241_732_096, DECODER),
+    "mixtral-8x7b": (46_702_792_704, DECODER),
+    "qwen2.5-7b": (7_615_616_512, DECODER),
+    "bert-base-uncased": (109_482_240, BERT),
+    "bert-large-uncased": (335_141_888, BERT),
+    "t5-small": (60_506_624, T5),
+    "t5-base": (222_903_552, T5),
+    "t5-large": (737_668_096, T5),
+    "vit-base-patch16-224": (86_567_656, VIT),
+    "vit-large-patch16-224": (304_326_632, VIT),
+    "resnet50": (25_557_032, "torchvision ResNet50_Weights.IMAGENET1K_V1 num_params"),
     "vgg16": (138_357_544, "torchvision weights metadata"),
 }
 REFERENCE_ACTIVE: dict[str, tuple[int, str]] = {
-    "mixtral-8x7b": (12_879_925_248, "formulas.md §1.2"),
+    "mixtral-8x7b": (12_879_925_248, DECODER),
 }
 
 ARCHITECTURES = {"decoder", "moe", "encoder", "encoder-decoder", "vit", "cnn"}

@@ -5,10 +5,10 @@ included) and returns a :class:`Transformer`: the shape facts the estimator need
 naming. :func:`parameter_counts` counts parameters module by module, the way the model's
 ``transformers`` class allocates them, so the total equals ``model.num_parameters()``.
 
-Sources: the per-layer formulas of ``shared research/formulas.md`` §1 (Megatron-LM
-``theoretical_memory_usage.py`` for the decoder layer; the BERT, T5 and ViT layouts from
-their ``transformers`` modeling files), verified against exact published counts in
-``tests/unit/test_architecture.py``.
+Sources: the per-layer formulas of Megatron-LM's
+``megatron/training/theoretical_memory_usage.py`` for the decoder layer; the BERT, T5
+and ViT layouts from their ``transformers`` modeling files, verified against exact
+published counts in ``tests/unit/test_architecture.py``.
 """
 
 from __future__ import annotations

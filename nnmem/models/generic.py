@@ -8,6 +8,7 @@ from nnmem.models.step import (
     KORTHIKANTI,
     Built,
     Step,
+    gradients_held,
     model_states,
     param_bytes,
     training_phases,
@@ -135,6 +136,7 @@ def build(s: Scenario) -> Built:
         saved=saved,
         backward_extra=recompute,
         accumulating=s.grad_accum_steps > 1,
+        grads_in_forward=gradients_held(s)[0],
     )
     notes.append(
         "The parameter-count model assumes a GPT-style layer (MLP width 4h, "

@@ -19,6 +19,7 @@ from nnmem.scenario import (
     Precision,
     Scenario,
     Sharding,
+    ZeroGrad,
 )
 from nnmem.terms import Term, product
 
@@ -58,6 +59,7 @@ class Step:
     loss_extra: list[Term] = field(default_factory=list)
     backward_extra: list[Term] = field(default_factory=list)
     accumulating: bool = False  # gradients stay between micro-batches
+    grads_in_forward: bool = False  # the last step's gradients live through the forward
 
 
 def training_phases(step: Step) -> list[Phase]:
@@ -68,13 +70,26 @@ def training_phases(step: Step) -> list[Phase]:
     gradients accumulate over several micro-batches.
     """
     states = [*step.weights, *step.optimizer_state]
-    held = [*states, *step.casts, *(step.gradients if step.accumulating else [])]
+    kept = step.accumulating or step.grads_in_forward
+    held = [*states, *step.casts, *(step.gradients if kept else [])]
+    held_back = [*states, *step.casts, *(step.gradients if step.accumulating else [])]
     return phases_of(
         ("forward", [*held, *step.saved, *step.forward_extra]),
         ("loss", [*held, *step.saved, *step.loss_saved, *step.loss_extra]),
-        ("backward", [*held, *step.saved, *step.loss_saved, *step.backward_extra]),
+        ("backward", [*held_back, *step.saved, *step.loss_saved, *step.backward_extra]),
         ("optimizer_step", [*states, *step.gradients, *step.optimizer_step]),
     )
+
+
+def gradients_held(s: Scenario) -> tuple[bool, bool]:
+    """Whether gradients are alive (through the forward pass and loss, at the start of the
+    backward pass), from where ``zero_grad`` runs and from gradient accumulation."""
+    accumulating = s.grad_accum_steps > 1
+    if s.zero_grad is ZeroGrad.SET_TO_ZERO:
+        return True, True
+    if s.zero_grad is ZeroGrad.BEFORE_BACKWARD:
+        return True, accumulating
+    return accumulating, accumulating
 
 
 def param_bytes(precision: Precision) -> int:

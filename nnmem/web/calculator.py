@@ -78,19 +78,33 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     """Fits with its headroom, or does not fit by how much, or a prompt to pick a GPU."""
     if fit is None:
         return '<p class="verdict" data-fit="none">Pick a GPU to see whether this fits.</p>'
-    where = f"{escape(fit.gpu_name)} ({escape(human(fit.budget, binary))} usable)"
+    kept = ""
+    if fit.headroom_percent:
+        kept = f"; {escape(human(fit.budget, binary))} after keeping {fit.headroom_percent:g}% free"
+    where = (
+        f"{escape(fit.gpu_name)} ({escape(human(fit.usable or fit.budget, binary))} usable{kept})"
+    )
     need = escape(human(fit.need, binary))
+    # What stops the card running the scenario as set (a number format it lacks, a
+    # sequence past the model's context), said after the memory verdict.
+    warnings = "".join(f'<p class="verdict-warning">{escape(w)}</p>' for w in fit.warnings)
+    runs = "" if fit.runs else ' data-runs="false"'
     if fit.fits:
         share = f"{fixed(Fraction(100 * fit.headroom, fit.budget), 0)}%" if fit.budget else "0%"
+        head = (
+            "<strong>Fits</strong>"
+            if fit.runs
+            else "<strong>Fits in memory, but cannot run</strong>"
+        )
         return (
-            f'<p class="verdict" data-fit="yes" data-headroom="{fit.headroom}">'
-            f"<strong>Fits</strong> on {where}: needs {need}, leaving "
-            f"{escape(human(fit.headroom, binary))} ({share}) to spare.</p>"
+            f'<p class="verdict" data-fit="yes" data-headroom="{fit.headroom}"{runs}>'
+            f"{head} on {where}: needs {need}, leaving "
+            f"{escape(human(fit.headroom, binary))} ({share}) to spare.</p>{warnings}"
         )
     return (
-        f'<p class="verdict" data-fit="no" data-headroom="{fit.headroom}">'
+        f'<p class="verdict" data-fit="no" data-headroom="{fit.headroom}"{runs}>'
         f"<strong>Does not fit</strong> on {where}: needs {need}, "
-        f"{escape(human(-fit.headroom, binary))} more than the GPU has.</p>"
+        f"{escape(human(-fit.headroom, binary))} more than the GPU has.</p>{warnings}"
     )
 
 
@@ -124,7 +138,9 @@ def solvers_html(fit: Fit | None, scenario: Scenario) -> str:
     )
     n = fit.max_seq_len
     if n is not None:
-        capped = " (the model's position limit or the calculator's)" if n >= MAX_SEQ else ""
+        capped = " (the calculator's limit)" if n >= MAX_SEQ else ""
+        if fit.seq_len_capped and fit.context is not None:
+            capped = f" (the model's context, {fit.context.source}; the memory allows more)"
         row(
             "max_seq_len",
             "Longest sequence that fits",
@@ -169,7 +185,8 @@ def solvers_html(fit: Fit | None, scenario: Scenario) -> str:
 def suggestions_html(
     ideas: list[Suggestion] | tuple[Suggestion, ...], fit: Fit | None, binary: bool
 ) -> str:
-    """What to change, largest saving first, each with a button that applies it."""
+    """What to change, safest first and then largest saving, each with its risk to model
+    quality and a button that applies it."""
     if not ideas:
         return '<p class="suggestions-none">No change in the list lowers the memory further.</p>'
     items = []
@@ -180,10 +197,12 @@ def suggestions_html(
             verdict = ", fits" if s.fits else ", still too big"
         items.append(
             f'<li data-key="{escape(s.key)}" data-saved="{s.saved_bytes}"'
+            f' data-risk="{escape(s.risk)}"'
             + (f' data-fits="{str(s.fits).lower()}"' if fit is not None else "")
             + f'><span class="label">{escape(s.label)}</span> '
             f'<span class="saving">saves {escape(human(s.saved_bytes, binary))}</span> '
             f'<span class="after">(then {after}{verdict})</span> '
+            f'<span class="risk">quality risk {escape(s.risk)}: {escape(s.risk_note)}</span> '
             f"{_button(s.label, s.changes)}</li>"
         )
     return f'<ol class="suggestions">{"".join(items)}</ol>'
@@ -235,6 +254,8 @@ def _plot(
             continue
     capacity = None if fit is None else fit.budget
     name = "" if fit is None else fit.gpu_name
+    if fit is not None and fit.headroom_percent:
+        name += f" less {fit.headroom_percent:g}% headroom"
     return plot_svg(points, axis.value, result, capacity, name, binary)
 
 

@@ -249,16 +249,58 @@ def gpu_label(gpu: catalog.Gpu) -> str:
     >>> gpu_label(catalog.gpus()["rtx-4090"])
     'NVIDIA GeForce RTX 4090 · 24 GB'
     """
+    # Named by its marketing size, which counts GiB: a "24 GB" card holds 24 GiB.
     size = f"{gpu.memory_bytes // 2**30:,} GB"
     if gpu.usable_fraction is not None:
-        usable = scaled(gpu.usable_bytes, 2**30, 0)
-        size += f", {usable} GB usable by the GPU"
+        usable = scaled(gpu.usable_bytes, 2**30, 1)
+        size += f", {usable} GiB usable by the GPU"
     return f"{gpu.name} · {size}"
 
 
 def _gpu_options() -> tuple[tuple[str, str], ...]:
     gpus = catalog.gpus().values()
     return tuple((g.id, gpu_label(g)) for kind, _ in GPU_GROUPS for g in gpus if g.kind == kind)
+
+
+# The precision menu in groups: what trainers train in, what only holds a frozen QLoRA base,
+# and what only inference runs (no trainer trains in FP8 weights, GPTQ, AWQ or GGUF).
+PRECISION_GROUPS: tuple[tuple[str, bool, tuple[Precision, ...]], ...] = (
+    (
+        "Training and inference",
+        True,
+        (Precision.FP32, Precision.AMP_BF16, Precision.AMP_FP16, Precision.BF16, Precision.FP16),
+    ),
+    (
+        "Inference, or the frozen base of a QLoRA fine-tune",
+        True,
+        (Precision.INT8, Precision.NF4, Precision.NF4_DQ),
+    ),
+    (
+        "Inference only",
+        False,
+        (Precision.FP8, Precision.INT4, Precision.GPTQ, Precision.AWQ),
+    ),
+    (
+        "Inference only: llama.cpp GGUF",
+        False,
+        (Precision.Q8_0, Precision.Q6_K, Precision.Q5_K_M, Precision.Q4_K_M, Precision.Q4_0),
+    ),
+)
+
+
+def precision_groups() -> tuple[tuple[str, bool, tuple[tuple[str, str], ...]], ...]:
+    """The precision options under their group titles, each group saying whether a
+    training run may use it (the page disables the others while the mode is training).
+
+    >>> [(title, len(options)) for title, _, options in precision_groups()][-1]
+    ('Inference only: llama.cpp GGUF', 5)
+    """
+    grouped = {p for _, _, members in PRECISION_GROUPS for p in members}
+    assert grouped == set(Precision), "every precision belongs to one group"
+    return tuple(
+        (title, trains, tuple((p.value, LABELS[p]) for p in members))
+        for title, trains, members in PRECISION_GROUPS
+    )
 
 
 def gpu_groups() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -301,9 +343,19 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "lora_targets": ("Which linear layers get adapters.", ""),
     "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
-    "checkpointing": ("Recompute activations in the backward pass instead of storing them.", ""),
+    "checkpointing": (
+        "Recompute activations in the backward pass instead of storing them. Selective "
+        "recomputes only the attention scores, which SDPA never stores: with SDPA it saves "
+        "nothing; it helps eager attention.",
+        "",
+    ),
     "attention": ("Flash/SDPA never stores the sequence × sequence score matrix.", ""),
     "optimizer_impl": ("The foreach kernel needs a temporary copy of the largest states.", ""),
+    "zero_grad": (
+        "Where your loop calls optimizer.zero_grad(): after the forward pass, the last "
+        "step's gradients live through it; set_to_none=False never frees them.",
+        "",
+    ),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
@@ -314,6 +366,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "cuda_context_mib": ("Memory the CUDA runtime and kernels take before any tensor.", "MiB"),
     "allocator_overhead_percent": (
         "PyTorch's caching allocator reserves this much above the tensors.",
+        "%",
+    ),
+    "headroom_percent": (
+        "Share of the GPU's usable memory a fit keeps free: fragmentation, a display, "
+        "other processes.",
         "%",
     ),
 }
@@ -394,6 +451,7 @@ _ADVANCED_KEYS = (
     "checkpointing",
     "attention",
     "optimizer_impl",
+    "zero_grad",
     "kv_cache_dtype",
     "logits",
     "num_gpus",
@@ -403,6 +461,7 @@ _ADVANCED_KEYS = (
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",
+    "headroom_percent",
 )
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
 VIEW_FIELDS: tuple[Field, ...] = (

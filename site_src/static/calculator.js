@@ -64,6 +64,11 @@ function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
+  // No trainer trains in FP8 weights, GPTQ, AWQ or GGUF: offer them for inference only.
+  const training = form.elements.namedItem("mode")?.value === "training";
+  for (const option of form.querySelectorAll("#f-precision option[data-inference-only]")) {
+    option.disabled = training && !option.selected;
+  }
 }
 
 function applyFill(fill) {

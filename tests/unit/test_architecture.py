@@ -1,8 +1,9 @@
 """Parameter counts from config.json, against exact published counts.
 
 Each expected value is the model's ``num_parameters()`` as published (the well-known
-exact totals listed in shared research formulas.md §1, which cites the model cards and
-papers) or as measured by the accuracy suite (``benchmarks/accuracy/measured.json``).
+exact totals of the model cards and papers, reproduced by the closed-form layer counts
+of Megatron-LM's ``theoretical_memory_usage.py``) or as measured by the accuracy suite
+(``benchmarks/accuracy/measured.json``).
 """
 
 from __future__ import annotations

@@ -105,6 +105,8 @@ def test_preset_with_settings_and_a_gpu(capsys: pytest.CaptureFixture[str]) -> N
         "8",
         "--set",
         "new_tokens=1024",
+        "--set",
+        "headroom_percent=0",
         "--gpu",
         "rtx-4090",
     ]

@@ -1,8 +1,8 @@
 """Convolutional networks: the layer list, shapes, parameters and training memory.
 
 Parameter counts are torchvision's published ``num_params`` (the weights' metadata in
-torchvision/models/resnet.py and vgg.py). Saved tensors follow the table of shared
-research formulas.md §6; the measured figures come from
+torchvision/models/resnet.py and vgg.py). Saved tensors follow pytorch/pytorch
+``tools/autograd/derivatives.yaml``; the measured figures come from
 ``benchmarks/accuracy/measured.json`` (PyTorch 2.13 on the CPU under fake tensors, see
 that folder's README), quoted here so the tests need no torch.
 """
@@ -58,7 +58,7 @@ def test_builtin_parameter_counts_equal_torchvision(name: str, params: int) -> N
 
 
 def test_resnet50_parameters_by_kind() -> None:
-    """ResNet-50 (formulas.md §1.6): the fc is 2048·1000 + 1000 = 2,049,000; the 53 batch
+    """ResNet-50 (torchvision resnet.py): the fc is 2048·1000 + 1000 = 2,049,000; the 53 batch
     norms have weight and bias per channel, 2 · 26,560 = 53,120; the 53 convolutions (no
     bias) hold the other 23,454,912. The running statistics are buffers: 26,560 · 2 · 4 B
     plus 53 int64 step counters = 212,904 B, as measured (``parameters.buffer_bytes``).
@@ -497,7 +497,7 @@ def test_saved_by_each_layer(layer: dict[str, Any], saved: int) -> None:
 
 
 def test_resnet50_saved_per_sample() -> None:
-    """ResNet-50, 224×224, fp32, per sample (formulas.md §6, by top-level layer).
+    """ResNet-50, 224×224, fp32, per sample (derivatives.yaml, by top-level layer).
 
     bn1 keeps the conv1 output, 64·112·112 = 802,816 values; ReLU its output, 802,816;
     max-pool its int64 indices, 64·56·56 = 200,704 (its input is the ReLU output). A
@@ -508,7 +508,7 @@ def test_resnet50_saved_per_sample() -> None:
     layer1: 3·12·64·3136 + 256·3136 = 8,028,160 (+ 200,704); layer2: 5,820,416;
     layer3: 4,114,432; layer4: 1,154,048; the fc keeps its 2,048 inputs; the 1×1 average
     pool keeps nothing. That is 20,925,440 values, plus the 150,528-value image, 200,704
-    indices and 1,000 loss values: 21,277,672 elements, the ≈ 21.3 M of formulas.md, and
+    indices and 1,000 loss values: 21,277,672 elements, and
     85,913,504 B = 81.93 MiB per sample.
     """
     one, two = (saved_activations(builtin("resnet50"), b) for b in (1, 2))

@@ -85,7 +85,8 @@ def test_preset_and_gpu_options() -> None:
     assert len(gpus) == len(catalog.gpus())
     assert gpus["h100-sxm-80gb"] == "NVIDIA H100 SXM 80GB · 80 GB"
     # Apple's GPU may wire 75% of 64 GiB = 48 GiB.
-    assert gpus["m2-max-64gb"].endswith("· 64 GB, 48 GB usable by the GPU")
+    # Named by the marketing size; the usable share in its real unit.
+    assert gpus["m2-max-64gb"].endswith("· 64 GB, 48.0 GiB usable by the GPU")
     kinds = [catalog.gpus()[i].kind for i, _ in GPU_OPTIONS]
     assert kinds == sorted(kinds, key=["consumer", "workstation", "datacenter", "apple"].index)
 

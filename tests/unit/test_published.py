@@ -1,4 +1,4 @@
-"""Published measurements (shared research formulas.md §8) that a scenario can express.
+"""Published measurements, each from the source its test names, that a scenario can express.
 
 Each case states its source, what was measured, and the tolerance its setup allows:
 ``torch.cuda.max_memory_allocated`` figures compare with the tensor peak; ``nvidia-smi``
@@ -67,7 +67,7 @@ def tensor_peak(config: dict[str, Any], **settings: Any) -> int:
     ],
 )
 def test_octocoder_generation(precision: str, measured_gib: float, tolerance: float) -> None:
-    """§8.B, Hugging Face "Optimizing LLMs for speed and memory"
+    """Hugging Face "Optimizing LLMs for speed and memory"
     (docs/source/en/llm_tutorial_optimization.md): octocoder, short prompt, 60 new
     tokens, max_memory_allocated on an A100."""
     got = tensor_peak(STARCODER, mode="inference", precision=precision, seq_len=64, new_tokens=60)
@@ -75,7 +75,7 @@ def test_octocoder_generation(precision: str, measured_gib: float, tolerance: fl
 
 
 def test_litgpt_llama_2_7b_generation() -> None:
-    """§8.C, LitGPT resource tables: Llama 2 7B bf16 inference, 13.52 GB (decimal) of
+    """LitGPT resource tables: Llama 2 7B bf16 inference, 13.52 GB (decimal) of
     max_memory_allocated on an A100 40GB; the weights alone are 13.48 GB."""
     got = tensor_peak(LLAMA_2_7B, mode="inference", precision="bf16", seq_len=64, new_tokens=50)
     assert got / 1e9 == pytest.approx(13.52, rel=0.01)
@@ -83,16 +83,16 @@ def test_litgpt_llama_2_7b_generation() -> None:
 
 @pytest.mark.parametrize(("precision", "measured_gb"), [("nf4", 4.57), ("nf4_dq", 4.26)])
 def test_litgpt_llama_2_7b_4bit_generation(precision: str, measured_gb: float) -> None:
-    """§8.C: bitsandbytes 4-bit inference, 4.57 GB (NF4) and 4.26 GB (NF4 with double
-    quantization). The estimate counts the 4-bit linear layers, 16-bit embeddings and
-    head, and one dequantized weight; bitsandbytes' other buffers are not modeled, so
+    """LitGPT resource tables: bitsandbytes 4-bit inference, 4.57 GB (NF4) and 4.26 GB
+    (NF4 with double quantization). The estimate counts the 4-bit linear layers, 16-bit
+    embeddings and head, and one dequantized weight; bitsandbytes' other buffers are not modeled, so
     the tolerance is 7%."""
     got = tensor_peak(LLAMA_2_7B, mode="inference", precision=precision, seq_len=64, new_tokens=50)
     assert got / 1e9 == pytest.approx(measured_gb, rel=0.07)
 
 
 def test_litgpt_llama_2_7b_lora() -> None:
-    """§8.C: LoRA r = 8 on q and v, micro-batch 1 on Alpaca (longest sample 1,304
+    """LitGPT resource tables: LoRA r = 8 on q and v, micro-batch 1 on Alpaca (longest sample 1,304
     tokens), bf16, 21.30 GB. LitGPT's own model code, so 5%."""
     got = tensor_peak(
         LLAMA_2_7B,
@@ -143,7 +143,7 @@ def test_litgpt_llama_2_7b_lora() -> None:
     ],
 )
 def test_hf_bert_large_on_a_v100(settings: dict[str, Any], measured_mib: int) -> None:
-    """§8.A, Hugging Face's single-GPU training guide (transformers v4.21): bert-large
+    """Hugging Face's single-GPU training guide (transformers v4.21): bert-large
     sequence classification, sequence 512, nvidia-smi "used" on a V100 16 GB, whose CUDA
     context the guide measured at 1,343 MiB. nvidia-smi also shows the allocator's cache,
     which our 5% default only approximates: 5%."""
@@ -162,7 +162,7 @@ def test_hf_bert_large_on_a_v100(settings: dict[str, Any], measured_mib: int) ->
 
 
 def test_vllm_opt_13b_kv_cache_per_token() -> None:
-    """§8.H, vLLM paper (Kwon et al. 2023, arXiv 2309.06180 §3): OPT-13B needs 800 KB of
+    """vLLM paper (Kwon et al. 2023, arXiv 2309.06180 §3): OPT-13B needs 800 KB of
     KV cache per token: 2 × 5120 × 40 × 2 B = 819,200 B."""
     opt = {
         "model_type": "opt",
@@ -191,7 +191,7 @@ def test_vllm_opt_13b_kv_cache_per_token() -> None:
     [("q4_k_m", 4.58), ("q8_0", 7.95)],
 )
 def test_llama_cpp_file_sizes(precision: str, measured_gib: float) -> None:
-    """§8.H, llama.cpp tools/quantize/README.md: Llama-3.1-8B GGUF files, Q4_K_M
+    """llama.cpp tools/quantize/README.md: Llama-3.1-8B GGUF files, Q4_K_M
     4.58 GiB, Q8_0 7.95 GiB (the weights the runtime maps into memory)."""
     weights = estimate(
         parse(

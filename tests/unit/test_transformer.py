@@ -2,8 +2,8 @@
 
 Each expected value is written from the rows of ``benchmarks/accuracy/inventory.md``
 (live-tensor traces of PyTorch 2.13 and transformers 5.24, which list every tensor a
-step saves) or from the formulas in shared research formulas.md that cite papers and
-framework code; the arithmetic is in each docstring.
+step saves) or from the papers and framework code each test names; the arithmetic is in
+each docstring.
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ def test_loss_of_a_128k_vocabulary() -> None:
 
 
 def test_kv_cache_is_gqa_aware() -> None:
-    """formulas.md §4.2: 2 · L · a_kv · d · bytes per token. Llama-3-8B: 2·32·8·128·2 =
+    """transformers DynamicCache (cache_utils.py): a key and a value of a_kv · d per token
+    and layer, 2 · L · a_kv · d · bytes per token. Llama-3-8B: 2·32·8·128·2 =
     128 KiB per token; Llama-2-7B (every head its own K and V): 512 KiB."""
     for config, per_token in ((LLAMA_3_8B, 131_072), (LLAMA_2_7B, 524_288)):
         result = run(config, mode="inference", precision="bf16", seq_len=8192)
@@ -197,7 +198,7 @@ def test_fp8_kv_cache_halves_it() -> None:
 @pytest.mark.parametrize(
     ("precision", "weights"),
     [
-        # formulas.md §4.1: Llama-3-8B linear layers 6,979,321,856 parameters; embedding
+        # Llama-3-8B (config.json): linear layers 6,979,321,856 parameters; embedding
         # and untied head 1,050,673,152 (+ 266,240 norm weights) stay in 16-bit.
         ("gptq", 6_979_321_856 * 133 // 256 + 1_050_939_392 * 2),  # 4 + 20/128 bits
         ("nf4", 6_979_321_856 * 9 // 16 + 1_050_939_392 * 2),  # 4.5 bits

@@ -99,6 +99,7 @@ SERVE = {
     "batch_size": "4",
     "seq_len": "4096",
     "gpu": "rtx-4090",
+    "headroom_percent": "0",  # the hand counts below fill the whole card
 }
 BUDGET = 24 * 2**30
 
@@ -210,13 +211,15 @@ def test_suggestions_carry_page_field_changes_that_apply() -> None:
     fields = {**DEFAULT_FIELDS, "gpu": "t4"}
     reply = page(fields)
     items = re.findall(
-        r'<li data-key="([\w-]+)" data-saved="(\d+)"[^>]*>.*?data-apply="([^"]+)"',
+        r'<li data-key="([\w-]+)" data-saved="(\d+)" data-risk="(\w+)"[^>]*>.*?'
+        r'data-apply="([^"]+)"',
         reply["html"]["suggestions"],
     )
     assert items
-    savings = [int(saved) for _, saved, _ in items]
-    assert savings == sorted(savings, reverse=True)
-    for _, saved, apply in items:
+    order = ["none", "low", "medium", "high"]
+    ranks = [(order.index(risk), -int(saved)) for _, saved, risk, _ in items]
+    assert ranks == sorted(ranks)
+    for _, saved, _, apply in items:
         changes = json.loads(unescape(apply))
         assert all(isinstance(v, str) for v in changes.values())
         assert set(changes) <= set(FIELDS)
@@ -235,8 +238,9 @@ def test_units_switch_applies_everywhere() -> None:
     assert '<th scope="row">Model weights</th><td>419.6</td><td>0.41</td>' in html["table"]
     assert "Model weights 419.6 MiB (9.2%)" in html["chart"]  # 440.0 / 4,795.0 MB
     assert "Memory (GiB)" in html["plot"]
-    assert "(24.00 GiB usable)" in html["verdict"]
-    assert "(25.77 GB usable)" in gb["html"]["verdict"]
+    # 10% headroom by default: 24 GiB usable, 21.6 GiB to fill
+    assert "(24.00 GiB usable; 21.60 GiB after keeping 10% free)" in html["verdict"]
+    assert "(25.77 GB usable; 23.19 GB after keeping 10% free)" in gb["html"]["verdict"]
     assert "= 419.6 MiB" in html["formula"]
     assert "<td>3.55 GiB</td>" in html["phases"]
     assert re.search(r"saves [\d.]+ (GiB|MiB)", html["suggestions"])

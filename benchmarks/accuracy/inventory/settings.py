@@ -10,6 +10,7 @@ from benchmarks.accuracy.inventory.symbols import PROBE
 from ..cases import ADAMW, Case, Model
 from ..models import (
     BERT_BASE,
+    GEMMA_2_2B,
     GPT2_SMALL,
     LLAMA_32_1B,
     MISTRAL_7B,
@@ -113,6 +114,21 @@ MIXTRAL_P = {
     "num_local_experts": P["E"],
     "num_experts_per_tok": P["k"],
 }
+# Gemma 2: attention and final-logit softcapping, four RMSNorms per layer; the window is
+# wider than the probe so every layer attends to all tokens.
+GEMMA2_P = {
+    **GEMMA_2_2B,
+    "vocab_size": P["V"],
+    "hidden_size": P["h"],
+    "intermediate_size": P["f"],
+    "num_hidden_layers": P["L"],
+    "num_attention_heads": P["a_gqa"],
+    "num_key_value_heads": P["a_kv"],
+    "head_dim": P["d_free"],
+    "query_pre_attn_scalar": P["d_free"],
+    "max_position_embeddings": 256,
+    "sliding_window": 4096,
+}
 
 GPT2_M = _probe_model("gpt2-probe", "gpt2", "GPT2LMHeadModel", GPT2_P, "causal_lm")
 BERT_M = _probe_model("bert-probe", "bert", "BertForMaskedLM", BERT_P, "masked_lm")
@@ -139,6 +155,7 @@ MISTRAL_LONG_M = _probe_model(
     {**MISTRAL_P, "sliding_window": 43},
     "causal_lm",
 )
+GEMMA2_M = _probe_model("gemma2-probe", "gemma2", "Gemma2ForCausalLM", GEMMA2_P, "causal_lm")
 MIXTRAL_M = _probe_model("mixtral-probe", "mixtral", "MixtralForCausalLM", MIXTRAL_P, "causal_lm")
 
 LORA_QKVO_P = {
@@ -362,6 +379,18 @@ def settings() -> list[Setting]:
             "Mixtral inference, bf16, SDPA",
             _infer(MIXTRAL_M),
             "mixtral-small-8e.infer.bf16.sdpa.b1.ctx2048",
+        ),
+        Setting(
+            "gemma2.bf16.eager",
+            "Gemma 2 (softcapping, four RMSNorms), pure bf16, eager attention",
+            _train(GEMMA2_M, "bf16", "eager"),
+            "gemma-2-2b.train.bf16.adamw.eager.b1.s1024",
+        ),
+        Setting(
+            "gemma2.amp.eager",
+            "Gemma 2, amp_bf16, eager attention",
+            _train(GEMMA2_M, "amp_bf16", "eager"),
+            "gemma-2-2b.train.amp-bf16.adamw.eager.b1.s512",
         ),
         Setting(
             "lora.qkvo.bf16.sdpa",

@@ -59,8 +59,8 @@ one (pre-activation ResNets) are written as easily. A ``sequential`` only groups
 (torchvision's ``layer1`` … ``layer4``): its input stays referenced until it returns,
 which matters for inference.
 
-Memory follows what PyTorch keeps, tensor by tensor (``shared research/formulas.md`` §6,
-from pytorch/pytorch ``tools/autograd/derivatives.yaml``), for a training step in
+Memory follows what PyTorch keeps, tensor by tensor (pytorch/pytorch
+``tools/autograd/derivatives.yaml``), for a training step in
 ``fp32``, ``amp`` (fp32 weights, 16-bit autocast) or ``pure16``:
 
 - :func:`parameter_count`, :func:`parameter_breakdown` and :func:`buffer_bytes` (batch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nnmem.formats import bits
 from nnmem.models import cnn
-from nnmem.models.step import Built, model_states, param_bytes
+from nnmem.models.step import Built, gradients_held, model_states, param_bytes
 from nnmem.optimizers import Trainable
 from nnmem.result import phases_of
 from nnmem.scenario import LABELS, Mode, Precision, Scenario
@@ -126,10 +126,12 @@ def build(s: Scenario) -> Built:
         *(_term(t) for t in extra.terms if t.kind in (cnn.TermKind.GRADIENT, cnn.TermKind.BATCH)),
     ]
     states = [*weights, buffers, *state]
-    held_always = [*states, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
+    in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
+    before = [*states, *casts, *(gradients if in_forward else [])]
+    after = [*states, *casts, *(gradients if at_backward else [])]
     phases = phases_of(
-        ("forward", [*held_always, *saved_terms]),
-        ("backward", [*held_always, *at_peak]),
+        ("forward", [*before, *saved_terms]),
+        ("backward", [*after, *at_peak]),
         ("optimizer_step", [*states, *gradients, *step_terms]),
     )
     if s.num_gpus > 1 and s.sharding.value == "none":

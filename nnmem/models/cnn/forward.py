@@ -37,7 +37,7 @@ from nnmem.models.cnn.shapes import _check_batch, _precision, _walk_params
 
 DERIVATIVES = (
     "pytorch/pytorch tools/autograd/derivatives.yaml (what each op saves for backward), "
-    "as tabulated in shared research/formulas.md §6"
+    "checked by benchmarks/accuracy against torchvision's models"
 )
 INFERENCE = (
     "torchvision's forward code (torchvision/models/resnet.py, vgg.py): each intermediate "
@@ -423,14 +423,14 @@ def saved_activations(
 ) -> SavedActivations:
     """What autograd keeps for backward, by top-level layer, for one training step.
 
-    Per op (``formulas.md`` §6): a convolution and a linear layer save their input (under
-    autocast a 16-bit one, copied if it was fp32) and, under autocast, the 16-bit copy of
-    their weight; batch norm saves its input and two per-channel fp32 statistics; ReLU its
-    output (in place: the input's storage); GELU and SiLU their input; max-pool its input
-    and int64 indices of its output's size; average pools their input (an adaptive 1×1
-    pool is a mean and saves nothing); dropout a bool mask; flatten and the residual add
-    nothing. A storage kept by several nodes counts once, in the term of the first. The
-    cross-entropy loss saves its log-softmax (fp32 under autocast) and a scalar.
+    Per op (``tools/autograd/derivatives.yaml``): a convolution and a linear layer save
+    their input (under autocast a 16-bit one, copied if it was fp32) and, under autocast,
+    the 16-bit copy of their weight; batch norm saves its input and two per-channel fp32
+    statistics; ReLU its output (in place: the input's storage); GELU and SiLU their input;
+    max-pool its input and int64 indices of its output's size; average pools their input (an
+    adaptive 1×1 pool is a mean and saves nothing); dropout a bool mask; flatten and the
+    residual add nothing. A storage kept by several nodes counts once, in the term of the
+    first. The cross-entropy loss saves its log-softmax (fp32 under autocast) and a scalar.
 
     ResNet-50 in fp32 keeps 20,925,440 activation values per sample, 200,704 int64
     indices and 4,000 loss bytes, and 212,480 bytes of batch-norm statistics and a

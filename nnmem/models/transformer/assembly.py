@@ -14,16 +14,19 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.models.step import Built, model_states
+from nnmem.models.step import Built, gradients_held, model_states
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer.context import (
     HF,
     HF_CACHE,
     HF_LOSS,
     LLAMA_INFERENCE,
+    SOFTCAP,
     ZERO_SOURCE,
     Ctx,
+    _softcap,
     context,
+    softcap_notes,
 )
 from nnmem.models.transformer.tables import layer_tables, outside_rows
 from nnmem.optimizers import Trainable
@@ -32,7 +35,9 @@ from nnmem.scenario import (
     LABELS,
     Attention,
     Checkpointing,
+    Finetune,
     Logits,
+    LoraTargets,
     Mode,
     Precision,
     Scenario,
@@ -188,6 +193,17 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         )
     ]
     logits = [as_term("logits", "logits", [Row("logits", dims, "act")], c.sizes, c.widths, HF_LOSS)]
+    if _softcap(t, "final_logit_softcapping"):
+        capped = as_term(
+            "logits",
+            "final-logit softcap: tanh output saved for backward",
+            [Row("tanh of the scaled logits", dims, "act")],
+            c.sizes,
+            c.widths,
+            SOFTCAP,
+        )
+        saved.append(capped)
+        logits.append(capped)
     copy = [Row("fp32 copy of the logits", dims, "f32")] if upcast and c.widths.act != 4 else []
     loss_extra = [
         as_term(
@@ -252,15 +268,38 @@ BNB_DEQUANT = (
 )
 
 
+# bitsandbytes formats: transformers' replace_with_bnb_linear (integrations/bitsandbytes.py)
+# swaps nn.Linear and Conv1D modules only.
+BNB_FORMATS = (Precision.INT8, Precision.NF4, Precision.NF4_DQ)
+BNB_MOE = (
+    "transformers 5.24 integrations/bitsandbytes.py replace_with_bnb_linear replaces only "
+    "nn.Linear and Conv1D; the Mixtral and Qwen3-MoE experts are fused 3-D nn.Parameters "
+    "(modeling_mixtral.py MixtralExperts.gate_up_proj and down_proj) and the router a "
+    "bare nn.Parameter, so they stay in 16-bit"
+)
+
+
+def _unconverted_experts(s: Scenario, t: Transformer) -> int:
+    """Elements of the MoE experts and router that a bitsandbytes load leaves in 16-bit."""
+    if s.precision not in BNB_FORMATS or t.family is not Family.MOE:
+        return 0
+    return sum(
+        p.elements for p in parameter_tensors(t) if ".experts." in p.name or ".router." in p.name
+    )
+
+
 def dequant_terms(s: Scenario, t: Transformer) -> list[Term]:
     """The 16-bit copy of the largest linear weight that bitsandbytes 4-bit makes."""
     if s.precision not in (Precision.NF4, Precision.NF4_DQ):
         return []
+    moe = t.family is Family.MOE  # its experts stay 16-bit: nothing to dequantize
     largest = max(
         (
             p.numel
             for p in parameter_tensors(t)
-            if p.name.startswith(("layers.", "encoder.", "decoder.")) and len(p.shape) == 2
+            if p.name.startswith(("layers.", "encoder.", "decoder."))
+            and len(p.shape) == 2
+            and not (moe and (".experts." in p.name or ".router." in p.name))
         ),
         default=0,
     )
@@ -292,8 +331,9 @@ def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
                 QUANTIZED_SOURCE,
             )
         ]
-    linear = _linear_weights(t)
-    return [
+    experts = _unconverted_experts(s, t)
+    linear = _linear_weights(t) - experts
+    terms = [
         product(
             "weights",
             f"{label} linear layers",
@@ -304,11 +344,44 @@ def weight_terms(s: Scenario, t: Transformer, n_params: int) -> list[Term]:
         product(
             "weights",
             "embeddings, head and norms in 16-bit",
-            [("P_other", n_params - linear)],
+            [("P_other", n_params - linear - experts)],
             2,
             QUANTIZED_SOURCE,
         ),
     ]
+    if experts:
+        terms.append(
+            product(
+                "weights",
+                "experts and router left in 16-bit (fused parameters, not nn.Linear)",
+                [("P_experts", experts)],
+                2,
+                BNB_MOE,
+            )
+        )
+    return terms
+
+
+def moe_notes(s: Scenario, t: Transformer) -> list[str]:
+    """What bitsandbytes and peft's all-linear leave out of a mixture of experts."""
+    notes = []
+    if _unconverted_experts(s, t):
+        notes.append(
+            "bitsandbytes (transformers 5.x) quantizes nn.Linear layers only: this model's "
+            "experts are fused 3-D parameters, so they stay in 16-bit and hold most of the "
+            "weights."
+        )
+    if (
+        t.family is Family.MOE
+        and s.finetune is Finetune.LORA
+        and s.lora_targets is LoraTargets.ALL_LINEAR
+    ):
+        notes.append(
+            "LoRA on every linear layer adapts the attention only: peft's all-linear matches "
+            "nn.Linear modules, and the experts are fused parameters (peft's "
+            "target_parameters can adapt them)."
+        )
+    return notes
 
 
 # --- the training step ---------------------------------------------------------------------
@@ -351,6 +424,14 @@ def build_training(s: Scenario) -> Built:
                 "only while its matmul runs."
             )
     notes += shard_notes
+    notes += moe_notes(s, t)
+    notes += softcap_notes(s, t)
+    if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
+        notes.append(
+            "Selective checkpointing drops the stored attention scores and probabilities "
+            "(Korthikanti et al. 2022, §4.2); memory-efficient attention (SDPA, FlashAttention) "
+            "never stores them, so with SDPA it saves nothing."
+        )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"
@@ -444,8 +525,9 @@ def build_training(s: Scenario) -> Built:
             )
         ]
     base = [*weights, *state]
-    held = [*base, *casts, *(gradients if s.grad_accum_steps > 1 else [])]
-    held_back = [*base, *casts_kept, *(gradients if s.grad_accum_steps > 1 else [])]
+    in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
+    held = [*base, *casts, *(gradients if in_forward else [])]
+    held_back = [*base, *casts_kept, *(gradients if at_backward else [])]
     start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
     dequant = dequant_terms(s, t)
     end = [*base, *casts_kept, *gradients, *recompute, *inflight, *dequant]
@@ -624,7 +706,11 @@ def build_inference(s: Scenario) -> Built:
         weights = [
             w.scaled(Fraction(1, s.tensor_parallel), f"÷ {s.tensor_parallel}") for w in weights
         ]
-    notes = [f"{t.model_type or t.family.value}: {n_params:,} parameters."]
+    notes = [
+        f"{t.model_type or t.family.value}: {n_params:,} parameters.",
+        *moe_notes(s, t),
+        *softcap_notes(s, t),
+    ]
     decoder = t.family in (Family.DECODER, Family.MOE)
     ctx_tokens = s.cached_tokens if decoder else s.seq_len
     sizes = dict(c.sizes)

@@ -73,7 +73,52 @@ def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
     }[targets]
     if not t.gated_mlp:
         names.discard("gate")
+    if t.family is Family.MOE:
+        # transformers 5.x stores the experts as fused 3-D nn.Parameters (MixtralExperts,
+        # Qwen3MoeExperts: gate_up_proj, down_proj), and peft's "all-linear"
+        # (tuners_utils._maybe_include_all_linear_layers) matches nn.Linear and Conv1D
+        # modules only, so it adapts the attention and no expert.
+        names -= {"gate", "up", "down"}
     return frozenset(names)
+
+
+def _sdpa_refused(t: Transformer) -> bool:
+    """Whether transformers refuses SDPA for this model (Gemma 2's softcapping)."""
+    return t.model_type == "gemma2"
+
+
+def _softcap(t: Transformer, key: str) -> float:
+    """A softcapping value from the config (``attn_logit_softcapping``,
+    ``final_logit_softcapping``), 0 when the model has none."""
+    value = t.config.get(key)
+    return float(value) if isinstance(value, int | float) and value else 0.0
+
+
+SOFTCAP = (
+    "transformers 5.24 modeling_gemma2.py: eager_attention_forward divides the scores by "
+    "attn_logit_softcapping, applies tanh and multiplies back, and Gemma2ForCausalLM does "
+    "the same to the logits with final_logit_softcapping; tanh saves its output for "
+    "backward (derivatives.yaml), one more tensor of the scores' and of the logits' shape, "
+    "as a saved-tensor trace of Gemma2ForCausalLM shows"
+)
+
+
+def softcap_notes(s: Scenario, t: Transformer) -> list[str]:
+    """What Gemma 2's softcapping changes, in words."""
+    notes = []
+    if _sdpa_refused(t) and s.attention is Attention.SDPA:
+        notes.append(
+            "Gemma 2: transformers refuses SDPA for it (softcapping), so it runs eager "
+            "attention and the estimate stores the scores as eager attention does."
+        )
+    if s.mode is Mode.TRAINING and (
+        _softcap(t, "attn_logit_softcapping") or _softcap(t, "final_logit_softcapping")
+    ):
+        notes.append(
+            "Logit softcapping: tanh keeps its output for the backward pass, one more "
+            "tensor of the attention scores' shape per layer and one of the logits' shape."
+        )
+    return notes
 
 
 def context(s: Scenario) -> Ctx:
@@ -108,7 +153,10 @@ def context(s: Scenario) -> Ctx:
     dropout = t.attention_dropout if s.mode is Mode.TRAINING else 0.0
     # SDPA applies dropout inside the CUDA kernels; on the CPU it falls back to the math
     # kernel, which stores scores like eager attention (torch/nn/functional.py).
-    eager = s.attention is Attention.EAGER or (cpu and dropout > 0)
+    # transformers 5.24 Gemma2PreTrainedModel sets _supports_sdpa = False ("sdpa does not
+    # support softcapping"): Gemma 2 runs eager attention unless FlashAttention 2 or flex
+    # attention is installed and chosen, so the rows are the eager ones.
+    eager = s.attention is Attention.EAGER or (cpu and dropout > 0) or _sdpa_refused(t)
     lora = _lora_names(t, s.lora_targets) if s.finetune is Finetune.LORA else None
     return Ctx(
         t=t,

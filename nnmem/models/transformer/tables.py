@@ -7,7 +7,7 @@ from nnmem.models.architecture import (
     Family,
 )
 from nnmem.models.tensors import Row
-from nnmem.models.transformer.context import Ctx
+from nnmem.models.transformer.context import Ctx, _softcap
 
 # --- rows shared by families --------------------------------------------------------------
 
@@ -35,6 +35,17 @@ def _rmsnorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
     ]
 
 
+def _gemma_rmsnorm(where: str, dims: tuple[str, ...] = ("b", "s", "h")) -> list[Row]:
+    # Gemma's RMSNorm (modeling_gemma2.py Gemma2RMSNorm): x.float(), x * rsqrt(mean(x²) +
+    # eps), then output * (1 + weight.float()) in fp32 before casting back, so the
+    # normalized hidden its weight's gradient needs stays in fp32 (Llama's is 16-bit).
+    return [
+        Row(f"input of {where}, upcast to fp32", dims, "f32"),
+        Row(f"{where} rsqrt of the variance", dims[:-1], "f32"),
+        Row(f"{where} normalized output in fp32, for its weight's gradient", dims, "f32"),
+    ]
+
+
 def _dropout(c: Ctx, where: str, dims: tuple[str, ...], width: str, p: float) -> list[Row]:
     return [Row(f"{where} dropout mask", dims, f"mask_{width}")] if p > 0 else []
 
@@ -58,6 +69,8 @@ def _attention_rows(
         Row(f"{prefix}key and value, one per query head", ("b", "a", ks, "d"), "act", 2),
         Row(f"{prefix}softmax output", ("b", "a", qs, ks), "f32"),
     ]
+    if _softcap(c.t, "attn_logit_softcapping"):
+        rows.append(Row(f"{prefix}softcapped scores, tanh output", ("b", "a", qs, ks), "act"))
     if c.attn_dropout > 0:
         rows += [
             Row(f"{prefix}attention dropout mask", ("b", "a", qs, ks), "mask_act"),
@@ -77,7 +90,9 @@ def _attention_rows(
 def llama_layer(c: Ctx) -> list[Row]:
     """A Llama-style decoder layer (Llama, Mistral, Qwen, Gemma, Phi-3, Mixtral)."""
     t = c.t
-    rows = _rmsnorm("input_layernorm")
+    gemma = t.model_type in ("gemma", "gemma2", "gemma3", "gemma3_text")
+    norm = _gemma_rmsnorm if gemma else _rmsnorm
+    rows = norm("input_layernorm")
     rows.append(
         Row(
             "input of q, k and v projections",
@@ -88,7 +103,10 @@ def llama_layer(c: Ctx) -> list[Row]:
         )
     )
     rows += _attention_rows(c)
-    rows += _rmsnorm("post_attention_layernorm")
+    rows += norm("post_attention_layernorm")
+    if gemma and t.norms_per_layer == 4:
+        # Gemma 2 and 3 also normalize before and after the MLP (Gemma2DecoderLayer).
+        rows += norm("pre_feedforward_layernorm") + norm("post_feedforward_layernorm")
     if t.family is Family.MOE:
         rows += _moe_rows(c)
     else:

@@ -48,8 +48,9 @@ def compression(values: Values) -> dict[str, Any]:
     formats = table_html(
         head,
         rows,
-        "Weight memory by format (quantized formats keep "
-        "embeddings and norms in 16-bit; GGUF quantizes every tensor)",
+        "Weight memory by format (GPU formats keep the embeddings, the output layer and the "
+        "norms in 16-bit; GGUF quantizes the embeddings and the output layer too and keeps "
+        "the 1-D norms in F32)",
     )
     train = {"mode": "training", "precision": "amp_bf16", "batch_size": 32, "seq_len": 128}
     pair = []

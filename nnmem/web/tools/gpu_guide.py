@@ -6,7 +6,7 @@ from fractions import Fraction
 from html import escape
 from typing import Any
 
-from nnmem import catalog
+from nnmem import catalog, solvers
 from nnmem.estimate import estimate
 from nnmem.units import count, fixed, human, scaled
 from nnmem.web.tools.common import Tool, Values, preset_scenario, table_html
@@ -54,7 +54,8 @@ def size_class_table() -> dict[int, dict[str, str | None]]:
     """For each distinct usable GPU memory, the largest catalog LLM for each job.
 
     The estimates run without a GPU id (so with the pre-Hopper cuBLAS workspace, 8.5 MB),
-    once per model and job; a class then takes the largest model whose total fits.
+    once per model and job; a class then takes the largest model whose total fits the
+    usable memory less the headroom the calculator's verdict keeps (the same setting).
     """
     totals: dict[str, list[tuple[int, str]]] = {}
     models = catalog.models()
@@ -64,14 +65,21 @@ def size_class_table() -> dict[int, dict[str, str | None]]:
             for m in models.values()
             if m.architecture in ("decoder", "moe")
         ]
+    default = preset_scenario("llama-3-8b")
     classes: dict[int, dict[str, str | None]] = {}
-    for budget in sorted({g.usable_bytes for g in catalog.gpus().values()}):
+    for usable in sorted({g.usable_bytes for g in catalog.gpus().values()}):
+        budget = solvers.budget_for(default, usable)
         row: dict[str, str | None] = {}
         for job, fitting in totals.items():
             ok = [(models[i].params, i) for size, i in fitting if size <= budget]
             row[job] = max(ok)[1] if ok else None
-        classes[budget] = row
+        classes[usable] = row
     return classes
+
+
+def headroom_percent() -> str:
+    """The headroom the guide keeps, as the calculator's default sets it."""
+    return f"{preset_scenario('llama-3-8b').headroom_percent:g}%"
 
 
 def _model_cell(model_id: str | None) -> tuple[str, str]:
@@ -89,9 +97,9 @@ def gpu_guide(values: Values) -> dict[str, Any]:
     head = (
         "GPU",
         "Type",
-        "Memory (GB)",
+        "Usable memory (GiB)",
         "Bandwidth (GB/s)",
-        "BF16 TFLOPS",
+        "Dense 16-bit TFLOPS",
         *(label for label, _ in GUIDE_SETTINGS.values()),
     )
     numeric = {2, 3, 4, 5, 6, 7, 8}
@@ -108,10 +116,10 @@ def gpu_guide(values: Values) -> dict[str, Any]:
             (escape(g.name), g.name),
             (escape(g.kind), g.kind),
             (
-                scaled(usable, 10**9, 1)
+                scaled(usable, 2**30, 1)
                 + (
-                    f" <small>of {scaled(g.memory_bytes, 10**9, 1)}</small>"
-                    if g.usable_fraction
+                    f" <small>of {g.memory_bytes // 2**30:,} GB</small>"
+                    if usable != g.memory_bytes
                     else ""
                 ),
                 str(usable),
@@ -120,7 +128,10 @@ def gpu_guide(values: Values) -> dict[str, Any]:
                 fixed(Fraction(g.bandwidth_bytes_per_s or 0, 10**9), 0),
                 str(g.bandwidth_bytes_per_s or 0),
             ),
-            (f"{g.fp16_tflops:,}" if g.fp16_tflops else "–", str(g.fp16_tflops or 0)),
+            (
+                f"{g.fp16_tflops:,} {(g.tflops_format or '').upper()}" if g.fp16_tflops else "–",
+                str(g.fp16_tflops or 0),
+            ),
             *(_model_cell(classes[usable][job]) for job in GUIDE_SETTINGS),
         ]
         body.append(
@@ -137,7 +148,8 @@ def gpu_guide(values: Values) -> dict[str, Any]:
         names = [g.name for g in catalog.gpus().values() if g.usable_bytes == budget]
         class_rows.append(
             (
-                f"<strong>{human(budget)}</strong><br><small>{escape(', '.join(names))}</small>",
+                f"<strong>{human(budget, True)}</strong><br>"
+                f"<small>{escape(', '.join(names))}</small>",
                 *(_model_cell(row[job])[0] for job in GUIDE_SETTINGS),
             )
         )

@@ -113,7 +113,8 @@ def inference_latency(values: Values) -> dict[str, Any]:
         f"the step that makes token i also reads the cache of the {prompt:,} + i − 1 tokens "
         "before it.",
         f"Bandwidth used: {fixed(Fraction(gpu.bandwidth_bytes_per_s, 10**9), 0)} GB/s peak × "
-        f"{v['bw']}% = {fixed(bw, 0)} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense FP16/BF16 "
+        f"{v['bw']}% = {fixed(bw, 0)} GB/s; compute: {gpu.fp16_tflops:,} TFLOPS dense "
+        f"{(gpu.tflops_format or 'fp16').upper()} "
         f"× {v['mfu']}%.",
         f"Decode of {new:,} tokens: memory time {duration(r.decode_memory_seconds)}, compute "
         f"time {duration(r.decode_compute_seconds)}: <strong>{bound}-bound</strong> at "

@@ -70,7 +70,8 @@ def training_cost(values: Values) -> dict[str, Any]:
     ]
     steps = [
         f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {common.flops_html(flops)}.",
-        f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense BF16/FP16 peak of the "
+        f"Achieved rate per GPU: {gpu.fp16_tflops:,} TFLOPS (dense "
+        f"{(gpu.tflops_format or 'fp16').upper()} peak of the "
         f"{escape(gpu.name)}) × {v['mfu']}% = {fixed(run.achieved_tflops, 1)} TFLOPS, that is "
         f"{fixed(run.tokens_per_second_per_gpu, 0)} training tokens per second per "
         "GPU: compare it with your run's throughput to check the utilisation.",
