@@ -9,7 +9,7 @@ PORT ?= 8000
 BASE_PATH ?= /
 PYTEST_PYODIDE := pytest==9.2.0
 
-.PHONY: setup build serve test lint unit browser accuracy stacks accuracy-runtimes clean
+.PHONY: setup build serve test lint unit browser accuracy stacks accuracy-runtimes fuzz clean
 
 setup: $(VENV)/.ok node_modules/.ok $(WHEELS)/.ok
 
@@ -53,6 +53,11 @@ lint: $(VENV)/.ok
 
 test: setup browser lint
 	$(BIN)/pytest
+
+# The long property run: 20,000 random scenarios per invariant (EXAMPLES=500 for a short one).
+EXAMPLES ?= 20000
+fuzz: $(VENV)/.ok
+	$(BIN)/python benchmarks/fuzz.py --examples $(EXAMPLES)
 
 # Measure real PyTorch memory for the accuracy suite (CPU, a few GB of installs).
 accuracy:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from nnmem import catalog
-from nnmem.errors import NnmemError
+from nnmem.errors import NnmemError, plain_fatal
 from nnmem.estimate import estimate
 from nnmem.readers import checkpoint
 from nnmem.render.text import text
-from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, parse
-from nnmem.solvers import judge
+from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, load_json, parse
+from nnmem.solvers import Fit, judge
 from nnmem.units import human
 
 # Schema key -> the flag that sets it, so errors can name what the user typed.
@@ -90,13 +90,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_json_file(path: str, flag: str) -> Any:
+    """A JSON file (``-``: standard input) read as the calculator reads JSON: UTF-8 text,
+    strict numbers, nesting and digits bounded, every failure an NnmemError on ``flag``."""
     try:
         if path == "-":
-            return json.load(sys.stdin)
-        with open(path, encoding="utf-8") as source:
-            return json.load(source)
-    except (OSError, json.JSONDecodeError) as error:
-        raise NnmemError.single(flag, f"Cannot read {path}: {error}") from None
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as source:
+                raw = source.read()
+        text = raw.decode("utf-8")
+    except OSError as error:
+        raise NnmemError.single(flag, f"Cannot read {path}: {error.strerror or error}.") from None
+    except UnicodeDecodeError as error:
+        bad = f"byte {error.start:,} is {raw[error.start]:#04x}"
+        raise NnmemError.single(
+            flag, f"Cannot read {path}: it is not UTF-8 text ({bad})."
+        ) from None
+    return load_json(text, flag, f"Cannot read {path}: it")
 
 
 def _checkpoint(args: argparse.Namespace) -> tuple[str, checkpoint.Imported] | None:
@@ -145,6 +155,16 @@ def _scenario_data(
     return data
 
 
+def _too_large(fit: Fit) -> str:
+    if fit.too_large is None:
+        return "No number of these GPUs holds it."
+    label, size = fit.too_large
+    return (
+        f"No number of these GPUs holds it: even split as far as it goes, the "
+        f"{label.lower()} alone need {human(size, True)} on each."
+    )
+
+
 def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if gpu_id not in catalog.gpus():
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
@@ -174,7 +194,7 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
     if not fit.fits:
         plan = fit.plan
         lines.append(
-            "No number of these GPUs holds it (the activations alone are too large)."
+            _too_large(fit)
             if plan is None
             else f"Fewest GPUs: {plan.num_gpus} ("
             + (
@@ -210,6 +230,14 @@ def _summary_lines(read: tuple[str, checkpoint.Imported] | None) -> list[str]:
         parts = ", ".join(f"{k} {v:,} B" for k, v in s.bytes_by_part.items())
         lines.append(f"By part: {parts}.")
     return lines + list(s.notes)
+
+
+def _model_flag(args: argparse.Namespace) -> str:
+    """The flag that brought the model in, to name in a message about the input."""
+    for flag in ("scenario", "config", "cnn", "preset", "params"):
+        if getattr(args, flag):
+            return f"--{flag}"
+    return "--scenario"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if read and problem.key in ("config", "params_millions"):
                 where = read[0]  # the config came from the checkpoint
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError, ValueError) as error:
+        # An input the readers let through but the engine cannot take: still no traceback.
+        where = _model_flag(args)
+        print(f"nnmem: error: {where}: {plain_fatal(error)}", file=sys.stderr)
         return 2
     if args.json:
         out = result.to_dict()

@@ -87,3 +87,20 @@ class NnmemError(ValueError):
     def field(self) -> str:
         """The first field at fault."""
         return self.problems[0].field
+
+
+def plain_fatal(error: BaseException) -> str:
+    """What a page says when answering failed for a reason that is not a bad value: plain
+    words, never the exception's class name, its text cut short.
+
+    >>> plain_fatal(RecursionError("maximum recursion depth exceeded"))
+    'The input is nested too deeply to read: simplify it and try again.'
+    >>> plain_fatal(ZeroDivisionError("division by zero"))
+    'nnmem could not answer this input (division by zero); the last result stays.'
+    """
+    if isinstance(error, RecursionError):
+        return "The input is nested too deeply to read: simplify it and try again."
+    if isinstance(error, MemoryError):
+        return "The input is too large to work out here: try smaller values."
+    why = " ".join(str(error).split())[:200] or "an internal error"
+    return f"nnmem could not answer this input ({why}); the last result stays."

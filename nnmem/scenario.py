@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -454,6 +455,20 @@ class Scenario:
         """Schema keys that do not affect this scenario's estimate."""
         return inactive_fields(self.kind, self.mode, self.model, self.finetune, self.precision)
 
+    @property
+    def data_parallel(self) -> int:
+        """The data-parallel degree, over which ZeRO shards model states: the GPUs over
+        the tensor-parallel degree, where a transformer is split (Megatron-DeepSpeed
+        shards within the data-parallel group; Rajbhandari et al. 2020, ZeRO, arXiv
+        1910.02054 §5: N_d data-parallel processes).
+
+        >>> Scenario(GenericModel(10**9, 2048, 16), num_gpus=8, tensor_parallel=2).data_parallel
+        8
+        """
+        if isinstance(self.model, Transformer):
+            return self.num_gpus // self.tensor_parallel
+        return self.num_gpus
+
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
         """The scenario in the JSON schema; :func:`parse` reads it back unchanged.
 
@@ -696,10 +711,18 @@ def inactive_fields(
     )
     if not cnn and family is not Family.VIT:
         off.add("image_size")
+    # One rule: a field is hidden exactly when the engine does not read it. A ViT's
+    # attention kernel decides whether its s×s scores are stored; an encoder-decoder's
+    # inference caches the encoder's keys and values for cross-attention in the KV-cache
+    # type (transformers' EncoderDecoderCache), though it generates no new tokens here.
     if cnn or family is Family.VIT:
-        off |= {"seq_len", "attention", "new_tokens", "kv_cache_dtype", "logits"}
+        off |= {"seq_len", "new_tokens", "kv_cache_dtype", "logits"}
+    if cnn:
+        off |= {"attention", "tensor_parallel"}  # a CNN is never split by heads
     if mode is Mode.INFERENCE and family not in (Family.DECODER, Family.MOE):
-        off |= {"new_tokens", "kv_cache_dtype"}
+        off.add("new_tokens")
+        if family is not Family.ENCODER_DECODER:
+            off.add("kv_cache_dtype")
     if kind is ModelKind.GENERIC:
         off |= {
             "attention",
@@ -906,15 +929,59 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Digits a JSON integer may have: far above any count the schema allows, far below
+# CPython's limit on converting digits to an int (4,300), whose error names sys.
+MAX_DIGITS = 100
+
+
+def _whole(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise ValueError(f"the number {text[:24]}… has {digits:,} digits, more than {MAX_DIGITS}")
+    return int(text)
+
+
+# Levels of nesting JSON may have: a config.json has 3, a CNN layer list a few per block.
+# Checked before parsing: inside Pyodide a deep parse overflows the WebAssembly stack
+# (a fatal error that kills the engine) before Python's recursion limit is reached.
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 def load_json(text: str, field: str, label: str) -> object:
-    """Strict JSON from a form field: NaN, Infinity and out-of-range numbers are refused.
+    """Strict JSON from a form field, a file or a request: NaN, Infinity, out-of-range
+    numbers and integers of more than 100 digits are refused, nesting too deep for the
+    parser is reported, and a leading byte-order mark is skipped. Every failure is an
+    :class:`NnmemError` on ``field`` in plain words.
 
     >>> load_json('{"hidden_size": 1e999}', "config", "Config")
     Traceback (most recent call last):
     nnmem.errors.NnmemError: Config is not valid JSON: the number 1e999 is out of range.
+    >>> load_json("[" * 100_000, "config", "Config")
+    Traceback (most recent call last):
+    nnmem.errors.NnmemError: Config is not valid JSON: it is nested too deeply.
+    >>> load_json("\ufeff{}", "config", "Config")
+    {}
     """
+    if _too_deep(text):
+        raise NnmemError.single(field, f"{label} is not valid JSON: it is nested too deeply.")
     try:
-        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        return json.loads(
+            text.removeprefix("\ufeff"),
+            parse_float=_finite,
+            parse_int=_whole,
+            parse_constant=_no_constant,
+        )
     except json.JSONDecodeError as error:
         raise NnmemError.single(
             field,

@@ -8,6 +8,7 @@ attention can make quadratic) and the GPU count are searched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -124,9 +125,15 @@ def fits(scenario: Scenario, budget: int, gpu: str | None = None) -> bool:
 def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     """The largest batch size that fits ``budget`` (0 when not even one sequence fits).
 
-    Every term is an affine function of the batch size within a phase, so the answer
-    solves each phase's line and takes the smallest, then checks it against the estimate.
+    Every term is an affine function of the batch size within a phase, so two estimates
+    give each phase's line; the smallest solution is the answer but for the allocator's
+    rounding and a change of peak phase, so it is then checked and corrected by a
+    doubling search from it: a bounded number of estimates, whatever the budget.
     """
+
+    def ok(b: int) -> bool:
+        return fits(replace(scenario, batch_size=b), budget, gpu)
+
     one = replace(scenario, batch_size=1)
     if total(one, gpu) > budget:
         return 0
@@ -142,12 +149,31 @@ def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
             continue
         start = p1.bytes + overhead1
         best = min(best, 1 + (budget - start) // slope)
-    best = max(1, min(best, MAX_BATCH))
-    while best > 1 and not fits(replace(scenario, batch_size=best), budget, gpu):
-        best -= 1
-    while best < MAX_BATCH and fits(replace(scenario, batch_size=best + 1), budget, gpu):
-        best += 1
-    return best
+    guess = max(1, min(best, MAX_BATCH))
+    if ok(guess):
+        return _grow(guess, MAX_BATCH, ok)
+    return _search(1, guess - 1, ok)
+
+
+def _grow(known: int, highest: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in [known, highest] with ok(n), given ok(known), for a monotone ok:
+    steps of 1, 2, 4, … from ``known``, then a bisection of the last step."""
+    low, step = known, 1
+    while low < highest:
+        probe = min(low + step, highest)
+        if not ok(probe):
+            high = probe - 1
+            break
+        low, step = probe, step * 2
+    else:
+        return low
+    while low < high:
+        mid = (low + high + 1) // 2
+        if ok(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _search(lowest: int, highest: int, ok: Callable[[int], bool]) -> int:
@@ -207,35 +233,70 @@ def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     return max(0, _search(1, limit, ok))
 
 
+def _degrees(scenario: Scenario) -> list[int]:
+    """Tensor-parallel degrees above 1 the model allows: those that divide both the
+    attention heads and the key/value heads (Megatron-LM splits heads across GPUs,
+    Shoeybi et al. 2019, arXiv 1909.08053 §3), powers of two or not."""
+    model = scenario.model
+    if not isinstance(model, Transformer):
+        return []
+    heads = math.gcd(model.heads, model.kv_heads)
+    return [d for d in range(2, min(heads, MAX_GPUS) + 1) if heads % d == 0]
+
+
+def _training_plans(scenario: Scenario) -> list[Sharding]:
+    """The sharding to try: the scenario's own if it shards, then ZeRO-3 / FSDP."""
+    own = [scenario.sharding] if scenario.sharding not in (Sharding.NONE, Sharding.ZERO3) else []
+    return [*own, Sharding.ZERO3]
+
+
 def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenario | None:
     """The fewest GPUs of ``budget`` bytes each that hold the scenario, and how.
 
-    Training shards model states with ZeRO-3 / FSDP (keeping the scenario's sharding
-    if it already shards); inference splits the model with tensor parallelism over a
-    degree that divides the attention heads. ``None`` when no count up to 4,096 works
-    (for instance when the activations alone exceed one GPU).
+    Training shards model states: with the scenario's ZeRO-1 or ZeRO-2 if it has one and
+    that fits, else with ZeRO-3 / FSDP. Inference splits the model with tensor
+    parallelism over the smallest degree that divides the attention and key/value heads
+    and fits. ``None`` when nothing up to 4,096 GPUs works (:func:`too_large` says why).
     """
     if fits(scenario, budget, gpu):
         return scenario
     if scenario.mode is Mode.TRAINING:
-        sharding = scenario.sharding if scenario.sharding is not Sharding.NONE else Sharding.ZERO3
+        for sharding in _training_plans(scenario):
 
-        def at(n: int) -> Scenario | None:
-            return _valid(scenario, num_gpus=n * scenario.tensor_parallel, sharding=sharding)
+            def at(n: int, sharding: Sharding = sharding) -> Scenario | None:
+                return _valid(scenario, num_gpus=n * scenario.tensor_parallel, sharding=sharding)
 
-        def ok(n: int) -> bool:
-            trial = at(n)
-            return trial is not None and fits(trial, budget, gpu)
+            def ok(n: int, at: Callable[[int], Scenario | None] = at) -> bool:
+                trial = at(n)
+                return trial is not None and fits(trial, budget, gpu)
 
-        n = _first(2, MAX_GPUS, ok)
-        return None if n is None else at(n)
-    degree = 2
-    while degree <= MAX_GPUS:
+            n = _first(2, MAX_GPUS // scenario.tensor_parallel, ok)
+            if n is not None:
+                return at(n)
+        return None
+    for degree in _degrees(scenario):
         trial = _valid(scenario, tensor_parallel=degree, num_gpus=degree)
         if trial is not None and fits(trial, budget, gpu):
             return trial
-        degree *= 2
     return None
+
+
+def too_large(scenario: Scenario, gpu: str | None = None) -> tuple[str, int]:
+    """When no number of GPUs holds the scenario: the largest component on each GPU at
+    the widest split tried (ZeRO-3 over 4,096 GPUs, or the largest tensor-parallel
+    degree), with its bytes: what is too large for one GPU."""
+    widest: Scenario | None = scenario
+    if scenario.mode is Mode.TRAINING:
+        widest = _valid(
+            scenario,
+            num_gpus=(MAX_GPUS // scenario.tensor_parallel) * scenario.tensor_parallel,
+            sharding=Sharding.ZERO3,
+        )
+    elif degrees := _degrees(scenario):
+        widest = _valid(scenario, tensor_parallel=degrees[-1], num_gpus=degrees[-1])
+    result = estimate(widest or scenario, gpu)
+    largest = max(result.components, key=lambda c: c.bytes)
+    return largest.label, largest.bytes
 
 
 @dataclass(frozen=True)
@@ -451,6 +512,8 @@ class Fit:
     context: ContextLimit | None = None  # the model's context, which caps max_seq_len
     warnings: tuple[str, ...] = ()  # what stops it running as set, fit or not
     runs: bool = True  # False when the card cannot run the chosen precision at all
+    # When no plan holds it: the largest component on each GPU at the widest split, bytes.
+    too_large: tuple[str, int] | None = None
 
     @property
     def fits(self) -> bool:
@@ -482,6 +545,9 @@ class Fit:
             "max_batch": self.max_batch,
             "max_seq_len": self.max_seq_len,
             "min_gpus": plan,
+            "too_large": None
+            if self.too_large is None
+            else {"component": self.too_large[0], "bytes": self.too_large[1]},
             "suggestions": [s.to_dict() for s in self.suggestions],
             "context": None if self.context is None else self.context.to_dict(),
             "max_seq_len_capped": self.seq_len_capped,
@@ -535,6 +601,7 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
             f"{context.tokens:,} ({context.source})"
             + (": set RoPE scaling in its config.json to go further." if context.rope else ".")
         )
+    cause = too_large(scenario, gpu_id) if plan is None else None
     return Fit(
         gpu.id,
         gpu.name,
@@ -544,12 +611,13 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
         longest,
         plan,
         tuple(ideas),
-        context,
-        tuple(warnings),
-        runs,
-        generated,
-        gpu.usable_bytes,
-        float(scenario.headroom_percent),
+        context=context,
+        warnings=tuple(warnings),
+        runs=runs,
+        too_large=cause,
+        generated=generated,
+        usable=gpu.usable_bytes,
+        headroom_percent=float(scenario.headroom_percent),
     )
 
 

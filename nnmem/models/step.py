@@ -134,17 +134,21 @@ def model_states(
     opt = optimizer_memory(s.optimizer, s.optimizer_impl, tensors)
     state = [opt.state] if opt.state.bytes else []
     step_terms = [opt.step]
-    n = s.num_gpus if s.sharding is not Sharding.NONE else 1
+    # ZeRO shards over the data-parallel ranks: with tensor parallelism each rank already
+    # holds 1/t of the model (applied by the caller), so the shard is 1/(N / t) of that.
+    n = s.data_parallel if s.sharding is not Sharding.NONE else 1
     if n > 1:
         shard = Fraction(1, n)
-        note = f"÷ {n} GPUs"
+        note = f"÷ {n} data-parallel GPUs"
         state = [t.scaled(shard, note) for t in state]
         step_terms = [t.scaled(shard, note) for t in step_terms]
         if s.sharding in (Sharding.ZERO2, Sharding.ZERO3):
             gradients = [t.scaled(shard, note) for t in gradients]
         if s.sharding is Sharding.ZERO3:
             weights = [t.scaled(shard, note) for t in weights]
-        notes.append(f"{LABELS[s.sharding]} across {n} GPUs ({ZERO}); figures are per GPU.")
+        notes.append(
+            f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
+        )
     if s.offload_optimizer:
         state, step_terms = [], []
         notes.append(

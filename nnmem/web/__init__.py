@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from nnmem.errors import NnmemError
+from nnmem.scenario import load_json
 from nnmem.validation import shown
 from nnmem.web import calculator, tools
 from nnmem.web.reply import fatal, reply
@@ -21,10 +22,7 @@ PAGES = (CALCULATOR, *tools.TOOLS)
 def _read(request: str) -> tuple[str, dict[str, Any], str]:
     """The page asking, its fields and the part of the reply, or the problem with the
     request."""
-    try:
-        data = json.loads(request)
-    except json.JSONDecodeError:
-        data = None
+    data = load_json(request, "fields", "The request")
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
         raise NnmemError.single("fields", "The request must hold a fields object.")
     page = data.get("page", CALCULATOR)
@@ -52,6 +50,9 @@ def handle(request: str) -> str:
     >>> answer["ok"], answer["errors"][0]["field"]
     (False, 'params_billions')
     >>> json.loads(handle("not json"))["errors"]
+    [{'field': 'fields', 'message': 'The request is not valid JSON: Expecting value at line 1, \
+column 1.'}]
+    >>> json.loads(handle("[]"))["errors"]
     [{'field': 'fields', 'message': 'The request must hold a fields object.'}]
     """
     try:

@@ -108,7 +108,18 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     )
 
 
-def solvers_html(fit: Fit | None, scenario: Scenario) -> str:
+def _too_large(fit: Fit, binary: bool) -> str:
+    """Why no number of GPUs holds the scenario, in plain words."""
+    if fit.too_large is None:
+        return "no number of these GPUs holds it"
+    label, size = fit.too_large
+    return (
+        f"no number of these GPUs holds it: even split as far as it goes, the "
+        f"{label.lower()} alone need {human(size, binary)} on each"
+    )
+
+
+def solvers_html(fit: Fit | None, scenario: Scenario, binary: bool = True) -> str:
     """The largest batch and the longest sequence that fit, and the fewest GPUs."""
     if fit is None:
         return (
@@ -155,7 +166,7 @@ def solvers_html(fit: Fit | None, scenario: Scenario) -> str:
         row(
             "min_gpus",
             "Fewest GPUs",
-            "no number of these GPUs holds it: the activations alone are too large for one",
+            _too_large(fit, binary),
             None,
             "",
         )
@@ -345,7 +356,7 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         html.update(
             plot=_plot(scenario, result, axis, fit, gpu_id or None, binary),
             verdict=verdict_html(fit, binary),
-            solvers=solvers_html(fit, scenario),
+            solvers=solvers_html(fit, scenario, binary),
             suggestions=suggestions_html(ideas, fit, binary),
         )
         download.update(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nnmem.errors import Problem
+from nnmem.errors import Problem, plain_fatal
 
 MAX_MESSAGE = 400  # characters: every echo is already cut short; this is the backstop
 
@@ -51,4 +51,4 @@ def reply(
 
 def fatal(error: Exception) -> dict[str, Any]:
     """The reply for a failure inside nnmem: a plain message, never a traceback."""
-    return reply(False, fatal=_short(f"{type(error).__name__}: {error}"))
+    return reply(False, fatal=plain_fatal(error))

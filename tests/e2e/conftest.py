@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from localserver import serve
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
 
 import build
 from chromium import CHROMIUM_ARGS, executable
@@ -49,6 +49,51 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     if path:
         args["executable_path"] = path
     return args
+
+
+# Console reports of the Content-Security-Policy blocking something, from every page of
+# every test; a test that leaves one fails (no_csp_violation below).
+CSP_VIOLATIONS: list[str] = []
+
+
+def _on_console(message: ConsoleMessage) -> None:
+    if "Content Security Policy" in message.text:
+        CSP_VIOLATIONS.append(f"{message.page.url if message.page else ''}: {message.text}")
+
+
+def watch_csp(target: BrowserContext | Page) -> None:
+    """Record the CSP violations ``target``'s pages report on the console."""
+    target.on("console", _on_console)
+
+
+_new_context, _new_page = Browser.new_context, Browser.new_page
+
+
+def _watched_context(self: Browser, *args: Any, **kwargs: Any) -> BrowserContext:
+    context = _new_context(self, *args, **kwargs)
+    watch_csp(context)
+    return context
+
+
+def _watched_page(self: Browser, *args: Any, **kwargs: Any) -> Page:
+    page = _new_page(self, *args, **kwargs)
+    watch_csp(page)
+    return page
+
+
+# Every context and page the tests open, through a fixture or by hand, is watched.
+Browser.new_context = _watched_context  # type: ignore[method-assign]
+Browser.new_page = _watched_page  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violation() -> Iterator[None]:
+    """Fail a test during which any page reported a CSP violation."""
+    CSP_VIOLATIONS.clear()
+    yield
+    found = list(CSP_VIOLATIONS)
+    CSP_VIOLATIONS.clear()
+    assert found == [], f"Content-Security-Policy violations: {found}"
 
 
 def guard_requests(context: BrowserContext) -> list[str]:

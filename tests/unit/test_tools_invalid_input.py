@@ -157,7 +157,10 @@ def test_unknown_tool_and_malformed_requests() -> None:
     assert reply["errors"][0]["field"] == "page"
     assert reply["errors"][0]["message"].startswith("Page must be one of calculator, ")
     assert reply["errors"][0]["message"].endswith('(got "nope").')
-    for request in ("not json", "[]", '{"page": "training-cost", "fields": 3}'):
+    assert json.loads(handle("not json"))["errors"][0]["message"] == (
+        "The request is not valid JSON: Expecting value at line 1, column 1."
+    )
+    for request in ("[]", '{"page": "training-cost", "fields": 3}'):
         assert json.loads(handle(request))["errors"] == [
             {"field": "fields", "message": "The request must hold a fields object."}
         ]

@@ -60,7 +60,13 @@ def test_errors_name_fields_and_hide_what_does_not_apply() -> None:
 def test_malformed_requests_get_a_plain_answer() -> None:
     """Every request that is not a fields object gets the same plain reply, in the one
     shape every page's answer has."""
-    for request in ("not json", "[]", '{"fields": 3}', '{"nothing": 1}'):
+    assert json.loads(handle("not json"))["errors"] == [
+        {
+            "field": "fields",
+            "message": "The request is not valid JSON: Expecting value at line 1, column 1.",
+        }
+    ]
+    for request in ("[]", '{"fields": 3}', '{"nothing": 1}'):
         assert json.loads(handle(request)) == {
             "ok": False,
             "errors": [{"field": "fields", "message": "The request must hold a fields object."}],
@@ -284,7 +290,7 @@ def test_sharded_total_is_per_gpu() -> None:
             "precision": "amp_bf16",
         }
     )
-    assert "ZeRO-3 / FSDP (+ weights sharded) across 8 GPUs" in reply["html"]["notes"]
+    assert "ZeRO-3 / FSDP (+ weights sharded) across 8 data-parallel GPUs" in reply["html"]["notes"]
     assert "figures are per GPU." in reply["html"]["notes"]
 
 

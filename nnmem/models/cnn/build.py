@@ -101,36 +101,44 @@ def build(s: Scenario) -> Built:
     extra = cnn.backward_extra(model, s.batch_size, p)
 
     # At the backward peak some parameter gradients exist and some saved tensors are gone:
-    # the simulation gives both, and the activation gradients in flight on top.
+    # the simulation gives both, and the activation gradients in flight on top. Its saved
+    # tensors include autocast's weight copies, freed with the rest as backward passes
+    # their layers, so at that peak the copies still held count with the saved tensors.
     pending = -sum(t.bytes for t in extra.terms if t.kind is cnn.TermKind.PENDING)
     freed = -sum(t.bytes for t in extra.terms if t.kind is cnn.TermKind.FREED)
+    saved_all = sum(t.bytes for t in [*saved_terms, *casts])
+    held = saved_all - freed
+    # The simulation counts whole gradients; with ZeRO-2/3 each GPU keeps its shard of
+    # every reduced gradient (Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054 §5.2), so
+    # the share made so far applies to the sharded total.
     grad_total = sum(t.bytes for t in gradients)
-    held = sum(t.bytes for t in saved_terms) - freed
+    grad_full = cnn.parameter_count(model) * width
+    made = grad_total * (grad_full - pending) // grad_full if grad_full else 0
     at_peak = [
         Term(
             "activations",
-            "saved tensors still held",
+            "saved tensors still held" + (" (with autocast's weight copies)" if casts else ""),
             held,
             "saved − already released",
-            f"{held + freed:,} B − {freed:,} B",
+            f"{saved_all:,} B − {freed:,} B",
             cnn.ENGINE,
         ),
         Term(
             "gradients",
             "parameter gradients made so far",
-            grad_total - pending,
+            made,
             "gradients of the layers already processed",
-            f"{grad_total:,} B − {pending:,} B",
+            f"{grad_total:,} B × {grad_full - pending:,} / {grad_full:,}",
             cnn.ENGINE,
         ),
         *(_term(t) for t in extra.terms if t.kind in (cnn.TermKind.GRADIENT, cnn.TermKind.BATCH)),
     ]
     states = [*weights, buffers, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
-    before = [*states, *casts, *(gradients if in_forward else [])]
-    after = [*states, *casts, *(gradients if at_backward else [])]
+    before = [*states, *(gradients if in_forward else [])]
+    after = [*states, *(gradients if at_backward else [])]
     phases = phases_of(
-        ("forward", [*before, *saved_terms]),
+        ("forward", [*before, *casts, *saved_terms]),
         ("backward", [*after, *at_peak]),
         ("optimizer_step", [*states, *gradients, *step_terms]),
     )

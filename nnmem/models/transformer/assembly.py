@@ -432,6 +432,11 @@ def build_training(s: Scenario) -> Built:
             "(Korthikanti et al. 2022, §4.2); memory-efficient attention (SDPA, FlashAttention) "
             "never stores them, so with SDPA it saves nothing."
         )
+    if s.sharding is Sharding.ZERO3 and s.data_parallel == 1:
+        notes.append(
+            "ZeRO-3 / FSDP over one data-parallel GPU: FSDP falls back to NO_SHARD, so the "
+            "model is held whole and no layer is gathered (torch/distributed/fsdp/_init_utils.py)."
+        )
     if s.tensor_parallel > 1:
         split = Fraction(1, s.tensor_parallel)
         tag = f"÷ {s.tensor_parallel} (tensor parallel)"
@@ -469,11 +474,15 @@ def build_training(s: Scenario) -> Built:
                     cast_source,
                 )
             ]
-    if s.sharding is Sharding.ZERO3 and s.num_gpus > 1:
+    if s.sharding is Sharding.ZERO3 and s.data_parallel > 1:
         # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
         # gradients) per parameter of the largest layer (stage3.py
         # estimate_zero3_model_states_mem_needs). Autocast copies exist only for those.
+        # On one GPU there is nothing to gather: FSDP switches FULL_SHARD to NO_SHARD when
+        # the world size is 1 (torch/distributed/fsdp/_init_utils.py, "FSDP is switching
+        # to use NO_SHARD"), so the model is held whole, once. Hence two GPUs can need
+        # more than one for a model whose largest layer outweighs half of its states.
         largest = layer_params(t)
         weights = [
             *weights,
@@ -715,9 +724,11 @@ def build_inference(s: Scenario) -> Built:
     ctx_tokens = s.cached_tokens if decoder else s.seq_len
     sizes = dict(c.sizes)
     candidates = inference_moments(c)
-    name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))
     if s.tensor_parallel > 1:
-        rows = _tp_split(rows, s.tensor_parallel)
+        # Split every moment before choosing the largest: the split divides some rows
+        # (heads, MLP columns) and not others, so the order of the moments can change.
+        candidates = [(n, _tp_split(rows, s.tensor_parallel)) for n, rows in candidates]
+    name, rows = max(candidates, key=lambda kv: total_bytes(kv[1], sizes, c.widths))
     working = as_term(
         "activations",
         f"working set at the {name} peak of the last layer",

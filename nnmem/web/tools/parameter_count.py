@@ -17,6 +17,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
+from nnmem.scenario import load_json
 from nnmem.units import count, human, percent
 from nnmem.validation import raise_if, whole
 from nnmem.web.fields import Field
@@ -122,14 +123,8 @@ def _pc_model(values: Values) -> Transformer:
         return from_config(catalog.models()[preset].config, field="preset")
     if source == "config":
         raw = values.get("config", "")
-        try:
-            config = json.loads(raw) if raw.strip() else None
-        except json.JSONDecodeError as error:
-            raise NnmemError.single(
-                "config",
-                f"config.json is not valid JSON: {error.msg} at line {error.lineno}, "
-                f"column {error.colno}.",
-            ) from error
+        # The calculator's reader: plain messages for deep nesting and huge numbers too.
+        config = load_json(raw, "config", "config.json") if raw.strip() else None
         if not isinstance(config, dict):
             raise NnmemError.single(
                 "config", 'Paste a config.json: a JSON object such as {"hidden_size": 4096, …}.'

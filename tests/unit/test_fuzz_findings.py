@@ -1,0 +1,165 @@
+"""The scenarios a property-based run found wrong, each with what it must give now.
+
+(The properties themselves, with Hypothesis, are in tests/property; these run in
+Pyodide too.)
+"""
+
+from __future__ import annotations
+
+from nnmem import estimate, parse
+from nnmem.models.cnn import backward_extra, builtin, parameter_count
+from nnmem.solvers import judge
+
+LLAMA_8B = 8_030_261_248  # parameters, nnmem/data/models.json
+
+
+def test_cnn_rows_are_never_negative() -> None:
+    for data in (
+        {"model": "preset", "preset": "resnet50", "precision": "amp_bf16", "optimizer": "sgd"},
+        {
+            "model": "preset",
+            "preset": "resnet50",
+            "batch_size": 128,
+            "sharding": "zero2",
+            "num_gpus": 8,
+        },
+    ):
+        e = estimate(parse(data))
+        assert all(t.bytes >= 0 for p in e.phases for t in p.terms)
+        assert sum(c.bytes for c in e.components) == e.total_bytes
+
+
+def test_cnn_gradients_made_by_the_peak_are_a_share_of_the_sharded_total() -> None:
+    e = estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "resnet50",
+                "batch_size": 128,
+                "sharding": "zero2",
+                "num_gpus": 8,
+            }
+        )
+    )
+    full = parameter_count(builtin("resnet50")) * 4  # fp32 gradients, unsharded
+    pending = -next(
+        t.bytes for t in backward_extra(builtin("resnet50"), 128).terms if t.key == "pending"
+    )
+    made = next(t for t in e.component("gradients").terms)
+    assert made.label == "parameter gradients made so far"
+    assert made.bytes == (full // 8) * (full - pending) // full  # ZeRO-2: a shard of each
+
+
+def test_fields_the_engine_reads_are_shown() -> None:
+    vit = parse(
+        {
+            "model": "preset",
+            "preset": "vit-base-patch16-224",
+            "mode": "inference",
+            "precision": "fp16",
+            "batch_size": 4,
+        }
+    )
+    assert "attention" not in vit.inactive_fields()
+    t5 = parse(
+        {
+            "model": "preset",
+            "preset": "flan-t5-large",
+            "mode": "inference",
+            "precision": "fp16",
+            "batch_size": 12,
+        }
+    )
+    assert "kv_cache_dtype" not in t5.inactive_fields()
+    assert "new_tokens" in t5.inactive_fields()
+    cnn = parse({"model": "cnn", "cnn": "resnet18"})
+    assert {"attention", "tensor_parallel"} <= set(cnn.inactive_fields())
+
+
+def test_tensor_parallel_inference_grows_with_the_sequence() -> None:
+    totals = [
+        estimate(
+            parse(
+                {
+                    "model": "preset",
+                    "preset": "bert-base-uncased",
+                    "mode": "inference",
+                    "tensor_parallel": 2,
+                    "num_gpus": 2,
+                    "seq_len": n,
+                }
+            )
+        ).total_bytes
+        for n in range(1, 65)
+    ]
+    assert totals == sorted(totals)
+
+
+def test_zero_shards_over_the_data_parallel_ranks() -> None:
+    # Adam's fp32 moments, 8 B per parameter, over 2 tensor-parallel × 4 data-parallel GPUs.
+    s = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-8b",
+            "precision": "amp_bf16",
+            "sharding": "zero3",
+            "num_gpus": 8,
+            "tensor_parallel": 2,
+        }
+    )
+    assert s.data_parallel == 4
+    assert estimate(s).component("optimizer_state").bytes == LLAMA_8B * 8 // 8
+
+
+def test_zero3_on_one_data_parallel_gpu_gathers_nothing_and_says_why() -> None:
+    one = estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "smollm2-1.7b",
+                "finetune": "lora",
+                "precision": "nf4",
+                "sharding": "zero3",
+                "num_gpus": 1,
+            }
+        )
+    )
+    assert any("FSDP falls back to NO_SHARD" in note for note in one.notes)
+    assert not any("gathered" in t.label for t in one.component("weights").terms)
+
+
+def test_fewest_gpus_tries_every_degree_that_divides_the_heads() -> None:
+    # Phi-4: 40 heads, 10 key/value heads; degree 5 splits 29.3 GB of bf16 weights to 5.9 GB.
+    fit = judge(
+        parse({"model": "preset", "preset": "phi-4", "mode": "inference", "precision": "bf16"}),
+        "rtx-3060-12gb",
+    )
+    assert fit.plan is not None
+    assert (fit.plan.tensor_parallel, fit.plan.num_gpus) == (5, 5)
+
+
+def test_fewest_gpus_moves_to_zero3_when_zero2_cannot_fit() -> None:
+    fit = judge(
+        parse(
+            {
+                "model": "preset",
+                "preset": "llama-3.1-8b",
+                "precision": "amp_bf16",
+                "sharding": "zero2",
+                "num_gpus": 2,
+            }
+        ),
+        "rtx-4090",
+    )
+    assert fit.plan is not None
+    assert fit.plan.sharding.value == "zero3"
+
+
+def test_when_nothing_fits_the_weights_are_blamed_when_they_are_the_cause() -> None:
+    # deepseek-llm-67b in fp32 at the widest split its 8 key/value heads allow:
+    # 67,425,001,472 parameters × 4 B ÷ 8 GPUs of weights on each, more than 24 GB.
+    fit = judge(
+        parse({"model": "preset", "preset": "deepseek-llm-67b", "mode": "inference"}), "rx-7900-xtx"
+    )
+    assert fit.plan is None
+    assert fit.too_large == ("Model weights", 67_425_001_472 * 4 // 8)
