@@ -138,7 +138,7 @@ def add_baselines(site: Path) -> None:
 def entry(page: Page, name: str, kind: str = "mark") -> float:
     """The start time of the first performance entry ``name``, waiting for it."""
     page.wait_for_function(
-        f"performance.getEntriesByName({name!r}).length > 0", timeout=READY_MS, polling=20
+        f"() => performance.getEntriesByName({name!r}).length > 0", timeout=READY_MS, polling=20
     )
     got: float = page.evaluate(f"performance.getEntriesByName({name!r})[0].startTime")
     return got
