@@ -15,7 +15,7 @@ from fuzz_strategies import ALTERNATES
 from nnmem import Estimate, NnmemError, Scenario, estimate, parse
 from nnmem.catalog import gpus
 from nnmem.scenario import Mode
-from nnmem.solvers import MAX_BATCH, max_batch, max_seq_len, min_gpus
+from nnmem.solvers import MAX_BATCH, context_limit, max_batch, max_seq_len, min_gpus
 
 Check = Callable[..., list[str]]
 
@@ -106,6 +106,7 @@ def zero3_gpus(data: dict[str, Any], more: int = 2) -> list[str]:
 # ordered: each narrower one stores the same tensors in fewer bits (nnmem.formats). GGUF
 # types quantize the embeddings too and the others do not, so the two families are ordered
 # each in itself, below 16-bit.
+BNB = {"int8", "nf4", "nf4_dq"}
 NARROWER = (
     ("fp32", "bf16"),
     ("bf16", "fp8"),
@@ -136,7 +137,15 @@ def precision_order(data: dict[str, Any]) -> list[str]:
             if trial is not None:
                 e = estimate(trial)
                 runs[p] = (e.component_sizes().get("weights", 0), e.total_bytes)
+        # bitsandbytes replaces only nn.Linear (transformers integrations/bitsandbytes.py,
+        # replace_with_bnb_linear): a mixture of experts' fused 3-D expert parameters stay
+        # 16-bit, so its bitsandbytes formats are not ordered against the others by bits.
+        moe = getattr(getattr(s.model, "architecture", None), "experts", 0) or getattr(
+            s.model, "experts", 0
+        )
         for wide, narrow in NARROWER:
+            if moe and (wide in BNB or narrow in BNB) and not (wide in BNB and narrow in BNB):
+                continue
             if wide in runs and narrow in runs:
                 (w1, t1), (w2, t2) = runs[wide], runs[narrow]
                 if w2 > w1:
@@ -231,7 +240,10 @@ def solvers(data: dict[str, Any], gpu_id: str) -> list[str]:
             out.append(f"max_seq_len {n} does not fit {gpu_id}")
         model = s.model
         cap = getattr(model, "learned_positions", 0) or None  # the position table's rows
-        longer = _try({**data, "seq_len": n + 1}) if n != cap else None
+        context = context_limit(s)  # the solver stops at the model's context, on purpose
+        generated = s.new_tokens if s.mode is Mode.INFERENCE else 0
+        at_context = context is not None and n + generated >= context.tokens
+        longer = _try({**data, "seq_len": n + 1}) if n != cap and not at_context else None
         if longer is not None and fits(longer):
             out.append(f"max_seq_len {n} but {n + 1} fits {gpu_id}")
     plan = min_gpus(s, budget, gpu_id)
