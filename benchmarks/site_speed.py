@@ -1,115 +1,339 @@
 """Measure the calculator page in headless Chromium and print the figures.
 
-    .venv/bin/python benchmarks/site_speed.py [--runs 5] [--recalcs 40]
+    .venv/bin/python benchmarks/site_speed.py [--runs 5] [--recalcs 30]
 
-Builds the site under /nnmem/, serves it on 127.0.0.1 and, per run, opens it in a fresh
-browser context (an empty cache, as for a first visit). It prints:
+Builds the site under /nnmem/ and serves it on 127.0.0.1 with GitHub Pages' caching
+header (``Cache-Control: max-age=600``). Each run opens a browser on a new profile on
+disk (an empty cache: the cold visit) and then visits again with it (the warm visit).
+For both it measures, in milliseconds from the start of navigation:
 
-- first paint: when the prerendered result is on screen (First Contentful Paint);
-- engine ready: when Pyodide and nnmem have loaded in the worker (``nnmem:ready`` mark);
-- recalculation: from a form change to the painted result (``nnmem:compute`` measures);
-- transfer size: bytes served for one visit, raw and as gzip would send them.
+- static paint: First Contentful Paint of a plain copy of the page with its scripts
+  stripped, the baseline no script can beat;
+- bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
+  for the engine;
+- the calculator's first paint, worker ready (``nnmem:ready``) and first live result
+  (``nnmem:live``);
+- recalculation: from a form change to the painted total (``nnmem:compute``) and to the
+  painted complete answer, verdict and plot included (``nnmem:complete``), for the default
+  form and for Llama 3.1 8B with an H100 chosen;
+- transfer: bytes the server sent per visit (it does not compress; gzip sizes are given
+  per file) and how many requests it answered.
 
-Timings are medians over the runs, in milliseconds from the start of navigation.
+Every figure is the median over the runs (recalculations: median and 95th percentile of
+all of them). The machine's load average is printed with the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import os
+import platform
+import re
 import statistics
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 
-from localserver import serve  # noqa: E402
+from localserver import QuietHandler  # noqa: E402
 
 import build  # noqa: E402
 from chromium import CHROMIUM_ARGS, executable  # noqa: E402
 
 BASE = "/nnmem/"
+GPU_QUERY = (
+    "?describe=fields&preset=llama-3.1-8b&precision=amp_bf16&batch_size=4&seq_len=4096"
+    "&gpu=h100-sxm-80gb"
+)
+READY_MS = 120_000
+
+BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>bare boot</title>
+<script type="module">
+const worker = new Worker(new URL("bare-worker.js", document.baseURI), { type: "module" });
+worker.onmessage = () => performance.mark("bare:ready");
+</script>
+"""
+BARE_WORKER = """import { loadPyodide } from "%s";
+await loadPyodide({ indexURL: new URL("%s", self.location.href).href });
+self.postMessage("ready");
+"""
 
 
-def one_visit(page: Page, url: str, recalcs: int) -> dict[str, float]:
-    """Load the page, wait for the engine, change the batch size ``recalcs`` times."""
-    page.goto(url)
-    page.wait_for_selector('#engine[data-state="ready"]', timeout=60_000)
-    page.wait_for_selector('#results[data-state="live"]')
-    first_paint = page.evaluate(
-        "performance.getEntriesByName('first-contentful-paint')[0].startTime"
+class Counter:
+    """Bytes and requests the server answered since the last reset."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.sent = 0
+            self.requests = 0
+            self.not_modified = 0
+            self.paths: set[str] = set()
+
+    def add(self, path: str, sent: int, status: int) -> None:
+        with self.lock:
+            self.sent += sent
+            self.requests += 1
+            self.not_modified += status == 304
+            self.paths.add(path.split("?")[0])
+
+
+def serve(root: Path, counter: Counter) -> Any:
+    """Serve ``root`` like GitHub Pages caches it, counting what is sent."""
+    import functools
+    from http.server import ThreadingHTTPServer
+
+    class Handler(QuietHandler):
+        def end_headers(self) -> None:
+            self.send_header("Cache-Control", "max-age=600")
+            super().end_headers()
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            self._status = code
+            super().send_response(code, message)
+
+        def copyfile(self, source: Any, outputfile: Any) -> None:
+            data = source.read()
+            outputfile.write(data)
+            counter.add(self.path, len(data), self._status)
+
+        def send_head(self) -> Any:
+            result = super().send_head()
+            if result is None and getattr(self, "_status", 200) == 304:
+                counter.add(self.path, 0, 304)
+            return result
+
+    handler = functools.partial(Handler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def add_baselines(site: Path) -> None:
+    """The static copy (scripts stripped) and the bare-boot page, beside index.html."""
+    html = (site / "index.html").read_text(encoding="utf-8")
+    static = re.sub(r"<script\b.*?</script>", "", html, flags=re.S)
+    static = re.sub(r'<link rel="(modulepreload|preload)"[^>]*>', "", static)
+    (site / "static.html").write_text(static, encoding="utf-8")
+    core = re.search(r'data-pyodide="([^"]+)"', html)
+    assert core, "index.html names no Pyodide folder"
+    folder = core.group(1)
+    (site / "bare.html").write_text(BARE_PAGE, encoding="utf-8")
+    (site / "bare-worker.js").write_text(
+        BARE_WORKER % (f"./{folder.removeprefix('./')}pyodide.mjs", folder), encoding="utf-8"
     )
-    ready = page.evaluate("performance.getEntriesByName('nnmem:ready')[0].startTime")
-    page.evaluate("performance.clearMeasures('nnmem:compute')")
+
+
+def entry(page: Page, name: str, kind: str = "mark") -> float:
+    """The start time of the first performance entry ``name``, waiting for it."""
+    page.wait_for_function(
+        f"() => performance.getEntriesByName({name!r}).length > 0", timeout=READY_MS, polling=20
+    )
+    got: float = page.evaluate(f"performance.getEntriesByName({name!r})[0].startTime")
+    return got
+
+
+def fcp(page: Page) -> float:
+    return entry(page, "first-contentful-paint")
+
+
+def recalc(page: Page, recalcs: int, value: Callable[[int], str]) -> dict[str, list[float]]:
+    """Change the batch size ``recalcs`` times, waiting each time for the whole answer."""
+    page.evaluate("performance.clearMeasures()")
     for i in range(recalcs):
-        request = str(int(page.get_attribute("#results", "data-request") or 0) + 1)
-        page.fill("#f-batch_size", str(8 + i % 7))
-        page.wait_for_selector(f'#results[data-request="{request}"]')
-    durations = page.evaluate("performance.getEntriesByName('nnmem:compute').map(e => e.duration)")
-    return {
-        "first_paint": first_paint,
-        "ready": ready,
-        "recalc_median": statistics.median(durations),
-        "recalc_p95": sorted(durations)[int(0.95 * (len(durations) - 1))],
-    }
+        request = int(page.get_attribute("#results", "data-request") or 0) + 1
+        page.fill("#f-batch_size", value(i))
+        page.wait_for_function(
+            "n => { const r = document.getElementById('results').dataset;"
+            " return Number(r.complete ?? r.request) >= n; }",
+            arg=request,
+            timeout=30_000,
+            polling="raf",
+        )
+    out = {}
+    for name in ("nnmem:compute", "nnmem:complete"):
+        out[name] = page.evaluate(f"performance.getEntriesByName({name!r}).map(e => e.duration)")
+    if not out["nnmem:complete"]:  # a page that answers in one step
+        out["nnmem:complete"] = out["nnmem:compute"]
+    return out
 
 
-def transfer_sizes(site: Path, paths: list[str]) -> dict[str, tuple[int, int]]:
-    """Raw and gzip-compressed bytes of each file a visit requested."""
-    sizes = {}
-    for path in paths:
-        data = (site / path).read_bytes()
-        sizes[path] = (len(data), len(gzip.compress(data, compresslevel=6)))
-    return sizes
+def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dict[str, Any]:
+    """One navigation; the figures it gives and what the server sent for it."""
+    page = context.new_page()
+    counter.reset()
+    page.goto(url)
+    got: dict[str, Any] = {}
+    if what == "static":
+        got["paint"] = fcp(page)
+    elif what == "bare":
+        got["boot"] = entry(page, "bare:ready")
+    else:
+        got["paint"] = fcp(page)
+        got["ready"] = entry(page, "nnmem:ready")
+        got["live"] = entry(page, "nnmem:live")
+    page.wait_for_load_state("load")
+    got["bytes"], got["requests"], got["revalidated"] = (
+        counter.sent,
+        counter.requests,
+        counter.not_modified,
+    )
+    got["paths"] = set(counter.paths)
+    got["page"] = page
+    return got
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--recalcs", type=int, default=40)
+    parser.add_argument("--recalcs", type=int, default=30)
     args = parser.parse_args()
 
+    rows: dict[str, list[float]] = {}
+    recalcs: dict[str, list[float]] = {}
+    sent: dict[str, list[int]] = {}
+    paths: set[str] = set()
+
+    def note(key: str, value: float) -> None:
+        rows.setdefault(key, []).append(value)
+
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / BASE.strip("/")
         build.build(site, base_path=BASE)
-        server = serve(Path(tmp))
+        add_baselines(site)
+        counter = Counter()
+        server = serve(Path(tmp), counter)
         url = f"http://127.0.0.1:{server.server_address[1]}{BASE}"
         path = executable()
-        visits, requested = [], set()
         with sync_playwright() as playwright:
             launch = {"args": CHROMIUM_ARGS, **({"executable_path": path} if path else {})}
-            browser = playwright.chromium.launch(**launch)
+            version = ""
             for _ in range(args.runs):
-                context = browser.new_context()
-                page = context.new_page()
-                page.on(
-                    "request",
-                    lambda r: requested.add(r.url.split("?")[0].removeprefix(url)),
-                )
-                visits.append(one_visit(page, url, args.recalcs))
-                context.close()
-            version = browser.version
-            browser.close()
+                for what, target in (
+                    ("static", "static.html"),
+                    ("bare", "bare.html"),
+                    ("page", ""),
+                ):
+                    # A profile on disk, as a visitor's browser has: an in-memory one
+                    # does not keep the 9.6 MB wasm file between visits.
+                    with tempfile.TemporaryDirectory() as profile:
+                        context = playwright.chromium.launch_persistent_context(profile, **launch)
+                        version = context.browser.version if context.browser else version
+                        for visit_kind in ("cold", "warm"):
+                            got = visit(context, url + target, counter, what)
+                            page = got.pop("page")
+                            for key in ("paint", "boot", "ready", "live"):
+                                if key in got:
+                                    note(f"{what} {key} {visit_kind}", got[key])
+                            sent.setdefault(f"{what} {visit_kind}", []).append(got["bytes"])
+                            note(f"{what} requests {visit_kind}", got["requests"])
+                            note(f"{what} revalidated {visit_kind}", got["revalidated"])
+                            if what == "page" and visit_kind == "cold":
+                                paths |= got["paths"]
+                                for name, durations in recalc(
+                                    page, args.recalcs, lambda i: str(8 + i % 7)
+                                ).items():
+                                    recalcs.setdefault(f"default {name}", []).extend(durations)
+                            page.close()
+                        if what == "page":
+                            page = context.new_page()
+                            page.goto(url + GPU_QUERY)
+                            entry(page, "nnmem:live")
+                            for name, durations in recalc(
+                                page, args.recalcs, lambda i: str(2 + i % 7)
+                            ).items():
+                                recalcs.setdefault(f"H100 {name}", []).extend(durations)
+                            page.close()
+                        context.close()
         server.shutdown()
-        sizes = transfer_sizes(site, sorted(p if p else "index.html" for p in requested))
+        files = sorted(paths)
+        sizes = {}
+        for p in files:
+            local = Path(tmp) / p.lstrip("/")
+            if local.is_dir():
+                local = local / "index.html"
+            if local.is_file():
+                data = local.read_bytes()
+                sizes[p.removeprefix(BASE)] = (len(data), len(gzip.compress(data, 6)))
+        core_dir = re.search(r'data-pyodide="(?:\./)?([^"]+)"', (site / "index.html").read_text())
+        core = core_dir.group(1) if core_dir else "pyodide/"
+        core_bytes = sum((site / core / n).stat().st_size for n in build.PYODIDE_FILES)
+    load_after = os.getloadavg()
 
-    def median(key: str) -> float:
-        return statistics.median(v[key] for v in visits)
+    def med(key: str) -> str:
+        values = rows.get(key)
+        return f"{statistics.median(values):8.0f}" if values else "       -"
 
-    print(f"Chromium {version}, {args.runs} first visits, {args.recalcs} recalculations each")
-    print(f"time to first painted result  {median('first_paint'):8.0f} ms")
-    print(f"time until the worker ready   {median('ready'):8.0f} ms")
-    print(f"recalculation, median         {median('recalc_median'):8.1f} ms")
-    print(f"recalculation, 95th pct       {median('recalc_p95'):8.1f} ms")
-    raw = sum(r for r, _ in sizes.values())
-    packed = sum(c for _, c in sizes.values())
-    print(f"transfer size                 {raw / 1e6:8.2f} MB raw, {packed / 1e6:.2f} MB gzip")
-    for name, (size, gzipped) in sizes.items():
-        print(f"  {name:34} {size:>11,} B raw {gzipped:>11,} B gzip")
+    print(
+        f"Chromium {version}; {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"{args.runs} runs, {args.recalcs} recalculations per form per run"
+    )
+    print(
+        "load average (1/5/15 min) before "
+        + "/".join(f"{x:.1f}" for x in load_before)
+        + ", after "
+        + "/".join(f"{x:.1f}" for x in load_after)
+    )
+    print(f"{'ms from navigation (median)':34} {'cold':>8} {'warm':>8}")
+    for label, key in (
+        ("static copy: first paint", "static paint"),
+        ("bare loadPyodide(): ready", "bare boot"),
+        ("calculator: first paint", "page paint"),
+        ("calculator: worker ready", "page ready"),
+        ("calculator: first live result", "page live"),
+    ):
+        print(f"{label:34} {med(key + ' cold')} {med(key + ' warm')}")
+    for kind in ("cold", "warm"):
+        ready = rows.get(f"page ready {kind}")
+        bare = rows.get(f"bare boot {kind}")
+        if ready and bare:
+            gaps = [r - b for r, b in zip(ready, bare, strict=True)]
+            print(f"worker ready minus bare boot, {kind}: median {statistics.median(gaps):.0f} ms")
+        paint = rows.get(f"page paint {kind}")
+        static = rows.get(f"static paint {kind}")
+        if paint and static:
+            gaps = [r - b for r, b in zip(paint, static, strict=True)]
+            print(f"first paint minus static, {kind}: median {statistics.median(gaps):.0f} ms")
+    print(f"{'recalculation, ms':34} {'median':>8} {'p95':>8} {'n':>5}")
+    for key, values in recalcs.items():
+        if values:
+            print(
+                f"{key:34} {statistics.median(values):8.1f} {pct(values, 0.95):8.1f}"
+                f" {len(values):5}"
+            )
+    print(f"{'bytes sent per visit (median)':34} {'cold':>11} {'warm':>11}  requests, 304s")
+    for what in ("static", "bare", "page"):
+        cold = statistics.median(sent[f"{what} cold"])
+        warm = statistics.median(sent[f"{what} warm"])
+        print(
+            f"{what:34} {cold:11,.0f} {warm:11,.0f}  "
+            f"{med(what + ' requests cold').strip()}/{med(what + ' requests warm').strip()}, "
+            f"{med(what + ' revalidated cold').strip()}/{med(what + ' revalidated warm').strip()}"
+        )
+    print(
+        f"the five core files: {core_bytes:,} B; page cold minus core: "
+        f"{statistics.median(sent['page cold']) - core_bytes:,.0f} B"
+    )
+    print("files of a cold calculator visit (raw, gzip):")
+    for name, (raw, packed) in sizes.items():
+        print(f"  {name:44} {raw:>11,} {packed:>11,}")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -40,6 +42,17 @@ def files(out: Path) -> set[str]:
     return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
 
 
+# The core's folder carries its version, the one package.json pins.
+CORE = f"pyodide-{json.loads((ROOT / 'package.json').read_text())['dependencies']['pyodide']}/"
+
+
+def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
+    """A changed engine.js reaches the calculator even from a browser's cache."""
+    calculator = (site / "assets" / "calculator.js").read_text()
+    engine = (site / "assets" / "engine.js").read_bytes()
+    assert f'from "./engine.js?v={build.short_hash(engine)}"' in calculator
+
+
 def test_exact_file_list(site: Path) -> None:
     listing = files(site)
     bundles = {name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip", name)}
@@ -66,18 +79,52 @@ def test_exact_file_list(site: Path) -> None:
         "assets/worker.js",
         "assets/style.css",
         "assets/favicon.svg",
-        "pyodide/pyodide.mjs",
-        "pyodide/pyodide.asm.mjs",
-        "pyodide/pyodide.asm.wasm",
-        "pyodide/python_stdlib.zip",
-        "pyodide/pyodide-lock.json",
+        f"{CORE}pyodide.mjs",
+        f"{CORE}pyodide.asm.mjs",
+        f"{CORE}pyodide.asm.wasm",
+        f"{CORE}python_stdlib.zip",
+        f"{CORE}pyodide-lock.json",
     }
 
 
 def test_pyodide_core_is_copied_unchanged(site: Path) -> None:
     for name in build.PYODIDE_FILES:
-        copied = (site / "pyodide" / name).read_bytes()
+        if name == build.STDLIB:
+            continue  # trimmed: see the next test
+        copied = (site / CORE / name).read_bytes()
         assert copied == (ROOT / "node_modules" / "pyodide" / name).read_bytes(), name
+
+
+def test_stdlib_holds_every_module_nnmem_imports(site: Path) -> None:
+    """The trimmed standard library keeps each module an import in nnmem names, each
+    listed module, and Pyodide's own packages; and it is more than 1 MB smaller."""
+    full = (ROOT / "node_modules" / "pyodide" / build.STDLIB).read_bytes()
+    trimmed = (site / CORE / build.STDLIB).read_bytes()
+    assert len(full) - len(trimmed) > 1_000_000
+    with zipfile.ZipFile(io.BytesIO(trimmed)) as archive:
+        names = set(archive.namelist())
+    with zipfile.ZipFile(io.BytesIO(full)) as archive:
+        stdlib = set(archive.namelist())
+
+    def present(module: str) -> bool:
+        path = module.replace(".", "/")
+        return f"{path}.py" in names or f"{path}/__init__.py" in names
+
+    def in_stdlib_zip(module: str) -> bool:
+        path = module.replace(".", "/")
+        return f"{path}.py" in stdlib or f"{path}/__init__.py" in stdlib
+
+    imported = set()
+    for source in (ROOT / "nnmem").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module)
+    wanted = {m for m in imported if not m.startswith("nnmem") and in_stdlib_zip(m)}
+    wanted |= {m for m in build.read_stdlib_modules(ROOT) if in_stdlib_zip(m)}
+    assert {"json", "fractions", "dataclasses", "_pyodide", "pyodide"} <= wanted
+    assert sorted(m for m in wanted if not present(m)) == []
 
 
 def test_prerendered_default_result(site: Path) -> None:
@@ -106,7 +153,7 @@ def test_root_build_uses_page_relative_urls(site: Path) -> None:
     html = (site / "index.html").read_text()
     assert re.search(r'href="\./assets/style\.css\?v=[0-9a-f]{10}"', html)
     assert re.search(r'src="\./assets/calculator\.js\?v=[0-9a-f]{10}"', html)
-    assert 'data-pyodide="./pyodide/"' in html
+    assert f'data-pyodide="./{CORE}"' in html
     assert not re.search(r'(href|src)="/', html), "index.html must not use absolute URLs"
     not_found = (site / "404.html").read_text()
     assert re.search(r'href="/assets/style\.css\?v=', not_found)

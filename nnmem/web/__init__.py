@@ -20,8 +20,9 @@ CHECKPOINT = "checkpoint"  # the calculator's model reader: headers in, controls
 PAGES = (CALCULATOR, CHECKPOINT, *tools.TOOLS)
 
 
-def _read(request: str) -> tuple[str, dict[str, Any]]:
-    """The page asking and its fields, or the problem with the request."""
+def _read(request: str) -> tuple[str, dict[str, Any], str]:
+    """The page asking, its fields and the part of the reply, or the problem with the
+    request."""
     data = load_json(request, "fields", "The request")
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
         raise NnmemError.single("fields", "The request must hold a fields object.")
@@ -30,7 +31,12 @@ def _read(request: str) -> tuple[str, dict[str, Any]]:
         raise NnmemError.single(
             "page", f"Page must be one of {', '.join(PAGES)} (got {shown(page)})."
         )
-    return page, data["fields"]
+    part = data.get("part", "all")
+    if page == CALCULATOR and part not in calculator.PARTS:
+        raise NnmemError.single(
+            "part", f"Part must be one of {', '.join(calculator.PARTS)} (got {shown(part)})."
+        )
+    return page, data["fields"], part
 
 
 def handle(request: str) -> str:
@@ -38,7 +44,9 @@ def handle(request: str) -> str:
 
     ``page`` is ``"calculator"`` (the default), ``"checkpoint"`` (a checkpoint's headers,
     see :mod:`nnmem.web.checkpoint`) or a tool's name; every answer has the shape
-    :mod:`nnmem.web.reply` describes.
+    :mod:`nnmem.web.reply` describes. The calculator's ``part`` (``"all"``, the default, or
+    ``"first"`` then ``"rest"``) splits its reply in two, see
+    :func:`nnmem.web.calculator.answer`.
 
     >>> answer = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))
     >>> answer["ok"], answer["errors"][0]["field"]
@@ -50,9 +58,9 @@ column 1.'}]
     [{'field': 'fields', 'message': 'The request must hold a fields object.'}]
     """
     try:
-        page, fields = _read(request)
+        page, fields, part = _read(request)
         if page == CALCULATOR:
-            answer = calculator.answer(fields)
+            answer = calculator.answer(fields, part)
         elif page == CHECKPOINT:
             answer = checkpoint.answer(fields)
         else:

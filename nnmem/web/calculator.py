@@ -270,18 +270,54 @@ def _plot(
     return plot_svg(points, axis.value, result, capacity, name, binary)
 
 
-def answer(fields: Mapping[str, object]) -> dict[str, Any]:
+# The reply comes in two parts, so the page can paint the total within a frame of the
+# keystroke: FIRST holds what the estimate alone gives; REST what needs further estimates
+# (the verdict and solvers, the ranked suggestions and the plot's points).
+FIRST_PARTS = ("table", "chart", "phases", "formula", "notes", "runtime")
+REST_PARTS = ("plot", "verdict", "solvers", "suggestions")
+PARTS = ("all", "first", "rest")
+
+# The last fields read and estimated: the second part of a reply asks for the same fields
+# as the first, so it reuses the reading and the estimate instead of repeating them.
+_last: tuple[str, Any, Estimate | None] | None = None
+
+
+def _reading(fields: Mapping[str, object]) -> tuple[Any, Estimate | None]:
+    global _last
+    key = json.dumps(fields, sort_keys=True, default=str)
+    if _last is not None and _last[0] == key:
+        return _last[1], _last[2]
+    page = read(fields)
+    result = None
+    if not page.problems and page.scenario is not None:
+        result = estimate(page.scenario, page.gpu or None)
+    _last = (key, page, result)
+    return page, result
+
+
+def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     """The reply to the calculator's fields: the estimate as the page paints it, the fit on
     the chosen GPU, or every problem against its control.
+
+    ``part`` is ``"all"``, or ``"first"`` (the total, the breakdown and the formula) and
+    then ``"rest"`` (the verdict, the solvers, the suggestions and the plot); the two parts
+    together hold exactly what ``"all"`` does.
 
     >>> got = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
     >>> got["ok"], got["total_text"], "optimizer" in got["inactive"]
     (True, '4.47 GiB', False)
+    >>> first = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "first")
+    >>> rest = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "rest")
+    >>> sorted(first["html"]), sorted(rest["html"]), "total_text" in rest
+    (['chart', 'formula', 'notes', 'phases', 'table'], ['plot', 'solvers', 'suggestions', \
+'verdict'], False)
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000 (got -1).'}]
     """
-    page = read(fields)
+    if part not in PARTS:
+        raise NnmemError.single("part", f"Part must be one of {', '.join(PARTS)}.")
+    page, result = _reading(fields)
     scenario, gpu_id, axis, inactive, fill = (
         page.scenario,
         page.gpu,
@@ -290,40 +326,51 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         page.fill,
     )
     binary = page.units is Units.GIB
-    if page.problems or scenario is None:
+    if page.problems or scenario is None or result is None:
         return reply(False, page.problems, inactive=inactive, fill=fill)
-    result = estimate(scenario, gpu_id or None)
-    fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
-    ideas: tuple[Suggestion, ...] | list[Suggestion]
-    ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
-    return reply(
-        True,
-        inactive=inactive,
-        fill=fill,
-        html={
-            "table": table_html(result, binary),
-            "chart": chart_svg(result, binary),
-            "plot": _plot(scenario, result, axis, fit, gpu_id or None, binary),
-            "verdict": verdict_html(fit, binary),
-            "solvers": solvers_html(fit, scenario, binary),
-            "suggestions": suggestions_html(ideas, fit, binary),
-            "phases": phases_html(result, binary),
-            "formula": formula_html(result, binary),
-            "notes": notes_html(result),
-            "runtime": runtime_html(result, binary),
-        },
-        description=describe(scenario),
-        total_bytes=result.total_bytes,
-        total_text=total_text(result, binary),
-        total_detail=total_detail(result, binary),
-        download={
-            "scenario": scenario.to_dict(),
-            "estimate": result.to_dict(),
-            "gpu": _gpu_dict(gpu_id),
-            "verdict": None if fit is None else _verdict_dict(fit),
-            "solvers": None if fit is None else _solvers_dict(fit),
-        },
-    )
+    html: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if part != "rest":
+        html.update(
+            runtime=runtime_html(result, binary),
+            table=table_html(result, binary),
+            chart=chart_svg(result, binary),
+            phases=phases_html(result, binary),
+            formula=formula_html(result, binary),
+            notes=notes_html(result),
+        )
+        extra.update(
+            description=describe(scenario),
+            total_bytes=result.total_bytes,
+            total_text=total_text(result, binary),
+            total_detail=total_detail(result, binary),
+        )
+    download: dict[str, Any] = {}
+    if part != "rest":
+        download.update(
+            scenario=scenario.to_dict(), estimate=result.to_dict(), gpu=_gpu_dict(gpu_id)
+        )
+    if part != "first":
+        fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
+        ideas: tuple[Suggestion, ...] | list[Suggestion]
+        ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
+        html.update(
+            plot=_plot(scenario, result, axis, fit, gpu_id or None, binary),
+            verdict=verdict_html(fit, binary),
+            solvers=solvers_html(fit, scenario, binary),
+            suggestions=suggestions_html(ideas, fit, binary),
+        )
+        download.update(
+            verdict=None if fit is None else _verdict_dict(fit),
+            solvers=None if fit is None else _solvers_dict(fit),
+        )
+    if part == "all":
+        html = {
+            name: html[name]
+            for name in (*FIRST_PARTS[:2], "plot", *REST_PARTS[1:], *FIRST_PARTS[2:])
+        }
+        download = {k: download[k] for k in ("scenario", "estimate", "gpu", "verdict", "solvers")}
+    return reply(True, inactive=inactive, fill=fill, html=html, **extra, download=download)
 
 
 def _gpu_dict(gpu_id: str) -> dict[str, Any] | None:

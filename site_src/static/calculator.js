@@ -112,9 +112,33 @@ function applyFill(fill) {
   }
 }
 
-function paint(id, reply) {
+// The parts a reply's second message paints (see worker.js): until it comes they are
+// marked busy, so the page never passes off an older verdict or plot as the new one's.
+const LATER = ["plot", "verdict", "solvers", "suggestions"];
+let downloadWhenComplete = false;
+
+function setPending(pending) {
+  for (const name of LATER) {
+    const element = document.getElementById(`part-${name}`);
+    if (element) element.setAttribute("aria-busy", String(pending));
+  }
+  if (pending) results.dataset.pending = "true";
+  else delete results.dataset.pending;
+}
+
+function paintParts(html) {
+  for (const name of PARTS) {
+    const element = document.getElementById(`part-${name}`);
+    if (element && html[name] !== undefined) element.innerHTML = html[name];
+  }
+}
+
+// `part` is "first" then "rest" for a reply in two messages, or "all" for one.
+function paint(id, reply, part = "all") {
+  if (part === "rest") return paintRest(id, reply);
   const started = sentAt.get(id);
-  sentAt.delete(id);
+  if (part !== "first") sentAt.delete(id);
+  for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
   if (id !== latest) return;
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
@@ -137,16 +161,36 @@ function paint(id, reply) {
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
-  for (const name of PARTS) {
-    const element = document.getElementById(`part-${name}`);
-    if (element && reply.html[name] !== undefined) element.innerHTML = reply.html[name];
-  }
+  paintParts(reply.html);
+  setPending(part === "first");
+  if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
   results.dataset.state = "live";
   results.dataset.request = String(id);
+  if (part !== "first") results.dataset.complete = String(id);
   showStale("");
   if (started !== undefined) {
     performance.measure("nnmem:compute", { start: started, end: performance.now() });
   }
+}
+
+function paintRest(id, reply) {
+  const started = sentAt.get(id);
+  sentAt.delete(id);
+  // Only the rest of the answer on screen: an older one, or one whose first part was an
+  // error, would mix two answers.
+  if (id !== latest || results.dataset.request !== String(id) || !reply.ok || !lastReply) return;
+  paintParts(reply.html);
+  lastReply = {
+    ...lastReply,
+    html: { ...lastReply.html, ...reply.html },
+    download: { ...lastReply.download, ...reply.download },
+  };
+  setPending(false);
+  results.dataset.complete = String(id);
+  if (started !== undefined) {
+    performance.measure("nnmem:complete", { start: started, end: performance.now() });
+  }
+  if (downloadWhenComplete) downloadJson();
 }
 
 // A shared link: its parameters go into their controls (see form.js); one in the
@@ -261,6 +305,11 @@ async function copyLink() {
 function downloadJson() {
   if (!lastReply) {
     say("The estimate can be downloaded once the engine has loaded.");
+    return;
+  }
+  downloadWhenComplete = results.dataset.pending === "true";
+  if (downloadWhenComplete) {
+    say("The download follows as soon as the verdict and the solvers are worked out.");
     return;
   }
   const blob = new Blob([`${JSON.stringify(lastReply.download, null, 2)}\n`], { type: "application/json" });

@@ -62,7 +62,7 @@ export function startEngine(host, { onReady, onResult, onFail }) {
     } else if (message.type === "error") {
       fail(message.text);
     } else if (message.type === "result") {
-      onResult(message.id, message.reply);
+      onResult(message.id, message.reply, message.part);
     }
   };
   worker.postMessage({ type: "init", indexURL: here(host.dataset.pyodide), bundle: here(host.dataset.bundle) });
