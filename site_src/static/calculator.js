@@ -263,13 +263,13 @@ function ask(fields) {
   });
 }
 
-function onResult(id, reply) {
+function onResult(id, reply, part) {
   const resolve = asked.get(id);
   if (resolve) {
     asked.delete(id);
     resolve(reply);
   } else {
-    paint(id, reply);
+    paint(id, reply, part);
   }
 }
 
