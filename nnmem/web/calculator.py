@@ -308,9 +308,10 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     (True, '4.47 GiB', False)
     >>> first = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "first")
     >>> rest = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "rest")
-    >>> sorted(first["html"]), sorted(rest["html"]), "total_text" in rest
-    (['chart', 'formula', 'notes', 'phases', 'table'], ['plot', 'solvers', 'suggestions', \
-'verdict'], False)
+    >>> sorted(first["html"]), "total_text" in rest
+    (['chart', 'formula', 'notes', 'phases', 'runtime', 'table'], False)
+    >>> sorted(rest["html"])
+    ['plot', 'solvers', 'suggestions', 'verdict']
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000 (got -1).'}]
