@@ -1163,6 +1163,19 @@ def _runtime_checks(s: Scenario, engine: Runtime) -> list[Problem | None]:
                     f"{', '.join(LLAMA_CPP_MODEL_TYPES)}, not {shown(model_type)}.",
                 )
             )
+        # src/llama-context.cpp llama_init_from_model: a quantized K or V cache type must
+        # divide n_embd_head_k / n_embd_head_v by its block size (32 for every quantized
+        # cache type, ggml.c type_traits), or the context is refused.
+        for key, kind in (("type_k", s.type_k), ("type_v", s.type_v)):
+            if kind not in _QUANTIZED_V and model.head_dim % 32:
+                problems.append(
+                    Problem(
+                        key,
+                        f"Cache type {kind.value} needs a head dimension that is a multiple "
+                        f"of 32; this model's is {model.head_dim}: llama.cpp refuses the "
+                        "context. Choose f16, bf16 or f32.",
+                    )
+                )
         if s.type_v not in _QUANTIZED_V and not s.flash_attn:
             problems.append(
                 Problem(

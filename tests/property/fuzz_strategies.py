@@ -255,9 +255,12 @@ def scenarios(
     data["enforce_eager"] = draw(st.booleans())
     data["gguf_type"] = draw(st.sampled_from(["q4_k_m", "q8_0", "f16", "q2_k", "q5_k_s"]))
     data["n_ubatch"] = draw(st.sampled_from([128, 512]))
-    data["type_k"] = draw(st.sampled_from(["f16", "q8_0", "q4_0"]))
+    # llama.cpp quantizes a cache only when the block (32) divides the head dimension.
+    blocks_fit = t is None or t.head_dim % 32 == 0
+    data["type_k"] = draw(st.sampled_from(["f16", "q8_0", "q4_0"] if blocks_fit else ["f16"]))
     data["flash_attn"] = draw(st.booleans())
-    data["type_v"] = draw(st.sampled_from(["f16", "q8_0"])) if data["flash_attn"] else "f16"
+    quantized_v = data["flash_attn"] and blocks_fit
+    data["type_v"] = draw(st.sampled_from(["f16", "q8_0"])) if quantized_v else "f16"
     if draw(st.booleans()):
         data["n_gpu_layers"] = draw(st.integers(0, 100))
     runtimes = ["transformers"]

@@ -6,7 +6,10 @@ Pyodide too.)
 
 from __future__ import annotations
 
+import pytest
+
 from nnmem import estimate, parse
+from nnmem.errors import NnmemError
 from nnmem.models.cnn import backward_extra, builtin, parameter_count
 from nnmem.solvers import judge
 
@@ -164,3 +167,24 @@ def test_when_nothing_fits_the_weights_are_blamed_when_they_are_the_cause() -> N
     )
     assert fit.plan is None
     assert fit.too_large == ("Model weights", 67_425_001_472 * 4 // 8)
+
+
+def test_a_quantized_llama_cpp_cache_needs_a_head_dimension_its_block_divides() -> None:
+    # hidden 320 over 20 heads: head_dim 16, which q4_0's 32-value block does not divide;
+    # llama.cpp's llama_init_from_model refuses such a context, so the scenario is refused
+    # with the field named instead of failing inside the tensor arithmetic.
+    config = {
+        "model_type": "llama",
+        "hidden_size": 320,
+        "intermediate_size": 960,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 20,
+        "num_key_value_heads": 5,
+        "vocab_size": 1000,
+    }
+    data = {"model": "transformer", "config": config, "mode": "inference"}
+    with pytest.raises(NnmemError, match="multiple of 32; this model's is 16") as caught:
+        parse({**data, "runtime": "llama_cpp", "type_k": "q4_0"})
+    assert [p.field for p in caught.value.problems] == ["type_k"]
+    # f16 has no blocks; the same model serves.
+    assert estimate(parse({**data, "runtime": "llama_cpp"})).total_bytes > 0
