@@ -63,6 +63,7 @@ def run(name: str, examples: int, show: int) -> tuple[int, int, float]:
     strategies = (scenarios(), gpu_ids())
     test = settings(
         max_examples=examples,
+        derandomize=False,
         deadline=None,
         database=None,
         phases=[Phase.generate],
