@@ -292,3 +292,45 @@ def test_checkpoint_every_shows_only_with_every_n() -> None:
     shown = parse({**BILLION, "checkpointing": "every_n"}).inactive_fields()
     assert "checkpoint_every" not in shown
     assert run(checkpoint_every=3).to_dict()["phases"] == run().to_dict()["phases"]
+
+
+LLAMA_8B = {"model": "preset", "preset": "llama-3.1-8b", "precision": "amp_bf16"}
+
+
+def _term(e: Estimate, phase_name: str, label: str) -> int:
+    found = next(p for p in e.phases if p.name == phase_name)
+    return sum(t.bytes for t in found.terms if t.label == label)
+
+
+@pytest.mark.parametrize(
+    ("stack", "width"),
+    [("plain", 4), ("fsdp2", 2), ("deepspeed", 2)],
+)
+def test_stacks_that_cast_the_model_keep_16_bit_layer_inputs(stack: str, width: int) -> None:
+    """Autocast leaves the residual stream in fp32; FSDP2's MixedPrecisionPolicy and
+    DeepSpeed's bf16 mode run the forward in bf16 weights with no autocast, so the input
+    each checkpointed layer keeps is bf16: 32 layers × 2 × 1,024 × 4,096 × width."""
+    extra = {"sharding": "zero3"} if stack == "deepspeed" else {}
+    e = estimate(
+        parse(
+            {
+                **LLAMA_8B,
+                "stack": stack,
+                "num_gpus": 8,
+                "batch_size": 2,
+                "seq_len": 1024,
+                "checkpointing": "full",
+                **extra,
+            }
+        )
+    )
+    kept = _term(e, "loss", "saved checkpointed input")
+    assert kept == 32 * 2 * 1024 * 4096 * width
+
+
+def test_tensor_parallel_splits_the_blocks_fsdp2_gathers_in_backward() -> None:
+    """FSDP2 over tensor-parallel DTensors gathers each rank's 1/t of a block: the
+    current and the prefetched Llama 3.1 8B block, 2 × 218,112,000 × 2 B ÷ 2."""
+    e = estimate(parse({**LLAMA_8B, "stack": "fsdp2", "num_gpus": 8, "tensor_parallel": 2}))
+    gathered = _term(e, "backward", "unsharded current block and 1 prefetched")
+    assert gathered == 2 * 218_112_000 * 2 // 2

@@ -538,6 +538,9 @@ def build_training(s: Scenario) -> Built:
         state = [o.scaled(split, tag) for o in state]
         step_terms = [x.scaled(split, tag) for x in step_terms]
         gathered = [x.scaled(split, tag) for x in gathered]
+        # The blocks FSDP2 gathers again in backward and their unsharded gradients are
+        # the tensor-parallel shards too (DTensor parameters sharded over the TP mesh).
+        in_backward = [x.scaled(split, tag) for x in in_backward]
     casts: list[Term] = []
     casts_kept = casts
     if c.amp and st.autocast:
