@@ -663,7 +663,7 @@ def points() -> list[dict[str, Any]]:
             ["litgpt_model"],
             fully_stated=False,
             note="sequence lengths vary with the data; 512 is the cap"
-            "; the QLoRA rows are 23-26% low where the LoRA rows agree: a cost of "
+            "; the QLoRA rows are 14-16% low where the LoRA rows agree: a cost of "
             "LitGPT's bnb.nf4 path not attributed",
         ),
         p(

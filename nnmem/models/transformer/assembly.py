@@ -90,11 +90,43 @@ def lora_rows(c: Ctx, x: str = "s") -> list[Row]:
     return rows
 
 
+BNB_SAVES_INPUT = (
+    "bitsandbytes bitsandbytes/autograd/_functions.py MatMul4Bit.forward (ctx.tensors = "
+    "(A, B)) and MatMul8bitLt.forward (ctx.tensors = (CAt, subA, A)) whenever A or B needs "
+    "a gradient, so a frozen 4-bit or 8-bit linear layer keeps its input for backward once "
+    "the hidden states carry the adapters' gradients"
+)
+# The inputs of the layers' linear projections, which bitsandbytes quantizes (the head and
+# MoE experts stay 16-bit: get_keys_to_not_convert, replace_with_bnb_linear).
+_QUANTIZED_LINEARS = frozenset(
+    {
+        "linear:qkv",
+        "linear:q",
+        "linear:kv",
+        "linear:o",
+        "linear:gate_up",
+        "linear:up",
+        "linear:down",
+    }
+)
+
+
+def _bnb_kept_inputs(c: Ctx) -> frozenset[str]:
+    """Tags of the linear inputs a bitsandbytes 4-bit or 8-bit base keeps under LoRA."""
+    if c.s.precision not in BNB_FORMATS:
+        return frozenset()
+    if c.t.family is Family.MOE:
+        return frozenset({"linear:qkv", "linear:o"})
+    return _QUANTIZED_LINEARS
+
+
 def trainable_filter(c: Ctx, rows: list[Row]) -> list[Row]:
-    """Drop what only frozen weights' gradients would need (a LoRA base)."""
+    """Drop what only frozen weights' gradients would need (a LoRA base), but the inputs a
+    bitsandbytes layer saves whatever its weight (:data:`BNB_SAVES_INPUT`)."""
     if c.lora is None:
         return rows
-    return [r for r in rows if not r.tag.startswith(("linear:", "norm"))]
+    kept = _bnb_kept_inputs(c)
+    return [r for r in rows if r.tag in kept or not r.tag.startswith(("linear:", "norm"))]
 
 
 def selective(rows: list[Row]) -> list[Row]:
@@ -496,7 +528,8 @@ def build_training(s: Scenario) -> Built:
         if s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8):
             notes.append(
                 "QLoRA: the base stays quantized and each weight is dequantized to 16-bit "
-                "only while its matmul runs."
+                "only while its matmul runs; bitsandbytes keeps each quantized layer's input "
+                "for backward, as a trained layer would."
             )
     if (
         c.lora is not None
