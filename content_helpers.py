@@ -710,9 +710,8 @@ FEATURES = {
     "parameter steps",
     "activation_offload": "activation offloading to the CPU",
     "paged_adamw_8bit": "bitsandbytes' paged 8-bit AdamW (state in unified memory)",
-    "fsdp_lora": "FSDP over a frozen (quantized) base with trainable adapters",
-    "fsdp2_units": "the unsharded units FSDP gathers for a frozen base",
-    "fsdp_cpu_offload": "FSDP's CPU offload of the frozen base",
+    "fsdp_root_unit": "FSDP's root unit (embeddings and head), gathered whole from forward "
+    "to the end of backward",
     "paged_adamw": "bitsandbytes' PagedAdamW (32-bit states in paged memory the driver can "
     "evict to the host)",
     "litgpt_model": "LitGPT's own GPT code (litgpt/model.py), not the transformers code "

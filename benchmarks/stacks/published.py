@@ -543,7 +543,7 @@ def points() -> list[dict[str, Any]]:
             "GB",
             {**tune7b, **lora_qv8, "num_gpus": 2, "sharding": "zero3"},
             "rtx4090",
-            ["fsdp_lora"],
+            ["fsdp_root_unit"],
             fully_stated=False,
             note=unstated,
         ),
@@ -580,7 +580,7 @@ def points() -> list[dict[str, Any]]:
                 "sharding": "zero3",
             },
             "a100",
-            ["fsdp_lora"],
+            ["fsdp_root_unit"],
             fully_stated=False,
             note=unstated,
         ),
@@ -747,7 +747,7 @@ def points() -> list[dict[str, Any]]:
         "num_gpus": 2,
         "sharding": "zero3",
     }
-    fq_needs = ["fsdp_lora", "fsdp2_units"]
+    fq_needs = ["fsdp_root_unit"]
     adapters = (
         "the script's adapters are bf16 (peft then cast them to the base weight's type) and "
         "skip o_proj: 143M trainable values at 8 B instead of nnmem's 160M at 16 B, "
@@ -764,13 +764,23 @@ def points() -> list[dict[str, Any]]:
         "allocated peaks differ (8.28 and 9.16, both within 4% in the rows below): the "
         "allocator's cache from loading, not the step, sets it"
     )
+    loading = (
+        "the source reports 3.72 GiB reserved right after wrapping the QLoRA model, before "
+        "any step, where its sharded states are about 2 GiB: the cache left by loading and "
+        "quantizing layer by layer on the GPU (low_memory) sets this reserved peak"
+    )
     e13 = [
-        ("qlora_b1_ctx512", 4.98, {"precision": "nf4_dq", "batch_size": 1, "seq_len": 512}, ""),
+        (
+            "qlora_b1_ctx512",
+            4.98,
+            {"precision": "nf4_dq", "batch_size": 1, "seq_len": 512},
+            loading,
+        ),
         (
             "qlora_b1_ctx2048",
             5.21,
             {"precision": "nf4_dq", "batch_size": 1, "seq_len": 2048},
-            adapters,
+            loading + "; and " + adapters,
         ),
         ("lora_b1_ctx512", 10.24, {"batch_size": 1, "seq_len": 512}, cache),
         ("lora_b1_ctx2048", 10.22, {"batch_size": 1, "seq_len": 2048}, ""),
@@ -778,20 +788,25 @@ def points() -> list[dict[str, Any]]:
             "qlora_b4_ctx2048",
             11.22,
             {"precision": "nf4_dq", "batch_size": 4, "seq_len": 2048},
-            old_loss,
+            old_loss + "; about 1.9 GiB more not attributed",
         ),
         (
             "qlora_b10_ctx2048",
             20.97,
             {"precision": "nf4_dq", "batch_size": 10, "seq_len": 2048},
-            old_loss,
+            old_loss + "; about 2 GiB more not attributed",
         ),
-        ("lora_b4_ctx2048", 16.14, {"batch_size": 4, "seq_len": 2048}, old_loss),
+        (
+            "lora_b4_ctx2048",
+            16.14,
+            {"batch_size": 4, "seq_len": 2048},
+            old_loss + "; about 1.5 GiB more not attributed",
+        ),
         (
             "lora_b6_ctx2048",
             21.35,
             {"batch_size": 6, "seq_len": 2048},
-            old_loss + "; the LoRA rows keep a further cost not attributed",
+            old_loss + "; about 3.5 GiB more not attributed",
         ),
     ]
     for name, value, extra, why in e13:
@@ -862,6 +877,8 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx3090",
             fq_needs,
+            note="as the Llama-2-7B QLoRA rows: the older transformers loss (256 KB a token "
+            "with Yi's 64,000-token vocabulary, 1 GiB here) and the cache from loading",
         ),
         p(
             "E13.llama70b_qlora_offload_b2",
@@ -876,13 +893,14 @@ def points() -> list[dict[str, Any]]:
                 "precision": "nf4_dq",
                 "batch_size": 2,
                 "seq_len": 2048,
-                "offload_optimizer": True,
+                "cpu_offload": True,
             },
             "rtx3090",
-            [*fq_needs, "fsdp_cpu_offload"],
-            note="FSDP's CPUOffload(offload_params=True) keeps the sharded base, the adapters "
-            "and their gradients on the host; nnmem offloads only a LoRA run's optimizer "
-            "state, so it still counts the sharded 4-bit base on each GPU",
+            fq_needs,
+            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it. Not "
+            "counted: the root unit (embeddings and head, 1.05 GB, gathered through forward "
+            "and backward), the older transformers loss (0.5 GiB) and the cache from "
+            "loading; the rest, about 40% of the measurement, not attributed",
         ),
         p(
             "E13.mistral_qlora_offload_ctx24k",
@@ -897,13 +915,13 @@ def points() -> list[dict[str, Any]]:
                 "precision": "nf4_dq",
                 "batch_size": 1,
                 "seq_len": 24576,
-                "offload_optimizer": True,
+                "cpu_offload": True,
             },
             "rtx3090",
-            [*fq_needs, "fsdp_cpu_offload"],
-            note="FSDP's CPUOffload(offload_params=True) keeps the sharded base, the adapters "
-            "and their gradients on the host; nnmem offloads only a LoRA run's optimizer "
-            "state, so it still counts the sharded 4-bit base on each GPU",
+            fq_needs,
+            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it. The "
+            "older transformers loss holds 3 GiB more at 24,576 tokens; the rest not "
+            "attributed",
         ),
     ]
     peft3b = {

@@ -326,10 +326,22 @@ def _legacy_states(
         notes.append(
             f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
         )
-    if s.offload_optimizer and sharded:
+    host: list[Term] = []
+    if s.cpu_offload and sharded and s.sharding is Sharding.ZERO3:
+        # torch/distributed/fsdp/api.py CPUOffload(offload_params=True): the sharded
+        # flat parameters live on the CPU and are copied in for each unit's all-gather
+        # (_flat_param.py FlatParamHandle), gradients are offloaded after the
+        # reduce-scatter and the optimizer steps on the CPU.
+        host = [*weights, *gradients, *state]
+        weights, gradients, state, step_terms = [], [], [], []
+        notes.append(
+            "FSDP CPU offload: the parameter shards, their gradients, the optimizer state "
+            "and its step live on the CPU; the GPU holds the gathered layers."
+        )
+    elif s.offload_optimizer and sharded:
         state, step_terms = [], []
         notes.append(
             "Optimizer state and its step run on the CPU (ZeRO-Offload); the GPU "
             "keeps weights and gradients."
         )
-    return States(weights, gradients, state, step_terms, notes)
+    return States(weights, gradients, state, step_terms, notes, host=host)

@@ -8,6 +8,7 @@ Sources: nnmem/stacks.py (each term names the framework file and function).
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -334,3 +335,46 @@ def test_tensor_parallel_splits_the_blocks_fsdp2_gathers_in_backward() -> None:
     e = estimate(parse({**LLAMA_8B, "stack": "fsdp2", "num_gpus": 8, "tensor_parallel": 2}))
     gathered = _term(e, "backward", "unsharded current block and 1 prefetched")
     assert gathered == 2 * 218_112_000 * 2 // 2
+
+
+LORA_FSDP = {
+    "model": "preset",
+    "preset": "llama-2-7b",
+    "finetune": "lora",
+    "num_gpus": 2,
+    "sharding": "zero3",
+    "checkpointing": "full",
+}
+# Llama 2 7B, one decoder layer: 4 · 4096² + 3 · 4096 · 11008 + 2 · 4096 = 202,383,360.
+LLAMA2_LAYER = 202_383_360
+
+
+@pytest.mark.parametrize(
+    ("precision", "per_value"),
+    [("bf16", Fraction(2)), ("nf4_dq", Fraction(2113, 4096))],  # NF4 with quantized scales
+)
+def test_fsdp_gathers_a_frozen_base_in_its_stored_format(
+    precision: str, per_value: Fraction
+) -> None:
+    """torch/distributed/fsdp/_flat_param.py FlatParamHandle.unshard: a unit is gathered
+    in its stored dtype, with no gradient for a frozen weight; BACKWARD_PRE gathers the
+    next unit ahead: 2 × 202,383,360 × bytes per value."""
+    e = estimate(parse({**LORA_FSDP, "precision": precision}))
+    kept = _term(e, "loss", "gathered frozen layers, current and prefetched")
+    assert kept == int(2 * LLAMA2_LAYER * per_value)
+
+
+def test_fsdp_cpu_offload_of_a_lora_run_keeps_only_the_gathered_layers() -> None:
+    """FSDP CPUOffload(offload_params=True): the shards (the 4-bit base, the adapters),
+    their gradients and AdamW's state go to the host; the GPU holds the gathered layers.
+    Host: (3,865,591,808 B of NF4 base + 8,388,608 adapter values × (4 + 4 + 8) B) ÷ 2."""
+    on_gpu = estimate(parse({**LORA_FSDP, "precision": "nf4_dq"}))
+    offload = estimate(parse({**LORA_FSDP, "precision": "nf4_dq", "cpu_offload": True}))
+    assert "cpu_offload" not in offload.scenario.inactive_fields()
+    labels = [t.label for t in offload.component("weights").terms]
+    assert labels == ["gathered frozen layers, current and prefetched"]
+    moved = (
+        sum(on_gpu.component_sizes()[k] for k in ("weights", "gradients", "optimizer_state"))
+        - offload.component_sizes()["weights"]
+    )
+    assert sum(t.bytes for t in offload.host) == moved == 1_999_904_768

@@ -48,6 +48,13 @@ from nnmem.scenario import (
 )
 from nnmem.terms import Term, product
 
+FSDP_FROZEN_GATHER = (
+    "PyTorch torch/distributed/fsdp/_flat_param.py FlatParamHandle.unshard: each unit's "
+    "flat parameter all-gathered in its stored dtype; _runtime_utils.py _prefetch_handle "
+    "with BackwardPrefetch.BACKWARD_PRE (the default) gathers the next unit ahead; "
+    "parameters that do not require grad get no gradient"
+)
+
 # --- LoRA, checkpointing and selective recomputation ----------------------------------------
 
 
@@ -614,16 +621,27 @@ def build_training(s: Scenario) -> Built:
         # to use NO_SHARD"), so the model is held whole, once. Hence two GPUs can need
         # more than one for a model whose largest layer outweighs half of its states.
         largest = layer_params(t)
-        weights = [
-            *weights,
-            product(
+        gathered_layer = product(
+            "weights",
+            "gathered weights and gradients of the largest layer (ZeRO-3)",
+            [("P_layer", largest)],
+            2 * width,
+            ZERO_SOURCE,
+        )
+        if c.lora is not None:
+            # A frozen base has no gradients, and FSDP gathers it in its stored format:
+            # the current layer and the one BackwardPrefetch.BACKWARD_PRE (the default)
+            # gathers ahead.
+            fmt = s.precision.weight_format
+            stored = bits(fmt, s.group_size) / 8 if not is_float(fmt) else _param_width(s)
+            gathered_layer = product(
                 "weights",
-                "gathered weights and gradients of the largest layer (ZeRO-3)",
-                [("P_layer", largest)],
-                2 * width,
-                ZERO_SOURCE,
-            ),
-        ]
+                "gathered frozen layers, current and prefetched",
+                [("2", 2), ("P_layer", largest)],
+                stored,
+                FSDP_FROZEN_GATHER,
+            )
+        weights = [*weights, gathered_layer]
         if c.amp and st.autocast:
             casts = casts_kept = [
                 product(
