@@ -63,7 +63,7 @@ STACK_FLAGS = (
     ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
-    ("cpu_offload", "BOOL", "FSDP2: CPUOffloadPolicy (shards, gradients and step on the CPU)"),
+    ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
 )
 
 
