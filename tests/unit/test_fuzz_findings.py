@@ -11,6 +11,7 @@ import pytest
 from nnmem import estimate, parse
 from nnmem.errors import NnmemError
 from nnmem.models.cnn import backward_extra, builtin, parameter_count
+from nnmem.result import Estimate
 from nnmem.solvers import judge
 
 LLAMA_8B = 8_030_261_248  # parameters, nnmem/data/models.json
@@ -191,3 +192,21 @@ def test_a_quantized_llama_cpp_cache_needs_a_head_dimension_its_block_divides() 
     assert [p.field for p in caught.value.problems] == ["type_k"]
     # f16 has no blocks; the same model serves.
     assert estimate(parse({**data, "runtime": "llama_cpp"})).total_bytes > 0
+
+
+def test_cnn_under_deepspeed_fp16_saves_what_a_pure_fp16_step_saves() -> None:
+    # DeepSpeed's fp16 engine casts the module itself and enters no autocast
+    # (deepspeed/runtime/engine.py, module.half()), so a VGG-16 under ZeRO-3 with
+    # "AMP fp16" saves the same 16-bit activations as a plain fp16 step and no weight copies.
+    # Before, the backward subtracted autocast's copies from saved tensors it never had
+    # (VGG-16, batch 5: "saved tensors still held" was -33,768,448 B).
+    base = {"model": "preset", "preset": "vgg16", "batch_size": 5}
+    zero = estimate(parse({**base, "precision": "amp_fp16", "sharding": "zero3", "num_gpus": 8}))
+    pure = estimate(parse({**base, "precision": "fp16"}))
+
+    def saved(e: Estimate) -> int:
+        forward = next(p for p in e.phases if p.name == "forward")
+        return sum(t.bytes for t in forward.terms if t.key == "activations")
+
+    assert saved(zero) == saved(pure) > 0
+    assert all(t.bytes >= 0 for p in zero.phases for t in p.terms)
