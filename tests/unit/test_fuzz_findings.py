@@ -12,7 +12,7 @@ from nnmem import estimate, parse
 from nnmem.errors import NnmemError
 from nnmem.models.cnn import backward_extra, builtin, parameter_count
 from nnmem.result import Estimate
-from nnmem.solvers import judge
+from nnmem.solvers import judge, min_gpus
 
 LLAMA_8B = 8_030_261_248  # parameters, nnmem/data/models.json
 
@@ -210,3 +210,27 @@ def test_cnn_under_deepspeed_fp16_saves_what_a_pure_fp16_step_saves() -> None:
 
     assert saved(zero) == saved(pure) > 0
     assert all(t.bytes >= 0 for p in zero.phases for t in p.terms)
+
+
+def test_fewest_gpus_for_llama_cpp_splits_layers_over_any_count() -> None:
+    # llama.cpp splits whole layers across devices (--split-mode layer), not heads, so
+    # any count works. DeepSeek-LLM 67B in Q5_K_S at 4,096 tokens puts 24,085,233,664 B on
+    # the heavier of 2 GPUs and 16,203,087,872 B on the heaviest of 3: three 16 GiB cards
+    # (17,179,869,184 B each) hold it. Before, only head divisors (2, 4, 8) were tried: 4.
+    data = {
+        "model": "preset",
+        "preset": "deepseek-llm-67b",
+        "mode": "inference",
+        "runtime": "llama_cpp",
+        "gguf_type": "q5_k_s",
+        "seq_len": 4096,
+    }
+    assert (
+        estimate(parse({**data, "num_gpus": 2}), "rtx-4060-ti-16gb").total_bytes == 24_085_233_664
+    )
+    assert (
+        estimate(parse({**data, "num_gpus": 3}), "rtx-4060-ti-16gb").total_bytes == 16_203_087_872
+    )
+    plan = min_gpus(parse(data), 17_179_869_184, "rtx-4060-ti-16gb")
+    assert plan is not None
+    assert (plan.num_gpus, plan.tensor_parallel) == (3, 1)
