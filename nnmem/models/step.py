@@ -9,7 +9,7 @@ transformer and a CNN is what each saves and holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from nnmem import stacks
@@ -141,6 +141,7 @@ class States:
     host: list[Term] = field(default_factory=list)
     autocast: bool = True
     stacked: bool = False  # taken from nnmem.stacks (a sharding stack)
+    in_backward: bool = False  # the optimizer steps inside backward (stepped_in_backward)
 
 
 def sizes_of(tensors: Sequence[Trainable], layers: int) -> stacks.ModelSizes:
@@ -254,6 +255,47 @@ def model_states(
             # param.grad are views of the bucket: no gradient memory of their own.
             states.gradients = []
         states.notes += [f"PyTorch DDP across {dp} GPUs; figures are per GPU.", *dd.notes]
+    return states
+
+
+TORCHTUNE_IN_BWD = (
+    "torchtune torchtune/modules/optim.py OptimizerInBackward and training/memory.py "
+    "register_optim_in_bwd_hooks: one optimizer per parameter, stepped by "
+    "register_post_accumulate_grad_hook, whose zero_grad() frees the gradient at once "
+    "(torch.distributed.optim._apply_optimizer_in_backward does the same)"
+)
+
+
+def stepped_in_backward(s: Scenario, tensors: Sequence[Trainable], states: States) -> States:
+    """``states`` with the optimizer stepped inside backward, parameter by parameter.
+
+    Each gradient is stepped and freed as soon as it is accumulated, so the largest
+    parameter's gradient is the most alive at once, and each step's temporaries are that
+    one tensor's (an optimizer over a single parameter); there is no step after backward
+    with every gradient alive.
+    """
+    largest = max(tensors, key=lambda t: t.numel, default=None)
+    if largest is None:
+        return states
+    one = Trainable(largest.shape, largest.bytes_per_value, 1)
+    gradient = product(
+        "gradients",
+        "gradient of the largest parameter, stepped and freed in backward",
+        [("P_largest", one.numel)],
+        one.bytes_per_value,
+        TORCHTUNE_IN_BWD,
+    )
+    step = optimizer_memory(s.optimizer, effective_impl(s), [one]).step
+    step = replace(step, label=f"{step.label.split(':')[0]}, of the largest parameter alone")
+    note = (
+        "Optimizer in backward: each parameter is stepped and its gradient freed as soon "
+        "as backward makes it, so at most the largest gradient is alive and no step runs "
+        "after backward."
+    )
+    states.gradients = [gradient]
+    states.step = [step] if step.bytes else []
+    states.notes = [*states.notes, note]
+    states.in_backward = True
     return states
 
 

@@ -1,0 +1,202 @@
+"""The memory features a training loop switches on, against values derived by hand.
+
+The model is Llama 3.2 1B (catalog preset): h = 2,048, L = 16, V = 128,256, tied
+embeddings, so its largest parameter is the embedding, V·h = 262,668,288 values.
+Sources: torchtune torchtune/modules/loss/ce_chunked_output_loss.py
+CEWithChunkedOutputLoss and modules/transformer.py TransformerDecoder.chunked_output
+(chunked cross-entropy); modules/optim.py OptimizerInBackward and training/memory.py
+register_optim_in_bwd_hooks (optimizer in backward); training/_activation_offloading.py
+OffloadActivations (activation offloading).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nnmem.cli import main
+from nnmem.errors import NnmemError
+from nnmem.estimate import estimate
+from nnmem.result import Estimate
+from nnmem.scenario import parse
+from nnmem.web.form import read
+
+V, H, L = 128_256, 2_048, 16
+LLAMA_1B = {"model": "preset", "preset": "llama-3.2-1b", "precision": "bf16"}
+
+
+def run(**settings: Any) -> Estimate:
+    return estimate(parse({**LLAMA_1B, **settings}))
+
+
+def term(e: Estimate, phase: str, label: str) -> int:
+    """The bytes of the term whose label starts with ``label`` at ``phase``."""
+    terms = next(p for p in e.phases if p.name == phase).terms
+    return next(t.bytes for t in terms if t.label.startswith(label))
+
+
+# --- chunked cross-entropy -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seq_len", "chunks", "chunk_tokens"),
+    [
+        (4096, 8, 512),  # torchtune's default num_output_chunks=8
+        (4100, 8, 513),  # tensor_split: the first chunks take the remainder
+        (4096, 1, 4096),  # one chunk: the whole upcast, as the plain loss has
+    ],
+)
+def test_chunked_loss_upcasts_one_chunk(seq_len: int, chunks: int, chunk_tokens: int) -> None:
+    """At the loss only one chunk is upcast: b·⌈s/n⌉·V × 4 B; the 16-bit logits are all
+    made and saved (b·s·V × 2 B) with the int64 labels (b·s × 8 B)."""
+    e = run(seq_len=seq_len, loss="chunked", loss_chunks=chunks)
+    assert term(e, "loss", "one chunk's fp32 copy") == chunk_tokens * V * 4
+    assert term(e, "loss", "logits chunks saved") == seq_len * V * 2 + seq_len * 8
+    # At the start of backward: two fp32 gradients and the 16-bit gradient of one chunk.
+    assert term(e, "backward", "one chunk's gradients") == chunk_tokens * V * (4 + 4 + 2)
+
+
+def test_chunked_loss_against_the_standard_one() -> None:
+    """The standard loss upcasts all of b·s·V (4,096 × 128,256 × 4 B = 2,101,346,304 B) and
+    saves an fp32 log-softmax of that size; chunking into 8 leaves 262,668,288 B upcast."""
+    plain, chunked = run(seq_len=4096), run(seq_len=4096, loss="chunked")
+    assert term(plain, "loss", "logits and their fp32 copy") == 4096 * V * (2 + 4)
+    assert term(plain, "loss", "log-softmax saved") == 4096 * V * 4 + 4096 * 8
+    assert term(chunked, "loss", "one chunk's fp32 copy") == 262_668_288
+    loss = next(p for p in chunked.phases if p.name == "loss").bytes
+    assert loss == next(p for p in plain.phases if p.name == "loss").bytes - (
+        4096 * V * (2 + 4 + 4) - 4096 * V * 2 - 262_668_288
+    )
+
+
+def test_fp32_training_has_no_chunk_copy() -> None:
+    """.float() of fp32 logits returns them: no copy to count."""
+    e = run(precision="fp32", seq_len=512, loss="chunked")
+    labels = [t.label for p in e.phases for t in p.terms]
+    assert not any(label.startswith("one chunk's fp32 copy") for label in labels)
+
+
+# --- optimizer in backward -----------------------------------------------------------------
+
+
+def test_optimizer_in_backward_holds_the_largest_gradient() -> None:
+    """Each gradient is stepped and freed as backward makes it: the largest alive is the
+    embedding's, V·h × 2 B = 525,336,576 B, beside a foreach step over that tensor alone
+    (one copy of it, the same bytes); no optimizer-step phase holds every gradient."""
+    e = run(seq_len=128, optimizer_in_backward=True)
+    assert [p.name for p in e.phases] == ["forward", "loss", "backward"]
+    assert term(e, "backward", "gradient of the largest parameter") == V * H * 2 == 525_336_576
+    assert term(e, "backward", "foreach step") == 525_336_576
+    plain = run(seq_len=128)
+    assert (
+        next(p for p in plain.phases if p.name == "optimizer_step").by_key()["gradients"]
+        == 1_235_814_400 * 2
+    )
+
+
+def test_optimizer_in_backward_with_fused_adamw_adds_no_step() -> None:
+    e = run(seq_len=128, optimizer_in_backward=True, optimizer_impl="fused")
+    assert e.component_sizes()["gradients"] == 525_336_576
+    assert "temporaries" not in {t.key for p in e.phases for t in p.terms if "step" in t.label}
+
+
+def test_optimizer_in_backward_refuses_accumulation() -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({**LLAMA_1B, "optimizer_in_backward": True, "grad_accum_steps": 4})
+    (problem,) = caught.value.problems
+    assert problem.key == "optimizer_in_backward"
+    assert "4 micro-batches" in problem.message
+
+
+def test_optimizer_in_backward_applies_to_the_plain_loop_only() -> None:
+    """A sharding stack has its own step: the key is not read there, and hidden."""
+    ddp = parse({**LLAMA_1B, "stack": "ddp", "num_gpus": 2, "optimizer_in_backward": True})
+    assert "optimizer_in_backward" in ddp.inactive_fields()
+    plain = parse({**LLAMA_1B, "optimizer_in_backward": True})
+    assert "optimizer_in_backward" not in plain.inactive_fields()
+    assert "zero_grad" in plain.inactive_fields()
+
+
+# --- activation offloading ------------------------------------------------------------------
+
+
+def test_offloaded_checkpoint_inputs_go_to_host_memory() -> None:
+    """With full checkpointing each layer saves its input, b·s·h × 2 B = 16,777,216 B at
+    4,096 tokens: all 16 go to pinned CPU memory (268,435,456 B), and the forward stash
+    keeps the last 5 on the GPU (83,886,080 B)."""
+    e = run(seq_len=4096, checkpointing="full", activation_offload=True)
+    assert e.host_bytes == L * 4096 * H * 2 == 268_435_456
+    assert term(e, "forward", "the last 5 saved tensors") == 5 * 4096 * H * 2
+    kept = run(seq_len=4096, checkpointing="full")
+    assert term(kept, "forward", "saved checkpointed input") == 268_435_456
+    assert kept.host_bytes == 0
+
+
+def test_offload_without_checkpointing_keeps_five_tensors_of_the_last_layer() -> None:
+    """Without checkpointing a layer saves many tensors: the stash is counted as the 5
+    largest of the last layer, its four MLP tensors of b·s·f × 2 B (4,194,304 B at 256
+    tokens, f = 8,192) and a norm's fp32 input, b·s·h × 4 B = 2,097,152 B."""
+    e = run(seq_len=256, activation_offload=True)
+    stash = term(e, "forward", "the last 5 saved tensors")
+    assert stash == 4 * 256 * 8192 * 2 + 256 * H * 4 == 18_874_368
+    plain = run(seq_len=256)
+    saved = term(plain, "forward", "saved ")
+    assert e.host_bytes == saved
+
+
+# --- the schema, the CLI and the page --------------------------------------------------------
+
+
+def test_round_trip_and_inactive_rules() -> None:
+    s = parse({**LLAMA_1B, "loss": "chunked", "loss_chunks": 16, "activation_offload": True})
+    assert parse(s.to_dict()) == s
+    assert s.to_dict(compact=True)["loss_chunks"] == 16
+    assert "loss_chunks" in parse({**LLAMA_1B}).inactive_fields()
+    generic = parse({"params_millions": 1000, "loss": "chunked", "activation_offload": True})
+    off = set(generic.inactive_fields())
+    assert {"loss", "loss_chunks", "optimizer_in_backward", "activation_offload"} <= off
+    served = parse({**LLAMA_1B, "mode": "inference"})
+    assert "activation_offload" in served.inactive_fields()
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"loss": "liger"}, "loss"),
+        ({"loss": "chunked", "loss_chunks": 0}, "loss_chunks"),
+        ({"optimizer_in_backward": "maybe"}, "optimizer_in_backward"),
+        ({"activation_offload": 2}, "activation_offload"),
+    ],
+)
+def test_bad_values_name_their_field(data: dict[str, Any], key: str) -> None:
+    with pytest.raises(NnmemError) as caught:
+        parse({**LLAMA_1B, **data})
+    assert [p.key for p in caught.value.problems] == [key]
+
+
+def test_cli_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--preset", "llama-3.2-1b", "--precision", "bf16", "--seq-len", "4096"]
+    flags = ["--set", "checkpointing=full", "--activation-offload", "true", "--json"]
+    assert main([*args, *flags, "--loss", "chunked", "--loss-chunks", "8"]) == 0
+    out = capsys.readouterr().out
+    assert '"host_bytes": 268435456' in out
+
+
+def test_the_form_reads_the_features() -> None:
+    fields = {
+        "describe": "fields",
+        "preset": "llama-3.2-1b",
+        "precision": "bf16",
+        "loss": "chunked",
+        "loss_chunks": "4",
+        "optimizer_in_backward": "on",
+        "activation_offload": "on",
+    }
+    reading = read(fields)
+    assert reading.scenario is not None
+    assert reading.scenario.loss_chunks == 4
+    assert reading.scenario.optimizer_in_backward
+    assert reading.scenario.activation_offload
+    assert "loss_chunks" not in reading.inactive
+    assert "zero_grad" in reading.inactive
