@@ -382,8 +382,8 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "loss": (
-        "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py) "
-        "upcasts one chunk of the logits at a time; the 16-bit logits are all still made.",
+        "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
+        "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay.",
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),

@@ -406,16 +406,17 @@ TORCHTUNE_CHUNKED = (
     "runs on each of num_output_chunks slices of the tokens (tensor_split), so every chunk "
     "of the logits is made in forward; torchtune/modules/loss/ce_chunked_output_loss.py "
     "CEWithChunkedOutputLoss.compute_cross_entropy upcasts and takes the cross-entropy of "
-    "one chunk at a time, compiled as its docstring asks (recipes' compile_loss), so each "
-    "chunk's graph keeps its 16-bit input for backward instead of an fp32 log-softmax; "
-    "autograd runs every chunk's loss backward before the head's (higher sequence "
-    "numbers), each freeing its saved chunk as it makes that chunk's gradient"
+    "one chunk at a time, compiled as its docstring asks. Measured (benchmarks/stacks/"
+    "chunked_loss.py, torch 2.13): each compiled chunk saves its 16-bit logits, the int64 "
+    "labels and two fp32 values per token, its kernels make no fp32 copy, its backward "
+    "writes only the chunk's 16-bit gradient, and backward reaches every chunk before the "
+    "head (each chunk's saved logits are freed as its gradient is made)"
 )
 
 
 def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
-    """The loss terms of torchtune's chunked cross-entropy: the 16-bit logits whole, their
-    fp32 upcast and its gradients one chunk of ⌈tokens / loss_chunks⌉ at a time."""
+    """The loss terms of torchtune's chunked cross-entropy, compiled: the 16-bit logits
+    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time."""
     chunk = -(-c.sizes[x] // c.s.loss_chunks)  # tensor_split: the first chunks are largest
     sizes = {**c.sizes, "u": chunk}
     dims, one = ("b", x, "V"), ("b", "u", "V")
@@ -424,7 +425,11 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
         as_term(
             "logits",
             "logits chunks saved by the compiled losses",
-            [*whole, Row("labels", ("b", x), "i64")],
+            [
+                *whole,
+                Row("labels", ("b", x), "i64"),
+                Row("per-token maximum and log-sum-exp", ("b", x), "f32", 2),
+            ],
             sizes,
             c.widths,
             TORCHTUNE_CHUNKED,
@@ -442,24 +447,17 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
         )
         saved.append(capped)
         logits.append(capped)
-    # .float() is a no-op on fp32 logits (fp32 training): no copy, the chunk is the input.
-    copy = [Row("fp32 copy of one chunk", one, "f32")]
-    loss_extra = []
-    if c.widths.act != 4:
-        loss_extra = [
-            as_term("logits", "one chunk's fp32 copy", copy, sizes, c.widths, TORCHTUNE_CHUNKED)
-        ]
     grads = [
         as_term(
             "temporaries",
-            "one chunk's gradients: fp32 in the loss, then its 16-bit logits gradient",
-            [Row("fp32 gradients of one chunk", one, "f32", 2), Row("chunk gradient", one, "act")],
+            "one chunk's logits gradient and its per-token sum",
+            [Row("gradient of one chunk", one, "act"), Row("per-token sum", ("b", "u"), "f32")],
             sizes,
             c.widths,
             TORCHTUNE_CHUNKED,
         )
     ]
-    return saved, logits, loss_extra, grads
+    return saved, logits, [], grads
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -805,8 +803,9 @@ def build_training(s: Scenario) -> Built:
         )
     if s.loss is Loss.CHUNKED and language_model(t):
         notes.append(
-            f"Chunked cross-entropy over {s.loss_chunks} chunks: the 16-bit logits are all "
-            "made, but their fp32 upcast and its gradients exist one chunk at a time."
+            f"Chunked cross-entropy over {s.loss_chunks} chunks, compiled as torchtune runs "
+            "it: the 16-bit logits are all made and kept, with no fp32 copy, and backward "
+            "makes one chunk's gradient at a time."
         )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
     inflight = [
