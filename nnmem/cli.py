@@ -65,6 +65,7 @@ FLAGS = {
     "loss_chunks": "--loss-chunks",
     "optimizer_in_backward": "--optimizer-in-backward",
     "activation_offload": "--activation-offload",
+    "paged_optimizer": "--paged-optimizer",
 }
 # The training stack's flags: (key, metavar, help); the defaults come from the schema.
 STACK_FLAGS = (
@@ -79,7 +80,8 @@ STACK_FLAGS = (
     ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
 )
 
-# Memory features a training loop switches on (transformers only): (key, metavar, help).
+# Memory features a training loop switches on (key, metavar, help): all but the paged
+# optimizer are modelled for transformers.
 MEMORY_FLAGS = (
     ("loss", "LOSS", "standard or chunked (torchtune CEWithChunkedOutputLoss) (default standard)"),
     ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
@@ -92,6 +94,11 @@ MEMORY_FLAGS = (
         "activation_offload",
         "BOOL",
         "saved activations in pinned CPU memory (torchtune OffloadActivations)",
+    ),
+    (
+        "paged_optimizer",
+        "BOOL",
+        "adamw or adamw_8bit as bitsandbytes PagedAdamW / PagedAdamW8bit (unified memory)",
     ),
 )
 
@@ -141,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     stack = parser.add_argument_group("the training stack")
     for key, metavar, about in STACK_FLAGS:
         stack.add_argument(FLAGS[key], metavar=metavar, help=about)
-    features = parser.add_argument_group("memory features (training a transformer)")
+    features = parser.add_argument_group("memory features (training)")
     for key, metavar, about in MEMORY_FLAGS:
         features.add_argument(FLAGS[key], metavar=metavar, help=about)
     step.add_argument(

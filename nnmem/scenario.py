@@ -520,6 +520,8 @@ class Scenario:
     loss_chunks: int = 8  # torchtune CEWithChunkedOutputLoss(num_output_chunks=8)
     optimizer_in_backward: bool = False
     activation_offload: bool = False
+    # bitsandbytes PagedAdamW (32-bit states) or PagedAdamW8bit, by the optimizer
+    paged_optimizer: bool = False
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -714,6 +716,7 @@ LOSS = ChoiceSpec(
 LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
 OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")
 ACTIVATION_OFFLOAD = FlagSpec("activation_offload", "Activation offloading")
+PAGED_OPTIMIZER = FlagSpec("paged_optimizer", "Paged optimizer")
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -863,6 +866,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         LOSS_CHUNKS,
         OPTIMIZER_IN_BACKWARD,
         ACTIVATION_OFFLOAD,
+        PAGED_OPTIMIZER,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -1012,6 +1016,22 @@ def in_backward_applies(stack: Stack, sharding: Sharding) -> bool:
     return stack is Stack.PLAIN and sharding is Sharding.NONE
 
 
+def paged_applies(stack: Stack, sharding: Sharding, optimizer: Optimizer) -> bool:
+    """Whether ``paged_optimizer`` is read: bitsandbytes' PagedAdamW or PagedAdamW8bit in
+    one process that holds the whole optimizer (its own loop, or the Trainer's
+    ``paged_adamw_32bit`` / ``paged_adamw_8bit``)."""
+    single = stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+    return (
+        single
+        and sharding is Sharding.NONE
+        and optimizer
+        in (
+            Optimizer.ADAMW,
+            Optimizer.ADAMW_8BIT,
+        )
+    )
+
+
 def memory_features_inactive(
     model: object, stack: Stack, sharding: Sharding, loss: Loss, optimizer_in_backward: bool
 ) -> set[str]:
@@ -1086,12 +1106,15 @@ def inactive_fields(
         "offload_optimizer",
         *STACK_KEYS,
         *MEMORY_FEATURE_KEYS,
+        "paged_optimizer",
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
     if mode is Mode.TRAINING:
         off |= stack_inactive(stack, sharding, finetune, optimizer)
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
+        if not paged_applies(stack, sharding, optimizer):
+            off.add("paged_optimizer")
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:

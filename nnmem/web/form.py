@@ -397,6 +397,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "activations wait in pinned CPU memory, shown beside the GPU figure.",
         "",
     ),
+    "paged_optimizer": (
+        "bitsandbytes PagedAdamW / PagedAdamW8bit (optim/optimizer.py get_state_buffer): "
+        "large states in unified memory, shown beside the GPU figure.",
+        "",
+    ),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
@@ -564,6 +569,7 @@ _ADVANCED_KEYS = (
     "loss_chunks",
     "optimizer_in_backward",
     "activation_offload",
+    "paged_optimizer",
     "kv_cache_dtype",
     "logits",
     "stack",

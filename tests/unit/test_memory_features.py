@@ -165,6 +165,7 @@ def test_round_trip_and_inactive_rules() -> None:
         ({"loss": "chunked", "loss_chunks": 0}, "loss_chunks"),
         ({"optimizer_in_backward": "maybe"}, "optimizer_in_backward"),
         ({"activation_offload": 2}, "activation_offload"),
+        ({"paged_optimizer": "paged"}, "paged_optimizer"),
     ],
 )
 def test_bad_values_name_their_field(data: dict[str, Any], key: str) -> None:
@@ -198,3 +199,40 @@ def test_the_form_reads_the_features() -> None:
     assert reading.scenario.activation_offload
     assert "loss_chunks" not in reading.inactive
     assert "zero_grad" in reading.inactive
+
+
+# --- paged optimizers (bitsandbytes) ---------------------------------------------------------
+
+# Llama 3.2 1B's parameters under 100,000 values are its 33 RMSNorm weights of h = 2,048
+# values (two per layer and the final norm): 67,584 values; the rest, 1,235,746,816, are
+# in tensors bitsandbytes pages (get_state_buffer: p.numel() >= 1e5).
+SMALL, BIG = 33 * H, 1_235_814_400 - 33 * H
+
+
+def test_paged_adamw_keeps_fp32_states_in_unified_memory() -> None:
+    """PagedAdamW keeps two fp32 states (optim_bits=32) whatever the weights' type: the
+    large parameters' 8 B per value in unified memory, beside the GPU figure
+    (9,885,974,528 B); the norms' on the GPU (540,672 B); the kernels add nothing."""
+    e = run(seq_len=128, paged_optimizer=True)
+    assert e.host_bytes == 8 * BIG == 9_885_974_528
+    assert e.component_sizes()["optimizer_state"] == 8 * SMALL == 540_672
+    step = next(p for p in e.phases if p.name == "optimizer_step").by_key()
+    assert "temporaries" not in step
+
+
+def test_paged_adamw_8bit_pages_the_uint8_states_only() -> None:
+    """PagedAdamW8bit: the uint8 states of large parameters are paged (2 B per value,
+    2,471,493,632 B); their fp32 absmax per 256 values (BIG / 32 = 38,617,088 B) and the
+    norms' fp32 states (under min_8bit_size = 4,096 values) stay on the GPU."""
+    e = run(seq_len=128, optimizer="adamw_8bit", paged_optimizer=True)
+    assert e.host_bytes == 2 * BIG == 2_471_493_632
+    assert e.component_sizes()["optimizer_state"] == BIG // 32 + 8 * SMALL == 39_157_760
+
+
+def test_paged_optimizer_applies_where_one_process_holds_the_optimizer() -> None:
+    plain = parse({**LLAMA_1B, "paged_optimizer": True})
+    assert "paged_optimizer" not in plain.inactive_fields()
+    for other in ({"optimizer": "sgd"}, {"stack": "ddp", "num_gpus": 2}, {"sharding": "zero2"}):
+        assert "paged_optimizer" in parse({**LLAMA_1B, **other}).inactive_fields()
+    trainer = parse({**LLAMA_1B, "stack": "hf_trainer", "optimizer": "adamw_8bit"})
+    assert "paged_optimizer" not in trainer.inactive_fields()
