@@ -402,11 +402,10 @@ def points() -> list[dict[str, Any]]:
         "ac": "",
         "optimizer_in_backward": "",
         "activation_offload": "",
-        "adamw_8bit": "torchtune's full config names bitsandbytes PagedAdamW8bit, whose states "
-        "of 100,000 values or more are allocated with cudaMallocManaged, outside PyTorch's "
-        "allocator (optim/optimizer.py get_state_buffer, functional.py get_paged), so an "
-        "active peak should not count them; nnmem counts 8-bit states on the GPU and is still "
-        "short by 2.9 GiB, not attributed",
+        "adamw_8bit": "the row's link names two 8-bit AdamWs: torchao's AdamW8bit and "
+        "bitsandbytes' PagedAdamW8bit (the full config's), whose paged states are outside "
+        "PyTorch's counters (paged_optimizer: 8.7 GiB). The 17.6 GiB measured counts the "
+        "states, as torchao's are; with them on the GPU nnmem is 2.9 GiB short, not attributed",
     }
     e6 = [
         ("baseline", 60.0, fused, ["packing"]),
