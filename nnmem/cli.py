@@ -83,7 +83,11 @@ STACK_FLAGS = (
 # Memory features a training loop switches on (key, metavar, help): all but the paged
 # optimizer are modelled for transformers.
 MEMORY_FLAGS = (
-    ("loss", "LOSS", "standard or chunked (torchtune CEWithChunkedOutputLoss) (default standard)"),
+    (
+        "loss",
+        "LOSS",
+        "standard (default), chunked (torchtune CEWithChunkedOutputLoss) or fused_linear (Liger)",
+    ),
     ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
     (
         "optimizer_in_backward",

@@ -168,10 +168,12 @@ class Checkpointing(StrEnum):
 
 class Loss(StrEnum):
     """How a language model's training loss meets the logits: the plain cross-entropy over
-    all of them, or torchtune's chunked output loss, which upcasts one chunk at a time."""
+    all of them, torchtune's chunked output loss, which upcasts one chunk at a time, or
+    Liger's fused linear cross-entropy, which never makes the logits whole."""
 
     STANDARD = "standard"
     CHUNKED = "chunked"
+    FUSED_LINEAR = "fused_linear"
 
 
 class Attention(StrEnum):
@@ -343,6 +345,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
     Loss: {
         Loss.STANDARD: "Cross-entropy over all the logits",
         Loss.CHUNKED: "Chunked cross-entropy (torchtune CEWithChunkedOutputLoss)",
+        Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
     },
     Attention: {
         Attention.SDPA: "Memory-efficient / flash (SDPA)",
@@ -711,7 +714,10 @@ NEW_TOKENS = whole("new_tokens", "Generated tokens", 10_000_000, low=0)
 CHECKPOINT_EVERY = whole("checkpoint_every", "Checkpoint every n-th layer", 1_000)
 GRAD_ACCUM = whole("grad_accum_steps", "Gradient accumulation steps", 10_000)
 LOSS = ChoiceSpec(
-    "loss", "Loss", Loss, aliases=(("chunked_ce", "chunked"), ("cross_entropy", "standard"))
+    "loss",
+    "Loss",
+    Loss,
+    aliases=(("chunked_ce", "chunked"), ("cross_entropy", "standard"), ("liger", "fused_linear")),
 )
 LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
 OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")

@@ -383,7 +383,8 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     ),
     "loss": (
         "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
-        "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay.",
+        "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay. "
+        "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time.",
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),

@@ -161,7 +161,7 @@ def test_round_trip_and_inactive_rules() -> None:
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        ({"loss": "liger"}, "loss"),
+        ({"loss": "apple_cce"}, "loss"),
         ({"loss": "chunked", "loss_chunks": 0}, "loss_chunks"),
         ({"optimizer_in_backward": "maybe"}, "optimizer_in_backward"),
         ({"activation_offload": 2}, "activation_offload"),
@@ -236,3 +236,25 @@ def test_paged_optimizer_applies_where_one_process_holds_the_optimizer() -> None
         assert "paged_optimizer" in parse({**LLAMA_1B, **other}).inactive_fields()
     trainer = parse({**LLAMA_1B, "stack": "hf_trainer", "optimizer": "adamw_8bit"})
     assert "paged_optimizer" not in trainer.inactive_fields()
+
+
+# --- Liger's fused linear cross-entropy ------------------------------------------------------
+
+
+def test_fused_linear_loss_makes_one_chunk_of_logits() -> None:
+    """Liger chunks the b·s = 4,096 tokens by next_power_of_2(⌈4,096 / ⌈V/h⌉⌉) =
+    next_power_of_2(⌈4,096 / 63⌉ = 66) = 128 rows: one chunk of logits is 128 × V × 2 B
+    = 32,833,536 B, beside one fp32 loss per token (16,384 B). Forward already makes the
+    hidden states' gradient (b·s·h × 2 B = 16,777,216 B) and the head weight's (V·h × 2 B
+    = 525,336,576 B), kept to backward; the logits are never whole."""
+    e = run(seq_len=4096, loss="fused_linear")
+    assert term(e, "loss", "one chunk of logits") == 128 * V * 2 + 4096 * 4 == 32_849_920
+    assert term(e, "loss", "gradients made by the fused loss") == 16_777_216 + 525_336_576
+    forward = next(p for p in e.phases if p.name == "forward").by_key()
+    assert "logits" not in forward
+
+
+def test_fused_linear_loss_with_a_frozen_head() -> None:
+    """LoRA leaves the head frozen: Liger makes no grad_weight."""
+    e = run(seq_len=4096, loss="liger", finetune="lora")
+    assert term(e, "loss", "gradients made by the fused loss") == 4096 * H * 2

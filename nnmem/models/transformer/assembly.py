@@ -349,6 +349,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         return saved, [], [], []
     if c.s.loss is Loss.CHUNKED:
         return _chunked_loss_terms(c, x)
+    if c.s.loss is Loss.FUSED_LINEAR:
+        return _fused_linear_terms(c, x)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -458,6 +460,36 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
         )
     ]
     return saved, logits, [], grads
+
+
+LIGER_FLCE = (
+    "Liger-Kernel src/liger_kernel/ops/fused_linear_cross_entropy.py "
+    "fused_linear_cross_entropy_forward: the tokens in chunks of "
+    "next_power_of_2(⌈b·s / ⌈V/h⌉⌉) rows, each chunk's logits made, turned into their "
+    "gradient in place by the cross-entropy kernel and multiplied into grad_input "
+    "(zeros_like(_input)) and grad_weight (zeros_like(weight), when the head trains), which "
+    "are saved for backward and only scaled there; loss_1d holds one fp32 loss per token"
+)
+
+
+def _fused_linear_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of Liger's fused linear cross-entropy: no whole logits; the input's
+    and the head's gradients made in forward, one chunk of logits at a time."""
+    tokens = c.sizes["b"] * c.sizes[x]
+    inc_factor = -(-c.t.vocab // c.t.hidden)
+    wanted = -(-tokens // inc_factor)
+    rows = min(1 << (wanted - 1).bit_length(), tokens)  # triton.next_power_of_2, sliced to BT
+    sizes = {**c.sizes, "u": rows}
+    made = [Row("gradient of the hidden states", ("b", x, "h"), "act")]
+    if c.lora is None:  # a frozen head (LoRA) gets no grad_weight
+        width = "f32" if _param_width(c.s) == 4 else "f16"
+        made.append(Row("gradient of the head weight", ("V", "h"), width))
+    saved = [
+        as_term("logits", "gradients made by the fused loss", made, sizes, c.widths, LIGER_FLCE)
+    ]
+    chunk = [Row("one chunk of logits", ("u", "V"), "act"), Row("loss per token", ("b", x), "f32")]
+    extra = [as_term("logits", "one chunk of logits", chunk, sizes, c.widths, LIGER_FLCE)]
+    return saved, [], extra, []
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -806,6 +838,12 @@ def build_training(s: Scenario) -> Built:
             f"Chunked cross-entropy over {s.loss_chunks} chunks, compiled as torchtune runs "
             "it: the 16-bit logits are all made and kept, with no fp32 copy, and backward "
             "makes one chunk's gradient at a time."
+        )
+    if s.loss is Loss.FUSED_LINEAR and language_model(t):
+        notes.append(
+            "Fused linear cross-entropy (Liger): the logits are made one chunk of tokens at "
+            "a time and never whole; the hidden states' and the head's gradients are made "
+            "in forward and kept until backward."
         )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
     inflight = [
