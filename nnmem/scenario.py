@@ -611,6 +611,7 @@ class Scenario:
             optimizer=self.optimizer,
             checkpointing=self.checkpointing,
             loss=self.loss,
+            device=self.device,
             optimizer_in_backward=self.optimizer_in_backward,
         )
 
@@ -1072,6 +1073,7 @@ def inactive_fields(
     checkpointing: Checkpointing = Checkpointing.NONE,
     loss: Loss = Loss.STANDARD,
     optimizer_in_backward: bool = False,
+    device: Device = Device.CUDA,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1121,6 +1123,10 @@ def inactive_fields(
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
         if not paged_applies(stack, sharding, optimizer):
             off.add("paged_optimizer")
+        if device is Device.CPU:
+            # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
+            # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
+            off |= {"activation_offload", "paged_optimizer"}
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:

@@ -17,6 +17,7 @@ from nnmem.optimizers import Trainable, optimizer_memory
 from nnmem.result import Phase, phases_of
 from nnmem.scenario import (
     LABELS,
+    Device,
     Finetune,
     Optimizer,
     OptimizerImpl,
@@ -243,7 +244,11 @@ def model_states(
         )
         return _from_stack(zs, autocast=False)
     states = _legacy_states(s, tensors, frozen_bytes, impl)
-    if s.paged_optimizer and paged_applies(s.stack, s.sharding, s.optimizer):
+    if (
+        s.paged_optimizer
+        and s.device is Device.CUDA
+        and paged_applies(s.stack, s.sharding, s.optimizer)
+    ):
         states = paged_states(s, tensors, states)
     if s.stack is Stack.DDP:
         p_train = sum(t.elements for t in tensors)

@@ -33,6 +33,7 @@ from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
     CHECKPOINT_BYTES,
     CHECKPOINTING,
+    DEVICE,
     FINETUNE,
     LABELS,
     LOSS,
@@ -47,6 +48,7 @@ from nnmem.scenario import (
     SPECS,
     STACK,
     Checkpointing,
+    Device,
     Finetune,
     Loss,
     Mode,
@@ -1050,6 +1052,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "checkpointing": scenario.checkpointing,
             "loss": scenario.loss,
             "optimizer_in_backward": scenario.optimizer_in_backward,
+            "device": scenario.device,
         }
     else:
         kind, model = _model_only(t)
@@ -1067,6 +1070,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
                 str(fields.get("optimizer_in_backward", ""))
             )
             is True,
+            "device": _lenient(DEVICE, fields, Device.CUDA),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

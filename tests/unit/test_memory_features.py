@@ -258,3 +258,13 @@ def test_fused_linear_loss_with_a_frozen_head() -> None:
     """LoRA leaves the head frozen: Liger makes no grad_weight."""
     e = run(seq_len=4096, loss="liger", finetune="lora")
     assert term(e, "loss", "gradients made by the fused loss") == 4096 * H * 2
+
+
+def test_a_cpu_step_has_nothing_to_offload_or_page() -> None:
+    """OffloadActivations packs only accelerator tensors, and bitsandbytes' get_state_buffer
+    does not page on the CPU: both keys are hidden and read as off there."""
+    s = {"device": "cpu", "seq_len": 128, "checkpointing": "full"}
+    on = run(**s, activation_offload=True, paged_optimizer=True)
+    assert {"activation_offload", "paged_optimizer"} <= set(on.scenario.inactive_fields())
+    assert on.host_bytes == 0
+    assert on.total_bytes == run(**s).total_bytes

@@ -811,7 +811,7 @@ def build_training(s: Scenario) -> Built:
     acts = activations(c)
     kept, host = acts.terms, list(st.host)
     brought_back: list[Term] = []
-    if s.activation_offload:
+    if s.activation_offload and not c.cpu:
         kept, offload = offloaded(acts)
         host += offload
         layer = sum(acts.layer_tensors)
