@@ -86,7 +86,8 @@ MEMORY_FLAGS = (
     (
         "loss",
         "LOSS",
-        "standard (default), chunked (torchtune CEWithChunkedOutputLoss) or fused_linear (Liger)",
+        "standard (default), chunked (torchtune CEWithChunkedOutputLoss), fused_linear "
+        "(Liger) or cce (Apple Cut Cross-Entropy)",
     ),
     ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
     (

@@ -168,12 +168,14 @@ class Checkpointing(StrEnum):
 
 class Loss(StrEnum):
     """How a language model's training loss meets the logits: the plain cross-entropy over
-    all of them, torchtune's chunked output loss, which upcasts one chunk at a time, or
-    Liger's fused linear cross-entropy, which never makes the logits whole."""
+    all of them, torchtune's chunked output loss, which upcasts one chunk at a time, Liger's
+    fused linear cross-entropy, which makes them a chunk at a time, or Apple's Cut
+    Cross-Entropy, which keeps them in on-chip memory only."""
 
     STANDARD = "standard"
     CHUNKED = "chunked"
     FUSED_LINEAR = "fused_linear"
+    CCE = "cce"
 
 
 class Attention(StrEnum):
@@ -346,6 +348,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Loss.STANDARD: "Cross-entropy over all the logits",
         Loss.CHUNKED: "Chunked cross-entropy (torchtune CEWithChunkedOutputLoss)",
         Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
+        Loss.CCE: "Cut Cross-Entropy (Apple CCE)",
     },
     Attention: {
         Attention.SDPA: "Memory-efficient / flash (SDPA)",
@@ -718,7 +721,12 @@ LOSS = ChoiceSpec(
     "loss",
     "Loss",
     Loss,
-    aliases=(("chunked_ce", "chunked"), ("cross_entropy", "standard"), ("liger", "fused_linear")),
+    aliases=(
+        ("chunked_ce", "chunked"),
+        ("cross_entropy", "standard"),
+        ("liger", "fused_linear"),
+        ("cut_cross_entropy", "cce"),
+    ),
 )
 LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
 OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")

@@ -386,7 +386,8 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "loss": (
         "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
         "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay. "
-        "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time.",
+        "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time. "
+        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory.",
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),

@@ -268,3 +268,18 @@ def test_a_cpu_step_has_nothing_to_offload_or_page() -> None:
     assert {"activation_offload", "paged_optimizer"} <= set(on.scenario.inactive_fields())
     assert on.host_bytes == 0
     assert on.total_bytes == run(**s).total_bytes
+
+
+# --- Apple's Cut Cross-Entropy ---------------------------------------------------------------
+
+
+def test_cut_cross_entropy_keeps_one_value_a_token() -> None:
+    """CCE saves one fp32 log-sum-exp and the int64 target per token (4,096 × 12 B =
+    49,152 B) and no logits; its backward writes de (b·s·h × 2 B = 16,777,216 B) and dc
+    (V·h × 2 B = 525,336,576 B) in the weights' type (the default 'cce' impl)."""
+    e = run(seq_len=4096, loss="cce")
+    assert term(e, "loss", "saved by Cut Cross-Entropy") == 4096 * (4 + 8) == 49_152
+    assert term(e, "backward", "gradients CCE's backward writes") == 16_777_216 + 525_336_576
+    assert "logits" not in next(p for p in e.phases if p.name == "forward").by_key()
+    lora = run(seq_len=4096, loss="cut_cross_entropy", finetune="lora")
+    assert term(lora, "backward", "gradients CCE's backward writes") == 16_777_216

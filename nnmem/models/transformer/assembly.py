@@ -351,6 +351,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         return _chunked_loss_terms(c, x)
     if c.s.loss is Loss.FUSED_LINEAR:
         return _fused_linear_terms(c, x)
+    if c.s.loss is Loss.CCE:
+        return _cce_terms(c, x)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -490,6 +492,32 @@ def _fused_linear_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
     chunk = [Row("one chunk of logits", ("u", "V"), "act"), Row("loss per token", ("b", x), "f32")]
     extra = [as_term("logits", "one chunk of logits", chunk, sizes, c.widths, LIGER_FLCE)]
     return saved, [], extra, []
+
+
+APPLE_CCE = (
+    "apple/ml-cross-entropy cut_cross_entropy/cce.py LinearCrossEntropyFunction: the forward "
+    "kernel (cce_lse_forward.py) keeps one fp32 log-sum-exp per token and saves it with the "
+    "hidden states, the classifier and the targets; cce_backward.py cce_backward_kernel "
+    "recomputes the logits block by block on chip and writes de (zeros_like(e)) and dc "
+    "(zeros_like(c), when the head trains), in their own types under the default 'cce' impl"
+)
+
+
+def _cce_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of Apple's Cut Cross-Entropy: no logits in memory; a log-sum-exp per
+    token saved, and backward writes the hidden states' and the head's gradients."""
+    kept = [Row("log-sum-exp per token", ("b", x), "f32"), Row("targets", ("b", x), "i64")]
+    saved = [as_term("logits", "saved by Cut Cross-Entropy", kept, c.sizes, c.widths, APPLE_CCE)]
+    made = [Row("gradient of the hidden states", ("b", x, "h"), "act")]
+    if c.lora is None:  # a frozen head gets no dc
+        width = "f32" if _param_width(c.s) == 4 else "f16"
+        made.append(Row("gradient of the head weight", ("V", "h"), width))
+    grads = [
+        as_term(
+            "temporaries", "gradients CCE's backward writes", made, c.sizes, c.widths, APPLE_CCE
+        )
+    ]
+    return saved, [], [], grads
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -838,6 +866,11 @@ def build_training(s: Scenario) -> Built:
             f"Chunked cross-entropy over {s.loss_chunks} chunks, compiled as torchtune runs "
             "it: the 16-bit logits are all made and kept, with no fp32 copy, and backward "
             "makes one chunk's gradient at a time."
+        )
+    if s.loss is Loss.CCE and language_model(t):
+        notes.append(
+            "Cut Cross-Entropy: the logits never reach GPU memory; one log-sum-exp per token "
+            "is kept, and backward recomputes the logits on chip."
         )
     if s.loss is Loss.FUSED_LINEAR and language_model(t):
         notes.append(
