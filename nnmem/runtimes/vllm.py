@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnmem.runtimes.kvspec import LayerKV, from_config
+from nnmem.runtimes.kvspec import PER_TOKEN, WINDOWED, LayerKV, from_config
 
 GIB = 2**30
 
@@ -251,7 +251,7 @@ def block_size(m: ServeModel, s: Serve) -> int:
     (``mamba_page_size_padded``). ``align`` is taken as the configured block size.
     """
     states = [lay.state_bytes for lay in m.kv if lay.kind == "state"]
-    attn = [_token_bytes(lay, m, s) for lay in m.kv if lay.kind in ("full", "sliding", "mla")]
+    attn = [_token_bytes(lay, m, s) for lay in m.kv if lay.kind in PER_TOKEN]
     if not states or not attn:
         return s.block_size
     per_token = max(attn)
@@ -263,7 +263,7 @@ def page_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
     """One layer's page of ``block_size`` tokens on one rank (``page_size_bytes``)."""
     bs = block_size(m, s)
     if layer.kind == "state":
-        attn = [_token_bytes(x, m, s) for x in m.kv if x.kind in ("full", "sliding", "mla")]
+        attn = [_token_bytes(x, m, s) for x in m.kv if x.kind in PER_TOKEN]
         # MambaSpec.page_size_bytes: the state, padded to the attention page
         return max(layer.state_bytes, bs * max(attn)) if attn else layer.state_bytes
     return bs * _token_bytes(layer, m, s)
@@ -278,7 +278,7 @@ def groups(m: ServeModel, s: Serve) -> list[Group]:
     layers = layers[:per_stage]
     buckets: dict[tuple[str, int, int | None], int] = {}
     for lay in layers:
-        key = (lay.kind, page_bytes(lay, m, s), lay.window if lay.kind == "sliding" else None)
+        key = (lay.kind, page_bytes(lay, m, s), lay.window if lay.kind in WINDOWED else None)
         buckets[key] = buckets.get(key, 0) + 1
     if not buckets:
         return []
@@ -300,11 +300,17 @@ def blocks_per_request(g: Group, s: Serve) -> int:
     (``SlidingWindowSpec.max_admission_blocks_per_request``), ``in_flight`` =
     ``max_concurrent_batches * max_num_batched_tokens`` (``VllmConfig.
     max_in_flight_tokens``; PP + 1 batches with async scheduling).
+    Chunked local attention: ``cdiv(min(chunk + in_flight, max_model_len), block_size)``
+    (``ChunkedLocalAttentionSpec.max_admission_blocks_per_request``).
     Mamba state: one page (``MambaSpec.max_memory_usage_bytes``, cache mode "none").
     """
     if g.kind == "state":
         return 1
     bs = g.block_size or s.block_size
+    if g.kind == "chunked" and g.window:
+        _, tokens = s.defaults()
+        batches = s.pipeline_parallel_size + (1 if s.async_scheduling else 0)
+        return -(-min(g.window + batches * tokens, s.max_model_len) // bs)
     if g.kind == "sliding" and g.window:
         _, tokens = s.defaults()
         batches = s.pipeline_parallel_size + (1 if s.async_scheduling else 0)
