@@ -10,10 +10,10 @@ Weights as a checkpoint stores them:
   E2M1 pairs + one E8M0 scale, OCP MX v1.0), the rest bf16.
 - ``fp8`` of a block-quantized checkpoint (DeepSeek-V3/R1: ``quantization_config``
   ``weight_block_size [128, 128]``): every linear layer of the decoder in 1 byte plus
-  one float32 ``weight_scale_inv`` per 128 x 128 block (vLLM
-  ``vllm/model_executor/layers/quantization/fp8.py`` ``Fp8LinearMethod.create_weights``:
-  ``weight_scale_inv`` of ``cdiv(out, 128) x cdiv(in, 128)``; ``Fp8MoEMethod`` the same
-  per expert); the rest bf16.
+  one float32 ``weight_scale_inv`` per 128 x 128 block (vLLM 0.34
+  ``vllm/model_executor/layers/quantization/utils/fp8_utils.py``
+  ``create_fp8_scale_parameter``: ``cdiv(out, 128) x cdiv(in, 128)`` float32 per linear
+  layer, per expert in ``Fp8MoEMethod``); the rest bf16.
 
 The MoE models of ``data/runtime_models.json`` (DeepSeek-V3/R1, Kimi K2, GLM-4.5,
 Qwen3-Next, Llama 4) are counted as vLLM loads them: the main model without its
