@@ -54,15 +54,18 @@ def _weights(model_id: str, ftype: str) -> tuple[lc.GgufArch, lc.LayerWeights]:
     return a, lc.LayerWeights.of(a, ts)
 
 
-def _candidates(model_types: tuple[str, ...]) -> list[catalog.ModelEntry]:
+def llamacpp_candidates() -> list[catalog.ModelEntry]:
+    """The catalog decoders whose GGUF tensor list :mod:`~nnmem.runtimes.llamacpp` writes."""
     return [
         m
         for m in catalog.models().values()
-        if m.architecture in ("decoder", "moe") and m.config.get("model_type") in model_types
+        if m.architecture in ("decoder", "moe") and m.config.get("model_type") in GGUF_MODEL_TYPES
     ]
 
 
-def _llamacpp(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, users: int) -> Fit:
+def llamacpp_fit(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, users: int) -> Fit:
+    """The first of ``LLAMACPP_FORMATS`` that runs fully on the GPU(s), else the first
+    that runs with the remainder in ``ram``."""
     ctx = lc.Context(n_ctx=context * users, n_seq_max=users, flash_attn=True)
     best: Fit | None = None
     for ft in LLAMACPP_FORMATS:
@@ -100,17 +103,18 @@ class Candidate:
     formats: tuple[str, ...]
 
 
-def vllm_candidates() -> list[Candidate]:
+@cache
+def vllm_candidates() -> tuple[Candidate, ...]:
     """The catalog decoders (bf16, and fp8 when dense) and the runtime models."""
     out = [
         Candidate(m.id, m.name, m.hf_id or m.id, m.params,
                   ("bf16",) if m.architecture == "moe" else VLLM_FORMATS[:2])
-        for m in _candidates(GGUF_MODEL_TYPES)
+        for m in llamacpp_candidates()
     ]  # fmt: skip
     for mid, r in runtime_models().items():
         fmts = tuple(f for f in VLLM_FORMATS if f in formats(mid))
         out.append(Candidate(mid, r["name"], r["hf_id"], param_count(mid), fmts))
-    return out
+    return tuple(out)
 
 
 def vllm_fit(m: Candidate, vram: list[int], context: int, users: int) -> Fit:
@@ -147,7 +151,7 @@ def what_fits(
     if context < 1 or users < 1:
         raise ValueError("context and users must be at least 1")
     if runtime == "llama_cpp":
-        out = [_llamacpp(m, vram, ram, context, users) for m in _candidates(GGUF_MODEL_TYPES)]
+        out = [llamacpp_fit(m, vram, ram, context, users) for m in llamacpp_candidates()]
         order: tuple[str, ...] = LLAMACPP_FORMATS
     elif runtime == "vllm":
         out = [vllm_fit(m, vram, context, users) for m in vllm_candidates()]
