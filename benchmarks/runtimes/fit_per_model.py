@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from nnmem import catalog
 from nnmem.runtimes import fit
@@ -37,12 +38,10 @@ def _one_pass(
     """(seconds, model id, verdict) of each model in one what-fits answer."""
     calls: list[tuple[str, Callable[[], fit.Fit]]]
     if runtime == "vllm":
-        calls = [
-            (m.id, lambda m=m: fit.vllm_fit(m, vram, ctx, users)) for m in fit.vllm_candidates()
-        ]  # type: ignore[misc]
+        calls = [(m.id, partial(fit.vllm_fit, m, vram, ctx, users)) for m in fit.vllm_candidates()]
     else:
         calls = [
-            (m.id, lambda m=m: fit.llamacpp_fit(m, vram, ram, ctx, users))  # type: ignore[misc]
+            (m.id, partial(fit.llamacpp_fit, m, vram, ram, ctx, users))
             for m in fit.llamacpp_candidates()
         ]
     out = []
