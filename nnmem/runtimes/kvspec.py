@@ -174,10 +174,12 @@ def _linear_state(c: dict[str, Any], t: str) -> tuple[tuple[int, int], ...]:
 
     Gated delta net (Qwen3-Next): vLLM ``MambaStateShapeCalculator.
     gated_delta_net_state_shape`` (``vllm/model_executor/layers/mamba/mamba_utils.py``):
-    conv state ``(k_dim*k_heads*2 + v_dim*v_heads) x (kernel - 1)`` in the model dtype
-    and a temporal state ``v_heads x v_dim x k_dim``; the temporal dtype follows
-    ``mamba_ssm_cache_dtype``, which Qwen3-Next's config sets to float32
-    (``MambaStateDtypeCalculator._mamba_state_dtype``).
+    conv state ``(k_dim*k_heads*2 + v_dim*v_heads) x (kernel - 1)`` and a temporal
+    state ``v_heads x v_dim x k_dim``. The bytes per element given here are
+    transformers': the conv state in the model dtype, the temporal state as
+    ``torch_chunk_gated_delta_rule`` returns it, float32 (``modeling_qwen3_next.py``).
+    vLLM prices the elements in its own state dtypes (``nnmem.runtimes.vllm.state_bytes``)
+    and llama.cpp in float32 (``nnmem.runtimes.llamacpp.kv_layer_bytes``).
     Mamba-2: ``mamba2_state_shape``: conv ``(intermediate + 2*groups*state) x
     (kernel - 1)`` and temporal ``heads x head_dim x state``.
     """

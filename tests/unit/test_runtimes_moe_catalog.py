@@ -219,3 +219,36 @@ def test_llamacpp_qwen3_next_recurrent_state_is_f32() -> None:
     # 36 delta-net layers, 2 sequences: r = 24,576 and s = 524,288 floats of 4 B
     assert k == 12 * 1024 * 4096 + 36 * 24576 * 4 * 2
     assert v == 12 * 1024 * 4096 + 36 * 524288 * 4 * 2
+
+
+def test_vllm_qwen3_next_state_in_the_model_dtype() -> None:
+    """vLLM 0.34 keeps the delta-net state in the model dtype (mamba_cache_dtype and
+    mamba_ssm_cache_dtype "auto"), and TP divides its channels and value heads."""
+    m = serve_model("qwen3-next-80b-a3b")
+    state, full = m.kv[0], m.kv[3]
+    s = vllm.Serve(gpu_memory_bytes=80 * GIB, max_model_len=131072)
+    # (24,576 + 524,288) elements x 2 B
+    assert vllm.state_bytes(state, m, s) == 1097728
+    tp2 = vllm.Serve(gpu_memory_bytes=80 * GIB, max_model_len=131072, tensor_parallel_size=2)
+    assert vllm.state_bytes(state, m, tp2) == (12288 + 262144) * 2
+    # float32 temporal state on request: 24,576 x 2 + 524,288 x 4
+    f32 = vllm.Serve(
+        gpu_memory_bytes=80 * GIB, max_model_len=131072, mamba_ssm_cache_dtype="float32"
+    )
+    assert vllm.state_bytes(state, m, f32) == 2146304
+    # attention block: 64 x cdiv(1,097,728, 64 x 2,048) = 64 x 9 = 576 tokens, so a page
+    # of a full layer (2 heads x 512 x 2 B per token) and a padded state page match
+    assert vllm.block_size(m, s) == 576
+    assert vllm.page_bytes(full, m, s) == vllm.page_bytes(state, m, s) == 576 * 2048
+    # 36 state + 12 full layers: groups of 12, a block is 12 pages
+    cap = vllm.capacity(m, s, 20 * GIB)
+    assert cap.bytes_per_block == 12 * 1179648
+    assert cap.num_blocks == 1517
+    # one request: cdiv(131072, 576) = 228 full blocks + 1 page per state group
+    assert cap.blocks_per_request == 228 + 3
+    assert cap.tokens == int(1517 / 231 * 131072) == 860762
+
+
+def test_vllm_state_dtype_names_the_field() -> None:
+    with pytest.raises(ValueError, match="mamba_ssm_cache_dtype: 'fp4'"):
+        vllm.Serve(gpu_memory_bytes=GIB, max_model_len=8, mamba_ssm_cache_dtype="fp4")
