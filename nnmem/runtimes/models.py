@@ -203,13 +203,38 @@ def _qwen3_next(c: dict[str, Any]) -> Weights:
     return Weights(attn + delta + experts, other)
 
 
-def _llama4(c: dict[str, Any]) -> Weights:
-    """Llama 4's text decoder (transformers ``Llama4TextModel``): q/k/v/o without bias
-    (the QK norm is a weightless L2 norm); MoE layers every ``interleave_moe_layer_step``
-    (``moe_layers`` = step-1, 2*step-1, ...) with a router ``E x h``, E experts and one
-    shared expert of ``intermediate_size``; the other layers a SwiGLU MLP of
-    ``intermediate_size_mlp``; two norms per layer; untied embedding and LM head."""
-    c = c.get("text_config") or c
+def _llama4_vision(v: dict[str, Any], text_hidden: int) -> int:
+    """Parameters of Llama 4's vision encoder and projector (vLLM
+    ``vllm/model_executor/models/mllama4.py``; transformers ``Llama4VisionModel``).
+
+    A class embedding and ``(image/patch)^2 + 1`` positional embeddings of width h, the
+    unfold convolution ``channels*patch^2 -> h`` without bias, LayerNorms (weight and
+    bias) before and after; per layer q/k/v/o ``h -> h`` with biases, fc1 ``h -> f`` and
+    fc2 ``f -> h`` with biases, two LayerNorms; the pixel-shuffle MLP ``f ->
+    projector_input_dim -> projector_output_dim`` (biases if
+    ``multi_modal_projector_bias``); the projector ``vision_output_dim -> text hidden``.
+    """
+    h, f, L = int(v["hidden_size"]), int(v["intermediate_size"]), int(v["num_hidden_layers"])
+    p, ch = int(v["patch_size"]), int(v["num_channels"])
+    patches = (int(v["image_size"]) // p) ** 2 + 1
+    stem = h + patches * h + ch * p * p * h + 4 * h
+    layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
+    pin, pout = int(v["projector_input_dim"]), int(v["projector_output_dim"])
+    adapter = f * pin + pin * pout
+    if v.get("multi_modal_projector_bias"):
+        adapter += pin + pout
+    return stem + L * layer + adapter + int(v["vision_output_dim"]) * text_hidden
+
+
+def _llama4(cfg: dict[str, Any]) -> Weights:
+    """Llama 4 (transformers ``Llama4ForConditionalGeneration``). The text decoder
+    (``Llama4TextModel``): q/k/v/o without bias (the QK norm is a weightless L2 norm);
+    MoE layers every ``interleave_moe_layer_step`` (``moe_layers`` = step-1, 2*step-1,
+    ...) with a router ``E x h``, E experts and one shared expert of
+    ``intermediate_size``; the other layers a SwiGLU MLP of ``intermediate_size_mlp``;
+    two norms per layer; untied embedding and LM head. The vision encoder and projector
+    (:func:`_llama4_vision`) stay bf16 (vLLM builds them with ``quant_config=None``)."""
+    c = cfg.get("text_config") or cfg
     h, L = int(c["hidden_size"]), int(c["num_hidden_layers"])
     H, K, d = int(c["num_attention_heads"]), int(c["num_key_value_heads"]), int(c["head_dim"])
     V, E = int(c["vocab_size"]), int(c["num_local_experts"])
@@ -221,6 +246,8 @@ def _llama4(c: dict[str, Any]) -> Weights:
     experts = ((f, h, 2 * moe * (E + 1)), (h, f, moe * (E + 1)))
     mlp = ((fm, h, 2 * dense), (h, fm, dense))
     other = moe * E * h + L * 2 * h + 2 * V * h + h
+    if isinstance(cfg.get("vision_config"), dict):
+        other += _llama4_vision(cfg["vision_config"], h)
     return Weights(attn + experts + mlp, other)
 
 

@@ -148,19 +148,28 @@ def test_qwen3_next_bf16_bytes() -> None:
     assert weights_bytes("qwen3-next-80b-a3b", "bf16") == 2 * params
 
 
-def test_llama_4_text_decoder_bf16_bytes() -> None:
+def test_llama_4_bf16_bytes_with_the_vision_tower() -> None:
+    # vision encoder (hidden 1408, 34 layers, fc 5632, 336 px images in 14 px patches):
+    # class embedding, 577 positions, unfold conv 3 x 14 x 14 -> 1408, LayerNorms pre/post
+    stem = 1408 + 577 * 1408 + 588 * 1408 + 4 * 1408
+    # per layer: q/k/v/o with biases, fc1/fc2 with biases, two LayerNorms
+    layer = 4 * (1408 * 1408 + 1408) + (1408 * 5632 + 5632) + (5632 * 1408 + 1408) + 4 * 1408
+    assert layer == 23807872
+    # pixel-shuffle MLP 5632 -> 4096 -> 4096, projector 4096 -> 5120, no biases
+    vision = stem + 34 * layer + 5632 * 4096 + 4096 * 4096 + 4096 * 5120
+    assert vision == 871932416
     attn = 2 * 5120 * 5120 + 2 * 5120 * 1024  # q, o 40 x 128; k, v 8 x 128
     head = 2 * 202048 * 5120 + 5120  # untied embedding and LM head, final norm
     # Scout: 48 MoE layers of 16 experts + 1 shared (intermediate 8192) and a router
     scout = 48 * (attn + 17 * 3 * 5120 * 8192 + 16 * 5120 + 2 * 5120) + head
-    assert scout == 107769861120
-    assert weights_bytes("llama-4-scout", "bf16") == 2 * scout
+    assert scout + vision == 108641793536  # the model card's 109B
+    assert weights_bytes("llama-4-scout", "bf16") == 2 * (scout + vision)
     # Maverick: interleave_moe_layer_step 2 -> odd layers MoE (128 + 1 experts), even
     # layers a dense MLP of intermediate_size_mlp 16384
     moe = 129 * 3 * 5120 * 8192 + 128 * 5120
     maverick = 48 * (attn + 2 * 5120) + 24 * moe + 24 * 3 * 5120 * 16384 + head
-    assert maverick == 400711848960  # 400B
-    assert weights_bytes("llama-4-maverick", "bf16") == 2 * maverick
+    assert maverick + vision == 401583781376  # 400B
+    assert weights_bytes("llama-4-maverick", "bf16") == 2 * (maverick + vision)
 
 
 # --- vLLM ---------------------------------------------------------------------------------
