@@ -323,6 +323,24 @@ def weights_bytes(model_id: str, fmt: str = "bf16") -> int:
     raise ValueError(f"format: {fmt!r} is not one of bf16, fp16, fp8, mxfp4")
 
 
+def mla_absorbed_bytes(cfg: dict[str, Any]) -> int:
+    """What vLLM adds to an MLA model's weights after loading.
+
+    ``vllm/model_executor/layers/attention/mla_attention.py``
+    ``MLAAttention.process_weights_after_loading`` splits the dequantized ``kv_b_proj``
+    into ``W_UK_T`` and ``W_UV`` in the activation dtype and keeps both beside
+    ``kv_b_proj`` (CUDA, outside the AMX and ROCm AITER paths): ``kv_lora_rank x heads x
+    (qk_nope_head_dim + v_head_dim)`` elements per layer, sharded with the heads.
+    """
+    if not cfg.get("kv_lora_rank"):
+        return 0
+    L, H = int(cfg["num_hidden_layers"]), int(cfg["num_attention_heads"])
+    per_head = int(cfg["qk_nope_head_dim"]) + int(cfg["v_head_dim"])
+    return L * int(cfg["kv_lora_rank"]) * H * per_head * 2
+
+
 def serve_model(model_id: str, fmt: str = "bf16") -> ServeModel:
-    """The :class:`ServeModel` of a catalog or runtime model."""
-    return ServeModel.from_config(config(model_id), weights_bytes(model_id, fmt))
+    """The :class:`ServeModel` of a catalog or runtime model: its checkpoint bytes, plus
+    the MLA matrices vLLM derives from them (:func:`mla_absorbed_bytes`)."""
+    cfg = config(model_id)
+    return ServeModel.from_config(cfg, weights_bytes(model_id, fmt) + mla_absorbed_bytes(cfg))

@@ -175,6 +175,19 @@ def test_llama_4_bf16_bytes_with_the_vision_tower() -> None:
 # --- vLLM ---------------------------------------------------------------------------------
 
 
+def test_vllm_holds_the_absorbed_mla_matrices_besides_the_checkpoint() -> None:
+    # W_UK_T and W_UV: 512 (kv_lora_rank) x 128 heads x (128 + 128) bf16 per layer, 61 layers
+    absorbed = 61 * 512 * 128 * (128 + 128) * 2
+    assert absorbed == 2046820352
+    m = serve_model("deepseek-v3", "fp8")
+    assert m.weights_bytes == 673150611808 + absorbed
+    # sharded with the heads: an eighth per rank at TP 8
+    s = vllm.Serve(gpu_memory_bytes=141 * GIB, max_model_len=32768, tensor_parallel_size=8)
+    assert vllm.weights_per_gpu(m, s) == (673150611808 + absorbed) // 8
+    # Kimi K2's 64 heads halve it
+    assert serve_model("kimi-k2").weights_bytes == 2052816510976 + absorbed // 2
+
+
 def test_vllm_deepseek_v3_mla_pool_at_tp8() -> None:
     m = serve_model("deepseek-v3", "fp8")
     s = vllm.Serve(gpu_memory_bytes=141 * GIB, max_model_len=32768, tensor_parallel_size=8)
