@@ -107,18 +107,32 @@ def test_deepseek_v3_block_fp8_bytes() -> None:
     assert weights_bytes("deepseek-v3", "bf16") == 2 * (linear + other) + 4 * fp32
 
 
-def test_kimi_k2_bf16_bytes() -> None:
+def test_kimi_k2_block_fp8_bytes_match_its_tensor_list() -> None:
+    """Kimi K2's checkpoint lists 1,026,470,731,056 stored values in 958.49 GiB."""
     # 64 heads: q_b 1536 -> 64 x 192, kv_b 512 -> 64 x 256, o 64 x 128 -> 7168
     attn = 7168 * 1536 + 1536 * 64 * 192 + 7168 * 576 + 512 * 64 * 256 + 64 * 128 * 7168
-    norms = 1536 + 512 + 2 * 7168
     dense = 3 * 7168 * 18432  # first_k_dense_replace 1
-    moe = 384 * 7168 + 385 * 3 * 7168 * 2048  # router + 384 routed + 1 shared expert
-    params = 61 * (attn + norms) + dense + 60 * moe + 60 * 384 + 2 * 163840 * 7168 + 7168
+    experts = 60 * 385 * 3 * 7168 * 2048  # 384 routed + 1 shared in 60 MoE layers
+    linear = 61 * attn + dense + experts
+    # bf16: norms, router 384 x 7168 per MoE layer, embedding, LM head, final norm
+    other = 61 * (1536 + 512 + 2 * 7168) + 60 * 384 * 7168 + 2 * 163840 * 7168 + 7168
+    fp32 = 60 * 384  # e_score_correction_bias
+    params = linear + other + fp32
     assert params == 1026408232448  # 1.03T
-    # the 60 x 384 correction biases are float32, the rest bf16
-    assert weights_bytes("kimi-k2", "bf16") == 2 * params + 2 * 60 * 384
-    with pytest.raises(ValueError, match="format: 'kimi-k2' comes in bf16"):
-        weights_bytes("kimi-k2", "fp8")
+    # block scales: q_a 12x56, q_b 96x12, kv_a 5x56, kv_b 128x4, o 56x64 per layer;
+    # dense 144x56 (x2) and 56x144; experts 16x56 (x2) and 56x16
+    scales = 61 * (672 + 1152 + 280 + 512 + 3584) + 3 * 8064 + 60 * 385 * 3 * 896
+    # the tensor list also holds 61 x 56 rotary inv_freq values
+    assert params + scales + 61 * 56 == 1026470731056
+    fp8 = linear + 4 * scales + 2 * other + 4 * fp32
+    assert fp8 == 1029173249888  # 958.49 GiB
+    assert weights_bytes("kimi-k2", "fp8") == fp8
+    assert weights_bytes("kimi-k2", "bf16") == 2 * (linear + other) + 4 * fp32
+
+
+def test_a_format_the_checkpoint_does_not_come_in_is_named() -> None:
+    with pytest.raises(ValueError, match=r"format: 'glm-4\.5' comes in bf16, not 'fp8'"):
+        weights_bytes("glm-4.5", "fp8")
 
 
 def test_glm_4_5_bf16_bytes_with_float32_router() -> None:
@@ -185,7 +199,7 @@ def test_vllm_holds_the_absorbed_mla_matrices_besides_the_checkpoint() -> None:
     s = vllm.Serve(gpu_memory_bytes=141 * GIB, max_model_len=32768, tensor_parallel_size=8)
     assert vllm.weights_per_gpu(m, s) == (673150611808 + absorbed) // 8
     # Kimi K2's 64 heads halve it
-    assert serve_model("kimi-k2").weights_bytes == 2052816510976 + absorbed // 2
+    assert serve_model("kimi-k2", "fp8").weights_bytes == 1029173249888 + absorbed // 2
 
 
 def test_vllm_deepseek_v3_mla_pool_at_tp8() -> None:
