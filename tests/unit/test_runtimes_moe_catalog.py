@@ -288,3 +288,15 @@ def test_vllm_qwen3_next_state_in_the_model_dtype() -> None:
 def test_vllm_state_dtype_names_the_field() -> None:
     with pytest.raises(ValueError, match="mamba_ssm_cache_dtype: 'fp4'"):
         vllm.Serve(gpu_memory_bytes=GIB, max_model_len=8, mamba_ssm_cache_dtype="fp4")
+
+
+def test_deepseek_r1_does_not_start_on_one_h100() -> None:
+    """llm-d's E11 run of DeepSeek-R1 (FP8, TP 1) on an H100 (79.18 GiB, utilization 0.9)
+    ran out of memory while loading: 627 GiB of weights against 71.26 GiB requested."""
+    m = serve_model("deepseek-r1", "fp8")
+    s = vllm.Serve(
+        gpu_memory_bytes=int(79.18 * GIB), max_model_len=16000, gpu_memory_utilization=0.9
+    )
+    b = vllm.budget(m, s)
+    assert b.weights == 673150611808 + 2046820352
+    assert not vllm.starts(b, vllm.capacity(m, s, b.kv))
