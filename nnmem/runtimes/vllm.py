@@ -329,7 +329,11 @@ def blocks_per_request(g: Group, s: Serve) -> int:
     ``max_concurrent_batches * max_num_batched_tokens`` (``VllmConfig.
     max_in_flight_tokens``; PP + 1 batches with async scheduling).
     Chunked local attention: ``cdiv(min(chunk + in_flight, max_model_len), block_size)``
-    (``ChunkedLocalAttentionSpec.max_admission_blocks_per_request``).
+    (``ChunkedLocalAttentionSpec.max_admission_blocks_per_request``); the hybrid KV cache
+    manager keeps such groups by default (``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE``
+    = 1, ``vllm/config/vllm.py``). With ``--disable-hybrid-kv-cache-manager`` they are
+    promoted to full attention (``kv_cache_planning.py`` ``_promote_local_kv_cache_specs``),
+    which is not modelled.
     Mamba state: one page (``MambaSpec.max_memory_usage_bytes``, cache mode "none").
     """
     if g.kind == "state":
