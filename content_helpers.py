@@ -710,10 +710,12 @@ FEATURES = {
     "parameter steps",
     "activation_offload": "activation offloading to the CPU",
     "paged_adamw_8bit": "bitsandbytes' paged 8-bit AdamW (state in unified memory)",
-    "fsdp_lora": "FSDP over a frozen (quantized) base with trainable adapters",
-    "fsdp2_units": "the unsharded units FSDP gathers for a frozen base",
-    "fsdp_cpu_offload": "FSDP's CPU offload of the frozen base",
-    "litgpt_loss": "LitGPT's own chunked loss",
+    "fsdp_root_unit": "FSDP's root unit (embeddings and head), gathered whole from forward "
+    "to the end of backward",
+    "paged_adamw": "bitsandbytes' PagedAdamW (32-bit states in paged memory the driver can "
+    "evict to the host)",
+    "litgpt_model": "LitGPT's own GPT code (litgpt/model.py), not the transformers code "
+    "nnmem's tables follow",
 }
 
 
@@ -988,7 +990,15 @@ def published_table(points: list[StackPoint], caption: str) -> str:
     """Setup, stack, measured, nnmem, error and why a point misses."""
     head = "".join(
         f'<th scope="col">{h}</th>'
-        for h in ("Point", "Setup", "Measured", "nnmem", "Error", "Within 10%", "What is missing")
+        for h in (
+            "Point",
+            "Setup",
+            "Measured",
+            "nnmem",
+            "Error",
+            "Within 10%",
+            "Why it misses; what nnmem lacks",
+        )
     )
     metric = {"MR": "reserved", "MA": "allocated", "ACT": "active", "MA avg": "allocated, mean"}
     body = []

@@ -13,7 +13,16 @@ from nnmem.errors import NnmemError, plain_fatal
 from nnmem.estimate import estimate
 from nnmem.readers import checkpoint
 from nnmem.render.text import text
-from nnmem.scenario import KNOWN_KEYS, Mode, Optimizer, Precision, Scenario, load_json, parse
+from nnmem.scenario import (
+    KNOWN_KEYS,
+    Mode,
+    Optimizer,
+    Precision,
+    Runtime,
+    Scenario,
+    load_json,
+    parse,
+)
 from nnmem.solvers import Fit, judge
 from nnmem.units import human
 
@@ -63,7 +72,7 @@ STACK_FLAGS = (
     ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
-    ("cpu_offload", "BOOL", "FSDP2: CPUOffloadPolicy (shards, gradients and step on the CPU)"),
+    ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
 )
 
 
@@ -266,6 +275,8 @@ def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
             + (
                 f"{plan.sharding.value}"
                 if scenario.mode is Mode.TRAINING
+                else "layer split"
+                if plan.runtime.engine is Runtime.LLAMA_CPP
                 else f"tensor parallel {plan.tensor_parallel}"
             )
             + ")"

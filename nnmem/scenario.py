@@ -519,7 +519,7 @@ class Scenario:
     stack: Stack = Stack.PLAIN
     gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
     reshard_after_forward: bool = True  # torch fully_shard default
-    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy
+    cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy; FSDP CPUOffload under ZeRO-3 sharding
     offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
     # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
     reduce_bucket_size: int = 500_000_000
@@ -955,6 +955,10 @@ def stack_inactive(
         off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
     elif sharding is Sharding.NONE:
         off.add("offload_optimizer")  # offload is a ZeRO feature
+    elif sharding is Sharding.ZERO3:
+        # A step nnmem.stacks does not model (LoRA, another optimizer) sharded as FSDP's
+        # FULL_SHARD, which can offload its shards: FSDP's CPUOffload(offload_params=True).
+        off -= {"cpu_offload"}
     if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
         off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
     return off

@@ -167,6 +167,18 @@ def zero_applies(s: Scenario) -> bool:
     return single and s.sharding is not Sharding.NONE and stackable(s)
 
 
+def computes_in_16bit(s: Scenario) -> bool:
+    """Whether the stack runs the step in 16-bit weights of its own, with no autocast, so
+    every activation (the residual stream too) is 16-bit: FSDP2's
+    ``MixedPrecisionPolicy(param_dtype=bf16)`` all-gathers 16-bit parameters and casts the
+    forward inputs (torch/distributed/fsdp/_fully_shard/_fsdp_api.py MixedPrecisionPolicy,
+    cast_forward_inputs=True; torchtitan torchtitan/distributed/utils.py maybe_enable_amp
+    enters no autocast when FSDP is on), and DeepSpeed's bf16 or fp16 mode casts the
+    module itself (deepspeed/runtime/engine.py DeepSpeedEngine._configure_distributed_model,
+    module.bfloat16() or module.half())."""
+    return s.precision.is_amp and (s.stack is Stack.FSDP2 or zero_applies(s))
+
+
 def stackable(s: Scenario) -> bool:
     """Whether :mod:`nnmem.stacks` models this step: full fine-tuning with AdamW."""
     return s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
@@ -314,10 +326,22 @@ def _legacy_states(
         notes.append(
             f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
         )
-    if s.offload_optimizer and sharded:
+    host: list[Term] = []
+    if s.cpu_offload and sharded and s.sharding is Sharding.ZERO3:
+        # torch/distributed/fsdp/api.py CPUOffload(offload_params=True): the sharded
+        # flat parameters live on the CPU and are copied in for each unit's all-gather
+        # (_flat_param.py FlatParamHandle), gradients are offloaded after the
+        # reduce-scatter and the optimizer steps on the CPU.
+        host = [*weights, *gradients, *state]
+        weights, gradients, state, step_terms = [], [], [], []
+        notes.append(
+            "FSDP CPU offload: the parameter shards, their gradients, the optimizer state "
+            "and its step live on the CPU; the GPU holds the gathered layers."
+        )
+    elif s.offload_optimizer and sharded:
         state, step_terms = [], []
         notes.append(
             "Optimizer state and its step run on the CPU (ZeRO-Offload); the GPU "
             "keeps weights and gradients."
         )
-    return States(weights, gradients, state, step_terms, notes)
+    return States(weights, gradients, state, step_terms, notes, host=host)

@@ -24,6 +24,7 @@ from nnmem.result import Estimate
 from nnmem.scenario import (
     LABELS,
     Mode,
+    Runtime,
     Scenario,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
@@ -176,6 +177,8 @@ def solvers_html(fit: Fit | None, scenario: Scenario, binary: bool = True) -> st
         how = (
             LABELS[plan.sharding]
             if plan.mode is Mode.TRAINING
+            else "llama.cpp's layer split"
+            if plan.runtime.engine is Runtime.LLAMA_CPP
             else f"tensor parallel over {plan.tensor_parallel}"
         )
         changes = {

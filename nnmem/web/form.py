@@ -399,7 +399,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "FSDP2: free each block's gathered weights after forward (gather again in backward).",
         "",
     ),
-    "cpu_offload": ("FSDP2 CPUOffloadPolicy: shards, gradients and the step on the CPU.", ""),
+    "cpu_offload": (
+        "FSDP2 CPUOffloadPolicy, or FSDP CPUOffload under ZeRO-3 sharding: shards, "
+        "gradients and the step on the CPU.",
+        "",
+    ),
     "offload_param": ("DeepSpeed ZeRO-3: keep the 16-bit parameter partitions on the CPU.", ""),
     "reduce_bucket_size": (
         "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",

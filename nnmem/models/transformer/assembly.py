@@ -48,6 +48,13 @@ from nnmem.scenario import (
 )
 from nnmem.terms import Term, product
 
+FSDP_FROZEN_GATHER = (
+    "PyTorch torch/distributed/fsdp/_flat_param.py FlatParamHandle.unshard: each unit's "
+    "flat parameter all-gathered in its stored dtype; _runtime_utils.py _prefetch_handle "
+    "with BackwardPrefetch.BACKWARD_PRE (the default) gathers the next unit ahead; "
+    "parameters that do not require grad get no gradient"
+)
+
 # --- LoRA, checkpointing and selective recomputation ----------------------------------------
 
 
@@ -90,11 +97,43 @@ def lora_rows(c: Ctx, x: str = "s") -> list[Row]:
     return rows
 
 
+BNB_SAVES_INPUT = (
+    "bitsandbytes bitsandbytes/autograd/_functions.py MatMul4Bit.forward (ctx.tensors = "
+    "(A, B)) and MatMul8bitLt.forward (ctx.tensors = (CAt, subA, A)) whenever A or B needs "
+    "a gradient, so a frozen 4-bit or 8-bit linear layer keeps its input for backward once "
+    "the hidden states carry the adapters' gradients"
+)
+# The inputs of the layers' linear projections, which bitsandbytes quantizes (the head and
+# MoE experts stay 16-bit: get_keys_to_not_convert, replace_with_bnb_linear).
+_QUANTIZED_LINEARS = frozenset(
+    {
+        "linear:qkv",
+        "linear:q",
+        "linear:kv",
+        "linear:o",
+        "linear:gate_up",
+        "linear:up",
+        "linear:down",
+    }
+)
+
+
+def _bnb_kept_inputs(c: Ctx) -> frozenset[str]:
+    """Tags of the linear inputs a bitsandbytes 4-bit or 8-bit base keeps under LoRA."""
+    if c.s.precision not in BNB_FORMATS:
+        return frozenset()
+    if c.t.family is Family.MOE:
+        return frozenset({"linear:qkv", "linear:o"})
+    return _QUANTIZED_LINEARS
+
+
 def trainable_filter(c: Ctx, rows: list[Row]) -> list[Row]:
-    """Drop what only frozen weights' gradients would need (a LoRA base)."""
+    """Drop what only frozen weights' gradients would need (a LoRA base), but the inputs a
+    bitsandbytes layer saves whatever its weight (:data:`BNB_SAVES_INPUT`)."""
     if c.lora is None:
         return rows
-    return [r for r in rows if not r.tag.startswith(("linear:", "norm"))]
+    kept = _bnb_kept_inputs(c)
+    return [r for r in rows if r.tag in kept or not r.tag.startswith(("linear:", "norm"))]
 
 
 def selective(rows: list[Row]) -> list[Row]:
@@ -496,7 +535,8 @@ def build_training(s: Scenario) -> Built:
         if s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8):
             notes.append(
                 "QLoRA: the base stays quantized and each weight is dequantized to 16-bit "
-                "only while its matmul runs."
+                "only while its matmul runs; bitsandbytes keeps each quantized layer's input "
+                "for backward, as a trained layer would."
             )
     if (
         c.lora is not None
@@ -538,6 +578,9 @@ def build_training(s: Scenario) -> Built:
         state = [o.scaled(split, tag) for o in state]
         step_terms = [x.scaled(split, tag) for x in step_terms]
         gathered = [x.scaled(split, tag) for x in gathered]
+        # The blocks FSDP2 gathers again in backward and their unsharded gradients are
+        # the tensor-parallel shards too (DTensor parameters sharded over the TP mesh).
+        in_backward = [x.scaled(split, tag) for x in in_backward]
     casts: list[Term] = []
     casts_kept = casts
     if c.amp and st.autocast:
@@ -578,16 +621,27 @@ def build_training(s: Scenario) -> Built:
         # to use NO_SHARD"), so the model is held whole, once. Hence two GPUs can need
         # more than one for a model whose largest layer outweighs half of its states.
         largest = layer_params(t)
-        weights = [
-            *weights,
-            product(
+        gathered_layer = product(
+            "weights",
+            "gathered weights and gradients of the largest layer (ZeRO-3)",
+            [("P_layer", largest)],
+            2 * width,
+            ZERO_SOURCE,
+        )
+        if c.lora is not None:
+            # A frozen base has no gradients, and FSDP gathers it in its stored format:
+            # the current layer and the one BackwardPrefetch.BACKWARD_PRE (the default)
+            # gathers ahead.
+            fmt = s.precision.weight_format
+            stored = bits(fmt, s.group_size) / 8 if not is_float(fmt) else _param_width(s)
+            gathered_layer = product(
                 "weights",
-                "gathered weights and gradients of the largest layer (ZeRO-3)",
-                [("P_layer", largest)],
-                2 * width,
-                ZERO_SOURCE,
-            ),
-        ]
+                "gathered frozen layers, current and prefetched",
+                [("2", 2), ("P_layer", largest)],
+                stored,
+                FSDP_FROZEN_GATHER,
+            )
+        weights = [*weights, gathered_layer]
         if c.amp and st.autocast:
             casts = casts_kept = [
                 product(
