@@ -169,13 +169,15 @@ class Checkpointing(StrEnum):
 class Loss(StrEnum):
     """How a language model's training loss meets the logits: the plain cross-entropy over
     all of them, torchtune's chunked output loss, which upcasts one chunk at a time, Liger's
-    fused linear cross-entropy, which makes them a chunk at a time, or Apple's Cut
-    Cross-Entropy, which keeps them in on-chip memory only."""
+    fused linear cross-entropy, which makes them a chunk at a time, Apple's Cut
+    Cross-Entropy, which keeps them in on-chip memory only, or the plain cross-entropy
+    under torch.compile (torchtitan's compiled loss), which stores no fp32 copy."""
 
     STANDARD = "standard"
     CHUNKED = "chunked"
     FUSED_LINEAR = "fused_linear"
     CCE = "cce"
+    COMPILED = "compiled"
 
 
 class Attention(StrEnum):
@@ -349,6 +351,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Loss.CHUNKED: "Chunked cross-entropy (torchtune CEWithChunkedOutputLoss)",
         Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
         Loss.CCE: "Cut Cross-Entropy (Apple CCE)",
+        Loss.COMPILED: "Compiled cross-entropy (torchtitan)",
     },
     Attention: {
         Attention.SDPA: "Memory-efficient / flash (SDPA)",
@@ -539,6 +542,11 @@ class Scenario:
     num_gpus: int = 1
     sharding: Sharding = Sharding.NONE
     tensor_parallel: int = 1
+    # Megatron-LM --sequence-parallel / torchtitan SequenceParallel on the norms: the
+    # tensors tensor parallelism leaves whole are split along the sequence.
+    sequence_parallel: bool = False
+    # torchtitan loss_parallel: the head's output stays sharded by vocabulary into the loss.
+    loss_parallel: bool = False
     offload_optimizer: bool = False
     # the training stack (nnmem.stacks) and its own settings
     stack: Stack = Stack.PLAIN
@@ -616,6 +624,7 @@ class Scenario:
             loss=self.loss,
             device=self.device,
             optimizer_in_backward=self.optimizer_in_backward,
+            tensor_parallel=self.tensor_parallel,
         )
 
     @property
@@ -744,6 +753,8 @@ LORA_DROPOUT = NumberSpec(
 )
 NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
 TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
+SEQUENCE_PARALLEL = FlagSpec("sequence_parallel", "Sequence parallelism")
+LOSS_PARALLEL = FlagSpec("loss_parallel", "Loss parallelism")
 GPU_UTILIZATION = NumberSpec(
     "gpu_memory_utilization",
     "GPU memory utilization",
@@ -892,6 +903,8 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         NUM_GPUS,
         SHARDING,
         TENSOR_PARALLEL,
+        SEQUENCE_PARALLEL,
+        LOSS_PARALLEL,
         OFFLOAD,
         STACK,
         BUCKET_VIEW,
@@ -1067,6 +1080,17 @@ def memory_features_inactive(
     return off
 
 
+TP_FEATURE_KEYS = ("sequence_parallel", "loss_parallel")
+
+
+def tp_features_inactive(model: object, tensor_parallel: int) -> set[str]:
+    """Tensor-parallel features the engine does not read: both split what a transformer's
+    tensor parallelism (degree above 1) leaves whole; the loss's needs a language model."""
+    if not isinstance(model, Transformer) or tensor_parallel < 2:
+        return set(TP_FEATURE_KEYS)
+    return set() if language_model(model) else {"loss_parallel"}
+
+
 def inactive_fields(
     kind: ModelKind,
     mode: Mode,
@@ -1082,6 +1106,7 @@ def inactive_fields(
     loss: Loss = Loss.STANDARD,
     optimizer_in_backward: bool = False,
     device: Device = Device.CUDA,
+    tensor_parallel: int = 1,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1123,6 +1148,7 @@ def inactive_fields(
         *STACK_KEYS,
         *MEMORY_FEATURE_KEYS,
         "paged_optimizer",
+        *TP_FEATURE_KEYS,
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
@@ -1131,6 +1157,7 @@ def inactive_fields(
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
         if not paged_applies(stack, sharding, optimizer):
             off.add("paged_optimizer")
+        off |= tp_features_inactive(model, tensor_parallel)
         if device is Device.CPU:
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
@@ -1332,6 +1359,19 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
                 "Optimizer in backward steps and frees each gradient as backward makes "
                 f"it, so gradients cannot accumulate over {s.grad_accum_steps} "
                 "micro-batches: set grad_accum_steps to 1 or turn it off.",
+            )
+        )
+    tp = s.tensor_parallel
+    sp_read = "sequence_parallel" not in tp_features_inactive(s.model, tp)
+    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and s.seq_len % tp:
+        # Megatron-LM core/tensor_parallel/mappings.py _split_along_first_dim asserts the
+        # sequence (its first dimension) divides by the tensor-parallel world size.
+        problems.append(
+            Problem(
+                "sequence_parallel",
+                f"Sequence parallelism splits the {s.seq_len:,} tokens over the {tp} "
+                "tensor-parallel ranks: choose a seq_len divisible by tensor_parallel, or "
+                "turn it off.",
             )
         )
     return problems

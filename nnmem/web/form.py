@@ -47,6 +47,7 @@ from nnmem.scenario import (
     SHARDING,
     SPECS,
     STACK,
+    TENSOR_PARALLEL,
     Checkpointing,
     Device,
     Finetune,
@@ -387,7 +388,9 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
         "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay. "
         "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time. "
-        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory.",
+        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory. "
+        "Compiled: torchtitan's torch.compile'd cross-entropy (components/loss.py), "
+        "16-bit logits kept, no fp32 copy.",
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),
@@ -414,6 +417,16 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
+    "sequence_parallel": (
+        "Megatron --sequence-parallel / torchtitan SequenceParallel (Korthikanti et al. 2022 "
+        "§4.2.2): layer inputs, norms and dropout split over the tensor-parallel GPUs.",
+        "",
+    ),
+    "loss_parallel": (
+        "torchtitan loss_parallel (parallelize_llama): the logits stay split by vocabulary "
+        "over the tensor-parallel GPUs into the loss.",
+        "",
+    ),
     "offload_optimizer": (
         "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
         "",
@@ -580,6 +593,8 @@ _ADVANCED_KEYS = (
     "num_gpus",
     "sharding",
     "tensor_parallel",
+    "sequence_parallel",
+    "loss_parallel",
     "offload_optimizer",
     "offload_param",
     "reduce_bucket_size",
@@ -1030,6 +1045,11 @@ def _lenient(spec: Any, fields: Mapping[str, object], default: Any) -> Any:
     return default if isinstance(read, Problem) else read
 
 
+def _lenient_whole(spec: NumberSpec, fields: Mapping[str, object], default: int) -> int:
+    read = spec.read(str(fields.get(spec.key, default)))
+    return default if isinstance(read, Problem) or read is None else int(read)
+
+
 def _model_only(t: Translation) -> tuple[ModelKind, object]:
     """The model alone, for hiding fields when some setting is wrong."""
     kind = ModelKind(t.data.get("model", "generic"))
@@ -1054,6 +1074,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "loss": scenario.loss,
             "optimizer_in_backward": scenario.optimizer_in_backward,
             "device": scenario.device,
+            "tensor_parallel": scenario.tensor_parallel,
         }
     else:
         kind, model = _model_only(t)
@@ -1072,6 +1093,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             )
             is True,
             "device": _lenient(DEVICE, fields, Device.CUDA),
+            "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

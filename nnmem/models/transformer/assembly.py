@@ -4,7 +4,7 @@ the training step and inference (prefill and a decode step with the KV cache).""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from nnmem import stacks
@@ -168,7 +168,7 @@ def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
         Row("q projection output", ("b", x, "q"), "act"),
         Row("v projection output", ("b", x, "kv"), "act"),
         Row("gate projection output", ("b", x, "f"), "act"),
-        Row("down projection output", ("b", x, "h"), "act"),
+        Row("down projection output", ("b", x, "h"), "act", tag=PARTIAL),
         Row("attention output", ("b", "a", x, "d"), "act"),
         Row("softmax log-sum-exp", ("b", "a", x), "f32"),
     ]
@@ -203,7 +203,7 @@ def activations(c: Ctx) -> Activations:
         rows = trainable_filter(c, rows) + lora_rows(c, x)
         if s.checkpointing is Checkpointing.SELECTIVE:
             rows = selective(rows)
-        one += rows
+        one += parallel_split(c, rows)
         n = t.encoder_layers if depth == "L_enc" else t.layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
         source = HF
@@ -214,10 +214,7 @@ def activations(c: Ctx) -> Activations:
             # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
             every = min(s.checkpoint_every, n)
             wrapped = n // every
-            full = checkpoint_rows(c, x)
-            if c.s.tensor_parallel > 1:
-                tp = c.s.tensor_parallel
-                rows, full = _tp_split(rows, tp), _tp_split(full, tp)
+            rows, full = parallel_split(c, rows), parallel_split(c, checkpoint_rows(c, x))
             heaviest = max(heaviest, _tensor_bytes(c, rows), key=sum)
             terms.append(
                 as_term(
@@ -242,8 +239,7 @@ def activations(c: Ctx) -> Activations:
                 )
             )
             continue
-        if c.s.tensor_parallel > 1:
-            kept = _tp_split(kept, c.s.tensor_parallel)
+        kept = parallel_split(c, kept)
         heaviest = max(heaviest, _tensor_bytes(c, kept), key=sum)
         what = {
             Checkpointing.FULL: "checkpointed input",
@@ -255,7 +251,7 @@ def activations(c: Ctx) -> Activations:
             )
         )
     layer_terms = len(terms)
-    outside = trainable_filter(c, outside_rows(c))
+    outside = parallel_split(c, trainable_filter(c, outside_rows(c)))
     if (
         s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
         and t.learned_positions == 0
@@ -321,13 +317,55 @@ def offloaded(acts: Activations) -> tuple[list[Term], list[Term]]:
     return [stash, *outside], host
 
 
+# Rows tensor parallelism leaves whole that sequence parallelism does not split either: the
+# inputs of column-parallel projections, which torchtitan's PrepareModuleInput
+# (desired_input_layouts=Replicate()) all-gathers before the projections save them, and
+# a row-parallel matmul's output before its reduce-scatter (RowwiseParallel,
+# output_layouts=Shard(1)). Megatron-LM keeps the sharded input instead and gathers it
+# again in backward (tensor_parallel/layers.py LinearWithGradAccumulationAndAsyncCommunication).
+PARTIAL = "tp:partial"
+GATHERED = frozenset(
+    {"linear:qkv", "linear:q", "linear:kv", "linear:gate_up", "linear:up", "linear:head"}
+    | {"linear:router", PARTIAL}
+)
+TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "q", "kv", "E"})
+
+
+def parallel_split(c: Ctx, rows: list[Row]) -> list[Row]:
+    """The rows as one tensor-parallel rank holds them, with sequence parallelism if on."""
+    tp = c.s.tensor_parallel
+    if tp == 1:
+        return rows
+    rows = _tp_split(rows, tp)
+    return _sp_split(rows, tp) if c.s.sequence_parallel else rows
+
+
+def _sp_split(rows: list[Row], tp: int) -> list[Row]:
+    # Sequence parallelism splits what tensor parallelism leaves whole along the sequence:
+    # the layer inputs, the norms and the dropout masks (Korthikanti et al. 2022, arXiv
+    # 2205.05198, §4.2.2: sbh·(34/t + 5as/(ht)) with t the tensor-parallel degree;
+    # torchtitan parallelize_llama: SequenceParallel() on attention_norm, ffn_norm and
+    # norm, and the blocks' outputs as Shard(1)). Rows without a batch-by-sequence shape
+    # (rotary tables, position ids) are replicated.
+    return [
+        Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        if "b" in r.dims
+        and ("s" in r.dims or "t" in r.dims)
+        and not TP_SPLIT_DIMS & set(r.dims)
+        and r.tag not in GATHERED
+        else r
+        for r in rows
+    ]
+
+
 def _tp_split(rows: list[Row], tp: int) -> list[Row]:
     # Megatron tensor parallelism splits the heads and the MLP width; norm inputs,
     # dropout masks and the inputs of column-parallel projections stay whole (Korthikanti
     # et al. 2022 §4.2.1: sbh·(10 + 24/t + 5as/(ht))).
-    split = {"a", "a_kv", "f", "q", "kv", "E"}
     return [
-        r if not split & set(r.dims) else Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        if TP_SPLIT_DIMS & set(r.dims)
+        else r
         for r in rows
     ]
 
@@ -343,6 +381,14 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
     """(saved by the loss, logits at the end of forward, extra at the loss peak, extra at
     the start of backward)."""
     t = c.t
+    if _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1:
+        # torchtitan parallelize_llama: the output head is ColwiseParallel with
+        # output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
+        # (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and
+        # their backward) works on each rank's vocabulary shard: every logits tensor of
+        # the loss is V/t wide. Megatron-LM's vocab_parallel_cross_entropy does the same.
+        shard = -(-t.vocab // c.s.tensor_parallel)
+        c = replace(c, sizes={**c.sizes, "V": shard})
     if not _lm(t):
         rows = [Row("log-softmax over the labels", ("b", "c"), "f32")]
         saved = [as_term("logits", "saved by the loss", rows, c.sizes, c.widths, HF)]
@@ -353,6 +399,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         return _fused_linear_terms(c, x)
     if c.s.loss is Loss.CCE:
         return _cce_terms(c, x)
+    if c.s.loss is Loss.COMPILED:
+        return _chunked_loss_terms(c, x, 1, TORCHTITAN_COMPILED)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -418,17 +466,34 @@ TORCHTUNE_CHUNKED = (
 )
 
 
-def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+TORCHTITAN_COMPILED = (
+    "torchtitan torchtitan/components/loss.py build_cross_entropy_loss: with compile on, "
+    "cross_entropy_loss (F.cross_entropy(pred.flatten(0, 1).float(), labels)) is wrapped "
+    "in torch.compile. Measured (benchmarks/stacks/compiled_loss.py, torch 2.13): the "
+    "compiled loss saves the 16-bit logits, the int64 labels and two fp32 values per "
+    "token, its kernels make no fp32 copy, and its backward writes one 16-bit gradient "
+    "of the logits"
+)
+
+
+def _chunked_loss_terms(
+    c: Ctx, x: str, chunks: int = 0, source: str = TORCHTUNE_CHUNKED
+) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
     """The loss terms of torchtune's chunked cross-entropy, compiled: the 16-bit logits
-    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time."""
-    chunk = -(-c.sizes[x] // c.s.loss_chunks)  # tensor_split: the first chunks are largest
+    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time. A compiled
+    loss over the whole logits (torchtitan's) is the same with one chunk."""
+    whole_loss = source is TORCHTITAN_COMPILED  # one loss over the whole logits
+    chunks = chunks or c.s.loss_chunks
+    chunk = -(-c.sizes[x] // chunks)  # tensor_split: the first chunks are largest
     sizes = {**c.sizes, "u": chunk}
-    dims, one = ("b", x, "V"), ("b", "u", "V")
-    whole = [Row("logits, every chunk", dims, "act")]
+    dims = ("b", x, "V")
+    one = dims if whole_loss else ("b", "u", "V")
+    name = "logits" if whole_loss else "logits chunks"
+    whole = [Row("logits" if whole_loss else "logits, every chunk", dims, "act")]
     saved = [
         as_term(
             "logits",
-            "logits chunks saved by the compiled losses",
+            f"{name} saved by the compiled loss",
             [
                 *whole,
                 Row("labels", ("b", x), "i64"),
@@ -436,10 +501,10 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
             ],
             sizes,
             c.widths,
-            TORCHTUNE_CHUNKED,
+            source,
         )
     ]
-    logits = [as_term("logits", "logits chunks", whole, sizes, c.widths, TORCHTUNE_CHUNKED)]
+    logits = [as_term("logits", name, whole, sizes, c.widths, source)]
     if _softcap(c.t, "final_logit_softcapping"):
         capped = as_term(
             "logits",
@@ -451,14 +516,15 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
         )
         saved.append(capped)
         logits.append(capped)
+    what = "the logits' gradient" if whole_loss else "one chunk's logits gradient"
     grads = [
         as_term(
             "temporaries",
-            "one chunk's logits gradient and its per-token sum",
-            [Row("gradient of one chunk", one, "act"), Row("per-token sum", ("b", "u"), "f32")],
+            f"{what} and its per-token sum",
+            [Row(f"gradient of {name}", one, "act"), Row("per-token sum", one[:2], "f32")],
             sizes,
             c.widths,
-            TORCHTUNE_CHUNKED,
+            source,
         )
     ]
     return saved, logits, [], grads
@@ -878,15 +944,36 @@ def build_training(s: Scenario) -> Built:
             "a time and never whole; the hidden states' and the head's gradients are made "
             "in forward and kept until backward."
         )
+    if s.loss is Loss.COMPILED and language_model(t):
+        notes.append(
+            "Compiled cross-entropy, as torchtitan compiles its loss: the 16-bit logits are "
+            "kept with two fp32 values per token, with no fp32 copy, and backward makes one "
+            "16-bit gradient of the logits."
+        )
+    if s.tensor_parallel > 1 and s.sequence_parallel:
+        notes.append(
+            f"Sequence parallelism: the layer inputs, norms and dropout masks are split "
+            f"over the {s.tensor_parallel} tensor-parallel ranks along the sequence; the "
+            "inputs the column-parallel projections gather stay whole."
+        )
+    if s.tensor_parallel > 1 and s.loss_parallel and language_model(t):
+        shard = -(-t.vocab // s.tensor_parallel)
+        notes.append(
+            f"Loss parallelism: the logits stay split by vocabulary, so V in the loss's "
+            f"terms is each rank's shard, {shard:,} of {t.vocab:,}."
+        )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
     inflight = [
         as_term(
             "temporaries",
             "activation gradients in flight",
-            [
-                Row("gradients of a layer's input and output", ("b", acts.x, "h"), "act", 2),
-                Row("gradients inside the MLP", ("b", acts.x, "f"), "act", 2),
-            ],
+            parallel_split(
+                c,
+                [
+                    Row("gradients of a layer's input and output", ("b", acts.x, "h"), "act", 2),
+                    Row("gradients inside the MLP", ("b", acts.x, "f"), "act", 2),
+                ],
+            ),
             c.sizes,
             c.widths,
             "PyTorch autograd engine: a layer's input and output gradients "
