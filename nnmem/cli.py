@@ -68,6 +68,8 @@ FLAGS = {
     "paged_optimizer": "--paged-optimizer",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
+    "pipeline_schedule": "--pipeline-schedule",
+    "pipeline_microbatches": "--pipeline-microbatches",
 }
 # The training stack's flags: (key, metavar, help); the defaults come from the schema.
 STACK_FLAGS = (
@@ -118,6 +120,17 @@ MEMORY_FLAGS = (
         "loss_parallel",
         "BOOL",
         "with tensor parallelism: the logits stay split by vocabulary (torchtitan loss_parallel)",
+    ),
+    (
+        "pipeline_schedule",
+        "SCHEDULE",
+        "with --pipeline-parallel-size above 1 in training (fsdp2): 1f1b (default), "
+        "interleaved_1f1b or gpipe, as torch.distributed.pipelining runs them",
+    ),
+    (
+        "pipeline_microbatches",
+        "N",
+        "micro-batches a pipelined step runs (default: one per pipeline stage, as torchtitan)",
     ),
 )
 

@@ -41,6 +41,7 @@ from nnmem.scenario import (
     MODEL_KEYS,
     OPTIMIZER,
     OPTIMIZER_IN_BACKWARD,
+    PIPELINE_PARALLEL,
     PRECISION,
     RUNTIME,
     SETTINGS,
@@ -479,7 +480,17 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "pipeline_parallel": (
-        "Pipeline stages (--pipeline-parallel-size); each GPU holds 1/(TP × PP) of the weights.",
+        "Pipeline stages. vLLM: --pipeline-parallel-size, each GPU holds 1/(TP × PP) of the "
+        "weights. Training: torchtitan's pipeline (fsdp2), the heaviest rank is shown.",
+        "",
+    ),
+    "pipeline_schedule": (
+        "torch.distributed.pipelining schedule (torchtitan pipeline_parallel_schedule): "
+        "1F1B keeps up to p micro-batches on the first rank; interleaved, 2 stages per GPU.",
+        "",
+    ),
+    "pipeline_microbatches": (
+        "Micro-batches per step (torchtitan pipeline_parallel_microbatches; empty: one per stage).",
         "",
     ),
     "gguf_type": ("The GGUF file's quantization (llama-quantize type).", ""),
@@ -595,6 +606,9 @@ _ADVANCED_KEYS = (
     "tensor_parallel",
     "sequence_parallel",
     "loss_parallel",
+    "pipeline_parallel",
+    "pipeline_schedule",
+    "pipeline_microbatches",
     "offload_optimizer",
     "offload_param",
     "reduce_bucket_size",
@@ -612,7 +626,6 @@ _RUNTIME_KEYS = (
     "max_num_seqs",
     "max_num_batched_tokens",
     "block_size",
-    "pipeline_parallel",
     "enforce_eager",
     "gguf_type",
     "n_gpu_layers",
@@ -1075,6 +1088,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "optimizer_in_backward": scenario.optimizer_in_backward,
             "device": scenario.device,
             "tensor_parallel": scenario.tensor_parallel,
+            "pipeline_parallel": scenario.pipeline_parallel,
         }
     else:
         kind, model = _model_only(t)
@@ -1094,6 +1108,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             is True,
             "device": _lenient(DEVICE, fields, Device.CUDA),
             "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
+            "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

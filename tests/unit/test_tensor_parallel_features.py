@@ -182,7 +182,8 @@ def test_the_form_reads_and_hides_them() -> None:
     }
     reading = read(fields)
     assert reading.scenario is not None
-    assert reading.scenario.sequence_parallel and reading.scenario.loss_parallel
+    assert reading.scenario.sequence_parallel
+    assert reading.scenario.loss_parallel
     assert "sequence_parallel" not in reading.inactive
     hidden = read({**fields, "num_gpus": "1", "tensor_parallel": "1"})
     assert {"sequence_parallel", "loss_parallel"} <= set(hidden.inactive)

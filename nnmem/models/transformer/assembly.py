@@ -16,6 +16,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
+from nnmem.models.architecture import Tensor as ParamTensor
 from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
@@ -43,12 +44,15 @@ from nnmem.scenario import (
     LoraTargets,
     Loss,
     Mode,
+    PipelineSchedule,
     Precision,
     Scenario,
     Sharding,
     Stack,
     in_backward_applies,
     language_model,
+    pipeline_microbatches,
+    pipeline_stages_per_rank,
 )
 from nnmem.terms import Term, product
 
@@ -179,6 +183,122 @@ def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
     return [Row("layer input kept by checkpointing", ("b", x, "h"), "res")]
 
 
+# --- pipeline parallelism -------------------------------------------------------------------
+
+TORCHTITAN_SPLIT = (
+    "torchtitan torchtitan/parallelisms/pipelining_utils.py generate_split_points: "
+    "⌊L/stages⌋ layers to the first stage, one more to each middle stage while L mod "
+    "stages lasts, the rest to the last; pipeline_llama.py _build_stage keeps the "
+    "embedding on the first stage and the final norm and head on the last"
+)
+PIPELINE_SCHEDULES = (
+    "torch torch/distributed/pipelining/schedules.py: ScheduleGPipe runs every "
+    "micro-batch forward before any backward; Schedule1F1B warms up with min(m, p − r) "
+    "forwards on rank r, then alternates one backward and one forward; "
+    "ScheduleInterleaved1F1B warms up with (v − 1)·p + 2·(p − 1 − r) forwards of its v "
+    "stages in rounds of p micro-batches and runs one more before its first backward "
+    "(Narayanan et al. 2021, arXiv 2104.04473, §2.2; Korthikanti et al. 2022, §4.2.3)"
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline rank: the layers it holds, and the layer-forwards whose saved tensors
+    wait for backward at its peak."""
+
+    rank: int
+    layers: int  # layers of its stages (their parameters)
+    saved_layers: int  # layer-forwards waiting for backward, over its micro-batches
+    in_flight: int  # forward chunks (a micro-batch through one stage) at the peak
+    first: bool  # holds the embedding
+    last: bool  # holds the final norm and the head
+    last_chunks: int  # chunks of the last stage (with the head and the loss) in flight
+    microbatch: int  # sequences per micro-batch
+    stage_layers: tuple[int, ...] = ()  # the layers of each of its stages
+
+
+def split_layers(layers: int, stages: int) -> list[int]:
+    """Layers per stage as torchtitan's generate_split_points cuts them.
+
+    >>> split_layers(126, 8)
+    [15, 16, 16, 16, 16, 16, 16, 15]
+    """
+    base, extra = divmod(layers, stages)
+    sizes = [base]
+    for _ in range(stages - 2):
+        sizes.append(base + 1 if extra > 0 else base)
+        extra -= 1 if extra > 0 else 0
+    if stages > 1:
+        sizes.append(layers - sum(sizes))
+    return sizes
+
+
+def pipeline_rank(s: Scenario, t: Transformer, r: int) -> Stage:
+    """What pipeline rank ``r`` holds, and what waits there for backward at its peak."""
+    p, v = s.pipeline_parallel, pipeline_stages_per_rank(s.pipeline_schedule)
+    m = pipeline_microbatches(s)
+    per_stage = split_layers(t.layers, p * v)
+    mine = [r + k * p for k in range(v)]  # torchtitan stage_ids_this_rank, "loop" style
+    if s.pipeline_schedule is PipelineSchedule.GPIPE:
+        chunks = [mine[0]] * m
+    elif s.pipeline_schedule is PipelineSchedule.ONE_F_ONE_B:
+        chunks = [mine[0]] * min(m, p - r)
+    else:
+        warmup = (v - 1) * p + 2 * (p - 1 - r)
+        count = min(m * v, warmup + 1)
+        chunks = [mine[(k // p) % v] for k in range(count)]
+    last = p * v - 1
+    return Stage(
+        rank=r,
+        layers=sum(per_stage[i] for i in mine),
+        saved_layers=sum(per_stage[i] for i in chunks),
+        in_flight=len(chunks),
+        first=r == 0,
+        last=r == p - 1,
+        last_chunks=chunks.count(last),
+        microbatch=s.batch_size // m,
+        stage_layers=tuple(per_stage[i] for i in mine),
+    )
+
+
+def pipeline_ranks(s: Scenario, t: Transformer) -> list[Stage]:
+    """The ranks that can be heaviest: the first (embedding, most in flight), the last
+    (head and loss) and the middle rank with the most layer-forwards waiting."""
+    p = s.pipeline_parallel
+    first, last = pipeline_rank(s, t, 0), pipeline_rank(s, t, p - 1)
+    middle = [pipeline_rank(s, t, r) for r in range(1, p - 1)]
+    busiest = max(middle, key=lambda st: (st.saved_layers, st.layers), default=None)
+    return [first, *([busiest] if busiest else []), last]
+
+
+def stage_tensors(t: Transformer, stage: Stage) -> list[ParamTensor]:
+    """The parameters one pipeline rank holds: its layers' and, on the first rank, the
+    embedding; on the last, the final norm and the head (a tied head its own copy)."""
+    held = []
+    for tensor in parameter_tensors(t):
+        if "*" in tensor.name:
+            per_layer = tensor.count // max(t.layers, 1)
+            held.append(ParamTensor(tensor.name, tensor.shape, per_layer * stage.layers))
+        elif tensor.name.startswith(("embed", "position", "token_type")):
+            if stage.first or (stage.last and t.tied_embeddings):
+                held.append(tensor)
+        elif stage.last:
+            held.append(tensor)
+    return held
+
+
+def _pipeline_note(s: Scenario, stage: Stage) -> str:
+    """What the estimate of a pipeline shows: its heaviest rank."""
+    schedule = LABELS[s.pipeline_schedule]
+    layers = " + ".join(str(n) for n in stage.stage_layers)
+    return (
+        f"Pipeline over {s.pipeline_parallel} ranks ({schedule}, "
+        f"{pipeline_microbatches(s)} micro-batches of {stage.microbatch}): the figures are "
+        f"rank {stage.rank}'s, the heaviest, with {layers} layers and "
+        f"{stage.in_flight} micro-batch forwards waiting for backward at its peak."
+    )
+
+
 @dataclass(frozen=True)
 class Activations:
     """Per-layer and outside rows of one model, as terms, with the first layer's rows."""
@@ -192,8 +312,9 @@ class Activations:
     layer_tensors: tuple[int, ...] = ()
 
 
-def activations(c: Ctx) -> Activations:
-    """The tensors a training step saves for backward, as terms."""
+def activations(c: Ctx, stage: Stage | None = None) -> Activations:
+    """The tensors a training step saves for backward, as terms; on a pipeline rank, its
+    layer-forwards waiting for backward, and the outside rows only on the last stage."""
     t, s = c.t, c.s
     terms = []
     one: list[Row] = []
@@ -205,6 +326,8 @@ def activations(c: Ctx) -> Activations:
             rows = selective(rows)
         one += parallel_split(c, rows)
         n = t.encoder_layers if depth == "L_enc" else t.layers
+        if stage is not None:
+            depth, n = "L_saved", stage.saved_layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
         source = HF
         if s.checkpointing is Checkpointing.PER_OP:
@@ -252,17 +375,24 @@ def activations(c: Ctx) -> Activations:
         )
     layer_terms = len(terms)
     outside = parallel_split(c, trainable_filter(c, outside_rows(c)))
+    if stage is not None and not stage.last_chunks:
+        # torchtitan pipeline_llama _build_stage: only the last stage keeps the final norm
+        # and the output head; the embedding's output is the first layer's input.
+        outside = []
     if (
         s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
         and t.learned_positions == 0
         and t.family in (Family.DECODER, Family.MOE)
     ):
         outside.append(Row("position ids passed to the first layer", ("s",), "i64"))
-    terms.append(
-        as_term(
-            "activations", "embeddings, final norm and head inputs", outside, c.sizes, c.widths, HF
-        )
+    outside_term = as_term(
+        "activations", "embeddings, final norm and head inputs", outside, c.sizes, c.widths, HF
     )
+    if stage is not None and stage.last_chunks > 1:
+        outside_term = outside_term.scaled(
+            Fraction(stage.last_chunks), f"× {stage.last_chunks} micro-batches"
+        )
+    terms.append(outside_term)
     x = "t" if t.family is Family.ENCODER_DECODER else "s"
     return Activations(terms, total(terms), one, x, layer_terms, heaviest)
 
@@ -753,16 +883,31 @@ def _param_width(s: Scenario) -> int:
 
 
 def build_training(s: Scenario) -> Built:
-    """The four phases of a training step."""
+    """The four phases of a training step; for a pipeline, those of its heaviest rank."""
+    if not s.pipelined:
+        return _build_training(s, None)
+    ranks = pipeline_ranks(s, context(s).t)
+    built = [(_build_training(s, rank), rank) for rank in ranks]
+    heaviest, rank = max(built, key=lambda b: max(p.bytes for p in b[0].phases))
+    heaviest.notes.insert(0, _pipeline_note(s, rank))
+    return heaviest
+
+
+def _build_training(s: Scenario, stage: Stage | None) -> Built:
+    """The four phases of a training step, on one pipeline rank when ``stage`` is given."""
     c = context(s)
     t = c.t
     counts = parameter_counts(t)
     n_params = sum(counts.values())
     notes: list[str] = []
     width = _param_width(s)
-    sizes = stacks.ModelSizes.from_tensors(parameter_tensors(t), t.layers + t.encoder_layers)
+    held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
+    depth = t.layers + t.encoder_layers if stage is None else stage.layers
+    sizes = stacks.ModelSizes.from_tensors(held_tensors, depth)
+    if stage is not None:
+        c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
-        tensors = [Trainable(p.shape, width, p.count) for p in parameter_tensors(t)]
+        tensors = [Trainable(p.shape, width, p.count) for p in held_tensors]
         st = model_states(s, tensors, sizes=sizes)
     else:
         layers = t.layers + t.encoder_layers
@@ -902,7 +1047,7 @@ def build_training(s: Scenario) -> Built:
                     ZERO_SOURCE,
                 )
             ]
-    acts = activations(c)
+    acts = activations(c, stage)
     kept, host = acts.terms, list(st.host)
     brought_back: list[Term] = []
     if s.activation_offload and not c.cpu:
@@ -963,6 +1108,12 @@ def build_training(s: Scenario) -> Built:
             f"terms is each rank's shard, {shard:,} of {t.vocab:,}."
         )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
+    if stage is not None and not stage.last_chunks:
+        saved_loss, logits, loss_extra, loss_grads = [], [], [], []  # the loss is the last's
+    elif stage is not None and stage.last_chunks > 1:
+        # GPipe runs every micro-batch's loss before the first backward.
+        many = Fraction(stage.last_chunks)
+        saved_loss = [x.scaled(many, f"× {stage.last_chunks} micro-batches") for x in saved_loss]
     inflight = [
         as_term(
             "temporaries",
