@@ -1134,7 +1134,10 @@ def pipeline_inactive(model: object, pipeline_parallel: int) -> set[str]:
     """Training keys of the pipeline the engine does not read."""
     if not pipeline_applies(model):
         return {"pipeline_parallel", *PIPELINE_KEYS}
-    return set(PIPELINE_KEYS) if pipeline_parallel < 2 else set()
+    if pipeline_parallel < 2:
+        return set(PIPELINE_KEYS)
+    # A stage's FSDP2 blocks stay unsharded (torchtitan apply_fsdp under PP).
+    return {"reshard_after_forward"}
 
 
 def tp_features_inactive(model: object, tensor_parallel: int) -> set[str]:

@@ -76,8 +76,9 @@ TT_TP = {"sequence_parallel": True, "loss_parallel": True}
 E4_405_NOTE = (
     "PP8 as torchtitan runs it: 126 layers cut 15 + 6 × 16 + 15 (2 stages a rank, 7 + 14 × 8 "
     "+ 7, interleaved), one micro-batch per stage (8, or 16 interleaved), the heaviest rank "
-    "shown. nnmem is about 60% low, not attributed: the pipeline stage's receive buffers "
-    "and kept outputs per micro-batch, Float8 and compiled blocks are not modelled"
+    "shown, its FSDP2 blocks unsharded and its gradients accumulated unsharded in fp32 over "
+    "the micro-batches (23 GiB). About 20% low of a reserved peak, as the 70B rows: Float8, "
+    "compiled blocks and the stage's receive buffers per micro-batch are not modelled"
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "

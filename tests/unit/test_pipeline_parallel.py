@@ -125,6 +125,24 @@ def test_the_estimate_is_the_heaviest_rank() -> None:
     assert e.component("weights").bytes == held * 4 // 2
 
 
+def test_a_stage_keeps_its_blocks_and_gradients_unsharded() -> None:
+    """The pipeline stage runs every micro-batch's backward without gradient sync or
+    reshard (torch pipelining stage.py), and torchtitan does not reshard its blocks after
+    forward: the last rank keeps its 20 blocks gathered in bf16 and the unsharded
+    gradients of all it holds, upcast to the fp32 reduce type (FSDPParam
+    .to_accumulated_grad_if_needed), through backward."""
+    s = _70b()
+    e = estimate(s)
+    t = context(s).t
+    stage = pipeline_rank(s, t, 3)
+    held = sum(x.numel * x.count for x in stage_tensors(t, stage))
+    backward = {x.label: x.bytes for x in next(p for p in e.phases if p.name == "backward").terms}
+    assert backward["unsharded gradients accumulated over the micro-batches"] == held * 4
+    blocks = (held - V * H - H) * 2  # the root (head, final norm) is counted apart
+    assert backward["every block unsharded (not resharded after forward)"] == blocks
+    assert "reshard_after_forward" in s.inactive_fields()
+
+
 def test_fsdp_shards_over_the_gpus_left() -> None:
     assert _70b(num_gpus=16, tensor_parallel=2, pipeline_parallel=4).data_parallel == 2
 
