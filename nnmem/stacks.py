@@ -465,9 +465,8 @@ def fsdp2(
         backward = (*(t for t in backward if t is not unsharded_grads), accumulated)
     notes = [f"FSDP2 across {n} ranks; figures are per rank."]
     if reduce_bytes and reduce_bytes != compute:
-        notes.append(
-            f"Gradients are reduce-scattered in {reduce_bytes}-byte values, one block at a time."
-        )
+        when = "after the last micro-batch" if accumulate_unsharded else "one block at a time"
+        notes.append(f"Gradients are reduce-scattered in {reduce_bytes}-byte values, {when}.")
     step = (adamw_step_temporaries(impl, math.ceil(sizes.params / n), param_bytes, 0),)
     if cpu_offload:
         cpu = (weights, state, grads)

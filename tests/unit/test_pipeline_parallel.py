@@ -31,6 +31,7 @@ from nnmem.models.transformer.assembly import (
 )
 from nnmem.models.transformer.context import context
 from nnmem.scenario import Scenario, parse
+from nnmem.solvers import max_batch
 from nnmem.web.form import read
 
 H, V, S = 8_192, 128_256, 2_048
@@ -204,3 +205,12 @@ def test_the_form_reads_them() -> None:
     assert "pipeline_schedule" not in reading.inactive
     flat = read({**fields, "pipeline_parallel": "1"})
     assert "pipeline_schedule" in flat.inactive
+
+
+def test_the_largest_batch_is_whole_micro_batches() -> None:
+    """The batch grows 4 sequences (the 4 micro-batches) at a time; each is valid."""
+    s = _70b()
+    best = max_batch(s, 1000 * 2**30, "h100-sxm-80gb")
+    assert best > 0
+    assert best % 4 == 0
+    parse({**s.to_dict(), "batch_size": best})

@@ -25,6 +25,7 @@ from nnmem.models.transformer.assembly import activations
 from nnmem.models.transformer.context import context
 from nnmem.result import Estimate
 from nnmem.scenario import parse
+from nnmem.solvers import max_seq_len
 from nnmem.web.form import read
 
 L70, H70, D = 80, 8_192, 128
@@ -187,3 +188,10 @@ def test_the_form_reads_and_hides_them() -> None:
     assert "sequence_parallel" not in reading.inactive
     hidden = read({**fields, "num_gpus": "1", "tensor_parallel": "1"})
     assert {"sequence_parallel", "loss_parallel"} <= set(hidden.inactive)
+
+
+def test_the_longest_sequence_divides_over_the_ranks() -> None:
+    s = parse(_70b(sequence_parallel=True, loss_parallel=True, num_gpus=64))
+    longest = max_seq_len(s, 200 * 2**30, "h100-sxm-80gb")
+    assert longest > 0
+    assert longest % TP == 0
