@@ -678,7 +678,11 @@ PARAMS = NumberSpec(
     Decimal("0.000001"),
     Decimal(10_000_000),
     False,
-    "a number of millions of parameters above 0 and at most 10,000,000",
+    "a number of millions of parameters above 0 and at most 10,000,000, or a count with "
+    "its unit such as 7B or 350M",
+    # How model names give their size: 7B, 350M, 1.5b (thousands, millions, billions,
+    # trillions), read into millions.
+    suffixes=(("k", Decimal("0.001")), ("m", Decimal(1)), ("b", Decimal(1000)), ("t", MILLION)),
 )
 HIDDEN_SIZE = whole("hidden_size", "Hidden dimension", 1_000_000)
 NUM_LAYERS = whole("num_layers", "Number of layers", 100_000)
@@ -1374,15 +1378,14 @@ def _read_generic(data: Mapping[str, object]) -> GenericModel:
 
 
 def _read_preset(raw: object) -> tuple[Model, dict[str, Any]]:
-    entries = catalog.models()
     key = raw.strip().lower() if isinstance(raw, str) else ""
-    entry = entries.get(key)
+    entry = catalog.find_model(key) if key else None
     if entry is None:
         message = (
             "Preset is required: choose a catalog model id such as llama-3.1-8b."
             if not key
-            else f"Preset {shown(raw)} is not in the catalog: choose a model id such as "
-            "llama-3.1-8b (the full list is in nnmem/data/models.json)."
+            else f"Preset {shown(raw)} is not in the catalog: choose a model id or name such "
+            "as llama-3.1-8b or Llama 3.1 8B (the full list is in nnmem/data/models.json)."
         )
         raise NnmemError.single("preset", message)
     if entry.architecture == "cnn":

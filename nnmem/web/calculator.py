@@ -36,6 +36,7 @@ from nnmem.web.form import (
     VIEW_FIELDS,
     PlotAxis,
     Units,
+    follow_edit,
     gpu_groups,
     read,
     translate,
@@ -314,10 +315,15 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     ['plot', 'solvers', 'suggestions', 'verdict']
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
-parameters above 0 and at most 10,000,000 (got -1).'}]
+parameters above 0 and at most 10,000,000, or a count with its unit such as 7B or 350M \
+(got -1).'}]
     """
     if part not in PARTS:
         raise NnmemError.single("part", f"Part must be one of {', '.join(PARTS)}.")
+    # The controls that follow an edit take their new values before the reading, and the
+    # page writes them into the form.
+    changes = follow_edit(fields)
+    fields = {**fields, **changes}
     page, result = _reading(fields)
     scenario, gpu_id, axis, inactive, fill = (
         page.scenario,
@@ -327,10 +333,10 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         page.fill,
     )
     binary = page.units is Units.GIB
+    extra: dict[str, Any] = {"set": changes} if part != "rest" else {}
     if page.problems or scenario is None or result is None:
-        return reply(False, page.problems, inactive=inactive, fill=fill)
+        return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}
-    extra: dict[str, Any] = {}
     if part != "rest":
         html.update(
             runtime=runtime_html(result, binary),

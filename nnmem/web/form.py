@@ -495,7 +495,9 @@ _MODEL_SECTION = (
         describe_modes=(Describe.FIELDS.value,),
     ),
     _number(
-        "params_millions", "Parameters, in millions: 110 for BERT-base, 7000 for 7B.", "millions"
+        "params_millions",
+        "Parameters, in millions (110 for BERT-base) or with a unit: 7B, 1.5B, 350M.",
+        "millions",
     ),
     _number("hidden_size", "Width h of each layer; empty works it out from the size."),
     _number("num_layers", "Layers L; empty works it out from the size."),
@@ -730,12 +732,12 @@ def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Pr
 def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
     """The problem with a preset search that names no catalog model, if it does not."""
     preset = _text(fields, "preset").strip()
-    if not preset or preset.lower() in catalog.models():
+    if not preset or catalog.find_model(preset) is not None:
         return None
     return Problem(
         "preset",
-        f"Preset {shown(preset)} is not in the catalog: pick a model from the list, "
-        "such as llama-3.1-8b.",
+        f"Preset {shown(preset)} is not in the catalog: pick a model from the list "
+        "or type its name, such as Llama 3.1 8B or llama-3.1-8b.",
     )
 
 
@@ -743,7 +745,7 @@ def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, s
     """The fields mode's starting config: the preset's, else the pasted config's."""
     preset = _text(fields, "preset").strip()
     if preset:
-        entry = catalog.models().get(preset.lower())
+        entry = catalog.find_model(preset)
         if entry is None:
             return None, "preset", _unknown_preset(fields)
         if entry.architecture == "cnn":
@@ -1097,3 +1099,37 @@ def read(fields: Mapping[str, object]) -> Reading:
         fill["describe"] = t.describe.value
     inactive = _inactive(t, fields, scenario)
     return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)
+
+
+# --- what an edit changes in the other controls -----------------------------------------------
+
+CHANGED = "changed"  # the page's request names the controls edited since its last answer
+
+
+def _changed(fields: Mapping[str, object]) -> set[str]:
+    return {name.strip() for name in _text(fields, CHANGED).split(",") if name.strip()}
+
+
+def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
+    """The controls that follow the ones just edited (named in ``changed``), and their new
+    values: a preset typed by its id or name becomes the model, its fields cleared for
+    its own to fill in.
+
+    >>> follow_edit({"changed": "preset", "preset": "Llama 3.1 8B"})["describe"]
+    'fields'
+    >>> follow_edit({"changed": "preset", "preset": "ResNet-50"})["cnn"]
+    'resnet50'
+    >>> follow_edit({"changed": "preset", "preset": "llama 3"}), follow_edit({"preset": "gpt2"})
+    ({}, {})
+    """
+    edited = _changed(fields)
+    changes: dict[str, str] = {}
+    entry = catalog.find_model(_text(fields, "preset")) if "preset" in edited else None
+    if entry is not None:
+        # A new preset replaces the model's fields; they stay editable afterwards.
+        changes |= dict.fromkeys(CONFIG_BY_NAME, "") | {"config": "", "cnn": ""}
+        cnn = entry.architecture == "cnn"
+        changes["describe"] = (Describe.CNN if cnn else Describe.FIELDS).value
+        if cnn:
+            changes["cnn"] = entry.id
+    return changes

@@ -29,6 +29,10 @@ let omitDescribe = false;
 // other inputs, so the URL leaves them out while they are unchanged.
 const filled = new Map();
 
+// The controls edited since the last answer: nnmem says which others follow them (a
+// preset named by its id or name becomes the model) and the answer's `set` holds those.
+const edited = new Set();
+
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
 
@@ -45,7 +49,6 @@ let linkModel = "";
 const MODEL_CONTROLS = new Set(["describe", "preset", "config", "cnn", "params_millions", "hidden_size", "num_layers", "checkpoint_bytes"]);
 const isModelControl = (name) => MODEL_CONTROLS.has(name) || name.startsWith("cfg_");
 
-const controls = () => forms.controls(form);
 const setControl = (name, value) => forms.setControl(form, name, value);
 const showStale = (text) => forms.showStale(stale, text);
 
@@ -79,7 +82,7 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
-  post({ type: "request", id: latest, page: "calculator", fields: readForm() });
+  post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });
 }
 
 function setInactive(names) {
@@ -95,6 +98,15 @@ function setInactive(names) {
   const training = form.elements.namedItem("mode")?.value === "training";
   for (const option of form.querySelectorAll("#f-precision option[data-inference-only]")) {
     option.disabled = training && !option.selected;
+  }
+}
+
+// The controls nnmem set to follow an edit: they now hold the user's scenario.
+function applySet(changes) {
+  for (const [name, value] of Object.entries(changes || {})) {
+    rawValues.delete(name);
+    filled.delete(name);
+    setControl(name, value);
   }
 }
 
@@ -140,6 +152,8 @@ function paint(id, reply, part = "all") {
   if (part !== "first") sentAt.delete(id);
   for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
   if (id !== latest) return;
+  edited.clear();
+  applySet(reply.set);
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
@@ -210,20 +224,11 @@ function onEdit(event) {
   const name = event.target && event.target.name;
   if (!name) return; // the model reader's own inputs: nothing to calculate
   rawValues.delete(name);
+  edited.add(name);
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
     omitDescribe = false;
-  }
-  if (name === "preset") {
-    // A new preset replaces the model's fields; they stay editable afterwards.
-    const option = document.querySelector(`#preset-list option[value="${CSS.escape(event.target.value)}"]`);
-    if (!option) return request();
-    for (const el of controls()) {
-      if (el.name.startsWith("cfg_") || el.name === "config" || el.name === "cnn") el.value = "";
-    }
-    setControl("describe", option.dataset.kind === "cnn" ? "cnn" : "fields");
-    if (option.dataset.kind === "cnn") setControl("cnn", option.value);
   }
   request();
 }

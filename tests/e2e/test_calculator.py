@@ -150,13 +150,13 @@ def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None
             "params_millions",
             "abc",
             "Model size must be a number of millions of parameters above 0 and at most "
-            '10,000,000 (got "abc").',
+            '10,000,000, or a count with its unit such as 7B or 350M (got "abc").',
         ),
         (
             "params_millions",
             "-7",
             "Model size must be a number of millions of parameters above 0 and at most "
-            "10,000,000 (got -7).",
+            "10,000,000, or a count with its unit such as 7B or 350M (got -7).",
         ),
         (
             "hidden_size",

@@ -260,3 +260,27 @@ def test_a_link_in_schema_terms_gets_its_describe_mode_back() -> None:
     assert fill({"model": "cnn", "cnn": "resnet50"})["describe"] == "cnn"
     assert fill({"model": "generic", "params_millions": "7"})["describe"] == "simple"
     assert "describe" not in fill({"describe": "simple", "params_millions": "7"})
+
+
+@pytest.mark.parametrize(
+    ("typed", "millions"),
+    [("7B", 7000), ("7 B", 7000), ("1.5b", 1500), ("350M", 350), ("2k", 0.002), ("1T", 10**6)],
+)
+def test_the_size_takes_a_unit(typed: str, millions: float) -> None:
+    """A size with the unit model names use is that many parameters (B = 10^9)."""
+    by_unit = ask({"params_millions": typed})
+    plain = ask({"params_millions": str(millions)})
+    assert by_unit["ok"]
+    assert by_unit["total_bytes"] == plain["total_bytes"]
+
+
+def test_a_preset_named_as_people_type_it_becomes_the_model() -> None:
+    """Typing a catalog name into the preset search picks it, as its id does: the model
+    is described by the preset's fields, and the page is told which controls to set."""
+    named = ask({"preset": "Llama 3.1 8B", "changed": "preset"})
+    by_id = ask({"describe": "fields", "preset": "llama-3.1-8b"})
+    assert named["ok"]
+    assert named["total_bytes"] == by_id["total_bytes"]
+    assert named["set"]["describe"] == "fields"
+    assert named["set"]["cfg_hidden_size"] == ""
+    assert named["fill"]["cfg_hidden_size"] == "4096"

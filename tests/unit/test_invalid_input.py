@@ -13,7 +13,10 @@ from nnmem.web.form import DEFAULT_FIELDS, FIELDS
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 
-PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,000"
+PARAMS_ALLOWED = (
+    "a number of millions of parameters above 0 and at most 10,000,000, or a count with its "
+    "unit such as 7B or 350M"
+)
 PRECISIONS = (
     "fp32, amp_bf16, amp_fp16, bf16, fp16, fp8, int8, int4, gptq, awq, nf4, nf4_dq, q8_0, "
     "q6_k, q5_k_m, q4_k_m, q4_0, mxfp4, nvfp4"
@@ -298,7 +301,7 @@ LLAMA_FIELDS = {"describe": "fields", "preset": "llama-3.1-8b"}
             "preset",
             SCRIPT,
             'Preset "<script>alert(1)</scrip…" is not in the catalog: pick a model from the '
-            "list, such as llama-3.1-8b.",
+            "list or type its name, such as Llama 3.1 8B or llama-3.1-8b.",
         ),
         (
             LLAMA_FIELDS,

@@ -1,0 +1,71 @@
+"""The calculator answers the question people arrive with, in headless Chromium: models
+found by the names people type, honest defaults that follow the choices made, and status
+text that says what happened."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from site_helpers import cpython_reply
+
+pytestmark = pytest.mark.e2e
+
+
+def page_fields(page: Page) -> dict[str, str]:
+    """Every control's value as the page would send it."""
+    fields: dict[str, str] = page.evaluate(
+        """() => {
+          const out = {};
+          for (const el of document.getElementById("calc").elements) {
+            if (!el.name) continue;
+            if (el.type === "radio") { if (el.checked) out[el.name] = el.value; }
+            else if (el.type === "checkbox") out[el.name] = el.checked ? "true" : "false";
+            else out[el.name] = el.value;
+          }
+          return out;
+        }"""
+    )
+    return fields
+
+
+def expect_cpython_total(page: Page, fields: dict[str, str]) -> dict[str, object]:
+    """The page's total is what CPython nnmem answers for ``fields``."""
+    reply = cpython_reply(fields)
+    assert reply["ok"], reply
+    expect(page.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
+    return reply
+
+
+@pytest.mark.parametrize("typed", ["Llama 3.1 8B", "llama3.1 8b", "meta-llama/Llama-3.1-8B"])
+def test_a_preset_typed_by_its_name_is_found(calculator: Page, typed: str) -> None:
+    """The catalog's display name (any case or spacing) or the Hub id picks the model, as
+    its id does: the architecture fields fill in from its config.json and the total is
+    CPython's for the preset."""
+    calculator.locator("#f-preset").fill(typed)
+    expect(calculator.locator("input[name=describe][value=fields]")).to_be_checked()
+    expect(calculator.locator("#f-cfg_hidden_size")).to_have_value("4096")
+    expect(calculator.locator("#err-preset")).to_have_text("")
+    fields = page_fields(calculator)
+    reply = expect_cpython_total(calculator, {**fields, "preset": "llama-3.1-8b"})
+    assert str(reply["description"]).split(" · ")[1] == "Llama 3.1 8B"
+
+
+@pytest.mark.parametrize(("typed", "millions"), [("7B", "7000"), ("7 B", "7000"), ("350M", "350")])
+def test_the_size_takes_a_unit(calculator: Page, typed: str, millions: str) -> None:
+    """A size typed as model names give it (7B, 350M) is that many parameters: the total
+    equals CPython's for the same size in millions."""
+    calculator.locator("#f-params_millions").fill(typed)
+    expect(calculator.locator("#err-params_millions")).to_have_text("")
+    fields = page_fields(calculator)
+    reply = expect_cpython_total(calculator, {**fields, "params_millions": millions})
+    expect(calculator.locator("#scenario-line")).to_have_text(str(reply["description"]))
+
+
+def test_a_size_with_an_unknown_unit_names_the_field(calculator: Page) -> None:
+    """A unit the size does not take is refused next to the field, saying what it takes."""
+    calculator.locator("#f-params_millions").fill("7Q")
+    expect(calculator.locator("#err-params_millions")).to_have_text(
+        "Model size must be a number of millions of parameters above 0 and at most "
+        '10,000,000, or a count with its unit such as 7B or 350M (got "7Q").'
+    )
