@@ -27,7 +27,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from nnmem import catalog
+from nnmem import catalog, defaults
 from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
@@ -1113,10 +1113,15 @@ def _changed(fields: Mapping[str, object]) -> set[str]:
 def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
     """The controls that follow the ones just edited (named in ``changed``), and their new
     values: a preset typed by its id or name becomes the model, its fields cleared for
-    its own to fill in.
+    its own to fill in, and the precision its checkpoint implies for the step
+    (:func:`nnmem.defaults.precision_for`); a switch to inference runs the 16-bit type
+    of an AMP choice and one sequence where the batch was the form's training default.
 
-    >>> follow_edit({"changed": "preset", "preset": "Llama 3.1 8B"})["describe"]
-    'fields'
+    >>> follow_edit({"changed": "preset", "preset": "Llama 3.1 8B"})
+    {'describe': 'fields', 'precision': 'amp_bf16'}
+    >>> follow_edit({"changed": "mode", "mode": "inference", "precision": "amp_bf16",
+    ...              "batch_size": "32"})
+    {'precision': 'bf16', 'batch_size': '1'}
     >>> follow_edit({"changed": "preset", "preset": "ResNet-50"})["cnn"]
     'resnet50'
     >>> follow_edit({"changed": "preset", "preset": "llama 3"}), follow_edit({"preset": "gpt2"})
@@ -1124,6 +1129,8 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
     """
     edited = _changed(fields)
     changes: dict[str, str] = {}
+    mode = _lenient(MODE, fields, Mode.TRAINING)
+    precision = _lenient(PRECISION, fields, Precision.FP32)
     entry = catalog.find_model(_text(fields, "preset")) if "preset" in edited else None
     if entry is not None:
         # A new preset replaces the model's fields; they stay editable afterwards.
@@ -1132,4 +1139,30 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
         changes["describe"] = (Describe.CNN if cnn else Describe.FIELDS).value
         if cnn:
             changes["cnn"] = entry.id
-    return changes
+        elif precision in defaults.UNQUANTIZED:
+            # The checkpoint's own dtype, as the step uses it (a quantized choice stays).
+            changes["precision"] = defaults.precision_for(entry.config, mode).value
+    elif "mode" in edited:
+        config = _stored_config(fields)
+        if mode is Mode.INFERENCE:
+            # Autocast trains: at inference the weights run in its 16-bit type.
+            changes["precision"] = defaults.for_mode(precision, mode).value
+            if _text(fields, "batch_size").strip() == DEFAULT_FIELDS["batch_size"]:
+                changes["batch_size"] = str(defaults.INFERENCE_BATCH)
+        elif precision is defaults.precision_for(config, Mode.INFERENCE):
+            changes["precision"] = defaults.precision_for(config, mode).value
+    return {k: v for k, v in changes.items() if v != _text(fields, k)}
+
+
+def _stored_config(fields: Mapping[str, object]) -> dict[str, Any] | None:
+    """The config.json the model comes from, for its stored dtype: the preset's or the
+    pasted one; None for a model given by its size or as a CNN."""
+    describe = _describe(fields)
+    if describe is Describe.FIELDS:
+        entry = catalog.find_model(_text(fields, "preset"))
+        return None if entry is None else entry.config
+    if describe is Describe.CONFIG:
+        with contextlib.suppress(NnmemError):
+            loaded = _json_field(_text(fields, "config").strip(), "config", "Config")
+            return loaded if isinstance(loaded, dict) else None
+    return None

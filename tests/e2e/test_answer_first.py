@@ -4,6 +4,8 @@ text that says what happened."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -69,3 +71,22 @@ def test_a_size_with_an_unknown_unit_names_the_field(calculator: Page) -> None:
         "Model size must be a number of millions of parameters above 0 and at most "
         '10,000,000, or a count with its unit such as 7B or 350M (got "7Q").'
     )
+
+
+def test_a_picked_llm_runs_in_its_own_dtype_and_inference_runs_one_sequence(
+    calculator: Page,
+) -> None:
+    """Llama 3.1 8B's checkpoint is bfloat16: picking it for training sets BF16 AMP, and
+    switching to inference sets pure BF16 and batch 1 instead of the form's training
+    batch of 32. The total is CPython's for the page's fields, and the link keeps them."""
+    calculator.locator("#f-preset").fill("llama-3.1-8b")
+    expect(calculator.locator("#f-precision")).to_have_value("amp_bf16")
+    expect(calculator.locator("#f-batch_size")).to_have_value("32")
+    calculator.select_option("#f-mode", "inference")
+    expect(calculator.locator("#f-precision")).to_have_value("bf16")
+    expect(calculator.locator("#f-batch_size")).to_have_value("1")
+    fields = page_fields(calculator)
+    reply = expect_cpython_total(calculator, fields)
+    assert "batch 1" in str(reply["description"])
+    expect(calculator).to_have_url(re.compile(r"[?&]batch_size=1(&|$)"))
+    expect(calculator).to_have_url(re.compile(r"[?&]precision=bf16(&|$)"))

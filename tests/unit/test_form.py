@@ -282,5 +282,48 @@ def test_a_preset_named_as_people_type_it_becomes_the_model() -> None:
     assert named["ok"]
     assert named["total_bytes"] == by_id["total_bytes"]
     assert named["set"]["describe"] == "fields"
-    assert named["set"]["cfg_hidden_size"] == ""
     assert named["fill"]["cfg_hidden_size"] == "4096"
+
+
+@pytest.mark.parametrize(
+    ("preset", "mode", "precision"),
+    [
+        ("llama-3.1-8b", "training", "amp_bf16"),  # torch_dtype bfloat16
+        ("llama-3.1-8b", "inference", "bf16"),
+        ("phi-3-mini-4k", "inference", "bf16"),
+        ("bert-base-uncased", "training", "fp32"),  # no torch_dtype: from_pretrained's fp32
+    ],
+)
+def test_a_picked_preset_sets_its_checkpoints_precision(
+    preset: str, mode: str, precision: str
+) -> None:
+    """Picking a catalog model sets the precision its config.json's torch_dtype implies:
+    the stored type at inference, AMP on it for training."""
+    got = ask({"preset": preset, "mode": mode, "changed": "preset"})
+    assert got["set"].get("precision", DEFAULT_FIELDS["precision"]) == precision
+    assert got["download"]["scenario"]["precision"] == precision
+
+
+def test_a_quantized_choice_survives_a_new_preset() -> None:
+    """A quantized precision is the user's own choice: a new preset keeps it."""
+    got = ask({"preset": "qwen3-8b", "mode": "inference", "precision": "gptq", "changed": "preset"})
+    assert "precision" not in got["set"]
+
+
+def test_switching_to_inference_runs_one_sequence_in_16_bits() -> None:
+    """The form's training batch of 32 becomes 1 at inference, and an AMP precision its
+    16-bit type (AMP is refused at inference); back in training, the model's AMP returns
+    while the batch stays as set."""
+    llama = {"describe": "fields", "preset": "llama-3.1-8b", "precision": "amp_bf16"}
+    served = ask({**llama, "mode": "inference", "changed": "mode"})
+    assert served["set"] == {"precision": "bf16", "batch_size": "1"}
+    assert served["ok"]
+    assert served["download"]["scenario"]["batch_size"] == 1
+    trained = ask({**llama, "precision": "bf16", "batch_size": "1", "changed": "mode"})
+    assert trained["set"] == {"precision": "amp_bf16"}
+
+
+def test_a_batch_the_user_chose_survives_the_switch() -> None:
+    """Only the form's own default batch follows the mode; a chosen one stays."""
+    got = ask({"mode": "inference", "batch_size": "8", "changed": "mode"})
+    assert "batch_size" not in got["set"]
