@@ -1,5 +1,6 @@
 """Where a run starts when the user has not said: the precision a model's checkpoint
-implies for the step, and the batch an inference starts from.
+implies for the step, the batch an inference starts from, and what a quantized base
+needs to be trained.
 
 These are the choices the usual tools make on their own, so a page or a script that
 starts from them shows the run people actually launch.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nnmem.scenario import Mode, Precision
+from nnmem.scenario import Checkpointing, Finetune, Mode, Precision
 
 # config.json's torch_dtype: the dtype the checkpoint's weights were saved in.
 _STORED: dict[str, tuple[Precision, Precision]] = {  # dtype: (training, inference)
@@ -61,3 +62,20 @@ def for_mode(precision: Precision, mode: Mode) -> Precision:
 
 
 INFERENCE_BATCH = 1  # one conversation: what a chat or a generate() call runs
+
+
+def qlora(precision: Precision) -> tuple[Finetune, Checkpointing] | None:
+    """What training on a quantized base needs: LoRA adapters over the frozen base (the
+    only way bitsandbytes' NF4 and LLM.int8 weights train), with gradient checkpointing on
+    as peft's ``prepare_model_for_kbit_training`` turns it on by default
+    (``use_gradient_checkpointing=True``; Dettmers et al. 2023, QLoRA, §3 and §4). None
+    for a precision that trains fully, or one that cannot be a base.
+
+    >>> qlora(Precision.NF4)
+    (<Finetune.LORA: 'lora'>, <Checkpointing.FULL: 'full'>)
+    >>> qlora(Precision.BF16) is None, qlora(Precision.GPTQ) is None
+    (True, True)
+    """
+    if precision.lora_base and not precision.trains_fully:
+        return Finetune.LORA, Checkpointing.FULL
+    return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -1061,6 +1061,12 @@ def inactive_fields(
     return tuple(k for k in KNOWN_KEYS if k in off)
 
 
+def _labels(members: Iterable[StrEnum]) -> str:
+    """Options as the page's menus name them: "FP32, BF16 or FP16"."""
+    names = [LABELS[m] for m in members]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _cross_checks(s: Scenario) -> list[Problem | None]:
     problems: list[Problem | None] = []
     for key in SETTINGS:
@@ -1078,20 +1084,33 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                     )
                 )
             elif not s.precision.lora_base:
+                bases = _labels(p for p in Precision if p.lora_base)
                 problems.append(
                     Problem(
                         "precision",
-                        f"Precision {s.precision.value} cannot hold a LoRA base: "
-                        "choose fp32, bf16, fp16, amp_bf16, amp_fp16, nf4, nf4_dq or int8.",
+                        f"Precision {LABELS[s.precision]} cannot hold a LoRA base: choose {bases}.",
                     )
                 )
         elif not s.precision.trains_fully:
+            trains = _labels(p for p in Precision if p.trains_fully)
+            adapters = ""
+            if s.precision.lora_base:
+                # What makes this precision valid for training: adapters over a frozen base.
+                where = (
+                    ""
+                    if isinstance(s.model, Transformer)
+                    else " with a catalog model or a config.json"
+                )
+                adapters = (
+                    f" To train adapters over it as a frozen base (QLoRA), set Fine-tuning to "
+                    f"{LABELS[Finetune.LORA]}{where}."
+                )
             problems.append(
                 Problem(
                     "precision",
-                    f"Precision {s.precision.value} stores weights for "
-                    "inference only: for training choose fp32, amp_bf16, amp_fp16, bf16 or "
-                    "fp16, use it as a frozen base with LoRA, or set the mode to inference.",
+                    f"Precision {LABELS[s.precision]} stores weights for inference only. To "
+                    f"train, choose {trains}.{adapters} Or set the mode to "
+                    f"{LABELS[Mode.INFERENCE]}.",
                 )
             )
     elif s.precision.is_amp and s.runtime.engine is not Runtime.LLAMA_CPP:

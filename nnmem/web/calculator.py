@@ -37,6 +37,7 @@ from nnmem.web.form import (
     PlotAxis,
     Units,
     follow_edit,
+    follow_note,
     gpu_groups,
     read,
     translate,
@@ -333,7 +334,9 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         page.fill,
     )
     binary = page.units is Units.GIB
-    extra: dict[str, Any] = {"set": changes} if part != "rest" else {}
+    extra: dict[str, Any] = {}
+    if part != "rest":
+        extra.update(set=changes, note=follow_note(changes))
     if page.problems or scenario is None or result is None:
         return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}

@@ -1151,7 +1151,44 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
                 changes["batch_size"] = str(defaults.INFERENCE_BATCH)
         elif precision is defaults.precision_for(config, Mode.INFERENCE):
             changes["precision"] = defaults.precision_for(config, mode).value
+    if edited & {"precision", "mode"} and mode is Mode.TRAINING:
+        changes |= _qlora(fields, Precision(changes.get("precision", precision)))
     return {k: v for k, v in changes.items() if v != _text(fields, k)}
+
+
+def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]:
+    """LoRA (and checkpointing) on, where a quantized precision is chosen for training a
+    transformer in full: the only way it trains is as QLoRA's frozen base."""
+    recipe = defaults.qlora(precision)
+    if recipe is None or _describe(fields) not in (Describe.FIELDS, Describe.CONFIG):
+        return {}
+    if _lenient(FINETUNE, fields, Finetune.FULL) is not Finetune.FULL:
+        return {}
+    finetune, checkpointing = recipe
+    changes = {"finetune": finetune.value}
+    if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
+        changes["checkpointing"] = checkpointing.value
+    return changes
+
+
+def follow_note(changes: Mapping[str, str]) -> str:
+    """What the page says about the controls that followed an edit, where they are out of
+    sight (Fine-tuning and checkpointing sit under Advanced options).
+
+    >>> follow_note({"finetune": "lora", "checkpointing": "full"})
+    'Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient \
+checkpointing, as QLoRA recipes do; both are under Advanced options.'
+    >>> follow_note({"precision": "bf16"})
+    ''
+    """
+    if changes.get("finetune") != Finetune.LORA.value:
+        return ""
+    also = " and gradient checkpointing" if "checkpointing" in changes else ""
+    both = "both are" if also else "it is"
+    return (
+        f"Turned on {LABELS[Finetune.LORA]} (QLoRA: the quantized weights stay frozen){also}, "
+        f"as QLoRA recipes do; {both} under Advanced options."
+    )
 
 
 def _stored_config(fields: Mapping[str, object]) -> dict[str, Any] | None:

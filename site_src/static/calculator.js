@@ -154,6 +154,7 @@ function paint(id, reply, part = "all") {
   if (id !== latest) return;
   edited.clear();
   applySet(reply.set);
+  if (reply.note) say(reply.note);
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);

@@ -90,3 +90,21 @@ def test_a_picked_llm_runs_in_its_own_dtype_and_inference_runs_one_sequence(
     assert "batch 1" in str(reply["description"])
     expect(calculator).to_have_url(re.compile(r"[?&]batch_size=1(&|$)"))
     expect(calculator).to_have_url(re.compile(r"[?&]precision=bf16(&|$)"))
+
+
+def test_nf4_for_training_turns_on_qlora_with_a_note(calculator: Page) -> None:
+    """The student's QLoRA: Llama 3.1 8B, NF4 chosen while training. Instead of an error
+    in internal ids, LoRA adapters and checkpointing turn on, the status says so, and
+    the total is CPython's for the page's fields."""
+    calculator.locator("#f-preset").fill("Llama 3.1 8B")
+    expect(calculator.locator("#f-precision")).to_have_value("amp_bf16")
+    calculator.select_option("#f-precision", "nf4")
+    expect(calculator.locator("#f-finetune")).to_have_value("lora")
+    expect(calculator.locator("#f-checkpointing")).to_have_value("full")
+    expect(calculator.locator("#action-status")).to_have_text(
+        "Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient "
+        "checkpointing, as QLoRA recipes do; both are under Advanced options."
+    )
+    expect(calculator.locator("#err-precision")).to_have_text("")
+    expect(calculator.locator("#results")).to_have_attribute("data-state", "live")
+    expect_cpython_total(calculator, page_fields(calculator))

@@ -197,9 +197,10 @@ def test_training_with_an_inference_format_names_the_precision_field(calculator:
     """INT8 cannot train: the precision field says so and what to pick instead."""
     calculator.select_option("#f-precision", "int8")
     expect(calculator.locator(".field[data-field=precision] .error")).to_have_text(
-        "Precision int8 stores weights for inference only: for training choose fp32, "
-        "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
-        "mode to inference."
+        "Precision INT8 (LLM.int8) stores weights for inference only. To train, choose FP32, "
+        "BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. To train "
+        "adapters over it as a frozen base (QLoRA), set Fine-tuning to LoRA adapters with a "
+        "catalog model or a config.json. Or set the mode to Inference."
     )
     calculator.select_option("#f-mode", "inference")
     expect(calculator.locator(".field[data-field=precision] .error")).to_be_empty()

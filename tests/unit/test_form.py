@@ -327,3 +327,23 @@ def test_a_batch_the_user_chose_survives_the_switch() -> None:
     """Only the form's own default batch follows the mode; a chosen one stays."""
     got = ask({"mode": "inference", "batch_size": "8", "changed": "mode"})
     assert "batch_size" not in got["set"]
+
+
+def test_nf4_for_training_turns_on_qlora() -> None:
+    """NF4 trains only as QLoRA's frozen base: choosing it to train a catalog model turns
+    on LoRA adapters and gradient checkpointing (peft's prepare_model_for_kbit_training
+    default), says so, and the scenario is valid instead of refused."""
+    llama = {"describe": "fields", "preset": "llama-3.1-8b", "precision": "nf4"}
+    got = ask({**llama, "changed": "precision"})
+    assert got["ok"]
+    assert got["set"] == {"finetune": "lora", "checkpointing": "full"}
+    assert got["note"].startswith("Turned on LoRA adapters (QLoRA")
+    assert got["download"]["scenario"]["finetune"] == "lora"
+    assert not ask(llama)["ok"]  # without the edit (a link), nothing is changed for the user
+
+
+def test_nf4_on_a_model_given_by_its_size_is_refused_not_rewritten() -> None:
+    """LoRA needs an architecture: for a model given by its size nothing is turned on."""
+    got = ask({"precision": "nf4", "changed": "precision"})
+    assert got["set"] == {}
+    assert got["errors"][0]["field"] == "precision"
