@@ -70,9 +70,11 @@ def _string(value: object) -> str:
 
 
 def _button(label: str, changes: Mapping[str, object], text: str = "Apply") -> str:
+    # data-label is what the page's status says was applied: the change, not the verb.
     return (
         f'<button type="button" class="apply" data-apply="{_apply(changes)}" '
-        f'aria-label="{escape(text)}: {escape(label)}">{escape(text)}</button>'
+        f'data-label="{escape(label)}" aria-label="{escape(text)}: {escape(label)}">'
+        f"{escape(text)}</button>"
     )
 
 

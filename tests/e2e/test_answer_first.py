@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from site_helpers import cpython_reply
+from site_helpers import cpython_reply, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +108,19 @@ def test_nf4_for_training_turns_on_qlora_with_a_note(calculator: Page) -> None:
     expect(calculator.locator("#err-precision")).to_have_text("")
     expect(calculator.locator("#results")).to_have_attribute("data-state", "live")
     expect_cpython_total(calculator, page_fields(calculator))
+
+
+def test_applying_a_fix_says_what_was_applied(calculator: Page) -> None:
+    """After Apply, the status names the change (the suggestion's own label), not the
+    word on the button; after Use, the solver's value."""
+    calculator.locator("#f-gpu").select_option("t4")
+    item = calculator.locator("#part-suggestions li").first
+    label = text_of(item.locator(".label"))
+    item.locator("button.apply").click()
+    expect(calculator.locator("#action-status")).to_have_text(f"Applied: {label}.")
+    calculator.locator("#f-batch_size").fill("1")
+    use = calculator.locator("#part-solvers [data-solver=max_batch] button.apply")
+    value = use.get_attribute("data-label") or ""
+    assert value.startswith("batch size ")
+    use.click()
+    expect(calculator.locator("#action-status")).to_have_text(f"Applied: {value}.")

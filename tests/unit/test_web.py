@@ -298,3 +298,18 @@ def test_sharded_total_is_per_gpu() -> None:
 def test_prerender_is_the_default_reply() -> None:
     assert prerender() == page(DEFAULT_FIELDS)
     assert prerender()["total_text"] == "4.79 GB"
+
+
+def test_each_apply_button_names_its_change() -> None:
+    """The page's status after Apply or Use repeats the button's data-label: the
+    suggestion's own label or the solver's value, never the verb on the button."""
+    reply = page({**DEFAULT_FIELDS, "gpu": "t4"})
+    items = re.findall(
+        r'<span class="label">([^<]+)</span>.*?data-label="([^"]+)"', reply["html"]["suggestions"]
+    )
+    assert items
+    assert all(shown == label for shown, label in items)
+    # Llama 3.1 8B serving 4 × 4,096 tokens on an RTX 4090: the largest batch is 7 (see
+    # the hand count above), which its Use button sets.
+    solvers = re.findall(r'data-label="([^"]+)"', page(SERVE)["html"]["solvers"])
+    assert solvers[0] == "batch size 7"
