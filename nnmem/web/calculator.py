@@ -26,7 +26,7 @@ from nnmem.scenario import (
     Mode,
     Scenario,
 )
-from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
+from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge
 from nnmem.units import fixed, human
 from nnmem.web.form import (
     DEFAULT_FIELDS,
@@ -201,26 +201,33 @@ def suggestions_html(
     ideas: list[Suggestion] | tuple[Suggestion, ...], fit: Fit | None, binary: bool
 ) -> str:
     """What to change, safest first and then largest saving, each with its risk to model
-    quality and a button that applies it."""
+    quality and a button that applies it: only where the scenario does not fit the GPU
+    chosen (empty where it fits or no GPU is chosen: nothing needs to change)."""
+    if fit is None or fit.fits:
+        return ""
+    title = (
+        '<h3 class="suggest-title">What to change to fit, safest first, then by the memory '
+        "each change saves</h3>"
+    )
     if not ideas:
-        return '<p class="suggestions-none">No change in the list lowers the memory further.</p>'
+        return (
+            f'{title}<p class="suggestions-none">No change in the list lowers the memory '
+            "further.</p>"
+        )
     items = []
     for s in ideas:
         after = escape(human(s.total_bytes, binary))
-        verdict = ""
-        if fit is not None:
-            verdict = ", fits" if s.fits else ", still too big"
+        verdict = ", fits" if s.fits else ", still too big"
         items.append(
             f'<li data-key="{escape(s.key)}" data-saved="{s.saved_bytes}"'
-            f' data-risk="{escape(s.risk)}"'
-            + (f' data-fits="{str(s.fits).lower()}"' if fit is not None else "")
-            + f'><span class="label">{escape(s.label)}</span> '
+            f' data-risk="{escape(s.risk)}" data-fits="{str(s.fits).lower()}">'
+            f'<span class="label">{escape(s.label)}</span> '
             f'<span class="saving">saves {escape(human(s.saved_bytes, binary))}</span> '
             f'<span class="after">(then {after}{verdict})</span> '
             f'<span class="risk">quality risk {escape(s.risk)}: {escape(s.risk_note)}</span> '
             f"{_button(s.label, s.changes)}</li>"
         )
-    return f'<ol class="suggestions">{"".join(items)}</ol>'
+    return f'{title}<ol class="suggestions">{"".join(items)}</ol>'
 
 
 _PLOT_POINTS = 24
@@ -364,8 +371,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         )
     if part != "first":
         fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
-        ideas: tuple[Suggestion, ...] | list[Suggestion]
-        ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
+        ideas = fit.suggestions if fit is not None else ()
         html.update(
             plot=_plot(scenario, result, axis, fit, gpu_id or None, binary),
             verdict=verdict_html(fit, binary),

@@ -113,6 +113,7 @@ def test_nf4_for_training_turns_on_qlora_with_a_note(calculator: Page) -> None:
 def test_applying_a_fix_says_what_was_applied(calculator: Page) -> None:
     """After Apply, the status names the change (the suggestion's own label), not the
     word on the button; after Use, the solver's value."""
+    calculator.locator("#f-batch_size").fill("256")
     calculator.locator("#f-gpu").select_option("t4")
     item = calculator.locator("#part-suggestions li").first
     label = text_of(item.locator(".label"))
@@ -124,3 +125,19 @@ def test_applying_a_fix_says_what_was_applied(calculator: Page) -> None:
     assert value.startswith("batch size ")
     use.click()
     expect(calculator.locator("#action-status")).to_have_text(f"Applied: {value}.")
+
+
+def test_what_to_change_shows_only_when_it_does_not_fit(calculator: Page) -> None:
+    """No GPU, or a GPU the run fits: no "What to change to fit". A run too big for the
+    GPU: the ranked list under its title."""
+    title = calculator.get_by_text("What to change to fit")
+    expect(calculator.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "none")
+    expect(title).to_have_count(0)
+    expect(calculator.locator("#part-suggestions li")).to_have_count(0)
+    calculator.locator("#f-gpu").select_option("t4")
+    expect(calculator.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "yes")
+    expect(title).to_have_count(0)
+    calculator.locator("#f-batch_size").fill("256")
+    expect(calculator.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "no")
+    expect(title).to_be_visible()
+    expect(calculator.locator("#part-suggestions li").first).to_be_visible()
