@@ -19,7 +19,7 @@ from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.render.html import formula_html, notes_html, phases_html, runtime_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
-from nnmem.render.text import describe, total_detail, total_text
+from nnmem.render.text import describe, total_detail, total_label, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (
     LABELS,
@@ -360,6 +360,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         )
         extra.update(
             description=describe(scenario),
+            total_label=total_label(scenario),
             total_bytes=result.total_bytes,
             total_text=total_text(result, binary),
             total_detail=total_detail(result, binary),

@@ -172,6 +172,7 @@ function paint(id, reply, part = "all") {
   }
   lastReply = reply;
   total.textContent = reply.total_text;
+  document.getElementById("total-label").textContent = reply.total_label;
   miniTotal.textContent = reply.total_text;
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from site_helpers import cpython_reply, text_of
+from site_helpers import cpython_reply, fill_form, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +141,23 @@ def test_what_to_change_shows_only_when_it_does_not_fit(calculator: Page) -> Non
     expect(calculator.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "no")
     expect(title).to_be_visible()
     expect(calculator.locator("#part-suggestions li").first).to_be_visible()
+
+
+def test_a_split_run_says_per_gpu_in_the_headline(calculator: Page) -> None:
+    """ZeRO-3 over 8 GPUs: the headline over the total says it is one GPU's, and the
+    summary names the sharding; back on one GPU the headline is the plain total."""
+    label = calculator.locator("#total-label")
+    expect(label).to_have_text("Total estimated memory")
+    fill_form(calculator, {"sharding": "zero3", "num_gpus": "8"})
+    expect(label).to_have_text("Total estimated memory per GPU (of 8)")
+    expect(calculator.locator("#scenario-line")).to_contain_text("ZeRO-3 / FSDP")
+    fill_form(calculator, {"sharding": "none", "num_gpus": "1"})
+    expect(label).to_have_text("Total estimated memory")
+
+
+def test_the_summary_names_qlora_and_checkpointing(calculator: Page) -> None:
+    """After NF4 turns QLoRA on, the summary line says QLoRA and checkpointing."""
+    calculator.locator("#f-preset").fill("llama-3.1-8b")
+    calculator.select_option("#f-precision", "nf4")
+    line = calculator.locator("#scenario-line")
+    expect(line).to_contain_text("QLoRA rank 16 · full checkpointing")
