@@ -26,8 +26,14 @@ export function startEngine(host, { onReady, onResult, onFail }) {
     progress.hidden = true;
     setEngine(
       "error",
-      `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; reload the page to try again.`,
+      `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; Retry loads the page again, with your inputs, which its address keeps.`,
     );
+    // Retry: a fresh page starts a fresh worker; the URL holds every input.
+    const retry = document.getElementById("engine-retry");
+    if (retry) {
+      retry.hidden = false;
+      retry.addEventListener("click", () => location.reload());
+    }
     if (onFail) onFail();
   }
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from site_helpers import cpython_reply, fill_form, text_of
+from site_helpers import cpython_reply, fill_form, text_of, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +161,33 @@ def test_the_summary_names_qlora_and_checkpointing(calculator: Page) -> None:
     calculator.select_option("#f-precision", "nf4")
     line = calculator.locator("#scenario-line")
     expect(line).to_contain_text("QLoRA rank 16 · full checkpointing")
+
+
+def test_an_engine_that_failed_offers_retry(page: Page, site_url: str) -> None:
+    """When the engine cannot start, a Retry button loads the page again, and with the
+    cause gone the calculator goes live with the link's inputs."""
+    gone = "**/worker.js*"
+    page.context.route(gone, lambda route: route.fulfill(status=404, body="gone"))
+    page.goto(f"{site_url}?batch_size=4")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "error")
+    retry = page.locator("#engine-retry")
+    expect(retry).to_be_visible()
+    page.context.unroute(gone)
+    retry.click()
+    wait_ready(page)
+    expect(page.locator("#engine-retry")).to_be_hidden()
+    expect(page.locator("#f-batch_size")).to_have_value("4")
+
+
+def test_the_chart_caption_says_how_bars_are_drawn(calculator: Page) -> None:
+    """The largest component's bar is the widest, not the chart's width: the caption
+    says bars are to scale against the largest."""
+    caption = calculator.locator(".chart-box figcaption")
+    expect(caption).to_contain_text("drawn to scale against the largest")
+    widths = [
+        float(w or 0)
+        for w in calculator.locator("#part-chart rect[class^=bar]").evaluate_all(
+            "(rects) => rects.map((r) => r.getAttribute('width'))"
+        )
+    ]
+    assert max(widths) < 400  # the viewBox's width: the value label follows the bar
