@@ -969,11 +969,14 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
                 fill[c.name] = str(value)
         if "tie_word_embeddings" not in config:
             fill["cfg_tie_word_embeddings"] = "true" if model.tied_embeddings else "false"
-        fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
         if translation.describe is Describe.CONFIG:
             # The fields mode starts from the preset before the pasted config: clear the
             # preset so that switching to the fields edits this config.
             fill["preset"] = ""
+        else:
+            # The pasted config is the user's own input (a link carries it), never a
+            # value derived from other controls: it is written only in the other modes.
+            fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
         return fill
     from nnmem.models.cnn import CnnModel, parameter_count
 

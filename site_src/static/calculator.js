@@ -67,12 +67,35 @@ function syncUrl(inactive) {
   const modelId = readModel || linkModel;
   const fromHub = (name, value) => Boolean(readModel) && isModelControl(name) && (readFill.get(name) === value || name === "checkpoint_bytes");
   const extra = modelId ? { model_id: modelId } : {};
-  forms.writeUrl(
-    readForm(),
-    defaults,
-    (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name)),
-    extra,
-  );
+  const skip = (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name));
+  // A pasted config.json goes in the fragment (see syncFragment), not the query.
+  forms.writeUrl(readForm(), defaults, (name, value) => name === "config" || skip(name, value), extra);
+  const config = readForm().config || "";
+  syncFragment(config.trim() && !skip("config", config) ? config : "");
+}
+
+// A pasted config.json travels in the URL's fragment, deflated and base64url-encoded: a
+// few hundred characters instead of thousands, and a fragment never reaches a server.
+const FRAGMENT = "#config=";
+const MAX_FRAGMENT = 64000; // characters: far above any real config, below URL limits
+let packedText = "";
+let packed = "";
+let packing = 0;
+
+async function syncFragment(text) {
+  const turn = ++packing;
+  if (text !== packedText) {
+    const value = text ? await forms.packText(text) : "";
+    if (turn !== packing) return; // a newer call has the newer text
+    packedText = text;
+    packed = value.length <= MAX_FRAGMENT ? value : "";
+    if (value.length > MAX_FRAGMENT) say("The pasted config is too long to travel in a link: share the file with the link.");
+  }
+  const hash = packed ? `${FRAGMENT}${packed}` : "";
+  // Only our own fragment is replaced or removed (#results, say, stays).
+  if (location.hash !== hash && (hash || location.hash.startsWith(FRAGMENT))) {
+    history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
+  }
 }
 
 function request() {
@@ -181,6 +204,7 @@ function paint(id, reply, part = "all") {
   setPending(part === "first");
   if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
   results.dataset.state = "live";
+  delete results.dataset.link;
   results.dataset.request = String(id);
   if (part !== "first") results.dataset.complete = String(id);
   showStale("");
@@ -214,13 +238,26 @@ function paintRest(id, reply) {
 function readUrl() {
   const link = forms.readUrl(form, defaults, rawValues);
   let any = link.any;
+  if (location.hash.startsWith(FRAGMENT)) {
+    any = true;
+    linkConfig = forms
+      .unpackText(location.hash.slice(FRAGMENT.length))
+      .then((text) => setControl("config", text))
+      .catch(() => say("The link's config.json could not be read: paste it again."));
+  }
   if (!link.params.has("describe") && link.params.has("model")) {
     any = true;
     omitDescribe = true;
     rawValues.set("model", link.params.get("model"));
   }
-  if (any) showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+  if (any) {
+    // The prerendered result is the example's, not the link's: greyed until it is.
+    results.dataset.link = "loading";
+    showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+  }
 }
+
+let linkConfig = Promise.resolve(); // the link's config, once read from its fragment
 
 function onEdit(event) {
   const name = event.target && event.target.name;
@@ -386,8 +423,10 @@ if (linked && linked.trim()) {
 }
 post = startEngine(calculator, {
   onReady() {
-    ready = true;
-    request(); // catch up with the link's inputs and anything typed while loading
+    linkConfig.then(() => {
+      ready = true;
+      request(); // catch up with the link's inputs and anything typed while loading
+    });
   },
   onResult,
   onFail: () => showStale(""),

@@ -4,11 +4,15 @@ text that says what happened."""
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import quote, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect
+from conftest import guard_requests
+from playwright.sync_api import Browser, Page, Route, expect
 
+from nnmem.catalog import models
 from site_helpers import cpython_reply, fill_form, text_of, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +195,50 @@ def test_the_chart_caption_says_how_bars_are_drawn(calculator: Page) -> None:
         )
     ]
     assert max(widths) < 400  # the viewBox's width: the value label follows the bar
+
+
+def test_a_link_carries_a_pasted_config(calculator: Page, browser: Browser) -> None:
+    """The team lead's link: a pasted config.json (Llama 3.1 8B's) goes into the URL's
+    fragment, compressed, and the link opens in a fresh context with the same config,
+    mode and total, which is CPython's, instead of "Config is required"."""
+    text = json.dumps(models()["llama-3.1-8b"].config, indent=2)
+    fill_form(calculator, {"describe": "config", "config": text})
+    calculator.locator("#f-gpu").select_option("a100-sxm-80gb")  # a later answer
+    expect(calculator.locator("#err-config")).to_have_text("")
+    expect(calculator).to_have_url(re.compile(r"#config=[\w-]+$"))
+    url = calculator.url
+    assert "config=" not in urlsplit(url).query
+    assert len(urlsplit(url).fragment) < len(quote(text)) / 2  # shorter than in a query
+    fields = page_fields(calculator)
+    reply = expect_cpython_total(calculator, fields)
+
+    context = browser.new_context()
+    guard_requests(context)
+    fresh = context.new_page()
+    fresh.goto(url)
+    wait_ready(fresh)
+    expect(fresh.locator("input[name=describe][value=config]")).to_be_checked()
+    expect(fresh.locator("#f-config")).to_have_value(text)
+    expect(fresh.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
+    expect(fresh.locator("#err-config")).to_have_text("")
+    expect(fresh.locator("#results")).not_to_have_attribute("data-link", "loading")
+    context.close()
+
+
+def test_a_link_greys_the_example_result_while_it_loads(
+    page: Page, site_url: str, outside_requests: list[str]
+) -> None:
+    """Until the engine computes the link's inputs, the prerendered example result is
+    greyed and labelled, not shown in full contrast as if it were the link's."""
+    held: list[Route] = []
+    page.context.route("**/pyodide.asm.wasm", lambda route: held.append(route))
+    page.goto(f"{site_url}?batch_size=4")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "loading")
+    expect(page.locator("#results")).to_have_attribute("data-link", "loading")
+    expect(page.locator("#stale")).to_have_text(
+        "The link's inputs will be calculated as soon as the engine has loaded."
+    )
+    opacity = page.locator(".total-box").evaluate("(box) => getComputedStyle(box).opacity")
+    assert float(opacity) < 1
+    for route in held:
+        route.abort()

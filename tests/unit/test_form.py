@@ -172,8 +172,11 @@ def test_config_mode_reads_the_pasted_json() -> None:
     )
     assert reply["total_bytes"] == expected.total_bytes
     assert reply["fill"]["cfg_num_hidden_layers"] == "32"
-    assert json.loads(reply["fill"]["config"]) == LLAMA.config
+    # The pasted text is the user's input, which a link carries: never rewritten.
+    assert "config" not in reply["fill"]
     assert reply["fill"]["preset"] == ""  # so the fields mode then edits this config
+    fields_mode = ask({"describe": "fields", "preset": "llama-3.1-8b"})
+    assert json.loads(fields_mode["fill"]["config"]) == LLAMA.config
 
 
 @pytest.mark.parametrize(
