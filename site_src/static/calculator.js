@@ -70,8 +70,12 @@ function syncUrl(inactive) {
   const skip = (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name));
   // A pasted config.json goes in the fragment (see syncFragment), not the query.
   forms.writeUrl(readForm(), defaults, (name, value) => name === "config" || skip(name, value), extra);
-  const config = readForm().config || "";
-  syncFragment(config.trim() && !skip("config", config) ? config : "");
+  // The config is the model where it is the mode (its text may equal what a preset once
+  // filled in: it is the user's now), unless a Hub read or the link's model id names it.
+  const fields = readForm();
+  const config = fields.config || "";
+  const own = fields.describe === "config" && !fromHub("config", config) && !linkModel;
+  syncFragment(own && config.trim() ? config : "");
 }
 
 // A pasted config.json travels in the URL's fragment, deflated and base64url-encoded: a
