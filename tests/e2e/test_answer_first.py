@@ -204,6 +204,12 @@ def test_a_link_carries_a_pasted_config(calculator: Page, browser: Browser) -> N
     text = json.dumps(models()["llama-3.1-8b"].config, indent=2)
     fill_form(calculator, {"describe": "config", "config": text})
     calculator.locator("#f-gpu").select_option("a100-sxm-80gb")  # a later answer
+    expect(calculator).to_have_url(re.compile(r"#config=[\w-]+$"))
+    # The same config as a preset filled it in, then made the model: it travels too.
+    calculator.locator("#f-preset").fill("llama-3.1-8b")
+    expect(calculator.locator("#f-cfg_hidden_size")).to_have_value("4096")
+    expect(calculator.locator("#f-config")).to_have_value(text)
+    calculator.locator("label:has(input[name=describe][value=config])").click()
     expect(calculator.locator("#err-config")).to_have_text("")
     expect(calculator).to_have_url(re.compile(r"#config=[\w-]+$"))
     url = calculator.url
