@@ -112,6 +112,26 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
     )
 
 
+def verdict_short(fit: Fit | None, binary: bool) -> str:
+    """The verdict in a few words, for the bar that follows a phone's scrolling; empty
+    without a GPU.
+
+    >>> from nnmem.scenario import parse
+    >>> bert = parse(DEFAULT_SCENARIO)
+    >>> verdict_short(judge(bert, "rtx-4090"), False)
+    'fits: 18.40 GB to spare'
+    >>> verdict_short(judge(replace(bert, batch_size=512), "rtx-4090"), False)
+    'does not fit: 20.84 GB over'
+    """
+    if fit is None:
+        return ""
+    if not fit.fits:
+        return f"does not fit: {human(-fit.headroom, binary)} over"
+    if not fit.runs:
+        return "fits in memory, but cannot run"
+    return f"fits: {human(fit.headroom, binary)} to spare"
+
+
 def _too_large(fit: Fit, binary: bool) -> str:
     """Why no number of GPUs holds the scenario, in plain words."""
     if fit.too_large is None:
@@ -379,6 +399,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             solvers=solvers_html(fit, scenario, binary),
             suggestions=suggestions_html(ideas, fit, binary),
         )
+        extra.update(verdict_text=verdict_short(fit, binary))
         download.update(
             verdict=None if fit is None else _verdict_dict(fit),
             solvers=None if fit is None else _solvers_dict(fit),

@@ -12,6 +12,7 @@ const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
+const miniVerdict = document.getElementById("mini-verdict");
 const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime"];
 
 let post = null;
@@ -186,6 +187,11 @@ function paint(id, reply, part = "all") {
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
   syncUrl(reply.inactive || []);
+  if (reply.fatal || !reply.ok) {
+    // The bar at the bottom never shows a total the inputs no longer give.
+    miniTotal.textContent = "—";
+    setMiniVerdict("fix the highlighted field", "error");
+  }
   if (reply.fatal) {
     results.dataset.state = "stale";
     showStale(`The calculator hit an internal error (${reply.fatal}). The last result stays below.`);
@@ -201,6 +207,8 @@ function paint(id, reply, part = "all") {
   total.textContent = reply.total_text;
   document.getElementById("total-label").textContent = reply.total_label;
   miniTotal.textContent = reply.total_text;
+  if (reply.verdict_text !== undefined) setMiniVerdict(reply.verdict_text);
+  else setMiniVerdict("…", "pending");
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
@@ -217,6 +225,12 @@ function paint(id, reply, part = "all") {
   }
 }
 
+// The verdict in the bar at the bottom of a phone's screen: "fits: 3.8 GB to spare".
+function setMiniVerdict(text, state) {
+  miniVerdict.textContent = text ? `· ${text}` : "";
+  miniVerdict.dataset.fit = state || (text.startsWith("does not") ? "no" : "yes");
+}
+
 function paintRest(id, reply) {
   const started = sentAt.get(id);
   sentAt.delete(id);
@@ -224,6 +238,7 @@ function paintRest(id, reply) {
   // error, would mix two answers.
   if (id !== latest || results.dataset.request !== String(id) || !reply.ok || !lastReply) return;
   paintParts(reply.html);
+  setMiniVerdict(reply.verdict_text || "");
   lastReply = {
     ...lastReply,
     html: { ...lastReply.html, ...reply.html },

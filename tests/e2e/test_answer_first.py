@@ -248,3 +248,50 @@ def test_a_link_greys_the_example_result_while_it_loads(
     assert float(opacity) < 1
     for route in held:
         route.abort()
+
+
+PHONE = {"width": 366, "height": 800}
+
+
+def test_on_a_phone_the_bar_carries_the_verdict_and_clears_on_error(
+    browser: Browser, site_url: str
+) -> None:
+    """At 366 px the bar at the bottom shows the verdict beside the total, CPython's,
+    and a field in error empties it instead of leaving the last total standing."""
+    context = browser.new_context(viewport=PHONE)
+    guard_requests(context)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    page.locator("#f-gpu").select_option("rtx-4090")
+    expect(page.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "yes")
+    page.evaluate("window.scrollTo(0, 0)")
+    bar = page.locator("#mini-total")
+    expect(bar).to_be_visible()
+    reply = cpython_reply(page_fields(page))
+    assert str(reply["verdict_text"]).startswith("fits: ")
+    expect(page.locator("#mini-verdict")).to_have_text(f"· {reply['verdict_text']}")
+    expect(page.locator("#mini-total-value")).to_have_text(str(reply["total_text"]))
+    page.locator("#f-batch_size").fill("0")
+    expect(page.locator("#mini-total-value")).to_have_text("—")
+    expect(page.locator("#mini-verdict")).to_have_text("· fix the highlighted field")
+    context.close()
+
+
+@pytest.mark.parametrize("tool", ["gpu-vram-guide", "parameter-count"])
+def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
+    browser: Browser, site_url: str, tool: str
+) -> None:
+    """At 366 px the page does not scroll sideways; a table wider than its box scrolls
+    inside it, and a hint above it says so."""
+    context = browser.new_context(viewport=PHONE)
+    guard_requests(context)
+    page = context.new_page()
+    page.goto(f"{site_url}{tool}.html")
+    box = page.locator(".table-scroll").first
+    expect(box).to_have_attribute("data-overflow", "true")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert box.evaluate("(b) => b.scrollWidth > b.clientWidth")
+    hint = box.evaluate("(b) => getComputedStyle(b, '::before').content")
+    assert "Scroll sideways for more columns" in hint
+    context.close()
