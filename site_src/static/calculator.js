@@ -1,7 +1,7 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
-import { startEngine } from "./engine.js";
+import { showHeld, startEngine } from "./engine.js";
 import * as forms from "./form.js";
 import { startReader } from "./reader.js";
 
@@ -187,6 +187,7 @@ function paint(id, reply, part = "all") {
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
   syncUrl(reply.inactive || []);
+  showHeld(Boolean(reply.fatal || !reply.ok));
   if (reply.fatal || !reply.ok) {
     // The bar at the bottom never shows a total the inputs no longer give.
     miniTotal.textContent = "—";

@@ -295,3 +295,17 @@ def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
     hint = box.evaluate("(b) => getComputedStyle(b, '::before').content")
     assert "Scroll sideways for more columns" in hint
     context.close()
+
+
+def test_the_status_line_is_not_live_over_an_error(calculator: Page) -> None:
+    """While a field is wrong the result is held at the last valid inputs: the status
+    line says so instead of "Live", and says "Live" again once the field is fixed."""
+    status = calculator.locator("#engine-text")
+    expect(status).to_have_text("Live: the result updates as you type.")
+    calculator.locator("#f-batch_size").fill("0")
+    expect(calculator.locator("#err-batch_size")).not_to_be_empty()
+    expect(status).to_have_text(
+        "Held: the result is for the last valid inputs until the highlighted field is fixed."
+    )
+    calculator.locator("#f-batch_size").fill("4")
+    expect(status).to_have_text("Live: the result updates as you type.")
