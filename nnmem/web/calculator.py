@@ -353,6 +353,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     # The controls that follow an edit take their new values before the reading, and the
     # page writes them into the form.
     changes = follow_edit(fields)
+    note = follow_note(changes, fields)
     fields = {**fields, **changes}
     page, result = _reading(fields)
     scenario, gpu_id, axis, inactive, fill = (
@@ -365,7 +366,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     binary = page.units is Units.GIB
     extra: dict[str, Any] = {}
     if part != "rest":
-        extra.update(set=changes, note=follow_note(changes))
+        extra.update(set=changes, note=note)
     if page.problems or scenario is None or result is None:
         return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}

@@ -1156,7 +1156,36 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
             changes["precision"] = defaults.precision_for(config, mode).value
     if edited & {"precision", "mode"} and mode is Mode.TRAINING:
         changes |= _qlora(fields, Precision(changes.get("precision", precision)))
+    if "params_millions" in edited and _example_shape_misfits(fields):
+        # The example's width and depth would describe another model: let the size set them.
+        changes |= {"hidden_size": "", "num_layers": ""}
     return {k: v for k, v in changes.items() if v != _text(fields, k)}
+
+
+def _shape_params(fields: Mapping[str, object]) -> int:
+    """The parameters the width and depth give, about 12·L·h² (Kaplan et al. 2020,
+    arXiv 2001.08361 §2.1, as GenericModel.from_params derives them)."""
+    return 12 * int(_text(fields, "num_layers")) * int(_text(fields, "hidden_size")) ** 2
+
+
+def _example_shape_misfits(fields: Mapping[str, object]) -> bool:
+    """Whether the width and depth are still the example's (BERT-base: 768, 12 layers) and
+    give a size more than twice off the one typed."""
+    example = all(
+        _text(fields, k).strip() == DEFAULT_FIELDS[k] for k in ("hidden_size", "num_layers")
+    )
+    params = _typed_params(fields)
+    if not example or params is None or _describe(fields) is not Describe.SIMPLE:
+        return False
+    return not Fraction(1, 2) <= Fraction(params, _shape_params(fields)) <= 2
+
+
+def _typed_params(fields: Mapping[str, object]) -> int | None:
+    """The parameters the size field gives, or None where it is not valid."""
+    spec = SPECS["params_millions"]
+    assert isinstance(spec, NumberSpec)
+    millions = spec.read(_text(fields, "params_millions"))
+    return None if isinstance(millions, Problem) else int(millions * 10**6)
 
 
 def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]:
@@ -1174,16 +1203,27 @@ def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]
     return changes
 
 
-def follow_note(changes: Mapping[str, str]) -> str:
+def follow_note(changes: Mapping[str, str], fields: Mapping[str, object]) -> str:
     """What the page says about the controls that followed an edit, where they are out of
     sight (Fine-tuning and checkpointing sit under Advanced options).
 
-    >>> follow_note({"finetune": "lora", "checkpointing": "full"})
+    >>> follow_note({"finetune": "lora", "checkpointing": "full"}, {})
     'Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient \
 checkpointing, as QLoRA recipes do; both are under Advanced options.'
-    >>> follow_note({"precision": "bf16"})
+    >>> follow_note({"precision": "bf16"}, {})
     ''
+    >>> follow_note({"hidden_size": "", "num_layers": ""}, {**DEFAULT_FIELDS,
+    ...             "params_millions": "7B"})
+    'Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not \
+7.00B.'
     """
+    if changes.get("hidden_size") == "" and changes.get("num_layers") == "":
+        shape = count(_shape_params(fields), million_places=0)
+        size = count(_typed_params(fields) or 0, million_places=0)
+        return (
+            f"Width and depth now follow the size: {DEFAULT_FIELDS['hidden_size']} × "
+            f"{DEFAULT_FIELDS['num_layers']} layers is about {shape} parameters, not {size}."
+        )
     if changes.get("finetune") != Finetune.LORA.value:
         return ""
     also = " and gradient checkpointing" if "checkpointing" in changes else ""

@@ -309,3 +309,16 @@ def test_the_status_line_is_not_live_over_an_error(calculator: Page) -> None:
     )
     calculator.locator("#f-batch_size").fill("4")
     expect(status).to_have_text("Live: the result updates as you type.")
+
+
+def test_a_new_size_clears_the_examples_shape(calculator: Page) -> None:
+    """Typing 7000M over the example's 768 × 12 layers empties width and depth, so they
+    follow the size (the hint's promise), says so, and the total is CPython's for the
+    size alone."""
+    calculator.locator("#f-params_millions").fill("7000")
+    expect(calculator.locator("#f-hidden_size")).to_have_value("")
+    expect(calculator.locator("#f-num_layers")).to_have_value("")
+    expect(calculator.locator("#action-status")).to_have_text(
+        "Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not 7.00B."
+    )
+    expect_cpython_total(calculator, page_fields(calculator))

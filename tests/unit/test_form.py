@@ -350,3 +350,20 @@ def test_nf4_on_a_model_given_by_its_size_is_refused_not_rewritten() -> None:
     got = ask({"precision": "nf4", "changed": "precision"})
     assert got["set"] == {}
     assert got["errors"][0]["field"] == "precision"
+
+
+def test_the_examples_width_and_depth_follow_a_new_size() -> None:
+    """Llama-7B typed as 7000M over BERT-base's 768 × 12 layers (12·L·h² ≈ 85M, Kaplan
+    et al. 2020 §2.1): the example's shape would describe another model, so it is
+    cleared and derived from the size, as for empty fields, and the page says why."""
+    got = ask({"params_millions": "7000", "changed": "params_millions"})
+    assert got["set"] == {"hidden_size": "", "num_layers": ""}
+    assert got["note"] == (
+        "Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not 7.00B."
+    )
+    derived = ask({"params_millions": "7000", "hidden_size": "", "num_layers": ""})
+    assert got["total_bytes"] == derived["total_bytes"]
+    # A size near the shape's, or a shape the user typed, stays as it is.
+    assert ask({"params_millions": "120", "changed": "params_millions"})["set"] == {}
+    own = {"params_millions": "7000", "hidden_size": "4096", "num_layers": "32"}
+    assert ask({**own, "changed": "params_millions"})["set"] == {}
