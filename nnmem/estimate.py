@@ -18,7 +18,7 @@ from nnmem.models.architecture import Transformer
 from nnmem.models.cnn import build as cnn_build
 from nnmem.models.step import Built
 from nnmem.result import Component, Estimate, Phase
-from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
+from nnmem.scenario import Device, GenericModel, Mode, Runtime, Scenario
 from nnmem.terms import Term, product
 
 CONTEXT_SOURCE = (
@@ -85,8 +85,9 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         ALLOCATOR_SOURCE,
     )
     vendor = _vendor(gpu_id)
-    if vendor == "apple":
-        # PyTorch's MPS backend: Metal, with no CUDA context and no cuBLAS workspace.
+    if vendor == "apple" or scenario.device is Device.CPU:
+        # PyTorch's MPS backend (Metal) and the CPU have no CUDA context and no cuBLAS
+        # workspace: the CPU's matmuls run in MKL or oneDNN, with no per-handle buffer.
         return [t for t in (reserve,) if t.bytes]
     hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
     each = 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
