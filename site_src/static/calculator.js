@@ -117,8 +117,9 @@ function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
-  // A section whose every control is hidden (the runtime's, while training) hides too.
-  for (const section of document.querySelectorAll("section.form-section")) {
+  // A section or group whose every control is hidden (the runtime's, while training)
+  // hides too.
+  for (const section of document.querySelectorAll("section.form-section, details.field-group")) {
     const controls = [...section.querySelectorAll("[data-field]")];
     section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
   }
@@ -186,6 +187,10 @@ function paint(id, reply, part = "all") {
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
+  // A folded group opens to show a problem in one of its fields.
+  for (const group of document.querySelectorAll("details.field-group")) {
+    if (group.querySelector(".field.invalid")) group.open = true;
+  }
   syncUrl(reply.inactive || []);
   showHeld(Boolean(reply.fatal || !reply.ok));
   if (reply.fatal || !reply.ok) {
@@ -429,6 +434,11 @@ if ("IntersectionObserver" in window) {
   new IntersectionObserver(([entry]) => {
     bar.hidden = entry.isIntersecting;
   }).observe(document.querySelector(".total-box"));
+}
+// On a phone the preset's architecture fields fold, so the result is not pushed screens
+// down by thirteen fields most people leave as the preset has them.
+if (window.matchMedia("(max-width: 480px)").matches) {
+  for (const group of document.querySelectorAll("details.field-group")) group.open = false;
 }
 const reader = startReader({
   ask,

@@ -322,3 +322,25 @@ def test_a_new_size_clears_the_examples_shape(calculator: Page) -> None:
         "Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not 7.00B."
     )
     expect_cpython_total(calculator, page_fields(calculator))
+
+
+def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> None:
+    """At 366 px a picked preset's thirteen architecture fields fold under one summary, so
+    the result starts within 3.5 screens of the top instead of about 5; a problem in one
+    of them opens the group."""
+    context = browser.new_context(viewport=PHONE)
+    guard_requests(context)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    page.locator("#f-preset").fill("Llama 3.1 8B")
+    group = page.locator("#arch-fields")
+    expect(group).to_be_visible()
+    expect(page.locator("#f-cfg_hidden_size")).to_have_value("4096")
+    expect(page.locator("#f-cfg_hidden_size")).to_be_hidden()
+    top = page.evaluate("document.getElementById('results').getBoundingClientRect().top + scrollY")
+    assert top < 3.5 * PHONE["height"]
+    fill_form(page, {"cfg_hidden_size": "0"})
+    expect(page.locator("#err-cfg_hidden_size")).not_to_be_empty()
+    expect(page.locator("#f-cfg_hidden_size")).to_be_visible()
+    context.close()
