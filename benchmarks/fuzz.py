@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fuzz.py                  # 20,000 scenarios per property
     .venv/bin/python benchmarks/fuzz.py --examples 500 --only sums,monotone
+    .venv/bin/python benchmarks/fuzz.py --save failures.jsonl   # keep every failing scenario
 
 Unlike the tests, a failing scenario does not stop the run: each property reports how
 many scenarios it tried, how many broke it, the first few failures and its time. The
@@ -12,6 +13,7 @@ Exits 1 when any property failed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +41,7 @@ PROPERTIES: dict[str, tuple[Callable[..., list[str]], bool]] = {
 }
 
 
-def run(name: str, examples: int, show: int) -> tuple[int, int, float]:
+def run(name: str, examples: int, show: int, save: Path | None = None) -> tuple[int, int, float]:
     check, with_gpu = PROPERTIES[name]
     tried, broken, messages = [0], [0], []
     slowest = [0.0, ""]
@@ -54,6 +56,10 @@ def run(name: str, examples: int, show: int) -> tuple[int, int, float]:
         if found:
             broken[0] += 1
             messages.extend(found[:1])
+            if save is not None:  # the whole scenario, which the printed message shortens
+                line = {"property": name, "gpu": gpu, "scenario": data, "found": found}
+                with save.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(line, sort_keys=True, default=str) + "\n")
         if tried[0] % PROGRESS == 0:  # so that a run cut short still tells its counts
             print(f"{name:16} {tried[0]:>7,} so far   {broken[0]:>6,} failed", flush=True)
 
@@ -87,6 +93,7 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=20_000, help="scenarios per property")
     parser.add_argument("--only", default="", help="comma-separated property names")
     parser.add_argument("--show", type=int, default=3, help="failures to print per property")
+    parser.add_argument("--save", type=Path, help="append every failing scenario here (JSON lines)")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(PROPERTIES)
     unknown = set(names) - set(PROPERTIES)
@@ -96,7 +103,7 @@ def main() -> int:
         compute('{"fields": {}}')
     failed = 0
     for name in names:
-        _, broken, _ = run(name, args.examples, args.show)
+        _, broken, _ = run(name, args.examples, args.show, args.save)
         failed += broken
     print(f"total failures: {failed:,}")
     return 1 if failed else 0

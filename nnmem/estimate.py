@@ -84,10 +84,13 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         f"{percent}% × {tensor_peak:,} B",
         ALLOCATOR_SOURCE,
     )
+    if scenario.device is Device.CPU:
+        # On the CPU, PyTorch allocates host memory through c10's CPUAllocator: there is
+        # no CUDA context and no cuBLAS workspace (c10/core/CPUAllocator.cpp).
+        return [t for t in (reserve,) if t.bytes]
     vendor = _vendor(gpu_id)
-    if vendor == "apple" or scenario.device is Device.CPU:
-        # PyTorch's MPS backend (Metal) and the CPU have no CUDA context and no cuBLAS
-        # workspace: the CPU's matmuls run in MKL or oneDNN, with no per-handle buffer.
+    if vendor == "apple":
+        # PyTorch's MPS backend: Metal, with no CUDA context and no cuBLAS workspace.
         return [t for t in (reserve,) if t.bytes]
     hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
     each = 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8

@@ -29,6 +29,7 @@ from nnmem.scenario import (
     Mode,
     Optimizer,
     Precision,
+    Runtime,
     Scenario,
     Sharding,
 )
@@ -36,6 +37,7 @@ from nnmem.scenario import (
 MAX_BATCH = 1_000_000
 MAX_SEQ = 10_000_000
 MAX_GPUS = 4096
+LLAMA_CPP_MAX_DEVICES = 16  # GGML_CUDA_MAX_DEVICES, ggml/include/ggml-cuda.h
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,8 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
     Training shards model states: with the scenario's ZeRO-1 or ZeRO-2 if it has one and
     that fits, else with ZeRO-3 / FSDP. Inference splits the model with tensor
     parallelism over the smallest degree that divides the attention and key/value heads
-    and fits. ``None`` when nothing up to 4,096 GPUs works (:func:`too_large` says why).
+    and fits; llama.cpp splits its layers over up to 16 devices instead. ``None`` when
+    nothing up to 4,096 GPUs works (:func:`too_large` says why).
     """
     if fits(scenario, budget, gpu):
         return scenario
@@ -273,10 +276,27 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
                 trial = at(n)
                 return trial is not None and fits(trial, budget, gpu)
 
-            n = _first(2, MAX_GPUS // scenario.tensor_parallel, ok)
+            # from one: on a single GPU a ZeRO stage can already fit what plain data
+            # parallelism cannot (ZeRO-Offload moves the optimizer to the CPU, DeepSpeed's
+            # bf16 engine computes in 16-bit weights), as DeepSpeed runs on one GPU.
+            n = _first(1, MAX_GPUS // scenario.tensor_parallel, ok)
             if n is not None:
                 return at(n)
         return None
+    if scenario.runtime.engine is Runtime.LLAMA_CPP:
+        # llama.cpp splits whole layers across its devices (--split-mode layer, the
+        # default; src/llama-model.cpp load_tensors), any number of them up to
+        # GGML_CUDA_MAX_DEVICES = 16 (ggml/include/ggml-cuda.h); the heaviest device's
+        # share only shrinks as devices are added.
+        def split(n: int) -> Scenario | None:
+            return _valid(scenario, num_gpus=n)
+
+        def holds(n: int) -> bool:
+            trial = split(n)
+            return trial is not None and fits(trial, budget, gpu)
+
+        n = _first(2, LLAMA_CPP_MAX_DEVICES, holds)
+        return None if n is None else split(n)
     for degree in _degrees(scenario):
         trial = _valid(scenario, tensor_parallel=degree, num_gpus=degree)
         if trial is not None and fits(trial, budget, gpu):
@@ -295,6 +315,8 @@ def too_large(scenario: Scenario, gpu: str | None = None) -> tuple[str, int]:
             num_gpus=(MAX_GPUS // scenario.tensor_parallel) * scenario.tensor_parallel,
             sharding=Sharding.ZERO3,
         )
+    elif scenario.runtime.engine is Runtime.LLAMA_CPP:
+        widest = _valid(scenario, num_gpus=LLAMA_CPP_MAX_DEVICES)
     elif degrees := _degrees(scenario):
         widest = _valid(scenario, tensor_parallel=degrees[-1], num_gpus=degrees[-1])
     result = estimate(widest or scenario, gpu)

@@ -24,7 +24,7 @@ EXTERNAL_DOCS = {
     "docs/gguf.md",  # ggml-org/ggml: the GGUF format specification
     "empirical-vllm-memory-results.md",  # llm-d: vLLM start-up logs on H100s
     "benchmarks/llama3_h100_202412_torchtitan.md",  # pytorch/torchtitan
-    "benchmarks/llama3_8b_h200_2025-06_torchtitan.md",  # pytorch/torchtitan
+    "benchmarks/llama3-8b_h200_202506_trainy-whitefiber.md",  # pytorch/torchtitan
     "benchmarks_03_2024.md",  # AnswerDotAI/fsdp_qlora
 }
 NOTES_OUTSIDE = re.compile(

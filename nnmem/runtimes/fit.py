@@ -6,7 +6,9 @@ parallel slots allocate it) and flash attention on; a model fits fully when ever
 and the output go to the GPU(s) (``-ngl n_layer+1``), partly when the rest fits in
 system RAM. For vLLM each model is tried in bf16 then fp8 with ``max_model_len =
 context`` and must reach a concurrency of ``users``; several cards run as tensor
-parallel ranks.
+parallel ranks. vLLM also ranks the MoE models of ``data/runtime_models.json``
+(gpt-oss, DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next, Llama 4) in the formats their
+checkpoints come in; llama.cpp does not, as their GGUF tensor lists are not written.
 
 >>> from nnmem import catalog
 >>> r = what_fits([catalog.gpus()["rtx-4090"].memory_bytes], "llama_cpp", 8192, 1)
@@ -22,14 +24,14 @@ from functools import cache
 from nnmem import catalog
 from nnmem.runtimes import llamacpp as lc
 from nnmem.runtimes import vllm
-from nnmem.runtimes.models import serve_model
+from nnmem.runtimes.models import formats, param_count, runtime_models, serve_model
 
 # Model types whose GGUF tensor list nnmem.runtimes.llamacpp.f16_tensors writes.
 GGUF_MODEL_TYPES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral",
 )  # fmt: skip
 LLAMACPP_FORMATS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
-VLLM_FORMATS = ("bf16", "fp8")
+VLLM_FORMATS = ("bf16", "fp8", "mxfp4")
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,18 @@ def _weights(model_id: str, ftype: str) -> tuple[lc.GgufArch, lc.LayerWeights]:
     return a, lc.LayerWeights.of(a, ts)
 
 
-def _candidates(model_types: tuple[str, ...]) -> list[catalog.ModelEntry]:
+def llamacpp_candidates() -> list[catalog.ModelEntry]:
+    """The catalog decoders whose GGUF tensor list :mod:`~nnmem.runtimes.llamacpp` writes."""
     return [
         m
         for m in catalog.models().values()
-        if m.architecture in ("decoder", "moe") and m.config.get("model_type") in model_types
+        if m.architecture in ("decoder", "moe") and m.config.get("model_type") in GGUF_MODEL_TYPES
     ]
 
 
-def _llamacpp(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, users: int) -> Fit:
+def llamacpp_fit(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, users: int) -> Fit:
+    """The first of ``LLAMACPP_FORMATS`` that runs fully on the GPU(s), else the first
+    that runs with the remainder in ``ram``."""
     ctx = lc.Context(n_ctx=context * users, n_seq_max=users, flash_attn=True)
     best: Fit | None = None
     for ft in LLAMACPP_FORMATS:
@@ -87,11 +92,35 @@ def _llamacpp(m: catalog.ModelEntry, vram: list[int], ram: int, context: int, us
     return best or Fit(m.id, m.name, m.params, "-", "no", 0, 0, "does not fit", "")
 
 
-def _vllm(m: catalog.ModelEntry, vram: list[int], context: int, users: int) -> Fit:
+@dataclass(frozen=True)
+class Candidate:
+    """A model the vLLM ranking tries, in the formats it may be served in."""
+
+    id: str
+    name: str
+    hf_id: str
+    params: int
+    formats: tuple[str, ...]
+
+
+@cache
+def vllm_candidates() -> tuple[Candidate, ...]:
+    """The catalog decoders (bf16, and fp8 when dense) and the runtime models."""
+    out = [
+        Candidate(m.id, m.name, m.hf_id or m.id, m.params,
+                  ("bf16",) if m.architecture == "moe" else VLLM_FORMATS[:2])
+        for m in llamacpp_candidates()
+    ]  # fmt: skip
+    for mid, r in runtime_models().items():
+        fmts = tuple(f for f in VLLM_FORMATS if f in formats(mid))
+        out.append(Candidate(mid, r["name"], r["hf_id"], param_count(mid), fmts))
+    return tuple(out)
+
+
+def vllm_fit(m: Candidate, vram: list[int], context: int, users: int) -> Fit:
+    """The first of ``m.formats`` that vLLM serves to ``users`` at ``context``."""
     tp = len(vram)
-    for fmt in VLLM_FORMATS:
-        if fmt == "fp8" and m.architecture == "moe":
-            continue  # models.weights_bytes has no fp8 MoE layout
+    for fmt in m.formats:
         sm = serve_model(m.id, fmt)
         s = vllm.Serve(
             gpu_memory_bytes=min(vram),
@@ -100,7 +129,7 @@ def _vllm(m: catalog.ModelEntry, vram: list[int], context: int, users: int) -> F
             max_num_seqs=max(users, 1),
             kv_cache_dtype="auto",
         )
-        r = vllm.report(sm, s, m.hf_id or m.id, contexts=())
+        r = vllm.report(sm, s, m.hf_id, contexts=())
         if vllm.starts(r.budget, r.capacity) and r.capacity.max_concurrency >= users:
             return Fit(
                 m.id, m.name, m.params, fmt, "gpu", r.budget.requested, 0,
@@ -122,10 +151,10 @@ def what_fits(
     if context < 1 or users < 1:
         raise ValueError("context and users must be at least 1")
     if runtime == "llama_cpp":
-        out = [_llamacpp(m, vram, ram, context, users) for m in _candidates(GGUF_MODEL_TYPES)]
+        out = [llamacpp_fit(m, vram, ram, context, users) for m in llamacpp_candidates()]
         order: tuple[str, ...] = LLAMACPP_FORMATS
     elif runtime == "vllm":
-        out = [_vllm(m, vram, context, users) for m in _candidates(GGUF_MODEL_TYPES)]
+        out = [vllm_fit(m, vram, context, users) for m in vllm_candidates()]
         order = VLLM_FORMATS
     else:
         raise ValueError(f"runtime: {runtime!r} is not llama_cpp or vllm")

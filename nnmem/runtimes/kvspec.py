@@ -11,6 +11,12 @@ Kinds:
   elements per token (vLLM ``AttentionSpec.state_content_size_bytes``).
 - ``sliding``: the same per token, for at most ``window`` tokens (vLLM
   ``SlidingWindowSpec``; llama.cpp ``llama_kv_cache_iswa``).
+- ``chunked``: the same per token, for the tokens of the current chunk of ``window``
+  tokens (Llama 4 local attention, ``attention_chunk_size``): vLLM
+  ``ChunkedLocalAttentionSpec.max_admission_blocks_per_request`` sizes it as
+  ``cdiv(min(chunk + in-flight tokens, max_model_len), block_size)`` blocks;
+  llama.cpp keeps it in the SWA cache of ``llama_kv_cache_iswa`` (``LLAMA_SWA_TYPE_CHUNKED``,
+  same cell count as a sliding window of ``n_swa = chunk``).
 - ``mla``: one latent of ``kv_lora_rank + qk_rope_head_dim`` elements per token,
   shared by all heads (DeepSeek-V2 paper, arXiv 2405.04434, section 2.1; vLLM
   ``MLAAttentionSpec``: ``num_kv_heads=1``, ``head_size_v=0``).
@@ -30,7 +36,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("full", "sliding", "mla", "shared", "state")
+KINDS = ("full", "sliding", "chunked", "mla", "shared", "state")
+# kinds that cache K/V (or a latent) per token
+PER_TOKEN = ("full", "sliding", "chunked", "mla")
+# kinds that hold at most ``window`` tokens
+WINDOWED = ("sliding", "chunked")
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ class LayerKV:
     @property
     def elems_per_token(self) -> int:
         """Cached elements per token of this layer (K and V together)."""
-        if self.kind in ("full", "sliding", "mla"):
+        if self.kind in PER_TOKEN:
             return self.n_kv_heads * (self.head_dim_k + self.head_dim_v)
         return 0
 
@@ -88,6 +98,14 @@ def layer_types(cfg: dict[str, Any]) -> list[str]:
     - Gemma 2: even layers slide (``Gemma2DecoderLayer``: ``not bool(layer_idx % 2)``).
     - Mistral v0.1 ``sliding_window`` on every layer (``MistralAttention``).
     - Qwen2/Qwen3 ``sliding_window`` counts only with ``use_sliding_window``.
+    - Qwen3-Next ``full_attention_interval`` N: every N-th layer is full attention, the
+      rest gated delta net (transformers ``Qwen3NextConfig``: ``"linear_attention" if
+      bool((i + 1) % interval) else "full_attention"``).
+    - Llama 4 ``no_rope_layers``: RoPE layers (1) use chunked local attention, NoPE
+      layers (0) attend globally (vLLM ``vllm/model_executor/models/llama4.py``
+      ``Llama4Attention``: ``use_chunked_local_attn = not self.nope and
+      config.attention_chunk_size``). An empty list means the default of transformers
+      ``Llama4TextConfig``: ``int((i + 1) % no_rope_layer_interval != 0)``, interval 4.
     """
     c = _text(cfg)
     L = int(_get(c, "num_hidden_layers", "n_layer", "num_layers"))
@@ -96,6 +114,14 @@ def layer_types(cfg: dict[str, Any]) -> list[str]:
         return [str(t) for t in lt]
     mt = str(c.get("model_type", ""))
     sw = c.get("sliding_window")
+    if mt == "qwen3_next":
+        n = int(c.get("full_attention_interval", 4))
+        return ["linear_attention" if (i + 1) % n else "full_attention" for i in range(L)]
+    if mt == "llama4_text" and c.get("attention_chunk_size"):
+        rope = c.get("no_rope_layers") or [
+            int((i + 1) % int(c.get("no_rope_layer_interval", 4)) != 0) for i in range(L)
+        ]
+        return ["chunked_attention" if r else "full_attention" for r in rope]
     if mt.startswith("gemma3"):
         pattern = int(c.get("sliding_window_pattern", 6))
         return ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(L)]
@@ -134,7 +160,8 @@ def from_config(cfg: dict[str, Any]) -> list[LayerKV]:
             w = window if t == "sliding_attention" else c.get("attention_chunk_size")
             if w is None:
                 raise ValueError(f"config: layer {i} is {t} but no window size is given")
-            out.append(LayerKV("sliding", kv_heads, head_dim, head_dim, window=int(w)))
+            kind = "sliding" if t == "sliding_attention" else "chunked"
+            out.append(LayerKV(kind, kv_heads, head_dim, head_dim, window=int(w)))
         elif t in ("linear_attention", "mamba", "mamba2"):
             out.append(LayerKV("state", state=_linear_state(c, t)))
         else:
@@ -147,10 +174,12 @@ def _linear_state(c: dict[str, Any], t: str) -> tuple[tuple[int, int], ...]:
 
     Gated delta net (Qwen3-Next): vLLM ``MambaStateShapeCalculator.
     gated_delta_net_state_shape`` (``vllm/model_executor/layers/mamba/mamba_utils.py``):
-    conv state ``(k_dim*k_heads*2 + v_dim*v_heads) x (kernel - 1)`` in the model dtype
-    and a temporal state ``v_heads x v_dim x k_dim``; the temporal dtype follows
-    ``mamba_ssm_cache_dtype``, which Qwen3-Next's config sets to float32
-    (``MambaStateDtypeCalculator._mamba_state_dtype``).
+    conv state ``(k_dim*k_heads*2 + v_dim*v_heads) x (kernel - 1)`` and a temporal
+    state ``v_heads x v_dim x k_dim``. The bytes per element given here are
+    transformers': the conv state in the model dtype, the temporal state as
+    ``torch_chunk_gated_delta_rule`` returns it, float32 (``modeling_qwen3_next.py``).
+    vLLM prices the elements in its own state dtypes (``nnmem.runtimes.vllm.state_bytes``)
+    and llama.cpp in float32 (``nnmem.runtimes.llamacpp.kv_layer_bytes``).
     Mamba-2: ``mamba2_state_shape``: conv ``(intermediate + 2*groups*state) x
     (kernel - 1)`` and temporal ``heads x head_dim x state``.
     """
@@ -176,8 +205,8 @@ def _linear_state(c: dict[str, Any], t: str) -> tuple[tuple[int, int], ...]:
 def bytes_per_token(spec: list[LayerKV], dtype_bytes: float, context: int | None = None) -> float:
     """Average KV bytes per token of context over all layers.
 
-    Sliding layers hold ``min(context, window)`` tokens; with no ``context`` they
-    count in full. Recurrent state is not per token and is left out.
+    Sliding and chunked layers hold ``min(context, window)`` tokens; with no
+    ``context`` they count in full. Recurrent state is not per token and is left out.
 
     >>> s = from_config({"num_hidden_layers": 32, "num_attention_heads": 32,
     ...     "num_key_value_heads": 8, "hidden_size": 4096})
@@ -187,7 +216,7 @@ def bytes_per_token(spec: list[LayerKV], dtype_bytes: float, context: int | None
     total = 0.0
     for layer in spec:
         per = layer.bytes_per_token(dtype_bytes)
-        if layer.kind == "sliding" and context and layer.window:
+        if layer.kind in WINDOWED and context and layer.window:
             per *= min(context, layer.window) / context
         total += per
     return total

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnmem.runtimes import gguf_types as gt
-from nnmem.runtimes.kvspec import LayerKV, from_config
+from nnmem.runtimes.kvspec import WINDOWED, LayerKV, from_config
 
 GGUF_ALIGNMENT = 32
 MIB = 1024 * 1024
@@ -261,7 +261,8 @@ def kv_layer_bytes(layer: LayerKV, ctx: Context) -> tuple[int, int]:
         conv, ssm = ((*layer.state, (0, 0), (0, 0)))[:2]
         return conv[0] * 4 * ctx.n_seq_max, ssm[0] * 4 * ctx.n_seq_max
     size, n_stream = ctx.cells()
-    if layer.kind == "sliding" and layer.window:
+    if layer.kind in WINDOWED and layer.window:
+        # chunked (Llama 4) layers share the SWA cache and its size with sliding ones
         size = ctx.swa_cells(layer.window)
     k_row = gt.row_bytes(KV_TYPES[ctx.type_k], layer.n_kv_heads * layer.head_dim_k)
     v_cols = layer.n_kv_heads * layer.head_dim_v

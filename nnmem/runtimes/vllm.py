@@ -28,8 +28,15 @@ Read from the vLLM 0.34.0 wheel. Every term names the file and function:
   ``update_kv_cache_capacity`` as "GPU KV cache size: N tokens, Maximum concurrency
   for M tokens per request: X.XXx".
 - **TP**: ``vllm/model_executor/layers/linear.py`` ``QKVParallelLinear``: KV heads are
-  divided by TP, or replicated to one per rank when TP >= KV heads; MLA latents and
-  Mamba states are not divided.
+  divided by TP, or replicated to one per rank when TP >= KV heads; MLA latents are
+  not divided; recurrent states are (``vllm/model_executor/layers/mamba/mamba_utils.py``
+  ``MambaStateShapeCalculator``: the conv channels and the value heads over TP).
+- **recurrent state dtype**: ``MambaStateDtypeCalculator._mamba_state_dtype``: the conv
+  state in ``mamba_cache_dtype``, the temporal state in ``mamba_ssm_cache_dtype``, both
+  ``"auto"`` by default (``vllm/config/cache.py``): the model dtype, and the conv
+  state's dtype. Qwen3-Next (``qwen3_next.py``
+  ``get_mamba_state_dtype_from_config``) follows that default, so its delta-net state is
+  bf16 in vLLM where transformers and llama.cpp keep it in float32.
 
 Not modelled: the extensible KV cache that 0.34 enables by default on CUDA and ROCm
 (``CacheConfig.enable_extensible_kv_cache``, ``vllm/v1/worker/extensible_kv_cache.py``),
@@ -45,7 +52,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnmem.runtimes.kvspec import LayerKV, from_config
+from nnmem.runtimes.kvspec import PER_TOKEN, WINDOWED, LayerKV, from_config
 
 GIB = 2**30
 
@@ -58,6 +65,8 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 # Bytes per KV element: vllm/utils/torch_utils.py STR_DTYPE_TO_TORCH_DTYPE and
 # get_dtype_size; "auto" is the model dtype.
 KV_DTYPE_BYTES = {"auto": None, "bfloat16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+# --mamba-cache-dtype / --mamba-ssm-cache-dtype (vllm/config/cache.py MambaDType).
+MAMBA_DTYPE_BYTES = {"auto": None, "float32": 4, "float16": 2, "bfloat16": 2}
 
 # Non-torch memory after profiling (CUDA context, NCCL, cuBLAS workspaces), as vLLM
 # logs it on an H100 (llm-d empirical-vllm-memory-results.md): 0.13 GiB at TP=1
@@ -123,6 +132,8 @@ class Serve:
     activation_bytes: int | None = None
     async_scheduling: bool = True
     device_name: str = ""
+    mamba_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -131,6 +142,11 @@ class Serve:
             raise ValueError(
                 f"kv_cache_dtype: {self.kv_cache_dtype!r} is not one of {', '.join(KV_DTYPE_BYTES)}"
             )
+        for f in ("mamba_cache_dtype", "mamba_ssm_cache_dtype"):
+            if getattr(self, f) not in MAMBA_DTYPE_BYTES:
+                raise ValueError(
+                    f"{f}: {getattr(self, f)!r} is not one of {', '.join(MAMBA_DTYPE_BYTES)}"
+                )
         if self.max_model_len < 1 or self.block_size < 1:
             raise ValueError("max_model_len and block_size must be at least 1")
         if self.tensor_parallel_size < 1 or self.pipeline_parallel_size < 1:
@@ -241,6 +257,17 @@ def _token_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
     return heads * (layer.head_dim_k + layer.head_dim_v) * db
 
 
+def state_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
+    """One recurrent layer's state per sequence on one rank: the conv and temporal
+    elements of :attr:`LayerKV.state` in vLLM's state dtypes, divided by TP (see the
+    module docstring)."""
+    conv_b = MAMBA_DTYPE_BYTES[s.mamba_cache_dtype] or m.dtype_bytes
+    ssm_b = MAMBA_DTYPE_BYTES[s.mamba_ssm_cache_dtype] or conv_b
+    conv, ssm = (*layer.state, (0, 0), (0, 0))[:2]
+    tp = s.tensor_parallel_size
+    return conv[0] // tp * conv_b + ssm[0] // tp * ssm_b
+
+
 def block_size(m: ServeModel, s: Serve) -> int:
     """The attention block size after hybrid alignment.
 
@@ -250,8 +277,8 @@ def block_size(m: ServeModel, s: Serve) -> int:
     page holds a whole state, and the state page is padded to the attention page
     (``mamba_page_size_padded``). ``align`` is taken as the configured block size.
     """
-    states = [lay.state_bytes for lay in m.kv if lay.kind == "state"]
-    attn = [_token_bytes(lay, m, s) for lay in m.kv if lay.kind in ("full", "sliding", "mla")]
+    states = [state_bytes(lay, m, s) for lay in m.kv if lay.kind == "state"]
+    attn = [_token_bytes(lay, m, s) for lay in m.kv if lay.kind in PER_TOKEN]
     if not states or not attn:
         return s.block_size
     per_token = max(attn)
@@ -263,9 +290,10 @@ def page_bytes(layer: LayerKV, m: ServeModel, s: Serve) -> int:
     """One layer's page of ``block_size`` tokens on one rank (``page_size_bytes``)."""
     bs = block_size(m, s)
     if layer.kind == "state":
-        attn = [_token_bytes(x, m, s) for x in m.kv if x.kind in ("full", "sliding", "mla")]
+        attn = [_token_bytes(x, m, s) for x in m.kv if x.kind in PER_TOKEN]
         # MambaSpec.page_size_bytes: the state, padded to the attention page
-        return max(layer.state_bytes, bs * max(attn)) if attn else layer.state_bytes
+        own = state_bytes(layer, m, s)
+        return max(own, bs * max(attn)) if attn else own
     return bs * _token_bytes(layer, m, s)
 
 
@@ -278,7 +306,7 @@ def groups(m: ServeModel, s: Serve) -> list[Group]:
     layers = layers[:per_stage]
     buckets: dict[tuple[str, int, int | None], int] = {}
     for lay in layers:
-        key = (lay.kind, page_bytes(lay, m, s), lay.window if lay.kind == "sliding" else None)
+        key = (lay.kind, page_bytes(lay, m, s), lay.window if lay.kind in WINDOWED else None)
         buckets[key] = buckets.get(key, 0) + 1
     if not buckets:
         return []
@@ -300,11 +328,21 @@ def blocks_per_request(g: Group, s: Serve) -> int:
     (``SlidingWindowSpec.max_admission_blocks_per_request``), ``in_flight`` =
     ``max_concurrent_batches * max_num_batched_tokens`` (``VllmConfig.
     max_in_flight_tokens``; PP + 1 batches with async scheduling).
+    Chunked local attention: ``cdiv(min(chunk + in_flight, max_model_len), block_size)``
+    (``ChunkedLocalAttentionSpec.max_admission_blocks_per_request``); the hybrid KV cache
+    manager keeps such groups by default (``VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE``
+    = 1, ``vllm/config/vllm.py``). With ``--disable-hybrid-kv-cache-manager`` they are
+    promoted to full attention (``kv_cache_planning.py`` ``_promote_local_kv_cache_specs``),
+    which is not modelled.
     Mamba state: one page (``MambaSpec.max_memory_usage_bytes``, cache mode "none").
     """
     if g.kind == "state":
         return 1
     bs = g.block_size or s.block_size
+    if g.kind == "chunked" and g.window:
+        _, tokens = s.defaults()
+        batches = s.pipeline_parallel_size + (1 if s.async_scheduling else 0)
+        return -(-min(g.window + batches * tokens, s.max_model_len) // bs)
     if g.kind == "sliding" and g.window:
         _, tokens = s.defaults()
         batches = s.pipeline_parallel_size + (1 if s.async_scheduling else 0)

@@ -24,6 +24,7 @@ from nnmem.result import Estimate
 from nnmem.scenario import (
     LABELS,
     Mode,
+    Runtime,
     Scenario,
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge
@@ -194,12 +195,14 @@ def solvers_html(fit: Fit | None, scenario: Scenario, binary: bool = True) -> st
             None,
             "",
         )
-    elif plan is scenario or plan.num_gpus == scenario.num_gpus:
+    elif plan == scenario:
         row("min_gpus", "Fewest GPUs", f"{plan.num_gpus:,}: it fits as set", plan.num_gpus, "")
     else:
         how = (
             LABELS[plan.sharding]
             if plan.mode is Mode.TRAINING
+            else "llama.cpp's layer split"
+            if plan.runtime.engine is Runtime.LLAMA_CPP
             else f"tensor parallel over {plan.tensor_parallel}"
         )
         changes = {

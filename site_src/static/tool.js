@@ -46,6 +46,7 @@ function startTool() {
   let ready = false;
   let latest = 0;
   let pending = null;
+  const sentAt = new Map(); // request id -> when it was posted, for the timing measure
 
   // Values from a link that no option of their <select> holds (see form.js).
   const rawValues = new Map();
@@ -76,6 +77,11 @@ function startTool() {
       result.innerHTML = reply.html.result;
       results.dataset.state = "live";
       showStale("");
+      const started = sentAt.get(id);
+      sentAt.clear();
+      if (started !== undefined) {
+        performance.measure("nnmem:tool", { start: started, end: performance.now() });
+      }
       return;
     }
     results.dataset.state = "stale";
@@ -92,6 +98,7 @@ function startTool() {
     latest += 1;
     const fields = readForm();
     forms.writeUrl(fields, defaults);
+    sentAt.set(latest, performance.now());
     post({ type: "request", id: latest, page: tool.dataset.tool, fields });
   }
 

@@ -14,7 +14,7 @@ from fuzz_entry import compute, count_estimates, from_query_string, query_string
 from fuzz_strategies import ALTERNATES
 from nnmem import Estimate, NnmemError, Scenario, estimate, parse
 from nnmem.catalog import gpus
-from nnmem.scenario import Mode
+from nnmem.scenario import Mode, Runtime
 from nnmem.solvers import MAX_BATCH, context_limit, max_batch, max_seq_len, min_gpus
 
 Check = Callable[..., list[str]]
@@ -256,6 +256,10 @@ def solvers(data: dict[str, Any], gpu_id: str) -> list[str]:
         tp = plan.tensor_parallel
         fewer = _try({**plan.to_dict(), "num_gpus": plan.num_gpus - tp})
         if plan.num_gpus > tp and fewer is not None and fits(fewer):
+            out.append(f"min_gpus {plan.num_gpus} but {fewer.num_gpus} fit {gpu_id}")
+    elif plan is not None and plan.runtime.engine is Runtime.LLAMA_CPP:
+        fewer = _try({**plan.to_dict(), "num_gpus": plan.num_gpus - 1})
+        if plan.num_gpus > 2 and fewer is not None and fits(fewer):
             out.append(f"min_gpus {plan.num_gpus} but {fewer.num_gpus} fit {gpu_id}")
     elif plan is not None:
         for d in range(2, plan.tensor_parallel):

@@ -11,7 +11,8 @@ import pytest
 from nnmem import estimate, parse
 from nnmem.errors import NnmemError
 from nnmem.models.cnn import backward_extra, builtin, parameter_count
-from nnmem.solvers import judge
+from nnmem.result import Estimate
+from nnmem.solvers import judge, min_gpus
 
 LLAMA_8B = 8_030_261_248  # parameters, nnmem/data/models.json
 
@@ -143,6 +144,8 @@ def test_fewest_gpus_tries_every_degree_that_divides_the_heads() -> None:
 
 
 def test_fewest_gpus_moves_to_zero3_when_zero2_cannot_fit() -> None:
+    # ZeRO-2 keeps the whole 16-bit model (16.06 GB) on every GPU; with 1,024 tokens of
+    # activations beside it no number of RTX 4090s holds the step.
     fit = judge(
         parse(
             {
@@ -151,6 +154,7 @@ def test_fewest_gpus_moves_to_zero3_when_zero2_cannot_fit() -> None:
                 "precision": "amp_bf16",
                 "sharding": "zero2",
                 "num_gpus": 2,
+                "seq_len": 1024,
             }
         ),
         "rtx-4090",
@@ -188,3 +192,66 @@ def test_a_quantized_llama_cpp_cache_needs_a_head_dimension_its_block_divides() 
     assert [p.field for p in caught.value.problems] == ["type_k"]
     # f16 has no blocks; the same model serves.
     assert estimate(parse({**data, "runtime": "llama_cpp"})).total_bytes > 0
+
+
+def test_cnn_under_deepspeed_fp16_saves_what_a_pure_fp16_step_saves() -> None:
+    # DeepSpeed's fp16 engine casts the module itself and enters no autocast
+    # (deepspeed/runtime/engine.py, module.half()), so a VGG-16 under ZeRO-3 with
+    # "AMP fp16" saves the same 16-bit activations as a plain fp16 step and no weight copies.
+    # Before, the backward subtracted autocast's copies from saved tensors it never had
+    # (VGG-16, batch 5: "saved tensors still held" was -33,768,448 B).
+    base = {"model": "preset", "preset": "vgg16", "batch_size": 5}
+    zero = estimate(parse({**base, "precision": "amp_fp16", "sharding": "zero3", "num_gpus": 8}))
+    pure = estimate(parse({**base, "precision": "fp16"}))
+
+    def saved(e: Estimate) -> int:
+        forward = next(p for p in e.phases if p.name == "forward")
+        return sum(t.bytes for t in forward.terms if t.key == "activations")
+
+    assert saved(zero) == saved(pure) > 0
+    assert all(t.bytes >= 0 for p in zero.phases for t in p.terms)
+
+
+def test_fewest_gpus_for_llama_cpp_splits_layers_over_any_count() -> None:
+    # llama.cpp splits whole layers across devices (--split-mode layer), not heads, so
+    # any count works. DeepSeek-LLM 67B in Q5_K_S at 4,096 tokens puts 24,085,233,664 B on
+    # the heavier of 2 GPUs and 16,203,087,872 B on the heaviest of 3: three 16 GiB cards
+    # (17,179,869,184 B each) hold it. Before, only head divisors (2, 4, 8) were tried: 4.
+    data = {
+        "model": "preset",
+        "preset": "deepseek-llm-67b",
+        "mode": "inference",
+        "runtime": "llama_cpp",
+        "gguf_type": "q5_k_s",
+        "seq_len": 4096,
+    }
+    assert (
+        estimate(parse({**data, "num_gpus": 2}), "rtx-4060-ti-16gb").total_bytes == 24_085_233_664
+    )
+    assert (
+        estimate(parse({**data, "num_gpus": 3}), "rtx-4060-ti-16gb").total_bytes == 16_203_087_872
+    )
+    plan = min_gpus(parse(data), 17_179_869_184, "rtx-4060-ti-16gb")
+    assert plan is not None
+    assert (plan.num_gpus, plan.tensor_parallel) == (3, 1)
+
+
+def test_fewest_gpus_counts_one_gpu_with_zero_offload() -> None:
+    # DeepSpeed runs ZeRO on a single GPU, and ZeRO-Offload (offload_optimizer) then keeps
+    # the fp32 master, m and v on the CPU: Llama 3.1 8B in bf16 needs 85,110,728,704 B on
+    # one GPU without it and fits one RTX 5090 (34,359,738,368 B usable) with it. Before,
+    # the search started at two GPUs and answered 2.
+    data = {
+        "model": "preset",
+        "preset": "llama-3.1-8b",
+        "precision": "bf16",
+        "offload_optimizer": True,
+        "checkpointing": "full",
+        "seq_len": 1024,
+    }
+    budget = 34_359_738_368
+    assert estimate(parse(data), "rtx-5090").total_bytes == 85_110_728_704
+    plan = min_gpus(parse(data), budget, "rtx-5090")
+    assert plan is not None
+    assert (plan.num_gpus, plan.sharding.value) == (1, "zero3")
+    assert estimate(plan, "rtx-5090").total_bytes <= budget

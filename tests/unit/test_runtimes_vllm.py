@@ -107,11 +107,13 @@ def test_hybrid_state_layers_enlarge_the_attention_block():
     from nnmem.runtimes.kvspec import LayerKV
 
     full = LayerKV("full", 2, 256, 256)  # 2 x 512 x 2 = 2048 bytes per token
-    state = LayerKV("state", state=((24576, 2), (524288, 4)))  # 2,146,304 bytes
+    state = LayerKV("state", state=((24576, 2), (524288, 4)))
     m = vllm.ServeModel(
         kv=(state, state, state, full), vocab=1000, hidden=2048, ffn=4096, weights_bytes=0
     )
-    s = _serve(block_size=64)
+    # conv in the model dtype, temporal state in float32: 2,146,304 bytes
+    s = _serve(block_size=64, mamba_ssm_cache_dtype="float32")
+    assert vllm.state_bytes(state, m, s) == 24576 * 2 + 524288 * 4
     # 64 * cdiv(2146304, 64 * 2048) = 64 * 17 = 1088 tokens per block
     assert vllm.block_size(m, s) == 1088
     assert vllm.page_bytes(full, m, s) == 1088 * 2048

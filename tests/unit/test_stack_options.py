@@ -8,6 +8,7 @@ Sources: nnmem/stacks.py (each term names the framework file and function).
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -292,3 +293,88 @@ def test_checkpoint_every_shows_only_with_every_n() -> None:
     shown = parse({**BILLION, "checkpointing": "every_n"}).inactive_fields()
     assert "checkpoint_every" not in shown
     assert run(checkpoint_every=3).to_dict()["phases"] == run().to_dict()["phases"]
+
+
+LLAMA_8B = {"model": "preset", "preset": "llama-3.1-8b", "precision": "amp_bf16"}
+
+
+def _term(e: Estimate, phase_name: str, label: str) -> int:
+    found = next(p for p in e.phases if p.name == phase_name)
+    return sum(t.bytes for t in found.terms if t.label == label)
+
+
+@pytest.mark.parametrize(
+    ("stack", "width"),
+    [("plain", 4), ("fsdp2", 2), ("deepspeed", 2)],
+)
+def test_stacks_that_cast_the_model_keep_16_bit_layer_inputs(stack: str, width: int) -> None:
+    """Autocast leaves the residual stream in fp32; FSDP2's MixedPrecisionPolicy and
+    DeepSpeed's bf16 mode run the forward in bf16 weights with no autocast, so the input
+    each checkpointed layer keeps is bf16: 32 layers × 2 × 1,024 × 4,096 × width."""
+    extra = {"sharding": "zero3"} if stack == "deepspeed" else {}
+    e = estimate(
+        parse(
+            {
+                **LLAMA_8B,
+                "stack": stack,
+                "num_gpus": 8,
+                "batch_size": 2,
+                "seq_len": 1024,
+                "checkpointing": "full",
+                **extra,
+            }
+        )
+    )
+    kept = _term(e, "loss", "saved checkpointed input")
+    assert kept == 32 * 2 * 1024 * 4096 * width
+
+
+def test_tensor_parallel_splits_the_blocks_fsdp2_gathers_in_backward() -> None:
+    """FSDP2 over tensor-parallel DTensors gathers each rank's 1/t of a block: the
+    current and the prefetched Llama 3.1 8B block, 2 × 218,112,000 × 2 B ÷ 2."""
+    e = estimate(parse({**LLAMA_8B, "stack": "fsdp2", "num_gpus": 8, "tensor_parallel": 2}))
+    gathered = _term(e, "backward", "unsharded current block and 1 prefetched")
+    assert gathered == 2 * 218_112_000 * 2 // 2
+
+
+LORA_FSDP = {
+    "model": "preset",
+    "preset": "llama-2-7b",
+    "finetune": "lora",
+    "num_gpus": 2,
+    "sharding": "zero3",
+    "checkpointing": "full",
+}
+# Llama 2 7B, one decoder layer: 4 · 4096² + 3 · 4096 · 11008 + 2 · 4096 = 202,383,360.
+LLAMA2_LAYER = 202_383_360
+
+
+@pytest.mark.parametrize(
+    ("precision", "per_value"),
+    [("bf16", Fraction(2)), ("nf4_dq", Fraction(2113, 4096))],  # NF4 with quantized scales
+)
+def test_fsdp_gathers_a_frozen_base_in_its_stored_format(
+    precision: str, per_value: Fraction
+) -> None:
+    """torch/distributed/fsdp/_flat_param.py FlatParamHandle.unshard: a unit is gathered
+    in its stored dtype, with no gradient for a frozen weight; BACKWARD_PRE gathers the
+    next unit ahead: 2 × 202,383,360 × bytes per value."""
+    e = estimate(parse({**LORA_FSDP, "precision": precision}))
+    kept = _term(e, "loss", "gathered frozen layers, current and prefetched")
+    assert kept == int(2 * LLAMA2_LAYER * per_value)
+
+
+def test_fsdp_cpu_offload_of_a_lora_run_keeps_only_the_gathered_layers() -> None:
+    """FSDP CPUOffload(offload_params=True): the shards (the 4-bit base, the adapters),
+    their gradients and AdamW's state go to the host; the GPU holds the gathered layers.
+    Host: (3,865,591,808 B of NF4 base + 8,388,608 adapter values × (4 + 4 + 8) B) ÷ 2."""
+    on_gpu = estimate(parse({**LORA_FSDP, "precision": "nf4_dq"}))
+    offload = estimate(parse({**LORA_FSDP, "precision": "nf4_dq", "cpu_offload": True}))
+    assert "cpu_offload" not in offload.scenario.inactive_fields()
+    labels = [t.label for t in offload.component("weights").terms]
+    assert labels == ["gathered frozen layers, current and prefetched"]
+    moved = (
+        sum(on_gpu.component_sizes()[k] for k in ("weights", "gradients", "optimizer_state"))
+        - offload.component_sizes()["weights"]
+    )
+    assert sum(t.bytes for t in offload.host) == moved == 1_999_904_768

@@ -96,12 +96,16 @@ def build(s: Scenario) -> Built:
         "",
         cnn.DERIVATIVES,
     )
-    saved = cnn.saved_activations(model, s.batch_size, p)
+    # A stack that computes in 16-bit weights of its own (DeepSpeed's bf16/fp16 engine,
+    # FSDP2's MixedPrecisionPolicy; step.computes_in_16bit) enters no autocast: its
+    # activations are 16-bit and it makes no weight copies, as in a pure 16-bit step.
+    act = p
+    if p is cnn.CnnPrecision.AMP and not st.autocast:
+        act = cnn.CnnPrecision.PURE16
+    saved = cnn.saved_activations(model, s.batch_size, act)
     saved_terms = [_term(t) for t in saved.terms if t.kind is not cnn.TermKind.WEIGHT_COPY]
     casts = [_term(t) for t in saved.terms if t.kind is cnn.TermKind.WEIGHT_COPY]
-    if not st.autocast:
-        casts = []
-    extra = cnn.backward_extra(model, s.batch_size, p)
+    extra = cnn.backward_extra(model, s.batch_size, act)
 
     # At the backward peak some parameter gradients exist and some saved tensors are gone:
     # the simulation gives both, and the activation gradients in flight on top. Its saved

@@ -9,6 +9,7 @@ from nnmem.models.architecture import (
     Family,
     Transformer,
 )
+from nnmem.models.step import computes_in_16bit
 from nnmem.models.tensors import Widths
 from nnmem.scenario import (
     Attention,
@@ -60,7 +61,7 @@ def _widths(s: Scenario) -> Widths:
     cpu = s.device is Device.CPU
     if s.precision is Precision.FP32:
         return Widths(res=4, act=4, cpu=cpu)
-    if s.precision.is_amp:
+    if s.precision.is_amp and not computes_in_16bit(s):
         return Widths(res=4, act=2, cpu=cpu, amp=True)
     return Widths(res=2, act=2, cpu=cpu)
 
@@ -163,7 +164,7 @@ def context(s: Scenario) -> Ctx:
         s=s,
         widths=widths,
         sizes=sizes,
-        amp=s.precision.is_amp,
+        amp=widths.amp,
         eager=eager,
         lora=lora,
         cpu=cpu,
