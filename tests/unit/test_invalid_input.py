@@ -13,7 +13,10 @@ from nnmem.web.form import DEFAULT_FIELDS, FIELDS
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 
-PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,000"
+PARAMS_ALLOWED = (
+    "a number of millions of parameters above 0 and at most 10,000,000, or a count with its "
+    "unit such as 7B or 350M"
+)
 PRECISIONS = (
     "fp32, amp_bf16, amp_fp16, bf16, fp16, fp8, int8, int4, gptq, awq, nf4, nf4_dq, q8_0, "
     "q6_k, q5_k_m, q4_k_m, q4_0, mxfp4, nvfp4"
@@ -122,9 +125,9 @@ def test_training_in_an_inference_format_is_refused_on_precision() -> None:
     assert caught.value.problems == (
         Problem(
             "precision",
-            "Precision int4 stores weights for inference only: for training choose fp32, "
-            "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
-            "mode to inference.",
+            "Precision INT4 (plain) stores weights for inference only. To train, choose FP32, "
+            "BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. Or set the "
+            "mode to Inference.",
         ),
     )
 
@@ -298,7 +301,7 @@ LLAMA_FIELDS = {"describe": "fields", "preset": "llama-3.1-8b"}
             "preset",
             SCRIPT,
             'Preset "<script>alert(1)</scrip…" is not in the catalog: pick a model from the '
-            "list, such as llama-3.1-8b.",
+            "list or type its name, such as Llama 3.1 8B or llama-3.1-8b.",
         ),
         (
             LLAMA_FIELDS,
@@ -461,3 +464,19 @@ def test_script_in_every_control_of_a_describe_mode(describe: str) -> None:
     reply = json.loads(handle(json.dumps({"fields": fields})))
     flagged = {e["field"] for e in reply["errors"]}
     assert set(FIELDS) - set(reply["inactive"]) - {"describe"} == flagged
+
+
+def test_a_quantized_base_names_lora_in_the_pages_words() -> None:
+    """NF4 trains only as the frozen base of LoRA adapters: the message names the options
+    as the page's menus do, and the control (Fine-tuning: LoRA adapters) that makes it valid."""
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "preset", "preset": "llama-3.1-8b", "precision": "nf4"})
+    assert caught.value.problems == (
+        Problem(
+            "precision",
+            "Precision NF4 (bitsandbytes 4-bit) stores weights for inference only. To train, "
+            "choose FP32, BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. "
+            "To train adapters over it as a frozen base (QLoRA), set Fine-tuning to LoRA "
+            "adapters. Or set the mode to Inference.",
+        ),
+    )
