@@ -1,0 +1,151 @@
+"""The inference cache of layers that do not keep one key and value per head.
+
+transformers 5.25 ``cache_utils.py`` builds one cache layer per decoder layer from the
+config's ``layer_types`` (``get_layer_types_and_kwargs``):
+
+- multi-head latent attention (DeepSeek-V3/R1, Kimi K2): ``DeepseekV3Attention.forward``
+  caches the compressed latent before up-projecting it, ``kv_nope`` as the key
+  ``[b, 1, tokens, kv_lora_rank]`` and the rotary key ``k_rot`` as the value
+  ``[b, 1, tokens, qk_rope_head_dim]`` of a ``DynamicLayer``; one head, shared by all
+  query heads, so a tensor-parallel split does not divide it;
+- gated delta net layers (Qwen3-Next, ``Qwen3NextGatedDeltaNet``) keep a fixed state per
+  sequence in a ``LinearAttentionLayer``: the conv state ``[b, 2k + v, kernel]`` in the
+  model dtype (``update_conv_state`` pads or trims the prefill to ``conv_kernel_size``)
+  and the recurrent state ``[b, v_heads, k_dim, v_dim]``, float32 as
+  ``torch_chunk_gated_delta_rule`` returns it;
+- chunked attention layers (Llama 4) use ``DynamicSlidingWindowLayer`` with
+  ``sliding_window = attention_chunk_size``, so past the first decode step they hold one
+  chunk of tokens, as sliding-window layers hold their window.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from nnmem.models.architecture import Transformer
+from nnmem.scenario import Scenario
+from nnmem.terms import Term, polynomial, product
+
+MLA_CACHE = (
+    "transformers 5.25 modeling_deepseek_v3.py DeepseekV3Attention.forward: "
+    "cache.update(kv_nope, k_rot) stores the latent [b, 1, tokens, kv_lora_rank] and the "
+    "rotary key [b, 1, tokens, qk_rope_head_dim] per layer"
+)
+LINEAR_CACHE = (
+    "transformers 5.25 cache_utils.py LinearAttentionLayer (conv state [b, 2k + v, "
+    "conv_kernel_size] in the model dtype) and modeling_qwen3_next.py "
+    "torch_chunk_gated_delta_rule (recurrent state [b, v_heads, k_dim, v_dim], float32); "
+    "DynamicLayer key and value [b, a_kv, tokens, d] for the full-attention layers"
+)
+
+
+def special(t: Transformer) -> bool:
+    """Whether the model's cache is not the plain key-and-value-per-head layout."""
+    return t.mla or t.linear_layers > 0
+
+
+def cache_term(s: Scenario, t: Transformer, tokens: int) -> Term:
+    """The cache of an MLA or linear-attention model holding ``tokens`` per sequence."""
+    kv_bytes = s.kv_cache_dtype.bytes_for(s.precision)
+    if t.mla:
+        return product(
+            "kv_cache",
+            "latent and rotary key of every layer (multi-head latent attention)",
+            [
+                ("L", t.layers),
+                ("b", s.batch_size),
+                ("tokens", tokens),
+                ("(r_kv + d_rope)", t.kv_lora_rank + t.qk_rope_head_dim),
+            ],
+            kv_bytes,
+            MLA_CACHE,
+        )
+    k = t.linear_key_heads * t.linear_key_dim
+    v = t.linear_value_heads * t.linear_value_dim
+    return polynomial(
+        "kv_cache",
+        f"keys and values of {t.attention_layers} attention layers, fixed state of "
+        f"{t.linear_layers} linear-attention layers",
+        [("b", s.batch_size)],
+        [
+            (
+                "2·L_attn·a_kv·tokens·d",
+                2 * t.attention_layers * t.kv_heads * tokens * t.head_dim,
+                Fraction(kv_bytes, s.tensor_parallel),
+            ),
+            ("L_lin·(2k + v)·kernel", t.linear_layers * (2 * k + v) * t.linear_kernel, kv_bytes),
+            (
+                "L_lin·v_heads·k_dim·v_dim",
+                t.linear_layers * t.linear_value_heads * t.linear_key_dim * t.linear_value_dim,
+                4,
+            ),
+        ],
+        LINEAR_CACHE,
+    )
+
+
+def cache_temporary(s: Scenario, t: Transformer, tokens: int) -> Term:
+    """One layer's old cache tensor while ``torch.cat`` appends the new token."""
+    kv_bytes = s.kv_cache_dtype.bytes_for(s.precision)
+    if t.mla:
+        return product(
+            "temporaries",
+            "one layer's old latent during torch.cat",
+            [("b", s.batch_size), ("tokens", tokens), ("r_kv", t.kv_lora_rank)],
+            kv_bytes,
+            MLA_CACHE,
+        )
+    return product(
+        "temporaries",
+        "one layer's old key or value during torch.cat",
+        [("b", s.batch_size), ("a_kv", t.kv_heads), ("tokens", tokens), ("d", t.head_dim)],
+        Fraction(kv_bytes, s.tensor_parallel),
+        LINEAR_CACHE,
+    )
+
+
+def cache_note(s: Scenario, t: Transformer) -> str:
+    """What the cache holds per token, in words."""
+    kv_bytes = s.kv_cache_dtype.bytes_for(s.precision)
+    if t.mla:
+        per = t.layers * (t.kv_lora_rank + t.qk_rope_head_dim) * kv_bytes
+        return (
+            f"KV cache: {per:,} bytes per token per sequence (a latent of "
+            f"{t.kv_lora_rank} and a rotary key of {t.qk_rope_head_dim} in each of "
+            f"{t.layers} layers, shared by the {t.heads} heads)."
+        )
+    per = 2 * t.attention_layers * t.kv_heads * t.head_dim * kv_bytes
+    return (
+        f"KV cache: {per:,} bytes per token per sequence ({t.kv_heads} key/value heads of "
+        f"{t.head_dim} in {t.attention_layers} attention layers); the {t.linear_layers} "
+        "linear-attention layers keep a fixed state per sequence."
+    )
+
+
+def approximation_notes(t: Transformer) -> list[str]:
+    """What the activation tables do not model exactly for this architecture."""
+    notes = []
+    if t.mla:
+        notes.append(
+            "Multi-head latent attention: activations are estimated as standard attention "
+            f"with {t.heads} heads of {t.head_dim}; the low-rank q/kv projections' "
+            "intermediates are not modelled."
+        )
+    if t.linear_layers:
+        notes.append(
+            f"Linear attention: activations of the {t.linear_layers} gated delta net layers "
+            "are estimated as standard attention layers; their chunked recurrence is not "
+            "modelled."
+        )
+    if t.chunked_layers:
+        notes.append(
+            f"Chunked attention: the working set is estimated as full attention on every "
+            f"layer; {t.chunked_layers} layers attend within chunks of "
+            f"{t.attention_chunk:,} tokens."
+        )
+    if t.dense_layers and t.moe_layers:
+        notes.append(
+            f"Activations are estimated as if every layer were a mixture-of-experts layer; "
+            f"{t.dense_layers} layers have a dense MLP of {t.dense_intermediate:,}."
+        )
+    return notes
