@@ -34,13 +34,24 @@ from nnmem.runtimes.vllm import ServeModel
 
 @cache
 def runtime_models() -> dict[str, dict[str, Any]]:
-    """The models of ``data/runtime_models.json`` by id.
+    """The models the runtimes price by their checkpoints, by id: those of
+    ``data/runtime_models.json`` and the catalog entries with a ``weights`` object.
 
     >>> sorted(runtime_models())[:3]
     ['deepseek-r1', 'deepseek-v3', 'glm-4.5']
     """
     text = files("nnmem").joinpath("data", "runtime_models.json").read_text(encoding="utf-8")
-    return {m["id"]: m for m in json.loads(text)["models"]}
+    found = {m["id"]: m for m in json.loads(text)["models"]}
+    for m in catalog.models().values():
+        if m.weights is not None:
+            found[m.id] = {
+                "id": m.id,
+                "name": m.name,
+                "hf_id": m.hf_id or m.id,
+                "config": m.config,
+                "weights": m.weights,
+            }
+    return found
 
 
 def config(model_id: str) -> dict[str, Any]:
