@@ -1,4 +1,5 @@
-"""Models for the runtimes: the catalog's, and those in ``data/runtime_models.json``.
+"""Models for the runtimes: the catalog's (those with a ``weights`` object are priced by
+their checkpoints), and those in ``data/runtime_models.json``.
 
 Weights as a checkpoint stores them:
 
@@ -15,7 +16,7 @@ Weights as a checkpoint stores them:
   ``create_fp8_scale_parameter``: ``cdiv(out, 128) x cdiv(in, 128)`` float32 per linear
   layer, per expert in ``Fp8MoEMethod``); the rest bf16.
 
-The MoE models of ``data/runtime_models.json`` (DeepSeek-V3/R1, Kimi K2, GLM-4.5,
+The MoE models with a ``weights`` object (DeepSeek-V3/R1, Kimi K2, GLM-4.5,
 Qwen3-Next, Llama 4) are counted as vLLM loads them: the main model without its
 multi-token-prediction layer, float32 where vLLM allocates float32 (:class:`Weights`).
 """

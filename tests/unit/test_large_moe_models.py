@@ -1,7 +1,7 @@
 """DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next and Llama 4: parameters and caches.
 
 Each expected value is worked out by hand in the comments from the model's config.json
-(``nnmem/data/runtime_models.json``) and the transformers 5.25 modeling file that
+(``nnmem/data/models.json``) and the transformers 5.25 modeling file that
 allocates the tensors:
 
 - ``modeling_deepseek_v3.py``: DeepseekV3Attention (q_a/q_b/kv_a/kv_b/o and two latent
