@@ -95,6 +95,8 @@ class Transformer:
     dense_layers: int = 0
     dense_intermediate: int = 0
     shared_expert_gate: bool = True  # Qwen's sigmoid gate h -> 1 on the shared expert
+    router_bias: bool = False  # gpt-oss GptOssTopKRouter.bias
+    attention_sinks: bool = False  # gpt-oss GptOssAttention.sinks, one per head
     output_gate: bool = False  # Qwen3-Next: q_proj also yields a per-head output gate
     # Gated delta net layers (Qwen3-Next linear attention)
     linear_layers: int = 0
@@ -406,11 +408,15 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         gated, rms = True, True
         tied = read.flag("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"})
         intermediate = read.whole("intermediate_size")
-        attention_bias = read.flag("attention_bias", model_type == "qwen2")
+        # GptOssConfig defaults attention_bias to true (configuration_gpt_oss.py).
+        attention_bias = read.flag("attention_bias", model_type in ("qwen2", "gpt_oss"))
         qkv_bias = attention_bias or model_type == "qwen2"
         # GLM-4.5 (modeling_glm4_moe.py Glm4MoeAttention): o_proj has no bias.
         out_bias = attention_bias and model_type not in ("qwen2", "glm4_moe")
-        mlp_bias = read.flag("mlp_bias", False)
+        # gpt-oss experts carry gate_up_proj_bias and down_proj_bias (GptOssExperts).
+        mlp_bias = read.flag("mlp_bias", False) or model_type == "gpt_oss"
+        if model_type == "gpt_oss":
+            kwargs |= {"router_bias": True, "attention_sinks": True}
         norms = 4 if model_type in {"gemma2", "gemma3", "gemma3_text"} else 2
         qk_norm = model_type in {"qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text"}
         qk_norm = qk_norm or model_type == "olmo2"
@@ -576,7 +582,7 @@ def _norm(t: Transformer, width: int) -> int:
 def attention_params(t: Transformer, cross: bool = False) -> int:
     """One attention block: W_q, W_k, W_v, W_o and their biases (and Q/K norms)."""
     del cross  # cross-attention has the same shapes as self-attention in T5
-    if t.mla or t.output_gate:
+    if t.mla or t.output_gate or t.attention_sinks:
         return sum(x.elements for x in _attention_tensors(t, "attn"))
     q, kv = t.q_width, t.kv_width
     count = t.hidden * q + 2 * t.hidden * kv + q * t.hidden
@@ -610,7 +616,7 @@ def layer_params(t: Transformer) -> int:
             mlp = max(mlp, mlp_params(t, t.dense_intermediate))
         return attention + mlp + norms
     if t.family is Family.MOE:
-        router = t.hidden * t.experts
+        router = t.hidden * t.experts + (t.experts if t.router_bias else 0)
         experts = t.experts * mlp_params(t)
         shared = 0
         if t.shared_expert_intermediate:
@@ -741,6 +747,8 @@ def _attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
     if t.qk_norm:
         tensors += [Tensor(f"{prefix}.q_norm.weight", (t.head_dim,))]
         tensors += [Tensor(f"{prefix}.k_norm.weight", (t.head_dim,))]
+    if t.attention_sinks:
+        tensors += [Tensor(f"{prefix}.sinks", (t.heads,))]
     return tensors
 
 
@@ -791,6 +799,8 @@ def _linear_attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
 def _moe_tensors(t: Transformer, prefix: str) -> list[Tensor]:
     """One MoE block: router, the routed experts and any shared expert (and its gate)."""
     tensors = [Tensor(f"{prefix}.router.weight", (t.experts, t.hidden))]
+    if t.router_bias:
+        tensors += [Tensor(f"{prefix}.router.bias", (t.experts,))]
     tensors += [x.times(t.experts) for x in _mlp_tensors(t, f"{prefix}.experts.*", t.intermediate)]
     if t.shared_expert_intermediate:
         tensors += _mlp_tensors(t, f"{prefix}.shared_expert", t.shared_expert_intermediate)

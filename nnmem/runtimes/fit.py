@@ -7,9 +7,9 @@ and the output go to the GPU(s) (``-ngl n_layer+1``), partly when the rest fits 
 system RAM. For vLLM each model is tried in bf16 then fp8 with ``max_model_len =
 context`` and must reach a concurrency of ``users``; several cards run as tensor
 parallel ranks. vLLM also ranks the MoE models priced by their checkpoints
-(:func:`~nnmem.runtimes.models.runtime_models`: gpt-oss from ``data/runtime_models.json``;
-DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next and Llama 4 from the catalog) in the formats
-their checkpoints come in; llama.cpp does not, as their GGUF tensor lists are not written.
+(:func:`~nnmem.runtimes.models.runtime_models`: gpt-oss, DeepSeek-V3/R1, Kimi K2,
+GLM-4.5, Qwen3-Next and Llama 4) in the formats their checkpoints come in; llama.cpp
+does not, as their GGUF tensor lists are not written.
 
 >>> from nnmem import catalog
 >>> r = what_fits([catalog.gpus()["rtx-4090"].memory_bytes], "llama_cpp", 8192, 1)

@@ -1,5 +1,5 @@
-"""Models for the runtimes: the catalog's (those with a ``weights`` object are priced by
-their checkpoints), and those in ``data/runtime_models.json``.
+"""Models for the runtimes: the catalog's; those with a ``weights`` object are priced by
+their published checkpoints.
 
 Weights as a checkpoint stores them:
 
@@ -23,10 +23,8 @@ multi-token-prediction layer, float32 where vLLM allocates float32 (:class:`Weig
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from nnmem import catalog
@@ -35,24 +33,23 @@ from nnmem.runtimes.vllm import ServeModel
 
 @cache
 def runtime_models() -> dict[str, dict[str, Any]]:
-    """The models the runtimes price by their checkpoints, by id: those of
-    ``data/runtime_models.json`` and the catalog entries with a ``weights`` object.
+    """The catalog models the runtimes price by their published checkpoints (those with a
+    ``weights`` object in ``data/models.json``), by id.
 
     >>> sorted(runtime_models())[:3]
     ['deepseek-r1', 'deepseek-v3', 'glm-4.5']
     """
-    text = files("nnmem").joinpath("data", "runtime_models.json").read_text(encoding="utf-8")
-    found = {m["id"]: m for m in json.loads(text)["models"]}
-    for m in catalog.models().values():
-        if m.weights is not None:
-            found[m.id] = {
-                "id": m.id,
-                "name": m.name,
-                "hf_id": m.hf_id or m.id,
-                "config": m.config,
-                "weights": m.weights,
-            }
-    return found
+    return {
+        m.id: {
+            "id": m.id,
+            "name": m.name,
+            "hf_id": m.hf_id or m.id,
+            "config": m.config,
+            "weights": m.weights,
+        }
+        for m in catalog.models().values()
+        if m.weights is not None
+    }
 
 
 def config(model_id: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next and Llama 4: parameters and caches.
+"""DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next, Llama 4, gpt-oss: parameters and caches.
 
 Each expected value is worked out by hand in the comments from the model's config.json
 (``nnmem/data/models.json``) and the transformers 5.25 modeling file that
@@ -14,7 +14,12 @@ allocates the tensors:
   Qwen3NextGatedDeltaNet, Qwen3NextSparseMoeBlock (shared expert with a gate h -> 1);
 - ``modeling_llama4.py``: Llama4TextAttention (no bias, weightless QK norm),
   Llama4TextMoe (router without bias, experts, ungated shared MLP), dense MLPs of
-  intermediate_size_mlp off the moe_layers, Llama4VisionModel and the projector.
+  intermediate_size_mlp off the moe_layers, Llama4VisionModel and the projector;
+- ``modeling_gpt_oss.py``: GptOssAttention (biases, one sink per head), GptOssTopKRouter
+  (with bias), GptOssExperts (gate_up and down with biases).
+
+``benchmarks/catalog/verify_params.py`` builds each class on the meta device and finds the
+same totals (torch 2.13.0, transformers 5.25.0).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from nnmem.models.architecture import (
     parameter_tensors,
 )
 from nnmem.models.transformer import kv_cache_term
-from nnmem.runtimes.models import config, weights_of
+from nnmem.runtimes.models import config, param_count, runtime_models
 from nnmem.scenario import parse
 
 # DeepSeek-V3: h 7168, L 61, a 128, q_lora 1536, kv_lora 512, nope 128, rope 64, v 128,
@@ -104,6 +109,15 @@ SCOUT_VISION = 871_932_416
 #   layers 398,642,872,320; + 2,068,971,520 + 5,120 + vision 871,932,416
 #   total 401,583,781,376 (the model card's 400B).
 MAVERICK = 401_583_781_376
+# gpt-oss-20b (modeling_gpt_oss.py): h 2880, L 24, a 64, a_kv 8, d 64, 32 experts of 2880,
+# vocab 201088, attention_bias true.
+#   attention: q 2880·4096 + 4096 = 11,800,576; k, v 2·(2880·512 + 512) = 2,950,144;
+#     o 4096·2880 + 2880 = 11,799,360; sinks 64; sum 26,550,144
+#   router 32·2880 + 32 = 92,192; experts 32·(3·2880·2880 + 3·2880) = 796,538,880 (gate_up
+#     [E, h, 2f] + bias [E, 2f], down [E, f, h] + bias [E, h]); norms 5,760
+#   layers 24·823,186,976 = 19,756,487,424; embedding and head 2·201088·2880
+#   = 1,158,266,880; norm 2,880; total 20,914,757,184 (the model card's 21B)
+GPT_OSS_20B = 20_914_757_184
 
 
 @pytest.mark.parametrize(
@@ -116,6 +130,7 @@ MAVERICK = 401_583_781_376
         ("qwen3-next-80b-a3b", QWEN3_NEXT),
         ("llama-4-scout", SCOUT),
         ("llama-4-maverick", MAVERICK),
+        ("gpt-oss-20b", GPT_OSS_20B),
     ],
 )
 def test_parameters_as_transformers_allocates_them(model_id: str, expected: int) -> None:
@@ -132,15 +147,13 @@ def test_parameters_as_transformers_allocates_them(model_id: str, expected: int)
         ("glm-4.5", 89 * 160),
         ("qwen3-next-80b-a3b", 0),
         ("llama-4-maverick", 0),
+        ("gpt-oss-120b", 0),
     ],
 )
 def test_agrees_with_the_runtime_weights(model_id: str, buffers: int) -> None:
     """The runtimes count the checkpoint's tensors, buffers included (runtimes/models.py)."""
-    weights = weights_of(model_id)
-    assert weights is not None
-    assert sum(parameter_counts(from_config(config(model_id))).values()) + buffers == (
-        weights.params
-    )
+    total = sum(parameter_counts(from_config(config(model_id))).values())
+    assert total + buffers == param_count(model_id)
 
 
 def test_deepseek_v3_latent_attention_shapes() -> None:
@@ -219,3 +232,19 @@ def test_estimates_say_what_is_approximate() -> None:
     assert any("70,272 bytes per token" in n for n in notes)  # 61 · 576 · 2
     notes = estimate(scenario("qwen3-next-80b-a3b", seq_len=1024)).notes
     assert any("gated delta net" in n for n in notes)
+
+
+def test_the_runtimes_find_the_presets() -> None:
+    """Every catalog entry with a weights object is a runtime model, and only those."""
+    assert sorted(runtime_models()) == [
+        "deepseek-r1",
+        "deepseek-v3",
+        "glm-4.5",
+        "gpt-oss-120b",
+        "gpt-oss-20b",
+        "kimi-k2",
+        "llama-4-maverick",
+        "llama-4-scout",
+        "qwen3-next-80b-a3b",
+    ]
+    assert runtime_models()["kimi-k2"]["weights"]["formats"] == ["fp8", "bf16"]
