@@ -15,7 +15,11 @@ config's ``layer_types`` (``get_layer_types_and_kwargs``):
   ``torch_chunk_gated_delta_rule`` returns it;
 - chunked attention layers (Llama 4) use ``DynamicSlidingWindowLayer`` with
   ``sliding_window = attention_chunk_size``, so past the first decode step they hold one
-  chunk of tokens, as sliding-window layers hold their window.
+  chunk of tokens, as sliding-window layers hold their window (the kept keys are a view
+  of the concatenated tensor, whose storage of ``window`` tokens stays allocated).
+
+``benchmarks/catalog/verify_caches.py`` checks these against the storages a DynamicCache
+keeps in transformers 5.25, to the byte.
 """
 
 from __future__ import annotations
