@@ -248,3 +248,13 @@ def test_the_runtimes_find_the_presets() -> None:
         "qwen3-next-80b-a3b",
     ]
     assert runtime_models()["kimi-k2"]["weights"]["formats"] == ["fp8", "bf16"]
+
+
+def test_llama_4_context_limit_reads_the_text_config() -> None:
+    """Llama 4 Scout's text_config states max_position_embeddings 10,485,760."""
+    from nnmem import solvers
+
+    s = parse({"model": "preset", "preset": "llama-4-scout", "mode": "inference"})
+    limit = solvers.context_limit(s)
+    assert limit is not None
+    assert limit.tokens == 10_485_760
