@@ -61,6 +61,11 @@ FLAGS = {
     "gradient_as_bucket_view": "--gradient-as-bucket-view",
     "reshard_after_forward": "--reshard-after-forward",
     "cpu_offload": "--cpu-offload",
+    "loss": "--loss",
+    "loss_chunks": "--loss-chunks",
+    "optimizer_in_backward": "--optimizer-in-backward",
+    "activation_offload": "--activation-offload",
+    "paged_optimizer": "--paged-optimizer",
 }
 # The training stack's flags: (key, metavar, help); the defaults come from the schema.
 STACK_FLAGS = (
@@ -73,6 +78,33 @@ STACK_FLAGS = (
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
     ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
+)
+
+# Memory features a training loop switches on (key, metavar, help): all but the paged
+# optimizer are modelled for transformers.
+MEMORY_FLAGS = (
+    (
+        "loss",
+        "LOSS",
+        "standard (default), chunked (torchtune CEWithChunkedOutputLoss), fused_linear "
+        "(Liger) or cce (Apple Cut Cross-Entropy)",
+    ),
+    ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
+    (
+        "optimizer_in_backward",
+        "BOOL",
+        "step and free each gradient in backward (torchtune optimizer_in_bwd)",
+    ),
+    (
+        "activation_offload",
+        "BOOL",
+        "saved activations in pinned CPU memory (torchtune OffloadActivations)",
+    ),
+    (
+        "paged_optimizer",
+        "BOOL",
+        "adamw or adamw_8bit as bitsandbytes PagedAdamW / PagedAdamW8bit (unified memory)",
+    ),
 )
 
 
@@ -121,6 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     stack = parser.add_argument_group("the training stack")
     for key, metavar, about in STACK_FLAGS:
         stack.add_argument(FLAGS[key], metavar=metavar, help=about)
+    features = parser.add_argument_group("memory features (training)")
+    for key, metavar, about in MEMORY_FLAGS:
+        features.add_argument(FLAGS[key], metavar=metavar, help=about)
     step.add_argument(
         "--set",
         metavar="KEY=VALUE",

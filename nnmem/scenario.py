@@ -166,6 +166,18 @@ class Checkpointing(StrEnum):
     FULL = "full"
 
 
+class Loss(StrEnum):
+    """How a language model's training loss meets the logits: the plain cross-entropy over
+    all of them, torchtune's chunked output loss, which upcasts one chunk at a time, Liger's
+    fused linear cross-entropy, which makes them a chunk at a time, or Apple's Cut
+    Cross-Entropy, which keeps them in on-chip memory only."""
+
+    STANDARD = "standard"
+    CHUNKED = "chunked"
+    FUSED_LINEAR = "fused_linear"
+    CCE = "cce"
+
+
 class Attention(StrEnum):
     """Attention kernel: memory-efficient/flash (no s×s scores kept) or eager."""
 
@@ -331,6 +343,12 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Checkpointing.PER_OP: "Per-op selective (torchtitan: matmul and attention outputs kept)",
         Checkpointing.EVERY_N: "Every n-th layer (torchtitan layer SAC)",
         Checkpointing.FULL: "Full (every layer recomputed)",
+    },
+    Loss: {
+        Loss.STANDARD: "Cross-entropy over all the logits",
+        Loss.CHUNKED: "Chunked cross-entropy (torchtune CEWithChunkedOutputLoss)",
+        Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
+        Loss.CCE: "Cut Cross-Entropy (Apple CCE)",
     },
     Attention: {
         Attention.SDPA: "Memory-efficient / flash (SDPA)",
@@ -503,6 +521,13 @@ class Scenario:
     checkpoint_every: int = 2
     attention: Attention = Attention.SDPA
     grad_accum_steps: int = 1
+    # memory features a training loop switches on (torchtune's recipes name each one)
+    loss: Loss = Loss.STANDARD
+    loss_chunks: int = 8  # torchtune CEWithChunkedOutputLoss(num_output_chunks=8)
+    optimizer_in_backward: bool = False
+    activation_offload: bool = False
+    # bitsandbytes PagedAdamW (32-bit states) or PagedAdamW8bit, by the optimizer
+    paged_optimizer: bool = False
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -588,6 +613,9 @@ class Scenario:
             sharding=self.sharding,
             optimizer=self.optimizer,
             checkpointing=self.checkpointing,
+            loss=self.loss,
+            device=self.device,
+            optimizer_in_backward=self.optimizer_in_backward,
         )
 
     @property
@@ -689,6 +717,21 @@ IMAGE_SIZE = whole("image_size", "Image size", 8_192)
 NEW_TOKENS = whole("new_tokens", "Generated tokens", 10_000_000, low=0)
 CHECKPOINT_EVERY = whole("checkpoint_every", "Checkpoint every n-th layer", 1_000)
 GRAD_ACCUM = whole("grad_accum_steps", "Gradient accumulation steps", 10_000)
+LOSS = ChoiceSpec(
+    "loss",
+    "Loss",
+    Loss,
+    aliases=(
+        ("chunked_ce", "chunked"),
+        ("cross_entropy", "standard"),
+        ("liger", "fused_linear"),
+        ("cut_cross_entropy", "cce"),
+    ),
+)
+LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
+OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")
+ACTIVATION_OFFLOAD = FlagSpec("activation_offload", "Activation offloading")
+PAGED_OPTIMIZER = FlagSpec("paged_optimizer", "Paged optimizer")
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -834,6 +877,11 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         CHECKPOINT_EVERY,
         ATTENTION,
         GRAD_ACCUM,
+        LOSS,
+        LOSS_CHUNKS,
+        OPTIMIZER_IN_BACKWARD,
+        ACTIVATION_OFFLOAD,
+        PAGED_OPTIMIZER,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -964,6 +1012,61 @@ def stack_inactive(
     return off
 
 
+MEMORY_FEATURE_KEYS = ("loss", "loss_chunks", "optimizer_in_backward", "activation_offload")
+
+
+def language_model(model: object) -> bool:
+    """Whether the model's head is a language model's, whose loss reads one logit per
+    vocabulary entry and token (the logits :class:`Loss` chunks)."""
+    return isinstance(model, Transformer) and model.head.value in (
+        "causal_lm",
+        "masked_lm",
+        "seq2seq_lm",
+    )
+
+
+def in_backward_applies(stack: Stack, sharding: Sharding) -> bool:
+    """Whether ``optimizer_in_backward`` is read: one process's plain loop, unsharded, as
+    torchtune's single-device recipes run it."""
+    return stack is Stack.PLAIN and sharding is Sharding.NONE
+
+
+def paged_applies(stack: Stack, sharding: Sharding, optimizer: Optimizer) -> bool:
+    """Whether ``paged_optimizer`` is read: bitsandbytes' PagedAdamW or PagedAdamW8bit in
+    one process that holds the whole optimizer (its own loop, or the Trainer's
+    ``paged_adamw_32bit`` / ``paged_adamw_8bit``)."""
+    single = stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
+    return (
+        single
+        and sharding is Sharding.NONE
+        and optimizer
+        in (
+            Optimizer.ADAMW,
+            Optimizer.ADAMW_8BIT,
+        )
+    )
+
+
+def memory_features_inactive(
+    model: object, stack: Stack, sharding: Sharding, loss: Loss, optimizer_in_backward: bool
+) -> set[str]:
+    """Memory-feature keys the engine does not read for this training step: they are
+    modelled for transformers; the loss's for a language model's head."""
+    if not isinstance(model, Transformer):
+        return set(MEMORY_FEATURE_KEYS)
+    off = set()
+    if not language_model(model):
+        off |= {"loss", "loss_chunks"}
+    if loss is not Loss.CHUNKED:
+        off.add("loss_chunks")
+    if not in_backward_applies(stack, sharding):
+        off.add("optimizer_in_backward")
+    elif optimizer_in_backward:
+        # Each parameter's hook steps and frees its gradient: no zero_grad to place.
+        off.add("zero_grad")
+    return off
+
+
 def inactive_fields(
     kind: ModelKind,
     mode: Mode,
@@ -976,6 +1079,9 @@ def inactive_fields(
     sharding: Sharding = Sharding.NONE,
     optimizer: Optimizer = Optimizer.ADAMW,
     checkpointing: Checkpointing = Checkpointing.NONE,
+    loss: Loss = Loss.STANDARD,
+    optimizer_in_backward: bool = False,
+    device: Device = Device.CUDA,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1015,11 +1121,20 @@ def inactive_fields(
         "sharding",
         "offload_optimizer",
         *STACK_KEYS,
+        *MEMORY_FEATURE_KEYS,
+        "paged_optimizer",
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
     if mode is Mode.TRAINING:
         off |= stack_inactive(stack, sharding, finetune, optimizer)
+        off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
+        if not paged_applies(stack, sharding, optimizer):
+            off.add("paged_optimizer")
+        if device is Device.CPU:
+            # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
+            # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
+            off |= {"activation_offload", "paged_optimizer"}
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
@@ -1110,6 +1225,7 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
             return problems  # llama.cpp splits layers over num_gpus; no tensor parallel
     if s.mode is Mode.TRAINING:
         problems += _stack_checks(s)
+        problems += _memory_feature_checks(s)
     if engine is not Runtime.VLLM and s.num_gpus % s.tensor_parallel:
         problems.append(
             Problem(
@@ -1199,6 +1315,23 @@ def _runtime_checks(s: Scenario, engine: Runtime) -> list[Problem | None]:
                 "precision",
                 f"Precision {s.precision.value} is not a vLLM checkpoint format here: choose "
                 "bf16, fp16, fp8, int8, int4, gptq, awq, mxfp4 or nvfp4.",
+            )
+        )
+    return problems
+
+
+def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
+    problems: list[Problem | None] = []
+    reads_it = isinstance(s.model, Transformer) and in_backward_applies(s.stack, s.sharding)
+    if s.optimizer_in_backward and reads_it and s.grad_accum_steps > 1:
+        # torchtune full_finetune_single_device.py refuses the pair: each gradient is
+        # stepped and freed as soon as backward makes it, so none can accumulate.
+        problems.append(
+            Problem(
+                "optimizer_in_backward",
+                "Optimizer in backward steps and frees each gradient as backward makes "
+                f"it, so gradients cannot accumulate over {s.grad_accum_steps} "
+                "micro-batches: set grad_accum_steps to 1 or turn it off.",
             )
         )
     return problems

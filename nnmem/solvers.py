@@ -279,7 +279,10 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
                 trial = at(n)
                 return trial is not None and fits(trial, budget, gpu)
 
-            n = _first(2, MAX_GPUS // scenario.tensor_parallel, ok)
+            # from one: on a single GPU a ZeRO stage can already fit what plain data
+            # parallelism cannot (ZeRO-Offload moves the optimizer to the CPU, DeepSpeed's
+            # bf16 engine computes in 16-bit weights), as DeepSpeed runs on one GPU.
+            n = _first(1, MAX_GPUS // scenario.tensor_parallel, ok)
             if n is not None:
                 return at(n)
         return None

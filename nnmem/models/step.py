@@ -9,7 +9,7 @@ transformer and a CNN is what each saves and holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from nnmem import stacks
@@ -17,6 +17,7 @@ from nnmem.optimizers import Trainable, optimizer_memory
 from nnmem.result import Phase, phases_of
 from nnmem.scenario import (
     LABELS,
+    Device,
     Finetune,
     Optimizer,
     OptimizerImpl,
@@ -25,8 +26,9 @@ from nnmem.scenario import (
     Sharding,
     Stack,
     ZeroGrad,
+    paged_applies,
 )
-from nnmem.terms import Term, product
+from nnmem.terms import Term, fixed, product
 
 HF_ANATOMY = (
     "Hugging Face Transformers docs, “Model training anatomy” "
@@ -141,6 +143,7 @@ class States:
     host: list[Term] = field(default_factory=list)
     autocast: bool = True
     stacked: bool = False  # taken from nnmem.stacks (a sharding stack)
+    in_backward: bool = False  # the optimizer steps inside backward (stepped_in_backward)
 
 
 def sizes_of(tensors: Sequence[Trainable], layers: int) -> stacks.ModelSizes:
@@ -241,6 +244,12 @@ def model_states(
         )
         return _from_stack(zs, autocast=False)
     states = _legacy_states(s, tensors, frozen_bytes, impl)
+    if (
+        s.paged_optimizer
+        and s.device is Device.CUDA
+        and paged_applies(s.stack, s.sharding, s.optimizer)
+    ):
+        states = paged_states(s, tensors, states)
     if s.stack is Stack.DDP:
         p_train = sum(t.elements for t in tensors)
         dd = stacks.ddp(
@@ -254,6 +263,103 @@ def model_states(
             # param.grad are views of the bucket: no gradient memory of their own.
             states.gradients = []
         states.notes += [f"PyTorch DDP across {dp} GPUs; figures are per GPU.", *dd.notes]
+    return states
+
+
+BNB_PAGED = (
+    "bitsandbytes optim/optimizer.py Optimizer8bit.get_state_buffer: state1 and state2 of a "
+    "parameter of 100,000 values or more come from functional.py get_paged "
+    "(cudaMallocManaged through cget_managed_ptr), outside PyTorch's caching allocator; "
+    "smaller ones and the 8-bit absmax blocks (init_state) are ordinary CUDA tensors. "
+    "PagedAdamW keeps 32-bit states (optim_bits=32) whatever the weights' type; the "
+    "kernels update in place"
+)
+PAGED_MIN = 100_000  # get_state_buffer: p.numel() < 1e5 is not paged
+
+
+def paged_states(s: Scenario, tensors: Sequence[Trainable], states: States) -> States:
+    """``states`` with bitsandbytes' paged optimizer: the states of large parameters in
+    unified memory, shown beside the GPU figure (PyTorch's counters never see them, and
+    the driver pages them to the CPU when the GPU runs short), the rest on the GPU."""
+    big = [t for t in tensors if t.numel >= PAGED_MIN]
+    small = [t for t in tensors if t.numel < PAGED_MIN]
+    if s.optimizer is Optimizer.ADAMW:
+        on_gpu = sum(8 * t.elements for t in small)
+        paged = sum(8 * t.elements for t in big)
+        what, rule = "two fp32 moments", "8 B per value"
+        kept = "two fp32 moments of the parameters under 100,000 values"
+        how = "Σ 8 B per value under 100,000 values"
+    else:
+        on_gpu = optimizer_memory(s.optimizer, OptimizerImpl.FUSED, small).state.bytes
+        on_gpu += sum(8 * -(-t.numel // 256) * t.count for t in big)
+        paged = sum(2 * t.elements for t in big)
+        what, rule = "two 8-bit moments", "2 B per value"
+        kept = "8-bit states under 100,000 values and every fp32 absmax"
+        how = "Σ 2·n + 8·⌈n/256⌉ B under 100,000 values (fp32 under 4,096), 8·⌈n/256⌉ B above"
+    n_big = sum(t.elements for t in big)
+    states.state = [fixed("optimizer_state", kept, on_gpu, how, BNB_PAGED)]
+    states.step = []
+    states.host = [
+        *states.host,
+        Term(
+            "optimizer_state",
+            f"paged {what} in unified memory (on the GPU while it has room, paged to the CPU "
+            "when it runs short; not in PyTorch's counters)",
+            paged,
+            f"P_paged × {rule}",
+            f"{n_big:,} × {rule}",
+            BNB_PAGED,
+        ),
+    ]
+    states.notes = [
+        *states.notes,
+        "Paged optimizer: bitsandbytes keeps the states of parameters of 100,000 values or "
+        "more in unified memory, outside PyTorch's pool; they are shown beside the GPU "
+        "figure, which counts what PyTorch allocates.",
+    ]
+    return states
+
+
+TORCHTUNE_IN_BWD = (
+    "torchtune torchtune/modules/optim.py OptimizerInBackward and training/memory.py "
+    "register_optim_in_bwd_hooks: one optimizer per parameter, stepped by "
+    "register_post_accumulate_grad_hook, whose zero_grad() frees the gradient at once "
+    "(torch.distributed.optim._apply_optimizer_in_backward does the same)"
+)
+
+
+def stepped_in_backward(s: Scenario, tensors: Sequence[Trainable], states: States) -> States:
+    """``states`` with the optimizer stepped inside backward, parameter by parameter.
+
+    Each gradient is stepped and freed as soon as it is accumulated, so the largest
+    parameter's gradient is the most alive at once, and each step's temporaries are that
+    one tensor's (an optimizer over a single parameter); there is no step after backward
+    with every gradient alive.
+    """
+    largest = max(tensors, key=lambda t: t.numel, default=None)
+    if largest is None:
+        return states
+    one = Trainable(largest.shape, largest.bytes_per_value, 1)
+    gradient = product(
+        "gradients",
+        "gradient of the largest parameter, stepped and freed in backward",
+        [("P_largest", one.numel)],
+        one.bytes_per_value,
+        TORCHTUNE_IN_BWD,
+    )
+    step = optimizer_memory(s.optimizer, effective_impl(s), [one]).step
+    step = replace(step, label=f"{step.label.split(':')[0]}, of the largest parameter alone")
+    if not states.step:  # a step with no temporaries of its own (bitsandbytes' paged kernels)
+        step = replace(step, bytes=0)
+    note = (
+        "Optimizer in backward: each parameter is stepped and its gradient freed as soon "
+        "as backward makes it, so at most the largest gradient is alive and no step runs "
+        "after backward."
+    )
+    states.gradients = [gradient]
+    states.step = [step] if step.bytes else []
+    states.notes = [*states.notes, note]
+    states.in_backward = True
     return states
 
 

@@ -171,7 +171,7 @@ def solvers_html(fit: Fit | None, scenario: Scenario, binary: bool = True) -> st
             None,
             "",
         )
-    elif plan is scenario or plan.num_gpus == scenario.num_gpus:
+    elif plan == scenario:
         row("min_gpus", "Fewest GPUs", f"{plan.num_gpus:,}: it fits as set", plan.num_gpus, "")
     else:
         how = (

@@ -33,11 +33,14 @@ from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
     CHECKPOINT_BYTES,
     CHECKPOINTING,
+    DEVICE,
     FINETUNE,
     LABELS,
+    LOSS,
     MODE,
     MODEL_KEYS,
     OPTIMIZER,
+    OPTIMIZER_IN_BACKWARD,
     PRECISION,
     RUNTIME,
     SETTINGS,
@@ -45,7 +48,9 @@ from nnmem.scenario import (
     SPECS,
     STACK,
     Checkpointing,
+    Device,
     Finetune,
+    Loss,
     Mode,
     ModelKind,
     Optimizer,
@@ -378,6 +383,29 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "step's gradients live through it; set_to_none=False never frees them.",
         "",
     ),
+    "loss": (
+        "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
+        "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay. "
+        "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time. "
+        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory.",
+        "",
+    ),
+    "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),
+    "optimizer_in_backward": (
+        "torchtune optimizer_in_bwd (modules/optim.py OptimizerInBackward): each gradient "
+        "is stepped and freed in backward; no accumulation.",
+        "",
+    ),
+    "activation_offload": (
+        "torchtune enable_activation_offloading (training/_activation_offloading.py): saved "
+        "activations wait in pinned CPU memory, shown beside the GPU figure.",
+        "",
+    ),
+    "paged_optimizer": (
+        "bitsandbytes PagedAdamW / PagedAdamW8bit (optim/optimizer.py get_state_buffer): "
+        "large states in unified memory, shown beside the GPU figure.",
+        "",
+    ),
     "kv_cache_dtype": ("Storage type of the key/value cache while generating.", ""),
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
@@ -541,6 +569,11 @@ _ADVANCED_KEYS = (
     "attention",
     "optimizer_impl",
     "zero_grad",
+    "loss",
+    "loss_chunks",
+    "optimizer_in_backward",
+    "activation_offload",
+    "paged_optimizer",
     "kv_cache_dtype",
     "logits",
     "stack",
@@ -1018,6 +1051,9 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "sharding": scenario.sharding,
             "optimizer": scenario.optimizer,
             "checkpointing": scenario.checkpointing,
+            "loss": scenario.loss,
+            "optimizer_in_backward": scenario.optimizer_in_backward,
+            "device": scenario.device,
         }
     else:
         kind, model = _model_only(t)
@@ -1030,6 +1066,12 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "sharding": _lenient(SHARDING, fields, Sharding.NONE),
             "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
             "checkpointing": _lenient(CHECKPOINTING, fields, Checkpointing.NONE),
+            "loss": _lenient(LOSS, fields, Loss.STANDARD),
+            "optimizer_in_backward": OPTIMIZER_IN_BACKWARD.read(
+                str(fields.get("optimizer_in_backward", ""))
+            )
+            is True,
+            "device": _lenient(DEVICE, fields, Device.CUDA),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

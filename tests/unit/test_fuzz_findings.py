@@ -234,3 +234,24 @@ def test_fewest_gpus_for_llama_cpp_splits_layers_over_any_count() -> None:
     plan = min_gpus(parse(data), 17_179_869_184, "rtx-4060-ti-16gb")
     assert plan is not None
     assert (plan.num_gpus, plan.tensor_parallel) == (3, 1)
+
+
+def test_fewest_gpus_counts_one_gpu_with_zero_offload() -> None:
+    # DeepSpeed runs ZeRO on a single GPU, and ZeRO-Offload (offload_optimizer) then keeps
+    # the fp32 master, m and v on the CPU: Llama 3.1 8B in bf16 needs 85,110,728,704 B on
+    # one GPU without it and fits one RTX 5090 (34,359,738,368 B usable) with it. Before,
+    # the search started at two GPUs and answered 2.
+    data = {
+        "model": "preset",
+        "preset": "llama-3.1-8b",
+        "precision": "bf16",
+        "offload_optimizer": True,
+        "checkpointing": "full",
+        "seq_len": 1024,
+    }
+    budget = 34_359_738_368
+    assert estimate(parse(data), "rtx-5090").total_bytes == 85_110_728_704
+    plan = min_gpus(parse(data), budget, "rtx-5090")
+    assert plan is not None
+    assert (plan.num_gpus, plan.sharding.value) == (1, "zero3")
+    assert estimate(plan, "rtx-5090").total_bytes <= budget

@@ -3,6 +3,7 @@ the training step and inference (prefill and a decode step with the KV cache).""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -15,7 +16,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
-from nnmem.models.step import Built, gradients_held, model_states
+from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer import cache
@@ -41,11 +42,14 @@ from nnmem.scenario import (
     Finetune,
     Logits,
     LoraTargets,
+    Loss,
     Mode,
     Precision,
     Scenario,
     Sharding,
     Stack,
+    in_backward_applies,
+    language_model,
 )
 from nnmem.terms import Term, product
 
@@ -184,6 +188,9 @@ class Activations:
     bytes: int
     one_layer: list[Row]  # a layer's full rows (what a recompute rebuilds)
     x: str  # the sequence symbol of the loss (s, or t for T5)
+    layer_terms: int = 0  # how many of ``terms`` come from the layers (the rest: outside)
+    # The tensors the heaviest layer keeps for backward, bytes each
+    layer_tensors: tuple[int, ...] = ()
 
 
 def activations(c: Ctx) -> Activations:
@@ -191,6 +198,7 @@ def activations(c: Ctx) -> Activations:
     t, s = c.t, c.s
     terms = []
     one: list[Row] = []
+    heaviest: tuple[int, ...] = ()
     for label, depth, rows in layer_tables(c):
         x = "t" if depth == "L" and t.family is Family.ENCODER_DECODER else "s"
         rows = trainable_filter(c, rows) + lora_rows(c, x)
@@ -211,6 +219,7 @@ def activations(c: Ctx) -> Activations:
             if c.s.tensor_parallel > 1:
                 tp = c.s.tensor_parallel
                 rows, full = _tp_split(rows, tp), _tp_split(full, tp)
+            heaviest = max(heaviest, _tensor_bytes(c, rows), key=sum)
             terms.append(
                 as_term(
                     "activations",
@@ -236,6 +245,7 @@ def activations(c: Ctx) -> Activations:
             continue
         if c.s.tensor_parallel > 1:
             kept = _tp_split(kept, c.s.tensor_parallel)
+        heaviest = max(heaviest, _tensor_bytes(c, kept), key=sum)
         what = {
             Checkpointing.FULL: "checkpointed input",
             Checkpointing.PER_OP: "per-op selective checkpoint",
@@ -245,6 +255,7 @@ def activations(c: Ctx) -> Activations:
                 "activations", f"saved {what}", kept, c.sizes, c.widths, source, times=(depth, n)
             )
         )
+    layer_terms = len(terms)
     outside = trainable_filter(c, outside_rows(c))
     if (
         s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
@@ -258,7 +269,57 @@ def activations(c: Ctx) -> Activations:
         )
     )
     x = "t" if t.family is Family.ENCODER_DECODER else "s"
-    return Activations(terms, total(terms), one, x)
+    return Activations(terms, total(terms), one, x, layer_terms, heaviest)
+
+
+def _tensor_bytes(c: Ctx, rows: list[Row]) -> tuple[int, ...]:
+    """Each tensor the rows stand for, in bytes."""
+    return tuple(
+        math.ceil(r.share * r.elements(c.sizes) * c.widths.of(r.width))
+        for r in rows
+        for _ in range(r.count)
+    )
+
+
+TORCHTUNE_OFFLOAD = (
+    "torchtune torchtune/training/_activation_offloading.py OffloadActivations: a "
+    "saved_tensors_hooks pack_tensor copies every saved activation of 1,024 bytes or more "
+    "into pinned CPU memory (torch.empty_like(pin_memory=True)); the forward stash keeps "
+    "the last max_fwd_stash_size=5 on the GPU until their copy is done, and backward "
+    "brings each back for the node that reads it; get_act_offloading_ctx_manager leaves "
+    "the output head's input on the GPU (NoOpManager). torch.autograd.graph.save_on_cpu "
+    "moves the same tensors"
+)
+
+
+STASH = 5  # OffloadActivations(max_fwd_stash_size=5)
+
+
+def offloaded(acts: Activations) -> tuple[list[Term], list[Term]]:
+    """(what the GPU keeps, what pinned CPU memory holds) of the saved activations when
+    they are offloaded: the layers' go to the CPU, but for the last few the forward stash
+    holds (torchtune frees them only when the next step packs again); the rows outside
+    the layers stay, the output head's input among them. In backward each tensor brought
+    back lives while its layer runs, as a recomputed or running layer's tensors do."""
+    layers, outside = acts.terms[: acts.layer_terms], acts.terms[acts.layer_terms :]
+    host = [
+        Term(t.key, f"{t.label}, in pinned CPU memory", t.bytes, t.formula, t.substituted, t.source)
+        for t in layers
+    ]
+    # The stash holds the last 5 tensors packed: the last layer's, or the inputs of the
+    # last 5 layers where each keeps one (full checkpointing); counted as the 5 largest.
+    each = acts.layer_tensors
+    layers_spanned = -(-STASH // len(each)) if each else 0
+    largest = sorted(each * layers_spanned, reverse=True)[:STASH]
+    stash = Term(
+        "activations",
+        f"the last {len(largest)} saved tensors, kept on the GPU (forward stash)",
+        sum(largest),
+        "the 5 largest tensors of the last layers",
+        " + ".join(f"{b:,} B" for b in largest) or "0 B",
+        TORCHTUNE_OFFLOAD,
+    )
+    return [stash, *outside], host
 
 
 def _tp_split(rows: list[Row], tp: int) -> list[Row]:
@@ -287,6 +348,12 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         rows = [Row("log-softmax over the labels", ("b", "c"), "f32")]
         saved = [as_term("logits", "saved by the loss", rows, c.sizes, c.widths, HF)]
         return saved, [], [], []
+    if c.s.loss is Loss.CHUNKED:
+        return _chunked_loss_terms(c, x)
+    if c.s.loss is Loss.FUSED_LINEAR:
+        return _fused_linear_terms(c, x)
+    if c.s.loss is Loss.CCE:
+        return _cce_terms(c, x)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -337,6 +404,121 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         )
     ]
     return saved, logits, loss_extra, grads
+
+
+TORCHTUNE_CHUNKED = (
+    "torchtune torchtune/modules/transformer.py TransformerDecoder.chunked_output: the head "
+    "runs on each of num_output_chunks slices of the tokens (tensor_split), so every chunk "
+    "of the logits is made in forward; torchtune/modules/loss/ce_chunked_output_loss.py "
+    "CEWithChunkedOutputLoss.compute_cross_entropy upcasts and takes the cross-entropy of "
+    "one chunk at a time, compiled as its docstring asks. Measured (benchmarks/stacks/"
+    "chunked_loss.py, torch 2.13): each compiled chunk saves its 16-bit logits, the int64 "
+    "labels and two fp32 values per token, its kernels make no fp32 copy, its backward "
+    "writes only the chunk's 16-bit gradient, and backward reaches every chunk before the "
+    "head (each chunk's saved logits are freed as its gradient is made)"
+)
+
+
+def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of torchtune's chunked cross-entropy, compiled: the 16-bit logits
+    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time."""
+    chunk = -(-c.sizes[x] // c.s.loss_chunks)  # tensor_split: the first chunks are largest
+    sizes = {**c.sizes, "u": chunk}
+    dims, one = ("b", x, "V"), ("b", "u", "V")
+    whole = [Row("logits, every chunk", dims, "act")]
+    saved = [
+        as_term(
+            "logits",
+            "logits chunks saved by the compiled losses",
+            [
+                *whole,
+                Row("labels", ("b", x), "i64"),
+                Row("per-token maximum and log-sum-exp", ("b", x), "f32", 2),
+            ],
+            sizes,
+            c.widths,
+            TORCHTUNE_CHUNKED,
+        )
+    ]
+    logits = [as_term("logits", "logits chunks", whole, sizes, c.widths, TORCHTUNE_CHUNKED)]
+    if _softcap(c.t, "final_logit_softcapping"):
+        capped = as_term(
+            "logits",
+            "final-logit softcap: tanh output saved for backward",
+            [Row("tanh of the scaled logits", dims, "act")],
+            sizes,
+            c.widths,
+            SOFTCAP,
+        )
+        saved.append(capped)
+        logits.append(capped)
+    grads = [
+        as_term(
+            "temporaries",
+            "one chunk's logits gradient and its per-token sum",
+            [Row("gradient of one chunk", one, "act"), Row("per-token sum", ("b", "u"), "f32")],
+            sizes,
+            c.widths,
+            TORCHTUNE_CHUNKED,
+        )
+    ]
+    return saved, logits, [], grads
+
+
+LIGER_FLCE = (
+    "Liger-Kernel src/liger_kernel/ops/fused_linear_cross_entropy.py "
+    "fused_linear_cross_entropy_forward: the tokens in chunks of "
+    "next_power_of_2(⌈b·s / ⌈V/h⌉⌉) rows, each chunk's logits made, turned into their "
+    "gradient in place by the cross-entropy kernel and multiplied into grad_input "
+    "(zeros_like(_input)) and grad_weight (zeros_like(weight), when the head trains), which "
+    "are saved for backward and only scaled there; loss_1d holds one fp32 loss per token"
+)
+
+
+def _fused_linear_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of Liger's fused linear cross-entropy: no whole logits; the input's
+    and the head's gradients made in forward, one chunk of logits at a time."""
+    tokens = c.sizes["b"] * c.sizes[x]
+    inc_factor = -(-c.t.vocab // c.t.hidden)
+    wanted = -(-tokens // inc_factor)
+    rows = min(1 << (wanted - 1).bit_length(), tokens)  # triton.next_power_of_2, sliced to BT
+    sizes = {**c.sizes, "u": rows}
+    made = [Row("gradient of the hidden states", ("b", x, "h"), "act")]
+    if c.lora is None:  # a frozen head (LoRA) gets no grad_weight
+        width = "f32" if _param_width(c.s) == 4 else "f16"
+        made.append(Row("gradient of the head weight", ("V", "h"), width))
+    saved = [
+        as_term("logits", "gradients made by the fused loss", made, sizes, c.widths, LIGER_FLCE)
+    ]
+    chunk = [Row("one chunk of logits", ("u", "V"), "act"), Row("loss per token", ("b", x), "f32")]
+    extra = [as_term("logits", "one chunk of logits", chunk, sizes, c.widths, LIGER_FLCE)]
+    return saved, [], extra, []
+
+
+APPLE_CCE = (
+    "apple/ml-cross-entropy cut_cross_entropy/cce.py LinearCrossEntropyFunction: the forward "
+    "kernel (cce_lse_forward.py) keeps one fp32 log-sum-exp per token and saves it with the "
+    "hidden states, the classifier and the targets; cce_backward.py cce_backward_kernel "
+    "recomputes the logits block by block on chip and writes de (zeros_like(e)) and dc "
+    "(zeros_like(c), when the head trains), in their own types under the default 'cce' impl"
+)
+
+
+def _cce_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of Apple's Cut Cross-Entropy: no logits in memory; a log-sum-exp per
+    token saved, and backward writes the hidden states' and the head's gradients."""
+    kept = [Row("log-sum-exp per token", ("b", x), "f32"), Row("targets", ("b", x), "i64")]
+    saved = [as_term("logits", "saved by Cut Cross-Entropy", kept, c.sizes, c.widths, APPLE_CCE)]
+    made = [Row("gradient of the hidden states", ("b", x, "h"), "act")]
+    if c.lora is None:  # a frozen head gets no dc
+        width = "f32" if _param_width(c.s) == 4 else "f16"
+        made.append(Row("gradient of the head weight", ("V", "h"), width))
+    grads = [
+        as_term(
+            "temporaries", "gradients CCE's backward writes", made, c.sizes, c.widths, APPLE_CCE
+        )
+    ]
+    return saved, [], [], grads
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -549,6 +731,8 @@ def build_training(s: Scenario) -> Built:
         notes.append(
             "prepare_model_for_kbit_training casts the 16-bit embeddings, norms and head to fp32."
         )
+    if s.optimizer_in_backward and in_backward_applies(s.stack, s.sharding):
+        st = stepped_in_backward(s, tensors, st)
     weights, gradients, state, step_terms = st.weights, st.gradients, st.state, st.step
     gathered, in_backward = st.gathered, st.backward
     notes += st.notes
@@ -655,6 +839,47 @@ def build_training(s: Scenario) -> Built:
                 )
             ]
     acts = activations(c)
+    kept, host = acts.terms, list(st.host)
+    brought_back: list[Term] = []
+    if s.activation_offload and not c.cpu:
+        kept, offload = offloaded(acts)
+        host += offload
+        layer = sum(acts.layer_tensors)
+        # The stash is freed only when the next step packs again, so it stays through
+        # backward beside the layer brought back.
+        brought_back = [
+            kept[0],
+            Term(
+                "activations",
+                "one layer's saved tensors, brought back for its backward",
+                layer,
+                "one layer's saved rows",
+                f"{layer:,} B",
+                TORCHTUNE_OFFLOAD,
+            ),
+        ]
+        notes.append(
+            "Activation offloading: the layers' saved tensors wait in pinned CPU memory "
+            f"({total(offload) / 2**30:.2f} GiB, shown beside the GPU figure) and come back "
+            "one layer at a time in backward; the last few and the head's input stay."
+        )
+    if s.loss is Loss.CHUNKED and language_model(t):
+        notes.append(
+            f"Chunked cross-entropy over {s.loss_chunks} chunks, compiled as torchtune runs "
+            "it: the 16-bit logits are all made and kept, with no fp32 copy, and backward "
+            "makes one chunk's gradient at a time."
+        )
+    if s.loss is Loss.CCE and language_model(t):
+        notes.append(
+            "Cut Cross-Entropy: the logits never reach GPU memory; one log-sum-exp per token "
+            "is kept, and backward recomputes the logits on chip."
+        )
+    if s.loss is Loss.FUSED_LINEAR and language_model(t):
+        notes.append(
+            "Fused linear cross-entropy (Liger): the logits are made one chunk of tokens at "
+            "a time and never whole; the hidden states' and the head's gradients are made "
+            "in forward and kept until backward."
+        )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
     inflight = [
         as_term(
@@ -685,9 +910,11 @@ def build_training(s: Scenario) -> Built:
         ]
     base = [*weights, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
+    if st.in_backward:
+        in_forward = at_backward = False  # each gradient is freed as it is stepped
     held = [*base, *casts, *(gradients if in_forward else []), *gathered]
     held_back = [*base, *casts_kept, *(gradients if at_backward else []), *gathered, *in_backward]
-    start = [*held_back, *acts.terms, *saved_loss, *(loss_grads or inflight)]
+    start = [*held_back, *kept, *saved_loss, *(loss_grads or inflight)]
     dequant = dequant_terms(s, t)
     end = [
         *base,
@@ -698,13 +925,16 @@ def build_training(s: Scenario) -> Built:
         *recompute,
         *inflight,
         *dequant,
+        *brought_back,
+        *(step_terms if st.in_backward else []),
     ]
     backward = start if total(start) >= total(end) else end
+    steps = [] if st.in_backward else [("optimizer_step", [*base, *gradients, *step_terms])]
     phases = phases_of(
-        ("forward", [*held, *acts.terms, *logits, *dequant]),
-        ("loss", [*held, *acts.terms, *saved_loss, *loss_extra]),
+        ("forward", [*held, *kept, *logits, *dequant]),
+        ("loss", [*held, *kept, *saved_loss, *loss_extra]),
         ("backward", backward),
-        ("optimizer_step", [*base, *gradients, *step_terms]),
+        *steps,
     )
     if c.cpu:
         notes.append(
@@ -720,7 +950,7 @@ def build_training(s: Scenario) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(st.host))
+    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(host))
 
 
 # --- inference -----------------------------------------------------------------------------
