@@ -258,3 +258,17 @@ def test_llama_4_context_limit_reads_the_text_config() -> None:
     limit = solvers.context_limit(s)
     assert limit is not None
     assert limit.tokens == 10_485_760
+
+
+def test_tensor_parallel_splits_heads_not_latents_or_states() -> None:
+    """At TP 2 the MLA latent stays whole on each rank (kv_a_proj_with_mqa is
+    'mla_kv_a_proj' in DeepseekV3Config.base_model_tp_plan) and so do Qwen3-Next's
+    delta-net states (in_proj 'colwise_gather_output'); its attention keys and values
+    halve: 100,663,296 / 2 + 2,359,296 + 75,497,472 = 128,188,416."""
+    two = {"tensor_parallel": 2, "num_gpus": 2}
+    t = from_config(config("deepseek-v3"))
+    s = scenario("deepseek-v3", batch_size=4, seq_len=4096, **two)
+    assert kv_cache_term(s, t, 4096, decoding=True).bytes == 1_151_336_448
+    t = from_config(config("qwen3-next-80b-a3b"))
+    s = scenario("qwen3-next-80b-a3b", seq_len=4096, **two)
+    assert kv_cache_term(s, t, 4096, decoding=True).bytes == 128_188_416

@@ -7,12 +7,16 @@ config's ``layer_types`` (``get_layer_types_and_kwargs``):
   caches the compressed latent before up-projecting it, ``kv_nope`` as the key
   ``[b, 1, tokens, kv_lora_rank]`` and the rotary key ``k_rot`` as the value
   ``[b, 1, tokens, qk_rope_head_dim]`` of a ``DynamicLayer``; one head, shared by all
-  query heads, so a tensor-parallel split does not divide it;
+  query heads, so a tensor-parallel split does not divide it (``DeepseekV3Config``
+  ``base_model_tp_plan`` gives ``kv_a_proj_with_mqa`` the ``mla_kv_a_proj`` style, whole on
+  every rank);
 - gated delta net layers (Qwen3-Next, ``Qwen3NextGatedDeltaNet``) keep a fixed state per
   sequence in a ``LinearAttentionLayer``: the conv state ``[b, 2k + v, kernel]`` in the
   model dtype (``update_conv_state`` pads or trims the prefill to ``conv_kernel_size``)
   and the recurrent state ``[b, v_heads, k_dim, v_dim]``, float32 as
-  ``torch_chunk_gated_delta_rule`` returns it;
+  ``torch_chunk_gated_delta_rule`` returns it; whole on every tensor-parallel rank
+  (``Qwen3NextConfig`` ``base_model_tp_plan``: ``in_proj_qkvz`` and ``in_proj_ba`` are
+  ``colwise_gather_output``), while the attention layers' heads are split;
 - chunked attention layers (Llama 4) use ``DynamicSlidingWindowLayer`` with
   ``sliding_window = attention_chunk_size``, so past the first decode step they hold one
   chunk of tokens, as sliding-window layers hold their window (the kept keys are a view
