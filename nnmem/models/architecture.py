@@ -312,10 +312,11 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         # Llama4ForConditionalGeneration nests the decoder under text_config and the
         # vision encoder under vision_config (transformers configuration_llama4.py).
         config = {**config["text_config"], "model_type": "llama4"}
-        if isinstance(original.get("vision_config"), Mapping):
-            vision = tuple(sorted(original["vision_config"].items(), key=lambda kv: kv[0]))
-            vision = tuple((k, v) for k, v in vision if not isinstance(v, list | dict))
     read = ConfigReader(config, field)
+    if original.get("model_type") == "llama4" and isinstance(
+        original.get("vision_config"), Mapping
+    ):
+        vision = _vision_fields(read, original["vision_config"])
     model_type = read.text("model_type", "")
     family = _family(model_type, config)
     head = _head(family, config.get("architectures"))
@@ -432,9 +433,9 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
             head_dim = read.whole("qk_nope_head_dim") + kwargs["qk_rope_head_dim"]
             kv_heads = heads  # every head gets its own key and value from kv_b_proj
         if model_type == "qwen3_next":
-            kwargs |= _linear_attention_fields(read, original)
+            kwargs |= _linear_attention_fields(read, layers)
         if model_type in ("llama4", "llama4_text"):
-            kwargs |= _chunked_fields(read, original)
+            kwargs |= _chunked_fields(read, layers)
         if family is Family.MOE:
             kwargs |= {
                 "experts": read.whole("num_local_experts"),
@@ -477,6 +478,33 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
     )
 
 
+VISION_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "projector_input_dim",
+    "projector_output_dim",
+    "vision_output_dim",
+)
+
+
+def _vision_fields(read: ConfigReader, config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The Llama 4 vision_config fields that size the vision tower, checked."""
+    vision = ConfigReader(config, read.field)
+    fields = {
+        key: vision.whole(key, default=3 if key == "num_channels" else None) for key in VISION_KEYS
+    }
+    # report the keys under vision_config
+    read.problems += [
+        Problem((read.field, "vision_config", *p.loc[1:]), f"vision_config: {p.message}", p.input)
+        for p in vision.problems
+    ]
+    return tuple(fields.items())
+
+
 def _mla_fields(read: ConfigReader) -> dict[str, Any]:
     """DeepSeek-V3 / Kimi K2 latent attention widths (transformers
     modeling_deepseek_v3.py DeepseekV3Attention); a null q_lora_rank means a plain q_proj."""
@@ -488,33 +516,51 @@ def _mla_fields(read: ConfigReader) -> dict[str, Any]:
     }
 
 
-def _linear_attention_fields(read: ConfigReader, config: Mapping[str, Any]) -> dict[str, Any]:
+def _layer_kinds(read: ConfigReader, layers: int, model_type: str) -> list[str]:
+    """Each layer's attention kind: ``layer_types`` as given, else as the config class
+    derives it.
+
+    - Qwen3NextConfig (configuration_qwen3_next.py): ``"linear_attention" if (i + 1) %
+      full_attention_interval else "full_attention"``.
+    - Llama4TextConfig (configuration_llama4.py): ``no_rope_layers`` (default
+      ``int((i + 1) % no_rope_layer_interval != 0)``); RoPE layers use
+      ``"chunked_attention"`` when attention_chunk_size is set.
+    """
+    given = read.config.get("layer_types")
+    if isinstance(given, list) and len(given) == layers:
+        return [str(kind) for kind in given]
+    if model_type == "qwen3_next":
+        every = read.whole("full_attention_interval", default=4)
+        return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    rope = read.config.get("no_rope_layers")
+    if not isinstance(rope, list) or len(rope) != layers:
+        every = read.whole("no_rope_layer_interval", default=4)
+        rope = [int((i + 1) % every != 0) for i in range(layers)]
+    return ["chunked_attention" if r else "full_attention" for r in rope]
+
+
+def _linear_attention_fields(read: ConfigReader, layers: int) -> dict[str, Any]:
     """Qwen3-Next: its gated delta net layers (transformers modeling_qwen3_next.py
     Qwen3NextGatedDeltaNet) and the per-head output gate of its attention layers."""
-    from nnmem.runtimes.kvspec import layer_types
-
     fields = {
         "linear_key_heads": read.whole("linear_num_key_heads"),
         "linear_value_heads": read.whole("linear_num_value_heads"),
         "linear_key_dim": read.whole("linear_key_head_dim"),
         "linear_value_dim": read.whole("linear_value_head_dim"),
         "linear_kernel": read.whole("linear_conv_kernel_dim", default=4),
+        "output_gate": True,
     }
-    if read.problems:
-        return fields
-    kinds = layer_types(dict(config))
-    return fields | {"linear_layers": kinds.count("linear_attention"), "output_gate": True}
+    kinds = _layer_kinds(read, layers, "qwen3_next")
+    return fields | {"linear_layers": kinds.count("linear_attention")}
 
 
-def _chunked_fields(read: ConfigReader, config: Mapping[str, Any]) -> dict[str, Any]:
+def _chunked_fields(read: ConfigReader, layers: int) -> dict[str, Any]:
     """Llama 4: the RoPE layers attend within chunks of attention_chunk_size tokens
     (transformers configuration_llama4.py Llama4TextConfig layer_types)."""
-    from nnmem.runtimes.kvspec import layer_types
-
     chunk = _optional_whole(read, "attention_chunk_size")
-    if not chunk or read.problems:
+    if not chunk:
         return {}
-    kinds = layer_types(dict(config))
+    kinds = _layer_kinds(read, layers, "llama4")
     return {"chunked_layers": kinds.count("chunked_attention"), "attention_chunk": chunk}
 
 
@@ -544,6 +590,16 @@ def _dense_layer_fields(
         }
     if model_type == "qwen3_next":
         only = read.config.get("mlp_only_layers") or []
+        if not isinstance(only, list):
+            read.problems.append(
+                Problem(
+                    (read.field, "mlp_only_layers"),
+                    f"config.json field mlp_only_layers must be a list of layer numbers "
+                    f"(got {shown(only)}).",
+                    only,
+                )
+            )
+            only = []
         step = read.whole("decoder_sparse_step", default=1)
         sparse = [i for i in range(layers) if i not in only and (i + 1) % step == 0]
         return {"dense_layers": layers - len(sparse), "dense_intermediate": dense_width}
