@@ -272,3 +272,27 @@ def test_tensor_parallel_splits_heads_not_latents_or_states() -> None:
     t = from_config(config("qwen3-next-80b-a3b"))
     s = scenario("qwen3-next-80b-a3b", seq_len=4096, **two)
     assert kv_cache_term(s, t, 4096, decoding=True).bytes == 128_188_416
+
+
+def test_llama_4_runs_every_token_through_every_expert() -> None:
+    """Llama4TextMoe.forward repeats the hidden states for all E experts and
+    Llama4TextExperts.forward multiplies them in one bmm, so the expert rows carry E
+    tokens' worth per token, not num_experts_per_tok (1). Traced on a 4-layer Scout
+    (CPU, FakeTensorMode, transformers 5.25, prompt 2,048): 2,589,098,016 bytes of prefill
+    working set; the estimate 2,569,224,192."""
+    from nnmem.models.transformer import context
+
+    c = context(scenario("llama-4-scout", seq_len=2048))
+    assert c.sizes["k"] == 16
+
+
+def test_latent_attention_falls_back_to_math_sdpa_on_the_cpu() -> None:
+    """The value head (128) differs from the query/key head (192): the CPU's fused SDPA
+    kernel refuses it and the math kernel materializes the scores (traced:
+    "sdpa_math_fallback"). On CUDA the estimate keeps the SDPA rows: PyTorch's
+    memory-efficient kernel accepts a value head that differs (sdp_utils.cpp), which was
+    not measured here."""
+    from nnmem.models.transformer import context
+
+    assert context(scenario("deepseek-v3", seq_len=2048, device="cpu")).eager
+    assert not context(scenario("deepseek-v3", seq_len=2048, device="cuda")).eager
