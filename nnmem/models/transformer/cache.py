@@ -138,6 +138,9 @@ def approximation_notes(t: Transformer) -> list[str]:
     estimated against 5,610,700,808 (+2.8%), training at 512 tokens, saved activations
     2,478,344,192 against 2,295,495,692 (+8.0%); Llama 4 Scout prefill 2,569,224,192
     against 2,589,098,016 (-0.8%), training 3,473,504,512 against 3,644,530,700 (-4.7%).
+    Qwen3-Next (4 layers, 16 experts, real tensors, training at 256 tokens): 338,853,120
+    against 636,001,804 saved (the torch fallback of the gated delta rule keeps its chunk
+    intermediates; with all four layers full attention, 419,534,092).
     """
     notes = []
     if t.mla:
@@ -150,7 +153,8 @@ def approximation_notes(t: Transformer) -> list[str]:
         notes.append(
             f"Linear attention: activations of the {t.linear_layers} gated delta net layers "
             "are estimated as standard attention layers; their chunked recurrence is not "
-            "modelled."
+            "modelled, and training saves more: a traced 4-layer Qwen3-Next step saved "
+            "1.9 times the estimate."
         )
     if t.chunked_layers:
         notes.append(
