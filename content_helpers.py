@@ -567,6 +567,58 @@ def accuracy_cuda() -> Accuracy | None:
     return load_accuracy(ACCURACY / "accuracy_cuda.json", ACCURACY / "measured_cuda.json")
 
 
+@cache
+def allocator_replay() -> dict[str, Any] | None:
+    """The recorded traces replayed through ``nnmem.allocator`` against the GPU's peaks
+    (``python -m benchmarks.accuracy.allocator_replay --write``)."""
+    path = ACCURACY / "allocator_replay.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def allocator_replay_table(caption: str) -> str:
+    """Each replayed case: allocated and reserved peaks, replay against the GPU, and the
+    share of the reserved peak that was free (cached) at that moment."""
+    data = allocator_replay()
+    if data is None:
+        return ""
+    head = "".join(
+        f'<th scope="col">{h}</th>'
+        for h in (
+            "Case",
+            "Allocated: replay",
+            "GPU",
+            "Error",
+            "Reserved: replay",
+            "GPU",
+            "Error",
+            "Cached at the reserved peak",
+        )
+    )
+    body = []
+    for case in data["cases"]:
+        span = case["spans"][case["compared_span"]]
+        cached = signed_percent(float(case["fragmentation_at_reserved_peak"]), False, 1)
+        body.append(
+            f'<tr data-case="{escape(case["id"])}"><th scope="row"><code>{escape(case["id"])}'
+            "</code></th>"
+            f'<td class="num">{human(int(span["allocated"]), binary=True)}</td>'
+            f'<td class="num">{human(int(span["max_memory_allocated"]), binary=True)}</td>'
+            f'<td class="num">{signed_percent(float(span["allocated_error"]))}</td>'
+            f'<td class="num">{human(int(span["reserved"]), binary=True)}</td>'
+            f'<td class="num">{human(int(span["max_memory_reserved"]), binary=True)}</td>'
+            f'<td class="num">{signed_percent(float(span["reserved_error"]))}</td>'
+            f'<td class="num">{cached}</td></tr>'
+        )
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
 # --- the runtimes: llama.cpp buffers measured on the CPU, vLLM start-up logs --------------
 
 RUNTIMES = ROOT / "benchmarks" / "runtimes"
@@ -1186,6 +1238,8 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "label": label,
         "accuracy": accuracy(),
         "accuracy_cuda": accuracy_cuda(),
+        "allocator_replay": allocator_replay(),
+        "allocator_replay_table": allocator_replay_table,
         "signed_percent": signed_percent,
         "components": COMPONENTS,
         "accuracy_table": accuracy_table,

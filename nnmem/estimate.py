@@ -18,7 +18,7 @@ from nnmem.models.architecture import Transformer
 from nnmem.models.cnn import build as cnn_build
 from nnmem.models.step import Built
 from nnmem.result import Component, Estimate, Phase
-from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
+from nnmem.scenario import Device, GenericModel, Mode, Runtime, Scenario
 from nnmem.terms import Term, product
 
 CONTEXT_SOURCE = (
@@ -84,6 +84,10 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         f"{percent}% × {tensor_peak:,} B",
         ALLOCATOR_SOURCE,
     )
+    if scenario.device is Device.CPU:
+        # On the CPU, PyTorch allocates host memory through c10's CPUAllocator: there is
+        # no CUDA context and no cuBLAS workspace (c10/core/CPUAllocator.cpp).
+        return [t for t in (reserve,) if t.bytes]
     vendor = _vendor(gpu_id)
     if vendor == "apple":
         # PyTorch's MPS backend: Metal, with no CUDA context and no cuBLAS workspace.

@@ -1135,6 +1135,8 @@ def inactive_fields(
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
             off |= {"activation_offload", "paged_optimizer"}
+    if device is Device.CPU:
+        off.add("cuda_context_mib")  # no CUDA context on the CPU (estimate.overheads)
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:

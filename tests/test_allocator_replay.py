@@ -137,3 +137,15 @@ def test_gpu_history_replays_to_the_gpu_segments() -> None:
     assert (row["gpu_segment_allocs"], row["model_segment_allocs"]) == (1, 1)
     assert row["model_reserved_peak"] == row["gpu_reserved_bytes_allocated"] == 20 * mib
     assert row["final_segments_equal"]
+
+
+def test_accuracy_page_table_shows_every_replayed_case() -> None:
+    # The accuracy page's table (content_helpers.allocator_replay_table) has one row per
+    # case, with the reserved error of the published replay: ResNet-50 fp32 is -8.82%.
+    import content_helpers
+
+    html = content_helpers.allocator_replay_table("replay")
+    assert html.count("<tr data-case=") == 32
+    row = html.split('data-case="resnet50.train.fp32.sgd-momentum.conv.b32.img224"')[1]
+    row = row.split("</tr>")[0]
+    assert "-8.82%" in row
