@@ -151,6 +151,7 @@ def context(s: Scenario) -> Ctx:
         # Llama4TextMoe.forward: hidden_states.repeat(E, 1), scaled by the router scores,
         # then Llama4TextExperts.forward: one bmm over all E experts).
         "k": max(t.experts if t.model_type in LLAMA4 else t.experts_per_token, 1),
+        "fs": max(t.shared_expert_intermediate, 1),
         "r": s.lora_rank,
         "C": t.channels or 3,
         "I": s.image_size or t.image_size or 1,
