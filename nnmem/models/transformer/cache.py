@@ -136,11 +136,12 @@ def approximation_notes(t: Transformer) -> list[str]:
     Traced on the CPU (FakeTensorMode, transformers 5.25, 4-layer models of the real
     widths, bf16, SDPA): DeepSeek-V3 prefill of 2,048 tokens, working set 5,768,757,248
     estimated against 5,610,700,808 (+2.8%), training at 512 tokens, saved activations
-    2,511,898,624 against 2,295,495,692 to 2,352,118,796 (the traced routing varies from
-    run to run; +7 to +9%); Llama 4 Scout prefill 2,569,224,192 against 2,589,098,016
+    2,511,898,624 against 2,295,495,692 to 2,370,976,780 (the traced routing varies from
+    run to run; +6 to +9%); Llama 4 Scout prefill 2,569,224,192 against 2,589,098,016
     (-0.8%), training 3,607,722,240 against 3,644,530,700 (-1.0%). Qwen3-Next (4 layers,
     16 experts, real tensors, training at 256 tokens): 347,243,776 against 636,001,804
     saved (the torch fallback of the gated delta rule keeps its chunk intermediates).
+    ``python -m benchmarks.catalog.trace_large_moe`` reruns these.
     """
     notes = []
     if t.mla:
