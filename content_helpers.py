@@ -602,8 +602,8 @@ def allocator_replay_table(caption: str) -> str:
         span = case["spans"][case["compared_span"]]
         cached = signed_percent(float(case["fragmentation_at_reserved_peak"]), False, 1)
         body.append(
-            f'<tr data-case="{escape(case["id"])}"><th scope="row"><code>{escape(case["id"])}'
-            "</code></th>"
+            f'<tr data-replay-case="{escape(case["id"])}">'
+            f'<th scope="row"><code>{escape(case["id"])}</code></th>'
             f'<td class="num">{human(int(span["allocated"]), binary=True)}</td>'
             f'<td class="num">{human(int(span["max_memory_allocated"]), binary=True)}</td>'
             f'<td class="num">{signed_percent(float(span["allocated_error"]))}</td>'

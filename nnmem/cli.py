@@ -66,6 +66,10 @@ FLAGS = {
     "optimizer_in_backward": "--optimizer-in-backward",
     "activation_offload": "--activation-offload",
     "paged_optimizer": "--paged-optimizer",
+    "sequence_parallel": "--sequence-parallel",
+    "loss_parallel": "--loss-parallel",
+    "pipeline_schedule": "--pipeline-schedule",
+    "pipeline_microbatches": "--pipeline-microbatches",
 }
 # The training stack's flags: (key, metavar, help); the defaults come from the schema.
 STACK_FLAGS = (
@@ -87,7 +91,8 @@ MEMORY_FLAGS = (
         "loss",
         "LOSS",
         "standard (default), chunked (torchtune CEWithChunkedOutputLoss), fused_linear "
-        "(Liger) or cce (Apple Cut Cross-Entropy)",
+        "(Liger), cce (Apple Cut Cross-Entropy) or compiled (torchtitan's torch.compile'd "
+        "cross-entropy)",
     ),
     ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
     (
@@ -104,6 +109,28 @@ MEMORY_FLAGS = (
         "paged_optimizer",
         "BOOL",
         "adamw or adamw_8bit as bitsandbytes PagedAdamW / PagedAdamW8bit (unified memory)",
+    ),
+    (
+        "sequence_parallel",
+        "BOOL",
+        "with tensor parallelism: norms, layer inputs and dropout split along the sequence "
+        "(Megatron --sequence-parallel, torchtitan SequenceParallel)",
+    ),
+    (
+        "loss_parallel",
+        "BOOL",
+        "with tensor parallelism: the logits stay split by vocabulary (torchtitan loss_parallel)",
+    ),
+    (
+        "pipeline_schedule",
+        "SCHEDULE",
+        "with --pipeline-parallel-size above 1 in training (fsdp2): 1f1b (default), "
+        "interleaved_1f1b or gpipe, as torch.distributed.pipelining runs them",
+    ),
+    (
+        "pipeline_microbatches",
+        "N",
+        "micro-batches a pipelined step runs (default: one per pipeline stage, as torchtitan)",
     ),
 )
 

@@ -169,13 +169,24 @@ class Checkpointing(StrEnum):
 class Loss(StrEnum):
     """How a language model's training loss meets the logits: the plain cross-entropy over
     all of them, torchtune's chunked output loss, which upcasts one chunk at a time, Liger's
-    fused linear cross-entropy, which makes them a chunk at a time, or Apple's Cut
-    Cross-Entropy, which keeps them in on-chip memory only."""
+    fused linear cross-entropy, which makes them a chunk at a time, Apple's Cut
+    Cross-Entropy, which keeps them in on-chip memory only, or the plain cross-entropy
+    under torch.compile (torchtitan's compiled loss), which stores no fp32 copy."""
 
     STANDARD = "standard"
     CHUNKED = "chunked"
     FUSED_LINEAR = "fused_linear"
     CCE = "cce"
+    COMPILED = "compiled"
+
+
+class PipelineSchedule(StrEnum):
+    """How a pipeline runs its micro-batches (torch.distributed.pipelining schedules, as
+    torchtitan's pipeline_parallel_schedule names them)."""
+
+    ONE_F_ONE_B = "1f1b"
+    INTERLEAVED_1F1B = "interleaved_1f1b"
+    GPIPE = "gpipe"
 
 
 class Attention(StrEnum):
@@ -349,6 +360,12 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Loss.CHUNKED: "Chunked cross-entropy (torchtune CEWithChunkedOutputLoss)",
         Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
         Loss.CCE: "Cut Cross-Entropy (Apple CCE)",
+        Loss.COMPILED: "Compiled cross-entropy (torchtitan)",
+    },
+    PipelineSchedule: {
+        PipelineSchedule.ONE_F_ONE_B: "1F1B",
+        PipelineSchedule.INTERLEAVED_1F1B: "Interleaved 1F1B (2 stages per GPU)",
+        PipelineSchedule.GPIPE: "GPipe (all micro-batches, then backward)",
     },
     Attention: {
         Attention.SDPA: "Memory-efficient / flash (SDPA)",
@@ -539,6 +556,16 @@ class Scenario:
     num_gpus: int = 1
     sharding: Sharding = Sharding.NONE
     tensor_parallel: int = 1
+    # Megatron-LM --sequence-parallel / torchtitan SequenceParallel on the norms: the
+    # tensors tensor parallelism leaves whole are split along the sequence.
+    sequence_parallel: bool = False
+    # torchtitan loss_parallel: the head's output stays sharded by vocabulary into the loss.
+    loss_parallel: bool = False
+    # training pipeline parallelism is pipeline_parallel (below, shared with vLLM), run
+    # with this schedule over this many micro-batches (None: torchtitan's default, one per
+    # stage of the pipeline)
+    pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
+    pipeline_microbatches: int | None = None
     offload_optimizer: bool = False
     # the training stack (nnmem.stacks) and its own settings
     stack: Stack = Stack.PLAIN
@@ -616,6 +643,8 @@ class Scenario:
             loss=self.loss,
             device=self.device,
             optimizer_in_backward=self.optimizer_in_backward,
+            tensor_parallel=self.tensor_parallel,
+            pipeline_parallel=self.pipeline_parallel,
         )
 
     @property
@@ -629,8 +658,18 @@ class Scenario:
         8
         """
         if isinstance(self.model, Transformer):
-            return self.num_gpus // self.tensor_parallel
+            stages = self.pipeline_parallel if self.pipelined else 1
+            return self.num_gpus // (self.tensor_parallel * stages)
         return self.num_gpus
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether a training step runs as a pipeline over ``pipeline_parallel`` stages."""
+        return (
+            self.mode is Mode.TRAINING
+            and self.pipeline_parallel > 1
+            and pipeline_applies(self.model)
+        )
 
     def to_dict(self, compact: bool = False) -> dict[str, Any]:
         """The scenario in the JSON schema; :func:`parse` reads it back unchanged.
@@ -744,6 +783,10 @@ LORA_DROPOUT = NumberSpec(
 )
 NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
 TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
+SEQUENCE_PARALLEL = FlagSpec("sequence_parallel", "Sequence parallelism")
+LOSS_PARALLEL = FlagSpec("loss_parallel", "Loss parallelism")
+PIPELINE_SCHEDULE = ChoiceSpec("pipeline_schedule", "Pipeline schedule", PipelineSchedule)
+PIPELINE_MICROBATCHES = whole("pipeline_microbatches", "Pipeline micro-batches", 1_000_000)
 GPU_UTILIZATION = NumberSpec(
     "gpu_memory_utilization",
     "GPU memory utilization",
@@ -892,6 +935,10 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         NUM_GPUS,
         SHARDING,
         TENSOR_PARALLEL,
+        SEQUENCE_PARALLEL,
+        LOSS_PARALLEL,
+        PIPELINE_SCHEDULE,
+        PIPELINE_MICROBATCHES,
         OFFLOAD,
         STACK,
         BUCKET_VIEW,
@@ -937,6 +984,7 @@ OPTIONAL_NUMBERS = {
     "max_num_seqs",
     "max_num_batched_tokens",
     "n_gpu_layers",
+    "pipeline_microbatches",
 }
 VLLM_KEYS = frozenset(
     {
@@ -1067,6 +1115,39 @@ def memory_features_inactive(
     return off
 
 
+TP_FEATURE_KEYS = ("sequence_parallel", "loss_parallel")
+PIPELINE_KEYS = ("pipeline_schedule", "pipeline_microbatches")
+
+
+def pipeline_applies(model: object) -> bool:
+    """Whether a training pipeline is modelled for the model: a decoder language model,
+    whose stages torchtitan cuts between its layers (the embedding on the first, the final
+    norm and head on the last)."""
+    return (
+        isinstance(model, Transformer)
+        and model.family in (Family.DECODER, Family.MOE)
+        and language_model(model)
+    )
+
+
+def pipeline_inactive(model: object, pipeline_parallel: int) -> set[str]:
+    """Training keys of the pipeline the engine does not read."""
+    if not pipeline_applies(model):
+        return {"pipeline_parallel", *PIPELINE_KEYS}
+    if pipeline_parallel < 2:
+        return set(PIPELINE_KEYS)
+    # A stage's FSDP2 blocks stay unsharded (torchtitan apply_fsdp under PP).
+    return {"reshard_after_forward"}
+
+
+def tp_features_inactive(model: object, tensor_parallel: int) -> set[str]:
+    """Tensor-parallel features the engine does not read: both split what a transformer's
+    tensor parallelism (degree above 1) leaves whole; the loss's needs a language model."""
+    if not isinstance(model, Transformer) or tensor_parallel < 2:
+        return set(TP_FEATURE_KEYS)
+    return set() if language_model(model) else {"loss_parallel"}
+
+
 def inactive_fields(
     kind: ModelKind,
     mode: Mode,
@@ -1082,6 +1163,8 @@ def inactive_fields(
     loss: Loss = Loss.STANDARD,
     optimizer_in_backward: bool = False,
     device: Device = Device.CUDA,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1123,6 +1206,8 @@ def inactive_fields(
         *STACK_KEYS,
         *MEMORY_FEATURE_KEYS,
         "paged_optimizer",
+        *TP_FEATURE_KEYS,
+        *PIPELINE_KEYS,
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
@@ -1131,6 +1216,9 @@ def inactive_fields(
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
         if not paged_applies(stack, sharding, optimizer):
             off.add("paged_optimizer")
+        off |= tp_features_inactive(model, tensor_parallel)
+        off -= {"pipeline_parallel"}
+        off |= pipeline_inactive(model, pipeline_parallel)
         if device is Device.CPU:
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
@@ -1334,6 +1422,81 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
                 "Optimizer in backward steps and frees each gradient as backward makes "
                 f"it, so gradients cannot accumulate over {s.grad_accum_steps} "
                 "micro-batches: set grad_accum_steps to 1 or turn it off.",
+            )
+        )
+    problems += _pipeline_checks(s)
+    tp = s.tensor_parallel
+    sp_read = "sequence_parallel" not in tp_features_inactive(s.model, tp)
+    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and s.seq_len % tp:
+        # Megatron-LM core/tensor_parallel/mappings.py _split_along_first_dim asserts the
+        # sequence (its first dimension) divides by the tensor-parallel world size.
+        problems.append(
+            Problem(
+                "sequence_parallel",
+                f"Sequence parallelism splits the {s.seq_len:,} tokens over the {tp} "
+                "tensor-parallel ranks: choose a seq_len divisible by tensor_parallel, or "
+                "turn it off.",
+            )
+        )
+    return problems
+
+
+def pipeline_stages_per_rank(schedule: PipelineSchedule) -> int:
+    """Stages each pipeline rank holds: torchtitan generate_split_points gives a
+    multi-stage schedule (Interleaved1F1B) 2 per rank, a single-stage one 1."""
+    return 2 if schedule is PipelineSchedule.INTERLEAVED_1F1B else 1
+
+
+def pipeline_microbatches(s: Scenario) -> int:
+    """The micro-batches a pipelined step runs: torchtitan build_pipeline_schedule
+    defaults pipeline_parallel_microbatches to the number of stages in the pipeline."""
+    stages = s.pipeline_parallel * pipeline_stages_per_rank(s.pipeline_schedule)
+    return s.pipeline_microbatches or stages
+
+
+def _pipeline_checks(s: Scenario) -> list[Problem | None]:
+    if not s.pipelined or not isinstance(s.model, Transformer):
+        return []
+    pp = s.pipeline_parallel
+    stages = pp * pipeline_stages_per_rank(s.pipeline_schedule)
+    m = pipeline_microbatches(s)
+    if s.stack is not Stack.FSDP2 or s.finetune is not Finetune.FULL:
+        # torchtitan composes its pipeline with FSDP2 (parallelize_llama after
+        # pipeline_llama); nnmem models only that composition, for full training.
+        return [
+            Problem(
+                "pipeline_parallel",
+                "Pipeline parallelism is modelled as torchtitan runs it: choose the fsdp2 "
+                "stack and full fine-tuning, or set pipeline_parallel to 1.",
+            )
+        ]
+    problems: list[Problem | None] = []
+    if stages > s.model.layers:
+        # torchtitan generate_split_points: "Total stages cannot be greater than the
+        # number of layers".
+        problems.append(
+            Problem(
+                "pipeline_parallel",
+                f"{stages} pipeline stages cannot split the model's {s.model.layers} layers: "
+                "choose fewer stages.",
+            )
+        )
+    if s.batch_size % m:
+        # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches.
+        problems.append(
+            Problem(
+                "pipeline_microbatches",
+                f"The batch of {s.batch_size} cannot be cut into {m} micro-batches: choose a "
+                "batch_size divisible by pipeline_microbatches (by default the pipeline's "
+                f"{stages} stages).",
+            )
+        )
+    if s.num_gpus % (s.tensor_parallel * pp):
+        problems.append(
+            Problem(
+                "pipeline_parallel",
+                f"Pipeline degree {pp} times tensor-parallel degree {s.tensor_parallel} must "
+                f"divide the number of GPUs ({s.num_gpus}).",
             )
         )
     return problems

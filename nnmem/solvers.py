@@ -32,6 +32,7 @@ from nnmem.scenario import (
     Runtime,
     Scenario,
     Sharding,
+    pipeline_microbatches,
 )
 
 MAX_BATCH = 1_000_000
@@ -136,13 +137,17 @@ def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     doubling search from it: a bounded number of estimates, whatever the budget.
     """
 
-    def ok(b: int) -> bool:
-        return fits(replace(scenario, batch_size=b), budget, gpu)
+    # A pipeline cuts the batch into its micro-batches (torchtitan build_pipeline_schedule
+    # refuses a batch they do not divide): it grows a micro-batch count at a time.
+    unit = pipeline_microbatches(scenario) if scenario.pipelined else 1
 
-    one = replace(scenario, batch_size=1)
+    def ok(b: int) -> bool:
+        return fits(replace(scenario, batch_size=b * unit), budget, gpu)
+
+    one = replace(scenario, batch_size=unit)
     if total(one, gpu) > budget:
         return 0
-    two = replace(scenario, batch_size=2)
+    two = replace(scenario, batch_size=2 * unit)
     e1, e2 = estimate(one, gpu), estimate(two, gpu)
     best = MAX_BATCH
     overhead1 = e1.total_bytes - e1.tensor_peak_bytes
@@ -154,10 +159,11 @@ def max_batch(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
             continue
         start = p1.bytes + overhead1
         best = min(best, 1 + (budget - start) // slope)
-    guess = max(1, min(best, MAX_BATCH))
+    highest = max(1, MAX_BATCH // unit)
+    guess = max(1, min(best, highest))
     if ok(guess):
-        return _grow(guess, MAX_BATCH, ok)
-    return _search(1, guess - 1, ok)
+        return _grow(guess, highest, ok) * unit
+    return _search(1, guess - 1, ok) * unit
 
 
 def _grow(known: int, highest: int, ok: Callable[[int], bool]) -> int:
@@ -234,11 +240,16 @@ def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
         if limit == 0:
             return 0
 
+    # Sequence parallelism splits the tokens evenly over the tensor-parallel ranks
+    # (scenario._memory_feature_checks): the sequence grows a rank count at a time.
+    sp = "sequence_parallel" not in scenario.inactive_fields() and scenario.sequence_parallel
+    unit = scenario.tensor_parallel if sp else 1
+
     def ok(n: int) -> bool:
-        trial = _valid(scenario, seq_len=n)
+        trial = _valid(scenario, seq_len=n * unit)
         return trial is not None and fits(trial, budget, gpu)
 
-    return max(0, _search(1, limit, ok))
+    return max(0, _search(1, limit // unit, ok)) * unit
 
 
 def _degrees(scenario: Scenario) -> list[int]:
@@ -270,10 +281,12 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
     if fits(scenario, budget, gpu):
         return scenario
     if scenario.mode is Mode.TRAINING:
+        # each data-parallel replica spans the tensor-parallel and pipeline ranks
+        group = scenario.tensor_parallel * (scenario.pipeline_parallel if scenario.pipelined else 1)
         for sharding in _training_plans(scenario):
 
             def at(n: int, sharding: Sharding = sharding) -> Scenario | None:
-                return _valid(scenario, num_gpus=n * scenario.tensor_parallel, sharding=sharding)
+                return _valid(scenario, num_gpus=n * group, sharding=sharding)
 
             def ok(n: int, at: Callable[[int], Scenario | None] = at) -> bool:
                 trial = at(n)
@@ -282,7 +295,7 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
             # from one: on a single GPU a ZeRO stage can already fit what plain data
             # parallelism cannot (ZeRO-Offload moves the optimizer to the CPU, DeepSpeed's
             # bf16 engine computes in 16-bit weights), as DeepSpeed runs on one GPU.
-            n = _first(1, MAX_GPUS // scenario.tensor_parallel, ok)
+            n = _first(1, MAX_GPUS // group, ok)
             if n is not None:
                 return at(n)
         return None
@@ -313,11 +326,8 @@ def too_large(scenario: Scenario, gpu: str | None = None) -> tuple[str, int]:
     degree), with its bytes: what is too large for one GPU."""
     widest: Scenario | None = scenario
     if scenario.mode is Mode.TRAINING:
-        widest = _valid(
-            scenario,
-            num_gpus=(MAX_GPUS // scenario.tensor_parallel) * scenario.tensor_parallel,
-            sharding=Sharding.ZERO3,
-        )
+        group = scenario.tensor_parallel * (scenario.pipeline_parallel if scenario.pipelined else 1)
+        widest = _valid(scenario, num_gpus=(MAX_GPUS // group) * group, sharding=Sharding.ZERO3)
     elif scenario.runtime.engine is Runtime.LLAMA_CPP:
         widest = _valid(scenario, num_gpus=LLAMA_CPP_MAX_DEVICES)
     elif degrees := _degrees(scenario):

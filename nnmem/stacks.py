@@ -72,6 +72,13 @@ FSDP2_GRAD = (
     "PyTorch _fully_shard/_fsdp_collectives.py foreach_reduce: unsharded gradients cast to "
     "reduce_dtype and reduce-scattered into sharded gradients of the parameter's dtype"
 )
+FSDP2_PIPELINE_GRAD = (
+    "PyTorch torch/distributed/pipelining/stage.py backward_maybe_with_nosync: a stage's "
+    "FSDP module runs each micro-batch's backward with set_requires_gradient_sync(False) "
+    "and set_reshard_after_backward(False) until the last; _fully_shard/_fsdp_param.py "
+    "FSDPParam.to_accumulated_grad_if_needed keeps each unsharded gradient, upcast to "
+    "reduce_dtype, as unsharded_accumulated_grad until the reduce-scatter after the last"
+)
 FSDP2_OFFLOAD = (
     "PyTorch _fully_shard/_fsdp_api.py CPUOffloadPolicy: sharded parameters, gradients and "
     "optimizer state on the CPU; the step runs on the CPU"
@@ -374,6 +381,7 @@ def fsdp2(
     cpu_offload: bool = False,
     prefetch_units: int = 1,
     impl: str = "foreach",
+    accumulate_unsharded: bool = False,
 ) -> StackStates:
     """FSDP2 ``fully_shard`` on every block and on the root.
 
@@ -384,7 +392,9 @@ def fsdp2(
     gathers each block again with ``prefetch_units`` more ahead (1 on a GPU, where the
     all-gather stream runs ahead; 0 on a CPU, where collectives are synchronous), and
     holds one block's unsharded gradients. Without ``reshard_after_forward`` every
-    block stays unsharded from its forward to its backward.
+    block stays unsharded from its forward to its backward. With
+    ``accumulate_unsharded`` (a pipeline stage over several micro-batches) every
+    parameter's unsharded gradient is kept, in the reduce type, through backward.
 
     >>> s = fsdp2(ModelSizes(1_000, 200, 200, 100, units=4), gpus=2, prefetch_units=0)
     >>> s.by_key("forward")
@@ -444,11 +454,19 @@ def fsdp2(
             FSDP2_UNSHARD,
         )
         gathered, backward = (root, every, kept), (unsharded_grads,)
+    if accumulate_unsharded:
+        accumulated = product(
+            "gradients",
+            "unsharded gradients accumulated over the micro-batches",
+            [("P", sizes.params)],
+            reduce,
+            FSDP2_PIPELINE_GRAD,
+        )
+        backward = (*(t for t in backward if t is not unsharded_grads), accumulated)
     notes = [f"FSDP2 across {n} ranks; figures are per rank."]
     if reduce_bytes and reduce_bytes != compute:
-        notes.append(
-            f"Gradients are reduce-scattered in {reduce_bytes}-byte values, one block at a time."
-        )
+        when = "after the last micro-batch" if accumulate_unsharded else "one block at a time"
+        notes.append(f"Gradients are reduce-scattered in {reduce_bytes}-byte values, {when}.")
     step = (adamw_step_temporaries(impl, math.ceil(sizes.params / n), param_bytes, 0),)
     if cpu_offload:
         cpu = (weights, state, grads)

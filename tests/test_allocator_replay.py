@@ -145,7 +145,7 @@ def test_accuracy_page_table_shows_every_replayed_case() -> None:
     import content_helpers
 
     html = content_helpers.allocator_replay_table("replay")
-    assert html.count("<tr data-case=") == 32
-    row = html.split('data-case="resnet50.train.fp32.sgd-momentum.conv.b32.img224"')[1]
+    assert html.count("<tr data-replay-case=") == 32
+    row = html.split('data-replay-case="resnet50.train.fp32.sgd-momentum.conv.b32.img224"')[1]
     row = row.split("</tr>")[0]
     assert "-8.82%" in row

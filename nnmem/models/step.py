@@ -223,9 +223,13 @@ def model_states(
             # torchtitan's default MixedPrecisionPolicy reduces in fp32
             # (torchtitan/config/job_config.py mixed_precision_reduce).
             reduce_bytes=4 if amp else None,
-            reshard_after_forward=s.reshard_after_forward,
+            # torchtitan apply_fsdp does not reshard a pipeline stage's blocks after
+            # forward, and the stage keeps them unsharded through backward, gradients
+            # accumulating unsharded over the micro-batches (stacks.FSDP2_PIPELINE_GRAD).
+            reshard_after_forward=s.reshard_after_forward and not s.pipelined,
             cpu_offload=s.cpu_offload,
             impl=impl,
+            accumulate_unsharded=s.pipelined,
         )
         return _from_stack(fs, autocast=False)
     if zero_applies(s):

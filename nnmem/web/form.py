@@ -41,12 +41,14 @@ from nnmem.scenario import (
     MODEL_KEYS,
     OPTIMIZER,
     OPTIMIZER_IN_BACKWARD,
+    PIPELINE_PARALLEL,
     PRECISION,
     RUNTIME,
     SETTINGS,
     SHARDING,
     SPECS,
     STACK,
+    TENSOR_PARALLEL,
     Checkpointing,
     Device,
     Finetune,
@@ -387,7 +389,9 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "Chunked: torchtune's CEWithChunkedOutputLoss (modules/loss/ce_chunked_output_loss.py), "
         "compiled: no fp32 copy, one chunk's gradient at a time; the 16-bit logits stay. "
         "Fused linear: Liger (ops/fused_linear_cross_entropy.py), logits one chunk at a time. "
-        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory.",
+        "CCE: Apple's Cut Cross-Entropy (cut_cross_entropy/cce.py), no logits in memory. "
+        "Compiled: torchtitan's torch.compile'd cross-entropy (components/loss.py), "
+        "16-bit logits kept, no fp32 copy.",
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),
@@ -414,6 +418,16 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
+    "sequence_parallel": (
+        "Megatron --sequence-parallel / torchtitan SequenceParallel (Korthikanti et al. 2022 "
+        "§4.2.2): layer inputs, norms and dropout split over the tensor-parallel GPUs.",
+        "",
+    ),
+    "loss_parallel": (
+        "torchtitan loss_parallel (parallelize_llama): the logits stay split by vocabulary "
+        "over the tensor-parallel GPUs into the loss.",
+        "",
+    ),
     "offload_optimizer": (
         "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
         "",
@@ -466,7 +480,17 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "pipeline_parallel": (
-        "Pipeline stages (--pipeline-parallel-size); each GPU holds 1/(TP × PP) of the weights.",
+        "Pipeline stages. vLLM: --pipeline-parallel-size, each GPU holds 1/(TP × PP) of the "
+        "weights. Training: torchtitan's pipeline (fsdp2), the heaviest rank is shown.",
+        "",
+    ),
+    "pipeline_schedule": (
+        "torch.distributed.pipelining schedule (torchtitan pipeline_parallel_schedule): "
+        "1F1B keeps up to p micro-batches on the first rank; interleaved, 2 stages per GPU.",
+        "",
+    ),
+    "pipeline_microbatches": (
+        "Micro-batches per step (torchtitan pipeline_parallel_microbatches; empty: one per stage).",
         "",
     ),
     "gguf_type": ("The GGUF file's quantization (llama-quantize type).", ""),
@@ -580,6 +604,11 @@ _ADVANCED_KEYS = (
     "num_gpus",
     "sharding",
     "tensor_parallel",
+    "sequence_parallel",
+    "loss_parallel",
+    "pipeline_parallel",
+    "pipeline_schedule",
+    "pipeline_microbatches",
     "offload_optimizer",
     "offload_param",
     "reduce_bucket_size",
@@ -597,7 +626,6 @@ _RUNTIME_KEYS = (
     "max_num_seqs",
     "max_num_batched_tokens",
     "block_size",
-    "pipeline_parallel",
     "enforce_eager",
     "gguf_type",
     "n_gpu_layers",
@@ -1030,6 +1058,11 @@ def _lenient(spec: Any, fields: Mapping[str, object], default: Any) -> Any:
     return default if isinstance(read, Problem) else read
 
 
+def _lenient_whole(spec: NumberSpec, fields: Mapping[str, object], default: int) -> int:
+    read = spec.read(str(fields.get(spec.key, default)))
+    return default if isinstance(read, Problem) or read is None else int(read)
+
+
 def _model_only(t: Translation) -> tuple[ModelKind, object]:
     """The model alone, for hiding fields when some setting is wrong."""
     kind = ModelKind(t.data.get("model", "generic"))
@@ -1054,6 +1087,8 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "loss": scenario.loss,
             "optimizer_in_backward": scenario.optimizer_in_backward,
             "device": scenario.device,
+            "tensor_parallel": scenario.tensor_parallel,
+            "pipeline_parallel": scenario.pipeline_parallel,
         }
     else:
         kind, model = _model_only(t)
@@ -1072,6 +1107,8 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             )
             is True,
             "device": _lenient(DEVICE, fields, Device.CUDA),
+            "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
+            "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

@@ -4,7 +4,7 @@ the training step and inference (prefill and a decode step with the KV cache).""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from nnmem import stacks
@@ -16,6 +16,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
+from nnmem.models.architecture import Tensor as ParamTensor
 from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
@@ -44,12 +45,15 @@ from nnmem.scenario import (
     LoraTargets,
     Loss,
     Mode,
+    PipelineSchedule,
     Precision,
     Scenario,
     Sharding,
     Stack,
     in_backward_applies,
     language_model,
+    pipeline_microbatches,
+    pipeline_stages_per_rank,
 )
 from nnmem.terms import Term, product
 
@@ -169,7 +173,7 @@ def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
         Row("q projection output", ("b", x, "q"), "act"),
         Row("v projection output", ("b", x, "kv"), "act"),
         Row("gate projection output", ("b", x, "f"), "act"),
-        Row("down projection output", ("b", x, "h"), "act"),
+        Row("down projection output", ("b", x, "h"), "act", tag=PARTIAL),
         Row("attention output", ("b", "a", x, "d"), "act"),
         Row("softmax log-sum-exp", ("b", "a", x), "f32"),
     ]
@@ -178,6 +182,122 @@ def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
 def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What full checkpointing keeps per layer: the layer's input."""
     return [Row("layer input kept by checkpointing", ("b", x, "h"), "res")]
+
+
+# --- pipeline parallelism -------------------------------------------------------------------
+
+TORCHTITAN_SPLIT = (
+    "torchtitan torchtitan/parallelisms/pipelining_utils.py generate_split_points: "
+    "⌊L/stages⌋ layers to the first stage, one more to each middle stage while L mod "
+    "stages lasts, the rest to the last; pipeline_llama.py _build_stage keeps the "
+    "embedding on the first stage and the final norm and head on the last"
+)
+PIPELINE_SCHEDULES = (
+    "torch torch/distributed/pipelining/schedules.py: ScheduleGPipe runs every "
+    "micro-batch forward before any backward; Schedule1F1B warms up with min(m, p − r) "
+    "forwards on rank r, then alternates one backward and one forward; "
+    "ScheduleInterleaved1F1B warms up with (v − 1)·p + 2·(p − 1 − r) forwards of its v "
+    "stages in rounds of p micro-batches and runs one more before its first backward "
+    "(Narayanan et al. 2021, arXiv 2104.04473, §2.2; Korthikanti et al. 2022, §4.2.3)"
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline rank: the layers it holds, and the layer-forwards whose saved tensors
+    wait for backward at its peak."""
+
+    rank: int
+    layers: int  # layers of its stages (their parameters)
+    saved_layers: int  # layer-forwards waiting for backward, over its micro-batches
+    in_flight: int  # forward chunks (a micro-batch through one stage) at the peak
+    first: bool  # holds the embedding
+    last: bool  # holds the final norm and the head
+    last_chunks: int  # chunks of the last stage (with the head and the loss) in flight
+    microbatch: int  # sequences per micro-batch
+    stage_layers: tuple[int, ...] = ()  # the layers of each of its stages
+
+
+def split_layers(layers: int, stages: int) -> list[int]:
+    """Layers per stage as torchtitan's generate_split_points cuts them.
+
+    >>> split_layers(126, 8)
+    [15, 16, 16, 16, 16, 16, 16, 15]
+    """
+    base, extra = divmod(layers, stages)
+    sizes = [base]
+    for _ in range(stages - 2):
+        sizes.append(base + 1 if extra > 0 else base)
+        extra -= 1 if extra > 0 else 0
+    if stages > 1:
+        sizes.append(layers - sum(sizes))
+    return sizes
+
+
+def pipeline_rank(s: Scenario, t: Transformer, r: int) -> Stage:
+    """What pipeline rank ``r`` holds, and what waits there for backward at its peak."""
+    p, v = s.pipeline_parallel, pipeline_stages_per_rank(s.pipeline_schedule)
+    m = pipeline_microbatches(s)
+    per_stage = split_layers(t.layers, p * v)
+    mine = [r + k * p for k in range(v)]  # torchtitan stage_ids_this_rank, "loop" style
+    if s.pipeline_schedule is PipelineSchedule.GPIPE:
+        chunks = [mine[0]] * m
+    elif s.pipeline_schedule is PipelineSchedule.ONE_F_ONE_B:
+        chunks = [mine[0]] * min(m, p - r)
+    else:
+        warmup = (v - 1) * p + 2 * (p - 1 - r)
+        count = min(m * v, warmup + 1)
+        chunks = [mine[(k // p) % v] for k in range(count)]
+    last = p * v - 1
+    return Stage(
+        rank=r,
+        layers=sum(per_stage[i] for i in mine),
+        saved_layers=sum(per_stage[i] for i in chunks),
+        in_flight=len(chunks),
+        first=r == 0,
+        last=r == p - 1,
+        last_chunks=chunks.count(last),
+        microbatch=s.batch_size // m,
+        stage_layers=tuple(per_stage[i] for i in mine),
+    )
+
+
+def pipeline_ranks(s: Scenario, t: Transformer) -> list[Stage]:
+    """The ranks that can be heaviest: the first (embedding, most in flight), the last
+    (head and loss) and the middle rank with the most layer-forwards waiting."""
+    p = s.pipeline_parallel
+    first, last = pipeline_rank(s, t, 0), pipeline_rank(s, t, p - 1)
+    middle = [pipeline_rank(s, t, r) for r in range(1, p - 1)]
+    busiest = max(middle, key=lambda st: (st.saved_layers, st.layers), default=None)
+    return [first, *([busiest] if busiest else []), last]
+
+
+def stage_tensors(t: Transformer, stage: Stage) -> list[ParamTensor]:
+    """The parameters one pipeline rank holds: its layers' and, on the first rank, the
+    embedding; on the last, the final norm and the head (a tied head its own copy)."""
+    held = []
+    for tensor in parameter_tensors(t):
+        if "*" in tensor.name:
+            per_layer = tensor.count // max(t.layers, 1)
+            held.append(ParamTensor(tensor.name, tensor.shape, per_layer * stage.layers))
+        elif tensor.name.startswith(("embed", "position", "token_type")):
+            if stage.first or (stage.last and t.tied_embeddings):
+                held.append(tensor)
+        elif stage.last:
+            held.append(tensor)
+    return held
+
+
+def _pipeline_note(s: Scenario, stage: Stage) -> str:
+    """What the estimate of a pipeline shows: its heaviest rank."""
+    schedule = LABELS[s.pipeline_schedule]
+    layers = " + ".join(str(n) for n in stage.stage_layers)
+    return (
+        f"Pipeline over {s.pipeline_parallel} ranks ({schedule}, "
+        f"{pipeline_microbatches(s)} micro-batches of {stage.microbatch}): the figures are "
+        f"rank {stage.rank}'s, the heaviest, with {layers} layers and "
+        f"{stage.in_flight} micro-batch forwards waiting for backward at its peak."
+    )
 
 
 @dataclass(frozen=True)
@@ -193,8 +313,9 @@ class Activations:
     layer_tensors: tuple[int, ...] = ()
 
 
-def activations(c: Ctx) -> Activations:
-    """The tensors a training step saves for backward, as terms."""
+def activations(c: Ctx, stage: Stage | None = None) -> Activations:
+    """The tensors a training step saves for backward, as terms; on a pipeline rank, its
+    layer-forwards waiting for backward, and the outside rows only on the last stage."""
     t, s = c.t, c.s
     terms = []
     one: list[Row] = []
@@ -204,8 +325,10 @@ def activations(c: Ctx) -> Activations:
         rows = trainable_filter(c, rows) + lora_rows(c, x)
         if s.checkpointing is Checkpointing.SELECTIVE:
             rows = selective(rows)
-        one += rows
+        one += parallel_split(c, rows)
         n = t.encoder_layers if depth == "L_enc" else t.layers
+        if stage is not None:
+            depth, n = "L_saved", stage.saved_layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
         source = HF
         if s.checkpointing is Checkpointing.PER_OP:
@@ -215,10 +338,7 @@ def activations(c: Ctx) -> Activations:
             # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
             every = min(s.checkpoint_every, n)
             wrapped = n // every
-            full = checkpoint_rows(c, x)
-            if c.s.tensor_parallel > 1:
-                tp = c.s.tensor_parallel
-                rows, full = _tp_split(rows, tp), _tp_split(full, tp)
+            rows, full = parallel_split(c, rows), parallel_split(c, checkpoint_rows(c, x))
             heaviest = max(heaviest, _tensor_bytes(c, rows), key=sum)
             terms.append(
                 as_term(
@@ -243,8 +363,7 @@ def activations(c: Ctx) -> Activations:
                 )
             )
             continue
-        if c.s.tensor_parallel > 1:
-            kept = _tp_split(kept, c.s.tensor_parallel)
+        kept = parallel_split(c, kept)
         heaviest = max(heaviest, _tensor_bytes(c, kept), key=sum)
         what = {
             Checkpointing.FULL: "checkpointed input",
@@ -256,18 +375,25 @@ def activations(c: Ctx) -> Activations:
             )
         )
     layer_terms = len(terms)
-    outside = trainable_filter(c, outside_rows(c))
+    outside = parallel_split(c, trainable_filter(c, outside_rows(c)))
+    if stage is not None and not stage.last_chunks:
+        # torchtitan pipeline_llama _build_stage: only the last stage keeps the final norm
+        # and the output head; the embedding's output is the first layer's input.
+        outside = []
     if (
         s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N)
         and t.learned_positions == 0
         and t.family in (Family.DECODER, Family.MOE)
     ):
         outside.append(Row("position ids passed to the first layer", ("s",), "i64"))
-    terms.append(
-        as_term(
-            "activations", "embeddings, final norm and head inputs", outside, c.sizes, c.widths, HF
-        )
+    outside_term = as_term(
+        "activations", "embeddings, final norm and head inputs", outside, c.sizes, c.widths, HF
     )
+    if stage is not None and stage.last_chunks > 1:
+        outside_term = outside_term.scaled(
+            Fraction(stage.last_chunks), f"× {stage.last_chunks} micro-batches"
+        )
+    terms.append(outside_term)
     x = "t" if t.family is Family.ENCODER_DECODER else "s"
     return Activations(terms, total(terms), one, x, layer_terms, heaviest)
 
@@ -322,13 +448,55 @@ def offloaded(acts: Activations) -> tuple[list[Term], list[Term]]:
     return [stash, *outside], host
 
 
+# Rows tensor parallelism leaves whole that sequence parallelism does not split either: the
+# inputs of column-parallel projections, which torchtitan's PrepareModuleInput
+# (desired_input_layouts=Replicate()) all-gathers before the projections save them, and
+# a row-parallel matmul's output before its reduce-scatter (RowwiseParallel,
+# output_layouts=Shard(1)). Megatron-LM keeps the sharded input instead and gathers it
+# again in backward (tensor_parallel/layers.py LinearWithGradAccumulationAndAsyncCommunication).
+PARTIAL = "tp:partial"
+GATHERED = frozenset(
+    {"linear:qkv", "linear:q", "linear:kv", "linear:gate_up", "linear:up", "linear:head"}
+    | {"linear:router", PARTIAL}
+)
+TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "q", "kv", "E"})
+
+
+def parallel_split(c: Ctx, rows: list[Row]) -> list[Row]:
+    """The rows as one tensor-parallel rank holds them, with sequence parallelism if on."""
+    tp = c.s.tensor_parallel
+    if tp == 1:
+        return rows
+    rows = _tp_split(rows, tp)
+    return _sp_split(rows, tp) if c.s.sequence_parallel else rows
+
+
+def _sp_split(rows: list[Row], tp: int) -> list[Row]:
+    # Sequence parallelism splits what tensor parallelism leaves whole along the sequence:
+    # the layer inputs, the norms and the dropout masks (Korthikanti et al. 2022, arXiv
+    # 2205.05198, §4.2.2: sbh·(34/t + 5as/(ht)) with t the tensor-parallel degree;
+    # torchtitan parallelize_llama: SequenceParallel() on attention_norm, ffn_norm and
+    # norm, and the blocks' outputs as Shard(1)). Rows without a batch-by-sequence shape
+    # (rotary tables, position ids) are replicated.
+    return [
+        Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        if "b" in r.dims
+        and ("s" in r.dims or "t" in r.dims)
+        and not TP_SPLIT_DIMS & set(r.dims)
+        and r.tag not in GATHERED
+        else r
+        for r in rows
+    ]
+
+
 def _tp_split(rows: list[Row], tp: int) -> list[Row]:
     # Megatron tensor parallelism splits the heads and the MLP width; norm inputs,
     # dropout masks and the inputs of column-parallel projections stay whole (Korthikanti
     # et al. 2022 §4.2.1: sbh·(10 + 24/t + 5as/(ht))).
-    split = {"a", "a_kv", "f", "q", "kv", "E"}
     return [
-        r if not split & set(r.dims) else Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        Row(r.what, r.dims, r.width, r.count, r.tag, r.share / tp)
+        if TP_SPLIT_DIMS & set(r.dims)
+        else r
         for r in rows
     ]
 
@@ -344,6 +512,14 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
     """(saved by the loss, logits at the end of forward, extra at the loss peak, extra at
     the start of backward)."""
     t = c.t
+    if _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1:
+        # torchtitan parallelize_llama: the output head is ColwiseParallel with
+        # output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
+        # (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and
+        # their backward) works on each rank's vocabulary shard: every logits tensor of
+        # the loss is V/t wide. Megatron-LM's vocab_parallel_cross_entropy does the same.
+        shard = -(-t.vocab // c.s.tensor_parallel)
+        c = replace(c, sizes={**c.sizes, "V": shard})
     if not _lm(t):
         rows = [Row("log-softmax over the labels", ("b", "c"), "f32")]
         saved = [as_term("logits", "saved by the loss", rows, c.sizes, c.widths, HF)]
@@ -354,6 +530,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         return _fused_linear_terms(c, x)
     if c.s.loss is Loss.CCE:
         return _cce_terms(c, x)
+    if c.s.loss is Loss.COMPILED:
+        return _chunked_loss_terms(c, x, 1, TORCHTITAN_COMPILED)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -419,17 +597,34 @@ TORCHTUNE_CHUNKED = (
 )
 
 
-def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+TORCHTITAN_COMPILED = (
+    "torchtitan torchtitan/components/loss.py build_cross_entropy_loss: with compile on, "
+    "cross_entropy_loss (F.cross_entropy(pred.flatten(0, 1).float(), labels)) is wrapped "
+    "in torch.compile. Measured (benchmarks/stacks/compiled_loss.py, torch 2.13): the "
+    "compiled loss saves the 16-bit logits, the int64 labels and two fp32 values per "
+    "token, its kernels make no fp32 copy, and its backward writes one 16-bit gradient "
+    "of the logits"
+)
+
+
+def _chunked_loss_terms(
+    c: Ctx, x: str, chunks: int = 0, source: str = TORCHTUNE_CHUNKED
+) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
     """The loss terms of torchtune's chunked cross-entropy, compiled: the 16-bit logits
-    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time."""
-    chunk = -(-c.sizes[x] // c.s.loss_chunks)  # tensor_split: the first chunks are largest
+    whole, and in backward one chunk of ⌈tokens / loss_chunks⌉ at a time. A compiled
+    loss over the whole logits (torchtitan's) is the same with one chunk."""
+    whole_loss = source is TORCHTITAN_COMPILED  # one loss over the whole logits
+    chunks = chunks or c.s.loss_chunks
+    chunk = -(-c.sizes[x] // chunks)  # tensor_split: the first chunks are largest
     sizes = {**c.sizes, "u": chunk}
-    dims, one = ("b", x, "V"), ("b", "u", "V")
-    whole = [Row("logits, every chunk", dims, "act")]
+    dims = ("b", x, "V")
+    one = dims if whole_loss else ("b", "u", "V")
+    name = "logits" if whole_loss else "logits chunks"
+    whole = [Row("logits" if whole_loss else "logits, every chunk", dims, "act")]
     saved = [
         as_term(
             "logits",
-            "logits chunks saved by the compiled losses",
+            f"{name} saved by the compiled loss",
             [
                 *whole,
                 Row("labels", ("b", x), "i64"),
@@ -437,10 +632,10 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
             ],
             sizes,
             c.widths,
-            TORCHTUNE_CHUNKED,
+            source,
         )
     ]
-    logits = [as_term("logits", "logits chunks", whole, sizes, c.widths, TORCHTUNE_CHUNKED)]
+    logits = [as_term("logits", name, whole, sizes, c.widths, source)]
     if _softcap(c.t, "final_logit_softcapping"):
         capped = as_term(
             "logits",
@@ -452,14 +647,15 @@ def _chunked_loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Te
         )
         saved.append(capped)
         logits.append(capped)
+    what = "the logits' gradient" if whole_loss else "one chunk's logits gradient"
     grads = [
         as_term(
             "temporaries",
-            "one chunk's logits gradient and its per-token sum",
-            [Row("gradient of one chunk", one, "act"), Row("per-token sum", ("b", "u"), "f32")],
+            f"{what} and its per-token sum",
+            [Row(f"gradient of {name}", one, "act"), Row("per-token sum", one[:2], "f32")],
             sizes,
             c.widths,
-            TORCHTUNE_CHUNKED,
+            source,
         )
     ]
     return saved, logits, [], grads
@@ -688,16 +884,31 @@ def _param_width(s: Scenario) -> int:
 
 
 def build_training(s: Scenario) -> Built:
-    """The four phases of a training step."""
+    """The four phases of a training step; for a pipeline, those of its heaviest rank."""
+    if not s.pipelined:
+        return _build_training(s, None)
+    ranks = pipeline_ranks(s, context(s).t)
+    built = [(_build_training(s, rank), rank) for rank in ranks]
+    heaviest, rank = max(built, key=lambda b: max(p.bytes for p in b[0].phases))
+    heaviest.notes.insert(0, _pipeline_note(s, rank))
+    return heaviest
+
+
+def _build_training(s: Scenario, stage: Stage | None) -> Built:
+    """The four phases of a training step, on one pipeline rank when ``stage`` is given."""
     c = context(s)
     t = c.t
     counts = parameter_counts(t)
     n_params = sum(counts.values())
     notes: list[str] = []
     width = _param_width(s)
-    sizes = stacks.ModelSizes.from_tensors(parameter_tensors(t), t.layers + t.encoder_layers)
+    held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
+    depth = t.layers + t.encoder_layers if stage is None else stage.layers
+    sizes = stacks.ModelSizes.from_tensors(held_tensors, depth)
+    if stage is not None:
+        c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
-        tensors = [Trainable(p.shape, width, p.count) for p in parameter_tensors(t)]
+        tensors = [Trainable(p.shape, width, p.count) for p in held_tensors]
         st = model_states(s, tensors, sizes=sizes)
     else:
         layers = t.layers + t.encoder_layers
@@ -838,7 +1049,7 @@ def build_training(s: Scenario) -> Built:
                     ZERO_SOURCE,
                 )
             ]
-    acts = activations(c)
+    acts = activations(c, stage)
     kept, host = acts.terms, list(st.host)
     brought_back: list[Term] = []
     if s.activation_offload and not c.cpu:
@@ -880,15 +1091,42 @@ def build_training(s: Scenario) -> Built:
             "a time and never whole; the hidden states' and the head's gradients are made "
             "in forward and kept until backward."
         )
+    if s.loss is Loss.COMPILED and language_model(t):
+        notes.append(
+            "Compiled cross-entropy, as torchtitan compiles its loss: the 16-bit logits are "
+            "kept with two fp32 values per token, with no fp32 copy, and backward makes one "
+            "16-bit gradient of the logits."
+        )
+    if s.tensor_parallel > 1 and s.sequence_parallel:
+        notes.append(
+            f"Sequence parallelism: the layer inputs, norms and dropout masks are split "
+            f"over the {s.tensor_parallel} tensor-parallel ranks along the sequence; the "
+            "inputs the column-parallel projections gather stay whole."
+        )
+    if s.tensor_parallel > 1 and s.loss_parallel and language_model(t):
+        shard = -(-t.vocab // s.tensor_parallel)
+        notes.append(
+            f"Loss parallelism: the logits stay split by vocabulary, so V in the loss's "
+            f"terms is each rank's shard, {shard:,} of {t.vocab:,}."
+        )
     saved_loss, logits, loss_extra, loss_grads = loss_terms(c, acts.x)
+    if stage is not None and not stage.last_chunks:
+        saved_loss, logits, loss_extra, loss_grads = [], [], [], []  # the loss is the last's
+    elif stage is not None and stage.last_chunks > 1:
+        # GPipe runs every micro-batch's loss before the first backward.
+        many = Fraction(stage.last_chunks)
+        saved_loss = [x.scaled(many, f"× {stage.last_chunks} micro-batches") for x in saved_loss]
     inflight = [
         as_term(
             "temporaries",
             "activation gradients in flight",
-            [
-                Row("gradients of a layer's input and output", ("b", acts.x, "h"), "act", 2),
-                Row("gradients inside the MLP", ("b", acts.x, "f"), "act", 2),
-            ],
+            parallel_split(
+                c,
+                [
+                    Row("gradients of a layer's input and output", ("b", acts.x, "h"), "act", 2),
+                    Row("gradients inside the MLP", ("b", acts.x, "f"), "act", 2),
+                ],
+            ),
             c.sizes,
             c.widths,
             "PyTorch autograd engine: a layer's input and output gradients "
