@@ -25,6 +25,8 @@ class ModelEntry:
     active_params: int | None
     spec: str | None
     note: str
+    # the storage formats of its published checkpoints, for the runtimes (README)
+    weights: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def models() -> dict[str, ModelEntry]:
             active_params=m.get("active_params"),
             spec=m.get("spec"),
             note=m.get("params_note", ""),
+            weights=m.get("weights"),
         )
         for m in _load("models.json")["models"]
     }

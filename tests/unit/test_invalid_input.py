@@ -201,6 +201,56 @@ def test_config_must_be_json_with_the_needed_fields() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("model_id", "patch", "loc", "message"),
+    [
+        (
+            "qwen3-next-80b-a3b",
+            {"full_attention_interval": 0},
+            ("config", "full_attention_interval"),
+            "config.json field full_attention_interval must be from 1 to 1,000,000,000 (got 0).",
+        ),
+        (
+            "qwen3-next-80b-a3b",
+            {"mlp_only_layers": 3},
+            ("config", "mlp_only_layers"),
+            "config.json field mlp_only_layers must be a list of layer numbers (got 3).",
+        ),
+        (
+            "deepseek-v3",
+            {"kv_lora_rank": "x"},
+            ("config", "kv_lora_rank"),
+            'config.json field kv_lora_rank must be a whole number (got "x").',
+        ),
+        (
+            "llama-4-scout",
+            {
+                "vision_config": {
+                    "hidden_size": 1408,
+                    "intermediate_size": 5632,
+                    "num_hidden_layers": 34,
+                    "image_size": 336,
+                    "patch_size": 0,
+                    "projector_input_dim": 4096,
+                    "projector_output_dim": 4096,
+                    "vision_output_dim": 4096,
+                }
+            },
+            ("config", "vision_config", "patch_size"),
+            "vision_config: config.json field patch_size must be from 1 to 1,000,000,000 (got 0).",
+        ),
+    ],
+)
+def test_large_model_config_errors_name_their_field(
+    model_id: str, patch: dict[str, object], loc: tuple[str, ...], message: str
+) -> None:
+    from nnmem.runtimes.models import config
+
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "transformer", "config": {**config(model_id), **patch}})
+    assert [(p.loc, p.message) for p in caught.value.problems] == [(loc, message)]
+
+
 def test_cnn_layer_errors_name_their_path() -> None:
     with pytest.raises(NnmemError) as caught:
         parse(
