@@ -320,3 +320,31 @@ def test_shared_expert_saves_its_intermediates(model_id: str, seq: int, expected
 
     c = context(scenario(model_id, mode="training", seq_len=seq))
     assert total_bytes(_shared_expert_rows(c), c.sizes, c.widths) == expected
+
+
+def test_tensor_parallelism_splits_the_shared_expert_rows() -> None:
+    # The shared expert's MLP is column/row parallel like the routed experts' (Megatron
+    # splits every MLP's intermediate width), so its saved rows halve at TP 2. Llama 4
+    # Scout, LoRA on q and v, 1,024 tokens: the frozen down_proj saves no input, so each
+    # of its 48 layers keeps the gate output and the act and up outputs, 3 x 1,024 x
+    # 8,192 x 2 B; halved, that is 1,207,959,552 B less per rank than whole. The other
+    # rows TP splits account for 19,936,839,168 B of the difference.
+    def saved(tp: int) -> int:
+        e = estimate(
+            parse(
+                {
+                    "model": "preset",
+                    "preset": "llama-4-scout",
+                    "precision": "bf16",
+                    "seq_len": 1024,
+                    "tensor_parallel": tp,
+                    "num_gpus": tp,
+                    "finetune": "lora",
+                }
+            )
+        )
+        forward = next(p for p in e.phases if p.name == "forward")
+        return next(t.bytes for t in forward.terms if t.label == "saved per layer")
+
+    assert 3 * 1024 * 8192 * 2 * 48 // 2 == 1_207_959_552
+    assert saved(1) - saved(2) == 19_936_839_168 + 1_207_959_552

@@ -459,7 +459,7 @@ GATHERED = frozenset(
     {"linear:qkv", "linear:q", "linear:kv", "linear:gate_up", "linear:up", "linear:head"}
     | {"linear:router", PARTIAL}
 )
-TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "q", "kv", "E"})
+TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "fs", "q", "kv", "E"})
 
 
 def parallel_split(c: Ctx, rows: list[Row]) -> list[Row]:
