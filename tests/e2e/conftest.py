@@ -17,6 +17,10 @@ import build
 from chromium import CHROMIUM_ARGS, executable
 from site_helpers import BASE, DEFAULT_TOTAL, reset_form, wait_ready
 
+# A loaded machine (CI's two cores running the suite) can take longer than Playwright's
+# default 5 s for an answer that takes 0.1 s idle; a wait still fails, only later.
+expect.set_options(timeout=15_000)
+
 
 @pytest.fixture(scope="session")
 def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

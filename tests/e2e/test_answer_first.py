@@ -43,6 +43,26 @@ def expect_cpython_total(page: Page, fields: dict[str, str]) -> dict[str, object
     return reply
 
 
+def expect_settled_total(page: Page, changes: dict[str, str]) -> dict[str, object]:
+    """The page's total is CPython's for the fields it holds once the answers settle,
+    and the reply's second part (verdict, solvers, suggestions, plot) has been painted.
+
+    Python may rewrite other fields after an edit (a size typed over the example's shape
+    clears its width and depth), so the fields are read again until the page's total and
+    CPython's for those fields agree."""
+    reply: dict[str, object] = {}
+    for _ in range(60):
+        reply = cpython_reply({**page_fields(page), **changes})
+        assert reply["ok"], reply
+        settled = page.locator("#results").get_attribute("data-pending") is None
+        total = page.locator("#total").get_attribute("data-bytes")
+        if settled and total == str(reply["total_bytes"]):
+            return reply  # the total and the later parts (verdict, solvers) are this answer's
+        page.wait_for_timeout(250)
+    expect(page.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
+    return reply
+
+
 @pytest.mark.parametrize("typed", ["Llama 3.1 8B", "llama3.1 8b", "meta-llama/Llama-3.1-8B"])
 def test_a_preset_typed_by_its_name_is_found(calculator: Page, typed: str) -> None:
     """The catalog's display name (any case or spacing) or the Hub id picks the model, as
@@ -63,8 +83,7 @@ def test_the_size_takes_a_unit(calculator: Page, typed: str, millions: str) -> N
     equals CPython's for the same size in millions."""
     calculator.locator("#f-params_millions").fill(typed)
     expect(calculator.locator("#err-params_millions")).to_have_text("")
-    fields = page_fields(calculator)
-    reply = expect_cpython_total(calculator, {**fields, "params_millions": millions})
+    reply = expect_settled_total(calculator, {"params_millions": millions})
     expect(calculator.locator("#scenario-line")).to_have_text(str(reply["description"]))
 
 
@@ -119,11 +138,13 @@ def test_applying_a_fix_says_what_was_applied(calculator: Page) -> None:
     word on the button; after Use, the solver's value."""
     calculator.locator("#f-batch_size").fill("256")
     calculator.locator("#f-gpu").select_option("t4")
+    expect_settled_total(calculator, {})  # the suggestions are this answer's
     item = calculator.locator("#part-suggestions li").first
     label = text_of(item.locator(".label"))
     item.locator("button.apply").click()
     expect(calculator.locator("#action-status")).to_have_text(f"Applied: {label}.")
     calculator.locator("#f-batch_size").fill("1")
+    expect_settled_total(calculator, {})  # the solvers are batch 1's
     use = calculator.locator("#part-solvers [data-solver=max_batch] button.apply")
     value = use.get_attribute("data-label") or ""
     assert value.startswith("batch size ")
