@@ -140,3 +140,19 @@ def test_model_dtype_adapters_save_the_shared_input_uncast():
 def test_adapter_type_is_hidden_where_the_model_is_fp32():
     assert "lora_dtype" in parse({**LORA_7B, "precision": "amp_bf16"}).inactive_fields()
     assert "lora_dtype" not in parse(LORA_7B).inactive_fields()
+
+
+def test_fp32_logits_is_the_standard_loss_for_a_masked_lm():
+    # transformers 4.37 BertForMaskedLM takes CrossEntropyLoss of its prediction scores
+    # with no .float(): the option changes nothing there, and says so.
+    bert = {
+        "mode": "training",
+        "model": "preset",
+        "preset": "bert-base-uncased",
+        "precision": "amp_bf16",
+        "batch_size": 8,
+        "seq_len": 512,
+    }
+    old = estimate(parse({**bert, "loss": "fp32_logits"}))
+    assert old.total_bytes == estimate(parse(bert)).total_bytes
+    assert any("only a causal LM's logits" in n for n in old.notes)

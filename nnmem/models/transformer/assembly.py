@@ -1220,6 +1220,14 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "kept with two fp32 values per token, with no fp32 copy, and backward makes one "
             "16-bit gradient of the logits."
         )
+    if s.loss is Loss.FP32_LOGITS and language_model(t):
+        notes.append(
+            "fp32 logits, as transformers 4.45 and older return them from a causal LM: held "
+            "through backward, with a shifted fp32 copy at the loss."
+            if t.head.value == "causal_lm"
+            else "transformers 4.x upcasts only a causal LM's logits; this head's loss is "
+            "the standard cross-entropy."
+        )
     if s.tensor_parallel > 1 and s.sequence_parallel:
         notes.append(
             f"Sequence parallelism: the layer inputs, norms and dropout masks are split "
