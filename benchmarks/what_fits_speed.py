@@ -4,12 +4,11 @@
 
 Builds the site under /nnmem/, serves it on 127.0.0.1, opens ``what-fits.html`` and,
 once Python is live, chooses every GPU of the page's list in turn, for each runtime and
-card count. Each answer ranks the whole catalog (the models of ``data/models.json`` and
-``data/runtime_models.json``). A figure is the time from the request the page posts to
-its worker to the painted ranking (the page's ``nnmem:tool`` measure), so the form's
-120 ms typing debounce is not in it. Prints the median, 95th percentile and slowest
-answer per runtime, the slowest cases, and the time from navigation to the first live
-ranking.
+card count. Each answer ranks the whole catalog (the models of ``data/models.json``). A
+figure is the time from the request the page posts to its worker to the painted ranking
+(the page's ``nnmem:tool`` measure), so the form's 120 ms typing debounce is not in it.
+Prints the median, 95th percentile and slowest answer per runtime, the slowest cases,
+and the time from navigation to the first live ranking.
 """
 
 from __future__ import annotations

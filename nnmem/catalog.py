@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -24,6 +25,8 @@ class ModelEntry:
     active_params: int | None
     spec: str | None
     note: str
+    # the storage formats of its published checkpoints, for the runtimes (README)
+    weights: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,44 @@ def models() -> dict[str, ModelEntry]:
             active_params=m.get("active_params"),
             spec=m.get("spec"),
             note=m.get("params_note", ""),
+            weights=m.get("weights"),
         )
         for m in _load("models.json")["models"]
     }
+
+
+def _name_key(text: str) -> str:
+    """A model name with case, spaces, dashes, slashes and brackets ignored: the dots stay,
+    so "Llama 3.1 8B" (llama3.18b) is not "Llama 3 18B" (llama318b)."""
+    return re.sub(r"[^a-z0-9.]", "", text.lower())
+
+
+@cache
+def _by_name() -> dict[str, ModelEntry]:
+    """Every catalog model under the key of its id, its name and its Hub id."""
+    found: dict[str, ModelEntry] = {}
+    for entry in models().values():
+        for text in (entry.id, entry.name, entry.hf_id or ""):
+            key = _name_key(text)
+            if key:
+                found.setdefault(key, entry)
+    return found
+
+
+def find_model(text: str) -> ModelEntry | None:
+    """The catalog model that ``text`` names: its id, its name as the catalog shows it or
+    its Hugging Face id, in any case and spacing; None when none does.
+
+    >>> find_model("Llama 3.1 8B").id, find_model("qwen2.5 7b").id, find_model("LLAMA-3.1-8B").id
+    ('llama-3.1-8b', 'qwen2.5-7b', 'llama-3.1-8b')
+    >>> find_model("meta-llama/Llama-3.1-8B").id, find_model("llama 3.1"), find_model("")
+    ('llama-3.1-8b', None, None)
+    """
+    exact = models().get(text.strip().lower())
+    if exact is not None:
+        return exact
+    key = _name_key(text)
+    return _by_name().get(key) if key else None
 
 
 @cache

@@ -154,7 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_argument_group("the model (one of)")
-    model.add_argument("--params", metavar="MILLIONS", help="model size in millions of parameters")
+    model.add_argument(
+        "--params",
+        metavar="MILLIONS",
+        help="model size in millions of parameters, or with a unit: 7B, 350M",
+    )
     model.add_argument("--preset", metavar="ID", help="a catalog model (see --list-presets)")
     model.add_argument("--config", metavar="FILE", help="a Hugging Face config.json")
     model.add_argument("--cnn", metavar="NAME|FILE", help="resnet50, vgg16, … or a layer list")

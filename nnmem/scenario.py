@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -769,7 +769,11 @@ PARAMS = NumberSpec(
     Decimal("0.000001"),
     Decimal(10_000_000),
     False,
-    "a number of millions of parameters above 0 and at most 10,000,000",
+    "a number of millions of parameters above 0 and at most 10,000,000, or a count with "
+    "its unit such as 7B or 350M",
+    # How model names give their size: 7B, 350M, 1.5b (thousands, millions, billions,
+    # trillions), read into millions.
+    suffixes=(("k", Decimal("0.001")), ("m", Decimal(1)), ("b", Decimal(1000)), ("t", MILLION)),
 )
 HIDDEN_SIZE = whole("hidden_size", "Hidden dimension", 1_000_000)
 NUM_LAYERS = whole("num_layers", "Number of layers", 100_000)
@@ -1296,6 +1300,12 @@ def inactive_fields(
     return tuple(k for k in KNOWN_KEYS if k in off)
 
 
+def _labels(members: Iterable[StrEnum]) -> str:
+    """Options as the page's menus name them: "FP32, BF16 or FP16"."""
+    names = [LABELS[m] for m in members]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def _cross_checks(s: Scenario) -> list[Problem | None]:
     problems: list[Problem | None] = []
     for key in SETTINGS:
@@ -1313,20 +1323,33 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
                     )
                 )
             elif not s.precision.lora_base:
+                bases = _labels(p for p in Precision if p.lora_base)
                 problems.append(
                     Problem(
                         "precision",
-                        f"Precision {s.precision.value} cannot hold a LoRA base: "
-                        "choose fp32, bf16, fp16, amp_bf16, amp_fp16, nf4, nf4_dq or int8.",
+                        f"Precision {LABELS[s.precision]} cannot hold a LoRA base: choose {bases}.",
                     )
                 )
         elif not s.precision.trains_fully:
+            trains = _labels(p for p in Precision if p.trains_fully)
+            adapters = ""
+            if s.precision.lora_base:
+                # What makes this precision valid for training: adapters over a frozen base.
+                where = (
+                    ""
+                    if isinstance(s.model, Transformer)
+                    else " with a catalog model or a config.json"
+                )
+                adapters = (
+                    f" To train adapters over it as a frozen base (QLoRA), set Fine-tuning to "
+                    f"{LABELS[Finetune.LORA]}{where}."
+                )
             problems.append(
                 Problem(
                     "precision",
-                    f"Precision {s.precision.value} stores weights for "
-                    "inference only: for training choose fp32, amp_bf16, amp_fp16, bf16 or "
-                    "fp16, use it as a frozen base with LoRA, or set the mode to inference.",
+                    f"Precision {LABELS[s.precision]} stores weights for inference only. To "
+                    f"train, choose {trains}.{adapters} Or set the mode to "
+                    f"{LABELS[Mode.INFERENCE]}.",
                 )
             )
     elif s.precision.is_amp and s.runtime.engine is not Runtime.LLAMA_CPP:
@@ -1706,15 +1729,14 @@ def _read_generic(data: Mapping[str, object]) -> GenericModel:
 
 
 def _read_preset(raw: object) -> tuple[Model, dict[str, Any]]:
-    entries = catalog.models()
     key = raw.strip().lower() if isinstance(raw, str) else ""
-    entry = entries.get(key)
+    entry = catalog.find_model(key) if key else None
     if entry is None:
         message = (
             "Preset is required: choose a catalog model id such as llama-3.1-8b."
             if not key
-            else f"Preset {shown(raw)} is not in the catalog: choose a model id such as "
-            "llama-3.1-8b (the full list is in nnmem/data/models.json)."
+            else f"Preset {shown(raw)} is not in the catalog: choose a model id or name such "
+            "as llama-3.1-8b or Llama 3.1 8B (the full list is in nnmem/data/models.json)."
         )
         raise NnmemError.single("preset", message)
     if entry.architecture == "cnn":

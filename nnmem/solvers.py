@@ -9,7 +9,7 @@ attention can make quadratic) and the GPU count are searched.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -88,10 +88,13 @@ def context_limit(scenario: Scenario) -> ContextLimit | None:
         return None
     if model.learned_positions:
         return ContextLimit(model.learned_positions, "its learned position table", False)
-    positions = model.config.get("max_position_embeddings")
+    # multimodal configs (Llama 4) keep the decoder's fields under text_config
+    inner = model.config.get("text_config")
+    config = inner if isinstance(inner, Mapping) else model.config
+    positions = config.get("max_position_embeddings")
     if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
         return None
-    tokens, how = _rope_factor(model.config, positions)
+    tokens, how = _rope_factor(config, positions)
     source = f"max_position_embeddings = {positions:,}"
     return ContextLimit(tokens, f"{source}, with {how}" if how else source, True)
 

@@ -60,6 +60,8 @@ class NumberSpec:
     high: Decimal
     whole: bool
     allowed: str
+    # Unit letters the text may end with ("7B"), each with what it multiplies by.
+    suffixes: tuple[tuple[str, Decimal], ...] = ()
 
     def bad(self, raw: object) -> Problem:
         """The problem for a value outside what is allowed."""
@@ -79,16 +81,24 @@ class NumberSpec:
             # repr is the shortest decimal that round-trips, so 124.439808 stays exact.
             number = Decimal(repr(raw))
         elif isinstance(raw, str) and len(raw) <= _MAX_TEXT:
-            text = raw.strip()
+            text, scale = self._unit(raw.strip())
             if _GROUPED_THOUSANDS.fullmatch(text):
                 text = text.replace(",", "")
             try:
-                number = Decimal(text)
+                number = Decimal(text) * scale
             except InvalidOperation:
                 return self.bad(raw)
         else:
             return self.bad(raw)
         return self.check(number, raw)
+
+    def _unit(self, text: str) -> tuple[str, Decimal]:
+        """The number's text and the scale its unit letter gives ("7 B": "7", 1000)."""
+        if len(text) > 1 and text[-1].isalpha():
+            scale = dict(self.suffixes).get(text[-1].lower())
+            if scale is not None:
+                return text[:-1].rstrip(), scale
+        return text, Decimal(1)
 
     def check(self, value: Decimal | int, raw: object = None) -> Decimal | Problem:
         """``value`` if it is in range, else the problem, echoing ``raw`` if given."""

@@ -203,9 +203,13 @@ def test_equations_are_mathml_without_scripts(site: Path) -> None:
     html = (site / "formulas.html").read_text()
     assert html.count("<math") >= 10
     assert '<math display="block">' in html
-    # No script draws the maths; the only script is the theme toggle every page loads.
+    # No script draws the maths; the only scripts are the theme toggle and the wide
+    # tables' scroll hint, which every page loads.
     scripts = re.findall(r"<script[^>]*>", html)
-    assert scripts == [re.search(r'<script src="\./assets/theme\.js\?v=[0-9a-f]{10}">', html)[0]]
+    assert scripts == [
+        re.search(r'<script src="\./assets/theme\.js\?v=[0-9a-f]{10}">', html)[0],
+        re.search(r'<script src="\./assets/tables\.js\?v=[0-9a-f]{10}" defer>', html)[0],
+    ]
 
 
 def test_faq_structured_data_matches_the_questions(site: Path) -> None:

@@ -123,6 +123,9 @@ def count_transformer(entry: dict[str, Any]) -> tuple[int, int | None, str]:
 
     fields = dict(entry["config"])
     model_type = fields.pop("model_type")
+    # Kimi K2 ships DeepseekV3ForCausalLM shapes under its own model_type, which
+    # transformers does not register.
+    model_type = {"kimi_k2": "deepseek_v3"}.get(model_type, model_type)
     config = transformers.AutoConfig.for_model(model_type, **fields)
     cls = getattr(transformers, entry["hf_class"])
     with torch.device("meta"):
@@ -139,8 +142,8 @@ def count_transformer(entry: dict[str, Any]) -> tuple[int, int | None, str]:
 
     active = None
     if entry["architecture"] == "moe":
-        cfg = entry["config"]
-        n_exp = cfg.get("num_local_experts", cfg.get("num_experts"))
+        cfg = entry["config"].get("text_config") or entry["config"]  # Llama 4 nests it
+        n_exp = cfg.get("num_local_experts", cfg.get("num_experts", cfg.get("n_routed_experts")))
         top_k = cfg["num_experts_per_tok"]
         idle = 0
         for name, module in model.named_modules():

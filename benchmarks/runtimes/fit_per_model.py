@@ -6,7 +6,8 @@ seconds per model and the slowest).
 Each case is run cold (the per-model GGUF tensor lists not yet built, as on the page's
 first answer) and warm (cached, as on every later one; the best of three passes per
 model, since the machine may be shared). The vLLM ranking covers
-the catalog decoders and the MoE models of ``data/runtime_models.json``; llama.cpp
+the catalog decoders and the MoE models priced by their checkpoints (the catalog
+entries with a ``weights`` object); llama.cpp
 covers the catalog decoders whose GGUF tensor lists nnmem writes.
 """
 

@@ -85,6 +85,31 @@ class Transformer:
     patch_size: int = 0
     channels: int = 0
     sliding_window: int | None = None
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi K2) when kv_lora_rank > 0;
+    # head_dim is then the query/key head, qk_nope_head_dim + qk_rope_head_dim.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # MoE models whose first (or non-interleaved) layers keep a dense MLP
+    dense_layers: int = 0
+    dense_intermediate: int = 0
+    shared_expert_gate: bool = True  # Qwen's sigmoid gate h -> 1 on the shared expert
+    router_bias: bool = False  # gpt-oss GptOssTopKRouter.bias
+    attention_sinks: bool = False  # gpt-oss GptOssAttention.sinks, one per head
+    output_gate: bool = False  # Qwen3-Next: q_proj also yields a per-head output gate
+    # Gated delta net layers (Qwen3-Next linear attention)
+    linear_layers: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    linear_key_dim: int = 0
+    linear_value_dim: int = 0
+    linear_kernel: int = 0
+    # Llama 4: layers attending within chunks of attention_chunk tokens
+    chunked_layers: int = 0
+    attention_chunk: int = 0
+    # Llama 4: the vision encoder's config fields, as sorted (key, value) pairs
+    vision: tuple[tuple[str, Any], ...] = ()
     dropout: float = 0.0
     attention_dropout: float = 0.0
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -98,6 +123,21 @@ class Transformer:
     def kv_width(self) -> int:
         """Width of the key (or value) projection, ``a_kv·d``."""
         return self.kv_heads * self.head_dim
+
+    @property
+    def mla(self) -> bool:
+        """Whether attention is multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is the routed experts."""
+        return self.layers - self.dense_layers if self.family is Family.MOE else 0
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention (the rest are linear attention)."""
+        return self.layers - self.linear_layers
 
     @property
     def seq_from_image(self) -> int:
@@ -266,10 +306,22 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
     """
     if not isinstance(config, Mapping):
         raise NnmemError.single(field, "The config must be a JSON object (a config.json).")
+    original = config
+    vision: tuple[tuple[str, Any], ...] = ()
+    if config.get("model_type") == "llama4" and isinstance(config.get("text_config"), Mapping):
+        # Llama4ForConditionalGeneration nests the decoder under text_config and the
+        # vision encoder under vision_config (transformers configuration_llama4.py).
+        config = {**config["text_config"], "model_type": "llama4"}
     read = ConfigReader(config, field)
+    if original.get("model_type") == "llama4" and isinstance(
+        original.get("vision_config"), Mapping
+    ):
+        vision = _vision_fields(read, original["vision_config"])
     model_type = read.text("model_type", "")
     family = _family(model_type, config)
     head = _head(family, config.get("architectures"))
+    if model_type in ("llama4", "llama4_text"):
+        head = Head.CAUSAL_LM
     hidden = read.whole("hidden_size")
     heads = read.whole("num_attention_heads")
     kv_heads = read.whole("num_key_value_heads", default=heads)
@@ -357,16 +409,33 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         gated, rms = True, True
         tied = read.flag("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"})
         intermediate = read.whole("intermediate_size")
-        attention_bias = read.flag("attention_bias", model_type == "qwen2")
+        # GptOssConfig defaults attention_bias to true (configuration_gpt_oss.py).
+        attention_bias = read.flag("attention_bias", model_type in ("qwen2", "gpt_oss"))
         qkv_bias = attention_bias or model_type == "qwen2"
-        out_bias = attention_bias and model_type != "qwen2"
-        mlp_bias = read.flag("mlp_bias", False)
+        # GLM-4.5 (modeling_glm4_moe.py Glm4MoeAttention): o_proj has no bias.
+        out_bias = attention_bias and model_type not in ("qwen2", "glm4_moe")
+        # gpt-oss experts carry gate_up_proj_bias and down_proj_bias (GptOssExperts).
+        mlp_bias = read.flag("mlp_bias", False) or model_type == "gpt_oss"
+        if model_type == "gpt_oss":
+            kwargs |= {"router_bias": True, "attention_sinks": True}
         norms = 4 if model_type in {"gemma2", "gemma3", "gemma3_text"} else 2
+        qk_norm = model_type in {"qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text"}
+        qk_norm = qk_norm or model_type == "olmo2"
+        if model_type == "glm4_moe":
+            qk_norm = read.flag("use_qk_norm", False)  # Glm4MoeAttention q_norm, k_norm
         kwargs |= {
-            "qk_norm": model_type in {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"},
+            "qk_norm": qk_norm,
             "sliding_window": _optional_whole(read, "sliding_window"),
             "attention_dropout": read.number("attention_dropout", 0.0),
         }
+        if read.find("kv_lora_rank")[1] is not None:
+            kwargs |= _mla_fields(read)
+            head_dim = read.whole("qk_nope_head_dim") + kwargs["qk_rope_head_dim"]
+            kv_heads = heads  # every head gets its own key and value from kv_b_proj
+        if model_type == "qwen3_next":
+            kwargs |= _linear_attention_fields(read, layers)
+        if model_type in ("llama4", "llama4_text"):
+            kwargs |= _chunked_fields(read, layers)
         if family is Family.MOE:
             kwargs |= {
                 "experts": read.whole("num_local_experts"),
@@ -375,7 +444,9 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
                     "shared_expert_intermediate_size", default=0, low=0
                 ),
             }
+            dense_width = intermediate
             intermediate = read.whole("moe_intermediate_size", default=intermediate)
+            kwargs |= _dense_layer_fields(read, model_type, layers, dense_width, intermediate)
 
     vocab = read.whole("vocab_size", default=0 if family is Family.VIT else None, low=0)
     if head is Head.SEQUENCE_CLASSIFICATION:
@@ -401,9 +472,148 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
         out_bias=out_bias,
         mlp_bias=mlp_bias,
         norms_per_layer=norms,
-        config=dict(config),
+        vision=vision,
+        config=dict(original),
         **kwargs,
     )
+
+
+VISION_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "image_size",
+    "patch_size",
+    "num_channels",
+    "projector_input_dim",
+    "projector_output_dim",
+    "vision_output_dim",
+)
+
+
+def _vision_fields(read: ConfigReader, config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The Llama 4 vision_config fields that size the vision tower, checked."""
+    vision = ConfigReader(config, read.field)
+    fields = {
+        key: vision.whole(key, default=3 if key == "num_channels" else None) for key in VISION_KEYS
+    }
+    # report the keys under vision_config
+    read.problems += [
+        Problem((read.field, "vision_config", *p.loc[1:]), f"vision_config: {p.message}", p.input)
+        for p in vision.problems
+    ]
+    return tuple(fields.items())
+
+
+def _mla_fields(read: ConfigReader) -> dict[str, Any]:
+    """DeepSeek-V3 / Kimi K2 latent attention widths (transformers
+    modeling_deepseek_v3.py DeepseekV3Attention); a null q_lora_rank means a plain q_proj."""
+    return {
+        "q_lora_rank": read.whole("q_lora_rank", default=0, low=0),
+        "kv_lora_rank": read.whole("kv_lora_rank"),
+        "qk_rope_head_dim": read.whole("qk_rope_head_dim"),
+        "v_head_dim": read.whole("v_head_dim"),
+    }
+
+
+def _layer_kinds(read: ConfigReader, layers: int, model_type: str) -> list[str]:
+    """Each layer's attention kind: ``layer_types`` as given, else as the config class
+    derives it.
+
+    - Qwen3NextConfig (configuration_qwen3_next.py): ``"linear_attention" if (i + 1) %
+      full_attention_interval else "full_attention"``.
+    - Llama4TextConfig (configuration_llama4.py): ``no_rope_layers`` (default
+      ``int((i + 1) % no_rope_layer_interval != 0)``); RoPE layers use
+      ``"chunked_attention"`` when attention_chunk_size is set.
+    """
+    given = read.config.get("layer_types")
+    if isinstance(given, list) and len(given) == layers:
+        return [str(kind) for kind in given]
+    if model_type == "qwen3_next":
+        every = read.whole("full_attention_interval", default=4)
+        return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    rope = read.config.get("no_rope_layers")
+    if not isinstance(rope, list) or len(rope) != layers:
+        every = read.whole("no_rope_layer_interval", default=4)
+        rope = [int((i + 1) % every != 0) for i in range(layers)]
+    return ["chunked_attention" if r else "full_attention" for r in rope]
+
+
+def _linear_attention_fields(read: ConfigReader, layers: int) -> dict[str, Any]:
+    """Qwen3-Next: its gated delta net layers (transformers modeling_qwen3_next.py
+    Qwen3NextGatedDeltaNet) and the per-head output gate of its attention layers."""
+    fields = {
+        "linear_key_heads": read.whole("linear_num_key_heads"),
+        "linear_value_heads": read.whole("linear_num_value_heads"),
+        "linear_key_dim": read.whole("linear_key_head_dim"),
+        "linear_value_dim": read.whole("linear_value_head_dim"),
+        "linear_kernel": read.whole("linear_conv_kernel_dim", default=4),
+        "output_gate": True,
+    }
+    kinds = _layer_kinds(read, layers, "qwen3_next")
+    return fields | {"linear_layers": kinds.count("linear_attention")}
+
+
+def _chunked_fields(read: ConfigReader, layers: int) -> dict[str, Any]:
+    """Llama 4: the RoPE layers attend within chunks of attention_chunk_size tokens
+    (transformers configuration_llama4.py Llama4TextConfig layer_types)."""
+    chunk = _optional_whole(read, "attention_chunk_size")
+    if not chunk:
+        return {}
+    kinds = _layer_kinds(read, layers, "llama4")
+    return {"chunked_layers": kinds.count("chunked_attention"), "attention_chunk": chunk}
+
+
+def _dense_layer_fields(
+    read: ConfigReader, model_type: str, layers: int, dense_width: int, expert_width: int
+) -> dict[str, Any]:
+    """Which layers of an MoE keep a dense MLP, and the shared experts' width.
+
+    - DeepSeek-V3, Kimi K2 (modeling_deepseek_v3.py DeepseekV3DecoderLayer) and GLM-4.5
+      (modeling_glm4_moe.py Glm4MoeDecoderLayer): layers below first_k_dense_replace are
+      dense; the others add n_shared_experts shared experts as one MLP of
+      moe_intermediate_size x n_shared_experts, without a gate.
+    - Qwen3-Next (modeling_qwen3_next.py Qwen3NextDecoderLayer): layer i is sparse
+      unless it is in mlp_only_layers or (i + 1) % decoder_sparse_step != 0.
+    - Llama 4 (modeling_llama4.py Llama4TextDecoderLayer): moe_layers (default every
+      interleave_moe_layer_step-th layer) are sparse, the rest an MLP of
+      intermediate_size_mlp; Llama4TextMoe's shared expert is an ungated MLP of
+      intermediate_size.
+    """
+    if model_type in ("deepseek_v3", "deepseek_v2", "kimi_k2", "glm4_moe"):
+        shared = read.whole("n_shared_experts", default=0, low=0)
+        return {
+            "dense_layers": min(read.whole("first_k_dense_replace", default=0, low=0), layers),
+            "dense_intermediate": dense_width,
+            "shared_expert_intermediate": shared * expert_width,
+            "shared_expert_gate": False,
+        }
+    if model_type == "qwen3_next":
+        only = read.config.get("mlp_only_layers") or []
+        if not isinstance(only, list):
+            read.problems.append(
+                Problem(
+                    (read.field, "mlp_only_layers"),
+                    f"config.json field mlp_only_layers must be a list of layer numbers "
+                    f"(got {shown(only)}).",
+                    only,
+                )
+            )
+            only = []
+        step = read.whole("decoder_sparse_step", default=1)
+        sparse = [i for i in range(layers) if i not in only and (i + 1) % step == 0]
+        return {"dense_layers": layers - len(sparse), "dense_intermediate": dense_width}
+    if model_type in ("llama4", "llama4_text"):
+        step = read.whole("interleave_moe_layer_step", default=1)
+        moe = read.config.get("moe_layers")
+        count = len(moe) if isinstance(moe, list) else len(range(step - 1, layers, step))
+        return {
+            "dense_layers": layers - count,
+            "dense_intermediate": read.whole("intermediate_size_mlp", default=dense_width),
+            "shared_expert_intermediate": expert_width,
+            "shared_expert_gate": False,
+        }
+    return {}
 
 
 def _optional_whole(read: ConfigReader, concept: str) -> int | None:
@@ -428,6 +638,8 @@ def _norm(t: Transformer, width: int) -> int:
 def attention_params(t: Transformer, cross: bool = False) -> int:
     """One attention block: W_q, W_k, W_v, W_o and their biases (and Q/K norms)."""
     del cross  # cross-attention has the same shapes as self-attention in T5
+    if t.mla or t.output_gate or t.attention_sinks:
+        return sum(x.elements for x in _attention_tensors(t, "attn"))
     q, kv = t.q_width, t.kv_width
     count = t.hidden * q + 2 * t.hidden * kv + q * t.hidden
     if t.qkv_bias:
@@ -448,10 +660,19 @@ def mlp_params(t: Transformer, width: int | None = None) -> int:
 
 
 def layer_params(t: Transformer) -> int:
-    """One decoder (or encoder-only) layer, all experts included."""
+    """One decoder (or encoder-only) layer, all experts included; the largest layer
+    where layers differ (dense and MoE layers, linear and full attention)."""
     norms = t.norms_per_layer * _norm(t, t.hidden)
+    if t.dense_layers or t.linear_layers:
+        attention = attention_params(t)
+        if t.linear_layers:
+            attention = max(attention, sum(x.elements for x in _linear_attention_tensors(t, "")))
+        mlp = sum(x.elements for x in _moe_tensors(t, "")) if t.moe_layers else 0
+        if t.dense_layers:
+            mlp = max(mlp, mlp_params(t, t.dense_intermediate))
+        return attention + mlp + norms
     if t.family is Family.MOE:
-        router = t.hidden * t.experts
+        router = t.hidden * t.experts + (t.experts if t.router_bias else 0)
         experts = t.experts * mlp_params(t)
         shared = 0
         if t.shared_expert_intermediate:
@@ -487,9 +708,11 @@ def parameter_counts(t: Transformer) -> dict[str, int]:
         counts["decoder_layers"] = t.layers * decoder_layer + t.relative_buckets * t.heads
         counts["final_norms"] = 2 * _norm(t, h)
     else:
-        counts["layers"] = t.layers * layer_params(t)
+        counts["layers"] = sum(x.elements for x in _decoder_tensors(t))
         if t.family is not Family.ENCODER:
             counts["final_norm"] = _norm(t, h)
+    if t.vision:
+        counts["vision"] = sum(x.elements for x in _vision_tensors(t))
     counts["head"] = _head_params(t)
     return counts
 
@@ -516,7 +739,7 @@ def active_parameters(t: Transformer) -> int:
     total = sum(parameter_counts(t).values())
     if t.family is not Family.MOE:
         return total
-    return total - t.layers * (t.experts - t.experts_per_token) * mlp_params(t)
+    return total - t.moe_layers * (t.experts - t.experts_per_token) * mlp_params(t)
 
 
 # --- parameter tensors -------------------------------------------------------------------
@@ -566,16 +789,125 @@ def _attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
             Tensor(f"{prefix}.c_proj.weight", (q, h)),
             Tensor(f"{prefix}.c_proj.bias", (h,)),
         ]
+    if t.mla:
+        return _mla_tensors(t, prefix)
+    if t.output_gate:
+        # Qwen3NextAttention: q_proj yields the query and a sigmoid output gate per head.
+        q *= 2
     tensors = [
         *_linear(f"{prefix}.q_proj", q, h, t.qkv_bias),
         *_linear(f"{prefix}.k_proj", kv, h, t.qkv_bias),
         *_linear(f"{prefix}.v_proj", kv, h, t.qkv_bias),
-        *_linear(f"{prefix}.o_proj", h, q, t.out_bias),
+        *_linear(f"{prefix}.o_proj", h, t.q_width, t.out_bias),
     ]
     if t.qk_norm:
         tensors += [Tensor(f"{prefix}.q_norm.weight", (t.head_dim,))]
         tensors += [Tensor(f"{prefix}.k_norm.weight", (t.head_dim,))]
+    if t.attention_sinks:
+        tensors += [Tensor(f"{prefix}.sinks", (t.heads,))]
     return tensors
+
+
+def _mla_tensors(t: Transformer, prefix: str) -> list[Tensor]:
+    """transformers modeling_deepseek_v3.py DeepseekV3Attention: q_a_proj h -> q_lora
+    (with q_a_layernorm) and q_b_proj q_lora -> a·(nope + rope), or one q_proj without
+    q_lora_rank; kv_a_proj_with_mqa h -> kv_lora + rope, kv_a_layernorm of kv_lora,
+    kv_b_proj kv_lora -> a·(nope + v), o_proj a·v -> h. attention_bias adds biases to
+    q_a_proj, kv_a_proj_with_mqa and o_proj."""
+    h, a, rope, bias = t.hidden, t.heads, t.qk_rope_head_dim, t.qkv_bias
+    nope = t.head_dim - rope
+    if t.q_lora_rank:
+        query = [
+            *_linear(f"{prefix}.q_a_proj", t.q_lora_rank, h, bias),
+            Tensor(f"{prefix}.q_a_layernorm.weight", (t.q_lora_rank,)),
+            *_linear(f"{prefix}.q_b_proj", a * t.head_dim, t.q_lora_rank, False),
+        ]
+    else:
+        query = _linear(f"{prefix}.q_proj", a * t.head_dim, h, False)
+    return [
+        *query,
+        *_linear(f"{prefix}.kv_a_proj_with_mqa", t.kv_lora_rank + rope, h, bias),
+        Tensor(f"{prefix}.kv_a_layernorm.weight", (t.kv_lora_rank,)),
+        *_linear(f"{prefix}.kv_b_proj", a * (nope + t.v_head_dim), t.kv_lora_rank, False),
+        *_linear(f"{prefix}.o_proj", h, a * t.v_head_dim, bias),
+    ]
+
+
+def _linear_attention_tensors(t: Transformer, prefix: str) -> list[Tensor]:
+    """transformers modeling_qwen3_next.py Qwen3NextGatedDeltaNet: in_proj_qkvz
+    h -> 2k + 2v and in_proj_ba h -> 2·v_heads (k = key heads x key dim, v = value heads
+    x value dim), a depthwise conv1d over the 2k + v channels of kernel size, dt_bias and
+    A_log per value head, a gated RMSNorm of the value head dim, out_proj v -> h."""
+    h = t.hidden
+    k = t.linear_key_heads * t.linear_key_dim
+    v = t.linear_value_heads * t.linear_value_dim
+    return [
+        Tensor(f"{prefix}.in_proj_qkvz.weight", (2 * k + 2 * v, h)),
+        Tensor(f"{prefix}.in_proj_ba.weight", (2 * t.linear_value_heads, h)),
+        Tensor(f"{prefix}.conv1d.weight", (2 * k + v, 1, t.linear_kernel)),
+        Tensor(f"{prefix}.dt_bias", (t.linear_value_heads,)),
+        Tensor(f"{prefix}.A_log", (t.linear_value_heads,)),
+        Tensor(f"{prefix}.norm.weight", (t.linear_value_dim,)),
+        Tensor(f"{prefix}.out_proj.weight", (h, v)),
+    ]
+
+
+def _moe_tensors(t: Transformer, prefix: str) -> list[Tensor]:
+    """One MoE block: router, the routed experts and any shared expert (and its gate)."""
+    tensors = [Tensor(f"{prefix}.router.weight", (t.experts, t.hidden))]
+    if t.router_bias:
+        tensors += [Tensor(f"{prefix}.router.bias", (t.experts,))]
+    tensors += [x.times(t.experts) for x in _mlp_tensors(t, f"{prefix}.experts.*", t.intermediate)]
+    if t.shared_expert_intermediate:
+        tensors += _mlp_tensors(t, f"{prefix}.shared_expert", t.shared_expert_intermediate)
+        if t.shared_expert_gate:
+            tensors += [Tensor(f"{prefix}.shared_expert_gate.weight", (1, t.hidden))]
+    return tensors
+
+
+def _vision_tensors(t: Transformer) -> list[Tensor]:
+    """Llama 4's vision encoder and projector (transformers modeling_llama4.py).
+
+    Llama4VisionModel: the unfold convolution's linear channels·patch² -> h without
+    bias, class_embedding (h), positional_embedding_vlm ((image/patch)² + 1, h),
+    layernorm_pre/post (weight and bias); per Llama4VisionEncoderLayer q/k/v/o h -> h
+    with bias, fc1 h -> f and fc2 f -> h with bias, two LayerNorms; the
+    Llama4VisionPixelShuffleMLP's fc1 f -> projector_input_dim and fc2
+    projector_output_dim -> projector_output_dim without bias. Llama4MultiModalProjector:
+    linear_1 vision_output_dim -> text hidden, without bias.
+    """
+    v = dict(t.vision)
+    h, f, n = int(v["hidden_size"]), int(v["intermediate_size"]), int(v["num_hidden_layers"])
+    patch, channels = int(v["patch_size"]), int(v["num_channels"])
+    patches = (int(v["image_size"]) // patch) ** 2 + 1
+    out = int(v["projector_output_dim"])
+    layer = [
+        *(
+            x
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj")
+            for x in _linear(name, h, h, True)
+        ),
+        *_linear("fc1", f, h, True),
+        *_linear("fc2", h, f, True),
+        Tensor("input_layernorm.weight", (h,)),
+        Tensor("input_layernorm.bias", (h,)),
+        Tensor("post_attention_layernorm.weight", (h,)),
+        Tensor("post_attention_layernorm.bias", (h,)),
+    ]
+    return [
+        Tensor("vision.patch_embedding.weight", (h, channels * patch * patch)),
+        Tensor("vision.class_embedding", (h,)),
+        Tensor("vision.positional_embedding_vlm", (patches, h)),
+        *(
+            Tensor(f"vision.layernorm_{p}.{w}", (h,))
+            for p in ("pre", "post")
+            for w in ("weight", "bias")
+        ),
+        *(Tensor(f"vision.layers.{x.name}", x.shape, n) for x in layer),
+        Tensor("vision.adapter.fc1.weight", (int(v["projector_input_dim"]), f)),
+        Tensor("vision.adapter.fc2.weight", (out, out)),
+        Tensor("multi_modal_projector.weight", (t.hidden, int(v["vision_output_dim"]))),
+    ]
 
 
 def _mlp_tensors(t: Transformer, prefix: str, width: int) -> list[Tensor]:
@@ -586,20 +918,22 @@ def _mlp_tensors(t: Transformer, prefix: str, width: int) -> list[Tensor]:
     return [*up, *_linear(f"{prefix}.down_proj", h, width, bias)]
 
 
-def _layer_tensors(t: Transformer, prefix: str) -> list[Tensor]:
-    tensors = _attention_tensors(t, f"{prefix}.attn")
+def _decoder_tensors(t: Transformer, prefix: str = "layers.*") -> list[Tensor]:
+    """Every decoder (or encoder-only) layer's tensors, each counted over the layers
+    that hold it: attention or linear attention, a dense MLP or the experts, norms."""
+    tensors = [x.times(t.attention_layers) for x in _attention_tensors(t, f"{prefix}.attn")]
+    if t.linear_layers:
+        linear = _linear_attention_tensors(t, f"{prefix}.linear_attn")
+        tensors += [x.times(t.linear_layers) for x in linear]
     if t.family is Family.MOE:
-        tensors += [Tensor(f"{prefix}.router.weight", (t.experts, t.hidden))]
-        tensors += [
-            x.times(t.experts) for x in _mlp_tensors(t, f"{prefix}.experts.*", t.intermediate)
-        ]
-        if t.shared_expert_intermediate:
-            tensors += _mlp_tensors(t, f"{prefix}.shared_expert", t.shared_expert_intermediate)
-            tensors += [Tensor(f"{prefix}.shared_expert_gate.weight", (1, t.hidden))]
+        tensors += [x.times(t.moe_layers) for x in _moe_tensors(t, prefix)]
+        if t.dense_layers:
+            mlp = _mlp_tensors(t, f"{prefix}.mlp", t.dense_intermediate)
+            tensors += [x.times(t.dense_layers) for x in mlp]
     else:
-        tensors += _mlp_tensors(t, f"{prefix}.mlp", t.intermediate)
+        tensors += [x.times(t.layers) for x in _mlp_tensors(t, f"{prefix}.mlp", t.intermediate)]
     for n in range(t.norms_per_layer):
-        tensors += _norm_tensors(t, f"{prefix}.norm{n}")
+        tensors += [x.times(t.layers) for x in _norm_tensors(t, f"{prefix}.norm{n}")]
     return tensors
 
 
@@ -649,9 +983,11 @@ def parameter_tensors(t: Transformer) -> tuple[Tensor, ...]:
             tensors += [x.times(count) for x in layer]
             tensors += _norm_tensors(t, f"{stack}.final_norm")
     else:
-        tensors += [x.times(t.layers) for x in _layer_tensors(t, "layers.*")]
+        tensors += _decoder_tensors(t)
         if t.family is not Family.ENCODER:
             tensors += _norm_tensors(t, "final_norm")
+    if t.vision:
+        tensors += _vision_tensors(t)
     tensors += _head_tensors(t)
     return tuple(tensors)
 

@@ -6,7 +6,17 @@ from fractions import Fraction
 
 from nnmem.models.architecture import Transformer
 from nnmem.result import Estimate
-from nnmem.scenario import LABELS, GenericModel, Mode, ModelKind, Runtime, Scenario
+from nnmem.scenario import (
+    LABELS,
+    Checkpointing,
+    Finetune,
+    GenericModel,
+    Mode,
+    ModelKind,
+    Runtime,
+    Scenario,
+    Sharding,
+)
 from nnmem.terms import Term
 from nnmem.units import human, percent, plain, scaled
 
@@ -40,24 +50,65 @@ def describe(scenario: Scenario) -> str:
     >>> describe(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
     'Training · 110M parameters · FP32 · Adam / AdamW · batch 32 · sequence 128'
     """
+    gpus = sharing_gpus(scenario)
     if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
         llama = scenario.runtime.engine is Runtime.LLAMA_CPP
         fmt = LABELS[scenario.gguf_type] if llama else LABELS[scenario.precision]
         served = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.runtime], fmt]
         served.append(f"{scenario.batch_size:,} × {scenario.seq_len:,} tokens")
-        gpus = scenario.num_gpus if llama else scenario.tensor_parallel * scenario.pipeline_parallel
         if gpus > 1:
             served.append(f"per GPU of {gpus}")
         return " · ".join(served)
     parts = [LABELS[scenario.mode], model_name(scenario), LABELS[scenario.precision]]
     if scenario.mode is Mode.TRAINING:
         parts.append(LABELS[scenario.optimizer])
+        parts += _training_choices(scenario)
     parts.append(f"batch {scenario.batch_size:,}")
     if "seq_len" not in scenario.inactive_fields():
         parts.append(f"sequence {scenario.seq_len:,}")
-    if scenario.num_gpus > 1:
-        parts.append(f"per GPU of {scenario.num_gpus}")
+    if gpus > 1:
+        parts.append(f"per GPU of {gpus}")
     return " · ".join(parts)
+
+
+_CHECKPOINTING = {
+    Checkpointing.SELECTIVE: "selective checkpointing",
+    Checkpointing.PER_OP: "per-op checkpointing",
+    Checkpointing.EVERY_N: "checkpointing every n-th layer",
+    Checkpointing.FULL: "full checkpointing",
+}
+
+
+def _training_choices(scenario: Scenario) -> list[str]:
+    """The training settings that change the memory most, where they are on: adapters
+    (QLoRA where the frozen base is quantized), checkpointing and sharding."""
+    parts = []
+    if scenario.finetune is Finetune.LORA:
+        kind = "LoRA" if scenario.precision.trains_fully else "QLoRA"
+        parts.append(f"{kind} rank {scenario.lora_rank:,}")
+    if scenario.checkpointing is not Checkpointing.NONE:
+        parts.append(_CHECKPOINTING[scenario.checkpointing])
+    if scenario.sharding is not Sharding.NONE and scenario.num_gpus > 1:
+        parts.append(LABELS[scenario.sharding].split(" (")[0])
+    return parts
+
+
+def sharing_gpus(scenario: Scenario) -> int:
+    """The GPUs the run is split over, so that every figure is per GPU when more than one:
+    llama.cpp splits layers over ``num_gpus``; vLLM tensor and pipeline parallel."""
+    if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is Runtime.VLLM:
+        return scenario.tensor_parallel * scenario.pipeline_parallel
+    return scenario.num_gpus
+
+
+def total_label(scenario: Scenario) -> str:
+    """The headline over the total: per GPU when the run is split over several.
+
+    >>> total_label(Scenario(GenericModel(110_000_000, 768, 12), num_gpus=8))
+    'Total estimated memory per GPU (of 8)'
+    """
+    gpus = sharing_gpus(scenario)
+    return "Total estimated memory" + (f" per GPU (of {gpus:,})" if gpus > 1 else "")
 
 
 def total_text(estimate: Estimate, binary: bool = False) -> str:

@@ -6,9 +6,10 @@ parallel slots allocate it) and flash attention on; a model fits fully when ever
 and the output go to the GPU(s) (``-ngl n_layer+1``), partly when the rest fits in
 system RAM. For vLLM each model is tried in bf16 then fp8 with ``max_model_len =
 context`` and must reach a concurrency of ``users``; several cards run as tensor
-parallel ranks. vLLM also ranks the MoE models of ``data/runtime_models.json``
-(gpt-oss, DeepSeek-V3/R1, Kimi K2, GLM-4.5, Qwen3-Next, Llama 4) in the formats their
-checkpoints come in; llama.cpp does not, as their GGUF tensor lists are not written.
+parallel ranks. vLLM also ranks the MoE models priced by their checkpoints
+(:func:`~nnmem.runtimes.models.runtime_models`: gpt-oss, DeepSeek-V3/R1, Kimi K2,
+GLM-4.5, Qwen3-Next and Llama 4) in the formats their checkpoints come in; llama.cpp
+does not, as their GGUF tensor lists are not written.
 
 >>> from nnmem import catalog
 >>> r = what_fits([catalog.gpus()["rtx-4090"].memory_bytes], "llama_cpp", 8192, 1)

@@ -1,4 +1,5 @@
-"""Models for the runtimes: the catalog's, and those in ``data/runtime_models.json``.
+"""Models for the runtimes: the catalog's; those with a ``weights`` object are priced by
+their published checkpoints.
 
 Weights as a checkpoint stores them:
 
@@ -15,17 +16,15 @@ Weights as a checkpoint stores them:
   ``create_fp8_scale_parameter``: ``cdiv(out, 128) x cdiv(in, 128)`` float32 per linear
   layer, per expert in ``Fp8MoEMethod``); the rest bf16.
 
-The MoE models of ``data/runtime_models.json`` (DeepSeek-V3/R1, Kimi K2, GLM-4.5,
+The MoE models with a ``weights`` object (DeepSeek-V3/R1, Kimi K2, GLM-4.5,
 Qwen3-Next, Llama 4) are counted as vLLM loads them: the main model without its
 multi-token-prediction layer, float32 where vLLM allocates float32 (:class:`Weights`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import Any
 
 from nnmem import catalog
@@ -34,13 +33,23 @@ from nnmem.runtimes.vllm import ServeModel
 
 @cache
 def runtime_models() -> dict[str, dict[str, Any]]:
-    """The models of ``data/runtime_models.json`` by id.
+    """The catalog models the runtimes price by their published checkpoints (those with a
+    ``weights`` object in ``data/models.json``), by id.
 
     >>> sorted(runtime_models())[:3]
     ['deepseek-r1', 'deepseek-v3', 'glm-4.5']
     """
-    text = files("nnmem").joinpath("data", "runtime_models.json").read_text(encoding="utf-8")
-    return {m["id"]: m for m in json.loads(text)["models"]}
+    return {
+        m.id: {
+            "id": m.id,
+            "name": m.name,
+            "hf_id": m.hf_id or m.id,
+            "config": m.config,
+            "weights": m.weights,
+        }
+        for m in catalog.models().values()
+        if m.weights is not None
+    }
 
 
 def config(model_id: str) -> dict[str, Any]:

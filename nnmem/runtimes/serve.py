@@ -393,7 +393,9 @@ def _llamacpp(s: Scenario, gpu_id: str | None) -> Estimate:
     if gpu_bytes:
         vram = [gpu_bytes] * s.num_gpus
         best = lc.largest_ngl(a, lw, ctx, vram, split)
-        limit = int(t.config.get("max_position_embeddings") or 131072) * s.batch_size
+        inner = t.config.get("text_config")  # Llama 4 nests the decoder's fields
+        positions = (inner if isinstance(inner, dict) else t.config).get("max_position_embeddings")
+        limit = int(positions or 131072) * s.batch_size
         longest = lc.longest_context(a, lw, ctx, vram, ngl, limit)
         info |= {
             "gpu": gpu_name,

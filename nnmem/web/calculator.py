@@ -19,7 +19,7 @@ from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.render.html import formula_html, notes_html, phases_html, runtime_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
-from nnmem.render.text import describe, total_detail, total_text
+from nnmem.render.text import describe, total_detail, total_label, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (
     LABELS,
@@ -27,7 +27,7 @@ from nnmem.scenario import (
     Runtime,
     Scenario,
 )
-from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge, suggestions
+from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge
 from nnmem.units import fixed, human
 from nnmem.web.form import (
     DEFAULT_FIELDS,
@@ -37,6 +37,8 @@ from nnmem.web.form import (
     VIEW_FIELDS,
     PlotAxis,
     Units,
+    follow_edit,
+    follow_note,
     gpu_groups,
     read,
     translate,
@@ -69,9 +71,11 @@ def _string(value: object) -> str:
 
 
 def _button(label: str, changes: Mapping[str, object], text: str = "Apply") -> str:
+    # data-label is what the page's status says was applied: the change, not the verb.
     return (
         f'<button type="button" class="apply" data-apply="{_apply(changes)}" '
-        f'aria-label="{escape(text)}: {escape(label)}">{escape(text)}</button>'
+        f'data-label="{escape(label)}" aria-label="{escape(text)}: {escape(label)}">'
+        f"{escape(text)}</button>"
     )
 
 
@@ -107,6 +111,26 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
         f"<strong>Does not fit</strong> on {where}: needs {need}, "
         f"{escape(human(-fit.headroom, binary))} more than the GPU has.</p>{warnings}"
     )
+
+
+def verdict_short(fit: Fit | None, binary: bool) -> str:
+    """The verdict in a few words, for the bar that follows a phone's scrolling; empty
+    without a GPU.
+
+    >>> from nnmem.scenario import parse
+    >>> bert = parse(DEFAULT_SCENARIO)
+    >>> verdict_short(judge(bert, "rtx-4090"), False)
+    'fits: 18.40 GB to spare'
+    >>> verdict_short(judge(replace(bert, batch_size=512), "rtx-4090"), False)
+    'does not fit: 20.84 GB over'
+    """
+    if fit is None:
+        return ""
+    if not fit.fits:
+        return f"does not fit: {human(-fit.headroom, binary)} over"
+    if not fit.runs:
+        return "fits in memory, but cannot run"
+    return f"fits: {human(fit.headroom, binary)} to spare"
 
 
 def _too_large(fit: Fit, binary: bool) -> str:
@@ -200,26 +224,33 @@ def suggestions_html(
     ideas: list[Suggestion] | tuple[Suggestion, ...], fit: Fit | None, binary: bool
 ) -> str:
     """What to change, safest first and then largest saving, each with its risk to model
-    quality and a button that applies it."""
+    quality and a button that applies it: only where the scenario does not fit the GPU
+    chosen (empty where it fits or no GPU is chosen: nothing needs to change)."""
+    if fit is None or fit.fits:
+        return ""
+    title = (
+        '<h3 class="suggest-title">What to change to fit, safest first, then by the memory '
+        "each change saves</h3>"
+    )
     if not ideas:
-        return '<p class="suggestions-none">No change in the list lowers the memory further.</p>'
+        return (
+            f'{title}<p class="suggestions-none">No change in the list lowers the memory '
+            "further.</p>"
+        )
     items = []
     for s in ideas:
         after = escape(human(s.total_bytes, binary))
-        verdict = ""
-        if fit is not None:
-            verdict = ", fits" if s.fits else ", still too big"
+        verdict = ", fits" if s.fits else ", still too big"
         items.append(
             f'<li data-key="{escape(s.key)}" data-saved="{s.saved_bytes}"'
-            f' data-risk="{escape(s.risk)}"'
-            + (f' data-fits="{str(s.fits).lower()}"' if fit is not None else "")
-            + f'><span class="label">{escape(s.label)}</span> '
+            f' data-risk="{escape(s.risk)}" data-fits="{str(s.fits).lower()}">'
+            f'<span class="label">{escape(s.label)}</span> '
             f'<span class="saving">saves {escape(human(s.saved_bytes, binary))}</span> '
             f'<span class="after">(then {after}{verdict})</span> '
             f'<span class="risk">quality risk {escape(s.risk)}: {escape(s.risk_note)}</span> '
             f"{_button(s.label, s.changes)}</li>"
         )
-    return f'<ol class="suggestions">{"".join(items)}</ol>'
+    return f'{title}<ol class="suggestions">{"".join(items)}</ol>'
 
 
 _PLOT_POINTS = 24
@@ -317,10 +348,16 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     ['plot', 'solvers', 'suggestions', 'verdict']
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
-parameters above 0 and at most 10,000,000 (got -1).'}]
+parameters above 0 and at most 10,000,000, or a count with its unit such as 7B or 350M \
+(got -1).'}]
     """
     if part not in PARTS:
         raise NnmemError.single("part", f"Part must be one of {', '.join(PARTS)}.")
+    # The controls that follow an edit take their new values before the reading, and the
+    # page writes them into the form.
+    changes = follow_edit(fields)
+    note = follow_note(changes, fields)
+    fields = {**fields, **changes}
     page, result = _reading(fields)
     scenario, gpu_id, axis, inactive, fill = (
         page.scenario,
@@ -330,10 +367,12 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         page.fill,
     )
     binary = page.units is Units.GIB
-    if page.problems or scenario is None or result is None:
-        return reply(False, page.problems, inactive=inactive, fill=fill)
-    html: dict[str, str] = {}
     extra: dict[str, Any] = {}
+    if part != "rest":
+        extra.update(set=changes, note=note)
+    if page.problems or scenario is None or result is None:
+        return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
+    html: dict[str, str] = {}
     if part != "rest":
         html.update(
             runtime=runtime_html(result, binary),
@@ -345,6 +384,7 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         )
         extra.update(
             description=describe(scenario),
+            total_label=total_label(scenario),
             total_bytes=result.total_bytes,
             total_text=total_text(result, binary),
             total_detail=total_detail(result, binary),
@@ -356,14 +396,14 @@ parameters above 0 and at most 10,000,000 (got -1).'}]
         )
     if part != "first":
         fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
-        ideas: tuple[Suggestion, ...] | list[Suggestion]
-        ideas = fit.suggestions if fit is not None else suggestions(scenario, 0)
+        ideas = fit.suggestions if fit is not None else ()
         html.update(
             plot=_plot(scenario, result, axis, fit, gpu_id or None, binary),
             verdict=verdict_html(fit, binary),
             solvers=solvers_html(fit, scenario, binary),
             suggestions=suggestions_html(ideas, fit, binary),
         )
+        extra.update(verdict_text=verdict_short(fit, binary))
         download.update(
             verdict=None if fit is None else _verdict_dict(fit),
             solvers=None if fit is None else _solvers_dict(fit),

@@ -27,7 +27,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from nnmem import catalog
+from nnmem import catalog, defaults
 from nnmem.errors import NnmemError, Problem
 from nnmem.models.architecture import ALIASES, ConfigReader
 from nnmem.scenario import (
@@ -556,7 +556,9 @@ _MODEL_SECTION = (
         describe_modes=(Describe.FIELDS.value,),
     ),
     _number(
-        "params_millions", "Parameters, in millions: 110 for BERT-base, 7000 for 7B.", "millions"
+        "params_millions",
+        "Parameters, in millions (110 for BERT-base) or with a unit: 7B, 1.5B, 350M.",
+        "millions",
     ),
     _number("hidden_size", "Width h of each layer; empty works it out from the size."),
     _number("num_layers", "Layers L; empty works it out from the size."),
@@ -801,12 +803,12 @@ def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Pr
 def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
     """The problem with a preset search that names no catalog model, if it does not."""
     preset = _text(fields, "preset").strip()
-    if not preset or preset.lower() in catalog.models():
+    if not preset or catalog.find_model(preset) is not None:
         return None
     return Problem(
         "preset",
-        f"Preset {shown(preset)} is not in the catalog: pick a model from the list, "
-        "such as llama-3.1-8b.",
+        f"Preset {shown(preset)} is not in the catalog: pick a model from the list "
+        "or type its name, such as Llama 3.1 8B or llama-3.1-8b.",
     )
 
 
@@ -814,7 +816,7 @@ def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, s
     """The fields mode's starting config: the preset's, else the pasted config's."""
     preset = _text(fields, "preset").strip()
     if preset:
-        entry = catalog.models().get(preset.lower())
+        entry = catalog.find_model(preset)
         if entry is None:
             return None, "preset", _unknown_preset(fields)
         if entry.architecture == "cnn":
@@ -1038,11 +1040,14 @@ def fill_values(translation: Translation, model: object) -> dict[str, str]:
                 fill[c.name] = str(value)
         if "tie_word_embeddings" not in config:
             fill["cfg_tie_word_embeddings"] = "true" if model.tied_embeddings else "false"
-        fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
         if translation.describe is Describe.CONFIG:
             # The fields mode starts from the preset before the pasted config: clear the
             # preset so that switching to the fields edits this config.
             fill["preset"] = ""
+        else:
+            # The pasted config is the user's own input (a link carries it), never a
+            # value derived from other controls: it is written only in the other modes.
+            fill["config"] = json.dumps(config, indent=2, ensure_ascii=False)
         return fill
     from nnmem.models.cnn import CnnModel, parameter_count
 
@@ -1186,3 +1191,147 @@ def read(fields: Mapping[str, object]) -> Reading:
         fill["describe"] = t.describe.value
     inactive = _inactive(t, fields, scenario)
     return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)
+
+
+# --- what an edit changes in the other controls -----------------------------------------------
+
+CHANGED = "changed"  # the page's request names the controls edited since its last answer
+
+
+def _changed(fields: Mapping[str, object]) -> set[str]:
+    return {name.strip() for name in _text(fields, CHANGED).split(",") if name.strip()}
+
+
+def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
+    """The controls that follow the ones just edited (named in ``changed``), and their new
+    values: a preset typed by its id or name becomes the model, its fields cleared for
+    its own to fill in, and the precision its checkpoint implies for the step
+    (:func:`nnmem.defaults.precision_for`); a switch to inference runs the 16-bit type
+    of an AMP choice and one sequence where the batch was the form's training default.
+
+    >>> follow_edit({"changed": "preset", "preset": "Llama 3.1 8B"})
+    {'describe': 'fields', 'precision': 'amp_bf16'}
+    >>> follow_edit({"changed": "mode", "mode": "inference", "precision": "amp_bf16",
+    ...              "batch_size": "32"})
+    {'precision': 'bf16', 'batch_size': '1'}
+    >>> follow_edit({"changed": "preset", "preset": "ResNet-50"})["cnn"]
+    'resnet50'
+    >>> follow_edit({"changed": "preset", "preset": "llama 3"}), follow_edit({"preset": "gpt2"})
+    ({}, {})
+    """
+    edited = _changed(fields)
+    changes: dict[str, str] = {}
+    mode = _lenient(MODE, fields, Mode.TRAINING)
+    precision = _lenient(PRECISION, fields, Precision.FP32)
+    entry = catalog.find_model(_text(fields, "preset")) if "preset" in edited else None
+    if entry is not None:
+        # A new preset replaces the model's fields; they stay editable afterwards.
+        changes |= dict.fromkeys(CONFIG_BY_NAME, "") | {"config": "", "cnn": ""}
+        cnn = entry.architecture == "cnn"
+        changes["describe"] = (Describe.CNN if cnn else Describe.FIELDS).value
+        if cnn:
+            changes["cnn"] = entry.id
+        elif precision in defaults.UNQUANTIZED:
+            # The checkpoint's own dtype, as the step uses it (a quantized choice stays).
+            changes["precision"] = defaults.precision_for(entry.config, mode).value
+    elif "mode" in edited:
+        config = _stored_config(fields)
+        if mode is Mode.INFERENCE:
+            # Autocast trains: at inference the weights run in its 16-bit type.
+            changes["precision"] = defaults.for_mode(precision, mode).value
+            if _text(fields, "batch_size").strip() == DEFAULT_FIELDS["batch_size"]:
+                changes["batch_size"] = str(defaults.INFERENCE_BATCH)
+        elif precision is defaults.precision_for(config, Mode.INFERENCE):
+            changes["precision"] = defaults.precision_for(config, mode).value
+    if edited & {"precision", "mode"} and mode is Mode.TRAINING:
+        changes |= _qlora(fields, Precision(changes.get("precision", precision)))
+    if "params_millions" in edited and _example_shape_misfits(fields):
+        # The example's width and depth would describe another model: let the size set them.
+        changes |= {"hidden_size": "", "num_layers": ""}
+    return {k: v for k, v in changes.items() if v != _text(fields, k)}
+
+
+def _shape_params(fields: Mapping[str, object]) -> int:
+    """The parameters the width and depth give, about 12·L·h² (Kaplan et al. 2020,
+    arXiv 2001.08361 §2.1, as GenericModel.from_params derives them)."""
+    return 12 * int(_text(fields, "num_layers")) * int(_text(fields, "hidden_size")) ** 2
+
+
+def _example_shape_misfits(fields: Mapping[str, object]) -> bool:
+    """Whether the width and depth are still the example's (BERT-base: 768, 12 layers) and
+    give a size more than twice off the one typed."""
+    example = all(
+        _text(fields, k).strip() == DEFAULT_FIELDS[k] for k in ("hidden_size", "num_layers")
+    )
+    params = _typed_params(fields)
+    if not example or params is None or _describe(fields) is not Describe.SIMPLE:
+        return False
+    return not Fraction(1, 2) <= Fraction(params, _shape_params(fields)) <= 2
+
+
+def _typed_params(fields: Mapping[str, object]) -> int | None:
+    """The parameters the size field gives, or None where it is not valid."""
+    spec = SPECS["params_millions"]
+    assert isinstance(spec, NumberSpec)
+    millions = spec.read(_text(fields, "params_millions"))
+    return None if isinstance(millions, Problem) else int(millions * 10**6)
+
+
+def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]:
+    """LoRA (and checkpointing) on, where a quantized precision is chosen for training a
+    transformer in full: the only way it trains is as QLoRA's frozen base."""
+    recipe = defaults.qlora(precision)
+    if recipe is None or _describe(fields) not in (Describe.FIELDS, Describe.CONFIG):
+        return {}
+    if _lenient(FINETUNE, fields, Finetune.FULL) is not Finetune.FULL:
+        return {}
+    finetune, checkpointing = recipe
+    changes = {"finetune": finetune.value}
+    if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
+        changes["checkpointing"] = checkpointing.value
+    return changes
+
+
+def follow_note(changes: Mapping[str, str], fields: Mapping[str, object]) -> str:
+    """What the page says about the controls that followed an edit, where they are out of
+    sight (Fine-tuning and checkpointing sit under Advanced options).
+
+    >>> follow_note({"finetune": "lora", "checkpointing": "full"}, {})
+    'Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient \
+checkpointing, as QLoRA recipes do; both are under Advanced options.'
+    >>> follow_note({"precision": "bf16"}, {})
+    ''
+    >>> follow_note({"hidden_size": "", "num_layers": ""}, {**DEFAULT_FIELDS,
+    ...             "params_millions": "7B"})
+    'Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not \
+7.00B.'
+    """
+    if changes.get("hidden_size") == "" and changes.get("num_layers") == "":
+        shape = count(_shape_params(fields), million_places=0)
+        size = count(_typed_params(fields) or 0, million_places=0)
+        return (
+            f"Width and depth now follow the size: {DEFAULT_FIELDS['hidden_size']} × "
+            f"{DEFAULT_FIELDS['num_layers']} layers is about {shape} parameters, not {size}."
+        )
+    if changes.get("finetune") != Finetune.LORA.value:
+        return ""
+    also = " and gradient checkpointing" if "checkpointing" in changes else ""
+    both = "both are" if also else "it is"
+    return (
+        f"Turned on {LABELS[Finetune.LORA]} (QLoRA: the quantized weights stay frozen){also}, "
+        f"as QLoRA recipes do; {both} under Advanced options."
+    )
+
+
+def _stored_config(fields: Mapping[str, object]) -> dict[str, Any] | None:
+    """The config.json the model comes from, for its stored dtype: the preset's or the
+    pasted one; None for a model given by its size or as a CNN."""
+    describe = _describe(fields)
+    if describe is Describe.FIELDS:
+        entry = catalog.find_model(_text(fields, "preset"))
+        return None if entry is None else entry.config
+    if describe is Describe.CONFIG:
+        with contextlib.suppress(NnmemError):
+            loaded = _json_field(_text(fields, "config").strip(), "config", "Config")
+            return loaded if isinstance(loaded, dict) else None
+    return None

@@ -1,7 +1,7 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
-import { startEngine } from "./engine.js";
+import { showHeld, startEngine } from "./engine.js";
 import * as forms from "./form.js";
 import { startReader } from "./reader.js";
 
@@ -12,6 +12,7 @@ const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
+const miniVerdict = document.getElementById("mini-verdict");
 const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime"];
 
 let post = null;
@@ -29,6 +30,10 @@ let omitDescribe = false;
 // other inputs, so the URL leaves them out while they are unchanged.
 const filled = new Map();
 
+// The controls edited since the last answer: nnmem says which others follow them (a
+// preset named by its id or name becomes the model) and the answer's `set` holds those.
+const edited = new Set();
+
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
 
@@ -45,7 +50,6 @@ let linkModel = "";
 const MODEL_CONTROLS = new Set(["describe", "preset", "config", "cnn", "params_millions", "hidden_size", "num_layers", "checkpoint_bytes"]);
 const isModelControl = (name) => MODEL_CONTROLS.has(name) || name.startsWith("cfg_");
 
-const controls = () => forms.controls(form);
 const setControl = (name, value) => forms.setControl(form, name, value);
 const showStale = (text) => forms.showStale(stale, text);
 
@@ -64,12 +68,39 @@ function syncUrl(inactive) {
   const modelId = readModel || linkModel;
   const fromHub = (name, value) => Boolean(readModel) && isModelControl(name) && (readFill.get(name) === value || name === "checkpoint_bytes");
   const extra = modelId ? { model_id: modelId } : {};
-  forms.writeUrl(
-    readForm(),
-    defaults,
-    (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name)),
-    extra,
-  );
+  const skip = (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name));
+  // A pasted config.json goes in the fragment (see syncFragment), not the query.
+  forms.writeUrl(readForm(), defaults, (name, value) => name === "config" || skip(name, value), extra);
+  // The config is the model where it is the mode (its text may equal what a preset once
+  // filled in: it is the user's now), unless a Hub read or the link's model id names it.
+  const fields = readForm();
+  const config = fields.config || "";
+  const own = fields.describe === "config" && !fromHub("config", config) && !linkModel;
+  syncFragment(own && config.trim() ? config : "");
+}
+
+// A pasted config.json travels in the URL's fragment, deflated and base64url-encoded: a
+// few hundred characters instead of thousands, and a fragment never reaches a server.
+const FRAGMENT = "#config=";
+const MAX_FRAGMENT = 64000; // characters: far above any real config, below URL limits
+let packedText = "";
+let packed = "";
+let packing = 0;
+
+async function syncFragment(text) {
+  const turn = ++packing;
+  if (text !== packedText) {
+    const value = text ? await forms.packText(text) : "";
+    if (turn !== packing) return; // a newer call has the newer text
+    packedText = text;
+    packed = value.length <= MAX_FRAGMENT ? value : "";
+    if (value.length > MAX_FRAGMENT) say("The pasted config is too long to travel in a link: share the file with the link.");
+  }
+  const hash = packed ? `${FRAGMENT}${packed}` : "";
+  // Only our own fragment is replaced or removed (#results, say, stays).
+  if (location.hash !== hash && (hash || location.hash.startsWith(FRAGMENT))) {
+    history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
+  }
 }
 
 function request() {
@@ -79,15 +110,16 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
-  post({ type: "request", id: latest, page: "calculator", fields: readForm() });
+  post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });
 }
 
 function setInactive(names) {
   for (const field of document.querySelectorAll("[data-field]")) {
     field.hidden = names.includes(field.dataset.field);
   }
-  // A section whose every control is hidden (the runtime's, while training) hides too.
-  for (const section of document.querySelectorAll("section.form-section")) {
+  // A section or group whose every control is hidden (the runtime's, while training)
+  // hides too.
+  for (const section of document.querySelectorAll("section.form-section, details.field-group")) {
     const controls = [...section.querySelectorAll("[data-field]")];
     section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
   }
@@ -95,6 +127,15 @@ function setInactive(names) {
   const training = form.elements.namedItem("mode")?.value === "training";
   for (const option of form.querySelectorAll("#f-precision option[data-inference-only]")) {
     option.disabled = training && !option.selected;
+  }
+}
+
+// The controls nnmem set to follow an edit: they now hold the user's scenario.
+function applySet(changes) {
+  for (const [name, value] of Object.entries(changes || {})) {
+    rawValues.delete(name);
+    filled.delete(name);
+    setControl(name, value);
   }
 }
 
@@ -140,10 +181,23 @@ function paint(id, reply, part = "all") {
   if (part !== "first") sentAt.delete(id);
   for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
   if (id !== latest) return;
+  edited.clear();
+  applySet(reply.set);
+  if (reply.note) say(reply.note);
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
+  // A folded group opens to show a problem in one of its fields.
+  for (const group of document.querySelectorAll("details.field-group")) {
+    if (group.querySelector(".field.invalid")) group.open = true;
+  }
   syncUrl(reply.inactive || []);
+  showHeld(Boolean(reply.fatal || !reply.ok));
+  if (reply.fatal || !reply.ok) {
+    // The bar at the bottom never shows a total the inputs no longer give.
+    miniTotal.textContent = "—";
+    setMiniVerdict("fix the highlighted field", "error");
+  }
   if (reply.fatal) {
     results.dataset.state = "stale";
     showStale(`The calculator hit an internal error (${reply.fatal}). The last result stays below.`);
@@ -157,7 +211,10 @@ function paint(id, reply, part = "all") {
   }
   lastReply = reply;
   total.textContent = reply.total_text;
+  document.getElementById("total-label").textContent = reply.total_label;
   miniTotal.textContent = reply.total_text;
+  if (reply.verdict_text !== undefined) setMiniVerdict(reply.verdict_text);
+  else setMiniVerdict("…", "pending");
   total.dataset.bytes = String(reply.total_bytes);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
@@ -165,12 +222,19 @@ function paint(id, reply, part = "all") {
   setPending(part === "first");
   if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
   results.dataset.state = "live";
+  delete results.dataset.link;
   results.dataset.request = String(id);
   if (part !== "first") results.dataset.complete = String(id);
   showStale("");
   if (started !== undefined) {
     performance.measure("nnmem:compute", { start: started, end: performance.now() });
   }
+}
+
+// The verdict in the bar at the bottom of a phone's screen: "fits: 3.8 GB to spare".
+function setMiniVerdict(text, state) {
+  miniVerdict.textContent = text ? `· ${text}` : "";
+  miniVerdict.dataset.fit = state || (text.startsWith("does not") ? "no" : "yes");
 }
 
 function paintRest(id, reply) {
@@ -180,6 +244,7 @@ function paintRest(id, reply) {
   // error, would mix two answers.
   if (id !== latest || results.dataset.request !== String(id) || !reply.ok || !lastReply) return;
   paintParts(reply.html);
+  setMiniVerdict(reply.verdict_text || "");
   lastReply = {
     ...lastReply,
     html: { ...lastReply.html, ...reply.html },
@@ -198,32 +263,36 @@ function paintRest(id, reply) {
 function readUrl() {
   const link = forms.readUrl(form, defaults, rawValues);
   let any = link.any;
+  if (location.hash.startsWith(FRAGMENT)) {
+    any = true;
+    linkConfig = forms
+      .unpackText(location.hash.slice(FRAGMENT.length))
+      .then((text) => setControl("config", text))
+      .catch(() => say("The link's config.json could not be read: paste it again."));
+  }
   if (!link.params.has("describe") && link.params.has("model")) {
     any = true;
     omitDescribe = true;
     rawValues.set("model", link.params.get("model"));
   }
-  if (any) showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+  if (any) {
+    // The prerendered result is the example's, not the link's: greyed until it is.
+    results.dataset.link = "loading";
+    showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+  }
 }
+
+let linkConfig = Promise.resolve(); // the link's config, once read from its fragment
 
 function onEdit(event) {
   const name = event.target && event.target.name;
   if (!name) return; // the model reader's own inputs: nothing to calculate
   rawValues.delete(name);
+  edited.add(name);
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
     omitDescribe = false;
-  }
-  if (name === "preset") {
-    // A new preset replaces the model's fields; they stay editable afterwards.
-    const option = document.querySelector(`#preset-list option[value="${CSS.escape(event.target.value)}"]`);
-    if (!option) return request();
-    for (const el of controls()) {
-      if (el.name.startsWith("cfg_") || el.name === "config" || el.name === "cnn") el.value = "";
-    }
-    setControl("describe", option.dataset.kind === "cnn" ? "cnn" : "fields");
-    if (option.dataset.kind === "cnn") setControl("cnn", option.value);
   }
   request();
 }
@@ -366,6 +435,11 @@ if ("IntersectionObserver" in window) {
     bar.hidden = entry.isIntersecting;
   }).observe(document.querySelector(".total-box"));
 }
+// On a phone the preset's architecture fields fold, so the result is not pushed screens
+// down by thirteen fields most people leave as the preset has them.
+if (window.matchMedia("(max-width: 480px)").matches) {
+  for (const group of document.querySelectorAll("details.field-group")) group.open = false;
+}
 const reader = startReader({
   ask,
   mode: () => readForm().mode || "",
@@ -379,8 +453,10 @@ if (linked && linked.trim()) {
 }
 post = startEngine(calculator, {
   onReady() {
-    ready = true;
-    request(); // catch up with the link's inputs and anything typed while loading
+    linkConfig.then(() => {
+      ready = true;
+      request(); // catch up with the link's inputs and anything typed while loading
+    });
   },
   onResult,
   onFail: () => showStale(""),

@@ -2,6 +2,19 @@
 // (tool.js): start the worker that owns Pyodide, show its loading stages, give up with a
 // plain message when it fails or does not load in time, and hand on each result.
 export const LOAD_TIMEOUT_MS = 30000;
+export const LIVE = "Live: the result updates as you type.";
+
+// The status line once the engine runs: live, or held at the last valid inputs while a
+// field is wrong, so it never says "Live" over a result the inputs no longer give.
+export function showHeld(held) {
+  const engine = document.getElementById("engine");
+  if (engine.dataset.state !== "ready") return;
+  if (held) engine.dataset.held = "true";
+  else delete engine.dataset.held;
+  document.getElementById("engine-text").textContent = held
+    ? "Held: the result is for the last valid inputs until the highlighted field is fixed."
+    : LIVE;
+}
 
 // `host` carries data-worker, data-pyodide and data-bundle; the page has #engine,
 // #engine-text and #engine-progress. Returns `post(message)`, a no-op until ready.
@@ -26,8 +39,14 @@ export function startEngine(host, { onReady, onResult, onFail }) {
     progress.hidden = true;
     setEngine(
       "error",
-      `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; reload the page to try again.`,
+      `The calculator engine could not start: ${reason}. You can still read the result below, which is for the example inputs; Retry loads the page again, with your inputs, which its address keeps.`,
     );
+    // Retry: a fresh page starts a fresh worker; the URL holds every input.
+    const retry = document.getElementById("engine-retry");
+    if (retry) {
+      retry.hidden = false;
+      retry.addEventListener("click", () => location.reload());
+    }
     if (onFail) onFail();
   }
 
@@ -57,7 +76,7 @@ export function startEngine(host, { onReady, onResult, onFail }) {
       clearTimeout(timer);
       performance.mark("nnmem:ready");
       progress.hidden = true;
-      setEngine("ready", "Live: the result updates as you type.");
+      setEngine("ready", LIVE);
       onReady();
     } else if (message.type === "error") {
       fail(message.text);

@@ -150,13 +150,13 @@ def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None
             "params_millions",
             "abc",
             "Model size must be a number of millions of parameters above 0 and at most "
-            '10,000,000 (got "abc").',
+            '10,000,000, or a count with its unit such as 7B or 350M (got "abc").',
         ),
         (
             "params_millions",
             "-7",
             "Model size must be a number of millions of parameters above 0 and at most "
-            "10,000,000 (got -7).",
+            "10,000,000, or a count with its unit such as 7B or 350M (got -7).",
         ),
         (
             "hidden_size",
@@ -197,9 +197,10 @@ def test_training_with_an_inference_format_names_the_precision_field(calculator:
     """INT8 cannot train: the precision field says so and what to pick instead."""
     calculator.select_option("#f-precision", "int8")
     expect(calculator.locator(".field[data-field=precision] .error")).to_have_text(
-        "Precision int8 stores weights for inference only: for training choose fp32, "
-        "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
-        "mode to inference."
+        "Precision INT8 (LLM.int8) stores weights for inference only. To train, choose FP32, "
+        "BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. To train "
+        "adapters over it as a frozen base (QLoRA), set Fine-tuning to LoRA adapters with a "
+        "catalog model or a config.json. Or set the mode to Inference."
     )
     calculator.select_option("#f-mode", "inference")
     expect(calculator.locator(".field[data-field=precision] .error")).to_be_empty()

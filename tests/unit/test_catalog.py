@@ -62,3 +62,40 @@ def test_gpu_catalog() -> None:
     # Apple GPUs may wire only part of unified memory.
     mac = gpus["m4-max-128gb"]
     assert mac.usable_bytes < mac.memory_bytes
+
+
+@pytest.mark.parametrize(
+    ("typed", "model_id"),
+    [
+        ("llama-3.1-8b", "llama-3.1-8b"),
+        ("Llama 3.1 8B", "llama-3.1-8b"),
+        ("  LLAMA 3.1 8b ", "llama-3.1-8b"),
+        ("qwen2.5 7b", "qwen2.5-7b"),
+        ("Qwen/Qwen2.5-7B", "qwen2.5-7b"),
+        ("BERT base (uncased)", "bert-base-uncased"),
+        ("Llama 3 8B", "llama-3-8b"),
+        ("resnet-50", "resnet50"),
+    ],
+)
+def test_a_model_is_found_by_its_id_name_or_hub_id(typed: str, model_id: str) -> None:
+    """The names people type find the catalog entry: its id, its name as the catalog
+    shows it, or its Hugging Face id, whatever the case and spacing."""
+    found = catalog.find_model(typed)
+    assert found is not None
+    assert found.id == model_id
+
+
+@pytest.mark.parametrize("typed", ["", "llama", "Llama 3.1", "Llama 3 18B", "8B"])
+def test_a_partial_or_unknown_name_finds_nothing(typed: str) -> None:
+    """Only a whole name matches: the dots stay, so Llama 3 18B is not Llama 3.1 8B."""
+    assert catalog.find_model(typed) is None
+
+
+def test_names_do_not_collide() -> None:
+    """No two models share a name key, so a name never picks the wrong one."""
+    seen: dict[str, str] = {}
+    for entry in MODELS.values():
+        for text in {entry.id, entry.name, entry.hf_id or ""}:
+            key = catalog._name_key(text)
+            if key:
+                assert seen.setdefault(key, entry.id) == entry.id, (key, entry.id)

@@ -67,7 +67,7 @@ def test_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "nnmem: error: --params: Model size must be a number of millions of parameters above 0 "
-        "and at most 10,000,000 (got 0).",
+        "and at most 10,000,000, or a count with its unit such as 7B or 350M (got 0).",
         'nnmem: error: --mode: Mode must be one of training, inference (got "train").',
     ]
 

@@ -172,8 +172,11 @@ def test_config_mode_reads_the_pasted_json() -> None:
     )
     assert reply["total_bytes"] == expected.total_bytes
     assert reply["fill"]["cfg_num_hidden_layers"] == "32"
-    assert json.loads(reply["fill"]["config"]) == LLAMA.config
+    # The pasted text is the user's input, which a link carries: never rewritten.
+    assert "config" not in reply["fill"]
     assert reply["fill"]["preset"] == ""  # so the fields mode then edits this config
+    fields_mode = ask({"describe": "fields", "preset": "llama-3.1-8b"})
+    assert json.loads(fields_mode["fill"]["config"]) == LLAMA.config
 
 
 @pytest.mark.parametrize(
@@ -260,3 +263,107 @@ def test_a_link_in_schema_terms_gets_its_describe_mode_back() -> None:
     assert fill({"model": "cnn", "cnn": "resnet50"})["describe"] == "cnn"
     assert fill({"model": "generic", "params_millions": "7"})["describe"] == "simple"
     assert "describe" not in fill({"describe": "simple", "params_millions": "7"})
+
+
+@pytest.mark.parametrize(
+    ("typed", "millions"),
+    [("7B", 7000), ("7 B", 7000), ("1.5b", 1500), ("350M", 350), ("2k", 0.002), ("1T", 10**6)],
+)
+def test_the_size_takes_a_unit(typed: str, millions: float) -> None:
+    """A size with the unit model names use is that many parameters (B = 10^9)."""
+    by_unit = ask({"params_millions": typed})
+    plain = ask({"params_millions": str(millions)})
+    assert by_unit["ok"]
+    assert by_unit["total_bytes"] == plain["total_bytes"]
+
+
+def test_a_preset_named_as_people_type_it_becomes_the_model() -> None:
+    """Typing a catalog name into the preset search picks it, as its id does: the model
+    is described by the preset's fields, and the page is told which controls to set."""
+    named = ask({"preset": "Llama 3.1 8B", "changed": "preset"})
+    by_id = ask({"describe": "fields", "preset": "llama-3.1-8b"})
+    assert named["ok"]
+    assert named["total_bytes"] == by_id["total_bytes"]
+    assert named["set"]["describe"] == "fields"
+    assert named["fill"]["cfg_hidden_size"] == "4096"
+
+
+@pytest.mark.parametrize(
+    ("preset", "mode", "precision"),
+    [
+        ("llama-3.1-8b", "training", "amp_bf16"),  # torch_dtype bfloat16
+        ("llama-3.1-8b", "inference", "bf16"),
+        ("phi-3-mini-4k", "inference", "bf16"),
+        ("bert-base-uncased", "training", "fp32"),  # no torch_dtype: from_pretrained's fp32
+    ],
+)
+def test_a_picked_preset_sets_its_checkpoints_precision(
+    preset: str, mode: str, precision: str
+) -> None:
+    """Picking a catalog model sets the precision its config.json's torch_dtype implies:
+    the stored type at inference, AMP on it for training."""
+    got = ask({"preset": preset, "mode": mode, "changed": "preset"})
+    assert got["set"].get("precision", DEFAULT_FIELDS["precision"]) == precision
+    assert got["download"]["scenario"]["precision"] == precision
+
+
+def test_a_quantized_choice_survives_a_new_preset() -> None:
+    """A quantized precision is the user's own choice: a new preset keeps it."""
+    got = ask({"preset": "qwen3-8b", "mode": "inference", "precision": "gptq", "changed": "preset"})
+    assert "precision" not in got["set"]
+
+
+def test_switching_to_inference_runs_one_sequence_in_16_bits() -> None:
+    """The form's training batch of 32 becomes 1 at inference, and an AMP precision its
+    16-bit type (AMP is refused at inference); back in training, the model's AMP returns
+    while the batch stays as set."""
+    llama = {"describe": "fields", "preset": "llama-3.1-8b", "precision": "amp_bf16"}
+    served = ask({**llama, "mode": "inference", "changed": "mode"})
+    assert served["set"] == {"precision": "bf16", "batch_size": "1"}
+    assert served["ok"]
+    assert served["download"]["scenario"]["batch_size"] == 1
+    trained = ask({**llama, "precision": "bf16", "batch_size": "1", "changed": "mode"})
+    assert trained["set"] == {"precision": "amp_bf16"}
+
+
+def test_a_batch_the_user_chose_survives_the_switch() -> None:
+    """Only the form's own default batch follows the mode; a chosen one stays."""
+    got = ask({"mode": "inference", "batch_size": "8", "changed": "mode"})
+    assert "batch_size" not in got["set"]
+
+
+def test_nf4_for_training_turns_on_qlora() -> None:
+    """NF4 trains only as QLoRA's frozen base: choosing it to train a catalog model turns
+    on LoRA adapters and gradient checkpointing (peft's prepare_model_for_kbit_training
+    default), says so, and the scenario is valid instead of refused."""
+    llama = {"describe": "fields", "preset": "llama-3.1-8b", "precision": "nf4"}
+    got = ask({**llama, "changed": "precision"})
+    assert got["ok"]
+    assert got["set"] == {"finetune": "lora", "checkpointing": "full"}
+    assert got["note"].startswith("Turned on LoRA adapters (QLoRA")
+    assert got["download"]["scenario"]["finetune"] == "lora"
+    assert not ask(llama)["ok"]  # without the edit (a link), nothing is changed for the user
+
+
+def test_nf4_on_a_model_given_by_its_size_is_refused_not_rewritten() -> None:
+    """LoRA needs an architecture: for a model given by its size nothing is turned on."""
+    got = ask({"precision": "nf4", "changed": "precision"})
+    assert got["set"] == {}
+    assert got["errors"][0]["field"] == "precision"
+
+
+def test_the_examples_width_and_depth_follow_a_new_size() -> None:
+    """Llama-7B typed as 7000M over BERT-base's 768 × 12 layers (12·L·h² ≈ 85M, Kaplan
+    et al. 2020 §2.1): the example's shape would describe another model, so it is
+    cleared and derived from the size, as for empty fields, and the page says why."""
+    got = ask({"params_millions": "7000", "changed": "params_millions"})
+    assert got["set"] == {"hidden_size": "", "num_layers": ""}
+    assert got["note"] == (
+        "Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not 7.00B."
+    )
+    derived = ask({"params_millions": "7000", "hidden_size": "", "num_layers": ""})
+    assert got["total_bytes"] == derived["total_bytes"]
+    # A size near the shape's, or a shape the user typed, stays as it is.
+    assert ask({"params_millions": "120", "changed": "params_millions"})["set"] == {}
+    own = {"params_millions": "7000", "hidden_size": "4096", "num_layers": "32"}
+    assert ask({**own, "changed": "params_millions"})["set"] == {}

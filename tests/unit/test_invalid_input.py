@@ -13,7 +13,10 @@ from nnmem.web.form import DEFAULT_FIELDS, FIELDS
 
 VALID = {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
 
-PARAMS_ALLOWED = "a number of millions of parameters above 0 and at most 10,000,000"
+PARAMS_ALLOWED = (
+    "a number of millions of parameters above 0 and at most 10,000,000, or a count with its "
+    "unit such as 7B or 350M"
+)
 PRECISIONS = (
     "fp32, amp_bf16, amp_fp16, bf16, fp16, fp8, int8, int4, gptq, awq, nf4, nf4_dq, q8_0, "
     "q6_k, q5_k_m, q4_k_m, q4_0, mxfp4, nvfp4"
@@ -122,9 +125,9 @@ def test_training_in_an_inference_format_is_refused_on_precision() -> None:
     assert caught.value.problems == (
         Problem(
             "precision",
-            "Precision int4 stores weights for inference only: for training choose fp32, "
-            "amp_bf16, amp_fp16, bf16 or fp16, use it as a frozen base with LoRA, or set the "
-            "mode to inference.",
+            "Precision INT4 (plain) stores weights for inference only. To train, choose FP32, "
+            "BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. Or set the "
+            "mode to Inference.",
         ),
     )
 
@@ -196,6 +199,56 @@ def test_config_must_be_json_with_the_needed_fields() -> None:
         "config.json needs intermediate_size (a whole number).",
         "config.json needs vocab_size (a whole number).",
     ]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "patch", "loc", "message"),
+    [
+        (
+            "qwen3-next-80b-a3b",
+            {"full_attention_interval": 0},
+            ("config", "full_attention_interval"),
+            "config.json field full_attention_interval must be from 1 to 1,000,000,000 (got 0).",
+        ),
+        (
+            "qwen3-next-80b-a3b",
+            {"mlp_only_layers": 3},
+            ("config", "mlp_only_layers"),
+            "config.json field mlp_only_layers must be a list of layer numbers (got 3).",
+        ),
+        (
+            "deepseek-v3",
+            {"kv_lora_rank": "x"},
+            ("config", "kv_lora_rank"),
+            'config.json field kv_lora_rank must be a whole number (got "x").',
+        ),
+        (
+            "llama-4-scout",
+            {
+                "vision_config": {
+                    "hidden_size": 1408,
+                    "intermediate_size": 5632,
+                    "num_hidden_layers": 34,
+                    "image_size": 336,
+                    "patch_size": 0,
+                    "projector_input_dim": 4096,
+                    "projector_output_dim": 4096,
+                    "vision_output_dim": 4096,
+                }
+            },
+            ("config", "vision_config", "patch_size"),
+            "vision_config: config.json field patch_size must be from 1 to 1,000,000,000 (got 0).",
+        ),
+    ],
+)
+def test_large_model_config_errors_name_their_field(
+    model_id: str, patch: dict[str, object], loc: tuple[str, ...], message: str
+) -> None:
+    from nnmem.runtimes.models import config
+
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "transformer", "config": {**config(model_id), **patch}})
+    assert [(p.loc, p.message) for p in caught.value.problems] == [(loc, message)]
 
 
 def test_cnn_layer_errors_name_their_path() -> None:
@@ -298,7 +351,7 @@ LLAMA_FIELDS = {"describe": "fields", "preset": "llama-3.1-8b"}
             "preset",
             SCRIPT,
             'Preset "<script>alert(1)</scrip…" is not in the catalog: pick a model from the '
-            "list, such as llama-3.1-8b.",
+            "list or type its name, such as Llama 3.1 8B or llama-3.1-8b.",
         ),
         (
             LLAMA_FIELDS,
@@ -461,3 +514,19 @@ def test_script_in_every_control_of_a_describe_mode(describe: str) -> None:
     reply = json.loads(handle(json.dumps({"fields": fields})))
     flagged = {e["field"] for e in reply["errors"]}
     assert set(FIELDS) - set(reply["inactive"]) - {"describe"} == flagged
+
+
+def test_a_quantized_base_names_lora_in_the_pages_words() -> None:
+    """NF4 trains only as the frozen base of LoRA adapters: the message names the options
+    as the page's menus do, and the control (Fine-tuning: LoRA adapters) that makes it valid."""
+    with pytest.raises(NnmemError) as caught:
+        parse({"model": "preset", "preset": "llama-3.1-8b", "precision": "nf4"})
+    assert caught.value.problems == (
+        Problem(
+            "precision",
+            "Precision NF4 (bitsandbytes 4-bit) stores weights for inference only. To train, "
+            "choose FP32, BF16 mixed precision (AMP), FP16 mixed precision (AMP), BF16 or FP16. "
+            "To train adapters over it as a frozen base (QLoRA), set Fine-tuning to LoRA "
+            "adapters. Or set the mode to Inference.",
+        ),
+    )

@@ -6,10 +6,12 @@ import re
 from collections.abc import Callable
 from xml.etree import ElementTree
 
+import pytest
+
 from nnmem import Estimate, GenericModel, Mode, Precision, Scenario, estimate, parse
 from nnmem.render.html import formula_html, phases_html, table_html
 from nnmem.render.svg import chart_svg, plot_svg
-from nnmem.render.text import describe, table_text, text
+from nnmem.render.text import describe, table_text, text, total_label
 
 BERT = estimate(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
 LLAMA = estimate(Scenario(GenericModel(7_000_000_000, 4096, 32), Mode.INFERENCE, Precision.FP16))
@@ -194,3 +196,41 @@ def test_chart_text_stays_legible_on_a_phone() -> None:
     assert root.get("fill") == "currentColor"
     for label in root.iter(f"{SVG}text"):
         assert label.get("font-size") is None  # no smaller text anywhere
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"finetune": "lora", "lora_rank": 8}, "LoRA rank 8"),
+        ({"finetune": "lora", "precision": "nf4"}, "QLoRA rank 16"),
+        ({"checkpointing": "full"}, "full checkpointing"),
+        ({"checkpointing": "selective"}, "selective checkpointing"),
+        ({"sharding": "zero3", "num_gpus": 8}, "ZeRO-3 / FSDP"),
+    ],
+)
+def test_the_summary_names_the_settings_that_change_the_memory(
+    settings: dict[str, object], named: str
+) -> None:
+    """Adapters, checkpointing and sharding cut the memory most: the summary line says
+    when each is on, so a total far from the full run's is not a mystery."""
+    scenario = parse({"model": "preset", "preset": "llama-3.1-8b", **settings})
+    assert named in describe(scenario).split(" · ")
+    plain_run = describe(parse({"model": "preset", "preset": "llama-3.1-8b"}))
+    assert named not in plain_run
+
+
+@pytest.mark.parametrize(
+    ("settings", "label"),
+    [
+        ({}, "Total estimated memory"),
+        ({"sharding": "zero3", "num_gpus": 8}, "Total estimated memory per GPU (of 8)"),
+        (
+            {"mode": "inference", "precision": "bf16", "runtime": "vllm", "tensor_parallel": 2},
+            "Total estimated memory per GPU (of 2)",
+        ),
+    ],
+)
+def test_the_headline_says_per_gpu(settings: dict[str, object], label: str) -> None:
+    """Split over several GPUs, every figure is one GPU's: the headline says so."""
+    scenario = parse({"model": "preset", "preset": "llama-3.1-8b", **settings})
+    assert total_label(scenario) == label

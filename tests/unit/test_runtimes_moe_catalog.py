@@ -1,7 +1,8 @@
-"""The MoE models of data/runtime_models.json: KV bytes per token per layer kind and
-checkpoint bytes, worked out by hand from each published config.json (the fields are
-in runtime_models.json) and the vLLM 0.34.0 / llama.cpp / transformers sources cited
-in nnmem.runtimes.kvspec and nnmem.runtimes.models."""
+"""The MoE models the runtimes price by their checkpoints (runtimes.models.runtime_models):
+KV bytes per token per layer kind and checkpoint bytes, worked out by hand from each
+published config.json (the fields are in data/models.json) and the
+vLLM 0.34.0 / llama.cpp / transformers sources cited in nnmem.runtimes.kvspec and
+nnmem.runtimes.models."""
 
 from __future__ import annotations
 

@@ -67,6 +67,16 @@ def test_training_cost_page_figures() -> None:
     assert values["cost"] == "147396"
 
 
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [("USD", "147,396 USD"), ("eur", "147,396 EUR"), ("€", "€147,396"), ("", "147,396")],
+)
+def test_training_cost_prints_its_currency(typed: str, shown: str) -> None:
+    """The cost is printed in the price's currency: a code after it, a symbol before."""
+    html = ask("training-cost", currency=typed)["html"]["result"]
+    assert f'data-value="147396">{shown}</output>' in html
+
+
 # --- throughput: Kaplan et al. 2020 Table 1; Pope et al. 2022 §2 ---------------------------
 
 

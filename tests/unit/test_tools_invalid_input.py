@@ -56,6 +56,12 @@ def problems(tool: str, **changes: object) -> list[dict[str, str]]:
         ),
         (
             "training-cost",
+            "currency",
+            "<b>",
+            'Currency must be a code such as USD or EUR, or a symbol such as $ or € (got "<b>").',
+        ),
+        (
+            "training-cost",
             "gpu",
             "m4-max-128gb",  # no published BF16 tensor rate, so not offered
             'GPU must be one of the listed ids, such as rtx-3060-12gb (got "m4-max-128gb").',

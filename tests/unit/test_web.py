@@ -210,12 +210,12 @@ def test_no_gpu_asks_for_one() -> None:
     )
     assert reply["html"]["solvers"].startswith('<p class="solvers-none">')
     assert reply["download"]["gpu"] is None
-    assert "<button" in reply["html"]["suggestions"]  # savings are shown without a GPU
+    assert reply["html"]["suggestions"] == ""  # nothing to change without a GPU to fit
 
 
 def test_suggestions_carry_page_field_changes_that_apply() -> None:
     """Each button's data-apply holds page fields; applying one gives the saving shown."""
-    fields = {**DEFAULT_FIELDS, "gpu": "t4"}
+    fields = {**DEFAULT_FIELDS, "gpu": "t4", "batch_size": "256", "seq_len": "512"}
     reply = page(fields)
     items = re.findall(
         r'<li data-key="([\w-]+)" data-saved="(\d+)" data-risk="(\w+)"[^>]*>.*?'
@@ -250,7 +250,8 @@ def test_units_switch_applies_everywhere() -> None:
     assert "(25.77 GB usable; 23.19 GB after keeping 10% free)" in gb["html"]["verdict"]
     assert "= 419.6 MiB" in html["formula"]
     assert "<td>3.55 GiB</td>" in html["phases"]
-    assert re.search(r"saves [\d.]+ (GiB|MiB)", html["suggestions"])
+    short = page({**DEFAULT_FIELDS, "gpu": "t4", "units": "gib", "batch_size": "256"})
+    assert re.search(r"saves [\d.]+ (GiB|MiB)", short["html"]["suggestions"])
     for name in ("table", "chart", "plot", "verdict", "formula", "phases", "suggestions"):
         shown = re.sub(r'<span class="source">.*?</span>', "", html[name])  # citations
         assert not re.search(r"\d (GB|MB)\b", shown), name
@@ -298,3 +299,30 @@ def test_sharded_total_is_per_gpu() -> None:
 def test_prerender_is_the_default_reply() -> None:
     assert prerender() == page(DEFAULT_FIELDS)
     assert prerender()["total_text"] == "4.79 GB"
+
+
+def test_each_apply_button_names_its_change() -> None:
+    """The page's status after Apply or Use repeats the button's data-label: the
+    suggestion's own label or the solver's value, never the verb on the button."""
+    reply = page({**DEFAULT_FIELDS, "gpu": "t4", "batch_size": "256"})
+    items = re.findall(
+        r'<span class="label">([^<]+)</span>.*?data-label="([^"]+)"', reply["html"]["suggestions"]
+    )
+    assert items
+    assert all(shown == label for shown, label in items)
+    # Llama 3.1 8B serving 4 × 4,096 tokens on an RTX 4090: the largest batch is 7 (see
+    # the hand count above), which its Use button sets.
+    solvers = re.findall(r'data-label="([^"]+)"', page(SERVE)["html"]["solvers"])
+    assert solvers[0] == "batch size 7"
+
+
+def test_what_to_change_shows_only_where_it_does_not_fit() -> None:
+    """BERT-base training at batch 32 (4.79 GB) fits a T4: nothing to change, so no list
+    and no title; at batch 256 it does not, and the list comes under its title."""
+    fits = page({**DEFAULT_FIELDS, "gpu": "t4"})
+    assert 'data-fit="yes"' in fits["html"]["verdict"]
+    assert fits["html"]["suggestions"] == ""
+    short = page({**DEFAULT_FIELDS, "gpu": "t4", "batch_size": "256"})
+    assert 'data-fit="no"' in short["html"]["verdict"]
+    assert short["html"]["suggestions"].startswith('<h3 class="suggest-title">What to change')
+    assert "<button" in short["html"]["suggestions"]

@@ -20,6 +20,7 @@ from nnmem.models.architecture import Tensor as ParamTensor
 from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
+from nnmem.models.transformer import cache
 from nnmem.models.transformer.context import (
     HF,
     HF_CACHE,
@@ -486,7 +487,7 @@ GATHERED = frozenset(
     {"linear:qkv", "linear:q", "linear:kv", "linear:gate_up", "linear:up", "linear:head"}
     | {"linear:router", PARTIAL}
 )
-TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "q", "kv", "E"})
+TP_SPLIT_DIMS = frozenset({"a", "a_kv", "f", "fs", "q", "kv", "E"})
 
 
 def parallel_split(c: Ctx, rows: list[Row]) -> list[Row]:
@@ -1072,6 +1073,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes += st.notes
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
+    notes += cache.approximation_notes(t)
     if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
         notes.append(
             "Selective checkpointing drops the stored attention scores and probabilities "
@@ -1346,9 +1348,13 @@ def _sliding_layers(t: Transformer) -> int:
 def kv_cache_term(s: Scenario, t: Transformer, tokens: int, decoding: bool) -> Term:
     """The KV cache holding ``tokens`` per sequence; past the first decode step, sliding-
     window layers keep only their window (transformers trims them then)."""
+    if cache.special(t):
+        return cache.cache_term(s, t, tokens)
     kv_bytes = s.kv_cache_dtype.bytes_for(s.precision)
     sliding = _sliding_layers(t)
     window = t.sliding_window or tokens
+    if t.chunked_layers:  # Llama 4: chunked layers cache as sliding ones (cache.py)
+        sliding, window = t.chunked_layers, t.attention_chunk
     if decoding and sliding and tokens > window:
         full = t.layers - sliding
         per_layer = [("2", 2), ("b", s.batch_size), ("a_kv", t.kv_heads), ("d", t.head_dim)]
@@ -1509,6 +1515,12 @@ def build_inference(s: Scenario) -> Built:
     phases += phases_of(("prefill", prefill_terms))
     if decoder:
         after = kv_cache_term(s, t, ctx_tokens, decoding=True)
+        if cache.special(t):
+            phases += phases_of(
+                ("decode", [*weights, after, cache.cache_temporary(s, t, ctx_tokens)])
+            )
+            notes += [cache.cache_note(s, t), *cache.approximation_notes(t)]
+            return Built(phases, notes)
         cat = product(
             "temporaries",
             "one layer's old key or value during torch.cat",
@@ -1522,6 +1534,7 @@ def build_inference(s: Scenario) -> Built:
             f"bytes per token per sequence ({t.kv_heads} key/value heads of "
             f"{t.head_dim} in each of {t.layers} layers)."
         )
+    notes += cache.approximation_notes(t)
     return Built(phases, notes)
 
 

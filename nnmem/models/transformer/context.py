@@ -89,6 +89,9 @@ def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
     return frozenset(names)
 
 
+LLAMA4 = ("llama4", "llama4_text")
+
+
 def _sdpa_refused(t: Transformer) -> bool:
     """Whether transformers refuses SDPA for this model (Gemma 2's softcapping)."""
     return t.model_type == "gemma2"
@@ -150,7 +153,11 @@ def context(s: Scenario) -> Ctx:
         "V": t.vocab,
         "c": max(t.num_labels, 1),
         "E": max(t.experts, 1),
-        "k": max(t.experts_per_token, 1),
+        # Llama 4 sends every token through every expert (modeling_llama4.py
+        # Llama4TextMoe.forward: hidden_states.repeat(E, 1), scaled by the router scores,
+        # then Llama4TextExperts.forward: one bmm over all E experts).
+        "k": max(t.experts if t.model_type in LLAMA4 else t.experts_per_token, 1),
+        "fs": max(t.shared_expert_intermediate, 1),
         "r": s.lora_rank,
         "C": t.channels or 3,
         "I": s.image_size or t.image_size or 1,
@@ -163,7 +170,10 @@ def context(s: Scenario) -> Ctx:
     # transformers 5.24 Gemma2PreTrainedModel sets _supports_sdpa = False ("sdpa does not
     # support softcapping"): Gemma 2 runs eager attention unless FlashAttention 2 or flex
     # attention is installed and chosen, so the rows are the eager ones.
-    eager = s.attention is Attention.EAGER or (cpu and dropout > 0) or _sdpa_refused(t)
+    # Latent attention's value head (v_head_dim) differs from its query/key head, which
+    # the CPU's fused SDPA kernel does not take: it falls back to the math kernel too
+    # (measured: transformers 5.25 DeepseekV3Attention on the CPU, "sdpa_math_fallback").
+    eager = s.attention is Attention.EAGER or (cpu and (dropout > 0 or t.mla)) or _sdpa_refused(t)
     lora = _lora_names(t, s.lora_targets) if s.finetune is Finetune.LORA else None
     return Ctx(
         t=t,

@@ -142,7 +142,30 @@ def _moe_rows(c: Ctx) -> list[Row]:
         Row("product, input of down projection", ("b", "s", "k", "f"), "act", tag="linear:down"),
         Row("routing weight per token and expert", ("b", "s", "k"), "f32"),
         Row("expert outputs, weighted by the router", ("b", "s", "k", "h"), "act"),
+        *_shared_expert_rows(c),
     ]
+
+
+def _shared_expert_rows(c: Ctx) -> list[Row]:
+    """The shared expert, a gated MLP of width fs on the router's input (DeepSeek-V3,
+    GLM-4.5: ``shared_experts``; Qwen3-Next, Qwen2-MoE: ``shared_expert`` with a sigmoid
+    gate ``h -> 1`` that scales its output; Llama 4: ``Llama4TextMoe.shared_expert``)."""
+    t = c.t
+    if not t.shared_expert_intermediate:
+        return []
+    rows = [
+        Row("shared expert gate output, saved by the activation", ("b", "s", "fs"), "act"),
+        Row("shared expert activation and up outputs", ("b", "s", "fs"), "act", 2),
+        Row(
+            "shared expert product, input of down_proj", ("b", "s", "fs"), "act", tag="linear:down"
+        ),
+    ]
+    if t.shared_expert_gate:
+        rows += [
+            Row("shared expert gate, after the sigmoid", ("b", "s"), "act"),
+            Row("shared expert output, saved by the gate product", ("b", "s", "h"), "act"),
+        ]
+    return rows
 
 
 def gpt2_layer(c: Ctx) -> list[Row]:

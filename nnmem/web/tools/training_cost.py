@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from html import escape
 from typing import Any
 
 from nnmem import catalog, tools
+from nnmem.errors import Problem
 from nnmem.units import fixed
-from nnmem.validation import whole
+from nnmem.validation import shown, whole
 from nnmem.web.fields import Field
 from nnmem.web.tools import common
 from nnmem.web.tools.common import Tool, Values
@@ -36,6 +38,37 @@ TC_PRICE = common.decimal(
 )
 
 
+_CURRENCY = re.compile(r"[^\W\d_]{1,8}|[^\w\s<>&\"']{1,3}")
+
+
+def currency(values: Values) -> str | Problem:
+    """The currency the price is in, as the cost is printed with it: a code or a symbol.
+
+    >>> currency({"currency": " eur "}), currency({"currency": "€"}), currency({})
+    ('EUR', '€', '')
+    >>> currency({"currency": "12"}).message
+    'Currency must be a code such as USD or EUR, or a symbol such as $ or € (got 12).'
+    """
+    raw = values.get("currency")
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text:
+        return ""
+    if not _CURRENCY.fullmatch(text):
+        return Problem(
+            "currency",
+            "Currency must be a code such as USD or EUR, or a symbol such as $ or € "
+            f"(got {shown(raw)}).",
+        )
+    return text.upper()
+
+
+def _priced(amount: str, unit: str) -> str:
+    """An amount with its currency: a symbol before it ($2.50), a code after (2.50 EUR)."""
+    if not unit:
+        return amount
+    return f"{unit}{amount}" if not unit.isalpha() else f"{amount} {unit}"
+
+
 def training_cost(values: Values) -> dict[str, Any]:
     """Compute, GPU-hours, days and cost from ``6·N·D`` (:mod:`nnmem.tools`)."""
     v = common.read_all(
@@ -45,7 +78,9 @@ def training_cost(values: Values) -> dict[str, Any]:
         gpus=common.number(TC_GPUS, values),
         mfu=common.number(TC_MFU, values),
         price=common.number(TC_PRICE, values),
+        currency=currency(values),
     )
+    unit = escape(v["currency"])
     gpu = catalog.gpus()[v["gpu"]]
     assert gpu.fp16_tflops
     params = int(v["params"] * 10**9)
@@ -66,7 +101,7 @@ def training_cost(values: Values) -> dict[str, Any]:
         common.figure_html(
             "days", f"Wall clock on {int(v['gpus']):,} GPUs", days, f"{fixed(days, 1)} days"
         ),
-        common.figure_html("cost", "Cost", cost, fixed(cost, 0)),
+        common.figure_html("cost", "Cost", cost, _priced(fixed(cost, 0), unit)),
     ]
     steps = [
         f"C = 6 · N · D = 6 × {params:,} × {tokens:,} = {common.flops_html(flops)}.",
@@ -76,7 +111,7 @@ def training_cost(values: Values) -> dict[str, Any]:
         f"{fixed(run.tokens_per_second_per_gpu, 0)} training tokens per second per "
         "GPU: compare it with your run's throughput to check the utilisation.",
         f"GPU-hours = C ÷ rate ÷ 3,600 = {fixed(gpu_hours, 0)}; cost = GPU-hours × "
-        f"{v['price']} per hour = {fixed(cost, 0)}.",
+        f"{_priced(str(v['price']), unit)} per hour = {_priced(fixed(cost, 0), unit)}.",
         f"For reference, Chinchilla's compute-optimal budget for this size is about 20 tokens "
         f"per parameter: {fixed(Fraction(optimal, 10**9), 0)}B tokens.",
     ]
@@ -130,9 +165,16 @@ TOOL = Tool(
         Field(
             "price_per_gpu_hour",
             "Price per GPU-hour",
-            "What one GPU costs per hour, in your currency.",
+            "What one GPU costs per hour, in the currency below.",
             "number",
             "2.50",
+        ),
+        Field(
+            "currency",
+            "Currency",
+            "The price's currency, printed with the cost: a code (USD, EUR) or a symbol.",
+            "text",
+            "USD",
         ),
     ),
     training_cost,
