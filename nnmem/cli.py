@@ -91,8 +91,8 @@ MEMORY_FLAGS = (
         "loss",
         "LOSS",
         "standard (default), chunked (torchtune CEWithChunkedOutputLoss), fused_linear "
-        "(Liger), cce (Apple Cut Cross-Entropy) or compiled (torchtitan's torch.compile'd "
-        "cross-entropy)",
+        "(Liger), cce (Apple Cut Cross-Entropy), compiled (torchtitan's torch.compile'd "
+        "cross-entropy) or fp32_logits (transformers <= 4.45: fp32 logits returned)",
     ),
     ("loss_chunks", "N", "with --loss chunked: chunks of the tokens (default 8)"),
     (

@@ -171,13 +171,16 @@ class Loss(StrEnum):
     all of them, torchtune's chunked output loss, which upcasts one chunk at a time, Liger's
     fused linear cross-entropy, which makes them a chunk at a time, Apple's Cut
     Cross-Entropy, which keeps them in on-chip memory only, or the plain cross-entropy
-    under torch.compile (torchtitan's compiled loss), which stores no fp32 copy."""
+    under torch.compile (torchtitan's compiled loss), which stores no fp32 copy, or the
+    cross-entropy of transformers up to 4.45, whose causal LM returns its logits in fp32
+    and shifts a copy of them."""
 
     STANDARD = "standard"
     CHUNKED = "chunked"
     FUSED_LINEAR = "fused_linear"
     CCE = "cce"
     COMPILED = "compiled"
+    FP32_LOGITS = "fp32_logits"
 
 
 class PipelineSchedule(StrEnum):
@@ -204,11 +207,24 @@ class Finetune(StrEnum):
 
 
 class LoraTargets(StrEnum):
-    """Which linear layers get adapters."""
+    """Which linear layers get adapters: besides peft's sets, torchtune's LoRA configs
+    (q, v, the output projection and the MLP) and fsdp_qlora's "all" (every projection
+    but the output one)."""
 
     QV = "qv"
     ATTENTION = "attention"
     ALL_LINEAR = "all_linear"
+    QVO_MLP = "qvo_mlp"
+    QKV_MLP = "qkv_mlp"
+
+
+class LoraDtype(StrEnum):
+    """The type LoRA adapters are kept in: fp32 (peft casts them up,
+    autocast_adapter_dtype=True), or the type the model is built in (torchtune builds
+    them under set_default_dtype; fsdp_qlora's pure bf16)."""
+
+    FP32 = "fp32"
+    MODEL = "model"
 
 
 class Stack(StrEnum):
@@ -361,6 +377,7 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Loss.FUSED_LINEAR: "Fused linear cross-entropy (Liger)",
         Loss.CCE: "Cut Cross-Entropy (Apple CCE)",
         Loss.COMPILED: "Compiled cross-entropy (torchtitan)",
+        Loss.FP32_LOGITS: "Cross-entropy on fp32 logits (transformers 4.45 and older)",
     },
     PipelineSchedule: {
         PipelineSchedule.ONE_F_ONE_B: "1F1B",
@@ -379,6 +396,12 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         LoraTargets.QV: "q and v projections",
         LoraTargets.ATTENTION: "q, k, v and o projections",
         LoraTargets.ALL_LINEAR: "all linear layers",
+        LoraTargets.QVO_MLP: "q, v, o and the MLP (torchtune)",
+        LoraTargets.QKV_MLP: "q, k, v and the MLP (fsdp_qlora)",
+    },
+    LoraDtype: {
+        LoraDtype.FP32: "fp32 (peft)",
+        LoraDtype.MODEL: "the model's type (torchtune, pure bf16)",
     },
     Stack: {
         Stack.PLAIN: "Plain PyTorch loop",
@@ -548,6 +571,7 @@ class Scenario:
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
+    lora_dtype: LoraDtype = LoraDtype.FP32
     lora_dropout: Decimal = Decimal(0)
     group_size: int = 128
     decoder_seq_len: int | None = None  # T5 target length; None: same as seq_len
@@ -850,6 +874,7 @@ ATTENTION = ChoiceSpec(
 )
 FINETUNE = ChoiceSpec("finetune", "Fine-tuning", Finetune, aliases=(("qlora", "lora"),))
 LORA_TARGETS = ChoiceSpec("lora_targets", "LoRA targets", LoraTargets)
+LORA_DTYPE = ChoiceSpec("lora_dtype", "LoRA adapter type", LoraDtype)
 SHARDING = ChoiceSpec(
     "sharding",
     "Sharding",
@@ -932,6 +957,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
+        LORA_DTYPE,
         LORA_DROPOUT,
         GROUP_SIZE,
         DECODER_SEQ_LEN,
@@ -1205,6 +1231,7 @@ def inactive_fields(
         "finetune",
         "lora_rank",
         "lora_targets",
+        "lora_dtype",
         "sharding",
         "offload_optimizer",
         *STACK_KEYS,
@@ -1232,7 +1259,9 @@ def inactive_fields(
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
-        off |= {"lora_rank", "lora_targets", "lora_dropout"}
+        off |= {"lora_rank", "lora_targets", "lora_dtype", "lora_dropout"}
+    if precision is Precision.FP32 or precision.is_amp:
+        off.add("lora_dtype")  # a model built in fp32 has fp32 adapters either way
     if precision not in (Precision.GPTQ, Precision.AWQ):
         off.add("group_size")
     if is_float(precision.weight_format):
@@ -1264,6 +1293,7 @@ def inactive_fields(
             "finetune",
             "lora_rank",
             "lora_targets",
+            "lora_dtype",
             "lora_dropout",
             "tensor_parallel",
         }

@@ -457,7 +457,12 @@ def points() -> list[dict[str, Any]]:
     # and 3B_qlora_single_device.yaml (rank 64 on q, v, output and the MLP; AdamW fused;
     # torchao NF4 with quantized scalers for QLoRA), and the flags above but optimizer-in-
     # backward and 8-bit AdamW, as the README's QLoRA command spells out.
-    lora64 = {"finetune": "lora", "lora_rank": 64, "lora_targets": "all_linear"}
+    lora64 = {
+        "finetune": "lora",
+        "lora_rank": 64,
+        "lora_targets": "qvo_mlp",
+        "lora_dtype": "model",
+    }
     lora_flags = {**chunked, "checkpointing": "full", "activation_offload": True}
     out += [
         p(
@@ -470,8 +475,7 @@ def points() -> list[dict[str, Any]]:
             {**tune3b, **lora64, **lora_flags},
             "a100",
             ["packing", "torch_compile"],
-            note="nnmem's all-linear adds k's adapter, and keeps adapters in fp32 where "
-            "torchtune keeps them in bf16",
+            note="adapters as the config sets them (q, v, output and the MLP) in bf16",
         ),
         p(
             "E6.qlora",
@@ -483,7 +487,8 @@ def points() -> list[dict[str, Any]]:
             {**tune3b, **lora64, **lora_flags, "precision": "nf4_dq"},
             "a100",
             ["packing", "torch_compile"],
-            note="as E6.lora, with the base in NF4",
+            note="as E6.lora, with the base in NF4 (torchao's, encoded as bitsandbytes' "
+            "double-quantized NF4); 0.5 GiB high, not attributed",
         ),
     ]
     # PR #955's table names no config and no metric ("Peak Memory per GPU (GB)"; torchtune
@@ -744,22 +749,20 @@ def points() -> list[dict[str, Any]]:
         "checkpointing": "full",
         "finetune": "lora",
         "lora_rank": 64,
-        "lora_targets": "all_linear",
+        # train.py: lora_target_modules "all" (no o_proj); peft casts the adapters to the
+        # base weight's bf16 (quant_storage bf16 for QLoRA); transformers < 4.38.
+        "lora_targets": "qkv_mlp",
+        "lora_dtype": "model",
+        "loss": "fp32_logits",
         "lora_dropout": 0.1,
         "num_gpus": 2,
         "sharding": "zero3",
     }
-    fq_needs = ["fsdp_root_unit"]
-    adapters = (
-        "the script's adapters are bf16 (peft then cast them to the base weight's type) and "
-        "skip o_proj: 143M trainable values at 8 B instead of nnmem's 160M at 16 B, "
-        "0.66 GiB less per GPU"
-    )
+    fq_needs: list[str] = []
+    adapters = "bf16 adapters without o_proj, the fp32 logits and the root unit are counted"
     old_loss = (
-        "fsdp_qlora ran transformers before 4.38 (its README excludes 4.38 and 4.39), "
-        "whose LlamaForCausalLM returns fp32 logits, held by the loop's output through "
-        "backward, and copies the shifted logits: 128 KB more per token than the "
-        "transformers 5 loss nnmem follows (2.4 GiB at batch 10)"
+        "encoded with the fp32 logits transformers < 4.38 returns (loss fp32_logits), the "
+        "root unit and bf16 adapters"
     )
     cache = (
         "a reserved peak the same at 512 and 2,048 tokens (10.24 and 10.22 GiB) while the "
@@ -790,13 +793,13 @@ def points() -> list[dict[str, Any]]:
             "qlora_b4_ctx2048",
             11.22,
             {"precision": "nf4_dq", "batch_size": 4, "seq_len": 2048},
-            old_loss + "; about 1.9 GiB more not attributed",
+            old_loss + "; about 1.8 GiB more not attributed",
         ),
         (
             "qlora_b10_ctx2048",
             20.97,
             {"precision": "nf4_dq", "batch_size": 10, "seq_len": 2048},
-            old_loss + "; about 2 GiB more not attributed",
+            old_loss + "; about 2.1 GiB more not attributed",
         ),
         (
             "lora_b4_ctx2048",
@@ -860,7 +863,8 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx3090",
             [],
-            note=old_loss + "; about 2.6 GiB more not attributed",
+            note="encoded with the fp32 logits (loss fp32_logits) and bf16 adapters; NO_SHARD "
+            "gathers nothing; about 3.6 GiB more not attributed",
         ),
         p(
             "E13.yi34b_qlora_b2",
@@ -879,8 +883,7 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx3090",
             fq_needs,
-            note="as the Llama-2-7B QLoRA rows: the older transformers loss (256 KB a token "
-            "with Yi's 64,000-token vocabulary, 1 GiB here) and the cache from loading",
+            note="as the Llama-2-7B QLoRA rows: the cache from loading is not counted",
         ),
         p(
             "E13.llama70b_qlora_offload_b2",
@@ -899,10 +902,9 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx3090",
             fq_needs,
-            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it. Not "
-            "counted: the root unit (embeddings and head, 1.05 GB, gathered through forward "
-            "and backward), the older transformers loss (0.5 GiB) and the cache from "
-            "loading; the rest, about 40% of the measurement, not attributed",
+            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it, with the "
+            "root unit (1.05 GB) and the fp32 logits counted. Not counted: the cache from "
+            "loading; the rest, about a third of the measurement, not attributed",
         ),
         p(
             "E13.mistral_qlora_offload_ctx24k",
@@ -921,9 +923,8 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx3090",
             fq_needs,
-            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it. The "
-            "older transformers loss holds 3 GiB more at 24,576 tokens; the rest not "
-            "attributed",
+            note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it, with the "
+            "fp32 logits (12 GiB at 24,576 tokens) and the root unit; the rest not attributed",
         ),
     ]
     peft3b = {

@@ -366,6 +366,11 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "finetune": ("LoRA trains small adapters and freezes the rest: far less state.", ""),
     "lora_rank": ("Width r of each adapter; adapter weights and states grow with it.", ""),
     "lora_targets": ("Which linear layers get adapters.", ""),
+    "lora_dtype": (
+        "peft keeps adapters in fp32; torchtune builds them in the model's type "
+        "(torchtune/modules/peft/lora.py LoRALinear).",
+        "",
+    ),
     "lora_dropout": ("Dropout on the adapter input; above 0 it stores a mask.", ""),
     "group_size": ("Weights per quantization scale (GPTQ and AWQ).", ""),
     "checkpoint_every": ("Every n-th layer is checkpointed in full; the others keep all.", ""),
@@ -588,6 +593,7 @@ _ADVANCED_KEYS = (
     "finetune",
     "lora_rank",
     "lora_targets",
+    "lora_dtype",
     "lora_dropout",
     "group_size",
     "checkpointing",

@@ -27,6 +27,7 @@ from nnmem.scenario import (
     Device,
     KvDtype,
     Logits,
+    LoraDtype,
     LoraTargets,
     Optimizer,
     OptimizerImpl,
@@ -224,6 +225,7 @@ def scenarios(
     # LoRA fields are drawn everywhere: where they do not apply they must change nothing.
     data["lora_rank"] = draw(st.integers(1, 256))
     data["lora_targets"] = draw(_values(LoraTargets))
+    data["lora_dtype"] = draw(_values(LoraDtype))
     data["lora_dropout"] = str(draw(st.decimals(Decimal(0), Decimal("0.99"), places=2)))
     data["group_size"] = draw(st.sampled_from([32, 64, 128, 256, 1024]))
     data["batch_size"] = draw(st.integers(1, 256))
@@ -290,6 +292,7 @@ ALTERNATES: dict[str, tuple[object, ...]] = {
     "finetune": ("lora",),
     "lora_rank": (64,),
     "lora_targets": ("all_linear",),
+    "lora_dtype": ("model",),
     "lora_dropout": ("0.1",),
     "group_size": (32,),
     "decoder_seq_len": (7,),

@@ -42,6 +42,7 @@ from nnmem.scenario import (
     Checkpointing,
     Finetune,
     Logits,
+    LoraDtype,
     LoraTargets,
     Loss,
     Mode,
@@ -94,8 +95,14 @@ def adapters(c: Ctx) -> list[tuple[str, str, int, int]]:
     return result
 
 
+# Adapted layers that read the same input tensor (the normed hidden states, the MLP input).
+_SAME_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
+
+
 def lora_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What each adapter saves: its fp32 input (after lora_dropout) and lora_B's input."""
+    if c.s.lora_dtype is LoraDtype.MODEL:
+        return _model_dtype_lora_rows(c, x)
     rows = []
     for name, width, _, _ in adapters(c):
         dims = ("b", x, width)
@@ -103,6 +110,27 @@ def lora_rows(c: Ctx, x: str = "s") -> list[Row]:
             rows.append(Row(f"{name} adapter dropout mask", dims, "mask_f32"))
         rows.append(Row(f"{name} adapter input in fp32", dims, "f32"))
         rows.append(Row(f"{name} lora_B input", ("b", x, "r"), "f32"))
+    return rows
+
+
+def _model_dtype_lora_rows(c: Ctx, x: str) -> list[Row]:
+    # Adapters in the model's type (torchtune torchtune/modules/peft/lora.py LoRALinear:
+    # lora_a and lora_b are nn.Linear built under the recipe's set_default_dtype) take
+    # the layer's input as it is, with no cast: lora_a saves that tensor, one per input
+    # the adapted layers share, and nothing more where a bitsandbytes base keeps it
+    # already. lora_dropout above 0 gives each adapter its own dropped copy and mask;
+    # lora_b saves its (b, s, r) input.
+    rows = []
+    shared: set[str] = set()
+    for name, width, _, _ in adapters(c):
+        dims = ("b", x, width)
+        if c.lora_dropout > 0:
+            rows.append(Row(f"{name} adapter dropout mask", dims, "mask_act"))
+            rows.append(Row(f"{name} adapter input after dropout", dims, "act"))
+        elif c.s.precision not in BNB_FORMATS and _SAME_INPUT.get(name, name) not in shared:
+            shared.add(_SAME_INPUT.get(name, name))
+            rows.append(Row(f"{name} adapter input", dims, "act"))
+        rows.append(Row(f"{name} lora_B input", ("b", x, "r"), "act"))
     return rows
 
 
@@ -532,6 +560,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         return _cce_terms(c, x)
     if c.s.loss is Loss.COMPILED:
         return _chunked_loss_terms(c, x, 1, TORCHTITAN_COMPILED)
+    if c.s.loss is Loss.FP32_LOGITS and t.head.value == "causal_lm":
+        return _fp32_logits_terms(c, x)
     upcast = t.head.value == "causal_lm" or c.amp or c.widths.act == 4
     lw = "f32" if upcast else "act"
     dims = ("b", x, "V")
@@ -582,6 +612,64 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         )
     ]
     return saved, logits, loss_extra, grads
+
+
+HF_FP32_LOGITS = (
+    "transformers 4.37.2 models/llama/modeling_llama.py LlamaForCausalLM.forward, line 1202 "
+    "(logits = logits.float(), also in 4.44; 4.45 under `if labels is not None`, 4.46 "
+    "moved it into loss_utils.py ForCausalLMLoss): the model returns its logits in fp32, "
+    "which the loop's output holds through backward (fsdp_qlora train.py sets output = "
+    "None after the step); line 1207 (shift_logits = logits[..., :-1, :].contiguous()) "
+    "copies them for CrossEntropyLoss, whose log_softmax saves an fp32 result. Backward: "
+    "nll_loss's and log_softmax's fp32 gradients (s-1 rows each, counted as s). Measured: "
+    "benchmarks/stacks/fp32_logits_loss.py (torch 2.13)"
+)
+
+
+def _fp32_logits_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of transformers' causal LMs up to 4.45: fp32 logits returned and
+    held, a shifted fp32 copy at the loss, and the standard cross-entropy behind them."""
+    dims = ("b", x, "V")
+    held = Row("fp32 logits the model returns", dims, "f32")
+    saved = [
+        as_term(
+            "logits",
+            "fp32 logits and the log-softmax saved by the loss",
+            [held, Row("log-softmax of the logits", dims, "f32"), Row("labels", ("b", x), "i64")],
+            c.sizes,
+            c.widths,
+            HF_FP32_LOGITS,
+        )
+    ]
+    # Line 1202 makes the fp32 copy while the head's 16-bit output still lives; a model
+    # run in fp32 returns the head's output itself (.float() is a no-op).
+    made = [Row("logits from the head", dims, "act")] if c.widths.act != 4 else []
+    logits = [
+        as_term(
+            "logits", "logits and their fp32 copy", [*made, held], c.sizes, c.widths, HF_FP32_LOGITS
+        )
+    ]
+    shifted = [
+        as_term(
+            "logits",
+            "shifted fp32 copy of the logits",
+            [Row("shift_logits (contiguous)", dims, "f32")],
+            c.sizes,
+            c.widths,
+            HF_FP32_LOGITS,
+        )
+    ]
+    grads = [
+        as_term(
+            "temporaries",
+            "gradients of the loss and the log-softmax",
+            [Row("logits gradients", dims, "f32", 2)],
+            c.sizes,
+            c.widths,
+            HF_FP32_LOGITS,
+        )
+    ]
+    return saved, logits, shifted, grads
 
 
 TORCHTUNE_CHUNKED = (
@@ -879,8 +967,40 @@ def moe_notes(s: Scenario, t: Transformer) -> list[str]:
 # --- the training step ---------------------------------------------------------------------
 
 
+FSDP_ROOT = (
+    "PyTorch torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard: "
+    "free_unsharded_flat_param = not state._is_root and ..., so the root unit's flat "
+    "parameter, all-gathered at the start of forward, stays unsharded through forward and "
+    "backward until its post-backward reshard. With auto_wrap_policy on the decoder "
+    "layers (fsdp_qlora train.py get_wrapping_policy) the root holds the embeddings, the "
+    "final norm and the head, which bitsandbytes leaves 16-bit (an Embedding, and "
+    "lm_head in skip_modules). Measured: benchmarks/stacks/fsdp_root.py (torch 2.13)"
+)
+
+
+def fsdp_root_unit(s: Scenario, sizes: stacks.ModelSizes) -> Term:
+    """FSDP's root unit (what the wrapped layers leave out), gathered whole beside its
+    shard from the start of forward to the end of backward."""
+    width = 4 if s.precision is Precision.FP32 or s.precision.is_amp else 2
+    return product(
+        "gathered_weights",
+        "unsharded root unit (embeddings, final norm, head)",
+        [("P_root", sizes.root_params)],
+        width,
+        FSDP_ROOT,
+    )
+
+
 def _param_width(s: Scenario) -> int:
     return 2 if s.precision in (Precision.BF16, Precision.FP16) else 4
+
+
+def lora_width(s: Scenario) -> int:
+    """Bytes per adapter value: fp32, or the type the model is built in (16-bit for a
+    pure bf16/fp16 or quantized model, whose compute type the recipe builds it in)."""
+    if s.lora_dtype is LoraDtype.FP32 or s.precision is Precision.FP32 or s.precision.is_amp:
+        return 4
+    return 2
 
 
 def build_training(s: Scenario) -> Built:
@@ -914,17 +1034,21 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         layers = t.layers + t.encoder_layers
         r = s.lora_rank
         # peft's lora_A is (r, in) and lora_B (out, r), per adapted layer.
+        # peft keeps adapters in fp32 (autocast_adapter_dtype); torchtune builds them in
+        # the model's type (LoRALinear under set_default_dtype), and AdamW's m and v
+        # follow them (zeros_like).
+        aw = lora_width(s)
         tensors = [
             shape
             for _, _, n_in, n_out in adapters(c)
-            for shape in (Trainable((r, n_in), 4, layers), Trainable((n_out, r), 4, layers))
+            for shape in (Trainable((r, n_in), aw, layers), Trainable((n_out, r), aw, layers))
         ]
         frozen = total(weight_terms(s, t, n_params))
         st = model_states(s, tensors, frozen)
         n_lora = sum(x.elements for x in tensors)
         notes.append(
             f"LoRA rank {s.lora_rank} on {LABELS[s.lora_targets]}: {n_lora:,} "
-            "trainable parameters, kept in fp32 by peft."
+            f"trainable parameters, kept in {'fp32' if aw == 4 else '16-bit'}."
         )
         if s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8):
             notes.append(
@@ -1039,6 +1163,8 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
                 FSDP_FROZEN_GATHER,
             )
         weights = [*weights, gathered_layer]
+        if c.lora is not None:  # DeepSpeed's ZeRO-3 takes full fine-tuning only
+            gathered = [*gathered, fsdp_root_unit(s, sizes)]
         if c.amp and st.autocast:
             casts = casts_kept = [
                 product(
@@ -1096,6 +1222,14 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "Compiled cross-entropy, as torchtitan compiles its loss: the 16-bit logits are "
             "kept with two fp32 values per token, with no fp32 copy, and backward makes one "
             "16-bit gradient of the logits."
+        )
+    if s.loss is Loss.FP32_LOGITS and language_model(t):
+        notes.append(
+            "fp32 logits, as transformers 4.45 and older return them from a causal LM: held "
+            "through backward, with a shifted fp32 copy at the loss."
+            if t.head.value == "causal_lm"
+            else "transformers 4.x upcasts only a causal LM's logits; this head's loss is "
+            "the standard cross-entropy."
         )
     if s.tensor_parallel > 1 and s.sequence_parallel:
         notes.append(

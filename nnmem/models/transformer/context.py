@@ -71,6 +71,12 @@ def _lora_names(t: Transformer, targets: LoraTargets) -> frozenset[str]:
         LoraTargets.QV: {"q", "v"},
         LoraTargets.ATTENTION: {"q", "k", "v", "o"},
         LoraTargets.ALL_LINEAR: {"q", "k", "v", "o", "gate", "up", "down"},
+        # torchtune configs/llama3_2/3B_lora_single_device.yaml: lora_attn_modules
+        # ['q_proj', 'v_proj', 'output_proj'], apply_lora_to_mlp: True.
+        LoraTargets.QVO_MLP: {"q", "v", "o", "gate", "up", "down"},
+        # fsdp_qlora train.py: lora_target_modules "all" is ["k_proj", "q_proj", "v_proj",
+        # "up_proj", "down_proj", "gate_proj"], no o_proj.
+        LoraTargets.QKV_MLP: {"q", "k", "v", "gate", "up", "down"},
     }[targets]
     if not t.gated_mlp:
         names.discard("gate")
