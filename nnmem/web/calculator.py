@@ -418,7 +418,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
 
 
 def _gpu_dict(gpu_id: str) -> dict[str, Any] | None:
-    gpu = catalog.gpus().get(gpu_id) if gpu_id else None
+    gpu = catalog.gpu(gpu_id) if gpu_id else None
     if gpu is None:
         return None
     return {
