@@ -405,3 +405,23 @@ def test_a_typed_capacity_is_judged_as_a_card_of_that_size(
     context.close()
     calculator.locator("#f-gpu").select_option("rtx-4060")
     expect(capacity).to_be_hidden()
+
+
+def test_the_gpu_picker_is_three_tabs_from_the_top(page: Page, site_url: str) -> None:
+    """From the top of the page, Tab reaches a "Skip to the GPU and the verdict" link
+    (shown when focused) second; Enter on it and one more Tab is the GPU picker: 3 Tab
+    presses, not the 31 through the whole form."""
+    page.goto(site_url)
+    wait_ready(page)
+    tabs = 0
+    focused = ""
+    while focused != "f-gpu" and tabs < 40:
+        page.keyboard.press("Tab")
+        tabs += 1
+        focused = page.evaluate("document.activeElement.id")
+        if page.evaluate("document.activeElement.getAttribute('href')") == "#fit":
+            skip = page.locator("a.skip[href='#fit']")
+            expect(skip).to_have_text("Skip to the GPU and the verdict")
+            assert (skip.bounding_box() or {}).get("x", -1) >= 0  # on screen while focused
+            page.keyboard.press("Enter")
+    assert (focused, tabs) == ("f-gpu", 3)
