@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -193,3 +194,58 @@ def gpus() -> dict[str, Gpu]:
         )
         for g in _load("gpus.json")["gpus"]
     }
+
+
+# A card the catalog lacks, named by the capacity its maker quotes: ``custom-8gb``.
+CUSTOM_ID = re.compile(r"custom-(\d+(?:\.\d+)?)gb")
+CUSTOM_MAX_GB = 1024  # above every card sold: the catalog's largest holds 288 GB
+
+
+def custom_gpu_id(gb: Decimal) -> str:
+    """The id of a card of ``gb`` GB as its maker quotes it.
+
+    >>> custom_gpu_id(Decimal("8")), custom_gpu_id(Decimal("80.0")), custom_gpu_id(Decimal("7.5"))
+    ('custom-8gb', 'custom-80gb', 'custom-7.5gb')
+    """
+    return f"custom-{gb.normalize():f}gb"
+
+
+def _custom(gpu_id: str) -> Gpu | None:
+    match = CUSTOM_ID.fullmatch(gpu_id)
+    if match is None:
+        return None
+    try:
+        gb = Decimal(match[1])
+    except InvalidOperation:
+        return None
+    if not 0 < gb <= CUSTOM_MAX_GB:
+        return None
+    # The catalog's rule for cards (data/README.md, "Memory"): a maker's "N GB" is N GiB,
+    # and with no driver reserve published for the card all of it is usable.
+    return Gpu(
+        id=gpu_id,
+        name=f"Custom {gb.normalize():f} GB card",
+        vendor="",  # unknown: the overheads are CUDA's, as with no GPU chosen
+        kind="custom",
+        memory_bytes=int(gb * 2**30),
+        memory_label=f"{gb.normalize():f} GB",
+        memory_unit="GiB",
+        usable_fraction=None,
+        bandwidth_bytes_per_s=None,
+        fp16_tflops=None,
+        fp32_tflops=None,
+        source="the capacity typed in, read as the catalog reads a maker's GB",
+    )
+
+
+def gpu(gpu_id: str) -> Gpu | None:
+    """The catalog GPU ``gpu_id``, or the custom card a ``custom-<N>gb`` id names, whose
+    usable memory follows the catalog's rule for a card with no published reserve; None
+    when neither.
+
+    >>> gpu("rtx-4060").usable_bytes == gpu("custom-8gb").usable_bytes == 8 * 2**30
+    True
+    >>> gpu("custom-0gb"), gpu("custom-2000gb"), gpu("rtx-9999")
+    (None, None, None)
+    """
+    return gpus().get(gpu_id) or _custom(gpu_id)

@@ -223,7 +223,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the scenario from a JSON file ('-' for standard input); flags override it",
     )
-    parser.add_argument("--gpu", metavar="ID", help="judge the fit on a catalog GPU (--list-gpus)")
+    parser.add_argument(
+        "--gpu",
+        metavar="ID",
+        help="judge the fit on a catalog GPU (--list-gpus), or custom-8gb for a card of 8 GB",
+    )
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
     parser.add_argument("--list-presets", action="store_true", help="list the model catalog")
     parser.add_argument("--list-gpus", action="store_true", help="list the GPU catalog")
@@ -307,7 +311,7 @@ def _too_large(fit: Fit) -> str:
 
 
 def _solve(scenario: Scenario, gpu_id: str) -> list[str]:
-    if gpu_id not in catalog.gpus():
+    if catalog.gpu(gpu_id) is None:
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog (see --list-gpus).")
     fit = judge(scenario, gpu_id)
     budget = human(fit.usable or fit.budget, True)

@@ -67,7 +67,7 @@ PLATFORM_LABELS = {
 def _vendor(gpu_id: str | None) -> str:
     from nnmem import catalog
 
-    gpu = catalog.gpus().get(gpu_id or "")
+    gpu = catalog.gpu(gpu_id or "")
     return gpu.vendor if gpu is not None else "nvidia"
 
 
@@ -169,7 +169,7 @@ def _platform_notes(gpu_id: str | None) -> tuple[str, ...]:
     """What the GPU's platform changes in the overheads, in words."""
     from nnmem import catalog
 
-    gpu = catalog.gpus().get(gpu_id or "")
+    gpu = catalog.gpu(gpu_id or "")
     if gpu is None:
         return ()
     if gpu.vendor == "apple":

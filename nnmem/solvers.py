@@ -620,7 +620,7 @@ def judge(scenario: Scenario, gpu_id: str, always_suggest: bool = False) -> Fit:
     """
     from nnmem import catalog
 
-    gpu = catalog.gpus().get(gpu_id)
+    gpu = catalog.gpu(gpu_id)
     if gpu is None:
         raise NnmemError.single("gpu", f"GPU {gpu_id!r} is not in the catalog.")
     budget = budget_for(scenario, gpu.usable_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from html import escape
+from itertools import pairwise
 
 from nnmem.result import Estimate
 from nnmem.units import human, percent
@@ -89,6 +90,81 @@ def _count_text(n: int) -> str:
     return f"{n:,}"
 
 
+# The GPU's label: 13-unit text in two lines. Its box is estimated from the text: 0.6 em
+# a character is wider than the average of sans-serif faces (Arial's digits and lowercase
+# are 0.5 to 0.56 em), so a box drawn clear of the curve is clear on screen too.
+_LABEL_FONT = 13
+_LABEL_LINE = 15  # from the first baseline to the second
+_CHAR_EM = 0.6
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def label_box(lines: Sequence[str], x: float, y: float, anchor: str) -> Box:
+    """The box of ``lines`` of GPU label set at ``x`` (start or end), first baseline ``y``.
+
+    >>> label_box(["RTX 4090", "24 GB usable"], 388, 100, "end")
+    (294.4, 87, 388, 118.25)
+    """
+    width = max(len(line) for line in lines) * _LABEL_FONT * _CHAR_EM
+    left = x - width if anchor == "end" else x
+    bottom = y + _LABEL_LINE * (len(lines) - 1) + _LABEL_FONT / 4  # descenders
+    return (round(left, 2), y - _LABEL_FONT, x if anchor == "end" else x + width, bottom)
+
+
+def _meets(box: Box, p: tuple[float, float], q: tuple[float, float]) -> bool:
+    """Whether the segment p–q crosses the box (Liang–Barsky clipping)."""
+    low, high = 0.0, 1.0
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    for step, room in (
+        (-dx, p[0] - box[0]),
+        (dx, box[2] - p[0]),
+        (-dy, p[1] - box[1]),
+        (dy, box[3] - p[1]),
+    ):
+        if step == 0:
+            if room < 0:
+                return False
+            continue
+        t = room / step
+        if step < 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+        if low > high:
+            return False
+    return True
+
+
+def _place_label(
+    lines: Sequence[str],
+    line_y: float,
+    curve: Sequence[tuple[float, float]],
+    area: Box,
+) -> tuple[float, float, str]:
+    """Where the GPU label goes: at either end of its line, above or below it, or moved
+    up or down the plot area, the nearest spot whose box is clear of the curve (its
+    points and the current point's dot lie on it), the line itself and the plot's edges,
+    inside which the tick labels and axis titles never are. With no clear spot, above
+    the line at its right end, where its halo keeps it readable."""
+    pad = 6  # half the curve's stroke, the dot's radius beyond it, and a gap
+    first = line_y - 6 - _LABEL_LINE * (len(lines) - 1)  # the last line's baseline 6 above
+    segments = list(pairwise(curve)) or [(curve[0], curve[0])]  # one point: the dot alone
+    spots = [(abs(dy), dy) for dy in range(-int(area[3]), int(area[3]), 2)]
+    for _, dy in sorted(spots):
+        for x, anchor in ((area[2], "end"), (area[0] + 4, "start")):
+            y = first + dy
+            box = label_box(lines, x, y, anchor)
+            if box[0] < area[0] or box[1] < area[1] or box[3] > area[3]:
+                continue
+            if box[1] - 3 < line_y < box[3] + 3:
+                continue
+            grown = (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
+            if any(_meets(grown, p, q) for p, q in segments):
+                continue
+            return x, y, anchor
+    return area[2], first, "end"
+
+
 def plot_svg(
     estimates: Sequence[Estimate],
     axis: str,
@@ -96,12 +172,14 @@ def plot_svg(
     capacity: int | None = None,
     gpu_name: str = "",
     binary: bool = False,
+    gpu_note: str = "",
 ) -> str:
     """Total memory against the batch size or the sequence length, as an inline SVG.
 
     ``estimates`` are the same scenario at several values of ``axis`` (``batch_size`` or
     ``seq_len``); ``current`` is the one the user set, marked with a dot. ``capacity``
-    (the GPU's usable bytes) is drawn as a labelled horizontal line.
+    (the GPU's usable bytes) is drawn as a horizontal line labelled with ``gpu_name`` and
+    ``gpu_note`` ("less 10% headroom"), clear of the curve and the axis titles.
     """
     points = sorted(
         {getattr(e.scenario, axis): e.total_bytes for e in [*estimates, current]}.items()
@@ -157,24 +235,28 @@ def plot_svg(
         f'y="16" text-anchor="middle">Memory ({unit})</text>'
     )
     labels = []  # drawn last, over the curve
+    curve = [(round(px(x), 1), round(py(y), 1)) for x, y in points]
     if capacity:
-        y = py(capacity)
-        label = f"{gpu_name}: {human(capacity, binary)} usable" if gpu_name else "GPU"
-        # The label goes on the side of the line the curve's right end is not on; its
-        # halo (stroke in the page's background colour, drawn under the fill) keeps it
-        # readable where the curve crosses it.
-        below = points[-1][1] > capacity and y + 20 < _TOP + height
+        y = round(py(capacity), 1)
+        usable = f"{human(capacity, binary)} usable"
+        lines = [gpu_name, f"{gpu_note}: {usable}" if gpu_note else usable] if gpu_name else ["GPU"]
+        # Clear of the curve, so neither hides the other; the halo (stroke in the page's
+        # background colour, drawn under the fill) is for the dashed line behind it.
+        x, first, anchor = _place_label(lines, y, curve, (_LEFT, 0, _LEFT + width, _TOP + height))
         parts.append(
             f'<line class="plot-gpu" x1="{_LEFT}" x2="{_LEFT + width}" y1="{y:.1f}" '
             f'y2="{y:.1f}" stroke="currentColor" stroke-width="2" stroke-dasharray="6 4"/>'
         )
-        labels.append(
-            f'<text class="plot-gpu-label" x="{_LEFT + width}" '
-            f'y="{y + 17 if below else y - 6:.1f}" text-anchor="end" font-size="13" '
-            f'paint-order="stroke" stroke-width="4" stroke-linejoin="round">'
-            f"{escape(label)}</text>"
+        spans = "".join(
+            f'<tspan x="{x:g}" y="{first + i * _LABEL_LINE:.1f}">{escape(text)}</tspan>'
+            for i, text in enumerate(lines)
         )
-    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+        labels.append(
+            f'<text class="plot-gpu-label" x="{x:g}" y="{first:.1f}" text-anchor="{anchor}" '
+            f'font-size="{_LABEL_FONT}" paint-order="stroke" stroke-width="4" '
+            f'stroke-linejoin="round">{spans}</text>'
+        )
+    line = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in curve)
     parts.append(
         f'<polyline class="plot-line" points="{line}" fill="none" stroke="currentColor" '
         'stroke-width="2.5" stroke-linejoin="round"/>'
@@ -193,7 +275,8 @@ def plot_svg(
             if fitting
             else "none of those plotted fit"
         )
-        desc += f" {gpu_name or 'The GPU'} has {human(capacity, binary)} usable: {reach}."
+        named = f"{gpu_name} {gpu_note}".strip() if gpu_name else "The GPU"
+        desc += f" {named} has {human(capacity, binary)} usable: {reach}."
     return (
         f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {_WIDTH} {_PLOT_HEIGHT}" role="img" '

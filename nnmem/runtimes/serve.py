@@ -35,7 +35,7 @@ LLAMA_SOURCE = "llama.cpp (as vendored in llama-cpp-python 0.3.36) "
 
 
 def _gpu_bytes(gpu_id: str | None) -> tuple[int, str]:
-    gpu = catalog.gpus().get(gpu_id or "")
+    gpu = catalog.gpu(gpu_id or "")
     return (gpu.usable_bytes, gpu.name) if gpu is not None else (0, "")
 
 

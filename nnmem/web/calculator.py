@@ -299,9 +299,10 @@ def _plot(
             continue
     capacity = None if fit is None else fit.budget
     name = "" if fit is None else fit.gpu_name
+    note = ""
     if fit is not None and fit.headroom_percent:
-        name += f" less {fit.headroom_percent:g}% headroom"
-    return plot_svg(points, axis.value, result, capacity, name, binary)
+        note = f"less {fit.headroom_percent:g}% headroom"
+    return plot_svg(points, axis.value, result, capacity, name, binary, note)
 
 
 # The reply comes in two parts, so the page can paint the total within a frame of the
@@ -418,7 +419,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
 
 
 def _gpu_dict(gpu_id: str) -> dict[str, Any] | None:
-    gpu = catalog.gpus().get(gpu_id) if gpu_id else None
+    gpu = catalog.gpu(gpu_id) if gpu_id else None
     if gpu is None:
         return None
     return {

@@ -643,13 +643,34 @@ _RUNTIME_KEYS = (
     "flash_attn",
 )
 FORM_ID = "calc"  # the page's <form id>, which the view controls join from outside it
+# The GPU picker's choice for a card the catalog lacks: its capacity is typed in gpu_gb.
+CUSTOM_GPU = "custom"
+GPU_GB = NumberSpec(
+    "gpu_gb",
+    "Custom capacity",
+    Decimal("0.1"),
+    Decimal(catalog.CUSTOM_MAX_GB),
+    False,
+    f"the card's memory in GB as its maker quotes it, a number from 0.1 to "
+    f"{catalog.CUSTOM_MAX_GB:,} such as 8 or 12",
+)
 VIEW_FIELDS: tuple[Field, ...] = (
     Field(
         "gpu",
         "GPU",
         "Judge the fit on this GPU: verdict, largest batch and what to change.",
         "choice",
-        options=(("", "No GPU chosen"), *GPU_OPTIONS),
+        options=(("", "No GPU chosen"), (CUSTOM_GPU, "Custom capacity: type its GB"), *GPU_OPTIONS),
+        form=FORM_ID,
+    ),
+    Field(
+        "gpu_gb",
+        GPU_GB.label,
+        "The card's memory as its maker quotes it: 8 for an 8 GB card. Counted as the "
+        "catalog counts cards: N GB is N GiB, all of it usable.",
+        "number",
+        unit="GB",
+        inputmode="decimal",
         form=FORM_ID,
     ),
     replace(
@@ -753,7 +774,15 @@ def read_view(fields: Mapping[str, object]) -> tuple[str, Units, PlotAxis, list[
         axis = PlotAxis.BATCH_SIZE
     raw = _text(fields, "gpu")
     gpu = raw.strip().lower()
-    if gpu and gpu not in catalog.gpus():
+    if gpu == CUSTOM_GPU:
+        # A capacity typed with its unit ("8 GB") reads as the number alone.
+        typed = re.sub(r"\s*gb$", "", _text(fields, "gpu_gb").strip(), flags=re.IGNORECASE)
+        gb = GPU_GB.read(typed)
+        if isinstance(gb, Problem):
+            problems.append(gb)
+            return "", units, axis, problems
+        return catalog.custom_gpu_id(gb), units, axis, problems
+    if gpu and catalog.gpu(gpu) is None:
         problems.append(
             Problem("gpu", f"GPU {shown(raw)} is not in the catalog: choose one from the list.")
         )
@@ -1190,6 +1219,8 @@ def read(fields: Mapping[str, object]) -> Reading:
         # A link in the schema's terms (model=preset, ...): show the mode it was read as.
         fill["describe"] = t.describe.value
     inactive = _inactive(t, fields, scenario)
+    if _text(fields, "gpu").strip().lower() != CUSTOM_GPU:
+        inactive.append("gpu_gb")
     return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)
 
 

@@ -365,3 +365,63 @@ def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> No
     expect(page.locator("#err-cfg_hidden_size")).not_to_be_empty()
     expect(page.locator("#f-cfg_hidden_size")).to_be_visible()
     context.close()
+
+
+def test_a_typed_capacity_is_judged_as_a_card_of_that_size(
+    calculator: Page, browser: Browser
+) -> None:
+    """The hobbyist's 8 GB card typed in: "Custom capacity" shows a GB field, a bad value
+    is named there, and 8 GB gets CPython's verdict, the one the catalog's RTX 4060 8 GB
+    gets (same usable memory, same rule). The link keeps the capacity."""
+    capacity = calculator.locator("#f-gpu_gb")
+    expect(capacity).to_be_hidden()
+    fill_form(calculator, {"batch_size": "256"})  # too big for 8 GB: suggestions too
+    calculator.locator("#f-gpu").select_option("custom")
+    expect(capacity).to_be_visible()
+    capacity.fill("0")
+    expect(calculator.locator("#err-gpu_gb")).to_contain_text(
+        "Custom capacity must be the card's memory in GB as its maker quotes it"
+    )
+    capacity.fill("8 GB")
+    expect(calculator.locator("#err-gpu_gb")).to_have_text("")
+    reply = expect_settled_total(calculator, {})
+    card = cpython_reply({**page_fields(calculator), "gpu": "rtx-4060"})
+    assert reply["download"]["gpu"]["usable_bytes"] == 8 * 2**30
+    assert reply["verdict_text"] == card["verdict_text"]
+    assert str(reply["verdict_text"]).startswith("does not fit")
+    expect(calculator.locator("#mini-verdict")).to_contain_text(str(reply["verdict_text"]))
+    expect(calculator.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "no")
+    expect(calculator.locator("#part-verdict")).to_contain_text("Custom 8 GB card")
+    expect(calculator.locator("#part-suggestions li").first).to_be_visible()
+    expect(calculator).to_have_url(re.compile(r"[?&]gpu=custom&gpu_gb=8(\+|%20)GB(&|$)"))
+
+    context = browser.new_context()
+    guard_requests(context)
+    fresh = context.new_page()
+    fresh.goto(calculator.url)
+    wait_ready(fresh)
+    expect(fresh.locator("#f-gpu_gb")).to_have_value("8 GB")
+    expect(fresh.locator("#mini-verdict")).to_contain_text(str(reply["verdict_text"]))
+    context.close()
+    calculator.locator("#f-gpu").select_option("rtx-4060")
+    expect(capacity).to_be_hidden()
+
+
+def test_the_gpu_picker_is_three_tabs_from_the_top(page: Page, site_url: str) -> None:
+    """From the top of the page, Tab reaches a "Skip to the GPU and the verdict" link
+    (shown when focused) second; Enter on it and one more Tab is the GPU picker: 3 Tab
+    presses, not the 31 through the whole form."""
+    page.goto(site_url)
+    wait_ready(page)
+    tabs = 0
+    focused = ""
+    while focused != "f-gpu" and tabs < 40:
+        page.keyboard.press("Tab")
+        tabs += 1
+        focused = page.evaluate("document.activeElement.id")
+        if page.evaluate("document.activeElement.getAttribute('href')") == "#fit":
+            skip = page.locator("a.skip[href='#fit']")
+            expect(skip).to_have_text("Skip to the GPU and the verdict")
+            assert (skip.bounding_box() or {}).get("x", -1) >= 0  # on screen while focused
+            page.keyboard.press("Enter")
+    assert (focused, tabs) == ("f-gpu", 3)

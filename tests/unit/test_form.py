@@ -61,9 +61,11 @@ def test_sections_open_and_closed() -> None:
 
 
 def test_view_controls_sit_outside_the_form_and_join_it() -> None:
-    """gpu, units and plot are placed by the result they change, with form="calc"."""
+    """gpu (and the capacity of a custom card), units and plot are placed by the result
+    they change, with form="calc"."""
     assert [(f.key, f.kind, f.form) for f in VIEW_FIELDS] == [
         ("gpu", "choice", "calc"),
+        ("gpu_gb", "number", "calc"),
         ("units", "radio", "calc"),
         ("plot", "radio", "calc"),
     ]
@@ -367,3 +369,13 @@ def test_the_examples_width_and_depth_follow_a_new_size() -> None:
     assert ask({"params_millions": "120", "changed": "params_millions"})["set"] == {}
     own = {"params_millions": "7000", "hidden_size": "4096", "num_layers": "32"}
     assert ask({**own, "changed": "params_millions"})["set"] == {}
+
+
+def test_a_typed_capacity_reads_as_a_custom_card() -> None:
+    """Custom capacity "8 GB" (or 8) is the card custom-8gb; its field shows only then."""
+    from nnmem.web.form import DEFAULT_FIELDS, read
+
+    for typed in ("8 GB", "8", " 8gb "):
+        got = read({**DEFAULT_FIELDS, "gpu": "custom", "gpu_gb": typed})
+        assert (got.gpu, got.problems, "gpu_gb" in got.inactive) == ("custom-8gb", [], False)
+    assert "gpu_gb" in read({**DEFAULT_FIELDS, "gpu": "rtx-4060", "gpu_gb": "8"}).inactive

@@ -344,6 +344,27 @@ LLAMA_FIELDS = {"describe": "fields", "preset": "llama-3.1-8b"}
             IMG,
             'GPU ""><img src=x onerror=al…" is not in the catalog: choose one from the list.',
         ),
+        (
+            {"gpu": "custom"},
+            "gpu_gb",
+            "0 GB",
+            "Custom capacity must be the card's memory in GB as its maker quotes it, a number "
+            "from 0.1 to 1,024 such as 8 or 12 (got 0).",
+        ),
+        (
+            {"gpu": "custom"},
+            "gpu_gb",
+            "",
+            "Custom capacity is required: enter the card's memory in GB as its maker quotes "
+            "it, a number from 0.1 to 1,024 such as 8 or 12.",
+        ),
+        (
+            {"gpu": "custom"},
+            "gpu_gb",
+            "eight",
+            "Custom capacity must be the card's memory in GB as its maker quotes it, a number "
+            'from 0.1 to 1,024 such as 8 or 12 (got "eight").',
+        ),
         ({}, "units", BIG, 'Units must be one of gb, gib (got "xxxxxxxxxxxxxxxxxxxxxxx…").'),
         ({}, "plot", "NaN", 'Plot axis must be one of batch_size, seq_len (got "NaN").'),
         (

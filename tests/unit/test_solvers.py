@@ -106,3 +106,33 @@ def test_suggestions_for_inference_quantize() -> None:
     )
     keys = {s.key for s in suggestions(llama, 16 * GIB)}
     assert {"quantize-nf4_dq", "quantize-awq", "kv-fp8", "shorter"} <= keys
+
+
+def test_a_typed_capacity_is_judged_as_the_catalog_card_of_that_size() -> None:
+    """An 8 GB card typed in is read by the catalog's rule (nnmem/data/README.md, "Memory"):
+    8 GiB = 8,589,934,592 B, all usable as no driver reserve is published, the RTX 4060's
+    usable memory. Everything judged on it equals the RTX 4060's verdict, solvers and
+    suggestions, for the hobbyist's Llama 3.1 8B in BF16 at 8,192 tokens (it does not fit)."""
+    from nnmem.solvers import judge
+
+    s = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-8b",
+            "mode": "inference",
+            "precision": "bf16",
+            "batch_size": 1,
+            "seq_len": 8192,
+        }
+    )
+    typed, card = judge(s, "custom-8gb"), judge(s, "rtx-4060")
+    assert typed.usable == card.usable == 8 * GIB
+    assert typed.budget == card.budget == 8 * GIB * 9 // 10  # 10% headroom kept free
+    assert not typed.fits
+    assert typed.gpu_name == "Custom 8 GB card"
+    other = {"gpu", "gpu_name"}
+    assert {k: v for k, v in typed.to_dict().items() if k not in other} == {
+        k: v for k, v in card.to_dict().items() if k not in other
+    }
+    assert typed.suggestions
+    assert typed.suggestions == card.suggestions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
+from itertools import pairwise
 from typing import Any
 from xml.etree import ElementTree
 
@@ -263,8 +264,10 @@ def test_plot_spans_the_fit_and_marks_the_current_point() -> None:
     assert root.get("role") == "img"
     ticks = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "plot-tick"]
     assert ticks == ["0", "10", "20", "30", "40", "1", "5", "10"]  # GB up, batch across
-    gpu = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "plot-gpu-label"]
-    assert gpu == ["NVIDIA GeForce RTX 4090: 25.77 GB usable"]
+    gpu = [
+        list(t.itertext()) for t in root.iter(f"{SVG}text") if t.get("class") == "plot-gpu-label"
+    ]
+    assert gpu == [["NVIDIA GeForce RTX 4090", "25.77 GB usable"]]
     desc = root.find(f"{SVG}desc")
     assert desc is not None
     assert desc.text is not None
@@ -273,6 +276,76 @@ def test_plot_spans_the_fit_and_marks_the_current_point() -> None:
     assert "up to 7 of those plotted fit" in desc.text
     seq = page({**SERVE, "plot": "seq_len"})
     assert "Sequence length (tokens)" in seq["html"]["plot"]
+
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def _text_box(text: ElementTree.Element, font: float) -> Box:
+    """A text's box at 0.6 em a character (wider than sans-serif faces' average), from
+    the cap height above the first baseline to the descenders under the last."""
+    lines = text.findall(f"{SVG}tspan") or [text]
+    width = max(len("".join(line.itertext())) for line in lines) * font * 0.6
+    baselines = [float(line.get("y") or 0) for line in lines]
+    if text.get("transform") == "rotate(-90)":  # the memory axis: x and y swap
+        centre, baseline = -float(text.get("x") or 0), float(text.get("y") or 0)
+        return (baseline - font, centre - width / 2, baseline + font / 4, centre + width / 2)
+    x = float(text.get("x") or 0)
+    left = {"end": x - width, "middle": x - width / 2}.get(text.get("text-anchor") or "", x)
+    return (left, min(baselines) - font, left + width, max(baselines) + font / 4)
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_the_gpu_label_is_clear_of_the_curve_the_point_and_the_axis_titles() -> None:
+    """The hobbyist's Llama 3.1 8B served on an RTX 4090, plotted against the sequence:
+    the label was one 58-character line (about 450 units at 13 × 0.6 a character, wider
+    than the 400-unit plot) over the curve, the current point and the memory axis's
+    title. Now every point of the curve (sampled along each segment) and the current
+    point's dot stay outside its box, and its box overlaps no axis title, tick label or
+    the dashed GPU line."""
+    for axis in ("seq_len", "batch_size"):
+        reply = page(
+            {
+                **DEFAULT_FIELDS,
+                "describe": "fields",
+                "preset": "llama-3.1-8b",
+                "mode": "inference",
+                "precision": "bf16",
+                "batch_size": "1",
+                "seq_len": "2048",
+                "gpu": "rtx-4090",
+                "plot": axis,
+            }
+        )
+        root = ElementTree.fromstring(reply["html"]["plot"])
+        texts = list(root.iter(f"{SVG}text"))
+        (label,) = [t for t in texts if t.get("class") == "plot-gpu-label"]
+        box = _text_box(label, float(label.get("font-size") or 0))
+        assert box[0] >= 0  # inside the 400-unit viewBox
+        assert box[2] <= 400
+        others = [_text_box(t, 14) for t in texts if t is not label]
+        assert not [b for b in others if _overlap(box, b)]
+        line = root.find(f"{SVG}polyline")
+        assert line is not None
+        points = [tuple(map(float, p.split(","))) for p in (line.get("points") or "").split()]
+        for (x0, y0), (x1, y1) in pairwise(points):
+            for i in range(101):
+                x, y = x0 + (x1 - x0) * i / 100, y0 + (y1 - y0) * i / 100
+                assert not (box[0] - 2 <= x <= box[2] + 2 and box[1] - 2 <= y <= box[3] + 2)
+        dot = root.find(f"{SVG}circle")
+        assert dot is not None
+        cx, cy, r = (float(dot.get(k) or 0) for k in ("cx", "cy", "r"))
+        assert not _overlap(box, (cx - r, cy - r, cx + r, cy + r))
+        gpu_line = root.find(f"{SVG}line[@class='plot-gpu']")
+        assert gpu_line is not None
+        assert not box[1] <= float(gpu_line.get("y1") or 0) <= box[3]
+        assert list(label.itertext()) == [
+            "NVIDIA GeForce RTX 4090",
+            "less 10% headroom: 23.19 GB usable",
+        ]
 
 
 def test_plot_of_a_cnn_falls_back_to_the_batch() -> None:
