@@ -448,6 +448,18 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
             intermediate = read.whole("moe_intermediate_size", default=intermediate)
             kwargs |= _dense_layer_fields(read, model_type, layers, dense_width, intermediate)
 
+    given = config.get("layer_types")
+    if given is not None and (not isinstance(given, list) or len(given) != layers):
+        # transformers refuses it too: configuration_utils.layer_type_validation raises
+        # when num_hidden_layers differs from the number of layer types.
+        read.problems.append(
+            Problem(
+                (read.field, "layer_types"),
+                f"config.json field layer_types must list one attention kind per layer, "
+                f"{layers:,} for num_hidden_layers {layers:,} (got {shown(given)}).",
+                given,
+            )
+        )
     vocab = read.whole("vocab_size", default=0 if family is Family.VIT else None, low=0)
     if head is Head.SEQUENCE_CLASSIFICATION:
         kwargs["num_labels"] = _num_labels(read, config, default=2)

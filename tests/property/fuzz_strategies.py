@@ -125,7 +125,11 @@ def preset_config(draw: st.DrawFn) -> dict[str, Any]:
     config = dict(catalog.models()[draw(st.sampled_from(TRANSFORMER_PRESETS))].config)
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if key in config and draw(st.booleans()):
-            config[key] = draw(st.integers(1, 80))
+            config[key] = depth = draw(st.integers(1, 80))
+            kinds = config.get("layer_types")
+            if isinstance(kinds, list) and kinds:
+                # one kind per layer, the pattern repeated, as the config classes derive it
+                config["layer_types"] = [kinds[i % len(kinds)] for i in range(depth)]
     if config.get("vocab_size") and draw(st.booleans()):
         config["vocab_size"] = draw(st.integers(2, 260_000))
     return config

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from nnmem import estimate, parse
+from nnmem.catalog import models
 from nnmem.errors import NnmemError
 from nnmem.models.cnn import backward_extra, builtin, parameter_count
 from nnmem.result import Estimate
@@ -255,3 +256,15 @@ def test_fewest_gpus_counts_one_gpu_with_zero_offload() -> None:
     assert plan is not None
     assert (plan.num_gpus, plan.sharding.value) == (1, "zero3")
     assert estimate(plan, "rtx-5090").total_bytes <= budget
+
+
+def test_layer_types_must_list_one_kind_per_layer() -> None:
+    # gpt-oss's 36 layer_types on a 4-layer config gave 18 sliding layers out of 4 and a
+    # negative decode cache (the long fuzz run). transformers refuses such a config
+    # (configuration_utils.layer_type_validation); so does nnmem, naming the field.
+    config = {**models()["gpt-oss-120b"].config, "num_hidden_layers": 4}
+    with pytest.raises(NnmemError) as raised:
+        parse({"model": "transformer", "config": config, "mode": "inference"})
+    assert [p.loc for p in raised.value.problems] == [("config", "layer_types")]
+    config["layer_types"] = config["layer_types"][:4]
+    assert parse({"model": "transformer", "config": config}).model.layers == 4
