@@ -268,3 +268,22 @@ def test_layer_types_must_list_one_kind_per_layer() -> None:
     assert [p.loc for p in raised.value.problems] == [("config", "layer_types")]
     config["layer_types"] = config["layer_types"][:4]
     assert parse({"model": "transformer", "config": config}).model.layers == 4
+
+
+def test_lora_dtype_is_inert_where_it_is_hidden() -> None:
+    # An AMP model is built in fp32, so its adapters are fp32 whatever lora_dtype says
+    # (the field is hidden there). The saved adapter rows used to follow "model" anyway:
+    # under ZeRO-2 the hidden field changed Llama 3.2 1B's total (the long fuzz run).
+    base = {
+        "model": "preset",
+        "preset": "llama-3.2-1b",
+        "precision": "amp_bf16",
+        "finetune": "lora",
+        "sharding": "zero2",
+        "num_gpus": 2,
+        "seq_len": 1024,
+    }
+    fp32 = estimate(parse({**base, "lora_dtype": "fp32"}))
+    model = estimate(parse({**base, "lora_dtype": "model"}))
+    assert "lora_dtype" in parse(base).inactive_fields()
+    assert model.total_bytes == fp32.total_bytes

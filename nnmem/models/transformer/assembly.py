@@ -101,7 +101,7 @@ _SAME_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gat
 
 def lora_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What each adapter saves: its fp32 input (after lora_dropout) and lora_B's input."""
-    if c.s.lora_dtype is LoraDtype.MODEL:
+    if lora_width(c.s) == 2:  # adapters in the model's 16-bit type (lora_dtype "model")
         return _model_dtype_lora_rows(c, x)
     rows = []
     for name, width, _, _ in adapters(c):
