@@ -33,6 +33,9 @@ const filled = new Map();
 // The controls edited since the last answer: nnmem says which others follow them (a
 // preset named by its id or name becomes the model) and the answer's `set` holds those.
 const edited = new Set();
+// The controls edited since the latest request was posted: its answer knows nothing of
+// them, so it must not overwrite them, and the next request still names them.
+const fresh = new Set();
 
 // Every control's value as the page was built: the URL holds only what differs from these.
 const defaults = readForm();
@@ -110,6 +113,7 @@ function request() {
   }
   latest += 1;
   sentAt.set(latest, performance.now());
+  fresh.clear();
   post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });
 }
 
@@ -133,6 +137,7 @@ function setInactive(names) {
 // The controls nnmem set to follow an edit: they now hold the user's scenario.
 function applySet(changes) {
   for (const [name, value] of Object.entries(changes || {})) {
+    if (fresh.has(name)) continue; // edited after the request: the user's value stands
     rawValues.delete(name);
     filled.delete(name);
     setControl(name, value);
@@ -181,7 +186,7 @@ function paint(id, reply, part = "all") {
   if (part !== "first") sentAt.delete(id);
   for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
   if (id !== latest) return;
-  edited.clear();
+  for (const name of [...edited]) if (!fresh.has(name)) edited.delete(name);
   applySet(reply.set);
   if (reply.note) say(reply.note);
   setInactive(reply.inactive || []);
@@ -289,6 +294,7 @@ function onEdit(event) {
   if (!name) return; // the model reader's own inputs: nothing to calculate
   rawValues.delete(name);
   edited.add(name);
+  fresh.add(name);
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
