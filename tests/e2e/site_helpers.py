@@ -66,9 +66,35 @@ def cpython_estimate(values: dict[str, str]) -> Estimate:
     return estimate(parse(values))
 
 
+def page_fields(page: Page) -> dict[str, str]:
+    """Every control's value as the page would send it."""
+    fields: dict[str, str] = page.evaluate(
+        """() => {
+          const out = {};
+          for (const el of document.getElementById("calc").elements) {
+            if (!el.name) continue;
+            if (el.type === "radio") { if (el.checked) out[el.name] = el.value; }
+            else if (el.type === "checkbox") out[el.name] = el.checked ? "true" : "false";
+            else out[el.name] = el.value;
+          }
+          return out;
+        }"""
+    )
+    return fields
+
+
 def cpython_reply(fields: dict[str, str]) -> dict[str, Any]:
     """What nnmem.web.handle in this CPython answers for the same page fields."""
     reply: dict[str, Any] = json.loads(handle(json.dumps({"fields": fields})))
+    return reply
+
+
+def expect_total(page: Page, fields: dict[str, str]) -> dict[str, object]:
+    """The page's total equals what CPython nnmem answers for the page's own fields."""
+    reply = cpython_reply(fields)
+    assert reply["ok"], reply
+    expect(page.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
+    expect(page.locator("#total")).to_have_text(str(reply["total_text"]))
     return reply
 
 

@@ -13,34 +13,9 @@ from conftest import guard_requests
 from playwright.sync_api import Browser, Page, Route, expect
 
 from nnmem.catalog import models
-from site_helpers import cpython_reply, fill_form, text_of, wait_ready
+from site_helpers import cpython_reply, expect_total, fill_form, page_fields, text_of, wait_ready
 
 pytestmark = pytest.mark.e2e
-
-
-def page_fields(page: Page) -> dict[str, str]:
-    """Every control's value as the page would send it."""
-    fields: dict[str, str] = page.evaluate(
-        """() => {
-          const out = {};
-          for (const el of document.getElementById("calc").elements) {
-            if (!el.name) continue;
-            if (el.type === "radio") { if (el.checked) out[el.name] = el.value; }
-            else if (el.type === "checkbox") out[el.name] = el.checked ? "true" : "false";
-            else out[el.name] = el.value;
-          }
-          return out;
-        }"""
-    )
-    return fields
-
-
-def expect_cpython_total(page: Page, fields: dict[str, str]) -> dict[str, object]:
-    """The page's total is what CPython nnmem answers for ``fields``."""
-    reply = cpython_reply(fields)
-    assert reply["ok"], reply
-    expect(page.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
-    return reply
 
 
 def expect_settled_total(page: Page, changes: dict[str, str]) -> dict[str, object]:
@@ -73,7 +48,7 @@ def test_a_preset_typed_by_its_name_is_found(calculator: Page, typed: str) -> No
     expect(calculator.locator("#f-cfg_hidden_size")).to_have_value("4096")
     expect(calculator.locator("#err-preset")).to_have_text("")
     fields = page_fields(calculator)
-    reply = expect_cpython_total(calculator, {**fields, "preset": "llama-3.1-8b"})
+    reply = expect_total(calculator, {**fields, "preset": "llama-3.1-8b"})
     assert str(reply["description"]).split(" · ")[1] == "Llama 3.1 8B"
 
 
@@ -109,7 +84,7 @@ def test_a_picked_llm_runs_in_its_own_dtype_and_inference_runs_one_sequence(
     expect(calculator.locator("#f-precision")).to_have_value("bf16")
     expect(calculator.locator("#f-batch_size")).to_have_value("1")
     fields = page_fields(calculator)
-    reply = expect_cpython_total(calculator, fields)
+    reply = expect_total(calculator, fields)
     assert "batch 1" in str(reply["description"])
     expect(calculator).to_have_url(re.compile(r"[?&]batch_size=1(&|$)"))
     expect(calculator).to_have_url(re.compile(r"[?&]precision=bf16(&|$)"))
@@ -130,7 +105,7 @@ def test_nf4_for_training_turns_on_qlora_with_a_note(calculator: Page) -> None:
     )
     expect(calculator.locator("#err-precision")).to_have_text("")
     expect(calculator.locator("#results")).to_have_attribute("data-state", "live")
-    expect_cpython_total(calculator, page_fields(calculator))
+    expect_total(calculator, page_fields(calculator))
 
 
 def test_applying_a_fix_says_what_was_applied(calculator: Page) -> None:
@@ -237,7 +212,7 @@ def test_a_link_carries_a_pasted_config(calculator: Page, browser: Browser) -> N
     assert "config=" not in urlsplit(url).query
     assert len(urlsplit(url).fragment) < len(quote(text)) / 2  # shorter than in a query
     fields = page_fields(calculator)
-    reply = expect_cpython_total(calculator, fields)
+    reply = expect_total(calculator, fields)
 
     context = browser.new_context()
     guard_requests(context)
@@ -342,7 +317,7 @@ def test_a_new_size_clears_the_examples_shape(calculator: Page) -> None:
     expect(calculator.locator("#action-status")).to_have_text(
         "Width and depth now follow the size: 768 × 12 layers is about 85M parameters, not 7.00B."
     )
-    expect_cpython_total(calculator, page_fields(calculator))
+    expect_total(calculator, page_fields(calculator))
 
 
 def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> None:

@@ -16,7 +16,15 @@ from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.units import human
 from nnmem.web.calculator import DEFAULT_FIELDS
-from site_helpers import cpython_reply, fill_form, html_text, text_of, wait_ready
+from site_helpers import (
+    cpython_reply,
+    expect_total,
+    fill_form,
+    html_text,
+    page_fields,
+    text_of,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,32 +33,6 @@ PAYLOADS = (
     "<script>window.__pwned = 1</script>",
     '"><img src=x onerror="window.__pwned = 1">',
 )
-
-
-def page_fields(page: Page) -> dict[str, str]:
-    """Every control's value as the page would send it."""
-    fields: dict[str, str] = page.evaluate(
-        """() => {
-          const out = {};
-          for (const el of document.getElementById("calc").elements) {
-            if (!el.name) continue;
-            if (el.type === "radio") { if (el.checked) out[el.name] = el.value; }
-            else if (el.type === "checkbox") out[el.name] = el.checked ? "true" : "false";
-            else out[el.name] = el.value;
-          }
-          return out;
-        }"""
-    )
-    return fields
-
-
-def expect_total(page: Page, fields: dict[str, str]) -> dict[str, object]:
-    """The page's total equals what CPython nnmem answers for the page's own fields."""
-    reply = cpython_reply(fields)
-    assert reply["ok"], reply
-    expect(page.locator("#total")).to_have_attribute("data-bytes", str(reply["total_bytes"]))
-    expect(page.locator("#total")).to_have_text(str(reply["total_text"]))
-    return reply
 
 
 def test_preset_fills_the_fields_and_matches_cpython(calculator: Page) -> None:
