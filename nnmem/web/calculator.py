@@ -44,6 +44,7 @@ from nnmem.web.form import (
     translate,
 )
 from nnmem.web.reply import reply
+from nnmem.web.step_chart import step_chart_html
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -307,9 +308,10 @@ def _plot(
 
 # The reply comes in two parts, so the page can paint the total within a frame of the
 # keystroke: FIRST holds what the estimate alone gives; REST what needs further estimates
-# (the verdict and solvers, the ranked suggestions and the plot's points).
+# (the verdict and solvers, the ranked suggestions and the plot's points), and the step's
+# timeline, replayed twice through the allocator model.
 FIRST_PARTS = ("table", "chart", "phases", "formula", "notes", "runtime")
-REST_PARTS = ("plot", "verdict", "solvers", "suggestions")
+REST_PARTS = ("plot", "verdict", "solvers", "suggestions", "timeline")
 PARTS = ("all", "first", "rest")
 
 # The last fields read and estimated: the second part of a reply asks for the same fields
@@ -335,8 +337,8 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     the chosen GPU, or every problem against its control.
 
     ``part`` is ``"all"``, or ``"first"`` (the total, the breakdown and the formula) and
-    then ``"rest"`` (the verdict, the solvers, the suggestions and the plot); the two parts
-    together hold exactly what ``"all"`` does.
+    then ``"rest"`` (the verdict, the solvers, the suggestions, the plot and the step's
+    timeline); the two parts together hold exactly what ``"all"`` does.
 
     >>> got = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
     >>> got["ok"], got["total_text"], "optimizer" in got["inactive"]
@@ -346,7 +348,7 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     >>> sorted(first["html"]), "total_text" in rest
     (['chart', 'formula', 'notes', 'phases', 'runtime', 'table'], False)
     >>> sorted(rest["html"])
-    ['plot', 'solvers', 'suggestions', 'verdict']
+    ['plot', 'solvers', 'suggestions', 'timeline', 'verdict']
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000, or a count with its unit such as 7B or 350M \
@@ -403,6 +405,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             verdict=verdict_html(fit, binary),
             solvers=solvers_html(fit, scenario, binary),
             suggestions=suggestions_html(ideas, fit, binary),
+            timeline=step_chart_html(scenario, gpu_id or None, binary),
         )
         extra.update(verdict_text=verdict_short(fit, binary))
         download.update(

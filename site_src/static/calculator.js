@@ -13,7 +13,7 @@ const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
 const miniVerdict = document.getElementById("mini-verdict");
-const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime"];
+const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime", "timeline"];
 
 let post = null;
 let ready = false;
@@ -160,7 +160,7 @@ function applyFill(fill) {
 
 // The parts a reply's second message paints (see worker.js): until it comes they are
 // marked busy, so the page never passes off an older verdict or plot as the new one's.
-const LATER = ["plot", "verdict", "solvers", "suggestions"];
+const LATER = ["plot", "verdict", "solvers", "suggestions", "timeline"];
 let downloadWhenComplete = false;
 
 function setPending(pending) {

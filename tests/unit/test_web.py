@@ -130,6 +130,7 @@ def test_reply_has_every_part_the_page_paints() -> None:
         "formula",
         "notes",
         "runtime",
+        "timeline",
     }
     assert set(reply["download"]) == {"scenario", "estimate", "gpu", "verdict", "solvers"}
 
