@@ -45,6 +45,7 @@ OVERHEADS = ("allocator_reserve", "cublas_workspace", "cuda_context")
 IN_ALLOCATED = ("cublas_workspace",)
 IN_RESERVED = ("cublas_workspace", "allocator_reserve")
 PHASE_LABELS = {
+    "load": "Load",  # the weights and optimizer state, before the first step
     "forward": "Forward",
     "loss": "Loss",
     "backward": "Backward",

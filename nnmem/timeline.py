@@ -1,0 +1,511 @@
+"""The step as a timeline: allocation and free events in the order PyTorch runs them.
+
+:func:`step_events` turns an estimate's phases into events for
+:func:`nnmem.allocator.replay`: ``("mark", phase)`` where a phase starts,
+``("alloc", key, size, component, label)`` and ``("free", key)``. The weights and the
+optimizer state are allocated first, in a ``load`` span; then each phase of the step:
+
+* forward: layer by layer, each layer's saved tensors born (and, under autocast, its
+  16-bit weight copies); the embeddings' output first, the head's logits last;
+* loss: the loss's own tensors; the logits die;
+* backward: the loss gradients, then the layers in reverse: each layer recomputed
+  where checkpointing is on, its parameters' gradients born, its saved tensors freed
+  (torch/csrc/autograd/engine.cpp ``Engine::evaluate_function`` runs a node, then
+  releases its saved variables, ``release_variables``, once the graph is not retained);
+* optimizer step: the step's temporaries, then ``zero_grad(set_to_none=True)`` frees
+  the gradients (torch/optim/optimizer.py, the default since PyTorch 2.0);
+* inference: prefill, then decode.
+
+A tensor is a term of a phase cut into pieces the size PyTorch allocates: one per
+parameter tensor for weights, gradients and optimizer state
+(:func:`nnmem.models.architecture.parameter_tensors`), one per layer and saved tensor
+for activations. The live total never exceeds a phase's peak inside its span and
+reaches it exactly once the phase's terms are all live: where PyTorch's own order would
+pass above the phase's peak as the engine models it, a free is taken earlier.
+
+Serving runtimes (vLLM, llama.cpp) give no timeline: their memory is a static plan,
+not a step (:mod:`nnmem.runtimes.serve`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nnmem.allocator import AllocatorConfig, ReplayResult, replay
+from nnmem.result import Phase
+from nnmem.scenario import Mode, Runtime, Scenario
+from nnmem.terms import Term
+
+Event = tuple[object, ...]
+# GPUs of compute capability 9.0 and newer (nnmem.estimate.HOPPER_OR_NEWER).
+HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
+# Keys of the model's states: allocated at load, kept across steps.
+STATE_KEYS = ("weights", "optimizer_state", "comm_buffers")
+PARAM_SHAPED = ("weights", "gradients", "optimizer_state", "autocast_copies")
+# Depth symbols an activation term's formula starts with (nnmem.models.tensors.as_term
+# with ``times``): its substituted text starts with the layer count.
+DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
+MAX_PIECES_PER_TERM = 4096
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One allocation a term stands for: its bytes, its place in the model, its name.
+
+    ``slot`` orders pieces along the model: -1 before the first layer (embeddings),
+    0 … L-1 the layers, L after them (final norm, head, loss).
+    """
+
+    size: int
+    slot: int
+    name: str
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the splitter knows of the model: its depth and parameter tensors."""
+
+    layers: int
+    params: tuple[tuple[str, int, int], ...]  # (name, numel, slot) per parameter tensor
+    layer_pattern: tuple[int, ...]  # bytes of each tensor one layer saves
+
+
+def _shape(scenario: Scenario) -> _Shape:
+    """The model's depth, its parameter tensors with their slots, a layer's tensors."""
+    from nnmem.models.architecture import Transformer, parameter_tensors
+
+    model = scenario.model
+    if isinstance(model, Transformer):
+        layers = max(model.layers + model.encoder_layers, 1)
+        params: list[tuple[str, int, int]] = []
+        for tensor in parameter_tensors(model):
+            if tensor.count == 1:
+                before = tensor.name.startswith(("embed", "position", "token_type", "patch", "cls"))
+                params.append((tensor.name, tensor.numel, -1 if before else layers))
+                continue
+            # Many tensors of one kind (experts) are one piece per layer: the allocator
+            # sees the same sizes, and a 256-expert model stays a few thousand events.
+            per_layer = max(tensor.count // layers, 1)
+            spread = min(tensor.count, layers)
+            for i in range(spread):
+                name = tensor.name.replace("*.", "").replace("layers.", "")
+                params.append((name, tensor.numel * per_layer, i * layers // spread))
+        return _Shape(layers, tuple(params), _layer_pattern(scenario))
+    depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
+    layers = depth if isinstance(depth, int) and depth > 0 else 1
+    return _Shape(layers, (), ())
+
+
+def _layer_pattern(scenario: Scenario) -> tuple[int, ...]:
+    """The bytes of each tensor the heaviest layer saves for backward (transformers)."""
+    if scenario.mode is not Mode.TRAINING:
+        return ()
+    from nnmem.models.transformer.assembly import activations
+    from nnmem.models.transformer.context import context
+
+    try:
+        return tuple(n for n in activations(context(scenario)).layer_tensors if n > 0)
+    except (ValueError, KeyError, ZeroDivisionError):
+        return ()
+
+
+def _proportional(total: int, weights: Sequence[int]) -> list[int]:
+    """``total`` split in proportion to ``weights``; the remainder goes to the largest."""
+    whole = sum(weights)
+    if whole <= 0 or total <= 0:
+        return [total]
+    parts = [total * w // whole for w in weights]
+    largest = max(range(len(parts)), key=lambda i: weights[i])
+    parts[largest] += total - sum(parts)
+    return parts
+
+
+def _depth(term: Term) -> int:
+    """The layer count an activation term is a multiple of (1 when it is not)."""
+    if not term.formula.startswith(DEPTH_SYMBOLS):
+        return 1
+    head = term.substituted.split(" × ", 1)[0].replace(",", "")
+    return int(head) if head.isdigit() and int(head) > 0 else 1
+
+
+def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
+    """The allocations ``term`` stands for; ``slot`` places a term that has no layers."""
+    n_params = sum(numel for _, numel, _ in shape.params)
+    if any(w in term.label for w in PER_LAYER):
+        split = _proportional(term.bytes, list(shape.layer_pattern) or [1])
+        return [Piece(size, slot, term.label) for size in split if size]
+    if term.key in PARAM_SHAPED and shape.params and term.bytes >= n_params // 8:
+        moments = 2 if term.key == "optimizer_state" and "two moments" in term.label else 1
+        names = [
+            (f"{name} {what}".strip(), numel, where)
+            for what in (("exp_avg", "exp_avg_sq") if moments == 2 else ("",))
+            for name, numel, where in shape.params
+        ]
+        if "head" in term.label:
+            return [Piece(term.bytes, shape.layers, term.label)]
+        sizes = _proportional(term.bytes, [numel for _, numel, _ in names])
+        return [
+            Piece(size, where, f"{name} ({term.label})")
+            for size, (name, _, where) in zip(sizes, names, strict=True)
+            if size
+        ]
+    if term.key in PARAM_SHAPED and shape.params and term.key != "weights":
+        # Adapters (LoRA): a few small tensors in every layer.
+        split = _proportional(term.bytes, [1] * shape.layers)
+        return [Piece(size, i, f"layer {i} {term.label}") for i, size in enumerate(split) if size]
+    depth = _depth(term) if term.key == "activations" else 1
+    if depth > 1:
+        layers = _proportional(term.bytes, [1] * depth)
+        out = []
+        for i, layer_bytes in enumerate(layers):
+            where = i * shape.layers // depth
+            split = _proportional(layer_bytes, list(shape.layer_pattern) or [1])
+            out += [Piece(size, where, f"layer {where} {term.label}") for size in split if size]
+        if len(out) <= MAX_PIECES_PER_TERM:
+            return out
+        return [Piece(b, i * shape.layers // depth, term.label) for i, b in enumerate(layers)]
+    return [Piece(term.bytes, slot, term.label)]
+
+
+Item = tuple[Term, int]  # a term of a phase and its occurrence among equal terms
+Op = tuple[str, Item, int]  # ("alloc" | "free", item, piece index)
+KEY_RANK = {
+    "weights": 0,
+    "optimizer_state": 1,
+    "gradients": 2,
+    "gathered_weights": 3,
+    "autocast_copies": 4,
+    "activations": 5,
+    "kv_cache": 6,
+    "temporaries": 7,
+    "logits": 8,
+}
+IN_FLIGHT = "in flight"  # label of the activation gradients live through backward
+# Labels of tensors one layer (or FSDP block) at a time holds, born again for each:
+# checkpointing's recomputed layer, FSDP's gathered block and its unsharded gradients,
+# an offloaded layer brought back.
+PER_LAYER = ("recomputed", "one block", "current block", "brought back")
+
+
+def _items(phase: Phase) -> list[Item]:
+    """The phase's terms as items, equal terms told apart by their occurrence."""
+    seen: Counter[Term] = Counter()
+    out = []
+    for term in phase.terms:
+        out.append((term, seen[term]))
+        seen[term] += 1
+    return out
+
+
+class _Walk:
+    """Events being written: what is live, and the guard that keeps each span's peak."""
+
+    def __init__(self, shape: _Shape) -> None:
+        self.shape = shape
+        self.events: list[Event] = []
+        self.live: dict[tuple[Item, int], tuple[int, int]] = {}  # piece -> (key, size)
+        self.live_bytes = 0
+        self.next_key = 0
+        self._pieces: dict[Term, list[Piece]] = {}
+
+    def pieces(self, item: Item) -> list[Piece]:
+        term = item[0]
+        if term not in self._pieces:
+            slot = {"activations": -1, "weights": -1}.get(term.key, self.shape.layers)
+            found = pieces(term, self.shape, slot)
+            if term.key == "kv_cache" and len(found) == 1:
+                # transformers' DynamicCache: one key and one value tensor per layer
+                # (cache_utils.py DynamicLayer.keys / .values).
+                split = _proportional(term.bytes, [1] * (2 * self.shape.layers))
+                found = [
+                    Piece(size, i // 2, f"layer {i // 2} {('key', 'value')[i % 2]} cache")
+                    for i, size in enumerate(split)
+                    if size
+                ]
+            self._pieces[term] = found
+        return self._pieces[term]
+
+    def alloc(self, item: Item, index: int) -> None:
+        if (item, index) in self.live:
+            return
+        piece = self.pieces(item)[index]
+        key = self.next_key
+        self.next_key += 1
+        self.live[(item, index)] = (key, piece.size)
+        self.live_bytes += piece.size
+        self.events.append(("alloc", key, piece.size, item[0].key, piece.name))
+
+    def free(self, item: Item, index: int) -> bool:
+        found = self.live.pop((item, index), None)
+        if found is None:
+            return False
+        self.live_bytes -= found[1]
+        self.events.append(("free", found[0]))
+        return True
+
+    def live_items(self) -> list[Item]:
+        """Items with a live piece, in the order they were born."""
+        order = sorted(self.live.items(), key=lambda kv: kv[1][0])
+        return list(dict.fromkeys(item for (item, _), _ in order))
+
+    def span(self, name: str, target: Sequence[Item], ops: list[Op], bound: int) -> None:
+        """Mark ``name`` and run ``ops``, keeping the live total within ``bound``.
+
+        Items live now that are neither in ``target`` nor freed by ``ops`` die first.
+        Frees of items outside ``target`` are taken earlier where an allocation would
+        pass ``bound``, and before the mark where what is live already does.
+        """
+        keep = set(target)
+        # The target's pieces not yet live: once none is missing, the phase has reached
+        # its peak and any later free may be taken earlier.
+        missing = {
+            (item, i) for item in keep for i in range(len(self.pieces(item)))
+        } - self.live.keys()
+        freed = {(item, index) for kind, item, index in ops if kind == "free"}
+        leftovers: list[Op] = [
+            ("free", item, index)
+            for item in reversed(self.live_items())
+            if item not in keep
+            for index in range(len(self.pieces(item)))
+            if (item, index) not in freed
+        ]
+        ops = leftovers + ops
+        frees = [i for i, (kind, _, _) in enumerate(ops) if kind == "free"]
+        movable = [i for i in frees if ops[i][1] not in keep]
+        done = [False] * len(ops)
+        cursor = 0
+        reached = not missing
+        short = sum(self.pieces(x)[j].size for x, j in missing)  # bytes still to be born
+        # Whether each free's piece is allocated again later in the span.
+        again = [False] * len(ops)
+        later: set[tuple[Item, int]] = set()
+        for i in range(len(ops) - 1, -1, -1):
+            kind, item, index = ops[i]
+            if kind == "alloc":
+                later.add((item, index))
+            else:
+                again[i] = (item, index) in later
+        deferred: list[tuple[Item, int]] = []
+        waiting: list[tuple[Item, int]] = []
+
+        def make_room(need: int) -> None:
+            nonlocal cursor, movable
+            while self.live_bytes + need > bound and cursor < len(movable):
+                i = movable[cursor]
+                cursor += 1
+                if not done[i]:
+                    _, item, index = ops[i]
+                    done[i] = self.free(item, index)
+
+        make_room(0)
+        self.events.append(("mark", name))
+        for i, (kind, item, index) in enumerate(ops):
+            if done[i]:
+                continue
+            done[i] = True
+            if kind == "alloc":
+                size = self.pieces(item)[index].size
+                make_room(size)
+                if not reached and item not in keep and self.live_bytes + size + short > bound:
+                    # Born beside the peak it would pass: born just after it.
+                    waiting.append((item, index))
+                    continue
+                self.alloc(item, index)
+                if (item, index) in missing:
+                    missing.discard((item, index))
+                    short -= size
+                if not missing and not reached:
+                    reached = True
+                    movable, cursor = [j for j in frees if not done[j]], 0
+                    for item_, index_ in deferred:
+                        self.free(item_, index_)
+                    for item_, index_ in waiting:
+                        make_room(self.pieces(item_)[index_].size)
+                        self.alloc(item_, index_)
+            elif not reached and item in keep and not again[i]:
+                # A piece of the peak freed before the peak is reached waits for it.
+                deferred.append((item, index))
+            elif not reached and item in keep:
+                if self.free(item, index):  # a recomputed layer: born again for the next
+                    missing.add((item, index))
+                    short += self.pieces(item)[index].size
+            else:
+                self.free(item, index)
+
+
+def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]:
+    """Allocations of the pieces of ``items`` not yet live, along the model."""
+    ops = [
+        (piece.slot, KEY_RANK.get(item[0].key, 7), n, i, item)
+        for n, item in enumerate(items)
+        for i, piece in enumerate(walk.pieces(item))
+        if live or (item, i) not in walk.live
+    ]
+    ops.sort(key=lambda o: o[:4])
+    return [("alloc", item, i) for *_, i, item in ops]
+
+
+def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list[Op]:
+    """Backward: the loss's gradients first, then each layer from the last: recomputed
+    where checkpointed, its gradients born, its saved tensors freed.
+
+    ``after`` is what the optimizer step holds: gradients in it that backward does not
+    hold at its peak are born here, and what is live and not in it dies here.
+    """
+    top = walk.shape.layers
+    # (slot, order within the slot, piece) -> op; slots run from the head down.
+    keyed: list[tuple[int, int, int, int, Op]] = []
+    keep_after = set(after)
+    born = [*target, *(x for x in after if x[0].key == "gradients" and x not in target)]
+    for n, item in enumerate(dict.fromkeys(born)):
+        for i, piece in enumerate(walk.pieces(item)):
+            if (item, i) in walk.live:
+                continue
+            if any(w in item[0].label for w in PER_LAYER):
+                # torch/utils/checkpoint.py: each checkpointed layer runs its forward
+                # again just before its backward, and those tensors die with it.
+                # The first layer's recomputed tensors are counted live with every
+                # gradient at the end of backward (the engine's end-of-backward peak).
+                for layer in range(top):
+                    keyed.append((layer, 0, n, -i, ("alloc", item, i)))
+                    keyed.append((layer if layer else -2, 4, n, -i, ("free", item, i)))
+                continue
+            if item[0].key == "gradients":
+                keyed.append((piece.slot, 1, n, -i, ("alloc", item, i)))
+            else:
+                keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
+    dying = [x for x in dict.fromkeys([*walk.live_items(), *target]) if x not in keep_after]
+    for n, item in enumerate(dying):
+        if any(w in item[0].label for w in PER_LAYER):
+            continue
+        for i, piece in enumerate(walk.pieces(item)):
+            slot = -2 if IN_FLIGHT in item[0].label else piece.slot
+            keyed.append((slot, 3, n, -i, ("free", item, i)))
+    keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
+    return [op for *_, op in keyed]
+
+
+def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item]) -> list[Op]:
+    """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients."""
+    ops = _ordered(walk, target)
+    keep = set(next_step)
+    temporaries = [x for x in target if x[0].key not in STATE_KEYS and x[0].key != "gradients"]
+    ops += [("free", item, i) for _, item, i in reversed(ops) if item in temporaries]
+    gradients = [x for x in target if x[0].key == "gradients" and x not in keep]
+    ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
+    return ops
+
+
+def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event]:
+    """The load span, then ``steps`` steps of ``phases``."""
+    walk = _Walk(_shape(scenario))
+    first = _items(phases[0])
+    states = [x for x in first if x[0].key in STATE_KEYS or x[0].key == "gradients"]
+    walk.span("load", first, _ordered(walk, states), sum(x[0].bytes for x in first))
+    items = [_items(p) for p in phases]
+    for _ in range(steps):
+        for k, phase in enumerate(phases):
+            target = items[k]
+            after = items[k + 1] if k + 1 < len(phases) else items[0]
+            if phase.name == "backward":
+                ops = _backward_ops(walk, target, after)
+            elif phase.name == "optimizer_step":
+                ops = _optimizer_ops(walk, target, items[0])
+            else:
+                ops = _ordered(walk, target)
+            walk.span(phase.name, target, ops, phase.bytes)
+    return walk.events
+
+
+def step_events(scenario: Scenario, gpu_id: str | None = None) -> list[Event]:
+    """One step of ``scenario`` as events, in the order PyTorch runs them.
+
+    >>> from nnmem.scenario import GenericModel
+    >>> events = step_events(Scenario(GenericModel(1_000_000, 64, 2), batch_size=1))
+    >>> [e[1] for e in events if e[0] == "mark"]
+    ['load', 'forward', 'loss', 'backward', 'optimizer_step']
+    """
+    phases = _phases(scenario)
+    return _walk(scenario, phases, 1) if phases else []
+
+
+def _phases(scenario: Scenario) -> list[Phase]:
+    """The step's phases as the engine builds them; none for a serving runtime's static
+    plan (:func:`nnmem.estimate.estimate` takes them from the same builders)."""
+    from nnmem.models import generic, transformer
+    from nnmem.models.architecture import Transformer
+    from nnmem.models.cnn import build as cnn_build
+    from nnmem.scenario import GenericModel
+
+    if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
+        return []
+    if isinstance(scenario.model, GenericModel):
+        return generic.build(scenario).phases
+    if isinstance(scenario.model, Transformer):
+        return transformer.build(scenario).phases
+    return cnn_build.build(scenario).phases
+
+
+def span_peaks(events: Sequence[Event]) -> dict[str, int]:
+    """The largest live total (bytes requested, before rounding) in each mark's span,
+    counting what is live at the mark."""
+    sizes: dict[object, int] = {}
+    live = 0
+    peaks: dict[str, int] = {}
+    mark = ""
+    for event in events:
+        if event[0] == "alloc":
+            size = event[2]
+            assert isinstance(size, int)
+            sizes[event[1]] = size
+            live += size
+        elif event[0] == "free":
+            live -= sizes.pop(event[1])
+        else:
+            mark = str(event[1])
+        peaks[mark] = max(peaks.get(mark, 0), live)
+    return peaks
+
+
+def cublas_workspace_bytes(gpu_id: str | None) -> int:
+    """One cuBLAS workspace: aten/src/ATen/cuda/CublasHandlePool.cpp
+    parseChosenWorkspaceSize, 4096 KiB × 8 on compute capability 9.0 and newer, else
+    4096 KiB × 2 + 16 KiB × 8 (as :func:`nnmem.estimate.overheads` counts it)."""
+    hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
+    return 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
+
+
+def with_workspaces(events: Sequence[Event], workspace: int) -> list[Event]:
+    """``events`` with the cuBLAS workspaces the caching allocator hands out: one for the
+    forward's (or prefill's) thread at its first matmul and one for autograd's backward
+    thread (getCurrentCUDABlasHandle is per thread and stream; getNewWorkspace keeps the
+    block for the handle's life), each the first time its span runs."""
+    out: list[Event] = []
+    threads = {"forward": "forward", "prefill": "forward", "backward": "backward"}
+    seen: set[str] = set()
+    for event in events:
+        out.append(event)
+        thread = threads.get(str(event[1])) if event[0] == "mark" else None
+        if thread and thread not in seen:
+            seen.add(thread)
+            key = -1 - len(seen)
+            out.append(
+                ("alloc", key, workspace, "cublas_workspace", f"cuBLAS workspace ({thread})")
+            )
+    return out
+
+
+def replay_step(
+    scenario: Scenario, gpu_id: str | None = None, config: AllocatorConfig | None = None
+) -> ReplayResult:
+    """The step replayed through the caching-allocator model, with the cuBLAS workspaces,
+    twice for training (the second step finds the first one's cached segments, as every
+    later step does); inference replays prefill and decode once."""
+    phases = _phases(scenario)
+    if not phases:
+        return ReplayResult()
+    steps = 2 if scenario.mode is Mode.TRAINING else 1
+    events = _walk(scenario, phases, steps)
+    return replay(with_workspaces(events, cublas_workspace_bytes(gpu_id)), config, timeline=True)

@@ -1,0 +1,155 @@
+"""The step as a timeline (nnmem.timeline): events in PyTorch's order whose live total
+reaches each phase's peak exactly.
+
+The engine's phases list what is live at each phase's peak; the timeline's live total,
+taken over each mark's span, must give the same bytes, for every accuracy case and for
+the stacks and settings the accuracy suite does not measure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benchmarks.accuracy import compare
+from nnmem.estimate import estimate
+from nnmem.result import COMPONENTS, PHASE_LABELS
+from nnmem.scenario import Scenario, parse
+from nnmem.timeline import replay_step, span_peaks, step_events
+
+LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+}
+
+
+def _accuracy_scenarios() -> list[tuple[str, Scenario]]:
+    out = []
+    for case in [
+        *compare.load_cases(compare.MEASURED_CUDA),
+        *compare.load_cases(compare.MEASURED),
+    ]:
+        try:
+            out.append((case["id"], parse(compare.scenario_for(case))))
+        except compare.Unsupported:
+            continue
+    return out
+
+
+UNIT: dict[str, dict[str, Any]] = {
+    "full": {},
+    "checkpointing": {"checkpointing": "full"},
+    "selective": {"checkpointing": "selective"},
+    "every_2": {"checkpointing": "every_n", "checkpoint_every": 2},
+    "lora": {"finetune": "lora", "lora_rank": 16},
+    "qlora": {"finetune": "lora", "precision": "nf4", "checkpointing": "full"},
+    "zero2": {"sharding": "zero2", "num_gpus": 8},
+    "zero3_deepspeed": {"stack": "deepspeed", "sharding": "zero3", "num_gpus": 8},
+    "fsdp2": {"stack": "fsdp2", "num_gpus": 8},
+    "ddp": {"stack": "ddp", "num_gpus": 4},
+    "accumulation": {"grad_accum_steps": 4},
+    "offload": {"activation_offload": True},
+    "inference": {"mode": "inference", "new_tokens": 16, "precision": "bf16"},
+}
+
+
+def _unit(extra: dict[str, Any]) -> Scenario:
+    base = {
+        "model": "transformer",
+        "config": LLAMA,
+        "precision": "amp_bf16",
+        "batch_size": 2,
+        "seq_len": 1024,
+        "device": "cuda",
+    }
+    return parse(base | extra)
+
+
+def _check(scenario: Scenario) -> list[tuple[object, ...]]:
+    events = step_events(scenario, "h200-sxm")
+    peaks = span_peaks(events)
+    phases = estimate(scenario, "h200-sxm").phases
+    assert {p.name: peaks[p.name] for p in phases} == {p.name: p.bytes for p in phases}
+    return events
+
+
+@pytest.mark.parametrize(("case", "scenario"), _accuracy_scenarios(), ids=lambda x: str(x)[:70])
+def test_accuracy_case_peaks(case: str, scenario: Scenario) -> None:
+    """Every accuracy case's timeline peaks at each phase's bytes, to the byte."""
+    _check(scenario)
+
+
+@pytest.mark.parametrize("name", UNIT)
+def test_unit_scenario_peaks(name: str) -> None:
+    """Training with and without checkpointing, LoRA, ZeRO, FSDP2, DDP, accumulation,
+    offloading and inference reach each phase's bytes, to the byte."""
+    _check(_unit(UNIT[name]))
+
+
+def test_events_are_well_formed() -> None:
+    """Marks name known phases, allocations name components, every free frees a live key."""
+    events = _check(_unit({"checkpointing": "full"}))
+    live: set[object] = set()
+    for event in events:
+        if event[0] == "mark":
+            assert event[1] in PHASE_LABELS
+        elif event[0] == "alloc":
+            assert event[3] in COMPONENTS
+            assert isinstance(event[4], str)
+            assert event[1] not in live
+            assert isinstance(event[2], int)
+            assert event[2] > 0
+            live.add(event[1])
+        else:
+            live.remove(event[1])
+    marks = [e[1] for e in events if e[0] == "mark"]
+    assert marks == ["load", "forward", "loss", "backward", "optimizer_step"]
+
+
+def test_forward_is_layer_by_layer_and_backward_reversed() -> None:
+    """Saved activations are born from the first layer up and gradients from the last
+    layer down (16 layers of Llama-3.2-1B's shape)."""
+    events = step_events(_unit({}), "h200-sxm")
+    saved = [e[4] for e in events if e[0] == "alloc" and e[3] == "activations"]
+    layers = [int(str(x).split()[1]) for x in saved if str(x).startswith("layer ")]
+    assert layers == sorted(layers)
+    assert layers[0] == 0
+    assert layers[-1] == 15
+    grads = [str(e[4]) for e in events if e[0] == "alloc" and e[3] == "gradients"]
+    assert grads[0].startswith("lm_head")
+    assert grads[-1].startswith("embed")
+
+
+def test_checkpointing_recomputes_each_layer() -> None:
+    """With full checkpointing, backward runs each of the 16 layers' forward again: the
+    recomputed tensors are born 16 times, the same pieces each time."""
+    events = step_events(_unit({"checkpointing": "full"}), "h200-sxm")
+    born = [e[2] for e in events if e[0] == "alloc" and "recomputed" in str(e[4])]
+    per_layer = len(born) // 16
+    assert len(born) == 16 * per_layer
+    assert per_layer > 0
+    assert born == born[:per_layer] * 16
+
+
+def test_serving_runtime_gives_no_timeline() -> None:
+    """vLLM's memory is a static plan, not a step: no events."""
+    scenario = parse(
+        {"model": "transformer", "config": LLAMA, "mode": "inference", "runtime": "vllm"}
+    )
+    assert step_events(scenario) == []
+
+
+def test_replay_counts_two_cublas_workspaces() -> None:
+    """The replay adds the forward's and backward's 32 MiB cuBLAS workspaces on an H200:
+    the replay's allocated peak is at least the tensor peak plus both."""
+    scenario = _unit({})
+    result = replay_step(scenario, "h200-sxm")
+    peak = estimate(scenario, "h200-sxm").tensor_peak_bytes
+    assert result.allocated_peak >= peak + 2 * 32 * 2**20
+    assert result.reserved_peak >= result.allocated_peak
