@@ -66,6 +66,20 @@ def test_placeholders_are_all_filled(site: Path) -> None:
     assert 'id="tool-form"' not in guide  # a prerendered page, no form
 
 
+def test_pytorch_memory_guide_draws_the_example_step(site: Path) -> None:
+    """The guide's chart is the calculator's, for the guide's example, under its own ids."""
+    from nnmem.render.timeline_svg import saving_text, trace_step
+    from nnmem.scenario import parse
+    from nnmem.web.step_chart import step_chart_events
+    from nnmem.web.tools.pytorch_memory import PYTORCH_EXAMPLE
+
+    html = (site / "pytorch-memory.html").read_text()
+    trace = trace_step(step_chart_events(parse(PYTORCH_EXAMPLE)))
+    assert f'data-reserved-peak="{trace.reserved_peak}"' in html
+    assert 'aria-labelledby="guide-timeline-title guide-timeline-desc"' in html
+    assert saving_text(trace) in html
+
+
 def test_unknown_tool_stops_the_build(tmp_path: Path) -> None:
     content = tmp_path / "content"
     content.mkdir()

@@ -50,6 +50,14 @@ MAX_POINTS = 240
 _PER_BUCKET = 4
 EXPANDABLE = AllocatorConfig(expandable_segments=True)
 _MORE_LABELS = {"load": "Loading"}
+_SHORT = {
+    "load": "Load",
+    "forward": "Fwd",
+    "backward": "Bwd",
+    "optimizer_step": "Opt",
+    "prefill": "Pre",
+    "decode": "Dec",
+}
 
 
 def phase_label(name: str) -> str:
@@ -129,8 +137,8 @@ def _plain_events(
             key, size = event[1], event[2]
             if not isinstance(size, int) or size < 0:
                 raise NnmemError.single("events", f"event {index}: size must be bytes >= 0.")
-            numbers[key] = len(numbers)
-            plain.append(("alloc", numbers[key], size, *event[3:]))
+            numbers[key] = index  # unique: a freed key may come back
+            plain.append(("alloc", index, size, *event[3:]))
             labels.append(str(event[4]) if len(event) > 4 else "")
         elif kind == "free" and len(event) >= 2:
             if event[1] not in numbers:
@@ -274,8 +282,10 @@ def timeline_svg(trace: StepTrace, binary: bool = False, id_prefix: str = "timel
     y_max = max(trace.reserved_peak, trace.expandable_peak, trace.allocated_peak, 1)
     if y_max < big:
         unit, size = ("MiB", 2**20) if binary else ("MB", 10**6)
-    step = _nice_step(y_max * 1.05 / size, 5)
-    y_top = math.ceil(y_max * 1.05 / size / step) * step * size
+    # A fifth above the peak: room for its two-line label over the reserved line, which
+    # stays at the peak from there on (the cache keeps what it reserved).
+    step = _nice_step(y_max * 1.2 / size, 5)
+    y_top = math.ceil(y_max * 1.2 / size / step) * step * size
 
     def px(i: int) -> float:
         return _LEFT + width * i / n
@@ -297,12 +307,15 @@ def timeline_svg(trace: StepTrace, binary: bool = False, id_prefix: str = "timel
             f'<line class="tl-phase" x1="{_num(x0)}" x2="{_num(x0)}" y1="{_TOP - 16}" '
             f'y2="{base}" stroke="currentColor" stroke-opacity="0.35"/>'
         )
-        # The name where it fits between this phase's start and the next one's.
-        if len(label) * _FONT * 0.6 + 6 <= x1 - x0:
-            parts.append(
-                f'<text class="tl-phase-label" x="{_num(x0 + 3)}" y="{_TOP - 5}">'
-                f"{escape(label)}</text>"
-            )
+        # The name where it fits between this phase's start and the next one's, or its
+        # short form (the <desc> names every phase in full).
+        for text in (label, _SHORT.get(name, "")):
+            if text and len(text) * _FONT * 0.6 + 6 <= x1 - x0:
+                parts.append(
+                    f'<text class="tl-phase-label" x="{_num(x0 + 3)}" y="{_TOP - 5}">'
+                    f"{escape(text)}</text>"
+                )
+                break
     ticks = round(y_top / size / step)
     for i in range(ticks + 1):
         y = py(i * step * size)
@@ -365,8 +378,10 @@ def _peak_words(trace: StepTrace) -> str:
 def _peak_marker(trace: StepTrace, x: float, y: float, binary: bool) -> str:
     """The dot on the reserved peak and its two-line label, kept inside the plot."""
     lines = [f"Peak {human(trace.reserved_peak, binary)} reserved"]
-    if words := _peak_words(trace):
-        lines.append(words[:44] + ("…" if len(words) > 44 else ""))
+    # The allocation's name up to its gloss ("foreach step: one copy of ..."), cut to
+    # the plot's width; the <desc> holds it whole.
+    if words := _peak_words(trace).split(": ")[0]:
+        lines.append(words[:40] + ("…" if len(words) > 40 else ""))
     first = max(_TOP + _FONT, y - 8 - _LABEL_LINE * (len(lines) - 1))
     anchor = "end" if x > _LEFT + (_WIDTH - _LEFT - _RIGHT) / 2 else "start"
     at = x - 6 if anchor == "end" else x + 6

@@ -6,51 +6,39 @@ guide, so both draw the same picture from the same function.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from html import escape
 
+from nnmem import timeline
 from nnmem.errors import NnmemError
-from nnmem.estimate import estimate
 from nnmem.render.timeline_svg import timeline_html, trace_step
-from nnmem.result import Estimate
-from nnmem.scenario import Runtime, Scenario
-from nnmem.terms import Term
+from nnmem.scenario import Mode, Scenario
+
+NO_TIMELINE = (
+    '<p class="timeline-none">vLLM and llama.cpp plan their memory once, when they start, '
+    "rather than allocating it op by op: there is no step to draw. Pick transformers as "
+    "the runtime to see one.</p>"
+)
 
 
-def phase_events(result: Estimate) -> list[tuple[object, ...]]:
-    """PHASE-LEVEL STAND-IN for the step's op-by-op timeline: each phase of ``result`` as
-    one mark, then a free for each term of the phase before that this one no longer holds
-    and an alloc for each term it adds (one alloc per term), so the live total at each
-    mark's end is that phase's peak to the byte.
+def step_chart_events(scenario: Scenario, gpu_id: str | None = None) -> list[timeline.Event]:
+    """The events :func:`nnmem.timeline.replay_step` replays, so the chart's reserved
+    peak is the model's: the load, then two training steps (the second finds the first
+    one's cached segments, as every later step does) or one inference pass, with the
+    cuBLAS workspaces; none for a serving runtime's static plan.
 
-    >>> from nnmem.scenario import parse
-    >>> events = phase_events(estimate(parse({"params_millions": 10, "mode": "inference"})))
-    >>> [e[0] for e in events], events[1][3]
-    (['mark', 'alloc', 'alloc'], 'weights')
+    >>> from nnmem.scenario import GenericModel
+    >>> events = step_chart_events(Scenario(GenericModel(1_000_000, 64, 2), batch_size=1))
+    >>> [e[1] for e in events if e[0] == "mark"][:3]
+    ['load', 'forward', 'loss']
+    >>> [e[3] for e in events if e[0] == "alloc"][:3]
+    ['weights', 'optimizer_state', 'cublas_workspace']
     """
-    events: list[tuple[object, ...]] = []
-    live: Counter[Term] = Counter()
-    keys: dict[Term, list[int]] = {}
-    made = 0
-    for phase in result.phases:
-        events.append(("mark", phase.name))
-        wanted = Counter(phase.terms)
-        for term, count in (live - wanted).items():
-            for _ in range(count):
-                events.append(("free", keys[term].pop()))
-        for term, count in (wanted - live).items():
-            for _ in range(count):
-                keys.setdefault(term, []).append(made)
-                events.append(("alloc", made, term.bytes, term.key, term.label))
-                made += 1
-        live = wanted
-    return events
-
-
-def step_events_of(scenario: Scenario, gpu_id: str | None = None) -> Sequence[Sequence[object]]:
-    """The scenario's step as alloc, free and mark events."""
-    return phase_events(estimate(scenario, gpu_id))
+    phases = timeline._phases(scenario)
+    if not phases:
+        return []
+    steps = 2 if scenario.mode is Mode.TRAINING else 1
+    events = timeline._walk(scenario, phases, steps)
+    return timeline.with_workspaces(events, timeline.cublas_workspace_bytes(gpu_id))
 
 
 def step_chart_html(
@@ -60,15 +48,18 @@ def step_chart_html(
     id_prefix: str = "timeline",
 ) -> str:
     """The chart, its legend and the ``expandable_segments`` sentence, or why there is none."""
-    if scenario.runtime.engine is not Runtime.TRANSFORMERS:
-        return (
-            '<p class="timeline-none">The step is drawn for PyTorch runs (training, and '
-            "inference with transformers); vLLM and llama.cpp manage their memory "
-            "themselves.</p>"
-        )
     try:
-        trace = trace_step(step_events_of(scenario, gpu_id))
+        events = step_chart_events(scenario, gpu_id)
+        if not events:
+            return NO_TIMELINE
+        trace = trace_step(events)
     except NnmemError as error:
         message = "; ".join(p.message for p in error.problems)
         return f'<p class="timeline-none">No timeline for this scenario: {escape(message)}</p>'
+    except Exception as error:  # the chart is a view: the rest of the answer still stands
+        why = " ".join(str(error).split())[:200]
+        return (
+            '<p class="timeline-none">The allocator model could not replay this step'
+            f"{f' ({escape(why)})' if why else ''}; the total above does not depend on it.</p>"
+        )
     return timeline_html(trace, binary, id_prefix)

@@ -95,8 +95,8 @@ def _svg() -> ElementTree.Element:
 
 def test_svg_places_the_peak_and_its_label() -> None:
     """The plot area is 338 units wide from x = 52 and 216 high down to y = 250; 11
-    events, so event 9 starts at 52 + 338 × 9 / 11 = 328.5. The axis tops at 80 MiB
-    (70 × 1.05 = 73.5 in steps of 20), so 70 MiB sits at 250 − 216 × 70 / 80 = 61."""
+    events, so event 9 starts at 52 + 338 × 9 / 11 = 328.5. The axis tops at 100 MiB
+    (70 × 1.2 = 84 in steps of 20), so 70 MiB sits at 250 − 216 × 70 / 100 = 98.8."""
     root = _svg()
     assert root.get("role") == "img"
     assert root.findtext(f"{SVG}title") == "Memory over the step"
@@ -105,27 +105,29 @@ def test_svg_places_the_peak_and_its_label() -> None:
     assert "8.0 MiB less" in desc
     dot = root.find(f"{SVG}circle[@class='tl-peak']")
     assert dot is not None
-    assert (dot.get("cx"), dot.get("cy")) == ("328.5", "61")
+    assert (dot.get("cx"), dot.get("cy")) == ("328.5", "98.8")
     label = root.find(f"{SVG}text[@class='tl-peak-label']")
     assert label is not None
     assert [t.text for t in label] == ["Peak 70.0 MiB reserved", "optimizer step, foreach step"]
 
 
 def test_svg_reserved_line_and_phase_bands() -> None:
-    """Reserved steps: 0 MiB to event 1 (x = 82.7, y = 250 − 216 × 20 / 80 = 196), 38 MiB
-    at event 2 (113.5, 147.4), 40 at event 3 (144.2, 142), 70 at event 9, held to the end.
+    """Reserved steps: 0 MiB to event 1 (x = 82.7, y = 250 − 216 × 20 / 100 = 206.8), 38
+    MiB at event 2 (113.5, 167.9), 40 at event 3 (144.2, 163.6), 70 at event 9 (98.8),
+    held to the end.
     Phase lines at events 0, 4 and 8 (52, 174.9, 297.8); the backward band is shaded."""
     root = _svg()
     reserved = root.find(f"{SVG}path[@class='tl-reserved']")
     assert reserved is not None
-    assert reserved.get("d") == "M52,250H82.7V196H113.5V147.4H144.2V142H328.5V61H390"
+    assert reserved.get("d") == "M52,250H82.7V206.8H113.5V167.9H144.2V163.6H328.5V98.8H390"
     lines = [e.get("x1") for e in root.iter(f"{SVG}line") if e.get("class") == "tl-phase"]
     assert lines == ["52", "174.9", "297.8"]
     band = root.find(f"{SVG}rect[@class='tl-band']")
     assert band is not None
     assert (band.get("x"), band.get("width")) == ("174.9", "122.9")
     labels = [e.text for e in root.iter(f"{SVG}text") if e.get("class") == "tl-phase-label"]
-    assert labels == ["Forward", "Backward"]  # "Optimizer step" needs more than 92.2 units
+    # "Optimizer step" needs 14 × 13 × 0.6 + 6 = 115.2 units, more than its 92.2: "Opt"
+    assert labels == ["Forward", "Backward", "Opt"]
     areas = [e.get("data-key") for e in root.iter(f"{SVG}path") if "tl-area" in e.get("class", "")]
     assert areas == ["temporaries", "activations", "gradients", "weights"]  # top first
 

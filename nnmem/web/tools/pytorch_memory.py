@@ -8,6 +8,7 @@ from typing import Any
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.units import human
+from nnmem.web.step_chart import step_chart_html
 from nnmem.web.tools.common import Tool, Values, figure_html, table_html
 
 # --- PyTorch memory (prerendered) ---------------------------------------------------------
@@ -36,9 +37,11 @@ COUNTERS = {
 
 
 def pytorch_memory(values: Values) -> dict[str, Any]:
-    """An example estimate with each component mapped to the counter that sees it."""
+    """An example estimate with each component mapped to the counter that sees it, and
+    its steps drawn over time, as the calculator draws them."""
     del values
-    e = estimate(parse(PYTORCH_EXAMPLE))
+    scenario = parse(PYTORCH_EXAMPLE)
+    e = estimate(scenario)
     rows = [
         (escape(c.label), human(c.bytes), escape(COUNTERS.get(c.key, "")))
         for c in e.components
@@ -61,7 +64,8 @@ def pytorch_memory(values: Values) -> dict[str, Any]:
         figure_html("nvidia_smi", "≈ nvidia-smi", e.total_bytes, human(e.total_bytes)),
     ]
     example = f'<dl class="figures">{"".join(figures)}</dl>{table}'
-    return {"html": "", "values": {}, "parts": {"example": example}}
+    timeline = step_chart_html(scenario, id_prefix="guide-timeline")
+    return {"html": "", "values": {}, "parts": {"example": example, "timeline": timeline}}
 
 
 TOOL = Tool((), pytorch_memory, live=False)

@@ -1,0 +1,56 @@
+"""The calculator's "Memory over the step" chart in Chromium: it follows the form, and its
+toggle shows what expandable_segments:True saves without changing the total."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from nnmem.render.timeline_svg import StepTrace, saving_text, trace_step
+from nnmem.scenario import parse
+from nnmem.web.step_chart import step_chart_events
+from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form
+
+
+def cpython_trace(values: dict[str, str]) -> StepTrace:
+    """The chart's replay in this CPython, for the same scenario."""
+    return trace_step(step_chart_events(parse(values)))
+
+
+def test_batch_size_redraws_the_step_and_the_toggle_shows_the_saving(calculator: Page) -> None:
+    before = cpython_trace(DEFAULT_FORM)
+    after = cpython_trace({**DEFAULT_FORM, "batch_size": "64"})
+    assert after.reserved_peak > before.reserved_peak  # the test can tell them apart
+    figure = calculator.locator("#part-timeline figure.timeline-figure")
+    expect(figure).to_have_attribute("data-reserved-peak", str(before.reserved_peak))
+    expect(figure).to_have_attribute("data-events", str(before.count))
+
+    fill_form(calculator, {"batch_size": "64"})
+    expect(figure).to_have_attribute("data-reserved-peak", str(after.reserved_peak))
+    expect(figure).to_have_attribute("data-allocated-peak", str(after.allocated_peak))
+    expect(calculator.locator("#part-timeline desc")).to_contain_text("Reserved memory peaks at")
+    expect(calculator.locator("#part-timeline .tl-peak-label tspan").first).to_have_text(
+        f"Peak {after.reserved_peak / 1e9:.2f} GB reserved"
+    )
+
+    saving = calculator.locator("#part-timeline p.tl-saving")
+    dashed = calculator.locator("#part-timeline path.tl-expandable")
+    total = calculator.locator("#total").get_attribute("data-bytes")
+    expect(saving).to_be_hidden()
+    expect(dashed).to_be_hidden()
+    calculator.check("#timeline-expandable")
+    expect(saving).to_be_visible()
+    expect(saving).to_have_text(saving_text(after))
+    expect(dashed).to_be_visible()
+    # A view: the toggle sends nothing and leaves the total as it was.
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", total or "")
+    calculator.uncheck("#timeline-expandable")
+    expect(saving).to_be_hidden()
+
+
+def test_example_chart_names_its_phases(calculator: Page) -> None:
+    """The example's load is 3 events of 69, too narrow for its name; the forward pass
+    is the first named."""
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(DEFAULT_TOTAL))
+    expect(calculator.locator("#part-timeline svg.timeline")).to_have_attribute("role", "img")
+    labels = calculator.locator("#part-timeline .tl-phase-label")
+    expect(labels).to_have_text(["Forward", "Backward", "Forward", "Backward"])

@@ -1,0 +1,98 @@
+"""The calculator's and the guide's step chart (nnmem.web.step_chart): the events it
+draws are the ones nnmem.timeline.replay_step replays, so its peaks are the model's."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import pytest
+
+from nnmem.allocator import parse_alloc_conf
+from nnmem.render.timeline_svg import timeline_svg, trace_step
+from nnmem.scenario import parse
+from nnmem.timeline import replay_step
+from nnmem.web import handle
+from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO
+from nnmem.web.step_chart import NO_TIMELINE, step_chart_events, step_chart_html
+
+LLAMA_TRAINING = {
+    "model": "preset",
+    "preset": "llama-3.2-1b",
+    "precision": "amp_bf16",
+    "batch_size": 2,
+    "seq_len": 512,
+}
+LLAMA_INFERENCE = {**LLAMA_TRAINING, "mode": "inference", "precision": "bf16"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "gpu"),
+    [
+        (DEFAULT_SCENARIO, None),
+        (LLAMA_TRAINING, "h100-sxm-80gb"),
+        (LLAMA_INFERENCE, "rtx-4090"),
+    ],
+)
+def test_chart_peaks_are_replay_steps(fields: dict[str, object], gpu: str | None) -> None:
+    """Same events, same allocator: the chart's peaks are replay_step's, as configured
+    and with expandable_segments:True."""
+    scenario = parse(fields)
+    trace = trace_step(step_chart_events(scenario, gpu))
+    plain = replay_step(scenario, gpu)
+    expandable = replay_step(scenario, gpu, parse_alloc_conf("expandable_segments:True"))
+    assert trace.reserved_peak == plain.reserved_peak > 0
+    assert trace.allocated_peak == plain.allocated_peak > 0
+    assert trace.expandable_peak == expandable.reserved_peak
+    assert max(trace.reserved) == trace.reserved_peak  # downsampling kept it
+
+
+def test_training_draws_the_load_and_two_steps() -> None:
+    events = step_chart_events(parse(DEFAULT_SCENARIO))
+    marks = [e[1] for e in events if e[0] == "mark"]
+    step = ["forward", "loss", "backward", "optimizer_step"]
+    assert marks == ["load", *step, *step]
+
+
+def test_serving_runtime_says_why_there_is_no_chart() -> None:
+    served = parse({**LLAMA_INFERENCE, "runtime": "vllm"})
+    assert step_chart_events(served) == []
+    assert step_chart_html(served) == NO_TIMELINE
+
+
+def test_reply_carries_the_chart_in_its_second_part() -> None:
+    """The first part keeps its speed: the chart comes with the plot, in "rest"."""
+
+    def ask(part: str) -> dict[str, str]:
+        request = {"fields": {**DEFAULT_FIELDS, "batch_size": "8"}, "part": part}
+        html: dict[str, str] = json.loads(handle(json.dumps(request)))["html"]
+        return html
+
+    assert "timeline" not in ask("first")
+    chart = ask("rest")["timeline"]
+    trace = trace_step(step_chart_events(parse({**DEFAULT_SCENARIO, "batch_size": 8})))
+    assert f'data-reserved-peak="{trace.reserved_peak}"' in chart
+    assert re.search(r'<svg class="timeline"[^>]* role="img"', chart)
+
+
+def test_example_chart_matches_golden(golden: Callable[[str, str], None]) -> None:
+    trace = trace_step(step_chart_events(parse(DEFAULT_SCENARIO)))
+    golden("timeline_bert_base.svg", timeline_svg(trace))
+
+
+def test_a_failed_replay_leaves_the_answer_standing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart is a view: a failure inside the replay becomes a sentence in its place,
+    and the reply keeps its total."""
+    from nnmem.web import step_chart
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("segment table full")
+
+    monkeypatch.setattr(step_chart, "trace_step", broken)
+    reply = json.loads(handle(json.dumps({"fields": DEFAULT_FIELDS})))
+    assert reply["ok"] is True
+    assert reply["html"]["timeline"] == (
+        '<p class="timeline-none">The allocator model could not replay this step '
+        "(segment table full); the total above does not depend on it.</p>"
+    )
