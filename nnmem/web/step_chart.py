@@ -10,7 +10,7 @@ from html import escape
 
 from nnmem import timeline
 from nnmem.errors import NnmemError
-from nnmem.render.timeline_svg import timeline_html, trace_step
+from nnmem.render.timeline_svg import StepTrace, timeline_html, trace_step
 from nnmem.scenario import Mode, Scenario
 
 NO_TIMELINE = (
@@ -41,6 +41,21 @@ def step_chart_events(scenario: Scenario, gpu_id: str | None = None) -> list[tim
     return timeline.with_workspaces(events, timeline.cublas_workspace_bytes(gpu_id))
 
 
+# The last scenario replayed: a change of view (units, the plot's axis) or the second
+# part of a reply redraws its trace instead of replaying the step again.
+_last: tuple[tuple[Scenario, str | None], StepTrace | None] | None = None
+
+
+def _trace(scenario: Scenario, gpu_id: str | None) -> StepTrace | None:
+    """The scenario's step replayed, or None where it has no step (a serving runtime)."""
+    global _last
+    key = (scenario, gpu_id)
+    if _last is None or _last[0] != key:
+        events = step_chart_events(scenario, gpu_id)
+        _last = (key, trace_step(events) if events else None)
+    return _last[1]
+
+
 def step_chart_html(
     scenario: Scenario,
     gpu_id: str | None = None,
@@ -49,10 +64,9 @@ def step_chart_html(
 ) -> str:
     """The chart, its legend and the ``expandable_segments`` sentence, or why there is none."""
     try:
-        events = step_chart_events(scenario, gpu_id)
-        if not events:
+        trace = _trace(scenario, gpu_id)
+        if trace is None:
             return NO_TIMELINE
-        trace = trace_step(events)
     except NnmemError as error:
         message = "; ".join(p.message for p in error.problems)
         return f'<p class="timeline-none">No timeline for this scenario: {escape(message)}</p>'

@@ -90,6 +90,7 @@ def test_a_failed_replay_leaves_the_answer_standing(monkeypatch: pytest.MonkeyPa
         raise RuntimeError("segment table full")
 
     monkeypatch.setattr(step_chart, "trace_step", broken)
+    monkeypatch.setattr(step_chart, "_last", None)  # no trace kept from another test
     reply = json.loads(handle(json.dumps({"fields": DEFAULT_FIELDS})))
     assert reply["ok"] is True
     assert reply["html"]["timeline"] == (
