@@ -251,7 +251,15 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
     return [Piece(term.bytes, slot, term.label)]
 
 
-Item = tuple[Term, int]  # a term of a phase and its occurrence among equal terms
+@dataclass(eq=False, frozen=True)
+class Item:
+    """A term of a phase, told apart from an equal term of the same phase by its
+    occurrence; one object per walk, so it hashes by identity."""
+
+    term: Term
+    occurrence: int
+
+
 Op = tuple[str, Item, int]  # ("alloc" | "free", item, piece index)
 KEY_RANK = {
     "weights": 0,
@@ -272,16 +280,6 @@ RECOMPUTED = "recomputed"
 PER_LAYER = ("recomputed", "one block", "current block", "brought back")
 
 
-def _items(phase: Phase) -> list[Item]:
-    """The phase's terms as items, equal terms told apart by their occurrence."""
-    seen: Counter[Term] = Counter()
-    out = []
-    for term in phase.terms:
-        out.append((term, seen[term]))
-        seen[term] += 1
-    return out
-
-
 class _Walk:
     """Events being written: what is live, and the guard that keeps each span's peak."""
 
@@ -291,18 +289,31 @@ class _Walk:
         self.live: dict[tuple[Item, int], tuple[int, int]] = {}  # piece -> (key, size)
         self.live_bytes = 0
         self.next_key = 0
-        self._pieces: dict[Term, list[Piece]] = {}
+        self._pieces: dict[Item, list[Piece]] = {}
+        self._items: dict[tuple[Term, int], Item] = {}
         # A checkpointed layer's tensors that are not saved: born and freed as the layer
         # runs (in forward under checkpointing, and again when backward recomputes it).
         self.transient: Item | None = None
         if shape.layer_full:
             term = Term("temporaries", "tensors of a checkpointed layer, not saved", 0, "", "")
-            self.transient = (term, 0)
-            self._pieces[term] = [Piece(n, 0, term.label) for n in shape.layer_full]
+            self.transient = Item(term, 0)
+            self._pieces[self.transient] = [Piece(n, 0, term.label) for n in shape.layer_full]
+
+    def items(self, phase: Phase) -> list[Item]:
+        """The phase's terms as items, equal terms told apart by their occurrence."""
+        seen: Counter[Term] = Counter()
+        out = []
+        for term in phase.terms:
+            key = (term, seen[term])
+            seen[term] += 1
+            if key not in self._items:
+                self._items[key] = Item(term, key[1])
+            out.append(self._items[key])
+        return out
 
     def pieces(self, item: Item) -> list[Piece]:
-        term = item[0]
-        if term not in self._pieces:
+        term = item.term
+        if item not in self._pieces:
             slot = {"activations": -1, "weights": -1}.get(term.key, self.shape.layers)
             found = pieces(term, self.shape, slot)
             if term.key == "kv_cache" and len(found) == 1:
@@ -314,8 +325,8 @@ class _Walk:
                     for i, size in enumerate(split)
                     if size
                 ]
-            self._pieces[term] = found
-        return self._pieces[term]
+            self._pieces[item] = found
+        return self._pieces[item]
 
     def alloc(self, item: Item, index: int) -> None:
         if (item, index) in self.live:
@@ -325,7 +336,7 @@ class _Walk:
         self.next_key += 1
         self.live[(item, index)] = (key, piece.size)
         self.live_bytes += piece.size
-        self.events.append(("alloc", key, piece.size, item[0].key, piece.name))
+        self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
 
     def free(self, item: Item, index: int) -> bool:
         found = self.live.pop((item, index), None)
@@ -446,7 +457,7 @@ class _Walk:
 def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]:
     """Allocations of the pieces of ``items`` not yet live, along the model."""
     ops = [
-        (piece.slot, KEY_RANK.get(item[0].key, 7), n, i, item)
+        (piece.slot, KEY_RANK.get(item.term.key, 7), n, i, item)
         for n, item in enumerate(items)
         for i, piece in enumerate(walk.pieces(item))
         if live or (item, i) not in walk.live
@@ -487,12 +498,12 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
     # (slot, order within the slot, piece) -> op; slots run from the head down.
     keyed: list[tuple[int, int, int, int, Op]] = []
     keep_after = set(after)
-    born = [*target, *(x for x in after if x[0].key == "gradients" and x not in target)]
+    born = [*target, *(x for x in after if x.term.key == "gradients" and x not in target)]
     for n, item in enumerate(dict.fromkeys(born)):
         for i, piece in enumerate(walk.pieces(item)):
             if (item, i) in walk.live:
                 continue
-            if any(w in item[0].label for w in PER_LAYER):
+            if any(w in item.term.label for w in PER_LAYER):
                 # torch/utils/checkpoint.py: each checkpointed layer runs its forward
                 # again just before its backward, and those tensors die with it.
                 # The first layer's recomputed tensors are counted live with every
@@ -501,11 +512,11 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                     keyed.append((layer, 0, n, -i, ("alloc", item, i)))
                     keyed.append((layer if layer else -2, 4, n, -i, ("free", item, i)))
                 continue
-            if item[0].key == "gradients":
+            if item.term.key == "gradients":
                 keyed.append((piece.slot, 1, n, -i, ("alloc", item, i)))
             else:
                 keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
-    if walk.transient and not any(RECOMPUTED in x[0].label for x in target):
+    if walk.transient and not any(RECOMPUTED in x.term.label for x in target):
         item = walk.transient
         for layer in range(top):
             for i in range(len(walk.pieces(item))):
@@ -513,10 +524,10 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                 keyed.append((layer, 4, -1, -i, ("tfree", item, i)))
     dying = [x for x in dict.fromkeys([*walk.live_items(), *target]) if x not in keep_after]
     for n, item in enumerate(dying):
-        if any(w in item[0].label for w in PER_LAYER):
+        if any(w in item.term.label for w in PER_LAYER):
             continue
         for i, piece in enumerate(walk.pieces(item)):
-            slot = -2 if IN_FLIGHT in item[0].label else piece.slot
+            slot = -2 if IN_FLIGHT in item.term.label else piece.slot
             keyed.append((slot, 3, n, -i, ("free", item, i)))
     keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
     return [op for *_, op in keyed]
@@ -537,19 +548,19 @@ def _aliases(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list
     """
     also: list[tuple[Item, int]] = []
     for item in target:
-        term = item[0]
+        term = item.term
         keys = next((k for w, k in PART_OF.items() if w in term.label), None)
         if keys is None or any((item, i) in walk.live for i in range(len(walk.pieces(item)))):
             continue
         if "gradients" in keys:
-            wholes = [x for x in after if x[0].key in keys and x not in target]
+            wholes = [x for x in after if x.term.key in keys and x not in target]
             order = [
                 (-walk.pieces(x)[i].slot, n, -i, x, i)
                 for n, x in enumerate(wholes)
                 for i in range(len(walk.pieces(x)))
             ]
         else:
-            wholes = [x for x in walk.live_items() if x[0].key in keys and x not in target]
+            wholes = [x for x in walk.live_items() if x.term.key in keys and x not in target]
             order = [
                 (walk.pieces(x)[i].slot, n, i, x, i)
                 for n, x in enumerate(wholes)
@@ -564,7 +575,7 @@ def _aliases(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list
                 break
             also.append((x, i))
             room -= size
-        walk._pieces[term] = [Piece(room, walk.shape.layers, term.label)] if room else []
+        walk._pieces[item] = [Piece(room, walk.shape.layers, term.label)] if room else []
     return also
 
 
@@ -572,9 +583,9 @@ def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item
     """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients."""
     ops = _ordered(walk, target)
     keep = set(next_step)
-    temporaries = [x for x in target if x[0].key not in STATE_KEYS and x[0].key != "gradients"]
+    temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
     ops += [("free", item, i) for _, item, i in reversed(ops) if item in temporaries]
-    gradients = [x for x in target if x[0].key == "gradients" and x not in keep]
+    gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
     return ops
 
@@ -601,22 +612,22 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
 
     walk = _Walk(_shape(scenario))
     full = scenario.checkpointing is Checkpointing.FULL
-    items = [_items(p) for p in phases]
+    items = [walk.items(p) for p in phases]
     lazy = steps > 1 and _lazy_state(scenario) and phases[-1].name == "optimizer_step"
     first = items[0]
     kept = ("optimizer_state",) if lazy else ()
-    states = [x for x in first if x[0].key in STATE_KEYS or x[0].key == "gradients"]
-    states = [x for x in states if x[0].key not in kept]
-    walk.span("load", states, _ordered(walk, states), sum(x[0].bytes for x in states))
+    states = [x for x in first if x.term.key in STATE_KEYS or x.term.key == "gradients"]
+    states = [x for x in states if x.term.key not in kept]
+    walk.span("load", states, _ordered(walk, states), sum(x.term.bytes for x in states))
     for step in range(steps):
         for k, phase in enumerate(phases):
             target = items[k]
             after = items[k + 1] if k + 1 < len(phases) else items[0]
             bound = phase.bytes
             if step == 0 and k < len(phases) - 1 and kept:
-                unborn = [x for x in target if x[0].key in kept]
-                target = [x for x in target if x[0].key not in kept]
-                bound -= sum(x[0].bytes for x in unborn)
+                unborn = [x for x in target if x.term.key in kept]
+                target = [x for x in target if x.term.key not in kept]
+                bound -= sum(x.term.bytes for x in unborn)
             also: list[tuple[Item, int]] = []
             if phase.name == "backward":
                 also = _aliases(walk, target, after)
