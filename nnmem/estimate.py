@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
+from nnmem.allocator import AllocatorConfig, parse_alloc_conf
 from nnmem.errors import NnmemError
 from nnmem.models import generic, transformer
 from nnmem.models.architecture import Transformer
@@ -71,6 +72,54 @@ def _vendor(gpu_id: str | None) -> str:
     return gpu.vendor if gpu is not None else "nvidia"
 
 
+REPLAY_SOURCE = (
+    "nnmem.timeline replays the step's allocations in PyTorch's order through a model of "
+    "c10/cuda/CUDACachingAllocator.cpp (nnmem.allocator, PyTorch 2.11): the load, two "
+    "training steps (the second finds the first one's cached segments) or prefill and "
+    "decode, with the cuBLAS workspaces"
+)
+
+
+def allocator_config(scenario: Scenario) -> AllocatorConfig:
+    """The caching allocator's options from the scenario, as PYTORCH_CUDA_ALLOC_CONF
+    would set them."""
+    parts = [f"expandable_segments:{scenario.expandable_segments}"]
+    if scenario.max_split_size_mb is not None:
+        parts.append(f"max_split_size_mb:{scenario.max_split_size_mb}")
+    if scenario.roundup_power2_divisions > 1:
+        parts.append(f"roundup_power2_divisions:{scenario.roundup_power2_divisions}")
+    return parse_alloc_conf(",".join(parts))
+
+
+def _replayed(scenario: Scenario, gpu_id: str | None) -> bool:
+    """Whether the reserve comes from the allocator replay: asked for, on a CUDA GPU,
+    for a step nnmem has a timeline of."""
+    return (
+        scenario.allocator_replay
+        and scenario.device is Device.CUDA
+        and _vendor(gpu_id) == "nvidia"
+        and (scenario.mode is Mode.TRAINING or scenario.runtime.engine is Runtime.TRANSFORMERS)
+    )
+
+
+def _replay_reserve(scenario: Scenario, tensor_peak: int, gpu_id: str | None) -> Term:
+    """What the replayed allocator reserves above the tensors and cuBLAS workspaces."""
+    from nnmem.timeline import cublas_workspace_bytes, replay_step
+
+    result = replay_step(scenario, gpu_id, allocator_config(scenario))
+    handles = 2 if scenario.mode is Mode.TRAINING else 1
+    workspaces = handles * cublas_workspace_bytes(gpu_id)
+    reserve = max(result.reserved_peak - tensor_peak - workspaces, 0)
+    return Term(
+        "allocator_reserve",
+        "cached blocks and rounding, replayed",
+        reserve,
+        "reserved peak − tensor peak − cuBLAS workspaces",
+        f"{result.reserved_peak:,} B − {tensor_peak:,} B − {workspaces:,} B",
+        REPLAY_SOURCE,
+    )
+
+
 def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -> list[Term]:
     """The allocator reserve, the BLAS workspaces and the runtime's context, as the GPU's
     platform has them: CUDA (the default), ROCm, Intel's XPU, or Apple's Metal, which
@@ -84,6 +133,8 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
         f"{percent}% × {tensor_peak:,} B",
         ALLOCATOR_SOURCE,
     )
+    if _replayed(scenario, gpu_id):
+        reserve = _replay_reserve(scenario, tensor_peak, gpu_id)
     if scenario.device is Device.CPU:
         # On the CPU, PyTorch allocates host memory through c10's CPUAllocator: there is
         # no CUDA context and no cuBLAS workspace (c10/core/CPUAllocator.cpp).

@@ -627,6 +627,14 @@ class Scenario:
     # runs on an H200 (benchmarks/accuracy/measured_cuda.json); see estimate.CONTEXT_SOURCE.
     cuda_context_mib: int = 740
     allocator_overhead_percent: Decimal = Decimal(5)
+    # Replay the step through the model of PyTorch's caching allocator (nnmem.timeline,
+    # nnmem.allocator) for the reserved memory, instead of the flat percentage above;
+    # the allocator's options as PYTORCH_CUDA_ALLOC_CONF spells them (max_split_size_mb
+    # None: unlimited, PyTorch's default; roundup_power2_divisions 0: off).
+    allocator_replay: bool = False
+    expandable_segments: bool = False
+    max_split_size_mb: int | None = None
+    roundup_power2_divisions: int = 0
     # Share of the GPU's usable memory a verdict keeps free: fragmentation over a long run,
     # a display, other processes. The accuracy suite's GPU runs measured device totals up
     # to 20% above the estimate with gradient checkpointing (benchmarks/accuracy).
@@ -838,6 +846,12 @@ ALLOCATOR = NumberSpec(
     False,
     "a percentage from 0 to 100",
 )
+ALLOCATOR_REPLAY = FlagSpec("allocator_replay", "Replay the caching allocator")
+EXPANDABLE = FlagSpec("expandable_segments", "expandable_segments")
+# c10/core/AllocatorConfig.cpp parseMaxSplitSize: at least kLargeBuffer (20 MiB).
+MAX_SPLIT = whole("max_split_size_mb", "max_split_size_mb", 10_000_000, low=20)
+# parseRoundUpPower2Divisions: a power of two (checked in _cross_checks); 0 is off.
+ROUNDUP_DIVISIONS = whole("roundup_power2_divisions", "roundup_power2_divisions", 1024, low=0)
 HEADROOM = NumberSpec(
     "headroom_percent",
     "Headroom",
@@ -995,6 +1009,10 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         DEVICE,
         CUDA_CONTEXT,
         ALLOCATOR,
+        ALLOCATOR_REPLAY,
+        EXPANDABLE,
+        MAX_SPLIT,
+        ROUNDUP_DIVISIONS,
         HEADROOM,
     )
 }
@@ -1015,6 +1033,7 @@ OPTIONAL_NUMBERS = {
     "max_num_batched_tokens",
     "n_gpu_layers",
     "pipeline_microbatches",
+    "max_split_size_mb",
 }
 VLLM_KEYS = frozenset(
     {
@@ -1029,6 +1048,13 @@ VLLM_KEYS = frozenset(
 LLAMA_CPP_KEYS = frozenset(
     {"gguf_type", "n_ubatch", "type_k", "type_v", "flash_attn", "n_gpu_layers"}
 )
+# The caching allocator's replay and its PYTORCH_CUDA_ALLOC_CONF options.
+ALLOCATOR_KEYS = (
+    "allocator_replay",
+    "expandable_segments",
+    "max_split_size_mb",
+    "roundup_power2_divisions",
+)
 # Keys the transformers-only model of a step reads; a served runtime ignores them.
 _SERVED_OFF = frozenset(
     {
@@ -1040,6 +1066,7 @@ _SERVED_OFF = frozenset(
         "device",
         "cuda_context_mib",
         "allocator_overhead_percent",
+        *ALLOCATOR_KEYS,
         "lora_dropout",
     }
 )
@@ -1256,6 +1283,7 @@ def inactive_fields(
             off |= {"activation_offload", "paged_optimizer"}
     if device is Device.CPU:
         off.add("cuda_context_mib")  # no CUDA context on the CPU (estimate.overheads)
+        off |= set(ALLOCATOR_KEYS)  # the CUDA caching allocator: not on the CPU
     if checkpointing is not Checkpointing.EVERY_N:
         off.add("checkpoint_every")
     if mode is Mode.TRAINING and finetune is Finetune.FULL:
@@ -1312,6 +1340,17 @@ def _cross_checks(s: Scenario) -> list[Problem | None]:
         spec, value = SPECS[key], getattr(s, key)
         if isinstance(spec, NumberSpec) and value is not None:
             problems.append(_problem(spec.check(value)))
+    divisions = s.roundup_power2_divisions
+    if divisions & (divisions - 1):
+        # c10/core/AllocatorConfig.cpp parseRoundUpPower2Divisions: "For roundups, the
+        # divisions has to be power of 2".
+        problems.append(
+            Problem(
+                "roundup_power2_divisions",
+                "roundup_power2_divisions must be 0 (off) or a power of 2 such as 4 "
+                f"(got {divisions}).",
+            )
+        )
     if s.mode is Mode.TRAINING:
         if s.finetune is Finetune.LORA:
             if not isinstance(s.model, Transformer):

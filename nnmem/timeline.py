@@ -70,6 +70,10 @@ class _Shape:
     layers: int
     params: tuple[tuple[str, int, int], ...]  # (name, numel, slot) per parameter tensor
     layer_pattern: tuple[int, ...]  # bytes of each tensor one layer saves
+    logit_values: int = 0  # tokens × vocabulary: the values of one logits tensor
+    layer_full: tuple[int, ...] = ()  # bytes of each tensor a checkpointed layer remakes
+    # Terms whose tensors the model's builder knows one by one: label -> (bytes, slot).
+    named: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
 
 
 def _shape(scenario: Scenario) -> _Shape:
@@ -92,23 +96,75 @@ def _shape(scenario: Scenario) -> _Shape:
             for i in range(spread):
                 name = tensor.name.replace("*.", "").replace("layers.", "")
                 params.append((name, tensor.numel * per_layer, i * layers // spread))
-        return _Shape(layers, tuple(params), _layer_pattern(scenario))
+        tokens = scenario.batch_size * (scenario.decoder_seq_len or scenario.seq_len)
+        logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
+        saved, full = _layer_patterns(scenario)
+        return _Shape(layers, tuple(params), saved, logit_values, full)
+    from nnmem.models.cnn.language import CnnModel
+
+    if isinstance(model, CnnModel) and scenario.mode is Mode.TRAINING:
+        return _cnn_shape(scenario)
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     return _Shape(layers, (), ())
 
 
-def _layer_pattern(scenario: Scenario) -> tuple[int, ...]:
-    """The bytes of each tensor the heaviest layer saves for backward (transformers)."""
-    if scenario.mode is not Mode.TRAINING:
-        return ()
-    from nnmem.models.transformer.assembly import activations
-    from nnmem.models.transformer.context import context
+def _cnn_shape(scenario: Scenario) -> _Shape:
+    """A CNN's parameters and saved tensors one by one, from the walk its builder makes
+    (:func:`nnmem.models.cnn.forward.saved_activations` groups the same storages)."""
+    import math
 
+    from nnmem.models.cnn.build import _cnn_precision, _model
+    from nnmem.models.cnn.forward import _first_savers, _layer_label, _training_walk
+    from nnmem.models.cnn.language import TermKind
+    from nnmem.models.cnn.shapes import parameter_shapes
+
+    model = _model(scenario)
+    batch = scenario.batch_size
+    walk = _training_walk(model, batch, _cnn_precision(scenario.precision))
+    top = len(model.layers)
+    groups: dict[str, list[tuple[int, int]]] = {}
+    labels = {
+        TermKind.INPUT: ("Input batch (kept by the first layer)", -1),
+        TermKind.LOSS: ("Cross-entropy loss", top),
+        TermKind.WEIGHT_COPY: ("Autocast 16-bit weight copies", -2),
+    }
+    for tensor, _, where in _first_savers(walk).values():
+        label, slot = labels.get(tensor.kind) or (_layer_label(model, where)[1], where)
+        groups.setdefault(label, []).append((tensor.nbytes(batch), where if slot == -2 else slot))
+    # Each parameter belongs to the top-level layer whose nodes count it, in module order.
+    owners = [node.top for node in walk.nodes for _ in range(1) if node.params]
+    counts = [node.params for node in walk.nodes if node.params]
+    params = []
+    node, used = 0, 0
+    for i, shape in enumerate(parameter_shapes(model)):
+        numel = math.prod(shape)
+        while node < len(counts) - 1 and used >= counts[node]:
+            node, used = node + 1, 0
+        used += numel
+        params.append((f"parameter {i} {'×'.join(map(str, shape))}", numel, owners[node]))
+    named = tuple((label, tuple(pieces)) for label, pieces in groups.items())
+    return _Shape(top, tuple(params), (), named=named)
+
+
+def _layer_patterns(scenario: Scenario) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The bytes of each tensor the heaviest layer saves for backward, and, where
+    checkpointing is on, of each tensor a layer makes when it runs (transformers)."""
+    from nnmem.models.transformer.assembly import _tensor_bytes, activations
+    from nnmem.models.transformer.context import context
+    from nnmem.scenario import Checkpointing
+
+    if scenario.mode is not Mode.TRAINING:
+        return (), ()
     try:
-        return tuple(n for n in activations(context(scenario)).layer_tensors if n > 0)
+        c = context(scenario)
+        acts = activations(c)
     except (ValueError, KeyError, ZeroDivisionError):
-        return ()
+        return (), ()
+    saved = tuple(n for n in acts.layer_tensors if n > 0)
+    if scenario.checkpointing is Checkpointing.NONE:
+        return saved, ()
+    return saved, tuple(n for n in _tensor_bytes(c, acts.one_layer) if n > 0)
 
 
 def _proportional(total: int, weights: Sequence[int]) -> list[int]:
@@ -122,6 +178,24 @@ def _proportional(total: int, weights: Sequence[int]) -> list[int]:
     return parts
 
 
+def _logit_pieces(term: Term, unit: int, slot: int) -> list[Piece]:
+    """A loss term as the logits-sized tensors it holds: fp32 (4 B a value) ones, a
+    16-bit one, and what is left (the targets, one loss per token). transformers'
+    ForCausalLMLoss upcasts the 16-bit logits to fp32 (loss/loss_utils.py) and
+    cross_entropy's log_softmax saves an fp32 result; backward makes one gradient of each."""
+    rest = term.bytes
+    sizes = []
+    while rest >= 4 * unit:
+        sizes.append(4 * unit)
+        rest -= 4 * unit
+    if rest >= 2 * unit:
+        sizes.append(2 * unit)
+        rest -= 2 * unit
+    if rest:
+        sizes.append(rest)
+    return [Piece(size, slot, term.label) for size in sizes]
+
+
 def _depth(term: Term) -> int:
     """The layer count an activation term is a multiple of (1 when it is not)."""
     if not term.formula.startswith(DEPTH_SYMBOLS):
@@ -133,15 +207,20 @@ def _depth(term: Term) -> int:
 def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
     """The allocations ``term`` stands for; ``slot`` places a term that has no layers."""
     n_params = sum(numel for _, numel, _ in shape.params)
+    for label, known in shape.named:
+        if label == term.label and sum(size for size, _ in known) == term.bytes:
+            return [Piece(size, where, term.label) for size, where in known if size]
     if any(w in term.label for w in PER_LAYER):
-        split = _proportional(term.bytes, list(shape.layer_pattern) or [1])
+        pattern = shape.layer_full if RECOMPUTED in term.label else shape.layer_pattern
+        split = _proportional(term.bytes, list(pattern) or [1])
         return [Piece(size, slot, term.label) for size in split if size]
     if term.key in PARAM_SHAPED and shape.params and term.bytes >= n_params // 8:
         moments = 2 if term.key == "optimizer_state" and "two moments" in term.label else 1
+        # Per parameter, its state tensors one after the other (adamw.py _init_group).
         names = [
             (f"{name} {what}".strip(), numel, where)
-            for what in (("exp_avg", "exp_avg_sq") if moments == 2 else ("",))
             for name, numel, where in shape.params
+            for what in (("exp_avg", "exp_avg_sq") if moments == 2 else ("",))
         ]
         if "head" in term.label:
             return [Piece(term.bytes, shape.layers, term.label)]
@@ -155,6 +234,9 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         # Adapters (LoRA): a few small tensors in every layer.
         split = _proportional(term.bytes, [1] * shape.layers)
         return [Piece(size, i, f"layer {i} {term.label}") for i, size in enumerate(split) if size]
+    unit = shape.logit_values
+    if unit and term.key in ("logits", "temporaries") and term.bytes >= 2 * unit:
+        return _logit_pieces(term, unit, slot)
     depth = _depth(term) if term.key == "activations" else 1
     if depth > 1:
         layers = _proportional(term.bytes, [1] * depth)
@@ -169,7 +251,15 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
     return [Piece(term.bytes, slot, term.label)]
 
 
-Item = tuple[Term, int]  # a term of a phase and its occurrence among equal terms
+@dataclass(eq=False, frozen=True)
+class Item:
+    """A term of a phase, told apart from an equal term of the same phase by its
+    occurrence; one object per walk, so it hashes by identity."""
+
+    term: Term
+    occurrence: int
+
+
 Op = tuple[str, Item, int]  # ("alloc" | "free", item, piece index)
 KEY_RANK = {
     "weights": 0,
@@ -183,20 +273,11 @@ KEY_RANK = {
     "logits": 8,
 }
 IN_FLIGHT = "in flight"  # label of the activation gradients live through backward
+RECOMPUTED = "recomputed"
 # Labels of tensors one layer (or FSDP block) at a time holds, born again for each:
 # checkpointing's recomputed layer, FSDP's gathered block and its unsharded gradients,
 # an offloaded layer brought back.
 PER_LAYER = ("recomputed", "one block", "current block", "brought back")
-
-
-def _items(phase: Phase) -> list[Item]:
-    """The phase's terms as items, equal terms told apart by their occurrence."""
-    seen: Counter[Term] = Counter()
-    out = []
-    for term in phase.terms:
-        out.append((term, seen[term]))
-        seen[term] += 1
-    return out
 
 
 class _Walk:
@@ -208,11 +289,31 @@ class _Walk:
         self.live: dict[tuple[Item, int], tuple[int, int]] = {}  # piece -> (key, size)
         self.live_bytes = 0
         self.next_key = 0
-        self._pieces: dict[Term, list[Piece]] = {}
+        self._pieces: dict[Item, list[Piece]] = {}
+        self._items: dict[tuple[Term, int], Item] = {}
+        # A checkpointed layer's tensors that are not saved: born and freed as the layer
+        # runs (in forward under checkpointing, and again when backward recomputes it).
+        self.transient: Item | None = None
+        if shape.layer_full:
+            term = Term("temporaries", "tensors of a checkpointed layer, not saved", 0, "", "")
+            self.transient = Item(term, 0)
+            self._pieces[self.transient] = [Piece(n, 0, term.label) for n in shape.layer_full]
+
+    def items(self, phase: Phase) -> list[Item]:
+        """The phase's terms as items, equal terms told apart by their occurrence."""
+        seen: Counter[Term] = Counter()
+        out = []
+        for term in phase.terms:
+            key = (term, seen[term])
+            seen[term] += 1
+            if key not in self._items:
+                self._items[key] = Item(term, key[1])
+            out.append(self._items[key])
+        return out
 
     def pieces(self, item: Item) -> list[Piece]:
-        term = item[0]
-        if term not in self._pieces:
+        term = item.term
+        if item not in self._pieces:
             slot = {"activations": -1, "weights": -1}.get(term.key, self.shape.layers)
             found = pieces(term, self.shape, slot)
             if term.key == "kv_cache" and len(found) == 1:
@@ -224,8 +325,8 @@ class _Walk:
                     for i, size in enumerate(split)
                     if size
                 ]
-            self._pieces[term] = found
-        return self._pieces[term]
+            self._pieces[item] = found
+        return self._pieces[item]
 
     def alloc(self, item: Item, index: int) -> None:
         if (item, index) in self.live:
@@ -235,7 +336,7 @@ class _Walk:
         self.next_key += 1
         self.live[(item, index)] = (key, piece.size)
         self.live_bytes += piece.size
-        self.events.append(("alloc", key, piece.size, item[0].key, piece.name))
+        self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
 
     def free(self, item: Item, index: int) -> bool:
         found = self.live.pop((item, index), None)
@@ -250,19 +351,27 @@ class _Walk:
         order = sorted(self.live.items(), key=lambda kv: kv[1][0])
         return list(dict.fromkeys(item for (item, _), _ in order))
 
-    def span(self, name: str, target: Sequence[Item], ops: list[Op], bound: int) -> None:
+    def span(
+        self,
+        name: str,
+        target: Sequence[Item],
+        ops: list[Op],
+        bound: int,
+        also: Sequence[tuple[Item, int]] = (),
+    ) -> None:
         """Mark ``name`` and run ``ops``, keeping the live total within ``bound``.
 
-        Items live now that are neither in ``target`` nor freed by ``ops`` die first.
-        Frees of items outside ``target`` are taken earlier where an allocation would
-        pass ``bound``, and before the mark where what is live already does.
+        The phase's peak is the pieces of ``target`` and those in ``also`` (pieces of
+        other items that make up part of a target's term). Items live now that are
+        neither in it nor freed by ``ops`` die first. Frees of other pieces are taken
+        earlier where an allocation would pass ``bound``, and before the mark where what
+        is live already does.
         """
-        keep = set(target)
-        # The target's pieces not yet live: once none is missing, the phase has reached
+        peak = {(x, i) for x in target for i in range(len(self.pieces(x)))} | set(also)
+        keep = set(target) | {x for x, _ in also}
+        # The peak's pieces not yet live: once none is missing, the phase has reached
         # its peak and any later free may be taken earlier.
-        missing = {
-            (item, i) for item in keep for i in range(len(self.pieces(item)))
-        } - self.live.keys()
+        missing = peak - self.live.keys()
         freed = {(item, index) for kind, item, index in ops if kind == "free"}
         leftovers: list[Op] = [
             ("free", item, index)
@@ -273,7 +382,7 @@ class _Walk:
         ]
         ops = leftovers + ops
         frees = [i for i, (kind, _, _) in enumerate(ops) if kind == "free"]
-        movable = [i for i in frees if ops[i][1] not in keep]
+        movable = [i for i in frees if (ops[i][1], ops[i][2]) not in peak]
         done = [False] * len(ops)
         cursor = 0
         reached = not missing
@@ -305,10 +414,20 @@ class _Walk:
             if done[i]:
                 continue
             done[i] = True
+            if kind == "talloc":
+                # A transient that would pass the phase's peak is not counted there.
+                size = self.pieces(item)[index].size
+                if self.live_bytes + size <= bound:
+                    self.alloc(item, index)
+                continue
+            if kind == "tfree":
+                self.free(item, index)
+                continue
             if kind == "alloc":
                 size = self.pieces(item)[index].size
                 make_room(size)
-                if not reached and item not in keep and self.live_bytes + size + short > bound:
+                outside = (item, index) not in peak
+                if not reached and outside and self.live_bytes + size + short > bound:
                     # Born beside the peak it would pass: born just after it.
                     waiting.append((item, index))
                     continue
@@ -324,10 +443,10 @@ class _Walk:
                     for item_, index_ in waiting:
                         make_room(self.pieces(item_)[index_].size)
                         self.alloc(item_, index_)
-            elif not reached and item in keep and not again[i]:
+            elif not reached and (item, index) in peak and not again[i]:
                 # A piece of the peak freed before the peak is reached waits for it.
                 deferred.append((item, index))
-            elif not reached and item in keep:
+            elif not reached and (item, index) in peak:
                 if self.free(item, index):  # a recomputed layer: born again for the next
                     missing.add((item, index))
                     short += self.pieces(item)[index].size
@@ -338,13 +457,34 @@ class _Walk:
 def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]:
     """Allocations of the pieces of ``items`` not yet live, along the model."""
     ops = [
-        (piece.slot, KEY_RANK.get(item[0].key, 7), n, i, item)
+        (piece.slot, KEY_RANK.get(item.term.key, 7), n, i, item)
         for n, item in enumerate(items)
         for i, piece in enumerate(walk.pieces(item))
         if live or (item, i) not in walk.live
     ]
     ops.sort(key=lambda o: o[:4])
     return [("alloc", item, i) for *_, i, item in ops]
+
+
+def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> list[Op]:
+    """Forward: each layer's saved tensors along the model; under full checkpointing,
+    each layer's other tensors born and freed as it runs (torch/utils/checkpoint.py
+    runs the layer's forward without keeping its saved tensors)."""
+    ops = _ordered(walk, target)
+    if not (checkpointed and walk.transient):
+        return ops
+    slots = [walk.pieces(item)[i].slot for _, item, i in ops]
+    out: list[Op] = []
+    item = walk.transient
+    count = len(walk.pieces(item))
+    done = -1
+    for op, slot in zip(ops, slots, strict=True):
+        while done < min(slot, walk.shape.layers) - 1:
+            done += 1
+            out += [("talloc", item, i) for i in range(count)]
+            out += [("tfree", item, i) for i in range(count)]
+        out.append(op)
+    return out
 
 
 def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list[Op]:
@@ -358,12 +498,12 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
     # (slot, order within the slot, piece) -> op; slots run from the head down.
     keyed: list[tuple[int, int, int, int, Op]] = []
     keep_after = set(after)
-    born = [*target, *(x for x in after if x[0].key == "gradients" and x not in target)]
+    born = [*target, *(x for x in after if x.term.key == "gradients" and x not in target)]
     for n, item in enumerate(dict.fromkeys(born)):
         for i, piece in enumerate(walk.pieces(item)):
             if (item, i) in walk.live:
                 continue
-            if any(w in item[0].label for w in PER_LAYER):
+            if any(w in item.term.label for w in PER_LAYER):
                 # torch/utils/checkpoint.py: each checkpointed layer runs its forward
                 # again just before its backward, and those tensors die with it.
                 # The first layer's recomputed tensors are counted live with every
@@ -372,50 +512,133 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                     keyed.append((layer, 0, n, -i, ("alloc", item, i)))
                     keyed.append((layer if layer else -2, 4, n, -i, ("free", item, i)))
                 continue
-            if item[0].key == "gradients":
+            if item.term.key == "gradients":
                 keyed.append((piece.slot, 1, n, -i, ("alloc", item, i)))
             else:
                 keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
+    if walk.transient and not any(RECOMPUTED in x.term.label for x in target):
+        item = walk.transient
+        for layer in range(top):
+            for i in range(len(walk.pieces(item))):
+                keyed.append((layer, 0, -1, -i, ("talloc", item, i)))
+                keyed.append((layer, 4, -1, -i, ("tfree", item, i)))
     dying = [x for x in dict.fromkeys([*walk.live_items(), *target]) if x not in keep_after]
     for n, item in enumerate(dying):
-        if any(w in item[0].label for w in PER_LAYER):
+        if any(w in item.term.label for w in PER_LAYER):
             continue
         for i, piece in enumerate(walk.pieces(item)):
-            slot = -2 if IN_FLIGHT in item[0].label else piece.slot
+            slot = -2 if IN_FLIGHT in item.term.label else piece.slot
             keyed.append((slot, 3, n, -i, ("free", item, i)))
     keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
     return [op for *_, op in keyed]
+
+
+# Labels of backward terms that are a part of other terms' tensors: the saved tensors
+# not yet released and the gradients made so far at a CNN's backward peak
+# (nnmem.models.cnn.build, from the autograd simulation of nnmem.models.cnn.backward).
+PART_OF = {"still held": ("activations", "autocast_copies"), "made so far": ("gradients",)}
+
+
+def _aliases(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list[tuple[Item, int]]:
+    """Pieces of other items that stand for part of a backward term (PART_OF).
+
+    The saved tensors still held are the ones backward frees last (the first layers'),
+    the gradients made so far the ones it makes first (the last layers'); the term keeps
+    as its own piece only what they do not cover.
+    """
+    also: list[tuple[Item, int]] = []
+    for item in target:
+        term = item.term
+        keys = next((k for w, k in PART_OF.items() if w in term.label), None)
+        if keys is None or any((item, i) in walk.live for i in range(len(walk.pieces(item)))):
+            continue
+        if "gradients" in keys:
+            wholes = [x for x in after if x.term.key in keys and x not in target]
+            order = [
+                (-walk.pieces(x)[i].slot, n, -i, x, i)
+                for n, x in enumerate(wholes)
+                for i in range(len(walk.pieces(x)))
+            ]
+        else:
+            wholes = [x for x in walk.live_items() if x.term.key in keys and x not in target]
+            order = [
+                (walk.pieces(x)[i].slot, n, i, x, i)
+                for n, x in enumerate(wholes)
+                for i in range(len(walk.pieces(x)))
+                if (x, i) in walk.live
+            ]
+        order.sort(key=lambda o: o[:3])
+        room = term.bytes
+        for *_, x, i in order:
+            size = walk.pieces(x)[i].size
+            if size > room:
+                break
+            also.append((x, i))
+            room -= size
+        walk._pieces[item] = [Piece(room, walk.shape.layers, term.label)] if room else []
+    return also
 
 
 def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item]) -> list[Op]:
     """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients."""
     ops = _ordered(walk, target)
     keep = set(next_step)
-    temporaries = [x for x in target if x[0].key not in STATE_KEYS and x[0].key != "gradients"]
+    temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
     ops += [("free", item, i) for _, item, i in reversed(ops) if item in temporaries]
-    gradients = [x for x in target if x[0].key == "gradients" and x not in keep]
+    gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
     return ops
 
 
+def _lazy_state(scenario: Scenario) -> bool:
+    """Whether the optimizer makes its state in its first step, as every torch.optim
+    optimizer does (torch/optim/adamw.py ``_init_group``: ``state["exp_avg"] =
+    torch.zeros_like(p)`` when the state is empty); DeepSpeed and FSDP2 stacks build
+    theirs at start-up."""
+    from nnmem.scenario import Sharding, Stack
+
+    single = scenario.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT, Stack.DDP)
+    return single and scenario.sharding is Sharding.NONE
+
+
 def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event]:
-    """The load span, then ``steps`` steps of ``phases``."""
+    """The load span, then ``steps`` steps of ``phases``.
+
+    One step is the steady state: everything the phases hold exists from the load on.
+    With more, the first step is the first one PyTorch runs: where the optimizer makes
+    its state in its first step, the state is born there and not before.
+    """
+    from nnmem.scenario import Checkpointing
+
     walk = _Walk(_shape(scenario))
-    first = _items(phases[0])
-    states = [x for x in first if x[0].key in STATE_KEYS or x[0].key == "gradients"]
-    walk.span("load", first, _ordered(walk, states), sum(x[0].bytes for x in first))
-    items = [_items(p) for p in phases]
-    for _ in range(steps):
+    full = scenario.checkpointing is Checkpointing.FULL
+    items = [walk.items(p) for p in phases]
+    lazy = steps > 1 and _lazy_state(scenario) and phases[-1].name == "optimizer_step"
+    first = items[0]
+    kept = ("optimizer_state",) if lazy else ()
+    states = [x for x in first if x.term.key in STATE_KEYS or x.term.key == "gradients"]
+    states = [x for x in states if x.term.key not in kept]
+    walk.span("load", states, _ordered(walk, states), sum(x.term.bytes for x in states))
+    for step in range(steps):
         for k, phase in enumerate(phases):
             target = items[k]
             after = items[k + 1] if k + 1 < len(phases) else items[0]
+            bound = phase.bytes
+            if step == 0 and k < len(phases) - 1 and kept:
+                unborn = [x for x in target if x.term.key in kept]
+                target = [x for x in target if x.term.key not in kept]
+                bound -= sum(x.term.bytes for x in unborn)
+            also: list[tuple[Item, int]] = []
             if phase.name == "backward":
+                also = _aliases(walk, target, after)
                 ops = _backward_ops(walk, target, after)
             elif phase.name == "optimizer_step":
                 ops = _optimizer_ops(walk, target, items[0])
+            elif phase.name == "forward":
+                ops = _forward_ops(walk, target, full)
             else:
                 ops = _ordered(walk, target)
-            walk.span(phase.name, target, ops, phase.bytes)
+            walk.span(phase.name, target, ops, bound, also)
     return walk.events
 
 

@@ -513,6 +513,25 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "PyTorch's caching allocator reserves this much above the tensors.",
         "%",
     ),
+    "allocator_replay": (
+        "Replay the step through a model of PyTorch's caching allocator for the reserved "
+        "memory, instead of the percentage above.",
+        "",
+    ),
+    "expandable_segments": (
+        "PYTORCH_CUDA_ALLOC_CONF expandable_segments:True: segments grow in place.",
+        "",
+    ),
+    "max_split_size_mb": (
+        "PYTORCH_CUDA_ALLOC_CONF max_split_size_mb: larger blocks are never split; "
+        "empty: unlimited.",
+        "MiB",
+    ),
+    "roundup_power2_divisions": (
+        "PYTORCH_CUDA_ALLOC_CONF roundup_power2_divisions: sizes rounded to this many "
+        "steps per power of two; 0: off.",
+        "",
+    ),
     "headroom_percent": (
         "Share of the GPU's usable memory a fit keeps free: fragmentation, a display, "
         "other processes.",
@@ -626,6 +645,10 @@ _ADVANCED_KEYS = (
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",
+    "allocator_replay",
+    "expandable_segments",
+    "max_split_size_mb",
+    "roundup_power2_divisions",
     "headroom_percent",
 )
 _RUNTIME_KEYS = (

@@ -98,6 +98,21 @@ PRECISIONS = (
             "CUDA context must be a whole number from 0 to 65,536 (got -1).",
         ),
         ("offload_optimizer", "maybe", 'Optimizer offload must be true or false (got "maybe").'),
+        (
+            "expandable_segments",
+            "maybe",
+            'expandable_segments must be true or false (got "maybe").',
+        ),
+        (
+            "max_split_size_mb",
+            "4",
+            "max_split_size_mb must be a whole number from 20 to 10,000,000 (got 4).",
+        ),
+        (
+            "roundup_power2_divisions",
+            "3",
+            "roundup_power2_divisions must be 0 (off) or a power of 2 such as 4 (got 3).",
+        ),
     ],
 )
 def test_bad_value_names_its_field(field: str, raw: object, message: str) -> None:

@@ -153,3 +153,33 @@ def test_replay_counts_two_cublas_workspaces() -> None:
     peak = estimate(scenario, "h200-sxm").tensor_peak_bytes
     assert result.allocated_peak >= peak + 2 * 32 * 2**20
     assert result.reserved_peak >= result.allocated_peak
+
+
+def test_replay_setting_makes_the_total_reserved_plus_context() -> None:
+    """With allocator_replay the total is the replay's reserved peak plus the 740 MiB
+    context (the cuBLAS workspaces are allocated inside the replay), and
+    expandable_segments, which maps pages as they are needed, reserves no more."""
+    fields = {
+        "model": "transformer",
+        "config": LLAMA,
+        "precision": "amp_bf16",
+        "batch_size": 2,
+        "seq_len": 1024,
+        "allocator_replay": True,
+    }
+    replayed = estimate(parse(fields), "h200-sxm")
+    reserved = replay_step(parse(fields), "h200-sxm").reserved_peak
+    assert replayed.reserved_bytes == reserved
+    assert replayed.total_bytes == reserved + 740 * 2**20
+    expandable = estimate(parse(fields | {"expandable_segments": True}), "h200-sxm")
+    assert expandable.total_bytes <= replayed.total_bytes
+    flat = estimate(parse(fields | {"allocator_replay": False}), "h200-sxm")
+    assert flat.tensor_peak_bytes == replayed.tensor_peak_bytes
+
+
+def test_replay_setting_is_off_on_the_cpu() -> None:
+    """The CUDA caching allocator is not the CPU's: its settings do nothing there."""
+    scenario = _unit({"device": "cpu", "allocator_replay": True})
+    assert "allocator_replay" in scenario.inactive_fields()
+    flat = _unit({"device": "cpu"})
+    assert estimate(scenario).total_bytes == estimate(flat).total_bytes
