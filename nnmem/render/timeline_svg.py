@@ -3,7 +3,7 @@
 The events are the step in execution order, as :func:`nnmem.timeline.step_events` gives
 them: ``("mark", phase)`` where a phase starts, ``("alloc", key, size, component, label)``
 and ``("free", key)``. :func:`trace_step` replays them through the caching-allocator model
-(:mod:`nnmem.allocator`) twice, as configured and with ``expandable_segments:True``, and
+(:mod:`nnmem.allocator`) twice, as configured and with ``expandable_segments`` switched, and
 keeps a bounded number of moments; :func:`timeline_svg` draws them: the live tensors
 stacked by component, the allocated and reserved lines over them, the phases as bands and
 the reserved peak labelled with its phase and the allocation that reached it.
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 
 from nnmem.allocator import AllocatorConfig, replay
@@ -48,7 +48,6 @@ _LABEL_LINE = 15
 # the highest of its stretch is drawn and the reserved peak never drops out.
 MAX_POINTS = 240
 _PER_BUCKET = 4
-EXPANDABLE = AllocatorConfig(expandable_segments=True)
 _MORE_LABELS = {"load": "Loading"}
 _SHORT = {
     "load": "Load",
@@ -70,8 +69,9 @@ class StepTrace:
     """The step replayed: the moments to draw and what they show.
 
     ``indices`` are the kept events (in order, the first always 0); ``allocated``,
-    ``reserved`` and ``expandable`` are the allocator's totals after each kept event
-    (``expandable``: replayed with ``expandable_segments:True``), ``stacks`` the live
+    ``reserved`` and ``compared`` are the allocator's totals after each kept event
+    (``compared``: replayed with ``expandable_segments`` the other way from the
+    configured ``expandable``), ``stacks`` the live
     tensor bytes per component in ``components`` after it. ``phases`` are (name, first
     event) pairs.
     """
@@ -82,19 +82,22 @@ class StepTrace:
     stacks: tuple[tuple[int, ...], ...]
     allocated: tuple[int, ...]
     reserved: tuple[int, ...]
-    expandable: tuple[int, ...]
+    compared: tuple[int, ...]
     phases: tuple[tuple[str, int], ...]
     allocated_peak: int
     reserved_peak: int
-    expandable_peak: int
+    compared_peak: int
     peak_index: int  # the event after which reserved first reaches its peak
     peak_phase: str
     peak_label: str
+    expandable: bool = False  # the configured setting; ``compared`` has the other
 
     @property
     def saving(self) -> int:
         """What ``expandable_segments:True`` saves at the reserved peak (negative: costs)."""
-        return self.reserved_peak - self.expandable_peak
+        if self.expandable:
+            return self.compared_peak - self.reserved_peak
+        return self.reserved_peak - self.compared_peak
 
 
 def keep_indices(series: Sequence[Sequence[int]], max_points: int = MAX_POINTS) -> list[int]:
@@ -158,7 +161,8 @@ def trace_step(
     config: AllocatorConfig | None = None,
     max_points: int = MAX_POINTS,
 ) -> StepTrace:
-    """Replay the step's events as configured and with ``expandable_segments:True``.
+    """Replay the step's events as configured and with ``expandable_segments`` the other
+    way (on where it is off, off where it is on).
 
     Reserved memory comes from :func:`nnmem.allocator.replay`; the stacks add up the
     sizes each component's allocations asked for, so the gap between their top and the
@@ -167,7 +171,8 @@ def trace_step(
     plain, labels = _plain_events(events)
     config = config or AllocatorConfig()
     first = replay(plain, config, timeline=True)
-    other = replay(plain, EXPANDABLE if not config.expandable_segments else config, timeline=True)
+    flipped = replace(config, expandable_segments=not config.expandable_segments)
+    other = replay(plain, flipped, timeline=True)
     n = len(plain)
     kept = keep_indices([first.reserved, first.allocated, other.reserved], max_points)
     keys = {str(e[3]) if len(e) > 3 else "temporaries" for e in plain if e[0] == "alloc"}
@@ -208,14 +213,15 @@ def trace_step(
         stacks=tuple(stacks),
         allocated=tuple(first.allocated[i] for i in kept),
         reserved=tuple(first.reserved[i] for i in kept),
-        expandable=tuple(other.reserved[i] for i in kept),
+        compared=tuple(other.reserved[i] for i in kept),
         phases=tuple(phases),
         allocated_peak=first.allocated_peak,
         reserved_peak=first.reserved_peak,
-        expandable_peak=other.reserved_peak,
+        compared_peak=other.reserved_peak,
         peak_index=peak,
         peak_phase=peak_phase,
         peak_label=labels[peak] if labels else "",
+        expandable=config.expandable_segments,
     )
 
 
@@ -232,13 +238,16 @@ def saving_text(trace: StepTrace, binary: bool = False) -> str:
     'expandable_segments:True would reserve 16.0 MiB less at the peak: 40.0 MiB instead \
 of 56.0 MiB.'
     """
-    now, then = human(trace.reserved_peak, binary), human(trace.expandable_peak, binary)
+    on, off = trace.reserved_peak, trace.compared_peak
+    if not trace.expandable:
+        on, off = off, on
+    verb, than = ("reserves", " than without it") if trace.expandable else ("would reserve", "")
     if trace.saving == 0:
-        return f"expandable_segments:True would reserve the same at the peak, {now}."
+        return f"expandable_segments:True {verb} the same at the peak{than}, {human(on, binary)}."
     how = "less" if trace.saving > 0 else "more"
     return (
-        f"expandable_segments:True would reserve {human(abs(trace.saving), binary)} {how} "
-        f"at the peak: {then} instead of {now}."
+        f"expandable_segments:True {verb} {human(abs(trace.saving), binary)} {how} at the "
+        f"peak{than}: {human(on, binary)} instead of {human(off, binary)}."
     )
 
 
@@ -279,7 +288,7 @@ def timeline_svg(trace: StepTrace, binary: bool = False, id_prefix: str = "timel
     n = max(trace.count, 1)
     big = 2**30 if binary else 10**9
     unit, size = ("GiB", big) if binary else ("GB", big)
-    y_max = max(trace.reserved_peak, trace.expandable_peak, trace.allocated_peak, 1)
+    y_max = max(trace.reserved_peak, trace.compared_peak, trace.allocated_peak, 1)
     if y_max < big:
         unit, size = ("MiB", 2**20) if binary else ("MB", 10**6)
     # A fifth above the peak: room for its two-line label over the reserved line, which
@@ -343,7 +352,7 @@ def timeline_svg(trace: StepTrace, binary: bool = False, id_prefix: str = "timel
     if xs:
         for name, values, extra in (
             ("tl-allocated", trace.allocated, 'stroke-width="1.5"'),
-            ("tl-expandable", trace.expandable, 'stroke-width="2" stroke-dasharray="5 3"'),
+            ("tl-expandable", trace.compared, 'stroke-width="2" stroke-dasharray="5 3"'),
             ("tl-reserved", trace.reserved, 'stroke-width="2.5"'),
         ):
             parts.append(
@@ -434,7 +443,7 @@ def _swatch(cls: str, line: bool = False) -> str:
 
 
 def timeline_html(trace: StepTrace, binary: bool = False, id_prefix: str = "timeline") -> str:
-    """The chart with its legend and the ``expandable_segments:True`` sentence.
+    """The chart with its legend and the ``expandable_segments`` sentence.
 
     The figure carries the peaks as data attributes (bytes) for scripts and tests; the
     dashed line and the sentence have the class ``tl-expandable``, which the calculator
@@ -448,12 +457,17 @@ def timeline_html(trace: StepTrace, binary: bool = False, id_prefix: str = "time
         f"<li>{_swatch('tl-allocated', True)}Allocated (memory_allocated)</li>",
         f"<li>{_swatch('tl-reserved', True)}Reserved (memory_reserved)</li>",
         f'<li class="tl-expandable">{_swatch("tl-expandable", True)}'
-        "Reserved with expandable_segments:True</li>",
+        + (
+            "Reserved without expandable_segments"
+            if trace.expandable
+            else "Reserved with expandable_segments:True"
+        )
+        + "</li>",
     ]
     return (
         f'<figure class="timeline-figure" data-reserved-peak="{trace.reserved_peak}" '
         f'data-allocated-peak="{trace.allocated_peak}" '
-        f'data-expandable-peak="{trace.expandable_peak}" data-events="{trace.count}">'
+        f'data-compared-peak="{trace.compared_peak}" data-events="{trace.count}">'
         f"{timeline_svg(trace, binary, id_prefix)}"
         f'<figcaption><ul class="tl-legend">{"".join(items)}</ul></figcaption></figure>'
         f'<p class="tl-saving tl-expandable" data-saving="{trace.saving}">'

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from html import escape
 
-from nnmem import timeline
+from nnmem import catalog, timeline
 from nnmem.errors import NnmemError
+from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, timeline_html, trace_step
-from nnmem.scenario import Mode, Scenario
+from nnmem.scenario import Device, Mode, Scenario
 
 NO_TIMELINE = (
     '<p class="timeline-none">vLLM and llama.cpp plan their memory once, when they start, '
     "rather than allocating it op by op: there is no step to draw. Pick transformers as "
     "the runtime to see one.</p>"
+)
+NOT_CUDA = (
+    '<p class="timeline-none">The step is replayed through PyTorch\'s CUDA caching '
+    "allocator (the same on ROCm), which the CPU and Apple's and Intel's GPUs do not "
+    "use.</p>"
 )
 
 
@@ -31,7 +37,7 @@ def step_chart_events(scenario: Scenario, gpu_id: str | None = None) -> list[tim
     >>> [e[1] for e in events if e[0] == "mark"][:3]
     ['load', 'forward', 'loss']
     >>> [e[3] for e in events if e[0] == "alloc"][:3]
-    ['weights', 'optimizer_state', 'cublas_workspace']
+    ['weights', 'cublas_workspace', 'activations']
     """
     phases = timeline._phases(scenario)
     if not phases:
@@ -52,7 +58,7 @@ def _trace(scenario: Scenario, gpu_id: str | None) -> StepTrace | None:
     key = (scenario, gpu_id)
     if _last is None or _last[0] != key:
         events = step_chart_events(scenario, gpu_id)
-        _last = (key, trace_step(events) if events else None)
+        _last = (key, trace_step(events, allocator_config(scenario)) if events else None)
     return _last[1]
 
 
@@ -62,7 +68,15 @@ def step_chart_html(
     binary: bool = False,
     id_prefix: str = "timeline",
 ) -> str:
-    """The chart, its legend and the ``expandable_segments`` sentence, or why there is none."""
+    """The chart, its legend and the ``expandable_segments`` sentence, or why there is none.
+
+    The replay takes the scenario's allocator options (``expandable_segments``,
+    ``max_split_size_mb``, ``roundup_power2_divisions``); the dashed line has
+    ``expandable_segments`` the other way.
+    """
+    gpu = catalog.gpu(gpu_id or "")
+    if scenario.device is not Device.CUDA or (gpu and gpu.vendor not in ("nvidia", "amd")):
+        return NOT_CUDA
     try:
         trace = _trace(scenario, gpu_id)
         if trace is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
+from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, saving_text, trace_step
 from nnmem.scenario import parse
 from nnmem.web.step_chart import step_chart_events
@@ -13,7 +14,8 @@ from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form
 
 def cpython_trace(values: dict[str, str]) -> StepTrace:
     """The chart's replay in this CPython, for the same scenario."""
-    return trace_step(step_chart_events(parse(values)))
+    scenario = parse(values)
+    return trace_step(step_chart_events(scenario), allocator_config(scenario))
 
 
 def test_batch_size_redraws_the_step_and_the_toggle_shows_the_saving(calculator: Page) -> None:
@@ -45,6 +47,23 @@ def test_batch_size_redraws_the_step_and_the_toggle_shows_the_saving(calculator:
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", total or "")
     calculator.uncheck("#timeline-expandable")
     expect(saving).to_be_hidden()
+
+
+def test_expandable_segments_setting_swaps_the_lines(calculator: Page) -> None:
+    """Set in the advanced settings, expandable_segments:True draws the reserved line with
+    it, and the toggle's dashed line is the step without it."""
+    on = cpython_trace({**DEFAULT_FORM, "expandable_segments": "true"})
+    fill_form(calculator, {"expandable_segments": "true"})
+    figure = calculator.locator("#part-timeline figure.timeline-figure")
+    expect(figure).to_have_attribute("data-reserved-peak", str(on.reserved_peak))
+    expect(figure).to_have_attribute("data-compared-peak", str(on.compared_peak))
+    calculator.check("#timeline-expandable")
+    expect(calculator.locator("#part-timeline p.tl-saving")).to_have_text(saving_text(on))
+    expect(calculator.locator("#part-timeline .tl-legend li.tl-expandable")).to_have_text(
+        "Reserved without expandable_segments"
+    )
+    calculator.uncheck("#timeline-expandable")
+    fill_form(calculator, {"expandable_segments": "false"})
 
 
 def test_example_chart_names_its_phases(calculator: Page) -> None:

@@ -10,12 +10,13 @@ from collections.abc import Callable
 import pytest
 
 from nnmem.allocator import parse_alloc_conf
+from nnmem.estimate import allocator_config, estimate
 from nnmem.render.timeline_svg import timeline_svg, trace_step
 from nnmem.scenario import parse
 from nnmem.timeline import replay_step
 from nnmem.web import handle
 from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO
-from nnmem.web.step_chart import NO_TIMELINE, step_chart_events, step_chart_html
+from nnmem.web.step_chart import NO_TIMELINE, NOT_CUDA, step_chart_events, step_chart_html
 
 LLAMA_TRAINING = {
     "model": "preset",
@@ -37,15 +38,39 @@ LLAMA_INFERENCE = {**LLAMA_TRAINING, "mode": "inference", "precision": "bf16"}
 )
 def test_chart_peaks_are_replay_steps(fields: dict[str, object], gpu: str | None) -> None:
     """Same events, same allocator: the chart's peaks are replay_step's, as configured
-    and with expandable_segments:True."""
+    (what the total takes under allocator_replay) and with expandable_segments:True."""
     scenario = parse(fields)
-    trace = trace_step(step_chart_events(scenario, gpu))
+    trace = trace_step(step_chart_events(scenario, gpu), allocator_config(scenario))
     plain = replay_step(scenario, gpu)
     expandable = replay_step(scenario, gpu, parse_alloc_conf("expandable_segments:True"))
     assert trace.reserved_peak == plain.reserved_peak > 0
     assert trace.allocated_peak == plain.allocated_peak > 0
-    assert trace.expandable_peak == expandable.reserved_peak
+    assert trace.compared_peak == expandable.reserved_peak
     assert max(trace.reserved) == trace.reserved_peak  # downsampling kept it
+
+
+def test_chart_follows_the_scenarios_allocator_options() -> None:
+    """With allocator_replay and expandable_segments set, the chart's reserved line is
+    the one the total takes (its reserve row is reserved peak − tensors − the two cuBLAS
+    workspaces), and the dashed line is the step without expandable segments."""
+    fields = {**LLAMA_TRAINING, "allocator_replay": True, "expandable_segments": True}
+    scenario = parse(fields)
+    html = step_chart_html(scenario, "h100-sxm-80gb")
+    on = replay_step(scenario, "h100-sxm-80gb", parse_alloc_conf("expandable_segments:True"))
+    off = replay_step(scenario, "h100-sxm-80gb")
+    assert f'data-reserved-peak="{on.reserved_peak}"' in html
+    assert f'data-compared-peak="{off.reserved_peak}"' in html
+    assert "Reserved without expandable_segments" in html
+    result = estimate(scenario, "h100-sxm-80gb")
+    reserve = result.component("allocator_reserve").bytes
+    workspaces = 2 * 8 * 4096 * 1024  # CublasHandlePool.cpp: 4096 KiB × 8 on an H100
+    assert reserve == on.reserved_peak - result.tensor_peak_bytes - workspaces
+
+
+def test_no_chart_off_the_cuda_allocator() -> None:
+    on_cpu = parse({**DEFAULT_SCENARIO, "device": "cpu"})
+    assert step_chart_html(on_cpu) == NOT_CUDA
+    assert step_chart_html(parse(DEFAULT_SCENARIO), "m2-max-64gb") == NOT_CUDA
 
 
 def test_training_draws_the_load_and_two_steps() -> None:

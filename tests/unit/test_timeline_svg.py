@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 
 import pytest
 
+from nnmem.allocator import parse_alloc_conf
 from nnmem.errors import NnmemError
 from nnmem.render.timeline_svg import (
     MAX_POINTS,
@@ -63,13 +64,26 @@ def test_expandable_segments_by_hand() -> None:
     21 MiB maps 40; the small pool maps 2; the gradient fits the mapped 40; the 30 MiB
     temporary goes after the gradient (24 + 30 = 54 MiB: 60 mapped), so 60 + 2 = 62 MiB
     at the peak, 8 MiB below the 70 of fixed segments."""
-    assert [r // MiB for r in TRACE.expandable] == [0, 20, 40, 42, 42, 42, 42, 42, 42, 62, 62]
-    assert TRACE.expandable_peak == 62 * MiB
+    assert [r // MiB for r in TRACE.compared] == [0, 20, 40, 42, 42, 42, 42, 42, 42, 62, 62]
+    assert TRACE.compared_peak == 62 * MiB
     assert TRACE.saving == 8 * MiB
     assert saving_text(TRACE, binary=True) == (
         "expandable_segments:True would reserve 8.0 MiB less at the peak: 62.0 MiB "
         "instead of 70.0 MiB."
     )
+
+
+def test_configured_expandable_compares_without_it() -> None:
+    """Replayed as configured with expandable_segments:True, the reserved line is the
+    62 MiB one and the dashed line the 70 MiB of fixed segments: the same 8 MiB."""
+    trace = trace_step(EVENTS, parse_alloc_conf("expandable_segments:True"))
+    assert (trace.reserved_peak, trace.compared_peak) == (62 * MiB, 70 * MiB)
+    assert trace.saving == 8 * MiB
+    assert saving_text(trace, binary=True) == (
+        "expandable_segments:True reserves 8.0 MiB less at the peak than without it: "
+        "62.0 MiB instead of 70.0 MiB."
+    )
+    assert "Reserved without expandable_segments" in timeline_html(trace)
 
 
 def test_stacks_add_up_each_component() -> None:
