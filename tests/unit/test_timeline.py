@@ -2,8 +2,9 @@
 reaches each phase's peak exactly.
 
 The engine's phases list what is live at each phase's peak; the timeline's live total,
-taken over each mark's span, must give the same bytes, for every accuracy case and for
-the stacks and settings the accuracy suite does not measure.
+taken over each mark's span, must give the same bytes, here for the stacks and settings
+the accuracy suite does not measure (tests/test_timeline_accuracy.py holds it for every
+accuracy case).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from benchmarks.accuracy import compare
 from nnmem.estimate import estimate
 from nnmem.result import COMPONENTS, PHASE_LABELS
 from nnmem.scenario import Scenario, parse
@@ -27,19 +27,6 @@ LLAMA = {
     "num_key_value_heads": 8,
     "vocab_size": 128256,
 }
-
-
-def _accuracy_scenarios() -> list[tuple[str, Scenario]]:
-    out = []
-    for case in [
-        *compare.load_cases(compare.MEASURED_CUDA),
-        *compare.load_cases(compare.MEASURED),
-    ]:
-        try:
-            out.append((case["id"], parse(compare.scenario_for(case))))
-        except compare.Unsupported:
-            continue
-    return out
 
 
 UNIT: dict[str, dict[str, Any]] = {
@@ -77,12 +64,6 @@ def _check(scenario: Scenario) -> list[tuple[object, ...]]:
     phases = estimate(scenario, "h200-sxm").phases
     assert {p.name: peaks[p.name] for p in phases} == {p.name: p.bytes for p in phases}
     return events
-
-
-@pytest.mark.parametrize(("case", "scenario"), _accuracy_scenarios(), ids=lambda x: str(x)[:70])
-def test_accuracy_case_peaks(case: str, scenario: Scenario) -> None:
-    """Every accuracy case's timeline peaks at each phase's bytes, to the byte."""
-    _check(scenario)
 
 
 @pytest.mark.parametrize("name", UNIT)
