@@ -73,6 +73,35 @@ def test_unit_scenario_peaks(name: str) -> None:
     _check(_unit(UNIT[name]))
 
 
+OTHER_MODELS: dict[str, dict[str, Any]] = {
+    "parameter count": {"model": "generic", "params_millions": 350, "hidden_size": 1024},
+    "parameter count, inference": {
+        "model": "generic",
+        "params_millions": 350,
+        "hidden_size": 1024,
+        "mode": "inference",
+        "precision": "bf16",
+    },
+    "resnet50": {"model": "cnn", "cnn": "resnet50", "batch_size": 8},
+    "vgg16 AMP": {"model": "cnn", "cnn": "vgg16", "batch_size": 8, "precision": "amp_bf16"},
+    "pipeline": {
+        "model": "transformer",
+        "config": LLAMA,
+        "stack": "fsdp2",
+        "pipeline_parallel": 2,
+        "batch_size": 4,
+        "num_gpus": 2,
+        "precision": "amp_bf16",
+    },
+}
+
+
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_other_models_peaks(name: str) -> None:
+    """A parameter count, CNNs and a pipeline rank reach each phase's bytes too."""
+    _check(parse(OTHER_MODELS[name]))
+
+
 def test_events_are_well_formed() -> None:
     """Marks name known phases, allocations name components, every free frees a live key."""
     events = _check(_unit({"checkpointing": "full"}))
