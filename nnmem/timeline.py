@@ -294,6 +294,7 @@ class _Walk:
         # A checkpointed layer's tensors that are not saved: born and freed as the layer
         # runs (in forward under checkpointing, and again when backward recomputes it).
         self.transient: Item | None = None
+        self.carried: list[Op] = []  # births a phase could not hold, for the next
         if shape.layer_full:
             term = Term("temporaries", "tensors of a checkpointed layer, not saved", 0, "", "")
             self.transient = Item(term, 0)
@@ -380,7 +381,8 @@ class _Walk:
             for index in range(len(self.pieces(item)))
             if (item, index) not in freed
         ]
-        ops = leftovers + ops
+        ops = leftovers + self.carried + ops
+        self.carried = []
         frees = [i for i, (kind, _, _) in enumerate(ops) if kind == "free"]
         movable = [i for i in frees if (ops[i][1], ops[i][2]) not in peak]
         done = [False] * len(ops)
@@ -431,6 +433,11 @@ class _Walk:
                     # Born beside the peak it would pass: born just after it.
                     waiting.append((item, index))
                     continue
+                if outside and self.live_bytes + size > bound:
+                    # Past the phase's peak even with every free taken: the engine
+                    # counts it in a later phase, so it is born there.
+                    self.carried.append(("alloc", item, index))
+                    continue
                 self.alloc(item, index)
                 if (item, index) in missing:
                     missing.discard((item, index))
@@ -441,8 +448,12 @@ class _Walk:
                     for item_, index_ in deferred:
                         self.free(item_, index_)
                     for item_, index_ in waiting:
-                        make_room(self.pieces(item_)[index_].size)
-                        self.alloc(item_, index_)
+                        size_ = self.pieces(item_)[index_].size
+                        make_room(size_)
+                        if self.live_bytes + size_ > bound:
+                            self.carried.append(("alloc", item_, index_))
+                        else:
+                            self.alloc(item_, index_)
             elif not reached and (item, index) in peak and not again[i]:
                 # A piece of the peak freed before the peak is reached waits for it.
                 deferred.append((item, index))

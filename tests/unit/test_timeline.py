@@ -2,8 +2,9 @@
 reaches each phase's peak exactly.
 
 The engine's phases list what is live at each phase's peak; the timeline's live total,
-taken over each mark's span, must give the same bytes, for every accuracy case and for
-the stacks and settings the accuracy suite does not measure.
+taken over each mark's span, must give the same bytes, here for the stacks and settings
+the accuracy suite does not measure (tests/test_timeline_accuracy.py holds it for every
+accuracy case).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from benchmarks.accuracy import compare
 from nnmem.estimate import estimate
 from nnmem.result import COMPONENTS, PHASE_LABELS
 from nnmem.scenario import Scenario, parse
@@ -27,19 +27,6 @@ LLAMA = {
     "num_key_value_heads": 8,
     "vocab_size": 128256,
 }
-
-
-def _accuracy_scenarios() -> list[tuple[str, Scenario]]:
-    out = []
-    for case in [
-        *compare.load_cases(compare.MEASURED_CUDA),
-        *compare.load_cases(compare.MEASURED),
-    ]:
-        try:
-            out.append((case["id"], parse(compare.scenario_for(case))))
-        except compare.Unsupported:
-            continue
-    return out
 
 
 UNIT: dict[str, dict[str, Any]] = {
@@ -79,17 +66,40 @@ def _check(scenario: Scenario) -> list[tuple[object, ...]]:
     return events
 
 
-@pytest.mark.parametrize(("case", "scenario"), _accuracy_scenarios(), ids=lambda x: str(x)[:70])
-def test_accuracy_case_peaks(case: str, scenario: Scenario) -> None:
-    """Every accuracy case's timeline peaks at each phase's bytes, to the byte."""
-    _check(scenario)
-
-
 @pytest.mark.parametrize("name", UNIT)
 def test_unit_scenario_peaks(name: str) -> None:
     """Training with and without checkpointing, LoRA, ZeRO, FSDP2, DDP, accumulation,
     offloading and inference reach each phase's bytes, to the byte."""
     _check(_unit(UNIT[name]))
+
+
+OTHER_MODELS: dict[str, dict[str, Any]] = {
+    "parameter count": {"model": "generic", "params_millions": 350, "hidden_size": 1024},
+    "parameter count, inference": {
+        "model": "generic",
+        "params_millions": 350,
+        "hidden_size": 1024,
+        "mode": "inference",
+        "precision": "bf16",
+    },
+    "resnet50": {"model": "cnn", "cnn": "resnet50", "batch_size": 8},
+    "vgg16 AMP": {"model": "cnn", "cnn": "vgg16", "batch_size": 8, "precision": "amp_bf16"},
+    "pipeline": {
+        "model": "transformer",
+        "config": LLAMA,
+        "stack": "fsdp2",
+        "pipeline_parallel": 2,
+        "batch_size": 4,
+        "num_gpus": 2,
+        "precision": "amp_bf16",
+    },
+}
+
+
+@pytest.mark.parametrize("name", OTHER_MODELS)
+def test_other_models_peaks(name: str) -> None:
+    """A parameter count, CNNs and a pipeline rank reach each phase's bytes too."""
+    _check(parse(OTHER_MODELS[name]))
 
 
 def test_events_are_well_formed() -> None:
