@@ -1,6 +1,7 @@
 """Time the "Memory over the step" chart, and each part of the calculator's reply.
 
     .venv/bin/python benchmarks/timeline_speed.py
+    node benchmarks/engine_speed_pyodide.mjs timeline_speed.py   # inside Pyodide
 
 For each scenario of benchmarks/page_speed.py: the events (nnmem.timeline), the two
 replays and the downsampling (nnmem.render.timeline_svg.trace_step), the SVG; then the
@@ -21,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # page_speed, also under runpy
 
 from page_speed import REQUESTS
 
