@@ -3,13 +3,15 @@ toggle shows what expandable_segments:True saves without changing the total."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+import re
+
+from playwright.sync_api import Browser, Page, expect
 
 from nnmem.estimate import allocator_config
-from nnmem.render.timeline_svg import StepTrace, saving_text, trace_step
+from nnmem.render.timeline_svg import StepTrace, saving_text, timeline_svg, trace_step
 from nnmem.scenario import parse
 from nnmem.web.step_chart import step_chart_events
-from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form
+from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
 
 
 def cpython_trace(values: dict[str, str]) -> StepTrace:
@@ -67,9 +69,32 @@ def test_expandable_segments_setting_swaps_the_lines(calculator: Page) -> None:
 
 
 def test_example_chart_names_its_phases(calculator: Page) -> None:
-    """The example's load is 3 events of 69, too narrow for its name; the forward pass
-    is the first named."""
+    """The live chart names the phases CPython's does (the load is too narrow for its
+    name), in order."""
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(DEFAULT_TOTAL))
     expect(calculator.locator("#part-timeline svg.timeline")).to_have_attribute("role", "img")
-    labels = calculator.locator("#part-timeline .tl-phase-label")
-    expect(labels).to_have_text(["Forward", "Backward", "Forward", "Backward"])
+    svg = timeline_svg(cpython_trace(DEFAULT_FORM))
+    names = re.findall(r'class="tl-phase-label"[^>]*>([^<]+)<', svg)
+    assert names[0] == "Forward"
+    expect(calculator.locator("#part-timeline .tl-phase-label")).to_have_text(names)
+
+
+def test_phone_shows_the_step_legibly(browser: Browser, site_url: str) -> None:
+    """At 390 x 844 the section is no wider than the screen and its chart's text is at
+    least 9 px tall, as the other charts' is."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    page.check("#timeline-expandable")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator(".timeline-box").bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 390
+    smallest = page.evaluate(
+        """() => Math.min(...[...document.querySelectorAll('#part-timeline svg.timeline text')]
+             .map((t) => t.getBoundingClientRect().height).filter((h) => h > 0))"""
+    )
+    assert smallest >= 9, f"step chart text is {smallest:.1f} px tall on a phone"
+    context.close()
