@@ -74,13 +74,10 @@ export function startEngine(host, { onReady, onResult, onFail }) {
     } else if (message.type === "ready") {
       ready = true;
       clearTimeout(timer);
-      engine.dataset.start = message.start;
       performance.mark("nnmem:ready");
       progress.hidden = true;
       setEngine("ready", LIVE);
       onReady();
-    } else if (message.type === "kept") {
-      engine.dataset.kept = "true"; // the next visit will start Python from it
     } else if (message.type === "error") {
       fail(message.text);
     } else if (message.type === "result") {
