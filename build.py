@@ -15,10 +15,12 @@ nnmem, so the guide can never disagree with the calculator.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import html
 import io
 import json
+import lzma
 import os
 import re
 import shutil
@@ -251,19 +253,122 @@ def tool_context(page: Page) -> dict[str, Any] | None:
         raise BuildError(f"{page.source.name}: {error}") from error
 
 
+# The package the page's Python starts from: the bundle ships what it imports, no more.
+WEB_PACKAGE = "nnmem.web"
+
+
+def module_files(package_dir: Path) -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its ``__init__``)."""
+    modules = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        parts = path.relative_to(package_dir.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that ``name`` imports anywhere in its file, with the
+    packages that hold them."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    named = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here.split(".")[: len(here.split(".")) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            named |= {module, *(f"{module}.{alias.name}" for alias in node.names)}
+    found = set()
+    for dotted in named:
+        parts = dotted.split(".")
+        found |= {".".join(parts[:end]) for end in range(1, len(parts) + 1)} & known
+    return found
+
+
+def web_modules(package_dir: Path, start: str = WEB_PACKAGE) -> set[str]:
+    """The modules the page can reach: ``start``, its submodules and every module they
+    import, at the top of a file or inside a function (the CLI, say, is left out)."""
+    files = module_files(package_dir)
+    known = set(files)
+    todo = [m for m in files if m == start or m.startswith(f"{start}.")]
+    reached: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += _imports(module, files[module], known)
+    return reached
+
+
+class _Docstrings(ast.NodeTransformer):
+    """Drop the docstrings of a module, its classes and functions."""
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+        return node
+
+
+def shipped_source(source: str) -> str:
+    """The code of a module as the page runs it: no docstrings, comments or blank lines.
+
+    The tree is the source's, less its docstrings, so the page runs the tested code; the
+    doctests stay in the repository, where they run.
+
+    >>> print(shipped_source("'Doc.'\\n\\ndef f(x):  # why\\n    'One line.'\\n    return x\\n"))
+    def f(x):
+        return x
+    <BLANKLINE>
+    """
+    tree = _Docstrings().visit(ast.parse(source))
+    return ast.unparse(tree) + "\n"
+
+
+def shipped_json(text: str) -> str:
+    """A data file without the indentation that only a reader of the file needs."""
+    return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+
+
 def bundle_nnmem(package_dir: Path) -> bytes:
-    """Zip the nnmem package (sources and data, no caches) for Pyodide to unpack."""
+    """Pack what the page imports of the nnmem package, and its data, for Pyodide.
+
+    Modules no page reaches (the command line) stay out; the code goes without
+    docstrings and comments, the data without indentation. The files are stored in a
+    zip that is compressed whole with xz, which finds what the modules share: 0.13 MB
+    where a deflated zip of the package was 0.30 MB. The worker unpacks it with
+    Python's lzma and zipfile (see worker.js).
+    """
+    reached = web_modules(package_dir)
+    code = [path for name, path in module_files(package_dir).items() if name in reached]
+    data = sorted((package_dir / "data").glob("*.json"))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(package_dir.rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
-            name = path.relative_to(package_dir.parent).as_posix()
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(code) + data:
+            text = path.read_text(encoding="utf-8")
+            shipped = shipped_source(text) if path.suffix == ".py" else shipped_json(text)
+            info = zipfile.ZipInfo(path.relative_to(package_dir.parent).as_posix(), ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+            archive.writestr(info, shipped.encode("utf-8"))
+    return lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME)
+
+
+def unpack_bundle(bundle: bytes) -> zipfile.ZipFile:
+    """The zip inside a bundle, as the worker reads it."""
+    return zipfile.ZipFile(io.BytesIO(lzma.decompress(bundle)))
 
 
 def short_hash(data: bytes) -> str:
@@ -466,7 +571,7 @@ def build(
     pages = load_content(content or root / "content")
     bundle = bundle_nnmem(root / "nnmem")
     site = Site()
-    bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip"
+    bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip.xz"
     site.files[bundle_name] = bundle
     assets = versioned_assets(static, site)
     # The core's folder names its version, so a browser may keep it as long as it likes.

@@ -17,7 +17,8 @@ For both it measures, in milliseconds from the start of navigation:
   painted complete answer, verdict and plot included (``nnmem:complete``), for the default
   form and for Llama 3.1 8B with an H100 chosen;
 - transfer: bytes the server sent per visit (it does not compress; gzip sizes are given
-  per file) and how many requests it answered.
+  per file, and the bytes beyond the five core files with text gzipped as GitHub Pages
+  sends it) and how many requests it answered.
 
 Every figure is the median over the runs (recalculations: median and 95th percentile of
 all of them). The machine's load average is printed with the figures.
@@ -331,6 +332,14 @@ def main() -> int:
         f"the five core files: {core_bytes:,} B; page cold minus core: "
         f"{statistics.median(sent['page cold']) - core_bytes:,.0f} B"
     )
+    # GitHub Pages sends text compressed (Content-Encoding: gzip); this server does not.
+    text = (".html", ".js", ".mjs", ".css", ".json", ".svg", "/")
+    extra = sum(
+        packed if name.endswith(text) or name == "" else raw
+        for name, (raw, packed) in sizes.items()
+        if not name.startswith(core)
+    )
+    print(f"beyond the core, text gzipped as GitHub Pages sends it: {extra:,} B")
     print("files of a cold calculator visit (raw, gzip):")
     for name, (raw, packed) in sizes.items():
         print(f"  {name:44} {raw:>11,} {packed:>11,}")

@@ -55,7 +55,9 @@ def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
 
 def test_exact_file_list(site: Path) -> None:
     listing = files(site)
-    bundles = {name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip", name)}
+    bundles = {
+        name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip\.xz", name)
+    }
     assert len(bundles) == 1
     pages = {
         build.read_front_matter(p.read_text())[0].get("output", f"{p.stem}.html")
@@ -187,15 +189,14 @@ def test_bad_base_path_is_refused(bad: str) -> None:
 
 
 def test_bundle_is_reproducible_and_importable(site: Path, tmp_path: Path) -> None:
-    """Two builds give the same bytes; the zip holds nnmem and imports on its own."""
-    bundle = next((site / "assets").glob("nnmem-*.zip"))
+    """Two builds give the same bytes; the bundle holds nnmem and imports on its own."""
+    bundle = next((site / "assets").glob("nnmem-*.zip.xz"))
     assert bundle.read_bytes() == build.bundle_nnmem(ROOT / "nnmem")
-    assert bundle.name == f"nnmem-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]}.zip"
-    with zipfile.ZipFile(io.BytesIO(bundle.read_bytes())) as archive:
+    assert bundle.name == f"nnmem-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]}.zip.xz"
+    with build.unpack_bundle(bundle.read_bytes()) as archive:
         names = archive.namelist()
         archive.extractall(tmp_path)
     assert "nnmem/__init__.py" in names
-    assert "nnmem/py.typed" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     run = subprocess.run(
         [sys.executable, "-c", "import nnmem, sys; print(nnmem.__file__)"],
@@ -205,6 +206,42 @@ def test_bundle_is_reproducible_and_importable(site: Path, tmp_path: Path) -> No
         check=True,
     )
     assert run.stdout.startswith(str(tmp_path))
+
+
+def _without_docstrings(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def test_bundle_ships_the_tested_code_and_data(site: Path) -> None:
+    """Each shipped module parses to its source's tree less the docstrings, each data
+    file to the same JSON; the command line, which no page imports, stays out; and the
+    bundle is under 150 kB."""
+    bundle = next((site / "assets").glob("nnmem-*.zip.xz")).read_bytes()
+    assert len(bundle) < 150_000
+    with build.unpack_bundle(bundle) as archive:
+        shipped = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nnmem").rglob("*.py")}
+    left_out = sources - shipped.keys()
+    assert left_out == {"nnmem/__main__.py", "nnmem/cli.py", "nnmem/allocator.py"}
+    for name, text in shipped.items():
+        source = (ROOT / name).read_text(encoding="utf-8")
+        if name.endswith(".py"):
+            assert "#" not in text.split("\n", 1)[0]
+            assert ast.dump(ast.parse(text)) == _without_docstrings(ast.parse(source)), name
+        else:
+            assert re.fullmatch(r"nnmem/data/\w+\.json", name)
+            assert json.loads(text) == json.loads(source)
+            assert "\n" not in text
 
 
 def test_missing_template_variable_fails_the_build(tmp_path: Path) -> None:

@@ -12,12 +12,19 @@ from typing import Any
 from nnmem.errors import NnmemError
 from nnmem.scenario import load_json
 from nnmem.validation import shown
-from nnmem.web import calculator, checkpoint, tools
+from nnmem.web import calculator
 from nnmem.web.reply import fatal, reply
 
 CALCULATOR = "calculator"
 CHECKPOINT = "checkpoint"  # the calculator's model reader: headers in, controls to fill out
-PAGES = (CALCULATOR, CHECKPOINT, *tools.TOOLS)
+
+
+def pages() -> tuple[str, ...]:
+    """Every page that asks. The model reader and the tools are imported on their first
+    request: the calculator's first answer, which a visit waits for, needs neither."""
+    from nnmem.web import tools
+
+    return (CALCULATOR, CHECKPOINT, *tools.TOOLS)
 
 
 def _read(request: str) -> tuple[str, dict[str, Any], str]:
@@ -27,9 +34,9 @@ def _read(request: str) -> tuple[str, dict[str, Any], str]:
     if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
         raise NnmemError.single("fields", "The request must hold a fields object.")
     page = data.get("page", CALCULATOR)
-    if page not in PAGES:
+    if page not in (CALCULATOR, CHECKPOINT) and page not in pages():
         raise NnmemError.single(
-            "page", f"Page must be one of {', '.join(PAGES)} (got {shown(page)})."
+            "page", f"Page must be one of {', '.join(pages())} (got {shown(page)})."
         )
     part = data.get("part", "all")
     if page == CALCULATOR and part not in calculator.PARTS:
@@ -62,8 +69,12 @@ column 1.'}]
         if page == CALCULATOR:
             answer = calculator.answer(fields, part)
         elif page == CHECKPOINT:
+            from nnmem.web import checkpoint
+
             answer = checkpoint.answer(fields)
         else:
+            from nnmem.web import tools
+
             answer = tools.answer(page, fields)
     except NnmemError as error:
         answer = reply(False, error.problems)

@@ -29,10 +29,14 @@ async function init({ indexURL, bundle }) {
   const { loadPyodide } = await import(`${indexURL}pyodide.mjs`);
   const pyodide = await loadPyodide({ indexURL });
   progress(2, "Step 2 of 3: loading the nnmem package…");
-  const archive = await archiving;
-  const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
-  pyodide.unpackArchive(archive, "zip", { extractDir: sitePackages });
-  pyodide.runPython("import importlib; importlib.invalidate_caches()");
+  // The bundle is a zip compressed whole with xz (see build.py's bundle_nnmem).
+  pyodide.FS.writeFile("/tmp/nnmem.zip.xz", await archiving);
+  pyodide.runPython(
+    "import importlib, io, lzma, site, zipfile\n" +
+      'with open("/tmp/nnmem.zip.xz", "rb") as packed:\n' +
+      "    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read()))).extractall(site.getsitepackages()[0])\n" +
+      "importlib.invalidate_caches()",
+  );
   progress(3, "Step 3 of 3: starting the calculator…");
   handle = pyodide.pyimport("nnmem.web").handle;
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
