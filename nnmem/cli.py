@@ -66,6 +66,7 @@ FLAGS = {
     "optimizer_in_backward": "--optimizer-in-backward",
     "activation_offload": "--activation-offload",
     "paged_optimizer": "--paged-optimizer",
+    "torch_compile": "--torch-compile",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
     "pipeline_schedule": "--pipeline-schedule",
@@ -109,6 +110,11 @@ MEMORY_FLAGS = (
         "paged_optimizer",
         "BOOL",
         "adamw or adamw_8bit as bitsandbytes PagedAdamW / PagedAdamW8bit (unified memory)",
+    ),
+    (
+        "torch_compile",
+        "BOOL",
+        "each Llama-style block under torch.compile, in 16-bit compute (torchtitan, torchtune)",
     ),
     (
         "sequence_parallel",

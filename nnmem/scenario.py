@@ -568,6 +568,9 @@ class Scenario:
     activation_offload: bool = False
     # bitsandbytes PagedAdamW (32-bit states) or PagedAdamW8bit, by the optimizer
     paged_optimizer: bool = False
+    # torch.compile of each transformer block (torchtitan apply_compile, torchtune
+    # compile_model): Inductor recomputes the cheap elementwise tensors in backward.
+    torch_compile: bool = False
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -799,6 +802,7 @@ LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
 OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")
 ACTIVATION_OFFLOAD = FlagSpec("activation_offload", "Activation offloading")
 PAGED_OPTIMIZER = FlagSpec("paged_optimizer", "Paged optimizer")
+TORCH_COMPILE = FlagSpec("torch_compile", "Compiled blocks")
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -954,6 +958,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         OPTIMIZER_IN_BACKWARD,
         ACTIVATION_OFFLOAD,
         PAGED_OPTIMIZER,
+        TORCH_COMPILE,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -1090,7 +1095,13 @@ def stack_inactive(
     return off
 
 
-MEMORY_FEATURE_KEYS = ("loss", "loss_chunks", "optimizer_in_backward", "activation_offload")
+MEMORY_FEATURE_KEYS = (
+    "loss",
+    "loss_chunks",
+    "optimizer_in_backward",
+    "activation_offload",
+    "torch_compile",
+)
 
 
 def language_model(model: object) -> bool:
@@ -1135,6 +1146,8 @@ def memory_features_inactive(
     off = set()
     if not language_model(model):
         off |= {"loss", "loss_chunks"}
+    if not compile_applies(model):
+        off.add("torch_compile")
     if loss is not Loss.CHUNKED:
         off.add("loss_chunks")
     if not in_backward_applies(stack, sharding):
@@ -1143,6 +1156,19 @@ def memory_features_inactive(
         # Each parameter's hook steps and frees its gradient: no zero_grad to place.
         off.add("zero_grad")
     return off
+
+
+def compile_applies(model: object) -> bool:
+    """Whether compiled blocks are modelled for the model: a Llama-style decoder layer (RMSNorm
+    with a 16-bit output, a gated MLP), the block benchmarks/stacks/compiled_block.py
+    measured; not Gemma's norm (its normalized output stays fp32) nor GPT-2's LayerNorm."""
+    return (
+        isinstance(model, Transformer)
+        and model.family in (Family.DECODER, Family.MOE)
+        and model.rms_norm
+        and model.gated_mlp
+        and not model.model_type.startswith("gemma")
+    )
 
 
 TP_FEATURE_KEYS = ("sequence_parallel", "loss_parallel")

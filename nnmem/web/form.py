@@ -410,6 +410,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "activations wait in pinned CPU memory, shown beside the GPU figure.",
         "",
     ),
+    "torch_compile": (
+        "torch.compile of each block (torchtitan apply_compile, torchtune compile_model): "
+        "the norms keep their 16-bit input, SiLU is recomputed; Llama-style blocks in "
+        "16-bit compute (under autocast the eager tensors are shown).",
+        "",
+    ),
     "paged_optimizer": (
         "bitsandbytes PagedAdamW / PagedAdamW8bit (optim/optimizer.py get_state_buffer): "
         "large states in unified memory, shown beside the GPU figure.",
@@ -606,6 +612,7 @@ _ADVANCED_KEYS = (
     "optimizer_in_backward",
     "activation_offload",
     "paged_optimizer",
+    "torch_compile",
     "kv_cache_dtype",
     "logits",
     "stack",

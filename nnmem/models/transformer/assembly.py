@@ -22,6 +22,7 @@ from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer import cache
 from nnmem.models.transformer.context import (
+    COMPILED_BLOCK,
     HF,
     HF_CACHE,
     HF_LOSS,
@@ -51,6 +52,7 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
     Stack,
+    compile_applies,
     in_backward_applies,
     language_model,
     pipeline_microbatches,
@@ -195,8 +197,10 @@ TORCHTITAN_LAYER_SAC = (
 def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What torchtitan's per-op selective checkpointing keeps per layer: the block's
     input, the outputs of the 1st, 3rd, 5th and 7th matmuls of a Llama block (q, v,
-    gate and down projections) and the attention kernel's output and log-sum-exp."""
-    return [
+    gate and down projections) and the attention kernel's output and log-sum-exp. A
+    compiled block does not keep the down projection's output, which no backward op
+    reads (measured: benchmarks/stacks/compiled_block.py, the policy under compile)."""
+    rows = [
         Row("layer input kept by checkpointing", ("b", x, "h"), "res"),
         Row("q projection output", ("b", x, "q"), "act"),
         Row("v projection output", ("b", x, "kv"), "act"),
@@ -205,6 +209,7 @@ def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
         Row("attention output", ("b", "a", x, "d"), "act"),
         Row("softmax log-sum-exp", ("b", "a", x), "f32"),
     ]
+    return [r for r in rows if not (c.compiled and r.tag == PARTIAL)]
 
 
 def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
@@ -358,9 +363,11 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
         if stage is not None:
             depth, n = "L_saved", stage.saved_layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
-        source = HF
+        source = f"{HF}; {COMPILED_BLOCK}" if c.compiled else HF
         if s.checkpointing is Checkpointing.PER_OP:
             kept, source = per_op_rows(c, x), TORCHTITAN_SAC
+            if c.compiled:
+                source = f"{TORCHTITAN_SAC}; {COMPILED_BLOCK}"
         if s.checkpointing is Checkpointing.EVERY_N:
             # torchtitan _apply_ac_to_transformer_block (layer SAC): a counter from 1 per
             # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
@@ -1074,6 +1081,16 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
     notes += cache.approximation_notes(t)
+    if c.compiled:
+        notes.append(
+            "Compiled blocks: each RMSNorm keeps its 16-bit input, not its fp32 upcast and "
+            "normalized output, and SiLU(gate) is recomputed in backward."
+        )
+    elif s.torch_compile and compile_applies(t):
+        notes.append(
+            "Compiled blocks are modelled in 16-bit compute (pure 16-bit, FSDP2 or DeepSpeed); "
+            "under autocast the eager tensors are shown."
+        )
     if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
         notes.append(
             "Selective checkpointing drops the stored attention scores and probabilities "
