@@ -85,10 +85,11 @@ E4_405_NOTE = (
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "
-    "inputs and 23.5 GiB of loss tensors per rank. nnmem is about a quarter low of a "
-    "reserved peak, not attributed: Float8 is not modelled, and the "
-    "allocator's cache beside 2 GiB gathered inputs and the 8 GiB loss tensors is counted "
-    "at a flat 5%"
+    "inputs and, in backward, 31 GiB of loss tensors per rank (loss_parallel's fused "
+    "backward holds zeros, exp and their sum beside the saved fp32 log-softmax). Without "
+    "AsyncTP nnmem is 14% low of a reserved peak, not attributed: Float8 is not modelled, "
+    "and the allocator's cache beside 2 GiB gathered inputs and 8 GiB loss tensors is "
+    "counted at a flat 5%"
 )
 
 

@@ -547,7 +547,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
     """(saved by the loss, logits at the end of forward, extra at the loss peak, extra at
     the start of backward)."""
     t = c.t
-    if _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1:
+    vocab_parallel = _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1
+    if vocab_parallel:
         # torchtitan parallelize_llama: the output head is ColwiseParallel with
         # output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
         # (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and
@@ -618,7 +619,39 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
             HF_LOSS,
         )
     ]
+    if vocab_parallel:
+        loss_extra.append(
+            as_term(
+                "logits",
+                "shifted logits (x − max) of the sharded log-softmax",
+                [Row("shifted logits", dims, lw)],
+                c.sizes,
+                c.widths,
+                LOSS_PARALLEL,
+            )
+        )
+        grads = [
+            as_term(
+                "temporaries",
+                "zeros, exp and their sum in the fused loss-parallel backward",
+                [Row("logits gradients", dims, lw, 3)],
+                c.sizes,
+                c.widths,
+                LOSS_PARALLEL,
+            )
+        ]
     return saved, logits, loss_extra, grads
+
+
+LOSS_PARALLEL = (
+    "torch torch/distributed/tensor/parallel/loss.py, which loss_parallel() dispatches the "
+    "sharded cross-entropy to: _log_softmax keeps shifted = x − max beside the fp32 logits "
+    "and the result while exp(shifted) is summed; _nll_loss_and_log_softmax_backward "
+    "(nll and log-softmax backward fused) holds grad_input = zeros_like(x), exp(x) and "
+    "grad_input + exp(x) beside the saved log-softmax. Measured: "
+    "benchmarks/stacks/loss_parallel.py (torch 2.13), 12 and 16 B a logit of the shard "
+    "above the 16-bit logits, where aten's kernels hold 8 and 12"
+)
 
 
 HF_FP32_LOGITS = (
