@@ -69,6 +69,7 @@ FLAGS = {
     "torch_compile": "--torch-compile",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
+    "context_parallel": "--context-parallel",
     "pipeline_schedule": "--pipeline-schedule",
     "pipeline_microbatches": "--pipeline-microbatches",
 }
@@ -126,6 +127,11 @@ MEMORY_FLAGS = (
         "loss_parallel",
         "BOOL",
         "with tensor parallelism: the logits stay split by vocabulary (torchtitan loss_parallel)",
+    ),
+    (
+        "context_parallel",
+        "N",
+        "fsdp2 training: the sequence split over N ranks with ring attention (torchtitan CP)",
     ),
     (
         "pipeline_schedule",

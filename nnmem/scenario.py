@@ -588,6 +588,10 @@ class Scenario:
     sequence_parallel: bool = False
     # torchtitan loss_parallel: the head's output stays sharded by vocabulary into the loss.
     loss_parallel: bool = False
+    # torchtitan context parallelism (torch.distributed.tensor.experimental
+    # context_parallel): the sequence split over this many ranks, ring attention between
+    # them; FSDP2 shards over the data-parallel and context-parallel ranks together.
+    context_parallel: int = 1
     # training pipeline parallelism is pipeline_parallel (below, shared with vLLM), run
     # with this schedule over this many micro-batches (None: torchtitan's default, one per
     # stage of the pipeline)
@@ -817,6 +821,7 @@ NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
 TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
 SEQUENCE_PARALLEL = FlagSpec("sequence_parallel", "Sequence parallelism")
 LOSS_PARALLEL = FlagSpec("loss_parallel", "Loss parallelism")
+CONTEXT_PARALLEL = whole("context_parallel", "Context-parallel degree", 1_024)
 PIPELINE_SCHEDULE = ChoiceSpec("pipeline_schedule", "Pipeline schedule", PipelineSchedule)
 PIPELINE_MICROBATCHES = whole("pipeline_microbatches", "Pipeline micro-batches", 1_000_000)
 GPU_UTILIZATION = NumberSpec(
@@ -972,6 +977,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         TENSOR_PARALLEL,
         SEQUENCE_PARALLEL,
         LOSS_PARALLEL,
+        CONTEXT_PARALLEL,
         PIPELINE_SCHEDULE,
         PIPELINE_MICROBATCHES,
         OFFLOAD,
@@ -1265,6 +1271,7 @@ def inactive_fields(
         "paged_optimizer",
         *TP_FEATURE_KEYS,
         *PIPELINE_KEYS,
+        "context_parallel",
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
@@ -1276,6 +1283,8 @@ def inactive_fields(
         off |= tp_features_inactive(model, tensor_parallel)
         off -= {"pipeline_parallel"}
         off |= pipeline_inactive(model, pipeline_parallel)
+        if not pipeline_applies(model):
+            off.add("context_parallel")  # ring attention over a decoder LM's causal mask
         if device is Device.CPU:
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
@@ -1504,17 +1513,56 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
             )
         )
     problems += _pipeline_checks(s)
+    problems += _context_parallel_checks(s)
     tp = s.tensor_parallel
     sp_read = "sequence_parallel" not in tp_features_inactive(s.model, tp)
-    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and s.seq_len % tp:
+    cp = s.context_parallel if pipeline_applies(s.model) else 1
+    local = s.seq_len // cp  # each context-parallel rank's share
+    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and local % tp:
         # Megatron-LM core/tensor_parallel/mappings.py _split_along_first_dim asserts the
         # sequence (its first dimension) divides by the tensor-parallel world size.
         problems.append(
             Problem(
                 "sequence_parallel",
-                f"Sequence parallelism splits the {s.seq_len:,} tokens over the {tp} "
+                f"Sequence parallelism splits the {local:,} tokens over the {tp} "
                 "tensor-parallel ranks: choose a seq_len divisible by tensor_parallel, or "
                 "turn it off.",
+            )
+        )
+    return problems
+
+
+def _context_parallel_checks(s: Scenario) -> list[Problem | None]:
+    cp = s.context_parallel
+    if cp < 2 or s.mode is not Mode.TRAINING or not pipeline_applies(s.model):
+        return []
+    if s.stack is not Stack.FSDP2 or s.finetune is not Finetune.FULL:
+        # torchtitan composes context parallelism with FSDP2 (its dp_shard_cp mesh).
+        return [
+            Problem(
+                "context_parallel",
+                "Context parallelism is modelled as torchtitan runs it: choose the fsdp2 "
+                "stack and full fine-tuning, or set context_parallel to 1.",
+            )
+        ]
+    problems: list[Problem | None] = []
+    if s.seq_len % (2 * cp):
+        # torch _load_balancer.py _HeadTailLoadBalancer: the sequence is cut into 2·cp
+        # chunks, rank r taking chunk r and chunk 2·cp − 1 − r (asserts divisibility).
+        problems.append(
+            Problem(
+                "context_parallel",
+                f"Context parallelism cuts the {s.seq_len:,} tokens into 2 × {cp} equal "
+                f"chunks: choose a seq_len divisible by {2 * cp}.",
+            )
+        )
+    groups = s.tensor_parallel * (s.pipeline_parallel if s.pipelined else 1) * cp
+    if s.num_gpus % groups:
+        problems.append(
+            Problem(
+                "context_parallel",
+                f"Context-parallel degree {cp} times the tensor- and pipeline-parallel "
+                f"degrees must divide the number of GPUs ({s.num_gpus}).",
             )
         )
     return problems

@@ -439,6 +439,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "over the tensor-parallel GPUs into the loss.",
         "",
     ),
+    "context_parallel": (
+        "torchtitan context parallelism (torch context_parallel): each rank holds "
+        "seq_len ÷ degree tokens, and ring attention gathers every rank's keys and values; "
+        "FSDP2 shards over these ranks too.",
+        "",
+    ),
     "offload_optimizer": (
         "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
         "",
@@ -621,6 +627,7 @@ _ADVANCED_KEYS = (
     "tensor_parallel",
     "sequence_parallel",
     "loss_parallel",
+    "context_parallel",
     "pipeline_parallel",
     "pipeline_schedule",
     "pipeline_microbatches",

@@ -32,6 +32,7 @@ from nnmem.models.transformer.context import (
     Ctx,
     _softcap,
     context,
+    context_parallel,
     softcap_notes,
 )
 from nnmem.models.transformer.tables import layer_tables, outside_rows
@@ -533,6 +534,41 @@ def _tp_split(rows: list[Row], tp: int) -> list[Row]:
         if TP_SPLIT_DIMS & set(r.dims)
         else r
         for r in rows
+    ]
+
+
+# --- context parallelism -------------------------------------------------------------------
+
+RING_ATTENTION = (
+    "torch torch/distributed/tensor/experimental/_context_parallel/_attention.py "
+    "_templated_ring_attention_backward: grad_query, grad_key and grad_value accumulate "
+    "in fp32 (_cp_options.convert_to_f32), and the key/value rotater of the default "
+    "rotate method (_RotateMethod.ALL_GATHER, torchtitan's context_parallel_rotate_method "
+    "'allgather') all-gathers every rank's torch.cat of key and value at once "
+    "(_AllGatherRotater.exchange_buffers); torchtitan's Attention repeats the key/value "
+    "heads to every query head (repeat_kv) before the kernel"
+)
+
+
+def ring_attention_terms(c: Ctx) -> list[Term]:
+    """What one layer's ring-attention backward adds on a context-parallel rank: the
+    keys and values of all cp ranks, gathered, and the fp32 gradient accumulators."""
+    cp = context_parallel(c.s)
+    if cp < 2:
+        return []
+    rows = [
+        Row("keys and values of every context-parallel rank", ("b", "s", "q"), "act", 2 * cp),
+        Row("fp32 accumulators of the query, key and value gradients", ("b", "s", "q"), "f32", 3),
+    ]
+    return [
+        as_term(
+            "temporaries",
+            "ring attention: gathered keys and values, fp32 gradient accumulators",
+            parallel_split(c, rows),
+            c.sizes,
+            c.widths,
+            RING_ATTENTION,
+        )
     ]
 
 
@@ -1330,6 +1366,13 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
                 "runs again, and its saved tensors live until its backward ends",
             )
         ]
+    ring = ring_attention_terms(c)
+    if ring:
+        notes.append(
+            f"Context parallelism: each of the {s.context_parallel} context-parallel ranks "
+            f"holds {c.sizes['s']:,} of the {s.seq_len:,} tokens; ring attention gathers "
+            "every rank's keys and values while a layer's attention runs backward."
+        )
     base = [*weights, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
     if st.in_backward:
@@ -1346,6 +1389,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         *in_backward,
         *recompute,
         *inflight,
+        *ring,
         *dequant,
         *brought_back,
         *(step_terms if st.in_backward else []),

@@ -20,6 +20,7 @@ from nnmem.scenario import (
     Precision,
     Scenario,
     compile_applies,
+    pipeline_applies,
 )
 
 HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
@@ -140,6 +141,10 @@ def context(s: Scenario) -> Ctx:
     seq = t.seq_from_image if t.family is Family.VIT else s.seq_len
     if s.image_size and t.family is Family.VIT:
         seq = (s.image_size // t.patch_size) ** 2 + 1
+    if context_parallel(s) > 1:
+        # torch _context_parallel_buffers shards the inputs, labels and positions along
+        # the sequence: each rank runs the layers and the loss on seq_len / cp tokens.
+        seq //= s.context_parallel
     sizes = {
         "one": 1,
         "b": s.batch_size,
@@ -210,3 +215,9 @@ def compiled(s: Scenario) -> bool:
         and compile_applies(s.model)
         and not _widths(s).amp
     )
+
+
+def context_parallel(s: Scenario) -> int:
+    """The context-parallel degree the training step runs with (1 where it is not read)."""
+    applies = s.mode is Mode.TRAINING and pipeline_applies(s.model)
+    return s.context_parallel if applies else 1
