@@ -606,6 +606,12 @@ class Scenario:
     offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
     # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
     reduce_bucket_size: int = 500_000_000
+    # DeepSpeed ZeRO-3's gathering (zero_optimization.stage3_*, deepspeed/runtime/zero/
+    # config.py defaults): the prefetch bucket and the cap on gathered parameters, in
+    # elements, and the size under which a parameter is kept whole on every GPU.
+    stage3_prefetch_bucket_size: int = 50_000_000
+    stage3_max_live_parameters: int = 1_000_000_000
+    stage3_param_persistence_threshold: int = 100_000
     # inference
     new_tokens: int = 0
     kv_cache_dtype: KvDtype = KvDtype.AUTO
@@ -914,6 +920,11 @@ RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
 CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
+PREFETCH_BUCKET = whole("stage3_prefetch_bucket_size", "ZeRO-3 prefetch bucket", 10**12, low=0)
+MAX_LIVE = whole("stage3_max_live_parameters", "ZeRO-3 max live parameters", 10**12, low=0)
+PERSISTENCE = whole(
+    "stage3_param_persistence_threshold", "ZeRO-3 persistence threshold", 10**12, low=0
+)
 KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
 LOGITS = ChoiceSpec("logits", "Logits", Logits)
 KIND = ChoiceSpec("model", "Model", ModelKind)
@@ -987,6 +998,9 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         CPU_OFFLOAD,
         OFFLOAD_PARAM,
         REDUCE_BUCKET,
+        PREFETCH_BUCKET,
+        MAX_LIVE,
+        PERSISTENCE,
         NEW_TOKENS,
         KV_DTYPE,
         LOGITS,
@@ -1056,6 +1070,11 @@ _SERVED_OFF = frozenset(
 )
 
 
+ZERO3_KEYS = (
+    "stage3_prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "stage3_param_persistence_threshold",
+)
 STACK_KEYS = (
     "stack",
     "gradient_as_bucket_view",
@@ -1063,6 +1082,7 @@ STACK_KEYS = (
     "cpu_offload",
     "offload_param",
     "reduce_bucket_size",
+    *ZERO3_KEYS,
 )
 SINGLE_PROCESS = (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
 
@@ -1072,7 +1092,7 @@ def stack_inactive(
 ) -> set[str]:
     """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
-    off |= {"offload_param", "reduce_bucket_size"}
+    off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
         and sharding is not Sharding.NONE
@@ -1088,7 +1108,7 @@ def stack_inactive(
     elif zero:
         off -= {"reduce_bucket_size"}
         if sharding is Sharding.ZERO3:
-            off -= {"offload_param"}
+            off -= {"offload_param", *ZERO3_KEYS}
         off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
     elif sharding is Sharding.NONE:
         off.add("offload_optimizer")  # offload is a ZeRO feature

@@ -468,6 +468,21 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
         "values",
     ),
+    "stage3_prefetch_bucket_size": (
+        "DeepSpeed stage3_prefetch_bucket_size: parameters gathered ahead of the module "
+        "that runs, in elements (50,000,000).",
+        "",
+    ),
+    "stage3_max_live_parameters": (
+        "DeepSpeed stage3_max_live_parameters: the most parameters gathered at once, in "
+        "elements (1,000,000,000).",
+        "",
+    ),
+    "stage3_param_persistence_threshold": (
+        "DeepSpeed stage3_param_persistence_threshold: parameters under this many elements "
+        "are kept whole on every GPU (100,000).",
+        "",
+    ),
     "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
     "runtime": (
         "What serves the model: transformers generate, vLLM, or llama.cpp (Ollama and LM "
@@ -634,6 +649,9 @@ _ADVANCED_KEYS = (
     "offload_optimizer",
     "offload_param",
     "reduce_bucket_size",
+    "stage3_prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "stage3_param_persistence_threshold",
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",

@@ -1100,7 +1100,9 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     width = _param_width(s)
     held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
     depth = t.layers + t.encoder_layers if stage is None else stage.layers
-    sizes = stacks.ModelSizes.from_tensors(held_tensors, depth)
+    sizes = stacks.ModelSizes.from_tensors(
+        held_tensors, depth, persistence_threshold=s.stage3_param_persistence_threshold
+    )
     if stage is not None:
         c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
