@@ -248,9 +248,14 @@ def points() -> list[dict[str, Any]]:
                 },
                 "h100",
                 needs,
-                note="each rank holds 32,768 tokens, its parameters sharded over all 8 "
-                "(torchtitan's dp_shard_cp mesh); the ring attention's gathered keys and values "
-                "are alive after the loss's peak. About 11% short of a reserved peak, likely the "
+                note=(
+                    "each rank holds 32,768 tokens, its parameters sharded over all 8 "
+                    "(torchtitan's dp_shard_cp mesh); the ring attention's gathered keys and "
+                    "values are alive after the loss's peak. "
+                    if cp > 1
+                    else ""
+                )
+                + "About 11% short of a reserved peak, likely the "
                 "allocator's cache as in E1.fsdp: the 7.8 GiB of bf16 logits at 32,768 tokens, "
                 "freed before backward, beside 15.7 GiB fp32 loss gradients",
             )
