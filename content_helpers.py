@@ -749,13 +749,12 @@ def runtimes_accuracy() -> RuntimesAccuracy:
 
 # What each missing feature of a published point is, for the "why" column.
 FEATURES = {
-    "torch_compile": "torch.compile fuses elementwise ops and frees their outputs early",
     "float8": "Float8 training keeps 8-bit copies of some matmul inputs",
-    "context_parallel": "context parallelism's ring-attention buffers",
     "sequence_parallel": "tensor parallelism with sequence parallelism (norms and dropout "
     "split along the sequence) and torchtitan's loss parallel logits",
     "pipeline_parallel": "pipeline parallelism: each rank holds only its stage's layers",
     "async_tp": "AsyncTP's overlapped collectives",
+    "pipeline_buffers": "a pipeline stage's receive buffers for each micro-batch",
     "packing": "sample packing (the batch's real tokens, not the padded length)",
     "chunked_ce": "chunked cross-entropy: the fp32 logits exist one chunk at a time",
     "optimizer_in_backward": "optimizer-in-backward: each gradient is freed as soon as its "

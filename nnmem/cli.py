@@ -58,6 +58,9 @@ FLAGS = {
     "offload_optimizer": "--offload-optimizer",
     "offload_param": "--offload-param",
     "reduce_bucket_size": "--reduce-bucket-size",
+    "stage3_prefetch_bucket_size": "--stage3-prefetch-bucket-size",
+    "stage3_max_live_parameters": "--stage3-max-live-parameters",
+    "stage3_param_persistence_threshold": "--stage3-param-persistence-threshold",
     "gradient_as_bucket_view": "--gradient-as-bucket-view",
     "reshard_after_forward": "--reshard-after-forward",
     "cpu_offload": "--cpu-offload",
@@ -66,8 +69,10 @@ FLAGS = {
     "optimizer_in_backward": "--optimizer-in-backward",
     "activation_offload": "--activation-offload",
     "paged_optimizer": "--paged-optimizer",
+    "torch_compile": "--torch-compile",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
+    "context_parallel": "--context-parallel",
     "pipeline_schedule": "--pipeline-schedule",
     "pipeline_microbatches": "--pipeline-microbatches",
 }
@@ -79,6 +84,13 @@ STACK_FLAGS = (
     ("offload_optimizer", "BOOL", "DeepSpeed: master weights, m, v and the step on the CPU"),
     ("offload_param", "BOOL", "DeepSpeed ZeRO-3: 16-bit parameters on the CPU"),
     ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
+    ("stage3_prefetch_bucket_size", "N", "ZeRO-3 prefetch bucket, in elements (50,000,000)"),
+    ("stage3_max_live_parameters", "N", "ZeRO-3 cap on gathered parameters (1,000,000,000)"),
+    (
+        "stage3_param_persistence_threshold",
+        "N",
+        "ZeRO-3: parameters under N elements stay whole on every GPU (100,000)",
+    ),
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
     ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
@@ -111,6 +123,11 @@ MEMORY_FLAGS = (
         "adamw or adamw_8bit as bitsandbytes PagedAdamW / PagedAdamW8bit (unified memory)",
     ),
     (
+        "torch_compile",
+        "BOOL",
+        "each Llama-style block under torch.compile, in 16-bit compute (torchtitan, torchtune)",
+    ),
+    (
         "sequence_parallel",
         "BOOL",
         "with tensor parallelism: norms, layer inputs and dropout split along the sequence "
@@ -120,6 +137,11 @@ MEMORY_FLAGS = (
         "loss_parallel",
         "BOOL",
         "with tensor parallelism: the logits stay split by vocabulary (torchtitan loss_parallel)",
+    ),
+    (
+        "context_parallel",
+        "N",
+        "fsdp2 training: the sequence split over N ranks with ring attention (torchtitan CP)",
     ),
     (
         "pipeline_schedule",

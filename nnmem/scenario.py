@@ -568,6 +568,9 @@ class Scenario:
     activation_offload: bool = False
     # bitsandbytes PagedAdamW (32-bit states) or PagedAdamW8bit, by the optimizer
     paged_optimizer: bool = False
+    # torch.compile of each transformer block (torchtitan apply_compile, torchtune
+    # compile_model): Inductor recomputes the cheap elementwise tensors in backward.
+    torch_compile: bool = False
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -585,6 +588,10 @@ class Scenario:
     sequence_parallel: bool = False
     # torchtitan loss_parallel: the head's output stays sharded by vocabulary into the loss.
     loss_parallel: bool = False
+    # torchtitan context parallelism (torch.distributed.tensor.experimental
+    # context_parallel): the sequence split over this many ranks, ring attention between
+    # them; FSDP2 shards over the data-parallel and context-parallel ranks together.
+    context_parallel: int = 1
     # training pipeline parallelism is pipeline_parallel (below, shared with vLLM), run
     # with this schedule over this many micro-batches (None: torchtitan's default, one per
     # stage of the pipeline)
@@ -599,6 +606,12 @@ class Scenario:
     offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
     # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
     reduce_bucket_size: int = 500_000_000
+    # DeepSpeed ZeRO-3's gathering (zero_optimization.stage3_*, deepspeed/runtime/zero/
+    # config.py defaults): the prefetch bucket and the cap on gathered parameters, in
+    # elements, and the size under which a parameter is kept whole on every GPU.
+    stage3_prefetch_bucket_size: int = 50_000_000
+    stage3_max_live_parameters: int = 1_000_000_000
+    stage3_param_persistence_threshold: int = 100_000
     # inference
     new_tokens: int = 0
     kv_cache_dtype: KvDtype = KvDtype.AUTO
@@ -807,6 +820,7 @@ LOSS_CHUNKS = whole("loss_chunks", "Loss chunks", 1_024)
 OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward")
 ACTIVATION_OFFLOAD = FlagSpec("activation_offload", "Activation offloading")
 PAGED_OPTIMIZER = FlagSpec("paged_optimizer", "Paged optimizer")
+TORCH_COMPILE = FlagSpec("torch_compile", "Compiled blocks")
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -821,6 +835,7 @@ NUM_GPUS = whole("num_gpus", "Number of GPUs", 100_000)
 TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
 SEQUENCE_PARALLEL = FlagSpec("sequence_parallel", "Sequence parallelism")
 LOSS_PARALLEL = FlagSpec("loss_parallel", "Loss parallelism")
+CONTEXT_PARALLEL = whole("context_parallel", "Context-parallel degree", 1_024)
 PIPELINE_SCHEDULE = ChoiceSpec("pipeline_schedule", "Pipeline schedule", PipelineSchedule)
 PIPELINE_MICROBATCHES = whole("pipeline_microbatches", "Pipeline micro-batches", 1_000_000)
 GPU_UTILIZATION = NumberSpec(
@@ -919,6 +934,11 @@ RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
 CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
+PREFETCH_BUCKET = whole("stage3_prefetch_bucket_size", "ZeRO-3 prefetch bucket", 10**12, low=0)
+MAX_LIVE = whole("stage3_max_live_parameters", "ZeRO-3 max live parameters", 10**12, low=0)
+PERSISTENCE = whole(
+    "stage3_param_persistence_threshold", "ZeRO-3 persistence threshold", 10**12, low=0
+)
 KV_DTYPE = ChoiceSpec("kv_cache_dtype", "KV-cache type", KvDtype)
 LOGITS = ChoiceSpec("logits", "Logits", Logits)
 KIND = ChoiceSpec("model", "Model", ModelKind)
@@ -968,6 +988,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         OPTIMIZER_IN_BACKWARD,
         ACTIVATION_OFFLOAD,
         PAGED_OPTIMIZER,
+        TORCH_COMPILE,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -981,6 +1002,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         TENSOR_PARALLEL,
         SEQUENCE_PARALLEL,
         LOSS_PARALLEL,
+        CONTEXT_PARALLEL,
         PIPELINE_SCHEDULE,
         PIPELINE_MICROBATCHES,
         OFFLOAD,
@@ -990,6 +1012,9 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         CPU_OFFLOAD,
         OFFLOAD_PARAM,
         REDUCE_BUCKET,
+        PREFETCH_BUCKET,
+        MAX_LIVE,
+        PERSISTENCE,
         NEW_TOKENS,
         KV_DTYPE,
         LOGITS,
@@ -1072,6 +1097,11 @@ _SERVED_OFF = frozenset(
 )
 
 
+ZERO3_KEYS = (
+    "stage3_prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "stage3_param_persistence_threshold",
+)
 STACK_KEYS = (
     "stack",
     "gradient_as_bucket_view",
@@ -1079,6 +1109,7 @@ STACK_KEYS = (
     "cpu_offload",
     "offload_param",
     "reduce_bucket_size",
+    *ZERO3_KEYS,
 )
 SINGLE_PROCESS = (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
 
@@ -1088,7 +1119,7 @@ def stack_inactive(
 ) -> set[str]:
     """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
-    off |= {"offload_param", "reduce_bucket_size"}
+    off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
         and sharding is not Sharding.NONE
@@ -1104,7 +1135,7 @@ def stack_inactive(
     elif zero:
         off -= {"reduce_bucket_size"}
         if sharding is Sharding.ZERO3:
-            off -= {"offload_param"}
+            off -= {"offload_param", *ZERO3_KEYS}
         off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
     elif sharding is Sharding.NONE:
         off.add("offload_optimizer")  # offload is a ZeRO feature
@@ -1117,7 +1148,13 @@ def stack_inactive(
     return off
 
 
-MEMORY_FEATURE_KEYS = ("loss", "loss_chunks", "optimizer_in_backward", "activation_offload")
+MEMORY_FEATURE_KEYS = (
+    "loss",
+    "loss_chunks",
+    "optimizer_in_backward",
+    "activation_offload",
+    "torch_compile",
+)
 
 
 def language_model(model: object) -> bool:
@@ -1162,6 +1199,8 @@ def memory_features_inactive(
     off = set()
     if not language_model(model):
         off |= {"loss", "loss_chunks"}
+    if not compile_applies(model):
+        off.add("torch_compile")
     if loss is not Loss.CHUNKED:
         off.add("loss_chunks")
     if not in_backward_applies(stack, sharding):
@@ -1170,6 +1209,19 @@ def memory_features_inactive(
         # Each parameter's hook steps and frees its gradient: no zero_grad to place.
         off.add("zero_grad")
     return off
+
+
+def compile_applies(model: object) -> bool:
+    """Whether compiled blocks are modelled for the model: a Llama-style decoder layer (RMSNorm
+    with a 16-bit output, a gated MLP), the block benchmarks/stacks/compiled_block.py
+    measured; not Gemma's norm (its normalized output stays fp32) nor GPT-2's LayerNorm."""
+    return (
+        isinstance(model, Transformer)
+        and model.family in (Family.DECODER, Family.MOE)
+        and model.rms_norm
+        and model.gated_mlp
+        and not model.model_type.startswith("gemma")
+    )
 
 
 TP_FEATURE_KEYS = ("sequence_parallel", "loss_parallel")
@@ -1266,6 +1318,7 @@ def inactive_fields(
         "paged_optimizer",
         *TP_FEATURE_KEYS,
         *PIPELINE_KEYS,
+        "context_parallel",
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
@@ -1277,6 +1330,8 @@ def inactive_fields(
         off |= tp_features_inactive(model, tensor_parallel)
         off -= {"pipeline_parallel"}
         off |= pipeline_inactive(model, pipeline_parallel)
+        if not pipeline_applies(model):
+            off.add("context_parallel")  # ring attention over a decoder LM's causal mask
         if device is Device.CPU:
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
@@ -1517,17 +1572,56 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
             )
         )
     problems += _pipeline_checks(s)
+    problems += _context_parallel_checks(s)
     tp = s.tensor_parallel
     sp_read = "sequence_parallel" not in tp_features_inactive(s.model, tp)
-    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and s.seq_len % tp:
+    cp = s.context_parallel if pipeline_applies(s.model) else 1
+    local = s.seq_len // cp  # each context-parallel rank's share
+    if s.sequence_parallel and sp_read and s.mode is Mode.TRAINING and local % tp:
         # Megatron-LM core/tensor_parallel/mappings.py _split_along_first_dim asserts the
         # sequence (its first dimension) divides by the tensor-parallel world size.
         problems.append(
             Problem(
                 "sequence_parallel",
-                f"Sequence parallelism splits the {s.seq_len:,} tokens over the {tp} "
+                f"Sequence parallelism splits the {local:,} tokens over the {tp} "
                 "tensor-parallel ranks: choose a seq_len divisible by tensor_parallel, or "
                 "turn it off.",
+            )
+        )
+    return problems
+
+
+def _context_parallel_checks(s: Scenario) -> list[Problem | None]:
+    cp = s.context_parallel
+    if cp < 2 or s.mode is not Mode.TRAINING or not pipeline_applies(s.model):
+        return []
+    if s.stack is not Stack.FSDP2 or s.finetune is not Finetune.FULL:
+        # torchtitan composes context parallelism with FSDP2 (its dp_shard_cp mesh).
+        return [
+            Problem(
+                "context_parallel",
+                "Context parallelism is modelled as torchtitan runs it: choose the fsdp2 "
+                "stack and full fine-tuning, or set context_parallel to 1.",
+            )
+        ]
+    problems: list[Problem | None] = []
+    if s.seq_len % (2 * cp):
+        # torch _load_balancer.py _HeadTailLoadBalancer: the sequence is cut into 2·cp
+        # chunks, rank r taking chunk r and chunk 2·cp − 1 − r (asserts divisibility).
+        problems.append(
+            Problem(
+                "context_parallel",
+                f"Context parallelism cuts the {s.seq_len:,} tokens into 2 × {cp} equal "
+                f"chunks: choose a seq_len divisible by {2 * cp}.",
+            )
+        )
+    groups = s.tensor_parallel * (s.pipeline_parallel if s.pipelined else 1) * cp
+    if s.num_gpus % groups:
+        problems.append(
+            Problem(
+                "context_parallel",
+                f"Context-parallel degree {cp} times the tensor- and pipeline-parallel "
+                f"degrees must divide the number of GPUs ({s.num_gpus}).",
             )
         )
     return problems

@@ -244,12 +244,23 @@ def max_seq_len(scenario: Scenario, budget: int, gpu: str | None = None) -> int:
     # (scenario._memory_feature_checks): the sequence grows a rank count at a time.
     sp = "sequence_parallel" not in scenario.inactive_fields() and scenario.sequence_parallel
     unit = scenario.tensor_parallel if sp else 1
+    # Context parallelism cuts the sequence into 2·cp chunks, each rank's share then split
+    # by sequence parallelism (scenario._context_parallel_checks).
+    cp = _cp(scenario)
+    if cp > 1:
+        unit = math.lcm(2 * cp, cp * unit)
 
     def ok(n: int) -> bool:
         trial = _valid(scenario, seq_len=n * unit)
         return trial is not None and fits(trial, budget, gpu)
 
     return max(0, _search(1, limit // unit, ok)) * unit
+
+
+def _cp(scenario: Scenario) -> int:
+    """The context-parallel degree a training step runs with: a replica spans its ranks."""
+    read = "context_parallel" not in scenario.inactive_fields()
+    return scenario.context_parallel if read and scenario.mode is Mode.TRAINING else 1
 
 
 def _degrees(scenario: Scenario) -> list[int]:
@@ -283,6 +294,7 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
     if scenario.mode is Mode.TRAINING:
         # each data-parallel replica spans the tensor-parallel and pipeline ranks
         group = scenario.tensor_parallel * (scenario.pipeline_parallel if scenario.pipelined else 1)
+        group *= _cp(scenario)
         for sharding in _training_plans(scenario):
 
             def at(n: int, sharding: Sharding = sharding) -> Scenario | None:
@@ -327,6 +339,7 @@ def too_large(scenario: Scenario, gpu: str | None = None) -> tuple[str, int]:
     widest: Scenario | None = scenario
     if scenario.mode is Mode.TRAINING:
         group = scenario.tensor_parallel * (scenario.pipeline_parallel if scenario.pipelined else 1)
+        group *= _cp(scenario)
         widest = _valid(scenario, num_gpus=(MAX_GPUS // group) * group, sharding=Sharding.ZERO3)
     elif scenario.runtime.engine is Runtime.LLAMA_CPP:
         widest = _valid(scenario, num_gpus=LLAMA_CPP_MAX_DEVICES)

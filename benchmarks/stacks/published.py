@@ -73,19 +73,23 @@ TT_NEEDS: list[str] = []
 # norms with the blocks' outputs Shard(1), and loss_parallel on unless
 # --training.disable_loss_parallel (config_manager.py) turns it off.
 TT_TP = {"sequence_parallel": True, "loss_parallel": True}
+# torch.compile of each TransformerBlock (torchtitan parallelize_llama apply_compile,
+# torchtune training.compile_model): the rows the source runs with compile on.
+COMPILED = {"torch_compile": True}
 E4_405_NOTE = (
     "PP8 as torchtitan runs it: 126 layers cut 15 + 6 × 16 + 15 (2 stages a rank, 7 + 14 × 8 "
     "+ 7, interleaved), one micro-batch per stage (8, or 16 interleaved), the heaviest rank "
     "shown, its FSDP2 blocks unsharded and its gradients accumulated unsharded in fp32 over "
-    "the micro-batches (23 GiB). About 20% low of a reserved peak, as the 70B rows: Float8, "
-    "compiled blocks and the stage's receive buffers per micro-batch are not modelled"
+    "the micro-batches (23 GiB). About 20% low of a reserved peak, as the 70B rows: Float8 and "
+    "the stage's receive buffers per micro-batch are not modelled"
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "
-    "inputs and 23.5 GiB of loss tensors per rank. nnmem is about a quarter low of a "
-    "reserved peak, not attributed: Float8 and compiled blocks are not modelled, and the "
-    "allocator's cache beside 2 GiB gathered inputs and the 8 GiB loss tensors is counted "
-    "at a flat 5%"
+    "inputs and, in backward, 31 GiB of loss tensors per rank (loss_parallel's fused "
+    "backward holds zeros, exp and their sum beside the saved fp32 log-softmax). Without "
+    "AsyncTP nnmem is 14% low of a reserved peak, not attributed: Float8 is not modelled, "
+    "and the allocator's cache beside 2 GiB gathered inputs and 8 GiB loss tensors is "
+    "counted at a flat 5%"
 )
 
 
@@ -167,9 +171,9 @@ def points() -> list[dict[str, Any]]:
             "MR",
             77.0,
             "GiB",
-            {**TT_8B, "num_gpus": 8},
+            {**TT_8B, "num_gpus": 8, **COMPILED},
             "h100",
-            [*TT_NEEDS, "torch_compile"],
+            TT_NEEDS,
         ),
         p(
             "E1.compile_float8",
@@ -178,9 +182,9 @@ def points() -> list[dict[str, Any]]:
             "MR",
             76.8,
             "GiB",
-            {**TT_8B, "num_gpus": 8},
+            {**TT_8B, "num_gpus": 8, **COMPILED},
             "h100",
-            [*TT_NEEDS, "torch_compile", "float8"],
+            [*TT_NEEDS, "float8"],
         ),
         p(
             "E2.fsdp",
@@ -200,9 +204,9 @@ def points() -> list[dict[str, Any]]:
             "MR",
             62.0,
             "GiB",
-            {**TT_8B, "num_gpus": 128},
+            {**TT_8B, "num_gpus": 128, **COMPILED},
             "h100",
-            [*TT_NEEDS, "torch_compile"],
+            TT_NEEDS,
         ),
         p(
             "E2.compile_float8",
@@ -211,9 +215,9 @@ def points() -> list[dict[str, Any]]:
             "MR",
             61.8,
             "GiB",
-            {**TT_8B, "num_gpus": 128},
+            {**TT_8B, "num_gpus": 128, **COMPILED},
             "h100",
-            [*TT_NEEDS, "torch_compile", "float8"],
+            [*TT_NEEDS, "float8"],
         ),
     ]
     for seq, cp, fsdp, value in (
@@ -222,9 +226,7 @@ def points() -> list[dict[str, Any]]:
         (131072, 4, 2, 84.0),
         (262144, 8, 1, 84.5),
     ):
-        needs = ["torch_compile", "float8"]
-        if cp > 1:
-            needs.append("context_parallel")
+        needs = ["float8"]
         out.append(
             p(
                 f"E3.seq{seq // 1024}k",
@@ -234,18 +236,26 @@ def points() -> list[dict[str, Any]]:
                 "MR",
                 value,
                 "GiB",
-                # closest today: each rank's sequence share, parameters sharded over all 8
+                # torchtitan's dp_shard_cp mesh: FSDP2 shards over all 8 ranks
                 {
                     **TT_8B,
                     "batch_size": 1,
-                    "seq_len": seq // cp,
+                    "seq_len": seq,
+                    "context_parallel": cp,
                     "checkpointing": "full",
                     "num_gpus": 8,
+                    **COMPILED,
                 },
                 "h100",
                 needs,
-                note="CP shown as each rank's sequence share, parameters sharded over all 8 "
-                "(torchtitan's dp_shard_cp mesh). About 11% short of a reserved peak, likely the "
+                note=(
+                    "each rank holds 32,768 tokens, its parameters sharded over all 8 "
+                    "(torchtitan's dp_shard_cp mesh); the ring attention's gathered keys and "
+                    "values are alive after the loss's peak. "
+                    if cp > 1
+                    else ""
+                )
+                + "About 11% short of a reserved peak, likely the "
                 "allocator's cache as in E1.fsdp: the 7.8 GiB of bf16 logits at 32,768 tokens, "
                 "freed before backward, beside 15.7 GiB fp32 loss gradients",
             )
@@ -270,9 +280,10 @@ def points() -> list[dict[str, Any]]:
                 "num_gpus": 256,
                 "tensor_parallel": 8,
                 **TT_TP,
+                **COMPILED,
             },
             "h100",
-            ["torch_compile", "float8"],
+            ["float8"],
             note=E4_NOTE,
         ),
         p(
@@ -293,9 +304,10 @@ def points() -> list[dict[str, Any]]:
                 "num_gpus": 256,
                 "tensor_parallel": 8,
                 **TT_TP,
+                **COMPILED,
             },
             "h100",
-            ["torch_compile", "float8", "async_tp"],
+            ["float8", "async_tp"],
             note=E4_NOTE,
         ),
         p(
@@ -318,9 +330,10 @@ def points() -> list[dict[str, Any]]:
                 "tensor_parallel": 8,
                 "pipeline_parallel": 8,
                 **TT_TP,
+                **COMPILED,
             },
             "h100",
-            ["torch_compile", "float8", "pipeline_buffers"],
+            ["float8", "pipeline_buffers"],
             note=E4_405_NOTE,
         ),
         p(
@@ -343,9 +356,10 @@ def points() -> list[dict[str, Any]]:
                 "pipeline_parallel": 8,
                 "pipeline_schedule": "interleaved_1f1b",
                 **TT_TP,
+                **COMPILED,
             },
             "h100",
-            ["torch_compile", "float8", "pipeline_buffers"],
+            ["float8", "pipeline_buffers"],
             note=E4_405_NOTE,
         ),
         p(
@@ -356,13 +370,13 @@ def points() -> list[dict[str, Any]]:
             "MR",
             47.96,
             "GiB",
-            {**TT_8B, "num_gpus": 32, "loss": "compiled"},
+            {**TT_8B, "num_gpus": 32, "loss": "compiled", **COMPILED},
             "h200",
-            [*TT_NEEDS, "torch_compile", "float8"],
+            [*TT_NEEDS, "float8"],
             note="torchtitan of June 2025 compiles the loss with the model "
             "(components/loss.py build_cross_entropy_loss), encoded as the compiled loss: "
             "16-bit logits kept, no fp32 copy (7.8 GiB where the eager loss holds 23.5). "
-            "The blocks' compile and Float8's fp8 all-gather are not modelled",
+            "Float8's fp8 all-gather is not modelled",
         ),
         p(
             "E5.64gpu",
@@ -371,13 +385,13 @@ def points() -> list[dict[str, Any]]:
             "MR",
             46.97,
             "GiB",
-            {**TT_8B, "num_gpus": 64, "loss": "compiled"},
+            {**TT_8B, "num_gpus": 64, "loss": "compiled", **COMPILED},
             "h200",
-            [*TT_NEEDS, "torch_compile", "float8"],
+            [*TT_NEEDS, "float8"],
             note="torchtitan of June 2025 compiles the loss with the model "
             "(components/loss.py build_cross_entropy_loss), encoded as the compiled loss: "
             "16-bit logits kept, no fp32 copy (7.8 GiB where the eager loss holds 23.5). "
-            "The blocks' compile and Float8's fp8 all-gather are not modelled",
+            "Float8's fp8 all-gather is not modelled",
         ),
     ]
     tune3b = {
@@ -397,10 +411,7 @@ def points() -> list[dict[str, Any]]:
         "two fp32 gradients (11.7 GiB at 8,192 tokens); torchtune compiles the loss "
         "(training.compile_loss)"
     )
-    compiled = (
-        "torch.compile fuses each block's elementwise ops, which nnmem does not model; the "
-        "chunked loss is counted as torchtune compiles it"
-    )
+    compiled = "the chunked loss is counted as torchtune compiles it"
     # From '+ Chunked Cross Entropy' on, CEWithChunkedOutputLoss with its 8 chunks; each row
     # keeps the flags above it (README: "Each technique is added on top of the previous one").
     chunked = {"loss": "chunked", "loss_chunks": 8}
@@ -408,7 +419,7 @@ def points() -> list[dict[str, Any]]:
     offload = {**in_bwd, "activation_offload": True}
     why6 = {
         "baseline": "",
-        "compile": "torch.compile fuses each block's elementwise ops and the loss; "
+        "compile": "compiled blocks as torch_compile models them; "
         + eager
         + ". The loss option 'compiled' does not fit: torchtune's TransformerDecoder.unembed "
         "upcasts the logits (self.output(h).float()) in eager code before the compiled loss, "
@@ -424,16 +435,16 @@ def points() -> list[dict[str, Any]]:
     }
     e6 = [
         ("baseline", 60.0, fused, ["packing"]),
-        ("compile", 51.0, fused, ["packing", "torch_compile"]),
-        ("chunked_ce", 42.9, {**fused, **chunked}, ["packing", "torch_compile"]),
-        ("ac", 24.9, {**fused, **chunked, "checkpointing": "full"}, ["packing", "torch_compile"]),
-        ("optimizer_in_backward", 23.1, {**chunked, **in_bwd}, ["packing", "torch_compile"]),
-        ("activation_offload", 21.8, {**chunked, **offload}, ["packing", "torch_compile"]),
+        ("compile", 51.0, {**fused, **COMPILED}, ["packing"]),
+        ("chunked_ce", 42.9, {**fused, **COMPILED, **chunked}, ["packing"]),
+        ("ac", 24.9, {**fused, **COMPILED, **chunked, "checkpointing": "full"}, ["packing"]),
+        ("optimizer_in_backward", 23.1, {**COMPILED, **chunked, **in_bwd}, ["packing"]),
+        ("activation_offload", 21.8, {**COMPILED, **chunked, **offload}, ["packing"]),
         (
             "adamw_8bit",
             17.6,
-            {**chunked, **offload, "optimizer": "adamw_8bit"},
-            ["packing", "torch_compile", "paged_adamw_8bit"],
+            {**COMPILED, **chunked, **offload, "optimizer": "adamw_8bit"},
+            ["packing", "paged_adamw_8bit"],
         ),
     ]
     for name, value, extra, needs in e6:
@@ -463,7 +474,7 @@ def points() -> list[dict[str, Any]]:
         "lora_targets": "qvo_mlp",
         "lora_dtype": "model",
     }
-    lora_flags = {**chunked, "checkpointing": "full", "activation_offload": True}
+    lora_flags = {**COMPILED, **chunked, "checkpointing": "full", "activation_offload": True}
     out += [
         p(
             "E6.lora",
@@ -474,7 +485,7 @@ def points() -> list[dict[str, Any]]:
             "GiB",
             {**tune3b, **lora64, **lora_flags},
             "a100",
-            ["packing", "torch_compile"],
+            ["packing"],
             note="adapters as the config sets them (q, v, output and the MLP) in bf16",
         ),
         p(
@@ -486,7 +497,7 @@ def points() -> list[dict[str, Any]]:
             "GiB",
             {**tune3b, **lora64, **lora_flags, "precision": "nf4_dq"},
             "a100",
-            ["packing", "torch_compile"],
+            ["packing"],
             note="as E6.lora, with the base in NF4 (torchao's, encoded as bitsandbytes' "
             "double-quantized NF4); 0.5 GiB high, not attributed",
         ),
@@ -515,9 +526,15 @@ def points() -> list[dict[str, Any]]:
             "?",
             12.3,
             "GB",
-            {**tune7b, **lora_qv8, "lora_targets": "all_linear", "precision": "nf4_dq"},
+            {
+                **tune7b,
+                **lora_qv8,
+                "lora_targets": "all_linear",
+                "precision": "nf4_dq",
+                **COMPILED,
+            },
             "rtx4090",
-            ["torch_compile"],
+            [],
             fully_stated=False,
             note=unstated + "; nnmem is low, and compile only lowers memory: a cost of "
             "torchtune's QLoRA path of May 2024 (its fp32 logits and torchao NF4 linear) "

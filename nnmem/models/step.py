@@ -146,7 +146,9 @@ class States:
     in_backward: bool = False  # the optimizer steps inside backward (stepped_in_backward)
 
 
-def sizes_of(tensors: Sequence[Trainable], layers: int) -> stacks.ModelSizes:
+def sizes_of(
+    tensors: Sequence[Trainable], layers: int, persistence: int = stacks.DS_PERSISTENCE
+) -> stacks.ModelSizes:
     """Sizes for :mod:`nnmem.stacks` from a list without names (a parameter count, a
     CNN): the layers split the parameters evenly, nothing outside them."""
     params = sum(t.elements for t in tensors)
@@ -155,7 +157,7 @@ def sizes_of(tensors: Sequence[Trainable], layers: int) -> stacks.ModelSizes:
         unit_params=params // max(layers, 1),
         root_params=0,
         largest_tensor=max((t.numel for t in tensors), default=0),
-        persistent_params=sum(t.elements for t in tensors if t.numel < stacks.DS_PERSISTENCE),
+        persistent_params=sum(t.elements for t in tensors if t.numel < persistence),
         unquantized_params=0,
         units=layers,
     )
@@ -209,7 +211,7 @@ def model_states(
     """
     depth = getattr(s.model, "num_layers", None) or getattr(s.model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
-    sizes = sizes or sizes_of(tensors, layers)
+    sizes = sizes or sizes_of(tensors, layers, s.stage3_param_persistence_threshold)
     dp = s.data_parallel
     width = tensors[0].bytes_per_value if tensors else 4
     impl = effective_impl(s).value
@@ -241,6 +243,8 @@ def model_states(
             gpus=dp,
             low_bytes=low,
             reduce_bucket_size=s.reduce_bucket_size,
+            prefetch_bucket_size=s.stage3_prefetch_bucket_size,
+            max_live_parameters=s.stage3_max_live_parameters,
             overlap_comm=stage == 3,  # DeepSpeed's default turns it on for stage 3 only
             offload_optimizer=s.offload_optimizer,
             offload_param=s.offload_param and stage == 3,

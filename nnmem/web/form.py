@@ -410,6 +410,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "activations wait in pinned CPU memory, shown beside the GPU figure.",
         "",
     ),
+    "torch_compile": (
+        "torch.compile of each block (torchtitan apply_compile, torchtune compile_model): "
+        "the norms keep their 16-bit input, SiLU is recomputed; Llama-style blocks in "
+        "16-bit compute (under autocast the eager tensors are shown).",
+        "",
+    ),
     "paged_optimizer": (
         "bitsandbytes PagedAdamW / PagedAdamW8bit (optim/optimizer.py get_state_buffer): "
         "large states in unified memory, shown beside the GPU figure.",
@@ -431,6 +437,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "loss_parallel": (
         "torchtitan loss_parallel (parallelize_llama): the logits stay split by vocabulary "
         "over the tensor-parallel GPUs into the loss.",
+        "",
+    ),
+    "context_parallel": (
+        "torchtitan context parallelism (torch context_parallel): each rank holds "
+        "seq_len ÷ degree tokens, and ring attention gathers every rank's keys and values; "
+        "FSDP2 shards over these ranks too.",
         "",
     ),
     "offload_optimizer": (
@@ -455,6 +467,21 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "reduce_bucket_size": (
         "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
         "values",
+    ),
+    "stage3_prefetch_bucket_size": (
+        "DeepSpeed stage3_prefetch_bucket_size: parameters gathered ahead of the module "
+        "that runs, in elements (50,000,000).",
+        "",
+    ),
+    "stage3_max_live_parameters": (
+        "DeepSpeed stage3_max_live_parameters: the most parameters gathered at once, in "
+        "elements (1,000,000,000).",
+        "",
+    ),
+    "stage3_param_persistence_threshold": (
+        "DeepSpeed stage3_param_persistence_threshold: parameters under this many elements "
+        "are kept whole on every GPU (100,000).",
+        "",
     ),
     "device": ("Where the step runs; the CPU has no CUDA context or cuBLAS workspace.", ""),
     "runtime": (
@@ -625,6 +652,7 @@ _ADVANCED_KEYS = (
     "optimizer_in_backward",
     "activation_offload",
     "paged_optimizer",
+    "torch_compile",
     "kv_cache_dtype",
     "logits",
     "stack",
@@ -633,12 +661,16 @@ _ADVANCED_KEYS = (
     "tensor_parallel",
     "sequence_parallel",
     "loss_parallel",
+    "context_parallel",
     "pipeline_parallel",
     "pipeline_schedule",
     "pipeline_microbatches",
     "offload_optimizer",
     "offload_param",
     "reduce_bucket_size",
+    "stage3_prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "stage3_param_persistence_threshold",
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",

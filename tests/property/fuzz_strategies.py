@@ -221,6 +221,7 @@ def scenarios(
         data["checkpointing"] = draw(_values(Checkpointing))
         data["grad_accum_steps"] = draw(st.integers(1, 64))
         data["offload_optimizer"] = draw(st.booleans())
+        data["torch_compile"] = draw(st.booleans())
     else:
         data["precision"] = draw(st.sampled_from(INFERENCE_PRECISIONS))
         data["new_tokens"] = draw(st.integers(0, 8192))

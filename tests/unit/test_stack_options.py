@@ -177,6 +177,11 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
         "offload_param": True,
         "offload_optimizer": True,
         "reduce_bucket_size": 12345,
+        "stage3_prefetch_bucket_size": 0,
+        "stage3_max_live_parameters": 1000,
+        "stage3_param_persistence_threshold": 10**9,
+        "torch_compile": True,
+        "context_parallel": 2,
         "optimizer_impl": "for_loop",
         "sharding": "zero2",
         "stack": "ddp",
@@ -199,7 +204,14 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
         ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
         (
             {"stack": "deepspeed", "sharding": "zero3"},
-            {"stack", "reduce_bucket_size", "offload_param"},
+            {
+                "stack",
+                "reduce_bucket_size",
+                "offload_param",
+                "stage3_prefetch_bucket_size",
+                "stage3_max_live_parameters",
+                "stage3_param_persistence_threshold",
+            },
         ),
     ],
 )

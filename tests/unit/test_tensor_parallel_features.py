@@ -118,12 +118,26 @@ def test_sequence_parallelism_needs_a_divisible_sequence() -> None:
     [(False, V), (True, V // TP)],  # 128,256 / 8 = 16,032 per rank
 )
 def test_loss_parallel_shards_the_logits_by_vocabulary(loss_parallel: bool, vocab: int) -> None:
-    """The eager loss saves the fp32 log-softmax (4·b·s·V) and the int64 labels (8·b·s),
-    and backward holds two fp32 gradients (8·b·s·V); under loss_parallel V is the rank's
-    vocabulary shard."""
+    """The eager loss saves the fp32 log-softmax (4·b·s·V) and the int64 labels (8·b·s);
+    under loss_parallel V is the rank's vocabulary shard."""
     e = _8b(num_gpus=TP, tensor_parallel=TP, loss_parallel=loss_parallel)
     assert term(e, "loss", "log-softmax saved") == 4 * S * vocab + 8 * S
-    assert term(e, "backward", "gradients of the loss") == 8 * S * vocab
+
+
+def test_loss_parallel_holds_one_fp32_shard_more_at_the_loss_and_in_backward() -> None:
+    """aten's kernels: the bf16 logits and their fp32 copy (6·b·s·V) at the loss, two fp32
+    gradients (8·b·s·V) in backward. torch's loss_parallel path (tensor/parallel/loss.py;
+    benchmarks/stacks/loss_parallel.py measured 12.02 and 16.03 B a logit above the bf16
+    logits): _log_softmax also keeps shifted = x − max (4·b·s·V'), and the fused backward
+    holds zeros, exp(x) and their sum (12·b·s·V'), V' = 16,032."""
+    plain = _8b(num_gpus=TP, tensor_parallel=TP)
+    assert term(plain, "loss", "logits and their fp32 copy") == 6 * S * V
+    assert term(plain, "backward", "gradients of the loss") == 8 * S * V
+    e = _8b(num_gpus=TP, tensor_parallel=TP, loss_parallel=True)
+    shard = V // TP
+    assert term(e, "loss", "logits and their fp32 copy") == 6 * S * shard
+    assert term(e, "loss", "shifted logits") == 4 * S * shard == 525_336_576
+    assert term(e, "backward", "zeros, exp and their sum") == 12 * S * shard == 1_576_009_728
 
 
 # --- the compiled loss -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer import cache
 from nnmem.models.transformer.context import (
+    COMPILED_BLOCK,
     HF,
     HF_CACHE,
     HF_LOSS,
@@ -31,6 +32,7 @@ from nnmem.models.transformer.context import (
     Ctx,
     _softcap,
     context,
+    context_parallel,
     softcap_notes,
 )
 from nnmem.models.transformer.tables import layer_tables, outside_rows
@@ -51,6 +53,7 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
     Stack,
+    compile_applies,
     in_backward_applies,
     language_model,
     pipeline_microbatches,
@@ -195,8 +198,10 @@ TORCHTITAN_LAYER_SAC = (
 def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
     """What torchtitan's per-op selective checkpointing keeps per layer: the block's
     input, the outputs of the 1st, 3rd, 5th and 7th matmuls of a Llama block (q, v,
-    gate and down projections) and the attention kernel's output and log-sum-exp."""
-    return [
+    gate and down projections) and the attention kernel's output and log-sum-exp. A
+    compiled block does not keep the down projection's output, which no backward op
+    reads (measured: benchmarks/stacks/compiled_block.py, the policy under compile)."""
+    rows = [
         Row("layer input kept by checkpointing", ("b", x, "h"), "res"),
         Row("q projection output", ("b", x, "q"), "act"),
         Row("v projection output", ("b", x, "kv"), "act"),
@@ -205,6 +210,7 @@ def per_op_rows(c: Ctx, x: str = "s") -> list[Row]:
         Row("attention output", ("b", "a", x, "d"), "act"),
         Row("softmax log-sum-exp", ("b", "a", x), "f32"),
     ]
+    return [r for r in rows if not (c.compiled and r.tag == PARTIAL)]
 
 
 def checkpoint_rows(c: Ctx, x: str = "s") -> list[Row]:
@@ -358,9 +364,11 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
         if stage is not None:
             depth, n = "L_saved", stage.saved_layers
         kept = checkpoint_rows(c, x) if s.checkpointing is Checkpointing.FULL else rows
-        source = HF
+        source = f"{HF}; {COMPILED_BLOCK}" if c.compiled else HF
         if s.checkpointing is Checkpointing.PER_OP:
             kept, source = per_op_rows(c, x), TORCHTITAN_SAC
+            if c.compiled:
+                source = f"{TORCHTITAN_SAC}; {COMPILED_BLOCK}"
         if s.checkpointing is Checkpointing.EVERY_N:
             # torchtitan _apply_ac_to_transformer_block (layer SAC): a counter from 1 per
             # block, checkpointed when count % n == 0: ⌊L/n⌋ blocks keep their input only.
@@ -529,6 +537,41 @@ def _tp_split(rows: list[Row], tp: int) -> list[Row]:
     ]
 
 
+# --- context parallelism -------------------------------------------------------------------
+
+RING_ATTENTION = (
+    "torch torch/distributed/tensor/experimental/_context_parallel/_attention.py "
+    "_templated_ring_attention_backward: grad_query, grad_key and grad_value accumulate "
+    "in fp32 (_cp_options.convert_to_f32), and the key/value rotater of the default "
+    "rotate method (_RotateMethod.ALL_GATHER, torchtitan's context_parallel_rotate_method "
+    "'allgather') all-gathers every rank's torch.cat of key and value at once "
+    "(_AllGatherRotater.exchange_buffers); torchtitan's Attention repeats the key/value "
+    "heads to every query head (repeat_kv) before the kernel"
+)
+
+
+def ring_attention_terms(c: Ctx) -> list[Term]:
+    """What one layer's ring-attention backward adds on a context-parallel rank: the
+    keys and values of all cp ranks, gathered, and the fp32 gradient accumulators."""
+    cp = context_parallel(c.s)
+    if cp < 2:
+        return []
+    rows = [
+        Row("keys and values of every context-parallel rank", ("b", "s", "q"), "act", 2 * cp),
+        Row("fp32 accumulators of the query, key and value gradients", ("b", "s", "q"), "f32", 3),
+    ]
+    return [
+        as_term(
+            "temporaries",
+            "ring attention: gathered keys and values, fp32 gradient accumulators",
+            parallel_split(c, rows),
+            c.sizes,
+            c.widths,
+            RING_ATTENTION,
+        )
+    ]
+
+
 # --- the loss ------------------------------------------------------------------------------
 
 
@@ -540,7 +583,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
     """(saved by the loss, logits at the end of forward, extra at the loss peak, extra at
     the start of backward)."""
     t = c.t
-    if _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1:
+    vocab_parallel = _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1
+    if vocab_parallel:
         # torchtitan parallelize_llama: the output head is ColwiseParallel with
         # output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
         # (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and
@@ -611,7 +655,39 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
             HF_LOSS,
         )
     ]
+    if vocab_parallel:
+        loss_extra.append(
+            as_term(
+                "logits",
+                "shifted logits (x − max) of the sharded log-softmax",
+                [Row("shifted logits", dims, lw)],
+                c.sizes,
+                c.widths,
+                LOSS_PARALLEL,
+            )
+        )
+        grads = [
+            as_term(
+                "temporaries",
+                "zeros, exp and their sum in the fused loss-parallel backward",
+                [Row("logits gradients", dims, lw, 3)],
+                c.sizes,
+                c.widths,
+                LOSS_PARALLEL,
+            )
+        ]
     return saved, logits, loss_extra, grads
+
+
+LOSS_PARALLEL = (
+    "torch torch/distributed/tensor/parallel/loss.py, which loss_parallel() dispatches the "
+    "sharded cross-entropy to: _log_softmax keeps shifted = x − max beside the fp32 logits "
+    "and the result while exp(shifted) is summed; _nll_loss_and_log_softmax_backward "
+    "(nll and log-softmax backward fused) holds grad_input = zeros_like(x), exp(x) and "
+    "grad_input + exp(x) beside the saved log-softmax. Measured: "
+    "benchmarks/stacks/loss_parallel.py (torch 2.13), 12 and 16 B a logit of the shard "
+    "above the 16-bit logits, where aten's kernels hold 8 and 12"
+)
 
 
 HF_FP32_LOGITS = (
@@ -1024,7 +1100,9 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     width = _param_width(s)
     held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
     depth = t.layers + t.encoder_layers if stage is None else stage.layers
-    sizes = stacks.ModelSizes.from_tensors(held_tensors, depth)
+    sizes = stacks.ModelSizes.from_tensors(
+        held_tensors, depth, persistence_threshold=s.stage3_param_persistence_threshold
+    )
     if stage is not None:
         c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
@@ -1074,6 +1152,16 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
     notes += cache.approximation_notes(t)
+    if c.compiled:
+        notes.append(
+            "Compiled blocks: each RMSNorm keeps its 16-bit input, not its fp32 upcast and "
+            "normalized output, and SiLU(gate) is recomputed in backward."
+        )
+    elif s.torch_compile and compile_applies(t):
+        notes.append(
+            "Compiled blocks are modelled in 16-bit compute (pure 16-bit, FSDP2 or DeepSpeed); "
+            "under autocast the eager tensors are shown."
+        )
     if s.checkpointing is Checkpointing.SELECTIVE and s.attention is Attention.SDPA:
         notes.append(
             "Selective checkpointing drops the stored attention scores and probabilities "
@@ -1280,6 +1368,13 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
                 "runs again, and its saved tensors live until its backward ends",
             )
         ]
+    ring = ring_attention_terms(c)
+    if ring:
+        notes.append(
+            f"Context parallelism: each of the {s.context_parallel} context-parallel ranks "
+            f"holds {c.sizes['s']:,} of the {s.seq_len:,} tokens; ring attention gathers "
+            "every rank's keys and values while a layer's attention runs backward."
+        )
     base = [*weights, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
     if st.in_backward:
@@ -1296,6 +1391,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         *in_backward,
         *recompute,
         *inflight,
+        *ring,
         *dequant,
         *brought_back,
         *(step_terms if st.in_backward else []),

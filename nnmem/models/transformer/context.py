@@ -19,6 +19,8 @@ from nnmem.scenario import (
     Mode,
     Precision,
     Scenario,
+    compile_applies,
+    pipeline_applies,
 )
 
 HF = "Hugging Face transformers modeling code, checked against benchmarks/accuracy/inventory.md"
@@ -54,6 +56,7 @@ class Ctx:
     cpu: bool = False
     attn_dropout: float = 0.0
     lora_dropout: float = 0.0
+    compiled: bool = False  # torch.compile'd blocks (Inductor's saved set), see compiled()
     notes: list[str] = field(default_factory=list)
 
 
@@ -138,6 +141,10 @@ def context(s: Scenario) -> Ctx:
     seq = t.seq_from_image if t.family is Family.VIT else s.seq_len
     if s.image_size and t.family is Family.VIT:
         seq = (s.image_size // t.patch_size) ** 2 + 1
+    if context_parallel(s) > 1:
+        # torch _context_parallel_buffers shards the inputs, labels and positions along
+        # the sequence: each rank runs the layers and the loss on seq_len / cp tokens.
+        seq //= s.context_parallel
     sizes = {
         "one": 1,
         "b": s.batch_size,
@@ -186,4 +193,31 @@ def context(s: Scenario) -> Ctx:
         cpu=cpu,
         attn_dropout=dropout,
         lora_dropout=float(s.lora_dropout),
+        compiled=compiled(s),
     )
+
+
+COMPILED_BLOCK = (
+    "torch.compile of each block (torchtitan parallelize_llama apply_compile, torchtune "
+    "training.compile_model): Inductor's min-cut partition (torch/_functorch/partitioners.py "
+    "min_cut_rematerialization_partition) saves each RMSNorm's 16-bit input and rstd instead "
+    "of its fp32 upcast and normalized output, and recomputes SiLU(gate) in backward; "
+    "measured: benchmarks/stacks/compiled_block.py (torch 2.13)"
+)
+
+
+def compiled(s: Scenario) -> bool:
+    """Whether the rows are those of compiled blocks: measured where the block computes in
+    16 bits (pure 16-bit weights, FSDP2 or DeepSpeed); under autocast the eager rows stay."""
+    return (
+        s.torch_compile
+        and s.mode is Mode.TRAINING
+        and compile_applies(s.model)
+        and not _widths(s).amp
+    )
+
+
+def context_parallel(s: Scenario) -> int:
+    """The context-parallel degree the training step runs with (1 where it is not read)."""
+    applies = s.mode is Mode.TRAINING and pipeline_applies(s.model)
+    return s.context_parallel if applies else 1
