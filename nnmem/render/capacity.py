@@ -148,12 +148,13 @@ def capacity_svg(estimate: Estimate, card: Card | None, binary: bool = False) ->
             f'y2="{bottom + 4}" stroke="currentColor" stroke-width="2"/>'
         )
         label = f"{card.name}{_per_gpu(estimate)}: {human(card.budget, binary)}"
-        anchor, at = ("end", line - 4) if line > WIDTH / 2 else ("start", line + 4)
-        # Kept inside the viewBox: a long name moves away from the line rather than out.
-        if anchor == "end":
-            at = min(WIDTH, max(at, _text_width(label)))
+        # Ending at the line where it fits to its left; otherwise starting after the line,
+        # or as far right as keeps it inside the viewBox (never past its left edge).
+        wide = _text_width(label)
+        if line > WIDTH / 2 and wide <= line - 4:
+            anchor, at = "end", line - 4
         else:
-            at = max(0, min(at, WIDTH - _text_width(label)))
+            anchor, at = "start", max(0.0, min(line + 4, WIDTH - wide))
         parts.append(
             f'<text class="cap-label" x="{round(at, 1):g}" y="{_TOP - 7}" '
             f'text-anchor="{anchor}">{escape(label)}</text>'

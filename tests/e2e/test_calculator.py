@@ -182,7 +182,7 @@ def test_bad_value_shows_its_message_and_keeps_the_last_result(
     expect(calculator.locator("#results")).to_have_attribute("data-state", "stale")
     expect(calculator.locator("#stale")).to_be_visible()
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", before or "")
-    shown = calculator.locator("#results").inner_text()
+    shown = calculator.locator("#answer").inner_text() + calculator.locator("#results").inner_text()
     assert "NaN" not in shown
     assert "undefined" not in calculator.locator("body").inner_text()
     assert "Traceback" not in calculator.locator("body").inner_text()

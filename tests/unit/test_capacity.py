@@ -165,6 +165,9 @@ def test_per_gpu_figures_say_so() -> None:
     assert line_x(svg) == 360.0
     assert plain(headline_html(result, card)) == "Fits per GPU of 8: 36.58 GB of 77.31 GB"
     assert "NVIDIA A100 SXM4 80GB per GPU of 8: 77.31 GB</text>" in svg  # the line's label
+    # 44 characters at 14 × 0.6 units are 369.6 wide, more than the 356 left of the line:
+    # the label starts at 400 - 369.6 = 30.4 instead, whole inside the viewBox.
+    assert 'class="cap-label" x="30.4" y="13" text-anchor="start"' in svg
 
 
 def test_the_bar_is_an_image_with_its_verdict_and_components_in_words() -> None:
