@@ -268,7 +268,7 @@ def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
     browser: Browser, site_url: str, tool: str
 ) -> None:
     """At 366 px the page does not scroll sideways; a table wider than its box scrolls
-    inside it, and a hint above it says so."""
+    inside it, a hint above it says so, and its first column stays put."""
     context = browser.new_context(viewport=PHONE)
     guard_requests(context)
     page = context.new_page()
@@ -277,6 +277,12 @@ def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
     expect(box).to_have_attribute("data-overflow", "true")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert box.evaluate("(b) => b.scrollWidth > b.clientWidth")
+    # The row's name stays in view while the other columns scroll beneath it.
+    first = box.locator("tbody tr").first.locator("> :first-child")
+    left = first.evaluate("(c) => c.getBoundingClientRect().left")
+    box.evaluate("(b) => { b.scrollLeft = 200; }")
+    assert first.evaluate("(c) => getComputedStyle(c).position") == "sticky"
+    assert abs(first.evaluate("(c) => c.getBoundingClientRect().left") - left) < 1
     hint = box.evaluate("(b) => getComputedStyle(b, '::before').content")
     assert "Scroll sideways for more columns" in hint
     context.close()
