@@ -146,7 +146,7 @@ def test_prerendered_default_result(site: Path) -> None:
     ) in html
     # No GPU chosen: the bar is the total alone, activations (2,491,416,576 B) after
     # weights and optimizer state, 400 × 2,491,416,576 / 4,794,973,004 = 207.84 wide.
-    assert 'data-key="activations" x="110.1" y="20" width="207.8"' in html
+    assert 'data-key="activations" x="110.1" y="2" width="207.8"' in html
     assert '<p class="capacity-headline" data-fit="none">Needs <output id="total"' in html
     assert '<tr data-phase="forward" class="peak">' in html
     assert 'value="110"' in html

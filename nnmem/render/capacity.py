@@ -115,17 +115,18 @@ def capacity_svg(estimate: Estimate, card: Card | None, binary: bool = False) ->
         return round(WIDTH * n / scale, 1)
 
     parts: list[str] = []
-    bottom = _TOP + _BAR
+    top = _TOP if card is not None else 2  # room for the line's label, with a card
+    bottom = top + _BAR
     if card is not None:
         parts.append(
-            f'<rect class="cap-track" x="0.5" y="{_TOP + 0.5}" width="{px(card.usable) - 1:g}" '
+            f'<rect class="cap-track" x="0.5" y="{top + 0.5}" width="{px(card.usable) - 1:g}" '
             f'height="{_BAR - 1}" rx="3" fill="none" stroke="currentColor"/>'
         )
     x = 0.0
     for c in components:
         width = px(c.bytes)
         parts.append(
-            f'<rect class="bar bar-{c.key}" data-key="{c.key}" x="{x:g}" y="{_TOP}" '
+            f'<rect class="bar bar-{c.key}" data-key="{c.key}" x="{x:g}" y="{top}" '
             f'width="{width:g}" height="{_BAR}"/>'
         )
         x = round(x + width, 1)
@@ -133,21 +134,23 @@ def capacity_svg(estimate: Estimate, card: Card | None, binary: bool = False) ->
         line = px(card.budget)
         if need <= card.budget < card.usable:  # past the budget, the overflow's hatch shows
             parts.append(
-                f'<rect class="cap-free" x="{line:g}" y="{_TOP}" '
+                f'<rect class="cap-free" x="{line:g}" y="{top}" '
                 f'width="{round(px(card.usable) - line, 1):g}" height="{_BAR}" '
                 'fill="url(#cap-free-hatch)"/>'
             )
         if need > card.budget:
             parts.append(
-                f'<rect class="cap-over" x="{line:g}" y="{_TOP - 3}" '
+                f'<rect class="cap-over" x="{line:g}" y="{top - 3}" '
                 f'width="{round(px(need) - line, 1):g}" height="{_BAR + 6}" '
                 'fill="url(#cap-over-hatch)"/>'
             )
         parts.append(
-            f'<line class="cap-line" x1="{line:g}" x2="{line:g}" y1="{_TOP - 6}" '
+            f'<line class="cap-line" x1="{line:g}" x2="{line:g}" y1="{top - 6}" '
             f'y2="{bottom + 4}" stroke="currentColor" stroke-width="2"/>'
         )
-        label = f"{card.name}{_per_gpu(estimate)}: {human(card.budget, binary)}"
+        # The card's name and what the verdict may fill of it (per GPU: the headline and
+        # the title say so).
+        label = f"{card.name}: {human(card.budget, binary)}"
         # Ending at the line where it fits to its left; otherwise starting after the line,
         # or as far right as keeps it inside the viewBox (never past its left edge).
         wide = _text_width(label)
@@ -156,10 +159,10 @@ def capacity_svg(estimate: Estimate, card: Card | None, binary: bool = False) ->
         else:
             anchor, at = "start", max(0.0, min(line + 4, WIDTH - wide))
         parts.append(
-            f'<text class="cap-label" x="{round(at, 1):g}" y="{_TOP - 7}" '
+            f'<text class="cap-label" x="{round(at, 1):g}" y="{top - 7}" '
             f'text-anchor="{anchor}">{escape(label)}</text>'
         )
-    height = bottom + 6
+    height = bottom + (6 if card is not None else 2)
     # The hatches, only those drawn: the overflow's red stripes, the headroom's grey ones.
     defs = ""
     if "cap-over-hatch" in "".join(parts):

@@ -164,9 +164,21 @@ def test_per_gpu_figures_say_so() -> None:
     assert widths(svg)["optimizer_state"] == 56.1
     assert line_x(svg) == 360.0
     assert plain(headline_html(result, card)) == "Fits per GPU of 8: 36.58 GB of 77.31 GB"
-    assert "NVIDIA A100 SXM4 80GB per GPU of 8: 77.31 GB</text>" in svg  # the line's label
-    # 44 characters at 14 × 0.6 units are 369.6 wide, more than the 356 left of the line:
-    # the label starts at 400 - 369.6 = 30.4 instead, whole inside the viewBox.
+    assert "NVIDIA A100 SXM4 80GB: 77.31 GB</text>" in svg  # the line's label
+    title = ElementTree.fromstring(svg).find(f"{SVG}title")
+    assert title is not None
+    assert str(title.text).startswith("Fits: needs 36.58 GB per GPU of 8; NVIDIA A100")
+    # 31 characters at 14 × 0.6 units are 260.4 wide: it ends 4 left of the line.
+    assert 'class="cap-label" x="356" y="13" text-anchor="end"' in svg
+
+
+def test_a_name_too_long_for_the_left_of_the_line_starts_after_it() -> None:
+    """A 44-character label is 44 × 14 × 0.6 = 369.6 units, more than the 356 left of a
+    line at 360: it starts at 400 - 369.6 = 30.4, whole inside the viewBox."""
+    result, card = FITS
+    assert card is not None
+    long = Card("A" * 34, card.usable, card.budget)  # "A…A: 23.19 GB", 44 characters
+    svg = capacity_svg(result, long)
     assert 'class="cap-label" x="30.4" y="13" text-anchor="start"' in svg
 
 
