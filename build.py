@@ -34,6 +34,7 @@ import jinja2
 import markdown
 
 import content_helpers
+from nnmem.result import COMPONENTS
 from nnmem.web.calculator import (
     DEFAULT_FIELDS,
     FORM_SECTIONS,
@@ -207,6 +208,38 @@ def render_markdown(body: str, helpers: dict[str, Any], source: str, root: str =
     )
     # The Content-Security-Policy allows no inline style: a column's alignment is a class.
     return stash.restore(_ALIGN_STYLE.sub(r' class="align-\1"', body_html))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One component's explanation beside the result: "What are activations?"."""
+
+    key: str
+    question: str
+    html: str
+
+
+_ENTRY = re.compile(r"^## (\w+): (.+)$", re.MULTILINE)
+
+
+def load_glossary(path: Path, keys: list[str]) -> list[Entry]:
+    """Read the components' explanations (``## key: question`` then a paragraph), one
+    for each of ``keys`` and in their order."""
+    text = re.sub(r"<!--.*?-->", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    heads = list(_ENTRY.finditer(text))
+    found = {}
+    for head, after in zip(heads, [*heads[1:], None], strict=True):
+        body = text[head.end() : after.start() if after else len(text)].strip()
+        html = markdown.markdown(body, extensions=MARKDOWN_EXTENSIONS)
+        found[head[1]] = Entry(head[1], head[2].strip(), html)
+    missing = [k for k in keys if k not in found]
+    unknown = [k for k in found if k not in keys]
+    if missing or unknown:
+        raise BuildError(
+            f"{path.name}: every component needs one entry (missing: {', '.join(missing)}; "
+            f"unknown: {', '.join(unknown)})"
+        )
+    return [found[k] for k in keys]
 
 
 def _plain_text(fragment: str) -> str:
@@ -569,6 +602,7 @@ def build(
 
     # Load: content, the nnmem bundle, the assets and the prerendered default result.
     pages = load_content(content or root / "content")
+    glossary = load_glossary(root / "content" / "glossary" / "components.md", list(COMPONENTS))
     bundle = bundle_nnmem(root / "nnmem")
     site = Site()
     bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip.xz"
@@ -598,6 +632,7 @@ def build(
         "precision_groups": precision_groups(),
         "values": DEFAULT_FIELDS,
         "result": default,
+        "glossary": glossary,
         "nav": navigation(pages),
         "site_url": site_url,
     }

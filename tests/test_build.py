@@ -17,6 +17,7 @@ import pytest
 
 import build
 from nnmem.estimate import estimate
+from nnmem.result import COMPONENTS
 from nnmem.scenario import parse
 from nnmem.web.calculator import DEFAULT_SCENARIO
 
@@ -141,15 +142,34 @@ def test_prerendered_default_result(site: Path) -> None:
         "3.81 GB in the forward</p>"
     ) in html
     assert (
-        '<tr data-key="weights"><th scope="row">Model weights</th><td>440.0</td>'
+        '<tr data-key="weights"><th scope="row"><a href="#what-weights">Model weights</a></th>'
+        "<td>440.0</td>"
         "<td>0.44</td><td>9.2%</td></tr>"  # 440.0 of 4,795.0 MB
     ) in html
-    # Third row (weights, optimizer state, activations): 2 × 46 + 4 + 18 = 114 down; the
-    # largest component fills the 250-unit bar area.
-    assert '<rect class="bar bar-activations" x="0" y="114" width="250"' in html
+    # No GPU chosen: the bar is the total alone, activations (2,491,416,576 B) after
+    # weights and optimizer state, 400 × 2,491,416,576 / 4,794,973,004 = 207.84 wide.
+    assert 'data-key="activations" x="110.1" y="2" width="207.8"' in html
+    assert '<p class="capacity-headline" data-fit="none">Needs <output id="total"' in html
     assert '<tr data-phase="forward" class="peak">' in html
     assert 'value="110"' in html
     assert 'value="32"' in html
+
+
+def test_every_component_links_to_its_paragraph(site: Path) -> None:
+    """Each component nnmem names has a paragraph in the page's glossary, and the names
+    in the table and the bar's key link to it."""
+    html = (site / "index.html").read_text()
+    for key in COMPONENTS:
+        assert f'<div id="what-{key}" tabindex="-1"><dt>' in html, key
+    assert '<a href="#what-activations">Activations</a> 2.49 GB</li>' in html  # the key
+    assert "<dt>What are activations?</dt><dd><p>The intermediate results" in html
+
+
+def test_a_missing_glossary_entry_fails_the_build(tmp_path: Path) -> None:
+    source = tmp_path / "components.md"
+    source.write_text("## weights: What are the weights?\nThe parameters.\n")
+    with pytest.raises(build.BuildError, match=r"missing: gradients; unknown: \)$"):
+        build.load_glossary(source, ["weights", "gradients"])
 
 
 def test_root_build_uses_page_relative_urls(site: Path) -> None:

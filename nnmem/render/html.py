@@ -12,8 +12,11 @@ from nnmem.result import OVERHEADS, Component, Estimate
 from nnmem.units import human, percent, scaled
 
 
-def table_html(estimate: Estimate, binary: bool = False) -> str:
-    """The breakdown at the peak: Component | Memory (MB) | Memory (GB) | % of total."""
+def table_html(estimate: Estimate, binary: bool = False, links: bool = False) -> str:
+    """The breakdown at the peak: Component | Memory (MB) | Memory (GB) | % of total.
+
+    With ``links`` each component's name links to its paragraph on the page
+    (``#what-<key>``: what it is)."""
     unit, big = (("MiB", "GiB"), (2**20, GIB)) if binary else (("MB", "GB"), (MB, GB))
     head = "".join(
         f'<th scope="col">{escape(h)}</th>'
@@ -26,8 +29,9 @@ def table_html(estimate: Estimate, binary: bool = False) -> str:
         cls = ' class="overhead"' if key in OVERHEADS else ""
         aside = asides.get(key)
         note = f' <span class="aside">{escape(aside)}</span>' if aside else ""
+        name = f'<a href="#what-{key}">{escape(label)}</a>' if links else escape(label)
         body.append(
-            f'<tr data-key="{key}"{cls}><th scope="row">{escape(label)}{note}</th>'
+            f'<tr data-key="{key}"{cls}><th scope="row">{name}{note}</th>'
             f"<td>{scaled(n, big[0], 1)}</td><td>{scaled(n, big[1], 2)}</td>"
             f"<td>{percent(n, total)}</td></tr>"
         )

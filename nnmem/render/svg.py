@@ -1,4 +1,4 @@
-"""An estimate as SVG: the breakdown chart and the memory plot."""
+"""An estimate as SVG: the memory plot (the capacity bar is nnmem.render.capacity)."""
 
 from __future__ import annotations
 
@@ -8,55 +8,13 @@ from html import escape
 from itertools import pairwise
 
 from nnmem.result import Estimate
-from nnmem.units import human, percent
+from nnmem.units import human
 
-# (about 350 px of chart) the text still renders at about 12 px. Colours come from the
-# page's CSS classes; the presentation attributes are only the fallback (currentColor),
-# so dark mode restyles everything.
+# A 400-unit viewBox with 14-unit text: on a phone (about 350 px of plot) the text still
+# renders at about 12 px. Colours come from the page's CSS classes; the presentation
+# attributes are only the fallback (currentColor), so dark mode restyles everything.
 _WIDTH = 400
 _FONT = 14
-_BAR_AREA = 250  # the widest bar; its value label follows it
-_ROW = 46  # a label line, then the bar
-_BAR = 18
-
-
-def chart_svg(estimate: Estimate, binary: bool = False) -> str:
-    """The breakdown at the peak as an inline SVG bar chart, one bar per component.
-
-    Each component's label sits above its bar; bars are scaled to the largest component
-    and followed by the size and share. Colours come from the page's CSS
-    (``.bar-<key>``), so dark mode restyles them.
-    """
-    components = [c for c in estimate.components if c.bytes > 0]
-    total = estimate.total_bytes
-    largest = max((c.bytes for c in components), default=1) or 1
-    rows = []
-    for i, c in enumerate(components):
-        top = i * _ROW + 4
-        width = round(_BAR_AREA * c.bytes / largest, 1)
-        bar_top = top + _FONT + 4
-        value = f"{human(c.bytes, binary)} · {percent(c.bytes, total)}"
-        rows.append(
-            f'<g class="row" data-key="{c.key}">'
-            f'<text class="label" x="0" y="{top + _FONT - 2}">{escape(c.label)}</text>'
-            f'<rect class="bar bar-{c.key}" x="0" y="{bar_top}" '
-            f'width="{width:g}" height="{_BAR}" rx="3"/>'
-            f'<text class="value" x="{width + 6:g}" y="{bar_top + _BAR - 4}">'
-            f"{escape(value)}</text></g>"
-        )
-    height = len(components) * _ROW + 4
-    summary = "; ".join(
-        f"{c.label} {human(c.bytes, binary)} ({percent(c.bytes, total)})" for c in components
-    )
-    return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {_WIDTH} {height}" role="img" '
-        f'aria-labelledby="chart-title chart-desc" fill="currentColor" font-size="{_FONT}">'
-        '<title id="chart-title">Memory at the peak, by component</title>'
-        f'<desc id="chart-desc">{escape(summary)}.</desc>'
-        f"{''.join(rows)}</svg>"
-    )
-
 
 _PLOT_HEIGHT = 270
 _LEFT, _RIGHT, _TOP, _BOTTOM = 62, 12, 14, 50  # margins around the plot area

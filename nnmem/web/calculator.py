@@ -17,8 +17,9 @@ from typing import Any
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
+from nnmem.render.capacity import Card, capacity_svg, headline_html, legend_html
 from nnmem.render.html import formula_html, notes_html, phases_html, runtime_html, table_html
-from nnmem.render.svg import chart_svg, plot_svg
+from nnmem.render.svg import plot_svg
 from nnmem.render.text import describe, total_detail, total_label, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (
@@ -27,7 +28,7 @@ from nnmem.scenario import (
     Runtime,
     Scenario,
 )
-from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, judge
+from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, budget_for, format_warnings, judge
 from nnmem.units import fixed, human
 from nnmem.web.form import (
     DEFAULT_FIELDS,
@@ -112,6 +113,21 @@ def verdict_html(fit: Fit | None, binary: bool) -> str:
         f"<strong>Does not fit</strong> on {where}: needs {need}, "
         f"{escape(human(-fit.headroom, binary))} more than the GPU has.</p>{warnings}"
     )
+
+
+def card_short(card: Card | None, need: int, binary: bool) -> str:
+    """:func:`verdict_short` from the card alone, for the reply's first part.
+
+    >>> card_short(Card("RTX 4090", 24 * 2**30, 23_192_823_398), 4_794_973_004, False)
+    'fits: 18.40 GB to spare'
+    """
+    if card is None:
+        return ""
+    if need > card.budget:
+        return f"does not fit: {human(need - card.budget, binary)} over"
+    if not card.runs:
+        return "fits in memory, but cannot run"
+    return f"fits: {human(card.budget - need, binary)} to spare"
 
 
 def verdict_short(fit: Fit | None, binary: bool) -> str:
@@ -254,6 +270,30 @@ def suggestions_html(
     return f'{title}<ol class="suggestions">{"".join(items)}</ol>'
 
 
+def _card(scenario: Scenario, gpu_id: str | None) -> Card | None:
+    """The chosen card as the capacity bar draws it: no more than a catalog look-up, so
+    the bar comes with the total in the reply's first part."""
+    gpu = catalog.gpu(gpu_id) if gpu_id else None
+    if gpu is None:
+        return None
+    runs = format_warnings(scenario, gpu)[1]
+    return Card(gpu.name, gpu.usable_bytes, budget_for(scenario, gpu.usable_bytes), runs)
+
+
+def capacity_html(result: Estimate, card: Card | None, binary: bool) -> str:
+    """The capacity bar, with a prompt to pick a card where none is chosen."""
+    prompt = (
+        '<p class="capacity-prompt">Pick a GPU under "Does it fit?" to see this against '
+        "its memory.</p>"
+        if card is None
+        else ""
+    )
+    return (
+        f'{prompt}<figure class="capacity-box">{capacity_svg(result, card, binary)}'
+        f"<figcaption>{legend_html(result, card, binary)}</figcaption></figure>"
+    )
+
+
 _PLOT_POINTS = 24
 
 
@@ -310,7 +350,7 @@ def _plot(
 # keystroke: FIRST holds what the estimate alone gives; REST what needs further estimates
 # (the verdict and solvers, the ranked suggestions and the plot's points), and the step's
 # timeline, replayed twice through the allocator model.
-FIRST_PARTS = ("table", "chart", "phases", "formula", "notes", "runtime")
+FIRST_PARTS = ("headline", "capacity", "table", "phases", "formula", "notes", "runtime")
 REST_PARTS = ("plot", "verdict", "solvers", "suggestions", "timeline")
 PARTS = ("all", "first", "rest")
 
@@ -346,7 +386,7 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     >>> first = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "first")
     >>> rest = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "rest")
     >>> sorted(first["html"]), "total_text" in rest
-    (['chart', 'formula', 'notes', 'phases', 'runtime', 'table'], False)
+    (['capacity', 'formula', 'headline', 'notes', 'phases', 'runtime', 'table'], False)
     >>> sorted(rest["html"])
     ['plot', 'solvers', 'suggestions', 'timeline', 'verdict']
     >>> answer({"params_millions": "-1"})["errors"]
@@ -377,10 +417,12 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}
     if part != "rest":
+        card = _card(scenario, gpu_id)
         html.update(
             runtime=runtime_html(result, binary),
-            table=table_html(result, binary),
-            chart=chart_svg(result, binary),
+            table=table_html(result, binary, links=True),
+            headline=headline_html(result, card, binary),
+            capacity=capacity_html(result, card, binary),
             phases=phases_html(result, binary),
             formula=formula_html(result, binary),
             notes=notes_html(result),
@@ -391,6 +433,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             total_bytes=result.total_bytes,
             total_text=total_text(result, binary),
             total_detail=total_detail(result, binary),
+            verdict_text=card_short(card, result.total_bytes, binary),
         )
     download: dict[str, Any] = {}
     if part != "rest":
@@ -415,7 +458,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     if part == "all":
         html = {
             name: html[name]
-            for name in (*FIRST_PARTS[:2], "plot", *REST_PARTS[1:], *FIRST_PARTS[2:])
+            for name in (*FIRST_PARTS[:3], "plot", *REST_PARTS[1:], *FIRST_PARTS[3:])
         }
         download = {k: download[k] for k in ("scenario", "estimate", "gpu", "verdict", "solvers")}
     return reply(True, inactive=inactive, fill=fill, html=html, **extra, download=download)

@@ -8,12 +8,11 @@ import { startReader } from "./reader.js";
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
 const results = document.getElementById("results");
-const total = document.getElementById("total");
 const stale = document.getElementById("stale");
 const actionStatus = document.getElementById("action-status");
 const miniTotal = document.getElementById("mini-total-value");
 const miniVerdict = document.getElementById("mini-verdict");
-const PARTS = ["table", "chart", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime", "timeline"];
+const PARTS = ["headline", "capacity", "table", "plot", "verdict", "solvers", "suggestions", "phases", "formula", "notes", "runtime", "timeline"];
 
 let post = null;
 let ready = false;
@@ -109,6 +108,7 @@ async function syncFragment(text) {
 function request() {
   if (!ready) {
     showStale("Your changes will be calculated as soon as the engine has loaded.");
+    holdMini("waiting for the engine");
     return;
   }
   latest += 1;
@@ -200,8 +200,7 @@ function paint(id, reply, part = "all") {
   showHeld(Boolean(reply.fatal || !reply.ok));
   if (reply.fatal || !reply.ok) {
     // The bar at the bottom never shows a total the inputs no longer give.
-    miniTotal.textContent = "—";
-    setMiniVerdict("fix the highlighted field", "error");
+    holdMini(reply.fatal ? "the calculator hit an error" : "fix the highlighted field", "error");
   }
   if (reply.fatal) {
     results.dataset.state = "stale";
@@ -215,12 +214,9 @@ function paint(id, reply, part = "all") {
     return;
   }
   lastReply = reply;
-  total.textContent = reply.total_text;
   document.getElementById("total-label").textContent = reply.total_label;
   miniTotal.textContent = reply.total_text;
-  if (reply.verdict_text !== undefined) setMiniVerdict(reply.verdict_text);
-  else setMiniVerdict("…", "pending");
-  total.dataset.bytes = String(reply.total_bytes);
+  setMiniVerdict(reply.verdict_text);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
   paintParts(reply.html);
@@ -236,10 +232,22 @@ function paint(id, reply, part = "all") {
   }
 }
 
-// The verdict in the bar at the bottom of a phone's screen: "fits: 3.8 GB to spare".
+// The verdict in the bar at the bottom of the screen: "fits: 3.8 GB to spare", or a
+// prompt to pick a GPU where none is chosen (nnmem's verdict is then empty).
 function setMiniVerdict(text, state) {
-  miniVerdict.textContent = text ? `· ${text}` : "";
+  if (!text && !state) {
+    text = "pick a GPU to see whether it fits";
+    state = "none";
+  }
+  miniVerdict.textContent = `· ${text}`;
   miniVerdict.dataset.fit = state || (text.startsWith("does not") ? "no" : "yes");
+}
+
+// The bar while the result on screen is not the inputs' (an error, a link or an edit
+// waiting for the engine): no total, and why.
+function holdMini(reason, state = "pending") {
+  miniTotal.textContent = "—";
+  setMiniVerdict(reason, state);
 }
 
 function paintRest(id, reply) {
@@ -284,6 +292,7 @@ function readUrl() {
     // The prerendered result is the example's, not the link's: greyed until it is.
     results.dataset.link = "loading";
     showStale("The link's inputs will be calculated as soon as the engine has loaded.");
+    holdMini("working out the link's inputs");
   }
 }
 
@@ -430,11 +439,23 @@ results.addEventListener("click", (event) => {
   const button = event.target.closest("button.apply");
   if (button) applySuggestion(button);
 });
+// A component's name (in the table or the bar's key) opens its paragraph, folded under
+// "What the calculator counts", and moves the focus there, leaving the URL's fragment
+// alone: it may hold the pasted config.
+calculator.addEventListener("click", (event) => {
+  const link = event.target.closest('a[href^="#what-"]');
+  const entry = link && document.getElementById(link.getAttribute("href").slice(1));
+  if (!entry) return;
+  event.preventDefault();
+  entry.closest("details").open = true;
+  entry.focus();
+  entry.scrollIntoView({ block: "nearest" });
+});
 document.getElementById("copy-link").addEventListener("click", copyLink);
 document.getElementById("download-json").addEventListener("click", downloadJson);
 document.getElementById("print-page").addEventListener("click", () => window.print());
-// On a phone the result sits below the form: while its total is out of sight, a bar at
-// the bottom of the screen shows it and leads there.
+// While the answer (total and verdict) is out of sight, a bar at the bottom of the
+// screen shows both and leads there.
 if ("IntersectionObserver" in window) {
   const bar = document.getElementById("mini-total");
   new IntersectionObserver(([entry]) => {
@@ -465,5 +486,8 @@ post = startEngine(calculator, {
     });
   },
   onResult,
-  onFail: () => showStale(""),
+  onFail: () => {
+    showStale("");
+    holdMini("the engine did not load", "error");
+  },
 });

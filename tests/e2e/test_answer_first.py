@@ -179,20 +179,6 @@ def test_an_engine_that_failed_offers_retry(page: Page, site_url: str) -> None:
     expect(page.locator("#f-batch_size")).to_have_value("4")
 
 
-def test_the_chart_caption_says_how_bars_are_drawn(calculator: Page) -> None:
-    """The largest component's bar is the widest, not the chart's width: the caption
-    says bars are to scale against the largest."""
-    caption = calculator.locator(".chart-box figcaption")
-    expect(caption).to_contain_text("drawn to scale against the largest")
-    widths = [
-        float(w or 0)
-        for w in calculator.locator("#part-chart rect[class^=bar]").evaluate_all(
-            "(rects) => rects.map((r) => r.getAttribute('width'))"
-        )
-    ]
-    assert max(widths) < 400  # the viewBox's width: the value label follows the bar
-
-
 def test_a_link_carries_a_pasted_config(calculator: Page, browser: Browser) -> None:
     """The team lead's link: a pasted config.json (Llama 3.1 8B's) goes into the URL's
     fragment, compressed, and the link opens in a fresh context with the same config,
@@ -240,8 +226,11 @@ def test_a_link_greys_the_example_result_while_it_loads(
     expect(page.locator("#stale")).to_have_text(
         "The link's inputs will be calculated as soon as the engine has loaded."
     )
-    opacity = page.locator(".total-box").evaluate("(box) => getComputedStyle(box).opacity")
+    opacity = page.locator("#part-headline").evaluate("(box) => getComputedStyle(box).opacity")
     assert float(opacity) < 1
+    # The bar at the bottom shows no total until the link's is worked out.
+    expect(page.locator("#mini-total-value")).to_have_text("—")
+    expect(page.locator("#mini-verdict")).to_have_text("· working out the link's inputs")
     for route in held:
         route.abort()
 
@@ -261,7 +250,7 @@ def test_on_a_phone_the_bar_carries_the_verdict_and_clears_on_error(
     wait_ready(page)
     page.locator("#f-gpu").select_option("rtx-4090")
     expect(page.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "yes")
-    page.evaluate("window.scrollTo(0, 0)")
+    page.locator("#f-batch_size").scroll_into_view_if_needed()  # the answer out of sight
     bar = page.locator("#mini-total")
     expect(bar).to_be_visible()
     reply = cpython_reply(page_fields(page))
@@ -279,7 +268,7 @@ def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
     browser: Browser, site_url: str, tool: str
 ) -> None:
     """At 366 px the page does not scroll sideways; a table wider than its box scrolls
-    inside it, and a hint above it says so."""
+    inside it, a hint above it says so, and its first column stays put."""
     context = browser.new_context(viewport=PHONE)
     guard_requests(context)
     page = context.new_page()
@@ -288,6 +277,12 @@ def test_on_a_phone_wide_tables_scroll_in_their_box_with_a_hint(
     expect(box).to_have_attribute("data-overflow", "true")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert box.evaluate("(b) => b.scrollWidth > b.clientWidth")
+    # The row's name stays in view while the other columns scroll beneath it.
+    first = box.locator("tbody tr").first.locator("> :first-child")
+    left = first.evaluate("(c) => c.getBoundingClientRect().left")
+    box.evaluate("(b) => { b.scrollLeft = 200; }")
+    assert first.evaluate("(c) => getComputedStyle(c).position") == "sticky"
+    assert abs(first.evaluate("(c) => c.getBoundingClientRect().left") - left) < 1
     hint = box.evaluate("(b) => getComputedStyle(b, '::before').content")
     assert "Scroll sideways for more columns" in hint
     context.close()
@@ -321,9 +316,9 @@ def test_a_new_size_clears_the_examples_shape(calculator: Page) -> None:
 
 
 def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> None:
-    """At 366 px a picked preset's thirteen architecture fields fold under one summary, so
-    the result starts within 3.5 screens of the top instead of about 5; a problem in one
-    of them opens the group."""
+    """At 366 px a picked preset's thirteen architecture fields fold under one summary, and
+    the answer, above the form, starts within the first screen; a problem in one of the
+    fields opens the group."""
     context = browser.new_context(viewport=PHONE)
     guard_requests(context)
     page = context.new_page()
@@ -334,8 +329,8 @@ def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> No
     expect(group).to_be_visible()
     expect(page.locator("#f-cfg_hidden_size")).to_have_value("4096")
     expect(page.locator("#f-cfg_hidden_size")).to_be_hidden()
-    top = page.evaluate("document.getElementById('results').getBoundingClientRect().top + scrollY")
-    assert top < 3.5 * PHONE["height"]
+    top = page.evaluate("document.getElementById('answer').getBoundingClientRect().top + scrollY")
+    assert top < PHONE["height"]
     fill_form(page, {"cfg_hidden_size": "0"})
     expect(page.locator("#err-cfg_hidden_size")).not_to_be_empty()
     expect(page.locator("#f-cfg_hidden_size")).to_be_visible()

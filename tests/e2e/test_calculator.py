@@ -78,7 +78,7 @@ def test_prerendered_result_shows_before_the_engine_is_ready(
     expect(page.locator("#total")).to_have_text(human(default.total_bytes))
     expect(page.locator("#total")).to_have_attribute("data-bytes", str(default.total_bytes))
     expect(page.locator("#part-table tr[data-key=weights] td").first).to_have_text("440.0")
-    expect(page.locator("#part-chart svg rect.bar-activations")).to_be_visible()
+    expect(page.locator("#part-capacity svg rect.bar-activations")).to_be_visible()
     expect(page.locator("#engine")).to_have_attribute("data-state", "loading")
     expect(page.locator("#engine")).to_contain_text("Python")
     expect(page.locator("#engine-progress")).to_have_attribute("value", "1")  # stage 1 of 3
@@ -104,12 +104,12 @@ def test_form_total_equals_cpython(calculator: Page, values: dict[str, str]) -> 
         expect(row).to_have_text(f"{component.bytes / 1e6:,.1f}")
 
 
-def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None:
+def test_precision_and_mode_update_the_table_and_bar(calculator: Page) -> None:
     """Mixed precision adds 16-bit weight copies and halves activations; pure bf16 halves
     the weights; inference drops gradients, optimizer state and the optimizer field."""
     weights_mb = calculator.locator("#part-table tr[data-key=weights] td").first
     acts_mb = calculator.locator("#part-table tr[data-key=activations] td").first
-    chart_desc = calculator.locator("#part-chart desc")
+    chart_desc = calculator.locator("#part-capacity desc")
     expect(weights_mb).to_have_text("440.0")  # 110M × 4 B, fp32
     expect(acts_mb).to_have_text("2,491.4")  # 12 × 128 × 32 × 768 × 66 B
     expect(chart_desc).to_contain_text("Model weights 440.0 MB")
@@ -120,7 +120,7 @@ def test_precision_and_mode_update_the_table_and_chart(calculator: Page) -> None
         "220.0"
     )
     expect(weights_mb).to_have_text("440.0")  # the fp32 weights stay
-    expect(calculator.locator("#part-chart rect.bar-autocast_copies")).to_be_visible()
+    expect(calculator.locator("#part-capacity rect.bar-autocast_copies")).to_be_visible()
 
     calculator.select_option("#f-precision", "bf16")
     expect(weights_mb).to_have_text("220.0")  # 110M × 2 B
@@ -182,7 +182,7 @@ def test_bad_value_shows_its_message_and_keeps_the_last_result(
     expect(calculator.locator("#results")).to_have_attribute("data-state", "stale")
     expect(calculator.locator("#stale")).to_be_visible()
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", before or "")
-    shown = calculator.locator("#results").inner_text()
+    shown = calculator.locator("#answer").inner_text() + calculator.locator("#results").inner_text()
     assert "NaN" not in shown
     assert "undefined" not in calculator.locator("body").inner_text()
     assert "Traceback" not in calculator.locator("body").inner_text()

@@ -145,12 +145,12 @@ def test_applying_a_suggestion_changes_the_fields_and_the_total(calculator: Page
 
 
 def test_gib_toggle_applies_everywhere(calculator: Page) -> None:
-    """GiB divides by 2**30: the total, the table header and the chart all switch."""
+    """GiB divides by 2**30: the total, the table header and the capacity bar all switch."""
     total = int(calculator.locator("#total").get_attribute("data-bytes") or 0)
     calculator.locator("label:has(input[name=units][value=gib])").click()
     expect(calculator.locator("#total")).to_have_text(human(total, binary=True))
     expect(calculator.locator("#part-table thead")).to_contain_text("GiB")
-    expect(calculator.locator("#part-chart")).to_contain_text("GiB")
+    expect(calculator.locator("#part-capacity")).to_contain_text("GiB")
     expect_total(calculator, page_fields(calculator))
     calculator.locator("label:has(input[name=units][value=gb])").click()
     expect(calculator.locator("#total")).to_have_text(human(total))
@@ -171,11 +171,11 @@ def test_dark_mode_toggle_switches_and_is_remembered(calculator: Page) -> None:
     expect(calculator.locator("html")).to_have_attribute("data-theme", "light")
 
 
-def test_print_shows_inputs_result_table_and_chart(calculator: Page) -> None:
+def test_print_shows_inputs_result_table_and_bar(calculator: Page) -> None:
     """The print stylesheet keeps what a printout needs and drops the controls."""
     calculator.emulate_media(media="print")
     try:
-        for selector in ("#calc", "#total", "#part-table table", "#part-chart svg"):
+        for selector in ("#calc", "#total", "#part-table table", "#part-capacity svg"):
             expect(calculator.locator(selector)).to_be_visible()
         for selector in ("#copy-link", "#theme-toggle", "#engine"):
             expect(calculator.locator(selector)).to_be_hidden()
@@ -184,7 +184,7 @@ def test_print_shows_inputs_result_table_and_chart(calculator: Page) -> None:
 
 
 def test_phone_layout_has_no_sideways_scrolling(browser: Browser, site_url: str) -> None:
-    """At 390 x 844 nothing is wider than the screen and the chart text stays legible."""
+    """At 390 x 844 nothing is wider than the screen and the SVG text stays legible."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     page = context.new_page()
     page.goto(f"{site_url}?{urlencode({'gpu': 'rtx-4090'})}")
@@ -193,16 +193,16 @@ def test_phone_layout_has_no_sideways_scrolling(browser: Browser, site_url: str)
         details.evaluate("d => d.open = true")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     smallest = page.evaluate(
-        """() => Math.min(...[...document.querySelectorAll('#part-chart text, #part-plot text')]
+        """() => Math.min(...[...document.querySelectorAll('#part-capacity text, #part-plot text')]
              .map((t) => t.getBoundingClientRect().height).filter((h) => h > 0))"""
     )
-    assert smallest >= 9, f"chart text is {smallest:.1f} px tall on a phone"
-    # The form comes first on a phone; while the total is out of sight a bar shows it.
-    page.evaluate("window.scrollTo(0, 0)")
+    assert smallest >= 9, f"SVG text is {smallest:.1f} px tall on a phone"
+    # The answer comes first on a phone; while it is out of sight a bar shows the total.
+    page.locator("#f-batch_size").scroll_into_view_if_needed()
     bar = page.locator("#mini-total")
     expect(bar).to_be_visible()
     expect(bar).to_contain_text(page.locator("#total").inner_text())
-    page.locator("#total").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
     expect(bar).to_be_hidden()
     context.close()
 

@@ -64,4 +64,6 @@ def test_zero3_offload_total_and_host_ram_match_the_engine(calculator: Page) -> 
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))
     host = calculator.locator("#part-table tr[data-key=host] td").first
     expect(host).to_have_text(f"{expected.host_bytes / 1e6:,.1f}")
-    expect(calculator.locator("#results")).to_contain_text(f"host RAM {human(expected.host_bytes)}")
+    expect(calculator.locator("#total-detail")).to_contain_text(
+        f"host RAM {human(expected.host_bytes)}"
+    )

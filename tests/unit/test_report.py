@@ -1,4 +1,4 @@
-"""Rendering an estimate: the text report, the table, the SVG chart, phases and formula."""
+"""Rendering an estimate: the text report, the table, the SVG plot, phases and formula."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from nnmem import Estimate, GenericModel, Mode, Precision, Scenario, estimate, parse
 from nnmem.render.html import formula_html, phases_html, table_html
-from nnmem.render.svg import chart_svg, plot_svg
+from nnmem.render.svg import plot_svg
 from nnmem.render.text import describe, table_text, text, total_label
 
 BERT = estimate(Scenario(GenericModel(110_000_000, 768, 12), batch_size=32, seq_len=128))
@@ -21,38 +21,9 @@ LLAMA_31 = estimate(
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def test_chart_matches_golden(golden: Callable[[str, str], None]) -> None:
-    golden("chart_bert_base.svg", chart_svg(BERT))
-    golden("chart_llama_3_1_8b_amp.svg", chart_svg(LLAMA_31))
-
-
 def test_table_matches_golden(golden: Callable[[str, str], None]) -> None:
     golden("table_bert_base.html", table_html(BERT))
     golden("table_bert_base_binary.html", table_html(BERT, binary=True))
-
-
-def test_chart_bars_are_scaled_to_the_largest_component() -> None:
-    """At the forward peak activations (2,491.4 MB) fill the 250-unit bar area; weights
-    get 250 × 440,000,000 / 2,491,416,576 = 44.15 of it, optimizer state twice that."""
-    root = ElementTree.fromstring(chart_svg(BERT))
-    widths = {
-        rect.get("class", "").split()[-1]: float(rect.get("width", "nan"))
-        for rect in root.iter(f"{SVG}rect")
-    }
-    assert widths["bar-activations"] == 250.0
-    assert widths["bar-weights"] == 44.2
-    assert widths["bar-optimizer_state"] == 88.3
-    assert "bar-gradients" not in widths  # not live at the peak: no bar
-
-
-def test_chart_is_accessible_svg() -> None:
-    root = ElementTree.fromstring(chart_svg(LLAMA))
-    assert root.get("role") == "img"
-    assert root.get("aria-labelledby") == "chart-title chart-desc"
-    desc = root.find(f"{SVG}desc")
-    assert desc is not None
-    assert desc.text is not None
-    assert desc.text.startswith("Model weights 14.00 GB (90.2%); Activations 37.7 MB (0.2%)")
 
 
 def test_table_rows_and_total() -> None:
@@ -147,7 +118,6 @@ def test_plot_matches_golden(golden: Callable[[str, str], None]) -> None:
         plot_svg(SERVED, "batch_size", SERVED[2], gpu, "NVIDIA GeForce RTX 4090", binary=True),
     )
     golden("plot_bert_base_no_gpu.svg", plot_svg([BERT], "batch_size", BERT))
-    golden("chart_bert_base_binary.svg", chart_svg(BERT, binary=True))
 
 
 def test_plot_is_accessible_and_styled_by_classes() -> None:
@@ -185,17 +155,6 @@ def test_plot_points_follow_the_totals() -> None:
     ys = [float(p.split(",")[1]) for p in (line.get("points") or "").split()]
     expected = [round(14 + 206 - 206 * e.total_bytes / 40e9, 1) for e in SERVED]
     assert ys == expected
-
-
-def test_chart_text_stays_legible_on_a_phone() -> None:
-    """A 390 px phone leaves about 350 px for the chart: 14-unit text in a 400-unit
-    viewBox renders at 14 × 350 / 400 = 12.25 px. Colours fall back to currentColor."""
-    root = ElementTree.fromstring(chart_svg(LLAMA_31))
-    assert (root.get("viewBox") or "").split()[2] == "400"
-    assert root.get("font-size") == "14"
-    assert root.get("fill") == "currentColor"
-    for label in root.iter(f"{SVG}text"):
-        assert label.get("font-size") is None  # no smaller text anywhere
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from typing import Any
 from xml.etree import ElementTree
 
 from nnmem.estimate import estimate
+from nnmem.render.capacity import capacity_svg, headline_html
 from nnmem.render.html import table_html
-from nnmem.render.svg import chart_svg
 from nnmem.scenario import SETTINGS, parse
 from nnmem.solvers import max_batch, max_seq_len, min_gpus
 from nnmem.units import human
@@ -46,8 +46,9 @@ def test_default_fields_are_the_brief_bert_example() -> None:
 def test_reply_carries_the_same_fragments_the_build_prerenders() -> None:
     result = estimate(parse(DEFAULT_SCENARIO))
     reply = ask({"fields": DEFAULT_FIELDS})
-    assert reply["html"]["table"] == table_html(result)
-    assert reply["html"]["chart"] == chart_svg(result)
+    assert reply["html"]["table"] == table_html(result, links=True)
+    assert reply["html"]["headline"] == headline_html(result, None)
+    assert capacity_svg(result, None) in reply["html"]["capacity"]
 
 
 def test_errors_name_fields_and_hide_what_does_not_apply() -> None:
@@ -120,8 +121,9 @@ def test_reply_has_every_part_the_page_paints() -> None:
     assert reply["ok"] is True
     assert reply["errors"] == []
     assert set(reply["html"]) == {
+        "headline",
+        "capacity",
         "table",
-        "chart",
         "plot",
         "verdict",
         "solvers",
@@ -244,8 +246,13 @@ def test_units_switch_applies_everywhere() -> None:
     assert gib["total_detail"] == "4,794,973,004 bytes; tensors peak at 3.55 GiB in the forward"
     html = gib["html"]
     assert "Memory (GiB)" in html["table"]
-    assert '<th scope="row">Model weights</th><td>419.6</td><td>0.41</td>' in html["table"]
-    assert "Model weights 419.6 MiB (9.2%)" in html["chart"]  # 440.0 / 4,795.0 MB
+    assert (
+        '<th scope="row"><a href="#what-weights">Model weights</a></th><td>419.6</td><td>0.41</td>'
+        in html["table"]
+    )
+    assert "Model weights 419.6 MiB (9.2%)" in html["capacity"]  # 440.0 / 4,795.0 MB
+    # 4,794,973,004 B of 21.6 GiB (24 GiB usable less 10%): 4.47 GiB of 21.60 GiB
+    assert re.sub("<[^>]+>", "", html["headline"]) == "Fits: 4.47 GiB of 21.60 GiB"
     assert "Memory (GiB)" in html["plot"]
     # 10% headroom by default: 24 GiB usable, 21.6 GiB to fill
     assert "(24.00 GiB usable; 21.60 GiB after keeping 10% free)" in html["verdict"]
@@ -254,7 +261,16 @@ def test_units_switch_applies_everywhere() -> None:
     assert "<td>3.55 GiB</td>" in html["phases"]
     short = page({**DEFAULT_FIELDS, "gpu": "t4", "units": "gib", "batch_size": "256"})
     assert re.search(r"saves [\d.]+ (GiB|MiB)", short["html"]["suggestions"])
-    for name in ("table", "chart", "plot", "verdict", "formula", "phases", "suggestions"):
+    for name in (
+        "headline",
+        "capacity",
+        "table",
+        "plot",
+        "verdict",
+        "formula",
+        "phases",
+        "suggestions",
+    ):
         shown = re.sub(r'<span class="source">.*?</span>', "", html[name])  # citations
         assert not re.search(r"\d (GB|MB)\b", shown), name
 
