@@ -175,7 +175,8 @@ def test_the_usual_fixes_together_are_one_suggestion() -> None:
     assert (first.total_bytes, first.fits) == (after, True)
     # Each fix alone leaves it over the budget.
     alone = {s.key: s.fits for s in judge(student, card.id).suggestions}
-    assert alone["checkpointing"] is False and alone["accumulate"] is False
+    assert alone["checkpointing"] is False
+    assert alone["accumulate"] is False
 
 
 def test_no_combined_plan_where_checkpointing_alone_fits() -> None:
@@ -194,5 +195,6 @@ def test_no_combined_plan_where_checkpointing_alone_fits() -> None:
     )
     fit = judge(bert, "rtx-4090")
     fixes = {s.key: s.fits for s in fit.suggestions}
-    assert fit.fits is False and fixes["checkpointing"] is True
+    assert fit.fits is False
+    assert fixes["checkpointing"] is True
     assert "checkpointing-batch" not in fixes
