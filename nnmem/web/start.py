@@ -134,7 +134,7 @@ of the name.'
 
 def follow_boxes(fields: Mapping[str, object]) -> tuple[dict[str, str], list[Problem]]:
     """The controls the model and hardware boxes set, where they were just edited, and
-    the problem with an intent or a box whose text names nothing (a link's too).
+    the problem with an intent or an edited box whose text names nothing.
 
     >>> follow_boxes({"changed": "start_hardware", "start_hardware": "2 x RTX 3090"})
     ({'gpu': 'rtx-3090', 'gpu_gb': '', 'num_gpus': '2'}, [])
@@ -148,17 +148,15 @@ def follow_boxes(fields: Mapping[str, object]) -> tuple[dict[str, str], list[Pro
     if intent and _intent(fields) is None:
         allowed = ", ".join(i.value for i in Intent)
         problems.append(Problem(INTENT, f"Intent must be one of {allowed} (got {shown(intent)})."))
-    # A box not edited is checked only where it says something the form does not (a
-    # link's text): what nnmem filled in follows the form, and its problems are the form's.
-    filled = fill(fields)
+    # A box is read only when edited: otherwise it shows what the form holds (fill), so a
+    # link's text there, or an earlier answer's, is replaced rather than read.
     for box, read in ((MODEL_BOX, read_model), (HARDWARE_BOX, read_hardware)):
-        text = text_of(fields, box)
-        if box not in changed and text.strip() in ("", filled[box]):
+        if box not in changed:
             continue
-        got = read(text)
+        got = read(text_of(fields, box))
         if isinstance(got, Problem):
             problems.append(got)
-        elif box in changed:
+        else:
             changes |= got
     if "preset" in changes or "config" in changes:
         # A new model replaces the fields an earlier one filled in.

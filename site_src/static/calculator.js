@@ -485,6 +485,8 @@ const reader = startReader({
 readUrl();
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
+  // The reader's offer to read the link's model sits in the full form: open it.
+  document.getElementById("adjust").open = true;
   linkModel = linked.trim().slice(0, 200);
   reader.offer(linkModel);
 }
