@@ -34,6 +34,7 @@ import jinja2
 import markdown
 
 import content_helpers
+from nnmem import catalog
 from nnmem.result import COMPONENTS
 from nnmem.web.calculator import (
     DEFAULT_FIELDS,
@@ -43,7 +44,8 @@ from nnmem.web.calculator import (
     gpu_groups,
     prerender,
 )
-from nnmem.web.form import precision_groups
+from nnmem.web.form import INTENT_BLURBS, START_FIELDS, precision_groups
+from nnmem.web.start import EXAMPLES, example_attribute
 from nnmem.web.tools import prerender as prerender_tool
 
 ROOT = Path(__file__).resolve().parent
@@ -627,6 +629,10 @@ def build(
         "core": core,
         "sections": FORM_SECTIONS,
         "view_fields": VIEW_FIELDS,
+        "start_fields": {f.key: f for f in START_FIELDS},
+        "intent_blurbs": INTENT_BLURBS,
+        "examples": [(label, example_attribute(fields)) for label, fields in EXAMPLES],
+        "gpu_names": [card.name for card in catalog.gpus().values()],
         "presets": PRESETS,
         "gpu_groups": gpu_groups(),
         "precision_groups": precision_groups(),

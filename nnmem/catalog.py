@@ -196,6 +196,39 @@ def gpus() -> dict[str, Gpu]:
     }
 
 
+def _gpu_words(text: str) -> list[str]:
+    """A card's name as lower-case words, a memory size joined to its unit (80 GB: 80gb)."""
+    joined = re.sub(r"(\d)\s+(gb|gib)\b", r"\1\2", text.lower())
+    return re.findall(r"[a-z0-9.]+", joined)
+
+
+def find_gpus(text: str) -> list[Gpu]:
+    """The catalog cards ``text`` names: its id, or words all found in one card's name
+    ("4060 Ti 16GB", "A100 80 GB"), the cards with the fewest other words first; more
+    than one only where they tie ("A100" names the 40 and the 80 GB card alike).
+
+    >>> [g.id for g in find_gpus("RTX 4060 Ti 16GB")], [g.id for g in find_gpus("a100 80 gb")]
+    (['rtx-4060-ti-16gb'], ['a100-sxm-80gb'])
+    >>> [g.id for g in find_gpus("4090")], [g.id for g in find_gpus("A100")]
+    (['rtx-4090'], ['a100-sxm-40gb', 'a100-sxm-80gb'])
+    >>> find_gpus("rtx-3090")[0].name, find_gpus("banana"), find_gpus("")
+    ('NVIDIA GeForce RTX 3090', [], [])
+    """
+    exact = gpus().get(text.strip().lower())
+    if exact is not None:
+        return [exact]
+    words = _gpu_words(text)
+    if not words:
+        return []
+    scored = []
+    for card in gpus().values():
+        name = _gpu_words(card.name)
+        if all(word in name for word in words):
+            scored.append((len(name) - len(words), card))
+    fewest = min((extra for extra, _ in scored), default=0)
+    return [card for extra, card in scored if extra == fewest]
+
+
 # A card the catalog lacks, named by the capacity its maker quotes: ``custom-8gb``.
 CUSTOM_ID = re.compile(r"custom-(\d+(?:\.\d+)?)gb")
 CUSTOM_MAX_GB = 1024  # above every card sold: the catalog's largest holds 288 GB

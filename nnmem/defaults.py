@@ -9,8 +9,10 @@ starts from them shows the run people actually launch.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
 
-from nnmem.scenario import Checkpointing, Finetune, Mode, Precision
+from nnmem.scenario import Checkpointing, Finetune, LoraTargets, Mode, Precision
 
 # config.json's torch_dtype: the dtype the checkpoint's weights were saved in.
 _STORED: dict[str, tuple[Precision, Precision]] = {  # dtype: (training, inference)
@@ -79,3 +81,114 @@ def qlora(precision: Precision) -> tuple[Finetune, Checkpointing] | None:
     if precision.lora_base and not precision.trains_fully:
         return Finetune.LORA, Checkpointing.FULL
     return None
+
+
+class Intent(StrEnum):
+    """What someone wants to do with a model: the question the calculator starts from."""
+
+    RUN = "run"  # serve it or chat with it
+    FINETUNE = "finetune"  # adapt it with LoRA / QLoRA
+    TRAIN = "train"  # train every weight
+
+
+INTENT_LABELS = {
+    Intent.RUN: "Run / chat",
+    Intent.FINETUNE: "Fine-tune (LoRA / QLoRA)",
+    Intent.TRAIN: "Train",
+}
+# A chat's context: 8,192 tokens (Llama 3's trained context), capped at the model's own.
+RUN_CONTEXT = 8192
+# The QLoRA recipe Unsloth publishes for Llama 3 and 3.1 8B (unsloth.ai/blog/llama3-1, its
+# notebooks): micro-batch 2, 4 accumulation steps, max_seq_length 2048, a 4-bit NF4 base
+# with adapters on every linear layer (q, k, v, o, gate, up, down) and gradient
+# checkpointing; the rank is peft's usual 16. Dettmers et al. 2023 (QLoRA, §3) add the
+# double quantization of the NF4 scales.
+FINETUNE_BATCH, FINETUNE_ACCUM, FINETUNE_SEQ, FINETUNE_RANK = 2, 4, 2048, 16
+# Full training starts from BERT's fine-tuning recipe (Devlin et al. 2019, §A.3: batch 32,
+# sequences of 128 tokens), the form's example.
+TRAIN_BATCH, TRAIN_SEQ = 32, 128
+
+
+def context_of(config: Mapping[str, object] | None) -> int | None:
+    """The longest sequence a ``config.json`` takes (``max_position_embeddings``, or
+    GPT-2's ``n_positions``); None where it names none."""
+    for key in ("max_position_embeddings", "n_positions"):
+        value = (config or {}).get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def for_intent(
+    intent: Intent, config: Mapping[str, object] | None, adapters: bool
+) -> dict[str, Any]:
+    """The schema settings an intent starts from, for a model with this ``config.json``
+    (None for one given by its size or as a CNN). ``adapters``: whether the model can take
+    LoRA adapters (a transformer whose layers are known).
+
+    Run: one conversation (batch 1) of up to :data:`RUN_CONTEXT` tokens, the weights in
+    their stored 16-bit type (BF16 where the config names none: a chat loads 16-bit
+    weights). Fine-tune: QLoRA as the recipe above sets it, or, where adapters cannot be
+    placed, a full fine-tune in BF16 AMP with checkpointing. Train: every weight, BF16 AMP
+    (the Hugging Face Trainer's ``bf16=True``), checkpointing off and left as a choice.
+
+    >>> llama = {"torch_dtype": "bfloat16", "max_position_embeddings": 131072}
+    >>> run = for_intent(Intent.RUN, llama, True)
+    >>> run["precision"].value, run["batch_size"], run["seq_len"]
+    ('bf16', 1, 8192)
+    >>> tune = for_intent(Intent.FINETUNE, llama, True)
+    >>> tune["precision"].value, tune["finetune"].value, tune["checkpointing"].value
+    ('nf4_dq', 'lora', 'full')
+    >>> tune["batch_size"], tune["grad_accum_steps"], tune["seq_len"], tune["lora_rank"]
+    (2, 4, 2048, 16)
+    >>> for_intent(Intent.RUN, {"max_position_embeddings": 512}, True)["seq_len"]
+    512
+    >>> for_intent(Intent.FINETUNE, None, False)["precision"].value
+    'amp_bf16'
+    >>> train = for_intent(Intent.TRAIN, None, False)
+    >>> train["precision"].value, train["checkpointing"].value, train["batch_size"]
+    ('amp_bf16', 'none', 32)
+    """
+    context = context_of(config)
+
+    def capped(tokens: int) -> int:
+        return tokens if context is None else min(tokens, context)
+
+    if intent is Intent.RUN:
+        stored = precision_for(config, Mode.INFERENCE)
+        return {
+            "mode": Mode.INFERENCE,
+            "finetune": Finetune.FULL,
+            "precision": Precision.BF16 if stored is Precision.FP32 else stored,
+            "batch_size": INFERENCE_BATCH,
+            "seq_len": capped(RUN_CONTEXT),
+            "new_tokens": 0,
+        }
+    amp = precision_for(config, Mode.TRAINING)
+    amp = Precision.AMP_BF16 if amp is Precision.FP32 else amp
+    if intent is Intent.FINETUNE:
+        common = {
+            "mode": Mode.TRAINING,
+            "checkpointing": Checkpointing.FULL,
+            "batch_size": FINETUNE_BATCH,
+            "grad_accum_steps": FINETUNE_ACCUM,
+            "seq_len": capped(FINETUNE_SEQ),
+        }
+        if not adapters:
+            return {**common, "finetune": Finetune.FULL, "precision": amp}
+        return {
+            **common,
+            "finetune": Finetune.LORA,
+            "precision": Precision.NF4_DQ,
+            "lora_rank": FINETUNE_RANK,
+            "lora_targets": LoraTargets.ALL_LINEAR,
+        }
+    return {
+        "mode": Mode.TRAINING,
+        "finetune": Finetune.FULL,
+        "precision": amp,
+        "checkpointing": Checkpointing.NONE,
+        "batch_size": TRAIN_BATCH,
+        "grad_accum_steps": 1,
+        "seq_len": capped(TRAIN_SEQ),
+    }

@@ -410,6 +410,11 @@ RISKS: dict[str, tuple[str, str]] = {
     ),
     "shorter": ("high", "changes the job: shorter sequences than your data"),
     "batch": ("none", "exact per sequence; fewer sequences at once, lower throughput"),
+    "checkpointing-batch": (
+        "none",
+        "exact: the same effective batch, the forward pass recomputed, more steps",
+    ),
+    "batch-accumulate": ("none", "exact: the same effective batch, more steps"),
 }
 
 
@@ -520,6 +525,40 @@ def _candidates(s: Scenario) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+def _fitting_batch(s: Scenario, budget: int, gpu: str | None) -> tuple[str, str, dict[str, Any]]:
+    """The usual fixes together, as one change: gradient checkpointing on (where it is
+    off) and the largest batch that then fits, with gradient accumulation keeping the
+    effective batch (the Hugging Face Trainer's per_device_train_batch_size ×
+    gradient_accumulation_steps). An empty key where no smaller batch fits, or the batch
+    as set already does."""
+    none: tuple[str, str, dict[str, Any]] = ("", "", {})
+    if s.mode is not Mode.TRAINING or s.batch_size == 1 or s.pipelined:
+        return none
+    checkpointing = {} if s.checkpointing is Checkpointing.FULL else {"checkpointing": "full"}
+    effective = s.batch_size * s.grad_accum_steps
+    # A smaller batch needs two or more steps; the count, not its size, changes the memory
+    # (DeepSpeed's accumulation buffer, stacks.py), so the largest batch is found with two.
+    trial = _valid(
+        s,
+        checkpointing=Checkpointing.FULL,
+        grad_accum_steps=max(2, s.grad_accum_steps),
+    )
+    largest = 0 if trial is None else max_batch(trial, budget, gpu)
+    if not 0 < largest < s.batch_size:
+        return none
+    steps = -(-effective // largest)  # ceiling: at least the effective batch set
+    same = (
+        "same effective batch"
+        if largest * steps == effective
+        else f"effective batch {largest * steps:,}"
+    )
+    how = " with gradient checkpointing and" if checkpointing else " with"
+    label = f"Batch {largest:,}{how} {steps}× gradient accumulation ({same})"
+    changes = {**checkpointing, "batch_size": largest, "grad_accum_steps": steps}
+    key = "checkpointing-batch" if checkpointing else "batch-accumulate"
+    return key, label, changes
+
+
 def _field_value(value: Any) -> Any:
     return value.value if hasattr(value, "value") else value
 
@@ -532,7 +571,11 @@ def suggestions(scenario: Scenario, budget: int, gpu: str | None = None) -> list
     base = total(scenario, gpu)
     data = scenario.to_dict()
     result = []
-    for key, label, changes in _candidates(scenario):
+    candidates = _candidates(scenario)
+    if base > budget:
+        together = _fitting_batch(scenario, budget, gpu)
+        candidates += [together] if together[0] else []
+    for key, label, changes in candidates:
         try:
             trial = parse({**data, **changes})
         except NnmemError:

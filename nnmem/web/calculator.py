@@ -30,7 +30,9 @@ from nnmem.scenario import (
 )
 from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, budget_for, format_warnings, judge
 from nnmem.units import fixed, human
+from nnmem.web import start
 from nnmem.web.form import (
+    CHANGED,
     DEFAULT_FIELDS,
     FORM_SECTIONS,
     GPU_OPTIONS,
@@ -38,10 +40,12 @@ from nnmem.web.form import (
     VIEW_FIELDS,
     PlotAxis,
     Units,
+    derived_shape,
     follow_edit,
     follow_note,
     gpu_groups,
     read,
+    text_of,
     translate,
 )
 from nnmem.web.reply import reply
@@ -397,10 +401,19 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     if part not in PARTS:
         raise NnmemError.single("part", f"Part must be one of {', '.join(PARTS)}.")
     # The controls that follow an edit take their new values before the reading, and the
-    # page writes them into the form.
-    changes = follow_edit(fields)
-    note = follow_note(changes, fields)
+    # page writes them into the form: the start panel's boxes first (they set the model and
+    # the GPU), then what follows a model or mode, then the intent's defaults for the model.
+    typed = fields
+    boxes, box_problems = start.follow_boxes(fields)
+    edited = start.edited(fields) | set(boxes)
+    given = {**fields, **boxes, CHANGED: ",".join(sorted(edited))}
+    followed = follow_edit(given)
+    intent = start.follow_intent({**given, **followed}, edited | set(followed))
+    merged = {**boxes, **followed, **intent}
+    changes = {k: v for k, v in merged.items() if v != text_of(fields, k)}
     fields = {**fields, **changes}
+    note = start.intent_note(fields) if intent.keys() - {start.INTENT} else ""
+    note = note or follow_note({**boxes, **followed}, typed)
     page, result = _reading(fields)
     scenario, gpu_id, axis, inactive, fill = (
         page.scenario,
@@ -413,8 +426,10 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     extra: dict[str, Any] = {}
     if part != "rest":
         extra.update(set=changes, note=note)
-    if page.problems or scenario is None or result is None:
-        return reply(False, page.problems, inactive=inactive, fill=fill, **extra)
+    fill = {**fill, **start.fill(fields)}
+    if box_problems or page.problems or scenario is None or result is None:
+        problems = box_problems + page.problems
+        return reply(False, problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}
     if part != "rest":
         card = _card(scenario, gpu_id)
@@ -429,6 +444,8 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         )
         extra.update(
             description=describe(scenario),
+            summary=start.summary(fields, scenario, gpu_id),
+            derived=derived_shape(fields, scenario),
             total_label=total_label(scenario),
             total_bytes=result.total_bytes,
             total_text=total_text(result, binary),

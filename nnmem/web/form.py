@@ -642,7 +642,6 @@ _ADVANCED_KEYS = (
     "lora_dtype",
     "lora_dropout",
     "group_size",
-    "checkpointing",
     "checkpoint_every",
     "attention",
     "optimizer_impl",
@@ -656,8 +655,6 @@ _ADVANCED_KEYS = (
     "kv_cache_dtype",
     "logits",
     "stack",
-    "num_gpus",
-    "sharding",
     "tensor_parallel",
     "sequence_parallel",
     "loss_parallel",
@@ -738,6 +735,42 @@ VIEW_FIELDS: tuple[Field, ...] = (
     ),
     replace(_choice(PLOT, "What the plot varies, all else as set.", "radio"), form=FORM_ID),
 )
+# The start panel: the question (what to do, with which model, on which hardware) and the
+# few settings that change the answer most, above the full form. Its controls join the form
+# from outside it; nnmem.web.start reads the model and hardware boxes.
+START_FIELDS: tuple[Field, ...] = (
+    Field(
+        "intent",
+        "What do you want to do?",
+        "Each sets the usual defaults for it; every one stays editable below.",
+        "radio",
+        options=tuple((i.value, defaults.INTENT_LABELS[i]) for i in defaults.Intent),
+        form=FORM_ID,
+    ),
+    Field(
+        "start_model",
+        "Model",
+        "A name (Llama 3.1 8B, qwen2.5 7b), a size (7B, 110M) or a pasted config.json.",
+        "search",
+        form=FORM_ID,
+    ),
+    Field(
+        "start_hardware",
+        "Hardware",
+        "A card (RTX 4090, A100 80GB) or its memory (8 GB); 8 × A100 for several.",
+        "text",
+        form=FORM_ID,
+    ),
+    replace(_setting("num_gpus"), label="GPUs", form=FORM_ID),
+    replace(_setting("sharding"), form=FORM_ID),
+    replace(_setting("checkpointing"), label="Checkpointing", form=FORM_ID),
+)
+# What each intent means, under its name (nnmem.defaults.for_intent sets it).
+INTENT_BLURBS: dict[str, str] = {
+    defaults.Intent.RUN.value: "Serve it or chat with it: one conversation, 16-bit weights.",
+    defaults.Intent.FINETUNE.value: "Adapt it to your data: a 4-bit base, checkpointing on.",
+    defaults.Intent.TRAIN.value: "Train every weight: BF16 mixed precision.",
+}
 # The form's own sections; the view controls (VIEW_FIELDS) sit by the result they change.
 FORM_SECTIONS: tuple[FormSection, ...] = (
     FormSection("model", "Model", True, _MODEL_SECTION),
@@ -746,7 +779,9 @@ FORM_SECTIONS: tuple[FormSection, ...] = (
     FormSection("advanced", "Advanced options", False, tuple(_setting(k) for k in _ADVANCED_KEYS)),
 )
 FIELDS: dict[str, Field] = {
-    f.key: f for fields in (*(s.fields for s in FORM_SECTIONS), VIEW_FIELDS) for f in fields
+    f.key: f
+    for fields in (START_FIELDS, *(s.fields for s in FORM_SECTIONS), VIEW_FIELDS)
+    for f in fields
 }
 
 
@@ -791,7 +826,8 @@ class Translation:
     given: tuple[str, ...] = ()  # the cfg_* controls that hold a value
 
 
-def _text(fields: Mapping[str, object], key: str) -> str:
+def text_of(fields: Mapping[str, object], key: str) -> str:
+    """One field's value as the page's text ("" where it is missing)."""
     value = fields.get(key, "")
     if value is None:
         return ""
@@ -806,7 +842,7 @@ def _text(fields: Mapping[str, object], key: str) -> str:
 
 def _describe(fields: Mapping[str, object]) -> Describe | Problem:
     if "describe" in fields:
-        return DESCRIBE.read(_text(fields, "describe"))
+        return DESCRIBE.read(text_of(fields, "describe"))
     # A URL made from Scenario.to_dict names the model kind instead.
     kind = str(fields.get("model", "generic")).strip().lower()
     return {
@@ -819,19 +855,19 @@ def _describe(fields: Mapping[str, object]) -> Describe | Problem:
 def read_view(fields: Mapping[str, object]) -> tuple[str, Units, PlotAxis, list[Problem]]:
     """The view controls: the GPU id (or ""), the units and the plot axis."""
     problems: list[Problem] = []
-    units = UNITS.read(_text(fields, "units") or Units.GB.value)
+    units = UNITS.read(text_of(fields, "units") or Units.GB.value)
     if isinstance(units, Problem):
         problems.append(units)
         units = Units.GB
-    axis = PLOT.read(_text(fields, "plot") or PlotAxis.BATCH_SIZE.value)
+    axis = PLOT.read(text_of(fields, "plot") or PlotAxis.BATCH_SIZE.value)
     if isinstance(axis, Problem):
         problems.append(axis)
         axis = PlotAxis.BATCH_SIZE
-    raw = _text(fields, "gpu")
+    raw = text_of(fields, "gpu")
     gpu = raw.strip().lower()
     if gpu == CUSTOM_GPU:
         # A capacity typed with its unit ("8 GB") reads as the number alone.
-        typed = re.sub(r"\s*gb$", "", _text(fields, "gpu_gb").strip(), flags=re.IGNORECASE)
+        typed = re.sub(r"\s*gb$", "", text_of(fields, "gpu_gb").strip(), flags=re.IGNORECASE)
         gb = GPU_GB.read(typed)
         if isinstance(gb, Problem):
             problems.append(gb)
@@ -855,7 +891,7 @@ def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Pr
     edits: dict[str, Any] = {}
     problems: list[Problem] = []
     for c in CONFIG_FIELDS:
-        raw = _text(fields, c.name).strip()
+        raw = text_of(fields, c.name).strip()
         if not raw:
             continue
         if c.kind == "flag":
@@ -886,7 +922,7 @@ def _config_edits(fields: Mapping[str, object]) -> tuple[dict[str, Any], list[Pr
 
 def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
     """The problem with a preset search that names no catalog model, if it does not."""
-    preset = _text(fields, "preset").strip()
+    preset = text_of(fields, "preset").strip()
     if not preset or catalog.find_model(preset) is not None:
         return None
     return Problem(
@@ -898,7 +934,7 @@ def _unknown_preset(fields: Mapping[str, object]) -> Problem | None:
 
 def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, str, Problem | None]:
     """The fields mode's starting config: the preset's, else the pasted config's."""
-    preset = _text(fields, "preset").strip()
+    preset = text_of(fields, "preset").strip()
     if preset:
         entry = catalog.find_model(preset)
         if entry is None:
@@ -906,7 +942,7 @@ def _base_config(fields: Mapping[str, object]) -> tuple[dict[str, Any] | None, s
         if entry.architecture == "cnn":
             return None, "preset", None  # a CNN preset has no transformer fields
         return dict(entry.config), "preset", None
-    text = _text(fields, "config").strip()
+    text = text_of(fields, "config").strip()
     if text:
         # The config textarea is hidden in this mode, so its problems go on the preset.
         why = "it must be a config.json object with fields such as hidden_size."
@@ -961,10 +997,10 @@ def translate(fields: Mapping[str, object]) -> Translation:
     if describe is Describe.SIMPLE:
         data["model"] = ModelKind.GENERIC.value
         for key in MODEL_FIELDS[Describe.SIMPLE]:
-            data[key] = _text(fields, key)
+            data[key] = text_of(fields, key)
     elif describe is Describe.CONFIG:
         data["model"] = ModelKind.TRANSFORMER.value
-        text = _text(fields, "config").strip()
+        text = text_of(fields, "config").strip()
         if not text:
             problems.append(
                 Problem("config", "Config is required: paste a Hugging Face config.json.")
@@ -977,7 +1013,7 @@ def translate(fields: Mapping[str, object]) -> Translation:
             data["config"] = text
     elif describe is Describe.CNN:
         data["model"] = ModelKind.CNN.value
-        text = _text(fields, "cnn").strip()
+        text = text_of(fields, "cnn").strip()
         if not text:
             problems.append(
                 Problem(
@@ -1002,14 +1038,14 @@ def translate(fields: Mapping[str, object]) -> Translation:
         if problem is not None:
             problems.append(problem)
         elif base is None:  # a CNN preset: its layers, no transformer fields to edit
-            data |= {"model": ModelKind.PRESET.value, "preset": _text(fields, "preset").strip()}
+            data |= {"model": ModelKind.PRESET.value, "preset": text_of(fields, "preset").strip()}
         else:
             config = dict(base)
             for key, value in edits.items():
                 _set_concept(config, key, value)
             result.config = config
             result.edited = config != base
-            preset = _text(fields, "preset").strip().lower()
+            preset = text_of(fields, "preset").strip().lower()
             if source == "preset" and not result.edited:
                 data |= {"model": ModelKind.PRESET.value, "preset": preset}
             else:
@@ -1021,9 +1057,9 @@ def translate(fields: Mapping[str, object]) -> Translation:
             problems.append(unknown)
     for key in SETTINGS:
         if key in fields:
-            data[key] = _text(fields, key)
+            data[key] = text_of(fields, key)
     # The bytes a checkpoint read from its headers stores (a hidden control).
-    stored = _text(fields, CHECKPOINT_BYTES).strip()
+    stored = text_of(fields, CHECKPOINT_BYTES).strip()
     if stored:
         data[CHECKPOINT_BYTES] = stored
     return result
@@ -1274,7 +1310,7 @@ def read(fields: Mapping[str, object]) -> Reading:
         # A link in the schema's terms (model=preset, ...): show the mode it was read as.
         fill["describe"] = t.describe.value
     inactive = _inactive(t, fields, scenario)
-    if _text(fields, "gpu").strip().lower() != CUSTOM_GPU:
+    if text_of(fields, "gpu").strip().lower() != CUSTOM_GPU:
         inactive.append("gpu_gb")
     return Reading(gpu, units, axis, scenario, problems + view_problems, inactive, fill)
 
@@ -1285,7 +1321,7 @@ CHANGED = "changed"  # the page's request names the controls edited since its la
 
 
 def _changed(fields: Mapping[str, object]) -> set[str]:
-    return {name.strip() for name in _text(fields, CHANGED).split(",") if name.strip()}
+    return {name.strip() for name in text_of(fields, CHANGED).split(",") if name.strip()}
 
 
 def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
@@ -1309,7 +1345,7 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
     changes: dict[str, str] = {}
     mode = _lenient(MODE, fields, Mode.TRAINING)
     precision = _lenient(PRECISION, fields, Precision.FP32)
-    entry = catalog.find_model(_text(fields, "preset")) if "preset" in edited else None
+    entry = catalog.find_model(text_of(fields, "preset")) if "preset" in edited else None
     if entry is not None:
         # A new preset replaces the model's fields; they stay editable afterwards.
         changes |= dict.fromkeys(CONFIG_BY_NAME, "") | {"config": "", "cnn": ""}
@@ -1320,12 +1356,17 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
         elif precision in defaults.UNQUANTIZED:
             # The checkpoint's own dtype, as the step uses it (a quantized choice stays).
             changes["precision"] = defaults.precision_for(entry.config, mode).value
+    elif "config" in edited and precision in defaults.UNQUANTIZED:
+        # A pasted config.json names its dtype as a preset's does.
+        pasted = stored_config(fields) if _describe(fields) is Describe.CONFIG else None
+        if pasted is not None:
+            changes["precision"] = defaults.precision_for(pasted, mode).value
     elif "mode" in edited:
-        config = _stored_config(fields)
+        config = stored_config(fields)
         if mode is Mode.INFERENCE:
             # Autocast trains: at inference the weights run in its 16-bit type.
             changes["precision"] = defaults.for_mode(precision, mode).value
-            if _text(fields, "batch_size").strip() == DEFAULT_FIELDS["batch_size"]:
+            if text_of(fields, "batch_size").strip() == DEFAULT_FIELDS["batch_size"]:
                 changes["batch_size"] = str(defaults.INFERENCE_BATCH)
         elif precision is defaults.precision_for(config, Mode.INFERENCE):
             changes["precision"] = defaults.precision_for(config, mode).value
@@ -1334,20 +1375,20 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
     if "params_millions" in edited and _example_shape_misfits(fields):
         # The example's width and depth would describe another model: let the size set them.
         changes |= {"hidden_size": "", "num_layers": ""}
-    return {k: v for k, v in changes.items() if v != _text(fields, k)}
+    return {k: v for k, v in changes.items() if v != text_of(fields, k)}
 
 
 def _shape_params(fields: Mapping[str, object]) -> int:
     """The parameters the width and depth give, about 12·L·h² (Kaplan et al. 2020,
     arXiv 2001.08361 §2.1, as GenericModel.from_params derives them)."""
-    return 12 * int(_text(fields, "num_layers")) * int(_text(fields, "hidden_size")) ** 2
+    return 12 * int(text_of(fields, "num_layers")) * int(text_of(fields, "hidden_size")) ** 2
 
 
 def _example_shape_misfits(fields: Mapping[str, object]) -> bool:
     """Whether the width and depth are still the example's (BERT-base: 768, 12 layers) and
     give a size more than twice off the one typed."""
     example = all(
-        _text(fields, k).strip() == DEFAULT_FIELDS[k] for k in ("hidden_size", "num_layers")
+        text_of(fields, k).strip() == DEFAULT_FIELDS[k] for k in ("hidden_size", "num_layers")
     )
     params = _typed_params(fields)
     if not example or params is None or _describe(fields) is not Describe.SIMPLE:
@@ -1359,7 +1400,7 @@ def _typed_params(fields: Mapping[str, object]) -> int | None:
     """The parameters the size field gives, or None where it is not valid."""
     spec = SPECS["params_millions"]
     assert isinstance(spec, NumberSpec)
-    millions = spec.read(_text(fields, "params_millions"))
+    millions = spec.read(text_of(fields, "params_millions"))
     return None if isinstance(millions, Problem) else int(millions * 10**6)
 
 
@@ -1380,11 +1421,11 @@ def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]
 
 def follow_note(changes: Mapping[str, str], fields: Mapping[str, object]) -> str:
     """What the page says about the controls that followed an edit, where they are out of
-    sight (Fine-tuning and checkpointing sit under Advanced options).
+    sight (the adapters' settings sit under Advanced options).
 
     >>> follow_note({"finetune": "lora", "checkpointing": "full"}, {})
-    'Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient \
-checkpointing, as QLoRA recipes do; both are under Advanced options.'
+    "Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient \
+checkpointing, as QLoRA recipes do; the adapters' settings are under Advanced options."
     >>> follow_note({"precision": "bf16"}, {})
     ''
     >>> follow_note({"hidden_size": "", "num_layers": ""}, {**DEFAULT_FIELDS,
@@ -1393,31 +1434,53 @@ checkpointing, as QLoRA recipes do; both are under Advanced options.'
 7.00B.'
     """
     if changes.get("hidden_size") == "" and changes.get("num_layers") == "":
-        shape = count(_shape_params(fields), million_places=0)
-        size = count(_typed_params(fields) or 0, million_places=0)
+        # The size may come with the change (typed in the start panel's model box).
+        params = _typed_params({**fields, **changes})
+        shaped = all(text_of(fields, k).strip().isdigit() for k in ("hidden_size", "num_layers"))
+        if not shaped or not params or not _shape_params(fields):
+            return "Width and depth now follow the size."
         return (
-            f"Width and depth now follow the size: {DEFAULT_FIELDS['hidden_size']} × "
-            f"{DEFAULT_FIELDS['num_layers']} layers is about {shape} parameters, not {size}."
+            f"Width and depth now follow the size: {text_of(fields, 'hidden_size')} × "
+            f"{text_of(fields, 'num_layers')} layers is about "
+            f"{count(_shape_params(fields), million_places=0)} parameters, not "
+            f"{count(params, million_places=0)}."
         )
     if changes.get("finetune") != Finetune.LORA.value:
         return ""
     also = " and gradient checkpointing" if "checkpointing" in changes else ""
-    both = "both are" if also else "it is"
     return (
         f"Turned on {LABELS[Finetune.LORA]} (QLoRA: the quantized weights stay frozen){also}, "
-        f"as QLoRA recipes do; {both} under Advanced options."
+        "as QLoRA recipes do; the adapters' settings are under Advanced options."
     )
 
 
-def _stored_config(fields: Mapping[str, object]) -> dict[str, Any] | None:
+def stored_config(fields: Mapping[str, object]) -> dict[str, Any] | None:
     """The config.json the model comes from, for its stored dtype: the preset's or the
     pasted one; None for a model given by its size or as a CNN."""
     describe = _describe(fields)
     if describe is Describe.FIELDS:
-        entry = catalog.find_model(_text(fields, "preset"))
+        entry = catalog.find_model(text_of(fields, "preset"))
         return None if entry is None else entry.config
     if describe is Describe.CONFIG:
         with contextlib.suppress(NnmemError):
-            loaded = _json_field(_text(fields, "config").strip(), "config", "Config")
+            loaded = _json_field(text_of(fields, "config").strip(), "config", "Config")
             return loaded if isinstance(loaded, dict) else None
     return None
+
+
+def derived_shape(fields: Mapping[str, object], scenario: Scenario) -> dict[str, str]:
+    """The width and depth a model given by its size gets where those fields are empty
+    (GenericModel.from_params), for the page to show in them as what the size gives.
+
+    >>> from nnmem.scenario import parse
+    >>> derived_shape({"describe": "simple", "hidden_size": "", "num_layers": ""},
+    ...               parse({"params_millions": 7000}))
+    {'hidden_size': '4,204', 'num_layers': '33'}
+    """
+    from nnmem.scenario import GenericModel
+
+    model = scenario.model
+    if _describe(fields) is not Describe.SIMPLE or not isinstance(model, GenericModel):
+        return {}
+    shape = {"hidden_size": model.hidden_size, "num_layers": model.num_layers}
+    return {key: f"{shape[key]:,}" for key in model.derived if key in shape}

@@ -49,7 +49,7 @@ let readModel = null;
 let readFill = new Map();
 // A model id named by the link, not read yet: it stays in the URL until the model changes.
 let linkModel = "";
-const MODEL_CONTROLS = new Set(["describe", "preset", "config", "cnn", "params_millions", "hidden_size", "num_layers", "checkpoint_bytes"]);
+const MODEL_CONTROLS = new Set(["start_model", "describe", "preset", "config", "cnn", "params_millions", "hidden_size", "num_layers", "checkpoint_bytes"]);
 const isModelControl = (name) => MODEL_CONTROLS.has(name) || name.startsWith("cfg_");
 
 const setControl = (name, value) => forms.setControl(form, name, value);
@@ -192,8 +192,9 @@ function paint(id, reply, part = "all") {
   setInactive(reply.inactive || []);
   applyFill(reply.fill);
   const unplaced = forms.placeErrors(document, reply.errors || []);
-  // A folded group opens to show a problem in one of its fields.
-  for (const group of document.querySelectorAll("details.field-group")) {
+  // A folded group (or the whole form under "Adjust everything") opens to show a problem
+  // in one of its fields.
+  for (const group of document.querySelectorAll("details.field-group, details.adjust")) {
     if (group.querySelector(".field.invalid")) group.open = true;
   }
   syncUrl(reply.inactive || []);
@@ -219,6 +220,13 @@ function paint(id, reply, part = "all") {
   setMiniVerdict(reply.verdict_text);
   document.getElementById("total-detail").textContent = reply.total_detail;
   document.getElementById("scenario-line").textContent = reply.description;
+  document.getElementById("start-summary").textContent = reply.summary;
+  // Width and depth worked out from the size, shown in their empty fields.
+  for (const name of ["hidden_size", "num_layers"]) {
+    const el = form.elements.namedItem(name);
+    const value = (reply.derived || {})[name];
+    if (el) el.placeholder = value ? `${value} from the size` : "";
+  }
   paintParts(reply.html);
   setPending(part === "first");
   if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
@@ -357,6 +365,25 @@ function onResult(id, reply, part) {
   }
 }
 
+// An example chip: every control back to the page's example, except the hardware and the
+// view, then the example's own fields; nnmem answers for them as for a link.
+const KEPT = new Set(["gpu", "gpu_gb", "start_hardware", "units", "plot"]);
+function applyExample(button) {
+  const changes = JSON.parse(button.dataset.example);
+  forgetRead();
+  rawValues.clear();
+  filled.clear();
+  omitDescribe = false;
+  for (const [name, value] of Object.entries(defaults)) {
+    if (!KEPT.has(name)) setControl(name, value);
+  }
+  for (const radio of form.querySelectorAll("input[name=intent]")) radio.checked = false;
+  for (const [name, value] of Object.entries(changes)) setControl(name, value);
+  edited.clear();
+  say(`Example: ${button.textContent.trim()}.`);
+  request();
+}
+
 function applySuggestion(button) {
   let changes;
   try {
@@ -451,6 +478,10 @@ calculator.addEventListener("click", (event) => {
   entry.focus();
   entry.scrollIntoView({ block: "nearest" });
 });
+document.getElementById("start").addEventListener("click", (event) => {
+  const chip = event.target.closest("button.chip");
+  if (chip) applyExample(chip);
+});
 document.getElementById("copy-link").addEventListener("click", copyLink);
 document.getElementById("download-json").addEventListener("click", downloadJson);
 document.getElementById("print-page").addEventListener("click", () => window.print());
@@ -475,6 +506,8 @@ const reader = startReader({
 readUrl();
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
+  // The reader's offer to read the link's model sits in the full form: open it.
+  document.getElementById("adjust").open = true;
   linkModel = linked.trim().slice(0, 200);
   reader.offer(linkModel);
 }

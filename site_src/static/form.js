@@ -14,7 +14,9 @@ export function readForm(form, rawValues) {
   const fields = {};
   for (const el of controls(form)) {
     if (el.type === "radio") {
+      // A group with none checked (the start panel's intent, say) sends "".
       if (el.checked) fields[el.name] = el.value;
+      else if (!(el.name in fields)) fields[el.name] = "";
     } else if (el.type === "checkbox") {
       fields[el.name] = el.checked ? "true" : "false";
     } else {

@@ -56,9 +56,15 @@ def fill_form(page: Page, values: dict[str, str]) -> None:
 
 
 def reset_form(page: Page) -> None:
-    """Put every control back to the page's defaults."""
+    """Put every control back to the page's defaults, the full form open."""
     fill_form(page, {k: v for k, v in DEFAULT_FIELDS.items() if k != "preset"})
     fill_form(page, {"preset": DEFAULT_FIELDS["preset"]})
+    open_form(page)
+
+
+def open_form(page: Page) -> None:
+    """Open "Adjust everything", the full form under the start panel, as a click does."""
+    page.evaluate("document.getElementById('adjust').open = true")
 
 
 def cpython_estimate(values: dict[str, str]) -> Estimate:

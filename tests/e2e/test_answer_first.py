@@ -13,7 +13,15 @@ from conftest import guard_requests
 from playwright.sync_api import Browser, Page, Route, expect
 
 from nnmem.catalog import models
-from site_helpers import cpython_reply, expect_total, fill_form, page_fields, text_of, wait_ready
+from site_helpers import (
+    cpython_reply,
+    expect_total,
+    fill_form,
+    open_form,
+    page_fields,
+    text_of,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +109,7 @@ def test_nf4_for_training_turns_on_qlora_with_a_note(calculator: Page) -> None:
     expect(calculator.locator("#f-checkpointing")).to_have_value("full")
     expect(calculator.locator("#action-status")).to_have_text(
         "Turned on LoRA adapters (QLoRA: the quantized weights stay frozen) and gradient "
-        "checkpointing, as QLoRA recipes do; both are under Advanced options."
+        "checkpointing, as QLoRA recipes do; the adapters' settings are under Advanced options."
     )
     expect(calculator.locator("#err-precision")).to_have_text("")
     expect(calculator.locator("#results")).to_have_attribute("data-state", "live")
@@ -250,13 +258,15 @@ def test_on_a_phone_the_bar_carries_the_verdict_and_clears_on_error(
     wait_ready(page)
     page.locator("#f-gpu").select_option("rtx-4090")
     expect(page.locator("#part-verdict .verdict")).to_have_attribute("data-fit", "yes")
-    page.locator("#f-batch_size").scroll_into_view_if_needed()  # the answer out of sight
+    # The total sits within the first screen now: the bar shows once it is scrolled past.
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     bar = page.locator("#mini-total")
     expect(bar).to_be_visible()
     reply = cpython_reply(page_fields(page))
     assert str(reply["verdict_text"]).startswith("fits: ")
     expect(page.locator("#mini-verdict")).to_have_text(f"· {reply['verdict_text']}")
     expect(page.locator("#mini-total-value")).to_have_text(str(reply["total_text"]))
+    open_form(page)
     page.locator("#f-batch_size").fill("0")
     expect(page.locator("#mini-total-value")).to_have_text("—")
     expect(page.locator("#mini-verdict")).to_have_text("· fix the highlighted field")
@@ -324,6 +334,7 @@ def test_on_a_phone_a_presets_fields_fold(browser: Browser, site_url: str) -> No
     page = context.new_page()
     page.goto(site_url)
     wait_ready(page)
+    open_form(page)
     page.locator("#f-preset").fill("Llama 3.1 8B")
     group = page.locator("#arch-fields")
     expect(group).to_be_visible()

@@ -19,6 +19,7 @@ from nnmem.web.form import (
     FORM_SECTIONS,
     GPU_OPTIONS,
     PRESETS,
+    START_FIELDS,
     VIEW_FIELDS,
     translate,
 )
@@ -56,8 +57,20 @@ def test_sections_open_and_closed() -> None:
     assert ids == [("model", True), ("step", True), ("runtime", True), ("advanced", False)]
     assert [s.id for s in FORM_SECTIONS if not s.open] == ["advanced"]
     advanced = {f.key for f in FORM_SECTIONS[3].fields}
-    assert {"sharding", "lora_rank", "checkpointing", "attention", "kv_cache_dtype"} <= advanced
+    assert {"lora_rank", "attention", "kv_cache_dtype"} <= advanced
     assert {"cuda_context_mib", "allocator_overhead_percent", "device"} <= advanced
+    # The settings that change the answer most sit in the start panel, above the form.
+    start = [f.key for f in START_FIELDS]
+    assert start == [
+        "intent",
+        "start_model",
+        "start_hardware",
+        "num_gpus",
+        "sharding",
+        "checkpointing",
+    ]
+    assert {f.form for f in START_FIELDS} == {"calc"}
+    assert not set(start) & advanced
 
 
 def test_view_controls_sit_outside_the_form_and_join_it() -> None:
@@ -97,10 +110,22 @@ def test_simple_mode_is_the_generic_model() -> None:
     reply = ask({})
     assert reply["ok"] is True
     assert reply["total_bytes"] == 4_794_973_004  # BERT-base example, see test_estimate
-    assert reply["fill"] == {"params_millions": "110", "hidden_size": "768", "num_layers": "12"}
+    assert reply["fill"] == {
+        "params_millions": "110",
+        "hidden_size": "768",
+        "num_layers": "12",
+        "start_model": "110M",  # the start panel's model box names the model in use
+        "start_hardware": "",
+    }
     # Width and depth worked out from the size stay out of fill, so they keep following it.
     derived = ask({"params_millions": "7000", "hidden_size": "", "num_layers": ""})
-    assert derived["fill"] == {"params_millions": "7000"}
+    assert derived["fill"] == {
+        "params_millions": "7000",
+        "start_model": "7000M",
+        "start_hardware": "",
+    }
+    # ...and are shown in the empty fields instead, as what the size gives.
+    assert derived["derived"] == {"hidden_size": "4,204", "num_layers": "33"}
     # h = √(7e9 / (12 × 33)) = 4,204 for L = round((7e9 / (12 × 128²))^(1/3)) = 33.
     assert "Assumed hidden dimension 4,204 and 33 layers" in derived["html"]["notes"]
 

@@ -136,3 +136,65 @@ def test_a_typed_capacity_is_judged_as_the_catalog_card_of_that_size() -> None:
     }
     assert typed.suggestions
     assert typed.suggestions == card.suggestions
+
+
+def test_the_usual_fixes_together_are_one_suggestion() -> None:
+    """The student's QLoRA (Llama 3.1 8B, NF4 base, batch 32 × 2,048 tokens, no
+    checkpointing) on an RTX 4060 Ti 16GB needs 132 GB: checkpointing alone or halving the
+    batch leave it far over. One suggestion turns checkpointing on and takes the largest
+    batch that then fits, with accumulation keeping the effective batch of 32: derived
+    here by trying each batch with the engine, and checked to be the first it offers."""
+    from nnmem.catalog import gpu
+    from nnmem.solvers import budget_for, judge
+
+    student = parse(
+        {
+            "model": "preset",
+            "preset": "llama-3.1-8b",
+            "precision": "nf4",
+            "finetune": "lora",
+            "batch_size": 32,
+            "seq_len": 2048,
+        }
+    )
+    card = gpu("rtx-4060-ti-16gb")
+    assert card is not None
+    budget = budget_for(student, card.usable_bytes)
+    assert total(student, card.id) > budget
+    on = parse({**student.to_dict(), "checkpointing": "full", "grad_accum_steps": 2})
+    largest = max(b for b in range(1, 33) if total(replace(on, batch_size=b), card.id) <= budget)
+    steps = -(-32 // largest)
+    after = total(replace(on, batch_size=largest, grad_accum_steps=steps), card.id)
+    assert (largest, steps) == (2, 16)
+    first = judge(student, card.id).suggestions[0]
+    assert first.key == "checkpointing-batch"
+    assert first.changes == {"checkpointing": "full", "batch_size": 2, "grad_accum_steps": 16}
+    assert first.label == (
+        "Batch 2 with gradient checkpointing and 16× gradient accumulation (same effective batch)"
+    )
+    assert (first.total_bytes, first.fits) == (after, True)
+    # Each fix alone leaves it over the budget.
+    alone = {s.key: s.fits for s in judge(student, card.id).suggestions}
+    assert alone["checkpointing"] is False
+    assert alone["accumulate"] is False
+
+
+def test_no_combined_plan_where_checkpointing_alone_fits() -> None:
+    """Where checkpointing alone brings the batch as set under the budget, the list has
+    that single change and no combined one."""
+    from nnmem.solvers import judge
+
+    bert = parse(
+        {
+            "params_millions": 110,
+            "hidden_size": 768,
+            "num_layers": 12,
+            "batch_size": 160,
+            "seq_len": 512,
+        }
+    )
+    fit = judge(bert, "rtx-4090")
+    fixes = {s.key: s.fits for s in fit.suggestions}
+    assert fit.fits is False
+    assert fixes["checkpointing"] is True
+    assert "checkpointing-batch" not in fixes

@@ -22,7 +22,7 @@ from nnmem.web.calculator import (
     FORM_SECTIONS,
     prerender,
 )
-from nnmem.web.form import FIELDS
+from nnmem.web.form import FIELDS, START_FIELDS
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -80,7 +80,7 @@ def test_malformed_requests_get_a_plain_answer() -> None:
 
 
 def test_form_describes_every_schema_field_once() -> None:
-    form = [f for section in FORM_SECTIONS for f in section.fields]
+    form = [*START_FIELDS, *(f for section in FORM_SECTIONS for f in section.fields)]
     keys = [f.key for f in form]
     assert len(keys) == len(set(keys))
     assert {*SETTINGS, "params_millions", "hidden_size", "num_layers"} <= set(keys)
