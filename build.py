@@ -40,6 +40,7 @@ from nnmem.web.calculator import (
     gpu_groups,
     prerender,
 )
+from nnmem.web.compare import READY
 from nnmem.web.form import precision_groups
 from nnmem.web.tools import prerender as prerender_tool
 
@@ -491,6 +492,7 @@ def build(
         "presets": PRESETS,
         "gpu_groups": gpu_groups(),
         "precision_groups": precision_groups(),
+        "compare_ready": [(key, label) for key, (label, _) in READY.items()],
         "values": DEFAULT_FIELDS,
         "result": default,
         "nav": navigation(pages),

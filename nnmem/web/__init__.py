@@ -12,12 +12,14 @@ from typing import Any
 from nnmem.errors import NnmemError
 from nnmem.scenario import load_json
 from nnmem.validation import shown
-from nnmem.web import calculator, checkpoint, tools
+from nnmem.web import calculator, checkpoint, compare, saved, tools
 from nnmem.web.reply import fatal, reply
 
 CALCULATOR = "calculator"
 CHECKPOINT = "checkpoint"  # the calculator's model reader: headers in, controls to fill out
-PAGES = (CALCULATOR, CHECKPOINT, *tools.TOOLS)
+COMPARE = "compare"  # the calculator's pinned scenarios side by side
+SAVED = "saved"  # the calculator's Import JSON: a downloaded file back into the controls
+PAGES = (CALCULATOR, CHECKPOINT, COMPARE, SAVED, *tools.TOOLS)
 
 
 def _read(request: str) -> tuple[str, dict[str, Any], str]:
@@ -43,7 +45,9 @@ def handle(request: str) -> str:
     """Answer one request from a page, ``{"page": ..., "fields": {...}}``; never raises.
 
     ``page`` is ``"calculator"`` (the default), ``"checkpoint"`` (a checkpoint's headers,
-    see :mod:`nnmem.web.checkpoint`) or a tool's name; every answer has the shape
+    see :mod:`nnmem.web.checkpoint`), ``"compare"`` (pinned scenarios side by side, see
+    :mod:`nnmem.web.compare`), ``"saved"`` (a Download JSON file read back, see
+    :mod:`nnmem.web.saved`) or a tool's name; every answer has the shape
     :mod:`nnmem.web.reply` describes. The calculator's ``part`` (``"all"``, the default, or
     ``"first"`` then ``"rest"``) splits its reply in two, see
     :func:`nnmem.web.calculator.answer`.
@@ -63,6 +67,10 @@ column 1.'}]
             answer = calculator.answer(fields, part)
         elif page == CHECKPOINT:
             answer = checkpoint.answer(fields)
+        elif page == COMPARE:
+            answer = compare.answer(fields)
+        elif page == SAVED:
+            answer = saved.answer(fields)
         else:
             answer = tools.answer(page, fields)
     except NnmemError as error:
