@@ -231,6 +231,7 @@ def table_html(columns: list[Column], binary: bool) -> str:
     totals = ['<th scope="row">Total</th>']
     per = ['<th scope="row">Counted per</th>']
     fits = ['<th scope="row">Verdict</th>']
+    peaks = ['<th scope="row">Peak during</th>']
     for i, col in enumerate(columns):
         name = NAMES[i]
         head.append(
@@ -247,6 +248,7 @@ def table_html(columns: list[Column], binary: bool) -> str:
             totals.append("<td>—</td>")
             per.append("<td>—</td>")
             fits.append("<td>—</td>")
+            peaks.append("<td>—</td>")
             continue
         summary.append(f'<td class="compare-summary">{escape(describe(col.scenario))}</td>')
         first_total = base.total_bytes if base else None
@@ -259,6 +261,8 @@ def table_html(columns: list[Column], binary: bool) -> str:
         per.append(f"<td>{'one GPU' if gpus == 1 else f'each of {gpus:,} GPUs'}</td>")
         text, fit = verdict(col, binary)
         fits.append(f'<td class="compare-verdict" data-fit="{fit}">{escape(text)}</td>')
+        # A component freed by the peak reads 0 B: the phase says when the peak is.
+        peaks.append(f"<td>{escape(col.result.peak_phase.label.lower())}</td>")
     body = []
     for key, label in _rows(columns):
         cells = []
@@ -268,16 +272,27 @@ def table_html(columns: list[Column], binary: bool) -> str:
             cells.append(_cell(n, base_by.get(key, 0) if base else None, i == 0, binary))
         row = f'<th scope="row">{escape(label)}</th>{"".join(cells)}'
         body.append(f'<tr data-key="{escape(key)}">{row}</tr>')
-    caption = (
-        "Scenarios side by side at their peak; after the first column, each figure is "
-        "followed by its difference from the first"
+    # The note sits outside the table, so that on a phone it wraps in the box's width
+    # instead of scrolling away with the columns.
+    note = (
+        '<p class="compare-caption">Totals and verdicts first, then each component at the '
+        "scenario's peak; after the first column, each figure is followed by its difference "
+        "from the first.</p>"
+    )
+    head_rows = "".join(
+        f"<tr{attrs}>{''.join(cells)}</tr>"
+        for attrs, cells in (
+            ("", summary),
+            (' data-key="total" class="compare-total-row"', totals),
+            ("", fits),
+            ("", per),
+            ("", peaks),
+        )
     )
     return (
-        f'<table class="compare-table"><caption>{caption}</caption>'
-        f"<thead><tr>{''.join(head)}</tr></thead>"
-        f"<tbody><tr>{''.join(summary)}</tr>{''.join(body)}</tbody>"
-        f'<tfoot><tr data-key="total">{"".join(totals)}</tr><tr>{"".join(per)}</tr>'
-        f"<tr>{''.join(fits)}</tr></tfoot></table>"
+        f'{note}<table class="compare-table"><caption class="visually-hidden">Scenarios '
+        f"side by side</caption><thead><tr>{''.join(head)}</tr></thead>"
+        f'<tbody class="compare-head">{head_rows}</tbody><tbody>{"".join(body)}</tbody></table>'
     )
 
 

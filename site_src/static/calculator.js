@@ -545,6 +545,7 @@ const compare = startCompare({
   current: () => (results.dataset.state === "stale" ? null : readForm()),
   units: () => readForm().units || "",
   setLink: setCompareLink,
+  announce: say,
 });
 readUrl();
 const linked = new URLSearchParams(location.search).get("model_id");

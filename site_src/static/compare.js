@@ -6,8 +6,9 @@ const MAX = 3;
 
 // `ask(fields, page)` sends a request to nnmem and resolves with its reply (null before
 // the engine has loaded); `current()` is the form's fields; `units()` the unit control's
-// value; `setLink(packed)` writes the comparison into the URL's fragment ("" removes it).
-export function startCompare({ ask, current, units, setLink }) {
+// value; `setLink(packed)` writes the comparison into the URL's fragment ("" removes it);
+// `announce(text)` says beside the Add button what was pinned, out of sight of the table.
+export function startCompare({ ask, current, units, setLink, announce }) {
   const box = document.getElementById("compare");
   const table = document.getElementById("compare-table");
   const status = document.getElementById("compare-status");
@@ -24,7 +25,7 @@ export function startCompare({ ask, current, units, setLink }) {
     cue.hidden = table.scrollWidth <= table.clientWidth + 1;
   }
 
-  async function send(fields, done) {
+  async function send(fields, done, beside = false) {
     const mine = ++turn;
     const reply = await ask({ ...fields, units: units() }, "compare");
     if (mine !== turn) return; // a newer comparison is on its way
@@ -41,21 +42,29 @@ export function startCompare({ ask, current, units, setLink }) {
     table.innerHTML = reply.html.compare || "";
     box.dataset.count = String(pinned.length);
     setLink(reply.link);
-    say(reply.note || done(pinned.length));
+    const text = reply.note || done(pinned.length);
+    say(text);
+    if (beside) announce(`${text} The table is under the result, in Compare scenarios.`);
     showCue();
   }
 
   function add() {
     if (pinned.length >= MAX) {
       say(`Compare holds ${MAX} scenarios: remove one before adding another.`);
+      announce(`Compare holds ${MAX} scenarios: remove one in Compare scenarios before adding another.`);
       return;
     }
     const fields = current();
     if (!fields) {
       say("Fix the highlighted field first: a scenario with a problem cannot be compared.");
+      announce("Fix the highlighted field first: a scenario with a problem cannot be compared.");
       return;
     }
-    send({ scenarios: [...pinned, fields] }, (n) => `Added as scenario ${"ABC"[n - 1]}. Change the form and add another to compare them.`);
+    send(
+      { scenarios: [...pinned, fields] },
+      (n) => `Added as scenario ${"ABC"[n - 1]}${n < MAX ? ": change the form and add another to compare them." : "."}`,
+      true,
+    );
   }
 
   function remove(index) {

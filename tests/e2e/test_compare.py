@@ -85,6 +85,7 @@ def test_two_pinned_scenarios_show_cpythons_totals_and_travel_in_the_link(
     first = expect_total(calc, page_fields(calc))
     calc.locator("#compare-add").click()
     expect(calc.locator("#compare-table td.compare-total")).to_have_count(1)
+    expect(calc.locator("#action-status")).to_contain_text("Added as scenario A")
     fill_form(calc, {"batch_size": "16", "gpu": "rtx-4090"})
     second = expect_total(calc, page_fields(calc))
     calc.locator("#compare-add").click()
