@@ -548,6 +548,7 @@ const compare = startCompare({
   announce: say,
 });
 readUrl();
+if (linkCompare) compare.awaitLink();
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
   linkModel = linked.trim().slice(0, 200);

@@ -102,6 +102,10 @@ export function startCompare({ ask, current, units, setLink, announce }) {
   window.addEventListener("resize", showCue);
 
   return {
+    // A shared link names a comparison: said until the engine has loaded to work it out.
+    awaitLink() {
+      say("The link's comparison will be worked out as soon as the engine has loaded.");
+    },
     // A shared link's comparison, packed as nnmem wrote it.
     fromLink(packed) {
       send({ link: packed }, (n) => `The link's comparison of ${n} scenarios.`);

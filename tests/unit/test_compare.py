@@ -5,6 +5,8 @@ differences are derived from them, and every bad input names its field."""
 from __future__ import annotations
 
 import json
+import random
+import string
 from typing import Any
 
 import pytest
@@ -172,6 +174,28 @@ def test_the_compare_link_round_trips() -> None:
     assert again["states"] == got["states"]
     cnn = ask({"scenarios": [SCENARIOS[2]]})
     assert ask({"link": cnn["link"]})["columns"] == cnn["columns"]
+
+
+def test_a_comparison_too_long_for_a_link_says_so() -> None:
+    """Three configs padded with incompressible text pack past the link's limit: the
+    reply leaves the link empty and names the limit and Download JSON."""
+    rng = random.Random(3)
+    padded = [
+        {
+            "describe": "config",
+            "config": json.dumps(
+                {**GPT2_CONFIG, "note": "".join(rng.choices(string.ascii_letters, k=40_000))}
+            ),
+        }
+        for _ in range(3)
+    ]
+    got = ask({"scenarios": padded})
+    assert got["ok"], got
+    assert got["link"] == ""
+    assert "too long for a link" in got["note"]
+    assert f"at most {MAX_FRAGMENT:,}" in got["note"]
+    assert "Download JSON" in got["note"]
+    assert [c["total_bytes"] for c in got["columns"]] == [alone(padded[0])["total_bytes"]] * 3
 
 
 def test_compact_states_hold_only_what_differs_and_applies() -> None:
