@@ -125,6 +125,16 @@ def test_a_ready_comparison_and_remove(calc: Page) -> None:
     expect(calc.locator("#compare-table td.compare-total")).to_have_count(3)
     want = cpython_compare({"scenarios": [fields], "ready": "finetune"})
     assert totals(calc) == [str(c["total_bytes"]) for c in want["columns"]]
+    fill_form(calc, {"units": "gib"})  # the same scenarios, in binary units
+    gib = cpython_compare({"scenarios": want["states"], "units": "gib"})
+    expect(calc.locator("#compare-table td.compare-total").first).to_contain_text(
+        gib["columns"][0]["total_text"]
+    )
+    assert gib["columns"][0]["total_text"].endswith("GiB")
+    fill_form(calc, {"units": "gb"})
+    expect(calc.locator("#compare-table td.compare-total").first).to_contain_text(
+        want["columns"][0]["total_text"]
+    )
     calc.get_by_role("button", name="Remove scenario B").click()
     expect(calc.locator("#compare-table td.compare-total")).to_have_count(2)
     assert totals(calc) == [str(want["columns"][i]["total_bytes"]) for i in (0, 2)]
