@@ -78,9 +78,11 @@ export function startCompare({ ask, current, units, setLink, announce }) {
       setLink("");
       say(`Removed scenario ${name}: nothing is pinned.`);
       showCue();
+      box.querySelector("button[data-ready]").focus();
       return;
     }
-    send({ scenarios: left }, () => `Removed scenario ${name}.`);
+    // The button pressed is gone with its column: the keyboard goes on from the table.
+    send({ scenarios: left }, () => `Removed scenario ${name}.`).then(() => table.focus());
   }
 
   box.addEventListener("click", (event) => {

@@ -138,6 +138,7 @@ def test_a_ready_comparison_and_remove(calc: Page) -> None:
     calc.get_by_role("button", name="Remove scenario B").click()
     expect(calc.locator("#compare-table td.compare-total")).to_have_count(2)
     assert totals(calc) == [str(want["columns"][i]["total_bytes"]) for i in (0, 2)]
+    expect(calc.locator("#compare-table")).to_be_focused()
 
 
 def test_download_then_import_gives_the_same_total(calc: Page, tmp_path: Path) -> None:
