@@ -4,6 +4,7 @@ The file is ``{"scenario", "estimate", "gpu", "verdict", "solvers"}`` (see
 :func:`nnmem.web.calculator.answer`'s ``download``). Its ``scenario`` is the schema's own
 dict, which :func:`nnmem.scenario.parse` reads and checks; the reply's ``fields`` hold
 every calculator control, so the page restores the scenario exactly, on the same GPU.
+The CLI's ``--json`` output holds the same ``scenario`` (and no GPU), so it imports too.
 Each problem names the place in the file it comes from (``scenario.batch_size``).
 """
 

@@ -410,6 +410,7 @@ function applySuggestion(button) {
 }
 
 async function copyLink() {
+  writeFragment(); // a jump to #results, say, replaced the fragment: the link needs it
   const url = location.href;
   try {
     await navigator.clipboard.writeText(url);

@@ -279,6 +279,16 @@ def test_import_restores_what_download_wrote(fields: dict[str, str]) -> None:
     assert after["download"]["scenario"] == before["download"]["scenario"]
 
 
+def test_import_reads_the_clis_json_too() -> None:
+    """``nnmem --json`` prints Estimate.to_dict(), whose ``scenario`` is the same schema
+    dict: the page imports it to the same total (no GPU: the CLI's JSON names none)."""
+    scenario = parse({"model": "preset", "preset": "llama-3.1-8b", "precision": "amp_bf16"})
+    result = estimate(scenario)
+    restored = saved.fields_of(json.dumps(result.to_dict()))
+    assert restored["gpu"] == ""
+    assert calculator.answer(restored)["total_bytes"] == result.total_bytes
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
