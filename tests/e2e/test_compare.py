@@ -255,3 +255,23 @@ def test_on_a_phone_the_table_scrolls_inside_its_box_with_a_cue(
     wide = page.evaluate("document.documentElement.scrollWidth")
     assert wide <= 390
     context.close()
+
+
+def test_a_comparison_asked_with_an_edit_leaves_the_verdict_to_come(calc: Page) -> None:
+    """A ready comparison clicked in the same moment as an edit: the worker still sends
+    the calculator's second part (verdict, solvers), which a newer request skips, since
+    a comparison is no newer calculator request."""
+    fill_form(calc, {"gpu": "rtx-4090"})
+    calc.evaluate(
+        """() => {
+          const batch = document.getElementById("f-batch_size");
+          batch.value = "12";
+          batch.dispatchEvent(new Event("input", { bubbles: true }));
+          document.querySelector("#compare button[data-ready=gpus]").click();
+        }"""
+    )
+    expect(calc.locator("#compare-table td.compare-total")).to_have_count(2)
+    reply = expect_total(calc, page_fields(calc))
+    request = calc.locator("#results").get_attribute("data-request")
+    expect(calc.locator("#results")).to_have_attribute("data-complete", request or "")
+    expect(calc.locator("#mini-verdict")).to_contain_text(reply["verdict_text"])
