@@ -44,6 +44,7 @@ from nnmem.web.calculator import (
     gpu_groups,
     prerender,
 )
+from nnmem.web.compare import READY
 from nnmem.web.form import INTENT_BLURBS, START_FIELDS, precision_groups
 from nnmem.web.start import EXAMPLES, example_attribute
 from nnmem.web.tools import prerender as prerender_tool
@@ -636,6 +637,7 @@ def build(
         "presets": PRESETS,
         "gpu_groups": gpu_groups(),
         "precision_groups": precision_groups(),
+        "compare_ready": [(key, label) for key, (label, _) in READY.items()],
         "values": DEFAULT_FIELDS,
         "result": default,
         "glossary": glossary,

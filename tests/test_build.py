@@ -72,6 +72,8 @@ def test_exact_file_list(site: Path) -> None:
         "robots.txt",
         "assets/guide.css",
         "assets/calculator.js",
+        "assets/compare.js",  # the calculator's Compare (calculator.js loads it)
+        "assets/compare.css",
         "assets/form.js",
         "assets/hub.js",  # the Hub and local-file readers (reader.js loads it)
         "assets/reader.js",

@@ -17,14 +17,17 @@ from nnmem.web.reply import fatal, reply
 
 CALCULATOR = "calculator"
 CHECKPOINT = "checkpoint"  # the calculator's model reader: headers in, controls to fill out
+COMPARE = "compare"  # the calculator's pinned scenarios side by side
+SAVED = "saved"  # the calculator's Import JSON: a downloaded file back into the controls
 
 
 def pages() -> tuple[str, ...]:
-    """Every page that asks. The model reader and the tools are imported on their first
-    request: the calculator's first answer, which a visit waits for, needs neither."""
+    """Every page that asks. The model reader, the comparison, Import JSON and the tools
+    are imported on their first request: the calculator's first answer, which a visit
+    waits for, needs none of them."""
     from nnmem.web import tools
 
-    return (CALCULATOR, CHECKPOINT, *tools.TOOLS)
+    return (CALCULATOR, CHECKPOINT, COMPARE, SAVED, *tools.TOOLS)
 
 
 def _read(request: str) -> tuple[str, dict[str, Any], str]:
@@ -50,7 +53,9 @@ def handle(request: str) -> str:
     """Answer one request from a page, ``{"page": ..., "fields": {...}}``; never raises.
 
     ``page`` is ``"calculator"`` (the default), ``"checkpoint"`` (a checkpoint's headers,
-    see :mod:`nnmem.web.checkpoint`) or a tool's name; every answer has the shape
+    see :mod:`nnmem.web.checkpoint`), ``"compare"`` (pinned scenarios side by side, see
+    :mod:`nnmem.web.compare`), ``"saved"`` (a Download JSON file read back, see
+    :mod:`nnmem.web.saved`) or a tool's name; every answer has the shape
     :mod:`nnmem.web.reply` describes. The calculator's ``part`` (``"all"``, the default, or
     ``"first"`` then ``"rest"``) splits its reply in two, see
     :func:`nnmem.web.calculator.answer`.
@@ -72,6 +77,14 @@ column 1.'}]
             from nnmem.web import checkpoint
 
             answer = checkpoint.answer(fields)
+        elif page == COMPARE:
+            from nnmem.web import compare
+
+            answer = compare.answer(fields)
+        elif page == SAVED:
+            from nnmem.web import saved
+
+            answer = saved.answer(fields)
         else:
             from nnmem.web import tools
 

@@ -1,6 +1,7 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
+import { startCompare } from "./compare.js";
 import { showHeld, startEngine } from "./engine.js";
 import * as forms from "./form.js";
 import { startReader } from "./reader.js";
@@ -71,36 +72,67 @@ function syncUrl(inactive) {
   const fromHub = (name, value) => Boolean(readModel) && isModelControl(name) && (readFill.get(name) === value || name === "checkpoint_bytes");
   const extra = modelId ? { model_id: modelId } : {};
   const skip = (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name));
-  // A pasted config.json goes in the fragment (see syncFragment), not the query.
-  forms.writeUrl(readForm(), defaults, (name, value) => name === "config" || skip(name, value), extra);
+  const fields = readForm();
   // The config is the model where it is the mode (its text may equal what a preset once
   // filled in: it is the user's now), unless a Hub read or the link's model id names it.
-  const fields = readForm();
   const config = fields.config || "";
-  const own = fields.describe === "config" && !fromHub("config", config) && !linkModel;
-  syncFragment(own && config.trim() ? config : "");
+  const ownConfig = fields.describe === "config" && !fromHub("config", config) && !linkModel;
+  // A CNN's layer list (JSON) is the model where it is the mode; a built-in's name is short
+  // and stays in the query.
+  const cnn = (fields.cnn || "").trim();
+  const ownCnn = fields.describe === "cnn" && /^[[{]/.test(cnn);
+  const inFragment = (name) => name === "config" || (name === "cnn" && ownCnn);
+  // Long texts go in the fragment (see syncFragment), not the query.
+  forms.writeUrl(fields, defaults, (name, value) => inFragment(name) || skip(name, value), extra);
+  syncFragment("config", ownConfig && config.trim() ? config : "");
+  syncFragment("cnn", ownCnn ? fields.cnn : "");
 }
 
-// A pasted config.json travels in the URL's fragment, deflated and base64url-encoded: a
-// few hundred characters instead of thousands, and a fragment never reaches a server.
-const FRAGMENT = "#config=";
+// A pasted config.json or a CNN's layer list travels in the URL's fragment, deflated and
+// base64url-encoded: a few hundred characters instead of thousands, and a fragment never
+// reaches a server. The comparison (compare.js) rides there too, packed by nnmem. The
+// fragment reads "#config=...&cnn=...&compare=...", each part only where it has one.
+const PARTS_IN_FRAGMENT = ["config", "cnn", "compare"];
 const MAX_FRAGMENT = 64000; // characters: far above any real config, below URL limits
-let packedText = "";
-let packed = "";
-let packing = 0;
+const WHAT = { config: "pasted config.json", cnn: "CNN layer list" };
+const fragment = { config: "", cnn: "", compare: "" };
+const packedText = { config: "", cnn: "" };
+const packing = { config: 0, cnn: 0 };
 
-async function syncFragment(text) {
-  const turn = ++packing;
-  if (text !== packedText) {
+function fragmentParts() {
+  const hash = location.hash.slice(1);
+  const params = new URLSearchParams(hash);
+  const ours = PARTS_IN_FRAGMENT.some((name) => hash.startsWith(`${name}=`));
+  return ours ? params : new URLSearchParams();
+}
+
+async function syncFragment(name, text) {
+  const turn = ++packing[name];
+  if (text !== packedText[name]) {
     const value = text ? await forms.packText(text) : "";
-    if (turn !== packing) return; // a newer call has the newer text
-    packedText = text;
-    packed = value.length <= MAX_FRAGMENT ? value : "";
-    if (value.length > MAX_FRAGMENT) say("The pasted config is too long to travel in a link: share the file with the link.");
+    if (turn !== packing[name]) return; // a newer call has the newer text
+    packedText[name] = text;
+    fragment[name] = value.length <= MAX_FRAGMENT ? value : "";
+    if (value.length > MAX_FRAGMENT) {
+      say(
+        `The ${WHAT[name]} is too long for a link (${value.length.toLocaleString("en")} characters packed; a link holds at most ${MAX_FRAGMENT.toLocaleString("en")}), so the link leaves it out: use Download JSON to share the scenario as a file.`,
+      );
+    }
   }
-  const hash = packed ? `${FRAGMENT}${packed}` : "";
+  writeFragment();
+}
+
+function setCompareLink(packed) {
+  fragment.compare = packed;
+  writeFragment();
+}
+
+function writeFragment() {
+  const parts = PARTS_IN_FRAGMENT.filter((name) => fragment[name]).map((name) => `${name}=${fragment[name]}`);
+  const hash = parts.length ? `#${parts.join("&")}` : "";
   // Only our own fragment is replaced or removed (#results, say, stays).
-  if (location.hash !== hash && (hash || location.hash.startsWith(FRAGMENT))) {
+  const ours = PARTS_IN_FRAGMENT.some((name) => location.hash.startsWith(`#${name}=`));
+  if (location.hash !== hash && (hash || ours)) {
     history.replaceState(null, "", `${location.pathname}${location.search}${hash}`);
   }
 }
@@ -284,13 +316,25 @@ function paintRest(id, reply) {
 function readUrl() {
   const link = forms.readUrl(form, defaults, rawValues);
   let any = link.any;
-  if (location.hash.startsWith(FRAGMENT)) {
+  const parts = fragmentParts();
+  const texts = [];
+  for (const name of ["config", "cnn"]) {
+    if (!parts.get(name)) continue;
     any = true;
-    linkConfig = forms
-      .unpackText(location.hash.slice(FRAGMENT.length))
-      .then((text) => setControl("config", text))
-      .catch(() => say("The link's config.json could not be read: paste it again."));
+    fragment[name] = parts.get(name);
+    texts.push(
+      forms
+        .unpackText(parts.get(name))
+        .then((text) => {
+          packedText[name] = text;
+          setControl(name, text);
+        })
+        .catch(() => say(`The link's ${WHAT[name]} could not be read: paste it again.`)),
+    );
   }
+  linkTexts = Promise.all(texts);
+  linkCompare = parts.get("compare") || "";
+  fragment.compare = linkCompare; // kept in the URL while nnmem reads it
   if (!link.params.has("describe") && link.params.has("model")) {
     any = true;
     omitDescribe = true;
@@ -304,7 +348,8 @@ function readUrl() {
   }
 }
 
-let linkConfig = Promise.resolve(); // the link's config, once read from its fragment
+let linkTexts = Promise.resolve(); // the link's config or CNN, once read from its fragment
+let linkCompare = ""; // the link's comparison, packed, for nnmem to read once it has loaded
 
 function onEdit(event) {
   const name = event.target && event.target.name;
@@ -312,6 +357,7 @@ function onEdit(event) {
   rawValues.delete(name);
   edited.add(name);
   fresh.add(name);
+  if (name === "units") compare.refresh();
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
@@ -345,13 +391,13 @@ function loadRead(fill, modelId) {
   request();
 }
 
-function ask(fields) {
+function ask(fields, page = "checkpoint") {
   if (!ready) return Promise.resolve(null);
   askId -= 1;
   const id = askId;
   return new Promise((resolve) => {
     asked.set(id, resolve);
-    post({ type: "request", id, page: "checkpoint", fields });
+    post({ type: "request", id, page, fields });
   });
 }
 
@@ -400,6 +446,7 @@ function applySuggestion(button) {
 }
 
 async function copyLink() {
+  writeFragment(); // a jump to #results, say, replaced the fragment: the link needs it
   const url = location.href;
   try {
     await navigator.clipboard.writeText(url);
@@ -432,6 +479,41 @@ function downloadJson() {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
   say("Downloaded nnmem-estimate.json: the scenario and the estimate.");
+}
+
+// Import JSON: nnmem reads a file Download JSON wrote and answers with every control's
+// value, which replace the form's; a file it cannot read gets its message beside the button.
+const importError = document.getElementById("import-error");
+
+async function importJson(file) {
+  importError.textContent = "";
+  let text;
+  try {
+    text = await file.text();
+  } catch {
+    importError.textContent = `${file.name} could not be read: choose it again.`;
+    return;
+  }
+  const reply = await ask({ text }, "saved");
+  if (!reply) {
+    importError.textContent = "A file can be imported once the engine has loaded.";
+    return;
+  }
+  if (!reply.ok) {
+    const problems = (reply.errors || []).map((e) => e.message).join(" ");
+    importError.textContent = `${file.name}: ${problems || reply.fatal}`;
+    return;
+  }
+  forgetRead();
+  rawValues.clear();
+  filled.clear();
+  edited.clear();
+  omitDescribe = false;
+  for (const [name, value] of Object.entries(reply.fields)) {
+    if (!setControl(name, value)) rawValues.set(name, value);
+  }
+  say(`Imported ${file.name}: the form holds its scenario.`);
+  request();
 }
 
 // Printing shows every section, the closed ones too.
@@ -484,6 +566,13 @@ document.getElementById("start").addEventListener("click", (event) => {
 });
 document.getElementById("copy-link").addEventListener("click", copyLink);
 document.getElementById("download-json").addEventListener("click", downloadJson);
+const importFile = document.getElementById("import-file");
+document.getElementById("import-json").addEventListener("click", () => importFile.click());
+importFile.addEventListener("change", () => {
+  const [file] = importFile.files;
+  importFile.value = ""; // the same file can be chosen again
+  if (file) importJson(file);
+});
 document.getElementById("print-page").addEventListener("click", () => window.print());
 // While the answer (total and verdict) is out of sight, a bar at the bottom of the
 // screen shows both and leads there.
@@ -503,7 +592,16 @@ const reader = startReader({
   mode: () => readForm().mode || "",
   loaded: loadRead,
 });
+const compare = startCompare({
+  ask,
+  // The form's fields, or null while a field is wrong: such a scenario is not pinned.
+  current: () => (results.dataset.state === "stale" ? null : readForm()),
+  units: () => readForm().units || "",
+  setLink: setCompareLink,
+  announce: say,
+});
 readUrl();
+if (linkCompare) compare.awaitLink();
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
   // The reader's offer to read the link's model sits in the full form: open it.
@@ -513,9 +611,10 @@ if (linked && linked.trim()) {
 }
 post = startEngine(calculator, {
   onReady() {
-    linkConfig.then(() => {
+    linkTexts.then(() => {
       ready = true;
       request(); // catch up with the link's inputs and anything typed while loading
+      if (linkCompare) compare.fromLink(linkCompare);
     });
   },
   onResult,

@@ -43,7 +43,7 @@ async function init({ indexURL, bundle }) {
   post({ type: "ready", python: version });
 }
 
-let newest = 0; // id of the newest request received
+let newest = 0; // id of the newest calculator request received
 
 function ask(message, part) {
   try {
@@ -54,11 +54,12 @@ function ask(message, part) {
 }
 
 function answer(message) {
-  newest = message.id;
   if (message.page !== "calculator") {
+    // The reader's and Compare's requests: they never make a calculator answer older.
     post({ type: "result", id: message.id, part: "all", reply: ask(message, "all") });
     return;
   }
+  newest = message.id;
   const first = ask(message, "first");
   post({ type: "result", id: message.id, part: "first", reply: first });
   if (!first.ok) return;
