@@ -616,10 +616,14 @@ class CachingAllocator:
 
     # Expandable segments --------------------------------------------------------
 
-    def _new_expandable(self, pool: _Pool) -> _Block:
+    def _new_expandable(self, pool: _Pool, size: int) -> _Block:
         page = K_SMALL_BUFFER if pool.small else K_LARGE_BUFFER
-        # find_expandable_block: address space for 1 1/8 of the device's memory.
+        # find_expandable_block: address space for 1 1/8 of the device's memory. With no
+        # capacity given, the replay asks what a step would reserve, whatever the device:
+        # the space then also holds the request, where a real device would be out of memory.
         total = self._total + self._total // 8
+        if self.capacity is None:
+            total = max(total, size)
         space = -(-total // page) * page
         ptr = -(-self._next_address // page) * page
         self._next_address = ptr + space + K_LARGE_BUFFER
@@ -647,7 +651,7 @@ class CachingAllocator:
                 candidate = candidate.prev
             if has_space(candidate):
                 return candidate
-        return self._new_expandable(pool)
+        return self._new_expandable(pool, size)
 
     def _map_block(self, pool: _Pool, block: _Block, size: int) -> bool:
         segment = block.segment
@@ -681,7 +685,8 @@ class CachingAllocator:
             return None
         while candidate.size < size:
             nxt = candidate.next
-            assert nxt is not None
+            if nxt is None:  # the request outgrows the segment's address space
+                return None
             if not self._map_block(pool, nxt, min(size - candidate.size, nxt.size)):
                 return None
             candidate = nxt

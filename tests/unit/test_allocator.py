@@ -262,3 +262,17 @@ def test_unknown_event_kind_names_the_field() -> None:
     with pytest.raises(NnmemError) as caught:
         replay([("grow", 1, 5)])
     assert caught.value.field == "events"
+
+
+def test_an_expandable_segment_holds_a_request_beyond_the_device_when_no_capacity_is_set() -> None:
+    """A step larger than the H200's 1 1/8 address space (a 1T-parameter model's 200 GiB
+    tensor) still replays with no capacity: the segment's space grows to hold it, and
+    20 MiB pages map exactly 200 GiB, then 5 GiB more. With an 80 GiB device it is out
+    of memory at the first event, as ``try_allocate_expandable_block`` would fail."""
+    conf = parse_alloc_conf("expandable_segments:True")
+    big = replay([("alloc", 1, 200 * 2**30), ("alloc", 2, 5 * 2**30)], conf)
+    assert big.reserved_peak == 205 * 2**30
+    assert big.out_of_memory_at is None
+    capped = replay([("alloc", 1, 200 * 2**30)], conf, capacity=80 * 2**30)
+    assert capped.out_of_memory_at == 0
+    assert capped.reserved_peak == 0
