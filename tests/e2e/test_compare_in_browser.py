@@ -18,7 +18,7 @@ from conftest import guard_requests
 from playwright.sync_api import Browser, Page, expect
 
 from nnmem.web import handle
-from site_helpers import expect_total, fill_form, page_fields, reset_form, wait_ready
+from site_helpers import expect_total, fill_form, open_form, page_fields, reset_form, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -247,6 +247,7 @@ def test_on_a_phone_the_table_scrolls_inside_its_box_with_a_cue(
     page = context.new_page()
     page.goto(site_url)
     wait_ready(page)
+    open_form(page)  # the preset field sits under "Adjust everything"
     page.locator("#f-preset").fill("llama-3.1-8b")
     expect(page.locator("#f-cfg_hidden_size")).to_have_value("4096")
     page.locator("#compare button[data-ready=finetune]").click()
