@@ -31,7 +31,7 @@ def settled(page: Page) -> dict[str, object]:
     fields are read again until the page's total is CPython's for them: an answer may
     still be filling controls (a preset's precision) when the first read happens."""
     reply: dict[str, object] = {}
-    for _ in range(75):
+    for _ in range(200):  # up to 40 s on a loaded machine
         expect(page.locator("#results")).not_to_have_attribute("data-pending", "true")
         reply = cpython_reply(page_fields(page))
         if page.locator("#total").get_attribute("data-bytes") == str(reply["total_bytes"]):
@@ -56,9 +56,10 @@ def test_on_a_phone_the_verdict_is_within_one_screen_of_the_top(
     open_form(page)  # the preset field sits under "Adjust everything", after the answer
     page.locator("#f-preset").fill("llama-3.1-8b")
     page.locator("#f-gpu").select_option("rtx-4060-ti-16gb")
-    reply = settled(page)
     headline = page.locator(".capacity-headline")
+    # The example's BERT fits this card: "no" is the preset's answer, not the page's first.
     expect(headline).to_have_attribute("data-fit", "no")
+    reply = settled(page)
     expect(headline).to_contain_text(f"Needs {reply['total_text']}")
     expect(headline).to_contain_text(re.compile(r": [\d.,]+× this card$"))
     page.evaluate("window.scrollTo(0, 0)")
