@@ -335,11 +335,6 @@ function readUrl() {
   linkTexts = Promise.all(texts);
   linkCompare = parts.get("compare") || "";
   fragment.compare = linkCompare; // kept in the URL while nnmem reads it
-  // A link that names a start box's text is read as if typed there, so its model or
-  // hardware is looked up, or refused beside the box, rather than silently replaced.
-  for (const name of ["start_model", "start_hardware"]) {
-    if (link.params.get(name)) edited.add(name);
-  }
   if (!link.params.has("describe") && link.params.has("model")) {
     any = true;
     omitDescribe = true;
