@@ -166,6 +166,8 @@ def test_a_split_run_says_per_gpu_in_the_headline(calculator: Page) -> None:
 def test_the_summary_names_qlora_and_checkpointing(calculator: Page) -> None:
     """After NF4 turns QLoRA on, the summary line says QLoRA and checkpointing."""
     calculator.locator("#f-preset").fill("llama-3.1-8b")
+    # As a user would, pick NF4 once the preset's answer has filled its fields in.
+    expect(calculator.locator("#f-cfg_hidden_size")).to_have_value("4096")
     calculator.select_option("#f-precision", "nf4")
     line = calculator.locator("#scenario-line")
     expect(line).to_contain_text("QLoRA rank 16 · full checkpointing")
