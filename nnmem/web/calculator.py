@@ -426,7 +426,9 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
     extra: dict[str, Any] = {}
     if part != "rest":
         extra.update(set=changes, note=note)
-    fill = {**fill, **start.fill(fields)}
+    # A box whose text names nothing keeps it, beside its message, for the user to mend.
+    refused = {problem.field for problem in box_problems}
+    fill = {**fill, **{k: v for k, v in start.fill(fields).items() if k not in refused}}
     if box_problems or page.problems or scenario is None or result is None:
         problems = box_problems + page.problems
         return reply(False, problems, inactive=inactive, fill=fill, **extra)

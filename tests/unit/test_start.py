@@ -80,3 +80,6 @@ def test_a_box_that_names_nothing_says_so_next_to_it() -> None:
     assert link["fill"]["start_model"] == "110M"
     typed = answer({**DEFAULT_FIELDS, "start_model": "Llama 9", "changed": "start_model"})
     assert [e["field"] for e in typed["errors"]] == ["start_model"]
+    # The refused box keeps its text beside its message; the other box still follows the form.
+    assert "start_model" not in typed["fill"]
+    assert typed["fill"]["start_hardware"] == ""
