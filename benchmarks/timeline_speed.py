@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # page_speed, also und
 from page_speed import REQUESTS
 
 from nnmem.render.timeline_svg import timeline_html, trace_step
+from nnmem.timeline import replayed_events
 from nnmem.web import handle, step_chart
 from nnmem.web.calculator import DEFAULT_FIELDS
 from nnmem.web.form import read
-from nnmem.web.step_chart import step_chart_events
 
 REPEAT = 11
 
@@ -57,8 +57,8 @@ def main() -> int:
         page = read(fields)
         assert page.scenario is not None
         scenario, gpu = page.scenario, page.gpu or None
-        events = step_chart_events(scenario, gpu)
-        cells = [median_ms(partial(step_chart_events, scenario, gpu)), float(len(events))]
+        events = replayed_events(scenario, gpu)
+        cells = [median_ms(partial(replayed_events, scenario, gpu)), float(len(events))]
         if events:
             trace = trace_step(events)
             cells += [

@@ -282,3 +282,19 @@ def gpu(gpu_id: str) -> Gpu | None:
     (None, None, None)
     """
     return gpus().get(gpu_id) or _custom(gpu_id)
+
+
+# GPUs of compute capability 9.0 and newer, by catalog id.
+HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
+
+
+def cublas_workspace_bytes(gpu_id: str | None) -> int:
+    """One cuBLAS workspace: aten/src/ATen/cuda/CublasHandlePool.cpp
+    parseChosenWorkspaceSize, 4096 KiB × 8 on compute capability 9.0 and newer, else
+    4096 KiB × 2 + 16 KiB × 8.
+
+    >>> cublas_workspace_bytes("h100-sxm"), cublas_workspace_bytes("rtx-4090")
+    (33554432, 8519680)
+    """
+    hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
+    return 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8

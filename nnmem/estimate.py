@@ -9,17 +9,14 @@ allocator's reserve, the cuBLAS workspaces and the CUDA context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from fractions import Fraction
 
 from nnmem.allocator import AllocatorConfig, parse_alloc_conf
+from nnmem.builders import builder
+from nnmem.catalog import cublas_workspace_bytes
 from nnmem.errors import NnmemError
-from nnmem.models import generic, transformer
-from nnmem.models.architecture import Transformer
-from nnmem.models.cnn import build as cnn_build
-from nnmem.models.step import Built
 from nnmem.result import Component, Estimate, Phase
-from nnmem.scenario import Device, GenericModel, Mode, Runtime, Scenario
+from nnmem.scenario import Device, Mode, Runtime, Scenario
 from nnmem.terms import Term, product
 
 CONTEXT_SOURCE = (
@@ -42,9 +39,6 @@ ALLOCATOR_SOURCE = (
 
 
 # --- overheads outside the tensors ---------------------------------------------------------
-
-HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
-
 
 HIPBLASLT_SOURCE = (
     "PyTorch aten/src/ATen/cuda/CublasHandlePool.cpp parseCUDABlasLtWorkspaceSize: on ROCm "
@@ -104,7 +98,7 @@ def _replayed(scenario: Scenario, gpu_id: str | None) -> bool:
 
 def _replay_reserve(scenario: Scenario, tensor_peak: int, gpu_id: str | None) -> Term:
     """What the replayed allocator reserves above the tensors and cuBLAS workspaces."""
-    from nnmem.timeline import cublas_workspace_bytes, replay_step
+    from nnmem.timeline import replay_step
 
     result = replay_step(scenario, gpu_id, allocator_config(scenario))
     handles = 2 if scenario.mode is Mode.TRAINING else 1
@@ -143,8 +137,7 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
     if vendor == "apple":
         # PyTorch's MPS backend: Metal, with no CUDA context and no cuBLAS workspace.
         return [t for t in (reserve,) if t.bytes]
-    hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
-    each = 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
+    each = cublas_workspace_bytes(gpu_id)
     handles = 2 if scenario.mode is Mode.TRAINING else 1
     workspace = product(
         "cublas_workspace",
@@ -176,15 +169,6 @@ def overheads(scenario: Scenario, tensor_peak: int, gpu_id: str | None = None) -
     return [t for t in kept if t.bytes]
 
 
-def _builder(scenario: Scenario) -> Callable[[Scenario], Built]:
-    """The builder for the scenario's kind of model."""
-    if isinstance(scenario.model, GenericModel):
-        return generic.build
-    if isinstance(scenario.model, Transformer):
-        return transformer.build
-    return cnn_build.build
-
-
 def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
     """Estimate the memory ``scenario`` needs on one GPU.
 
@@ -200,7 +184,7 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         from nnmem.runtimes import serve
 
         return serve.build(scenario, gpu_id)
-    built = _builder(scenario)(scenario)
+    built = builder(scenario)(scenario)
     phases = built.phases
     if not phases:
         raise NnmemError.single("model", "This model gives no memory to estimate.")

@@ -34,13 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nnmem.allocator import AllocatorConfig, ReplayResult, replay
+from nnmem.builders import builder
+from nnmem.catalog import cublas_workspace_bytes
 from nnmem.result import Phase
 from nnmem.scenario import Mode, Runtime, Scenario
 from nnmem.terms import Term
 
 Event = tuple[object, ...]
-# GPUs of compute capability 9.0 and newer (nnmem.estimate.HOPPER_OR_NEWER).
-HOPPER_OR_NEWER = ("h100", "h200", "gh200", "b200", "b100", "gb200")
 # Keys of the model's states: allocated at load, kept across steps.
 STATE_KEYS = ("weights", "optimizer_state", "comm_buffers")
 PARAM_SHAPED = ("weights", "gradients", "optimizer_state", "autocast_copies")
@@ -667,19 +667,10 @@ def step_events(scenario: Scenario, gpu_id: str | None = None) -> list[Event]:
 
 def _phases(scenario: Scenario) -> list[Phase]:
     """The step's phases as the engine builds them; none for a serving runtime's static
-    plan (:func:`nnmem.estimate.estimate` takes them from the same builders)."""
-    from nnmem.models import generic, transformer
-    from nnmem.models.architecture import Transformer
-    from nnmem.models.cnn import build as cnn_build
-    from nnmem.scenario import GenericModel
-
+    plan."""
     if scenario.mode is Mode.INFERENCE and scenario.runtime.engine is not Runtime.TRANSFORMERS:
         return []
-    if isinstance(scenario.model, GenericModel):
-        return generic.build(scenario).phases
-    if isinstance(scenario.model, Transformer):
-        return transformer.build(scenario).phases
-    return cnn_build.build(scenario).phases
+    return builder(scenario)(scenario).phases
 
 
 def span_peaks(events: Sequence[Event]) -> dict[str, int]:
@@ -703,14 +694,6 @@ def span_peaks(events: Sequence[Event]) -> dict[str, int]:
     return peaks
 
 
-def cublas_workspace_bytes(gpu_id: str | None) -> int:
-    """One cuBLAS workspace: aten/src/ATen/cuda/CublasHandlePool.cpp
-    parseChosenWorkspaceSize, 4096 KiB × 8 on compute capability 9.0 and newer, else
-    4096 KiB × 2 + 16 KiB × 8 (as :func:`nnmem.estimate.overheads` counts it)."""
-    hopper = gpu_id is not None and gpu_id.startswith(HOPPER_OR_NEWER)
-    return 4096 * 8 * 1024 if hopper else 4096 * 1024 * 2 + 16 * 1024 * 8
-
-
 def with_workspaces(events: Sequence[Event], workspace: int) -> list[Event]:
     """``events`` with the cuBLAS workspaces the caching allocator hands out: one for the
     forward's (or prefill's) thread at its first matmul and one for autograd's backward
@@ -731,15 +714,29 @@ def with_workspaces(events: Sequence[Event], workspace: int) -> list[Event]:
     return out
 
 
+def replayed_events(scenario: Scenario, gpu_id: str | None = None) -> list[Event]:
+    """What :func:`replay_step` replays: the load, then two training steps (the second
+    finds the first one's cached segments, as every later step does) or one inference
+    pass, with the cuBLAS workspaces; none for a serving runtime's static plan.
+
+    >>> from nnmem.scenario import GenericModel
+    >>> events = replayed_events(Scenario(GenericModel(1_000_000, 64, 2), batch_size=1))
+    >>> [e[1] for e in events if e[0] == "mark"][:3]
+    ['load', 'forward', 'loss']
+    >>> [e[3] for e in events if e[0] == "alloc"][:3]
+    ['weights', 'cublas_workspace', 'activations']
+    """
+    phases = _phases(scenario)
+    if not phases:
+        return []
+    steps = 2 if scenario.mode is Mode.TRAINING else 1
+    events = _walk(scenario, phases, steps)
+    return with_workspaces(events, cublas_workspace_bytes(gpu_id))
+
+
 def replay_step(
     scenario: Scenario, gpu_id: str | None = None, config: AllocatorConfig | None = None
 ) -> ReplayResult:
-    """The step replayed through the caching-allocator model, with the cuBLAS workspaces,
-    twice for training (the second step finds the first one's cached segments, as every
-    later step does); inference replays prefill and decode once."""
-    phases = _phases(scenario)
-    if not phases:
-        return ReplayResult()
-    steps = 2 if scenario.mode is Mode.TRAINING else 1
-    events = _walk(scenario, phases, steps)
-    return replay(with_workspaces(events, cublas_workspace_bytes(gpu_id)), config, timeline=True)
+    """The step replayed through the caching-allocator model (:func:`replayed_events`)."""
+    events = replayed_events(scenario, gpu_id)
+    return replay(events, config, timeline=True) if events else ReplayResult()

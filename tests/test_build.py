@@ -318,13 +318,13 @@ def test_prerendered_step_chart(site: Path) -> None:
     """The calculator's "Memory over the step" section holds the example's chart, built
     by nnmem, with its expandable_segments toggle, off."""
     from nnmem.render.timeline_svg import trace_step
-    from nnmem.web.step_chart import step_chart_events
+    from nnmem.timeline import replayed_events
 
     html = (site / "index.html").read_text()
     section = html[html.index('<section class="timeline-box"') :]
     section = section[: section.index("</section>")]
     assert '<h2 id="step-chart-title">Memory over the step</h2>' in section
     assert re.search(r'<input id="timeline-expandable" type="checkbox"(?! checked)', section)
-    trace = trace_step(step_chart_events(parse(DEFAULT_SCENARIO)))
+    trace = trace_step(replayed_events(parse(DEFAULT_SCENARIO)))
     assert f'data-reserved-peak="{trace.reserved_peak}"' in section
     assert '<title id="timeline-title">Memory over the step</title>' in section

@@ -70,11 +70,11 @@ def test_pytorch_memory_guide_draws_the_example_step(site: Path) -> None:
     """The guide's chart is the calculator's, for the guide's example, under its own ids."""
     from nnmem.render.timeline_svg import saving_text, trace_step
     from nnmem.scenario import parse
-    from nnmem.web.step_chart import step_chart_events
+    from nnmem.timeline import replayed_events
     from nnmem.web.tools.pytorch_memory import PYTORCH_EXAMPLE
 
     html = (site / "pytorch-memory.html").read_text()
-    trace = trace_step(step_chart_events(parse(PYTORCH_EXAMPLE)))
+    trace = trace_step(replayed_events(parse(PYTORCH_EXAMPLE)))
     assert f'data-reserved-peak="{trace.reserved_peak}"' in html
     assert 'aria-labelledby="guide-timeline-title guide-timeline-desc"' in html
     assert saving_text(trace) in html

@@ -12,7 +12,7 @@ from nnmem import catalog, timeline
 from nnmem.errors import NnmemError
 from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, timeline_html, trace_step
-from nnmem.scenario import Device, Mode, Scenario
+from nnmem.scenario import Device, Scenario
 
 NO_TIMELINE = (
     '<p class="timeline-none">vLLM and llama.cpp plan their memory once, when they start, '
@@ -26,38 +26,19 @@ NOT_CUDA = (
 )
 
 
-def step_chart_events(scenario: Scenario, gpu_id: str | None = None) -> list[timeline.Event]:
-    """The events :func:`nnmem.timeline.replay_step` replays, so the chart's reserved
-    peak is the model's: the load, then two training steps (the second finds the first
-    one's cached segments, as every later step does) or one inference pass, with the
-    cuBLAS workspaces; none for a serving runtime's static plan.
-
-    >>> from nnmem.scenario import GenericModel
-    >>> events = step_chart_events(Scenario(GenericModel(1_000_000, 64, 2), batch_size=1))
-    >>> [e[1] for e in events if e[0] == "mark"][:3]
-    ['load', 'forward', 'loss']
-    >>> [e[3] for e in events if e[0] == "alloc"][:3]
-    ['weights', 'cublas_workspace', 'activations']
-    """
-    phases = timeline._phases(scenario)
-    if not phases:
-        return []
-    steps = 2 if scenario.mode is Mode.TRAINING else 1
-    events = timeline._walk(scenario, phases, steps)
-    return timeline.with_workspaces(events, timeline.cublas_workspace_bytes(gpu_id))
-
-
 # The last scenario replayed: a change of view (units, the plot's axis) or the second
 # part of a reply redraws its trace instead of replaying the step again.
 _last: tuple[tuple[Scenario, str | None], StepTrace | None] | None = None
 
 
 def _trace(scenario: Scenario, gpu_id: str | None) -> StepTrace | None:
-    """The scenario's step replayed, or None where it has no step (a serving runtime)."""
+    """The scenario's step replayed as the total's replay replays it
+    (:func:`nnmem.timeline.replayed_events`), or None where it has no step (a serving
+    runtime)."""
     global _last
     key = (scenario, gpu_id)
     if _last is None or _last[0] != key:
-        events = step_chart_events(scenario, gpu_id)
+        events = timeline.replayed_events(scenario, gpu_id)
         _last = (key, trace_step(events, allocator_config(scenario)) if events else None)
     return _last[1]
 

@@ -10,14 +10,14 @@ from playwright.sync_api import Browser, Page, expect
 from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, saving_text, timeline_svg, trace_step
 from nnmem.scenario import parse
-from nnmem.web.step_chart import step_chart_events
+from nnmem.timeline import replayed_events
 from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
 
 
 def cpython_trace(values: dict[str, str]) -> StepTrace:
     """The chart's replay in this CPython, for the same scenario."""
     scenario = parse(values)
-    return trace_step(step_chart_events(scenario), allocator_config(scenario))
+    return trace_step(replayed_events(scenario), allocator_config(scenario))
 
 
 def test_batch_size_redraws_the_step_and_the_toggle_shows_the_saving(calculator: Page) -> None:

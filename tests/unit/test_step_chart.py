@@ -13,10 +13,10 @@ from nnmem.allocator import parse_alloc_conf
 from nnmem.estimate import allocator_config, estimate
 from nnmem.render.timeline_svg import timeline_svg, trace_step
 from nnmem.scenario import parse
-from nnmem.timeline import replay_step
+from nnmem.timeline import replay_step, replayed_events
 from nnmem.web import handle
 from nnmem.web.calculator import DEFAULT_FIELDS, DEFAULT_SCENARIO
-from nnmem.web.step_chart import NO_TIMELINE, NOT_CUDA, step_chart_events, step_chart_html
+from nnmem.web.step_chart import NO_TIMELINE, NOT_CUDA, step_chart_html
 
 LLAMA_TRAINING = {
     "model": "preset",
@@ -40,7 +40,7 @@ def test_chart_peaks_are_replay_steps(fields: dict[str, object], gpu: str | None
     """Same events, same allocator: the chart's peaks are replay_step's, as configured
     (what the total takes under allocator_replay) and with expandable_segments:True."""
     scenario = parse(fields)
-    trace = trace_step(step_chart_events(scenario, gpu), allocator_config(scenario))
+    trace = trace_step(replayed_events(scenario, gpu), allocator_config(scenario))
     plain = replay_step(scenario, gpu)
     expandable = replay_step(scenario, gpu, parse_alloc_conf("expandable_segments:True"))
     assert trace.reserved_peak == plain.reserved_peak > 0
@@ -74,7 +74,7 @@ def test_no_chart_off_the_cuda_allocator() -> None:
 
 
 def test_training_draws_the_load_and_two_steps() -> None:
-    events = step_chart_events(parse(DEFAULT_SCENARIO))
+    events = replayed_events(parse(DEFAULT_SCENARIO))
     marks = [e[1] for e in events if e[0] == "mark"]
     step = ["forward", "loss", "backward", "optimizer_step"]
     assert marks == ["load", *step, *step]
@@ -82,7 +82,7 @@ def test_training_draws_the_load_and_two_steps() -> None:
 
 def test_serving_runtime_says_why_there_is_no_chart() -> None:
     served = parse({**LLAMA_INFERENCE, "runtime": "vllm"})
-    assert step_chart_events(served) == []
+    assert replayed_events(served) == []
     assert step_chart_html(served) == NO_TIMELINE
 
 
@@ -96,13 +96,13 @@ def test_reply_carries_the_chart_in_its_second_part() -> None:
 
     assert "timeline" not in ask("first")
     chart = ask("rest")["timeline"]
-    trace = trace_step(step_chart_events(parse({**DEFAULT_SCENARIO, "batch_size": 8})))
+    trace = trace_step(replayed_events(parse({**DEFAULT_SCENARIO, "batch_size": 8})))
     assert f'data-reserved-peak="{trace.reserved_peak}"' in chart
     assert re.search(r'<svg class="timeline"[^>]* role="img"', chart)
 
 
 def test_example_chart_matches_golden(golden: Callable[[str, str], None]) -> None:
-    trace = trace_step(step_chart_events(parse(DEFAULT_SCENARIO)))
+    trace = trace_step(replayed_events(parse(DEFAULT_SCENARIO)))
     golden("timeline_bert_base.svg", timeline_svg(trace))
 
 

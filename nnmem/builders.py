@@ -1,0 +1,22 @@
+"""Which builder makes a scenario's step: the transformer's, a parameter count's or a
+CNN's. :func:`nnmem.estimate.estimate` and :mod:`nnmem.timeline` both take the phases
+from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nnmem.models import generic, transformer
+from nnmem.models.architecture import Transformer
+from nnmem.models.cnn import build as cnn_build
+from nnmem.models.step import Built
+from nnmem.scenario import GenericModel, Scenario
+
+
+def builder(scenario: Scenario) -> Callable[[Scenario], Built]:
+    """The builder for the scenario's kind of model."""
+    if isinstance(scenario.model, GenericModel):
+        return generic.build
+    if isinstance(scenario.model, Transformer):
+        return transformer.build
+    return cnn_build.build
