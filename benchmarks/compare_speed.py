@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from page_speed import median_ms  # the same timing as the calculator's benchmark
 
 from nnmem.web import handle
 
@@ -43,18 +43,6 @@ def ask(fields: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-def median_ms(fields: dict[str, Any], repeat: int) -> float:
-    """Median wall time of one compare request over ``repeat`` runs, after a warm-up."""
-    request = json.dumps({"page": "compare", "fields": fields})
-    handle(request)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        handle(request)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
 def main() -> int:
     print(f"{platform.python_implementation()} {platform.python_version()} on {sys.platform}")
     print(f"{'request':40} {'compute':>9}   (ms, median of 21)")
@@ -63,7 +51,7 @@ def main() -> int:
         "link": ask({"scenarios": [LLAMA], "ready": "finetune"})["link"]
     }
     for name, fields in requests.items():
-        print(f"{name:40} {median_ms(fields, 21):9.2f}")
+        print(f"{name:40} {median_ms(json.dumps({'page': 'compare', 'fields': fields}), 21):9.2f}")
     return 0
 
 
