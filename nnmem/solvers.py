@@ -263,7 +263,7 @@ def _cp(scenario: Scenario) -> int:
     return scenario.context_parallel if read and scenario.mode is Mode.TRAINING else 1
 
 
-def _degrees(scenario: Scenario) -> list[int]:
+def tensor_parallel_degrees(scenario: Scenario) -> list[int]:
     """Tensor-parallel degrees above 1 the model allows: those that divide both the
     attention heads and the key/value heads (Megatron-LM splits heads across GPUs,
     Shoeybi et al. 2019, arXiv 1909.08053 §3), powers of two or not."""
@@ -325,7 +325,7 @@ def min_gpus(scenario: Scenario, budget: int, gpu: str | None = None) -> Scenari
 
         n = _first(2, LLAMA_CPP_MAX_DEVICES, holds)
         return None if n is None else split(n)
-    for degree in _degrees(scenario):
+    for degree in tensor_parallel_degrees(scenario):
         trial = _valid(scenario, tensor_parallel=degree, num_gpus=degree)
         if trial is not None and fits(trial, budget, gpu):
             return trial
@@ -343,7 +343,7 @@ def too_large(scenario: Scenario, gpu: str | None = None) -> tuple[str, int]:
         widest = _valid(scenario, num_gpus=(MAX_GPUS // group) * group, sharding=Sharding.ZERO3)
     elif scenario.runtime.engine is Runtime.LLAMA_CPP:
         widest = _valid(scenario, num_gpus=LLAMA_CPP_MAX_DEVICES)
-    elif degrees := _degrees(scenario):
+    elif degrees := tensor_parallel_degrees(scenario):
         widest = _valid(scenario, tensor_parallel=degrees[-1], num_gpus=degrees[-1])
     result = estimate(widest or scenario, gpu)
     largest = max(result.components, key=lambda c: c.bytes)

@@ -35,7 +35,7 @@ from nnmem.scenario import (
     Scenario,
     Sharding,
 )
-from nnmem.solvers import _degrees, budget_for, format_warnings
+from nnmem.solvers import budget_for, format_warnings, tensor_parallel_degrees
 from nnmem.units import human
 from nnmem.validation import shown
 from nnmem.web.form import CHANGED, CONFIG_BY_NAME, DEFAULT_FIELDS, FIELDS, Units, read
@@ -134,7 +134,9 @@ def _two_gpus(fields: Mapping[str, str], scenario: Scenario | None) -> dict[str,
     if scenario.mode is Mode.TRAINING:
         if scenario.sharding is Sharding.NONE:
             two["sharding"] = Sharding.ZERO3.value
-    elif scenario.runtime.engine is not Runtime.LLAMA_CPP and 2 in _degrees(scenario):
+    elif scenario.runtime.engine is not Runtime.LLAMA_CPP and 2 in tensor_parallel_degrees(
+        scenario
+    ):
         two["tensor_parallel"] = "2"
     return two
 
