@@ -65,14 +65,14 @@ def from_query_string(query: str) -> dict[str, str]:
 def count_estimates() -> Iterator[list[int]]:
     """Count the model builds (one per estimate) made inside the block: ``counter[0]``."""
     counter = [0]
-    original = engine._builder
+    original = engine.builder
 
     def counting(scenario):  # type: ignore[no-untyped-def]
         counter[0] += 1
         return original(scenario)
 
-    engine._builder = counting  # type: ignore[assignment]
+    engine.builder = counting  # type: ignore[assignment]
     try:
         yield counter
     finally:
-        engine._builder = original  # type: ignore[assignment]
+        engine.builder = original  # type: ignore[assignment]
