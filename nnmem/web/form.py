@@ -1340,6 +1340,9 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
     'resnet50'
     >>> follow_edit({"changed": "preset", "preset": "llama 3"}), follow_edit({"preset": "gpt2"})
     ({}, {})
+    >>> sorted(follow_edit({"changed": "preset,describe", "preset": "gpt2",
+    ...                     "describe": "config", "config": "{}"}).keys() - CONFIG_BY_NAME)
+    ['precision']
     """
     edited = _changed(fields)
     changes: dict[str, str] = {}
@@ -1356,6 +1359,16 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
         elif precision in defaults.UNQUANTIZED:
             # The checkpoint's own dtype, as the step uses it (a quantized choice stays).
             changes["precision"] = defaults.precision_for(entry.config, mode).value
+        if "describe" in edited:
+            # A mode picked in the same request as the preset (the page sends both when the
+            # click that picks it also leaves the preset's box) is the user's later choice:
+            # it stands, with the text it describes the model by.
+            given = _describe(fields)
+            changes.pop("describe")
+            if given is Describe.CONFIG:
+                changes.pop("config")
+            elif given is Describe.CNN and not cnn:
+                changes.pop("cnn")
     elif "config" in edited and precision in defaults.UNQUANTIZED:
         # A pasted config.json names its dtype as a preset's does.
         pasted = stored_config(fields) if _describe(fields) is Describe.CONFIG else None

@@ -315,6 +315,21 @@ def test_a_preset_named_as_people_type_it_becomes_the_model() -> None:
     assert named["fill"]["cfg_hidden_size"] == "4096"
 
 
+def test_a_mode_picked_with_a_preset_in_one_request_stands() -> None:
+    """The click on "Paste config.json" that leaves the preset's box sends the preset and
+    the mode together: the mode is the later choice, so it and the pasted text stay (the
+    page would otherwise flip back to fields and lose the link's #config)."""
+    text = json.dumps(catalog.models()["llama-3.1-8b"].config)
+    both = {"preset": "llama-3.1-8b", "describe": "config", "config": text}
+    got = ask({**both, "changed": "preset,describe"})
+    assert got["ok"]
+    assert not got["set"].keys() & {"describe", "config"}
+    assert got["total_bytes"] == ask({**both, "changed": "describe"})["total_bytes"]
+    # A CNN chosen with a transformer preset keeps its own layer list.
+    cnn = {"preset": "gpt2", "describe": "cnn", "cnn": "resnet50"}
+    assert not ask({**cnn, "changed": "preset,describe"})["set"].keys() & {"describe", "cnn"}
+
+
 @pytest.mark.parametrize(
     ("preset", "mode", "precision"),
     [
