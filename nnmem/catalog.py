@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 
@@ -99,8 +99,13 @@ class Gpu:
         return number_format in self.formats
 
 
+# The data files sit beside the modules, in a wheel, the repository and the page's
+# site-packages alike; a path to them spares the page's Python importlib.resources.
+DATA = Path(__file__).resolve().parent / "data"
+
+
 def _load(name: str) -> dict[str, Any]:
-    text = files("nnmem").joinpath("data", name).read_text(encoding="utf-8")
+    text = (DATA / name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

@@ -10,14 +10,17 @@ allocator's reserve, the cuBLAS workspaces and the CUDA context.
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-from nnmem.allocator import AllocatorConfig, parse_alloc_conf
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
 from nnmem.errors import NnmemError
 from nnmem.result import Component, Estimate, Phase
 from nnmem.scenario import Device, Mode, Runtime, Scenario
 from nnmem.terms import Term, product
+
+if TYPE_CHECKING:
+    from nnmem.allocator import AllocatorConfig
 
 CONTEXT_SOURCE = (
     "Measured (benchmarks/accuracy/measured_cuda.json): process memory outside PyTorch's "
@@ -77,6 +80,10 @@ REPLAY_SOURCE = (
 def allocator_config(scenario: Scenario) -> AllocatorConfig:
     """The caching allocator's options from the scenario, as PYTORCH_CUDA_ALLOC_CONF
     would set them."""
+    # Imported here: only the replay needs the allocator model, and most estimates (the
+    # page's first answer among them) are not replayed.
+    from nnmem.allocator import parse_alloc_conf
+
     parts = [f"expandable_segments:{scenario.expandable_segments}"]
     if scenario.max_split_size_mb is not None:
         parts.append(f"max_split_size_mb:{scenario.max_split_size_mb}")

@@ -37,7 +37,7 @@ from nnmem.allocator import AllocatorConfig, ReplayResult, replay
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
 from nnmem.result import Phase
-from nnmem.scenario import Mode, Runtime, Scenario
+from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
 from nnmem.terms import Term
 
 Event = tuple[object, ...]
@@ -100,9 +100,9 @@ def _shape(scenario: Scenario) -> _Shape:
         logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
         return _Shape(layers, tuple(params), saved, logit_values, full)
-    from nnmem.models.cnn.language import CnnModel
-
-    if isinstance(model, CnnModel) and scenario.mode is Mode.TRAINING:
+    # Neither a transformer nor a parameter count is a CNN (nnmem.builders picks the same
+    # way), which spares a CNN's modules until a CNN is asked for.
+    if not isinstance(model, GenericModel) and scenario.mode is Mode.TRAINING:
         return _cnn_shape(scenario)
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1

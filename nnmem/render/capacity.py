@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from html import escape
 
+from nnmem.render.markup import escape
 from nnmem.render.text import sharing_gpus
 from nnmem.result import Estimate
 from nnmem.units import human, percent

@@ -5,8 +5,7 @@ functions for them after every change, so the two can never differ."""
 
 from __future__ import annotations
 
-from html import escape
-
+from nnmem.render.markup import escape
 from nnmem.render.text import GB, GIB, MB, _rows, _term_line, runtime_rows
 from nnmem.result import OVERHEADS, Component, Estimate
 from nnmem.units import human, percent, scaled

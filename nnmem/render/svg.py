@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from html import escape
 from itertools import pairwise
 
+from nnmem.render.markup import escape
 from nnmem.result import Estimate
 from nnmem.units import human
 

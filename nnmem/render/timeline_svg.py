@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from html import escape
 
 from nnmem.allocator import AllocatorConfig, replay
 from nnmem.errors import NnmemError
+from nnmem.render.markup import escape
 from nnmem.render.svg import _nice_step, _tick_text, label_box
 from nnmem.result import COMPONENTS, PHASE_LABELS
 from nnmem.units import human

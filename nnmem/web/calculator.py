@@ -11,15 +11,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 from fractions import Fraction
-from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError
 from nnmem.estimate import estimate
 from nnmem.render.capacity import Card, capacity_svg, headline_html, legend_html
 from nnmem.render.html import formula_html, notes_html, phases_html, runtime_html, table_html
-from nnmem.render.svg import plot_svg
+from nnmem.render.markup import escape
 from nnmem.render.text import describe, total_detail, total_label, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (
@@ -28,7 +27,6 @@ from nnmem.scenario import (
     Runtime,
     Scenario,
 )
-from nnmem.solvers import MAX_BATCH, MAX_SEQ, Fit, Suggestion, budget_for, format_warnings, judge
 from nnmem.units import fixed, human
 from nnmem.web import start
 from nnmem.web.form import (
@@ -49,7 +47,12 @@ from nnmem.web.form import (
     translate,
 )
 from nnmem.web.reply import reply
-from nnmem.web.step_chart import step_chart_html
+
+# The reply's second part (the verdict, solvers, suggestions, plot and step chart) imports
+# what it needs when first asked: a visit waits for the first part, which needs none of
+# it, so Python compiles less before the first answer.
+if TYPE_CHECKING:
+    from nnmem.solvers import Fit, Suggestion
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -139,6 +142,7 @@ def verdict_short(fit: Fit | None, binary: bool) -> str:
     without a GPU.
 
     >>> from nnmem.scenario import parse
+    >>> from nnmem.solvers import judge
     >>> bert = parse(DEFAULT_SCENARIO)
     >>> verdict_short(judge(bert, "rtx-4090"), False)
     'fits: 18.40 GB to spare'
@@ -172,6 +176,8 @@ def solvers_html(fit: Fit | None, scenario: Scenario, binary: bool = True) -> st
             '<p class="solvers-none">Pick a GPU to see the largest batch and the longest '
             "sequence that fit, and how many GPUs it needs.</p>"
         )
+    from nnmem.solvers import MAX_BATCH, MAX_SEQ
+
     rows = []
 
     def row(key: str, label: str, value: str, number: int | None, apply: str) -> None:
@@ -280,6 +286,8 @@ def _card(scenario: Scenario, gpu_id: str | None) -> Card | None:
     gpu = catalog.gpu(gpu_id) if gpu_id else None
     if gpu is None:
         return None
+    from nnmem.solvers import budget_for, format_warnings
+
     runs = format_warnings(scenario, gpu)[1]
     return Card(gpu.name, gpu.usable_bytes, budget_for(scenario, gpu.usable_bytes), runs)
 
@@ -304,6 +312,8 @@ _PLOT_POINTS = 24
 def plot_axis_values(scenario: Scenario, axis: PlotAxis, fit: Fit | None) -> list[int]:
     """The x values to plot, from 1: to twice the largest that fits on the GPU, or to four
     times the current value."""
+    from nnmem.solvers import MAX_BATCH, MAX_SEQ
+
     current = getattr(scenario, axis.value)
     limit = None
     if fit is not None:
@@ -332,6 +342,8 @@ def _plot(
 ) -> str:
     if axis is PlotAxis.SEQ_LEN and "seq_len" in scenario.inactive_fields():
         axis = PlotAxis.BATCH_SIZE  # a CNN or a ViT has no sequence length to vary
+    from nnmem.render.svg import plot_svg
+
     points = []
     for x in plot_axis_values(scenario, axis, fit):
         if x == getattr(scenario, axis.value):
@@ -460,6 +472,9 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             scenario=scenario.to_dict(), estimate=result.to_dict(), gpu=_gpu_dict(gpu_id)
         )
     if part != "first":
+        from nnmem.solvers import judge
+        from nnmem.web.step_chart import step_chart_html
+
         fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
         ideas = fit.suggestions if fit is not None else ()
         html.update(

@@ -24,12 +24,12 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from html import escape
 from typing import Any
 
 from nnmem.errors import NnmemError, Problem
 from nnmem.formats import is_float
 from nnmem.readers import browser
+from nnmem.render.markup import escape
 from nnmem.scenario import Precision
 from nnmem.validation import shown
 from nnmem.web.reply import reply

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import NnmemError, Problem
 from nnmem.estimate import estimate
+from nnmem.render.markup import escape
 from nnmem.render.text import describe, sharing_gpus, total_text
 from nnmem.result import Estimate
 from nnmem.scenario import (

@@ -6,11 +6,10 @@ guide, so both draw the same picture from the same function.
 
 from __future__ import annotations
 
-from html import escape
-
 from nnmem import catalog, timeline
 from nnmem.errors import NnmemError
 from nnmem.estimate import allocator_config
+from nnmem.render.markup import escape
 from nnmem.render.timeline_svg import StepTrace, timeline_html, trace_step
 from nnmem.scenario import Device, Scenario
 

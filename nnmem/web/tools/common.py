@@ -6,11 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.errors import Problem
+from nnmem.render.markup import escape
 from nnmem.scenario import Scenario, parse
 from nnmem.validation import NumberSpec, raise_if, shown
 from nnmem.web.fields import Field

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog
 from nnmem.estimate import estimate
 from nnmem.formats import LABELS, Format, bits
+from nnmem.render.markup import escape
 from nnmem.units import fixed, human
 from nnmem.web.tools.common import Tool, Values, preset_scenario, table_html
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog, solvers
 from nnmem.estimate import estimate
+from nnmem.render.markup import escape
 from nnmem.units import count, fixed, human, scaled
 from nnmem.web.tools.common import Tool, Values, preset_scenario, table_html
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog, tools
 from nnmem.estimate import estimate
 from nnmem.formats import LABELS as FORMAT_LABELS
 from nnmem.formats import Format
+from nnmem.render.markup import escape
 from nnmem.scenario import LABELS, KvDtype, parse
 from nnmem.units import duration, fixed, human
 from nnmem.validation import whole

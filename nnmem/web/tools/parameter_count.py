@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from html import escape
 from typing import Any
 
 from nnmem import catalog
@@ -17,6 +16,7 @@ from nnmem.models.architecture import (
     parameter_counts,
     parameter_tensors,
 )
+from nnmem.render.markup import escape
 from nnmem.scenario import load_json
 from nnmem.units import count, human, percent
 from nnmem.validation import raise_if, whole

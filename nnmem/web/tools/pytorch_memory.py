@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 from nnmem.estimate import estimate
+from nnmem.render.markup import escape
 from nnmem.scenario import parse
 from nnmem.units import human
 from nnmem.web.step_chart import step_chart_html

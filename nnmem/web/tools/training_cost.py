@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog, tools
 from nnmem.errors import Problem
+from nnmem.render.markup import escape
 from nnmem.units import fixed
 from nnmem.validation import shown, whole
 from nnmem.web.fields import Field

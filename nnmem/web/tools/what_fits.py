@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from html import escape
 from typing import Any
 
 from nnmem import catalog
+from nnmem.render.markup import escape
 from nnmem.runtimes import fit
 from nnmem.units import count, human
 from nnmem.validation import whole
