@@ -289,8 +289,22 @@ def tool_context(page: Page) -> dict[str, Any] | None:
         raise BuildError(f"{page.source.name}: {error}") from error
 
 
-# The package the page's Python starts from: the bundle ships what it imports, no more.
+# The package the page's Python starts from: the bundles ship what it imports, no more.
 WEB_PACKAGE = "nnmem.web"
+# What a first visit never imports: the model reader, Compare, Import JSON, the tools, the
+# serving runtimes and the CNNs. They travel in a second bundle that the page's worker
+# fetches on the first import of one of them (see nnmem.web.later).
+LATER = (
+    "nnmem.models.cnn",
+    "nnmem.readers",
+    "nnmem.runtimes",
+    "nnmem.tools",
+    "nnmem.web.checkpoint",
+    "nnmem.web.compare",
+    "nnmem.web.links",
+    "nnmem.web.saved",
+    "nnmem.web.tools",
+)
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -379,27 +393,49 @@ def shipped_json(text: str) -> str:
     return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
 
 
-def bundle_nnmem(package_dir: Path) -> bytes:
-    """Pack what the page imports of the nnmem package, and its data, for Pyodide.
-
-    Modules no page reaches (the command line) stay out; the code goes without
-    docstrings and comments, the data without indentation. The files are stored in a
-    zip that is compressed whole with xz, which finds what the modules share: 0.13 MB
-    where a deflated zip of the package was 0.30 MB. The worker unpacks it with
-    Python's lzma and zipfile (see worker.js).
-    """
+def split_modules(package_dir: Path) -> tuple[set[str], set[str]]:
+    """The modules a page can import, split into the first bundle's and the second's
+    (those under ``LATER``)."""
     reached = web_modules(package_dir)
-    code = [path for name, path in module_files(package_dir).items() if name in reached]
-    data = sorted((package_dir / "data").glob("*.json"))
+    later = {m for m in reached if any(m == p or m.startswith(f"{p}.") for p in LATER)}
+    return reached - later, later
+
+
+def _pack(package_dir: Path, paths: list[Path]) -> bytes:
+    """The files as the page runs them, stored in a zip that is compressed whole with xz."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in sorted(code) + data:
+        for path in paths:
             text = path.read_text(encoding="utf-8")
             shipped = shipped_source(text) if path.suffix == ".py" else shipped_json(text)
             info = zipfile.ZipInfo(path.relative_to(package_dir.parent).as_posix(), ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, shipped.encode("utf-8"))
-    return lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME)
+    stored = buffer.getvalue()
+    # A dictionary no larger than the zip compresses it as well as preset 9's 64 MiB one,
+    # and spares the page's decoder from allocating the rest.
+    window = max(1 << 12, 1 << (len(stored) - 1).bit_length())
+    options = {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": window}
+    return lzma.compress(stored, filters=[options])
+
+
+def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
+    """Pack what the page imports of the nnmem package, and its data, for Pyodide: the
+    first bundle, which every page loads, and the second (see ``LATER``).
+
+    Modules no page reaches (the command line) stay out; the code goes without
+    docstrings and comments, the data without indentation. Each bundle is a zip
+    compressed whole with xz, which finds what the modules share: 0.15 MB for both
+    where a deflated zip of the package was 0.30 MB. The worker unpacks them with
+    Python's lzma and zipfile (see worker.js and nnmem.web.later).
+    """
+    first, later = split_modules(package_dir)
+    files = module_files(package_dir)
+    data = sorted((package_dir / "data").glob("*.json"))
+    return (
+        _pack(package_dir, sorted(files[name] for name in first) + data),
+        _pack(package_dir, sorted(files[name] for name in later)),
+    )
 
 
 def unpack_bundle(bundle: bytes) -> zipfile.ZipFile:
@@ -606,10 +642,12 @@ def build(
     # Load: content, the nnmem bundle, the assets and the prerendered default result.
     pages = load_content(content or root / "content")
     glossary = load_glossary(root / "content" / "glossary" / "components.md", list(COMPONENTS))
-    bundle = bundle_nnmem(root / "nnmem")
+    bundle, later = bundle_nnmem(root / "nnmem")
     site = Site()
     bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip.xz"
     site.files[bundle_name] = bundle
+    later_name = f"assets/nnmem-later-{short_hash(later)}.zip.xz"
+    site.files[later_name] = later
     assets = versioned_assets(static, site)
     # The core's folder names its version, so a browser may keep it as long as it likes.
     core = f"pyodide-{pyodide_version(pyodide_dir)}/"
@@ -627,6 +665,7 @@ def build(
         "base_path": base,
         "assets": assets,
         "bundle": bundle_name,
+        "later": later_name,
         "core": core,
         "sections": FORM_SECTIONS,
         "view_fields": VIEW_FIELDS,

@@ -57,9 +57,11 @@ def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
 def test_exact_file_list(site: Path) -> None:
     listing = files(site)
     bundles = {
-        name for name in listing if re.fullmatch(r"assets/nnmem-[0-9a-f]{10}\.zip\.xz", name)
+        name
+        for name in listing
+        if re.fullmatch(r"assets/nnmem-(later-)?[0-9a-f]{10}\.zip\.xz", name)
     }
-    assert len(bundles) == 1
+    assert len(bundles) == 2  # the first bundle and the second (see build.LATER)
     pages = {
         build.read_front_matter(p.read_text())[0].get("output", f"{p.stem}.html")
         for p in (ROOT / "content").glob("*.md")
@@ -210,24 +212,100 @@ def test_bad_base_path_is_refused(bad: str) -> None:
         build.normalise_base_path(bad)
 
 
-def test_bundle_is_reproducible_and_importable(site: Path, tmp_path: Path) -> None:
-    """Two builds give the same bytes; the bundle holds nnmem and imports on its own."""
-    bundle = next((site / "assets").glob("nnmem-*.zip.xz"))
-    assert bundle.read_bytes() == build.bundle_nnmem(ROOT / "nnmem")
-    assert bundle.name == f"nnmem-{hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]}.zip.xz"
-    with build.unpack_bundle(bundle.read_bytes()) as archive:
+def _bundles(site: Path) -> tuple[bytes, bytes]:
+    """The first bundle and the second, as the site holds them."""
+    (first,) = (site / "assets").glob("nnmem-[0-9a-f]*.zip.xz")
+    (later,) = (site / "assets").glob("nnmem-later-*.zip.xz")
+    for bundle, prefix in ((first, "nnmem-"), (later, "nnmem-later-")):
+        digest = hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]
+        assert bundle.name == f"{prefix}{digest}.zip.xz"
+    return first.read_bytes(), later.read_bytes()
+
+
+# A first visit: the calculator's example and Llama 3.1 8B on an H100, each in two parts.
+FIRST_VISIT = """
+import json, sys
+from nnmem.web import handle
+from nnmem.web.calculator import DEFAULT_FIELDS
+llama = {**DEFAULT_FIELDS, "preset": "llama-3.1-8b", "precision": "amp_bf16",
+         "batch_size": "4", "seq_len": "4096", "gpu": "h100-sxm-80gb"}
+for fields in (DEFAULT_FIELDS, llama):
+    for part in ("first", "rest"):
+        assert json.loads(handle(json.dumps({"fields": fields, "part": part})))["ok"]
+print(" ".join(sorted(m for m in sys.modules if m.startswith("nnmem"))))
+"""
+
+
+def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
+    site: Path, tmp_path: Path
+) -> None:
+    """Two builds give the same bytes; the first bundle alone answers a first visit, and
+    the second adds the tools, which nnmem.web.later unpacks on their first import."""
+    first, later = _bundles(site)
+    assert (first, later) == build.bundle_nnmem(ROOT / "nnmem")
+    with build.unpack_bundle(first) as archive:
         names = archive.namelist()
         archive.extractall(tmp_path)
     assert "nnmem/__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     run = subprocess.run(
-        [sys.executable, "-c", "import nnmem, sys; print(nnmem.__file__)"],
+        [sys.executable, "-c", FIRST_VISIT],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert run.stdout.startswith(str(tmp_path))
+    imported = set(run.stdout.split())
+    assert {"nnmem.web.calculator", "nnmem.solvers", "nnmem.web.step_chart"} <= imported
+    assert not any(m.startswith(build.LATER) for m in imported)
+    with_later = (
+        "import sys\n"
+        "from nnmem.web import later\n"
+        "later.fetch_later(lambda: open(sys.argv[1], 'rb').read(), sys.argv[2])\n"
+        "from nnmem.web.tools import TOOLS\n"
+        "print(len(TOOLS))"
+    )
+    (bundle,) = site.glob("assets/nnmem-later-*")
+    run = subprocess.run(
+        [sys.executable, "-c", with_later, str(bundle), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(run.stdout) >= 5
+    assert (tmp_path / "nnmem" / "web" / "tools" / "__init__.py").is_file()
+
+
+def test_bundles_split_the_modules(site: Path) -> None:
+    """The second bundle holds what a first visit never imports (build.LATER): the model
+    reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs; the first
+    holds the rest and the data."""
+    first, later = (set(build.unpack_bundle(b).namelist()) for b in _bundles(site))
+    assert first.isdisjoint(later)
+    assert {
+        "nnmem/web/__init__.py",
+        "nnmem/web/calculator.py",
+        "nnmem/web/later.py",
+        "nnmem/web/step_chart.py",
+        "nnmem/estimate.py",
+        "nnmem/solvers.py",
+        "nnmem/allocator.py",
+        "nnmem/data/models.json",
+        "nnmem/data/gpus.json",
+    } <= first
+    assert {
+        "nnmem/web/checkpoint.py",
+        "nnmem/web/compare.py",
+        "nnmem/web/saved.py",
+        "nnmem/web/tools/__init__.py",
+        "nnmem/tools.py",
+        "nnmem/readers/gguf.py",
+        "nnmem/runtimes/vllm.py",
+        "nnmem/models/cnn/__init__.py",
+    } <= later
+    modules = {n.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for n in later}
+    assert all(module.startswith(build.LATER) for module in modules)
 
 
 def _without_docstrings(tree: ast.AST) -> str:
@@ -248,9 +326,10 @@ def test_bundle_ships_the_tested_code_and_data(site: Path) -> None:
     """Each shipped module parses to its source's tree less the docstrings, each data
     file to the same JSON; and the command line, which no page imports, stays out. Its
     size is printed by benchmarks/site_speed.py, not held here."""
-    bundle = next((site / "assets").glob("nnmem-*.zip.xz")).read_bytes()
-    with build.unpack_bundle(bundle) as archive:
-        shipped = {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+    shipped = {}
+    for bundle in _bundles(site):
+        with build.unpack_bundle(bundle) as archive:
+            shipped |= {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nnmem").rglob("*.py")}
     left_out = sources - shipped.keys()
     # The allocator model ships: the step chart replays the timeline through it.

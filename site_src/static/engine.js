@@ -16,7 +16,8 @@ export function showHeld(held) {
     : LIVE;
 }
 
-// `host` carries data-worker, data-pyodide and data-bundle; the page has #engine,
+// `host` carries data-worker, data-pyodide, data-bundle and data-later (with
+// data-later-now where the page needs the second bundle at once); the page has #engine,
 // #engine-text and #engine-progress. Returns `post(message)`, a no-op until ready.
 export function startEngine(host, { onReady, onResult, onFail }) {
   const engine = document.getElementById("engine");
@@ -84,6 +85,12 @@ export function startEngine(host, { onReady, onResult, onFail }) {
       onResult(message.id, message.reply, message.part);
     }
   };
-  worker.postMessage({ type: "init", indexURL: here(host.dataset.pyodide), bundle: here(host.dataset.bundle) });
+  worker.postMessage({
+    type: "init",
+    indexURL: here(host.dataset.pyodide),
+    bundle: here(host.dataset.bundle),
+    later: here(host.dataset.later),
+    laterNow: "laterNow" in host.dataset,
+  });
   return post;
 }

@@ -1,5 +1,5 @@
 // The worker owns Pyodide. It answers two messages from the page:
-//   {type: "init", indexURL, bundle}    -> progress..., then ready or error
+//   {type: "init", indexURL, bundle, later, laterNow} -> progress..., then ready or error
 //   {type: "request", id, page, fields} -> {type: "result", id, part, reply}
 // The calculator's reply comes in two parts: "first" (the total, the table, the formula)
 // at once, then "rest" (the verdict, solvers, suggestions and plot), which is skipped when
@@ -11,6 +11,8 @@ const post = (message) => self.postMessage(message);
 // The loading stages, in order; each progress message says which one has begun.
 const STEPS = 3;
 const progress = (step, text) => post({ type: "progress", step, steps: STEPS, text });
+// Marks on the worker's own timeline, for benchmarks/site_speed.py to read.
+const mark = (stage) => performance.mark(`nnmem:worker:${stage}`);
 
 async function download(bundle) {
   const response = await fetch(bundle);
@@ -20,26 +22,57 @@ async function download(bundle) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-async function init({ indexURL, bundle }) {
+// The second bundle on the first import that needs it (see nnmem.web.later): the import
+// waits for it, which a synchronous request in a worker allows.
+function downloadNow(bundle) {
+  const request = new XMLHttpRequest();
+  request.open("GET", bundle, false);
+  request.responseType = "arraybuffer";
+  request.send();
+  if (request.status !== 200) {
+    throw new Error(`the rest of the nnmem package could not be downloaded (HTTP ${request.status})`);
+  }
+  return new Uint8Array(request.response);
+}
+
+async function init({ indexURL, bundle, later, laterNow }) {
   progress(1, "Step 1 of 3: downloading and starting Python (later visits load it from the browser cache)…");
-  // The nnmem package downloads while Python starts; the core's folder name carries its
-  // version, so the worker imports it from there rather than from a fixed path.
+  // The nnmem package downloads while Python starts (with its second bundle where the
+  // page needs that at once); the core's folder name carries its version, so the worker
+  // imports it from there rather than from a fixed path.
   const archiving = download(bundle);
   archiving.catch(() => {}); // reported when awaited below
+  const rest = laterNow ? download(later) : null;
+  if (rest) rest.catch(() => {});
   const { loadPyodide } = await import(`${indexURL}pyodide.mjs`);
+  mark("imported");
   const pyodide = await loadPyodide({ indexURL });
+  mark("booted");
   progress(2, "Step 2 of 3: loading the nnmem package…");
   // The bundle is a zip compressed whole with xz (see build.py's bundle_nnmem).
   pyodide.FS.writeFile("/tmp/nnmem.zip.xz", await archiving);
-  pyodide.runPython(
-    "import importlib, io, lzma, site, zipfile\n" +
+  mark("downloaded");
+  // Its names are ASCII, read as UTF-8 (no cp437 codec to import); the finder that listed
+  // site-packages before is dropped, for a new one to list it again (as nnmem.web.later's
+  // unpack does, without importlib.invalidate_caches, which imports importlib.metadata).
+  const sitePackages = pyodide.runPython(
+    "import io, lzma, site, sys, zipfile\n" +
+      "target = site.getsitepackages()[0]\n" +
       'with open("/tmp/nnmem.zip.xz", "rb") as packed:\n' +
-      "    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read()))).extractall(site.getsitepackages()[0])\n" +
-      "importlib.invalidate_caches()",
+      '    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read())), metadata_encoding="utf-8").extractall(target)\n' +
+      "sys.path_importer_cache.pop(target, None)\n" +
+      "target",
   );
+  mark("unpacked");
   progress(3, "Step 3 of 3: starting the calculator…");
+  // The rest of the package: unpacked now where the page needs it at once, else when a
+  // module of it is first imported.
+  const bundles = pyodide.pyimport("nnmem.web.later");
+  if (rest) bundles.unpack(pyodide.toPy(await rest), sitePackages);
+  else bundles.fetch_later(() => pyodide.toPy(downloadNow(later)), sitePackages);
   handle = pyodide.pyimport("nnmem.web").handle;
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
+  mark("imported-nnmem");
   post({ type: "ready", python: version });
 }
 

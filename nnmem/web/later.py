@@ -1,0 +1,85 @@
+"""The page's second bundle: the modules a first visit never imports, fetched on the
+first import of one of them.
+
+The site ships the modules a page can import in two bundles (see ``LATER`` in
+build.py): the first holds what the calculator's answers import, the second the model
+reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs. A bundle is a
+zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
+``sys.meta_path``: when a module of the package is found nowhere else, the finder has
+the second bundle loaded (in the page's worker, by a synchronous request), unpacks it
+and finds the module there.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder
+from types import ModuleType
+
+
+def unpack(packed: bytes, target: str) -> None:
+    """Extract a bundle into ``target`` and let the import system see its files."""
+    # The names are ASCII: read as UTF-8, they spare the import of the cp437 codec.
+    with zipfile.ZipFile(io.BytesIO(lzma.decompress(packed)), metadata_encoding="utf-8") as z:
+        z.extractall(target)
+    # The finders of the folders there listed them before these files came: drop them, and
+    # new ones list them again. (importlib.invalidate_caches would too, but it imports
+    # importlib.metadata, which the page never needs.)
+    for folder in [path for path in sys.path_importer_cache if path.startswith(target)]:
+        del sys.path_importer_cache[folder]
+
+
+class Later(MetaPathFinder):
+    """Finds the modules of ``package`` that are not unpacked yet by unpacking the
+    bundle ``load`` returns into ``target``, once."""
+
+    def __init__(self, load: Callable[[], bytes], target: str, package: str) -> None:
+        self.load = load
+        self.target = target
+        self.package = package
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if not fullname.startswith(f"{self.package}."):
+            return None
+        # A failed load raises here and leaves the finder in place, so a later import
+        # tries again; once unpacked, the path finders find every module of the bundle.
+        unpack(bytes(self.load()), self.target)
+        sys.meta_path.remove(self)
+        return PathFinder.find_spec(fullname, path, target)
+
+
+def fetch_later(load: Callable[[], bytes], target: str, package: str = "nnmem") -> None:
+    """Unpack the bundle ``load`` returns into ``target`` when a module of ``package``
+    that no other finder knows is first imported.
+
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> os.mkdir(os.path.join(folder, "demo_pkg"))
+    >>> open(os.path.join(folder, "demo_pkg", "__init__.py"), "w").close()
+    >>> archive = io.BytesIO()
+    >>> with zipfile.ZipFile(archive, "w") as z:
+    ...     z.writestr("demo_pkg/rest.py", "ANSWER = 42\\n")
+    >>> loads = []
+    >>> def load():
+    ...     loads.append(1)
+    ...     return lzma.compress(archive.getvalue())
+    >>> sys.path.insert(0, folder)
+    >>> fetch_later(load, folder, "demo_pkg")
+    >>> from demo_pkg.rest import ANSWER
+    >>> ANSWER, len(loads)
+    (42, 1)
+    >>> import demo_pkg.missing
+    Traceback (most recent call last):
+    ...
+    ModuleNotFoundError: No module named 'demo_pkg.missing'
+    >>> len(loads), sys.path.pop(0) == folder
+    (1, True)
+    """
+    sys.meta_path.append(Later(load, target, package))

@@ -1,0 +1,81 @@
+"""nnmem.web.later: the second bundle, unpacked on the first import that needs it."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import lzma
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nnmem.web.later import Later, fetch_later
+
+
+def packed(files: dict[str, str]) -> bytes:
+    """A bundle as build.py makes one: a zip compressed whole with xz."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return lzma.compress(buffer.getvalue())
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path holding the first half of a package, ``half_pkg``."""
+    (tmp_path / "half_pkg").mkdir()
+    (tmp_path / "half_pkg" / "__init__.py").write_text("")
+    (tmp_path / "half_pkg" / "here.py").write_text("WHERE = 'first'\n")
+    sys.path.insert(0, str(tmp_path))
+    yield tmp_path
+    sys.path.remove(str(tmp_path))
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, Later)]
+    for name in [m for m in sys.modules if m == "half_pkg" or m.startswith("half_pkg.")]:
+        del sys.modules[name]
+
+
+def test_the_bundle_comes_once_on_the_first_import_it_holds(folder: Path) -> None:
+    bundle = packed({"half_pkg/rest/__init__.py": "", "half_pkg/rest/more.py": "N = 7\n"})
+    loads: list[int] = []
+
+    def load() -> bytes:
+        loads.append(1)
+        return bundle
+
+    fetch_later(load, str(folder), "half_pkg")
+    importlib.import_module("half_pkg.here")
+    assert loads == []  # found on disk: nothing fetched
+    assert importlib.import_module("half_pkg.rest.more").N == 7
+    assert loads == [1]
+    assert not any(isinstance(f, Later) for f in sys.meta_path)
+    with pytest.raises(ModuleNotFoundError, match=r"half_pkg\.nowhere"):
+        importlib.import_module("half_pkg.nowhere")
+    assert loads == [1]
+
+
+def test_other_packages_never_fetch(folder: Path) -> None:
+    def load() -> bytes:
+        raise AssertionError("fetched for a module outside the package")
+
+    fetch_later(load, str(folder), "half_pkg")
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("not_half_pkg_at_all")
+
+
+def test_a_failed_fetch_is_tried_again_on_the_next_import(folder: Path) -> None:
+    answers = [OSError("the rest of the package could not be downloaded (HTTP 503)")]
+    bundle = packed({"half_pkg/late.py": "WHERE = 'second'\n"})
+
+    def load() -> bytes:
+        if answers:
+            raise answers.pop()
+        return bundle
+
+    fetch_later(load, str(folder), "half_pkg")
+    with pytest.raises(OSError, match="HTTP 503"):
+        importlib.import_module("half_pkg.late")
+    assert importlib.import_module("half_pkg.late").WHERE == "second"
