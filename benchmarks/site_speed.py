@@ -12,7 +12,9 @@ For both it measures, in milliseconds from the start of navigation:
 - bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
   for the engine;
 - the calculator's first paint, worker ready (``nnmem:ready``) and first live result
-  (``nnmem:live``);
+  (``nnmem:live``), and the worker's own stages after ``loadPyodide()`` in the same visit
+  (its ``nnmem:worker:*`` marks: the bundle awaited, unpacked, nnmem imported), which
+  do not depend on how fast that visit's Pyodide booted;
 - recalculation: from a form change to the painted total (``nnmem:compute``) and to the
   painted complete answer, verdict and plot included (``nnmem:complete``), for the default
   form and for Llama 3.1 8B with an H100 chosen;
@@ -55,6 +57,7 @@ GPU_QUERY = (
     "&gpu=h100-sxm-80gb"
 )
 READY_MS = 120_000
+STAGES = ("stage downloaded", "stage unpacked", "stage imported-nnmem", "stage after boot")
 
 BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>bare boot</title>
 <script type="module">
@@ -186,6 +189,16 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
         got["paint"] = fcp(page)
         got["ready"] = entry(page, "nnmem:ready")
         got["live"] = entry(page, "nnmem:live")
+        marks = dict(
+            page.workers[0].evaluate(
+                "performance.getEntriesByType('mark').map(m => [m.name, m.startTime])"
+            )
+        )
+        stages = ("booted", "downloaded", "unpacked", "imported-nnmem")
+        at = [marks[f"nnmem:worker:{stage}"] for stage in stages]
+        for stage, start, end in zip(stages[1:], at, at[1:], strict=False):
+            got[f"stage {stage}"] = end - start
+        got["stage after boot"] = at[-1] - at[0]
     page.wait_for_load_state("load")
     got["bytes"], got["requests"], got["revalidated"] = (
         counter.sent,
@@ -242,7 +255,7 @@ def main() -> int:
                         for visit_kind in ("cold", "warm"):
                             got = visit(context, url + target, counter, what)
                             page = got.pop("page")
-                            for key in ("paint", "boot", "ready", "live"):
+                            for key in ("paint", "boot", "ready", "live", *STAGES):
                                 if key in got:
                                     note(f"{what} {key} {visit_kind}", got[key])
                             sent.setdefault(f"{what} {visit_kind}", []).append(got["bytes"])
@@ -303,6 +316,13 @@ def main() -> int:
         ("calculator: first live result", "page live"),
     ):
         print(f"{label:34} {med(key + ' cold')} {med(key + ' warm')}")
+    for label, key in (
+        ("worker: bundle awaited after boot", "stage downloaded"),
+        ("worker: bundle unpacked", "stage unpacked"),
+        ("worker: nnmem imported (ready)", "stage imported-nnmem"),
+        ("worker: ready minus its own boot", "stage after boot"),
+    ):
+        print(f"{label:34} {med(f'page {key} cold')} {med(f'page {key} warm')}")
     for kind in ("cold", "warm"):
         ready = rows.get(f"page ready {kind}")
         bare = rows.get(f"bare boot {kind}")
