@@ -357,10 +357,22 @@ def web_modules(package_dir: Path, start: str = WEB_PACKAGE) -> set[str]:
 
 
 class _Docstrings(ast.NodeTransformer):
-    """Drop the docstrings of a module, its classes and functions."""
+    """Drop the docstrings of a module, its classes and functions, and the annotations
+    of the functions' arguments and results (those of a class's fields stay: dataclasses
+    read them)."""
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         super().generic_visit(node)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            arguments = node.args
+            for argument in (
+                *arguments.posonlyargs,
+                *arguments.args,
+                *arguments.kwonlyargs,
+                *filter(None, (arguments.vararg, arguments.kwarg)),
+            ):
+                argument.annotation = None
+            node.returns = None
         body = getattr(node, "body", None)
         if (
             isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
@@ -374,12 +386,13 @@ class _Docstrings(ast.NodeTransformer):
 
 
 def shipped_source(source: str) -> str:
-    """The code of a module as the page runs it: no docstrings, comments or blank lines.
+    """The code of a module as the page runs it: no docstrings, comments, blank lines or
+    annotations of functions, which nothing on the page reads.
 
-    The tree is the source's, less its docstrings, so the page runs the tested code; the
-    doctests stay in the repository, where they run.
+    The tree is the source's, less those, so the page runs the tested code; the doctests
+    stay in the repository, where they run.
 
-    >>> print(shipped_source("'Doc.'\\n\\ndef f(x):  # why\\n    'One line.'\\n    return x\\n"))
+    >>> print(shipped_source("'D.'\\n\\ndef f(x: int) -> int:  # why\\n    'L.'\\n    return x"))
     def f(x):
         return x
     <BLANKLINE>
