@@ -44,6 +44,8 @@ Event = tuple[object, ...]
 # Keys of the model's states: allocated at load, kept across steps.
 STATE_KEYS = ("weights", "optimizer_state", "comm_buffers")
 PARAM_SHAPED = ("weights", "gradients", "optimizer_state", "autocast_copies")
+FOREACH = "foreach"  # label of a multi-tensor optimizer step's temporaries
+LARGEST = "P_largest"  # formula symbol of a per-tensor step's temporaries
 # Depth symbols an activation term's formula starts with (nnmem.models.tensors.as_term
 # with ``times``): its substituted text starts with the layer count.
 DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
@@ -196,6 +198,15 @@ def _logit_pieces(term: Term, unit: int, slot: int) -> list[Piece]:
     return [Piece(size, slot, term.label) for size in sizes]
 
 
+def _copies(term: Term) -> tuple[int, int]:
+    """A per-tensor step's temporaries (``copies × P_largest × width``): how many copies
+    of a parameter it holds at once, and the bytes of each copy's values."""
+    factors = term.substituted.removesuffix(" B").replace(",", "").split(" × ")
+    if len(factors) == 3 and factors[0].isdigit() and factors[2].isdigit():
+        return max(int(factors[0]), 1), int(factors[2])
+    return 1, 0
+
+
 def _depth(term: Term) -> int:
     """The layer count an activation term is a multiple of (1 when it is not)."""
     if not term.formula.startswith(DEPTH_SYMBOLS):
@@ -214,6 +225,20 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         pattern = shape.layer_full if RECOMPUTED in term.label else shape.layer_pattern
         split = _proportional(term.bytes, list(pattern) or [1])
         return [Piece(size, slot, term.label) for size in split if size]
+    if term.key == "temporaries" and shape.params and FOREACH in term.label:
+        # torch/optim/adamw.py _multi_tensor_adamw: ``exp_avg_sq_sqrt =
+        # torch._foreach_sqrt(device_exp_avg_sqs)`` makes one tensor per parameter, in
+        # parameter order, all live until the update ends.
+        sizes = _proportional(term.bytes, [numel for _, numel, _ in shape.params])
+        return [
+            Piece(size, where, f"{name} ({term.label})")
+            for size, (name, _, where) in zip(sizes, shape.params, strict=True)
+            if size
+        ]
+    if term.key == "temporaries" and shape.params and LARGEST in term.formula:
+        # A per-tensor step: the largest parameter's copies are what the peak holds.
+        copies, _ = _copies(term)
+        return [Piece(term.bytes // copies, slot, term.label)] * copies
     if term.key in PARAM_SHAPED and shape.params and term.bytes >= n_params // 8:
         moments = 2 if term.key == "optimizer_state" and "two moments" in term.label else 1
         # Per parameter, its state tensors one after the other (adamw.py _init_group).
@@ -591,13 +616,50 @@ def _aliases(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list
 
 
 def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item]) -> list[Op]:
-    """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients."""
-    ops = _ordered(walk, target)
+    """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients.
+
+    A first step makes its state before any temporary (torch/optim/adamw.py ``step``
+    calls ``_init_group`` for every parameter, then the update).
+    """
     keep = set(next_step)
     temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
-    ops += [("free", item, i) for _, item, i in reversed(ops) if item in temporaries]
+    ops = _ordered(walk, [x for x in target if x not in temporaries])
+    for item in temporaries:
+        if LARGEST in item.term.formula and walk.shape.params:
+            ops += _per_tensor_ops(walk, item)
+            continue
+        born = _ordered(walk, [item])
+        ops += born
+        ops += [("free", x, i) for _, x, i in reversed(born)]
     gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
+    return ops
+
+
+def _per_tensor_ops(walk: _Walk, item: Item) -> list[Op]:
+    """A per-tensor step's temporaries, parameter by parameter: each parameter's copies
+    born and freed before the next (torch/optim/adamw.py ``_single_tensor_adamw`` and
+    transformers' ``Adafactor.step`` loop over the parameters). The largest parameter's
+    copies are ``item``'s pieces; the others are transients."""
+    copies, width = _copies(item.term)
+    params = walk.shape.params
+    largest = max(range(len(params)), key=lambda k: params[k][1])
+    term = Term("temporaries", item.term.label, 0, "", "")
+    others = Item(term, 0)
+    walk._pieces[others] = [
+        Piece(numel * width, where, f"{name} ({item.term.label})")
+        for name, numel, where in params
+        for _ in range(copies)
+    ]
+    ops: list[Op] = []
+    for k in range(len(params)):
+        if k == largest:
+            ops += [("alloc", item, i) for i in range(len(walk.pieces(item)))]
+            ops += [("free", item, i) for i in range(len(walk.pieces(item)))]
+            continue
+        pieces = range(k * copies, (k + 1) * copies)
+        ops += [("talloc", others, i) for i in pieces if walk.pieces(others)[i].size]
+        ops += [("tfree", others, i) for i in pieces]
     return ops
 
 
