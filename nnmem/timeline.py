@@ -76,11 +76,12 @@ class _Shape:
     layer_full: tuple[int, ...] = ()  # bytes of each tensor a checkpointed layer remakes
     # Terms whose tensors the model's builder knows one by one: label -> (bytes, slot).
     named: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    tied: str = ""  # the embedding an output head shares its weight with
 
 
 def _shape(scenario: Scenario) -> _Shape:
     """The model's depth, its parameter tensors with their slots, a layer's tensors."""
-    from nnmem.models.architecture import Transformer, parameter_tensors
+    from nnmem.models.architecture import Head, Transformer, parameter_tensors
 
     model = scenario.model
     if isinstance(model, Transformer):
@@ -101,7 +102,9 @@ def _shape(scenario: Scenario) -> _Shape:
         tokens = scenario.batch_size * (scenario.decoder_seq_len or scenario.seq_len)
         logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
-        return _Shape(layers, tuple(params), saved, logit_values, full)
+        lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
+        tied = "embed.weight" if model.tied_embeddings and lm else ""
+        return _Shape(layers, tuple(params), saved, logit_values, full, tied=tied)
     from nnmem.models.cnn.language import CnnModel
 
     if isinstance(model, CnnModel) and scenario.mode is Mode.TRAINING:
@@ -548,8 +551,13 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                     keyed.append((layer, 0, n, -i, ("alloc", item, i)))
                     keyed.append((layer if layer else -2, 4, n, -i, ("free", item, i)))
                 continue
+            op: Op = ("alloc", item, i)
             if item.term.key == "gradients":
-                keyed.append((piece.slot, 1, n, -i, ("alloc", item, i)))
+                # A weight the head shares with the embedding gets its gradient from
+                # the head's matmul, the first node backward runs; autograd's input
+                # buffer holds it and adds the embedding's (engine.cpp InputBuffer::add).
+                tied = walk.shape.tied and piece.name.startswith(f"{walk.shape.tied} ")
+                keyed.append((top, 1, -1, 0, op) if tied else (piece.slot, 1, n, -i, op))
             else:
                 keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
     if walk.transient and not any(RECOMPUTED in x.term.label for x in target):
@@ -562,8 +570,15 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
     for n, item in enumerate(dying):
         if any(w in item.term.label for w in PER_LAYER):
             continue
+        count = len(walk.pieces(item))
         for i, piece in enumerate(walk.pieces(item)):
             slot = -2 if IN_FLIGHT in item.term.label else piece.slot
+            if item.term.key == "logits" or (item.term.key == "temporaries" and i < count - 1):
+                # The loss's nodes run before the head's: the log-softmax they saved and
+                # the gradients they pass on die there, all but the logits' gradient,
+                # which the head's matmul reads (engine.cpp releases a node's saved
+                # variables and its inputs once it has run).
+                slot = top + 1
             keyed.append((slot, 3, n, -i, ("free", item, i)))
     keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
     return [op for *_, op in keyed]
@@ -758,21 +773,39 @@ def span_peaks(events: Sequence[Event]) -> dict[str, int]:
 
 def with_workspaces(events: Sequence[Event], workspace: int) -> list[Event]:
     """``events`` with the cuBLAS workspaces the caching allocator hands out: one for the
-    forward's (or prefill's) thread at its first matmul and one for autograd's backward
-    thread (getCurrentCUDABlasHandle is per thread and stream; getNewWorkspace keeps the
-    block for the handle's life), each the first time its span runs."""
+    forward's (or prefill's) thread and one for autograd's backward thread
+    (getCurrentCUDABlasHandle is per thread and stream; getNewWorkspace keeps the block
+    for the handle's life), each the first time its span runs a matmul.
+
+    The backward's first matmul is the head's: its weight gradient is born (at::mm
+    allocates its result), then cuBLAS takes the workspace, while the loss's gradients
+    are still live; a workspace born at the span's start would take another block.
+    """
     out: list[Event] = []
     threads = {"forward": "forward", "prefill": "forward", "backward": "backward"}
     seen: set[str] = set()
+    waiting = ""  # the backward thread's workspace, born after the first gradient
+
+    def add(thread: str) -> None:
+        seen.add(thread)
+        key = -1 - len(seen)
+        out.append(("alloc", key, workspace, "cublas_workspace", f"cuBLAS workspace ({thread})"))
+
     for event in events:
+        if waiting and event[0] == "mark":
+            add(waiting)  # a backward with no gradient of its own (frozen weights)
+            waiting = ""
         out.append(event)
+        if waiting and event[0] == "alloc" and event[3] == "gradients":
+            add(waiting)
+            waiting = ""
         thread = threads.get(str(event[1])) if event[0] == "mark" else None
-        if thread and thread not in seen:
-            seen.add(thread)
-            key = -1 - len(seen)
-            out.append(
-                ("alloc", key, workspace, "cublas_workspace", f"cuBLAS workspace ({thread})")
-            )
+        if thread == "backward" and thread not in seen:
+            waiting = thread
+        elif thread and thread not in seen:
+            add(thread)
+    if waiting:
+        add(waiting)
     return out
 
 
