@@ -375,6 +375,30 @@ class _Walk:
         self.events.append(("free", found[0]))
         return True
 
+    def hand_over(self, target: Sequence[Item]) -> None:
+        """The logits a phase ends with are the next phase's logits where the engine
+        names them again (the loss's "logits and their fp32 copy" holds the forward's
+        logits): a live logits piece of an item the next phase drops becomes the
+        same-sized piece of the item it keeps, rather than dying and being born again."""
+        keep = set(target)
+        named = sorted(
+            (x for x in target if x.term.key == "logits"),
+            key=lambda x: not x.term.label.startswith("logits"),
+        )
+        wanted = [(x, j) for x in named for j in range(len(self.pieces(x)))]
+        wanted = [w for w in wanted if w not in self.live]
+        for item in self.live_items():
+            if item in keep or item.term.key != "logits":
+                continue
+            for i in range(len(self.pieces(item))):
+                found = self.live.get((item, i))
+                match = next(
+                    (w for w in wanted if found and self.pieces(w[0])[w[1]].size == found[1]), None
+                )
+                if found and match:
+                    wanted.remove(match)
+                    self.live[match] = self.live.pop((item, i))
+
     def live_items(self) -> list[Item]:
         """Items with a live piece, in the order they were born."""
         order = sorted(self.live.items(), key=lambda kv: kv[1][0])
@@ -567,19 +591,41 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                 keyed.append((layer, 0, -1, -i, ("talloc", item, i)))
                 keyed.append((layer, 4, -1, -i, ("tfree", item, i)))
     dying = [x for x in dict.fromkeys([*walk.live_items(), *target]) if x not in keep_after]
+    # Logits upcast for the loss (transformers loss_utils.py ``logits.float()``): the
+    # upcast's backward (ToCopyBackward0) makes the 16-bit logits' gradient from the
+    # fp32 one, which then dies; the head's matmul reads the 16-bit one.
+    half = 2 * walk.shape.logit_values
+    upcast = half and any(
+        p.size == half
+        for x in dying
+        if x.term.key == "logits" and x not in target
+        for p in walk.pieces(x)
+    )
+    if upcast:
+        term = Term("temporaries", "gradient of the 16-bit logits", 0, "", "")
+        cast = Item(term, 0)
+        walk._pieces[cast] = [Piece(half, top, term.label)]
+        keyed.append((top + 1, 4, 0, 0, ("talloc", cast, 0)))
+        keyed.append((top, 3, len(dying), 0, ("tfree", cast, 0)))
     for n, item in enumerate(dying):
         if any(w in item.term.label for w in PER_LAYER):
             continue
         count = len(walk.pieces(item))
         for i, piece in enumerate(walk.pieces(item)):
-            slot = -2 if IN_FLIGHT in item.term.label else piece.slot
-            if item.term.key == "logits" or (item.term.key == "temporaries" and i < count - 1):
+            slot, order = (-2 if IN_FLIGHT in item.term.label else piece.slot), 3
+            if item.term.key == "logits" and item not in target:
+                # Logits no node saved (the 16-bit logits once upcast for the loss):
+                # they died when the loss returned, before backward begins.
+                slot = top + 2
+            elif item.term.key == "temporaries" and i == count - 1 and upcast:
+                slot, order = top + 1, 5  # the fp32 logits' gradient, once cast
+            elif item.term.key == "logits" or (item.term.key == "temporaries" and i < count - 1):
                 # The loss's nodes run before the head's: the log-softmax they saved and
                 # the gradients they pass on die there, all but the logits' gradient,
                 # which the head's matmul reads (engine.cpp releases a node's saved
                 # variables and its inputs once it has run).
                 slot = top + 1
-            keyed.append((slot, 3, n, -i, ("free", item, i)))
+            keyed.append((slot, order, n, -i, ("free", item, i)))
     keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
     return [op for *_, op in keyed]
 
@@ -717,6 +763,7 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
                 target = [x for x in target if x.term.key not in kept]
                 bound -= sum(x.term.bytes for x in unborn)
             also: list[tuple[Item, int]] = []
+            walk.hand_over(target)
             if phase.name == "backward":
                 also = _aliases(walk, target, after)
                 ops = _backward_ops(walk, target, after)
