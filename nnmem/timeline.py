@@ -680,17 +680,27 @@ def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item
     """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients.
 
     A first step makes its state before any temporary (torch/optim/adamw.py ``step``
-    calls ``_init_group`` for every parameter, then the update).
+    calls ``_init_group`` for every parameter, then the update), except SGD's momentum,
+    a clone of the gradients the update has already decayed (torch/optim/sgd.py
+    ``_multi_tensor_sgd``: ``device_grads = torch._foreach_add(device_grads,
+    device_params, alpha=weight_decay)``, then ``torch.clone(device_grads[i])``).
     """
+    from nnmem.optimizers import TORCH_SGD
+
     keep = set(next_step)
     temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
-    ops = _ordered(walk, [x for x in target if x not in temporaries])
+    cloned = [x for x in target if x.term.source == TORCH_SGD]
+    foreach = [x for x in temporaries if LARGEST not in x.term.formula or not walk.shape.params]
+    if not foreach:
+        cloned = []
+    ops = _ordered(walk, [x for x in target if x not in temporaries and x not in cloned])
     for item in temporaries:
-        if LARGEST in item.term.formula and walk.shape.params:
+        if item not in foreach:
             ops += _per_tensor_ops(walk, item)
             continue
         born = _ordered(walk, [item])
-        ops += born
+        ops += born + _ordered(walk, cloned)
+        cloned = []
         ops += [("free", x, i) for _, x, i in reversed(born)]
     gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
