@@ -228,21 +228,15 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         pattern = shape.layer_full if RECOMPUTED in term.label else shape.layer_pattern
         split = _proportional(term.bytes, list(pattern) or [1])
         return [Piece(size, slot, term.label) for size in split if size]
-    if term.key == "temporaries" and shape.params and FOREACH in term.label:
-        # torch/optim/adamw.py _multi_tensor_adamw: ``exp_avg_sq_sqrt =
-        # torch._foreach_sqrt(device_exp_avg_sqs)`` makes one tensor per parameter, in
-        # parameter order, all live until the update ends.
-        sizes = _proportional(term.bytes, [numel for _, numel, _ in shape.params])
-        return [
-            Piece(size, where, f"{name} ({term.label})")
-            for size, (name, _, where) in zip(sizes, shape.params, strict=True)
-            if size
-        ]
     if term.key == "temporaries" and shape.params and LARGEST in term.formula:
         # A per-tensor step: the largest parameter's copies are what the peak holds.
         copies, _ = _copies(term)
         return [Piece(term.bytes // copies, slot, term.label)] * copies
-    if term.key in PARAM_SHAPED and shape.params and term.bytes >= n_params // 8:
+    # torch/optim/adamw.py _multi_tensor_adamw: ``exp_avg_sq_sqrt =
+    # torch._foreach_sqrt(device_exp_avg_sqs)`` makes one tensor per trainable
+    # parameter, in parameter order, all live until the update ends.
+    foreach = term.key == "temporaries" and FOREACH in term.label
+    if (term.key in PARAM_SHAPED or foreach) and shape.params and term.bytes >= n_params // 8:
         moments = 2 if term.key == "optimizer_state" and "two moments" in term.label else 1
         # Per parameter, its state tensors one after the other (adamw.py _init_group).
         names = [
@@ -258,7 +252,7 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
             for size, (name, _, where) in zip(sizes, names, strict=True)
             if size
         ]
-    if term.key in PARAM_SHAPED and shape.params and term.key != "weights":
+    if (term.key in PARAM_SHAPED or foreach) and shape.params and term.key != "weights":
         # Adapters (LoRA): a few small tensors in every layer.
         split = _proportional(term.bytes, [1] * shape.layers)
         return [Piece(size, i, f"layer {i} {term.label}") for i, size in enumerate(split) if size]
@@ -690,7 +684,7 @@ def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item
     keep = set(next_step)
     temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
     cloned = [x for x in target if x.term.source == TORCH_SGD]
-    foreach = [x for x in temporaries if LARGEST not in x.term.formula or not walk.shape.params]
+    foreach = [x for x in temporaries if not _per_tensor(walk, x)]
     if not foreach:
         cloned = []
     ops = _ordered(walk, [x for x in target if x not in temporaries and x not in cloned])
@@ -705,6 +699,16 @@ def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item
     gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
     return ops
+
+
+def _per_tensor(walk: _Walk, item: Item) -> bool:
+    """Whether ``item`` is a per-tensor step's copies of the model's largest parameter
+    (not of an adapter's: LoRA trains tensors the model's list does not hold)."""
+    if LARGEST not in item.term.formula or not walk.shape.params:
+        return False
+    copies, width = _copies(item.term)
+    largest = max(numel for _, numel, _ in walk.shape.params)
+    return copies * largest * width == item.term.bytes
 
 
 def _per_tensor_ops(walk: _Walk, item: Item) -> list[Op]:
