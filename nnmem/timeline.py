@@ -7,13 +7,18 @@ optimizer state are allocated first, in a ``load`` span; then each phase of the 
 
 * forward: layer by layer, each layer's saved tensors born (and, under autocast, its
   16-bit weight copies); the embeddings' output first, the head's logits last;
-* loss: the loss's own tensors; the logits die;
-* backward: the loss gradients, then the layers in reverse: each layer recomputed
-  where checkpointing is on, its parameters' gradients born, its saved tensors freed
+* loss: the loss's own tensors, the forward's logits going on as the loss's; the
+  logits no node saved die when the loss returns;
+* backward: the loss's nodes first (their gradients born, then the log-softmax they
+  saved freed), then the head's matmul (a tied embedding's gradient, then autograd's
+  cuBLAS workspace), then the layers in reverse: each layer recomputed where
+  checkpointing is on, its parameters' gradients born, its saved tensors freed
   (torch/csrc/autograd/engine.cpp ``Engine::evaluate_function`` runs a node, then
   releases its saved variables, ``release_variables``, once the graph is not retained);
-* optimizer step: the step's temporaries, then ``zero_grad(set_to_none=True)`` frees
-  the gradients (torch/optim/optimizer.py, the default since PyTorch 2.0);
+* optimizer step: a first step's state, then the step's temporaries one per parameter
+  (a foreach step's all together, a per-tensor step's one parameter at a time), then
+  ``zero_grad(set_to_none=True)`` frees the gradients (torch/optim/optimizer.py, the
+  default since PyTorch 2.0);
 * inference: prefill, then decode.
 
 A tensor is a term of a phase cut into pieces the size PyTorch allocates: one per
