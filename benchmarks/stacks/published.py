@@ -650,7 +650,11 @@ def points() -> list[dict[str, Any]]:
             "a100",
             ["fsdp_root_unit"],
             fully_stated=False,
-            note=unstated,
+            note=unstated + "; the measurement is below the bf16 weight shards (17.2 GB) plus "
+            "the 80 checkpointed layer inputs at 4 × 4,096 tokens (21.5 GB), so the run did "
+            "not hold the stated batch and length; torchtune#961 had to pad every input to "
+            "2,048 tokens to reproduce the table's 7B settings, and the data's shorter samples "
+            "are the likely reason",
         ),
         p(
             "E7.70b_full",
