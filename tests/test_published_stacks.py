@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.stacks.published import nnmem_bytes, points, scored
-from nnmem import parse, stacks
+from benchmarks.stacks.published import after_step_bytes, nnmem_bytes, points, scored
+from nnmem import estimate, parse, stacks
 from nnmem.estimate import allocator_config, replay_capacity
 from nnmem.stacks import ModelSizes
 from nnmem.timeline import replay_step
@@ -125,3 +125,25 @@ def test_torchtitan_points_replay_with_expandable_segments() -> None:
     assert titan == {True}
     assert qlora == {False}
     assert all(p["scenario"]["allocator_replay"] for p in mr)
+
+
+@pytest.mark.parametrize(
+    ("pid", "kept"),
+    [
+        # P = 3,212,749,824: bf16 weights and gradients 2P each, bf16 m and v 4P, and the
+        # bf16 logits 2 × 4 × 210 × 128,256 = 215,470,080 B
+        ("E14.full_allocated", 8 * 3_212_749_824 + 215_470_080),
+        # the base 2P; r 32 on q and v, 28 × 32 × (6,144 + 4,096) = 9,175,040 fp32 adapter
+        # values with their gradients, m and v (16 B each); the logits
+        ("E14.lora_allocated", 2 * 3_212_749_824 + 16 * 9_175_040 + 215_470_080),
+    ],
+)
+def test_peft_runner_reads_the_state_after_the_step(pid: str, kept: int) -> None:
+    """PEFT's method_comparison run.py logs memory_allocated() after optimizer.step(),
+    before the next step's zero_grad: weights, gradients, optimizer state and the
+    logits ``outputs`` holds (2·b·s·V bytes at 4 × 210 tokens, vocabulary 128,256), not
+    the step's foreach copy. Read so, both points are within 2% of the runner's means."""
+    point = next(p for p in points() if p["id"] == pid)
+    result = estimate(parse(point["scenario"]), gpu_id=point["gpu"])
+    assert after_step_bytes(result) == kept
+    assert abs(scored(point)["error"]) <= 0.02
