@@ -855,9 +855,12 @@ def points() -> list[dict[str, Any]]:
     loading = (
         "the source reports 3.72 GiB reserved right after wrapping the QLoRA model, before "
         "any step (reset_peak_memory_stats then keeps it as the floor), where the replay's "
-        "load reserves 2.65 GiB: that 1.07 GiB of cache left by loading, quantizing and "
-        "flattening layer by layer on the GPU is most of the 1.25 GiB missing; it depends "
-        "on the loading path and is not modelled"
+        "load reserves 2.65 GiB: that 1.07 GiB of cache is most of the 1.25 GiB missing. "
+        "train.py loads to the CPU and empties the cache, then FSDP (v1) wraps with device_id "
+        "and sync_module_states, flattening each unit on the GPU into a second whole copy "
+        "before keeping its half (flatten_tensors_into_flat_param, then _get_shard's "
+        "clone): for the root unit, the bf16 embeddings and head, 2 × 0.52 GB pass through "
+        "the allocator, about the size of the gap. The wrap is not modelled"
     )
     capped = (
         "; uncapped, the replay would reserve more than the 24 GiB card, so it frees its "
