@@ -896,8 +896,13 @@ def replayed_events(scenario: Scenario, gpu_id: str | None = None) -> list[Event
 
 
 def replay_step(
-    scenario: Scenario, gpu_id: str | None = None, config: AllocatorConfig | None = None
+    scenario: Scenario,
+    gpu_id: str | None = None,
+    config: AllocatorConfig | None = None,
+    capacity: int | None = None,
 ) -> ReplayResult:
-    """The step replayed through the caching-allocator model (:func:`replayed_events`)."""
+    """The step replayed through the caching-allocator model (:func:`replayed_events`),
+    on a device whose allocator may reserve at most ``capacity`` bytes (unbounded when
+    None)."""
     events = replayed_events(scenario, gpu_id)
-    return replay(events, config, timeline=True) if events else ReplayResult()
+    return replay(events, config, capacity, timeline=True) if events else ReplayResult()
