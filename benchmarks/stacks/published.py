@@ -86,16 +86,16 @@ E4_405_NOTE = (
     "PP8 as torchtitan runs it: 126 layers cut 15 + 6 × 16 + 15 (2 stages a rank, 7 + 14 × 8 "
     "+ 7, interleaved), one micro-batch per stage (8, or 16 interleaved), the heaviest rank "
     "shown, its FSDP2 blocks unsharded and its gradients accumulated unsharded in fp32 over "
-    "the micro-batches (23 GiB). About 20% low of a reserved peak, as the 70B rows: Float8 and "
+    "the micro-batches (23 GiB). 20-24% low of a reserved peak, as the 70B rows: Float8 and "
     "the stage's receive buffers per micro-batch are not modelled"
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "
     "inputs and, in backward, 31 GiB of loss tensors per rank (loss_parallel's fused "
     "backward holds zeros, exp and their sum beside the saved fp32 log-softmax). The "
-    "allocator replayed with expandable segments keeps 18 GiB of holes beside a 59 GiB "
-    "allocated peak, 8% above the run without AsyncTP and 15% above the one with it; "
-    "Float8 (which lowers the activations) and AsyncTP's buffers are not modelled"
+    "allocator replayed with expandable segments maps under 1 GiB beyond a 59 GiB "
+    "allocated peak, 12-18% below the measurements; Float8 (which lowers the "
+    "activations) and AsyncTP's buffers are not modelled, the rest not attributed"
 )
 E1_NOTE = (
     "with the allocator replayed as torchtitan runs it (expandable_segments), the "
@@ -303,10 +303,10 @@ def points() -> list[dict[str, Any]]:
                     "each rank holds 32,768 tokens, its parameters sharded over all 8 "
                     "(torchtitan's dp_shard_cp mesh); the ring attention's gathered keys and "
                     "values are alive after the loss's peak. "
-                    "With them the replayed expandable segment grows to 93 GiB around a 73 GiB "
-                    "allocated peak, 10-11% above the measurement: the order of the step's "
-                    "largest tensors (gathered keys and values, 8-16 GiB loss tensors) is "
-                    "nnmem's timeline's, not PyTorch's op by op, and decides the holes"
+                    "The replayed expandable segment maps 1.5 to 9.3 GiB beyond a 71 GiB "
+                    "allocated peak: the order of the step's largest tensors (gathered keys "
+                    "and values, 8-16 GiB loss tensors) is nnmem's timeline's, not PyTorch's "
+                    "op by op, and decides the holes"
                     if cp > 1
                     else "With the allocator replayed as torchtitan runs it "
                     "(expandable_segments), within 8% of a reserved peak"
@@ -997,8 +997,8 @@ def points() -> list[dict[str, Any]]:
             "rtx-3090",
             fq_needs,
             note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it, with the "
-            "root unit (1.05 GB) and the fp32 logits counted; the replay caches 3.7 GiB "
-            "beside an 8.9 GiB allocated peak and is 16% low. Not counted: the cache from "
+            "root unit (1.05 GB) and the fp32 logits counted; the replay caches 3.9 GiB "
+            "beside an 8.9 GiB allocated peak and is 15% low. Not counted: the cache from "
             "loading and wrapping (train.py wraps with device_id and sync_module_states, so "
             "FSDP moves each unit to the GPU before offloading its shard), which the source "
             "does not report for this run",
