@@ -82,6 +82,10 @@ class _Shape:
     # Terms whose tensors the model's builder knows one by one: label -> (bytes, slot).
     named: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
     tied: str = ""  # the embedding an output head shares its weight with
+    # A layer's unsaved tensors: their bytes, and after each of its saved tensors (and,
+    # last, at the layer's end) which are born (+k+1) and freed (-k-1), in order.
+    transient_sizes: tuple[int, ...] = ()
+    layer_run: tuple[tuple[int, ...], ...] = ()
 
 
 def _shape(scenario: Scenario) -> _Shape:
@@ -109,7 +113,17 @@ def _shape(scenario: Scenario) -> _Shape:
         saved, full = _layer_patterns(scenario)
         lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
         tied = "embed.weight" if model.tied_embeddings and lm else ""
-        return _Shape(layers, tuple(params), saved, logit_values, full, tied=tied)
+        sizes, run = _layer_run(scenario, saved) if not full else ((), ())
+        return _Shape(
+            layers,
+            tuple(params),
+            saved,
+            logit_values,
+            full,
+            tied=tied,
+            transient_sizes=sizes,
+            layer_run=run,
+        )
     from nnmem.models.cnn.language import CnnModel
 
     if isinstance(model, CnnModel) and scenario.mode is Mode.TRAINING:
@@ -175,6 +189,56 @@ def _layer_patterns(scenario: Scenario) -> tuple[tuple[int, ...], tuple[int, ...
     if scenario.checkpointing is Checkpointing.NONE:
         return saved, ()
     return saved, tuple(n for n in _tensor_bytes(c, acts.one_layer) if n > 0)
+
+
+def _layer_run(
+    scenario: Scenario, saved: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """A layer's unsaved tensors (:func:`nnmem.models.transformer.tables.gpt2_transients`)
+    placed among its saved ones: their bytes, and for each saved tensor, then the layer's
+    end, the transients born (+k+1) and freed (-k-1) there. None where the layer's rows
+    do not give exactly ``saved`` (another model, adapters, tensor parallelism)."""
+    import math
+
+    from nnmem.models.transformer.assembly import _tensor_bytes
+    from nnmem.models.transformer.context import context
+    from nnmem.models.transformer.tables import gpt2_layer, gpt2_transients
+
+    if not saved or getattr(scenario.model, "model_type", "") != "gpt2":
+        return (), ()
+    c = context(scenario)
+    rows = gpt2_layer(c)
+    ends: dict[str, int] = {}
+    position = 0
+    for row in rows:
+        position += sum(1 for n in _tensor_bytes(c, [row]) if n > 0)
+        ends[row.what] = position - 1
+    if tuple(n for n in _tensor_bytes(c, rows) if n > 0) != saved:
+        return (), ()
+    transients = [t for t in gpt2_transients(c) if math.prod(c.sizes[d] for d in t.row.dims) > 0]
+    sizes = tuple(
+        math.ceil(t.times * t.row.elements(c.sizes) * c.widths.of(t.row.width)) for t in transients
+    )
+    run: list[list[int]] = [[] for _ in range(len(saved) + 1)]
+    live: set[int] = set()
+
+    def born(name: str, at: list[int]) -> None:
+        # What dies once ``name`` is born, then what is born after it.
+        for k, t in enumerate(transients):
+            if t.until == name and k in live:
+                live.discard(k)
+                at.append(-k - 1)
+        for k, t in enumerate(transients):
+            if t.after == name and k not in live and sizes[k]:
+                live.add(k)
+                at.append(k + 1)
+                born(t.row.what, at)
+
+    for name, end in ends.items():
+        if end >= 0:
+            born(name, run[end])
+    run[-1] += [-k - 1 for k in sorted(live)]
+    return sizes, tuple(tuple(at) for at in run)
 
 
 def _proportional(total: int, weights: Sequence[int]) -> list[int]:
@@ -533,6 +597,8 @@ def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> lis
     each layer's other tensors born and freed as it runs (torch/utils/checkpoint.py
     runs the layer's forward without keeping its saved tensors)."""
     ops = _ordered(walk, target)
+    if walk.shape.layer_run and not checkpointed:
+        return _with_transients(walk, ops)
     if not (checkpointed and walk.transient):
         return ops
     slots = [walk.pieces(item)[i].slot for _, item, i in ops]
@@ -546,6 +612,28 @@ def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> lis
             out += [("talloc", item, i) for i in range(count)]
             out += [("tfree", item, i) for i in range(count)]
         out.append(op)
+    return out
+
+
+def _with_transients(walk: _Walk, ops: list[Op]) -> list[Op]:
+    """``ops`` with each layer's unsaved tensors born and freed among its saved ones
+    (``_Shape.layer_run``), where the layers' saved tensors are one piece each."""
+    shape = walk.shape
+    each = len(shape.layer_pattern)
+    term = Term("temporaries", "tensors a layer makes and does not save", 0, "", "")
+    item = Item(term, 0)
+    walk._pieces[item] = [Piece(n, 0, term.label) for n in shape.transient_sizes]
+    out: list[Op] = []
+    for op in ops:
+        out.append(op)
+        _, owner, index = op
+        found = walk.pieces(owner)
+        if owner.term.key != "activations" or len(found) != each * shape.layers:
+            continue
+        for k in shape.layer_run[index % each] + (
+            shape.layer_run[-1] if index % each == each - 1 else ()
+        ):
+            out.append(("talloc" if k > 0 else "tfree", item, abs(k) - 1))
     return out
 
 
