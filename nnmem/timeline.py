@@ -86,6 +86,8 @@ class _Shape:
     # last, at the layer's end) which are born (+k+1) and freed (-k-1), in order.
     transient_sizes: tuple[int, ...] = ()
     layer_run: tuple[tuple[int, ...], ...] = ()
+    # Where an autocast copy is made: (parameter name prefix, saved tensor it follows).
+    casts: tuple[tuple[str, int], ...] = ()
 
 
 def _shape(scenario: Scenario) -> _Shape:
@@ -113,7 +115,7 @@ def _shape(scenario: Scenario) -> _Shape:
         saved, full = _layer_patterns(scenario)
         lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
         tied = "embed.weight" if model.tied_embeddings and lm else ""
-        sizes, run = _layer_run(scenario, saved) if not full else ((), ())
+        sizes, run, casts = _layer_run(scenario, saved) if not full else ((), (), ())
         return _Shape(
             layers,
             tuple(params),
@@ -123,6 +125,7 @@ def _shape(scenario: Scenario) -> _Shape:
             tied=tied,
             transient_sizes=sizes,
             layer_run=run,
+            casts=casts,
         )
     from nnmem.models.cnn.language import CnnModel
 
@@ -193,19 +196,20 @@ def _layer_patterns(scenario: Scenario) -> tuple[tuple[int, ...], tuple[int, ...
 
 def _layer_run(
     scenario: Scenario, saved: tuple[int, ...]
-) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[tuple[str, int], ...]]:
     """A layer's unsaved tensors (:func:`nnmem.models.transformer.tables.gpt2_transients`)
     placed among its saved ones: their bytes, and for each saved tensor, then the layer's
-    end, the transients born (+k+1) and freed (-k-1) there. None where the layer's rows
-    do not give exactly ``saved`` (another model, adapters, tensor parallelism)."""
+    end, the transients born (+k+1) and freed (-k-1) there; and after which saved tensor
+    each autocast weight copy is made. None where the layer's rows do not give exactly
+    ``saved`` (another model, adapters, tensor parallelism)."""
     import math
 
     from nnmem.models.transformer.assembly import _tensor_bytes
     from nnmem.models.transformer.context import context
-    from nnmem.models.transformer.tables import gpt2_layer, gpt2_transients
+    from nnmem.models.transformer.tables import gpt2_casts, gpt2_layer, gpt2_transients
 
     if not saved or getattr(scenario.model, "model_type", "") != "gpt2":
-        return (), ()
+        return (), (), ()
     c = context(scenario)
     rows = gpt2_layer(c)
     ends: dict[str, int] = {}
@@ -214,7 +218,7 @@ def _layer_run(
         position += sum(1 for n in _tensor_bytes(c, [row]) if n > 0)
         ends[row.what] = position - 1
     if tuple(n for n in _tensor_bytes(c, rows) if n > 0) != saved:
-        return (), ()
+        return (), (), ()
     transients = [t for t in gpt2_transients(c) if math.prod(c.sizes[d] for d in t.row.dims) > 0]
     sizes = tuple(
         math.ceil(t.times * t.row.elements(c.sizes) * c.widths.of(t.row.width)) for t in transients
@@ -238,7 +242,8 @@ def _layer_run(
         if end >= 0:
             born(name, run[end])
     run[-1] += [-k - 1 for k in sorted(live)]
-    return sizes, tuple(tuple(at) for at in run)
+    casts = tuple((name, ends[row]) for name, row in gpt2_casts(c) if ends.get(row, -1) >= 0)
+    return sizes, tuple(tuple(at) for at in run), casts
 
 
 def _proportional(total: int, weights: Sequence[int]) -> list[int]:
@@ -316,6 +321,11 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         if "head" in term.label:
             return [Piece(term.bytes, shape.layers, term.label)]
         sizes = _proportional(term.bytes, [numel for _, numel, _ in names])
+        if term.key == "autocast_copies" and shape.tied:
+            # autocast casts a weight where a matmul first reads it (autocast_mode.cpp:
+            # linear is on the lower-precision list, embedding is not): a tied
+            # embedding's copy is made by the output head, just before the logits.
+            names = [(n, k, shape.layers if n == shape.tied else w) for n, k, w in names]
         return [
             Piece(size, where, f"{name} ({term.label})")
             for size, (name, _, where) in zip(sizes, names, strict=True)
@@ -624,17 +634,26 @@ def _with_transients(walk: _Walk, ops: list[Op]) -> list[Op]:
     item = Item(term, 0)
     walk._pieces[item] = [Piece(n, 0, term.label) for n in shape.transient_sizes]
     out: list[Op] = []
+    held: dict[tuple[int, int], list[Op]] = {}  # (layer, saved tensor) -> its casts
     for op in ops:
-        out.append(op)
         _, owner, index = op
+        if owner.term.key == "autocast_copies":
+            piece = walk.pieces(owner)[index]
+            name = piece.name.removeprefix(f"layer {piece.slot} ")
+            after = next((at for prefix, at in shape.casts if name.startswith(prefix)), None)
+            if after is not None and 0 <= piece.slot < shape.layers:
+                held.setdefault((piece.slot, after), []).append(op)
+                continue
+        out.append(op)
         found = walk.pieces(owner)
         if owner.term.key != "activations" or len(found) != each * shape.layers:
             continue
+        out += held.pop((index // each, index % each), [])
         for k in shape.layer_run[index % each] + (
             shape.layer_run[-1] if index % each == each - 1 else ()
         ):
             out.append(("talloc" if k > 0 else "tfree", item, abs(k) - 1))
-    return out
+    return out + [op for ops_ in held.values() for op in ops_]
 
 
 def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list[Op]:

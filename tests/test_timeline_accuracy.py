@@ -44,10 +44,6 @@ WIDER = {
     # tie_weights frees it, and the segment stays cached; the timeline loads the model as
     # from_pretrained does, tied from the start.
     "llama-3.2-1b.infer.bf16.sdpa.b1.ctx2048": 0.065,
-    # +5.4%: the forward's unsaved tensors (the raw attention scores, the fp32 softmax
-    # input, the tanh-GELU's intermediates) are not in the engine's terms, and where they
-    # go decides where the saved ones land.
-    "gpt2-small.train.amp-bf16.adamw.eager.b4.s512": 0.06,
     # −6.8% and −13.2%: cuDNN's workspaces, and the input gradients in flight through
     # backward, which the timeline holds as one piece.
     "resnet50.train.amp-bf16.sgd-momentum.conv.b32.img224": 0.075,

@@ -274,6 +274,19 @@ def gpt2_transients(c: Ctx) -> list[Transient]:
     return out
 
 
+def gpt2_casts(c: Ctx) -> list[tuple[str, str]]:
+    """Where a GPT-2 block's autocast weight copies are made: (the parameter, the saved
+    row after which its matmul runs). Autocast casts a weight when a matmul first reads
+    it (aten/src/ATen/autocast_mode.cpp ``cached_cast``), not at the block's start."""
+    attention = "heads merged, input of c_proj" if c.eager else "softmax log-sum-exp"
+    return [
+        ("attn.c_attn.", "ln_1 mean and rstd"),
+        ("attn.c_proj.", attention),
+        ("mlp.up_proj.", "ln_2 mean and rstd"),
+        ("mlp.down_proj.", _activation_rows(c, c.t.activation)[-1].what),
+    ]
+
+
 def _output_transients(c: Ctx, where: str, last: str) -> list[Transient]:
     """A sub-block's c_proj output and, where dropout is on, the dropout's output
     (the residual add reads it; the block holds it until it returns)."""
