@@ -396,6 +396,8 @@ class _Walk:
         # runs (in forward under checkpointing, and again when backward recomputes it).
         self.transient: Item | None = None
         self.carried: list[Op] = []  # births a phase could not hold, for the next
+        # Transients born only where what is born while they live still fits the peak.
+        self.lookahead: set[Item] = set()
         if shape.layer_full:
             term = Term("temporaries", "tensors of a checkpointed layer, not saved", 0, "", "")
             self.transient = Item(term, 0)
@@ -477,6 +479,24 @@ class _Walk:
         order = sorted(self.live.items(), key=lambda kv: kv[1][0])
         return list(dict.fromkeys(item for (item, _), _ in order))
 
+    def _rise(self, ops: list[Op], start: int, done: list[bool]) -> int:
+        """How far the live total rises, at most, from the ops after the transient at
+        ``start`` until it is freed (allocations not yet made, less the frees)."""
+        _, item, index = ops[start]
+        net = top = 0
+        for j in range(start + 1, len(ops)):
+            kind, other, k = ops[j]
+            if kind == "tfree" and other is item and k == index:
+                break
+            if done[j] or (kind == "free" and (other, k) not in self.live):
+                continue
+            if kind in ("alloc", "talloc") and (other, k) not in self.live:
+                net += self.pieces(other)[k].size
+            elif kind in ("free", "tfree"):
+                net -= self.pieces(other)[k].size
+            top = max(top, net)
+        return top
+
     def span(
         self,
         name: str,
@@ -544,7 +564,8 @@ class _Walk:
             if kind == "talloc":
                 # A transient that would pass the phase's peak is not counted there.
                 size = self.pieces(item)[index].size
-                if self.live_bytes + size <= bound:
+                rise = self._rise(ops, i, done) if item in self.lookahead else 0
+                if self.live_bytes + size + rise <= bound:
                     self.alloc(item, index)
                 continue
             if kind == "tfree":
@@ -668,6 +689,17 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
     keyed: list[tuple[int, int, int, int, Op]] = []
     keep_after = set(after)
     born = [*target, *(x for x in after if x.term.key == "gradients" and x not in target)]
+    # Autocast's 16-bit weight copies, by parameter: their gradients come first.
+    halves = {
+        piece.name.split(" (")[0]: piece.size
+        for item in list(walk._pieces)
+        if item.term.key == "autocast_copies"
+        for piece in walk.pieces(item)
+    }
+    cast_term = Term("temporaries", "16-bit gradient of a weight's autocast copy", 0, "", "")
+    cast_grads = Item(cast_term, 0)
+    walk._pieces[cast_grads] = []
+    walk.lookahead.add(cast_grads)
     for n, item in enumerate(dict.fromkeys(born)):
         for i, piece in enumerate(walk.pieces(item)):
             if (item, i) in walk.live:
@@ -687,7 +719,16 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                 # the head's matmul, the first node backward runs; autograd's input
                 # buffer holds it and adds the embedding's (engine.cpp InputBuffer::add).
                 tied = walk.shape.tied and piece.name.startswith(f"{walk.shape.tied} ")
-                keyed.append((top, 1, -1, 0, op) if tied else (piece.slot, 1, n, -i, op))
+                at = (top, 1, -1, 0) if tied else (piece.slot, 1, n, -4 * i)
+                keyed.append((*at, op))
+                half = halves.get(piece.name.split(" (")[0], 0)
+                if half:
+                    # The matmul's gradient of the 16-bit copy, cast to the weight's
+                    # type by the cast's backward (ToCopyBackward0), then freed.
+                    walk._pieces[cast_grads].append(Piece(half, piece.slot, cast_term.label))
+                    j = len(walk._pieces[cast_grads]) - 1
+                    keyed.append((at[0], at[1], at[2], at[3] - 1, ("talloc", cast_grads, j)))
+                    keyed.append((at[0], at[1], at[2], at[3] + 1, ("tfree", cast_grads, j)))
             else:
                 keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
     if walk.transient and not any(RECOMPUTED in x.term.label for x in target):

@@ -236,10 +236,15 @@ def gpt2_transients(c: Ctx) -> list[Transient]:
     them (transformers models/gpt2/modeling_gpt2.py: GPT2Block.forward,
     eager_attention_forward, GPT2MLP; activations.py NewGELUActivation). They are in no
     phase's peak (the last layer's die before the head's logits are born), but they
-    decide where the allocator puts the saved tensors born between them. Autocast's own
-    (the fp32 LayerNorm outputs, c_fc's 16-bit output, the fp32 GELU product) are not
-    listed yet."""
+    decide where the allocator puts the saved tensors born between them."""
     out: list[Transient] = []
+    amp = c.widths.of("autocast_f32_act") != c.widths.act
+    if amp:
+        # CUDA autocast runs layer_norm in fp32 (its fp32 op list, autocast_mode.cpp):
+        # its output is cast to 16-bit for c_attn, and the block's ``hidden_states``
+        # holds the fp32 one until the residual add reassigns it.
+        ln_1 = Row("ln_1 output in fp32", ("b", "s", "h"), "autocast_f32_act")
+        out.append(Transient(ln_1, "ln_1 mean and rstd", "input of ln_2"))
     if c.eager:
         # c_attn's output: q, k and v are split from it and copied for the matmuls
         # (torch.matmul reshapes its 4-D operands); it dies when the attention returns.
@@ -257,19 +262,39 @@ def gpt2_transients(c: Ctx) -> list[Transient]:
                 Row("masked scores", scores, "softmax_act"), "scaled scores", "softmax output"
             ),
         ]
+        if amp and c.attn_dropout > 0:
+            # ``attn_weights.type(value.dtype)``: the fp32 probabilities cast back to
+            # 16-bit, read by the dropout only.
+            cast = Row("probabilities cast to 16-bit", scores, "act")
+            out.append(Transient(cast, "softmax output", "dropped probabilities"))
     # The attention's c_proj output, then its dropout's output: the block's
     # ``attn_output``, held until the block returns.
     last = "heads merged, input of c_proj" if c.eager else "softmax log-sum-exp"
     out += _output_transients(c, "attention", last)
+    if amp:
+        ln_2 = Row("ln_2 output in fp32", ("b", "s", "h"), "autocast_f32_act")
+        out.append(Transient(ln_2, "ln_2 mean and rstd"))
     if c.t.activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
         # NewGELUActivation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), one new tensor
         # per op; x³, its product, the sum and its scaling die as the next is made.
         ffn = ("b", "s", "f")
+        if amp:
+            # Under autocast pow saves an fp32 copy of x, not c_fc's 16-bit output; the
+            # final product is fp32, cast to 16-bit for c_proj.
+            c_fc = Row("c_fc output", ffn, "act")
+            out.append(Transient(c_fc, "input of c_fc", "activation output, input of c_proj"))
         chain = ["x³", "0.044715·x³", "x + 0.044715·x³", "√(2/π)·(x + 0.044715·x³)"]
         for k, what in enumerate(chain):
             until = chain[k + 1] if k + 1 < len(chain) else "tanh output (tanh-GELU)"
             after = chain[k - 1] if k else "MLP input of x³ (tanh-GELU)"
             out.append(Transient(Row(what, ffn, "autocast_f32_act"), after, until))
+        if amp:
+            product = Row("GELU product in fp32", ffn, "autocast_f32_act")
+            out.append(
+                Transient(
+                    product, "1 + tanh, saved by the product", "activation output, input of c_proj"
+                )
+            )
     out += _output_transients(c, "MLP", "activation output, input of c_proj")
     return out
 
