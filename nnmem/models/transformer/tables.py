@@ -244,7 +244,7 @@ def gpt2_transients(c: Ctx) -> list[Transient]:
         # its output is cast to 16-bit for c_attn, and the block's ``hidden_states``
         # holds the fp32 one until the residual add reassigns it.
         ln_1 = Row("ln_1 output in fp32", ("b", "s", "h"), "autocast_f32_act")
-        out.append(Transient(ln_1, "ln_1 mean and rstd", "input of ln_2"))
+        out.append(Transient(ln_1, "input of ln_1", "input of ln_2"))
     if c.eager:
         # c_attn's output: q, k and v are split from it and copied for the matmuls
         # (torch.matmul reshapes its 4-D operands); it dies when the attention returns.
@@ -273,7 +273,7 @@ def gpt2_transients(c: Ctx) -> list[Transient]:
     out += _output_transients(c, "attention", last)
     if amp:
         ln_2 = Row("ln_2 output in fp32", ("b", "s", "h"), "autocast_f32_act")
-        out.append(Transient(ln_2, "ln_2 mean and rstd"))
+        out.append(Transient(ln_2, "input of ln_2"))
     if c.t.activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
         # NewGELUActivation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), one new tensor
         # per op; x³, its product, the sum and its scaling die as the next is made.
