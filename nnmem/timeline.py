@@ -6,7 +6,9 @@
 optimizer state are allocated first, in a ``load`` span; then each phase of the step:
 
 * forward: layer by layer, each layer's saved tensors born (and, under autocast, its
-  16-bit weight copies); the embeddings' output first, the head's logits last;
+  16-bit weight copies, each where its matmul first reads it where the model's table says
+  where: GPT-2), with the tensors the layer makes and does not save born and freed among
+  them; the embeddings' output first, the head's logits last;
 * loss: the loss's own tensors, the forward's logits going on as the loss's; the
   logits no node saved die when the loss returns;
 * backward: the loss's nodes first (their gradients born, then the log-softmax they
