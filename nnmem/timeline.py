@@ -43,6 +43,7 @@ from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
 from nnmem.result import Phase
 from nnmem.scenario import Mode, Runtime, Scenario
+from nnmem.stacks import FSDP2_AG_STATE, FSDP2_GRAD, FSDP2_UNSHARD
 from nnmem.terms import Term
 
 Event = tuple[object, ...]
@@ -55,6 +56,13 @@ LARGEST = "P_largest"  # formula symbol of a per-tensor step's temporaries
 # with ``times``): its substituted text starts with the layer count.
 DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
 MAX_PIECES_PER_TERM = 4096
+# Side streams, numbered for the allocator replay (0 is the current stream). FSDP2 makes
+# its own (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py
+# FSDPCommContext.lazy_init: all_gather_copy_in_stream, all_gather_stream,
+# reduce_scatter_stream); get_all_gather_streams gives forward's and pre-backward's
+# implicit prefetch the copy-in and all-gather streams.
+FSDP2_ALL_GATHER_STREAM = 1
+FSDP2_REDUCE_SCATTER_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class Piece:
     size: int
     slot: int
     name: str
+    stream: int = 0  # the stream it is allocated on (FSDP2's side streams)
 
 
 @dataclass(frozen=True)
@@ -224,7 +233,70 @@ def _depth(term: Term) -> int:
 
 
 def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
-    """The allocations ``term`` stands for; ``slot`` places a term that has no layers."""
+    """The allocations ``term`` stands for; ``slot`` places a term that has no layers.
+
+    FSDP2's buffers are cut as ``_fsdp_collectives.py`` allocates them, each on its stream:
+
+    * ``foreach_all_gather`` allocates one flat all-gather output per group
+      (``all_gather_comm.allocate`` inside ``device_handle.stream(all_gather_copy_in_stream)``):
+      the output forward keeps for the next group, and in backward each prefetched
+      group's, waiting for its copy-out; the current group's unsharded parameters are
+      ``foreach_all_gather_copy_out``'s, on the current stream.
+    * ``foreach_reduce`` allocates one flat ``reduce_output`` per group inside
+      ``device_handle.stream(reduce_scatter_stream)``; each sharded gradient is a view of
+      it (``torch.as_strided(reduce_output, ...)``), so the group's gradients are one
+      block, freed when ``zero_grad`` drops the last view.
+    """
+    if term.source == FSDP2_AG_STATE:
+        return [Piece(term.bytes, slot, term.label, FSDP2_ALL_GATHER_STREAM)]
+    prefetched = _prefetched_blocks(term)
+    if prefetched:
+        share = term.bytes // (1 + prefetched)
+        current = Term(term.key, term.label, term.bytes - prefetched * share, "", "")
+        gathered = f"{term.label}: a prefetched group's all-gather output"
+        return (
+            _plain_pieces(current, shape, slot)
+            + [Piece(share, slot, gathered, FSDP2_ALL_GATHER_STREAM)] * prefetched
+        )
+    found = _plain_pieces(term, shape, slot)
+    if term.source == FSDP2_GRAD and term.label == FSDP2_SHARDED_GRADS:
+        groups: dict[int, list[Piece]] = {}
+        for piece in found:
+            groups.setdefault(piece.slot, []).append(piece)
+        return [
+            Piece(
+                sum(p.size for p in group),
+                where,
+                _group_name(group, where, shape.layers),
+                FSDP2_REDUCE_SCATTER_STREAM,
+            )
+            for where, group in groups.items()
+        ]
+    return found
+
+
+FSDP2_SHARDED_GRADS = "sharded gradients"
+
+
+def _group_name(group: Sequence[Piece], slot: int, layers: int) -> str:
+    """A group's reduce-scatter output, named after its first parameter's piece."""
+    if len(group) == 1:
+        return group[0].name
+    where = f"layer {slot} " if 0 <= slot < layers else ""
+    return f"{where}{group[0].name} and {len(group) - 1} more"
+
+
+def _prefetched_blocks(term: Term) -> int:
+    """How many prefetched groups FSDP2's backward term ``unsharded current block and N
+    prefetched`` (:func:`nnmem.stacks.fsdp2`) holds besides the current one."""
+    if term.source != FSDP2_UNSHARD or not term.label.endswith(" prefetched"):
+        return 0
+    count = term.label.rsplit(" ", 2)[-2]
+    return int(count) if count.isdigit() else 0
+
+
+def _plain_pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
+    """:func:`pieces` on the current stream."""
     n_params = sum(numel for _, numel, _ in shape.params)
     for label, known in shape.named:
         if label == term.label and sum(size for size, _ in known) == term.bytes:
@@ -364,7 +436,10 @@ class _Walk:
         self.next_key += 1
         self.live[(item, index)] = (key, piece.size)
         self.live_bytes += piece.size
-        self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
+        if piece.stream:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name, piece.stream))
+        else:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
 
     def free(self, item: Item, index: int) -> bool:
         found = self.live.pop((item, index), None)
