@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from nnmem.allocator import AllocatorConfig, ReplayResult, replay
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
+from nnmem.models.transformer.assembly import LOSS_PARALLEL
 from nnmem.result import Phase
 from nnmem.scenario import Mode, Runtime, Scenario
 from nnmem.stacks import FSDP2_AG_STATE, FSDP2_GRAD, FSDP2_UNSHARD
@@ -61,6 +62,7 @@ MAX_PIECES_PER_TERM = 4096
 # FSDPCommContext.lazy_init: all_gather_copy_in_stream, all_gather_stream,
 # reduce_scatter_stream); get_all_gather_streams gives forward's and pre-backward's
 # implicit prefetch the copy-in and all-gather streams.
+SAVED_LOG_SOFTMAX = "log-softmax saved by the loss"  # nnmem.models.transformer.assembly.loss_terms
 FSDP2_ALL_GATHER_STREAM = 1
 FSDP2_REDUCE_SCATTER_STREAM = 2
 
@@ -113,8 +115,13 @@ def _shape(scenario: Scenario) -> _Shape:
             for i in range(spread):
                 name = tensor.name.replace("*.", "").replace("layers.", "")
                 params.append((name, tensor.numel * per_layer, i * layers // spread))
-        tokens = scenario.batch_size * (scenario.decoder_seq_len or scenario.seq_len)
-        logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
+        tokens = scenario.batch_size * _local_seq(scenario)
+        vocab = model.vocab
+        if scenario.loss_parallel and scenario.tensor_parallel > 1:
+            # loss_parallel: each rank's logits are its vocabulary shard
+            # (nnmem.models.transformer.assembly.loss_terms).
+            vocab = -(-vocab // scenario.tensor_parallel)
+        logit_values = tokens * vocab if vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
         lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
         tied = "embed.weight" if model.tied_embeddings and lm else ""
@@ -126,6 +133,17 @@ def _shape(scenario: Scenario) -> _Shape:
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     return _Shape(layers, (), ())
+
+
+def _local_seq(scenario: Scenario) -> int:
+    """The tokens of a sequence one rank's logits hold: context parallelism shards the
+    inputs and labels along the sequence (nnmem.models.transformer.context.context)."""
+    from nnmem.models.transformer.context import context_parallel
+
+    if scenario.decoder_seq_len:
+        return scenario.decoder_seq_len
+    cp = context_parallel(scenario)
+    return scenario.seq_len // cp if cp > 1 else scenario.seq_len
 
 
 def _cnn_shape(scenario: Scenario) -> _Shape:
@@ -603,6 +621,19 @@ def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]
     return [("alloc", item, i) for *_, i, item in ops]
 
 
+def _loss_ops(walk: _Walk, target: Sequence[Item]) -> list[Op]:
+    """The loss's allocations. Under loss parallelism, in the order of torch's
+    torch/distributed/tensor/parallel/loss.py ``_log_softmax``: the fp32 copy
+    (``x.to(dtype=computation_dtype)``), ``shifted = x - x_max``, ``exp(shifted)`` summed
+    and freed, then ``result = shifted - shifted_logsumexp``, the log-softmax autograd
+    saves, born last (where exp's block was)."""
+    ops = _ordered(walk, target)
+    if not any(item.term.source == LOSS_PARALLEL for item in target):
+        return ops
+    saved = [op for op in ops if op[1].term.label == SAVED_LOG_SOFTMAX]
+    return [op for op in ops if op[1].term.label != SAVED_LOG_SOFTMAX] + saved
+
+
 def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> list[Op]:
     """Forward: each layer's saved tensors along the model; under full checkpointing,
     each layer's other tensors born and freed as it runs (torch/utils/checkpoint.py
@@ -865,6 +896,8 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
                 ops = _optimizer_ops(walk, target, items[0])
             elif phase.name == "forward":
                 ops = _forward_ops(walk, target, full)
+            elif phase.name == "loss":
+                ops = _loss_ops(walk, target)
             else:
                 ops = _ordered(walk, target)
             walk.span(phase.name, target, ops, bound, also)
