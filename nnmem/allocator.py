@@ -829,7 +829,10 @@ def replay(
             size = event[2]
             assert isinstance(key, int) and isinstance(size, int)
             stream = event[5] if len(event) > 5 else 0
-            assert isinstance(stream, int)
+            if not isinstance(stream, int) or stream < 0:
+                raise NnmemError.single(
+                    "events", f"event {index}: the stream must be a whole number (got {stream!r})."
+                )
             try:
                 live[key] = allocator.malloc(size, stream)
             except OutOfMemory:

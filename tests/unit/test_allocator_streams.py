@@ -10,7 +10,10 @@ makes a new ``ExpandableSegment(device, stream, ...)`` when none has room;
 
 from __future__ import annotations
 
+import pytest
+
 from nnmem.allocator import MIB, CachingAllocator, parse_alloc_conf, replay
+from nnmem.errors import NnmemError
 
 
 def on(stream: int, key: int, size: int) -> tuple[str, int, int, str, str, int]:
@@ -62,3 +65,11 @@ def test_release_cached_blocks_frees_every_streams_segments() -> None:
     assert allocator.reserved == 50 * MIB
     allocator.empty_cache()
     assert allocator.reserved == 20 * MIB
+
+
+def test_a_stream_that_is_not_a_whole_number_names_the_field() -> None:
+    with pytest.raises(
+        NnmemError, match=r"the stream must be a whole number \(got 'rs'\)"
+    ) as caught:
+        replay([("alloc", 0, 512, "gradients", "g", "rs")])
+    assert caught.value.field == "events"
