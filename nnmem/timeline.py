@@ -43,8 +43,10 @@ from dataclasses import dataclass
 from nnmem.allocator import AllocatorConfig, ReplayResult, replay
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
+from nnmem.models.transformer.assembly import LOSS_PARALLEL
 from nnmem.result import Phase
 from nnmem.scenario import Mode, Runtime, Scenario
+from nnmem.stacks import FSDP2_AG_STATE, FSDP2_GRAD, FSDP2_UNSHARD
 from nnmem.terms import Term
 
 Event = tuple[object, ...]
@@ -57,6 +59,14 @@ LARGEST = "P_largest"  # formula symbol of a per-tensor step's temporaries
 # with ``times``): its substituted text starts with the layer count.
 DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
 MAX_PIECES_PER_TERM = 4096
+# Side streams, numbered for the allocator replay (0 is the current stream). FSDP2 makes
+# its own (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py
+# FSDPCommContext.lazy_init: all_gather_copy_in_stream, all_gather_stream,
+# reduce_scatter_stream); get_all_gather_streams gives forward's and pre-backward's
+# implicit prefetch the copy-in and all-gather streams.
+SAVED_LOG_SOFTMAX = "log-softmax saved by the loss"  # nnmem.models.transformer.assembly.loss_terms
+FSDP2_ALL_GATHER_STREAM = 1
+FSDP2_REDUCE_SCATTER_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class Piece:
     size: int
     slot: int
     name: str
+    stream: int = 0  # the stream it is allocated on (FSDP2's side streams)
 
 
 @dataclass(frozen=True)
@@ -112,8 +123,13 @@ def _shape(scenario: Scenario) -> _Shape:
             for i in range(spread):
                 name = tensor.name.replace("*.", "").replace("layers.", "")
                 params.append((name, tensor.numel * per_layer, i * layers // spread))
-        tokens = scenario.batch_size * (scenario.decoder_seq_len or scenario.seq_len)
-        logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
+        tokens = scenario.batch_size * _local_seq(scenario)
+        vocab = model.vocab
+        if scenario.loss_parallel and scenario.tensor_parallel > 1:
+            # loss_parallel: each rank's logits are its vocabulary shard
+            # (nnmem.models.transformer.assembly.loss_terms).
+            vocab = -(-vocab // scenario.tensor_parallel)
+        logit_values = tokens * vocab if vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
         lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
         tied = "embed.weight" if model.tied_embeddings and lm else ""
@@ -136,6 +152,17 @@ def _shape(scenario: Scenario) -> _Shape:
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     return _Shape(layers, (), ())
+
+
+def _local_seq(scenario: Scenario) -> int:
+    """The tokens of a sequence one rank's logits hold: context parallelism shards the
+    inputs and labels along the sequence (nnmem.models.transformer.context.context)."""
+    from nnmem.models.transformer.context import context_parallel
+
+    if scenario.decoder_seq_len:
+        return scenario.decoder_seq_len
+    cp = context_parallel(scenario)
+    return scenario.seq_len // cp if cp > 1 else scenario.seq_len
 
 
 def _cnn_shape(scenario: Scenario) -> _Shape:
@@ -295,7 +322,70 @@ def _depth(term: Term) -> int:
 
 
 def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
-    """The allocations ``term`` stands for; ``slot`` places a term that has no layers."""
+    """The allocations ``term`` stands for; ``slot`` places a term that has no layers.
+
+    FSDP2's buffers are cut as ``_fsdp_collectives.py`` allocates them, each on its stream:
+
+    * ``foreach_all_gather`` allocates one flat all-gather output per group
+      (``all_gather_comm.allocate`` inside ``device_handle.stream(all_gather_copy_in_stream)``):
+      the output forward keeps for the next group, and in backward each prefetched
+      group's, waiting for its copy-out; the current group's unsharded parameters are
+      ``foreach_all_gather_copy_out``'s, on the current stream.
+    * ``foreach_reduce`` allocates one flat ``reduce_output`` per group inside
+      ``device_handle.stream(reduce_scatter_stream)``; each sharded gradient is a view of
+      it (``torch.as_strided(reduce_output, ...)``), so the group's gradients are one
+      block, freed when ``zero_grad`` drops the last view.
+    """
+    if term.source == FSDP2_AG_STATE:
+        return [Piece(term.bytes, slot, term.label, FSDP2_ALL_GATHER_STREAM)]
+    prefetched = _prefetched_blocks(term)
+    if prefetched:
+        share = term.bytes // (1 + prefetched)
+        current = Term(term.key, term.label, term.bytes - prefetched * share, "", "")
+        gathered = f"{term.label}: a prefetched group's all-gather output"
+        return (
+            _plain_pieces(current, shape, slot)
+            + [Piece(share, slot, gathered, FSDP2_ALL_GATHER_STREAM)] * prefetched
+        )
+    found = _plain_pieces(term, shape, slot)
+    if term.source == FSDP2_GRAD and term.label == FSDP2_SHARDED_GRADS:
+        groups: dict[int, list[Piece]] = {}
+        for piece in found:
+            groups.setdefault(piece.slot, []).append(piece)
+        return [
+            Piece(
+                sum(p.size for p in group),
+                where,
+                _group_name(group, where, shape.layers),
+                FSDP2_REDUCE_SCATTER_STREAM,
+            )
+            for where, group in groups.items()
+        ]
+    return found
+
+
+FSDP2_SHARDED_GRADS = "sharded gradients"
+
+
+def _group_name(group: Sequence[Piece], slot: int, layers: int) -> str:
+    """A group's reduce-scatter output, named after its first parameter's piece."""
+    if len(group) == 1:
+        return group[0].name
+    where = f"layer {slot} " if 0 <= slot < layers else ""
+    return f"{where}{group[0].name} and {len(group) - 1} more"
+
+
+def _prefetched_blocks(term: Term) -> int:
+    """How many prefetched groups FSDP2's backward term ``unsharded current block and N
+    prefetched`` (:func:`nnmem.stacks.fsdp2`) holds besides the current one."""
+    if term.source != FSDP2_UNSHARD or not term.label.endswith(" prefetched"):
+        return 0
+    count = term.label.rsplit(" ", 2)[-2]
+    return int(count) if count.isdigit() else 0
+
+
+def _plain_pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
+    """:func:`pieces` on the current stream."""
     n_params = sum(numel for _, numel, _ in shape.params)
     for label, known in shape.named:
         if label == term.label and sum(size for size, _ in known) == term.bytes:
@@ -442,7 +532,10 @@ class _Walk:
         self.next_key += 1
         self.live[(item, index)] = (key, piece.size)
         self.live_bytes += piece.size
-        self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
+        if piece.stream:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name, piece.stream))
+        else:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
 
     def free(self, item: Item, index: int) -> bool:
         found = self.live.pop((item, index), None)
@@ -623,6 +716,19 @@ def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]
     ]
     ops.sort(key=lambda o: o[:4])
     return [("alloc", item, i) for *_, i, item in ops]
+
+
+def _loss_ops(walk: _Walk, target: Sequence[Item]) -> list[Op]:
+    """The loss's allocations. Under loss parallelism, in the order of torch's
+    torch/distributed/tensor/parallel/loss.py ``_log_softmax``: the fp32 copy
+    (``x.to(dtype=computation_dtype)``), ``shifted = x - x_max``, ``exp(shifted)`` summed
+    and freed, then ``result = shifted - shifted_logsumexp``, the log-softmax autograd
+    saves, born last (where exp's block was)."""
+    ops = _ordered(walk, target)
+    if not any(item.term.source == LOSS_PARALLEL for item in target):
+        return ops
+    saved = [op for op in ops if op[1].term.label == SAVED_LOG_SOFTMAX]
+    return [op for op in ops if op[1].term.label != SAVED_LOG_SOFTMAX] + saved
 
 
 def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> list[Op]:
@@ -940,6 +1046,8 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
                 ops = _optimizer_ops(walk, target, items[0])
             elif phase.name == "forward":
                 ops = _forward_ops(walk, target, full)
+            elif phase.name == "loss":
+                ops = _loss_ops(walk, target)
             else:
                 ops = _ordered(walk, target)
             walk.span(phase.name, target, ops, bound, also)

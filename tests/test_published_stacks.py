@@ -19,9 +19,10 @@ import pytest
 
 from benchmarks.stacks.published import after_step_bytes, nnmem_bytes, points, scored
 from nnmem import estimate, parse, stacks
+from nnmem.allocator import replay
 from nnmem.estimate import allocator_config, replay_capacity
 from nnmem.stacks import ModelSizes
-from nnmem.timeline import replay_step
+from nnmem.timeline import replay_step, replayed_events
 
 DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "stacks" / "published.json"
 POINTS: list[dict[str, Any]] = json.loads(DATA.read_text())["points"]
@@ -94,6 +95,61 @@ def test_replayed_reserved_peaks_within_tolerance(pid: str) -> None:
     assert abs(scored(point)["error"]) <= 0.10
     flat = point | {"scenario": point["scenario"] | {"allocator_replay": False}}
     assert abs(scored(flat)["error"]) > 0.10
+
+
+def test_fsdp2_buffers_replay_on_their_streams() -> None:
+    """E1 (Llama 3.1 8B, FSDP2 over 8 ranks): each step allocates one reduce-scatter
+    output per group on the reduce-scatter stream (32 blocks, the embeddings, the final
+    norm with the head: 34), together the fp32 sharded gradients, 8,030,261,248 × 4 B / 8;
+    and on the copy-in stream, one all-gather output kept after forward plus one
+    prefetched in backward for each of the 32 blocks, each a block's 218,112,000
+    parameters in bf16 (_fsdp_collectives.py foreach_reduce, foreach_all_gather)."""
+    point = next(p for p in points() if p["id"] == "E1.fsdp")
+    events = replayed_events(parse(point["scenario"]), point["gpu"])
+    marks = [i for i, e in enumerate(events) if e[0] == "mark" and e[1] == "forward"]
+    step = events[marks[1] :]
+    on = {s: [e for e in step if e[0] == "alloc" and len(e) > 5 and e[5] == s] for s in (1, 2)}
+    assert len(on[2]) == 34
+    assert sum(int(e[2]) for e in on[2]) == 8_030_261_248 * 4 // 8
+    assert len(on[1]) == 1 + 32
+    assert {e[2] for e in on[1]} == {218_112_000 * 2}
+    one_stream = [e[:5] if e[0] == "alloc" else e for e in events]
+    config = allocator_config(parse(point["scenario"]))
+    assert replay(events, config).reserved_peak == nnmem_bytes(point)
+    assert replay(events, config).reserved_peak > replay(one_stream, config).reserved_peak
+
+
+def test_context_parallel_rows_replay_alike() -> None:
+    """E3's four rows run 32,768 tokens on every rank (seq_len / cp) with the parameters
+    sharded over all 8 ranks: the same tensors, so the same replayed reserve. The
+    timeline cuts the loss's tensors at that rank's logits, 32,768 × 128,256 values
+    (torch _context_parallel_buffers shards the labels too), and the labels apart."""
+    rows = [p for p in points() if p["id"].startswith("E3.")]
+    assert len(rows) == 4
+    assert len({nnmem_bytes(p) for p in rows}) == 1
+    events = replayed_events(parse(rows[-1]["scenario"]), rows[-1]["gpu"])
+    saved = {e[2] for e in events if e[0] == "alloc" and e[4] == "log-softmax saved by the loss"}
+    assert saved == {32_768 * 128_256 * 4, 32_768 * 8}  # fp32 log-softmax, int64 labels
+
+
+def test_loss_parallel_tensors_are_the_vocabulary_shard() -> None:
+    """E4.70b (TP8, local batch 16 × 8,192): loss_parallel keeps each rank's logits at
+    128,256 / 8 = 16,032 columns; the fused backward's zeros, exp and their sum are three
+    fp32 tensors of 16 × 8,192 × 16,032 values, and the forward makes the fp32 copy and
+    the shifted logits before the saved log-softmax (torch/distributed/tensor/parallel/
+    loss.py _log_softmax, _nll_loss_and_log_softmax_backward)."""
+    point = next(p for p in points() if p["id"] == "E4.70b")
+    events = replayed_events(parse(point["scenario"]), point["gpu"])
+    shard = 16 * 8_192 * 16_032 * 4
+    fused = [e for e in events if e[0] == "alloc" and str(e[4]).startswith("zeros, exp")]
+    assert [e[2] for e in fused] == [shard] * 6  # three a step, two steps
+    loss = events[next(i for i, e in enumerate(events) if e[0] == "mark" and e[1] == "loss") :]
+    order = [e[4] for e in loss if e[0] == "alloc" and e[2] == shard][:3]
+    assert order == [
+        "logits and their fp32 copy",
+        "shifted logits (x − max) of the sharded log-softmax",
+        "log-softmax saved by the loss",
+    ]
 
 
 def test_replay_never_reserves_more_than_the_card() -> None:

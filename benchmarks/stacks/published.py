@@ -86,23 +86,24 @@ E4_405_NOTE = (
     "PP8 as torchtitan runs it: 126 layers cut 15 + 6 × 16 + 15 (2 stages a rank, 7 + 14 × 8 "
     "+ 7, interleaved), one micro-batch per stage (8, or 16 interleaved), the heaviest rank "
     "shown, its FSDP2 blocks unsharded and its gradients accumulated unsharded in fp32 over "
-    "the micro-batches (23 GiB). 20-24% low of a reserved peak, as the 70B rows: Float8 and "
+    "the micro-batches (23 GiB). 16-21% low of a reserved peak: Float8 and "
     "the stage's receive buffers per micro-batch are not modelled"
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "
     "inputs and, in backward, 31 GiB of loss tensors per rank (loss_parallel's fused "
     "backward holds zeros, exp and their sum beside the saved fp32 log-softmax). The "
-    "allocator replayed with expandable segments maps under 1 GiB beyond a 59 GiB "
-    "allocated peak, 12-18% below the measurements; Float8 (which lowers the "
+    "allocator replayed with expandable segments and FSDP2's streams, the loss's tensors "
+    "allocated in loss_parallel's order, maps 3.8 GiB beyond a 59 GiB allocated peak, "
+    "7-12% below the measurements; Float8 (which lowers the "
     "activations) and AsyncTP's buffers are not modelled, the rest not attributed"
 )
 E1_NOTE = (
-    "with the allocator replayed as torchtitan runs it (expandable_segments), the "
-    "segment maps under 1 GiB beyond the allocated peak, so the miss is of the tensors or "
-    "of what the replay omits: it models one stream, while FSDP2 all-gathers and "
-    "reduce-scatters on streams of their own, whose blocks the default stream cannot "
-    "reuse; not attributed"
+    "with the allocator replayed as torchtitan runs it (expandable_segments) and FSDP2's "
+    "streams (each all-gather output on the copy-in stream, each group's reduce-scatter "
+    "output, of which the sharded gradients are views, on the reduce-scatter stream: "
+    "segments the default stream cannot reuse), the segments map 6.9 GiB beyond the "
+    "allocated peak (72 GiB eager, 68 compiled), within 5% of the measurements"
 )
 
 
@@ -302,14 +303,12 @@ def points() -> list[dict[str, Any]]:
                 note=(
                     "each rank holds 32,768 tokens, its parameters sharded over all 8 "
                     "(torchtitan's dp_shard_cp mesh); the ring attention's gathered keys and "
-                    "values are alive after the loss's peak. "
-                    "The replayed expandable segment maps 1.5 to 9.3 GiB beyond a 71 GiB "
-                    "allocated peak: the order of the step's largest tensors (gathered keys "
-                    "and values, 8-16 GiB loss tensors) is nnmem's timeline's, not PyTorch's "
-                    "op by op, and decides the holes"
+                    "values are alive after the loss's peak. The same tensors as the 32k "
+                    "row, so the same replayed reserve: 11.6 GiB beyond a 73 GiB allocated "
+                    "peak, with expandable segments and FSDP2's streams, within 1%"
                     if cp > 1
                     else "With the allocator replayed as torchtitan runs it "
-                    "(expandable_segments), within 8% of a reserved peak"
+                    "(expandable_segments) and FSDP2's streams, within 1% of a reserved peak"
                 ),
             )
         )
