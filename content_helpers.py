@@ -1051,7 +1051,12 @@ def published_table(points: list[StackPoint], caption: str) -> str:
             "Why it misses; what nnmem lacks",
         )
     )
-    metric = {"MR": "reserved", "MA": "allocated", "ACT": "active", "MA avg": "allocated, mean"}
+    metric = {
+        "MR": "reserved",
+        "MA": "allocated",
+        "ACT": "active",
+        "MA avg": "allocated after each step, mean",
+    }
     body = []
     for point in points:
         d = point.data

@@ -2,9 +2,11 @@
 
 The rules follow ``c10/cuda/CUDACachingAllocator.cpp`` (``DeviceCachingAllocator``) and
 the option parser in ``c10/core/AllocatorConfig.cpp`` of PyTorch 2.11, the release the
-accuracy suite measured on an H200. One stream is modelled: every block belongs to the
-current stream, as in a training step without side streams (autograd's backward reuses
-the forward op's stream).
+accuracy suite measured on an H200. Every block belongs to the stream it was allocated
+on ("Allocations are associated with a stream. Once freed, blocks can be re-allocated on
+the same stream, but not on any other stream", the file's opening comment): an event may
+name its stream, and without one it is the current stream, as in a training step without
+side streams (autograd's backward reuses the forward op's stream).
 
 What the model reproduces:
 
@@ -15,8 +17,10 @@ What the model reproduces:
 * ``get_allocation_size``: a new small segment is 2 MiB (``kSmallBuffer``); a large
   request below 10 MiB (``kMinLargeAlloc``) gets a 20 MiB segment (``kLargeBuffer``);
   larger requests get a segment rounded up to 2 MiB (``kRoundLarge``).
-* ``get_free_block``: best fit, the smallest cached block that is large enough (ties go
-  to the lower address), with the oversize rules of ``max_split_size_mb``: a request
+* ``get_free_block``: best fit, the smallest cached block of the request's stream that
+  is large enough (``BlockComparatorSize`` orders a pool by stream, then size, then
+  address; the search stops at the first block of another stream), ties going to the
+  lower address, with the oversize rules of ``max_split_size_mb``: a request
   below it never takes a block at or above it, and a request at or above it takes a
   block only if the block is less than ``max_non_split_rounding_mb`` (default 20 MiB)
   larger.
@@ -33,7 +37,14 @@ What the model reproduces:
   small pool, 20 MiB in the large one) are mapped at the lowest free address as needed
   (``find_expandable_block``, ``map_block``, ``try_allocate_expandable_block``), with the
   best-fit walk that treats a free block before unmapped space as being as large as it
-  can grow.
+  can grow. Each stream has its own expandable segments: ``find_expandable_block``
+  walks ``pool->unmapped`` from ``lower_bound`` of the stream's key while
+  ``(*it)->stream == stream``, and makes a new ``ExpandableSegment(device, stream, ...)``
+  when none has room.
+
+A block used on another stream (``record_stream``) returns to its pool only once that
+stream's work is done (``insert_events``, ``process_events``); a timeline places such a
+free where the other stream's use ends.
 
 ``allocated`` counts the sizes of blocks in use (``stats.allocated_bytes``, what
 ``torch.cuda.memory_allocated()`` reports) and ``reserved`` the mapped segments
@@ -322,10 +333,13 @@ class _Block:
 class _Segment:
     """A cudaMalloc'd segment, or an expandable segment's reserved address range."""
 
-    __slots__ = ("expandable", "first", "head_ptr", "page", "small")
+    __slots__ = ("expandable", "first", "head_ptr", "page", "small", "stream")
 
-    def __init__(self, small: bool, expandable: bool, head_ptr: int, page: int) -> None:
+    def __init__(
+        self, small: bool, expandable: bool, head_ptr: int, page: int, stream: int = 0
+    ) -> None:
         self.small = small
+        self.stream = stream
         self.expandable = expandable
         self.head_ptr = head_ptr
         self.page = page  # expandable: the physical page size (2 or 20 MiB)
@@ -333,10 +347,13 @@ class _Segment:
 
 
 class _Pool:
-    """A BlockPool: free blocks ordered by (size, address), and unmapped ranges."""
+    """The part of a BlockPool that holds one stream's blocks: free blocks ordered by
+    (size, address), and unmapped ranges (``BlockComparatorSize`` compares the stream
+    first, so a stream's blocks are a contiguous run of the pool's set)."""
 
-    def __init__(self, small: bool) -> None:
+    def __init__(self, small: bool, stream: int = 0) -> None:
         self.small = small
+        self.stream = stream
         self.keys: list[tuple[int, int]] = []
         self.by_ptr: dict[int, _Block] = {}
         self.unmapped: dict[int, _Block] = {}
@@ -397,7 +414,7 @@ class ReplayResult:
 
 
 class CachingAllocator:
-    """One device's ``DeviceCachingAllocator``, single stream.
+    """One device's ``DeviceCachingAllocator``; streams are numbered, 0 the current one.
 
     >>> a = CachingAllocator()
     >>> x = a.malloc(3 * MIB)   # below kMinLargeAlloc: a 20 MiB segment, split
@@ -406,6 +423,9 @@ class CachingAllocator:
     (20971520, 6291456)
     >>> a.free(x); a.free(y); a.allocated
     0
+    >>> z = a.malloc(3 * MIB, stream=1)   # the cached block is stream 0's: a new segment
+    >>> a.reserved
+    41943040
     """
 
     def __init__(self, config: AllocatorConfig | None = None, capacity: int | None = None) -> None:
@@ -414,6 +434,7 @@ class CachingAllocator:
         self.capacity = capacity
         self.small = _Pool(small=True)
         self.large = _Pool(small=False)
+        self._pools: dict[int, tuple[_Pool, _Pool]] = {0: (self.small, self.large)}
         self.allocated = 0
         self.reserved = 0
         self.requested = 0
@@ -425,15 +446,25 @@ class CachingAllocator:
 
     # Public ---------------------------------------------------------------------
 
-    def malloc(self, orig_size: int) -> _Block:
-        """``DeviceCachingAllocator::malloc``: return the block that serves the request."""
+    def _pool(self, stream: int, small: bool) -> _Pool:
+        pools = self._pools.get(stream)
+        if pools is None:
+            pools = self._pools[stream] = (_Pool(True, stream), _Pool(False, stream))
+        return pools[0] if small else pools[1]
+
+    def malloc(self, orig_size: int, stream: int = 0) -> _Block:
+        """``DeviceCachingAllocator::malloc``: return the block that serves the request
+        made on ``stream``."""
         if self._round_by_divisions:
             size = round_size(orig_size, self.config)
         elif orig_size < K_MIN_BLOCK_SIZE:
             size = K_MIN_BLOCK_SIZE
         else:
             size = -(-orig_size // K_MIN_BLOCK_SIZE) * K_MIN_BLOCK_SIZE
-        pool = self.small if size <= K_SMALL_SIZE else self.large
+        if stream:
+            pool = self._pool(stream, size <= K_SMALL_SIZE)
+        else:
+            pool = self.small if size <= K_SMALL_SIZE else self.large
         alloc_size = allocation_size(size)
         block = self._get_free_block(pool, size)
         if block is None:
@@ -449,11 +480,12 @@ class CachingAllocator:
         return self._alloc_found_block(pool, block, size, orig_size)
 
     def free(self, block: _Block) -> None:
-        """``DeviceCachingAllocator::free`` then ``free_block`` (one stream, no events)."""
+        """``DeviceCachingAllocator::free`` then ``free_block``: back to the pool of the
+        stream it was allocated on (``block->stream``)."""
         block.allocated = False
         self.allocated -= block.size
         self.requested -= block.requested
-        pool = self.small if block.segment.small else self.large
+        pool = self._pool(block.segment.stream, block.segment.small)
         for neighbour in (block.prev, block.next):
             self._try_merge_blocks(block, neighbour, pool)
         pool.insert(block)
@@ -562,7 +594,7 @@ class CachingAllocator:
         ptr = self._next_address
         # Leave a gap so that segments are never adjacent; they never merge anyway.
         self._next_address += alloc_size + K_LARGE_BUFFER
-        segment = _Segment(pool.small, expandable=False, head_ptr=ptr, page=0)
+        segment = _Segment(pool.small, expandable=False, head_ptr=ptr, page=0, stream=pool.stream)
         block = _Block(ptr, alloc_size, segment)
         segment.first = block
         self._segments.append(segment)
@@ -598,8 +630,11 @@ class CachingAllocator:
         return released >= key
 
     def _release_cached_blocks(self) -> None:
-        """``release_cached_blocks``: free every cached segment that is not split."""
-        for pool in (self.large, self.small):
+        """``release_cached_blocks``: free every cached segment that is not split, of
+        every stream (``release_blocks(large_blocks)``, then the small pool)."""
+        streams = sorted(self._pools)
+        pools = [self._pools[s][1] for s in streams] + [self._pools[s][0] for s in streams]
+        for pool in pools:
             to_unmap = []
             for _, ptr in list(pool.keys):
                 block = pool.by_ptr[ptr]
@@ -627,7 +662,7 @@ class CachingAllocator:
         space = -(-total // page) * page
         ptr = -(-self._next_address // page) * page
         self._next_address = ptr + space + K_LARGE_BUFFER
-        segment = _Segment(pool.small, expandable=True, head_ptr=ptr, page=page)
+        segment = _Segment(pool.small, expandable=True, head_ptr=ptr, page=page, stream=pool.stream)
         block = _Block(ptr, space, segment, mapped=False)
         segment.first = block
         self._segments.append(segment)
@@ -766,6 +801,9 @@ def replay(
 ) -> ReplayResult:
     """Replay ``("alloc", id, size)`` / ``("free", id)`` events; ``("mark", name)`` labels.
 
+    An allocation made on a side stream names it after its component and label:
+    ``("alloc", id, size, component, label, stream)``, the stream a number other than 0.
+
     A mark starts a named span; ``peaks_by_mark`` holds each span's allocated and
     reserved peaks. ``capacity`` is what the allocator may reserve (the device's memory
     less the CUDA context and other processes); without it, segments never fail. With
@@ -790,8 +828,13 @@ def replay(
             key = event[1]
             size = event[2]
             assert isinstance(key, int) and isinstance(size, int)
+            stream = event[5] if len(event) > 5 else 0
+            if not isinstance(stream, int) or stream < 0:
+                raise NnmemError.single(
+                    "events", f"event {index}: the stream must be a whole number (got {stream!r})."
+                )
             try:
-                live[key] = allocator.malloc(size)
+                live[key] = allocator.malloc(size, stream)
             except OutOfMemory:
                 result.out_of_memory_at = index
                 break

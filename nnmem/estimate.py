@@ -73,7 +73,7 @@ REPLAY_SOURCE = (
     "nnmem.timeline replays the step's allocations in PyTorch's order through a model of "
     "c10/cuda/CUDACachingAllocator.cpp (nnmem.allocator, PyTorch 2.11): the load, two "
     "training steps (the second finds the first one's cached segments) or prefill and "
-    "decode, with the cuBLAS workspaces"
+    "decode, with the cuBLAS workspaces, on the GPU's memory less the CUDA context"
 )
 
 
@@ -103,11 +103,35 @@ def _replayed(scenario: Scenario, gpu_id: str | None) -> bool:
     )
 
 
+def replay_capacity(scenario: Scenario, gpu_id: str | None) -> int | None:
+    """What the caching allocator may reserve on the GPU: its usable memory less the CUDA
+    context, which lies outside PyTorch's pool; None (unbounded) for a GPU the catalog
+    does not know. A step that would reserve more makes the allocator free its cached
+    segments and retry (CUDACachingAllocator.cpp ``malloc``: release_cached_blocks), so
+    a reserved peak never passes the card.
+
+    >>> from nnmem.scenario import GenericModel
+    >>> scenario = Scenario(GenericModel(1_000_000, 64, 2), batch_size=1)
+    >>> replay_capacity(scenario, "rtx-3090") == 24 * 2**30 - 740 * 2**20
+    True
+    >>> replay_capacity(scenario, None) is None
+    True
+    """
+    from nnmem import catalog
+
+    gpu = catalog.gpu(gpu_id or "")
+    if gpu is None:
+        return None
+    return max(gpu.usable_bytes - scenario.cuda_context_mib * 2**20, 0)
+
+
 def _replay_reserve(scenario: Scenario, tensor_peak: int, gpu_id: str | None) -> Term:
-    """What the replayed allocator reserves above the tensors and cuBLAS workspaces."""
+    """What the replayed allocator reserves above the tensors and cuBLAS workspaces, on
+    the GPU's memory."""
     from nnmem.timeline import replay_step
 
-    result = replay_step(scenario, gpu_id, allocator_config(scenario))
+    capacity = replay_capacity(scenario, gpu_id)
+    result = replay_step(scenario, gpu_id, allocator_config(scenario), capacity)
     handles = 2 if scenario.mode is Mode.TRAINING else 1
     workspaces = handles * cublas_workspace_bytes(gpu_id)
     reserve = max(result.reserved_peak - tensor_peak - workspaces, 0)

@@ -6,14 +6,21 @@
 optimizer state are allocated first, in a ``load`` span; then each phase of the step:
 
 * forward: layer by layer, each layer's saved tensors born (and, under autocast, its
-  16-bit weight copies); the embeddings' output first, the head's logits last;
-* loss: the loss's own tensors; the logits die;
-* backward: the loss gradients, then the layers in reverse: each layer recomputed
-  where checkpointing is on, its parameters' gradients born, its saved tensors freed
+  16-bit weight copies, each where its matmul first reads it where the model's table says
+  where: GPT-2), with the tensors the layer makes and does not save born and freed among
+  them; the embeddings' output first, the head's logits last;
+* loss: the loss's own tensors, the forward's logits going on as the loss's; the
+  logits no node saved die when the loss returns;
+* backward: the loss's nodes first (their gradients born, then the log-softmax they
+  saved freed), then the head's matmul (a tied embedding's gradient, then autograd's
+  cuBLAS workspace), then the layers in reverse: each layer recomputed where
+  checkpointing is on, its parameters' gradients born, its saved tensors freed
   (torch/csrc/autograd/engine.cpp ``Engine::evaluate_function`` runs a node, then
   releases its saved variables, ``release_variables``, once the graph is not retained);
-* optimizer step: the step's temporaries, then ``zero_grad(set_to_none=True)`` frees
-  the gradients (torch/optim/optimizer.py, the default since PyTorch 2.0);
+* optimizer step: a first step's state, then the step's temporaries one per parameter
+  (a foreach step's all together, a per-tensor step's one parameter at a time), then
+  ``zero_grad(set_to_none=True)`` frees the gradients (torch/optim/optimizer.py, the
+  default since PyTorch 2.0);
 * inference: prefill, then decode.
 
 A tensor is a term of a phase cut into pieces the size PyTorch allocates: one per
@@ -36,18 +43,30 @@ from dataclasses import dataclass
 from nnmem.allocator import AllocatorConfig, ReplayResult, replay
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
+from nnmem.models.transformer.assembly import LOSS_PARALLEL
 from nnmem.result import Phase
 from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
+from nnmem.stacks import FSDP2_AG_STATE, FSDP2_GRAD, FSDP2_UNSHARD
 from nnmem.terms import Term
 
 Event = tuple[object, ...]
 # Keys of the model's states: allocated at load, kept across steps.
 STATE_KEYS = ("weights", "optimizer_state", "comm_buffers")
 PARAM_SHAPED = ("weights", "gradients", "optimizer_state", "autocast_copies")
+FOREACH = "foreach"  # label of a multi-tensor optimizer step's temporaries
+LARGEST = "P_largest"  # formula symbol of a per-tensor step's temporaries
 # Depth symbols an activation term's formula starts with (nnmem.models.tensors.as_term
 # with ``times``): its substituted text starts with the layer count.
 DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
 MAX_PIECES_PER_TERM = 4096
+# Side streams, numbered for the allocator replay (0 is the current stream). FSDP2 makes
+# its own (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py
+# FSDPCommContext.lazy_init: all_gather_copy_in_stream, all_gather_stream,
+# reduce_scatter_stream); get_all_gather_streams gives forward's and pre-backward's
+# implicit prefetch the copy-in and all-gather streams.
+SAVED_LOG_SOFTMAX = "log-softmax saved by the loss"  # nnmem.models.transformer.assembly.loss_terms
+FSDP2_ALL_GATHER_STREAM = 1
+FSDP2_REDUCE_SCATTER_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class Piece:
     size: int
     slot: int
     name: str
+    stream: int = 0  # the stream it is allocated on (FSDP2's side streams)
 
 
 @dataclass(frozen=True)
@@ -74,11 +94,18 @@ class _Shape:
     layer_full: tuple[int, ...] = ()  # bytes of each tensor a checkpointed layer remakes
     # Terms whose tensors the model's builder knows one by one: label -> (bytes, slot).
     named: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    tied: str = ""  # the embedding an output head shares its weight with
+    # A layer's unsaved tensors: their bytes, and after each of its saved tensors (and,
+    # last, at the layer's end) which are born (+k+1) and freed (-k-1), in order.
+    transient_sizes: tuple[int, ...] = ()
+    layer_run: tuple[tuple[int, ...], ...] = ()
+    # Where an autocast copy is made: (parameter name prefix, saved tensor it follows).
+    casts: tuple[tuple[str, int], ...] = ()
 
 
 def _shape(scenario: Scenario) -> _Shape:
     """The model's depth, its parameter tensors with their slots, a layer's tensors."""
-    from nnmem.models.architecture import Transformer, parameter_tensors
+    from nnmem.models.architecture import Head, Transformer, parameter_tensors
 
     model = scenario.model
     if isinstance(model, Transformer):
@@ -96,10 +123,28 @@ def _shape(scenario: Scenario) -> _Shape:
             for i in range(spread):
                 name = tensor.name.replace("*.", "").replace("layers.", "")
                 params.append((name, tensor.numel * per_layer, i * layers // spread))
-        tokens = scenario.batch_size * (scenario.decoder_seq_len or scenario.seq_len)
-        logit_values = tokens * model.vocab if model.vocab and scenario.mode is Mode.TRAINING else 0
+        tokens = scenario.batch_size * _local_seq(scenario)
+        vocab = model.vocab
+        if scenario.loss_parallel and scenario.tensor_parallel > 1:
+            # loss_parallel: each rank's logits are its vocabulary shard
+            # (nnmem.models.transformer.assembly.loss_terms).
+            vocab = -(-vocab // scenario.tensor_parallel)
+        logit_values = tokens * vocab if vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
-        return _Shape(layers, tuple(params), saved, logit_values, full)
+        lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
+        tied = "embed.weight" if model.tied_embeddings and lm else ""
+        sizes, run, casts = _layer_run(scenario, saved) if not full else ((), (), ())
+        return _Shape(
+            layers,
+            tuple(params),
+            saved,
+            logit_values,
+            full,
+            tied=tied,
+            transient_sizes=sizes,
+            layer_run=run,
+            casts=casts,
+        )
     # Neither a transformer nor a parameter count is a CNN (nnmem.builders picks the same
     # way), which spares a CNN's modules until a CNN is asked for.
     if not isinstance(model, GenericModel) and scenario.mode is Mode.TRAINING:
@@ -107,6 +152,17 @@ def _shape(scenario: Scenario) -> _Shape:
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     return _Shape(layers, (), ())
+
+
+def _local_seq(scenario: Scenario) -> int:
+    """The tokens of a sequence one rank's logits hold: context parallelism shards the
+    inputs and labels along the sequence (nnmem.models.transformer.context.context)."""
+    from nnmem.models.transformer.context import context_parallel
+
+    if scenario.decoder_seq_len:
+        return scenario.decoder_seq_len
+    cp = context_parallel(scenario)
+    return scenario.seq_len // cp if cp > 1 else scenario.seq_len
 
 
 def _cnn_shape(scenario: Scenario) -> _Shape:
@@ -167,6 +223,58 @@ def _layer_patterns(scenario: Scenario) -> tuple[tuple[int, ...], tuple[int, ...
     return saved, tuple(n for n in _tensor_bytes(c, acts.one_layer) if n > 0)
 
 
+def _layer_run(
+    scenario: Scenario, saved: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[tuple[str, int], ...]]:
+    """A layer's unsaved tensors (:func:`nnmem.models.transformer.tables.gpt2_transients`)
+    placed among its saved ones: their bytes, and for each saved tensor, then the layer's
+    end, the transients born (+k+1) and freed (-k-1) there; and after which saved tensor
+    each autocast weight copy is made. None where the layer's rows do not give exactly
+    ``saved`` (another model, adapters, tensor parallelism)."""
+    import math
+
+    from nnmem.models.transformer.assembly import _tensor_bytes
+    from nnmem.models.transformer.context import context
+    from nnmem.models.transformer.tables import gpt2_casts, gpt2_layer, gpt2_transients
+
+    if not saved or getattr(scenario.model, "model_type", "") != "gpt2":
+        return (), (), ()
+    c = context(scenario)
+    rows = gpt2_layer(c)
+    ends: dict[str, int] = {}
+    position = 0
+    for row in rows:
+        position += sum(1 for n in _tensor_bytes(c, [row]) if n > 0)
+        ends[row.what] = position - 1
+    if tuple(n for n in _tensor_bytes(c, rows) if n > 0) != saved:
+        return (), (), ()
+    transients = [t for t in gpt2_transients(c) if math.prod(c.sizes[d] for d in t.row.dims) > 0]
+    sizes = tuple(
+        math.ceil(t.times * t.row.elements(c.sizes) * c.widths.of(t.row.width)) for t in transients
+    )
+    run: list[list[int]] = [[] for _ in range(len(saved) + 1)]
+    live: set[int] = set()
+
+    def born(name: str, at: list[int]) -> None:
+        # What dies once ``name`` is born, then what is born after it.
+        for k, t in enumerate(transients):
+            if t.until == name and k in live:
+                live.discard(k)
+                at.append(-k - 1)
+        for k, t in enumerate(transients):
+            if t.after == name and k not in live and sizes[k]:
+                live.add(k)
+                at.append(k + 1)
+                born(t.row.what, at)
+
+    for name, end in ends.items():
+        if end >= 0:
+            born(name, run[end])
+    run[-1] += [-k - 1 for k in sorted(live)]
+    casts = tuple((name, ends[row]) for name, row in gpt2_casts(c) if ends.get(row, -1) >= 0)
+    return sizes, tuple(tuple(at) for at in run), casts
+
+
 def _proportional(total: int, weights: Sequence[int]) -> list[int]:
     """``total`` split in proportion to ``weights``; the remainder goes to the largest."""
     whole = sum(weights)
@@ -196,6 +304,15 @@ def _logit_pieces(term: Term, unit: int, slot: int) -> list[Piece]:
     return [Piece(size, slot, term.label) for size in sizes]
 
 
+def _copies(term: Term) -> tuple[int, int]:
+    """A per-tensor step's temporaries (``copies × P_largest × width``): how many copies
+    of a parameter it holds at once, and the bytes of each copy's values."""
+    factors = term.substituted.removesuffix(" B").replace(",", "").split(" × ")
+    if len(factors) == 3 and factors[0].isdigit() and factors[2].isdigit():
+        return max(int(factors[0]), 1), int(factors[2])
+    return 1, 0
+
+
 def _depth(term: Term) -> int:
     """The layer count an activation term is a multiple of (1 when it is not)."""
     if not term.formula.startswith(DEPTH_SYMBOLS):
@@ -205,7 +322,70 @@ def _depth(term: Term) -> int:
 
 
 def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
-    """The allocations ``term`` stands for; ``slot`` places a term that has no layers."""
+    """The allocations ``term`` stands for; ``slot`` places a term that has no layers.
+
+    FSDP2's buffers are cut as ``_fsdp_collectives.py`` allocates them, each on its stream:
+
+    * ``foreach_all_gather`` allocates one flat all-gather output per group
+      (``all_gather_comm.allocate`` inside ``device_handle.stream(all_gather_copy_in_stream)``):
+      the output forward keeps for the next group, and in backward each prefetched
+      group's, waiting for its copy-out; the current group's unsharded parameters are
+      ``foreach_all_gather_copy_out``'s, on the current stream.
+    * ``foreach_reduce`` allocates one flat ``reduce_output`` per group inside
+      ``device_handle.stream(reduce_scatter_stream)``; each sharded gradient is a view of
+      it (``torch.as_strided(reduce_output, ...)``), so the group's gradients are one
+      block, freed when ``zero_grad`` drops the last view.
+    """
+    if term.source == FSDP2_AG_STATE:
+        return [Piece(term.bytes, slot, term.label, FSDP2_ALL_GATHER_STREAM)]
+    prefetched = _prefetched_blocks(term)
+    if prefetched:
+        share = term.bytes // (1 + prefetched)
+        current = Term(term.key, term.label, term.bytes - prefetched * share, "", "")
+        gathered = f"{term.label}: a prefetched group's all-gather output"
+        return (
+            _plain_pieces(current, shape, slot)
+            + [Piece(share, slot, gathered, FSDP2_ALL_GATHER_STREAM)] * prefetched
+        )
+    found = _plain_pieces(term, shape, slot)
+    if term.source == FSDP2_GRAD and term.label == FSDP2_SHARDED_GRADS:
+        groups: dict[int, list[Piece]] = {}
+        for piece in found:
+            groups.setdefault(piece.slot, []).append(piece)
+        return [
+            Piece(
+                sum(p.size for p in group),
+                where,
+                _group_name(group, where, shape.layers),
+                FSDP2_REDUCE_SCATTER_STREAM,
+            )
+            for where, group in groups.items()
+        ]
+    return found
+
+
+FSDP2_SHARDED_GRADS = "sharded gradients"
+
+
+def _group_name(group: Sequence[Piece], slot: int, layers: int) -> str:
+    """A group's reduce-scatter output, named after its first parameter's piece."""
+    if len(group) == 1:
+        return group[0].name
+    where = f"layer {slot} " if 0 <= slot < layers else ""
+    return f"{where}{group[0].name} and {len(group) - 1} more"
+
+
+def _prefetched_blocks(term: Term) -> int:
+    """How many prefetched groups FSDP2's backward term ``unsharded current block and N
+    prefetched`` (:func:`nnmem.stacks.fsdp2`) holds besides the current one."""
+    if term.source != FSDP2_UNSHARD or not term.label.endswith(" prefetched"):
+        return 0
+    count = term.label.rsplit(" ", 2)[-2]
+    return int(count) if count.isdigit() else 0
+
+
+def _plain_pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
+    """:func:`pieces` on the current stream."""
     n_params = sum(numel for _, numel, _ in shape.params)
     for label, known in shape.named:
         if label == term.label and sum(size for size, _ in known) == term.bytes:
@@ -214,7 +394,15 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         pattern = shape.layer_full if RECOMPUTED in term.label else shape.layer_pattern
         split = _proportional(term.bytes, list(pattern) or [1])
         return [Piece(size, slot, term.label) for size in split if size]
-    if term.key in PARAM_SHAPED and shape.params and term.bytes >= n_params // 8:
+    if term.key == "temporaries" and shape.params and LARGEST in term.formula:
+        # A per-tensor step: the largest parameter's copies are what the peak holds.
+        copies, _ = _copies(term)
+        return [Piece(term.bytes // copies, slot, term.label)] * copies
+    # torch/optim/adamw.py _multi_tensor_adamw: ``exp_avg_sq_sqrt =
+    # torch._foreach_sqrt(device_exp_avg_sqs)`` makes one tensor per trainable
+    # parameter, in parameter order, all live until the update ends.
+    foreach = term.key == "temporaries" and FOREACH in term.label
+    if (term.key in PARAM_SHAPED or foreach) and shape.params and term.bytes >= n_params // 8:
         moments = 2 if term.key == "optimizer_state" and "two moments" in term.label else 1
         # Per parameter, its state tensors one after the other (adamw.py _init_group).
         names = [
@@ -225,12 +413,17 @@ def pieces(term: Term, shape: _Shape, slot: int) -> list[Piece]:
         if "head" in term.label:
             return [Piece(term.bytes, shape.layers, term.label)]
         sizes = _proportional(term.bytes, [numel for _, numel, _ in names])
+        if term.key == "autocast_copies" and shape.tied:
+            # autocast casts a weight where a matmul first reads it (autocast_mode.cpp:
+            # linear is on the lower-precision list, embedding is not): a tied
+            # embedding's copy is made by the output head, just before the logits.
+            names = [(n, k, shape.layers if n == shape.tied else w) for n, k, w in names]
         return [
             Piece(size, where, f"{name} ({term.label})")
             for size, (name, _, where) in zip(sizes, names, strict=True)
             if size
         ]
-    if term.key in PARAM_SHAPED and shape.params and term.key != "weights":
+    if (term.key in PARAM_SHAPED or foreach) and shape.params and term.key != "weights":
         # Adapters (LoRA): a few small tensors in every layer.
         split = _proportional(term.bytes, [1] * shape.layers)
         return [Piece(size, i, f"layer {i} {term.label}") for i, size in enumerate(split) if size]
@@ -295,6 +488,8 @@ class _Walk:
         # runs (in forward under checkpointing, and again when backward recomputes it).
         self.transient: Item | None = None
         self.carried: list[Op] = []  # births a phase could not hold, for the next
+        # Transients born only where what is born while they live still fits the peak.
+        self.lookahead: set[Item] = set()
         if shape.layer_full:
             term = Term("temporaries", "tensors of a checkpointed layer, not saved", 0, "", "")
             self.transient = Item(term, 0)
@@ -337,7 +532,10 @@ class _Walk:
         self.next_key += 1
         self.live[(item, index)] = (key, piece.size)
         self.live_bytes += piece.size
-        self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
+        if piece.stream:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name, piece.stream))
+        else:
+            self.events.append(("alloc", key, piece.size, item.term.key, piece.name))
 
     def free(self, item: Item, index: int) -> bool:
         found = self.live.pop((item, index), None)
@@ -347,10 +545,52 @@ class _Walk:
         self.events.append(("free", found[0]))
         return True
 
+    def hand_over(self, target: Sequence[Item]) -> None:
+        """The logits a phase ends with are the next phase's logits where the engine
+        names them again (the loss's "logits and their fp32 copy" holds the forward's
+        logits): a live logits piece of an item the next phase drops becomes the
+        same-sized piece of the item it keeps, rather than dying and being born again."""
+        keep = set(target)
+        named = sorted(
+            (x for x in target if x.term.key == "logits"),
+            key=lambda x: not x.term.label.startswith("logits"),
+        )
+        wanted = [(x, j) for x in named for j in range(len(self.pieces(x)))]
+        wanted = [w for w in wanted if w not in self.live]
+        for item in self.live_items():
+            if item in keep or item.term.key != "logits":
+                continue
+            for i in range(len(self.pieces(item))):
+                found = self.live.get((item, i))
+                match = next(
+                    (w for w in wanted if found and self.pieces(w[0])[w[1]].size == found[1]), None
+                )
+                if found and match:
+                    wanted.remove(match)
+                    self.live[match] = self.live.pop((item, i))
+
     def live_items(self) -> list[Item]:
         """Items with a live piece, in the order they were born."""
         order = sorted(self.live.items(), key=lambda kv: kv[1][0])
         return list(dict.fromkeys(item for (item, _), _ in order))
+
+    def _rise(self, ops: list[Op], start: int, done: list[bool]) -> int:
+        """How far the live total rises, at most, from the ops after the transient at
+        ``start`` until it is freed (allocations not yet made, less the frees)."""
+        _, item, index = ops[start]
+        net = top = 0
+        for j in range(start + 1, len(ops)):
+            kind, other, k = ops[j]
+            if kind == "tfree" and other is item and k == index:
+                break
+            if done[j] or (kind == "free" and (other, k) not in self.live):
+                continue
+            if kind in ("alloc", "talloc") and (other, k) not in self.live:
+                net += self.pieces(other)[k].size
+            elif kind in ("free", "tfree"):
+                net -= self.pieces(other)[k].size
+            top = max(top, net)
+        return top
 
     def span(
         self,
@@ -419,7 +659,8 @@ class _Walk:
             if kind == "talloc":
                 # A transient that would pass the phase's peak is not counted there.
                 size = self.pieces(item)[index].size
-                if self.live_bytes + size <= bound:
+                rise = self._rise(ops, i, done) if item in self.lookahead else 0
+                if self.live_bytes + size + rise <= bound:
                     self.alloc(item, index)
                 continue
             if kind == "tfree":
@@ -477,11 +718,26 @@ def _ordered(walk: _Walk, items: Sequence[Item], live: bool = False) -> list[Op]
     return [("alloc", item, i) for *_, i, item in ops]
 
 
+def _loss_ops(walk: _Walk, target: Sequence[Item]) -> list[Op]:
+    """The loss's allocations. Under loss parallelism, in the order of torch's
+    torch/distributed/tensor/parallel/loss.py ``_log_softmax``: the fp32 copy
+    (``x.to(dtype=computation_dtype)``), ``shifted = x - x_max``, ``exp(shifted)`` summed
+    and freed, then ``result = shifted - shifted_logsumexp``, the log-softmax autograd
+    saves, born last (where exp's block was)."""
+    ops = _ordered(walk, target)
+    if not any(item.term.source == LOSS_PARALLEL for item in target):
+        return ops
+    saved = [op for op in ops if op[1].term.label == SAVED_LOG_SOFTMAX]
+    return [op for op in ops if op[1].term.label != SAVED_LOG_SOFTMAX] + saved
+
+
 def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> list[Op]:
     """Forward: each layer's saved tensors along the model; under full checkpointing,
     each layer's other tensors born and freed as it runs (torch/utils/checkpoint.py
     runs the layer's forward without keeping its saved tensors)."""
     ops = _ordered(walk, target)
+    if walk.shape.layer_run and not checkpointed:
+        return _with_transients(walk, ops)
     if not (checkpointed and walk.transient):
         return ops
     slots = [walk.pieces(item)[i].slot for _, item, i in ops]
@@ -498,6 +754,37 @@ def _forward_ops(walk: _Walk, target: Sequence[Item], checkpointed: bool) -> lis
     return out
 
 
+def _with_transients(walk: _Walk, ops: list[Op]) -> list[Op]:
+    """``ops`` with each layer's unsaved tensors born and freed among its saved ones
+    (``_Shape.layer_run``), where the layers' saved tensors are one piece each."""
+    shape = walk.shape
+    each = len(shape.layer_pattern)
+    term = Term("temporaries", "tensors a layer makes and does not save", 0, "", "")
+    item = Item(term, 0)
+    walk._pieces[item] = [Piece(n, 0, term.label) for n in shape.transient_sizes]
+    out: list[Op] = []
+    held: dict[tuple[int, int], list[Op]] = {}  # (layer, saved tensor) -> its casts
+    for op in ops:
+        _, owner, index = op
+        if owner.term.key == "autocast_copies":
+            piece = walk.pieces(owner)[index]
+            name = piece.name.removeprefix(f"layer {piece.slot} ")
+            after = next((at for prefix, at in shape.casts if name.startswith(prefix)), None)
+            if after is not None and 0 <= piece.slot < shape.layers:
+                held.setdefault((piece.slot, after), []).append(op)
+                continue
+        out.append(op)
+        found = walk.pieces(owner)
+        if owner.term.key != "activations" or len(found) != each * shape.layers:
+            continue
+        out += held.pop((index // each, index % each), [])
+        for k in shape.layer_run[index % each] + (
+            shape.layer_run[-1] if index % each == each - 1 else ()
+        ):
+            out.append(("talloc" if k > 0 else "tfree", item, abs(k) - 1))
+    return out + [op for ops_ in held.values() for op in ops_]
+
+
 def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list[Op]:
     """Backward: the loss's gradients first, then each layer from the last: recomputed
     where checkpointed, its gradients born, its saved tensors freed.
@@ -510,6 +797,17 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
     keyed: list[tuple[int, int, int, int, Op]] = []
     keep_after = set(after)
     born = [*target, *(x for x in after if x.term.key == "gradients" and x not in target)]
+    # Autocast's 16-bit weight copies, by parameter: their gradients come first.
+    halves = {
+        piece.name.split(" (")[0]: piece.size
+        for item in list(walk._pieces)
+        if item.term.key == "autocast_copies"
+        for piece in walk.pieces(item)
+    }
+    cast_term = Term("temporaries", "16-bit gradient of a weight's autocast copy", 0, "", "")
+    cast_grads = Item(cast_term, 0)
+    walk._pieces[cast_grads] = []
+    walk.lookahead.add(cast_grads)
     for n, item in enumerate(dict.fromkeys(born)):
         for i, piece in enumerate(walk.pieces(item)):
             if (item, i) in walk.live:
@@ -523,8 +821,22 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                     keyed.append((layer, 0, n, -i, ("alloc", item, i)))
                     keyed.append((layer if layer else -2, 4, n, -i, ("free", item, i)))
                 continue
+            op: Op = ("alloc", item, i)
             if item.term.key == "gradients":
-                keyed.append((piece.slot, 1, n, -i, ("alloc", item, i)))
+                # A weight the head shares with the embedding gets its gradient from
+                # the head's matmul, the first node backward runs; autograd's input
+                # buffer holds it and adds the embedding's (engine.cpp InputBuffer::add).
+                tied = walk.shape.tied and piece.name.startswith(f"{walk.shape.tied} ")
+                at = (top, 1, -1, 0) if tied else (piece.slot, 1, n, -4 * i)
+                keyed.append((*at, op))
+                half = halves.get(piece.name.split(" (")[0], 0)
+                if half:
+                    # The matmul's gradient of the 16-bit copy, cast to the weight's
+                    # type by the cast's backward (ToCopyBackward0), then freed.
+                    walk._pieces[cast_grads].append(Piece(half, piece.slot, cast_term.label))
+                    j = len(walk._pieces[cast_grads]) - 1
+                    keyed.append((at[0], at[1], at[2], at[3] - 1, ("talloc", cast_grads, j)))
+                    keyed.append((at[0], at[1], at[2], at[3] + 1, ("tfree", cast_grads, j)))
             else:
                 keyed.append((top + 1, 2, n, i, ("alloc", item, i)))
     if walk.transient and not any(RECOMPUTED in x.term.label for x in target):
@@ -534,12 +846,41 @@ def _backward_ops(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) ->
                 keyed.append((layer, 0, -1, -i, ("talloc", item, i)))
                 keyed.append((layer, 4, -1, -i, ("tfree", item, i)))
     dying = [x for x in dict.fromkeys([*walk.live_items(), *target]) if x not in keep_after]
+    # Logits upcast for the loss (transformers loss_utils.py ``logits.float()``): the
+    # upcast's backward (ToCopyBackward0) makes the 16-bit logits' gradient from the
+    # fp32 one, which then dies; the head's matmul reads the 16-bit one.
+    half = 2 * walk.shape.logit_values
+    upcast = half and any(
+        p.size == half
+        for x in dying
+        if x.term.key == "logits" and x not in target
+        for p in walk.pieces(x)
+    )
+    if upcast:
+        term = Term("temporaries", "gradient of the 16-bit logits", 0, "", "")
+        cast = Item(term, 0)
+        walk._pieces[cast] = [Piece(half, top, term.label)]
+        keyed.append((top + 1, 4, 0, 0, ("talloc", cast, 0)))
+        keyed.append((top, 3, len(dying), 0, ("tfree", cast, 0)))
     for n, item in enumerate(dying):
         if any(w in item.term.label for w in PER_LAYER):
             continue
+        count = len(walk.pieces(item))
         for i, piece in enumerate(walk.pieces(item)):
-            slot = -2 if IN_FLIGHT in item.term.label else piece.slot
-            keyed.append((slot, 3, n, -i, ("free", item, i)))
+            slot, order = (-2 if IN_FLIGHT in item.term.label else piece.slot), 3
+            if item.term.key == "logits" and item not in target:
+                # Logits no node saved (the 16-bit logits once upcast for the loss):
+                # they died when the loss returned, before backward begins.
+                slot = top + 2
+            elif item.term.key == "temporaries" and i == count - 1 and upcast:
+                slot, order = top + 1, 5  # the fp32 logits' gradient, once cast
+            elif item.term.key == "logits" or (item.term.key == "temporaries" and i < count - 1):
+                # The loss's nodes run before the head's: the log-softmax they saved and
+                # the gradients they pass on die there, all but the logits' gradient,
+                # which the head's matmul reads (engine.cpp releases a node's saved
+                # variables and its inputs once it has run).
+                slot = top + 1
+            keyed.append((slot, order, n, -i, ("free", item, i)))
     keyed.sort(key=lambda k: (-k[0], k[1], k[2], k[3]))
     return [op for *_, op in keyed]
 
@@ -591,13 +932,70 @@ def _aliases(walk: _Walk, target: Sequence[Item], after: Sequence[Item]) -> list
 
 
 def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item]) -> list[Op]:
-    """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients."""
-    ops = _ordered(walk, target)
+    """The step's temporaries born and freed, then ``zero_grad`` freeing the gradients.
+
+    A first step makes its state before any temporary (torch/optim/adamw.py ``step``
+    calls ``_init_group`` for every parameter, then the update), except SGD's momentum,
+    a clone of the gradients the update has already decayed (torch/optim/sgd.py
+    ``_multi_tensor_sgd``: ``device_grads = torch._foreach_add(device_grads,
+    device_params, alpha=weight_decay)``, then ``torch.clone(device_grads[i])``).
+    """
+    from nnmem.optimizers import TORCH_SGD
+
     keep = set(next_step)
     temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
-    ops += [("free", item, i) for _, item, i in reversed(ops) if item in temporaries]
+    cloned = [x for x in target if x.term.source == TORCH_SGD]
+    foreach = [x for x in temporaries if not _per_tensor(walk, x)]
+    if not foreach:
+        cloned = []
+    ops = _ordered(walk, [x for x in target if x not in temporaries and x not in cloned])
+    for item in temporaries:
+        if item not in foreach:
+            ops += _per_tensor_ops(walk, item)
+            continue
+        born = _ordered(walk, [item])
+        ops += born + _ordered(walk, cloned)
+        cloned = []
+        ops += [("free", x, i) for _, x, i in reversed(born)]
     gradients = [x for x in target if x.term.key == "gradients" and x not in keep]
     ops += [("free", x, i) for x in gradients for i in range(len(walk.pieces(x)))]
+    return ops
+
+
+def _per_tensor(walk: _Walk, item: Item) -> bool:
+    """Whether ``item`` is a per-tensor step's copies of the model's largest parameter
+    (not of an adapter's: LoRA trains tensors the model's list does not hold)."""
+    if LARGEST not in item.term.formula or not walk.shape.params:
+        return False
+    copies, width = _copies(item.term)
+    largest = max(numel for _, numel, _ in walk.shape.params)
+    return copies * largest * width == item.term.bytes
+
+
+def _per_tensor_ops(walk: _Walk, item: Item) -> list[Op]:
+    """A per-tensor step's temporaries, parameter by parameter: each parameter's copies
+    born and freed before the next (torch/optim/adamw.py ``_single_tensor_adamw`` and
+    transformers' ``Adafactor.step`` loop over the parameters). The largest parameter's
+    copies are ``item``'s pieces; the others are transients."""
+    copies, width = _copies(item.term)
+    params = walk.shape.params
+    largest = max(range(len(params)), key=lambda k: params[k][1])
+    term = Term("temporaries", item.term.label, 0, "", "")
+    others = Item(term, 0)
+    walk._pieces[others] = [
+        Piece(numel * width, where, f"{name} ({item.term.label})")
+        for name, numel, where in params
+        for _ in range(copies)
+    ]
+    ops: list[Op] = []
+    for k in range(len(params)):
+        if k == largest:
+            ops += [("alloc", item, i) for i in range(len(walk.pieces(item)))]
+            ops += [("free", item, i) for i in range(len(walk.pieces(item)))]
+            continue
+        pieces = range(k * copies, (k + 1) * copies)
+        ops += [("talloc", others, i) for i in pieces if walk.pieces(others)[i].size]
+        ops += [("tfree", others, i) for i in pieces]
     return ops
 
 
@@ -640,6 +1038,7 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
                 target = [x for x in target if x.term.key not in kept]
                 bound -= sum(x.term.bytes for x in unborn)
             also: list[tuple[Item, int]] = []
+            walk.hand_over(target)
             if phase.name == "backward":
                 also = _aliases(walk, target, after)
                 ops = _backward_ops(walk, target, after)
@@ -647,6 +1046,8 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
                 ops = _optimizer_ops(walk, target, items[0])
             elif phase.name == "forward":
                 ops = _forward_ops(walk, target, full)
+            elif phase.name == "loss":
+                ops = _loss_ops(walk, target)
             else:
                 ops = _ordered(walk, target)
             walk.span(phase.name, target, ops, bound, also)
@@ -696,21 +1097,39 @@ def span_peaks(events: Sequence[Event]) -> dict[str, int]:
 
 def with_workspaces(events: Sequence[Event], workspace: int) -> list[Event]:
     """``events`` with the cuBLAS workspaces the caching allocator hands out: one for the
-    forward's (or prefill's) thread at its first matmul and one for autograd's backward
-    thread (getCurrentCUDABlasHandle is per thread and stream; getNewWorkspace keeps the
-    block for the handle's life), each the first time its span runs."""
+    forward's (or prefill's) thread and one for autograd's backward thread
+    (getCurrentCUDABlasHandle is per thread and stream; getNewWorkspace keeps the block
+    for the handle's life), each the first time its span runs a matmul.
+
+    The backward's first matmul is the head's: its weight gradient is born (at::mm
+    allocates its result), then cuBLAS takes the workspace, while the loss's gradients
+    are still live; a workspace born at the span's start would take another block.
+    """
     out: list[Event] = []
     threads = {"forward": "forward", "prefill": "forward", "backward": "backward"}
     seen: set[str] = set()
+    waiting = ""  # the backward thread's workspace, born after the first gradient
+
+    def add(thread: str) -> None:
+        seen.add(thread)
+        key = -1 - len(seen)
+        out.append(("alloc", key, workspace, "cublas_workspace", f"cuBLAS workspace ({thread})"))
+
     for event in events:
+        if waiting and event[0] == "mark":
+            add(waiting)  # a backward with no gradient of its own (frozen weights)
+            waiting = ""
         out.append(event)
+        if waiting and event[0] == "alloc" and event[3] == "gradients":
+            add(waiting)
+            waiting = ""
         thread = threads.get(str(event[1])) if event[0] == "mark" else None
-        if thread and thread not in seen:
-            seen.add(thread)
-            key = -1 - len(seen)
-            out.append(
-                ("alloc", key, workspace, "cublas_workspace", f"cuBLAS workspace ({thread})")
-            )
+        if thread == "backward" and thread not in seen:
+            waiting = thread
+        elif thread and thread not in seen:
+            add(thread)
+    if waiting:
+        add(waiting)
     return out
 
 
@@ -735,8 +1154,13 @@ def replayed_events(scenario: Scenario, gpu_id: str | None = None) -> list[Event
 
 
 def replay_step(
-    scenario: Scenario, gpu_id: str | None = None, config: AllocatorConfig | None = None
+    scenario: Scenario,
+    gpu_id: str | None = None,
+    config: AllocatorConfig | None = None,
+    capacity: int | None = None,
 ) -> ReplayResult:
-    """The step replayed through the caching-allocator model (:func:`replayed_events`)."""
+    """The step replayed through the caching-allocator model (:func:`replayed_events`),
+    on a device whose allocator may reserve at most ``capacity`` bytes (unbounded when
+    None)."""
     events = replayed_events(scenario, gpu_id)
-    return replay(events, config, timeline=True) if events else ReplayResult()
+    return replay(events, config, capacity, timeline=True) if events else ReplayResult()

@@ -23,6 +23,7 @@ Every term follows the llama.cpp vendored in llama-cpp-python 0.3.36:
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -441,7 +442,9 @@ def _place(
         if il < start or il - start >= act:
             return None
         x = (il - start) / act
-        return next((i for i, c in enumerate(cum) if x < c), len(cum) - 1)
+        # std::upper_bound over the cumulative split: the first device whose share ends
+        # after x (the last one takes any rounding overshoot).
+        return min(bisect.bisect_right(cum, x), len(cum) - 1)
 
     gpu = [0] * len(split)
     kv_gpu = [0] * len(split)
@@ -505,7 +508,8 @@ def largest_ngl(
             else:
                 hi = mid - 1
         return lo
-    return max((n for n in range(a.layers + 2) if fits(n)), default=0)
+    # several GPUs: a device's share need not grow with -ngl, so try each from the top
+    return next((n for n in range(a.layers + 1, -1, -1) if fits(n)), 0)
 
 
 def longest_context(

@@ -193,3 +193,85 @@ def test_replay_setting_is_off_on_the_cpu() -> None:
     assert "allocator_replay" in scenario.inactive_fields()
     flat = _unit({"device": "cpu"})
     assert estimate(scenario).total_bytes == estimate(flat).total_bytes
+
+
+GPT2_AMP_EAGER = {
+    "model": "transformer",
+    "config": {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "activation_function": "gelu_new",
+        "n_embd": 768,
+        "n_head": 12,
+        "n_layer": 12,
+        "n_positions": 1024,
+        "vocab_size": 50257,
+        "attn_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "resid_pdrop": 0.1,
+    },
+    "attention": "eager",
+    "precision": "amp_bf16",
+    "batch_size": 4,
+    "seq_len": 512,
+    "device": "cuda",
+}
+UNSAVED = "tensors a layer makes and does not save"
+
+
+def _forward(events: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    marks = [i for i, e in enumerate(events) if e[0] == "mark"]
+    names = [e[1] for e in events if e[0] == "mark"]
+    start = marks[names.index("forward")]
+    return events[start : marks[names.index("loss")]]
+
+
+def test_gpt2_block_makes_its_unsaved_tensors() -> None:
+    """Each GPT-2 block (b=4, s=512, h=768, a=12, AMP, eager) makes, in this order,
+    tensors no node saves (modeling_gpt2.py GPT2Block.forward, eager_attention_forward):
+    ln_1's fp32 output b·s·h·4 = 6,291,456 B (before its statistics); c_attn's output
+    3·b·s·h·2 = 9,437,184 B; the scores b·a·s²·2 = 25,165,824 B, scaled (the same), masked
+    in fp32 (50,331,648 B); the probabilities cast back to 16-bit (25,165,824 B). The
+    peaks stay exact."""
+    events = _check(parse(GPT2_AMP_EAGER))
+    born = [e[2] for e in _forward(events) if e[0] == "alloc" and e[4] == UNSAVED]
+    first = [6_291_456, 9_437_184, 25_165_824, 25_165_824, 50_331_648, 25_165_824]
+    assert born[:6] == first
+    assert len(born) % 12 == 0
+    assert born == born[: len(born) // 12] * 12
+
+
+def test_autocast_copies_are_made_at_their_matmul() -> None:
+    """Autocast casts a weight where a matmul first reads it: layer 0's c_attn copy after
+    ln_1's statistics (b·s·4 = 8,192 B each) and before c_attn's 16-bit input
+    (b·s·h·2 = 3,145,728 B); the tied embedding's copy by the head, just before the
+    16-bit logits (b·s·V·2 = 205,852,672 B)."""
+    forward = [e for e in _forward(step_events(parse(GPT2_AMP_EAGER))) if e[0] == "alloc"]
+    at = next(i for i, e in enumerate(forward) if str(e[4]).startswith("attn.c_attn.weight"))
+    assert [e[2] for e in forward[at - 2 : at]] == [8_192, 8_192]
+    assert str(forward[at + 1][4]).startswith("attn.c_attn.bias")
+    assert forward[at + 2][2] == 3_145_728
+    embed = next(i for i, e in enumerate(forward) if str(e[4]).startswith("embed.weight"))
+    then = [e for e in forward[embed + 1 :] if e[3] != "autocast_copies"]  # final norm's
+    assert then[0][2] == 205_852_672
+    assert then[0][3] == "logits"
+
+
+def test_autocast_weight_gradient_is_cast() -> None:
+    """The head's matmul makes the 16-bit gradient of the embedding's copy (the copy's
+    size), the cast's backward (ToCopyBackward0) makes the fp32 gradient
+    (50257·768·4 = 154,389,504 B), and the 16-bit one dies."""
+    events = step_events(parse(GPT2_AMP_EAGER))
+    copy = next(
+        e[2] for e in events if e[0] == "alloc" and str(e[4]).startswith("embed.weight (16-bit")
+    )
+    at = next(
+        i
+        for i, e in enumerate(events)
+        if e[0] == "alloc" and e[3] == "gradients" and str(e[4]).startswith("embed.weight")
+    )
+    before, grad, after = events[at - 1], events[at], events[at + 1]
+    assert before[0] == "alloc"
+    assert before[2] == copy
+    assert grad[2] == 154_389_504
+    assert after == ("free", before[1])

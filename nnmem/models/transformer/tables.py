@@ -3,6 +3,8 @@ that autograd saves, transcribed from the transformers modeling code."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nnmem.models.architecture import (
     Family,
 )
@@ -217,18 +219,126 @@ def gpt2_layer(c: Ctx) -> list[Row]:
     return rows
 
 
+@dataclass(frozen=True)
+class Transient:
+    """A tensor a layer makes as it runs and no node saves: born once the row ``after``
+    is (a saved row or another transient), freed once the row ``until`` is born ("" at
+    the end of the layer); ``times`` tensors' worth of ``row`` in one allocation."""
+
+    row: Row
+    after: str
+    until: str = ""
+    times: int = 1
+
+
+def gpt2_transients(c: Ctx) -> list[Transient]:
+    """The tensors a GPT-2 block makes and frees in its forward, in the order it makes
+    them (transformers models/gpt2/modeling_gpt2.py: GPT2Block.forward,
+    eager_attention_forward, GPT2MLP; activations.py NewGELUActivation). They are in no
+    phase's peak (the last layer's die before the head's logits are born), but they
+    decide where the allocator puts the saved tensors born between them."""
+    out: list[Transient] = []
+    amp = c.widths.of("autocast_f32_act") != c.widths.act
+    if amp:
+        # CUDA autocast runs layer_norm in fp32 (its fp32 op list, autocast_mode.cpp):
+        # its output is cast to 16-bit for c_attn, and the block's ``hidden_states``
+        # holds the fp32 one until the residual add reassigns it.
+        ln_1 = Row("ln_1 output in fp32", ("b", "s", "h"), "autocast_f32_act")
+        out.append(Transient(ln_1, "input of ln_1", "input of ln_2"))
+    if c.eager:
+        # c_attn's output: q, k and v are split from it and copied for the matmuls
+        # (torch.matmul reshapes its 4-D operands); it dies when the attention returns.
+        qkv = Row("c_attn output", ("b", "s", "h"), "act")
+        out.append(Transient(qkv, "input of c_attn", "input of ln_2", times=3))
+        # ``attn_weights = torch.matmul(query, key.transpose(-1, -2))``, scaled, then
+        # ``torch.where(causal_mask, attn_weights, mask_value)``, then the softmax: each
+        # dies once the next is made.
+        scores = ("b", "a", "s", "s")
+        first = "q, k and v, views of c_attn's output"
+        out += [
+            Transient(Row("attention scores", scores, "act"), first, "scaled scores"),
+            Transient(Row("scaled scores", scores, "act"), "attention scores", "masked scores"),
+            Transient(
+                Row("masked scores", scores, "softmax_act"), "scaled scores", "softmax output"
+            ),
+        ]
+        if amp and c.attn_dropout > 0:
+            # ``attn_weights.type(value.dtype)``: the fp32 probabilities cast back to
+            # 16-bit, read by the dropout only.
+            cast = Row("probabilities cast to 16-bit", scores, "act")
+            out.append(Transient(cast, "softmax output", "dropped probabilities"))
+    # The attention's c_proj output, then its dropout's output: the block's
+    # ``attn_output``, held until the block returns.
+    last = "heads merged, input of c_proj" if c.eager else "softmax log-sum-exp"
+    out += _output_transients(c, "attention", last)
+    if amp:
+        ln_2 = Row("ln_2 output in fp32", ("b", "s", "h"), "autocast_f32_act")
+        out.append(Transient(ln_2, "input of ln_2"))
+    if c.t.activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
+        # NewGELUActivation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), one new tensor
+        # per op; x³, its product, the sum and its scaling die as the next is made.
+        ffn = ("b", "s", "f")
+        if amp:
+            # Under autocast pow saves an fp32 copy of x, not c_fc's 16-bit output; the
+            # final product is fp32, cast to 16-bit for c_proj.
+            c_fc = Row("c_fc output", ffn, "act")
+            out.append(Transient(c_fc, "input of c_fc", "activation output, input of c_proj"))
+        chain = ["x³", "0.044715·x³", "x + 0.044715·x³", "√(2/π)·(x + 0.044715·x³)"]
+        for k, what in enumerate(chain):
+            until = chain[k + 1] if k + 1 < len(chain) else "tanh output (tanh-GELU)"
+            after = chain[k - 1] if k else "MLP input of x³ (tanh-GELU)"
+            out.append(Transient(Row(what, ffn, "autocast_f32_act"), after, until))
+        if amp:
+            product = Row("GELU product in fp32", ffn, "autocast_f32_act")
+            out.append(
+                Transient(
+                    product, "1 + tanh, saved by the product", "activation output, input of c_proj"
+                )
+            )
+    out += _output_transients(c, "MLP", "activation output, input of c_proj")
+    return out
+
+
+def gpt2_casts(c: Ctx) -> list[tuple[str, str]]:
+    """Where a GPT-2 block's autocast weight copies are made: (the parameter, the saved
+    row after which its matmul runs). Autocast casts a weight when a matmul first reads
+    it (aten/src/ATen/autocast_mode.cpp ``cached_cast``), not at the block's start."""
+    attention = "heads merged, input of c_proj" if c.eager else "softmax log-sum-exp"
+    return [
+        ("attn.c_attn.", "ln_1 mean and rstd"),
+        ("attn.c_proj.", attention),
+        ("mlp.up_proj.", "ln_2 mean and rstd"),
+        ("mlp.down_proj.", _activation_rows(c, c.t.activation)[-1].what),
+    ]
+
+
+def _output_transients(c: Ctx, where: str, last: str) -> list[Transient]:
+    """A sub-block's c_proj output and, where dropout is on, the dropout's output
+    (the residual add reads it; the block holds it until it returns)."""
+    dims = ("b", "s", "h")
+    proj = Row(f"{where} c_proj output", dims, "act")
+    if c.t.dropout <= 0:
+        return [Transient(proj, last)]
+    dropped = f"{where} output after dropout"
+    return [
+        Transient(proj, last, dropped),
+        Transient(Row(dropped, dims, "act"), f"{where} output dropout mask"),
+    ]
+
+
 def _activation_rows(c: Ctx, activation: str) -> list[Row]:
     if activation in ("gelu_new", "gelu_pytorch_tanh_composite", "gelu_fast"):
         # transformers' NewGELUActivation is a Python composite:
         # 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): pow saves x, tanh its output, and
-        # the final product both of its factors. CUDA autocast runs pow in fp32 (its
-        # fp32 op list, aten/src/ATen/autocast_mode.cpp), so pow saves an fp32 copy of x
-        # and type promotion keeps tanh and 1 + tanh in fp32; only 0.5·x stays 16-bit.
+        # the final product both of its factors (0.5·x is made first). CUDA autocast
+        # runs pow in fp32 (its fp32 op list, aten/src/ATen/autocast_mode.cpp), so pow
+        # saves an fp32 copy of x and type promotion keeps tanh and 1 + tanh in fp32;
+        # only 0.5·x stays 16-bit.
         # Measured on an H200: 6 bytes per element more than the CPU's all-bf16 chain.
         return [
+            Row("0.5·x, saved by the product", ("b", "s", "f"), "act"),
             Row("MLP input of x³ (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
             Row("tanh output (tanh-GELU)", ("b", "s", "f"), "autocast_f32_act"),
-            Row("0.5·x, saved by the product", ("b", "s", "f"), "act"),
             Row("1 + tanh, saved by the product", ("b", "s", "f"), "autocast_f32_act"),
         ]
     # F.gelu, F.relu and F.silu save one tensor (their input or output).
