@@ -147,8 +147,9 @@ MEMORY_FLAGS = (
     (
         "expert_parallel",
         "N",
-        "MoE training: each rank holds experts / N of every MoE layer, tokens sent by "
-        "all-to-all (Megatron-LM --expert-model-parallel-size)",
+        "MoE training (fsdp2, or no sharding): each rank holds experts / N of every MoE "
+        "layer, tokens sent by all-to-all (Megatron-LM --expert-model-parallel-size, "
+        "torchtitan expert_parallel_degree)",
     ),
     (
         "pipeline_schedule",

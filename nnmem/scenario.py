@@ -1642,14 +1642,17 @@ def _expert_parallel_checks(s: Scenario) -> list[Problem | None]:
     moe = isinstance(model, Transformer) and model.family is Family.MOE
     if ep < 2 or s.mode is not Mode.TRAINING or not isinstance(model, Transformer) or not moe:
         return []
-    if s.sharding is not Sharding.NONE or s.stack in (Stack.FSDP2, Stack.DEEPSPEED):
-        # Sharded model states under expert parallelism (torchtitan's FSDP2 over
-        # dp_shard_mod_ep, Megatron's distributed optimizer) are not modelled yet.
+    if s.stack is Stack.DEEPSPEED or (
+        s.stack is not Stack.FSDP2 and s.sharding is not Sharding.NONE
+    ):
+        # Modelled as Megatron-LM's DDP (whole model states) and torchtitan's FSDP2
+        # (experts sharded over dp_shard_mod_ep) hold them; DeepSpeed-MoE's expert
+        # data-parallel groups are not.
         return [
             Problem(
                 "expert_parallel",
-                "Expert parallelism is modelled with whole model states on each rank, as "
-                "Megatron-LM's DDP holds them: choose sharding none and the plain, "
+                "Expert parallelism is modelled as Megatron-LM's DDP and torchtitan's FSDP2 "
+                "run it: choose the fsdp2 stack, or sharding none with the plain, "
                 "hf_trainer, trl_sft or ddp stack, or set expert_parallel to 1.",
             )
         ]

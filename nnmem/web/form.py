@@ -446,9 +446,10 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "expert_parallel": (
-        "Mixture-of-experts training (Megatron-LM --expert-model-parallel-size): each rank "
-        "holds experts ÷ degree of every MoE layer with their gradients and optimizer "
-        "state, and sends tokens to them by all-to-all; routing assumed balanced.",
+        "Mixture-of-experts training (Megatron-LM --expert-model-parallel-size, torchtitan "
+        "expert_parallel_degree): each rank holds experts ÷ degree of every MoE layer with "
+        "their gradients and optimizer state (under FSDP2, each gathered block), and sends "
+        "tokens to them by all-to-all; routing assumed balanced.",
         "",
     ),
     "offload_optimizer": (

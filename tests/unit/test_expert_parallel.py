@@ -73,6 +73,20 @@ def test_all_to_all_holds_the_tokens_sent_and_received() -> None:
     assert all_to_all_terms(context(parse(MX))) == []
 
 
+def test_fsdp2_shards_the_experts_over_the_rest_of_the_data_parallel_ranks() -> None:
+    """torchtitan apply_fsdp shards a rank's E/ep experts over dp/ep ranks: the shard is
+    the whole model's over 8 ranks, (1,605,636,096 + 45,097,156,608) / 8 = 5,837,849,088
+    parameters, 11,675,698,176 B in bf16, at every degree. The block each all-gather
+    brings holds E/ep experts: 41,984,000 + 8 · 176,160,768 / ep parameters, in bf16
+    2,902,540,288 B at ep 1 and 436,289,536 B at ep 8."""
+    fsdp = {**MX, "stack": "fsdp2"}
+    for ep, block in ((1, 2_902_540_288), (8, 436_289_536)):
+        phase = estimate(parse({**fsdp, "expert_parallel": ep})).phases[0]
+        terms = {t.label: t.bytes for t in phase.terms}
+        assert terms["sharded parameters"] == 11_675_698_176
+        assert terms["all-gather output kept for the next group"] == block
+
+
 def test_balanced_routing_keeps_each_rank_s_expert_activations() -> None:
     """Each rank receives as many token copies as it sends, so its saved activations
     are those of one rank without expert parallelism."""
@@ -86,8 +100,8 @@ def test_balanced_routing_keeps_each_rank_s_expert_activations() -> None:
         ({"expert_parallel": 3, "num_gpus": 6}, "divide the model's 8 experts"),
         ({"expert_parallel": 4, "num_gpus": 6}, "multiple of the expert-, tensor-"),
         ({"expert_parallel": 2, "tensor_parallel": 2, "num_gpus": 6}, "product (4)"),
-        ({"expert_parallel": 2, "stack": "fsdp2"}, "sharding none"),
-        ({"expert_parallel": 2, "sharding": "zero2", "stack": "deepspeed"}, "sharding none"),
+        ({"expert_parallel": 2, "sharding": "zero2", "stack": "deepspeed"}, "fsdp2 stack"),
+        ({"expert_parallel": 2, "sharding": "zero3", "stack": "plain"}, "sharding none"),
         ({"expert_parallel": 0}, "from 1 to 1,024"),
     ],
 )

@@ -579,7 +579,8 @@ def ring_attention_terms(c: Ctx) -> list[Term]:
 EXPERT_SHARDS = (
     "Megatron-LM megatron/core/transformer/moe/experts.py GroupedMLP and SequentialMLP: each "
     "rank builds num_local_experts = num_moe_experts // expert_model_parallel_size "
-    "experts (moe_layer.py MoELayer), their gradients and optimizer state with them; the "
+    "experts (moe_layer.py MoELayer), their gradients and optimizer state with them "
+    "(torchtitan ExpertParallel._partition_fn: Shard(0) over the experts); the "
     "router, attention, norms, embeddings and head stay whole on every expert-parallel rank"
 )
 ALL_TO_ALL = (
@@ -590,7 +591,18 @@ ALL_TO_ALL = (
     "receive; token_unpermutation sends the expert outputs back the same way. Balanced "
     "routing assumed: each rank receives tokens x top_k rows (the count is data-dependent), "
     "with no capacity factor (transformer_config.py moe_expert_capacity_factor None, no "
-    "token dropped; torchtitan's MoE drops none either)"
+    "token dropped). torchtitan torchtitan/distributed/expert_parallel.py ExpertParallel "
+    "does the same: _token_dispatch all_to_all_single_autograd of the routed input, "
+    "_token_combine back, experts sharded on dim 0 (_partition_fn Shard(0)), no drop"
+)
+
+
+FSDP2_EXPERTS = (
+    "torchtitan torchtitan/models/llama4/infra/parallelize.py apply_fsdp: with ep_degree "
+    "above 1 each MoE block's experts are fully_shard-ed on the dp_shard_mod_ep mesh "
+    "(data-parallel ranks / ep, torchtitan/distributed/parallel_dims.py), the rest of the "
+    "block on dp_shard_cp: a rank's E/ep experts over dp/ep ranks give the same shard, "
+    "P_experts/dp, as without expert parallelism, while each all-gather brings E/ep experts"
 )
 
 
@@ -1149,11 +1161,18 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes: list[str] = []
     width = _param_width(s)
     held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
-    held_tensors = expert_shard(held_tensors, expert_parallel(s))
+    whole = sum(p.elements for p in held_tensors)
+    ep = expert_parallel(s)
+    held_tensors = expert_shard(held_tensors, ep)
     depth = t.layers + t.encoder_layers if stage is None else stage.layers
     sizes = stacks.ModelSizes.from_tensors(
         held_tensors, depth, persistence_threshold=s.stage3_param_persistence_threshold
     )
+    if ep > 1 and s.stack is Stack.FSDP2:
+        # FSDP2 shards a rank's experts over the dp_mod_ep ranks (:data:`FSDP2_EXPERTS`),
+        # so each shard is the whole model's over every data-parallel rank; only the
+        # blocks it gathers hold experts / ep.
+        sizes = replace(sizes, params=whole)
     if stage is not None:
         c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
