@@ -71,6 +71,10 @@ def test_all_to_all_holds_the_tokens_sent_and_received() -> None:
     (term,) = all_to_all_terms(context(parse({**MX, "expert_parallel": 2})))
     assert term.bytes == 134_217_728
     assert all_to_all_terms(context(parse(MX))) == []
+    # In a layer's backward, beside its saved tensors; gone before forward's logits.
+    phases = estimate(parse({**MX, "expert_parallel": 2, "checkpointing": "full"})).phases
+    held = {p.name: [t.bytes for t in p.terms if "all-to-all" in t.label] for p in phases}
+    assert held == {"forward": [], "loss": [], "backward": [134_217_728], "optimizer_step": []}
 
 
 def test_fsdp2_shards_the_experts_over_the_rest_of_the_data_parallel_ranks() -> None:

@@ -1445,6 +1445,8 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             f"holds {c.sizes['s']:,} of the {s.seq_len:,} tokens; ring attention gathers "
             "every rank's keys and values while a layer's attention runs backward."
         )
+    # Counted in backward, as the ring's are: in forward a layer's buffers are gone before
+    # the head makes the logits, the forward phase's peak.
     a2a = all_to_all_terms(c)
     if a2a:
         notes.append(
@@ -1477,7 +1479,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     backward = start if total(start) >= total(end) else end
     steps = [] if st.in_backward else [("optimizer_step", [*base, *gradients, *step_terms])]
     phases = phases_of(
-        ("forward", [*held, *kept, *logits, *dequant, *a2a]),
+        ("forward", [*held, *kept, *logits, *dequant]),
         ("loss", [*held, *kept, *saved_loss, *loss_extra]),
         ("backward", backward),
         *steps,
