@@ -73,6 +73,7 @@ FLAGS = {
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
     "context_parallel": "--context-parallel",
+    "expert_parallel": "--expert-parallel",
     "pipeline_schedule": "--pipeline-schedule",
     "pipeline_microbatches": "--pipeline-microbatches",
 }
@@ -142,6 +143,13 @@ MEMORY_FLAGS = (
         "context_parallel",
         "N",
         "fsdp2 training: the sequence split over N ranks with ring attention (torchtitan CP)",
+    ),
+    (
+        "expert_parallel",
+        "N",
+        "MoE training (fsdp2, or no sharding): each rank holds experts / N of every MoE "
+        "layer, tokens sent by all-to-all (Megatron-LM --expert-model-parallel-size, "
+        "torchtitan expert_parallel_degree)",
     ),
     (
         "pipeline_schedule",

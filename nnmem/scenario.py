@@ -592,6 +592,10 @@ class Scenario:
     # context_parallel): the sequence split over this many ranks, ring attention between
     # them; FSDP2 shards over the data-parallel and context-parallel ranks together.
     context_parallel: int = 1
+    # Expert parallelism of a mixture of experts (Megatron-LM --expert-model-parallel-size,
+    # torchtitan expert_parallel_degree): each rank holds experts/expert_parallel of every
+    # MoE layer's routed experts, and tokens reach them through an all-to-all.
+    expert_parallel: int = 1
     # training pipeline parallelism is pipeline_parallel (below, shared with vLLM), run
     # with this schedule over this many micro-batches (None: torchtitan's default, one per
     # stage of the pipeline)
@@ -836,6 +840,7 @@ TENSOR_PARALLEL = whole("tensor_parallel", "Tensor-parallel degree", 1_024)
 SEQUENCE_PARALLEL = FlagSpec("sequence_parallel", "Sequence parallelism")
 LOSS_PARALLEL = FlagSpec("loss_parallel", "Loss parallelism")
 CONTEXT_PARALLEL = whole("context_parallel", "Context-parallel degree", 1_024)
+EXPERT_PARALLEL = whole("expert_parallel", "Expert-parallel degree", 1_024)
 PIPELINE_SCHEDULE = ChoiceSpec("pipeline_schedule", "Pipeline schedule", PipelineSchedule)
 PIPELINE_MICROBATCHES = whole("pipeline_microbatches", "Pipeline micro-batches", 1_000_000)
 GPU_UTILIZATION = NumberSpec(
@@ -1003,6 +1008,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         SEQUENCE_PARALLEL,
         LOSS_PARALLEL,
         CONTEXT_PARALLEL,
+        EXPERT_PARALLEL,
         PIPELINE_SCHEDULE,
         PIPELINE_MICROBATCHES,
         OFFLOAD,
@@ -1319,6 +1325,7 @@ def inactive_fields(
         *TP_FEATURE_KEYS,
         *PIPELINE_KEYS,
         "context_parallel",
+        "expert_parallel",
     }
     inference = {"new_tokens", "kv_cache_dtype", "logits"}
     off |= inference if mode is Mode.TRAINING else training
@@ -1332,6 +1339,8 @@ def inactive_fields(
         off |= pipeline_inactive(model, pipeline_parallel)
         if not pipeline_applies(model):
             off.add("context_parallel")  # ring attention over a decoder LM's causal mask
+        if not (isinstance(model, Transformer) and model.family is Family.MOE):
+            off.add("expert_parallel")  # only routed experts are split
         if device is Device.CPU:
             # Both move GPU memory elsewhere: OffloadActivations packs only accelerator
             # tensors, and bitsandbytes' get_state_buffer does not page on the CPU.
@@ -1573,6 +1582,7 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
         )
     problems += _pipeline_checks(s)
     problems += _context_parallel_checks(s)
+    problems += _expert_parallel_checks(s)
     tp = s.tensor_parallel
     sp_read = "sequence_parallel" not in tp_features_inactive(s.model, tp)
     cp = s.context_parallel if pipeline_applies(s.model) else 1
@@ -1622,6 +1632,56 @@ def _context_parallel_checks(s: Scenario) -> list[Problem | None]:
                 "context_parallel",
                 f"Context-parallel degree {cp} times the tensor- and pipeline-parallel "
                 f"degrees must divide the number of GPUs ({s.num_gpus}).",
+            )
+        )
+    return problems
+
+
+def _expert_parallel_checks(s: Scenario) -> list[Problem | None]:
+    ep, model = s.expert_parallel, s.model
+    moe = isinstance(model, Transformer) and model.family is Family.MOE
+    if ep < 2 or s.mode is not Mode.TRAINING or not isinstance(model, Transformer) or not moe:
+        return []
+    if s.stack is Stack.DEEPSPEED or (
+        s.stack is not Stack.FSDP2 and s.sharding is not Sharding.NONE
+    ):
+        # Modelled as Megatron-LM's DDP (whole model states) and torchtitan's FSDP2
+        # (experts sharded over dp_shard_mod_ep) hold them; DeepSpeed-MoE's expert
+        # data-parallel groups are not.
+        return [
+            Problem(
+                "expert_parallel",
+                "Expert parallelism is modelled as Megatron-LM's DDP and torchtitan's FSDP2 "
+                "run it: choose the fsdp2 stack, or sharding none with the plain, "
+                "hf_trainer, trl_sft or ddp stack, or set expert_parallel to 1.",
+            )
+        ]
+    if s.finetune is not Finetune.FULL:
+        return [
+            Problem(
+                "expert_parallel",
+                "Expert parallelism is modelled for full fine-tuning: choose finetune "
+                "full, or set expert_parallel to 1.",
+            )
+        ]
+    problems: list[Problem | None] = []
+    experts = model.experts
+    if experts % ep:
+        # Megatron-LM transformer_config.py: num_moe_experts must be a multiple of
+        # expert_model_parallel_size; torchtitan's GroupedExperts shards dim 0 evenly.
+        problems.append(
+            Problem(
+                "expert_parallel",
+                f"Expert-parallel degree {ep} must divide the model's {experts} experts.",
+            )
+        )
+    group = ep * s.tensor_parallel * (s.pipeline_parallel if s.pipelined else 1)
+    if s.num_gpus % group:
+        problems.append(
+            Problem(
+                "expert_parallel",
+                f"The number of GPUs ({s.num_gpus}) must be a multiple of the expert-, "
+                f"tensor- and pipeline-parallel degrees' product ({group}).",
             )
         )
     return problems

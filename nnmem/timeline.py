@@ -45,7 +45,7 @@ from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
 from nnmem.models.transformer.assembly import LOSS_PARALLEL
 from nnmem.result import Phase
-from nnmem.scenario import GenericModel, Mode, Runtime, Scenario
+from nnmem.scenario import GenericModel, Mode, Runtime, Scenario, Stack
 from nnmem.stacks import FSDP2_AG_STATE, FSDP2_GRAD, FSDP2_UNSHARD
 from nnmem.terms import Term
 
@@ -106,12 +106,17 @@ class _Shape:
 def _shape(scenario: Scenario) -> _Shape:
     """The model's depth, its parameter tensors with their slots, a layer's tensors."""
     from nnmem.models.architecture import Head, Transformer, parameter_tensors
+    from nnmem.models.transformer.assembly import expert_shard
+    from nnmem.models.transformer.context import expert_parallel
 
     model = scenario.model
     if isinstance(model, Transformer):
         layers = max(model.layers + model.encoder_layers, 1)
         params: list[tuple[str, int, int]] = []
-        for tensor in parameter_tensors(model):
+        # A rank's own experts (assembly.EXPERT_SHARDS); FSDP2's shards are the whole
+        # model's over every data-parallel rank (assembly.FSDP2_EXPERTS).
+        ep = 1 if scenario.stack is Stack.FSDP2 else expert_parallel(scenario)
+        for tensor in expert_shard(parameter_tensors(model), ep):
             if tensor.count == 1:
                 before = tensor.name.startswith(("embed", "position", "token_type", "patch", "cls"))
                 params.append((tensor.name, tensor.numel, -1 if before else layers))

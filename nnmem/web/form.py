@@ -445,6 +445,13 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "FSDP2 shards over these ranks too.",
         "",
     ),
+    "expert_parallel": (
+        "Mixture-of-experts training (Megatron-LM --expert-model-parallel-size, torchtitan "
+        "expert_parallel_degree): each rank holds experts ÷ degree of every MoE layer with "
+        "their gradients and optimizer state (under FSDP2, each gathered block), and sends "
+        "tokens to them by all-to-all; routing assumed balanced.",
+        "",
+    ),
     "offload_optimizer": (
         "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
         "",
@@ -659,6 +666,7 @@ _ADVANCED_KEYS = (
     "sequence_parallel",
     "loss_parallel",
     "context_parallel",
+    "expert_parallel",
     "pipeline_parallel",
     "pipeline_schedule",
     "pipeline_microbatches",

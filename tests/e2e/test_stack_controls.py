@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 from nnmem.estimate import estimate
 from nnmem.scenario import parse
 from nnmem.units import human
-from site_helpers import DEFAULT_FORM, fill_form
+from site_helpers import DEFAULT_FORM, cpython_reply, expect_total, fill_form, page_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +67,23 @@ def test_zero3_offload_total_and_host_ram_match_the_engine(calculator: Page) -> 
     expect(calculator.locator("#total-detail")).to_contain_text(
         f"host RAM {human(expected.host_bytes)}"
     )
+
+
+def test_expert_parallel_shows_for_moe_training_and_the_total_is_the_engine_s(
+    calculator: Page,
+) -> None:
+    """The degree is offered only where a mixture of experts trains; set, the page's
+    total is CPython's for the same fields."""
+    _open_advanced(calculator)
+    expect(_field(calculator, "expert_parallel")).to_be_hidden()  # a dense default model
+    calculator.locator("#f-preset").fill("mixtral-8x7b")
+    expect(calculator.locator("#f-cfg_num_local_experts")).to_have_value("8")
+    values = {"mode": "training", "precision": "bf16", "stack": "ddp", "num_gpus": "8"}
+    fill_form(calculator, {**values, "batch_size": "1", "seq_len": "4096"})
+    expect(_field(calculator, "expert_parallel")).to_be_visible()
+    fill_form(calculator, {"expert_parallel": "8"})
+    reply = expect_total(calculator, page_fields(calculator))
+    whole = cpython_reply({**page_fields(calculator), "expert_parallel": "1"})
+    assert int(str(reply["total_bytes"])) < int(str(whole["total_bytes"]))
+    fill_form(calculator, {"expert_parallel": "1", "mode": "inference"})
+    expect(_field(calculator, "expert_parallel")).to_be_hidden()

@@ -174,6 +174,24 @@ def test_tensor_parallel_must_divide_gpus_and_heads() -> None:
         parse({"model": "preset", "preset": "llama-3.1-8b", "tensor_parallel": 4, "num_gpus": 6})
 
 
+def test_expert_parallel_must_divide_experts_and_gpus() -> None:
+    mixtral = {"model": "preset", "preset": "mixtral-8x7b", "mode": "training"}
+    with pytest.raises(NnmemError) as caught:
+        parse({**mixtral, "expert_parallel": 3, "num_gpus": 3})
+    assert caught.value.problems == (
+        Problem("expert_parallel", "Expert-parallel degree 3 must divide the model's 8 experts."),
+    )
+    with pytest.raises(NnmemError) as caught:
+        parse({**mixtral, "expert_parallel": 4, "num_gpus": 6})
+    assert caught.value.problems == (
+        Problem(
+            "expert_parallel",
+            "The number of GPUs (6) must be a multiple of the expert-, tensor- and "
+            "pipeline-parallel degrees' product (4).",
+        ),
+    )
+
+
 def test_unknown_field_is_named() -> None:
     with pytest.raises(NnmemError) as caught:
         parse({**VALID, "batchsize": 8})

@@ -4,6 +4,7 @@ the training step and inference (prefill and a decode step with the KV cache).""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -33,6 +34,7 @@ from nnmem.models.transformer.context import (
     _softcap,
     context,
     context_parallel,
+    expert_parallel,
     softcap_notes,
 )
 from nnmem.models.transformer.tables import layer_tables, outside_rows
@@ -572,6 +574,66 @@ def ring_attention_terms(c: Ctx) -> list[Term]:
     ]
 
 
+# --- expert parallelism --------------------------------------------------------------------
+
+EXPERT_SHARDS = (
+    "Megatron-LM megatron/core/transformer/moe/experts.py GroupedMLP and SequentialMLP: each "
+    "rank builds num_local_experts = num_moe_experts // expert_model_parallel_size "
+    "experts (moe_layer.py MoELayer), their gradients and optimizer state with them "
+    "(torchtitan ExpertParallel._partition_fn: Shard(0) over the experts); the "
+    "router, attention, norms, embeddings and head stay whole on every expert-parallel rank"
+)
+ALL_TO_ALL = (
+    "Megatron-LM megatron/core/transformer/moe/token_dispatcher.py "
+    "MoEAlltoAllTokenDispatcher: token_permutation permutes each token once per chosen "
+    "expert (moe_utils.permute, tokens x top_k rows of hidden) and all_to_all sends them "
+    "over the expert-parallel group into a new buffer of the tokens its local experts "
+    "receive; token_unpermutation sends the expert outputs back the same way. Balanced "
+    "routing assumed: each rank receives tokens x top_k rows (the count is data-dependent), "
+    "with no capacity factor (transformer_config.py moe_expert_capacity_factor None, no "
+    "token dropped). torchtitan torchtitan/distributed/expert_parallel.py ExpertParallel "
+    "does the same: _token_dispatch all_to_all_single_autograd of the routed input, "
+    "_token_combine back, experts sharded on dim 0 (_partition_fn Shard(0)), no drop"
+)
+
+
+FSDP2_EXPERTS = (
+    "torchtitan torchtitan/models/llama4/infra/parallelize.py apply_fsdp: with ep_degree "
+    "above 1 each MoE block's experts are fully_shard-ed on the dp_shard_mod_ep mesh "
+    "(data-parallel ranks / ep, torchtitan/distributed/parallel_dims.py), the rest of the "
+    "block on dp_shard_cp: a rank's E/ep experts over dp/ep ranks give the same shard, "
+    "P_experts/dp, as without expert parallelism, while each all-gather brings E/ep experts"
+)
+
+
+def expert_shard(tensors: Sequence[ParamTensor], ep: int) -> list[ParamTensor]:
+    """The parameter tensors one expert-parallel rank holds: the routed experts' count
+    over ``ep``, the rest whole (:data:`EXPERT_SHARDS`)."""
+    if ep < 2:
+        return list(tensors)
+    return [
+        ParamTensor(p.name, p.shape, p.count // ep) if ".experts." in p.name else p for p in tensors
+    ]
+
+
+def all_to_all_terms(c: Ctx) -> list[Term]:
+    """One MoE layer's all-to-all buffers on an expert-parallel rank: the permuted tokens
+    it sends and the tokens it receives, each b·s·k rows of h (:data:`ALL_TO_ALL`)."""
+    if expert_parallel(c.s) < 2:
+        return []
+    rows = [Row("permuted tokens sent and tokens received", ("b", "s", "k", "h"), "act", 2)]
+    return [
+        as_term(
+            "temporaries",
+            "all-to-all buffers of one MoE layer (dispatch or combine)",
+            rows,
+            c.sizes,
+            c.widths,
+            ALL_TO_ALL,
+        )
+    ]
+
+
 # --- the loss ------------------------------------------------------------------------------
 
 
@@ -1099,10 +1161,18 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes: list[str] = []
     width = _param_width(s)
     held_tensors = parameter_tensors(t) if stage is None else stage_tensors(t, stage)
+    whole = sum(p.elements for p in held_tensors)
+    ep = expert_parallel(s)
+    held_tensors = expert_shard(held_tensors, ep)
     depth = t.layers + t.encoder_layers if stage is None else stage.layers
     sizes = stacks.ModelSizes.from_tensors(
         held_tensors, depth, persistence_threshold=s.stage3_param_persistence_threshold
     )
+    if ep > 1 and s.stack is Stack.FSDP2:
+        # FSDP2 shards a rank's experts over the dp_mod_ep ranks (:data:`FSDP2_EXPERTS`),
+        # so each shard is the whole model's over every data-parallel rank; only the
+        # blocks it gathers hold experts / ep.
+        sizes = replace(sizes, params=whole)
     if stage is not None:
         c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
@@ -1375,6 +1445,15 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             f"holds {c.sizes['s']:,} of the {s.seq_len:,} tokens; ring attention gathers "
             "every rank's keys and values while a layer's attention runs backward."
         )
+    # Counted in backward, as the ring's are: in forward a layer's buffers are gone before
+    # the head makes the logits, the forward phase's peak.
+    a2a = all_to_all_terms(c)
+    if a2a:
+        notes.append(
+            f"Expert parallelism: each of the {s.expert_parallel} expert-parallel ranks "
+            f"holds {t.experts // s.expert_parallel} of the {t.experts} experts of every MoE "
+            "layer; tokens reach them through an all-to-all, routing assumed balanced."
+        )
     base = [*weights, *state]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
     if st.in_backward:
@@ -1392,6 +1471,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         *recompute,
         *inflight,
         *ring,
+        *a2a,
         *dequant,
         *brought_back,
         *(step_terms if st.in_backward else []),

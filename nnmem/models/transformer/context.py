@@ -221,3 +221,9 @@ def context_parallel(s: Scenario) -> int:
     """The context-parallel degree the training step runs with (1 where it is not read)."""
     applies = s.mode is Mode.TRAINING and pipeline_applies(s.model)
     return s.context_parallel if applies else 1
+
+
+def expert_parallel(s: Scenario) -> int:
+    """The expert-parallel degree the training step runs with (1 where it is not read)."""
+    read = "expert_parallel" not in s.inactive_fields()
+    return s.expert_parallel if read and s.mode is Mode.TRAINING else 1
