@@ -836,6 +836,9 @@ def points() -> list[dict[str, Any]]:
         "lora_dropout": 0.1,
         "num_gpus": 2,
         "sharding": "zero3",
+        # train.py: rank 0 loads to the CPU, then FSDP(..., device_id=...,
+        # sync_module_states=args["low_memory"]), low_memory True by default.
+        "sync_module_states": True,
     }
     fq_needs: list[str] = []
     adapters = "bf16 adapters without o_proj, the fp32 logits and the root unit are counted"
