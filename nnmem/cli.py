@@ -64,6 +64,7 @@ FLAGS = {
     "gradient_as_bucket_view": "--gradient-as-bucket-view",
     "reshard_after_forward": "--reshard-after-forward",
     "cpu_offload": "--cpu-offload",
+    "sync_module_states": "--sync-module-states",
     "loss": "--loss",
     "loss_chunks": "--loss-chunks",
     "optimizer_in_backward": "--optimizer-in-backward",
@@ -95,6 +96,11 @@ STACK_FLAGS = (
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
     ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
+    (
+        "sync_module_states",
+        "BOOL",
+        "FSDP (v1) under zero3: wrap a CPU-loaded model on the GPU, unit by unit (replay)",
+    ),
 )
 
 # Memory features a training loop switches on (key, metavar, help): all but the paged

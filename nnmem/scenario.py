@@ -607,6 +607,10 @@ class Scenario:
     gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
     reshard_after_forward: bool = True  # torch fully_shard default
     cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy; FSDP CPUOffload under ZeRO-3 sharding
+    # FSDP (v1) under ZeRO-3 sharding, wrapping a model loaded on the CPU with device_id
+    # and sync_module_states=True: each unit moved to the GPU, broadcast, flattened and
+    # sharded there (torch/distributed/fsdp/_init_utils.py; FSDP's default is False)
+    sync_module_states: bool = False
     offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
     # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
     reduce_bucket_size: int = 500_000_000
@@ -937,6 +941,7 @@ STACK = ChoiceSpec(
 BUCKET_VIEW = FlagSpec("gradient_as_bucket_view", "Gradients as bucket views")
 RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
 CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
+SYNC_STATES = FlagSpec("sync_module_states", "FSDP sync_module_states")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
 PREFETCH_BUCKET = whole("stage3_prefetch_bucket_size", "ZeRO-3 prefetch bucket", 10**12, low=0)
@@ -1016,6 +1021,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         BUCKET_VIEW,
         RESHARD,
         CPU_OFFLOAD,
+        SYNC_STATES,
         OFFLOAD_PARAM,
         REDUCE_BUCKET,
         PREFETCH_BUCKET,
@@ -1113,6 +1119,7 @@ STACK_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "sync_module_states",
     "offload_param",
     "reduce_bucket_size",
     *ZERO3_KEYS,
@@ -1125,6 +1132,7 @@ def stack_inactive(
 ) -> set[str]:
     """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
+    off |= {"sync_module_states"}
     off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
@@ -1147,8 +1155,9 @@ def stack_inactive(
         off.add("offload_optimizer")  # offload is a ZeRO feature
     elif sharding is Sharding.ZERO3:
         # A step nnmem.stacks does not model (LoRA, another optimizer) sharded as FSDP's
-        # FULL_SHARD, which can offload its shards: FSDP's CPUOffload(offload_params=True).
-        off -= {"cpu_offload"}
+        # FULL_SHARD, which can offload its shards: FSDP's CPUOffload(offload_params=True),
+        # and wrap a model loaded on the CPU with sync_module_states.
+        off -= {"cpu_offload", "sync_module_states"}
     if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
         off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
     return off

@@ -23,6 +23,10 @@ optimizer state are allocated first, in a ``load`` span; then each phase of the 
   default since PyTorch 2.0);
 * inference: prefill, then decode.
 
+Under FSDP (v1) wrapping a CPU-loaded model with ``sync_module_states``, a ``wrap`` span
+comes before the load: each unit moved to the GPU, broadcast, flattened and sharded
+(:func:`_wrap`), so the allocator's cache the wrap leaves is what the step starts from.
+
 A tensor is a term of a phase cut into pieces the size PyTorch allocates: one per
 parameter tensor for weights, gradients and optimizer state
 (:func:`nnmem.models.architecture.parameter_tensors`), one per layer and saved tensor
@@ -39,6 +43,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from nnmem.allocator import AllocatorConfig, ReplayResult, replay
 from nnmem.builders import builder
@@ -1015,6 +1020,159 @@ def _lazy_state(scenario: Scenario) -> bool:
     return single and scenario.sharding is Sharding.NONE
 
 
+# FSDP (v1) wrapping a model loaded on the CPU, with device_id and sync_module_states
+# (torch 2.2, torch/distributed/fsdp/_init_utils.py ``_init_param_handle_from_module``):
+# auto-wrapping builds the units children first (wrap.py ``_recursive_wrap``), so each
+# decoder layer's LoRA units, then the layer, then the root (embeddings, final norm,
+# head). For each unit, on the GPU:
+# 1. ``_move_module_to_device``: every parameter of the unit, whole (``param.data =
+#    param.to(device)``, ``_move_states_to_device``);
+# 2. ``_sync_module_params_and_buffers`` -> torch/distributed/utils.py
+#    ``_sync_params_and_buffers`` -> ``dist._broadcast_coalesced`` with
+#    PARAM_BROADCAST_BUCKET_SIZE (250 MiB): torch/csrc/distributed/c10d/comm.cpp
+#    ``broadcast_coalesced`` cuts the tensors into buckets (a bucket closes once it holds
+#    the limit: reducer.cpp ``compute_bucket_assignment_by_size``), flattens each into a
+#    new tensor (BroadcastWork: ``flatten_dense_tensors``) and keeps at most 2 in flight;
+# 3. ``_init_param_handle_from_params`` -> FlatParamHandle: ``flatten_tensors`` is a
+#    ``torch.cat`` of the unit's parameters, the whole flat_param;
+# 4. ``FlatParamHandle.shard``: ``_get_shard`` clones the rank's chunk (rank 0's needs no
+#    padding), ``flat_param.set_(sharded_flat_param)`` and the whole flat's storage is
+#    resized to 0;
+# 5. the unit's original parameters, still held by ``managed_params``, die when
+#    ``_init_param_handle_from_module`` returns; under CPUOffload(offload_params=True)
+#    ``handle.flat_param_to(cpu)`` has already moved the shard to the CPU.
+# fsdp_qlora's train.py (anchors-2026 §4, E13) loads rank 0's model on the CPU and
+# empties the cache before wrapping, so the wrap starts from an empty allocator.
+BROADCAST_BUCKET = 250 * 2**20  # _init_utils.py PARAM_BROADCAST_BUCKET_SIZE
+BROADCASTS_IN_FLIGHT = 2  # comm.cpp broadcast_coalesced max_in_flight
+WRAP = "wrap"  # the mark of the wrap's span, before the load's
+
+
+def wraps_on_gpu(scenario: Scenario) -> bool:
+    """Whether FSDP (v1) wraps the model on the GPU with sync_module_states: a ZeRO-3
+    sharded step nnmem.stacks does not model, over more than one GPU."""
+    if not scenario.sync_module_states or scenario.data_parallel < 2:
+        return False
+    return "sync_module_states" not in scenario.inactive_fields()
+
+
+def _stored_widths(scenario: Scenario) -> tuple[Fraction, Fraction]:
+    """Bytes per value of a layer's parameters, and of the rest (embeddings, final norm,
+    head): a quantized model keeps the rest in its 16-bit type (bitsandbytes replaces
+    the layers' linears, not lm_head)."""
+    from nnmem.formats import bits, is_float
+    from nnmem.scenario import Precision
+
+    whole = Fraction(4 if scenario.precision is Precision.FP32 or scenario.precision.is_amp else 2)
+    fmt = scenario.precision.weight_format
+    if is_float(fmt):
+        return whole, whole
+    return bits(fmt, scenario.group_size) / 8, Fraction(2)
+
+
+def _wrap_units(
+    scenario: Scenario, shape: _Shape, total: int | None
+) -> list[tuple[int, list[int]]]:
+    """The base model's FSDP units in wrap order, each its slot and its parameters'
+    whole sizes: the layers, then the root. With ``total`` (the shards' bytes on one
+    rank, times the ranks) the sizes are that split in proportion to each tensor's
+    stored bytes; without, the stored bytes themselves."""
+    layer_width, rest_width = _stored_widths(scenario)
+    weights = [
+        int(numel * (layer_width if 0 <= slot < shape.layers else rest_width) * 4096)
+        for _, numel, slot in shape.params
+    ]
+    if total is None:
+        sizes = [-(-w // 4096) for w in weights]
+    else:
+        sizes = _proportional(total, weights) if any(weights) else []
+    units: dict[int, list[int]] = {}
+    for (_, _, slot), size in zip(shape.params, sizes, strict=True):
+        unit = slot if 0 <= slot < shape.layers else -1
+        units.setdefault(unit, []).append(size)
+    return sorted(units.items(), key=lambda kv: kv[0] < 0)
+
+
+def _buckets(sizes: Sequence[int], limit: int) -> list[int]:
+    """``broadcast_coalesced``'s flat buckets: tensors in order, a bucket closed once it
+    holds ``limit`` bytes (reducer.cpp ``compute_bucket_assignment_by_size``).
+
+    >>> _buckets([100, 200, 50, 300], 250)
+    [300, 350]
+    """
+    out: list[int] = []
+    held = 0
+    for size in sizes:
+        held += size
+        if held >= limit:
+            out.append(held)
+            held = 0
+    return [*out, held] if held else out
+
+
+def _wrap(walk: _Walk, scenario: Scenario, states: Sequence[Item]) -> None:
+    """The wrap's events (see BROADCAST_BUCKET above), before the load span: each unit's
+    shard is the base weights' piece for that unit where the shards stay on the GPU, a
+    tensor moved to the CPU at once under CPU offload (where the adapters' own units,
+    a few MB each, are not replayed: the GPU holds no adapter term to take their
+    sizes from)."""
+    shape = walk.shape
+    n = scenario.data_parallel
+    held = [x for x in states if x.term.key == "weights" and "gathered" not in x.term.label]
+    base = next((x for x in held if x.term.label != "trainable weights"), None)
+    adapters = next((x for x in held if x.term.label == "trainable weights"), None)
+    units = _wrap_units(scenario, shape, base.term.bytes * n if base else None)
+    if base is not None:
+        # FSDP's shard is one flat tensor per unit (FlatParamHandle.flat_param).
+        shards = _proportional(base.term.bytes, [sum(sizes) for _, sizes in units])
+        walk._pieces[base] = [
+            Piece(size, slot, f"{'root' if slot < 0 else f'layer {slot}'} flat_param shard")
+            for (slot, _), size in zip(units, shards, strict=True)
+        ]
+    # A layer's LoRA modules are units of their own (fsdp_qlora's lambda policy wraps
+    # every module with a trainable weight), wrapped before their layer: here one unit
+    # per layer, its shard the layer's share of the adapters.
+    lora: dict[int, int] = {}
+    if adapters is not None:
+        split = _proportional(adapters.term.bytes, [1] * shape.layers)
+        walk._pieces[adapters] = [
+            Piece(size, i, f"layer {i} adapters flat_param shard") for i, size in enumerate(split)
+        ]
+        lora = {i: i for i in range(shape.layers)}
+    walk.events.append(("mark", WRAP))
+
+    def raw(size: int, label: str) -> int:
+        key = walk.next_key
+        walk.next_key += 1
+        walk.events.append(("alloc", key, size, "weights", label))
+        return key
+
+    def unit(slot: int, sizes: Sequence[int], item: Item | None, index: int, name: str) -> None:
+        moved = [raw(size, f"{name} moved to the GPU") for size in sizes]
+        flights: list[int] = []
+        for bucket in _buckets(sizes, BROADCAST_BUCKET):
+            if len(flights) >= BROADCASTS_IN_FLIGHT:
+                walk.events.append(("free", flights.pop(0)))
+            flights.append(raw(bucket, f"{name} broadcast bucket"))
+        walk.events += [("free", key) for key in flights]
+        flat = raw(sum(sizes), f"{name} flat_param")
+        if item is not None:
+            walk.alloc(item, index)
+            walk.events.append(("free", flat))
+        else:
+            shard = raw(-(-sum(sizes) // n), f"{name} shard")
+            walk.events += [("free", flat), ("free", shard)]  # flat_param_to(cpu)
+        walk.events += [("free", key) for key in moved]
+
+    for i, (slot, sizes) in enumerate(units):
+        if adapters is not None and slot in lora:
+            index = lora[slot]
+            whole = walk.pieces(adapters)[index].size * n
+            unit(slot, [whole], adapters, index, f"layer {slot} adapters")
+        name = "root" if slot < 0 else f"layer {slot}"
+        unit(slot, sizes, base, i, name)
+
+
 def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event]:
     """The load span, then ``steps`` steps of ``phases``.
 
@@ -1032,6 +1190,8 @@ def _walk(scenario: Scenario, phases: Sequence[Phase], steps: int) -> list[Event
     kept = ("optimizer_state",) if lazy else ()
     states = [x for x in first if x.term.key in STATE_KEYS or x.term.key == "gradients"]
     states = [x for x in states if x.term.key not in kept]
+    if wraps_on_gpu(scenario):
+        _wrap(walk, scenario, states)
     walk.span("load", states, _ordered(walk, states), sum(x.term.bytes for x in states))
     for step in range(steps):
         for k, phase in enumerate(phases):

@@ -153,11 +153,11 @@ def test_loss_parallel_tensors_are_the_vocabulary_shard() -> None:
 
 
 def test_replay_never_reserves_more_than_the_card() -> None:
-    """Yi-34B QLoRA on a 24 GiB RTX 3090: replayed without a bound, the step would
-    reserve more than the card; the allocator frees its cached segments and retries
-    (CUDACachingAllocator.cpp malloc, release_cached_blocks), so the reserved peak stays
-    within 24 GiB less the 740 MiB CUDA context."""
-    point = next(p for p in points() if p["id"] == "E13.yi34b_qlora_b2")
+    """Llama-2-7B QLoRA at batch 10 on a 24 GiB RTX 3090: replayed without a bound, the
+    step would reserve more than the card; the allocator frees its cached segments and
+    retries (CUDACachingAllocator.cpp malloc, release_cached_blocks), so the reserved peak
+    stays within 24 GiB less the 740 MiB CUDA context."""
+    point = next(p for p in points() if p["id"] == "E13.qlora_b10_ctx2048")
     scenario = parse(point["scenario"])
     capacity = replay_capacity(scenario, "rtx-3090")
     assert capacity == 24 * GIB - 740 * 2**20

@@ -836,6 +836,9 @@ def points() -> list[dict[str, Any]]:
         "lora_dropout": 0.1,
         "num_gpus": 2,
         "sharding": "zero3",
+        # train.py: rank 0 loads to the CPU, then FSDP(..., device_id=...,
+        # sync_module_states=args["low_memory"]), low_memory True by default.
+        "sync_module_states": True,
     }
     fq_needs: list[str] = []
     adapters = "bf16 adapters without o_proj, the fp32 logits and the root unit are counted"
@@ -845,21 +848,20 @@ def points() -> list[dict[str, Any]]:
     )
     cache = (
         "a reserved peak the same at 512 and 2,048 tokens (10.24 and 10.22 GiB) while the "
-        "allocated peaks differ (8.28 and 9.16, both within 4% in the rows below), and the "
-        "replay gives 8.60 and 10.32: the allocator's cache from loading and wrapping "
-        "(FSDP's sync_module_states moves each unit to the GPU to broadcast and flatten "
-        "it), not the step, sets the 512-token peak; that cache depends on the loading "
-        "path and is not modelled"
+        "allocated peaks differ (8.28 and 9.16, both within 4% in the rows below): the cache "
+        "from loading and wrapping, not the step, sets the 512-token peak. With FSDP's wrap "
+        "replayed (sync_module_states) the wrap reserves 8.27 GiB and the load 9.03, and the "
+        "512-token step reserves no more: 12% low, not attributed further (the wrap the "
+        "source reports for the QLoRA model replays within 8%: E13.qlora_b1_ctx512)"
     )
     loading = (
-        "the source reports 3.72 GiB reserved right after wrapping the QLoRA model, before "
-        "any step (reset_peak_memory_stats then keeps it as the floor), where the replay's "
-        "load reserves 2.65 GiB: that 1.07 GiB of cache is most of the 1.25 GiB missing. "
-        "train.py loads to the CPU and empties the cache, then FSDP (v1) wraps with device_id "
-        "and sync_module_states, flattening each unit on the GPU into a second whole copy "
-        "before keeping its half (flatten_tensors_into_flat_param, then _get_shard's "
-        "clone): for the root unit, the bf16 embeddings and head, 2 × 0.52 GB pass through "
-        "the allocator, about the size of the gap. The wrap is not modelled"
+        "FSDP's wrap replayed (sync_module_states): train.py loads to the CPU and empties "
+        "the cache, then FSDP (v1) wraps with device_id, moving each unit whole to the GPU, "
+        "broadcasting it, flattening it into a second whole copy and keeping its half. The "
+        "replayed wrap reserves 3.41 GiB, where the source reports 3.72 GiB reserved right "
+        "after wrapping, before any step (reset_peak_memory_stats then keeps it as the "
+        "floor). The replayed step then fits in the wrap's cache and reserves no more, while "
+        "the source's step adds 1.26 GiB above it: 31% low, that step's cache not attributed"
     )
     capped = (
         "; uncapped, the replay would reserve more than the 24 GiB card, so it frees its "
@@ -885,8 +887,7 @@ def points() -> list[dict[str, Any]]:
             "qlora_b4_ctx2048",
             11.22,
             {"precision": "nf4_dq", "batch_size": 4, "seq_len": 2048},
-            old_loss + "; the replay caches 3.5 GiB beside an 8.9 GiB allocated peak "
-            "(11% over the measurement), not attributed",
+            old_loss + "; the replay caches 2.9 GiB beside an 8.9 GiB allocated peak",
         ),
         (
             "qlora_b10_ctx2048",
@@ -957,7 +958,8 @@ def points() -> list[dict[str, Any]]:
             "rtx-3090",
             [],
             note="encoded with the fp32 logits (loss fp32_logits) and bf16 adapters; NO_SHARD "
-            "gathers nothing",
+            "gathers nothing; its wrap (each unit moved whole and flattened, nothing sharded) "
+            "is not replayed",
         ),
         p(
             "E13.yi34b_qlora_b2",
@@ -976,7 +978,7 @@ def points() -> list[dict[str, Any]]:
             },
             "rtx-3090",
             fq_needs,
-            note="as the Llama-2-7B QLoRA rows" + capped,
+            note="as the Llama-2-7B QLoRA rows, FSDP's wrap replayed (it reserves 14.3 GiB)",
         ),
         p(
             "E13.llama70b_qlora_offload_b2",
@@ -996,11 +998,13 @@ def points() -> list[dict[str, Any]]:
             "rtx-3090",
             fq_needs,
             note="FSDP's CPUOffload(offload_params=True), as cpu_offload models it, with the "
-            "root unit (1.05 GB) and the fp32 logits counted; the replay caches 3.9 GiB "
-            "beside an 8.9 GiB allocated peak and is 15% low. Not counted: the cache from "
-            "loading and wrapping (train.py wraps with device_id and sync_module_states, so "
-            "FSDP moves each unit to the GPU before offloading its shard), which the source "
-            "does not report for this run",
+            "root unit (1.05 GB) and the fp32 logits counted, and FSDP's wrap replayed "
+            "(train.py wraps with device_id and sync_module_states, so FSDP moves each unit "
+            "whole to the GPU, flattens and shards it there, then offloads the shard): the "
+            "wrap reserves 4.2 GiB, and the step reuses that cache and reserves 10.2 GiB "
+            "beside an 8.9 GiB allocated peak, 32% low (12.75 GiB, 15% low, without the "
+            "wrap). The source does not report the reserve after wrapping for this run; the "
+            "gap is not attributed",
         ),
         p(
             "E13.mistral_qlora_offload_ctx24k",

@@ -48,8 +48,9 @@ _LABEL_LINE = 15
 # the highest of its stretch is drawn and the reserved peak never drops out.
 MAX_POINTS = 240
 _PER_BUCKET = 4
-_MORE_LABELS = {"load": "Loading"}
+_MORE_LABELS = {"load": "Loading", "wrap": "FSDP wrap"}
 _SHORT = {
+    "wrap": "Wrap",
     "load": "Load",
     "forward": "Fwd",
     "backward": "Bwd",

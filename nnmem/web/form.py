@@ -470,6 +470,12 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "gradients and the step on the CPU.",
         "",
     ),
+    "sync_module_states": (
+        "FSDP under ZeRO-3 sharding, wrapping a model loaded on the CPU: each unit is moved "
+        "to the GPU, broadcast, flattened and sharded there; the allocator replay keeps the "
+        "cache this leaves.",
+        "",
+    ),
     "offload_param": ("DeepSpeed ZeRO-3: keep the 16-bit parameter partitions on the CPU.", ""),
     "reduce_bucket_size": (
         "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
@@ -679,6 +685,7 @@ _ADVANCED_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "sync_module_states",
     "device",
     "cuda_context_mib",
     "allocator_overhead_percent",

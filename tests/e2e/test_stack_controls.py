@@ -87,3 +87,16 @@ def test_expert_parallel_shows_for_moe_training_and_the_total_is_the_engine_s(
     assert int(str(reply["total_bytes"])) < int(str(whole["total_bytes"]))
     fill_form(calculator, {"expert_parallel": "1", "mode": "inference"})
     expect(_field(calculator, "expert_parallel")).to_be_hidden()
+
+
+def test_sync_module_states_shows_only_where_fsdp_v1_shards(calculator: Page) -> None:
+    """FSDP (v1) under ZeRO-3 sharding of a LoRA run wraps with sync_module_states; the
+    default form (one GPU, unsharded) and an unsharded LoRA run have no such option."""
+    _open_advanced(calculator)
+    sync = _field(calculator, "sync_module_states")
+    expect(sync).to_be_hidden()
+    lora = {"describe": "fields", "preset": "llama-2-7b", "finetune": "lora"}
+    fill_form(calculator, {**lora, "sharding": "zero3", "num_gpus": "2"})
+    expect(sync).to_be_visible()
+    fill_form(calculator, {"sharding": "none"})
+    expect(sync).to_be_hidden()
