@@ -203,3 +203,17 @@ def test_peft_runner_reads_the_state_after_the_step(pid: str, kept: int) -> None
     result = estimate(parse(point["scenario"]), gpu_id=point["gpu"])
     assert after_step_bytes(result) == kept
     assert abs(scored(point)["error"]) <= 0.02
+
+
+def test_the_step_chart_reserves_what_the_total_replays_on_the_card() -> None:
+    """The chart replays on the same card as the total: at batch 10 on the RTX 3090 its
+    reserved peak is the bounded replay's, not the unbounded one above the card."""
+    from nnmem.web.step_chart import _trace
+
+    point = next(p for p in points() if p["id"] == "E13.qlora_b10_ctx2048")
+    scenario = parse(point["scenario"])
+    capacity = replay_capacity(scenario, "rtx-3090")
+    bounded = replay_step(scenario, "rtx-3090", allocator_config(scenario), capacity)
+    trace = _trace(scenario, "rtx-3090")
+    assert trace is not None
+    assert trace.reserved_peak == bounded.reserved_peak <= capacity

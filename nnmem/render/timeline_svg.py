@@ -160,10 +160,12 @@ def _plain_events(
 def trace_step(
     events: Iterable[Sequence[object]],
     config: AllocatorConfig | None = None,
+    capacity: int | None = None,
     max_points: int = MAX_POINTS,
 ) -> StepTrace:
     """Replay the step's events as configured and with ``expandable_segments`` the other
-    way (on where it is off, off where it is on).
+    way (on where it is off, off where it is on), on a device whose allocator may reserve
+    at most ``capacity`` bytes (unbounded when None), as the total's replay does.
 
     Reserved memory comes from :func:`nnmem.allocator.replay`; the stacks add up the
     sizes each component's allocations asked for, so the gap between their top and the
@@ -171,9 +173,9 @@ def trace_step(
     """
     plain, labels = _plain_events(events)
     config = config or AllocatorConfig()
-    first = replay(plain, config, timeline=True)
+    first = replay(plain, config, capacity, timeline=True)
     flipped = replace(config, expandable_segments=not config.expandable_segments)
-    other = replay(plain, flipped, timeline=True)
+    other = replay(plain, flipped, capacity, timeline=True)
     n = len(plain)
     kept = keep_indices([first.reserved, first.allocated, other.reserved], max_points)
     keys = {str(e[3]) if len(e) > 3 else "temporaries" for e in plain if e[0] == "alloc"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nnmem import catalog, timeline
 from nnmem.errors import NnmemError
-from nnmem.estimate import allocator_config
+from nnmem.estimate import allocator_config, replay_capacity
 from nnmem.render.markup import escape
 from nnmem.render.timeline_svg import StepTrace, timeline_html, trace_step
 from nnmem.scenario import Device, Scenario
@@ -38,7 +38,8 @@ def _trace(scenario: Scenario, gpu_id: str | None) -> StepTrace | None:
     key = (scenario, gpu_id)
     if _last is None or _last[0] != key:
         events = timeline.replayed_events(scenario, gpu_id)
-        _last = (key, trace_step(events, allocator_config(scenario)) if events else None)
+        config, capacity = allocator_config(scenario), replay_capacity(scenario, gpu_id)
+        _last = (key, trace_step(events, config, capacity) if events else None)
     return _last[1]
 
 
