@@ -461,10 +461,7 @@ class CachingAllocator:
             size = K_MIN_BLOCK_SIZE
         else:
             size = -(-orig_size // K_MIN_BLOCK_SIZE) * K_MIN_BLOCK_SIZE
-        if stream:
-            pool = self._pool(stream, size <= K_SMALL_SIZE)
-        else:
-            pool = self.small if size <= K_SMALL_SIZE else self.large
+        pool = self._pool(stream, size <= K_SMALL_SIZE)
         alloc_size = allocation_size(size)
         block = self._get_free_block(pool, size)
         if block is None:
