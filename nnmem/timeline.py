@@ -111,8 +111,8 @@ class _Shape:
 def _shape(scenario: Scenario) -> _Shape:
     """The model's depth, its parameter tensors with their slots, a layer's tensors."""
     from nnmem.models.architecture import Head, Transformer, parameter_tensors
-    from nnmem.models.transformer.assembly import expert_shard
-    from nnmem.models.transformer.context import expert_parallel
+    from nnmem.models.transformer.assembly import expert_shard, loss_vocab
+    from nnmem.models.transformer.context import context, expert_parallel
 
     model = scenario.model
     if isinstance(model, Transformer):
@@ -133,12 +133,11 @@ def _shape(scenario: Scenario) -> _Shape:
             for i in range(spread):
                 name = tensor.name.replace("*.", "").replace("layers.", "")
                 params.append((name, tensor.numel * per_layer, i * layers // spread))
-        tokens = scenario.batch_size * _local_seq(scenario)
-        vocab = model.vocab
-        if scenario.loss_parallel and scenario.tensor_parallel > 1:
-            # loss_parallel: each rank's logits are its vocabulary shard
-            # (nnmem.models.transformer.assembly.loss_terms).
-            vocab = -(-vocab // scenario.tensor_parallel)
+        # The logits one rank holds, as the engine sizes them: the decoder's tokens, or the
+        # rank's share of the sequence under context parallelism, by its vocabulary shard.
+        dims = context(scenario).sizes
+        tokens = scenario.batch_size * (dims["t"] if scenario.decoder_seq_len else dims["s"])
+        vocab = loss_vocab(scenario, model)
         logit_values = tokens * vocab if vocab and scenario.mode is Mode.TRAINING else 0
         saved, full = _layer_patterns(scenario)
         lm = model.head in (Head.CAUSAL_LM, Head.MASKED_LM, Head.SEQ2SEQ_LM)
@@ -162,17 +161,6 @@ def _shape(scenario: Scenario) -> _Shape:
     depth = getattr(model, "num_layers", None) or getattr(model, "layers", None)
     layers = depth if isinstance(depth, int) and depth > 0 else 1
     return _Shape(layers, (), ())
-
-
-def _local_seq(scenario: Scenario) -> int:
-    """The tokens of a sequence one rank's logits hold: context parallelism shards the
-    inputs and labels along the sequence (nnmem.models.transformer.context.context)."""
-    from nnmem.models.transformer.context import context_parallel
-
-    if scenario.decoder_seq_len:
-        return scenario.decoder_seq_len
-    cp = context_parallel(scenario)
-    return scenario.seq_len // cp if cp > 1 else scenario.seq_len
 
 
 def _cnn_shape(scenario: Scenario) -> _Shape:

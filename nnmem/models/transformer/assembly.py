@@ -641,19 +641,26 @@ def _lm(t: Transformer) -> bool:
     return t.head.value in ("causal_lm", "masked_lm", "seq2seq_lm")
 
 
+def loss_vocab(s: Scenario, t: Transformer) -> int:
+    """The vocabulary width of one rank's logits: its shard under loss parallelism.
+
+    torchtitan parallelize_llama: the output head is ColwiseParallel with
+    output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
+    (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and their
+    backward) works on each rank's vocabulary shard: every logits tensor of the loss is
+    V/t wide. Megatron-LM's vocab_parallel_cross_entropy does the same."""
+    if _lm(t) and s.loss_parallel and s.tensor_parallel > 1:
+        return -(-t.vocab // s.tensor_parallel)
+    return t.vocab
+
+
 def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
     """(saved by the loss, logits at the end of forward, extra at the loss peak, extra at
     the start of backward)."""
     t = c.t
     vocab_parallel = _lm(t) and c.s.loss_parallel and c.s.tensor_parallel > 1
     if vocab_parallel:
-        # torchtitan parallelize_llama: the output head is ColwiseParallel with
-        # output_layouts=Shard(-1) under loss_parallel(), whose cross-entropy
-        # (torch/distributed/tensor/parallel/loss.py _log_softmax, _nll_loss_forward and
-        # their backward) works on each rank's vocabulary shard: every logits tensor of
-        # the loss is V/t wide. Megatron-LM's vocab_parallel_cross_entropy does the same.
-        shard = -(-t.vocab // c.s.tensor_parallel)
-        c = replace(c, sizes={**c.sizes, "V": shard})
+        c = replace(c, sizes={**c.sizes, "V": loss_vocab(c.s, t)})
     if not _lm(t):
         rows = [Row("log-softmax over the labels", ("b", "c"), "f32")]
         saved = [as_term("logits", "saved by the loss", rows, c.sizes, c.widths, HF)]
@@ -1396,7 +1403,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "inputs the column-parallel projections gather stay whole."
         )
     if s.tensor_parallel > 1 and s.loss_parallel and language_model(t):
-        shard = -(-t.vocab // s.tensor_parallel)
+        shard = loss_vocab(s, t)
         notes.append(
             f"Loss parallelism: the logits stay split by vocabulary, so V in the loss's "
             f"terms is each rank's shard, {shard:,} of {t.vocab:,}."
