@@ -144,6 +144,7 @@ function request() {
     return;
   }
   latest += 1;
+  results.dataset.asked = String(latest); // the newest request: data-complete catches up
   sentAt.set(latest, performance.now());
   fresh.clear();
   post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });

@@ -51,12 +51,15 @@ class User:
 
 def settled(page: Page) -> dict[str, object]:
     """CPython's reply for the page's fields once the page shows that answer complete
-    (total, summary, verdict and suggestions), the fields read again while answers still
-    come (a box's answer sets other fields, such as the GPU)."""
+    (total, summary, verdict and suggestions) for its newest request, the fields read
+    again while answers still come (a box's answer sets other fields, such as the GPU)."""
     reply: dict[str, object] = {}
     for _ in range(80):
         reply = cpython_reply(page_fields(page))
-        done = page.locator("#results").get_attribute("data-pending") is None
+        results = page.locator("#results")
+        newest = results.get_attribute("data-asked")
+        done = results.get_attribute("data-pending") is None
+        done = done and newest is not None and results.get_attribute("data-complete") == newest
         shown = page.locator("#total").get_attribute("data-bytes")
         line = page.locator("#start-summary").text_content()
         if reply["ok"] and done and (shown, line) == (str(reply["total_bytes"]), reply["summary"]):
