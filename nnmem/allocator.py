@@ -871,3 +871,27 @@ def replay(
     result.segment_allocs = allocator.segment_allocs
     result.alloc_retries = allocator.alloc_retries
     return result
+
+
+def replay_needed(
+    events: Sequence[Sequence[object]],
+    config: AllocatorConfig | None = None,
+    capacity: int | None = None,
+    timeline: bool = False,
+) -> ReplayResult:
+    """The replay on a device whose allocator may reserve ``capacity`` bytes, where the
+    step fits there once the allocator has freed its cache; a step that runs out of memory
+    even so is replayed unbounded, which is what it would need (a replay cut at the
+    failing request would show less than the step holds).
+
+    >>> events = [("alloc", 0, 30 * MIB), ("alloc", 1, 30 * MIB)]
+    >>> replay(events, capacity=40 * MIB).out_of_memory_at
+    1
+    >>> needed = replay_needed(events, capacity=40 * MIB)
+    >>> needed.out_of_memory_at, needed.reserved_peak // MIB
+    (None, 60)
+    """
+    result = replay(events, config, capacity, timeline)
+    if capacity is not None and result.out_of_memory_at is not None:
+        return replay(events, config, None, timeline)
+    return result

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from nnmem.allocator import AllocatorConfig, ReplayResult, replay
+from nnmem.allocator import AllocatorConfig, ReplayResult, replay_needed
 from nnmem.builders import builder
 from nnmem.catalog import cublas_workspace_bytes
 from nnmem.models.transformer.assembly import LOSS_PARALLEL
@@ -1314,6 +1314,6 @@ def replay_step(
 ) -> ReplayResult:
     """The step replayed through the caching-allocator model (:func:`replayed_events`),
     on a device whose allocator may reserve at most ``capacity`` bytes (unbounded when
-    None)."""
+    None, or when the step does not fit there: :func:`nnmem.allocator.replay_needed`)."""
     events = replayed_events(scenario, gpu_id)
-    return replay(events, config, capacity, timeline=True) if events else ReplayResult()
+    return replay_needed(events, config, capacity, timeline=True) if events else ReplayResult()

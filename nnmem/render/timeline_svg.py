@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from nnmem.allocator import AllocatorConfig, replay
+from nnmem.allocator import AllocatorConfig, replay_needed
 from nnmem.errors import NnmemError
 from nnmem.render.markup import escape
 from nnmem.render.svg import _nice_step, _tick_text, label_box
@@ -173,9 +173,9 @@ def trace_step(
     """
     plain, labels = _plain_events(events)
     config = config or AllocatorConfig()
-    first = replay(plain, config, capacity, timeline=True)
+    first = replay_needed(plain, config, capacity, timeline=True)
     flipped = replace(config, expandable_segments=not config.expandable_segments)
-    other = replay(plain, flipped, capacity, timeline=True)
+    other = replay_needed(plain, flipped, capacity, timeline=True)
     n = len(plain)
     kept = keep_indices([first.reserved, first.allocated, other.reserved], max_points)
     keys = {str(e[3]) if len(e) > 3 else "temporaries" for e in plain if e[0] == "alloc"}

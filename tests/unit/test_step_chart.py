@@ -122,3 +122,15 @@ def test_a_failed_replay_leaves_the_answer_standing(monkeypatch: pytest.MonkeyPa
         '<p class="timeline-none">The allocator model could not replay this step '
         "(segment table full); the total above does not depend on it.</p>"
     )
+
+
+def test_a_step_that_cannot_fit_the_card_is_charted_whole() -> None:
+    """Llama 3.2 1B in AMP at batch 64 needs far more than an 8 GB card: bounded by the
+    card, the replay would stop at the failing request and draw a flat line at the card's
+    size; the chart draws the whole step instead, the unbounded replay's peaks."""
+    scenario = parse({**LLAMA_TRAINING, "batch_size": 64})
+    gpu = "rtx-4060"
+    whole = replay_step(scenario, gpu, allocator_config(scenario))
+    html = step_chart_html(scenario, gpu)
+    assert whole.reserved_peak > 8 * 10**9
+    assert f'data-reserved-peak="{whole.reserved_peak}"' in html
