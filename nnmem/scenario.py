@@ -183,6 +183,23 @@ class Loss(StrEnum):
     FP32_LOGITS = "fp32_logits"
 
 
+class Packing(StrEnum):
+    """How a language model's training batch is laid out, and the attention mask that
+    follows: ``auto`` is ``padded`` for the HF Trainer and TRL stacks and ``off`` for the
+    others; ``off`` is the batch × seq_len as given, every row full (no mask); ``padded``
+    rows padded to seq_len (transformers' collators), which makes SDPA take a mask;
+    ``packed`` whole rows of concatenated examples (TRL ``packing_strategy="wrapped"``,
+    torchtune ``dataset.packed=True``); ``padding_free`` the batch flattened into one
+    row with position_ids and no mask (TRL ``padding_free``, which its default ``bfd``
+    packing implies; transformers ``DataCollatorWithFlattening``)."""
+
+    AUTO = "auto"
+    OFF = "off"
+    PADDED = "padded"
+    PACKED = "packed"
+    PADDING_FREE = "padding_free"
+
+
 class PipelineSchedule(StrEnum):
     """How a pipeline runs its micro-batches (torch.distributed.pipelining schedules, as
     torchtitan's pipeline_parallel_schedule names them)."""
@@ -571,6 +588,9 @@ class Scenario:
     # torch.compile of each transformer block (torchtitan apply_compile, torchtune
     # compile_model): Inductor recomputes the cheap elementwise tensors in backward.
     torch_compile: bool = False
+    # the batch's layout (padded rows, packed rows or one padding-free row); auto follows
+    # the stack (Scenario.packing_used)
+    packing: Packing = Packing.AUTO
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -716,6 +736,22 @@ class Scenario:
         return self.num_gpus
 
     @property
+    def packing_used(self) -> Packing:
+        """The batch layout the step runs with: ``auto`` is ``padded`` for the HF Trainer
+        and TRL stacks, whose collators pad every row to the batch's longest
+        (transformers DataCollatorWithPadding, TRL DataCollatorForLanguageModeling), and
+        ``off`` for the others, whose loop takes the batch as given.
+
+        >>> m = GenericModel(10**9, 2048, 16)
+        >>> Scenario(m, stack=Stack.TRL_SFT).packing_used, Scenario(m).packing_used
+        (<Packing.PADDED: 'padded'>, <Packing.OFF: 'off'>)
+        """
+        if self.packing is not Packing.AUTO:
+            return self.packing
+        hf = self.stack in (Stack.HF_TRAINER, Stack.TRL_SFT)
+        return Packing.PADDED if hf else Packing.OFF
+
+    @property
     def pipelined(self) -> bool:
         """Whether a training step runs as a pipeline over ``pipeline_parallel`` stages."""
         return (
@@ -829,6 +865,12 @@ OPTIMIZER_IN_BACKWARD = FlagSpec("optimizer_in_backward", "Optimizer in backward
 ACTIVATION_OFFLOAD = FlagSpec("activation_offload", "Activation offloading")
 PAGED_OPTIMIZER = FlagSpec("paged_optimizer", "Paged optimizer")
 TORCH_COMPILE = FlagSpec("torch_compile", "Compiled blocks")
+PACKING = ChoiceSpec(
+    "packing",
+    "Packing",
+    Packing,
+    aliases=(("none", "off"), ("padding", "padded"), ("padding-free", "padding_free")),
+)
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -999,6 +1041,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         ACTIVATION_OFFLOAD,
         PAGED_OPTIMIZER,
         TORCH_COMPILE,
+        PACKING,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -1169,6 +1212,7 @@ MEMORY_FEATURE_KEYS = (
     "optimizer_in_backward",
     "activation_offload",
     "torch_compile",
+    "packing",
 )
 
 
@@ -1216,6 +1260,8 @@ def memory_features_inactive(
         off |= {"loss", "loss_chunks"}
     if not compile_applies(model):
         off.add("torch_compile")
+    if not pipeline_applies(model):
+        off.add("packing")  # a decoder language model's batch of token rows
     if loss is not Loss.CHUNKED:
         off.add("loss_chunks")
     if not in_backward_applies(stack, sharding):

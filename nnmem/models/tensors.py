@@ -131,6 +131,8 @@ _ORDER = (
     "a_kv",
     "t",
     "s",
+    "s16",  # s rounded up to 16: a memory-efficient attention bias's row
+    "n128",  # ⌈s/128⌉: a flex-attention BlockMask's blocks per row
     "u",
     "w",
     "d",

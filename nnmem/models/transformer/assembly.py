@@ -37,7 +37,7 @@ from nnmem.models.transformer.context import (
     expert_parallel,
     softcap_notes,
 )
-from nnmem.models.transformer.tables import layer_tables, outside_rows
+from nnmem.models.transformer.tables import layer_tables, mask_outside_rows, outside_rows
 from nnmem.optimizers import Trainable
 from nnmem.result import Phase, phases_of, total
 from nnmem.scenario import (
@@ -180,7 +180,7 @@ def trainable_filter(c: Ctx, rows: list[Row]) -> list[Row]:
 
 def selective(rows: list[Row]) -> list[Row]:
     """Selective recomputation drops the attention core: every score-shaped tensor."""
-    seq = {"s", "t"}
+    seq = {"s", "t", "s16"}
     return [r for r in rows if sum(d in seq for d in r.dims) < 2]
 
 
@@ -424,6 +424,12 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
         and t.family in (Family.DECODER, Family.MOE)
     ):
         outside.append(Row("position ids passed to the first layer", ("s",), "i64"))
+    checkpointed = s.checkpointing in (
+        Checkpointing.FULL,
+        Checkpointing.PER_OP,
+        Checkpointing.EVERY_N,
+    )
+    outside += mask_outside_rows(c, checkpointed)
     outside_term = as_term(
         "activations", "embeddings, final norm and head inputs", outside, c.sizes, c.widths, HF
     )

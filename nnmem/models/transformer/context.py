@@ -17,8 +17,10 @@ from nnmem.scenario import (
     Finetune,
     LoraTargets,
     Mode,
+    Packing,
     Precision,
     Scenario,
+    Stack,
     compile_applies,
     pipeline_applies,
 )
@@ -57,6 +59,10 @@ class Ctx:
     attn_dropout: float = 0.0
     lora_dropout: float = 0.0
     compiled: bool = False  # torch.compile'd blocks (Inductor's saved set), see compiled()
+    # The attention mask the batch layout makes (see mask_kind): "" none, "padding"
+    # transformers' padding mask, "block" torchtune's block-causal bool mask, "flex"
+    # torchtune's flex-attention BlockMask.
+    mask: str = ""
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,14 +147,28 @@ def context(s: Scenario) -> Ctx:
     seq = t.seq_from_image if t.family is Family.VIT else s.seq_len
     if s.image_size and t.family is Family.VIT:
         seq = (s.image_size // t.patch_size) ** 2 + 1
+    batch = s.batch_size
+    if packing(s) is Packing.PADDING_FREE:
+        # The collator concatenates the batch's rows into one (TRL sft_trainer.py
+        # DataCollatorForLanguageModeling with padding_free: input_ids = [torch.cat(...)];
+        # transformers data_collator.py DataCollatorWithFlattening): the layers see one
+        # row of batch × seq_len tokens, with position_ids and no attention mask.
+        batch, seq = 1, s.batch_size * seq
     if context_parallel(s) > 1:
         # torch _context_parallel_buffers shards the inputs, labels and positions along
         # the sequence: each rank runs the layers and the loss on seq_len / cp tokens.
         seq //= s.context_parallel
     sizes = {
         "one": 1,
-        "b": s.batch_size,
+        "b": batch,
         "s": seq,
+        # The memory-efficient kernel pads a bias's last dimension to a multiple of 16
+        # (aten/src/ATen/native/transformers/attention.cpp preprocess_mask: pad_bias with
+        # mem_eff_alignment = 16, then a slice of the padded tensor); the CPU's does not.
+        "s16": seq if s.device is Device.CPU else -(-seq // 16) * 16,
+        # flex attention's BlockMask holds one entry per 128 × 128 block
+        # (torch/nn/attention/flex_attention.py _DEFAULT_SPARSE_BLOCK_SIZE = 128)
+        "n128": -(-seq // 128),
         "t": s.decoder_seq_len or s.seq_len,
         "h": t.hidden,
         "f": t.intermediate,
@@ -194,7 +214,45 @@ def context(s: Scenario) -> Ctx:
         attn_dropout=dropout,
         lora_dropout=float(s.lora_dropout),
         compiled=compiled(s),
+        mask=mask_kind(s, eager),
     )
+
+
+def packing(s: Scenario) -> Packing:
+    """The batch layout of a decoder language model's training step; ``off`` where the
+    key is not read."""
+    if s.mode is not Mode.TRAINING or not pipeline_applies(s.model):
+        return Packing.OFF
+    return s.packing_used
+
+
+def mask_kind(s: Scenario, eager: bool) -> str:
+    """The attention mask the layout makes a training step hold.
+
+    - ``padded`` under SDPA: the collator's attention_mask has zeros, so transformers
+      builds a (b, 1, s, s) bool mask (masking_utils.py sdpa_mask: _ignore_causal_mask_sdpa
+      skips it only when no token is masked), which SDPA takes: "padding".
+    - ``packed`` under the plain (torchtune-style) loop: torchtune's PackedDataset rows
+      carry a block-causal mask (torchtune/modules/attention_utils.py
+      packed_block_causal_mask): a flex-attention BlockMask on a CUDA GPU
+      (_SUPPORTS_FLEX_ATTENTION: compute capability ≥ 7.5), "flex"; a (b, s, s) bool
+      mask (create_block_causal_mask) on the CPU, "block".
+    - ``packed`` under the HF Trainer or TRL (packing_strategy="wrapped"): every row is
+      full and its attention_mask all ones, so SDPA runs causal without a mask, as ``off``.
+    - ``padding_free``: no mask (the FlashAttention 2/3 varlen path TRL supports it with;
+      position_ids mark the sequences).
+    - eager attention: transformers' eager_mask builds a float (b, 1, s, s) mask for every
+      layout and the scores' add saves none of it, so no layout changes it.
+    """
+    layout = packing(s)
+    if eager:
+        return ""
+    if layout is Packing.PADDED:
+        return "padding"
+    hf = s.stack in (Stack.HF_TRAINER, Stack.TRL_SFT)
+    if layout is Packing.PACKED and not hf:
+        return "block" if s.device is Device.CPU else "flex"
+    return ""
 
 
 COMPILED_BLOCK = (

@@ -74,6 +74,7 @@ def _attention_rows(
             Row(f"{prefix}key and value", ("b", heads_kv, ks, "d"), "act", 2),
             Row(f"{prefix}attention output", ("b", "a", qs, "d"), "act"),
             Row(f"{prefix}softmax log-sum-exp", ("b", "a", qs), "f32"),
+            *mask_bias_rows(c),
         ]
     rows = [
         Row(f"{prefix}query", ("b", "a", qs, "d"), "act"),
@@ -94,6 +95,52 @@ def _attention_rows(
         Row(f"{prefix}heads merged, input of o_proj", ("b", qs, "q"), "act", tag="linear:o")
     )
     return rows
+
+
+def mask_bias_rows(c: Ctx) -> list[Row]:
+    """The bias each layer's SDPA call makes of a bool mask and saves for backward.
+
+    torch's scaled_dot_product_attention converts a bool attn_mask to the query's type
+    on every call (aten/src/ATen/native/transformers/attention.cpp:
+    convert_boolean_attn_mask, a new (b, 1, s, s) tensor of 0 and −inf), and a mask rules
+    out the flash kernel (sdp_utils.cpp check_for_attn_mask), so the memory-efficient
+    kernel runs, padding the bias to 16 columns (preprocess_mask); its backward reads
+    the bias, so autograd saves it (tools/autograd/derivatives.yaml
+    _scaled_dot_product_efficient_attention: attn_bias). Each layer keeps its own.
+    """
+    if c.mask not in ("padding", "block"):
+        return []
+    return [Row("attention mask converted to the kernel's bias", ("b", "s", "s16"), "act")]
+
+
+def mask_outside_rows(c: Ctx, checkpointed: bool) -> list[Row]:
+    """The mask tensors the batch layout adds outside the layers (see context.mask_kind).
+
+    - transformers' (b, 1, s, s) bool mask (masking_utils.py sdpa_mask) lives in the
+      model's forward and dies when it returns; a checkpointed layer keeps it as an input
+      of its recompute (torch/utils/checkpoint.py), so it is held then.
+    - torchtune's bool block-causal mask (attention_utils.py create_block_causal_mask) and
+      the input positions are in the batch the recipe holds through the backward
+      (torchtune/datasets/_packed.py PackedDataset: "mask", "input_pos").
+    - flex attention's BlockMask (torch/nn/attention/flex_attention.py create_block_mask,
+      BlockMask.from_kv_blocks): kv_num_blocks, full_kv_num_blocks and their transposes
+      q_num_blocks, full_q_num_blocks of (b, 1, n) int32, and kv_indices, full_kv_indices,
+      q_indices, full_q_indices of (b, 1, n, n) int32, n = ⌈s/128⌉; its mask_mod holds
+      torchtune's document ids (b, s) int64 (_get_document_ids_from_seq_lens).
+    """
+    if c.mask == "padding":
+        return [Row("padding mask (bool)", ("b", "s", "s"), "bool")] if checkpointed else []
+    rows = [Row("input positions of the packed rows", ("b", "s"), "i64")]
+    if c.mask == "block":
+        return [Row("block-causal mask (bool)", ("b", "s", "s"), "bool"), *rows]
+    if c.mask == "flex":
+        return [
+            Row("BlockMask block counts", ("b", "n128"), "i32", 4),
+            Row("BlockMask block indices", ("b", "n128", "n128"), "i32", 4),
+            Row("document ids of the packed rows", ("b", "s"), "i64"),
+            *rows,
+        ]
+    return []
 
 
 # --- layer tables per family ---------------------------------------------------------------
@@ -207,6 +254,7 @@ def gpt2_layer(c: Ctx) -> list[Row]:
             Row("contiguous query and key for the kernel", ("b", "a", "s", "d"), "act", 2),
             Row("attention output", ("b", "a", "s", "d"), "act"),
             Row("softmax log-sum-exp", ("b", "a", "s"), "f32"),
+            *mask_bias_rows(c),
         ]
     rows += _dropout(c, "attention output", ("b", "s", "h"), "act", t.dropout)
     rows += _layernorm("ln_2")
