@@ -71,6 +71,7 @@ FLAGS = {
     "activation_offload": "--activation-offload",
     "paged_optimizer": "--paged-optimizer",
     "torch_compile": "--torch-compile",
+    "packing": "--packing",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
     "context_parallel": "--context-parallel",
@@ -133,6 +134,12 @@ MEMORY_FLAGS = (
         "torch_compile",
         "BOOL",
         "each Llama-style block under torch.compile, in 16-bit compute (torchtitan, torchtune)",
+    ),
+    (
+        "packing",
+        "LAYOUT",
+        "the batch's layout: auto (default: padded for hf_trainer and trl_sft, off "
+        "otherwise), off, padded, packed or padding_free",
     ),
     (
         "sequence_parallel",

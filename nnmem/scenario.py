@@ -396,6 +396,13 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Loss.COMPILED: "Compiled cross-entropy (torchtitan)",
         Loss.FP32_LOGITS: "Cross-entropy on fp32 logits (transformers 4.45 and older)",
     },
+    Packing: {
+        Packing.AUTO: "Auto (padded for HF Trainer and TRL, off otherwise)",
+        Packing.OFF: "Off: full rows as given",
+        Packing.PADDED: "Padded rows (an attention mask)",
+        Packing.PACKED: "Packed rows (TRL wrapped, torchtune packed)",
+        Packing.PADDING_FREE: "Padding-free: one flattened row (TRL, FlashAttention)",
+    },
     PipelineSchedule: {
         PipelineSchedule.ONE_F_ONE_B: "1F1B",
         PipelineSchedule.INTERLEAVED_1F1B: "Interleaved 1F1B (2 stages per GPU)",

@@ -400,6 +400,15 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "loss_chunks": ("Chunks of the tokens (torchtune num_output_chunks, 8).", ""),
+    "packing": (
+        "The batch's layout. Auto: padded for HF Trainer and TRL, off otherwise. Padded: "
+        "rows padded to the sequence length, so SDPA takes a mask and each layer saves "
+        "it as a bias. Packed: whole rows of joined examples (TRL's wrapped strategy, the "
+        "same as off; torchtune's block-causal mask). Padding-free: one flattened row "
+        "(TRL padding_free or bfd packing, FlashAttention varlen); eager scores grow by "
+        "the batch.",
+        "",
+    ),
     "optimizer_in_backward": (
         "torchtune optimizer_in_bwd (modules/optim.py OptimizerInBackward): each gradient "
         "is stepped and freed in backward; no accumulation.",
@@ -665,6 +674,7 @@ _ADVANCED_KEYS = (
     "activation_offload",
     "paged_optimizer",
     "torch_compile",
+    "packing",
     "kv_cache_dtype",
     "logits",
     "stack",

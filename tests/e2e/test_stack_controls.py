@@ -100,3 +100,23 @@ def test_sync_module_states_shows_only_where_fsdp_v1_shards(calculator: Page) ->
     expect(sync).to_be_visible()
     fill_form(calculator, {"sharding": "none"})
     expect(sync).to_be_hidden()
+
+
+def test_packing_shows_for_a_decoder_in_training_and_the_total_is_the_engine_s(
+    calculator: Page,
+) -> None:
+    """The batch layout is offered where a decoder language model trains (not for the
+    default BERT, nor at inference); under the HF Trainer its auto layout is padded rows,
+    and the page's total is CPython's for the same fields."""
+    _open_advanced(calculator)
+    packing = _field(calculator, "packing")
+    expect(packing).to_be_hidden()  # BERT, an encoder
+    llama = {"describe": "fields", "preset": "llama-3.2-1b", "mode": "training"}
+    fill_form(calculator, {**llama, "precision": "amp_bf16", "stack": "hf_trainer"})
+    expect(packing).to_be_visible()
+    auto = expect_total(calculator, page_fields(calculator))
+    fill_form(calculator, {"packing": "off"})
+    off = expect_total(calculator, page_fields(calculator))
+    assert int(str(auto["total_bytes"])) > int(str(off["total_bytes"]))  # the padding mask
+    fill_form(calculator, {"mode": "inference", "precision": "bf16"})
+    expect(packing).to_be_hidden()
