@@ -270,3 +270,10 @@ def test_the_form_reads_the_layout() -> None:
     assert "packing" not in reading.inactive
     inference = read({**fields, "mode": "inference", "precision": "bf16"})
     assert "packing" in inference.inactive
+
+
+def test_the_estimate_says_which_layout_it_counts() -> None:
+    assert any(n.startswith("Padded rows:") for n in run(packing="padded").notes)
+    flat = run(packing="padding_free").notes
+    assert any("one row of 4,000 tokens" in n for n in flat)
+    assert not any(n.startswith(("Padded", "Packed", "Padding-free")) for n in run().notes)

@@ -35,6 +35,7 @@ from nnmem.models.transformer.context import (
     context,
     context_parallel,
     expert_parallel,
+    packing,
     softcap_notes,
 )
 from nnmem.models.transformer.tables import layer_tables, mask_outside_rows, outside_rows
@@ -50,6 +51,7 @@ from nnmem.scenario import (
     LoraTargets,
     Loss,
     Mode,
+    Packing,
     PipelineSchedule,
     Precision,
     Scenario,
@@ -440,6 +442,28 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
     terms.append(outside_term)
     x = "t" if t.family is Family.ENCODER_DECODER else "s"
     return Activations(terms, total(terms), one, x, layer_terms, heaviest)
+
+
+def packing_notes(c: Ctx) -> list[str]:
+    """What the batch layout adds, in words (see context.mask_kind)."""
+    layout = packing(c.s)
+    if layout is Packing.PADDING_FREE:
+        return [
+            f"Padding-free: the batch runs as one row of {c.sizes['s']:,} tokens with "
+            "position ids and no attention mask (FlashAttention's variable-length kernel)."
+        ]
+    return {
+        "padding": [
+            "Padded rows: SDPA takes transformers' bool padding mask, which each layer's "
+            "call converts to a bias in the compute type that the memory-efficient kernel "
+            "saves for backward; a checkpointed layer keeps the bool mask instead."
+        ],
+        "block": [
+            "Packed rows: torchtune's block-causal bool mask, converted to a bias by each "
+            "layer's SDPA call."
+        ],
+        "flex": ["Packed rows: torchtune's block-causal mask as a flex-attention BlockMask."],
+    }.get(c.mask, [])
 
 
 def _tensor_bytes(c: Ctx, rows: list[Row]) -> tuple[int, ...]:
@@ -1235,6 +1259,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
     notes += cache.approximation_notes(t)
+    notes += packing_notes(c)
     if c.compiled:
         notes.append(
             "Compiled blocks: each RMSNorm keeps its 16-bit input, not its fp32 upcast and "
