@@ -52,10 +52,27 @@ def test_chunked_loss_holds_one_chunk_gradient(
 ) -> None:
     """The compiled chunks save the 16-bit logits whole (b·s·V × 2 B) with the int64 labels
     and two fp32 values per token (b·s × (8 + 8) B); backward makes one chunk's 16-bit
-    gradient and one fp32 sum per token at a time: b·⌈s/n⌉ × (V × 2 + 4) B."""
-    e = run(seq_len=seq_len, loss="chunked", loss_chunks=chunks)
+    gradient and one fp32 sum per token at a time: b·⌈s/n⌉ × (V × 2 + 4) B. With a frozen
+    head (LoRA) that is the backward's peak; a trainable head's is the next test's."""
+    e = run(seq_len=seq_len, loss="chunked", loss_chunks=chunks, finetune="lora")
     assert term(e, "loss", "logits chunks saved") == seq_len * V * 2 + seq_len * (8 + 8)
     assert term(e, "backward", "one chunk's logits gradient") == chunk_tokens * (V * 2 + 4)
+
+
+def test_chunked_loss_with_a_trainable_head_peaks_at_the_head() -> None:
+    """Every chunk's loss runs backward before the head's matmuls (autograd runs the node
+    made last first), and the second chunk's head gradient is added to the first out of
+    place: at 4,096 tokens in 8 chunks the 6 chunks still waiting hold 6 × 512 × V × 2 B
+    = 788,004,864 B of logits gradients beside three V·h × 2 B head gradients,
+    3 × 525,336,576 = 1,576,009,728 B; the loss's own peak, every chunk's logits and one
+    chunk's gradient, is 1,050,738,688 + 131,336,192 B, less by 1,181,939,712 B."""
+    e = run(seq_len=4096, loss="chunked", loss_chunks=8)
+    waiting = term(e, "backward", "logits gradients of the 6 chunks")
+    assert waiting == 6 * 512 * V * 2 == 788_004_864
+    assert term(e, "backward", "head weight gradients") == 3 * V * H * 2 == 1_576_009_728
+    at_loss = term(e, "loss", "logits chunks saved") + 512 * (V * 2 + 4)
+    assert at_loss == 1_050_738_688 + 131_336_192
+    assert waiting + 1_576_009_728 - at_loss == 1_181_939_712
 
 
 def test_chunked_loss_against_the_standard_one() -> None:
@@ -121,26 +138,42 @@ def test_optimizer_in_backward_applies_to_the_plain_loop_only() -> None:
 
 def test_offloaded_checkpoint_inputs_go_to_host_memory() -> None:
     """With full checkpointing each layer saves its input, b·s·h × 2 B = 16,777,216 B at
-    4,096 tokens: all 16 go to pinned CPU memory (268,435,456 B), and the forward stash
-    keeps the last 5 on the GPU (83,886,080 B)."""
+    4,096 tokens: all 16 go to pinned CPU memory (268,435,456 B), and so do the rows
+    outside the layers but the head's input: rotary cos and sin (2 × s·d × 2 B =
+    1,048,576), the final norm's fp32 input (b·s·h × 4 = 33,554,432), rsqrt (b·s × 4 =
+    16,384) and output (16,777,216) and the position ids (s × 8 = 32,768), 51,429,376 B.
+    The final norm packs its fp32 input and rsqrt twice each and its output once: the
+    last 5 packs, whose GPU tensors the forward stash keeps (50,348,032 B)."""
     e = run(seq_len=4096, checkpointing="full", activation_offload=True)
-    assert e.host_bytes == L * 4096 * H * 2 == 268_435_456
-    assert term(e, "forward", "the last 5 saved tensors") == 5 * 4096 * H * 2
+    assert e.host_bytes == L * 4096 * H * 2 + 51_429_376 == 319_864_832
+    stash = term(e, "forward", "the tensors of the last 5 packs")
+    assert stash == 4096 * H * 4 + 4096 * 4 + 4096 * H * 2 == 50_348_032
+    assert term(e, "forward", "input of the output head") == 4096 * H * 2
     kept = run(seq_len=4096, checkpointing="full")
     assert term(kept, "forward", "saved checkpointed input") == 268_435_456
     assert kept.host_bytes == 0
 
 
-def test_offload_without_checkpointing_keeps_five_tensors_of_the_last_layer() -> None:
-    """Without checkpointing a layer saves many tensors: the stash is counted as the 5
-    largest of the last layer, its four MLP tensors of b·s·f × 2 B (4,194,304 B at 256
-    tokens, f = 8,192) and a norm's fp32 input, b·s·h × 4 B = 2,097,152 B."""
+def test_offload_keeps_the_final_norms_tensors_in_the_stash() -> None:
+    """The last 5 packs are the final norm's (fp32 input and rsqrt twice, output once), so
+    the stash holds b·s·h × 4 + b·s × 4 + b·s·h × 2 = 3,146,752 B at 256 tokens and
+    nothing of the layers; with a frozen head and norm (LoRA) the norm packs 4 times and
+    the fifth is the last layer's input, b·s·h × 2 B. The stash is gone before any layer
+    runs backward; the host holds every layer's tensors and the rows outside them but
+    the head's input (b·s·h × 2 = 1,048,576 B)."""
     e = run(seq_len=256, activation_offload=True)
-    stash = term(e, "forward", "the last 5 saved tensors")
-    assert stash == 4 * 256 * 8192 * 2 + 256 * H * 4 == 18_874_368
+    stash = term(e, "forward", "the tensors of the last 5 packs")
+    assert stash == 256 * H * 4 + 256 * 4 + 256 * H * 2 == 3_146_752
+    assert not any(
+        "stash" in t.label for t in next(p for p in e.phases if p.name == "backward").terms
+    )
     plain = run(seq_len=256)
     saved = term(plain, "forward", "saved ")
-    assert e.host_bytes == saved
+    outside = term(plain, "forward", "embeddings, final norm and head inputs")
+    assert e.host_bytes == saved + outside - 256 * H * 2
+    lora = run(seq_len=4096, checkpointing="full", activation_offload=True, finetune="lora")
+    stash = term(lora, "forward", "the tensors of the last 5 packs")
+    assert stash == 4096 * H * 4 + 4096 * 4 + 4096 * H * 2 == 50_348_032
 
 
 # --- the schema, the CLI and the page --------------------------------------------------------
@@ -179,7 +212,7 @@ def test_cli_flags(capsys: pytest.CaptureFixture[str]) -> None:
     flags = ["--set", "checkpointing=full", "--activation-offload", "true", "--json"]
     assert main([*args, *flags, "--loss", "chunked", "--loss-chunks", "8"]) == 0
     out = capsys.readouterr().out
-    assert '"host_bytes": 268435456' in out
+    assert '"host_bytes": 319864832' in out
 
 
 def test_the_form_reads_the_features() -> None:

@@ -38,7 +38,13 @@ from nnmem.models.transformer.context import (
     packing,
     softcap_notes,
 )
-from nnmem.models.transformer.tables import layer_tables, mask_outside_rows, outside_rows
+from nnmem.models.transformer.tables import (
+    final_norm_rows,
+    layer_tables,
+    mask_outside_rows,
+    norm_packs,
+    outside_rows,
+)
 from nnmem.optimizers import Trainable
 from nnmem.result import Phase, phases_of, total
 from nnmem.scenario import (
@@ -349,6 +355,10 @@ class Activations:
     layer_terms: int = 0  # how many of ``terms`` come from the layers (the rest: outside)
     # The tensors the heaviest layer keeps for backward, bytes each
     layer_tensors: tuple[int, ...] = ()
+    # Of the outside rows: the final norm's (saved last before the head) and the head's
+    # input; empty where the model has no final norm before a language-model head.
+    tail_rows: tuple[Row, ...] = ()
+    head_rows: tuple[Row, ...] = ()
 
 
 def activations(c: Ctx, stage: Stage | None = None) -> Activations:
@@ -441,7 +451,11 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
         )
     terms.append(outside_term)
     x = "t" if t.family is Family.ENCODER_DECODER else "s"
-    return Activations(terms, total(terms), one, x, layer_terms, heaviest)
+    tail: list[Row] = []
+    if outside and t.family in (Family.DECODER, Family.MOE):
+        tail = parallel_split(c, trainable_filter(c, final_norm_rows(c)))
+    head = [r for r in outside if r.tag == "linear:head"]
+    return Activations(terms, total(terms), one, x, layer_terms, heaviest, tuple(tail), tuple(head))
 
 
 def packing_notes(c: Ctx) -> list[str]:
@@ -479,41 +493,76 @@ TORCHTUNE_OFFLOAD = (
     "torchtune torchtune/training/_activation_offloading.py OffloadActivations: a "
     "saved_tensors_hooks pack_tensor copies every saved activation of 1,024 bytes or more "
     "into pinned CPU memory (torch.empty_like(pin_memory=True)); the forward stash keeps "
-    "the last max_fwd_stash_size=5 on the GPU until their copy is done, and backward "
-    "brings each back for the node that reads it; get_act_offloading_ctx_manager leaves "
-    "the output head's input on the GPU (NoOpManager). torch.autograd.graph.save_on_cpu "
-    "moves the same tensors"
+    "the GPU tensors of the last max_fwd_stash_size=5 packs until their copy is done "
+    "(pack_tensor frees older ids as each new one comes), the first backward node that "
+    "unpacks frees the rest (its hook: 'if there are still things in the fwd_stash, get "
+    "rid of them as we're in bwd now'), and backward brings each tensor back for the "
+    "node that reads it; get_act_offloading_ctx_manager leaves the output head's saved "
+    "tensors on the GPU (NoOpManager). torch.autograd.graph.save_on_cpu moves the same "
+    "tensors"
 )
 
 
 STASH = 5  # OffloadActivations(max_fwd_stash_size=5)
 
 
-def offloaded(acts: Activations) -> tuple[list[Term], list[Term]]:
-    """(what the GPU keeps, what pinned CPU memory holds) of the saved activations when
-    they are offloaded: the layers' go to the CPU, but for the last few the forward stash
-    holds (torchtune frees them only when the next step packs again); the rows outside
-    the layers stay, the output head's input among them. In backward each tensor brought
-    back lives while its layer runs, as a recomputed or running layer's tensors do."""
+def offloaded(c: Ctx, acts: Activations) -> tuple[list[Term], list[Term]]:
+    """(what the GPU keeps at the loss, what pinned CPU memory holds) of the saved
+    activations when they are offloaded. Everything saved under the context goes to the
+    CPU; the GPU keeps the head's input (not offloaded) and the forward stash: the
+    tensors of the last 5 packs, which are the final norm's (packed after the layers) and,
+    for the slots left, the last layer's. In backward the stash is gone before the layers
+    run (see TORCHTUNE_OFFLOAD) and each tensor brought back lives while its layer runs,
+    as a recomputed or running layer's tensors do."""
     layers, outside = acts.terms[: acts.layer_terms], acts.terms[acts.layer_terms :]
     host = [
         Term(t.key, f"{t.label}, in pinned CPU memory", t.bytes, t.formula, t.substituted, t.source)
         for t in layers
     ]
-    # The stash holds the last 5 tensors packed: the last layer's, or the inputs of the
-    # last 5 layers where each keeps one (full checkpointing); counted as the 5 largest.
+    # The stash: each final-norm tensor once however often it is packed, then the
+    # largest tensors of the last layers for the slots left (full checkpointing packs one
+    # tensor a layer, its input).
+    tail = list(acts.tail_rows)
+    packs = sum(norm_packs(r) for r in tail)
     each = acts.layer_tensors
-    layers_spanned = -(-STASH // len(each)) if each else 0
-    largest = sorted(each * layers_spanned, reverse=True)[:STASH]
+    left = max(STASH - packs, 0)
+    layers_spanned = -(-left // len(each)) if each else 0
+    largest = sorted(each * layers_spanned, reverse=True)[:left]
+    tail_bytes = [
+        math.ceil(r.share * r.elements(c.sizes) * c.widths.of(r.width))
+        for r in tail
+        for _ in range(r.count)
+    ]
+    parts = [*tail_bytes, *largest]
     stash = Term(
         "activations",
-        f"the last {len(largest)} saved tensors, kept on the GPU (forward stash)",
-        sum(largest),
-        "the 5 largest tensors of the last layers",
-        " + ".join(f"{b:,} B" for b in largest) or "0 B",
+        f"the tensors of the last {STASH} packs, kept on the GPU (forward stash)",
+        sum(parts),
+        f"the final norm's {len(tail_bytes)} tensors ({packs} packs) and the "
+        f"{len(largest)} largest of the last layer",
+        " + ".join(f"{b:,} B" for b in parts) or "0 B",
         TORCHTUNE_OFFLOAD,
     )
-    return [stash, *outside], host
+    kept = [stash]
+    if acts.tail_rows or acts.head_rows:
+        head = as_term(
+            "activations", "input of the output head", list(acts.head_rows), c.sizes, c.widths, HF
+        )
+        rest = sum(t.bytes for t in outside) - head.bytes
+        host.append(
+            Term(
+                "activations",
+                "embeddings and final norm, in pinned CPU memory",
+                rest,
+                "outside rows less the head's input",
+                f"{rest:,} B",
+                TORCHTUNE_OFFLOAD,
+            )
+        )
+        kept.append(head)
+    else:
+        kept += outside
+    return kept, host
 
 
 # Rows tensor parallelism leaves whole that sequence parallelism does not split either: the
@@ -922,6 +971,49 @@ def _chunked_loss_terms(
         )
     ]
     return saved, logits, [], grads
+
+
+AUTOGRAD_HEAD_GRADS = (
+    "torch torch/csrc/autograd/engine.cpp ReadyQueue (CompareNodeTaskTime: the node with "
+    "the higher sequence_nr runs first) and input_buffer.cpp accumulate: the chunks' loss "
+    "nodes, made after the head's, all run before any chunk's head matmul, so every "
+    "chunk's logits gradient waits for it; each matmul's weight gradient reaches the "
+    "weight's AccumulateGrad buffer as a transposed view (FunctionsManual.cpp "
+    "mm_mat2_backward returns grad.t().mm(mat1).t() for the column-major weight.t(), "
+    "TBackward transposes it back), whose base shares its storage, so "
+    "can_accumulate_inplace fails and the second chunk's gradient is added out of place "
+    "(old_var + var: three weight-sized tensors at once); later chunks add in place"
+)
+
+
+def chunked_head_terms(c: Ctx, acts: Activations) -> list[Term]:
+    """What torchtune's chunked loss holds when a trainable head runs backward: the
+    gradients of the chunks not yet through the head and three head-sized weight
+    gradients (see AUTOGRAD_HEAD_GRADS), at the second chunk, the heaviest moment."""
+    s, t = c.s, c.t
+    n = s.loss_chunks
+    if s.loss is not Loss.CHUNKED or not _lm(t) or not acts.head_rows or n < 2:
+        return []
+    if s.tensor_parallel > 1:
+        return []  # a vocabulary-parallel head is not modelled here
+    chunk = -(-c.sizes[acts.x] // n)
+    sizes = {**c.sizes, "u": chunk}
+    waiting = as_term(
+        "temporaries",
+        f"logits gradients of the {n - 2} chunks still waiting for the head",
+        [Row("gradient of a chunk of the logits", ("b", "u", "V"), "act", n - 2)],
+        sizes,
+        c.widths,
+        AUTOGRAD_HEAD_GRADS,
+    )
+    weight = product(
+        "gradients",
+        "head weight gradients: the first chunk's, the second's and their sum",
+        [("3", 3), ("V", t.vocab), ("h", t.hidden)],
+        c.widths.act,
+        AUTOGRAD_HEAD_GRADS,
+    )
+    return [waiting, weight]
 
 
 LIGER_FLCE = (
@@ -1375,13 +1467,12 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     kept, host = acts.terms, list(st.host)
     brought_back: list[Term] = []
     if s.activation_offload and not c.cpu:
-        kept, offload = offloaded(acts)
+        kept, offload = offloaded(c, acts)
         host += offload
         layer = sum(acts.layer_tensors)
-        # The stash is freed only when the next step packs again, so it stays through
-        # backward beside the layer brought back.
+        # The stash is freed at the first node that unpacks (the final norm's backward),
+        # before any layer's; the head's input stays until the head's backward.
         brought_back = [
-            kept[0],
             Term(
                 "activations",
                 "one layer's saved tensors, brought back for its backward",
@@ -1514,7 +1605,10 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         *brought_back,
         *(step_terms if st.in_backward else []),
     ]
-    backward = start if total(start) >= total(end) else end
+    head_back = chunked_head_terms(c, acts)
+    if head_back:
+        head_back = [*held_back, *kept, *head_back]
+    backward = max((start, head_back, end), key=total)
     steps = [] if st.in_backward else [("optimizer_step", [*base, *gradients, *step_terms])]
     phases = phases_of(
         ("forward", [*held, *kept, *logits, *dequant]),

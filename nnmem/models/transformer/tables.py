@@ -615,9 +615,24 @@ def outside_rows(c: Ctx) -> list[Row]:
         rows += _dropout(c, "embedding", ("b", "s", "h"), "res", t.dropout)
     else:
         rows.append(Row("rotary cos and sin", ("s", "d"), "res", 2))
-    rows += _layernorm("final norm") if not t.rms_norm else _rmsnorm("final norm")
+    rows += final_norm_rows(c)
     rows.append(Row("input of lm_head", ("b", "s", "h"), "act", tag="linear:head"))
     return rows
+
+
+def final_norm_rows(c: Ctx) -> list[Row]:
+    """A decoder's final norm, the last tensors its forward saves before the head."""
+    return _layernorm("final norm") if not c.t.rms_norm else _rmsnorm("final norm")
+
+
+def norm_packs(row: Row) -> int:
+    """How many times the norm's autograd nodes save the row's tensor: an RMSNorm's fp32
+    input twice (pow saves self, the mul by rsqrt saves both operands) and its rsqrt twice
+    (rsqrt saves its result, the mul again), per torch tools/autograd/derivatives.yaml
+    (pow.Tensor_Scalar: self; rsqrt: result; mul.Tensor: self and other); every other
+    row once per tensor (native_layer_norm saves input, mean and rstd once each)."""
+    twice = row.width == "f32"
+    return row.count * (2 if twice else 1)
 
 
 def layer_tables(c: Ctx) -> list[tuple[str, str, list[Row]]]:
