@@ -71,6 +71,8 @@ FLAGS = {
     "activation_offload": "--activation-offload",
     "paged_optimizer": "--paged-optimizer",
     "torch_compile": "--torch-compile",
+    "float8_training": "--float8-training",
+    "float8_all_gather": "--float8-all-gather",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
     "context_parallel": "--context-parallel",
@@ -133,6 +135,18 @@ MEMORY_FLAGS = (
         "torch_compile",
         "BOOL",
         "each Llama-style block under torch.compile, in 16-bit compute (torchtitan, torchtune)",
+    ),
+    (
+        "float8_training",
+        "FP8",
+        "off (default), torchao (Float8Linear, torchtitan's float8 converter) or "
+        "transformer_engine (te.Linear under fp8_autocast)",
+    ),
+    (
+        "float8_all_gather",
+        "BOOL",
+        "with --stack fsdp2 --float8-training torchao: FSDP2 gathers the linear weights in "
+        "float8 (torchao enable_fsdp_float8_all_gather)",
     ),
     (
         "sequence_parallel",
