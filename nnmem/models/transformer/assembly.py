@@ -1456,6 +1456,9 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "and its intermediate gradients are live while the layer runs backward",
         )
     ]
+    # The FP8 stacks' casts while a linear layer runs backward (float8.backward_casts).
+    tokens = c.sizes["b"] * c.sizes[acts.x]
+    inflight += float8.backward_casts(s, t, tokens, c.compiled)
     recompute = []
     if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         recompute = [

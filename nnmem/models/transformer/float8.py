@@ -227,6 +227,68 @@ def te_meta(s: Scenario, t: Transformer, layers: int | None = None) -> list[Term
     ]
 
 
+TORCHAO_BACKWARD = (
+    "torchao torchao/float8/float8_linear.py matmul_with_hp_or_float8_args.backward: "
+    "grad_output cast to float8 for grad_input (with the weight, unless it is float8 "
+    "already) and again for grad_weight with the input; eager keeps each until backward "
+    "returns, a compiled block frees each after its GEMM (Inductor frees a buffer after "
+    "its last use)"
+)
+TE_BACKWARD = (
+    "TransformerEngine transformer_engine/pytorch/module/linear.py _Linear.backward: "
+    "grad_output_preprocess casts grad_output to FP8 and its transpose (grad_output_c, "
+    "grad_output_t); the input and weight were saved in FP8"
+)
+# Column-parallel projections split their output dimension over the tensor-parallel
+# ranks, row-parallel ones (the attention output and the MLP's down) their input
+# (Megatron-LM ColumnParallelLinear / RowParallelLinear; torchtitan parallelize_llama).
+_ROW_PARALLEL = ("o_proj", "down_proj", "out_proj", "c_proj", "dense_4h_to_h", "wo", "fc2")
+
+
+def backward_casts(s: Scenario, t: Transformer, tokens: int, compiled: bool) -> list[Term]:
+    """The FP8 copies one linear layer's backward holds at once, for the layer where
+    they are largest: ``tokens`` rows of input and output gradient, per tensor-parallel
+    shard. torchao (:data:`TORCHAO_BACKWARD`): eager, 2·N·out + N·in (+ in·out for the
+    weight's cast); compiled, the larger of N·out + in·out and N·out + N·in. Transformer
+    Engine (:data:`TE_BACKWARD`): 2·N·out."""
+    fp8 = mode(s)
+    if fp8 is Float8Training.OFF:
+        return []
+    tp = s.tensor_parallel
+    weight_cast = not gathers_in_float8(s)
+    largest, shape = 0, (0, 0)
+    for p in parameter_tensors(t):
+        if not _converted(p.name, p.shape) or "experts" in p.name:
+            continue
+        out, n_in = p.shape
+        if tp > 1:
+            row = any(w in p.name for w in _ROW_PARALLEL)
+            out, n_in = (out, n_in // tp) if row else (out // tp, n_in)
+        w = out * n_in if weight_cast else 0
+        if fp8 is Float8Training.TRANSFORMER_ENGINE:
+            held = 2 * tokens * out
+        elif compiled:
+            held = max(tokens * out + w, tokens * out + tokens * n_in)
+        else:
+            held = 2 * tokens * out + tokens * n_in + w
+        if held > largest:
+            largest, shape = held, (out, n_in)
+    if not largest:
+        return []
+    out, n_in = shape
+    source = TE_BACKWARD if fp8 is Float8Training.TRANSFORMER_ENGINE else TORCHAO_BACKWARD
+    return [
+        Term(
+            "temporaries",
+            "FP8 casts of one linear layer's operands in backward",
+            largest * FP8_BYTES,
+            "FP8 grad_output, input (and weight) of the largest linear layer × 1 B",
+            f"{largest:,} × 1 B (N = {tokens:,}, {n_in:,} → {out:,})",
+            source,
+        )
+    ]
+
+
 def head_copy_source(s: Scenario, autocast: str) -> str:
     """The source of the one 16-bit autocast copy left under an FP8 stack: the head's."""
     if mode(s) is Float8Training.TORCHAO:
