@@ -26,12 +26,12 @@ backward differs, and so does what they cast.
 * With ``enable_fsdp_float8_all_gather`` the weight is a ``WeightWithDynamicFloat8CastTensor``
   (torchao/float8/fsdp_utils.py): ``fsdp_pre_all_gather`` casts the local shard to float8
   and FSDP2 all-gathers those bytes, and ``fsdp_post_all_gather`` wraps the gathered
-  ``uint8``-sized data as a ``Float8TrainingTensor``. An unsharded linear weight is then
+  float8 data as a ``Float8TrainingTensor``. An unsharded linear weight is then
   1 B per parameter instead of the ``param_dtype``'s 2; the norms and the root (embedding,
   final norm, head) are gathered in 16-bit as before.
 
 **Transformer Engine** (``te.Linear`` under ``fp8_autocast``; transformer_engine/pytorch/
-module/linear.py ``_Linear.forward``):
+module/linear.py ``_Linear.forward``, as TE 1.x writes it):
 
 * The input is cast to FP8 (``fp8_cast_transpose_fused``), and ``ctx.save_for_backward``
   keeps ``saved_inputmat_t``, the FP8 transpose the weight gradient reads, or the FP8
