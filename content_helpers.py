@@ -749,7 +749,6 @@ def runtimes_accuracy() -> RuntimesAccuracy:
 
 # What each missing feature of a published point is, for the "why" column.
 FEATURES = {
-    "float8": "Float8 training keeps 8-bit copies of some matmul inputs",
     "sequence_parallel": "tensor parallelism with sequence parallelism (norms and dropout "
     "split along the sequence) and torchtitan's loss parallel logits",
     "pipeline_parallel": "pipeline parallelism: each rank holds only its stage's layers",

@@ -72,6 +72,8 @@ FLAGS = {
     "paged_optimizer": "--paged-optimizer",
     "torch_compile": "--torch-compile",
     "packing": "--packing",
+    "float8_training": "--float8-training",
+    "float8_all_gather": "--float8-all-gather",
     "sequence_parallel": "--sequence-parallel",
     "loss_parallel": "--loss-parallel",
     "context_parallel": "--context-parallel",
@@ -140,6 +142,18 @@ MEMORY_FLAGS = (
         "LAYOUT",
         "the batch's layout: auto (default: padded for hf_trainer and trl_sft, off "
         "otherwise), off, padded, packed or padding_free",
+    ),
+    (
+        "float8_training",
+        "FP8",
+        "off (default), torchao (Float8Linear, torchtitan's float8 converter) or "
+        "transformer_engine (te.Linear under fp8_autocast)",
+    ),
+    (
+        "float8_all_gather",
+        "BOOL",
+        "with --stack fsdp2 --float8-training torchao: FSDP2 gathers the linear weights in "
+        "float8 (torchao enable_fsdp_float8_all_gather)",
     ),
     (
         "sequence_parallel",

@@ -255,6 +255,16 @@ class Stack(StrEnum):
     DEEPSPEED = "deepspeed"
 
 
+class Float8Training(StrEnum):
+    """FP8 training of the linear layers (nnmem.models.transformer.float8): off, torchao's
+    ``convert_to_float8_training`` (Float8Linear, as torchtitan's float8 converter applies
+    it), or NVIDIA Transformer Engine's ``te.Linear`` under ``fp8_autocast``."""
+
+    OFF = "off"
+    TORCHAO = "torchao"
+    TRANSFORMER_ENGINE = "transformer_engine"
+
+
 class Sharding(StrEnum):
     """Data-parallel sharding of model states (ZeRO stages; FSDP full shard = ZeRO-3)."""
 
@@ -435,6 +445,11 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Stack.FSDP2: "PyTorch FSDP2 (fully_shard)",
         Stack.DEEPSPEED: "DeepSpeed ZeRO",
     },
+    Float8Training: {
+        Float8Training.OFF: "Off (16-bit matmuls)",
+        Float8Training.TORCHAO: "torchao float8 (Float8Linear, torchtitan)",
+        Float8Training.TRANSFORMER_ENGINE: "Transformer Engine (te.Linear, fp8_autocast)",
+    },
     Sharding: {
         Sharding.NONE: "None (each GPU holds everything)",
         Sharding.ZERO1: "ZeRO-1 (optimizer state sharded)",
@@ -598,6 +613,10 @@ class Scenario:
     # the batch's layout (padded rows, packed rows or one padding-free row); auto follows
     # the stack (Scenario.packing_used)
     packing: Packing = Packing.AUTO
+    # FP8 training of the layers' linear layers (nnmem.models.transformer.float8), and
+    # torchao's enable_fsdp_float8_all_gather: FSDP2 all-gathers those weights in float8.
+    float8_training: Float8Training = Float8Training.OFF
+    float8_all_gather: bool = False
     finetune: Finetune = Finetune.FULL
     lora_rank: int = 16
     lora_targets: LoraTargets = LoraTargets.QV
@@ -725,6 +744,7 @@ class Scenario:
             optimizer_in_backward=self.optimizer_in_backward,
             tensor_parallel=self.tensor_parallel,
             pipeline_parallel=self.pipeline_parallel,
+            float8_training=self.float8_training,
         )
 
     @property
@@ -878,6 +898,13 @@ PACKING = ChoiceSpec(
     Packing,
     aliases=(("none", "off"), ("padding", "padded"), ("padding-free", "padding_free")),
 )
+FLOAT8_TRAINING = ChoiceSpec(
+    "float8_training",
+    "FP8 training",
+    Float8Training,
+    aliases=(("ao", "torchao"), ("te", "transformer_engine"), ("none", "off")),
+)
+FLOAT8_ALL_GATHER = FlagSpec("float8_all_gather", "FP8 all-gather")
 LORA_RANK = whole("lora_rank", "LoRA rank", 65_536)
 GROUP_SIZE = whole("group_size", "Quantization group size", 1_048_576, low=8)
 LORA_DROPOUT = NumberSpec(
@@ -1049,6 +1076,8 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         PAGED_OPTIMIZER,
         TORCH_COMPILE,
         PACKING,
+        FLOAT8_TRAINING,
+        FLOAT8_ALL_GATHER,
         FINETUNE,
         LORA_RANK,
         LORA_TARGETS,
@@ -1279,6 +1308,30 @@ def memory_features_inactive(
     return off
 
 
+FLOAT8_KEYS = ("float8_training", "float8_all_gather")
+
+
+def float8_inactive(
+    model: object,
+    stack: Stack,
+    finetune: Finetune,
+    device: Device,
+    float8_training: Float8Training,
+) -> set[str]:
+    """FP8 keys the engine does not read: FP8 training is modelled for a transformer's
+    full fine-tuning on a CUDA GPU (torchtitan torchtitan/float8.py Float8Converter
+    swaps nothing below SM89; Transformer Engine's kernels are CUDA's), and the float8
+    all-gather for torchao under FSDP2 (torchao fsdp_utils.py
+    WeightWithDynamicFloat8CastTensor implements FSDP2's fsdp_pre_all_gather)."""
+    if not isinstance(model, Transformer) or finetune is not Finetune.FULL:
+        return set(FLOAT8_KEYS)
+    if device is Device.CPU:
+        return set(FLOAT8_KEYS)
+    if stack is not Stack.FSDP2 or float8_training is not Float8Training.TORCHAO:
+        return {"float8_all_gather"}
+    return set()
+
+
 def compile_applies(model: object) -> bool:
     """Whether compiled blocks are modelled for the model: a Llama-style decoder layer (RMSNorm
     with a 16-bit output, a gated MLP), the block benchmarks/stacks/compiled_block.py
@@ -1342,6 +1395,7 @@ def inactive_fields(
     device: Device = Device.CUDA,
     tensor_parallel: int = 1,
     pipeline_parallel: int = 1,
+    float8_training: Float8Training = Float8Training.OFF,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1383,6 +1437,7 @@ def inactive_fields(
         "offload_optimizer",
         *STACK_KEYS,
         *MEMORY_FEATURE_KEYS,
+        *FLOAT8_KEYS,
         "paged_optimizer",
         *TP_FEATURE_KEYS,
         *PIPELINE_KEYS,
@@ -1394,6 +1449,7 @@ def inactive_fields(
     if mode is Mode.TRAINING:
         off |= stack_inactive(stack, sharding, finetune, optimizer)
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
+        off |= float8_inactive(model, stack, finetune, device, float8_training)
         if not paged_applies(stack, sharding, optimizer):
             off.add("paged_optimizer")
         off |= tp_features_inactive(model, tensor_parallel)
@@ -1642,6 +1698,7 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
                 "micro-batches: set grad_accum_steps to 1 or turn it off.",
             )
         )
+    problems += _float8_checks(s)
     problems += _pipeline_checks(s)
     problems += _context_parallel_checks(s)
     problems += _expert_parallel_checks(s)
@@ -1658,6 +1715,39 @@ def _memory_feature_checks(s: Scenario) -> list[Problem | None]:
                 f"Sequence parallelism splits the {local:,} tokens over the {tp} "
                 "tensor-parallel ranks: choose a seq_len divisible by tensor_parallel, or "
                 "turn it off.",
+            )
+        )
+    return problems
+
+
+def _float8_checks(s: Scenario) -> list[Problem | None]:
+    """What FP8 training needs of a training scenario."""
+    problems: list[Problem | None] = []
+    torchao = s.float8_training is Float8Training.TORCHAO
+    if s.float8_all_gather and not (s.stack is Stack.FSDP2 and torchao):
+        # torchao float8_linear.py Float8Linear.from_float wraps the weight in
+        # WeightWithDynamicFloat8CastTensor only with enable_fsdp_float8_all_gather, and
+        # only FSDP2 calls its fsdp_pre_all_gather (torchtitan torchtitan/float8.py turns
+        # it on only where dp_shard is enabled).
+        problems.append(
+            Problem(
+                "float8_all_gather",
+                "FP8 all-gather is torchao's enable_fsdp_float8_all_gather: it needs the "
+                f"fsdp2 stack and float8_training torchao (got stack {s.stack.value}, "
+                f"float8_training {s.float8_training.value}): choose both, or turn it off.",
+            )
+        )
+    te = s.float8_training is Float8Training.TRANSFORMER_ENGINE
+    if te and s.checkpointing is Checkpointing.PER_OP and isinstance(s.model, Transformer):
+        # torchtitan's per-op policy saves the outputs of aten.mm; Transformer Engine's
+        # GEMMs are its own extension's (transformer_engine/pytorch/cpp_extensions
+        # general_gemm), which the policy never sees.
+        problems.append(
+            Problem(
+                "float8_training",
+                "Transformer Engine's FP8 GEMMs are its own kernels, not the aten.mm that "
+                "per-op selective checkpointing saves: choose checkpointing none, "
+                "selective, every_n or full, or float8_training torchao.",
             )
         )
     return problems

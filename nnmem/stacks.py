@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Protocol
 
-from nnmem.terms import Term, fixed, product
+from nnmem.terms import Term, fixed, polynomial, product
 
 # --- sources ----------------------------------------------------------------------------
 
@@ -169,6 +169,9 @@ class ModelSizes:
     persistent_params: int = 0
     unquantized_params: int = 0
     units: int = field(default=0)
+    # Elements of one block's linear weights that FSDP2 all-gathers in float8 (torchao's
+    # enable_fsdp_float8_all_gather, nnmem.models.transformer.float8); 0: none.
+    float8_unit_params: int = 0
 
     @classmethod
     def from_tensors(
@@ -371,6 +374,23 @@ def ddp(
 # --- FSDP2 ------------------------------------------------------------------------------
 
 
+def _blocks(
+    label: str, blocks: int, sizes: ModelSizes, compute: int, source: str, symbol: str = "blocks"
+) -> Term:
+    """``blocks`` blocks' all-gathered parameters: ``compute`` bytes each, but the linear
+    weights FSDP2 gathers in float8 (``sizes.float8_unit_params``), 1 byte each: torchao
+    torchao/float8/fsdp_utils.py WeightWithDynamicFloat8CastTensor.fsdp_pre_all_gather
+    casts the local shard to float8 and FSDP2 all-gathers that data."""
+    f8 = sizes.float8_unit_params
+    common = [(symbol, blocks)] if symbol else []
+    if not f8:
+        factors = [*common, ("P_block", sizes.unit_params)]
+        return product("gathered_weights", label, factors, compute, source)
+    # The buffers follow FSDP2's code (``source``, which the timeline reads them by).
+    parts = [("P_f8", f8, 1), ("P_rest", sizes.unit_params - f8, compute)]
+    return polynomial("gathered_weights", label, common, parts, source)
+
+
 def fsdp2(
     sizes: ModelSizes,
     gpus: int,
@@ -413,12 +433,8 @@ def fsdp2(
         compute,
         FSDP2_UNSHARD,
     )
-    kept = product(
-        "gathered_weights",
-        "all-gather output kept for the next group",
-        [("P_block", sizes.unit_params)],
-        compute,
-        FSDP2_AG_STATE,
+    kept = _blocks(
+        "all-gather output kept for the next group", 1, sizes, compute, FSDP2_AG_STATE, symbol=""
     )
     reduce = reduce_bytes or compute
     unsharded_grads = product(
@@ -436,20 +452,14 @@ def fsdp2(
             f" and {prefetch_units} prefetched" if prefetch_units else ""
         )
         backward: tuple[Term, ...] = (
-            product(
-                "gathered_weights",
-                label,
-                [("blocks", 1 + prefetch_units), ("P_block", sizes.unit_params)],
-                compute,
-                FSDP2_UNSHARD,
-            ),
+            _blocks(label, 1 + prefetch_units, sizes, compute, FSDP2_UNSHARD),
             unsharded_grads,
         )
     else:
-        every = product(
-            "gathered_weights",
+        every = _blocks(
             "every block unsharded (not resharded after forward)",
-            [("blocks", max(sizes.units, 1)), ("P_block", sizes.unit_params)],
+            max(sizes.units, 1),
+            sizes,
             compute,
             FSDP2_UNSHARD,
         )
@@ -464,6 +474,12 @@ def fsdp2(
         )
         backward = (*(t for t in backward if t is not unsharded_grads), accumulated)
     notes = [f"FSDP2 across {n} ranks; figures are per rank."]
+    if sizes.float8_unit_params:
+        notes.append(
+            f"FP8 all-gather: each block's {sizes.float8_unit_params:,} linear weights are "
+            "gathered in float8, 1 byte each (torchao enable_fsdp_float8_all_gather); norms "
+            "and the root in 16-bit."
+        )
     if reduce_bytes and reduce_bytes != compute:
         when = "after the last micro-batch" if accumulate_unsharded else "one block at a time"
         notes.append(f"Gradients are reduce-scattered in {reduce_bytes}-byte values, {when}.")

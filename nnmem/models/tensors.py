@@ -57,7 +57,8 @@ class Widths:
             if not self.cpu:
                 return 1  # native_dropout's bool mask (ATen Dropout.cpp, fused CUDA kernel)
             return self.of(width.removeprefix("mask_"))
-        return {"f32": 4, "i64": 8, "i32": 4, "bool": 1, "f16": 2}[width]
+        # fp8: torch.float8_e4m3fn / float8_e5m2, an FP8 stack's saved inputs
+        return {"f32": 4, "i64": 8, "i32": 4, "bool": 1, "f16": 2, "fp8": 1}[width]
 
 
 @dataclass(frozen=True)

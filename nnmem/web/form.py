@@ -35,6 +35,7 @@ from nnmem.scenario import (
     CHECKPOINTING,
     DEVICE,
     FINETUNE,
+    FLOAT8_TRAINING,
     LABELS,
     LOSS,
     MODE,
@@ -52,6 +53,7 @@ from nnmem.scenario import (
     Checkpointing,
     Device,
     Finetune,
+    Float8Training,
     Loss,
     Mode,
     ModelKind,
@@ -425,6 +427,18 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "16-bit compute (under autocast the eager tensors are shown).",
         "",
     ),
+    "float8_training": (
+        "FP8 matmuls in the layers' linear layers. torchao (float8_linear.py Float8Linear): "
+        "weights stay 16/32-bit, no 16-bit weight copies, inputs saved as before. "
+        "Transformer Engine (module/linear.py _Linear): inputs saved in fp8, plus an fp8 "
+        "copy of each weight for backward.",
+        "",
+    ),
+    "float8_all_gather": (
+        "torchao enable_fsdp_float8_all_gather (fsdp_utils.py): FSDP2 gathers the linear "
+        "weights in fp8, 1 byte each instead of 2.",
+        "",
+    ),
     "paged_optimizer": (
         "bitsandbytes PagedAdamW / PagedAdamW8bit (optim/optimizer.py get_state_buffer): "
         "large states in unified memory, shown beside the GPU figure.",
@@ -675,6 +689,8 @@ _ADVANCED_KEYS = (
     "paged_optimizer",
     "torch_compile",
     "packing",
+    "float8_training",
+    "float8_all_gather",
     "kv_cache_dtype",
     "logits",
     "stack",
@@ -1245,6 +1261,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "device": scenario.device,
             "tensor_parallel": scenario.tensor_parallel,
             "pipeline_parallel": scenario.pipeline_parallel,
+            "float8_training": scenario.float8_training,
         }
     else:
         kind, model = _model_only(t)
@@ -1265,6 +1282,7 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "device": _lenient(DEVICE, fields, Device.CUDA),
             "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
             "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
+            "float8_training": _lenient(FLOAT8_TRAINING, fields, Float8Training.OFF),
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

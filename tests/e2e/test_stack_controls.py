@@ -120,3 +120,26 @@ def test_packing_shows_for_a_decoder_in_training_and_the_total_is_the_engine_s(
     assert int(str(auto["total_bytes"])) > int(str(off["total_bytes"]))  # the padding mask
     fill_form(calculator, {"mode": "inference", "precision": "bf16"})
     expect(packing).to_be_hidden()
+
+
+def test_float8_controls_show_only_where_they_apply_and_the_total_is_the_engine_s(
+    calculator: Page,
+) -> None:
+    """FP8 training is offered for a transformer's training; its float8 all-gather only
+    with FSDP2 and torchao; set, the page's total is CPython's for the same fields."""
+    _open_advanced(calculator)
+    fp8, gather = _field(calculator, "float8_training"), _field(calculator, "float8_all_gather")
+    model = {"describe": "fields", "preset": "llama-3.2-1b", "mode": "training"}
+    fill_form(calculator, {**model, "precision": "amp_bf16", "batch_size": "1"})
+    expect(fp8).to_be_visible()
+    expect(gather).to_be_hidden()
+    fill_form(calculator, {"stack": "fsdp2", "num_gpus": "8", "float8_training": "torchao"})
+    expect(gather).to_be_visible()
+    fill_form(calculator, {"float8_all_gather": "true"})
+    reply = expect_total(calculator, page_fields(calculator))
+    bf16 = cpython_reply({**page_fields(calculator), "float8_all_gather": "false"})
+    assert int(str(reply["total_bytes"])) < int(str(bf16["total_bytes"]))
+    fill_form(calculator, {"float8_training": "transformer_engine"})
+    expect(gather).to_be_hidden()
+    fill_form(calculator, {"mode": "inference", "precision": "bf16"})
+    expect(fp8).to_be_hidden()

@@ -21,7 +21,7 @@ from nnmem.models.architecture import Tensor as ParamTensor
 from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
-from nnmem.models.transformer import cache
+from nnmem.models.transformer import cache, float8
 from nnmem.models.transformer.context import (
     COMPILED_BLOCK,
     HF,
@@ -370,7 +370,7 @@ def activations(c: Ctx, stage: Stage | None = None) -> Activations:
     heaviest: tuple[int, ...] = ()
     for label, depth, rows in layer_tables(c):
         x = "t" if depth == "L" and t.family is Family.ENCODER_DECODER else "s"
-        rows = trainable_filter(c, rows) + lora_rows(c, x)
+        rows = float8.saved_rows(s, trainable_filter(c, rows) + lora_rows(c, x))
         if s.checkpointing is Checkpointing.SELECTIVE:
             rows = selective(rows)
         one += parallel_split(c, rows)
@@ -1302,6 +1302,10 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         # so each shard is the whole model's over every data-parallel rank; only the
         # blocks it gathers hold experts / ep.
         sizes = replace(sizes, params=whole)
+    if float8.gathers_in_float8(s):
+        # torchao's float8 all-gather: a block's linear weights gathered at 1 B each.
+        per_block = float8.layer_linear_weights(t) // max(t.layers + t.encoder_layers, 1)
+        sizes = replace(sizes, float8_unit_params=per_block // ep if ep > 1 else per_block)
     if stage is not None:
         c = replace(c, sizes={**c.sizes, "b": stage.microbatch})
     if c.lora is None:
@@ -1350,6 +1354,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
     notes += st.notes
     notes += moe_notes(s, t)
     notes += softcap_notes(s, t)
+    notes += float8.notes(s)
     notes += cache.approximation_notes(t)
     notes += packing_notes(c)
     if c.compiled:
@@ -1407,7 +1412,20 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             )
         ]
         casts_kept = casts
-        if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
+        if float8.drops_autocast_copies(s):
+            # Both FP8 stacks cast the layers' linear weights from their stored type
+            # straight to FP8 (float8.TORCHAO_LINEAR, float8.TE_LINEAR): only the head,
+            # which they leave in 16-bit (float8.TORCHAO_FILTER), is copied.
+            casts = casts_kept = [
+                product(
+                    "autocast_copies",
+                    "16-bit copy of the head's weight",
+                    [("P_head", _matmul_weights(t) - _linear_weights(t))],
+                    2,
+                    float8.head_copy_source(s, cast_source),
+                )
+            ]
+        elif s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
             # Checkpointed layers save nothing, so their copies are gone by backward; the
             # head's copy, outside the checkpoints, stays.
             head = _matmul_weights(t) - _linear_weights(t)
@@ -1420,6 +1438,12 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
                     cast_source,
                 )
             ]
+    # Transformer Engine's FP8 transposed weights, saved for backward by every layer that
+    # keeps its tensors, and each linear layer's scaling state (float8.TE_LINEAR, TE_META).
+    waiting = None if stage is None else stage.saved_layers
+    te_copies = float8.te_weight_copies(s, t, waiting)
+    casts, casts_kept = [*casts, *te_copies], [*casts_kept, *te_copies]
+    weights = [*weights, *float8.te_meta(s, t, depth)]
     if not st.stacked and s.sharding is Sharding.ZERO3 and s.data_parallel > 1 and not gathered:
         # ZeRO-3 / FSDP gather one layer's full weights (and prefetch the next) for each
         # forward and backward; DeepSpeed's estimator counts 4 bytes (16-bit weights and
@@ -1554,6 +1578,9 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "and its intermediate gradients are live while the layer runs backward",
         )
     ]
+    # The FP8 stacks' casts while a linear layer runs backward (float8.backward_casts).
+    tokens = c.sizes["b"] * c.sizes[acts.x]
+    inflight += float8.backward_casts(s, t, tokens, c.compiled)
     recompute = []
     if s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP, Checkpointing.EVERY_N):
         recompute = [
