@@ -164,8 +164,9 @@ async function restoreMemory(loadPyodide, indexURL, snapshot) {
 // Pyodide's wasm makes its own memory at a fixed initial size (30 MiB in 314.0.7) and
 // ignores INITIAL_MEMORY, so a snapshot of a heap that grew past it does not fit
 // ("RangeError: offset is out of bounds"). Until the returned function is called, each
-// new wasm instance's memory is grown at once to hold `bytes`.
-function growMemoryTo(bytes) {
+// new wasm instance's memory is grown at once to hold `bytes`. (Exported for
+// tests/e2e/test_boot.py; the page starts this file as a worker and imports nothing.)
+export function growMemoryTo(bytes) {
   const { instantiate, instantiateStreaming } = WebAssembly;
   const grow = (result) => {
     const memory = (result.instance ?? result).exports?.memory;
