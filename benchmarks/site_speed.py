@@ -12,9 +12,12 @@ For both it measures, in milliseconds from the start of navigation:
 - bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
   for the engine;
 - the calculator's first paint, worker ready (``nnmem:ready``) and first live result
-  (``nnmem:live``), and the worker's own stages after ``loadPyodide()`` in the same visit
-  (its ``nnmem:worker:*`` marks: the bundle awaited, unpacked, nnmem imported), which
-  do not depend on how fast that visit's Pyodide booted;
+  (``nnmem:live``), and how Python started (``#engine[data-start]``: "fresh", or
+  "snapshot" where a warm visit restores the heap the cold one kept in Cache Storage,
+  which the cold visit waits for, ``#engine[data-kept]``), and the worker's own stages
+  after ``loadPyodide()`` in the same visit (its ``nnmem:worker:*`` marks: the bundle
+  awaited, unpacked, nnmem imported), which do not depend on how fast that visit's
+  Pyodide booted (or was restored);
 - recalculation: from a form change to the painted total (``nnmem:compute``) and to the
   painted complete answer, verdict and plot included (``nnmem:complete``), for the default
   form and for Llama 3.1 8B with an H100 chosen;
@@ -189,6 +192,9 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
         got["paint"] = fcp(page)
         got["ready"] = entry(page, "nnmem:ready")
         got["live"] = entry(page, "nnmem:live")
+        got["start"] = page.get_attribute("#engine", "data-start")
+        if got["start"] == "fresh":  # the heap it keeps for the warm visit
+            page.wait_for_selector("#engine[data-kept]", state="attached", timeout=READY_MS)
         marks = dict(
             page.workers[0].evaluate(
                 "performance.getEntriesByType('mark').map(m => [m.name, m.startTime])"
@@ -225,6 +231,7 @@ def main() -> int:
     recalcs: dict[str, list[float]] = {}
     sent: dict[str, list[int]] = {}
     paths: set[str] = set()
+    starts: dict[str, list[str]] = {}
 
     def note(key: str, value: float) -> None:
         rows.setdefault(key, []).append(value)
@@ -255,6 +262,8 @@ def main() -> int:
                         for visit_kind in ("cold", "warm"):
                             got = visit(context, url + target, counter, what)
                             page = got.pop("page")
+                            if "start" in got:
+                                starts.setdefault(visit_kind, []).append(got.pop("start"))
                             for key in ("paint", "boot", "ready", "live", *STAGES):
                                 if key in got:
                                     note(f"{what} {key} {visit_kind}", got[key])
@@ -307,6 +316,11 @@ def main() -> int:
         + ", after "
         + "/".join(f"{x:.1f}" for x in load_after)
     )
+    for kind, how in starts.items():
+        print(
+            f"Python started, {kind} visits: "
+            + ", ".join(f"{how.count(s)} {s}" for s in sorted(set(how)))
+        )
     print(f"{'ms from navigation (median)':34} {'cold':>8} {'warm':>8}")
     for label, key in (
         ("static copy: first paint", "static paint"),

@@ -6,8 +6,10 @@ build.py): the first holds what the calculator's answers import, the second the 
 reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs. A bundle is a
 zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
 ``sys.meta_path``: when a module of the package is found nowhere else, the finder has
-the second bundle loaded (in the page's worker, by a synchronous request), unpacks it
-and finds the module there.
+the second bundle loaded, unpacks it and finds the module there. In the page's worker
+:func:`fetch_later_from_js` loads it through the worker's ``nnmemLaterBundle``, a
+synchronous request, called only then: Python holds no JavaScript object meanwhile,
+which Pyodide requires of a heap it keeps as a memory snapshot (see worker.js).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import lzma
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
@@ -82,4 +85,57 @@ def fetch_later(load: Callable[[], bytes], target: str, package: str = "nnmem") 
     >>> len(loads), sys.path.pop(0) == folder
     (1, True)
     """
+    # One finder per package: a heap restored from a snapshot may hold one already.
+    stop_fetching(package)
     sys.meta_path.append(Later(load, target, package))
+
+
+def stop_fetching(package: str = "nnmem") -> None:
+    """Drop the finders :func:`fetch_later` put in place for ``package``."""
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not (isinstance(f, Later) and f.package == package)
+    ]
+
+
+def unpack_now(packed: bytes, target: str, package: str = "nnmem") -> None:
+    """Extract the second bundle into ``target`` at once: no finder waits for it."""
+    unpack(packed, target)
+    stop_fetching(package)
+
+
+def load_from_js(name: str) -> bytes:
+    """The bundle at ``name``, as the worker's ``nnmemLaterBundle`` downloads it."""
+    import js  # type: ignore[import-not-found]  # Pyodide's module of the worker's globals
+
+    return bytes(js.nnmemLaterBundle(name).to_bytes())
+
+
+def fetch_later_from_js(name: str, target: str, package: str = "nnmem") -> None:
+    """:func:`fetch_later` with the bundle at ``name`` loaded by the worker's
+    ``nnmemLaterBundle`` on the first import that needs it (:func:`load_from_js`); the
+    finder holds the name, a string, and no JavaScript object.
+
+    >>> import types
+    >>> asked = []
+    >>> class Bytes:
+    ...     def to_bytes(self):
+    ...         return b"packed"
+    >>> def bundle(name):
+    ...     asked.append(name)
+    ...     return Bytes()
+    >>> real = sys.modules.get("js")  # Pyodide's own, where the doctests run there
+    >>> sys.modules["js"] = types.SimpleNamespace(nnmemLaterBundle=bundle)
+    >>> fetch_later_from_js("assets/nnmem-later-0123456789.zip.xz", "/nowhere", "demo_js")
+    >>> fetch_later_from_js("assets/nnmem-later-0123456789.zip.xz", "/nowhere", "demo_js")
+    >>> finders = [f for f in sys.meta_path if isinstance(f, Later) and f.package == "demo_js"]
+    >>> len(finders), asked
+    (1, [])
+    >>> finders[0].load(), asked
+    (b'packed', ['assets/nnmem-later-0123456789.zip.xz'])
+    >>> stop_fetching("demo_js")
+    >>> if real is None: del sys.modules["js"]
+    ... else: sys.modules["js"] = real
+    >>> [f for f in sys.meta_path if isinstance(f, Later) and f.package == "demo_js"]
+    []
+    """
+    fetch_later(partial(load_from_js, name), target, package)

@@ -76,9 +76,13 @@ export function startEngine(host, { onReady, onResult, onFail }) {
       ready = true;
       clearTimeout(timer);
       performance.mark("nnmem:ready");
+      // How Python started: "fresh", or "snapshot" (the heap a visit before kept).
+      if (message.start) engine.dataset.start = message.start;
       progress.hidden = true;
       setEngine("ready", LIVE);
       onReady();
+    } else if (message.type === "kept") {
+      engine.dataset.kept = String(message.bytes); // the heap kept for the next visit, in bytes
     } else if (message.type === "error") {
       fail(message.text);
     } else if (message.type === "result") {

@@ -5,7 +5,11 @@
 // at once, then "rest" (the verdict, solvers, suggestions and plot), which is skipped when
 // a newer request has arrived meanwhile. Other pages get one reply, part "all".
 // All arithmetic and validation happen behind nnmem.web.handle, the page's one door.
+// A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
+// below): the ready message says how it started ("fresh" or "snapshot"), and a message
+// {type: "kept"} says when a fresh start has kept its heap for the next visit.
 let handle = null;
+let afterAnswer = null; // run once, after the first complete calculator answer
 
 const post = (message) => self.postMessage(message);
 // The loading stages, in order; each progress message says which one has begun.
@@ -35,6 +39,10 @@ function downloadNow(bundle) {
   return new Uint8Array(request.response);
 }
 
+// Called by nnmem.web.later.load_from_js, by name, on the first import that needs the
+// second bundle: Python holds no JavaScript function, which a memory snapshot forbids.
+self.nnmemLaterBundle = downloadNow;
+
 async function init({ indexURL, bundle, later, laterNow }) {
   progress(1, "Step 1 of 3: downloading and starting Python (later visits load it from the browser cache)…");
   // The nnmem package downloads while Python starts (with its second bundle where the
@@ -44,23 +52,48 @@ async function init({ indexURL, bundle, later, laterNow }) {
   archiving.catch(() => {}); // reported when awaited below
   const rest = laterNow ? download(later) : null;
   if (rest) rest.catch(() => {});
+  const key = memoryKey(bundle, later);
+  const kept = keptMemory(key);
   const { loadPyodide } = await import(`${indexURL}pyodide.mjs`);
   mark("imported");
-  const pyodide = await loadPyodide({ indexURL });
+  const snapshot = await kept;
+  if (snapshot) {
+    try {
+      const python = await setUp(await restoreMemory(loadPyodide, indexURL, snapshot), archiving, rest, later);
+      post({ type: "ready", python, start: "snapshot" });
+      return;
+    } catch (error) {
+      // A damaged or mismatched heap: dropped, and Python starts afresh.
+      console.warn("nnmem: the kept Python memory could not be restored:", error);
+      await forgetSnapshots();
+    }
+  }
+  const pyodide = await loadPyodide({ indexURL, _makeSnapshot: Boolean(self.caches) });
+  const python = await setUp(pyodide, archiving, rest, later);
+  if (self.caches) afterAnswer = () => keepMemory(pyodide, key);
+  post({ type: "ready", python, start: "fresh" });
+}
+
+// Steps 2 and 3 on a started Python, fresh or restored: the files of the first bundle
+// (a restored heap has imported some of them, but the file system starts empty), the
+// second bundle now or when first needed, and the page's door. Returns Python's version.
+async function setUp(pyodide, archiving, rest, later) {
   mark("booted");
   progress(2, "Step 2 of 3: loading the nnmem package…");
   // The bundle is a zip compressed whole with xz (see build.py's bundle_nnmem).
   pyodide.FS.writeFile("/tmp/nnmem.zip.xz", await archiving);
   mark("downloaded");
-  // Its names are ASCII, read as UTF-8 (no cp437 codec to import); the finder that listed
-  // site-packages before is dropped, for a new one to list it again (as nnmem.web.later's
-  // unpack does, without importlib.invalidate_caches, which imports importlib.metadata).
+  // Its names are ASCII, read as UTF-8 (no cp437 codec to import); the finders that
+  // listed site-packages and its folders before are dropped, for new ones to list them
+  // again (as nnmem.web.later's unpack does, without importlib.invalidate_caches, which
+  // imports importlib.metadata).
   const sitePackages = pyodide.runPython(
     "import io, lzma, site, sys, zipfile\n" +
       "target = site.getsitepackages()[0]\n" +
       'with open("/tmp/nnmem.zip.xz", "rb") as packed:\n' +
       '    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read())), metadata_encoding="utf-8").extractall(target)\n' +
-      "sys.path_importer_cache.pop(target, None)\n" +
+      "for folder in [p for p in sys.path_importer_cache if p.startswith(target)]:\n" +
+      "    del sys.path_importer_cache[folder]\n" +
       "target",
   );
   mark("unpacked");
@@ -68,12 +101,86 @@ async function init({ indexURL, bundle, later, laterNow }) {
   // The rest of the package: unpacked now where the page needs it at once, else when a
   // module of it is first imported.
   const bundles = pyodide.pyimport("nnmem.web.later");
-  if (rest) bundles.unpack(pyodide.toPy(await rest), sitePackages);
-  else bundles.fetch_later(() => pyodide.toPy(downloadNow(later)), sitePackages);
+  if (rest) bundles.unpack_now(pyodide.toPy(await rest), sitePackages);
+  else bundles.fetch_later_from_js(later, sitePackages);
+  bundles.destroy();
   handle = pyodide.pyimport("nnmem.web").handle;
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
   mark("imported-nnmem");
-  post({ type: "ready", python: version });
+  return version;
+}
+
+// Memory snapshot: after its first complete calculator answer a fresh start keeps its
+// Python heap (Pyodide's makeMemorySnapshot) in the browser's Cache Storage, under a key
+// made of both bundles' names, which carry their content's hash: a new build never
+// restores an old heap, and keeping one drops the others. A later visit starts Python
+// from it, then unpacks the first bundle's files again (the file system is not in the
+// heap). Any failure forgets every kept heap and starts Python afresh.
+const MEMORY_CACHE = "nnmem-python-memory";
+const memoryKey = (bundle, later) => `${bundle}+${later.split("/").pop()}.memory`;
+
+async function keptMemory(key) {
+  try {
+    if (!self.caches) return null;
+    const found = await (await caches.open(MEMORY_CACHE)).match(key);
+    return found ? new Uint8Array(await found.arrayBuffer()) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function forgetSnapshots() {
+  try {
+    if (self.caches) await caches.delete(MEMORY_CACHE);
+  } catch {
+    // nothing kept, or no storage: nothing to forget
+  }
+}
+
+async function keepMemory(pyodide, key) {
+  try {
+    const snapshot = pyodide.makeMemorySnapshot();
+    const cache = await caches.open(MEMORY_CACHE);
+    for (const request of await cache.keys()) {
+      if (request.url !== key) await cache.delete(request);
+    }
+    await cache.put(key, new Response(snapshot, { headers: { "Content-Type": "application/octet-stream" } }));
+    post({ type: "kept", bytes: snapshot.length });
+  } catch (error) {
+    // No room, or a heap Pyodide cannot keep: the next visit starts fresh, as this one.
+    console.warn("nnmem: the Python memory was not kept:", error);
+  }
+}
+
+async function restoreMemory(loadPyodide, indexURL, snapshot) {
+  const restore = growMemoryTo(snapshot.length);
+  try {
+    return await loadPyodide({ indexURL, _loadSnapshot: snapshot });
+  } finally {
+    restore();
+  }
+}
+
+// Pyodide's wasm makes its own memory at a fixed initial size (30 MiB in 314.0.7) and
+// ignores INITIAL_MEMORY, so a snapshot of a heap that grew past it does not fit
+// ("RangeError: offset is out of bounds"). Until the returned function is called, each
+// new wasm instance's memory is grown at once to hold `bytes`. (Exported for
+// tests/e2e/test_boot.py; the page starts this file as a worker and imports nothing.)
+export function growMemoryTo(bytes) {
+  const { instantiate, instantiateStreaming } = WebAssembly;
+  const grow = (result) => {
+    const memory = (result.instance ?? result).exports?.memory;
+    if (memory instanceof WebAssembly.Memory && memory.buffer.byteLength < bytes) {
+      memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536));
+    }
+    return result;
+  };
+  WebAssembly.instantiate = async (...args) => grow(await instantiate.apply(WebAssembly, args));
+  WebAssembly.instantiateStreaming = async (...args) => grow(await instantiateStreaming.apply(WebAssembly, args));
+  return () => {
+    WebAssembly.instantiate = instantiate;
+    WebAssembly.instantiateStreaming = instantiateStreaming;
+  };
 }
 
 let newest = 0; // id of the newest calculator request received
@@ -100,6 +207,11 @@ function answer(message) {
   setTimeout(() => {
     if (message.id !== newest) return;
     post({ type: "result", id: message.id, part: "rest", reply: ask(message, "rest") });
+    if (afterAnswer) {
+      const then = afterAnswer;
+      afterAnswer = null;
+      setTimeout(then, 0);
+    }
   }, 0);
 }
 

@@ -6,13 +6,14 @@ import importlib
 import io
 import lzma
 import sys
+import types
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nnmem.web.later import Later, fetch_later
+from nnmem.web.later import Later, fetch_later, fetch_later_from_js, unpack_now
 
 
 def packed(files: dict[str, str]) -> bytes:
@@ -78,4 +79,47 @@ def test_a_failed_fetch_is_tried_again_on_the_next_import(folder: Path) -> None:
     fetch_later(load, str(folder), "half_pkg")
     with pytest.raises(OSError, match="HTTP 503"):
         importlib.import_module("half_pkg.late")
+    assert importlib.import_module("half_pkg.late").WHERE == "second"
+
+
+class _Uint8Array:
+    """What Pyodide hands Python for a JavaScript Uint8Array: bytes by ``to_bytes``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def to_bytes(self) -> bytes:
+        return self.data
+
+
+def test_the_worker_loads_the_bundle_by_name_only_when_needed(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finder holds the bundle's name; the worker's nnmemLaterBundle (here a fake
+    ``js`` module) is called on the first import that needs it, once, and a second
+    fetch_later_from_js, as after a heap restored from a snapshot, leaves one finder."""
+    bundle = packed({"half_pkg/late.py": "WHERE = 'second'\n"})
+    asked: list[str] = []
+
+    def later_bundle(name: str) -> _Uint8Array:
+        asked.append(name)
+        return _Uint8Array(bundle)
+
+    monkeypatch.setitem(sys.modules, "js", types.SimpleNamespace(nnmemLaterBundle=later_bundle))
+    fetch_later_from_js("assets/nnmem-later-x.zip.xz", str(folder), "half_pkg")
+    fetch_later_from_js("assets/nnmem-later-x.zip.xz", str(folder), "half_pkg")
+    assert sum(isinstance(f, Later) for f in sys.meta_path) == 1
+    assert asked == []
+    assert importlib.import_module("half_pkg.late").WHERE == "second"
+    assert asked == ["assets/nnmem-later-x.zip.xz"]
+    assert not any(isinstance(f, Later) for f in sys.meta_path)
+
+
+def test_unpacking_at_once_drops_the_waiting_finder(folder: Path) -> None:
+    def load() -> bytes:
+        raise AssertionError("fetched although unpacked already")
+
+    fetch_later(load, str(folder), "half_pkg")
+    unpack_now(packed({"half_pkg/late.py": "WHERE = 'second'\n"}), str(folder), "half_pkg")
+    assert not any(isinstance(f, Later) for f in sys.meta_path)
     assert importlib.import_module("half_pkg.late").WHERE == "second"
