@@ -753,7 +753,6 @@ FEATURES = {
     "split along the sequence) and torchtitan's loss parallel logits",
     "pipeline_parallel": "pipeline parallelism: each rank holds only its stage's layers",
     "async_tp": "AsyncTP's overlapped collectives",
-    "pipeline_buffers": "a pipeline stage's receive buffers for each micro-batch",
     "packing": "sample packing (the batch's real tokens, not the padded length)",
     "chunked_ce": "chunked cross-entropy: the fp32 logits exist one chunk at a time",
     "optimizer_in_backward": "optimizer-in-backward: each gradient is freed as soon as its "

@@ -61,8 +61,10 @@ PARAM_SHAPED = ("weights", "gradients", "optimizer_state", "autocast_copies")
 FOREACH = "foreach"  # label of a multi-tensor optimizer step's temporaries
 LARGEST = "P_largest"  # formula symbol of a per-tensor step's temporaries
 # Depth symbols an activation term's formula starts with (nnmem.models.tensors.as_term
-# with ``times``): its substituted text starts with the layer count.
-DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊")
+# with ``times``): its substituted text starts with the layer count, or with the number of
+# pipeline stage outputs waiting for backward, one tensor per micro-batch
+# (nnmem.models.transformer.assembly.pipeline_buffer_terms).
+DEPTH_SYMBOLS = ("L ", "L_enc ", "L_saved ", "L−", "⌊", "n_out ")
 MAX_PIECES_PER_TERM = 4096
 # Side streams, numbered for the allocator replay (0 is the current stream). FSDP2 makes
 # its own (torch/distributed/fsdp/_fully_shard/_fsdp_param_group.py

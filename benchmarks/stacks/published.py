@@ -88,15 +88,27 @@ COMPILED = {"torch_compile": True}
 # 2025 run (E5) turns it on with --float8.enable_fsdp_float8_all_gather.
 FLOAT8 = {"float8_training": "torchao"}
 FLOAT8_ALL_GATHER = {**FLOAT8, "float8_all_gather": True}
+# torchtitan at 9dec370 (the December 2024 runs): build_pipeline_schedule
+# (torchtitan/parallelisms/pipelining_utils.py) defaults pipeline_parallel_microbatches to
+# pipeline_parallel_degree, 8 micro-batches for either schedule; torchtitan #781 (January
+# 2025) made the default the stage count, nnmem's default.
+TT_PP_MICROBATCHES = {"pipeline_microbatches": 8}
 E4_405_NOTE = (
     "PP8 as torchtitan runs it: 126 layers cut 15 + 6 × 16 + 15 (2 stages a rank, 7 + 14 × 8 "
-    "+ 7, interleaved), one micro-batch per stage (8, or 16 interleaved), the heaviest rank "
-    "shown, its FSDP2 blocks unsharded and its gradients accumulated unsharded in fp32 over "
-    "the micro-batches (23 GiB). 16-21% low of a reserved peak: the stage's receive "
-    "buffers per micro-batch are not modelled. Float8 (torchao, no float8 all-gather) "
-    "adds only the FP8 casts of the running layer's backward (0.7 GiB on the 1F1B rank, "
-    "0.3 on the interleaved one): the checkpointed layers keep only their input, and the "
-    "FSDP2 stack runs without autocast, so there are no 16-bit weight copies to drop"
+    "+ 7, interleaved), 8 micro-batches of 4 (torchtitan 9dec370 build_pipeline_schedule: one "
+    "per pipeline rank, not per stage), the heaviest rank shown, its FSDP2 blocks unsharded "
+    "and its gradients accumulated unsharded in fp32 over the micro-batches (23 GiB). "
+    "torch.distributed.pipelining's own tensors are counted (stage.py): a receive buffer per "
+    "micro-batch for activations on every stage but the first and for output gradients on "
+    "every stage but the last, kept across steps, and each waiting micro-batch's stage "
+    "output (2 GiB on the 1F1B rank 0, 4 GiB on the interleaved rank 1). The 1F1B row stays "
+    "17% low, its other 14 GiB not attributed; the interleaved rank keeps all 16 of its "
+    "stage forwards, and the engine puts it above the 1F1B rank where the runs measured it "
+    "10 GiB below. "
+    "Float8 (torchao, no float8 all-gather) adds only the FP8 casts of the running layer's "
+    "backward (0.7 GiB on the 1F1B rank, 0.3 on the interleaved one): the checkpointed "
+    "layers keep only their input, and the FSDP2 stack runs without autocast, so there are "
+    "no 16-bit weight copies to drop"
 )
 E4_NOTE = (
     "torchtitan's TP is encoded with sequence and loss parallelism: 20 GiB of checkpointed "
@@ -410,12 +422,13 @@ def points() -> list[dict[str, Any]]:
                 "num_gpus": 512,
                 "tensor_parallel": 8,
                 "pipeline_parallel": 8,
+                **TT_PP_MICROBATCHES,
                 **TT_TP,
                 **COMPILED,
                 **FLOAT8,
             },
             "h100",
-            ["pipeline_buffers"],
+            [],
             note=E4_405_NOTE,
         ),
         p(
@@ -437,12 +450,13 @@ def points() -> list[dict[str, Any]]:
                 "tensor_parallel": 8,
                 "pipeline_parallel": 8,
                 "pipeline_schedule": "interleaved_1f1b",
+                **TT_PP_MICROBATCHES,
                 **TT_TP,
                 **COMPILED,
                 **FLOAT8,
             },
             "h100",
-            ["pipeline_buffers"],
+            [],
             note=E4_405_NOTE,
         ),
         p(

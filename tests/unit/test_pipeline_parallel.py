@@ -25,6 +25,7 @@ from nnmem.estimate import estimate
 from nnmem.models.architecture import parameter_counts
 from nnmem.models.transformer.assembly import (
     activations,
+    pipeline_buffer_terms,
     pipeline_rank,
     split_layers,
     stage_tensors,
@@ -98,6 +99,76 @@ def test_the_first_rank_keeps_p_micro_batches_of_layer_inputs() -> None:
     assert terms["embeddings, final norm and head inputs"] < 2**20  # position ids only
 
 
+# One micro-batch's hidden states at a stage boundary, b·s·h × 2 B (bf16 under FSDP2):
+# 4 micro-batches of 2 (1F1B), 8 of 1 (interleaved).
+B2 = 2 * S * H * 2  # 67,108,864
+B1 = 1 * S * H * 2  # 33,554,432
+
+
+def _buffers(s: Scenario, rank: int) -> dict[str, int]:
+    c = context(s)
+    stage = pipeline_rank(s, c.t, rank)
+    micro = replace(c, sizes={**c.sizes, "b": stage.microbatch})
+    buffers, outputs = pipeline_buffer_terms(micro, stage)
+    return {t.label: t.bytes for t in [*buffers, *outputs]}
+
+
+RECV = "pipeline receive buffers of the micro-batches not in flight"
+GRAD = "pipeline receive buffers for output gradients, one per micro-batch"
+OUT = "stage outputs kept for backward"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "rank", "expected"),
+    [
+        # torch 2.13 stage.py: PipelineStage._setup_forward_recv_info makes one buffer per
+        # micro-batch on every stage but the first; _create_grad_recv_info one per
+        # micro-batch on every stage but the last; forward_one_chunk's fwd_cache keeps each
+        # waiting micro-batch's output. 1F1B rank 0 (stage 0, 4 forwards waiting): 4
+        # gradient buffers and 4 outputs.
+        ("1f1b", 0, {GRAD: 4 * B2, OUT: 4 * B2}),
+        # rank 1 (3 waiting): the 4 − 3 receive buffers not holding a waiting layer input.
+        ("1f1b", 1, {RECV: 1 * B2, GRAD: 4 * B2, OUT: 3 * B2}),
+        # rank 3, the last stage: 4 − 1 receive buffers, no gradient buffer, and its
+        # output (the logits) is the loss's.
+        ("1f1b", 3, {RECV: 3 * B2}),
+        # Interleaved rank 0 holds stages 0 and 4 of 8; its 11 forwards are 4 of stage 0,
+        # 4 of stage 4, 3 of stage 0: stage 4 receives 8 − 4, both stages take gradients
+        # (2 × 8), all 11 outputs wait.
+        ("interleaved_1f1b", 0, {RECV: 4 * B1, GRAD: 16 * B1, OUT: 11 * B1}),
+        # rank 3 holds stages 3 and 7 (the last); 4 forwards of stage 3, 1 of stage 7:
+        # (8 − 4) + (8 − 1) receive buffers, 8 gradient buffers for stage 3, 4 outputs.
+        ("interleaved_1f1b", 3, {RECV: 11 * B1, GRAD: 8 * B1, OUT: 4 * B1}),
+    ],
+)
+def test_the_stage_buffers_torch_allocates(
+    schedule: str, rank: int, expected: dict[str, int]
+) -> None:
+    assert _buffers(_70b(pipeline_schedule=schedule), rank) == expected
+
+
+def test_the_buffers_follow_sequence_parallelism_and_offloading() -> None:
+    """torchtitan's blocks return Shard(1) local tensors under sequence parallelism, so
+    each buffer is b·(s/2)·h × 2 B at TP 2; offloading moves a waiting input's saved copy
+    to the CPU while the stage's buffer stays, so rank 3 keeps all 4."""
+    sp = _70b(num_gpus=8, tensor_parallel=2, sequence_parallel=True)
+    assert _buffers(sp, 1) == {RECV: B2 // 2, GRAD: 4 * B2 // 2, OUT: 3 * B2 // 2}
+    offload = _buffers(_70b(activation_offload=True), 3)
+    assert offload == {"pipeline receive buffers, one per micro-batch": 4 * B2}
+
+
+def test_the_receive_buffers_stay_through_the_step() -> None:
+    """The heaviest rank here is the first (below): its 4 × 64 MiB gradient buffers are in
+    every phase, the optimizer step's included, as they live from the first step on; its
+    4 stage outputs wait through forward, and are gone by the optimizer step."""
+    e = estimate(_70b())
+    phases = {p.name: {t.label: t.bytes for t in p.terms} for p in e.phases}
+    for labels in phases.values():
+        assert labels[GRAD] == 4 * B2 == 268_435_456
+    assert phases["forward"][OUT] == 4 * B2
+    assert OUT not in phases["optimizer_step"]
+
+
 def test_the_embedding_is_on_the_first_rank_and_the_head_on_the_last() -> None:
     s = _70b()
     t = context(s).t
@@ -114,32 +185,34 @@ def test_the_embedding_is_on_the_first_rank_and_the_head_on_the_last() -> None:
 
 
 def test_the_estimate_is_the_heaviest_rank() -> None:
-    """The last rank is the heaviest here: the eager loss over a micro-batch of 2 holds
-    the fp32 log-softmax and two fp32 gradients, 12·2·2,048·V B (6.3 GB), more than the
-    first rank's 3 extra micro-batches of inputs (4 GB). Its FSDP2 shard over the 2 GPUs
-    left is its 20 layers, the final norm and the head, in fp32."""
+    """The first rank is the heaviest here. Without the pipeline's buffers its backward
+    peak and the last rank's differ by 114,688 B (the last rank's eager loss over a
+    micro-batch of 2, fp32 log-softmax and gradients, against the first rank's 3 extra
+    micro-batches of layer inputs); the first rank's 4 gradient buffers and 4 stage
+    outputs (8 × 64 MiB) outweigh the last rank's 3 receive buffers (3 × 64 MiB). Its FSDP2
+    shard over the 2 GPUs left is its 20 layers and the embedding, in fp32."""
     s = _70b()
     e = estimate(s)
-    assert any(n.startswith("Pipeline over 4 ranks (1F1B") and "rank 3" in n for n in e.notes)
+    assert any(n.startswith("Pipeline over 4 ranks (1F1B") and "rank 0" in n for n in e.notes)
     t = context(s).t
-    held = sum(x.numel * x.count for x in stage_tensors(t, pipeline_rank(s, t, 3)))
+    held = sum(x.numel * x.count for x in stage_tensors(t, pipeline_rank(s, t, 0)))
     assert e.component("weights").bytes == held * 4 // 2
 
 
 def test_a_stage_keeps_its_blocks_and_gradients_unsharded() -> None:
     """The pipeline stage runs every micro-batch's backward without gradient sync or
     reshard (torch pipelining stage.py), and torchtitan does not reshard its blocks after
-    forward: the last rank keeps its 20 blocks gathered in bf16 and the unsharded
+    forward: the first rank keeps its 20 blocks gathered in bf16 and the unsharded
     gradients of all it holds, upcast to the fp32 reduce type (FSDPParam
     .to_accumulated_grad_if_needed), through backward."""
     s = _70b()
     e = estimate(s)
     t = context(s).t
-    stage = pipeline_rank(s, t, 3)
+    stage = pipeline_rank(s, t, 0)
     held = sum(x.numel * x.count for x in stage_tensors(t, stage))
     backward = {x.label: x.bytes for x in next(p for p in e.phases if p.name == "backward").terms}
     assert backward["unsharded gradients accumulated over the micro-batches"] == held * 4
-    blocks = (held - V * H - H) * 2  # the root (head, final norm) is counted apart
+    blocks = (held - V * H) * 2  # the root (the embedding) is counted apart
     assert backward["every block unsharded (not resharded after forward)"] == blocks
     assert "reshard_after_forward" in s.inactive_fields()
 

@@ -260,6 +260,10 @@ class Stage:
     last_chunks: int  # chunks of the last stage (with the head and the loss) in flight
     microbatch: int  # sequences per micro-batch
     stage_layers: tuple[int, ...] = ()  # the layers of each of its stages
+    stage_ids: tuple[int, ...] = ()  # its stages' indices (torchtitan stage_ids_this_rank)
+    chunk_stages: tuple[int, ...] = ()  # the stage of each forward chunk in flight
+    stages: int = 1  # stages in the whole pipeline
+    microbatches: int = 1  # micro-batches per step
 
 
 def split_layers(layers: int, stages: int) -> list[int]:
@@ -303,6 +307,10 @@ def pipeline_rank(s: Scenario, t: Transformer, r: int) -> Stage:
         last_chunks=chunks.count(last),
         microbatch=s.batch_size // m,
         stage_layers=tuple(per_stage[i] for i in mine),
+        stage_ids=tuple(mine),
+        chunk_stages=tuple(chunks),
+        stages=p * v,
+        microbatches=m,
     )
 
 
@@ -314,6 +322,77 @@ def pipeline_ranks(s: Scenario, t: Transformer) -> list[Stage]:
     middle = [pipeline_rank(s, t, r) for r in range(1, p - 1)]
     busiest = max(middle, key=lambda st: (st.saved_layers, st.layers), default=None)
     return [first, *([busiest] if busiest else []), last]
+
+
+PIPELINE_RECV = (
+    "torch 2.13 torch/distributed/pipelining/stage.py PipelineStage._setup_forward_recv_info: "
+    "every stage but the first makes one receive buffer per micro-batch (_make_tensor_from_meta "
+    "for each chunk_id in range(num_microbatches)) and keeps them across steps; a micro-batch "
+    "in flight uses its buffer as its first layer's input (_retrieve_recv_activations), "
+    "counted with the saved activations"
+)
+PIPELINE_GRAD_RECV = (
+    "torch 2.13 torch/distributed/pipelining/stage.py _PipelineStageBase."
+    "_setup_backward_recv_info and PipelineStage._create_grad_recv_info: every stage but the "
+    "last makes one buffer per micro-batch for the gradient of its output and keeps them "
+    "across steps"
+)
+PIPELINE_FWD_CACHE = (
+    "torch 2.13 torch/distributed/pipelining/stage.py _PipelineStageBase.forward_one_chunk: "
+    "fwd_cache keeps each micro-batch's stage output until backward_one_chunk pops it (the "
+    "last stage's output, the logits, is the loss's; torchtitan trainer.py "
+    "forward_backward_step steps with return_outputs=False, so output_chunks keeps none)"
+)
+
+
+def pipeline_buffer_terms(c: Ctx, stage: Stage, x: str = "s") -> tuple[list[Term], list[Term]]:
+    """What torch.distributed.pipelining allocates on one rank beyond its layers' saved
+    tensors, each the hidden states of a micro-batch at a stage boundary (b·s·h, split
+    along the sequence under sequence parallelism): the receive buffers for activations
+    and for gradients, kept across steps (comm buffers), and the stage outputs its
+    in-flight micro-batches keep for backward (activations)."""
+    m, last = stage.microbatches, stage.stages - 1
+    boundary = parallel_split(c, [Row("a micro-batch at a stage boundary", ("b", x, "h"), "res")])
+    # Offloading moves the saved copy to the CPU; the stage's buffer stays on the GPU.
+    offloaded = c.s.activation_offload and not c.cpu
+    waiting = {i: 0 if offloaded else stage.chunk_stages.count(i) for i in stage.stage_ids}
+    received = sum(m - waiting[i] for i in stage.stage_ids if i != 0)
+    grads = m * sum(1 for i in stage.stage_ids if i != last)
+    outputs = sum(1 for i in stage.chunk_stages if i != last)
+    buffers = [
+        as_term(
+            "comm_buffers",
+            "pipeline receive buffers, one per micro-batch"
+            if offloaded
+            else "pipeline receive buffers of the micro-batches not in flight",
+            boundary,
+            c.sizes,
+            c.widths,
+            PIPELINE_RECV,
+            times=("n_recv", received),
+        ),
+        as_term(
+            "comm_buffers",
+            "pipeline receive buffers for output gradients, one per micro-batch",
+            boundary,
+            c.sizes,
+            c.widths,
+            PIPELINE_GRAD_RECV,
+            times=("n_grad", grads),
+        ),
+    ]
+    kept = [
+        as_term(
+            "activations",
+            "stage outputs kept for backward",
+            boundary,
+            c.sizes,
+            c.widths,
+            PIPELINE_FWD_CACHE,
+            times=("n_out", outputs),
+        )
+    ]
+    return [b for b in buffers if b.bytes], [k for k in kept if k.bytes]
 
 
 def stage_tensors(t: Transformer, stage: Stage) -> list[ParamTensor]:
@@ -1611,6 +1690,12 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "layer; tokens reach them through an all-to-all, routing assumed balanced."
         )
     base = [*weights, *state]
+    if stage is not None:
+        # torch.distributed.pipelining's own tensors on the rank (pipeline_buffer_terms):
+        # receive buffers for its whole life, stage outputs while their forwards wait.
+        buffers, outputs = pipeline_buffer_terms(c, stage, acts.x)
+        base += buffers
+        kept = [*kept, *outputs]
     in_forward, at_backward = gradients_held(s)  # where zero_grad runs, accumulation
     if st.in_backward:
         in_forward = at_backward = False  # each gradient is freed as it is stepped
