@@ -1235,8 +1235,11 @@ def stack_inactive(
     elif sharding is Sharding.ZERO3:
         # A step nnmem.stacks does not model (LoRA, another optimizer) sharded as FSDP's
         # FULL_SHARD, which can offload its shards: FSDP's CPUOffload(offload_params=True),
-        # and wrap a model loaded on the CPU with sync_module_states.
+        # and wrap a model loaded on the CPU with sync_module_states. FSDP has no
+        # optimizer-only offload (torch/distributed/fsdp/api.py CPUOffload moves the
+        # parameters, their gradients and so the step), so offload_optimizer is not read.
         off -= {"cpu_offload", "sync_module_states"}
+        off.add("offload_optimizer")
     if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
         off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
     return off
@@ -1908,6 +1911,27 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
             Problem(
                 "sharding",
                 "DeepSpeed runs a ZeRO stage: set sharding to zero1, zero2 or zero3.",
+            )
+        )
+    full_adamw = s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
+    zero12 = s.sharding in (Sharding.ZERO1, Sharding.ZERO2)
+    if s.stack in SINGLE_PROCESS and zero12 and not full_adamw:
+        # With these stacks ZeRO-1/2 is DeepSpeed's (the Trainer's and accelerate's
+        # DeepSpeed integration), modelled from stage_1_and_2.py for full fine-tuning
+        # with AdamW: the fp32 master is optimizer state there, partitioned with m and
+        # v. A LoRA or non-AdamW step is modelled sharded only as FSDP (zero3).
+        got = (
+            f"finetune {s.finetune.value}"
+            if s.finetune is not Finetune.FULL
+            else f"optimizer {s.optimizer.value}"
+        )
+        problems.append(
+            Problem(
+                "sharding",
+                f"Sharding {s.sharding.value} is modelled as DeepSpeed's ZeRO "
+                "runs it, for finetune full with the adamw optimizer (got "
+                f"{got}): set sharding to zero3 (FSDP full sharding) or none, or "
+                "train every weight with AdamW.",
             )
         )
     if s.stack in (Stack.DEEPSPEED, Stack.FSDP2):
