@@ -1882,14 +1882,25 @@ def _pipeline_checks(s: Scenario) -> list[Problem | None]:
                 "choose fewer stages.",
             )
         )
-    if s.batch_size % m:
-        # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches.
+    if s.batch_size % m and s.pipeline_microbatches is None:
+        # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches,
+        # which default to the pipeline's stages. Name the field the user set: the batch.
+        problems.append(
+            Problem(
+                "batch_size",
+                f"A batch of {s.batch_size} cannot be cut into the {m} micro-batches a "
+                f"{stages}-stage pipeline runs by default (one per stage): choose a "
+                f"batch_size that is a multiple of {m}, or set pipeline_microbatches to a "
+                f"number that divides {s.batch_size}.",
+            )
+        )
+    elif s.batch_size % m:
         problems.append(
             Problem(
                 "pipeline_microbatches",
-                f"The batch of {s.batch_size} cannot be cut into {m} micro-batches: choose a "
-                "batch_size divisible by pipeline_microbatches (by default the pipeline's "
-                f"{stages} stages).",
+                f"A batch of {s.batch_size} cannot be cut into {m} micro-batches: choose "
+                f"pipeline_microbatches that divides {s.batch_size}, or a batch_size that is "
+                f"a multiple of {m}.",
             )
         )
     if s.num_gpus % (s.tensor_parallel * pp):
