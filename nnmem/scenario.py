@@ -1885,13 +1885,14 @@ def _pipeline_checks(s: Scenario) -> list[Problem | None]:
     if s.batch_size % m and s.pipeline_microbatches is None:
         # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches,
         # which default to the pipeline's stages. Name the field the user set: the batch.
+        fewer = "1" if s.batch_size == 1 else f"a number that divides {s.batch_size}"
         problems.append(
             Problem(
                 "batch_size",
                 f"A batch of {s.batch_size} cannot be cut into the {m} micro-batches a "
                 f"{stages}-stage pipeline runs by default (one per stage): choose a "
-                f"batch_size that is a multiple of {m}, or set pipeline_microbatches to a "
-                f"number that divides {s.batch_size}.",
+                f"batch_size that is a multiple of {m}, or set pipeline_microbatches to "
+                f"{fewer}.",
             )
         )
     elif s.batch_size % m:

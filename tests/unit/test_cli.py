@@ -193,7 +193,7 @@ def test_a_pipeline_error_names_what_the_user_can_change(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("nnmem: error: --batch-size: A batch of 1 cannot be cut into the 2 ")
-    assert "choose a batch_size that is a multiple of 2" in err
+    assert "choose a batch_size that is a multiple of 2, or set pipeline_microbatches to 1." in err
     assert "--set" not in err
     assert main([*args, "--pipeline-microbatches", "2", "--batch-size", "3"]) == 2
     err = capsys.readouterr().err
