@@ -37,6 +37,10 @@ FLAGS = {
     "mode": "--mode",
     "precision": "--precision",
     "optimizer": "--optimizer",
+    "optimizer_impl": "--optimizer-impl",
+    "checkpointing": "--checkpointing",
+    "checkpoint_every": "--checkpoint-every",
+    "tensor_parallel": "--tensor-parallel",
     "batch_size": "--batch-size",
     "seq_len": "--seq-len",
     "runtime": "--runtime",
@@ -81,6 +85,28 @@ FLAGS = {
     "pipeline_schedule": "--pipeline-schedule",
     "pipeline_microbatches": "--pipeline-microbatches",
 }
+# The step's own flags beside --precision and --optimizer (key, metavar, help).
+STEP_FLAGS = (
+    (
+        "optimizer_impl",
+        "IMPL",
+        "the AdamW kernel: foreach (default), fused or for_loop (torch.optim's foreach= and "
+        "fused= arguments); hf_trainer and trl_sft run fused",
+    ),
+    (
+        "checkpointing",
+        "POLICY",
+        "gradient checkpointing: none (default), selective, per_op (torchtitan's per-op "
+        "selective), every_n (every --checkpoint-every-th layer) or full",
+    ),
+    ("checkpoint_every", "N", "with --checkpointing every_n: checkpoint every N-th layer (2)"),
+    (
+        "tensor_parallel",
+        "N",
+        "tensor-parallel degree, training or serving (vLLM --tensor-parallel-size); "
+        "divides the heads and --num-gpus (default 1)",
+    ),
+)
 # The training stack's flags: (key, metavar, help); the defaults come from the schema.
 STACK_FLAGS = (
     ("stack", "STACK", "plain, hf_trainer, trl_sft, ddp, fsdp2 or deepspeed (default plain)"),
@@ -205,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
             "Examples:\n"
             "  python -m nnmem --params 7000 --precision fp16 --mode inference\n"
             "  python -m nnmem --preset llama-3.1-8b --precision amp_bf16 --seq-len 4096 "
-            "--set checkpointing=full --gpu h100-sxm-80gb\n"
+            "--checkpointing full --gpu h100-sxm-80gb\n"
             "  python -m nnmem --config config.json --set finetune=lora --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -238,6 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--batch-size", metavar="N", help="sequences per step (default 1)")
     step.add_argument("--seq-len", metavar="N", help="tokens per sequence (default 512)")
+    for key, metavar, about in STEP_FLAGS:
+        aliases = ("--tensor-parallel-size", "-tp") if key == "tensor_parallel" else ()
+        step.add_argument(FLAGS[key], *aliases, metavar=metavar, help=about)
     stack = parser.add_argument_group("the training stack")
     for key, metavar, about in STACK_FLAGS:
         stack.add_argument(FLAGS[key], metavar=metavar, help=about)
@@ -249,7 +278,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="any other scenario field, e.g. checkpointing=full, num_gpus=8, sharding=zero3",
+        help="any other scenario field, e.g. new_tokens=256, headroom_percent=0",
     )
     serve = parser.add_argument_group(
         "serving (with --mode inference; --batch-size is the requests at once and --seq-len "
@@ -264,7 +293,11 @@ def _parser() -> argparse.ArgumentParser:
     vllm.add_argument("--max-num-seqs", metavar="N", help="default: vLLM's for the card")
     vllm.add_argument("--max-num-batched-tokens", metavar="N", help="default: vLLM's for the card")
     vllm.add_argument("--block-size", metavar="N", help="tokens per KV block (64)")
-    vllm.add_argument("--pipeline-parallel-size", metavar="N", help="pipeline stages (1)")
+    vllm.add_argument(
+        "--pipeline-parallel-size",
+        metavar="N",
+        help="pipeline stages (1); in training, torchtitan's pipeline under --stack fsdp2",
+    )
     vllm.add_argument("--enforce-eager", metavar="BOOL", help="true or false (false)")
     llama = parser.add_argument_group(
         "llama.cpp (--runtime llama_cpp, ollama or lm_studio; llama-server's flag names)"
@@ -328,6 +361,7 @@ def _scenario_data(
         if not isinstance(loaded, dict):
             raise NnmemError.single("scenario", "The scenario file must hold a JSON object.")
         data.update(loaded)
+        args.file_keys = set(loaded)  # where an error on one of them points
     if imported is not None:
         fields = dict(imported.scenario)
         precision = fields.pop("precision", None)
@@ -444,6 +478,22 @@ def _model_flag(args: argparse.Namespace) -> str:
     return "--scenario"
 
 
+def _where(args: argparse.Namespace, key: str) -> str:
+    """Where the user set (or can set) the field an error names: its flag when given by
+    flag, ``--set KEY`` when given by --set, ``--scenario KEY`` when given in the file; a
+    field left at its default, by its flag where it has one (else ``--set KEY``)."""
+    flag = FLAGS.get(key)
+    if flag is not None and getattr(args, _dest(flag)) is not None:
+        return flag
+    if key not in KNOWN_KEYS:
+        return flag or f"--{key.replace('_', '-')}"
+    if any(item.partition("=")[0].strip() == key for item in args.set):
+        return f"--set {key}"
+    if key in getattr(args, "file_keys", ()):
+        return f"--scenario {key}"
+    return flag or f"--set {key}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status.
 
@@ -483,10 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = _solve(scenario, args.gpu) if args.gpu else []
     except NnmemError as error:
         for problem in error.problems:
-            where = FLAGS.get(problem.key, f"--{problem.key.replace('_', '-')}")
-            flagged = problem.key in FLAGS and getattr(args, _dest(FLAGS[problem.key])) is not None
-            if not flagged and problem.key in KNOWN_KEYS:
-                where = f"--set {problem.key}"  # given with --set or in the scenario file
+            where = _where(args, problem.key)
             if read and problem.key in ("config", "params_millions"):
                 where = read[0]  # the config came from the checkpoint
             print(f"nnmem: error: {where}: {problem.message}", file=sys.stderr)

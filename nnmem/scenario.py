@@ -1235,8 +1235,11 @@ def stack_inactive(
     elif sharding is Sharding.ZERO3:
         # A step nnmem.stacks does not model (LoRA, another optimizer) sharded as FSDP's
         # FULL_SHARD, which can offload its shards: FSDP's CPUOffload(offload_params=True),
-        # and wrap a model loaded on the CPU with sync_module_states.
+        # and wrap a model loaded on the CPU with sync_module_states. FSDP has no
+        # optimizer-only offload (torch/distributed/fsdp/api.py CPUOffload moves the
+        # parameters, their gradients and so the step), so offload_optimizer is not read.
         off -= {"cpu_offload", "sync_module_states"}
+        off.add("offload_optimizer")
     if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and optimizer is Optimizer.ADAMW:
         off.add("optimizer_impl")  # the Trainer's default optim is adamw_torch_fused
     return off
@@ -1879,14 +1882,26 @@ def _pipeline_checks(s: Scenario) -> list[Problem | None]:
                 "choose fewer stages.",
             )
         )
-    if s.batch_size % m:
-        # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches.
+    if s.batch_size % m and s.pipeline_microbatches is None:
+        # torchtitan build_pipeline_schedule: the batch must divide by the micro-batches,
+        # which default to the pipeline's stages. Name the field the user set: the batch.
+        fewer = "1" if s.batch_size == 1 else f"a number that divides {s.batch_size}"
+        problems.append(
+            Problem(
+                "batch_size",
+                f"A batch of {s.batch_size} cannot be cut into the {m} micro-batches a "
+                f"{stages}-stage pipeline runs by default (one per stage): choose a "
+                f"batch_size that is a multiple of {m}, or set pipeline_microbatches to "
+                f"{fewer}.",
+            )
+        )
+    elif s.batch_size % m:
         problems.append(
             Problem(
                 "pipeline_microbatches",
-                f"The batch of {s.batch_size} cannot be cut into {m} micro-batches: choose a "
-                "batch_size divisible by pipeline_microbatches (by default the pipeline's "
-                f"{stages} stages).",
+                f"A batch of {s.batch_size} cannot be cut into {m} micro-batches: choose "
+                f"pipeline_microbatches that divides {s.batch_size}, or a batch_size that is "
+                f"a multiple of {m}.",
             )
         )
     if s.num_gpus % (s.tensor_parallel * pp):
@@ -1908,6 +1923,27 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
             Problem(
                 "sharding",
                 "DeepSpeed runs a ZeRO stage: set sharding to zero1, zero2 or zero3.",
+            )
+        )
+    full_adamw = s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
+    zero12 = s.sharding in (Sharding.ZERO1, Sharding.ZERO2)
+    if s.stack in SINGLE_PROCESS and zero12 and not full_adamw:
+        # With these stacks ZeRO-1/2 is DeepSpeed's (the Trainer's and accelerate's
+        # DeepSpeed integration), modelled from stage_1_and_2.py for full fine-tuning
+        # with AdamW: the fp32 master is optimizer state there, partitioned with m and
+        # v. A LoRA or non-AdamW step is modelled sharded only as FSDP (zero3).
+        got = (
+            f"finetune {s.finetune.value}"
+            if s.finetune is not Finetune.FULL
+            else f"optimizer {s.optimizer.value}"
+        )
+        problems.append(
+            Problem(
+                "sharding",
+                f"Sharding {s.sharding.value} is modelled as DeepSpeed's ZeRO "
+                "runs it, for finetune full with the adamw optimizer (got "
+                f"{got}): set sharding to zero3 (FSDP full sharding) or none, or "
+                "train every weight with AdamW.",
             )
         )
     if s.stack in (Stack.DEEPSPEED, Stack.FSDP2):

@@ -391,9 +391,10 @@ def _from_stack(st: stacks.StackStates, autocast: bool) -> States:
 def _legacy_states(
     s: Scenario, tensors: Sequence[Trainable], frozen_bytes: int, impl: str
 ) -> States:
-    """One process's states; optimizer state (and ZeRO-2/3 gradients, ZeRO-3 weights)
-    divided over the GPUs where a ZeRO stage is asked of a step :mod:`nnmem.stacks`
-    does not model (LoRA, optimizers other than AdamW)."""
+    """One process's states, whole; with ``sharding: zero3`` on a step :mod:`nnmem.stacks`
+    does not model (LoRA, optimizers other than AdamW) divided over the GPUs as FSDP's
+    FULL_SHARD divides them. (ZeRO-1 and ZeRO-2 with such a step are refused by the
+    scenario: as DeepSpeed runs them they are modelled for full fine-tuning with AdamW.)"""
     notes: list[str] = []
     n_params = sum(t.elements for t in tensors)
     width = tensors[0].bytes_per_value if tensors else 4
@@ -424,24 +425,24 @@ def _legacy_states(
     state = [opt.state] if opt.state.bytes else []
     step_terms = [opt.step]
     single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
-    sharded = s.sharding is not Sharding.NONE and single
-    # ZeRO shards over the data-parallel ranks: with tensor parallelism each rank already
+    sharded = s.sharding is Sharding.ZERO3 and single
+    # FSDP shards over the data-parallel ranks: with tensor parallelism each rank already
     # holds 1/t of the model (applied by the caller), so the shard is 1/(N / t) of that.
     n = s.data_parallel if sharded else 1
     if n > 1:
+        # torch/distributed/fsdp FULL_SHARD (ShardingStrategy): each rank keeps 1/N of the
+        # flat parameters, of their gradients and of the optimizer state over them.
         shard = Fraction(1, n)
         note = f"÷ {n} data-parallel GPUs"
         state = [t.scaled(shard, note) for t in state]
         step_terms = [t.scaled(shard, note) for t in step_terms]
-        if s.sharding in (Sharding.ZERO2, Sharding.ZERO3):
-            gradients = [t.scaled(shard, note) for t in gradients]
-        if s.sharding is Sharding.ZERO3:
-            weights = [t.scaled(shard, note) for t in weights]
+        gradients = [t.scaled(shard, note) for t in gradients]
+        weights = [t.scaled(shard, note) for t in weights]
         notes.append(
             f"{LABELS[s.sharding]} across {n} data-parallel GPUs ({ZERO}); figures are per GPU."
         )
     host: list[Term] = []
-    if s.cpu_offload and sharded and s.sharding is Sharding.ZERO3:
+    if s.cpu_offload and sharded:
         # torch/distributed/fsdp/api.py CPUOffload(offload_params=True): the sharded
         # flat parameters live on the CPU and are copied in for each unit's all-gather
         # (_flat_param.py FlatParamHandle), gradients are offloaded after the
@@ -451,11 +452,5 @@ def _legacy_states(
         notes.append(
             "FSDP CPU offload: the parameter shards, their gradients, the optimizer state "
             "and its step live on the CPU; the GPU holds the gathered layers."
-        )
-    elif s.offload_optimizer and sharded:
-        state, step_terms = [], []
-        notes.append(
-            "Optimizer state and its step run on the CPU (ZeRO-Offload); the GPU "
-            "keeps weights and gradients."
         )
     return States(weights, gradients, state, step_terms, notes, host=host)

@@ -448,7 +448,8 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
     "sharding": (
-        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does.",
+        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does "
+        "(full AdamW training); LoRA or another optimizer: zero3 only, as FSDP.",
         "",
     ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),

@@ -147,3 +147,66 @@ def test_stack_flag_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().err.startswith("nnmem: error: --stack: ")
     assert main(["--params", "110", "--stack", "ddp", "--gradient-as-bucket-view", "x"]) == 2
     assert capsys.readouterr().err.startswith("nnmem: error: --gradient-as-bucket-view: ")
+
+
+def test_step_flags_set_their_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    """--checkpointing, --checkpoint-every, --tensor-parallel and --optimizer-impl set the
+    schema keys that --set sets, to the same estimate."""
+    base = ["--preset", "llama-3.2-1b", "--precision", "amp_bf16", "--json"]
+    pairs = [
+        (
+            ["--checkpointing", "every_n", "--checkpoint-every", "4"],
+            ["checkpointing=every_n", "checkpoint_every=4"],
+        ),
+        (["--tensor-parallel", "2", "--num-gpus", "2"], ["tensor_parallel=2", "num_gpus=2"]),
+        (["--optimizer-impl", "fused"], ["optimizer_impl=fused"]),
+    ]
+    for flags, sets in pairs:
+        assert main([*base, *flags]) == 0
+        by_flag = json.loads(capsys.readouterr().out)
+        assert main([*base, *[a for kv in sets for a in ("--set", kv)]]) == 0
+        by_set = json.loads(capsys.readouterr().out)
+        assert by_flag == by_set
+        for kv in sets:
+            key, value = kv.split("=")
+            assert str(by_flag["scenario"][key]) == value
+    # vLLM's name for the degree reads the same field.
+    assert main([*base, "--tensor-parallel-size", "2", "--num-gpus", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["scenario"]["tensor_parallel"] == 2
+
+
+def test_step_flag_errors_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--params", "110", "--checkpointing", "half"]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --checkpointing: ")
+    assert main(["--params", "110", "--optimizer-impl", "turbo"]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --optimizer-impl: ")
+
+
+def test_a_pipeline_error_names_what_the_user_can_change(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """torchtitan runs one micro-batch per pipeline stage by default: a batch of 1 cannot
+    feed 2 stages. The error names the batch (left at its default, so by its flag) and
+    pipeline_microbatches as a way out, not a --set the user never typed."""
+    args = ["--preset", "llama-3.2-1b", "--precision", "amp_bf16", "--stack", "fsdp2"]
+    args += ["--num-gpus", "2", "--pipeline-parallel-size", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnmem: error: --batch-size: A batch of 1 cannot be cut into the 2 ")
+    assert "choose a batch_size that is a multiple of 2, or set pipeline_microbatches to 1." in err
+    assert "--set" not in err
+    assert main([*args, "--pipeline-microbatches", "2", "--batch-size", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnmem: error: --pipeline-microbatches: A batch of 3 cannot be cut")
+    assert main([*args, "--pipeline-microbatches", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--batch-size", "2"]) == 0
+
+
+def test_an_error_in_the_scenario_file_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"params_millions": 110, "checkpointing": "half"}))
+    assert main(["--scenario", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("nnmem: error: --scenario checkpointing: ")

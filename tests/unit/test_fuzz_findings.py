@@ -274,12 +274,13 @@ def test_lora_dtype_is_inert_where_it_is_hidden() -> None:
     # An AMP model is built in fp32, so its adapters are fp32 whatever lora_dtype says
     # (the field is hidden there). The saved adapter rows used to follow "model" anyway:
     # under ZeRO-2 the hidden field changed Llama 3.2 1B's total (the long fuzz run).
+    # A LoRA step is sharded only as FSDP (zero3) now; ZeRO-2 is modelled for full AdamW.
     base = {
         "model": "preset",
         "preset": "llama-3.2-1b",
         "precision": "amp_bf16",
         "finetune": "lora",
-        "sharding": "zero2",
+        "sharding": "zero3",
         "num_gpus": 2,
         "seq_len": 1024,
     }

@@ -225,7 +225,7 @@ def test_fsdp_shards_over_the_gpus_left() -> None:
     ("settings", "key"),
     [
         ({"stack": "plain"}, "pipeline_parallel"),
-        ({"batch_size": 6}, "pipeline_microbatches"),
+        ({"batch_size": 6}, "batch_size"),  # 4 micro-batches by default, left unset
         ({"pipeline_microbatches": 3}, "pipeline_microbatches"),
         ({"num_gpus": 6}, "pipeline_parallel"),
         (  # 2 × 64 stages for 80 layers

@@ -164,7 +164,8 @@ def test_qlora_on_the_trainer_casts_16_bit_weights_to_fp32() -> None:
         {"stack": "fsdp2", "num_gpus": 4, "precision": "amp_bf16"},
         {"stack": "deepspeed", "sharding": "zero1", "num_gpus": 4},
         {"stack": "deepspeed", "sharding": "zero3", "num_gpus": 4},
-        {"sharding": "zero2", "num_gpus": 4, "optimizer": "sgd_momentum"},
+        {"sharding": "zero3", "num_gpus": 4, "optimizer": "sgd_momentum"},
+        {"sharding": "zero3", "num_gpus": 4, "optimizer": "adamw_8bit", "precision": "amp_bf16"},
         {"mode": "inference", "precision": "bf16"},
     ],
 )
@@ -390,3 +391,78 @@ def test_fsdp_cpu_offload_of_a_lora_run_keeps_only_the_gathered_layers() -> None
         - offload.component_sizes()["weights"]
     )
     assert sum(t.bytes for t in offload.host) == moved == 1_999_904_768
+
+
+@pytest.mark.parametrize(
+    ("settings", "got"),
+    [
+        ({"optimizer": "adamw_8bit", "sharding": "zero2"}, "optimizer adamw_8bit"),
+        ({"optimizer": "sgd_momentum", "sharding": "zero1", "stack": "hf_trainer"}, "optimizer"),
+        (
+            {
+                "model": "preset",
+                "preset": "llama-3.1-8b",
+                "finetune": "lora",
+                "sharding": "zero2",
+                "stack": "trl_sft",
+            },
+            "finetune lora",
+        ),
+    ],
+)
+def test_zero1_and_zero2_are_deepspeeds_and_refused_where_it_is_not_modelled(
+    settings: dict[str, Any], got: str
+) -> None:
+    """ZeRO-1/2 with these stacks is DeepSpeed's (stage_1_and_2.py: the fp32 master is
+    optimizer state, partitioned); it is modelled for full AdamW training, so LoRA or
+    another optimizer is refused, naming the field and what it may be."""
+    with pytest.raises(NnmemError) as error:
+        parse({**BILLION, "num_gpus": 4, "precision": "amp_bf16", **settings})
+    problem = error.value.problems[0]
+    assert problem.key == "sharding"
+    assert got in problem.message
+    assert "set sharding to zero3 (FSDP full sharding) or none" in problem.message
+
+
+def test_a_sharded_step_the_stacks_do_not_model_offloads_as_fsdp_does() -> None:
+    """SGD with momentum under sharding zero3 is FSDP's FULL_SHARD: with
+    CPUOffload(offload_params=True) the host holds the fp32 parameter shard, its gradient
+    and the momentum, (4 + 4 + 4)Ψ/4 on 4 GPUs, and nothing of them stays on the GPU.
+    FSDP has no optimizer-only offload, so offload_optimizer is hidden and changes nothing
+    (it had dropped the state alone, with no host memory, keeping weights and gradients)."""
+    base = {"optimizer": "sgd_momentum", "sharding": "zero3", "num_gpus": 4}
+    e = run(**base, cpu_offload=True)
+    assert e.host_bytes == 12 * PSI // 4
+    assert not {"weights", "gradients", "optimizer_state"} & set(phase(e, "optimizer_step"))
+    s = parse({**BILLION, **base})
+    assert "offload_optimizer" in s.inactive_fields()
+    assert "cpu_offload" not in s.inactive_fields()
+    plain = run(**base)
+    assert plain.host_bytes == 0
+    assert phase(plain, "optimizer_step")["optimizer_state"] == 4 * PSI // 4
+    offload = run(**base, offload_optimizer=True)
+    assert offload.to_dict()["phases"] == plain.to_dict()["phases"]
+    assert offload.host_bytes == 0
+
+
+def test_fsdp_offload_of_an_8bit_step_holds_its_states_on_the_host() -> None:
+    """Llama 3.1 8B (P = 8,030,261,248), AMP, 8-bit AdamW, zero3 (FSDP) on 4 GPUs with
+    CPUOffload: the host holds the fp32 weights and gradients, 4P/4 each, and bitsandbytes'
+    two uint8 moments with an fp32 absmax per 256 values (every tensor is a multiple of
+    4,096 values, so none stays 32-bit), (2 + 8/256)P/4 = 65P/128."""
+    p = 8_030_261_248
+    e = estimate(
+        parse(
+            {
+                "model": "preset",
+                "preset": "llama-3.1-8b",
+                "precision": "amp_bf16",
+                "optimizer": "adamw_8bit",
+                "sharding": "zero3",
+                "num_gpus": 4,
+                "seq_len": 1024,
+                "cpu_offload": True,
+            }
+        )
+    )
+    assert e.host_bytes == p + p + 65 * p // 128 == 20_138_389_536
