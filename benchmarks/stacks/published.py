@@ -735,7 +735,14 @@ def points() -> list[dict[str, Any]]:
     # litgpt/args.py TrainArgs.gradient_accumulation_iters = global_batch_size // devices
     # // micro_batch_size; the gradients of the micro-batches before stay alive through
     # the next forward and backward.
-    lit = {"precision": "bf16", "seq_len": 512}
+    # Fabric hands the logits back in fp32 (lightning/fabric/wrappers.py
+    # _FabricModule.forward: precision.convert_output casts to torch.get_default_dtype(),
+    # fp32 outside the forward context), the loop's `logits` holds them through backward,
+    # and chunked_cross_entropy's reshape of logits[..., :-1, :] copies them (utils.py):
+    # the loss of transformers' fp32-logits models (loss: fp32_logits). lora.py chunks the
+    # head (lm_head_chunk_size=128), so only its last chunk is copied there; the key counts
+    # the whole copy.
+    lit = {"precision": "bf16", "seq_len": 512, "loss": "fp32_logits"}
     # The LoRA yamls: lora_r 32, lora_alpha 16, lora_dropout 0.05 on query and value.
     # LitGPT's adapters are bf16 like the rest of the model (lora_dtype: model);
     # finetune/lora.py gives a BitsandbytesPrecision run bnb.optim.PagedAdamW.
@@ -761,14 +768,19 @@ def points() -> list[dict[str, Any]]:
         "adapter: one (b, s, h) copy and mask a layer more, "
     )
     qlora = (
-        "; the QLoRA rows are 16-19% low where the LoRA rows agree. From Lightning's "
-        "source (lightning 2.3 fabric/plugins/precision/bitsandbytes.py): "
-        "BitsandbytesPrecision.module_init_context replaces every torch.nn.Linear while "
-        "the model is built, lm_head too, which nnmem keeps 16-bit as transformers does "
-        "({head} GB more than LitGPT holds); _Linear4bit.quantize quantizes an fp16 copy, "
-        "so each dequantize_4bit returns fp16 that MatMul4Bit casts to bf16: at the "
-        "head's backward, with every activation alive, two V × h copies ({dequant} GB). "
-        "That leaves {rest} GB not attributed"
+        "; the QLoRA rows are {now} low where the LoRA rows agree, and the source explains "
+        "it: bitsandbytes 0.42 MatMul4Bit.forward keeps A as ctx.tensors, a ctx attribute "
+        "that save_for_backward would have released after its backward, and LitGPT's fit "
+        "keeps the graph through `logits` until the next forward returns (loss becomes a "
+        "float at log_interval 1), so the next micro-batch runs its forward beside the "
+        "previous one's inputs of every quantized linear, L × (3·b·s·h + b·s·f) × 2 B "
+        "({kept} GB) and its fp32 logits ({old} GB). Lightning 2.3's BitsandbytesPrecision "
+        "(module_init_context) quantizes lm_head too, {head} GB less than nnmem's 16-bit "
+        "head, and quantizes an fp16 copy (_Linear4bit.quantize), so dequantize_4bit "
+        "returns fp16 that MatMul4Bit casts to bf16: two V × h copies ({dequant} GB) at the "
+        "head's last chunk, where the bf16 chunks before it are all the logits there are. "
+        "Together the forward of the next micro-batch comes to {est} GB ({err}); "
+        "nnmem has no term for a graph the loop keeps"
     )
     out += [
         p(
@@ -833,10 +845,12 @@ def points() -> list[dict[str, Any]]:
                 "grad_accum_steps": 4,
             },
             "a10g",
-            ["litgpt_model"],
+            ["litgpt_held_graph", "lightning_bnb_head"],
             fully_stated=False,
             note="sequence lengths vary with the data; 512 is the cap"
-            + qlora.format(head=0.19, dequant=0.52, rest=2.3),
+            + qlora.format(
+                now="18%", kept=1.54, old=0.13, head=0.19, dequant=0.52, est=12.69, err="-7%"
+            ),
         ),
         p(
             "E8.llama3_lora",
@@ -876,10 +890,12 @@ def points() -> list[dict[str, Any]]:
                 "grad_accum_steps": 4,
             },
             "a10g",
-            ["litgpt_model"],
+            ["litgpt_held_graph", "lightning_bnb_head"],
             fully_stated=False,
             note="sequence lengths vary with the data; 512 is the cap"
-            + qlora.format(head=0.76, dequant=2.10, rest=1.5),
+            + qlora.format(
+                now="13%", kept=1.75, old=0.53, head=0.76, dequant=2.10, est=16.78, err="-4%"
+            ),
         ),
         p(
             "E8.phi2_full",
