@@ -71,6 +71,7 @@ class Transformer:
     qkv_bias: bool = False
     out_bias: bool = False
     mlp_bias: bool = False
+    head_bias: bool = False  # Phi-1/1.5/2: PhiForCausalLM's lm_head is nn.Linear(bias=True)
     norms_per_layer: int = 2
     qk_norm: bool = False
     learned_positions: int = 0  # rows of a learned position table (GPT-2, BERT, ViT)
@@ -378,6 +379,20 @@ def from_config(config: Mapping[str, Any], field: str = "config") -> Transformer
             "learned_positions": read.whole("max_position_embeddings", default=1024),
             "dropout": read.number("resid_pdrop", 0.1),
             "attention_dropout": read.number("attn_pdrop", 0.1),
+        }
+    elif model_type == "phi":
+        # Phi-1, 1.5 and 2 (transformers modeling_phi.py): PhiDecoderLayer runs attention
+        # and PhiMLP (fc1 -> gelu_new -> fc2, no gate) in parallel off one input_layernorm
+        # (a LayerNorm); q, k, v, dense, fc1 and fc2 all carry biases; PhiConfig defaults
+        # tie_word_embeddings, resid_pdrop and attention_dropout to false and 0.0.
+        gated, rms, norms = False, False, 1
+        tied = read.flag("tie_word_embeddings", False)
+        intermediate = read.whole("intermediate_size")
+        qkv_bias = out_bias = mlp_bias = True
+        kwargs |= {
+            "head_bias": True,  # PhiForCausalLM: nn.Linear(hidden_size, vocab_size, bias=True)
+            "dropout": read.number("resid_pdrop", 0.0),
+            "attention_dropout": read.number("attention_dropout", 0.0),
         }
     elif family in (Family.ENCODER, Family.VIT):
         gated, rms, norms = False, False, 2
@@ -732,7 +747,7 @@ def parameter_counts(t: Transformer) -> dict[str, int]:
 def _head_params(t: Transformer) -> int:
     h, untied = t.hidden, 0 if t.tied_embeddings else t.vocab * t.hidden
     if t.head in (Head.CAUSAL_LM, Head.SEQ2SEQ_LM):
-        return untied
+        return untied + (t.vocab if t.head_bias else 0)
     if t.head is Head.MASKED_LM:
         # BERT/RoBERTa/DistilBERT: a dense h -> h transform, a LayerNorm, and the decoder,
         # whose weight is the tied embedding and whose bias has one entry per token.
@@ -1008,7 +1023,7 @@ def _head_tensors(t: Transformer) -> list[Tensor]:
     h = t.hidden
     untied = [] if t.tied_embeddings else [Tensor("lm_head.weight", (t.vocab, h))]
     if t.head in (Head.CAUSAL_LM, Head.SEQ2SEQ_LM):
-        return untied
+        return untied + ([Tensor("lm_head.bias", (t.vocab,))] if t.head_bias else [])
     if t.head is Head.MASKED_LM:
         return [
             *_linear("mlm.transform", h, h, True),

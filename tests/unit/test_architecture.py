@@ -97,6 +97,25 @@ def vit(h: int, layers: int, heads: int) -> dict[str, Any]:
 
 MISTRAL_7B = llama(4096, 14336, 32, 32, 8, 32000)
 
+
+def phi(h: int, f: int, layers: int) -> dict[str, Any]:
+    """microsoft/phi-1_5 and phi-2 config.json (PhiForCausalLM)."""
+    return {
+        "model_type": "phi",
+        "architectures": ["PhiForCausalLM"],
+        "hidden_size": h,
+        "intermediate_size": f,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 32,
+        "num_key_value_heads": None,
+        "vocab_size": 51200,
+        "hidden_act": "gelu_new",
+        "partial_rotary_factor": 0.4,
+        "resid_pdrop": 0.1,
+        "tie_word_embeddings": False,
+    }
+
+
 PUBLISHED = [
     ("gpt2", gpt2(768, 12, 12), 124_439_808),
     ("gpt2-medium", gpt2(1024, 24, 16), 354_823_168),
@@ -113,6 +132,11 @@ PUBLISHED = [
         1_235_814_400,
     ),
     ("mistral-7b-v0.1", MISTRAL_7B, 7_241_732_096),
+    # transformers modeling_phi.py: q, k, v, dense, fc1 and fc2 with biases, no gate, one
+    # LayerNorm a layer, an lm_head with a bias: 24 × 50,354,176 + 2 × 104,857,600 +
+    # 51,200 + 4,096 (phi-1.5) and 32 × 78,671,360 + 2 × 131,072,000 + 51,200 + 5,120.
+    ("phi-1.5", phi(2048, 8192, 24), 1_418_270_720),
+    ("phi-2", phi(2560, 10240, 32), 2_779_683_840),
     (
         "mixtral-8x7b",
         {**MISTRAL_7B, "model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 2},
