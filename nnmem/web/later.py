@@ -2,12 +2,12 @@
 first import of one of them.
 
 The site ships the modules a page can import in two bundles (see ``LATER`` in
-build.py): the first holds what the calculator's answers import, the second the model
-reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs. A bundle is a
-zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
-``sys.meta_path``: when a module of the package is found nowhere else, the finder has
-the second bundle loaded (in the page's worker, by a synchronous request), unpacks it
-and finds the module there.
+build.py): the first holds what the calculator's answers import, the second the step
+chart, the model reader, Compare, Import JSON, the tools, the serving runtimes and the
+CNNs. A bundle is a zip compressed whole with xz. :func:`fetch_later` puts a finder at
+the end of ``sys.meta_path``: when a module of the package is found nowhere else, the
+finder has the second bundle loaded (in the page's worker, by a synchronous request),
+unpacks it and finds the module there.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ let post = null;
 let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
 let lastReply = null;
+let latestFields = null; // the fields of the newest request, which its chart is asked for
 const sentAt = new Map();
 // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
 // names the problem next to the field, until the user picks a value there.
@@ -147,7 +148,9 @@ function request() {
   results.dataset.asked = String(latest); // the newest request: data-complete catches up
   sentAt.set(latest, performance.now());
   fresh.clear();
-  post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });
+  cancelChart();
+  latestFields = { ...readForm(), changed: [...edited].join(",") };
+  post({ type: "request", id: latest, page: "calculator", fields: latestFields });
 }
 
 function setInactive(names) {
@@ -193,7 +196,7 @@ function applyFill(fill) {
 
 // The parts a reply's second message paints (see worker.js): until it comes they are
 // marked busy, so the page never passes off an older verdict or plot as the new one's.
-const LATER = ["plot", "verdict", "solvers", "suggestions", "timeline"];
+const LATER = ["plot", "verdict", "solvers", "suggestions"];
 let downloadWhenComplete = false;
 
 function setPending(pending) {
@@ -212,9 +215,11 @@ function paintParts(html) {
   }
 }
 
-// `part` is "first" then "rest" for a reply in two messages, or "all" for one.
+// `part` is "first" then "rest" (then "chart", once asked) for a reply in parts, or "all"
+// for one.
 function paint(id, reply, part = "all") {
   if (part === "rest") return paintRest(id, reply);
+  if (part === "chart") return paintChart(id, reply);
   const started = sentAt.get(id);
   if (part !== "first") sentAt.delete(id);
   for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
@@ -262,6 +267,7 @@ function paint(id, reply, part = "all") {
   }
   paintParts(reply.html);
   setPending(part === "first");
+  if (reply.html.timeline === undefined) drawing(id);
   if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
   results.dataset.state = "live";
   delete results.dataset.link;
@@ -310,6 +316,58 @@ function paintRest(id, reply) {
     performance.measure("nnmem:complete", { start: started, end: performance.now() });
   }
   if (downloadWhenComplete) downloadJson();
+  wantChart(id);
+}
+
+// The step chart (part "chart", see worker.js) is asked for only while its box is in
+// view, once the typing has paused CHART_PAUSE_MS after a complete answer: its replay
+// through the allocator model costs more than the rest of the answer, and its modules
+// come with the second bundle. A newer request cancels the wait, and the worker skips a
+// chart whose request is no longer the newest. Until the chart of the answer on screen
+// comes, the box says it is drawing, so it never shows another scenario's step.
+const chartBox = document.getElementById("part-timeline");
+const chartSection = chartBox.closest(".timeline-box") || chartBox;
+const CHART_PAUSE_MS = 150;
+let chartShown = 0; // the request whose chart is painted (0: the prerendered example's)
+let chartWanted = 0; // the complete answer whose chart the box waits for
+let chartAsked = 0; // the request whose chart was last asked for
+let chartInView = !("IntersectionObserver" in window); // without an observer, ask anyway
+let chartTimer = null;
+
+function drawing(id) {
+  if (id === chartShown) return;
+  chartBox.dataset.chart = "drawing";
+  chartBox.setAttribute("aria-busy", "true");
+}
+
+function cancelChart() {
+  clearTimeout(chartTimer);
+  chartTimer = null;
+}
+
+function wantChart(id) {
+  chartWanted = id;
+  cancelChart();
+  chartTimer = setTimeout(askChart, CHART_PAUSE_MS);
+}
+
+function askChart() {
+  chartTimer = null;
+  const id = chartWanted;
+  if (!chartInView || id !== latest || id === chartShown || id === chartAsked) return;
+  chartAsked = id;
+  post({ type: "request", id, page: "calculator", part: "chart", fields: latestFields });
+}
+
+function paintChart(id, reply) {
+  // Only the chart of the answer on screen, as for the rest.
+  if (id !== latest || results.dataset.request !== String(id) || !reply.ok || !lastReply) return;
+  paintParts(reply.html);
+  lastReply = { ...lastReply, html: { ...lastReply.html, ...reply.html } };
+  chartShown = id;
+  delete chartBox.dataset.chart;
+  chartBox.removeAttribute("aria-busy");
+  results.dataset.chart = String(id);
 }
 
 // A shared link: its parameters go into their controls (see form.js); one in the
@@ -582,6 +640,10 @@ if ("IntersectionObserver" in window) {
   new IntersectionObserver(([entry]) => {
     bar.hidden = entry.isIntersecting;
   }).observe(document.querySelector(".total-box"));
+  new IntersectionObserver((entries) => {
+    chartInView = entries[entries.length - 1].isIntersecting;
+    if (chartInView && chartTimer === null) askChart();
+  }).observe(chartSection);
 }
 // On a phone the preset's architecture fields fold, so the result is not pushed screens
 // down by thirteen fields most people leave as the preset has them.
