@@ -1,10 +1,8 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
-import { startCompare } from "./compare.js";
 import { showHeld, startEngine } from "./engine.js";
 import * as forms from "./form.js";
-import { startReader } from "./reader.js";
 
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
@@ -416,7 +414,7 @@ function onEdit(event) {
   rawValues.delete(name);
   edited.add(name);
   fresh.add(name);
-  if (name === "units") compare.refresh();
+  if (name === "units" && compare) compare.refresh();
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
@@ -432,7 +430,7 @@ function forgetRead() {
   linkModel = "";
   readFill = new Map();
   setControl("checkpoint_bytes", "");
-  if (reader) reader.forget();
+  if (readerLoading) readerLoading.then((r) => r.forget());
 }
 
 // What the reader got from nnmem: the same controls a pasted config.json fills.
@@ -650,34 +648,113 @@ if ("IntersectionObserver" in window) {
 if (window.matchMedia("(max-width: 480px)").matches) {
   for (const group of document.querySelectorAll("details.field-group")) group.open = false;
 }
-const reader = startReader({
-  ask,
-  mode: () => readForm().mode || "",
-  loaded: loadRead,
+// The model reader (reader.js, with hub.js) and Compare (compare.js, with compare.css)
+// load on their first use, or at once for a link that names a model or a comparison: a
+// first view needs neither. Until one has loaded, stand-ins here catch its events, load
+// it and hand the event on; once loaded, its own listeners take them. A script that fails
+// to load says so where the feature speaks, and the next use tries again.
+let reader = null;
+let readerLoading = null;
+function loadReader() {
+  readerLoading ??= import("./reader.js").then(
+    ({ startReader }) => {
+      reader = startReader({
+        ask,
+        mode: () => readForm().mode || "",
+        loaded: loadRead,
+      });
+      return reader;
+    },
+    (error) => {
+      readerLoading = null;
+      document.getElementById("reader-error").textContent = "The model reader could not be loaded: check the connection and try again.";
+      throw error;
+    },
+  );
+  return readerLoading;
+}
+const onReader = (target, type, act) =>
+  document.getElementById(target).addEventListener(type, (event) => {
+    if (!reader) act(event);
+  });
+onReader("hub-read", "click", () => loadReader().then((r) => r.fromHub()));
+onReader("model-id", "keydown", (event) => {
+  if (event.key !== "Enter") return;
+  event.preventDefault(); // as the reader does: Enter in the id reads it
+  loadReader().then((r) => r.fromHub());
 });
-const compare = startCompare({
-  ask,
-  // The form's fields, or null while a field is wrong: such a scenario is not pinned.
-  current: () => (results.dataset.state === "stale" ? null : readForm()),
-  units: () => readForm().units || "",
-  setLink: setCompareLink,
-  announce: say,
+onReader("model-file", "change", (event) => {
+  const files = [...event.target.files];
+  if (files.length) loadReader().then((r) => r.fromFiles(files));
 });
+onReader("drop-zone", "dragover", (event) => {
+  event.preventDefault(); // lets the files be dropped
+  loadReader();
+});
+onReader("drop-zone", "drop", (event) => {
+  event.preventDefault();
+  const files = [...(event.dataTransfer?.files || [])];
+  if (files.length) loadReader().then((r) => r.fromFiles(files));
+});
+
+let compare = null;
+let compareLoading = null;
+const compareBox = document.getElementById("compare");
+function stylesheet(href) {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = href;
+  const loaded = new Promise((resolve) => {
+    link.onload = link.onerror = resolve; // a missing sheet leaves the table plain
+  });
+  document.head.append(link);
+  return loaded;
+}
+function loadCompare() {
+  compareLoading ??= Promise.all([import("./compare.js"), stylesheet(compareBox.dataset.stylesheet)]).then(
+    ([{ startCompare }]) => {
+      compare = startCompare({
+        ask,
+        // The form's fields, or null while a field is wrong: such a scenario is not pinned.
+        current: () => (results.dataset.state === "stale" ? null : readForm()),
+        units: () => readForm().units || "",
+        setLink: setCompareLink,
+        announce: say,
+      });
+      return compare;
+    },
+    (error) => {
+      compareLoading = null;
+      document.getElementById("compare-status").textContent = "Compare could not be loaded: check the connection and try again.";
+      throw error;
+    },
+  );
+  return compareLoading;
+}
+// Compare's buttons: "Add to compare" beside the result and the ready comparisons.
+const compareClick = (event) => {
+  if (compare) return;
+  const button = event.target.closest("#compare-add, #compare button[data-ready]");
+  if (button) loadCompare().then(() => button.click());
+};
+document.getElementById("compare-add").addEventListener("click", compareClick);
+compareBox.addEventListener("click", compareClick);
+
 readUrl();
-if (linkCompare) compare.awaitLink();
+if (linkCompare) loadCompare().then((c) => c.awaitLink());
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
   // The reader's offer to read the link's model sits in the full form: open it.
   document.getElementById("adjust").open = true;
   linkModel = linked.trim().slice(0, 200);
-  reader.offer(linkModel);
+  loadReader().then((r) => r.offer(linkModel));
 }
 post = startEngine(calculator, {
   onReady() {
     linkTexts.then(() => {
       ready = true;
       request(); // catch up with the link's inputs and anything typed while loading
-      if (linkCompare) compare.fromLink(linkCompare);
+      if (linkCompare) loadCompare().then((c) => c.fromLink(linkCompare));
     });
   },
   onResult,
