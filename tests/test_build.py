@@ -283,6 +283,24 @@ def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
     assert (tmp_path / "nnmem" / "web" / "tools" / "__init__.py").is_file()
 
 
+def test_the_default_first_answer_imports_no_transformer_code() -> None:
+    """The default form describes its model by a parameter count: nnmem.web and the first
+    part of that answer leave the transformer's modules unimported (nnmem.builders imports
+    them with the first transformer), so Python compiles less before a visit's answer."""
+    code = (
+        "import json, sys\n"
+        "from nnmem.web import handle\n"
+        "from nnmem.web.calculator import DEFAULT_FIELDS\n"
+        "request = {'fields': DEFAULT_FIELDS, 'part': 'first'}\n"
+        "assert json.loads(handle(json.dumps(request)))['ok']\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('nnmem.models.transformer')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == []
+
+
 def test_bundles_split_the_modules(site: Path) -> None:
     """The second bundle holds what a first visit's answer never imports (build.LATER):
     the step chart, the model reader, Compare, Import JSON, the tools, the serving
