@@ -5,8 +5,9 @@
 
 For each scenario of benchmarks/page_speed.py: the events (nnmem.timeline), the two
 replays and the downsampling (nnmem.render.timeline_svg.trace_step), the SVG; then the
-reply's first part (the total, painted first), its second part (the plot, the verdict,
-the suggestions and the chart) and the whole, each with the step replayed afresh.
+reply's first part (the total, painted first), its second part (the plot, the verdict
+and the suggestions), its third (the chart, asked once it is in view) and the whole, each
+with the step replayed afresh.
 Medians of repeated runs, in milliseconds.
 """
 
@@ -50,7 +51,7 @@ def median_ms(run: Callable[[], object]) -> float:
 
 def main() -> int:
     print(f"{platform.python_implementation()} {platform.python_version()} on {sys.platform}")
-    head = ("events", "n", "replays", "svg", "first", "rest", "all")
+    head = ("events", "n", "replays", "svg", "first", "rest", "chart", "all")
     print(f"{'request':34}" + "".join(f"{h:>9}" for h in head) + f"   (ms, median of {REPEAT})")
     for name, changes in REQUESTS.items():
         fields = {**DEFAULT_FIELDS, **changes}
@@ -67,7 +68,7 @@ def main() -> int:
             ]
         else:
             cells += [0.0, 0.0]
-        for part in ("first", "rest", "all"):
+        for part in ("first", "rest", "chart", "all"):
             request = json.dumps({"fields": fields, "part": part})
             cells.append(median_ms(partial(handle, request)))
         print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nnmem.models import generic, transformer
+from nnmem.models import generic
 from nnmem.models.architecture import Transformer
 from nnmem.models.step import Built
 from nnmem.scenario import GenericModel, Scenario
@@ -17,6 +17,11 @@ def builder(scenario: Scenario) -> Callable[[Scenario], Built]:
     if isinstance(scenario.model, GenericModel):
         return generic.build
     if isinstance(scenario.model, Transformer):
+        # Imported with the first transformer: the page's first answer, for a parameter
+        # count, does without the transformer's tables and assembly, and Python compiles
+        # them only when a preset or a config asks for them.
+        from nnmem.models import transformer
+
         return transformer.build
     # A CNN's modules are imported with the first CNN: the page's first bundle leaves
     # them out (see build.py's LATER), as most visits never ask for one.

@@ -222,7 +222,8 @@ def _bundles(site: Path) -> tuple[bytes, bytes]:
     return first.read_bytes(), later.read_bytes()
 
 
-# A first visit: the calculator's example and Llama 3.1 8B on an H100, each in two parts.
+# A first visit: the calculator's example and Llama 3.1 8B on an H100, each in the two
+# parts the page asks for at once (the step chart waits until it is scrolled into view).
 FIRST_VISIT = """
 import json, sys
 from nnmem.web import handle
@@ -256,12 +257,17 @@ def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
         check=True,
     )
     imported = set(run.stdout.split())
-    assert {"nnmem.web.calculator", "nnmem.solvers", "nnmem.web.step_chart"} <= imported
+    assert {"nnmem.web.calculator", "nnmem.solvers", "nnmem.render.svg"} <= imported
     assert not any(m.startswith(build.LATER) for m in imported)
+    # The step chart, asked for once in view, and the tools come with the second bundle.
     with_later = (
-        "import sys\n"
-        "from nnmem.web import later\n"
+        "import json, sys\n"
+        "from nnmem.web import handle, later\n"
+        "from nnmem.web.calculator import DEFAULT_FIELDS\n"
         "later.fetch_later(lambda: open(sys.argv[1], 'rb').read(), sys.argv[2])\n"
+        "request = {'fields': DEFAULT_FIELDS, 'part': 'chart'}\n"
+        "chart = json.loads(handle(json.dumps(request)))['html']['timeline']\n"
+        "assert 'timeline-figure' in chart, chart\n"
         "from nnmem.web.tools import TOOLS\n"
         "print(len(TOOLS))"
     )
@@ -277,20 +283,37 @@ def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
     assert (tmp_path / "nnmem" / "web" / "tools" / "__init__.py").is_file()
 
 
+def test_the_default_first_answer_imports_no_transformer_code() -> None:
+    """The default form describes its model by a parameter count: nnmem.web and the first
+    part of that answer leave the transformer's modules unimported (nnmem.builders imports
+    them with the first transformer), so Python compiles less before a visit's answer."""
+    code = (
+        "import json, sys\n"
+        "from nnmem.web import handle\n"
+        "from nnmem.web.calculator import DEFAULT_FIELDS\n"
+        "request = {'fields': DEFAULT_FIELDS, 'part': 'first'}\n"
+        "assert json.loads(handle(json.dumps(request)))['ok']\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('nnmem.models.transformer')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.split() == []
+
+
 def test_bundles_split_the_modules(site: Path) -> None:
-    """The second bundle holds what a first visit never imports (build.LATER): the model
-    reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs; the first
-    holds the rest and the data."""
+    """The second bundle holds what a first visit's answer never imports (build.LATER):
+    the step chart, the model reader, Compare, Import JSON, the tools, the serving
+    runtimes and the CNNs; the first holds the rest and the data."""
     first, later = (set(build.unpack_bundle(b).namelist()) for b in _bundles(site))
     assert first.isdisjoint(later)
     assert {
         "nnmem/web/__init__.py",
         "nnmem/web/calculator.py",
         "nnmem/web/later.py",
-        "nnmem/web/step_chart.py",
         "nnmem/estimate.py",
         "nnmem/solvers.py",
-        "nnmem/allocator.py",
+        "nnmem/render/svg.py",
         "nnmem/data/models.json",
         "nnmem/data/gpus.json",
     } <= first
@@ -298,6 +321,10 @@ def test_bundles_split_the_modules(site: Path) -> None:
         "nnmem/web/checkpoint.py",
         "nnmem/web/compare.py",
         "nnmem/web/saved.py",
+        "nnmem/web/step_chart.py",
+        "nnmem/timeline.py",
+        "nnmem/allocator.py",
+        "nnmem/render/timeline_svg.py",
         "nnmem/web/tools/__init__.py",
         "nnmem/tools.py",
         "nnmem/readers/gguf.py",

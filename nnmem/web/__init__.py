@@ -57,7 +57,7 @@ def handle(request: str) -> str:
     :mod:`nnmem.web.compare`), ``"saved"`` (a Download JSON file read back, see
     :mod:`nnmem.web.saved`) or a tool's name; every answer has the shape
     :mod:`nnmem.web.reply` describes. The calculator's ``part`` (``"all"``, the default, or
-    ``"first"`` then ``"rest"``) splits its reply in two, see
+    ``"first"``, ``"rest"`` and ``"chart"``) splits its reply in three, see
     :func:`nnmem.web.calculator.answer`.
 
     >>> answer = json.loads(handle('{"page": "training-cost", "fields": {"mfu": "0"}}'))

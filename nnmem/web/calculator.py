@@ -48,9 +48,9 @@ from nnmem.web.form import (
 )
 from nnmem.web.reply import reply
 
-# The reply's second part (the verdict, solvers, suggestions, plot and step chart) imports
-# what it needs when first asked: a visit waits for the first part, which needs none of
-# it, so Python compiles less before the first answer.
+# The reply's second and third parts (the verdict, solvers, suggestions and plot; the step
+# chart) import what they need when first asked: a visit waits for the first part, which
+# needs none of it, so Python compiles less before the first answer.
 if TYPE_CHECKING:
     from nnmem.solvers import Fit, Suggestion
 
@@ -362,16 +362,18 @@ def _plot(
     return plot_svg(points, axis.value, result, capacity, name, binary, note)
 
 
-# The reply comes in two parts, so the page can paint the total within a frame of the
+# The reply comes in three parts, so the page can paint the total within a frame of the
 # keystroke: FIRST holds what the estimate alone gives; REST what needs further estimates
-# (the verdict and solvers, the ranked suggestions and the plot's points), and the step's
-# timeline, replayed twice through the allocator model.
+# (the verdict and solvers, the ranked suggestions and the plot's points); CHART the
+# step's timeline, replayed twice through the allocator model, which the page asks for
+# only once its box is in view and the typing has paused (see calculator.js).
 FIRST_PARTS = ("headline", "capacity", "table", "phases", "formula", "notes", "runtime")
-REST_PARTS = ("plot", "verdict", "solvers", "suggestions", "timeline")
-PARTS = ("all", "first", "rest")
+REST_PARTS = ("plot", "verdict", "solvers", "suggestions")
+CHART_PARTS = ("timeline",)
+PARTS = ("all", "first", "rest", "chart")
 
-# The last fields read and estimated: the second part of a reply asks for the same fields
-# as the first, so it reuses the reading and the estimate instead of repeating them.
+# The last fields read and estimated: the later parts of a reply ask for the same fields
+# as the first, so they reuse the reading and the estimate instead of repeating them.
 _last: tuple[str, Any, Estimate | None] | None = None
 
 
@@ -392,9 +394,9 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     """The reply to the calculator's fields: the estimate as the page paints it, the fit on
     the chosen GPU, or every problem against its control.
 
-    ``part`` is ``"all"``, or ``"first"`` (the total, the breakdown and the formula) and
-    then ``"rest"`` (the verdict, the solvers, the suggestions, the plot and the step's
-    timeline); the two parts together hold exactly what ``"all"`` does.
+    ``part`` is ``"all"``, or ``"first"`` (the total, the breakdown and the formula),
+    ``"rest"`` (the verdict, the solvers, the suggestions and the plot) and ``"chart"``
+    (the step's timeline); the three parts together hold exactly what ``"all"`` does.
 
     >>> got = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090", "units": "gib"})
     >>> got["ok"], got["total_text"], "optimizer" in got["inactive"]
@@ -404,7 +406,10 @@ def answer(fields: Mapping[str, object], part: str = "all") -> dict[str, Any]:
     >>> sorted(first["html"]), "total_text" in rest
     (['capacity', 'formula', 'headline', 'notes', 'phases', 'runtime', 'table'], False)
     >>> sorted(rest["html"])
-    ['plot', 'solvers', 'suggestions', 'timeline', 'verdict']
+    ['plot', 'solvers', 'suggestions', 'verdict']
+    >>> chart = answer({**DEFAULT_FIELDS, "gpu": "rtx-4090"}, "chart")
+    >>> sorted(chart["html"]), sorted(chart["download"])
+    (['timeline'], [])
     >>> answer({"params_millions": "-1"})["errors"]
     [{'field': 'params_millions', 'message': 'Model size must be a number of millions of \
 parameters above 0 and at most 10,000,000, or a count with its unit such as 7B or 350M \
@@ -435,8 +440,9 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         page.fill,
     )
     binary = page.units is Units.GIB
+    first, rest, chart = (part in ("all", name) for name in ("first", "rest", "chart"))
     extra: dict[str, Any] = {}
-    if part != "rest":
+    if first:
         extra.update(set=changes, note=note)
     # A box whose text names nothing keeps it, beside its message, for the user to mend.
     refused = {problem.field for problem in box_problems}
@@ -445,7 +451,7 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         problems = box_problems + page.problems
         return reply(False, problems, inactive=inactive, fill=fill, **extra)
     html: dict[str, str] = {}
-    if part != "rest":
+    if first:
         card = _card(scenario, gpu_id)
         html.update(
             runtime=runtime_html(result, binary),
@@ -467,13 +473,12 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             verdict_text=card_short(card, result.total_bytes, binary),
         )
     download: dict[str, Any] = {}
-    if part != "rest":
+    if first:
         download.update(
             scenario=scenario.to_dict(), estimate=result.to_dict(), gpu=_gpu_dict(gpu_id)
         )
-    if part != "first":
+    if rest:
         from nnmem.solvers import judge
-        from nnmem.web.step_chart import step_chart_html
 
         fit = judge(scenario, gpu_id, always_suggest=True) if gpu_id else None
         ideas = fit.suggestions if fit is not None else ()
@@ -482,18 +487,21 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             verdict=verdict_html(fit, binary),
             solvers=solvers_html(fit, scenario, binary),
             suggestions=suggestions_html(ideas, fit, binary),
-            timeline=step_chart_html(scenario, gpu_id or None, binary),
         )
         extra.update(verdict_text=verdict_short(fit, binary))
         download.update(
             verdict=None if fit is None else _verdict_dict(fit),
             solvers=None if fit is None else _solvers_dict(fit),
         )
+    if chart:
+        # The step chart's modules (the timeline, the allocator model, its drawing) ship in
+        # the page's second bundle: the first two parts never import them.
+        from nnmem.web.step_chart import step_chart_html
+
+        html.update(timeline=step_chart_html(scenario, gpu_id or None, binary))
     if part == "all":
-        html = {
-            name: html[name]
-            for name in (*FIRST_PARTS[:3], "plot", *REST_PARTS[1:], *FIRST_PARTS[3:])
-        }
+        order = (*FIRST_PARTS[:3], "plot", *REST_PARTS[1:], *CHART_PARTS, *FIRST_PARTS[3:])
+        html = {name: html[name] for name in order}
         download = {k: download[k] for k in ("scenario", "estimate", "gpu", "verdict", "solvers")}
     return reply(True, inactive=inactive, fill=fill, html=html, **extra, download=download)
 

@@ -2,9 +2,9 @@
 first import of one of them.
 
 The site ships the modules a page can import in two bundles (see ``LATER`` in
-build.py): the first holds what the calculator's answers import, the second the model
-reader, Compare, Import JSON, the tools, the serving runtimes and the CNNs. A bundle is a
-zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
+build.py): the first holds what the calculator's answers import, the second the step
+chart, the model reader, Compare, Import JSON, the tools, the serving runtimes and the
+CNNs. A bundle is a zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
 ``sys.meta_path``: when a module of the package is found nowhere else, the finder has
 the second bundle loaded, unpacks it and finds the module there. In the page's worker
 :func:`fetch_later_from_js` loads it through the worker's ``nnmemLaterBundle``, a

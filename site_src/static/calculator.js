@@ -1,10 +1,8 @@
 // The calculator page's glue: it owns the DOM and the URL, sends every control's value to
 // the worker on each change and paints what nnmem answers. It computes and validates
 // nothing itself: nnmem.web.handle does both, in Python.
-import { startCompare } from "./compare.js";
 import { showHeld, startEngine } from "./engine.js";
 import * as forms from "./form.js";
-import { startReader } from "./reader.js";
 
 const calculator = document.getElementById("calculator");
 const form = document.getElementById("calc");
@@ -19,6 +17,7 @@ let post = null;
 let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
 let lastReply = null;
+let latestFields = null; // the fields of the newest request, which its chart is asked for
 const sentAt = new Map();
 // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
 // names the problem next to the field, until the user picks a value there.
@@ -147,7 +146,9 @@ function request() {
   results.dataset.asked = String(latest); // the newest request: data-complete catches up
   sentAt.set(latest, performance.now());
   fresh.clear();
-  post({ type: "request", id: latest, page: "calculator", fields: { ...readForm(), changed: [...edited].join(",") } });
+  cancelChart();
+  latestFields = { ...readForm(), changed: [...edited].join(",") };
+  post({ type: "request", id: latest, page: "calculator", fields: latestFields });
 }
 
 function setInactive(names) {
@@ -193,7 +194,7 @@ function applyFill(fill) {
 
 // The parts a reply's second message paints (see worker.js): until it comes they are
 // marked busy, so the page never passes off an older verdict or plot as the new one's.
-const LATER = ["plot", "verdict", "solvers", "suggestions", "timeline"];
+const LATER = ["plot", "verdict", "solvers", "suggestions"];
 let downloadWhenComplete = false;
 
 function setPending(pending) {
@@ -212,9 +213,11 @@ function paintParts(html) {
   }
 }
 
-// `part` is "first" then "rest" for a reply in two messages, or "all" for one.
+// `part` is "first" then "rest" (then "chart", once asked) for a reply in parts, or "all"
+// for one.
 function paint(id, reply, part = "all") {
   if (part === "rest") return paintRest(id, reply);
+  if (part === "chart") return paintChart(id, reply);
   const started = sentAt.get(id);
   if (part !== "first") sentAt.delete(id);
   for (const older of sentAt.keys()) if (older < id) sentAt.delete(older);
@@ -262,6 +265,7 @@ function paint(id, reply, part = "all") {
   }
   paintParts(reply.html);
   setPending(part === "first");
+  if (reply.html.timeline === undefined) drawing(id);
   if (results.dataset.state === "prerendered") performance.mark("nnmem:live");
   results.dataset.state = "live";
   delete results.dataset.link;
@@ -310,6 +314,58 @@ function paintRest(id, reply) {
     performance.measure("nnmem:complete", { start: started, end: performance.now() });
   }
   if (downloadWhenComplete) downloadJson();
+  wantChart(id);
+}
+
+// The step chart (part "chart", see worker.js) is asked for only while its box is in
+// view, once the typing has paused CHART_PAUSE_MS after a complete answer: its replay
+// through the allocator model costs more than the rest of the answer, and its modules
+// come with the second bundle. A newer request cancels the wait, and the worker skips a
+// chart whose request is no longer the newest. Until the chart of the answer on screen
+// comes, the box says it is drawing, so it never shows another scenario's step.
+const chartBox = document.getElementById("part-timeline");
+const chartSection = chartBox.closest(".timeline-box") || chartBox;
+const CHART_PAUSE_MS = 150;
+let chartShown = 0; // the request whose chart is painted (0: the prerendered example's)
+let chartWanted = 0; // the complete answer whose chart the box waits for
+let chartAsked = 0; // the request whose chart was last asked for
+let chartInView = !("IntersectionObserver" in window); // without an observer, ask anyway
+let chartTimer = null;
+
+function drawing(id) {
+  if (id === chartShown) return;
+  chartBox.dataset.chart = "drawing";
+  chartBox.setAttribute("aria-busy", "true");
+}
+
+function cancelChart() {
+  clearTimeout(chartTimer);
+  chartTimer = null;
+}
+
+function wantChart(id) {
+  chartWanted = id;
+  cancelChart();
+  chartTimer = setTimeout(askChart, CHART_PAUSE_MS);
+}
+
+function askChart() {
+  chartTimer = null;
+  const id = chartWanted;
+  if (!chartInView || id !== latest || id === chartShown || id === chartAsked) return;
+  chartAsked = id;
+  post({ type: "request", id, page: "calculator", part: "chart", fields: latestFields });
+}
+
+function paintChart(id, reply) {
+  // Only the chart of the answer on screen, as for the rest.
+  if (id !== latest || results.dataset.request !== String(id) || !reply.ok || !lastReply) return;
+  paintParts(reply.html);
+  lastReply = { ...lastReply, html: { ...lastReply.html, ...reply.html } };
+  chartShown = id;
+  delete chartBox.dataset.chart;
+  chartBox.removeAttribute("aria-busy");
+  results.dataset.chart = String(id);
 }
 
 // A shared link: its parameters go into their controls (see form.js); one in the
@@ -358,7 +414,7 @@ function onEdit(event) {
   rawValues.delete(name);
   edited.add(name);
   fresh.add(name);
-  if (name === "units") compare.refresh();
+  if (name === "units" && compare) compare.refresh();
   if (isModelControl(name)) forgetRead();
   if (name === "describe" || name === "preset") {
     rawValues.delete("model");
@@ -374,7 +430,7 @@ function forgetRead() {
   linkModel = "";
   readFill = new Map();
   setControl("checkpoint_bytes", "");
-  if (reader) reader.forget();
+  if (readerLoading) readerLoading.then((r) => r.forget());
 }
 
 // What the reader got from nnmem: the same controls a pasted config.json fills.
@@ -582,40 +638,123 @@ if ("IntersectionObserver" in window) {
   new IntersectionObserver(([entry]) => {
     bar.hidden = entry.isIntersecting;
   }).observe(document.querySelector(".total-box"));
+  new IntersectionObserver((entries) => {
+    chartInView = entries[entries.length - 1].isIntersecting;
+    if (chartInView && chartTimer === null) askChart();
+  }).observe(chartSection);
 }
 // On a phone the preset's architecture fields fold, so the result is not pushed screens
 // down by thirteen fields most people leave as the preset has them.
 if (window.matchMedia("(max-width: 480px)").matches) {
   for (const group of document.querySelectorAll("details.field-group")) group.open = false;
 }
-const reader = startReader({
-  ask,
-  mode: () => readForm().mode || "",
-  loaded: loadRead,
+// The model reader (reader.js, with hub.js) and Compare (compare.js, with compare.css)
+// load on their first use, or at once for a link that names a model or a comparison: a
+// first view needs neither. Until one has loaded, stand-ins here catch its events, load
+// it and hand the event on; once loaded, its own listeners take them. A script that fails
+// to load says so where the feature speaks, and the next use tries again.
+let reader = null;
+let readerLoading = null;
+function loadReader() {
+  readerLoading ??= import("./reader.js").then(
+    ({ startReader }) => {
+      reader = startReader({
+        ask,
+        mode: () => readForm().mode || "",
+        loaded: loadRead,
+      });
+      return reader;
+    },
+    (error) => {
+      readerLoading = null;
+      document.getElementById("reader-error").textContent = "The model reader could not be loaded: check the connection and try again.";
+      throw error;
+    },
+  );
+  return readerLoading;
+}
+const onReader = (target, type, act) =>
+  document.getElementById(target).addEventListener(type, (event) => {
+    if (!reader) act(event);
+  });
+onReader("hub-read", "click", () => loadReader().then((r) => r.fromHub()));
+onReader("model-id", "keydown", (event) => {
+  if (event.key !== "Enter") return;
+  event.preventDefault(); // as the reader does: Enter in the id reads it
+  loadReader().then((r) => r.fromHub());
 });
-const compare = startCompare({
-  ask,
-  // The form's fields, or null while a field is wrong: such a scenario is not pinned.
-  current: () => (results.dataset.state === "stale" ? null : readForm()),
-  units: () => readForm().units || "",
-  setLink: setCompareLink,
-  announce: say,
+onReader("model-file", "change", (event) => {
+  const files = [...event.target.files];
+  if (files.length) loadReader().then((r) => r.fromFiles(files));
 });
+onReader("drop-zone", "dragover", (event) => {
+  event.preventDefault(); // lets the files be dropped
+  loadReader();
+});
+onReader("drop-zone", "drop", (event) => {
+  event.preventDefault();
+  const files = [...(event.dataTransfer?.files || [])];
+  if (files.length) loadReader().then((r) => r.fromFiles(files));
+});
+
+let compare = null;
+let compareLoading = null;
+const compareBox = document.getElementById("compare");
+function stylesheet(href) {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = href;
+  const loaded = new Promise((resolve) => {
+    link.onload = link.onerror = resolve; // a missing sheet leaves the table plain
+  });
+  document.head.append(link);
+  return loaded;
+}
+function loadCompare() {
+  compareLoading ??= Promise.all([import("./compare.js"), stylesheet(compareBox.dataset.stylesheet)]).then(
+    ([{ startCompare }]) => {
+      compare = startCompare({
+        ask,
+        // The form's fields, or null while a field is wrong: such a scenario is not pinned.
+        current: () => (results.dataset.state === "stale" ? null : readForm()),
+        units: () => readForm().units || "",
+        setLink: setCompareLink,
+        announce: say,
+      });
+      return compare;
+    },
+    (error) => {
+      compareLoading = null;
+      document.getElementById("compare-status").textContent = "Compare could not be loaded: check the connection and try again.";
+      throw error;
+    },
+  );
+  return compareLoading;
+}
+// Compare's buttons: "Add to compare" beside the result and the ready comparisons.
+const compareClick = (event) => {
+  if (compare) return;
+  const button = event.target.closest("#compare-add, #compare button[data-ready]");
+  if (button) loadCompare().then(() => button.click());
+};
+document.getElementById("compare-add").addEventListener("click", compareClick);
+compareBox.addEventListener("click", compareClick);
+
 readUrl();
-if (linkCompare) compare.awaitLink();
+if (linkCompare) loadCompare().then((c) => c.awaitLink());
 const linked = new URLSearchParams(location.search).get("model_id");
 if (linked && linked.trim()) {
   // The reader's offer to read the link's model sits in the full form: open it.
   document.getElementById("adjust").open = true;
   linkModel = linked.trim().slice(0, 200);
-  reader.offer(linkModel);
+  loadReader().then((r) => r.offer(linkModel));
 }
 post = startEngine(calculator, {
   onReady() {
     linkTexts.then(() => {
       ready = true;
       request(); // catch up with the link's inputs and anything typed while loading
-      if (linkCompare) compare.fromLink(linkCompare);
+      if (linkCompare) loadCompare().then((c) => c.fromLink(linkCompare));
     });
   },
   onResult,

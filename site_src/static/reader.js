@@ -157,6 +157,9 @@ export function startReader({ ask, mode, loaded }) {
   });
 
   return {
+    // The reader's two actions, for an event caught before it had loaded (calculator.js).
+    fromHub,
+    fromFiles,
     // A link names a model id: show it, fetch nothing.
     offer(id) {
       idInput.value = id;

@@ -1,9 +1,11 @@
 // The worker owns Pyodide. It answers two messages from the page:
 //   {type: "init", indexURL, bundle, later, laterNow} -> progress..., then ready or error
-//   {type: "request", id, page, fields} -> {type: "result", id, part, reply}
-// The calculator's reply comes in two parts: "first" (the total, the table, the formula)
+//   {type: "request", id, page, fields, part?} -> {type: "result", id, part, reply}
+// The calculator's reply comes in parts: "first" (the total, the table, the formula)
 // at once, then "rest" (the verdict, solvers, suggestions and plot), which is skipped when
-// a newer request has arrived meanwhile. Other pages get one reply, part "all".
+// a newer request has arrived meanwhile; "chart" (the step chart) only when the page asks
+// for it with a request's id (part: "chart"), skipped too unless that id is the newest.
+// Other pages get one reply, part "all".
 // All arithmetic and validation happen behind nnmem.web.handle, the page's one door.
 // A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
 // below): the ready message says how it started ("fresh" or "snapshot"), and a message
@@ -197,6 +199,12 @@ function answer(message) {
   if (message.page !== "calculator") {
     // The reader's and Compare's requests: they never make a calculator answer older.
     post({ type: "result", id: message.id, part: "all", reply: ask(message, "all") });
+    return;
+  }
+  if (message.part === "chart") {
+    // The page asks for the step chart once its box is in view (see calculator.js).
+    if (message.id !== newest) return;
+    post({ type: "result", id: message.id, part: "chart", reply: ask(message, "chart") });
     return;
   }
   newest = message.id;

@@ -55,6 +55,17 @@ def fill_form(page: Page, values: dict[str, str]) -> None:
     page.evaluate(_FILL_JS, values)
 
 
+def show_chart(page: Page) -> None:
+    """Scroll the step chart into view, which asks for it, and wait until the chart of the
+    newest request is painted."""
+    page.locator(".timeline-box").scroll_into_view_if_needed()
+    page.wait_for_function(
+        "() => { const r = document.getElementById('results').dataset;"
+        " return r.asked !== undefined && r.chart === r.asked; }",
+        timeout=30_000,
+    )
+
+
 def reset_form(page: Page) -> None:
     """Put every control back to the page's defaults, the full form open."""
     fill_form(page, {k: v for k, v in DEFAULT_FIELDS.items() if k != "preset"})

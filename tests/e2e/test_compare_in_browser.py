@@ -276,3 +276,35 @@ def test_a_comparison_asked_with_an_edit_leaves_the_verdict_to_come(calc: Page) 
     request = calc.locator("#results").get_attribute("data-request")
     expect(calc.locator("#results")).to_have_attribute("data-complete", request or "")
     expect(calc.locator("#mini-verdict")).to_contain_text(reply["verdict_text"])
+
+
+LAZY = {"compare.js", "compare.css", "reader.js", "hub.js"}
+
+
+def test_compare_and_the_reader_load_on_first_use(browser: Browser, site_url: str) -> None:
+    """A first view fetches neither Compare's script and table styles nor the model
+    reader's scripts; the first click on Add to compare fetches Compare's and pins the
+    scenario, styled; Enter in the model id fetches the reader's, which answers."""
+    context = browser.new_context()
+    fetched: list[str] = []
+    context.on("request", lambda r: fetched.append(urlsplit(r.url).path.rsplit("/", 1)[-1]))
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    assert not LAZY & set(fetched)
+    # The empty box keeps its look without compare.css (style.css holds it).
+    assert page.eval_on_selector("#compare", "e => getComputedStyle(e).borderStyle") == "solid"
+
+    page.click("#compare-add")
+    expect(page.locator("#compare-status")).to_contain_text("Added as scenario A")
+    assert {"compare.js", "compare.css"} <= set(fetched)
+    assert not {"reader.js", "hub.js"} & set(fetched)
+    table = page.locator("#compare-table table.compare-table")
+    expect(table).to_have_css("border-collapse", "separate")
+
+    open_form(page)
+    page.fill("#model-id", "not a model id")
+    page.press("#model-id", "Enter")
+    expect(page.locator("#reader-error")).to_contain_text('"not a model id" is not a model id')
+    assert {"reader.js", "hub.js"} <= set(fetched)
+    context.close()

@@ -1,5 +1,6 @@
-"""The calculator's "Memory over the step" chart in Chromium: it follows the form, and its
-toggle shows what expandable_segments:True saves without changing the total."""
+"""The calculator's "Memory over the step" chart in Chromium: it follows the form once in
+view, a newer input cancels the chart of an older one, and its toggle shows what
+expandable_segments:True saves without changing the total."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, saving_text, timeline_svg, trace_step
 from nnmem.scenario import parse
 from nnmem.timeline import replayed_events
-from site_helpers import DEFAULT_FORM, DEFAULT_TOTAL, fill_form, wait_ready
+from site_helpers import (
+    DEFAULT_FORM,
+    DEFAULT_TOTAL,
+    expect_total,
+    fill_form,
+    open_form,
+    page_fields,
+    show_chart,
+    wait_ready,
+)
 
 
 def cpython_trace(values: dict[str, str]) -> StepTrace:
@@ -24,11 +34,13 @@ def test_batch_size_redraws_the_step_and_the_toggle_shows_the_saving(calculator:
     before = cpython_trace(DEFAULT_FORM)
     after = cpython_trace({**DEFAULT_FORM, "batch_size": "64"})
     assert after.reserved_peak > before.reserved_peak  # the test can tell them apart
+    show_chart(calculator)
     figure = calculator.locator("#part-timeline figure.timeline-figure")
     expect(figure).to_have_attribute("data-reserved-peak", str(before.reserved_peak))
     expect(figure).to_have_attribute("data-events", str(before.count))
 
     fill_form(calculator, {"batch_size": "64"})
+    show_chart(calculator)
     expect(figure).to_have_attribute("data-reserved-peak", str(after.reserved_peak))
     expect(figure).to_have_attribute("data-allocated-peak", str(after.allocated_peak))
     expect(calculator.locator("#part-timeline desc")).to_contain_text("Reserved memory peaks at")
@@ -56,6 +68,7 @@ def test_expandable_segments_setting_swaps_the_lines(calculator: Page) -> None:
     it, and the toggle's dashed line is the step without it."""
     on = cpython_trace({**DEFAULT_FORM, "expandable_segments": "true"})
     fill_form(calculator, {"expandable_segments": "true"})
+    show_chart(calculator)
     figure = calculator.locator("#part-timeline figure.timeline-figure")
     expect(figure).to_have_attribute("data-reserved-peak", str(on.reserved_peak))
     expect(figure).to_have_attribute("data-compared-peak", str(on.compared_peak))
@@ -72,6 +85,7 @@ def test_example_chart_names_its_phases(calculator: Page) -> None:
     """The live chart names the phases CPython's does (the load is too narrow for its
     name), in order."""
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(DEFAULT_TOTAL))
+    show_chart(calculator)
     expect(calculator.locator("#part-timeline svg.timeline")).to_have_attribute("role", "img")
     svg = timeline_svg(cpython_trace(DEFAULT_FORM))
     names = re.findall(r'class="tl-phase-label"[^>]*>([^<]+)<', svg)
@@ -87,6 +101,7 @@ def test_phone_shows_the_step_legibly(browser: Browser, site_url: str) -> None:
     page.goto(site_url)
     wait_ready(page)
     page.check("#timeline-expandable")
+    show_chart(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     box = page.locator(".timeline-box").bounding_box()
     assert box is not None
@@ -97,4 +112,142 @@ def test_phone_shows_the_step_legibly(browser: Browser, site_url: str) -> None:
              .map((t) => t.getBoundingClientRect().height).filter((h) => h > 0))"""
     )
     assert smallest >= 9, f"step chart text is {smallest:.1f} px tall on a phone"
+    context.close()
+
+
+# Every message the page posts to its worker, and the worker itself, kept for the test.
+RECORD_WORKER = """
+window.__posted = [];
+const postMessage = Worker.prototype.postMessage;
+Worker.prototype.postMessage = function (message, ...rest) {
+  window.__worker = this;
+  window.__posted.push(message);
+  return postMessage.call(this, message, ...rest);
+};
+"""
+
+
+def chart_requests(page: Page) -> list[int]:
+    """The ids of the requests whose chart the page asked the worker for."""
+    ids: list[int] = page.evaluate(
+        "window.__posted.filter((m) => m.part === 'chart').map((m) => m.id)"
+    )
+    return ids
+
+
+def test_chart_is_asked_for_once_in_view(browser: Browser, site_url: str) -> None:
+    """Out of view, a new answer leaves the chart drawing and asks nothing (its modules
+    stay in the second bundle, not downloaded); scrolled into view, the chart of the
+    answer on screen comes."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(RECORD_WORKER)
+    page = context.new_page()
+    later: list[str] = []
+    context.on("request", lambda r: later.append(r.url) if "nnmem-later-" in r.url else None)
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
+    fill_form(page, {"batch_size": "8"})
+    results = page.locator("#results")
+    expect(results).to_have_attribute(
+        "data-complete", page.get_attribute("#results", "data-asked") or ""
+    )
+    box = page.locator("#part-timeline")
+    expect(box).to_have_attribute("data-chart", "drawing")
+    expect(box).to_have_attribute("aria-busy", "true")
+    page.wait_for_timeout(500)  # well past the pause after an answer
+    assert chart_requests(page) == []
+    assert later == []
+    expect(box).to_have_attribute("data-chart", "drawing")
+
+    show_chart(page)
+    trace = cpython_trace({**DEFAULT_FORM, "batch_size": "8"})
+    expect(box.locator("figure.timeline-figure")).to_have_attribute(
+        "data-reserved-peak", str(trace.reserved_peak)
+    )
+    expect(box).not_to_have_attribute("data-chart", "drawing")
+    expect(box).not_to_have_attribute("aria-busy", "true")
+    assert chart_requests(page) == [int(page.get_attribute("#results", "data-asked") or 0)]
+    assert len(later) == 1  # the chart's modules came with the second bundle
+    context.close()
+
+
+def test_newer_input_cancels_a_stale_chart(browser: Browser, site_url: str) -> None:
+    """An input within the pause after an answer cancels that answer's chart: only the
+    newest is asked for and drawn; and the worker skips a chart whose request is no
+    longer the newest."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(RECORD_WORKER)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
+    show_chart(page)
+    # Batch 8, and the moment its answer is complete, batch 9: 8's chart is never asked.
+    first = page.evaluate(
+        """() => new Promise((resolve) => {
+          const results = document.getElementById("results");
+          const box = document.getElementById("f-batch_size");
+          const set = (value) => {
+            box.value = value;
+            box.dispatchEvent(new Event("input", { bubbles: true }));
+          };
+          set("8");
+          const id = results.dataset.asked;
+          const wait = () => {
+            if (results.dataset.complete === id) { set("9"); resolve(Number(id)); }
+            else requestAnimationFrame(wait);
+          };
+          wait();
+        })"""
+    )
+    show_chart(page)
+    newest = int(page.get_attribute("#results", "data-asked") or 0)
+    assert newest == first + 1
+    asked = chart_requests(page)
+    assert first not in asked
+    assert asked[-1] == newest
+    trace = cpython_trace({**DEFAULT_FORM, "batch_size": "9"})
+    expect(page.locator("#part-timeline figure.timeline-figure")).to_have_attribute(
+        "data-reserved-peak", str(trace.reserved_peak)
+    )
+    # Asked straight, the worker answers the newest request's chart and skips an older one.
+    replies = page.evaluate(
+        """([stale, newest]) => new Promise((resolve) => {
+          const worker = window.__worker;
+          const got = [];
+          const fields = window.__posted.filter((m) => m.id === newest && !m.part)[0].fields;
+          worker.addEventListener("message", ({ data }) => {
+            if (data.part !== "chart") return;
+            got.push(data.id);
+            if (data.id === newest) resolve(got);
+          });
+          for (const id of [stale, newest]) {
+            worker.postMessage({ type: "request", id, page: "calculator", part: "chart", fields });
+          }
+        })""",
+        [first, newest],
+    )
+    assert replies == [newest]
+    context.close()
+
+
+def test_replayed_total_fetches_the_chart_modules(browser: Browser, site_url: str) -> None:
+    """With the allocator replayed for the total, the first part itself needs the
+    timeline and the allocator model: the worker fetches the second bundle then, and the
+    total is CPython's."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    later: list[str] = []
+    context.on("request", lambda r: later.append(r.url) if "nnmem-later-" in r.url else None)
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
+    assert later == []
+    fill_form(page, {"allocator_replay": "true"})
+    expect(page.locator("#results")).to_have_attribute(
+        "data-complete", page.get_attribute("#results", "data-asked") or ""
+    )
+    expect_total(page, page_fields(page))
+    assert len(later) == 1
     context.close()

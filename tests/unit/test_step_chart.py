@@ -86,8 +86,9 @@ def test_serving_runtime_says_why_there_is_no_chart() -> None:
     assert step_chart_html(served) == NO_TIMELINE
 
 
-def test_reply_carries_the_chart_in_its_second_part() -> None:
-    """The first part keeps its speed: the chart comes with the plot, in "rest"."""
+def test_reply_carries_the_chart_in_its_own_part() -> None:
+    """The first two parts keep their speed: the chart comes on its own, in "chart",
+    which the page asks for once the chart is in view."""
 
     def ask(part: str) -> dict[str, str]:
         request = {"fields": {**DEFAULT_FIELDS, "batch_size": "8"}, "part": part}
@@ -95,7 +96,8 @@ def test_reply_carries_the_chart_in_its_second_part() -> None:
         return html
 
     assert "timeline" not in ask("first")
-    chart = ask("rest")["timeline"]
+    assert "timeline" not in ask("rest")
+    chart = ask("chart")["timeline"]
     trace = trace_step(replayed_events(parse({**DEFAULT_SCENARIO, "batch_size": 8})))
     assert f'data-reserved-peak="{trace.reserved_peak}"' in chart
     assert re.search(r'<svg class="timeline"[^>]* role="img"', chart)

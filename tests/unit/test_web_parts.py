@@ -1,4 +1,4 @@
-"""The calculator's reply in two parts holds exactly what the one-part reply does."""
+"""The calculator's reply in three parts holds exactly what the one-part reply does."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nnmem.web import handle
-from nnmem.web.calculator import DEFAULT_FIELDS, FIRST_PARTS, REST_PARTS
+from nnmem.web.calculator import CHART_PARTS, DEFAULT_FIELDS, FIRST_PARTS, REST_PARTS
 
 CASES = [
     {},
@@ -33,33 +33,43 @@ def ask(fields: dict[str, str], part: str | None) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("fields", CASES)
-def test_first_and_rest_together_equal_the_whole_reply(fields: dict[str, str]) -> None:
+def test_first_rest_and_chart_together_equal_the_whole_reply(fields: dict[str, str]) -> None:
     whole = ask(fields, None)
-    first, rest = ask(fields, "first"), ask(fields, "rest")
+    first, rest, chart = ask(fields, "first"), ask(fields, "rest"), ask(fields, "chart")
     assert whole["ok"]
     assert first["ok"]
     assert rest["ok"]
+    assert chart["ok"]
     assert sorted(first["html"]) == sorted(FIRST_PARTS)  # type: ignore[arg-type]
     assert sorted(rest["html"]) == sorted(REST_PARTS)  # type: ignore[arg-type]
-    merged = {**first, "html": {**first["html"], **rest["html"]}}  # type: ignore[dict-item]
+    assert sorted(chart["html"]) == sorted(CHART_PARTS)  # type: ignore[arg-type]
+    html = {**first["html"], **rest["html"], **chart["html"]}  # type: ignore[dict-item]
+    merged = {**first, "html": html}
     merged["download"] = {**first["download"], **rest["download"]}  # type: ignore[dict-item]
     # The verdict's words come with the total (the card alone gives them) and again with
     # the verdict, the same.
     assert first["verdict_text"] == rest["verdict_text"]
     assert merged == whole
-    # The rest of a reply asked after other fields still answers its own fields.
+    # The chart adds nothing to the download and sets no control.
+    assert chart["download"] == {}
+    assert "set" not in chart
+    # The later parts of a reply asked after other fields still answer their own fields.
     ask({"batch_size": "3"}, "first")
     assert ask(fields, "rest") == rest
+    ask({"batch_size": "3"}, "first")
+    assert ask(fields, "chart") == chart
 
 
 def test_bad_fields_give_the_same_problems_in_every_part() -> None:
     bad = {"batch_size": "0"}
-    assert ask(bad, "first")["errors"] == ask(bad, "rest")["errors"] == ask(bad, None)["errors"]
+    errors = ask(bad, None)["errors"]
+    assert ask(bad, "first")["errors"] == ask(bad, "rest")["errors"] == errors
+    assert ask(bad, "chart")["errors"] == errors
     assert ask(bad, "first")["errors"]
 
 
 def test_an_unknown_part_is_named() -> None:
     got = ask({}, "middle")
     assert got["errors"] == [
-        {"field": "part", "message": 'Part must be one of all, first, rest (got "middle").'}
+        {"field": "part", "message": 'Part must be one of all, first, rest, chart (got "middle").'}
     ]
