@@ -485,7 +485,9 @@ def fsdp2(
         notes.append(f"Gradients are reduce-scattered in {reduce_bytes}-byte values, {when}.")
     step = (adamw_step_temporaries(impl, math.ceil(sizes.params / n), param_bytes, 0),)
     if cpu_offload:
-        cpu = (weights, state, grads)
+        # The step runs on the host's shards, so its temporaries are host memory too
+        # (measured: benchmarks/stacks fsdp2.cpu_offload, foreach AdamW, Ψ/N × 4 B).
+        cpu = (weights, state, grads, *step)
         notes.append("CPUOffloadPolicy: shards, gradients and the optimizer step on the CPU.")
         return StackStates(
             "fsdp2", states=(), gathered=gathered, backward=backward, cpu=cpu, notes=tuple(notes)
