@@ -1224,13 +1224,8 @@ def stack_runs() -> list[dict[str, Any]]:
         "peak of the run (fp32 weights, bf16 autocast, non-reentrant checkpointing, "
         "adamw_torch_fused)",
         trl["peak_bytes"],
-        _small_llama_peak(
-            stack="trl_sft",
-            seq_len=128,
-            packing="off",
-            precision="amp_bf16",
-            checkpointing="full",
-        ),
+        # trl_sft's own defaults: SFTConfig's checkpointing and bf16 autocast
+        _small_llama_peak(stack="trl_sft", seq_len=128, packing="off"),
         TRL_NOTE,
     )
     for r in rows:

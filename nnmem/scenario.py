@@ -804,10 +804,11 @@ class Scenario:
             data[CHECKPOINT_BYTES] = dict(self.checkpoint_bytes)
         if compact:
             skip = set(self.inactive_fields())
+            given = stack_defaults(self.stack, self.mode, self.finetune, self.precision)
             data = {
                 k: v
                 for k, v in data.items()
-                if k in MODEL_KEYS or (k not in skip and v != _plain(SETTINGS.get(k)))
+                if k in MODEL_KEYS or (k not in skip and v != _plain(given.get(k, SETTINGS.get(k))))
             }
         return data
 
@@ -1932,6 +1933,62 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
 # --- parsing -------------------------------------------------------------------------------
 
 
+def stack_defaults(
+    stack: Stack, mode: Mode, finetune: Finetune, precision: Precision
+) -> dict[str, Any]:
+    """The settings a stack changes from the schema's defaults when they are not given.
+
+    - ``trl_sft``: TRL's ``SFTConfig`` defaults ``gradient_checkpointing=True`` and
+      ``bf16=True`` when ``fp16`` is unset (trl/trainer/base_config.py ``_BaseConfig``,
+      TRL 1.16), so the step checkpoints every decoder layer and runs under bf16 autocast.
+      The Trainer enables checkpointing with ``gradient_checkpointing_kwargs=None``, which
+      transformers 5 makes ``{"use_reentrant": False}`` (modeling_utils.py
+      ``_activation_checkpointing_enable``); TRL sets the same itself under transformers 4
+      (trl/trainer/sft_trainer.py ``SFTTrainer.__init__``).
+    - QLoRA on ``hf_trainer`` or ``trl_sft``: peft's ``prepare_model_for_kbit_training``
+      defaults ``use_gradient_checkpointing=True`` (peft src/peft/utils/other.py) and
+      enables checkpointing on the model, whatever the Trainer's own setting; it passes
+      ``gradient_checkpointing_kwargs={}``, so torch's ``checkpoint`` runs reentrant
+      (torch/utils/checkpoint.py: ``use_reentrant=None`` becomes True).
+
+    Reentrant or not, a checkpointed layer keeps the same tensors, its inputs, from
+    forward to backward (torch/utils/checkpoint.py ``CheckpointFunction.forward`` saves
+    them under no_grad; ``_checkpoint_without_reentrant_generator`` keeps them and drops
+    the layer's own), and both recompute one layer at a time in backward, so both are
+    ``full``.
+
+    >>> stack_defaults(Stack.TRL_SFT, Mode.TRAINING, Finetune.FULL, Precision.FP32)
+    {'checkpointing': <Checkpointing.FULL: 'full'>, 'precision': <Precision.AMP_BF16: 'amp_bf16'>}
+    >>> stack_defaults(Stack.HF_TRAINER, Mode.TRAINING, Finetune.LORA, Precision.NF4)
+    {'checkpointing': <Checkpointing.FULL: 'full'>}
+    >>> stack_defaults(Stack.HF_TRAINER, Mode.TRAINING, Finetune.FULL, Precision.FP32)
+    {}
+    """
+    found: dict[str, Any] = {}
+    if mode is not Mode.TRAINING:
+        return found
+    if stack is Stack.TRL_SFT:
+        found |= {"checkpointing": Checkpointing.FULL, "precision": Precision.AMP_BF16}
+    kbit = precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+    if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and finetune is Finetune.LORA and kbit:
+        found["checkpointing"] = Checkpointing.FULL
+    return found
+
+
+def _with_stack_defaults(values: dict[str, Any], given: Mapping[str, object]) -> None:
+    """Apply :func:`stack_defaults` to the settings ``given`` leaves unset (precision first:
+    the QLoRA rule reads it)."""
+    if not all(k in values for k in ("stack", "mode", "finetune", "precision")):
+        return
+    for _ in range(2):
+        found = stack_defaults(
+            values["stack"], values["mode"], values["finetune"], values["precision"]
+        )
+        for key, value in found.items():
+            if given.get(key) in (None, ""):
+                values[key] = value
+
+
 def parse(data: Mapping[str, object]) -> Scenario:
     """Read a scenario from its JSON schema, reporting every bad key at once.
 
@@ -1985,6 +2042,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         problems.append(stored)
     else:
         values[CHECKPOINT_BYTES] = stored
+    _with_stack_defaults(values, data)
     raise_if(*problems)
     assert model is not None  # no problem means the model was read
     return Scenario(model=model, source=source, **values)

@@ -340,9 +340,7 @@ def test_trl_run_peaks_in_trls_fused_head():
     # checkpointing, fused AdamW) at the run's 128 tokens; the run peaks 28.8 MB above it,
     # in the backward of TRL's fused LM head (benchmarks/stacks/trl_fused_head.py), which
     # nnmem does not model.
-    nnmem = _small_llama(
-        stack="trl_sft", seq_len=128, packing="off", precision="amp_bf16", checkpointing="full"
-    )
+    nnmem = _small_llama(stack="trl_sft", seq_len=128, packing="off")
     assert MEASURED["trl_sft.defaults"]["peak_bytes"] == 115_410_320
     assert nnmem == 86_566_912
 

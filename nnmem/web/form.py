@@ -66,6 +66,7 @@ from nnmem.scenario import (
     inactive_fields,
     load_json,
     parse,
+    stack_defaults,
 )
 from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
@@ -1428,6 +1429,8 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
             changes["precision"] = defaults.precision_for(config, mode).value
     if edited & {"precision", "mode"} and mode is Mode.TRAINING:
         changes |= _qlora(fields, Precision(changes.get("precision", precision)))
+    if "stack" in edited:
+        changes |= _stack_followers(fields, mode, precision)
     if "params_millions" in edited and _example_shape_misfits(fields):
         # The example's width and depth would describe another model: let the size set them.
         changes |= {"hidden_size": "", "num_layers": ""}
@@ -1472,6 +1475,31 @@ def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]
     changes = {"finetune": finetune.value}
     if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
         changes["checkpointing"] = checkpointing.value
+    return changes
+
+
+def _stack_followers(
+    fields: Mapping[str, object], mode: Mode, precision: Precision
+) -> dict[str, str]:
+    """A stack picked for training brings the defaults it sets itself
+    (:func:`nnmem.scenario.stack_defaults`): TRL's bf16 autocast in place of plain fp32,
+    and its gradient checkpointing where none was chosen.
+
+    >>> _stack_followers({"stack": "trl_sft"}, Mode.TRAINING, Precision.FP32)
+    {'checkpointing': 'full', 'precision': 'amp_bf16'}
+    >>> _stack_followers({"stack": "trl_sft", "checkpointing": "per_op"}, Mode.TRAINING,
+    ...                  Precision.AMP_FP16)
+    {}
+    """
+    stack = _lenient(STACK, fields, Stack.PLAIN)
+    finetune = _lenient(FINETUNE, fields, Finetune.FULL)
+    changes: dict[str, str] = {}
+    for key, value in stack_defaults(stack, mode, finetune, precision).items():
+        if key == "checkpointing":
+            if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
+                changes[key] = value.value
+        elif key == "precision" and precision is Precision.FP32:
+            changes[key] = value.value
     return changes
 
 

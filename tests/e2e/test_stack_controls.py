@@ -143,3 +143,13 @@ def test_float8_controls_show_only_where_they_apply_and_the_total_is_the_engine_
     expect(gather).to_be_hidden()
     fill_form(calculator, {"mode": "inference", "precision": "bf16"})
     expect(fp8).to_be_hidden()
+
+
+def test_trl_brings_its_checkpointing_and_bf16(calculator: Page) -> None:
+    """TRL's SFTConfig defaults gradient_checkpointing=True and bf16=True: picking the
+    trl_sft stack over an fp32 run without checkpointing sets both controls."""
+    fill_form(calculator, {"precision": "fp32", "checkpointing": "none"})
+    _open_advanced(calculator)
+    calculator.select_option("#f-stack", "trl_sft")
+    expect(calculator.locator("#f-checkpointing")).to_have_value("full")
+    expect(calculator.locator("#f-precision")).to_have_value("amp_bf16")
