@@ -255,6 +255,18 @@ class Stack(StrEnum):
     DEEPSPEED = "deepspeed"
 
 
+class FsdpDtype(StrEnum):
+    """A dtype of FSDP2's ``MixedPrecisionPolicy`` (torch/distributed/fsdp/_fully_shard/
+    _fsdp_api.py): ``auto`` follows ``precision`` (an AMP precision all-gathers 16-bit
+    parameters and reduces in fp32, torchtitan's default policy; otherwise the stored type
+    throughout), or a type named outright."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class Float8Training(StrEnum):
     """FP8 training of the linear layers (nnmem.models.transformer.float8): off, torchao's
     ``convert_to_float8_training`` (Float8Linear, as torchtitan's float8 converter applies
@@ -444,6 +456,12 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Stack.DDP: "PyTorch DDP",
         Stack.FSDP2: "PyTorch FSDP2 (fully_shard)",
         Stack.DEEPSPEED: "DeepSpeed ZeRO",
+    },
+    FsdpDtype: {
+        FsdpDtype.AUTO: "Auto (from precision)",
+        FsdpDtype.FP32: "FP32",
+        FsdpDtype.BF16: "BF16",
+        FsdpDtype.FP16: "FP16",
     },
     Float8Training: {
         Float8Training.OFF: "Off (16-bit matmuls)",
@@ -653,6 +671,10 @@ class Scenario:
     gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
     reshard_after_forward: bool = True  # torch fully_shard default
     cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy; FSDP CPUOffload under ZeRO-3 sharding
+    # FSDP2 MixedPrecisionPolicy param_dtype (the all-gathered, unsharded parameters and
+    # the forward's compute) and reduce_dtype (the reduce-scatter input); auto: from precision
+    fsdp_param_dtype: FsdpDtype = FsdpDtype.AUTO
+    fsdp_reduce_dtype: FsdpDtype = FsdpDtype.AUTO
     # FSDP (v1) under ZeRO-3 sharding, wrapping a model loaded on the CPU with device_id
     # and sync_module_states=True: each unit moved to the GPU, broadcast, flattened and
     # sharded there (torch/distributed/fsdp/_init_utils.py; FSDP's default is False)
@@ -1018,6 +1040,8 @@ STACK = ChoiceSpec(
 BUCKET_VIEW = FlagSpec("gradient_as_bucket_view", "Gradients as bucket views")
 RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
 CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
+FSDP_PARAM_DTYPE = ChoiceSpec("fsdp_param_dtype", "FSDP param dtype", FsdpDtype)
+FSDP_REDUCE_DTYPE = ChoiceSpec("fsdp_reduce_dtype", "FSDP reduce dtype", FsdpDtype)
 SYNC_STATES = FlagSpec("sync_module_states", "FSDP sync_module_states")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
@@ -1101,6 +1125,8 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         BUCKET_VIEW,
         RESHARD,
         CPU_OFFLOAD,
+        FSDP_PARAM_DTYPE,
+        FSDP_REDUCE_DTYPE,
         SYNC_STATES,
         OFFLOAD_PARAM,
         REDUCE_BUCKET,
@@ -1199,6 +1225,8 @@ STACK_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "fsdp_param_dtype",
+    "fsdp_reduce_dtype",
     "sync_module_states",
     "offload_param",
     "reduce_bucket_size",
@@ -1212,7 +1240,7 @@ def stack_inactive(
 ) -> set[str]:
     """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
-    off |= {"sync_module_states"}
+    off |= {"sync_module_states", "fsdp_param_dtype", "fsdp_reduce_dtype"}
     off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
@@ -1224,7 +1252,7 @@ def stack_inactive(
         off -= {"gradient_as_bucket_view"}
         off |= {"sharding", "offload_optimizer"}
     elif stack is Stack.FSDP2:
-        off -= {"reshard_after_forward", "cpu_offload"}
+        off -= {"reshard_after_forward", "cpu_offload", "fsdp_param_dtype", "fsdp_reduce_dtype"}
         off |= {"sharding", "offload_optimizer"}
     elif zero:
         off -= {"reduce_bucket_size"}

@@ -494,6 +494,17 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "gradients and the step on the CPU.",
         "",
     ),
+    "fsdp_param_dtype": (
+        "FSDP2 MixedPrecisionPolicy param_dtype: the type each block is all-gathered in and "
+        "computes in. Auto follows the precision (16-bit under AMP).",
+        "",
+    ),
+    "fsdp_reduce_dtype": (
+        "FSDP2 MixedPrecisionPolicy reduce_dtype: the type gradients are reduce-scattered in. "
+        "Auto: fp32 under 16-bit parameters over fp32 weights (torchtitan), else the "
+        "param dtype.",
+        "",
+    ),
     "sync_module_states": (
         "FSDP under ZeRO-3 sharding, wrapping a model loaded on the CPU: each unit is moved "
         "to the GPU, broadcast, flattened and sharded there; the allocator replay keeps the "
@@ -712,6 +723,8 @@ _ADVANCED_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "fsdp_param_dtype",
+    "fsdp_reduce_dtype",
     "sync_module_states",
     "device",
     "cuda_context_mib",

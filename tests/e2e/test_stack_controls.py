@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 STACK_ONLY = {
     "ddp": {"gradient_as_bucket_view"},
-    "fsdp2": {"reshard_after_forward", "cpu_offload"},
+    "fsdp2": {"reshard_after_forward", "cpu_offload", "fsdp_param_dtype", "fsdp_reduce_dtype"},
     "deepspeed": {"reduce_bucket_size", "offload_param", "offload_optimizer"},
 }
 ALL = set().union(*STACK_ONLY.values())
@@ -153,3 +153,14 @@ def test_trl_brings_its_checkpointing_and_bf16(calculator: Page) -> None:
     calculator.select_option("#f-stack", "trl_sft")
     expect(calculator.locator("#f-checkpointing")).to_have_value("full")
     expect(calculator.locator("#f-precision")).to_have_value("amp_bf16")
+
+
+def test_fsdp_mixed_precision_total_matches_the_engine(calculator: Page) -> None:
+    """FSDP2's MixedPrecisionPolicy dtypes, set in the form: the page's total is CPython's
+    and differs from the default policy's."""
+    base = {"precision": "amp_bf16", "stack": "fsdp2", "num_gpus": "4"}
+    values = {**base, "fsdp_param_dtype": "fp32", "fsdp_reduce_dtype": "bf16"}
+    fill_form(calculator, values)
+    expected = estimate(parse({**DEFAULT_FORM, **values}))
+    assert expected.total_bytes != estimate(parse({**DEFAULT_FORM, **base})).total_bytes
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))

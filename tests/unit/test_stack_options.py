@@ -202,7 +202,16 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
     [
         ({}, set()),
         ({"stack": "ddp"}, {"stack", "gradient_as_bucket_view"}),
-        ({"stack": "fsdp2"}, {"stack", "reshard_after_forward", "cpu_offload"}),
+        (
+            {"stack": "fsdp2"},
+            {
+                "stack",
+                "reshard_after_forward",
+                "cpu_offload",
+                "fsdp_param_dtype",
+                "fsdp_reduce_dtype",
+            },
+        ),
         ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
         (
             {"stack": "deepspeed", "sharding": "zero3"},
