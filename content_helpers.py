@@ -1195,9 +1195,179 @@ def stack_runs() -> list[dict[str, Any]]:
         forward_added("deepspeed.zero3") - forward_added("deepspeed.zero1"),
         z3.by_key("forward")["gathered_weights"],
     )
+    offload = stacks.fsdp2(sizes, gpus=2, cpu_offload=True, prefetch_units=0)
+    row(
+        "FSDP2, CPUOffloadPolicy",
+        "gathered weights at forward's peak",
+        forward_added("fsdp2.cpu_offload") - forward_added("plain.adamw_foreach"),
+        offload.by_key("forward")["gathered_weights"],
+    )
+    row(
+        "FSDP2, CPUOffloadPolicy",
+        "host bytes at the step's peak: shards, gradients, AdamW state and step",
+        # a CPU's host and device are one memory; FSDP2 keeps 40 B of its own per rank
+        phase("fsdp2.cpu_offload", "optimizer_step")["peak_bytes"] - CPU_OTHER - 40,
+        offload.cpu_bytes + offload.gpu_bytes("optimizer_step"),
+    )
+    hf, trl = cases["hf_trainer.defaults"], cases["trl_sft.defaults"]
+    row(
+        "HF Trainer, default TrainingArguments",
+        "peak of the run (fp32, adamw_torch_fused, no checkpointing)",
+        hf["peak_bytes"],
+        _small_llama_peak(stack="hf_trainer", seq_len=127, packing="off"),
+        "nnmem for stack hf_trainer; the run's rows are 127 tokens without padding, and it "
+        "also holds the batch's attention_mask and labels (4 kB)",
+    )
+    row(
+        "TRL SFTTrainer, default SFTConfig",
+        "peak of the run (fp32 weights, bf16 autocast, non-reentrant checkpointing, "
+        "adamw_torch_fused)",
+        trl["peak_bytes"],
+        # trl_sft's own defaults: SFTConfig's checkpointing and bf16 autocast
+        _small_llama_peak(stack="trl_sft", seq_len=128, packing="off"),
+        TRL_NOTE,
+    )
     for r in rows:
         r["error"] = r["nnmem"] / r["measured"] - 1 if r["measured"] else 0.0
+        r["agrees"] = abs(r["error"]) <= 0.001
     return rows
+
+
+# The small Llama of the CPU runs as a transformer scenario (benchmarks/stacks/common.py
+# LLAMA_CONFIG), trained on the CPU with batch 2 and AdamW.
+SMALL_LLAMA = {
+    "model": "transformer",
+    "config": {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": 4096,
+        "hidden_size": 256,
+        "intermediate_size": 688,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        "attention_dropout": 0.0,
+    },
+    "attention": "sdpa",
+    "device": "cpu",
+    "mode": "training",
+    "batch_size": 2,
+    "optimizer": "adamw",
+}
+
+
+def _small_llama_peak(**settings: Any) -> int:
+    """nnmem's tensor peak for the small Llama of the CPU runs under ``settings``.
+
+    The Trainer runs' rows: each text is 127 words of a word-level tokenizer that adds no
+    special token, so the HF Trainer's rows are 127 tokens; TRL appends the EOS token
+    (trl/trainer/sft_trainer.py add_eos), 128. Every row has the same length, so the
+    attention mask has no zero and transformers gives SDPA none (masking_utils.py
+    _ignore_causal_mask_sdpa): the layout is ``off``, not the collators' padded one."""
+    return estimate(parse(SMALL_LLAMA | settings)).tensor_peak_bytes
+
+
+TRL_NOTE = (
+    "TRL 1.16's SFTTrainer.compute_loss runs its fused LM head (trl/trainer/utils.py "
+    "add_fused_lm_head, trl/kernels/chunked_logprob.py), which on a CPU, without Triton, "
+    "holds about seven fp32 copies of the logits in forward and more in its backward, where "
+    "the run peaks (benchmarks/stacks/trl_fused_head.py); nnmem models the standard loss, "
+    "not this head"
+)
+
+
+def deepspeed_estimator_rows(gpus: int = 8) -> list[dict[str, Any]]:
+    """DeepSpeed's own model-state estimators (``deepspeed.estimators`` in
+    ``measured_stacks.json``: estimate_zero2_model_states_mem_needs and
+    estimate_zero3_model_states_mem_needs, DeepSpeed 0.19.8) at ``gpus`` GPUs against
+    ``nnmem.stacks.zero`` for the same parameter counts, reduce bucket left out as the
+    estimators leave it: model, stage, offload, GPU bytes each way, host bytes each way
+    (a node of ``gpus``), note."""
+    cases = json.loads((STACKS / "measured_stacks.json").read_text(encoding="utf-8"))["cases"]
+    rows: list[dict[str, Any]] = []
+    for r in cases["deepspeed.estimators"]["rows"]:
+        if r["gpus"] != gpus:
+            continue
+        n, psi = r["gpus"], r["params"]
+        offload, offload_params = r["cpu_offload"], r.get("cpu_offload_params", False)
+        sizes = stacks.ModelSizes(psi, 0, 0, r.get("largest_layer_params", 0))
+        s = stacks.zero(
+            sizes,
+            stage=r["stage"],
+            gpus=n,
+            reduce_bucket_size=0,
+            offload_optimizer=offload,
+            offload_param=offload_params,
+        )
+        gpu = s.gpu_bytes("optimizer_step")
+        note = "2Ψ + 18Ψ/N: the same terms" if not offload else "2Ψ: the same terms"
+        if r["stage"] == 3:
+            # The estimator adds one gathered layer in fp32 (4 B × the largest layer,
+            # stage3.py estimate_zero3_model_states_mem_needs largest_layer_memory); nnmem
+            # counts the gathered window in forward and backward, so it is added here to
+            # compare the model states alone.
+            gpu += r["largest_layer_bytes"]
+            note = "the same terms"
+            if not offload:
+                note = (
+                    "nnmem holds the 16-bit grad_partitions_flat_buffer (2Ψ/N, measured in "
+                    "the ZeRO-3 run), which the estimator leaves out"
+                )
+                if psi / n > stacks.DS_SUB_GROUP:
+                    note += (
+                        ", and the fp32 gradient of one optimizer sub-group (sub_group_size "
+                        "1e9) at a time, where the estimator counts the whole 4Ψ/N"
+                    )
+        label = "optimizer and parameters" if offload_params else "optimizer" if offload else "none"
+        rows.append(
+            {
+                "model": r["model"],
+                "params": psi,
+                "stage": r["stage"],
+                "offload": label,
+                "deepspeed_gpu": r["gpu_bytes"],
+                "nnmem_gpu": gpu,
+                "error": gpu / r["gpu_bytes"] - 1 if r["gpu_bytes"] else 0.0,
+                "deepspeed_host": r["cpu_bytes"],
+                "nnmem_host": s.cpu_bytes * n,
+                "note": note,
+            }
+        )
+    return rows
+
+
+def deepspeed_estimator_table(rows: list[dict[str, Any]], caption: str) -> str:
+    """DeepSpeed's estimators against nnmem: model, ZeRO stage, offload, GPU bytes each
+    way with the error, host bytes each way, note."""
+    names = (
+        "Model",
+        "ZeRO",
+        "Offload",
+        "DeepSpeed, per GPU",
+        "nnmem, per GPU",
+        "Error",
+        "DeepSpeed, host",
+        "nnmem, host",
+    )
+    head = "".join(f'<th scope="col">{h}</th>' for h in names)
+    body = []
+    for r in rows:
+        body.append(
+            f'<tr><th scope="row">{escape(r["model"])}</th><td>{r["stage"]}</td>'
+            f'<td>{escape(r["offload"])} <span class="aside">{escape(r["note"])}</span></td>'
+            f'<td class="num">{human(r["deepspeed_gpu"])}</td>'
+            f'<td class="num">{human(r["nnmem_gpu"])}</td>'
+            f'<td class="num">{signed_percent(r["error"], places=1)}</td>'
+            f'<td class="num">{human(r["deepspeed_host"])}</td>'
+            f'<td class="num">{human(r["nnmem_host"]) if r["nnmem_host"] else "—"}</td></tr>'
+        )
+    return (
+        f'<div class="table-scroll" tabindex="0" role="region" aria-label="{escape(caption)}">'
+        f'<table class="accuracy"><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def stack_runs_table(rows: list[dict[str, Any]], caption: str) -> str:
@@ -1250,6 +1420,8 @@ def helpers() -> dict[str, Callable[..., Any] | Any]:
         "published_table": published_table,
         "stack_runs": stack_runs,
         "stack_runs_table": stack_runs_table,
+        "deepspeed_estimator_rows": deepspeed_estimator_rows,
+        "deepspeed_estimator_table": deepspeed_estimator_table,
         "published_checks": published_checks,
         "metric_label": METRIC_LABELS.__getitem__,
         "catalog_size": len(catalog.models()),

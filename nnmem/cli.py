@@ -68,6 +68,8 @@ FLAGS = {
     "gradient_as_bucket_view": "--gradient-as-bucket-view",
     "reshard_after_forward": "--reshard-after-forward",
     "cpu_offload": "--cpu-offload",
+    "fsdp_param_dtype": "--fsdp-param-dtype",
+    "fsdp_reduce_dtype": "--fsdp-reduce-dtype",
     "sync_module_states": "--sync-module-states",
     "loss": "--loss",
     "loss_chunks": "--loss-chunks",
@@ -125,6 +127,17 @@ STACK_FLAGS = (
     ("gradient_as_bucket_view", "BOOL", "DDP: gradients are views of its buckets"),
     ("reshard_after_forward", "BOOL", "FSDP2: free gathered weights after forward (default true)"),
     ("cpu_offload", "BOOL", "FSDP: shards, gradients and step on the CPU (CPUOffloadPolicy)"),
+    (
+        "fsdp_param_dtype",
+        "DTYPE",
+        "FSDP2 MixedPrecisionPolicy param_dtype: auto (from --precision), fp32, bf16 or fp16",
+    ),
+    (
+        "fsdp_reduce_dtype",
+        "DTYPE",
+        "FSDP2 MixedPrecisionPolicy reduce_dtype: auto (fp32 under a 16-bit param_dtype over "
+        "fp32 weights, else the param dtype), fp32, bf16 or fp16",
+    ),
     (
         "sync_module_states",
         "BOOL",

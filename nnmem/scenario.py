@@ -255,6 +255,18 @@ class Stack(StrEnum):
     DEEPSPEED = "deepspeed"
 
 
+class FsdpDtype(StrEnum):
+    """A dtype of FSDP2's ``MixedPrecisionPolicy`` (torch/distributed/fsdp/_fully_shard/
+    _fsdp_api.py): ``auto`` follows ``precision`` (an AMP precision all-gathers 16-bit
+    parameters and reduces in fp32, torchtitan's default policy; otherwise the stored type
+    throughout), or a type named outright."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class Float8Training(StrEnum):
     """FP8 training of the linear layers (nnmem.models.transformer.float8): off, torchao's
     ``convert_to_float8_training`` (Float8Linear, as torchtitan's float8 converter applies
@@ -444,6 +456,12 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Stack.DDP: "PyTorch DDP",
         Stack.FSDP2: "PyTorch FSDP2 (fully_shard)",
         Stack.DEEPSPEED: "DeepSpeed ZeRO",
+    },
+    FsdpDtype: {
+        FsdpDtype.AUTO: "Auto (from precision)",
+        FsdpDtype.FP32: "FP32",
+        FsdpDtype.BF16: "BF16",
+        FsdpDtype.FP16: "FP16",
     },
     Float8Training: {
         Float8Training.OFF: "Off (16-bit matmuls)",
@@ -653,6 +671,10 @@ class Scenario:
     gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
     reshard_after_forward: bool = True  # torch fully_shard default
     cpu_offload: bool = False  # FSDP2 CPUOffloadPolicy; FSDP CPUOffload under ZeRO-3 sharding
+    # FSDP2 MixedPrecisionPolicy param_dtype (the all-gathered, unsharded parameters and
+    # the forward's compute) and reduce_dtype (the reduce-scatter input); auto: from precision
+    fsdp_param_dtype: FsdpDtype = FsdpDtype.AUTO
+    fsdp_reduce_dtype: FsdpDtype = FsdpDtype.AUTO
     # FSDP (v1) under ZeRO-3 sharding, wrapping a model loaded on the CPU with device_id
     # and sync_module_states=True: each unit moved to the GPU, broadcast, flattened and
     # sharded there (torch/distributed/fsdp/_init_utils.py; FSDP's default is False)
@@ -804,10 +826,11 @@ class Scenario:
             data[CHECKPOINT_BYTES] = dict(self.checkpoint_bytes)
         if compact:
             skip = set(self.inactive_fields())
+            given = stack_defaults(self.stack, self.mode, self.finetune, self.precision)
             data = {
                 k: v
                 for k, v in data.items()
-                if k in MODEL_KEYS or (k not in skip and v != _plain(SETTINGS.get(k)))
+                if k in MODEL_KEYS or (k not in skip and v != _plain(given.get(k, SETTINGS.get(k))))
             }
         return data
 
@@ -1017,6 +1040,8 @@ STACK = ChoiceSpec(
 BUCKET_VIEW = FlagSpec("gradient_as_bucket_view", "Gradients as bucket views")
 RESHARD = FlagSpec("reshard_after_forward", "Reshard after forward")
 CPU_OFFLOAD = FlagSpec("cpu_offload", "FSDP CPU offload")
+FSDP_PARAM_DTYPE = ChoiceSpec("fsdp_param_dtype", "FSDP param dtype", FsdpDtype)
+FSDP_REDUCE_DTYPE = ChoiceSpec("fsdp_reduce_dtype", "FSDP reduce dtype", FsdpDtype)
 SYNC_STATES = FlagSpec("sync_module_states", "FSDP sync_module_states")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
@@ -1100,6 +1125,8 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         BUCKET_VIEW,
         RESHARD,
         CPU_OFFLOAD,
+        FSDP_PARAM_DTYPE,
+        FSDP_REDUCE_DTYPE,
         SYNC_STATES,
         OFFLOAD_PARAM,
         REDUCE_BUCKET,
@@ -1198,6 +1225,8 @@ STACK_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "fsdp_param_dtype",
+    "fsdp_reduce_dtype",
     "sync_module_states",
     "offload_param",
     "reduce_bucket_size",
@@ -1211,7 +1240,7 @@ def stack_inactive(
 ) -> set[str]:
     """Training keys a stack does not read (see ``nnmem.models.step.model_states``)."""
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
-    off |= {"sync_module_states"}
+    off |= {"sync_module_states", "fsdp_param_dtype", "fsdp_reduce_dtype"}
     off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
@@ -1223,7 +1252,7 @@ def stack_inactive(
         off -= {"gradient_as_bucket_view"}
         off |= {"sharding", "offload_optimizer"}
     elif stack is Stack.FSDP2:
-        off -= {"reshard_after_forward", "cpu_offload"}
+        off -= {"reshard_after_forward", "cpu_offload", "fsdp_param_dtype", "fsdp_reduce_dtype"}
         off |= {"sharding", "offload_optimizer"}
     elif zero:
         off -= {"reduce_bucket_size"}
@@ -1968,6 +1997,62 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
 # --- parsing -------------------------------------------------------------------------------
 
 
+def stack_defaults(
+    stack: Stack, mode: Mode, finetune: Finetune, precision: Precision
+) -> dict[str, Any]:
+    """The settings a stack changes from the schema's defaults when they are not given.
+
+    - ``trl_sft``: TRL's ``SFTConfig`` defaults ``gradient_checkpointing=True`` and
+      ``bf16=True`` when ``fp16`` is unset (trl/trainer/base_config.py ``_BaseConfig``,
+      TRL 1.16), so the step checkpoints every decoder layer and runs under bf16 autocast.
+      The Trainer enables checkpointing with ``gradient_checkpointing_kwargs=None``, which
+      transformers 5 makes ``{"use_reentrant": False}`` (modeling_utils.py
+      ``_activation_checkpointing_enable``); TRL sets the same itself under transformers 4
+      (trl/trainer/sft_trainer.py ``SFTTrainer.__init__``).
+    - QLoRA on ``hf_trainer`` or ``trl_sft``: peft's ``prepare_model_for_kbit_training``
+      defaults ``use_gradient_checkpointing=True`` (peft src/peft/utils/other.py) and
+      enables checkpointing on the model, whatever the Trainer's own setting; it passes
+      ``gradient_checkpointing_kwargs={}``, so torch's ``checkpoint`` runs reentrant
+      (torch/utils/checkpoint.py: ``use_reentrant=None`` becomes True).
+
+    Reentrant or not, a checkpointed layer keeps the same tensors, its inputs, from
+    forward to backward (torch/utils/checkpoint.py ``CheckpointFunction.forward`` saves
+    them under no_grad; ``_checkpoint_without_reentrant_generator`` keeps them and drops
+    the layer's own), and both recompute one layer at a time in backward, so both are
+    ``full``.
+
+    >>> stack_defaults(Stack.TRL_SFT, Mode.TRAINING, Finetune.FULL, Precision.FP32)
+    {'checkpointing': <Checkpointing.FULL: 'full'>, 'precision': <Precision.AMP_BF16: 'amp_bf16'>}
+    >>> stack_defaults(Stack.HF_TRAINER, Mode.TRAINING, Finetune.LORA, Precision.NF4)
+    {'checkpointing': <Checkpointing.FULL: 'full'>}
+    >>> stack_defaults(Stack.HF_TRAINER, Mode.TRAINING, Finetune.FULL, Precision.FP32)
+    {}
+    """
+    found: dict[str, Any] = {}
+    if mode is not Mode.TRAINING:
+        return found
+    if stack is Stack.TRL_SFT:
+        found |= {"checkpointing": Checkpointing.FULL, "precision": Precision.AMP_BF16}
+    kbit = precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+    if stack in (Stack.HF_TRAINER, Stack.TRL_SFT) and finetune is Finetune.LORA and kbit:
+        found["checkpointing"] = Checkpointing.FULL
+    return found
+
+
+def _with_stack_defaults(values: dict[str, Any], given: Mapping[str, object]) -> None:
+    """Apply :func:`stack_defaults` to the settings ``given`` leaves unset (precision first:
+    the QLoRA rule reads it)."""
+    if not all(k in values for k in ("stack", "mode", "finetune", "precision")):
+        return
+    for _ in range(2):
+        found = stack_defaults(
+            values["stack"], values["mode"], values["finetune"], values["precision"]
+        )
+        for key, value in found.items():
+            if given.get(key) in (None, ""):
+                values[key] = value
+
+
 def parse(data: Mapping[str, object]) -> Scenario:
     """Read a scenario from its JSON schema, reporting every bad key at once.
 
@@ -2021,6 +2106,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
         problems.append(stored)
     else:
         values[CHECKPOINT_BYTES] = stored
+    _with_stack_defaults(values, data)
     raise_if(*problems)
     assert model is not None  # no problem means the model was read
     return Scenario(model=model, source=source, **values)

@@ -129,7 +129,19 @@ PEFT_KBIT = (
 
 # DeepSpeed's defaults (deepspeed/runtime/zero/config.py DeepSpeedZeroConfig).
 DS_REDUCE_BUCKET = 500_000_000
+# allgather_bucket_size adds no memory, so no term reads it: after the step, stages 1-2
+# gather the updated 16-bit partitions straight into bit16_groups_flat
+# (stage_1_and_2.py DeepSpeedZeroOptimizer.step -> runtime/utils.py all_gather_dp_groups:
+# all_gather_into_tensor(group_flat, this rank's partition) where the backend has it;
+# otherwise dist.all_gather over narrow() views of the same flat buffer, the bucket size
+# only setting how many such calls run). Stage 3 gathers with its own prefetch bucket.
 DS_ALLGATHER_BUCKET = 500_000_000
+DS_ALLGATHER = (
+    "DeepSpeed runtime/utils.py all_gather_dp_groups (called by stage_1_and_2.py "
+    "DeepSpeedZeroOptimizer.step): the updated 16-bit partitions are all-gathered in place "
+    "into bit16_groups_flat; allgather_bucket_size only splits the fallback all_gather into "
+    "views of that buffer, allocating nothing"
+)
 DS_PREFETCH_BUCKET = 50_000_000
 DS_MAX_LIVE = 1_000_000_000
 DS_PERSISTENCE = 100_000
@@ -485,7 +497,9 @@ def fsdp2(
         notes.append(f"Gradients are reduce-scattered in {reduce_bytes}-byte values, {when}.")
     step = (adamw_step_temporaries(impl, math.ceil(sizes.params / n), param_bytes, 0),)
     if cpu_offload:
-        cpu = (weights, state, grads)
+        # The step runs on the host's shards, so its temporaries are host memory too
+        # (measured: benchmarks/stacks fsdp2.cpu_offload, foreach AdamW, Ψ/N × 4 B).
+        cpu = (weights, state, grads, *step)
         notes.append("CPUOffloadPolicy: shards, gradients and the optimizer step on the CPU.")
         return StackStates(
             "fsdp2", states=(), gathered=gathered, backward=backward, cpu=cpu, notes=tuple(notes)
@@ -527,7 +541,9 @@ def zero(
     gradient partition. The reduce bucket has its full configured size whatever the
     model's: stages 1-2 allocate it in each backward, stage 3 once at start.
     ``overlap_comm`` doubles the stage 1-2 bucket (DeepSpeed's default turns it on for
-    stage 3, whose one bucket per dtype is allocated in ``__init__``).
+    stage 3, whose one bucket per dtype is allocated in ``__init__``). The all-gather of
+    the updated 16-bit parameters after the step writes into ``bit16_groups_flat`` in
+    place, so ``allgather_bucket_size`` adds nothing (``DS_ALLGATHER``).
 
     >>> s = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0)
     >>> s.by_key("optimizer_step")

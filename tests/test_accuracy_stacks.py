@@ -302,3 +302,63 @@ def test_zero3_against_deepspeeds_estimate(row: dict[str, Any]):
         assert row["cpu_bytes"] == pytest.approx(1.5 * 18 / 20 * s.cpu_bytes * n, rel=1e-6)
     else:
         assert row["gpu_bytes"] - largest == pytest.approx(sharded, abs=n)
+
+
+# --- the rows the accuracy page shows ---------------------------------------------------------
+
+
+def test_fsdp2_cpu_offload_host_holds_shards_gradients_state_and_step():
+    # One memory on a CPU: at the step's peak the host holds the fp32 shard (4Ψ/2), its
+    # AdamW m and v (8Ψ/2), the sharded gradients (4Ψ/2) and the foreach step's copy of
+    # the shard (4Ψ/2): 10Ψ, nothing on the device.
+    s = stacks.fsdp2(SIZES, gpus=2, cpu_offload=True, prefetch_units=0)
+    peak = phase("fsdp2.cpu_offload", "optimizer_step")["peak_bytes"]
+    assert peak - OTHER - SHARD_PADDING == s.cpu_bytes == 10 * PSI == 49_994_240
+    assert s.gpu_bytes("optimizer_step") == 0
+
+
+def _small_llama(**settings: Any) -> int:
+    from content_helpers import SMALL_LLAMA
+    from nnmem.estimate import estimate
+    from nnmem.scenario import parse
+
+    return estimate(parse(SMALL_LLAMA | settings)).tensor_peak_bytes
+
+
+def test_hf_trainer_run_peaks_where_the_hf_trainer_stack_does():
+    # The run's rows are 127 tokens (a word-level tokenizer without special tokens), all
+    # of one length, so no padding mask: nnmem 93,898,024 B; the run also holds the
+    # batch's attention_mask and a separate labels tensor (2 × 2 × 127 × 8 = 4,064 B),
+    # the step counters (156 B), rotary buffers (256 B) and a few Trainer scalars.
+    nnmem = _small_llama(stack="hf_trainer", seq_len=127, packing="off")
+    assert nnmem == 93_898_024
+    assert MEASURED["hf_trainer.defaults"]["peak_bytes"] - nnmem == 10_600
+
+
+def test_trl_run_peaks_in_trls_fused_head():
+    # nnmem's trl_sft stack with TRL's defaults (bf16 autocast over fp32 weights,
+    # checkpointing, fused AdamW) at the run's 128 tokens; the run peaks 28.8 MB above it,
+    # in the backward of TRL's fused LM head (benchmarks/stacks/trl_fused_head.py), which
+    # nnmem does not model.
+    nnmem = _small_llama(stack="trl_sft", seq_len=128, packing="off")
+    assert MEASURED["trl_sft.defaults"]["peak_bytes"] == 115_410_320
+    assert nnmem == 86_566_912
+
+
+def test_accuracy_page_rows():
+    from content_helpers import deepspeed_estimator_rows, stack_runs
+
+    runs = {r["run"] for r in stack_runs()}
+    assert {
+        "HF Trainer, default TrainingArguments",
+        "TRL SFTTrainer, default SFTConfig",
+        "FSDP2, CPUOffloadPolicy",
+    } <= runs
+    ds = deepspeed_estimator_rows(8)
+    assert len(ds) == 15  # 3 models × (ZeRO-2, ZeRO-2 offload, ZeRO-3 and its 2 offloads)
+    off = [r for r in ds if r["error"] != 0.0]
+    assert [(r["model"], r["stage"], r["offload"]) for r in off] == [
+        ("small-llama", 3, "none"),
+        ("llama-3.1-8b", 3, "none"),
+        ("llama-3.1-70b", 3, "none"),
+    ]

@@ -19,6 +19,7 @@ from nnmem.scenario import (
     LABELS,
     Device,
     Finetune,
+    FsdpDtype,
     Optimizer,
     OptimizerImpl,
     Precision,
@@ -181,7 +182,48 @@ def computes_in_16bit(s: Scenario) -> bool:
     enters no autocast when FSDP is on), and DeepSpeed's bf16 or fp16 mode casts the
     module itself (deepspeed/runtime/engine.py DeepSpeedEngine._configure_distributed_model,
     module.bfloat16() or module.half())."""
+    if s.stack is Stack.FSDP2 and s.fsdp_param_dtype is not FsdpDtype.AUTO:
+        return s.fsdp_param_dtype is not FsdpDtype.FP32
     return s.precision.is_amp and (s.stack is Stack.FSDP2 or zero_applies(s))
+
+
+def fsdp_computes_in_fp32(s: Scenario) -> bool:
+    """Whether FSDP2 gathers pure 16-bit weights as fp32 (``fsdp_param_dtype: fp32``
+    without autocast), so the forward computes in fp32."""
+    return (
+        s.stack is Stack.FSDP2
+        and s.fsdp_param_dtype is FsdpDtype.FP32
+        and not s.precision.is_amp
+        and s.precision is not Precision.FP32
+    )
+
+
+_FSDP_BYTES = {FsdpDtype.FP32: 4, FsdpDtype.BF16: 2, FsdpDtype.FP16: 2}
+
+
+def fsdp_dtypes(s: Scenario, stored: int) -> tuple[int, int | None]:
+    """The bytes of FSDP2's param_dtype and reduce_dtype (None: the param dtype's) over
+    parameters stored at ``stored`` bytes.
+
+    PyTorch torch/distributed/fsdp/_fully_shard/_fsdp_api.py MixedPrecisionPolicy:
+    param_dtype is the unsharded parameters' type (_fsdp_param.py
+    FSDPParam.init_dtype_attrs, init_unsharded_param: ``self.param_dtype or
+    self.orig_dtype``) and the forward's (cast_forward_inputs); reduce_dtype the
+    reduce-scatter input's (_fsdp_collectives.py foreach_reduce: ``reduce_dtype or
+    grad_dtype``), the sharded gradient going back to the stored type; each is clamped to
+    None where it casts nothing (init_dtype_attrs).
+
+    ``auto`` param: 16-bit under an AMP precision (torchtitan's mixed_precision_param
+    bf16), else the stored type. ``auto`` reduce: fp32 where the parameters are gathered
+    narrower than they are stored (torchtitan's mixed_precision_reduce float32), else the
+    param dtype, MixedPrecisionPolicy's default.
+    """
+    amp = s.precision.is_amp
+    param = _FSDP_BYTES.get(s.fsdp_param_dtype, 2 if amp else stored)
+    reduce = _FSDP_BYTES.get(s.fsdp_reduce_dtype)
+    if reduce is None and param < stored:
+        reduce = 4
+    return param, None if reduce == param else reduce
 
 
 def stackable(s: Scenario) -> bool:
@@ -216,15 +258,15 @@ def model_states(
     width = tensors[0].bytes_per_value if tensors else 4
     impl = effective_impl(s).value
     if s.stack is Stack.FSDP2:
-        amp = s.precision.is_amp
+        # MixedPrecisionPolicy: by default torchtitan's, bf16 params reduced in fp32
+        # (torchtitan/config/job_config.py mixed_precision_param, mixed_precision_reduce).
+        param_dtype, reduce_dtype = fsdp_dtypes(s, width)
         fs = stacks.fsdp2(
             sizes,
             gpus=dp,
             param_bytes=width,
-            compute_bytes=2 if amp else width,
-            # torchtitan's default MixedPrecisionPolicy reduces in fp32
-            # (torchtitan/config/job_config.py mixed_precision_reduce).
-            reduce_bytes=4 if amp else None,
+            compute_bytes=param_dtype,
+            reduce_bytes=reduce_dtype,
             # torchtitan apply_fsdp does not reshard a pipeline stage's blocks after
             # forward, and the stage keeps them unsharded through backward, gradients
             # accumulating unsharded over the micro-batches (stacks.FSDP2_PIPELINE_GRAD).
@@ -233,7 +275,8 @@ def model_states(
             impl=impl,
             accumulate_unsharded=s.pipelined,
         )
-        return _from_stack(fs, autocast=False)
+        # autocast runs over gathered weights FSDP did not cast (an fp32 param_dtype)
+        return _from_stack(fs, autocast=s.precision.is_amp and not computes_in_16bit(s))
     if zero_applies(s):
         low = 2 if s.precision.compute_bytes == 2 else 4
         stage = {Sharding.ZERO1: 1, Sharding.ZERO2: 2, Sharding.ZERO3: 3}[s.sharding]

@@ -66,6 +66,7 @@ from nnmem.scenario import (
     inactive_fields,
     load_json,
     parse,
+    stack_defaults,
 )
 from nnmem.units import count, plain, scaled
 from nnmem.validation import ChoiceSpec, FlagSpec, NumberSpec, shown, whole
@@ -494,6 +495,17 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "gradients and the step on the CPU.",
         "",
     ),
+    "fsdp_param_dtype": (
+        "FSDP2 MixedPrecisionPolicy param_dtype: the type each block is all-gathered in and "
+        "computes in. Auto follows the precision (16-bit under AMP).",
+        "",
+    ),
+    "fsdp_reduce_dtype": (
+        "FSDP2 MixedPrecisionPolicy reduce_dtype: the type gradients are reduce-scattered in. "
+        "Auto: fp32 under 16-bit parameters over fp32 weights (torchtitan), else the "
+        "param dtype.",
+        "",
+    ),
     "sync_module_states": (
         "FSDP under ZeRO-3 sharding, wrapping a model loaded on the CPU: each unit is moved "
         "to the GPU, broadcast, flattened and sharded there; the allocator replay keeps the "
@@ -712,6 +724,8 @@ _ADVANCED_KEYS = (
     "gradient_as_bucket_view",
     "reshard_after_forward",
     "cpu_offload",
+    "fsdp_param_dtype",
+    "fsdp_reduce_dtype",
     "sync_module_states",
     "device",
     "cuda_context_mib",
@@ -1429,6 +1443,8 @@ def follow_edit(fields: Mapping[str, object]) -> dict[str, str]:
             changes["precision"] = defaults.precision_for(config, mode).value
     if edited & {"precision", "mode"} and mode is Mode.TRAINING:
         changes |= _qlora(fields, Precision(changes.get("precision", precision)))
+    if "stack" in edited:
+        changes |= _stack_followers(fields, mode, precision)
     if "params_millions" in edited and _example_shape_misfits(fields):
         # The example's width and depth would describe another model: let the size set them.
         changes |= {"hidden_size": "", "num_layers": ""}
@@ -1473,6 +1489,31 @@ def _qlora(fields: Mapping[str, object], precision: Precision) -> dict[str, str]
     changes = {"finetune": finetune.value}
     if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
         changes["checkpointing"] = checkpointing.value
+    return changes
+
+
+def _stack_followers(
+    fields: Mapping[str, object], mode: Mode, precision: Precision
+) -> dict[str, str]:
+    """A stack picked for training brings the defaults it sets itself
+    (:func:`nnmem.scenario.stack_defaults`): TRL's bf16 autocast in place of plain fp32,
+    and its gradient checkpointing where none was chosen.
+
+    >>> _stack_followers({"stack": "trl_sft"}, Mode.TRAINING, Precision.FP32)
+    {'checkpointing': 'full', 'precision': 'amp_bf16'}
+    >>> _stack_followers({"stack": "trl_sft", "checkpointing": "per_op"}, Mode.TRAINING,
+    ...                  Precision.AMP_FP16)
+    {}
+    """
+    stack = _lenient(STACK, fields, Stack.PLAIN)
+    finetune = _lenient(FINETUNE, fields, Finetune.FULL)
+    changes: dict[str, str] = {}
+    for key, value in stack_defaults(stack, mode, finetune, precision).items():
+        if key == "checkpointing":
+            if _lenient(CHECKPOINTING, fields, Checkpointing.NONE) is Checkpointing.NONE:
+                changes[key] = value.value
+        elif key == "precision" and precision is Precision.FP32:
+            changes[key] = value.value
     return changes
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 STACK_ONLY = {
     "ddp": {"gradient_as_bucket_view"},
-    "fsdp2": {"reshard_after_forward", "cpu_offload"},
+    "fsdp2": {"reshard_after_forward", "cpu_offload", "fsdp_param_dtype", "fsdp_reduce_dtype"},
     "deepspeed": {"reduce_bucket_size", "offload_param", "offload_optimizer"},
 }
 ALL = set().union(*STACK_ONLY.values())
@@ -143,3 +143,24 @@ def test_float8_controls_show_only_where_they_apply_and_the_total_is_the_engine_
     expect(gather).to_be_hidden()
     fill_form(calculator, {"mode": "inference", "precision": "bf16"})
     expect(fp8).to_be_hidden()
+
+
+def test_trl_brings_its_checkpointing_and_bf16(calculator: Page) -> None:
+    """TRL's SFTConfig defaults gradient_checkpointing=True and bf16=True: picking the
+    trl_sft stack over an fp32 run without checkpointing sets both controls."""
+    fill_form(calculator, {"precision": "fp32", "checkpointing": "none"})
+    _open_advanced(calculator)
+    calculator.select_option("#f-stack", "trl_sft")
+    expect(calculator.locator("#f-checkpointing")).to_have_value("full")
+    expect(calculator.locator("#f-precision")).to_have_value("amp_bf16")
+
+
+def test_fsdp_mixed_precision_total_matches_the_engine(calculator: Page) -> None:
+    """FSDP2's MixedPrecisionPolicy dtypes, set in the form: the page's total is CPython's
+    and differs from the default policy's."""
+    base = {"precision": "amp_bf16", "stack": "fsdp2", "num_gpus": "4"}
+    values = {**base, "fsdp_param_dtype": "fp32", "fsdp_reduce_dtype": "bf16"}
+    fill_form(calculator, values)
+    expected = estimate(parse({**DEFAULT_FORM, **values}))
+    assert expected.total_bytes != estimate(parse({**DEFAULT_FORM, **base})).total_bytes
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))

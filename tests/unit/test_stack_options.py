@@ -49,7 +49,8 @@ def test_fused_adamw_has_no_step_temporaries() -> None:
 def test_trainer_stacks_run_fused_adamw_whatever_optimizer_impl_says() -> None:
     """transformers training_args.py: the default optim is adamw_torch_fused."""
     for stack in ("hf_trainer", "trl_sft"):
-        e = run(stack=stack, optimizer_impl="foreach")
+        # fp32 without checkpointing, which trl_sft would default away from
+        e = run(stack=stack, optimizer_impl="foreach", precision="fp32", checkpointing="none")
         assert e.to_dict()["phases"] == run(optimizer_impl="fused").to_dict()["phases"]
         assert "optimizer_impl" in e.scenario.inactive_fields()
 
@@ -142,7 +143,8 @@ def test_fsdp2_without_reshard_keeps_every_unit() -> None:
 
 def test_fsdp2_cpu_offload_moves_shards_gradients_and_state_to_the_host() -> None:
     e = run(stack="fsdp2", num_gpus=4, precision="amp_bf16", cpu_offload=True)
-    assert e.host_bytes == (4 + 8 + 4) * PSI // 4
+    # fp32 shards, m and v, gradients, and the foreach step's copy of the shard
+    assert e.host_bytes == (4 + 8 + 4 + 4) * PSI // 4
     assert "optimizer_state" not in e.component_sizes()
 
 
@@ -201,7 +203,16 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
     [
         ({}, set()),
         ({"stack": "ddp"}, {"stack", "gradient_as_bucket_view"}),
-        ({"stack": "fsdp2"}, {"stack", "reshard_after_forward", "cpu_offload"}),
+        (
+            {"stack": "fsdp2"},
+            {
+                "stack",
+                "reshard_after_forward",
+                "cpu_offload",
+                "fsdp_param_dtype",
+                "fsdp_reduce_dtype",
+            },
+        ),
         ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
         (
             {"stack": "deepspeed", "sharding": "zero3"},

@@ -1454,9 +1454,9 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         )
     if s.stack is Stack.TRL_SFT and s.checkpointing is Checkpointing.NONE:
         notes.append(
-            "TRL's SFTConfig turns gradient checkpointing on by default "
-            "(trl/trainer/sft_config.py gradient_checkpointing=True); set checkpointing "
-            "to full to match it."
+            "Checkpointing is off in this run; TRL's SFTConfig turns it on by default "
+            "(trl/trainer/base_config.py gradient_checkpointing=True), as the trl_sft "
+            "stack does when checkpointing is not set."
         )
     if not st.stacked and s.sharding is Sharding.ZERO3 and s.data_parallel == 1:
         notes.append(

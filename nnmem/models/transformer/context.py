@@ -9,7 +9,7 @@ from nnmem.models.architecture import (
     Family,
     Transformer,
 )
-from nnmem.models.step import computes_in_16bit
+from nnmem.models.step import computes_in_16bit, fsdp_computes_in_fp32
 from nnmem.models.tensors import Widths
 from nnmem.scenario import (
     Attention,
@@ -68,10 +68,13 @@ class Ctx:
 
 def _widths(s: Scenario) -> Widths:
     cpu = s.device is Device.CPU
-    if s.precision is Precision.FP32:
+    if s.precision is Precision.FP32 and not computes_in_16bit(s):
         return Widths(res=4, act=4, cpu=cpu)
     if s.precision.is_amp and not computes_in_16bit(s):
         return Widths(res=4, act=2, cpu=cpu, amp=True)
+    if fsdp_computes_in_fp32(s):
+        # FSDP2 gathers 16-bit weights as fp32 (param_dtype fp32) and computes in fp32
+        return Widths(res=4, act=4, cpu=cpu)
     return Widths(res=2, act=2, cpu=cpu)
 
 
