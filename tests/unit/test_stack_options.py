@@ -205,6 +205,7 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
         ({"stack": "ddp"}, {"stack", "gradient_as_bucket_view"}),
         ({"stack": "fsdp2"}, {"stack", "reshard_after_forward", "cpu_offload"}),
         ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
+        ({"sharding": "zero2", "optimizer": "sgd_momentum"}, {"stack", "reduce_bucket_size"}),
         (
             {"stack": "deepspeed", "sharding": "zero3"},
             {
@@ -560,3 +561,14 @@ def test_fsdp_offload_of_an_8bit_step_holds_its_states_on_the_host() -> None:
         )
     )
     assert e.host_bytes == p + p + 65 * p // 128 == 20_138_389_536
+
+
+def test_zero12_with_a_client_optimizer_reads_offload_optimizer_and_its_impl() -> None:
+    """DeepSpeed's offload_optimizer applies to a LoRA or non-AdamW step under ZeRO-1/2;
+    the client optimizer runs its own kernel, so optimizer_impl is read too."""
+    off = parse({**BILLION, "sharding": "zero2", "optimizer": "sgd_momentum"}).inactive_fields()
+    assert "offload_optimizer" not in off
+    assert "optimizer_impl" not in off
+    lora = parse({**LORA_ZERO, "stack": "plain"}).inactive_fields()
+    assert "offload_optimizer" not in lora
+    assert "cpu_offload" in lora
