@@ -1242,11 +1242,15 @@ def stack_inactive(
     off = {"gradient_as_bucket_view", "reshard_after_forward", "cpu_offload"}
     off |= {"sync_module_states", "fsdp_param_dtype", "fsdp_reduce_dtype"}
     off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
+    # The Trainer's DeepSpeed integration: ZeRO-1/2 take any step (nnmem.stacks.zero with
+    # a frozen base or a client optimizer), ZeRO-3 full fine-tuning with AdamW.
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
         and sharding is not Sharding.NONE
-        and finetune is Finetune.FULL
-        and optimizer is Optimizer.ADAMW
+        and (
+            sharding is not Sharding.ZERO3
+            or (finetune is Finetune.FULL and optimizer is Optimizer.ADAMW)
+        )
     )
     if stack is Stack.DDP:
         off -= {"gradient_as_bucket_view"}
@@ -1258,7 +1262,8 @@ def stack_inactive(
         off -= {"reduce_bucket_size"}
         if sharding is Sharding.ZERO3:
             off -= {"offload_param", *ZERO3_KEYS}
-        off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
+        if optimizer is Optimizer.ADAMW:
+            off.add("optimizer_impl")  # DeepSpeed's own step, modelled from its engine
     elif sharding is Sharding.NONE:
         off.add("offload_optimizer")  # offload is a ZeRO feature
     elif sharding is Sharding.ZERO3:
@@ -1955,12 +1960,9 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
             )
         )
     full_adamw = s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
-    zero12 = s.sharding in (Sharding.ZERO1, Sharding.ZERO2)
-    if s.stack in SINGLE_PROCESS and zero12 and not full_adamw:
-        # With these stacks ZeRO-1/2 is DeepSpeed's (the Trainer's and accelerate's
-        # DeepSpeed integration), modelled from stage_1_and_2.py for full fine-tuning
-        # with AdamW: the fp32 master is optimizer state there, partitioned with m and
-        # v. A LoRA or non-AdamW step is modelled sharded only as FSDP (zero3).
+    if s.stack is Stack.DEEPSPEED and s.sharding is Sharding.ZERO3 and not full_adamw:
+        # Stages 1-2 take a frozen base and a client optimizer (nnmem.stacks.zero); stage 3
+        # is modelled for full fine-tuning with Adam.
         got = (
             f"finetune {s.finetune.value}"
             if s.finetune is not Finetune.FULL
@@ -1969,19 +1971,17 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
         problems.append(
             Problem(
                 "sharding",
-                f"Sharding {s.sharding.value} is modelled as DeepSpeed's ZeRO "
-                "runs it, for finetune full with the adamw optimizer (got "
-                f"{got}): set sharding to zero3 (FSDP full sharding) or none, or "
-                "train every weight with AdamW.",
+                f"DeepSpeed ZeRO-3 is modelled for full fine-tuning with AdamW (got {got}): "
+                "set sharding to zero1 or zero2, or choose another stack.",
             )
         )
-    if s.stack in (Stack.DEEPSPEED, Stack.FSDP2):
+    if s.stack is Stack.FSDP2:
         if s.finetune is not Finetune.FULL:
             problems.append(
                 Problem(
                     "stack",
                     f"{label} is modelled for full fine-tuning; for LoRA choose the plain "
-                    "loop, HF Trainer, TRL or DDP stack.",
+                    "loop, HF Trainer, TRL, DDP or DeepSpeed stack.",
                 )
             )
         elif s.optimizer is not Optimizer.ADAMW:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Protocol
 
@@ -120,6 +120,20 @@ DS_OFFLOAD = (
     "DeepSpeedCPUAdam): fp32 master, m, v and the fp32 gradient partition live in host "
     "memory and the step runs there; offload_param (stage 3) keeps the 16-bit partitions "
     "on the host too"
+)
+DS_TRAINABLE = (
+    "DeepSpeed stage_1_and_2.py DeepSpeedZeroOptimizer.__init__: bit16_groups take only the "
+    "parameters is_optimized_parameter accepts (runtime/utils.py: requires_grad and numel > "
+    "0), so the flat 16-bit group, the fp32 partition, the gradient partitions and the "
+    "buckets cover the trainable parameters; frozen ones stay ordinary module parameters "
+    "with no master, gradient or state"
+)
+DS_CLIENT_OPT = (
+    "DeepSpeed runtime/engine.py DeepSpeedEngine._configure_optimizer: a client (torch or "
+    "bitsandbytes) optimizer becomes basic_optimizer (zero_allow_untested_optimizer); "
+    "stage_1_and_2.py DeepSpeedZeroOptimizer.__init__ sets each param_group's params to "
+    "[single_partition_of_fp32_groups[i]], so its state is that of one flat fp32 tensor "
+    "of this rank's partition"
 )
 PEFT_KBIT = (
     "peft src/peft/utils/other.py prepare_model_for_kbit_training: every fp16/bf16 "
@@ -531,6 +545,9 @@ def zero(
     offload_optimizer: bool = False,
     offload_param: bool = False,
     grad_accum_steps: int = 1,
+    trainable: int | None = None,
+    frozen: Term | None = None,
+    client_optimizer: tuple[Term, Term] | None = None,
 ) -> StackStates:
     """DeepSpeed ZeRO stage 1, 2 or 3 with 16-bit training (bf16 or fp16) and Adam.
 
@@ -545,19 +562,43 @@ def zero(
     the updated 16-bit parameters after the step writes into ``bit16_groups_flat`` in
     place, so ``allgather_bucket_size`` adds nothing (``DS_ALLGATHER``).
 
+    Stages 1 and 2 also take a step that trains part of the model (LoRA) or runs another
+    optimizer: ``trainable`` is then the trained parameter count Ψ_t (the 16-bit group,
+    master, gradients and state cover only those, :data:`DS_TRAINABLE`), ``frozen`` the
+    frozen weights, held as they are, and ``client_optimizer`` the state and step
+    temporaries of the optimizer over one flat fp32 partition of ⌈Ψ_t/N⌉ values
+    (:data:`DS_CLIENT_OPT`), which replace Adam's m and v.
+
     >>> s = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0)
     >>> s.by_key("optimizer_step")
     {'weights': 2000, 'optimizer_state': 3000, 'gradients': 500, 'temporaries': 1000}
+    >>> base = fixed("weights", "frozen base", 5000, "5,000 B")
+    >>> lora = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0,
+    ...             trainable=100, frozen=base)
+    >>> lora.by_key("optimizer_step")
+    {'weights': 5200, 'optimizer_state': 300, 'gradients': 50, 'temporaries': 100}
     """
     if stage not in (1, 2, 3):
         raise ValueError("stage must be 1, 2 or 3")
     if offload_param and stage != 3:
         raise ValueError("offload_param needs stage 3")
+    partial = trainable is not None or frozen is not None or client_optimizer is not None
+    if partial and stage == 3:
+        raise ValueError("a frozen base or a client optimizer is modelled for stages 1 and 2")
     n = gpus
-    p = [("P", sizes.params)]
+    p = [("P", sizes.params)] if trainable is None else [("P_train", trainable)]
+    psi = sizes.params if trainable is None else trainable
     notes = [f"DeepSpeed ZeRO-{stage} across {n} ranks; figures are per rank."]
+    if trainable is not None:
+        notes.append(
+            f"Only the {psi:,} trainable parameters enter ZeRO's 16-bit group, fp32 master, "
+            "gradients and optimizer state; the frozen weights stay whole on every rank."
+        )
     source = DS_ZERO3 if stage == 3 else DS_ZERO12
-    weights = product("weights", f"{low_bytes}-byte parameters", p, low_bytes, source)
+    if trainable is not None:
+        source = f"{source}; {DS_TRAINABLE}"
+    label = "trainable " if trainable is not None else ""
+    weights = product("weights", f"{low_bytes}-byte {label}parameters", p, low_bytes, source)
     gathered: tuple[Term, ...] = ()
     persistent: tuple[Term, ...] = ()
     if stage == 3:
@@ -606,6 +647,19 @@ def zero(
         ),
         n,
     )
+    masters: tuple[Term, ...] = (master,)
+    opt_step: tuple[Term, ...] = ()
+    if client_optimizer is not None:
+        # The fp32 master partition (single_partition_of_fp32_groups) and the client
+        # optimizer's own state over it, instead of Adam's m and v.
+        own_state, own_step = client_optimizer
+        master = _split(product("optimizer_state", "fp32 master partition", p, 4, source), n)
+        over = f"{source}; {DS_CLIENT_OPT}"
+        masters = (master,)
+        if own_state.bytes:
+            masters = (master, replace(own_state, source=f"{own_state.source}; {over}"))
+        if own_step.bytes:
+            opt_step = (replace(own_step, source=f"{own_step.source}; {over}"),)
     fp32_grad = _split(
         product("temporaries", "fp32 gradient partition for the step", p, 4, DS_FP32_GRAD), n
     )
@@ -628,8 +682,9 @@ def zero(
         DS_IPG,
     )
     cpu: tuple[Term, ...] = ()
-    states: tuple[Term, ...] = (weights, *persistent, master)
-    step: tuple[Term, ...] = (fp32_grad,)
+    kept = (frozen,) if frozen is not None else ()
+    states: tuple[Term, ...] = (*kept, weights, *persistent, *masters)
+    step: tuple[Term, ...] = (fp32_grad, *opt_step)
     gradients: tuple[Term, ...] = (grads,)
     if stage == 3:
         # grad_partitions_flat_buffer is allocated once, in __init__ (measured: live
@@ -640,14 +695,18 @@ def zero(
         # copies each reduced bucket straight into the fp32 gradient there
         # (async_inplace_copy_grad_to_fp32_buffer_from_gpu); stage 3 keeps its 16-bit
         # grad_partitions_flat_buffer on the host as well.
-        cpu = (master, fp32_grad)
-        states, step = (weights, *persistent), ()
+        cpu = (*masters, fp32_grad, *opt_step)
+        states, step = (*kept, weights, *persistent), ()
         if stage == 2:
             gradients = ()
         if stage == 3:
             cpu = (*cpu, grads)
         notes.append(
             "offload_optimizer: master weights, m, v, fp32 gradients and the step on the CPU."
+            if client_optimizer is None
+            else "offload_optimizer: master weights, the optimizer's state, fp32 gradients and "
+            "the step on the CPU (a client optimizer there needs zero_force_ds_cpu_optimizer: "
+            "false, runtime/engine.py _configure_optimizer)."
         )
     if offload_param:
         cpu = (*cpu, weights)

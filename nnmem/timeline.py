@@ -944,7 +944,7 @@ def _optimizer_ops(walk: _Walk, target: Sequence[Item], next_step: Sequence[Item
 
     keep = set(next_step)
     temporaries = [x for x in target if x.term.key not in STATE_KEYS and x.term.key != "gradients"]
-    cloned = [x for x in target if x.term.source == TORCH_SGD]
+    cloned = [x for x in target if x.term.source.startswith(TORCH_SGD)]  # ZeRO appends its own
     foreach = [x for x in temporaries if not _per_tensor(walk, x)]
     if not foreach:
         cloned = []

@@ -166,11 +166,16 @@ def sizes_of(
 
 def zero_applies(s: Scenario) -> bool:
     """Whether DeepSpeed ZeRO holds the model states: the deepspeed stack, or a ZeRO
-    stage asked of a single-process stack (the Trainer's DeepSpeed integration)."""
+    stage asked of a single-process stack (the Trainer's DeepSpeed integration). ZeRO-1
+    and ZeRO-2 take any step there (LoRA, any optimizer: :func:`nnmem.stacks.zero`);
+    ZeRO-3 full fine-tuning with AdamW (a LoRA or non-AdamW step under zero3 is
+    modelled as FSDP's FULL_SHARD)."""
     if s.stack is Stack.DEEPSPEED:
         return True
     single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
-    return single and s.sharding is not Sharding.NONE and stackable(s)
+    if not single or s.sharding is Sharding.NONE:
+        return False
+    return s.sharding is not Sharding.ZERO3 or stackable(s)
 
 
 def computes_in_16bit(s: Scenario) -> bool:
@@ -280,6 +285,7 @@ def model_states(
     if zero_applies(s):
         low = 2 if s.precision.compute_bytes == 2 else 4
         stage = {Sharding.ZERO1: 1, Sharding.ZERO2: 2, Sharding.ZERO3: 3}[s.sharding]
+        trainable, frozen, client = _zero_partial(s, tensors, frozen_bytes, dp)
         zs = stacks.zero(
             sizes,
             stage=stage,
@@ -292,6 +298,9 @@ def model_states(
             offload_optimizer=s.offload_optimizer,
             offload_param=s.offload_param and stage == 3,
             grad_accum_steps=s.grad_accum_steps,
+            trainable=trainable,
+            frozen=frozen,
+            client_optimizer=client,
         )
         return _from_stack(zs, autocast=False)
     states = _legacy_states(s, tensors, frozen_bytes, impl)
@@ -315,6 +324,35 @@ def model_states(
             states.gradients = []
         states.notes += [f"PyTorch DDP across {dp} GPUs; figures are per GPU.", *dd.notes]
     return states
+
+
+def _zero_partial(
+    s: Scenario, tensors: Sequence[Trainable], frozen_bytes: int, dp: int
+) -> tuple[int | None, Term | None, tuple[Term, Term] | None]:
+    """What :func:`nnmem.stacks.zero` needs beyond full fine-tuning with AdamW: the
+    trained count Ψ_t and the frozen weights (LoRA), and the client optimizer's state and
+    step over one rank's flat fp32 partition of ⌈Ψ_t/N⌉ values (another optimizer)."""
+    trainable: int | None = None
+    frozen: Term | None = None
+    client: tuple[Term, Term] | None = None
+    psi = sum(t.elements for t in tensors)
+    if s.finetune is not Finetune.FULL:
+        trainable = psi
+        frozen = Term(
+            "weights",
+            "frozen base weights (no gradient, master or state)",
+            frozen_bytes,
+            "base weights at their format",
+            f"{frozen_bytes:,} B",
+            stacks.DS_TRAINABLE,
+        )
+    if s.optimizer is not Optimizer.ADAMW:
+        # stage_1_and_2.py: partition_size = len(bit16_groups_flat) // world size, the flat
+        # group padded to a multiple of the world size first.
+        partition = Trainable((-(-psi // dp),), 4)
+        opt = optimizer_memory(s.optimizer, s.optimizer_impl, [partition])
+        client = (opt.state, opt.step)
+    return trainable, frozen, client
 
 
 BNB_PAGED = (
@@ -436,8 +474,8 @@ def _legacy_states(
 ) -> States:
     """One process's states, whole; with ``sharding: zero3`` on a step :mod:`nnmem.stacks`
     does not model (LoRA, optimizers other than AdamW) divided over the GPUs as FSDP's
-    FULL_SHARD divides them. (ZeRO-1 and ZeRO-2 with such a step are refused by the
-    scenario: as DeepSpeed runs them they are modelled for full fine-tuning with AdamW.)"""
+    FULL_SHARD divides them. (ZeRO-1 and ZeRO-2 with such a step are DeepSpeed's, in
+    :func:`nnmem.stacks.zero` with a frozen base or a client optimizer.)"""
     notes: list[str] = []
     n_params = sum(t.elements for t in tensors)
     width = tensors[0].bytes_per_value if tensors else 4

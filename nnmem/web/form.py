@@ -449,8 +449,9 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "logits": ("Logits for the last position only (generation) or for every position.", ""),
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
     "sharding": (
-        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does "
-        "(full AdamW training); LoRA or another optimizer: zero3 only, as FSDP.",
+        "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does; with "
+        "LoRA or another optimizer, zero1/zero2 shard only the trained weights' master, "
+        "gradients and state, and zero3 is read as FSDP.",
         "",
     ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),
@@ -478,7 +479,8 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "offload_optimizer": (
-        "DeepSpeed offload_optimizer: fp32 master, m, v, gradients and the step on the CPU.",
+        "DeepSpeed offload_optimizer: fp32 master, optimizer state, fp32 gradients and "
+        "the step on the CPU.",
         "",
     ),
     "stack": ("The training code: each keeps its own copies, buckets and shards.", ""),

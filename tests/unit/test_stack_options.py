@@ -167,6 +167,8 @@ def test_qlora_on_the_trainer_casts_16_bit_weights_to_fp32() -> None:
         {"stack": "deepspeed", "sharding": "zero1", "num_gpus": 4},
         {"stack": "deepspeed", "sharding": "zero3", "num_gpus": 4},
         {"sharding": "zero3", "num_gpus": 4, "optimizer": "sgd_momentum"},
+        {"sharding": "zero2", "num_gpus": 4, "optimizer": "sgd_momentum"},
+        {"sharding": "zero1", "num_gpus": 4, "optimizer": "adamw_8bit", "precision": "amp_bf16"},
         {"sharding": "zero3", "num_gpus": 4, "optimizer": "adamw_8bit", "precision": "amp_bf16"},
         {"mode": "inference", "precision": "bf16"},
     ],
@@ -214,6 +216,7 @@ def test_hidden_fields_do_not_change_the_estimate(settings: dict[str, Any]) -> N
             },
         ),
         ({"stack": "deepspeed", "sharding": "zero2"}, {"stack", "reduce_bucket_size"}),
+        ({"sharding": "zero2", "optimizer": "sgd_momentum"}, {"stack", "reduce_bucket_size"}),
         (
             {"stack": "deepspeed", "sharding": "zero3"},
             {
@@ -404,35 +407,127 @@ def test_fsdp_cpu_offload_of_a_lora_run_keeps_only_the_gathered_layers() -> None
     assert sum(t.bytes for t in offload.host) == moved == 1_999_904_768
 
 
+# Llama 3.1 8B (P = 8,030,261,248): LoRA r = 16 on q (4,096 → 4,096) and v (4,096 →
+# 1,024, 8 KV heads of 128) in 32 layers: A is (16, in), B is (out, 16), so per layer
+# 16·4,096 + 4,096·16 + 16·4,096 + 1,024·16 = 212,992 and Ψ_t = 32 × 212,992.
+LLAMA31_P = 8_030_261_248
+LORA_PSI = 32 * (16 * 4096 + 4096 * 16 + 16 * 4096 + 1024 * 16)
+LORA_ZERO = {
+    "model": "preset",
+    "preset": "llama-3.1-8b",
+    "finetune": "lora",
+    "lora_rank": 16,
+    "lora_targets": "qv",
+    "precision": "amp_bf16",
+    "stack": "hf_trainer",
+    "sharding": "zero2",
+    "num_gpus": 4,
+    "seq_len": 1024,
+}
+
+
+def test_zero2_with_lora_partitions_only_the_trained_parameters() -> None:
+    """HF Trainer + DeepSpeed ZeRO-2 + LoRA on 4 GPUs (stage_1_and_2.py
+    DeepSpeedZeroOptimizer.__init__ groups only requires_grad parameters; engine.py
+    _cast_module_mixed_precision casts the fp32 base to bf16): the frozen base 2P whole
+    and the adapters' 16-bit group 2Ψ_t on every GPU; the fp32 master, m and v 12Ψ_t/4;
+    the gradient partition 2Ψ_t/4; the fp32 gradient 4Ψ_t/4 in the step; the full
+    5·10⁸-value bf16 reduce bucket in backward."""
+    assert LORA_PSI == 6_815_744
+    e = estimate(parse(LORA_ZERO))
+    assert phase(e, "optimizer_step") == {
+        "weights": 2 * LLAMA31_P + 2 * LORA_PSI,
+        "optimizer_state": 12 * LORA_PSI // 4,
+        "gradients": 2 * LORA_PSI // 4,
+        "temporaries": 4 * LORA_PSI // 4,
+    }
+    assert 2 * LLAMA31_P + 2 * LORA_PSI == 16_074_153_984
+    assert phase(e, "backward")["comm_buffers"] == 2 * 500_000_000
+    assert "autocast_copies" not in e.component_sizes()
+    assert e.host_bytes == 0
+    # The same DeepSpeed states whichever stack drives it.
+    for stack in ("plain", "trl_sft", "deepspeed"):
+        other = estimate(parse({**LORA_ZERO, "stack": stack}))
+        assert phase(other, "optimizer_step") == phase(e, "optimizer_step"), stack
+
+
+def test_zero1_with_lora_keeps_whole_gradients_while_accumulating() -> None:
+    """Stage 1 reduces at the accumulation boundary (stage_1_and_2.py reduce_gradients),
+    so over 2 micro-steps each GPU keeps the whole 16-bit gradient 2Ψ_t."""
+    e = estimate(parse({**LORA_ZERO, "sharding": "zero1", "grad_accum_steps": 2}))
+    assert phase(e, "optimizer_step")["gradients"] == 2 * LORA_PSI == 13_631_488
+    assert phase(e, "optimizer_step")["optimizer_state"] == 12 * LORA_PSI // 4
+
+
+def test_zero2_offload_with_lora_moves_the_adapters_master_and_state() -> None:
+    """offload_optimizer: master, m, v (12Ψ_t/4) and the fp32 gradient (4Ψ_t/4) on the
+    host; the GPU keeps the frozen base and the adapters' 16-bit group."""
+    e = estimate(parse({**LORA_ZERO, "offload_optimizer": True}))
+    assert e.host_bytes == 16 * LORA_PSI // 4 == 27_262_976
+    assert phase(e, "optimizer_step") == {"weights": 16_074_153_984}
+
+
+def test_qlora_under_zero2_keeps_the_4bit_base_and_undoes_the_fp32_casts() -> None:
+    """engine.py _cast_module_mixed_precision casts float16/bfloat16/float32 parameters
+    to bf16: Params4bit's uint8 storage stays, prepare_model_for_kbit_training's fp32
+    embeddings, norms and head go back to 16-bit, and the fp32 adapters (4Ψ_t without
+    ZeRO) become a 2Ψ_t group."""
+    qlora = {**LORA_ZERO, "precision": "nf4"}
+    unsharded = {**qlora, "sharding": "none", "stack": "plain"}
+    base = estimate(parse(unsharded)).component_sizes()["weights"] - 4 * LORA_PSI
+    zero2 = estimate(parse(qlora))
+    assert phase(zero2, "optimizer_step")["weights"] == base + 2 * LORA_PSI
+    assert phase(zero2, "optimizer_step")["optimizer_state"] == 12 * LORA_PSI // 4
+
+
 @pytest.mark.parametrize(
-    ("settings", "got"),
+    ("settings", "state", "temporaries"),
     [
-        ({"optimizer": "adamw_8bit", "sharding": "zero2"}, "optimizer adamw_8bit"),
-        ({"optimizer": "sgd_momentum", "sharding": "zero1", "stack": "hf_trainer"}, "optimizer"),
-        (
-            {
-                "model": "preset",
-                "preset": "llama-3.1-8b",
-                "finetune": "lora",
-                "sharding": "zero2",
-                "stack": "trl_sft",
-            },
-            "finetune lora",
-        ),
+        # bitsandbytes' uint8 m and v with an fp32 absmax per 256 values over the
+        # partition n = Ψ/4 = 2.5·10⁸ (⌈n/256⌉ = 976,563); fused kernels, no temporaries.
+        ({"optimizer": "adamw_8bit"}, 4 * PSI // 4 + 2 * PSI // 4 + 8 * 976_563, 0),
+        # torch SGD's momentum over the partition, the foreach step's one copy of it.
+        ({"optimizer": "sgd_momentum", "stack": "hf_trainer"}, 8 * PSI // 4, 4 * PSI // 4),
+        # Adafactor cannot factor a 1-D partition: a full fp32 second moment, and two fp32
+        # copies of the (fp32) partition in its step.
+        ({"optimizer": "adafactor", "sharding": "zero1"}, 8 * PSI // 4, 8 * PSI // 4),
     ],
 )
-def test_zero1_and_zero2_are_deepspeeds_and_refused_where_it_is_not_modelled(
-    settings: dict[str, Any], got: str
+def test_zero12_runs_a_client_optimizer_over_the_fp32_partition(
+    settings: dict[str, Any], state: int, temporaries: int
 ) -> None:
-    """ZeRO-1/2 with these stacks is DeepSpeed's (stage_1_and_2.py: the fp32 master is
-    optimizer state, partitioned); it is modelled for full AdamW training, so LoRA or
-    another optimizer is refused, naming the field and what it may be."""
+    """engine.py _configure_optimizer takes the client optimizer as basic_optimizer;
+    stage_1_and_2.py points its param_groups at single_partition_of_fp32_groups, so its
+    state is one flat fp32 tensor of Ψ/4 values beside the master 4Ψ/4."""
+    e = run(**{"sharding": "zero2", "num_gpus": 4, "precision": "amp_bf16", **settings})
+    step = phase(e, "optimizer_step")
+    assert step["weights"] == 2 * PSI
+    assert step["optimizer_state"] == state
+    assert step["gradients"] == 2 * PSI // 4
+    assert step["temporaries"] == 4 * PSI // 4 + temporaries
+
+
+def test_client_optimizer_offload_puts_its_state_on_the_host() -> None:
+    """8-bit AdamW with offload_optimizer: master, the 8-bit states and the fp32 gradient
+    partition in host RAM; the GPU keeps the 16-bit weights."""
+    e = run(
+        sharding="zero2",
+        num_gpus=4,
+        precision="amp_bf16",
+        optimizer="adamw_8bit",
+        offload_optimizer=True,
+    )
+    assert e.host_bytes == 4 * PSI // 4 + 2 * PSI // 4 + 8 * 976_563 + 4 * PSI // 4
+    assert phase(e, "optimizer_step") == {"weights": 2 * PSI}
+
+
+def test_deepspeed_zero3_with_lora_is_refused_naming_sharding() -> None:
     with pytest.raises(NnmemError) as error:
-        parse({**BILLION, "num_gpus": 4, "precision": "amp_bf16", **settings})
+        parse({**LORA_ZERO, "stack": "deepspeed", "sharding": "zero3"})
     problem = error.value.problems[0]
     assert problem.key == "sharding"
-    assert got in problem.message
-    assert "set sharding to zero3 (FSDP full sharding) or none" in problem.message
+    assert "finetune lora" in problem.message
+    assert "set sharding to zero1 or zero2" in problem.message
 
 
 def test_a_sharded_step_the_stacks_do_not_model_offloads_as_fsdp_does() -> None:
@@ -477,3 +572,14 @@ def test_fsdp_offload_of_an_8bit_step_holds_its_states_on_the_host() -> None:
         )
     )
     assert e.host_bytes == p + p + 65 * p // 128 == 20_138_389_536
+
+
+def test_zero12_with_a_client_optimizer_reads_offload_optimizer_and_its_impl() -> None:
+    """DeepSpeed's offload_optimizer applies to a LoRA or non-AdamW step under ZeRO-1/2;
+    the client optimizer runs its own kernel, so optimizer_impl is read too."""
+    off = parse({**BILLION, "sharding": "zero2", "optimizer": "sgd_momentum"}).inactive_fields()
+    assert "offload_optimizer" not in off
+    assert "optimizer_impl" not in off
+    lora = parse({**LORA_ZERO, "stack": "plain"}).inactive_fields()
+    assert "offload_optimizer" not in lora
+    assert "cpu_offload" in lora

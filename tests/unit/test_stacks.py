@@ -180,3 +180,42 @@ def test_zero3_step_makes_one_sub_group_of_fp32_gradients_at_a_time():
     # Below one sub-group the whole partition is one: 8.03e9 / 16 values, 4 B each.
     s16 = stacks.zero(LLAMA3_8B, stage=3, gpus=16)
     assert s16.by_key("optimizer_step")["temporaries"] == 4 * LLAMA3_8B.params // 16
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "measured_state"),
+    [("adamw", 57_344), ("sgd_momentum", 28_672)],
+)
+@pytest.mark.parametrize("stage", [1, 2])
+def test_zero12_with_lora_matches_deepspeed_on_the_cpu(
+    stage: int, optimizer: str, measured_state: int
+) -> None:
+    """benchmarks/stacks/zero_lora.py (DeepSpeed 0.19.8, peft LoRA r = 8 on q and v of a
+    2-layer Llama, a torch client optimizer, bf16, 2 ranks): Ψ_t = 14,336 adapter values
+    and 1,975,552 frozen, all bf16 after deepspeed.initialize (3,951,104 B); per rank
+    bit16_groups_flat 28,672 B, the fp32 partition 28,672 B, the optimizer's tensor state
+    57,344 B (AdamW) or 28,672 B (SGD's momentum)."""
+    from nnmem.optimizers import Trainable, optimizer_memory
+    from nnmem.scenario import Optimizer, OptimizerImpl
+    from nnmem.terms import fixed
+
+    psi = 14_336
+    frozen = fixed("weights", "frozen base", 3_951_104, "3,951,104 B")
+    client = None
+    if optimizer != "adamw":
+        opt = optimizer_memory(
+            Optimizer(optimizer), OptimizerImpl.FUSED, [Trainable((psi // 2,), 4)]
+        )
+        client = (opt.state, opt.step)
+    s = stacks.zero(
+        ModelSizes(psi, psi // 2, 0, 4096),
+        stage=stage,
+        gpus=2,
+        reduce_bucket_size=0,
+        trainable=psi,
+        frozen=frozen,
+        client_optimizer=client,
+    )
+    held = s.by_key("forward")
+    assert held["weights"] == 3_951_104 + 28_672
+    assert held["optimizer_state"] == 28_672 + measured_state

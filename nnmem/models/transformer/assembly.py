@@ -18,7 +18,13 @@ from nnmem.models.architecture import (
     parameter_tensors,
 )
 from nnmem.models.architecture import Tensor as ParamTensor
-from nnmem.models.step import Built, gradients_held, model_states, stepped_in_backward
+from nnmem.models.step import (
+    Built,
+    gradients_held,
+    model_states,
+    stepped_in_backward,
+    zero_applies,
+)
 from nnmem.models.stored import stored_weight_terms
 from nnmem.models.tensors import Row, as_term, total_bytes
 from nnmem.models.transformer import cache, float8
@@ -1404,6 +1410,12 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             for shape in (Trainable((r, n_in), aw, layers), Trainable((n_out, r), aw, layers))
         ]
         frozen = total(weight_terms(s, t, n_params))
+        if zero_applies(s) and s.precision.is_amp:
+            # DeepSpeed's bf16/fp16 mode casts every floating-point parameter, the frozen
+            # fp32 base too, to 16-bit (runtime/engine.py DeepSpeedEngine.
+            # _cast_module_mixed_precision: p.data = p.data.to(param_dtype) for float16,
+            # bfloat16, float32 and float64; earlier releases' module.bfloat16() the same).
+            frozen = 2 * n_params
         st = model_states(s, tensors, frozen)
         n_lora = sum(x.elements for x in tensors)
         notes.append(
@@ -1420,6 +1432,10 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         c.lora is not None
         and s.stack in (Stack.HF_TRAINER, Stack.TRL_SFT)
         and s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+        # Under DeepSpeed the engine casts those fp32 parameters back to 16-bit
+        # (_cast_module_mixed_precision); the 4-bit and 8-bit storage (uint8, int8) is not
+        # a floating-point type and stays as it is.
+        and not zero_applies(s)
     ):
         # QLoRA recipes on the Trainer call peft's prepare_model_for_kbit_training.
         st.weights = [*st.weights, stacks.kbit_fp32_casts(sizes)]
