@@ -24,6 +24,7 @@ import lzma
 import os
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -471,8 +472,29 @@ def short_hash(data: bytes) -> str:
 _IMPORT = re.compile(r'(from\s+|import\s*\(\s*)"\./([\w.-]+\.m?js)"')
 
 
-def versioned_assets(static: Path, site: Site) -> dict[str, str]:
-    """Add every static file to ``site`` and return its versioned URL by name.
+# Scripts and styles go out minified: comments, spaces and local names cut by esbuild
+# (pinned in package.json), which keeps every export, string and import path.
+MINIFIED = {".js": "js", ".mjs": "js", ".css": "css"}
+
+
+def minify(name: str, data: bytes, esbuild: Path) -> bytes:
+    """``data`` minified by esbuild when ``name`` is a script or a style sheet."""
+    loader = MINIFIED.get(Path(name).suffix)
+    if loader is None:
+        return data
+    done = subprocess.run(
+        [str(esbuild), "--minify", f"--loader={loader}", "--charset=utf8", "--log-level=error"],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BuildError(f"site_src/static/{name}: {done.stderr.decode('utf-8', 'replace')}")
+    return done.stdout
+
+
+def versioned_assets(static: Path, site: Site, esbuild: Path) -> dict[str, str]:
+    """Add every static file to ``site``, minified, and return its versioned URL by name.
 
     The version is a hash of the file's content; a script's relative imports are
     rewritten to the versions of what they import, so a change anywhere reaches every
@@ -495,6 +517,7 @@ def versioned_assets(static: Path, site: Site) -> dict[str, str]:
                     text,
                 )
                 data = text.encode("utf-8")
+            data = minify(name, data, esbuild)
             site.files[f"assets/{name}"] = data
             assets[name] = f"assets/{name}?v={short_hash(data)}"
             progressed = True
@@ -657,6 +680,9 @@ def build(
         raise BuildError(
             f"Pyodide core files missing from {pyodide_dir} ({', '.join(missing)}): run npm ci"
         )
+    esbuild = root / "node_modules" / ".bin" / "esbuild"
+    if not esbuild.is_file():
+        raise BuildError(f"esbuild missing from {esbuild.parent}: run npm ci")
 
     # Load: content, the nnmem bundle, the assets and the prerendered default result.
     pages = load_content(content or root / "content")
@@ -667,7 +693,7 @@ def build(
     site.files[bundle_name] = bundle
     later_name = f"assets/nnmem-later-{short_hash(later)}.zip.xz"
     site.files[later_name] = later
-    assets = versioned_assets(static, site)
+    assets = versioned_assets(static, site, esbuild)
     # The core's folder names its version, so a browser may keep it as long as it likes.
     core = f"pyodide-{pyodide_version(pyodide_dir)}/"
     for name in PYODIDE_FILES:

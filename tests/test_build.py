@@ -51,7 +51,22 @@ def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
     """A changed engine.js reaches the calculator even from a browser's cache."""
     calculator = (site / "assets" / "calculator.js").read_text()
     engine = (site / "assets" / "engine.js").read_bytes()
-    assert f'from "./engine.js?v={build.short_hash(engine)}"' in calculator
+    assert re.search(rf'from ?"\./engine\.js\?v={build.short_hash(engine)}"', calculator)
+
+
+def test_scripts_and_styles_ship_minified(site: Path) -> None:
+    """The page's scripts and styles go out without comments or indentation (esbuild),
+    and keep what other files use by name: the worker's export, the lazy imports."""
+    for name in ("calculator.js", "worker.js", "style.css"):
+        source = (ROOT / "site_src" / "static" / name).read_text()
+        shipped = (site / "assets" / name).read_text()
+        assert "// " in source or "/* " in source
+        assert len(shipped) < 0.8 * len(source), name
+        assert not re.search(r"^\s*(//|/\*)", shipped, re.M), name
+    worker = (site / "assets" / "worker.js").read_text()
+    assert "export function growMemoryTo" in worker  # tests/e2e/test_boot.py imports it
+    calculator = (site / "assets" / "calculator.js").read_text()
+    assert re.search(r'import\("\./reader\.js\?v=[0-9a-f]{10}"\)', calculator)
 
 
 def test_exact_file_list(site: Path) -> None:
