@@ -227,6 +227,11 @@ class Example:
         return human(self.estimate.host_bytes)
 
     @property
+    def nvme(self) -> str:
+        """NVMe swap space the stack keeps beside each GPU; "0 B" when none."""
+        return human(self.estimate.nvme_bytes)
+
+    @property
     def stack(self) -> str:
         """The training stack the estimate follows, by its label."""
         return LABELS[self.scenario.stack]

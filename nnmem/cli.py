@@ -60,7 +60,9 @@ FLAGS = {
     "num_gpus": "--num-gpus",
     "sharding": "--sharding",
     "offload_optimizer": "--offload-optimizer",
+    "offload_optimizer_device": "--offload-optimizer-device",
     "offload_param": "--offload-param",
+    "offload_param_device": "--offload-param-device",
     "reduce_bucket_size": "--reduce-bucket-size",
     "stage3_prefetch_bucket_size": "--stage3-prefetch-bucket-size",
     "stage3_max_live_parameters": "--stage3-max-live-parameters",
@@ -115,7 +117,18 @@ STACK_FLAGS = (
     ("num_gpus", "N", "GPUs in the job (default 1)"),
     ("sharding", "STAGE", "ZeRO stage for DeepSpeed: none, zero1, zero2, zero3 (default none)"),
     ("offload_optimizer", "BOOL", "DeepSpeed: master weights, m, v and the step on the CPU"),
+    (
+        "offload_optimizer_device",
+        "DEVICE",
+        "with --offload-optimizer: cpu (default) or nvme (ZeRO-3: swap files, pinned "
+        "swap buffers in host RAM)",
+    ),
     ("offload_param", "BOOL", "DeepSpeed ZeRO-3: 16-bit parameters on the CPU"),
+    (
+        "offload_param_device",
+        "DEVICE",
+        "with --offload-param: cpu (default) or nvme (swap files, pinned swap buffers)",
+    ),
     ("reduce_bucket_size", "N", "DeepSpeed reduce bucket, in elements (default 500,000,000)"),
     ("stage3_prefetch_bucket_size", "N", "ZeRO-3 prefetch bucket, in elements (50,000,000)"),
     ("stage3_max_live_parameters", "N", "ZeRO-3 cap on gathered parameters (1,000,000,000)"),

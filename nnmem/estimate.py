@@ -227,6 +227,7 @@ def estimate(scenario: Scenario, gpu_id: str | None = None) -> Estimate:
         notes=tuple(built.notes) + _platform_notes(gpu_id),
         saved_activation_bytes=built.saved_activation_bytes,
         host=built.host,
+        nvme=built.nvme,
         overhead_labels=PLATFORM_LABELS.get(_vendor(gpu_id), ()),
     )
 

@@ -133,11 +133,19 @@ class Estimate:
     # The overheads' names on the GPU's platform: ROCm has a HIP context and hipBLASLt
     # workspaces where CUDA has a CUDA context and cuBLAS workspaces.
     overhead_labels: tuple[tuple[str, str], ...] = ()
+    # what the training stack keeps in swap files on an NVMe drive (DeepSpeed's offload
+    # device nvme), beside host RAM
+    nvme: tuple[Term, ...] = ()
 
     @property
     def host_bytes(self) -> int:
         """Host (CPU) memory beside the GPU figure: what an offloading stack keeps there."""
         return sum(t.bytes for t in self.host)
+
+    @property
+    def nvme_bytes(self) -> int:
+        """NVMe space beside the GPU figure: the swap files of DeepSpeed's NVMe offload."""
+        return sum(t.bytes for t in self.nvme)
 
     @property
     def peak_phase(self) -> Phase:
@@ -219,6 +227,7 @@ class Estimate:
             "notes": list(self.notes),
             **({"runtime": dict(self.runtime)} if self.runtime is not None else {}),
             **({"host_bytes": self.host_bytes} if self.host else {}),
+            **({"nvme_bytes": self.nvme_bytes} if self.nvme else {}),
         }
 
 

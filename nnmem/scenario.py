@@ -286,6 +286,15 @@ class Sharding(StrEnum):
     ZERO3 = "zero3"
 
 
+class OffloadDevice(StrEnum):
+    """Where a DeepSpeed offload puts its tensors, as ``zero_optimization.offload_optimizer``
+    and ``offload_param`` spell ``device`` (deepspeed/runtime/zero/offload_config.py
+    OffloadDeviceEnum): host RAM, or swap files on an NVMe drive (ZeRO-Infinity)."""
+
+    CPU = "cpu"
+    NVME = "nvme"
+
+
 class Device(StrEnum):
     """Where the step runs: a CUDA GPU, or the CPU (host memory)."""
 
@@ -485,6 +494,10 @@ OPTION_LABELS: dict[type[StrEnum], dict[Any, str]] = {
         Logits.LAST: "Last position (generate)",
         Logits.ALL: "Every position",
     },
+    OffloadDevice: {
+        OffloadDevice.CPU: "CPU (host RAM)",
+        OffloadDevice.NVME: "NVMe (swap files)",
+    },
     Device: {
         Device.CUDA: "CUDA GPU",
         Device.CPU: "CPU (host memory)",
@@ -666,6 +679,8 @@ class Scenario:
     pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
     pipeline_microbatches: int | None = None
     offload_optimizer: bool = False
+    # DeepSpeed offload_optimizer.device: cpu, or nvme (ZeRO-3; swap files, nnmem.stacks)
+    offload_optimizer_device: OffloadDevice = OffloadDevice.CPU
     # the training stack (nnmem.stacks) and its own settings
     stack: Stack = Stack.PLAIN
     gradient_as_bucket_view: bool = False  # torch/nn/parallel/distributed.py default
@@ -680,6 +695,7 @@ class Scenario:
     # sharded there (torch/distributed/fsdp/_init_utils.py; FSDP's default is False)
     sync_module_states: bool = False
     offload_param: bool = False  # DeepSpeed zero_optimization.offload_param (stage 3)
+    offload_param_device: OffloadDevice = OffloadDevice.CPU  # its device: cpu or nvme
     # DeepSpeed zero_optimization.reduce_bucket_size (deepspeed/runtime/zero/config.py)
     reduce_bucket_size: int = 500_000_000
     # DeepSpeed ZeRO-3's gathering (zero_optimization.stage3_*, deepspeed/runtime/zero/
@@ -767,6 +783,8 @@ class Scenario:
             tensor_parallel=self.tensor_parallel,
             pipeline_parallel=self.pipeline_parallel,
             float8_training=self.float8_training,
+            offload_optimizer=self.offload_optimizer,
+            offload_param=self.offload_param,
         )
 
     @property
@@ -1025,6 +1043,7 @@ SHARDING = ChoiceSpec(
     ),
 )
 OFFLOAD = FlagSpec("offload_optimizer", "Optimizer offload")
+OFFLOAD_DEVICE = ChoiceSpec("offload_optimizer_device", "Optimizer offload device", OffloadDevice)
 STACK = ChoiceSpec(
     "stack",
     "Training stack",
@@ -1044,6 +1063,7 @@ FSDP_PARAM_DTYPE = ChoiceSpec("fsdp_param_dtype", "FSDP param dtype", FsdpDtype)
 FSDP_REDUCE_DTYPE = ChoiceSpec("fsdp_reduce_dtype", "FSDP reduce dtype", FsdpDtype)
 SYNC_STATES = FlagSpec("sync_module_states", "FSDP sync_module_states")
 OFFLOAD_PARAM = FlagSpec("offload_param", "Parameter offload")
+OFFLOAD_PARAM_DEVICE = ChoiceSpec("offload_param_device", "Parameter offload device", OffloadDevice)
 REDUCE_BUCKET = whole("reduce_bucket_size", "Reduce bucket size", 10**12, low=0)
 PREFETCH_BUCKET = whole("stage3_prefetch_bucket_size", "ZeRO-3 prefetch bucket", 10**12, low=0)
 MAX_LIVE = whole("stage3_max_live_parameters", "ZeRO-3 max live parameters", 10**12, low=0)
@@ -1121,6 +1141,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         PIPELINE_SCHEDULE,
         PIPELINE_MICROBATCHES,
         OFFLOAD,
+        OFFLOAD_DEVICE,
         STACK,
         BUCKET_VIEW,
         RESHARD,
@@ -1129,6 +1150,7 @@ SPECS: dict[str, NumberSpec | ChoiceSpec[Any] | FlagSpec] = {
         FSDP_REDUCE_DTYPE,
         SYNC_STATES,
         OFFLOAD_PARAM,
+        OFFLOAD_PARAM_DEVICE,
         REDUCE_BUCKET,
         PREFETCH_BUCKET,
         MAX_LIVE,
@@ -1206,6 +1228,7 @@ _SERVED_OFF = frozenset(
         "attention",
         "sharding",
         "offload_optimizer",
+        "offload_optimizer_device",
         "device",
         "cuda_context_mib",
         "allocator_overhead_percent",
@@ -1229,6 +1252,7 @@ STACK_KEYS = (
     "fsdp_reduce_dtype",
     "sync_module_states",
     "offload_param",
+    "offload_param_device",
     "reduce_bucket_size",
     *ZERO3_KEYS,
 )
@@ -1433,6 +1457,8 @@ def inactive_fields(
     tensor_parallel: int = 1,
     pipeline_parallel: int = 1,
     float8_training: Float8Training = Float8Training.OFF,
+    offload_optimizer: bool = False,
+    offload_param: bool = False,
 ) -> tuple[str, ...]:
     """Schema keys that do not apply to a scenario of this shape.
 
@@ -1472,6 +1498,7 @@ def inactive_fields(
         "lora_dtype",
         "sharding",
         "offload_optimizer",
+        "offload_optimizer_device",
         *STACK_KEYS,
         *MEMORY_FEATURE_KEYS,
         *FLOAT8_KEYS,
@@ -1485,6 +1512,11 @@ def inactive_fields(
     off |= inference if mode is Mode.TRAINING else training
     if mode is Mode.TRAINING:
         off |= stack_inactive(stack, sharding, finetune, optimizer)
+        # An offload's device is read where the offload is read and on.
+        if "offload_optimizer" in off or not offload_optimizer:
+            off.add("offload_optimizer_device")
+        if "offload_param" in off or not offload_param:
+            off.add("offload_param_device")
         off |= memory_features_inactive(model, stack, sharding, loss, optimizer_in_backward)
         off |= float8_inactive(model, stack, finetune, device, float8_training)
         if not paged_applies(stack, sharding, optimizer):
@@ -1975,6 +2007,7 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
                 "set sharding to zero1 or zero2, or choose another stack.",
             )
         )
+    problems += _offload_device_checks(s)
     if s.stack is Stack.FSDP2:
         if s.finetune is not Finetune.FULL:
             problems.append(
@@ -1991,6 +2024,47 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
                     f"{label} is modelled with AdamW; choose the adamw optimizer or another stack.",
                 )
             )
+    return problems
+
+
+def _offload_device_checks(s: Scenario) -> list[Problem | None]:
+    """An offload's ``device`` nvme needs that offload on, and for the optimizer ZeRO-3:
+    DeepSpeed's stage 1-2 optimizer has no NVMe swapper (deepspeed/runtime/zero/
+    stage_1_and_2.py DeepSpeedZeroOptimizer.__init__ takes any device but none as
+    cpu_offload, and keeps the states in host RAM); stage3.py _configure_offloading
+    swaps them (swap_optimizer = device == nvme)."""
+    problems: list[Problem | None] = []
+    nvme = OffloadDevice.NVME
+    if s.offload_optimizer_device is nvme:
+        if not s.offload_optimizer:
+            problems.append(
+                Problem(
+                    "offload_optimizer_device",
+                    "offload_optimizer_device nvme places the optimizer offload on NVMe: "
+                    "turn offload_optimizer on, or set offload_optimizer_device to cpu.",
+                )
+            )
+        elif (
+            "offload_optimizer_device" not in s.inactive_fields()
+            and s.sharding is not Sharding.ZERO3
+        ):
+            problems.append(
+                Problem(
+                    "offload_optimizer_device",
+                    "offload_optimizer_device nvme needs sharding zero3: DeepSpeed's "
+                    "ZeRO-1/2 optimizer (stage_1_and_2.py) has no NVMe swapper and keeps "
+                    "the offloaded states in host RAM, as with cpu. Set sharding to "
+                    "zero3, or offload_optimizer_device to cpu.",
+                )
+            )
+    if s.offload_param_device is nvme and not s.offload_param:
+        problems.append(
+            Problem(
+                "offload_param_device",
+                "offload_param_device nvme places the parameter offload on NVMe: turn "
+                "offload_param on, or set offload_param_device to cpu.",
+            )
+        )
     return problems
 
 

@@ -135,6 +135,54 @@ DS_CLIENT_OPT = (
     "[single_partition_of_fp32_groups[i]], so its state is that of one flat fp32 tensor "
     "of this rank's partition"
 )
+DS_NVME_OPTIMIZER = (
+    "DeepSpeed stage3.py DeepSpeedZeroOptimizer_Stage3._create_fp32_partitions: with "
+    "offload_optimizer device nvme (swap_optimizer) a sub-group of 1 MiB or more "
+    "(_swappable_optimizer_subgroup) keeps its fp32 master, m and v in swap files "
+    "(swap_tensor/optimizer_utils.py OptimizerSwapper), and "
+    "_swap_out_offload_fp32_gradients writes its fp32 gradients there too"
+)
+DS_NVME_GRAD_COPIES = (
+    "DeepSpeed stage3.py DeepSpeedZeroOptimizer_Stage3.partition_grads: at the "
+    "accumulation boundary each reduced bucket's gradient partitions are cast to fp32 on "
+    "the GPU (_offload_grad_partition_at_boundary: grad_buffer.to(fp32), kept in "
+    "offload_fp32_gradients for a swappable sub-group) until "
+    "_swap_out_offload_fp32_gradients writes them to NVMe"
+)
+DS_NVME_OPTIMIZER_BUFFERS = (
+    "DeepSpeed swap_tensor/optimizer_utils.py OptimizerSwapper.__init__: a "
+    "SwapBufferManager of offload_optimizer.buffer_count (4) page-locked fp32 tensors "
+    "(swap_tensor/utils.py SwapBufferManager.__init__, new_cpu_locked_tensor), each the "
+    "largest sub-group's partition, io-aligned (largest_numel, stage3.py "
+    "_configure_tensor_swapping); partitioned_optimizer_swapper.py "
+    "swap_in_optimizer_state reads the master, m, v and gradient of the sub-group being "
+    "stepped into them"
+)
+DS_NVME_PARAM = (
+    "DeepSpeed zero/partition_parameters.py Init._partition_param: with offload_param "
+    "device nvme each 16-bit partition of 1 MiB or more is written to a swap file "
+    "(swap_tensor/partitioned_param_swapper.py AsyncPartitionedParameterSwapper."
+    "swap_out_and_release)"
+)
+DS_NVME_PARAM_BUFFERS = (
+    "DeepSpeed swap_tensor/partitioned_param_swapper.py AsyncPartitionedParameterSwapper."
+    "_configure_aio: offload_param.buffer_count (5) page-locked buffers of buffer_size "
+    "(1e8) elements, io-aligned, in the model's dtype, through which every partition "
+    "read from NVMe passes"
+)
+DS_NVME_PARAM_CPU = (
+    "DeepSpeed stage3.py DeepSpeedZeroOptimizer_Stage3._create_param_groups_fp16_flat_"
+    "cpu_memory: a pinned flat buffer of min(partition, offload_param.max_in_cpu 1e9) "
+    "elements per parameter group; _move_to_flat_buffer swaps each sub-group that fits in "
+    "it back from NVMe for good"
+)
+DS_NVME_PARAM_RESERVE = (
+    "DeepSpeed stage3.py _create_fp16_partitions_with_defragmentation: with a sub-group "
+    "left on NVMe, AsyncPartitionedParameterSwapper.reserve_partitioned_swap_space pins "
+    "the io-aligned ds_numel of the largest sub-group's parameters, which is each "
+    "parameter's whole size (partition_parameters.py: param.ds_numel = param.numel()), "
+    "to write the updated 16-bit partitions back after the step"
+)
 PEFT_KBIT = (
     "peft src/peft/utils/other.py prepare_model_for_kbit_training: every fp16/bf16 "
     "parameter that is not a Params4bit (embeddings, norms, the unquantized LM head) is "
@@ -161,6 +209,23 @@ DS_MAX_LIVE = 1_000_000_000
 DS_PERSISTENCE = 100_000
 DS_MAX_REUSE = 1_000_000_000
 DS_SUB_GROUP = 1_000_000_000  # sub_group_size
+
+# DeepSpeed's NVMe offload (ZeRO-Infinity), its defaults: deepspeed/runtime/zero/
+# offload_config.py DeepSpeedZeroOffloadParamConfig (buffer_count 5, buffer_size 1e8
+# elements, max_in_cpu 1e9 elements) and DeepSpeedZeroOffloadOptimizerConfig (buffer_count
+# 4: "Adam optimizer has 4 states (parameter, gradient, momentum, and variance)");
+# swap_tensor/constants.py aio block_size 1 MiB and intra_op_parallelism 1;
+# swap_tensor/utils.py AIO_ALIGNED_BYTES 1024 and MIN_AIO_BYTES 1 MiB. A tensor is swapped
+# only if it holds max(MIN_AIO_BYTES, block_size) bytes or more (swappable_tensor,
+# OptimizerSwapper.is_swappable_tensor), and every swap buffer is rounded up to whole
+# AIO_ALIGNED_BYTES × intra_op_parallelism (_io_aligned_numel).
+DS_PARAM_BUFFER_COUNT = 5
+DS_PARAM_BUFFER_SIZE = 100_000_000
+DS_MAX_IN_CPU = 1_000_000_000
+DS_OPTIMIZER_BUFFER_COUNT = 4
+DS_AIO_ALIGNED_BYTES = 1024
+DS_MIN_AIO_BYTES = 1 << 20
+OFFLOAD_DEVICES = ("cpu", "nvme")
 
 
 class NamedTensor(Protocol):
@@ -245,7 +310,8 @@ class StackStates:
     ``states`` live through the whole step; ``gradients`` from backward until
     ``zero_grad``; ``gathered`` only while forward and backward run; ``backward`` only
     in backward (buckets a stack allocates there); ``step`` only inside
-    ``optimizer.step()``; ``cpu`` is host memory.
+    ``optimizer.step()``; ``cpu`` is host memory; ``nvme`` what a stack keeps in swap
+    files on an NVMe drive (DeepSpeed's offload device ``nvme``).
     """
 
     stack: str
@@ -256,6 +322,7 @@ class StackStates:
     step: tuple[Term, ...] = ()
     cpu: tuple[Term, ...] = ()
     notes: tuple[str, ...] = ()
+    nvme: tuple[Term, ...] = ()
 
     def phase_terms(self, phase: str) -> tuple[Term, ...]:
         """The terms live at a phase: ``forward``, ``backward`` or ``optimizer_step``."""
@@ -281,6 +348,11 @@ class StackStates:
         """Host memory."""
         return sum(t.bytes for t in self.cpu)
 
+    @property
+    def nvme_bytes(self) -> int:
+        """Bytes in swap files on NVMe."""
+        return sum(t.bytes for t in self.nvme)
+
     def by_key(self, phase: str) -> dict[str, int]:
         """GPU bytes per component key at ``phase``."""
         totals: dict[str, int] = {}
@@ -291,6 +363,23 @@ class StackStates:
 
 def _split(term: Term, n: int) -> Term:
     return term.scaled(Fraction(1, n), f"÷ {n} ranks") if n > 1 else term
+
+
+def _sourced(term: Term, source: str, label: str | None = None) -> Term:
+    """``term`` with ``source`` added to its own (and, given, a new label)."""
+    return replace(term, label=label or term.label, source=f"{term.source}; {source}")
+
+
+def _aio_aligned(numel: int, element_bytes: int) -> int:
+    """``numel`` rounded up to whole AIO_ALIGNED_BYTES, as DeepSpeed's swappers size each
+    swap buffer (swap_tensor/partitioned_param_swapper.py and optimizer_utils.py
+    ``_io_aligned_numel``, numel_alignment = 1024 B ÷ the element size).
+
+    >>> _aio_aligned(100_000_000, 2), _aio_aligned(1_000_000_000, 4)
+    (100000256, 1000000000)
+    """
+    align = max(DS_AIO_ALIGNED_BYTES // element_bytes, 1)
+    return -(-numel // align) * align
 
 
 # --- the optimizer step -----------------------------------------------------------------
@@ -548,6 +637,8 @@ def zero(
     trainable: int | None = None,
     frozen: Term | None = None,
     client_optimizer: tuple[Term, Term] | None = None,
+    optimizer_device: str = "cpu",
+    param_device: str = "cpu",
 ) -> StackStates:
     """DeepSpeed ZeRO stage 1, 2 or 3 with 16-bit training (bf16 or fp16) and Adam.
 
@@ -569,6 +660,11 @@ def zero(
     temporaries of the optimizer over one flat fp32 partition of ⌈Ψ_t/N⌉ values
     (:data:`DS_CLIENT_OPT`), which replace Adam's m and v.
 
+    ``optimizer_device`` and ``param_device`` are the offloads' ``device`` (``cpu`` or
+    ``nvme``, ZeRO-3 only: stage_1_and_2.py has no swapper). On NVMe
+    (:func:`_nvme_optimizer`, :func:`_nvme_params`) the offloaded tensors go to swap
+    files, and host RAM keeps the page-locked swap buffers they pass through.
+
     >>> s = zero(ModelSizes(1_000, 200, 200, 100), stage=2, gpus=4, reduce_bucket_size=0)
     >>> s.by_key("optimizer_step")
     {'weights': 2000, 'optimizer_state': 3000, 'gradients': 500, 'temporaries': 1000}
@@ -582,6 +678,16 @@ def zero(
         raise ValueError("stage must be 1, 2 or 3")
     if offload_param and stage != 3:
         raise ValueError("offload_param needs stage 3")
+    for name, device, on in (
+        ("offload_optimizer", optimizer_device, offload_optimizer),
+        ("offload_param", param_device, offload_param),
+    ):
+        if device not in OFFLOAD_DEVICES:
+            raise ValueError(f"{name} device must be cpu or nvme")
+        if device == "nvme" and not on:
+            raise ValueError(f"{name} device nvme needs {name} on")
+    if optimizer_device == "nvme" and stage != 3:
+        raise ValueError("offload_optimizer device nvme needs stage 3")
     partial = trainable is not None or frozen is not None or client_optimizer is not None
     if partial and stage == 3:
         raise ValueError("a frozen base or a client optimizer is modelled for stages 1 and 2")
@@ -690,39 +796,59 @@ def zero(
         # grad_partitions_flat_buffer is allocated once, in __init__ (measured: live
         # from the first forward on).
         states, gradients = (*states, grads), ()
+    nvme: tuple[Term, ...] = ()
+    swap_buffers: tuple[Term, ...] = ()
+    nvme_copies: tuple[Term, ...] = ()
     if offload_optimizer:
         # The fp32 master, m, v and the fp32 gradient partition go to the host. Stage 2
         # copies each reduced bucket straight into the fp32 gradient there
         # (async_inplace_copy_grad_to_fp32_buffer_from_gpu); stage 3 keeps its 16-bit
         # grad_partitions_flat_buffer on the host as well.
         cpu = (*masters, fp32_grad, *opt_step)
-        states, step = (*kept, weights, *persistent), ()
-        if stage == 2:
-            gradients = ()
-        if stage == 3:
-            cpu = (*cpu, grads)
-        notes.append(
+        note = (
             "offload_optimizer: master weights, m, v, fp32 gradients and the step on the CPU."
             if client_optimizer is None
             else "offload_optimizer: master weights, the optimizer's state, fp32 gradients and "
             "the step on the CPU (a client optimizer there needs zero_force_ds_cpu_optimizer: "
             "false, runtime/engine.py _configure_optimizer)."
         )
+        if optimizer_device == "nvme":
+            cpu, nvme, swap_buffers, note = _nvme_optimizer(masters, fp32_grad, psi, n)
+            if nvme:
+                # One bucket's partitions, in fp32 on the GPU, between reduce and swap-out.
+                copies = product(
+                    "temporaries",
+                    "fp32 copies of one bucket's gradient partitions (NVMe swap-out)",
+                    [("bucket", min(reduce_bucket_size, psi))],
+                    4,
+                    DS_NVME_GRAD_COPIES,
+                )
+                nvme_copies = (_split(copies, n),)
+        states, step = (*kept, weights, *persistent), ()
+        if stage == 2:
+            gradients = ()
+        if stage == 3:
+            cpu = (*cpu, grads)
+        notes.append(note)
     if offload_param:
-        cpu = (*cpu, weights)
         states = persistent
-        notes.append("offload_param: the 16-bit parameter partitions live on the CPU.")
+        if param_device == "nvme":
+            kept_cpu, on_nvme, pinned, more = _nvme_params(weights, sizes, n, low_bytes)
+            cpu, nvme = (*cpu, *kept_cpu), (*nvme, *on_nvme)
+            swap_buffers = (*swap_buffers, *pinned)
+            notes += more
+        else:
+            cpu = (*cpu, weights)
+            notes.append("offload_param: the 16-bit parameter partitions live on the CPU.")
     backward: tuple[Term, ...] = ()
     if bucket.bytes:
         if stage == 3:
             states = (*states, bucket)
         else:
             backward = (bucket,)
+    backward = (*backward, *nvme_copies)
     if offload_optimizer:
-        cpu = tuple(
-            Term(t.key, t.label, t.bytes, t.formula, t.substituted, t.source + "; " + DS_OFFLOAD)
-            for t in cpu
-        )
+        cpu = tuple(_sourced(t, DS_OFFLOAD) for t in cpu)
     return StackStates(
         f"zero{stage}",
         states=states,
@@ -730,9 +856,141 @@ def zero(
         gathered=gathered,
         backward=backward,
         step=step,
-        cpu=cpu,
+        cpu=(*cpu, *swap_buffers),
         notes=tuple(notes),
+        nvme=nvme,
     )
+
+
+def _nvme_optimizer(
+    masters: tuple[Term, ...], fp32_grad: Term, psi: int, n: int
+) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[Term, ...], str]:
+    """ZeRO-3 ``offload_optimizer`` with ``device: nvme``: (what stays in host RAM, what
+    the swap files hold, the page-locked swap buffers, a note).
+
+    The fp32 master, m, v and the fp32 gradients of a swappable sub-group go to NVMe
+    (:data:`DS_NVME_OPTIMIZER`); the optimizer swapper's buffer pool,
+    ``buffer_count`` × the largest sub-group, stays pinned in host RAM
+    (:data:`DS_NVME_OPTIMIZER_BUFFERS`). The 16-bit gradient partitions
+    (grad_partitions_flat_buffer) stay on the host, as with ``cpu`` (the caller's term).
+    The largest sub-group is taken as ``min(⌈Ψ/N⌉, sub_group_size)``: DeepSpeed closes a
+    sub-group at the first parameter that brings it to ``sub_group_size`` or more
+    (stage3.py ``_create_fp16_sub_groups``), so it can be one tensor's partition larger.
+
+    >>> m = (fixed("optimizer_state", "master, m, v", 12_000, "12 B × P"),)
+    >>> g = fixed("temporaries", "fp32 gradient", 4_000, "4 B × P")
+    >>> cpu, disk, pool, _ = _nvme_optimizer(m, g, 1_024_000, 1)
+    >>> [t.bytes for t in disk], pool[0].bytes
+    ([12000, 4000], 16384000)
+    """
+    largest = min(math.ceil(psi / n), DS_SUB_GROUP)
+    aligned = _aio_aligned(largest, 4)
+    pool = product(
+        "optimizer_state",
+        "optimizer swap buffers (pinned; NVMe offload)",
+        [("buffer_count", DS_OPTIMIZER_BUFFER_COUNT), ("sub_group", aligned)],
+        4,
+        DS_NVME_OPTIMIZER_BUFFERS,
+    )
+    if largest * 4 < DS_MIN_AIO_BYTES:
+        # Under 1 MiB the sub-group is not swappable: it stays in host RAM, as with cpu.
+        note = (
+            "offload_optimizer device nvme: the fp32 partition is under 1 MiB, so DeepSpeed "
+            "keeps it in host RAM (not swappable)."
+        )
+        return (*masters, fp32_grad), (), (pool,), note
+    disk = tuple(_sourced(t, DS_NVME_OPTIMIZER) for t in (*masters, fp32_grad))
+    note = (
+        "offload_optimizer device nvme: fp32 master, m, v and fp32 gradients in swap files "
+        f"on NVMe; host RAM keeps {DS_OPTIMIZER_BUFFER_COUNT} pinned swap buffers of the "
+        f"largest sub-group ({largest:,} values; DeepSpeed's sub_group_size sets it) and "
+        "the 16-bit gradients. The step runs on the CPU, one sub-group at a time."
+    )
+    return (), disk, (pool,), note
+
+
+def _nvme_params(
+    weights: Term, sizes: ModelSizes, n: int, low_bytes: int
+) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[Term, ...], list[str]]:
+    """ZeRO-3 ``offload_param`` with ``device: nvme``: (16-bit partitions kept in host
+    RAM, what the swap files hold, the page-locked buffers, notes).
+
+    ``zero.Init`` writes every 16-bit partition to NVMe (:data:`DS_NVME_PARAM`). Stage 3
+    then pins a flat buffer of ``min(⌈Ψ/N⌉, max_in_cpu)`` elements and brings back into it
+    the sub-groups that fit (:data:`DS_NVME_PARAM_CPU`): with ⌈Ψ/N⌉ ≤ max_in_cpu, all of
+    them, so training reads the host copy; beyond it, with the defaults (sub_group_size =
+    max_in_cpu = 1e9, a sub-group closing at the parameter that reaches the size), none
+    fits, the buffer stays empty and a write-back buffer of the largest sub-group's
+    parameters at their whole size is pinned too (:data:`DS_NVME_PARAM_RESERVE`; the
+    largest sub-group taken as N × min(⌈Ψ/N⌉, sub_group_size) whole elements). The
+    parameter swapper's buffers (``buffer_count`` × ``buffer_size``) are pinned either
+    way (:data:`DS_NVME_PARAM_BUFFERS`).
+
+    >>> w = fixed("weights", "16-bit parameters", 2_000_000, "2 B × P")
+    >>> kept, disk, bufs, _ = _nvme_params(w, ModelSizes(1_000_000, 0, 0, 0), 1, 2)
+    >>> [t.bytes for t in kept], [t.bytes for t in disk], [t.bytes for t in bufs]
+    ([2000000], [2000000], [1000002560])
+    >>> kept, disk, bufs, _ = _nvme_params(w, ModelSizes(4 * 10**9, 0, 0, 0), 2, 2)
+    >>> kept, [t.bytes for t in bufs][1:]
+    ((), [2000000000, 4000000000])
+    """
+    part = math.ceil(sizes.params / n)
+    disk = (_sourced(weights, DS_NVME_PARAM, "16-bit parameter partitions (swap files)"),)
+    buffers = (
+        product(
+            "weights",
+            "parameter swap buffers (pinned; NVMe offload)",
+            [
+                ("buffer_count", DS_PARAM_BUFFER_COUNT),
+                ("buffer_size", _aio_aligned(DS_PARAM_BUFFER_SIZE, low_bytes)),
+            ],
+            low_bytes,
+            DS_NVME_PARAM_BUFFERS,
+        ),
+    )
+    notes: list[str] = []
+    if math.ceil(sizes.largest_tensor / n) > DS_PARAM_BUFFER_SIZE:
+        notes.append(
+            f"offload_param device nvme: the largest tensor's partition "
+            f"({math.ceil(sizes.largest_tensor / n):,} values) exceeds buffer_size "
+            f"({DS_PARAM_BUFFER_SIZE:,}): DeepSpeed's swapper asserts it fits "
+            "(partitioned_param_swapper.py get_buffer); raise offload_param.buffer_size."
+        )
+    if part <= DS_MAX_IN_CPU:
+        kept = (
+            _sourced(
+                weights,
+                DS_NVME_PARAM_CPU,
+                "16-bit parameter partitions, read back from NVMe (max_in_cpu)",
+            ),
+        )
+        notes.append(
+            "offload_param device nvme: zero.Init writes the 16-bit partitions to NVMe; "
+            f"they are within max_in_cpu ({DS_MAX_IN_CPU:,} values), so stage 3 reads them "
+            "back into pinned host RAM for training, beside the parameter swap buffers."
+        )
+        return kept, disk, buffers, notes
+    empty = product(
+        "weights",
+        "pinned flat buffer of max_in_cpu values (left empty)",
+        [("max_in_cpu", DS_MAX_IN_CPU)],
+        low_bytes,
+        DS_NVME_PARAM_CPU,
+    )
+    reserve = product(
+        "weights",
+        "write-back buffer: the largest sub-group's parameters at their whole size",
+        [("N", n), ("sub_group_size", min(part, DS_SUB_GROUP))],
+        low_bytes,
+        DS_NVME_PARAM_RESERVE,
+    )
+    notes.append(
+        "offload_param device nvme: the 16-bit partitions live on NVMe (more than "
+        f"max_in_cpu, {DS_MAX_IN_CPU:,} values, per rank); host RAM keeps the parameter "
+        "swap buffers, the flat buffer of max_in_cpu values and the write-back buffer, "
+        "which DeepSpeed sizes by the largest sub-group's whole parameters."
+    )
+    return (), disk, (*buffers, empty, reserve), notes
 
 
 # --- peft QLoRA ---------------------------------------------------------------------------

@@ -177,4 +177,4 @@ def build(s: Scenario) -> Built:
         "dropout) and memory-efficient attention, and has no logits term; describe "
         "the architecture for exact activations."
     )
-    return Built(training_phases(step), notes, total(saved), tuple(st.host))
+    return Built(training_phases(step), notes, total(saved), tuple(st.host), tuple(st.nvme))

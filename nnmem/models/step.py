@@ -51,6 +51,7 @@ class Built:
     notes: list[str]
     saved_activation_bytes: int = 0
     host: tuple[Term, ...] = ()  # host (CPU) memory the stack keeps beside the GPU
+    nvme: tuple[Term, ...] = ()  # swap files on NVMe (DeepSpeed's offload device nvme)
 
 
 @dataclass
@@ -142,6 +143,7 @@ class States:
     gathered: list[Term] = field(default_factory=list)
     backward: list[Term] = field(default_factory=list)
     host: list[Term] = field(default_factory=list)
+    nvme: list[Term] = field(default_factory=list)  # swap files on an NVMe drive
     autocast: bool = True
     stacked: bool = False  # taken from nnmem.stacks (a sharding stack)
     in_backward: bool = False  # the optimizer steps inside backward (stepped_in_backward)
@@ -297,6 +299,8 @@ def model_states(
             overlap_comm=stage == 3,  # DeepSpeed's default turns it on for stage 3 only
             offload_optimizer=s.offload_optimizer,
             offload_param=s.offload_param and stage == 3,
+            optimizer_device=s.offload_optimizer_device.value if s.offload_optimizer else "cpu",
+            param_device=s.offload_param_device.value if s.offload_param and stage == 3 else "cpu",
             grad_accum_steps=s.grad_accum_steps,
             trainable=trainable,
             frozen=frozen,
@@ -464,6 +468,7 @@ def _from_stack(st: stacks.StackStates, autocast: bool) -> States:
         gathered=list(st.gathered),
         backward=list(st.backward),
         host=list(st.cpu),
+        nvme=list(st.nvme),
         autocast=autocast,
         stacked=True,
     )

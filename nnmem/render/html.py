@@ -44,6 +44,12 @@ def table_html(estimate: Estimate, binary: bool = False, links: bool = False) ->
             '<tr data-key="host"><th scope="row">Host memory (CPU RAM), beside the GPU</th>'
             f"<td>{scaled(host, big[0], 1)}</td><td>{scaled(host, big[1], 2)}</td><td></td></tr>"
         )
+    if estimate.nvme:
+        disk = estimate.nvme_bytes
+        foot += (
+            '<tr data-key="nvme"><th scope="row">NVMe swap files, beside the GPU</th>'
+            f"<td>{scaled(disk, big[0], 1)}</td><td>{scaled(disk, big[1], 2)}</td><td></td></tr>"
+        )
     caption = f"What is in memory at the peak ({escape(estimate.peak_phase.label.lower())})" + (
         ", in binary units (MiB = 2<sup>20</sup> B)"
         if binary

@@ -120,6 +120,8 @@ def total_detail(estimate: Estimate, binary: bool = False) -> str:
     """The total as an exact byte count, with the tensor peak and its phase."""
     peak = human(estimate.tensor_peak_bytes, binary)
     host = f"; host RAM {human(estimate.host_bytes, binary)}" if estimate.host else ""
+    if estimate.nvme:
+        host += f"; NVMe {human(estimate.nvme_bytes, binary)}"
     return (
         f"{estimate.total_bytes:,} bytes; tensors peak at {peak} "
         f"in the {estimate.peak_phase.label.lower()}{host}"
@@ -152,6 +154,8 @@ def table_text(estimate: Estimate) -> str:
     out = [lines[0], rule, *lines[1:-1], rule, lines[-1]]
     if estimate.host:
         out.append(f"Host memory (CPU RAM), beside the GPU: {human(estimate.host_bytes)}")
+    if estimate.nvme:
+        out.append(f"NVMe swap files, beside the GPU: {human(estimate.nvme_bytes)}")
     return "\n".join(out)
 
 
@@ -193,6 +197,9 @@ def text(estimate: Estimate) -> str:
     if estimate.host:
         lines.append(f"  Host memory (CPU RAM) = {human(estimate.host_bytes)}")
         lines += [f"    {t.label}: {_term_line(t)}" for t in estimate.host]
+    if estimate.nvme:
+        lines.append(f"  NVMe swap files = {human(estimate.nvme_bytes)}")
+        lines += [f"    {t.label}: {_term_line(t)}" for t in estimate.nvme]
     lines += ["", "Notes", *(f"  - {n}" for n in estimate.notes)]
     return "\n".join(lines)
 

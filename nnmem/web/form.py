@@ -40,6 +40,8 @@ from nnmem.scenario import (
     LOSS,
     MODE,
     MODEL_KEYS,
+    OFFLOAD,
+    OFFLOAD_PARAM,
     OPTIMIZER,
     OPTIMIZER_IN_BACKWARD,
     PIPELINE_PARALLEL,
@@ -515,6 +517,16 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
         "",
     ),
     "offload_param": ("DeepSpeed ZeRO-3: keep the 16-bit parameter partitions on the CPU.", ""),
+    "offload_optimizer_device": (
+        "DeepSpeed offload_optimizer device: host RAM, or NVMe swap files (ZeRO-3), where "
+        "host RAM keeps the pinned swap buffers.",
+        "",
+    ),
+    "offload_param_device": (
+        "DeepSpeed offload_param device: host RAM, or NVMe swap files, where host RAM "
+        "keeps the pinned swap buffers.",
+        "",
+    ),
     "reduce_bucket_size": (
         "DeepSpeed reduce bucket, in elements; allocated at full size whatever the model.",
         "values",
@@ -718,7 +730,9 @@ _ADVANCED_KEYS = (
     "pipeline_schedule",
     "pipeline_microbatches",
     "offload_optimizer",
+    "offload_optimizer_device",
     "offload_param",
+    "offload_param_device",
     "reduce_bucket_size",
     "stage3_prefetch_bucket_size",
     "stage3_max_live_parameters",
@@ -1279,6 +1293,8 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "tensor_parallel": scenario.tensor_parallel,
             "pipeline_parallel": scenario.pipeline_parallel,
             "float8_training": scenario.float8_training,
+            "offload_optimizer": scenario.offload_optimizer,
+            "offload_param": scenario.offload_param,
         }
     else:
         kind, model = _model_only(t)
@@ -1300,6 +1316,8 @@ def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario |
             "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
             "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
             "float8_training": _lenient(FLOAT8_TRAINING, fields, Float8Training.OFF),
+            "offload_optimizer": OFFLOAD.read(str(fields.get("offload_optimizer", ""))) is True,
+            "offload_param": OFFLOAD_PARAM.read(str(fields.get("offload_param", ""))) is True,
         }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 

@@ -164,3 +164,37 @@ def test_fsdp_mixed_precision_total_matches_the_engine(calculator: Page) -> None
     expected = estimate(parse({**DEFAULT_FORM, **values}))
     assert expected.total_bytes != estimate(parse({**DEFAULT_FORM, **base})).total_bytes
     expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))
+
+
+def test_offload_devices_show_with_their_offload_and_nvme_matches_the_engine(
+    calculator: Page,
+) -> None:
+    """DeepSpeed's offload device controls appear only once their offload is on; on
+    NVMe the page's total, host RAM and NVMe rows are CPython's for the same fields."""
+    _open_advanced(calculator)
+    devices = ("offload_optimizer_device", "offload_param_device")
+    base = {"precision": "amp_bf16", "stack": "deepspeed", "sharding": "zero3", "num_gpus": "8"}
+    fill_form(calculator, base)
+    for key in devices:
+        expect(_field(calculator, key)).to_be_hidden()
+    fill_form(calculator, {"offload_optimizer": "true"})
+    expect(_field(calculator, "offload_optimizer_device")).to_be_visible()
+    expect(_field(calculator, "offload_param_device")).to_be_hidden()
+    values = {
+        **base,
+        "offload_optimizer": "true",
+        "offload_optimizer_device": "nvme",
+        "offload_param": "true",
+        "offload_param_device": "nvme",
+    }
+    fill_form(calculator, values)
+    for key in devices:
+        expect(_field(calculator, key)).to_be_visible()
+    expected = estimate(parse({**DEFAULT_FORM, **values}))
+    assert expected.nvme_bytes > 0
+    expect(calculator.locator("#total")).to_have_attribute("data-bytes", str(expected.total_bytes))
+    nvme = calculator.locator("#part-table tr[data-key=nvme] td").first
+    expect(nvme).to_have_text(f"{expected.nvme_bytes / 1e6:,.1f}")
+    expect(calculator.locator("#total-detail")).to_contain_text(
+        f"host RAM {human(expected.host_bytes)}; NVMe {human(expected.nvme_bytes)}"
+    )

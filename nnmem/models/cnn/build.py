@@ -151,4 +151,4 @@ def build(s: Scenario) -> Built:
     )
     if s.num_gpus > 1 and s.sharding.value == "none" and s.stack.value == "plain":
         notes.append(f"Data parallel over {s.num_gpus} GPUs: each holds everything above.")
-    return Built(phases, notes, saved.activation_bytes, tuple(st.host))
+    return Built(phases, notes, saved.activation_bytes, tuple(st.host), tuple(st.nvme))

@@ -1758,7 +1758,7 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
         f"{t.model_type or t.family.value}: {n_params:,} parameters, "
         f"{t.layers} layers, h = {t.hidden:,}."
     )
-    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(host))
+    return Built(phases, notes, acts.bytes + total(saved_loss), tuple(host), tuple(st.nvme))
 
 
 # --- inference -----------------------------------------------------------------------------
