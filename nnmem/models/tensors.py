@@ -133,6 +133,7 @@ _ORDER = (
     "t",
     "s",
     "s16",  # s rounded up to 16: a memory-efficient attention bias's row
+    "n",  # b·(s − 1): the positions TRL's fused head scores (next-token labels)
     "n128",  # ⌈s/128⌉: a flex-attention BlockMask's blocks per row
     "u",
     "w",

@@ -35,6 +35,7 @@ from nnmem.models.transformer.context import (
     HF_LOSS,
     LLAMA_INFERENCE,
     SOFTCAP,
+    TRL_FUSED_HEAD,
     ZERO_SOURCE,
     Ctx,
     _softcap,
@@ -43,6 +44,7 @@ from nnmem.models.transformer.context import (
     expert_parallel,
     packing,
     softcap_notes,
+    trl_fused_head,
 )
 from nnmem.models.transformer.tables import (
     final_norm_rows,
@@ -829,6 +831,8 @@ def loss_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list
         rows = [Row("log-softmax over the labels", ("b", "c"), "f32")]
         saved = [as_term("logits", "saved by the loss", rows, c.sizes, c.widths, HF)]
         return saved, [], [], []
+    if trl_fused_head(c.s, t):
+        return _trl_fused_head_terms(c, x)
     if c.s.loss is Loss.CHUNKED:
         return _chunked_loss_terms(c, x)
     if c.s.loss is Loss.FUSED_LINEAR:
@@ -979,6 +983,142 @@ def _fp32_logits_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Ter
         )
     ]
     return saved, logits, shifted, grads
+
+
+# trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE and trl/trainer/utils.py
+# _CHUNKED_LOGPROB_CHUNK_SIZE: the tile buffer's rows and columns.
+TRL_TILE_TOKENS = 4096
+TRL_TILE_VOCAB = 32768
+
+TRL_CHUNKED_LOGPROB = (
+    "TRL 1.16 trl/kernels/chunked_logprob.py _ChunkedLogProbFunction: forward allocates "
+    "seven fp32 per-token statistics and mm_buf = empty(min(N, TOKEN_CHUNK_SIZE = 4096), "
+    "chunk_size = 32768) in the compute type (the autocast type, else the hidden states'), "
+    "whatever the vocabulary; each token chunk is cast to it (hidden[...].to(compute_dtype)) "
+    "and each vocabulary chunk of the weight too, for the torch.mm into the tile; the "
+    "Triton kernel (_forward_kernel) folds the tile into the statistics in registers; "
+    "save_for_backward keeps hidden, targets, log_z and the entropy. backward allocates "
+    "fp32 zeros for grad_hidden (N, h) and, when the head trains, grad_weight (V, h), "
+    "mm_buf again, the same casts, recomputes each tile and turns it into the logits' "
+    "gradient in place (_backward_kernel), accumulates in fp32 (torch.addmm out_dtype on "
+    "CUDA) and returns grad_hidden.to(hidden.dtype) and grad_weight.to(weight.dtype) while "
+    "the fp32 ones still live. N = n = b·(s − 1), the positions with a next-token label "
+    "(on CUDA only those whose label is not −100 are projected: n is the most)"
+)
+
+
+def _trl_fused_head_terms(c: Ctx, x: str) -> tuple[list[Term], list[Term], list[Term], list[Term]]:
+    """The loss terms of TRL's SFTTrainer (:data:`TRL_FUSED_HEAD`,
+    :data:`TRL_CHUNKED_LOGPROB`): no logits; the tile buffer and the casts while the head
+    runs, its saved hidden states through backward, its fp32 gradients at backward's start.
+
+    Only the tensors TRL's Python code allocates are counted. On a device without Triton
+    (a CPU) the tiles are folded by torch ops instead (_forward_tile, _backward_tile), whose
+    fp32 temporaries of a tile's size, and the fp32 copies _addmm_fp32 makes off CUDA, are
+    not modelled: the CUDA kernels hold none."""
+    s, t, w = c.s, c.t, c.widths
+    # n = b·(s − 1): add_fused_lm_head scores hidden_states[:, :-1] against labels[:, 1:]
+    tokens = c.sizes["b"] * max(c.sizes[x] - 1, 1)
+    sizes = {**c.sizes, "n": tokens}
+    rows = min(tokens, TRL_TILE_TOKENS)
+    cols = min(t.vocab, TRL_TILE_VOCAB)
+    head_width = _param_width(s)
+    trains_head = c.lora is None
+    src = TRL_CHUNKED_LOGPROB
+    hidden = Row("hidden states the head saves (hidden_states[mask])", ("n", "h"), "res")
+    saved = [
+        as_term(
+            "logits",
+            "saved by TRL's fused LM head",
+            [
+                hidden,
+                Row("targets", ("n",), "i64"),
+                Row("log-sum-exp and entropy per token", ("n",), "f32", 2),
+                # masked_scatter (masked_fill off Triton) saves the label mask
+                Row("label mask", ("n",), "bool"),
+            ],
+            sizes,
+            w,
+            f"{TRL_FUSED_HEAD}; {src}",
+        )
+    ]
+
+    def tiles(key: str) -> list[Term]:
+        # mm_buf, and the casts into the compute type that feed each torch.mm
+        made = [
+            product(
+                key,
+                "TRL's tile buffer (mm_buf)",
+                [(f"min(n, {TRL_TILE_TOKENS:,})", rows), (f"{TRL_TILE_VOCAB:,}", TRL_TILE_VOCAB)],
+                w.act,
+                src,
+            )
+        ]
+        if w.res != w.act:
+            made.append(
+                product(
+                    key,
+                    "a token chunk of the hidden states in the compute type",
+                    [(f"min(n, {TRL_TILE_TOKENS:,})", rows), ("h", t.hidden)],
+                    w.act,
+                    src,
+                )
+            )
+        if head_width != w.act:
+            made.append(
+                product(
+                    key,
+                    "a vocabulary chunk of the head's weight in the compute type",
+                    [(f"min(V, {TRL_TILE_VOCAB:,})", cols), ("h", t.hidden)],
+                    w.act,
+                    src,
+                )
+            )
+        return made
+
+    # While the head runs, the backbone's output (last_hidden_state) still lives in
+    # _fused_forward beside its copy, with the seven per-token statistics.
+    running = as_term(
+        "logits",
+        "backbone output and per-token statistics while the head runs",
+        [
+            Row("backbone output (last_hidden_state)", ("b", x, "h"), "res"),
+            Row("running max, sums and target logits", ("n",), "f32", 7),
+        ],
+        sizes,
+        w,
+        src,
+    )
+    extra = [running, *tiles("logits")]
+    made = [
+        Row("fp32 gradient of the hidden states", ("n", "h"), "f32"),
+        Row("gradient of the log-probabilities", ("n",), "f32"),
+    ]
+    if w.res != 4:
+        made.append(Row("grad_hidden.to(hidden.dtype)", ("n", "h"), "res"))
+    grads = [as_term("temporaries", "TRL's fused head backward", made, sizes, w, src)]
+    if trains_head:
+        grads.append(
+            product(
+                "temporaries",
+                "fp32 gradient of the head's weight (grad_weight)",
+                [("V", t.vocab), ("h", t.hidden)],
+                4,
+                src,
+            )
+        )
+        if head_width != 4:
+            grads.append(
+                product(
+                    "temporaries",
+                    "grad_weight.to(weight.dtype)",
+                    [("V", t.vocab), ("h", t.hidden)],
+                    head_width,
+                    src,
+                )
+            )
+    grads += tiles("temporaries")
+    return saved, [], extra, grads
 
 
 TORCHTUNE_CHUNKED = (
@@ -1497,11 +1637,14 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "torch.autocast casts each weight once per forward and caches the copy until "
             "the autocast region ends; autograd keeps it for backward (measured)"
         )
+        fused_head = trl_fused_head(s, t)
         casts = [
             product(
                 "autocast_copies",
                 "16-bit copies of the matmul weights",
-                [("P_matmul", _matmul_weights(t))],
+                # TRL's fused head casts its weight chunk by chunk, outside autocast's
+                # cache (_trl_fused_head_terms), so only the layers' weights are cached.
+                [("P_matmul", _linear_weights(t) if fused_head else _matmul_weights(t))],
                 2,
                 cast_source,
             )
@@ -1520,6 +1663,8 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
                     float8.head_copy_source(s, cast_source),
                 )
             ]
+        elif fused_head and s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
+            casts_kept = []  # checkpointed layers keep no copy, and the head made none
         elif s.checkpointing in (Checkpointing.FULL, Checkpointing.PER_OP):
             # Checkpointed layers save nothing, so their copies are gone by backward; the
             # head's copy, outside the checkpoints, stays.
@@ -1628,6 +1773,15 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             "Compiled cross-entropy, as torchtitan compiles its loss: the 16-bit logits are "
             "kept with two fp32 values per token, with no fp32 copy, and backward makes one "
             "16-bit gradient of the logits."
+        )
+    if trl_fused_head(s, t):
+        notes.append(
+            "TRL's fused LM head: SFTTrainer takes the loss, entropy and token accuracy from "
+            "tiles of the logits (trl/kernels/chunked_logprob.py), so no whole logits are "
+            f"held; its tile buffer is min(n, {TRL_TILE_TOKENS:,}) × {TRL_TILE_VOCAB:,} "
+            "whatever the vocabulary, n = b·(s − 1) the positions with a next-token label. "
+            "Without Triton (a CPU) its torch-ops path holds fp32 tiles besides, which are "
+            "not counted."
         )
     if s.loss is Loss.FP32_LOGITS and language_model(t):
         notes.append(

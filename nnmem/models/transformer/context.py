@@ -16,6 +16,7 @@ from nnmem.scenario import (
     Device,
     Finetune,
     LoraTargets,
+    Loss,
     Mode,
     Packing,
     Precision,
@@ -39,6 +40,30 @@ LLAMA_INFERENCE = (
     "measured live set at the prefill peak (benchmarks/accuracy/inventory.md §19-27): the "
     "residual, normed hidden and MLP intermediates of the running layer"
 )
+
+
+TRL_FUSED_HEAD = (
+    "TRL 1.16 trl/trainer/sft_trainer.py SFTTrainer.__init__ patches the model with "
+    'add_fused_lm_head(outputs=("log_probs", "entropy", "is_top1")) and '
+    "SFTTrainer.compute_loss calls model(**inputs, fused_lm_head=True) for its default "
+    'loss_type="nll" (no compute_loss_func, no label smoothing; use_liger_kernel cannot '
+    "replace it); trl/trainer/utils.py add_fused_lm_head._fused_forward runs the backbone "
+    "and passes hidden_states[mask] (a copy, labels != -100) to "
+    "trl/kernels/chunked_logprob.py _ChunkedLogProbFunction, so no (b, s, V) logits exist: "
+    "the entropy and mean_token_accuracy metrics are per-token outputs of the same kernel"
+)
+
+
+def trl_fused_head(s: Scenario, t: Transformer) -> bool:
+    """Whether TRL's fused LM head replaces the logits and transformers' loss: the
+    ``trl_sft`` stack training a causal LM with the standard loss (:data:`TRL_FUSED_HEAD`)."""
+    return (
+        s.stack is Stack.TRL_SFT
+        and s.mode is Mode.TRAINING
+        and s.loss is Loss.STANDARD
+        and t.head.value == "causal_lm"
+        and s.tensor_parallel == 1
+    )
 
 
 # --- context -------------------------------------------------------------------------------

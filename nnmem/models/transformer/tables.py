@@ -9,7 +9,7 @@ from nnmem.models.architecture import (
     Family,
 )
 from nnmem.models.tensors import Row
-from nnmem.models.transformer.context import Ctx, _softcap
+from nnmem.models.transformer.context import Ctx, _softcap, trl_fused_head
 
 # --- rows shared by families --------------------------------------------------------------
 
@@ -616,7 +616,10 @@ def outside_rows(c: Ctx) -> list[Row]:
     else:
         rows.append(Row("rotary cos and sin", ("s", "d"), "res", 2))
     rows += final_norm_rows(c)
-    rows.append(Row("input of lm_head", ("b", "s", "h"), "act", tag="linear:head"))
+    if not trl_fused_head(c.s, t):
+        # TRL's fused head never calls lm_head: its own function saves the hidden states
+        # (assembly._trl_fused_head_terms).
+        rows.append(Row("input of lm_head", ("b", "s", "h"), "act", tag="linear:head"))
     return rows
 
 
