@@ -1267,12 +1267,14 @@ def stack_inactive(
     off |= {"sync_module_states", "fsdp_param_dtype", "fsdp_reduce_dtype"}
     off |= {"offload_param", "reduce_bucket_size", *ZERO3_KEYS}
     # The Trainer's DeepSpeed integration: ZeRO-1/2 take any step (nnmem.stacks.zero with
-    # a frozen base or a client optimizer), ZeRO-3 full fine-tuning with AdamW.
+    # a frozen base or a client optimizer), ZeRO-3 too under hf_trainer and trl_sft; the
+    # plain loop's ZeRO-3 full fine-tuning with AdamW (other steps: FSDP FULL_SHARD).
     zero = stack is Stack.DEEPSPEED or (
         stack in SINGLE_PROCESS
         and sharding is not Sharding.NONE
         and (
             sharding is not Sharding.ZERO3
+            or stack is not Stack.PLAIN
             or (finetune is Finetune.FULL and optimizer is Optimizer.ADAMW)
         )
     )
@@ -1991,20 +1993,41 @@ def _stack_checks(s: Scenario) -> list[Problem | None]:
                 "DeepSpeed runs a ZeRO stage: set sharding to zero1, zero2 or zero3.",
             )
         )
-    full_adamw = s.finetune is Finetune.FULL and s.optimizer is Optimizer.ADAMW
-    if s.stack is Stack.DEEPSPEED and s.sharding is Sharding.ZERO3 and not full_adamw:
-        # Stages 1-2 take a frozen base and a client optimizer (nnmem.stacks.zero); stage 3
-        # is modelled for full fine-tuning with Adam.
-        got = (
-            f"finetune {s.finetune.value}"
-            if s.finetune is not Finetune.FULL
-            else f"optimizer {s.optimizer.value}"
-        )
+    kbit = s.precision in (Precision.NF4, Precision.NF4_DQ, Precision.INT8)
+    ds_zero3 = s.sharding is Sharding.ZERO3 and s.stack in (
+        Stack.DEEPSPEED,
+        Stack.HF_TRAINER,
+        Stack.TRL_SFT,
+    )
+    if ds_zero3 and kbit:
+        # ZeRO-3 partitions every parameter (partition_parameters.py Init.
+        # _convert_to_deepspeed_param); bitsandbytes' Params4bit/Int8Params keep packed
+        # integer storage with a quant_state, which peft documents as sharded under ZeRO-3
+        # only with bnb_4bit_quant_storage set to the compute dtype and zero3_init_flag
+        # (peft docs/source/accelerate/deepspeed.md, "Use PEFT QLoRA and DeepSpeed with
+        # ZeRO3"; earlier versions of that page called DeepSpeed-Zero3 and bitsandbytes
+        # not compatible).
         problems.append(
             Problem(
                 "sharding",
-                f"DeepSpeed ZeRO-3 is modelled for full fine-tuning with AdamW (got {got}): "
-                "set sharding to zero1 or zero2, or choose another stack.",
+                f"DeepSpeed ZeRO-3 with a {s.precision.value} base is not modelled: ZeRO-3 "
+                "partitions every parameter, and bitsandbytes' quantized weights are "
+                "sharded only with bnb_4bit_quant_storage set to the compute dtype (peft's "
+                "DeepSpeed guide), which nnmem does not model: set sharding to zero1 or "
+                "zero2, or precision to amp_bf16.",
+            )
+        )
+    if (
+        ds_zero3
+        and s.finetune is not Finetune.FULL
+        and s.offload_param
+        and s.offload_param_device.value == "nvme"
+    ):
+        problems.append(
+            Problem(
+                "offload_param_device",
+                f"offload_param_device nvme is modelled for full fine-tuning (got finetune "
+                f"{s.finetune.value}): set offload_param_device to cpu.",
             )
         )
     problems += _offload_device_checks(s)

@@ -128,6 +128,22 @@ DS_TRAINABLE = (
     "buckets cover the trainable parameters; frozen ones stay ordinary module parameters "
     "with no master, gradient or state"
 )
+DS_CLIENT_OPT3 = (
+    "DeepSpeed runtime/engine.py DeepSpeedEngine._configure_optimizer: a client optimizer "
+    "becomes basic_optimizer; stage3.py DeepSpeedZeroOptimizer_Stage3._optimizer_step sets "
+    "param_groups[i]['params'] = [fp32_partitioned_groups_flat[sub_group_id]] and steps, "
+    "so its state is that of this rank's flat fp32 partition, one tensor per sub-group "
+    "(sub_group_size, 1e9 values; taken here as one tensor of the partition)"
+)
+DS_ZERO3_FROZEN = (
+    "DeepSpeed runtime/zero/partition_parameters.py Init._convert_to_deepspeed_param and "
+    "_partition_param partition every parameter of the module, requires_grad or not "
+    "(stage3.py DeepSpeedZeRoOffload converts those zero.Init did not); stage3.py "
+    "DeepSpeedZeroOptimizer_Stage3.__init__ builds fp16_groups and the fp32 partitions "
+    "from _get_trainable_parameter_groups, which keeps only is_optimized_parameter "
+    "(requires_grad) parameters, so frozen ones are 16-bit partitions gathered per module "
+    "with no gradient, master or state"
+)
 DS_CLIENT_OPT = (
     "DeepSpeed runtime/engine.py DeepSpeedEngine._configure_optimizer: a client (torch or "
     "bitsandbytes) optimizer becomes basic_optimizer (zero_allow_untested_optimizer); "
@@ -653,12 +669,14 @@ def zero(
     the updated 16-bit parameters after the step writes into ``bit16_groups_flat`` in
     place, so ``allgather_bucket_size`` adds nothing (``DS_ALLGATHER``).
 
-    Stages 1 and 2 also take a step that trains part of the model (LoRA) or runs another
-    optimizer: ``trainable`` is then the trained parameter count Ψ_t (the 16-bit group,
-    master, gradients and state cover only those, :data:`DS_TRAINABLE`), ``frozen`` the
-    frozen weights, held as they are, and ``client_optimizer`` the state and step
-    temporaries of the optimizer over one flat fp32 partition of ⌈Ψ_t/N⌉ values
-    (:data:`DS_CLIENT_OPT`), which replace Adam's m and v.
+    A step that trains part of the model (LoRA) or runs another optimizer: ``trainable``
+    is then the trained parameter count Ψ_t (the 16-bit group, master, gradients and state
+    cover only those, :data:`DS_TRAINABLE`), ``frozen`` the frozen weights, held whole by
+    stages 1-2 and partitioned ÷ N by stage 3 (:data:`DS_ZERO3_FROZEN`; ``sizes`` then
+    describes every parameter, for the gathered window and the persistent ones), and
+    ``client_optimizer`` the state and step temporaries of the optimizer over one flat
+    fp32 partition of ⌈Ψ_t/N⌉ values (:data:`DS_CLIENT_OPT`, :data:`DS_CLIENT_OPT3`),
+    which replace Adam's m and v.
 
     ``optimizer_device`` and ``param_device`` are the offloads' ``device`` (``cpu`` or
     ``nvme``, ZeRO-3 only: stage_1_and_2.py has no swapper). On NVMe
@@ -673,6 +691,10 @@ def zero(
     ...             trainable=100, frozen=base)
     >>> lora.by_key("optimizer_step")
     {'weights': 5200, 'optimizer_state': 300, 'gradients': 50, 'temporaries': 100}
+    >>> z3 = zero(ModelSizes(1_000, 200, 200, 100), stage=3, gpus=4, reduce_bucket_size=0,
+    ...           prefetch_bucket_size=0, max_reuse_distance=0, trainable=100, frozen=base)
+    >>> z3.by_key("optimizer_step")["weights"]  # (5,000 + 2 × 100) ÷ 4
+    1300
     """
     if stage not in (1, 2, 3):
         raise ValueError("stage must be 1, 2 or 3")
@@ -688,9 +710,6 @@ def zero(
             raise ValueError(f"{name} device nvme needs {name} on")
     if optimizer_device == "nvme" and stage != 3:
         raise ValueError("offload_optimizer device nvme needs stage 3")
-    partial = trainable is not None or frozen is not None or client_optimizer is not None
-    if partial and stage == 3:
-        raise ValueError("a frozen base or a client optimizer is modelled for stages 1 and 2")
     n = gpus
     p = [("P", sizes.params)] if trainable is None else [("P_train", trainable)]
     psi = sizes.params if trainable is None else trainable
@@ -699,6 +718,9 @@ def zero(
         notes.append(
             f"Only the {psi:,} trainable parameters enter ZeRO's 16-bit group, fp32 master, "
             "gradients and optimizer state; the frozen weights stay whole on every rank."
+            if stage < 3
+            else "gradients and optimizer state; the frozen weights are partitioned and "
+            "gathered with the rest."
         )
     source = DS_ZERO3 if stage == 3 else DS_ZERO12
     if trainable is not None:
@@ -709,6 +731,10 @@ def zero(
     persistent: tuple[Term, ...] = ()
     if stage == 3:
         weights = _split(weights, n)
+        if frozen is not None:
+            # zero.Init / _convert_to_deepspeed_param partition every parameter, frozen
+            # ones too (DS_ZERO3_FROZEN); ``sizes`` then describes the whole model.
+            frozen = _sourced(_split(frozen, n), DS_ZERO3_FROZEN, "frozen base partitions")
         small = sizes.persistent_params
         if small:
             # Measured (benchmarks/stacks): a persistent parameter is whole on every rank
@@ -760,7 +786,7 @@ def zero(
         # optimizer's own state over it, instead of Adam's m and v.
         own_state, own_step = client_optimizer
         master = _split(product("optimizer_state", "fp32 master partition", p, 4, source), n)
-        over = f"{source}; {DS_CLIENT_OPT}"
+        over = f"{source}; {DS_CLIENT_OPT3 if stage == 3 else DS_CLIENT_OPT}"
         masters = (master,)
         if own_state.bytes:
             masters = (master, replace(own_state, source=f"{own_state.source}; {over}"))
@@ -769,7 +795,7 @@ def zero(
     fp32_grad = _split(
         product("temporaries", "fp32 gradient partition for the step", p, 4, DS_FP32_GRAD), n
     )
-    if stage == 3 and not offload_optimizer and math.ceil(sizes.params / n) > DS_SUB_GROUP:
+    if stage == 3 and not offload_optimizer and math.ceil(psi / n) > DS_SUB_GROUP:
         # stage3.py step(): _prepare_sub_group makes one sub-group's fp32 gradient and
         # _release_sub_group frees it (grad = None) before the next.
         fp32_grad = product(
@@ -833,12 +859,14 @@ def zero(
     if offload_param:
         states = persistent
         if param_device == "nvme":
+            if frozen is not None:
+                raise ValueError("offload_param device nvme is modelled for full fine-tuning")
             kept_cpu, on_nvme, pinned, more = _nvme_params(weights, sizes, n, low_bytes)
             cpu, nvme = (*cpu, *kept_cpu), (*nvme, *on_nvme)
             swap_buffers = (*swap_buffers, *pinned)
             notes += more
         else:
-            cpu = (*cpu, weights)
+            cpu = (*cpu, *kept, weights)
             notes.append("offload_param: the 16-bit parameter partitions live on the CPU.")
     backward: tuple[Term, ...] = ()
     if bucket.bytes:

@@ -26,6 +26,7 @@ EXTERNAL_DOCS = {
     "benchmarks/llama3_h100_202412_torchtitan.md",  # pytorch/torchtitan
     "benchmarks/llama3-8b_h200_202506_trainy-whitefiber.md",  # pytorch/torchtitan
     "benchmarks_03_2024.md",  # AnswerDotAI/fsdp_qlora
+    "docs/source/accelerate/deepspeed.md",  # huggingface/peft: DeepSpeed guide
 }
 NOTES_OUTSIDE = re.compile(
     r"shared research|research/|anchors(-2026)?\.md|measuring-memory\.md|pyodide-recipe\.md"

@@ -169,15 +169,17 @@ def sizes_of(
 def zero_applies(s: Scenario) -> bool:
     """Whether DeepSpeed ZeRO holds the model states: the deepspeed stack, or a ZeRO
     stage asked of a single-process stack (the Trainer's DeepSpeed integration). ZeRO-1
-    and ZeRO-2 take any step there (LoRA, any optimizer: :func:`nnmem.stacks.zero`);
-    ZeRO-3 full fine-tuning with AdamW (a LoRA or non-AdamW step under zero3 is
-    modelled as FSDP's FULL_SHARD)."""
+    and ZeRO-2 take any step there (LoRA, any optimizer: :func:`nnmem.stacks.zero`), and
+    so does ZeRO-3 under hf_trainer and trl_sft (``--deepspeed`` with stage 3: a frozen
+    base partitioned too, :data:`nnmem.stacks.DS_ZERO3_FROZEN`). The plain loop's zero3
+    with LoRA or another optimizer stays FSDP's FULL_SHARD, the reading the published
+    torchtune and fsdp_qlora points (E7, E13) are encoded with."""
     if s.stack is Stack.DEEPSPEED:
         return True
     single = s.stack in (Stack.PLAIN, Stack.HF_TRAINER, Stack.TRL_SFT)
     if not single or s.sharding is Sharding.NONE:
         return False
-    return s.sharding is not Sharding.ZERO3 or stackable(s)
+    return s.sharding is not Sharding.ZERO3 or stackable(s) or s.stack is not Stack.PLAIN
 
 
 def computes_in_16bit(s: Scenario) -> bool:

@@ -452,8 +452,9 @@ _HINTS: dict[str, tuple[str, str]] = {  # key: (hint, unit)
     "num_gpus": ("GPUs in the job; sharding and tensor parallelism divide among them.", ""),
     "sharding": (
         "ZeRO stage: split optimizer state, gradients and weights as DeepSpeed does; with "
-        "LoRA or another optimizer, zero1/zero2 shard only the trained weights' master, "
-        "gradients and state, and zero3 is read as FSDP.",
+        "LoRA or another optimizer, only the trained weights get a master, gradients and "
+        "state; zero3 also partitions the frozen base (the plain loop's zero3 is read as "
+        "FSDP).",
         "",
     ),
     "tensor_parallel": ("GPUs each layer is split across; must divide the heads.", ""),

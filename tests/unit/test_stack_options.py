@@ -521,12 +521,79 @@ def test_client_optimizer_offload_puts_its_state_on_the_host() -> None:
     assert phase(e, "optimizer_step") == {"weights": 2 * PSI}
 
 
-def test_deepspeed_zero3_with_lora_is_refused_naming_sharding() -> None:
+# Llama 3.1 8B under ZeRO-3: the norms (2·32 + 1 of 4,096 values) and every adapter
+# matrix (16·4,096, 4,096·16, 1,024·16 values, all under 10⁵) are below the persistence
+# threshold, so kept whole: 65 · 4,096 + Ψ_t = 7,081,984 values.
+LORA_SMALL = 65 * 4096 + LORA_PSI
+
+
+def test_deepspeed_zero3_with_lora_partitions_the_frozen_base_too() -> None:
+    """DeepSpeed ZeRO-3 + LoRA on 4 GPUs: partition_parameters.py Init partitions every
+    parameter, the bf16-cast frozen base 2P/4 as well as the adapters 2Ψ_t/4 (engine.py
+    _cast_module_mixed_precision); stage3.py __init__ builds the fp32 partitions from
+    requires_grad parameters only: master, m and v 12Ψ_t/4, the gradient partition
+    2Ψ_t/4, the fp32 gradient 4Ψ_t/4 in the step. The gathered window is the model's:
+    max_live_parameters (10⁹) × 2 B, below the embedding's 525,336,576 + 5·10⁷ + 5·10⁸."""
+    e = estimate(parse({**LORA_ZERO, "stack": "deepspeed", "sharding": "zero3"}))
+    weights = {t.label: t.bytes for t in e.component("weights").terms}
+    assert weights == {
+        "frozen base partitions": 2 * LLAMA31_P // 4,
+        "2-byte trainable parameters": 2 * LORA_PSI // 4,
+        "small parameters kept whole (persistence threshold)": 2 * LORA_SMALL,
+    }
+    assert (2 * LLAMA31_P // 4, 2 * LORA_PSI // 4) == (4_015_130_624, 3_407_872)
+    assert 2 * LORA_SMALL == 14_163_968
+    step = phase(e, "optimizer_step")
+    assert step["optimizer_state"] == 12 * LORA_PSI // 4 == 20_447_232
+    assert step["gradients"] == 2 * LORA_PSI // 4
+    assert step["temporaries"] == 4 * LORA_PSI // 4
+    assert phase(e, "forward")["gathered_weights"] == 2 * 10**9
+    assert "offload_optimizer" not in e.scenario.inactive_fields()
+
+
+def test_deepspeed_zero3_offload_with_lora_moves_the_trained_partitions() -> None:
+    """offload_optimizer under ZeRO-3: master, m, v 12Ψ_t/4, the fp32 gradient 4Ψ_t/4 and
+    the 16-bit gradient partitions 2Ψ_t/4 on the host; offload_param adds every 16-bit
+    partition, the frozen base 2P/4 and the adapters 2Ψ_t/4."""
+    z3 = {**LORA_ZERO, "stack": "deepspeed", "sharding": "zero3", "offload_optimizer": True}
+    e = estimate(parse(z3))
+    assert e.host_bytes == 18 * LORA_PSI // 4 == 30_670_848
+    both = estimate(parse({**z3, "offload_param": True}))
+    assert both.host_bytes == 18 * LORA_PSI // 4 + 2 * LLAMA31_P // 4 + 2 * LORA_PSI // 4
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "state", "temporaries"),
+    [
+        # bitsandbytes' uint8 m and v with an fp32 absmax per 256 values over ⌈Ψ/4⌉.
+        ("adamw_8bit", 4 * PSI // 4 + 2 * PSI // 4 + 8 * 976_563, 4 * PSI // 4),
+        # torch SGD's momentum over the partition and the foreach step's copy of it.
+        ("sgd_momentum", 8 * PSI // 4, 8 * PSI // 4),
+    ],
+)
+def test_deepspeed_zero3_runs_a_client_optimizer_over_the_fp32_partition(
+    optimizer: str, state: int, temporaries: int
+) -> None:
+    """stage3.py _optimizer_step points the client optimizer at this rank's flat fp32
+    partition: its own state over Ψ/4 values beside the master 4Ψ/4; 16-bit parameters
+    and gradients 2Ψ/4 each."""
+    e = run(
+        sharding="zero3", num_gpus=4, precision="amp_bf16", optimizer=optimizer, stack="deepspeed"
+    )
+    step = phase(e, "optimizer_step")
+    assert step["optimizer_state"] == state
+    assert step["temporaries"] == temporaries
+    assert step["gradients"] == 2 * PSI // 4
+    labels = {t.label: t.bytes for t in e.component("weights").terms}
+    assert labels["2-byte parameters"] == 2 * PSI // 4
+
+
+def test_deepspeed_zero3_with_qlora_is_refused_naming_sharding() -> None:
     with pytest.raises(NnmemError) as error:
-        parse({**LORA_ZERO, "stack": "deepspeed", "sharding": "zero3"})
+        parse({**LORA_ZERO, "stack": "deepspeed", "sharding": "zero3", "precision": "nf4"})
     problem = error.value.problems[0]
     assert problem.key == "sharding"
-    assert "finetune lora" in problem.message
+    assert "bnb_4bit_quant_storage" in problem.message
     assert "set sharding to zero1 or zero2" in problem.message
 
 

@@ -1556,7 +1556,20 @@ def _build_training(s: Scenario, stage: Stage | None) -> Built:
             # _cast_module_mixed_precision: p.data = p.data.to(param_dtype) for float16,
             # bfloat16, float32 and float64; earlier releases' module.bfloat16() the same).
             frozen = 2 * n_params
-        st = model_states(s, tensors, frozen)
+        lora_sizes = None
+        if zero_applies(s) and s.sharding is Sharding.ZERO3:
+            # ZeRO-3 partitions and gathers the frozen base with the adapters
+            # (stacks.DS_ZERO3_FROZEN): the gathered window and the parameters kept whole
+            # (stage3_param_persistence_threshold) count every parameter.
+            threshold = s.stage3_param_persistence_threshold
+            lora_sizes = replace(
+                sizes,
+                params=sizes.params + sum(x.elements for x in tensors),
+                largest_tensor=max([sizes.largest_tensor, *(x.numel for x in tensors)]),
+                persistent_params=sizes.persistent_params
+                + sum(x.elements for x in tensors if x.numel < threshold),
+            )
+        st = model_states(s, tensors, frozen, sizes=lora_sizes)
         n_lora = sum(x.elements for x in tensors)
         notes.append(
             f"LoRA rank {s.lora_rank} on {LABELS[s.lora_targets]}: {n_lora:,} "
