@@ -254,8 +254,8 @@ def scenarios(
     data["tensor_parallel"] = degree
     data["num_gpus"] = degree * draw(st.sampled_from([1, 1, 2, 3, 4, 8, 16, 64]))
     if mode == "training":
-        # Any stage: ZeRO-1/2 are DeepSpeed's for any step, zero3 with LoRA or another
-        # optimizer is FSDP's FULL_SHARD (the stack is the plain loop here).
+        # Any stage: ZeRO-1/2 are DeepSpeed's for any step; the plain loop's zero3 with
+        # LoRA or another optimizer is FSDP's FULL_SHARD (the stack is the plain loop here).
         data["sharding"] = draw(_values(Sharding))
     # The serving runtimes' settings are drawn everywhere too; the runtime itself only
     # where it can serve the model (a decoder; llama.cpp: a model type it has GGUF

@@ -551,6 +551,27 @@ def test_deepspeed_zero3_with_lora_partitions_the_frozen_base_too() -> None:
     assert "offload_optimizer" not in e.scenario.inactive_fields()
 
 
+def test_trainer_zero3_with_lora_is_deepspeed_and_the_plain_loop_stays_fsdp() -> None:
+    """sharding on hf_trainer and trl_sft is their DeepSpeed integration, so ZeRO-3 + LoRA
+    holds the same states as the deepspeed stack (the frozen base 2P/4 partitioned, no
+    FSDP flat parameters) and reads DeepSpeed's keys; the plain loop keeps FSDP's
+    FULL_SHARD reading, which offloads with cpu_offload instead."""
+    z3 = {**LORA_ZERO, "sharding": "zero3"}
+    ds = phase(estimate(parse({**z3, "stack": "deepspeed"})), "optimizer_step")
+    for stack in ("hf_trainer", "trl_sft"):
+        e = estimate(parse({**z3, "stack": stack}))
+        assert phase(e, "optimizer_step") == ds, stack
+        off = e.scenario.inactive_fields()
+        assert "offload_param" not in off
+        assert "offload_optimizer" not in off
+        assert "cpu_offload" in off
+    plain = parse({**z3, "stack": "plain"})
+    assert "cpu_offload" not in plain.inactive_fields()
+    assert "offload_optimizer" in plain.inactive_fields()
+    weights = {t.label for t in estimate(plain).component("weights").terms}
+    assert "frozen base partitions" not in weights
+
+
 def test_deepspeed_zero3_offload_with_lora_moves_the_trained_partitions() -> None:
     """offload_optimizer under ZeRO-3: master, m, v 12Ψ_t/4, the fp32 gradient 4Ψ_t/4 and
     the 16-bit gradient partitions 2Ψ_t/4 on the host; offload_param adds every 16-bit
