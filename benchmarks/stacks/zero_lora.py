@@ -1,4 +1,4 @@
-"""DeepSpeed ZeRO-1/2 with a peft LoRA model and a client optimizer, on the CPU.
+"""DeepSpeed ZeRO-1/2/3 with a peft LoRA model and a client optimizer, on the CPU.
 
 ``python -m benchmarks.stacks.zero_lora STAGE {adamw,sgd}`` (torch, transformers, peft,
 deepspeed from ``requirements.txt``) builds a 2-layer Llama (hidden 256, 4 heads, 2 KV
@@ -16,6 +16,11 @@ The whole model is fp32 when built and every parameter is bf16 after
 stage 1 and 2 alike: ``bit16_groups_flat`` 28,672 B (2Ψ_t), the fp32 partition 28,672 B
 (4Ψ_t/2, ``partition_size`` 7,168); AdamW's exp_avg and exp_avg_sq 57,344 B (8Ψ_t/2);
 SGD's momentum_buffer 28,672 B (4Ψ_t/2).
+
+Stage 3 (same versions) partitions every parameter: on each rank the frozen ones'
+``ds_tensor`` 1,975,552 B (2 × 1,975,552 ÷ 2, bf16) and the adapters' 14,336 B (2Ψ_t/2);
+``fp32_partitioned_groups_flat`` 28,672 B (4Ψ_t/2); AdamW's state 57,344 B, SGD's
+momentum 28,672 B, as for stages 1 and 2.
 """
 
 from __future__ import annotations
@@ -83,6 +88,30 @@ def _rank(rank: int, port: int, stage: int, optimizer_name: str, queue: Any) -> 
         engine.step()
     params = list(engine.module.parameters())
     state = optimizer.optimizer.state
+    if stage == 3:
+        # Every parameter's own partition (ds_tensor), frozen ones included; the fp32
+        # partitions stage3.py builds for the trainable ones only.
+        queue.put(
+            {
+                "rank": rank,
+                "stage": stage,
+                "optimizer": optimizer_name,
+                "trainable": sum(p.ds_numel for p in params if p.requires_grad),
+                "frozen": sum(p.ds_numel for p in params if not p.requires_grad),
+                "dtypes": sorted({str(p.ds_tensor.dtype) for p in params}),
+                "frozen_partitions": sum(
+                    _tensor_bytes(p.ds_tensor) for p in params if not p.requires_grad
+                ),
+                "trainable_partitions": sum(
+                    _tensor_bytes(p.ds_tensor) for p in params if p.requires_grad
+                ),
+                "fp32_partition": _tensor_bytes(optimizer.fp32_partitioned_groups_flat),
+                "state": sum(
+                    _tensor_bytes(v) for s in state.values() for v in s.values() if v.numel() > 1
+                ),
+            }
+        )
+        return
     queue.put(
         {
             "rank": rank,

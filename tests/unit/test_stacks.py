@@ -219,3 +219,43 @@ def test_zero12_with_lora_matches_deepspeed_on_the_cpu(
     held = s.by_key("forward")
     assert held["weights"] == 3_951_104 + 28_672
     assert held["optimizer_state"] == 28_672 + measured_state
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "measured_state"),
+    [("adamw", 57_344), ("sgd_momentum", 28_672)],
+)
+def test_zero3_with_lora_matches_deepspeed_on_the_cpu(optimizer: str, measured_state: int) -> None:
+    """benchmarks/stacks/zero_lora.py with stage 3 (DeepSpeed 0.19.8, the same 2-layer
+    Llama, LoRA r = 8 on q and v, 2 ranks, bf16): every parameter partitioned, the frozen
+    ones' ds_tensor 1,975,552 B per rank (2 × 1,975,552 ÷ 2) and the adapters' 14,336 B
+    (2Ψ_t ÷ 2); fp32_partitioned_groups_flat 28,672 B (4Ψ_t ÷ 2); the optimizer's tensor
+    state 57,344 B (AdamW) or 28,672 B (SGD's momentum)."""
+    from nnmem.optimizers import Trainable, optimizer_memory
+    from nnmem.scenario import Optimizer, OptimizerImpl
+    from nnmem.terms import fixed
+
+    psi = 14_336
+    frozen = fixed("weights", "frozen base", 3_951_104, "3,951,104 B")
+    client = None
+    if optimizer != "adamw":
+        opt = optimizer_memory(
+            Optimizer(optimizer), OptimizerImpl.FUSED, [Trainable((psi // 2,), 4)]
+        )
+        client = (opt.state, opt.step)
+    s = stacks.zero(
+        # persistent_params 0: the partitions alone, as ds_tensor holds them.
+        ModelSizes(psi + 1_975_552, 0, 0, 262_144, persistent_params=0),
+        stage=3,
+        gpus=2,
+        reduce_bucket_size=0,
+        prefetch_bucket_size=0,
+        max_reuse_distance=0,
+        trainable=psi,
+        frozen=frozen,
+        client_optimizer=client,
+    )
+    weights = {t.label: t.bytes for t in s.states if t.key == "weights"}
+    assert weights == {"frozen base partitions": 1_975_552, "2-byte trainable parameters": 14_336}
+    held = s.by_key("forward")
+    assert held["optimizer_state"] == 28_672 + measured_state
