@@ -49,9 +49,14 @@ def human(n_bytes: int, binary: bool = False) -> str:
     units = _BINARY_UNITS if binary else _DECIMAL_UNITS
     for index, (name, size) in enumerate(units):
         places = 2 if index < 2 else 1
-        # Pick the unit by the rounded value, so 999,999,999 B reads 1.00 GB, not 1,000.0 MB.
-        if Decimal(n_bytes) / Decimal(size) >= Decimal("1") - Decimal("0.5").scaleb(-places):
-            return f"{scaled(n_bytes, size, places)} {name}"
+        # Pick the unit by the rounded value, so 999,999,999 B reads 1.00 GB, not 1,000.0 MB:
+        # n / size >= 1 - 0.5 / 10^places, in integers (an answer formats thousands of
+        # sizes, and Decimal costs several times more in Pyodide).
+        scale = 10**places
+        if 2 * n_bytes * scale >= size * (2 * scale - 1):
+            # Half-up rounding of n / size to `places` decimals, as scaled() does.
+            whole, frac = divmod((2 * n_bytes * scale + size) // (2 * size), scale)
+            return f"{whole:,}.{frac:0{places}d} {name}"
     return f"{n_bytes:,} B"
 
 
