@@ -70,6 +70,12 @@ function say(text) {
   actionStatus.textContent = text;
 }
 
+// Text written only where it changes: the same text written again still replaces the
+// element's text node and makes the browser lay the page out anew.
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 // The URL: the fields that differ from the defaults and apply to this scenario.
 function syncUrl(inactive, fields) {
   const modelId = readModel || linkModel;
@@ -274,17 +280,18 @@ function paint(id, reply, part = "all") {
     return;
   }
   lastReply = reply;
-  document.getElementById("total-label").textContent = reply.total_label;
-  miniTotal.textContent = reply.total_text;
+  setText(document.getElementById("total-label"), reply.total_label);
+  setText(miniTotal, reply.total_text);
   setMiniVerdict(reply.verdict_text);
-  document.getElementById("total-detail").textContent = reply.total_detail;
-  document.getElementById("scenario-line").textContent = reply.description;
-  document.getElementById("start-summary").textContent = reply.summary;
+  setText(document.getElementById("total-detail"), reply.total_detail);
+  setText(document.getElementById("scenario-line"), reply.description);
+  setText(document.getElementById("start-summary"), reply.summary);
   // Width and depth worked out from the size, shown in their empty fields.
   for (const name of ["hidden_size", "num_layers"]) {
     const el = form.elements.namedItem(name);
     const value = (reply.derived || {})[name];
-    if (el) el.placeholder = value ? `${value} from the size` : "";
+    const placeholder = value ? `${value} from the size` : "";
+    if (el && el.placeholder !== placeholder) el.placeholder = placeholder;
   }
   paintParts(reply.html);
   setPending(part === "first");
@@ -307,8 +314,9 @@ function setMiniVerdict(text, state) {
     text = "pick a GPU to see whether it fits";
     state = "none";
   }
-  miniVerdict.textContent = `· ${text}`;
-  miniVerdict.dataset.fit = state || (text.startsWith("does not") ? "no" : "yes");
+  setText(miniVerdict, `· ${text}`);
+  const fit = state || (text.startsWith("does not") ? "no" : "yes");
+  if (miniVerdict.dataset.fit !== fit) miniVerdict.dataset.fit = fit;
 }
 
 // The bar while the result on screen is not the inputs' (an error, a link or an edit

@@ -80,8 +80,8 @@ export function writeUrl(fields, defaults, skip = () => false, extra = {}) {
 
 // The banner that says the result shown is not for the inputs as they are.
 export function showStale(banner, text) {
-  banner.textContent = text;
-  banner.hidden = !text;
+  if (banner.textContent !== text) banner.textContent = text;
+  if (banner.hidden !== !text) banner.hidden = !text;
 }
 
 // Each problem next to its field (`[data-field]` with an `.error` slot, in view), every
