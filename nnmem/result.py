@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from nnmem.scenario import Scenario
@@ -147,7 +148,9 @@ class Estimate:
         """NVMe space beside the GPU figure: the swap files of DeepSpeed's NVMe offload."""
         return sum(t.bytes for t in self.nvme)
 
-    @property
+    # Computed once per estimate (an answer reads them many times); the dataclass is frozen,
+    # so the cached value never goes stale.
+    @cached_property
     def peak_phase(self) -> Phase:
         """The phase that holds the most memory (the first, on a tie)."""
         return max(self.phases, key=lambda p: p.bytes)
@@ -174,7 +177,7 @@ class Estimate:
         """What ``torch.cuda.max_memory_reserved()`` reports: allocated plus the cached blocks."""
         return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads if t.key in IN_RESERVED)
 
-    @property
+    @cached_property
     def components(self) -> tuple[Component, ...]:
         """The peak's terms grouped by component, overheads last, in display order."""
         live = [*self.peak_phase.terms, *self.overheads]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 _DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 _BINARY_UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
@@ -46,12 +47,31 @@ def human(n_bytes: int, binary: bool = False) -> str:
     """
     if n_bytes < 0:
         return f"-{human(-n_bytes, binary)}"
+    if isinstance(n_bytes, int):
+        return _human_int(n_bytes, binary)
     units = _BINARY_UNITS if binary else _DECIMAL_UNITS
     for index, (name, size) in enumerate(units):
         places = 2 if index < 2 else 1
         # Pick the unit by the rounded value, so 999,999,999 B reads 1.00 GB, not 1,000.0 MB.
         if Decimal(n_bytes) / Decimal(size) >= Decimal("1") - Decimal("0.5").scaleb(-places):
             return f"{scaled(n_bytes, size, places)} {name}"
+    return f"{n_bytes:,} B"
+
+
+@lru_cache(maxsize=4096)
+def _human_int(n_bytes: int, binary: bool) -> str:
+    """:func:`human` for a count of 0 or more in integer arithmetic, the same text to the
+    last digit: an answer formats about sixty sizes, most of them the answer before's too,
+    and Decimal arithmetic costs several times more in Pyodide."""
+    units = _BINARY_UNITS if binary else _DECIMAL_UNITS
+    for index, (name, size) in enumerate(units):
+        places = 2 if index < 2 else 1
+        scale = 10**places
+        # n / size >= 1 - 0.5 / 10^places: the unit picked by the rounded value.
+        if 2 * n_bytes * scale >= size * (2 * scale - 1):
+            # n / size rounded half-up to `places` decimals, as scaled() rounds it.
+            whole, frac = divmod((2 * n_bytes * scale + size) // (2 * size), scale)
+            return f"{whole:,}.{frac:0{places}d} {name}"
     return f"{n_bytes:,} B"
 
 

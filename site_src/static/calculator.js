@@ -18,6 +18,11 @@ let ready = false;
 let latest = 0; // id of the newest request; older answers are dropped
 let lastReply = null;
 let latestFields = null; // the fields of the newest request, which its chart is asked for
+// The form's values when the newest request was posted, and whether a control has changed
+// since (an edit, or nnmem's set or fill): while none has, its answer writes the URL from
+// them instead of reading the form again.
+let requestForm = null;
+let formMoved = false;
 const sentAt = new Map();
 // Values from the URL that no option of their <select> holds: sent as typed, so nnmem
 // names the problem next to the field, until the user picks a value there.
@@ -65,13 +70,18 @@ function say(text) {
   actionStatus.textContent = text;
 }
 
+// Text written only where it changes: the same text written again still replaces the
+// element's text node and makes the browser lay the page out anew.
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 // The URL: the fields that differ from the defaults and apply to this scenario.
-function syncUrl(inactive) {
+function syncUrl(inactive, fields) {
   const modelId = readModel || linkModel;
   const fromHub = (name, value) => Boolean(readModel) && isModelControl(name) && (readFill.get(name) === value || name === "checkpoint_bytes");
   const extra = modelId ? { model_id: modelId } : {};
   const skip = (name, value) => value === filled.get(name) || inactive.includes(name) || fromHub(name, value) || (linkModel && isModelControl(name));
-  const fields = readForm();
   // The config is the model where it is the mode (its text may equal what a preset once
   // filled in: it is the user's now), unless a Hub read or the link's model id names it.
   const config = fields.config || "";
@@ -147,24 +157,32 @@ function request() {
   sentAt.set(latest, performance.now());
   fresh.clear();
   cancelChart();
-  latestFields = { ...readForm(), changed: [...edited].join(",") };
+  requestForm = readForm();
+  formMoved = false;
+  latestFields = { ...requestForm, changed: [...edited].join(",") };
   post({ type: "request", id: latest, page: "calculator", fields: latestFields });
 }
 
+// Each property is written only where it changes: a write the page does not need still
+// costs the browser a style recalculation on every answer.
 function setInactive(names) {
+  const inactive = new Set(names);
   for (const field of document.querySelectorAll("[data-field]")) {
-    field.hidden = names.includes(field.dataset.field);
+    const hidden = inactive.has(field.dataset.field);
+    if (field.hidden !== hidden) field.hidden = hidden;
   }
   // A section or group whose every control is hidden (the runtime's, while training)
   // hides too.
   for (const section of document.querySelectorAll("section.form-section, details.field-group")) {
     const controls = [...section.querySelectorAll("[data-field]")];
-    section.hidden = controls.length > 0 && controls.every((f) => f.hidden);
+    const hidden = controls.length > 0 && controls.every((f) => f.hidden);
+    if (section.hidden !== hidden) section.hidden = hidden;
   }
   // No trainer trains in FP8 weights, GPTQ, AWQ or GGUF: offer them for inference only.
   const training = form.elements.namedItem("mode")?.value === "training";
   for (const option of form.querySelectorAll("#f-precision option[data-inference-only]")) {
-    option.disabled = training && !option.selected;
+    const disabled = training && !option.selected;
+    if (option.disabled !== disabled) option.disabled = disabled;
   }
 }
 
@@ -175,6 +193,7 @@ function applySet(changes) {
     rawValues.delete(name);
     filled.delete(name);
     setControl(name, value);
+    formMoved = true;
   }
 }
 
@@ -184,10 +203,12 @@ function applyFill(fill) {
     if (el instanceof RadioNodeList) {
       if (name === "describe" && omitDescribe && setControl(name, value)) {
         omitDescribe = false;
+        formMoved = true;
         rawValues.delete("model");
       }
     } else if (el && el !== document.activeElement && setControl(name, value)) {
       filled.set(name, value);
+      formMoved = true;
     }
   }
 }
@@ -206,10 +227,18 @@ function setPending(pending) {
   else delete results.dataset.pending;
 }
 
+// The HTML each part was last painted with: a part whose new HTML is the same (the notes,
+// the formula's terms, where a batch size changes) is left as it is, not parsed again.
+const painted = new Map();
+
 function paintParts(html) {
   for (const name of PARTS) {
+    if (html[name] === undefined || painted.get(name) === html[name]) continue;
     const element = document.getElementById(`part-${name}`);
-    if (element && html[name] !== undefined) element.innerHTML = html[name];
+    if (element) {
+      element.innerHTML = html[name];
+      painted.set(name, html[name]);
+    }
   }
 }
 
@@ -233,7 +262,7 @@ function paint(id, reply, part = "all") {
   for (const group of document.querySelectorAll("details.field-group, details.adjust")) {
     if (group.querySelector(".field.invalid")) group.open = true;
   }
-  syncUrl(reply.inactive || []);
+  syncUrl(reply.inactive || [], requestForm && fresh.size === 0 && !formMoved ? requestForm : readForm());
   showHeld(Boolean(reply.fatal || !reply.ok));
   if (reply.fatal || !reply.ok) {
     // The bar at the bottom never shows a total the inputs no longer give.
@@ -251,17 +280,18 @@ function paint(id, reply, part = "all") {
     return;
   }
   lastReply = reply;
-  document.getElementById("total-label").textContent = reply.total_label;
-  miniTotal.textContent = reply.total_text;
+  setText(document.getElementById("total-label"), reply.total_label);
+  setText(miniTotal, reply.total_text);
   setMiniVerdict(reply.verdict_text);
-  document.getElementById("total-detail").textContent = reply.total_detail;
-  document.getElementById("scenario-line").textContent = reply.description;
-  document.getElementById("start-summary").textContent = reply.summary;
+  setText(document.getElementById("total-detail"), reply.total_detail);
+  setText(document.getElementById("scenario-line"), reply.description);
+  setText(document.getElementById("start-summary"), reply.summary);
   // Width and depth worked out from the size, shown in their empty fields.
   for (const name of ["hidden_size", "num_layers"]) {
     const el = form.elements.namedItem(name);
     const value = (reply.derived || {})[name];
-    if (el) el.placeholder = value ? `${value} from the size` : "";
+    const placeholder = value ? `${value} from the size` : "";
+    if (el && el.placeholder !== placeholder) el.placeholder = placeholder;
   }
   paintParts(reply.html);
   setPending(part === "first");
@@ -284,8 +314,9 @@ function setMiniVerdict(text, state) {
     text = "pick a GPU to see whether it fits";
     state = "none";
   }
-  miniVerdict.textContent = `· ${text}`;
-  miniVerdict.dataset.fit = state || (text.startsWith("does not") ? "no" : "yes");
+  setText(miniVerdict, `· ${text}`);
+  const fit = state || (text.startsWith("does not") ? "no" : "yes");
+  if (miniVerdict.dataset.fit !== fit) miniVerdict.dataset.fit = fit;
 }
 
 // The bar while the result on screen is not the inputs' (an error, a link or an edit

@@ -80,8 +80,8 @@ export function writeUrl(fields, defaults, skip = () => false, extra = {}) {
 
 // The banner that says the result shown is not for the inputs as they are.
 export function showStale(banner, text) {
-  banner.textContent = text;
-  banner.hidden = !text;
+  if (banner.textContent !== text) banner.textContent = text;
+  if (banner.hidden !== !text) banner.hidden = !text;
 }
 
 // Each problem next to its field (`[data-field]` with an `.error` slot, in view), every
@@ -94,11 +94,13 @@ export function placeErrors(root, errors) {
   for (const field of root.querySelectorAll("[data-field]")) {
     const slot = field.querySelector(".error");
     const message = (slot && !field.hidden && byField.get(field.dataset.field)) || "";
-    if (slot) slot.textContent = message;
-    field.classList.toggle("invalid", Boolean(message));
+    // Written only where it changes: most answers change no field's problem.
+    if (slot && slot.textContent !== message) slot.textContent = message;
+    if (field.classList.contains("invalid") !== Boolean(message)) field.classList.toggle("invalid", Boolean(message));
     for (const control of field.querySelectorAll("input, select, textarea")) {
-      if (message) control.setAttribute("aria-invalid", "true");
-      else control.removeAttribute("aria-invalid");
+      if (message) {
+        if (control.getAttribute("aria-invalid") !== "true") control.setAttribute("aria-invalid", "true");
+      } else if (control.hasAttribute("aria-invalid")) control.removeAttribute("aria-invalid");
     }
     if (message) byField.delete(field.dataset.field);
   }
