@@ -22,28 +22,10 @@ from nnmem.models.transformer.assembly import _trl_fused_head_terms
 from nnmem.models.transformer.context import context
 from nnmem.result import Estimate
 from nnmem.scenario import parse
+from tests.unit.test_stack_defaults import SMALL_LLAMA as STACK_LLAMA
 
 # The small Llama of benchmarks/stacks/common.py: b = 2, s = 128, h = 256, V = 4,096.
-SMALL_LLAMA: dict[str, Any] = {
-    "model": "transformer",
-    "config": {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "vocab_size": 4096,
-        "hidden_size": 256,
-        "intermediate_size": 688,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 512,
-        "tie_word_embeddings": False,
-    },
-    "device": "cpu",
-    "batch_size": 2,
-    "seq_len": 128,
-    "optimizer": "adamw",
-    "packing": "off",
-}
+SMALL_LLAMA: dict[str, Any] = {**STACK_LLAMA, "packing": "off"}
 
 
 def terms(result: Estimate, phase: str) -> dict[str, int]:
