@@ -95,7 +95,12 @@ export function placeErrors(root, errors) {
     const slot = field.querySelector(".error");
     const message = (slot && !field.hidden && byField.get(field.dataset.field)) || "";
     // Written only where it changes: most answers change no field's problem.
-    if (slot && slot.textContent !== message) slot.textContent = message;
+    if (slot && slot.textContent !== message) {
+      slot.textContent = message;
+      // A new problem in the field being typed in is shown, not left under the answer's
+      // bar at the bottom of the screen (style.css's scroll-padding-bottom keeps it above).
+      if (message && field.contains(document.activeElement)) slot.scrollIntoView({ block: "nearest" });
+    }
     if (field.classList.contains("invalid") !== Boolean(message)) field.classList.toggle("invalid", Boolean(message));
     for (const control of field.querySelectorAll("input, select, textarea")) {
       if (message) {

@@ -193,6 +193,29 @@ def test_bad_value_shows_its_message_and_keeps_the_last_result(
     expect(calculator.locator(f"#f-{key}")).not_to_have_attribute("aria-invalid", "true")
 
 
+def test_a_new_problem_in_the_field_being_typed_in_is_not_left_under_the_bar(
+    calculator: Page,
+) -> None:
+    """Typing a bad value into a field at the bottom of the screen shows its message above
+    the answer's bar, which stays fixed there."""
+    calculator.evaluate("document.getElementById('adjust').open = true")
+    field = calculator.locator("#f-seq_len")
+    # Put the field at the very bottom of the screen, as a user scrolling down might.
+    field.evaluate("el => el.scrollIntoView({block: 'end'})")
+    calculator.evaluate("window.scrollBy(0, -2)")
+    field.fill("-5")
+    error = calculator.locator(".field[data-field=seq_len] .error")
+    expect(error).to_contain_text("Sequence length must be")
+    bar = calculator.locator("#mini-total")
+    expect(bar).to_be_visible()
+    calculator.wait_for_timeout(300)  # a smooth scroll, where the browser makes one
+    message_box = error.bounding_box()
+    bar_box = bar.bounding_box()
+    assert message_box is not None
+    assert bar_box is not None
+    assert message_box["y"] + message_box["height"] <= bar_box["y"] + 1
+
+
 def test_training_with_an_inference_format_names_the_precision_field(calculator: Page) -> None:
     """INT8 cannot train: the precision field says so and what to pick instead."""
     calculator.select_option("#f-precision", "int8")
