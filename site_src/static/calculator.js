@@ -780,7 +780,7 @@ if (linked && linked.trim()) {
   linkModel = linked.trim().slice(0, 200);
   loadReader().then((r) => r.offer(linkModel));
 }
-post = startEngine(calculator, {
+post = startEngine({
   onReady() {
     linkTexts.then(() => {
       ready = true;

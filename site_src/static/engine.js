@@ -16,10 +16,11 @@ export function showHeld(held) {
     : LIVE;
 }
 
-// `host` carries data-worker, data-pyodide, data-bundle and data-later (with
-// data-later-now where the page needs the second bundle at once); the page has #engine,
-// #engine-text and #engine-progress. Returns `post(message)`, a no-op until ready.
-export function startEngine(host, { onReady, onResult, onFail }) {
+import { started } from "./boot.js";
+
+// The worker boot.js started (see there); the page has #engine, #engine-text and
+// #engine-progress. Returns `post(message)`, a no-op until ready.
+export function startEngine({ onReady, onResult, onFail }) {
   const engine = document.getElementById("engine");
   const engineText = document.getElementById("engine-text");
   const progress = document.getElementById("engine-progress");
@@ -52,21 +53,19 @@ export function startEngine(host, { onReady, onResult, onFail }) {
   }
 
   const timer = setTimeout(() => fail(`it did not load within ${LOAD_TIMEOUT_MS / 1000} seconds`), LOAD_TIMEOUT_MS);
-  const here = (path) => new URL(path, document.baseURI).href;
   const post = (message) => {
     if (ready) worker.postMessage(message);
   };
-  try {
-    worker = new Worker(here(host.dataset.worker), { type: "module" });
-  } catch (error) {
-    fail(String(error.message || error));
+  if (started.error) {
+    fail(started.error);
     return post;
   }
-  worker.onerror = (event) => {
+  worker = started.worker;
+  const onError = (event) => {
     event.preventDefault();
     fail(event.message || "its script failed to load");
   };
-  worker.onmessage = (event) => {
+  const onMessage = (event) => {
     const message = event.data;
     if (message.type === "progress") {
       setEngine("loading", message.text);
@@ -89,12 +88,14 @@ export function startEngine(host, { onReady, onResult, onFail }) {
       onResult(message.id, message.reply, message.part);
     }
   };
-  worker.postMessage({
-    type: "init",
-    indexURL: here(host.dataset.pyodide),
-    bundle: here(host.dataset.bundle),
-    later: here(host.dataset.later),
-    laterNow: "laterNow" in host.dataset,
+  // What the worker sent before now, in order, once the caller holds `post`; no event
+  // can come in between, since a microtask runs before the next one is dispatched.
+  queueMicrotask(() => {
+    for (const event of started.events.splice(0)) {
+      (event.type === "error" ? onError : onMessage)(event);
+    }
+    worker.onerror = onError;
+    worker.onmessage = onMessage;
   });
   return post;
 }

@@ -121,7 +121,7 @@ function startTool() {
 
   readUrl();
   applyWhen();
-  post = startEngine(tool, {
+  post = startEngine({
     onReady() {
       ready = true;
       request(); // catch up with anything typed while loading
