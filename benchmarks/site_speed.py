@@ -10,7 +10,8 @@ For both it measures, in milliseconds from the start of navigation:
 - static paint: First Contentful Paint of a plain copy of the page with its scripts
   stripped, the baseline no script can beat;
 - bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
-  for the engine;
+  for the engine, and the same on Pyodide's five files as its npm package ships them
+  (the site trims the standard library and ships it as bytecode, see build.py);
 - the calculator's first paint, worker ready (``nnmem:ready``) and first live result
   (``nnmem:live``), and how Python started (``#engine[data-start]``: "fresh", or
   "snapshot" where a warm visit restores the heap the cold one kept in Cache Storage,
@@ -37,6 +38,7 @@ import gzip
 import os
 import platform
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -129,7 +131,9 @@ def serve(root: Path, counter: Counter) -> Any:
 
 
 def add_baselines(site: Path) -> None:
-    """The static copy (scripts stripped) and the bare-boot page, beside index.html."""
+    """The static copy (scripts stripped) and the bare-boot pages, beside index.html: one
+    on the site's core, one on Pyodide's five files as its npm package ships them (its
+    whole standard library, as source) in ``pyodide-shipped/``."""
     html = (site / "index.html").read_text(encoding="utf-8")
     static = re.sub(r"<script\b.*?</script>", "", html, flags=re.S)
     static = re.sub(r'<link rel="(modulepreload|preload)"[^>]*>', "", static)
@@ -140,6 +144,16 @@ def add_baselines(site: Path) -> None:
     (site / "bare.html").write_text(BARE_PAGE, encoding="utf-8")
     (site / "bare-worker.js").write_text(
         BARE_WORKER % (f"./{folder.removeprefix('./')}pyodide.mjs", folder), encoding="utf-8"
+    )
+    shipped = site / "pyodide-shipped"
+    shipped.mkdir()
+    for name in build.PYODIDE_FILES:
+        shutil.copyfile(ROOT / "node_modules" / "pyodide" / name, shipped / name)
+    (site / "shipped.html").write_text(
+        BARE_PAGE.replace("bare-worker.js", "shipped-worker.js"), encoding="utf-8"
+    )
+    (site / "shipped-worker.js").write_text(
+        BARE_WORKER % ("./pyodide-shipped/pyodide.mjs", "./pyodide-shipped/"), encoding="utf-8"
     )
 
 
@@ -204,7 +218,7 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
     got: dict[str, Any] = {}
     if what == "static":
         got["paint"] = fcp(page)
-    elif what == "bare":
+    elif what in ("bare", "shipped"):
         got["boot"] = entry(page, "bare:ready")
     else:
         got["paint"] = fcp(page)
@@ -270,6 +284,7 @@ def main() -> int:
                 for what, target in (
                     ("static", "static.html"),
                     ("bare", "bare.html"),
+                    ("shipped", "shipped.html"),
                     ("page", ""),
                 ):
                     # A profile on disk, as a visitor's browser has: an in-memory one
@@ -343,6 +358,7 @@ def main() -> int:
     for label, key in (
         ("static copy: first paint", "static paint"),
         ("bare loadPyodide(): ready", "bare boot"),
+        ("the same, Pyodide's own core", "shipped boot"),
         ("calculator: first paint", "page paint"),
         ("calculator: worker ready", "page ready"),
         ("calculator: first live result", "page live"),
@@ -357,10 +373,13 @@ def main() -> int:
         print(f"{label:34} {med(f'page {key} cold')} {med(f'page {key} warm')}")
     for kind in ("cold", "warm"):
         ready = rows.get(f"page ready {kind}")
-        bare = rows.get(f"bare boot {kind}")
-        if ready and bare:
-            gaps = [r - b for r, b in zip(ready, bare, strict=True)]
-            print(f"worker ready minus bare boot, {kind}: median {statistics.median(gaps):.0f} ms")
+        for floor, label in (("bare", "bare boot"), ("shipped", "bare boot of Pyodide's own core")):
+            bare = rows.get(f"{floor} boot {kind}")
+            if ready and bare:
+                gaps = [r - b for r, b in zip(ready, bare, strict=True)]
+                print(
+                    f"worker ready minus {label}, {kind}: median {statistics.median(gaps):.0f} ms"
+                )
         paint = rows.get(f"page paint {kind}")
         static = rows.get(f"static paint {kind}")
         if paint and static:
@@ -374,7 +393,7 @@ def main() -> int:
                 f" {len(values):5}"
             )
     print(f"{'bytes sent per visit (median)':34} {'cold':>11} {'warm':>11}  requests, 304s")
-    for what in ("static", "bare", "page"):
+    for what in ("static", "bare", "shipped", "page"):
         cold = statistics.median(sent[f"{what} cold"])
         warm = statistics.median(sent[f"{what} warm"])
         print(
