@@ -719,12 +719,33 @@ def relative_root(output: str) -> str:
     return "./" if depth == 0 else "../" * depth
 
 
+# Elements whose text keeps its spaces as written (or may, under a white-space rule).
+_KEEP_SPACES = re.compile(r"<(pre|textarea|script|style|code)\b.*?</\1>", re.S | re.I)
+
+
+def compact_html(text: str) -> str:
+    """The page without the templates' indentation: each line's leading spaces go, which
+    renders the same (a run of white space between words or tags shows as one space, and a
+    line break stays), except inside the elements that keep theirs, left as they are.
+
+    >>> compact_html("<ul>\\n  <li>a</li>\\n</ul>\\n<pre>\\n  kept</pre>")
+    '<ul>\\n<li>a</li>\\n</ul>\\n<pre>\\n  kept</pre>'
+    """
+    out, at = [], 0
+    for kept in _KEEP_SPACES.finditer(text):
+        out += [re.sub(r"\n[ \t]+", "\n", text[at : kept.start()]), kept.group(0)]
+        at = kept.end()
+    out.append(re.sub(r"\n[ \t]+", "\n", text[at:]))
+    return "".join(out)
+
+
 def render_page(
     env: jinja2.Environment, template: str, context: dict[str, Any], source: str
 ) -> bytes:
-    """Render one template, turning a Jinja failure into a BuildError that names it."""
+    """Render one template, turning a Jinja failure into a BuildError that names it; the
+    output goes without its indentation (``compact_html``)."""
     try:
-        return env.get_template(template).render(context).encode("utf-8")
+        return compact_html(env.get_template(template).render(context)).encode("utf-8")
     except jinja2.UndefinedError as error:
         raise BuildError(f"{source}: template {template}: {error.message}") from error
     except jinja2.TemplateError as error:
