@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from nnmem import catalog
@@ -766,6 +767,12 @@ class Scenario:
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
+        return self._inactive
+
+    @cached_property
+    def _inactive(self) -> tuple[str, ...]:
+        # Worked out once: the scenario is frozen, and one calculator request asks for it
+        # three times (the hidden controls, the description, the summary).
         return inactive_fields(
             self.kind,
             self.mode,
@@ -1189,6 +1196,7 @@ CHECKPOINT_BYTES_HELP = (
 MAX_CHECKPOINT_PARTS = 64
 MAX_CHECKPOINT_BYTES = 2**50  # a pebibyte: far above any checkpoint
 KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS, CHECKPOINT_BYTES)
+_KNOWN = frozenset(KNOWN_KEYS)  # for look-ups
 OPTIONAL_NUMBERS = {
     "hidden_size",
     "num_layers",
@@ -2166,7 +2174,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
     problems: list[Problem] = [
         Problem((str(key),), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
-        if key not in KNOWN_KEYS
+        if key not in _KNOWN
     ]
     kind = KIND.read(data.get("model", "generic"))
     model: Model | None = None
@@ -2342,6 +2350,8 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False  # fewer openings than the limit, strings and all: cannot nest deeper
     depth = 0
     for bracket in _BRACKETS.findall(_STRING.sub("", text)):
         depth += 1 if bracket in "[{" else -1

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from nnmem.errors import NnmemError, Problem
@@ -132,16 +133,23 @@ class ChoiceSpec(Generic[E]):
         """The values, listed."""
         return "one of " + ", ".join(m.value for m in self.enum)
 
+    @cached_property
+    def _members(self) -> dict[str, E]:
+        return {member.value: member for member in self.enum}
+
+    @cached_property
+    def _aliases(self) -> dict[str, str]:
+        return dict(self.aliases)
+
     def read(self, raw: object) -> E | Problem:
         """The enum member ``raw`` names, or what is wrong."""
         if _missing(raw):
             return Problem(self.key, f"{self.label} is required: choose {self.allowed}.")
         if isinstance(raw, str):
             text = raw.strip().lower()
-            text = dict(self.aliases).get(text, text)
-            for member in self.enum:
-                if member.value == text:
-                    return member
+            member = self._members.get(self._aliases.get(text, text))
+            if member is not None:
+                return member
         return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).", raw)
 
 
