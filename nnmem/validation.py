@@ -24,6 +24,7 @@ E = TypeVar("E", bound=StrEnum)
 _GROUPED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 _MAX_ECHO = 24
 _MAX_TEXT = 64
+_KNOWN_TEXTS = 256
 
 
 def shown(raw: object) -> str:
@@ -70,6 +71,23 @@ class NumberSpec:
 
     def read(self, raw: object) -> Decimal | Problem:
         """A JSON number or numeric string as a Decimal in range, or what is wrong."""
+        if type(raw) is not str:
+            return self._read(raw)
+        # A page's fields are text, and each request repeats all but the one being typed:
+        # the answers (immutable) are kept by text, a few hundred at most.
+        known = self._known
+        found = known.get(raw)
+        if found is None:
+            if len(known) >= _KNOWN_TEXTS:
+                known.clear()
+            found = known[raw] = self._read(raw)
+        return found
+
+    @cached_property
+    def _known(self) -> dict[str, Decimal | Problem]:
+        return {}
+
+    def _read(self, raw: object) -> Decimal | Problem:
         if _missing(raw):
             return Problem(self.key, f"{self.label} is required: enter {self.allowed}.")
         if isinstance(raw, bool):
