@@ -121,6 +121,23 @@ class NumberSpec:
 
     def check(self, value: Decimal | int, raw: object = None) -> Decimal | Problem:
         """``value`` if it is in range, else the problem, echoing ``raw`` if given."""
+        if raw is not None or type(value) is not int:
+            return self._check(value, raw)
+        # Every scenario checks its settings again, and the solvers build dozens that
+        # differ in one: a whole number's answer is kept (immutable) as a text's is.
+        known = self._checked
+        found = known.get(value)
+        if found is None:
+            if len(known) >= _KNOWN_TEXTS:
+                known.clear()
+            found = known[value] = self._check(value, None)
+        return found
+
+    @cached_property
+    def _checked(self) -> dict[int, Decimal | Problem]:
+        return {}
+
+    def _check(self, value: Decimal | int, raw: object) -> Decimal | Problem:
         number = Decimal(value)
         if not number.is_finite():
             return self.bad(value if raw is None else raw)

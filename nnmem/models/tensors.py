@@ -169,6 +169,7 @@ _ORDER = (
 )
 
 
+@lru_cache(maxsize=1024)
 def _rank(dims: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
     # Larger monomials first: more dimensions, then the canonical order.
     return (-len(dims), tuple(_ORDER.index(d) for d in dims))
