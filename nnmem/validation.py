@@ -176,13 +176,21 @@ class ChoiceSpec(Generic[E]):
     def _aliases(self) -> dict[str, str]:
         return dict(self.aliases)
 
+    @cached_property
+    def _texts(self) -> dict[str, E]:
+        return {}
+
     def read(self, raw: object) -> E | Problem:
         """The enum member ``raw`` names, or what is wrong."""
         if _missing(raw):
             return Problem(self.key, f"{self.label} is required: choose {self.allowed}.")
         if isinstance(raw, str):
-            text = raw.strip().lower()
-            member = self._members.get(self._aliases.get(text, text))
+            member = self._texts.get(raw)
+            if member is None:
+                text = raw.strip().lower()
+                member = self._members.get(self._aliases.get(text, text))
+                if member is not None and len(self._texts) < _KNOWN_TEXTS:
+                    self._texts[raw] = member  # the same text names the same member
             if member is not None:
                 return member
         return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).", raw)
