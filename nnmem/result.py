@@ -69,7 +69,7 @@ class Phase:
         """The phase's display name."""
         return PHASE_LABELS[self.name]
 
-    @property
+    @cached_property  # frozen, its terms a tuple of frozen terms
     def bytes(self) -> int:
         """Live tensor bytes at the phase's peak."""
         return sum(t.bytes for t in self.terms)
@@ -92,7 +92,7 @@ class Component:
     size: int  # the largest it gets in any phase
     note: str = ""
 
-    @property
+    @cached_property  # frozen, its terms a tuple of frozen terms
     def bytes(self) -> int:
         """Bytes live at the peak."""
         return sum(t.bytes for t in self.terms)
@@ -160,7 +160,7 @@ class Estimate:
         """The tensor peak: what ``torch.cuda.max_memory_allocated()`` reports."""
         return self.peak_phase.bytes
 
-    @property
+    @cached_property
     def total_bytes(self) -> int:
         """Tensors plus overheads: what the GPU needs, as ``nvidia-smi`` counts it."""
         return self.tensor_peak_bytes + sum(t.bytes for t in self.overheads)

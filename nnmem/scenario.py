@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from nnmem import catalog
@@ -766,6 +767,12 @@ class Scenario:
 
     def inactive_fields(self) -> tuple[str, ...]:
         """Schema keys that do not affect this scenario's estimate."""
+        return self._inactive
+
+    @cached_property
+    def _inactive(self) -> tuple[str, ...]:
+        # Worked out once: the scenario is frozen, and one calculator request asks for it
+        # three times (the hidden controls, the description, the summary).
         return inactive_fields(
             self.kind,
             self.mode,
@@ -1189,6 +1196,7 @@ CHECKPOINT_BYTES_HELP = (
 MAX_CHECKPOINT_PARTS = 64
 MAX_CHECKPOINT_BYTES = 2**50  # a pebibyte: far above any checkpoint
 KNOWN_KEYS = ("model", *MODEL_KEYS, *SETTINGS, CHECKPOINT_BYTES)
+_KNOWN = frozenset(KNOWN_KEYS)  # for look-ups
 OPTIONAL_NUMBERS = {
     "hidden_size",
     "num_layers",
@@ -1587,11 +1595,19 @@ def _labels(members: Iterable[StrEnum]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
+def _number_specs() -> tuple[tuple[str, NumberSpec], ...]:
+    return tuple((key, spec) for key in SETTINGS if isinstance(spec := SPECS[key], NumberSpec))
+
+
+# The numeric settings a scenario checks on construction (the solvers build dozens).
+_NUMBER_SPECS = _number_specs()
+
+
 def _cross_checks(s: Scenario) -> list[Problem | None]:
     problems: list[Problem | None] = []
-    for key in SETTINGS:
-        spec, value = SPECS[key], getattr(s, key)
-        if isinstance(spec, NumberSpec) and value is not None:
+    for key, spec in _NUMBER_SPECS:
+        value = getattr(s, key)
+        if value is not None:
             problems.append(_problem(spec.check(value)))
     divisions = s.roundup_power2_divisions
     if divisions & (divisions - 1):
@@ -2150,6 +2166,26 @@ def _with_stack_defaults(values: dict[str, Any], given: Mapping[str, object]) ->
                 values[key] = value
 
 
+# Each setting as parse reads it: its key, default, spec, whether "" means the default (an
+# optional number) and whether a number keeps its fraction; worked out once, not per read.
+_SETTING_READERS = tuple(
+    (
+        key,
+        default,
+        SPECS[key],
+        key in OPTIONAL_NUMBERS,
+        key
+        in (
+            "allocator_overhead_percent",
+            "headroom_percent",
+            "lora_dropout",
+            "gpu_memory_utilization",
+        ),
+    )
+    for key, default in SETTINGS.items()
+)
+
+
 def parse(data: Mapping[str, object]) -> Scenario:
     """Read a scenario from its JSON schema, reporting every bad key at once.
 
@@ -2166,7 +2202,7 @@ def parse(data: Mapping[str, object]) -> Scenario:
     problems: list[Problem] = [
         Problem((str(key),), f"Unknown field {shown(key)}: the fields are {known}.")
         for key in data
-        if key not in KNOWN_KEYS
+        if key not in _KNOWN
     ]
     kind = KIND.read(data.get("model", "generic"))
     model: Model | None = None
@@ -2181,21 +2217,15 @@ def parse(data: Mapping[str, object]) -> Scenario:
         except NnmemError as error:
             problems.extend(error.problems)
     values: dict[str, Any] = {}
-    for key, default in SETTINGS.items():
+    for key, default, spec, optional, fractional in _SETTING_READERS:
         raw = data.get(key)
-        if raw is None or (key in OPTIONAL_NUMBERS and raw == ""):
+        if raw is None or (optional and raw == ""):
             values[key] = default
             continue
-        read = SPECS[key].read(raw)
+        read = spec.read(raw)
         if isinstance(read, Problem):
             problems.append(read)
         else:
-            fractional = key in (
-                "allocator_overhead_percent",
-                "headroom_percent",
-                "lora_dropout",
-                "gpu_memory_utilization",
-            )
             values[key] = int(read) if isinstance(read, Decimal) and not fractional else read
 
     stored = read_checkpoint_bytes(data.get(CHECKPOINT_BYTES))
@@ -2342,6 +2372,8 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False  # fewer openings than the limit, strings and all: cannot nest deeper
     depth = 0
     for bracket in _BRACKETS.findall(_STRING.sub("", text)):
         depth += 1 if bracket in "[{" else -1

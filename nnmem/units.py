@@ -17,6 +17,7 @@ _DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 _BINARY_UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 
 
+@lru_cache(maxsize=4096)  # an answer formats the same sizes as the answer before it, mostly
 def scaled(n_bytes: int, unit_size: int, places: int) -> str:
     """Format ``n_bytes / unit_size`` with ``places`` decimals and thousands separators.
 

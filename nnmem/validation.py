@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from nnmem.errors import NnmemError, Problem
@@ -23,6 +24,7 @@ E = TypeVar("E", bound=StrEnum)
 _GROUPED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 _MAX_ECHO = 24
 _MAX_TEXT = 64
+_KNOWN_TEXTS = 256
 
 
 def shown(raw: object) -> str:
@@ -69,6 +71,23 @@ class NumberSpec:
 
     def read(self, raw: object) -> Decimal | Problem:
         """A JSON number or numeric string as a Decimal in range, or what is wrong."""
+        if type(raw) is not str:
+            return self._read(raw)
+        # A page's fields are text, and each request repeats all but the one being typed:
+        # the answers (immutable) are kept by text, a few hundred at most.
+        known = self._known
+        found = known.get(raw)
+        if found is None:
+            if len(known) >= _KNOWN_TEXTS:
+                known.clear()
+            found = known[raw] = self._read(raw)
+        return found
+
+    @cached_property
+    def _known(self) -> dict[str, Decimal | Problem]:
+        return {}
+
+    def _read(self, raw: object) -> Decimal | Problem:
         if _missing(raw):
             return Problem(self.key, f"{self.label} is required: enter {self.allowed}.")
         if isinstance(raw, bool):
@@ -102,6 +121,23 @@ class NumberSpec:
 
     def check(self, value: Decimal | int, raw: object = None) -> Decimal | Problem:
         """``value`` if it is in range, else the problem, echoing ``raw`` if given."""
+        if raw is not None or type(value) is not int:
+            return self._check(value, raw)
+        # Every scenario checks its settings again, and the solvers build dozens that
+        # differ in one: a whole number's answer is kept (immutable) as a text's is.
+        known = self._checked
+        found = known.get(value)
+        if found is None:
+            if len(known) >= _KNOWN_TEXTS:
+                known.clear()
+            found = known[value] = self._check(value, None)
+        return found
+
+    @cached_property
+    def _checked(self) -> dict[int, Decimal | Problem]:
+        return {}
+
+    def _check(self, value: Decimal | int, raw: object) -> Decimal | Problem:
         number = Decimal(value)
         if not number.is_finite():
             return self.bad(value if raw is None else raw)
@@ -132,16 +168,31 @@ class ChoiceSpec(Generic[E]):
         """The values, listed."""
         return "one of " + ", ".join(m.value for m in self.enum)
 
+    @cached_property
+    def _members(self) -> dict[str, E]:
+        return {member.value: member for member in self.enum}
+
+    @cached_property
+    def _aliases(self) -> dict[str, str]:
+        return dict(self.aliases)
+
+    @cached_property
+    def _texts(self) -> dict[str, E]:
+        return {}
+
     def read(self, raw: object) -> E | Problem:
         """The enum member ``raw`` names, or what is wrong."""
         if _missing(raw):
             return Problem(self.key, f"{self.label} is required: choose {self.allowed}.")
         if isinstance(raw, str):
-            text = raw.strip().lower()
-            text = dict(self.aliases).get(text, text)
-            for member in self.enum:
-                if member.value == text:
-                    return member
+            member = self._texts.get(raw)
+            if member is None:
+                text = raw.strip().lower()
+                member = self._members.get(self._aliases.get(text, text))
+                if member is not None and len(self._texts) < _KNOWN_TEXTS:
+                    self._texts[raw] = member  # the same text names the same member
+            if member is not None:
+                return member
         return Problem(self.key, f"{self.label} must be {self.allowed} (got {shown(raw)}).", raw)
 
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from nnmem.terms import Term, polynomial
 
@@ -77,7 +78,14 @@ class Row:
         return math.prod(sizes[d] for d in self.dims)
 
 
-def _symbol(dims: Sequence[str]) -> str:
+@lru_cache(maxsize=1024)
+def _ordered(dims: tuple[str, ...]) -> tuple[str, ...]:
+    """A monomial's dimensions in the order formulas write them."""
+    return tuple(sorted(dims, key=_ORDER.index))
+
+
+@lru_cache(maxsize=1024)
+def _symbol(dims: tuple[str, ...]) -> str:
     parts: list[str] = []
     for d in dims:
         if parts and parts[-1].split("^")[0] == d:
@@ -88,9 +96,18 @@ def _symbol(dims: Sequence[str]) -> str:
     return "·".join(p.replace("^2", "²").replace("^3", "³") for p in parts)
 
 
+def _weight(row: Row, widths: Widths) -> int | Fraction:
+    """Bytes per element of the row's kind, all ``count`` tensors of it on one GPU: a whole
+    number unless tensor parallelism splits it (Fraction arithmetic costs far more than
+    int arithmetic, and the estimate for a keystroke sums hundreds of these)."""
+    whole = row.count * widths.of(row.width)
+    share = row.share
+    return whole if share == 1 else whole * share
+
+
 def total_bytes(rows: Iterable[Row], sizes: Mapping[str, int], widths: Widths) -> int:
     """Bytes of all rows together."""
-    return math.ceil(sum(r.count * r.share * r.elements(sizes) * widths.of(r.width) for r in rows))
+    return math.ceil(sum(_weight(r, widths) * r.elements(sizes) for r in rows))
 
 
 def as_term(
@@ -110,10 +127,10 @@ def as_term(
     >>> t.formula, t.bytes
     ('L × (4·b·a·s² + 4·b·s·h) B', 1920)
     """
-    groups: dict[tuple[str, ...], Fraction] = {}
+    groups: dict[tuple[str, ...], int | Fraction] = {}
     for r in rows:
-        dims = tuple(sorted(r.dims, key=_ORDER.index))
-        groups[dims] = groups.get(dims, Fraction(0)) + r.count * r.share * widths.of(r.width)
+        dims = _ordered(tuple(r.dims))
+        groups[dims] = groups.get(dims, 0) + _weight(r, widths)
     parts = [
         (_symbol(dims), math.prod(sizes[d] for d in dims), weight)
         for dims, weight in sorted(groups.items(), key=lambda kv: _rank(kv[0]))
@@ -152,6 +169,7 @@ _ORDER = (
 )
 
 
+@lru_cache(maxsize=1024)
 def _rank(dims: tuple[str, ...]) -> tuple[int, tuple[int, ...]]:
     # Larger monomials first: more dimensions, then the canonical order.
     return (-len(dims), tuple(_ORDER.index(d) for d in dims))

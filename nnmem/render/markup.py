@@ -7,6 +7,11 @@ every visit, for the five replacements the pages use.
 
 from __future__ import annotations
 
+import re
+
+# Whether a text needs any replacement: most labels and numbers need none.
+_SPECIAL = re.compile("[&<>\"']")
+
 
 def escape(text: str, quote: bool = True) -> str:
     """``text`` with ``&``, ``<`` and ``>`` (and, with ``quote``, both quotes) replaced
@@ -18,6 +23,8 @@ def escape(text: str, quote: bool = True) -> str:
     >>> escape("\\"5 < 6\\"", quote=False)
     '"5 &lt; 6"'
     """
+    if _SPECIAL.search(text) is None:
+        return text
     text = text.replace("&", "&amp;")  # first, so the references below stay whole
     text = text.replace("<", "&lt;")
     text = text.replace(">", "&gt;")

@@ -462,9 +462,10 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
             formula=formula_html(result, binary),
             notes=notes_html(result),
         )
+        description = describe(scenario)
         extra.update(
-            description=describe(scenario),
-            summary=start.summary(fields, scenario, gpu_id),
+            description=description,
+            summary=start.summary(fields, scenario, gpu_id, description),
             derived=derived_shape(fields, scenario),
             total_label=total_label(scenario),
             total_bytes=result.total_bytes,
@@ -474,9 +475,9 @@ parameters above 0 and at most 10,000,000, or a count with its unit such as 7B o
         )
     download: dict[str, Any] = {}
     if first:
-        download.update(
-            scenario=scenario.to_dict(), estimate=result.to_dict(), gpu=_gpu_dict(gpu_id)
-        )
+        # The estimate's data holds the scenario's: the download gives it twice.
+        data = result.to_dict()
+        download.update(scenario=data["scenario"], estimate=data, gpu=_gpu_dict(gpu_id))
     if rest:
         from nnmem.solvers import judge
 

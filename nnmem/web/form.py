@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -902,6 +902,8 @@ class Translation:
 def text_of(fields: Mapping[str, object], key: str) -> str:
     """One field's value as the page's text ("" where it is missing)."""
     value = fields.get(key, "")
+    if type(value) is str:  # what the page sends: no conversion to make
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -1151,9 +1153,13 @@ def inactive_for(
     """Page fields to hide: other describe modes' model fields and settings that do not apply.
 
     ``stack`` passes the training stack's choices (``stack``, ``sharding``, ``optimizer``)."""
-    off = set(inactive_fields(kind, mode, model, finetune, precision, runtime, **stack)) - set(
-        MODEL_KEYS
-    )
+    off = inactive_fields(kind, mode, model, finetune, precision, runtime, **stack)
+    return _hidden(describe, kind, off)
+
+
+def _hidden(describe: Describe, kind: ModelKind, inactive: Iterable[str]) -> list[str]:
+    """:func:`inactive_for` from the schema keys that do not apply."""
+    off = set(inactive) - set(MODEL_KEYS)
     for other, keys in MODEL_FIELDS.items():
         if other is not describe:
             off |= set(keys)
@@ -1280,46 +1286,30 @@ def _model_only(t: Translation) -> tuple[ModelKind, object]:
 
 def _inactive(t: Translation, fields: Mapping[str, object], scenario: Scenario | None) -> list[str]:
     if scenario is not None:
-        kind, model = scenario.kind, scenario.model
-        mode, finetune, precision = scenario.mode, scenario.finetune, scenario.precision
-        runtime = scenario.runtime
-        stack = {
-            "stack": scenario.stack,
-            "sharding": scenario.sharding,
-            "optimizer": scenario.optimizer,
-            "checkpointing": scenario.checkpointing,
-            "loss": scenario.loss,
-            "optimizer_in_backward": scenario.optimizer_in_backward,
-            "device": scenario.device,
-            "tensor_parallel": scenario.tensor_parallel,
-            "pipeline_parallel": scenario.pipeline_parallel,
-            "float8_training": scenario.float8_training,
-            "offload_optimizer": scenario.offload_optimizer,
-            "offload_param": scenario.offload_param,
-        }
-    else:
-        kind, model = _model_only(t)
-        mode = _lenient(MODE, fields, Mode.TRAINING)
-        finetune = _lenient(FINETUNE, fields, Finetune.FULL)
-        precision = _lenient(PRECISION, fields, Precision.FP32)
-        runtime = _lenient(RUNTIME, fields, Runtime.TRANSFORMERS)
-        stack = {
-            "stack": _lenient(STACK, fields, Stack.PLAIN),
-            "sharding": _lenient(SHARDING, fields, Sharding.NONE),
-            "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
-            "checkpointing": _lenient(CHECKPOINTING, fields, Checkpointing.NONE),
-            "loss": _lenient(LOSS, fields, Loss.STANDARD),
-            "optimizer_in_backward": OPTIMIZER_IN_BACKWARD.read(
-                str(fields.get("optimizer_in_backward", ""))
-            )
-            is True,
-            "device": _lenient(DEVICE, fields, Device.CUDA),
-            "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
-            "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
-            "float8_training": _lenient(FLOAT8_TRAINING, fields, Float8Training.OFF),
-            "offload_optimizer": OFFLOAD.read(str(fields.get("offload_optimizer", ""))) is True,
-            "offload_param": OFFLOAD_PARAM.read(str(fields.get("offload_param", ""))) is True,
-        }
+        # The scenario keeps what does not apply to it (its description asks again).
+        return _hidden(t.describe, scenario.kind, scenario.inactive_fields())
+    kind, model = _model_only(t)
+    mode = _lenient(MODE, fields, Mode.TRAINING)
+    finetune = _lenient(FINETUNE, fields, Finetune.FULL)
+    precision = _lenient(PRECISION, fields, Precision.FP32)
+    runtime = _lenient(RUNTIME, fields, Runtime.TRANSFORMERS)
+    stack = {
+        "stack": _lenient(STACK, fields, Stack.PLAIN),
+        "sharding": _lenient(SHARDING, fields, Sharding.NONE),
+        "optimizer": _lenient(OPTIMIZER, fields, Optimizer.ADAMW),
+        "checkpointing": _lenient(CHECKPOINTING, fields, Checkpointing.NONE),
+        "loss": _lenient(LOSS, fields, Loss.STANDARD),
+        "optimizer_in_backward": OPTIMIZER_IN_BACKWARD.read(
+            str(fields.get("optimizer_in_backward", ""))
+        )
+        is True,
+        "device": _lenient(DEVICE, fields, Device.CUDA),
+        "tensor_parallel": _lenient_whole(TENSOR_PARALLEL, fields, 1),
+        "pipeline_parallel": _lenient_whole(PIPELINE_PARALLEL, fields, 1),
+        "float8_training": _lenient(FLOAT8_TRAINING, fields, Float8Training.OFF),
+        "offload_optimizer": OFFLOAD.read(str(fields.get("offload_optimizer", ""))) is True,
+        "offload_param": OFFLOAD_PARAM.read(str(fields.get("offload_param", ""))) is True,
+    }
     return inactive_for(t.describe, kind, mode, model, finetune, precision, runtime, **stack)
 
 

@@ -247,10 +247,13 @@ def fill(fields: Mapping[str, object]) -> dict[str, str]:
     return {MODEL_BOX: model, HARDWARE_BOX: hardware}
 
 
-def summary(fields: Mapping[str, object], scenario: Scenario, gpu_id: str) -> str:
+def summary(
+    fields: Mapping[str, object], scenario: Scenario, gpu_id: str, description: str = ""
+) -> str:
     """One line naming every setting that changes the answer: the intent, the model, its
     precision, adapters, checkpointing, batch × sequence, sharding, the runtime, and the
     hardware with the count (the figures are per GPU where there are several).
+    ``description`` is ``describe(scenario)`` where the caller has it already.
 
     >>> from nnmem.scenario import parse
     >>> s = parse({"model": "preset", "preset": "llama-3.1-8b", "precision": "nf4_dq",
@@ -260,7 +263,7 @@ def summary(fields: Mapping[str, object], scenario: Scenario, gpu_id: str) -> st
     'Fine-tune (LoRA / QLoRA) · Llama 3.1 8B · NF4 ... · QLoRA rank 16 · full checkpointing \
 · batch 2 · sequence 2,048 · on NVIDIA GeForce RTX 4060 Ti 16GB'
     """
-    parts = describe(scenario).split(" · ")
+    parts = (description or describe(scenario)).split(" · ")
     intent = _intent(fields)
     if intent is not None:
         parts[0] = INTENT_LABELS[intent]

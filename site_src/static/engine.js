@@ -85,7 +85,7 @@ export function startEngine({ onReady, onResult, onFail }) {
     } else if (message.type === "error") {
       fail(message.text);
     } else if (message.type === "result") {
-      onResult(message.id, message.reply, message.part);
+      onResult(message.id, JSON.parse(message.text), message.part);
     }
   };
   // What the worker sent before now, in order, once the caller holds `post`; no event

@@ -1,6 +1,8 @@
 // The worker owns Pyodide. It answers two messages from the page:
 //   {type: "init", indexURL, bundle, later, laterNow} -> progress..., then ready or error
-//   {type: "request", id, page, fields, part?} -> {type: "result", id, part, reply}
+//   {type: "request", id, page, fields, part?} -> {type: "result", id, part, text}
+// where text is the reply as nnmem.web.handle writes it, JSON the page parses: a string
+// crosses to the page as one copy, where the parsed reply was cloned a value at a time.
 // The calculator's reply comes in parts: "first" (the total, the table, the formula)
 // at once, then "rest" (the verdict, solvers, suggestions and plot), which is skipped when
 // a newer request has arrived meanwhile; "chart" (the step chart) only when the page asks
@@ -189,32 +191,36 @@ let newest = 0; // id of the newest calculator request received
 
 function ask(message, part) {
   try {
-    return JSON.parse(handle(JSON.stringify({ page: message.page, fields: message.fields, part })));
+    return handle(JSON.stringify({ page: message.page, fields: message.fields, part }));
   } catch (error) {
-    return { ok: false, errors: [], inactive: [], fill: {}, html: {}, values: {}, fatal: String(error) };
+    const reply = { ok: false, errors: [], inactive: [], fill: {}, html: {}, values: {}, fatal: String(error) };
+    return JSON.stringify(reply);
   }
 }
+
+// Whether a reply's text says ok: handle's JSON starts with it (nnmem.web.reply.reply).
+const OK = '{"ok": true,';
 
 function answer(message) {
   if (message.page !== "calculator") {
     // The reader's and Compare's requests: they never make a calculator answer older.
-    post({ type: "result", id: message.id, part: "all", reply: ask(message, "all") });
+    post({ type: "result", id: message.id, part: "all", text: ask(message, "all") });
     return;
   }
   if (message.part === "chart") {
     // The page asks for the step chart once its box is in view (see calculator.js).
     if (message.id !== newest) return;
-    post({ type: "result", id: message.id, part: "chart", reply: ask(message, "chart") });
+    post({ type: "result", id: message.id, part: "chart", text: ask(message, "chart") });
     return;
   }
   newest = message.id;
   const first = ask(message, "first");
-  post({ type: "result", id: message.id, part: "first", reply: first });
-  if (!first.ok) return;
+  post({ type: "result", id: message.id, part: "first", text: first });
+  if (!first.startsWith(OK)) return;
   // Let requests that arrived while the first part was computed in before the rest.
   setTimeout(() => {
     if (message.id !== newest) return;
-    post({ type: "result", id: message.id, part: "rest", reply: ask(message, "rest") });
+    post({ type: "result", id: message.id, part: "rest", text: ask(message, "rest") });
     if (afterAnswer) {
       const then = afterAnswer;
       afterAnswer = null;

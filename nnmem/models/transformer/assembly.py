@@ -569,11 +569,12 @@ def packing_notes(c: Ctx) -> list[str]:
 
 def _tensor_bytes(c: Ctx, rows: list[Row]) -> tuple[int, ...]:
     """Each tensor the rows stand for, in bytes."""
-    return tuple(
-        math.ceil(r.share * r.elements(c.sizes) * c.widths.of(r.width))
-        for r in rows
-        for _ in range(r.count)
-    )
+    sizes: list[int] = []
+    for r in rows:
+        whole = r.elements(c.sizes) * c.widths.of(r.width)
+        # A whole tensor's bytes are an int already: no Fraction to make and round.
+        sizes += [whole if r.share == 1 else math.ceil(r.share * whole)] * r.count
+    return tuple(sizes)
 
 
 TORCHTUNE_OFFLOAD = (
