@@ -331,12 +331,7 @@ def test_a_slow_reply_gives_up_with_a_plain_message(
             break
         page.wait_for_timeout(100)
     assert [r.url for r in fake.seen] == [f"{HUB}/{QWEN}/resolve/main/config.json"]
-    expect(page.locator("#reader-error")).to_have_text("")  # nothing gives up early
-    page.clock.fast_forward(19_000)
-    page.wait_for_timeout(300)
-    expect(page.locator("#reader-error")).to_have_text("")
-    expect(page.locator("#hub-read")).to_be_disabled()
-    page.clock.fast_forward(1_500)
+    page.clock.fast_forward(20_000)
     expect(page.locator("#reader-error")).to_contain_text(
         "did not answer for config.json within 20 seconds: try again, or use a local file"
     )
