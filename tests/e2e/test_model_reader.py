@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, Request, Route, expect
 
 from nnmem import catalog
-from site_helpers import DEFAULT_FIELDS, cpython_reply, fill_form, wait_ready
+from site_helpers import DEFAULT_FIELDS, cpython_reply, fill_form, open_form, wait_ready
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from test_readers import gguf, qwen25_05b, safetensors, write_llama_repo
@@ -312,17 +312,30 @@ def test_a_bad_model_id_is_named_without_a_request(
 
 
 def test_a_slow_reply_gives_up_with_a_plain_message(
-    hub_page: Callable[..., FakeHub], calculator: Page
+    context: BrowserContext, outside_requests: list[str], site_url: str
 ) -> None:
-    page = calculator
-    hub_page(repos={QWEN: _qwen_files()}, hang=True)
+    """The page's own 20 s timeout (hub.js TIMEOUT_MS), reached by moving the page's clock
+    on once the request hangs; a page of its own, so that no other test runs on that clock."""
+    page = context.new_page()
+    fake = FakeHub(repos={QWEN: _qwen_files()}, hang=True)
+    page.route(f"{HUB}/**", fake.handle)
+    page.clock.install()
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
     _read(page, QWEN)
     expect(page.locator("#reader-status")).to_contain_text(f"Asking the Hub for {QWEN}")
     expect(page.locator("#hub-read")).to_be_disabled()  # one read at a time
+    for _ in range(300):  # the request is out, and hangs
+        if fake.seen:
+            break
+        page.wait_for_timeout(100)
+    assert [r.url for r in fake.seen] == [f"{HUB}/{QWEN}/resolve/main/config.json"]
+    page.clock.fast_forward(20_000)
     expect(page.locator("#reader-error")).to_contain_text(
-        "did not answer for config.json within 20 seconds: try again, or use a local file",
-        timeout=30_000,
+        "did not answer for config.json within 20 seconds: try again, or use a local file"
     )
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def test_no_request_before_the_click_even_from_a_link(
