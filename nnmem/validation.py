@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -25,6 +26,20 @@ _GROUPED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 _MAX_ECHO = 24
 _MAX_TEXT = 64
 _KNOWN_TEXTS = 256
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remembered(known: dict[K, V], key: K, make: Callable[[K], V]) -> V:
+    """``make(key)``, kept in ``known``, which is emptied once it holds _KNOWN_TEXTS."""
+    found = known.get(key)
+    if found is None:
+        if len(known) >= _KNOWN_TEXTS:
+            known.clear()
+        found = known[key] = make(key)
+    return found
 
 
 def shown(raw: object) -> str:
@@ -75,13 +90,7 @@ class NumberSpec:
             return self._read(raw)
         # A page's fields are text, and each request repeats all but the one being typed:
         # the answers (immutable) are kept by text, a few hundred at most.
-        known = self._known
-        found = known.get(raw)
-        if found is None:
-            if len(known) >= _KNOWN_TEXTS:
-                known.clear()
-            found = known[raw] = self._read(raw)
-        return found
+        return _remembered(self._known, raw, self._read)
 
     @cached_property
     def _known(self) -> dict[str, Decimal | Problem]:
@@ -125,13 +134,7 @@ class NumberSpec:
             return self._check(value, raw)
         # Every scenario checks its settings again, and the solvers build dozens that
         # differ in one: a whole number's answer is kept (immutable) as a text's is.
-        known = self._checked
-        found = known.get(value)
-        if found is None:
-            if len(known) >= _KNOWN_TEXTS:
-                known.clear()
-            found = known[value] = self._check(value, None)
-        return found
+        return _remembered(self._checked, value, lambda whole: self._check(whole, None))
 
     @cached_property
     def _checked(self) -> dict[int, Decimal | Problem]:

@@ -12,6 +12,7 @@ import pytest
 
 from nnmem import stacks
 from nnmem.stacks import ModelSizes
+from nnmem.terms import Term
 
 PSI = 8_030_261_248
 EMBED = 128_256 * 4_096  # 525,336,576
@@ -182,6 +183,21 @@ def test_zero3_step_makes_one_sub_group_of_fp32_gradients_at_a_time():
     assert s16.by_key("optimizer_step")["temporaries"] == 4 * LLAMA3_8B.params // 16
 
 
+def _zero_lora_parts(optimizer: str, psi: int) -> tuple[Term, tuple[Term, Term] | None]:
+    """benchmarks/stacks/zero_lora.py's frozen base (1,975,552 parameters in bf16) and,
+    for a client optimizer other than AdamW, its state and step over the Ψ_t/2 adapter
+    elements of one rank, as stacks.zero takes them."""
+    from nnmem.optimizers import Trainable, optimizer_memory
+    from nnmem.scenario import Optimizer, OptimizerImpl
+    from nnmem.terms import fixed
+
+    frozen = fixed("weights", "frozen base", 3_951_104, "3,951,104 B")
+    if optimizer == "adamw":
+        return frozen, None
+    opt = optimizer_memory(Optimizer(optimizer), OptimizerImpl.FUSED, [Trainable((psi // 2,), 4)])
+    return frozen, (opt.state, opt.step)
+
+
 @pytest.mark.parametrize(
     ("optimizer", "measured_state"),
     [("adamw", 57_344), ("sgd_momentum", 28_672)],
@@ -195,18 +211,8 @@ def test_zero12_with_lora_matches_deepspeed_on_the_cpu(
     and 1,975,552 frozen, all bf16 after deepspeed.initialize (3,951,104 B); per rank
     bit16_groups_flat 28,672 B, the fp32 partition 28,672 B, the optimizer's tensor state
     57,344 B (AdamW) or 28,672 B (SGD's momentum)."""
-    from nnmem.optimizers import Trainable, optimizer_memory
-    from nnmem.scenario import Optimizer, OptimizerImpl
-    from nnmem.terms import fixed
-
     psi = 14_336
-    frozen = fixed("weights", "frozen base", 3_951_104, "3,951,104 B")
-    client = None
-    if optimizer != "adamw":
-        opt = optimizer_memory(
-            Optimizer(optimizer), OptimizerImpl.FUSED, [Trainable((psi // 2,), 4)]
-        )
-        client = (opt.state, opt.step)
+    frozen, client = _zero_lora_parts(optimizer, psi)
     s = stacks.zero(
         ModelSizes(psi, psi // 2, 0, 4096),
         stage=stage,
@@ -231,18 +237,8 @@ def test_zero3_with_lora_matches_deepspeed_on_the_cpu(optimizer: str, measured_s
     ones' ds_tensor 1,975,552 B per rank (2 × 1,975,552 ÷ 2) and the adapters' 14,336 B
     (2Ψ_t ÷ 2); fp32_partitioned_groups_flat 28,672 B (4Ψ_t ÷ 2); the optimizer's tensor
     state 57,344 B (AdamW) or 28,672 B (SGD's momentum)."""
-    from nnmem.optimizers import Trainable, optimizer_memory
-    from nnmem.scenario import Optimizer, OptimizerImpl
-    from nnmem.terms import fixed
-
     psi = 14_336
-    frozen = fixed("weights", "frozen base", 3_951_104, "3,951,104 B")
-    client = None
-    if optimizer != "adamw":
-        opt = optimizer_memory(
-            Optimizer(optimizer), OptimizerImpl.FUSED, [Trainable((psi // 2,), 4)]
-        )
-        client = (opt.state, opt.step)
+    frozen, client = _zero_lora_parts(optimizer, psi)
     s = stacks.zero(
         # persistent_params 0: the partitions alone, as ds_tensor holds them.
         ModelSizes(psi + 1_975_552, 0, 0, 262_144, persistent_params=0),
