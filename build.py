@@ -364,75 +364,6 @@ def web_modules(package_dir: Path, start: str = WEB_PACKAGE) -> set[str]:
     return reached
 
 
-def _is_dataclass(node: ast.ClassDef) -> bool:
-    """Whether the class is under ``@dataclass`` or ``@dataclass(...)``."""
-    for decorator in node.decorator_list:
-        called = decorator.func if isinstance(decorator, ast.Call) else decorator
-        name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
-        if name == "dataclass":
-            return True
-    return False
-
-
-class _Docstrings(ast.NodeTransformer):
-    """Drop the docstrings of a module, its classes and functions, and the annotations
-    of the functions' arguments and results (those of a class's fields stay: dataclasses
-    read them).
-
-    A dataclass keeps a one-character docstring instead: without one,
-    ``dataclasses._process_class`` writes the class's signature into ``__doc__`` with
-    ``inspect.signature``, 11 ms of the page's import of nnmem in Pyodide."""
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        super().generic_visit(node)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            arguments = node.args
-            for argument in (
-                *arguments.posonlyargs,
-                *arguments.args,
-                *arguments.kwonlyargs,
-                *filter(None, (arguments.vararg, arguments.kwarg)),
-            ):
-                argument.annotation = None
-            node.returns = None
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-        if isinstance(node, ast.ClassDef) and _is_dataclass(node):
-            node.body.insert(0, ast.Expr(ast.Constant(".")))
-        return node
-
-
-def shipped_source(source: str) -> str:
-    """The code of a module as the page runs it: no docstrings, comments, blank lines or
-    annotations of functions, which nothing on the page reads, and each level indented
-    by one space instead of four.
-
-    The tree is the source's, less those, so the page runs the tested code; the doctests
-    stay in the repository, where they run.
-
-    >>> print(shipped_source("'D.'\\n\\ndef f(x: int) -> int:  # why\\n    'L.'\\n    return x"))
-    def f(x):
-     return x
-    <BLANKLINE>
-    """
-    tree = _Docstrings().visit(ast.parse(source))
-    code = ast.unparse(tree) + "\n"
-    # ast.unparse writes every string on one line, so a line's leading spaces are its
-    # indentation: four per level. One per level says the same to the parser, which the
-    # comparison of the two trees holds.
-    narrow = re.sub(r"(?m)^(?:    )+", lambda m: " " * (len(m.group(0)) // 4), code)
-    if ast.dump(ast.parse(narrow)) != ast.dump(ast.parse(code)):
-        raise BuildError("shipped_source: the narrower indentation changed the code")
-    return narrow
-
-
 def shipped_json(text: str) -> str:
     """A data file without the indentation that only a reader of the file needs."""
     return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
@@ -447,20 +378,24 @@ def split_modules(package_dir: Path) -> tuple[set[str], set[str]]:
 
 
 def _pack(package_dir: Path, paths: list[Path]) -> bytes:
-    """The files as the page runs them, stored in a zip that is compressed whole with xz."""
+    """The files as the page runs them, stored in a zip that is compressed whole with xz:
+    the modules compiled without their docstrings and functions' annotations (see
+    ``compile_bytecode`` and site_src/compile_zip.py's ``bare_tree``), the data as
+    ``shipped_json`` writes it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for path in paths:
             text = path.read_text(encoding="utf-8")
-            shipped = shipped_source(text) if path.suffix == ".py" else shipped_json(text)
+            shipped = text if path.suffix == ".py" else shipped_json(text)
             info = zipfile.ZipInfo(path.relative_to(package_dir.parent).as_posix(), ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, shipped.encode("utf-8"))
-    stored = buffer.getvalue()
+    stored = compile_bytecode(buffer.getvalue(), package_dir.parent, "site-packages")
     # A dictionary no larger than the zip compresses it as well as preset 9's 64 MiB one,
     # and spares the page's decoder from allocating the rest.
     window = max(1 << 12, 1 << (len(stored) - 1).bit_length())
-    # pb=0: text has no 2- or 4-byte alignment for the position bits to learn (0.3 kB less).
+    # pb=0: neither the bytecode nor the JSON has a 2- or 4-byte alignment for the position
+    # bits to learn (0.1 kB less than the default pb=2).
     options = {
         "id": lzma.FILTER_LZMA2,
         "preset": 9 | lzma.PRESET_EXTREME,
@@ -474,11 +409,12 @@ def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
     """Pack what the page imports of the nnmem package, and its data, for Pyodide: the
     first bundle, which every page loads, and the second (see ``LATER``).
 
-    Modules no page reaches (the command line) stay out; the code goes without
-    docstrings and comments, the data without indentation. Each bundle is a zip
-    compressed whole with xz, which finds what the modules share: 0.17 MB for both
-    where a deflated zip of the package was 0.30 MB. The worker unpacks them with
-    Python's lzma and zipfile (see worker.js and nnmem.web.later).
+    Modules no page reaches (the command line) stay out; the code goes compiled,
+    without docstrings, the data without indentation. Each bundle is a zip compressed
+    whole with xz, which finds what the modules share: 0.31 MB for both (0.18 MB the
+    first), where the same modules as source were 0.17 MB and cost a cold visit about
+    200 ms of compiling in Chromium here. The worker unpacks them with Python's lzma and
+    zipfile (see worker.js and nnmem.web.later).
     """
     first, later = split_modules(package_dir)
     files = module_files(package_dir)
@@ -592,38 +528,42 @@ def trim_stdlib(stdlib: bytes, modules: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def compile_stdlib(stdlib: bytes, root: Path) -> bytes:
-    """The standard-library zip with its modules as bytecode, compiled by Pyodide's
-    Python under Node (site_src/compile_stdlib.mjs, site_src/compile_zip.py).
+def compile_bytecode(archive: bytes, root: Path, where: str) -> bytes:
+    """The zip ``archive`` with its modules as bytecode, compiled by Pyodide's Python
+    under Node (site_src/compile_pyc.mjs, site_src/compile_zip.py), their code naming
+    the files where the page's Python finds them: in the standard library's zip
+    (``where="stdlib"``) or in site-packages (``"site-packages"``, the nnmem bundles).
 
     Pyodide 314.0.7 ships its standard library as source, so every boot compiled each
-    module it imports: 1.3 s of a 2.0 s boot of the bare core in Node here, and the
-    fractions and numbers modules nnmem adds were 35 ms of the page's own import. The
-    bytecode costs 0.8 MB more than the trimmed source (1.71 MB against 0.91 MB, still
-    below the 2.55 MB of Pyodide's whole zip). The result is kept under
-    node_modules/.cache, keyed by the input, Pyodide's version and the two scripts.
+    module it imports: 1.3 s of a 2.0 s boot of the bare core in Node here. nnmem's own
+    modules were compiled on each cold visit too, 60% of the page's import of nnmem.
+    The code keeps line numbers but not columns (PYTHONNODEBUGRANGES): the trimmed
+    standard library is 1.36 MB compiled (0.91 MB as source, 1.71 MB with columns,
+    2.55 MB Pyodide's whole zip). The result is kept under node_modules/.cache, keyed
+    by the input, the place, Pyodide's version and the two scripts.
     """
-    scripts = [root / "site_src" / "compile_stdlib.mjs", root / "site_src" / "compile_zip.py"]
+    scripts = [root / "site_src" / "compile_pyc.mjs", root / "site_src" / "compile_zip.py"]
     pyodide_dir = root / "node_modules" / "pyodide"
-    key = hashlib.sha256(stdlib)
-    key.update(pyodide_version(pyodide_dir).encode())
+    key = hashlib.sha256(archive)
+    key.update(f"{where}\0{pyodide_version(pyodide_dir)}".encode())
     for script in scripts:
         key.update(script.read_bytes())
-    cached = root / "node_modules" / ".cache" / "nnmem" / f"stdlib-{key.hexdigest()[:20]}.zip"
+    cached = root / "node_modules" / ".cache" / "nnmem" / f"pyc-{key.hexdigest()[:20]}.zip"
     if cached.is_file():
         return cached.read_bytes()
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         source, compiled = Path(tmp) / "in.zip", Path(tmp) / "out.zip"
-        source.write_bytes(stdlib)
+        source.write_bytes(archive)
         run = subprocess.run(
-            ["node", str(scripts[0]), str(source), str(compiled)],
+            ["node", str(scripts[0]), str(source), str(compiled), where],
             capture_output=True,
             text=True,
             check=False,
         )
         if run.returncode:
-            raise BuildError(f"compiling the standard library failed: {run.stderr[-2000:]}")
+            # Node prints the whole minified Pyodide with an error: the end says what failed.
+            raise BuildError(f"compiling to bytecode failed: {run.stderr[-2000:]}")
         data = compiled.read_bytes()
     partial = cached.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(data)
@@ -790,8 +730,8 @@ def build(
     for name in PYODIDE_FILES:
         site.copies[f"{core}{name}"] = pyodide_dir / name
     stdlib = (pyodide_dir / STDLIB).read_bytes()
-    site.files[f"{core}{STDLIB}"] = compile_stdlib(
-        trim_stdlib(stdlib, read_stdlib_modules(root)), root
+    site.files[f"{core}{STDLIB}"] = compile_bytecode(
+        trim_stdlib(stdlib, read_stdlib_modules(root)), root, "stdlib"
     )
     del site.copies[f"{core}{STDLIB}"]
     default = prerender()

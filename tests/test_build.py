@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import io
 import json
 import re
@@ -23,6 +24,7 @@ from nnmem.web.calculator import DEFAULT_SCENARIO
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "site_src" / "templates"
+COMPILE_ZIP = ROOT / "site_src" / "compile_zip.py"
 
 
 @pytest.fixture(scope="module")
@@ -296,50 +298,86 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("nnmem"))))
 """
 
 
+def _in_pyodide(site: Path, tmp_path: Path, code: str) -> str:
+    """What ``code`` prints in Pyodide under Node, booted from the site's core (with
+    columns left out of new code, as the build compiles it) with the site's first
+    bundle unpacked into site-packages as worker.js does, both bundles readable at
+    /bundles/first.zip.xz and /bundles/later.zip.xz, and the repository at /project."""
+    first, later = _bundles(site)
+    (tmp_path / "first.zip.xz").write_bytes(first)
+    (tmp_path / "later.zip.xz").write_bytes(later)
+    (tmp_path / "code.py").write_text(code, encoding="utf-8")
+    script = tmp_path / "run.mjs"
+    script.write_text(
+        'import fs from "node:fs";\n'
+        f'const {{ loadPyodide }} = await import("{(site / CORE / "pyodide.mjs").as_uri()}");\n'
+        f'const py = await loadPyodide({{ indexURL: "{(site / CORE).as_posix()}/", '
+        'env: { PYTHONNODEBUGRANGES: "1" } });\n'
+        f'py.mountNodeFS("/project", "{ROOT.as_posix()}");\n'
+        'py.FS.mkdir("/bundles");\n'
+        'for (const name of ["first.zip.xz", "later.zip.xz"]) {\n'
+        f"  py.FS.writeFile(`/bundles/${{name}}`, fs.readFileSync(`{tmp_path}/${{name}}`));\n"
+        "}\n"
+        "py.runPython(`import io, lzma, site, zipfile\n"
+        'with open("/bundles/first.zip.xz", "rb") as packed:\n'
+        "    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read())))"
+        ".extractall(site.getsitepackages()[0])`);\n"
+        f'py.runPython(fs.readFileSync("{(tmp_path / "code.py").as_posix()}", "utf8"));\n',
+        encoding="utf-8",
+    )
+    run = subprocess.run(["node", str(script)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
+# The second bundle, loaded on the first import of a module of it, as in the worker; the
+# step chart asked for, then the tools; and a failure's traceback inside nnmem.
+WITH_LATER = """
+import json, site, sys, traceback
+from nnmem.web import handle, later
+from nnmem.web.calculator import DEFAULT_FIELDS
+target = site.getsitepackages()[0]
+later.fetch_later(lambda: open("/bundles/later.zip.xz", "rb").read(), target)
+request = {"fields": DEFAULT_FIELDS, "part": "chart"}
+assert "timeline-figure" in json.loads(handle(json.dumps(request)))["html"]["timeline"]
+from nnmem.web.tools import TOOLS
+import nnmem.web
+from nnmem.scenario import parse
+try:
+    parse({"batch_size": "x"})
+except Exception:
+    failure = traceback.format_exc()
+print(json.dumps({"tools": len(TOOLS), "origin": nnmem.web.__spec__.origin,
+                  "target": target, "traceback": failure}))
+"""
+
+
 def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
     site: Path, tmp_path: Path
 ) -> None:
-    """Two builds give the same bytes; the first bundle alone answers a first visit, and
-    the second adds the tools, which nnmem.web.later unpacks on their first import."""
+    """Two builds give the same bytes; in Pyodide, the first bundle alone answers a first
+    visit, and the second adds the tools, which nnmem.web.later unpacks on their first
+    import. The modules run from bytecode, and a traceback still names their lines."""
     first, later = _bundles(site)
     assert (first, later) == build.bundle_nnmem(ROOT / "nnmem")
     with build.unpack_bundle(first) as archive:
         names = archive.namelist()
-        archive.extractall(tmp_path)
-    assert "nnmem/__init__.py" in names
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    run = subprocess.run(
-        [sys.executable, "-c", FIRST_VISIT],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    imported = set(run.stdout.split())
+    assert "nnmem/__init__.pyc" in names
+    assert not any("__pycache__" in n or n.endswith(".py") for n in names)
+    visit, after = _in_pyodide(site, tmp_path, FIRST_VISIT + WITH_LATER).splitlines()[-2:]
+    imported = set(visit.split())
     assert {"nnmem.web.calculator", "nnmem.solvers", "nnmem.render.svg"} <= imported
     assert not any(m.startswith(build.LATER) for m in imported)
-    # The step chart, asked for once in view, and the tools come with the second bundle.
-    with_later = (
-        "import json, sys\n"
-        "from nnmem.web import handle, later\n"
-        "from nnmem.web.calculator import DEFAULT_FIELDS\n"
-        "later.fetch_later(lambda: open(sys.argv[1], 'rb').read(), sys.argv[2])\n"
-        "request = {'fields': DEFAULT_FIELDS, 'part': 'chart'}\n"
-        "chart = json.loads(handle(json.dumps(request)))['html']['timeline']\n"
-        "assert 'timeline-figure' in chart, chart\n"
-        "from nnmem.web.tools import TOOLS\n"
-        "print(len(TOOLS))"
-    )
-    (bundle,) = site.glob("assets/nnmem-later-*")
-    run = subprocess.run(
-        [sys.executable, "-c", with_later, str(bundle), str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert int(run.stdout) >= 5
-    assert (tmp_path / "nnmem" / "web" / "tools" / "__init__.py").is_file()
+    found = json.loads(after)
+    assert found["tools"] >= 5
+    assert found["origin"] == f"{found['target']}/nnmem/web/__init__.pyc"
+    # The code names the file and the line in the repository; no columns (no carets).
+    lines = (ROOT / "nnmem" / "validation.py").read_text(encoding="utf-8").splitlines()
+    line = lines.index("        raise NnmemError(found)") + 1
+    where = f'File "{found["target"]}/nnmem/validation.py", line {line}, in raise_if'
+    assert where in found["traceback"]
+    assert "NnmemError: Model size is required" in found["traceback"]
+    assert "^^^" not in found["traceback"]
 
 
 def test_the_default_first_answer_imports_no_transformer_code() -> None:
@@ -365,6 +403,7 @@ def test_bundles_split_the_modules(site: Path) -> None:
     the step chart, the model reader, Compare, Import JSON, the tools, the serving
     runtimes and the CNNs; the first holds the rest and the data."""
     first, later = (set(build.unpack_bundle(b).namelist()) for b in _bundles(site))
+    first, later = ({n.removesuffix("c") for n in names} for names in (first, later))
     assert first.isdisjoint(later)
     assert {
         "nnmem/web/__init__.py",
@@ -419,27 +458,52 @@ def _without_docstrings(tree: ast.AST) -> str:
     return ast.dump(tree)
 
 
-def test_bundle_ships_the_tested_code_and_data(site: Path) -> None:
-    """Each shipped module parses to its source's tree less the docstrings, each data
-    file to the same JSON; and the command line, which no page imports, stays out. Its
-    size is printed by benchmarks/site_speed.py, not held here."""
+def test_bundle_ships_the_tested_code_and_data(site: Path, tmp_path: Path) -> None:
+    """Each shipped module is the code Pyodide's Python compiles from the repository's
+    source less its docstrings and its functions' annotations, each data file the same
+    JSON; the command line, which no page imports, stays out. Its size is printed by
+    benchmarks/site_speed.py, not held here."""
     shipped = {}
     for bundle in _bundles(site):
         with build.unpack_bundle(bundle) as archive:
-            shipped |= {name: archive.read(name).decode("utf-8") for name in archive.namelist()}
+            shipped |= {name: archive.read(name) for name in archive.namelist()}
+    modules = sorted(n.removesuffix("c") for n in shipped if n.endswith(".pyc"))
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "nnmem").rglob("*.py")}
-    left_out = sources - shipped.keys()
     # The allocator model ships: the step chart replays the timeline through it.
-    assert left_out == {"nnmem/__main__.py", "nnmem/cli.py"}
-    for name, text in shipped.items():
-        source = (ROOT / name).read_text(encoding="utf-8")
-        if name.endswith(".py"):
-            assert "#" not in text.split("\n", 1)[0]
-            assert ast.dump(ast.parse(text)) == _without_docstrings(ast.parse(source)), name
-        else:
+    assert sources - set(modules) == {"nnmem/__main__.py", "nnmem/cli.py"}
+    for name, data in shipped.items():
+        if not name.endswith(".pyc"):
             assert re.fullmatch(r"nnmem/data/\w+\.json", name)
-            assert json.loads(text) == json.loads(source)
-            assert "\n" not in text
+            assert json.loads(data) == json.loads((ROOT / name).read_text(encoding="utf-8"))
+    # What the build leaves out of each module's tree, held against an independent
+    # reading (here, in CPython) ...
+    spec = importlib.util.spec_from_file_location("compile_zip", COMPILE_ZIP)
+    assert spec
+    assert spec.loader
+    compile_zip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compile_zip)
+    for name in modules:
+        source = (ROOT / name).read_text(encoding="utf-8")
+        assert ast.dump(compile_zip.bare_tree(source)) == _without_docstrings(ast.parse(source))
+    # ... and, in Pyodide, each shipped .pyc is that tree compiled, line numbers and all.
+    differ = """
+import io, lzma, marshal, site, sys, zipfile
+sys.path.insert(0, "/project/site_src")
+from compile_zip import compile_module
+target = site.getsitepackages()[0]
+shipped = {}
+for bundle in ("/bundles/first.zip.xz", "/bundles/later.zip.xz"):
+    with zipfile.ZipFile(io.BytesIO(lzma.decompress(open(bundle, "rb").read()))) as z:
+        shipped |= {n: z.read(n) for n in z.namelist() if n.endswith(".pyc")}
+wrong = []
+for name, data in sorted(shipped.items()):
+    source = open(f"/project/{name[:-1]}", "rb").read()
+    expected = compile_module(source, f"{target}/{name[:-1]}", bare=True)
+    if marshal.loads(data[16:]) != expected:
+        wrong.append(name)
+print(len(shipped), wrong)
+"""
+    assert _in_pyodide(site, tmp_path, differ).splitlines()[-1] == f"{len(modules)} []"
 
 
 def test_missing_template_variable_fails_the_build(tmp_path: Path) -> None:
