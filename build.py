@@ -293,6 +293,9 @@ def tool_context(page: Page) -> dict[str, Any] | None:
 
 # The package the page's Python starts from: the bundles ship what it imports, no more.
 WEB_PACKAGE = "nnmem.web"
+# The first bundle's one module outside the package: the worker imports nnmem through it,
+# with the methods its dataclasses need compiled at build (site_src/nnmem_start.py).
+START = "nnmem_start.py"
 # What a first visit's answer never imports: the step chart (its timeline, the allocator
 # model and its drawing, asked for only once the chart is in view), the model reader,
 # Compare, Import JSON, the tools, the serving runtimes and the CNNs. They travel in a
@@ -377,20 +380,21 @@ def split_modules(package_dir: Path) -> tuple[set[str], set[str]]:
     return reached - later, later
 
 
-def _pack(package_dir: Path, paths: list[Path]) -> bytes:
-    """The files as the page runs them, stored in a zip that is compressed whole with xz:
-    the modules compiled without their docstrings and functions' annotations (see
-    ``compile_bytecode`` and site_src/compile_zip.py's ``bare_tree``), the data as
-    ``shipped_json`` writes it."""
+def _pack(files: dict[str, Path], root: Path, record: bool = False) -> bytes:
+    """The files under their names in site-packages, as the page runs them, stored in a
+    zip that is compressed whole with xz: the modules compiled without their docstrings
+    and functions' annotations (see ``compile_bytecode`` and site_src/compile_zip.py's
+    ``bare_tree``), the data as ``shipped_json`` writes it; with the dataclass methods
+    their import writes where ``record`` (see site_src/nnmem_start.py)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in paths:
+        for name, path in files.items():
             text = path.read_text(encoding="utf-8")
             shipped = text if path.suffix == ".py" else shipped_json(text)
-            info = zipfile.ZipInfo(path.relative_to(package_dir.parent).as_posix(), ZIP_EPOCH)
+            info = zipfile.ZipInfo(name, ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             archive.writestr(info, shipped.encode("utf-8"))
-    stored = compile_bytecode(buffer.getvalue(), package_dir.parent, "site-packages")
+    stored = compile_bytecode(buffer.getvalue(), root, "site-packages", record=record)
     # A dictionary no larger than the zip compresses it as well as preset 9's 64 MiB one,
     # and spares the page's decoder from allocating the rest.
     window = max(1 << 12, 1 << (len(stored) - 1).bit_length())
@@ -418,10 +422,16 @@ def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
     """
     first, later = split_modules(package_dir)
     files = module_files(package_dir)
-    data = sorted((package_dir / "data").glob("*.json"))
+    root = package_dir.parent
+
+    def named(paths: list[Path]) -> dict[str, Path]:
+        return {path.relative_to(root).as_posix(): path for path in sorted(paths)}
+
+    data = list((package_dir / "data").glob("*.json"))
+    start = root / "site_src" / START
     return (
-        _pack(package_dir, sorted(files[name] for name in first) + data),
-        _pack(package_dir, sorted(files[name] for name in later)),
+        _pack({START: start, **named([files[name] for name in first] + data)}, root, record=True),
+        _pack(named([files[name] for name in later]), root),
     )
 
 
@@ -528,7 +538,7 @@ def trim_stdlib(stdlib: bytes, modules: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-def compile_bytecode(archive: bytes, root: Path, where: str) -> bytes:
+def compile_bytecode(archive: bytes, root: Path, where: str, record: bool = False) -> bytes:
     """The zip ``archive`` with its modules as bytecode, compiled by Pyodide's Python
     under Node (site_src/compile_pyc.mjs, site_src/compile_zip.py), their code naming
     the files where the page's Python finds them: in the standard library's zip
@@ -539,13 +549,19 @@ def compile_bytecode(archive: bytes, root: Path, where: str) -> bytes:
     modules were compiled on each cold visit too, 60% of the page's import of nnmem.
     The code keeps line numbers but not columns (PYTHONNODEBUGRANGES): the trimmed
     standard library is 1.36 MB compiled (0.91 MB as source, 1.71 MB with columns,
-    2.55 MB Pyodide's whole zip). The result is kept under node_modules/.cache, keyed
-    by the input, the place, Pyodide's version and the two scripts.
+    2.55 MB Pyodide's whole zip). With ``record``, the zip gains the dataclass methods
+    that importing it writes (see site_src/nnmem_start.py). The result is kept under
+    node_modules/.cache, keyed by the input, the place, ``record``, Pyodide's version
+    and the scripts.
     """
-    scripts = [root / "site_src" / "compile_pyc.mjs", root / "site_src" / "compile_zip.py"]
+    scripts = [
+        root / "site_src" / "compile_pyc.mjs",
+        root / "site_src" / "compile_zip.py",
+        root / "site_src" / "nnmem_start.py",
+    ]
     pyodide_dir = root / "node_modules" / "pyodide"
     key = hashlib.sha256(archive)
-    key.update(f"{where}\0{pyodide_version(pyodide_dir)}".encode())
+    key.update(f"{where}\0{record}\0{pyodide_version(pyodide_dir)}".encode())
     for script in scripts:
         key.update(script.read_bytes())
     cached = root / "node_modules" / ".cache" / "nnmem" / f"pyc-{key.hexdigest()[:20]}.zip"
@@ -556,7 +572,8 @@ def compile_bytecode(archive: bytes, root: Path, where: str) -> bytes:
         source, compiled = Path(tmp) / "in.zip", Path(tmp) / "out.zip"
         source.write_bytes(archive)
         run = subprocess.run(
-            ["node", str(scripts[0]), str(source), str(compiled), where],
+            ["node", str(scripts[0]), str(source), str(compiled), where]
+            + (["--record"] if record else []),
             capture_output=True,
             text=True,
             check=False,

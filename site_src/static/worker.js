@@ -102,6 +102,10 @@ async function setUp(pyodide, archiving, rest, later) {
   );
   mark("unpacked");
   progress(3, "Step 3 of 3: starting the calculator…");
+  // nnmem imported with its dataclasses' methods compiled at build (nnmem_start.py).
+  const start = pyodide.pyimport("nnmem_start");
+  start.start().destroy();
+  start.destroy();
   // The rest of the package: unpacked now where the page needs it at once, else when a
   // module of it is first imported.
   const bundles = pyodide.pyimport("nnmem.web.later");
