@@ -76,7 +76,7 @@ def test_exact_file_list(site: Path) -> None:
     bundles = {
         name
         for name in listing
-        if re.fullmatch(r"assets/nnmem-(later-)?[0-9a-f]{10}\.zip\.xz", name)
+        if re.fullmatch(r"assets/nnmem-([0-9a-f]{10}\.zip\.zst|later-[0-9a-f]{10}\.zip\.xz)", name)
     }
     assert len(bundles) == 2  # the first bundle and the second (see build.LATER)
     pages = {
@@ -275,11 +275,11 @@ def test_bad_base_path_is_refused(bad: str) -> None:
 
 def _bundles(site: Path) -> tuple[bytes, bytes]:
     """The first bundle and the second, as the site holds them."""
-    (first,) = (site / "assets").glob("nnmem-[0-9a-f]*.zip.xz")
+    (first,) = (site / "assets").glob("nnmem-[0-9a-f]*.zip.zst")
     (later,) = (site / "assets").glob("nnmem-later-*.zip.xz")
-    for bundle, prefix in ((first, "nnmem-"), (later, "nnmem-later-")):
+    for bundle, name in ((first, "nnmem-{}.zip.zst"), (later, "nnmem-later-{}.zip.xz")):
         digest = hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]
-        assert bundle.name == f"{prefix}{digest}.zip.xz"
+        assert bundle.name == name.format(digest)
     return first.read_bytes(), later.read_bytes()
 
 
@@ -304,9 +304,9 @@ def _in_pyodide(site: Path, tmp_path: Path, code: str) -> str:
     """What ``code`` prints in Pyodide under Node, booted from the site's core (with
     columns left out of new code, as the build compiles it) with the site's first
     bundle unpacked into site-packages as worker.js does, both bundles readable at
-    /bundles/first.zip.xz and /bundles/later.zip.xz, and the repository at /project."""
+    /bundles/first.zip.zst and /bundles/later.zip.xz, and the repository at /project."""
     first, later = _bundles(site)
-    (tmp_path / "first.zip.xz").write_bytes(first)
+    (tmp_path / "first.zip.zst").write_bytes(first)
     (tmp_path / "later.zip.xz").write_bytes(later)
     (tmp_path / "code.py").write_text(code, encoding="utf-8")
     script = tmp_path / "run.mjs"
@@ -317,12 +317,13 @@ def _in_pyodide(site: Path, tmp_path: Path, code: str) -> str:
         'env: { PYTHONNODEBUGRANGES: "1" } });\n'
         f'py.mountNodeFS("/project", "{ROOT.as_posix()}");\n'
         'py.FS.mkdir("/bundles");\n'
-        'for (const name of ["first.zip.xz", "later.zip.xz"]) {\n'
+        'for (const name of ["first.zip.zst", "later.zip.xz"]) {\n'
         f"  py.FS.writeFile(`/bundles/${{name}}`, fs.readFileSync(`{tmp_path}/${{name}}`));\n"
         "}\n"
-        "py.runPython(`import io, lzma, site, zipfile\n"
-        'with open("/bundles/first.zip.xz", "rb") as packed:\n'
-        "    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read())))"
+        "py.runPython(`import io, site, zipfile\n"
+        "from compression import zstd\n"
+        'with open("/bundles/first.zip.zst", "rb") as packed:\n'
+        "    zipfile.ZipFile(io.BytesIO(zstd.decompress(packed.read())))"
         ".extractall(site.getsitepackages()[0])`);\n"
         f'py.runPython(fs.readFileSync("{(tmp_path / "code.py").as_posix()}", "utf8"));\n',
         encoding="utf-8",
@@ -494,12 +495,14 @@ def test_bundle_ships_the_tested_code_and_data(site: Path, tmp_path: Path) -> No
     # ... and, in Pyodide, each shipped .pyc is that tree compiled, line numbers and all.
     differ = """
 import io, lzma, marshal, site, sys, zipfile
+from compression import zstd
 sys.path.insert(0, "/project/site_src")
 from compile_zip import compile_module
 target = site.getsitepackages()[0]
 shipped = {}
-for bundle in ("/bundles/first.zip.xz", "/bundles/later.zip.xz"):
-    with zipfile.ZipFile(io.BytesIO(lzma.decompress(open(bundle, "rb").read()))) as z:
+for bundle, decompress in (("/bundles/first.zip.zst", zstd.decompress),
+                           ("/bundles/later.zip.xz", lzma.decompress)):
+    with zipfile.ZipFile(io.BytesIO(decompress(open(bundle, "rb").read()))) as z:
         shipped |= {n: z.read(n) for n in z.namelist() if n.endswith(".pyc")}
         if "first" in bundle:
             methods = marshal.loads(z.read("nnmem_start.methods"))

@@ -84,18 +84,19 @@ async function init({ indexURL, bundle, later, laterNow }) {
 async function setUp(pyodide, archiving, rest, later) {
   mark("booted");
   progress(2, "Step 2 of 3: loading the nnmem package…");
-  // The bundle is a zip compressed whole with xz (see build.py's bundle_nnmem).
-  pyodide.FS.writeFile("/tmp/nnmem.zip.xz", await archiving);
+  // The bundle is a zip compressed whole with Zstandard (see build.py's bundle_nnmem).
+  pyodide.FS.writeFile("/tmp/nnmem.zip.zst", await archiving);
   mark("downloaded");
   // Its names are ASCII, read as UTF-8 (no cp437 codec to import); the finders that
   // listed site-packages and its folders before are dropped, for new ones to list them
   // again (as nnmem.web.later's unpack does, without importlib.invalidate_caches, which
   // imports importlib.metadata).
   const sitePackages = pyodide.runPython(
-    "import io, lzma, site, sys, zipfile\n" +
+    "import io, site, sys, zipfile\n" +
+      "from compression import zstd\n" +
       "target = site.getsitepackages()[0]\n" +
-      'with open("/tmp/nnmem.zip.xz", "rb") as packed:\n' +
-      '    zipfile.ZipFile(io.BytesIO(lzma.decompress(packed.read())), metadata_encoding="utf-8").extractall(target)\n' +
+      'with open("/tmp/nnmem.zip.zst", "rb") as packed:\n' +
+      '    zipfile.ZipFile(io.BytesIO(zstd.decompress(packed.read())), metadata_encoding="utf-8").extractall(target)\n' +
       "for folder in [p for p in sys.path_importer_cache if p.startswith(target)]:\n" +
       "    del sys.path_importer_cache[folder]\n" +
       "target",
