@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 
@@ -99,14 +99,17 @@ class Gpu:
         return number_format in self.formats
 
 
-# The data files sit beside the modules, in a wheel, the repository and the page's
-# site-packages alike; a path to them spares the page's Python importlib.resources.
-DATA = Path(__file__).resolve().parent / "data"
+# The data files sit beside the modules: in a folder (a wheel, the repository) or in the
+# zip the page's Python imports nnmem from. The module's loader reads them from either,
+# as pkgutil.get_data does, without the imports of pkgutil or importlib.resources.
+DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 def _load(name: str) -> dict[str, Any]:
-    text = (DATA / name).read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
+    assert __spec__ is not None
+    assert __spec__.loader is not None
+    raw = __spec__.loader.get_data(os.path.join(DATA, name))  # type: ignore[attr-defined]
+    data: dict[str, Any] = json.loads(raw)
     return data
 
 

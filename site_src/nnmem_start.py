@@ -84,11 +84,16 @@ def import_with_table(table: Mapping[str, CodeType], modules: Sequence[str] = MO
 
 
 def start() -> list[str]:
-    """The worker's import of nnmem, with the table shipped beside this module (none:
-    every text is compiled); returns the texts the table missed."""
-    path = os.path.join(os.path.dirname(__file__), TABLE)
+    """The worker's import of nnmem, with the table shipped beside this module, in the
+    bundle's zip (none: every text is compiled); returns the texts the table missed."""
     table: dict[str, CodeType] = {}
-    if os.path.isfile(path):
-        with open(path, "rb") as file:
-            table = marshal.load(file)
+    assert __spec__ is not None
+    assert __spec__.loader is not None
+    path = os.path.join(os.path.dirname(__file__), TABLE)
+    try:
+        raw = __spec__.loader.get_data(path)  # type: ignore[attr-defined]
+    except OSError:
+        pass
+    else:
+        table = marshal.loads(raw)
     return import_with_table(table)

@@ -4,20 +4,21 @@ first import of one of them.
 The site ships the modules a page can import in two bundles (see ``LATER`` in
 build.py): the first holds what the calculator's answers import, the second the step
 chart, the model reader, Compare, Import JSON, the tools, the serving runtimes and the
-CNNs. A bundle is a zip compressed whole with xz. :func:`fetch_later` puts a finder at the end of
-``sys.meta_path``: when a module of the package is found nowhere else, the finder has
-the second bundle loaded, unpacks it and finds the module there. In the page's worker
-:func:`fetch_later_from_js` loads it through the worker's ``nnmemLaterBundle``, a
-synchronous request, called only then: Python holds no JavaScript object meanwhile,
-which Pyodide requires of a heap it keeps as a memory snapshot (see worker.js).
+CNNs. The page's Python imports the first from its zip, on ``sys.path`` (worker.js); the
+second is a zip compressed whole with xz, unpacked into folders. :func:`fetch_later` puts
+a finder at the end of ``sys.meta_path``: when a module of the package is found nowhere
+else, the finder has the second bundle loaded, unpacks it and finds the module in its
+folder, which a package of the first bundle does not list in its ``__path__`` (its zip).
+In the page's worker :func:`fetch_later_from_js` loads it through the worker's
+``nnmemLaterBundle``, a synchronous request, called only then: Python holds no
+JavaScript object meanwhile, which Pyodide requires of a heap it keeps as a memory
+snapshot (see worker.js).
 """
 
 from __future__ import annotations
 
-import io
-import lzma
+import os
 import sys
-import zipfile
 from collections.abc import Callable, Sequence
 from functools import partial
 from importlib.abc import MetaPathFinder
@@ -27,6 +28,11 @@ from types import ModuleType
 
 def unpack(packed: bytes, target: str) -> None:
     """Extract a bundle into ``target`` and let the import system see its files."""
+    # Imported here: a first visit, which needs no second bundle, spares their import.
+    import io
+    import lzma
+    import zipfile
+
     # The names are ASCII: read as UTF-8, they spare the import of the cp437 codec.
     with zipfile.ZipFile(io.BytesIO(lzma.decompress(packed)), metadata_encoding="utf-8") as z:
         z.extractall(target)
@@ -38,31 +44,37 @@ def unpack(packed: bytes, target: str) -> None:
 
 
 class Later(MetaPathFinder):
-    """Finds the modules of ``package`` that are not unpacked yet by unpacking the
-    bundle ``load`` returns into ``target``, once."""
+    """Finds the modules of ``package`` that no other finder knows in their folders under
+    ``target``, unpacking there the bundle ``load`` returns on the first such import
+    (none where ``unpacked``)."""
 
-    def __init__(self, load: Callable[[], bytes], target: str, package: str) -> None:
+    def __init__(
+        self, load: Callable[[], bytes], target: str, package: str, unpacked: bool = False
+    ) -> None:
         self.load = load
         self.target = target
         self.package = package
+        self.unpacked = unpacked
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
         if not fullname.startswith(f"{self.package}."):
             return None
-        # A failed load raises here and leaves the finder in place, so a later import
-        # tries again; once unpacked, the path finders find every module of the bundle.
-        unpack(bytes(self.load()), self.target)
-        sys.meta_path.remove(self)
-        return PathFinder.find_spec(fullname, path, target)
+        if not self.unpacked:
+            # A failed load raises here and leaves the finder waiting, so a later import
+            # tries again; the bundle is unpacked once.
+            unpack(bytes(self.load()), self.target)
+            self.unpacked = True
+        folder = os.path.join(self.target, *fullname.split(".")[:-1])
+        return PathFinder.find_spec(fullname, [folder], target)
 
 
 def fetch_later(load: Callable[[], bytes], target: str, package: str = "nnmem") -> None:
     """Unpack the bundle ``load`` returns into ``target`` when a module of ``package``
     that no other finder knows is first imported.
 
-    >>> import os, tempfile
+    >>> import io, lzma, tempfile, zipfile
     >>> folder = tempfile.mkdtemp()
     >>> os.mkdir(os.path.join(folder, "demo_pkg"))
     >>> open(os.path.join(folder, "demo_pkg", "__init__.py"), "w").close()
@@ -98,9 +110,15 @@ def stop_fetching(package: str = "nnmem") -> None:
 
 
 def unpack_now(packed: bytes, target: str, package: str = "nnmem") -> None:
-    """Extract the second bundle into ``target`` at once: no finder waits for it."""
+    """Extract the second bundle into ``target`` at once, with the finder that finds its
+    modules there and never loads it again."""
     unpack(packed, target)
     stop_fetching(package)
+    sys.meta_path.append(Later(_unpacked, target, package, unpacked=True))
+
+
+def _unpacked() -> bytes:
+    raise AssertionError("the second bundle is unpacked already")
 
 
 def load_from_js(name: str) -> bytes:

@@ -78,29 +78,15 @@ async function init({ indexURL, bundle, later, laterNow }) {
   post({ type: "ready", python, start: "fresh" });
 }
 
-// Steps 2 and 3 on a started Python, fresh or restored: the files of the first bundle
-// (a restored heap has imported some of them, but the file system starts empty), the
-// second bundle now or when first needed, and the page's door. Returns Python's version.
+// Steps 2 and 3 on a started Python, fresh or restored: the first bundle's zip (a
+// restored heap has imported from it, but the file system starts empty), the second
+// bundle now or when first needed, and the page's door. Returns Python's version.
 async function setUp(pyodide, archiving, rest, later) {
   mark("booted");
   progress(2, "Step 2 of 3: loading the nnmem package…");
-  // The bundle is a zip compressed whole with Zstandard (see build.py's bundle_nnmem).
-  pyodide.FS.writeFile("/tmp/nnmem.zip.zst", await archiving);
+  const packed = await archiving;
   mark("downloaded");
-  // Its names are ASCII, read as UTF-8 (no cp437 codec to import); the finders that
-  // listed site-packages and its folders before are dropped, for new ones to list them
-  // again (as nnmem.web.later's unpack does, without importlib.invalidate_caches, which
-  // imports importlib.metadata).
-  const sitePackages = pyodide.runPython(
-    "import io, site, sys, zipfile\n" +
-      "from compression import zstd\n" +
-      "target = site.getsitepackages()[0]\n" +
-      'with open("/tmp/nnmem.zip.zst", "rb") as packed:\n' +
-      '    zipfile.ZipFile(io.BytesIO(zstd.decompress(packed.read())), metadata_encoding="utf-8").extractall(target)\n' +
-      "for folder in [p for p in sys.path_importer_cache if p.startswith(target)]:\n" +
-      "    del sys.path_importer_cache[folder]\n" +
-      "target",
-  );
+  const sitePackages = putOnPath(pyodide, packed);
   mark("unpacked");
   progress(3, "Step 3 of 3: starting the calculator…");
   // nnmem imported with its dataclasses' methods compiled at build (nnmem_start.py).
@@ -117,6 +103,26 @@ async function setUp(pyodide, archiving, rest, later) {
   const version = pyodide.runPython("import sys; sys.version.split()[0]");
   mark("imported-nnmem");
   return version;
+}
+
+// The first bundle, a zip compressed whole with Zstandard (see build.py's bundle_nnmem),
+// decoded by Python's compression.zstd and written to site-packages as nnmem.zip, which
+// goes on sys.path whole, as the standard library's zip does: Python imports nnmem from
+// it (zipimport), and nothing is extracted. A restored heap lists it already. Returns
+// the site-packages folder, where the second bundle is unpacked (nnmem.web.later).
+// (Exported for tests/test_build.py, which runs it in Pyodide under Node.)
+export function putOnPath(pyodide, packed) {
+  const [zstd, sys, site] = ["compression.zstd", "sys", "site"].map((name) => pyodide.pyimport(name));
+  const folders = site.getsitepackages();
+  const sitePackages = folders.get(0);
+  const zip = `${sitePackages}/nnmem.zip`;
+  const data = pyodide.toPy(packed);
+  const unpacked = zstd.decompress(data);
+  pyodide.FS.writeFile(zip, unpacked.toJs());
+  const path = sys.path;
+  if (!path.has(zip)) path.insert(0, zip);
+  for (const proxy of [zstd, sys, site, folders, data, unpacked, path]) proxy.destroy();
+  return sitePackages;
 }
 
 // Memory snapshot: after its first complete calculator answer a fresh start keeps its

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import lzma
+import shutil
 import sys
 import types
 import zipfile
@@ -52,7 +53,7 @@ def test_the_bundle_comes_once_on_the_first_import_it_holds(folder: Path) -> Non
     assert loads == []  # found on disk: nothing fetched
     assert importlib.import_module("half_pkg.rest.more").N == 7
     assert loads == [1]
-    assert not any(isinstance(f, Later) for f in sys.meta_path)
+    assert [f.unpacked for f in sys.meta_path if isinstance(f, Later)] == [True]
     with pytest.raises(ModuleNotFoundError, match=r"half_pkg\.nowhere"):
         importlib.import_module("half_pkg.nowhere")
     assert loads == [1]
@@ -112,14 +113,70 @@ def test_the_worker_loads_the_bundle_by_name_only_when_needed(
     assert asked == []
     assert importlib.import_module("half_pkg.late").WHERE == "second"
     assert asked == ["assets/nnmem-later-x.zip.xz"]
-    assert not any(isinstance(f, Later) for f in sys.meta_path)
+    assert sum(isinstance(f, Later) for f in sys.meta_path) == 1
 
 
-def test_unpacking_at_once_drops_the_waiting_finder(folder: Path) -> None:
+def test_unpacking_at_once_leaves_a_finder_that_never_loads(folder: Path) -> None:
     def load() -> bytes:
         raise AssertionError("fetched although unpacked already")
 
     fetch_later(load, str(folder), "half_pkg")
     unpack_now(packed({"half_pkg/late.py": "WHERE = 'second'\n"}), str(folder), "half_pkg")
-    assert not any(isinstance(f, Later) for f in sys.meta_path)
+    assert [f.unpacked for f in sys.meta_path if isinstance(f, Later)] == [True]
     assert importlib.import_module("half_pkg.late").WHERE == "second"
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("half_pkg.nowhere")
+
+
+@pytest.fixture
+def zipped(tmp_path: Path) -> Iterator[Path]:
+    """The first half of ``zip_pkg`` imported from a zip on sys.path, as the page imports
+    the first bundle; the second is unpacked into ``tmp_path / "site"``."""
+    archive = tmp_path / "first.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("zip_pkg/__init__.py", "")
+        z.writestr("zip_pkg/sub/__init__.py", "")
+        z.writestr("zip_pkg/sub/here.py", "WHERE = 'first'\n")
+    (tmp_path / "site").mkdir()
+    sys.path.insert(0, str(archive))
+    yield tmp_path / "site"
+    sys.path.remove(str(archive))
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, Later)]
+    for name in [m for m in sys.modules if m == "zip_pkg" or m.startswith("zip_pkg.")]:
+        del sys.modules[name]
+
+
+def test_the_second_half_is_found_beside_a_zipped_first(zipped: Path) -> None:
+    """A package of the zip lists only the zip in its ``__path__``: the finder finds the
+    second bundle's modules under it, and in the second's own packages, in folders."""
+    bundle = packed(
+        {
+            "zip_pkg/sub/late.py": "WHERE = 'second'\n",
+            "zip_pkg/rest/__init__.py": "",
+            "zip_pkg/rest/more.py": "N = 7\n",
+        }
+    )
+    fetch_later(lambda: bundle, str(zipped), "zip_pkg")
+    assert importlib.import_module("zip_pkg.sub.here").WHERE == "first"
+    late = importlib.import_module("zip_pkg.sub.late")
+    assert late.WHERE == "second"
+    assert late.__file__ == str(zipped / "zip_pkg" / "sub" / "late.py")
+    assert importlib.import_module("zip_pkg.rest.more").N == 7
+
+
+def test_a_restored_heap_loads_the_second_half_again(zipped: Path) -> None:
+    """After a heap restored from a snapshot the files are gone: fetch_later again (as the
+    worker does) loads the bundle on the next import of a module of it."""
+    bundle = packed({"zip_pkg/sub/late.py": "A = 1\n", "zip_pkg/sub/later.py": "B = 2\n"})
+    loads: list[int] = []
+
+    def load() -> bytes:
+        loads.append(1)
+        return bundle
+
+    fetch_later(load, str(zipped), "zip_pkg")
+    assert importlib.import_module("zip_pkg.sub.late").A == 1
+    shutil.rmtree(zipped / "zip_pkg")  # the file system of a fresh page
+    fetch_later(load, str(zipped), "zip_pkg")
+    assert importlib.import_module("zip_pkg.sub.later").B == 2
+    assert loads == [1, 1]
