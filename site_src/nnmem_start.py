@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from types import CodeType
 from typing import Any
 
-# The table's file, beside this module in the page's site-packages.
+# The table's file, beside this module in the first bundle's zip.
 TABLE = "nnmem_start.methods"
 # What the worker imports first: the page's door and the second bundle's finder.
 MODULES = ("nnmem.web.later", "nnmem.web")
