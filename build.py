@@ -476,6 +476,8 @@ def short_hash(data: bytes) -> str:
 
 
 # A module's relative import of another asset: ``from "./engine.js"``.
+# A script's import of the Pyodide core, from its folder in the site (see build()).
+CORE_IMPORT = '"../pyodide/pyodide.mjs"'
 _IMPORT = re.compile(r'(from\s+|import\s*\(\s*)"\./([\w.-]+\.m?js)"')
 
 
@@ -500,12 +502,13 @@ def minify(name: str, data: bytes, esbuild: Path) -> bytes:
     return done.stdout
 
 
-def versioned_assets(static: Path, site: Site, esbuild: Path) -> dict[str, str]:
+def versioned_assets(static: Path, site: Site, esbuild: Path, core: str) -> dict[str, str]:
     """Add every static file to ``site``, minified, and return its versioned URL by name.
 
     The version is a hash of the file's content; a script's relative imports are
     rewritten to the versions of what they import, so a change anywhere reaches every
-    page that loads it through any chain of imports.
+    page that loads it through any chain of imports, and an import of the Pyodide core
+    (``CORE_IMPORT``) to the folder ``core``, which names its version.
     """
     sources = {path.name: path.read_bytes() for path in sorted(static.iterdir())}
     assets: dict[str, str] = {}
@@ -515,6 +518,9 @@ def versioned_assets(static: Path, site: Site, esbuild: Path) -> dict[str, str]:
             if name in assets:
                 continue
             text = data.decode("utf-8") if name.endswith((".js", ".mjs")) else None
+            if text is not None and CORE_IMPORT in text:
+                text = text.replace(CORE_IMPORT, f'"../{core}pyodide.mjs"')
+                data = text.encode("utf-8")
             needs = {m.group(2) for m in _IMPORT.finditer(text)} if text else set()
             if not needs <= assets.keys():
                 continue
@@ -771,9 +777,9 @@ def build(
     site.files[bundle_name] = bundle
     later_name = f"assets/nnmem-later-{short_hash(later)}.zip.xz"
     site.files[later_name] = later
-    assets = versioned_assets(static, site, esbuild)
     # The core's folder names its version, so a browser may keep it as long as it likes.
     core = f"pyodide-{pyodide_version(pyodide_dir)}/"
+    assets = versioned_assets(static, site, esbuild, core)
     for name in PYODIDE_FILES:
         site.copies[f"{core}{name}"] = pyodide_dir / name
     stdlib = (pyodide_dir / STDLIB).read_bytes()

@@ -56,6 +56,20 @@ def test_scripts_import_the_versions_of_their_imports(site: Path) -> None:
     assert re.search(rf'from ?"\./engine\.js\?v={build.short_hash(engine)}"', calculator)
 
 
+def test_the_worker_imports_the_core_from_its_versioned_folder(site: Path) -> None:
+    """worker.js imports Pyodide with its own module graph, from the folder named with
+    the core's version, and the page starts it before rendering (blocking="render")."""
+    worker = (site / "assets" / "worker.js").read_text()
+    assert re.search(rf'from ?"\.\./{re.escape(CORE)}pyodide\.mjs"', worker)
+    assert build.CORE_IMPORT not in worker
+    assert (site / CORE / "pyodide.mjs").is_file()
+    head = (site / "index.html").read_text().split("</head>")[0]
+    boot = re.search(r"<script [^>]*boot\.js[^>]*>", head)
+    assert boot
+    assert 'blocking="render"' in boot.group(0)
+    assert 'fetchpriority="high"' in boot.group(0)
+
+
 def test_scripts_and_styles_ship_minified(site: Path) -> None:
     """The page's scripts and styles go out without comments or indentation (esbuild),
     and keep what other files use by name: the worker's export, the lazy imports."""

@@ -12,6 +12,10 @@
 // A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
 // below): the ready message says how it started ("fresh" or "snapshot"), and a message
 // {type: "kept"} says when a fresh start has kept its heap for the next visit.
+// The core's folder carries its version: build.py writes it in place of "pyodide/", so the
+// core downloads with this script, not after its first message.
+import { loadPyodide } from "../pyodide/pyodide.mjs";
+
 let handle = null;
 let afterAnswer = null; // run once, after the first complete calculator answer
 
@@ -50,16 +54,14 @@ self.nnmemLaterBundle = downloadNow;
 async function init({ indexURL, bundle, later, laterNow }) {
   progress(1, "Step 1 of 3: downloading and starting Python (later visits load it from the browser cache)…");
   // The nnmem package downloads while Python starts (with its second bundle where the
-  // page needs that at once); the core's folder name carries its version, so the worker
-  // imports it from there rather than from a fixed path.
+  // page needs that at once).
+  mark("imported");
   const archiving = download(bundle);
   archiving.catch(() => {}); // reported when awaited below
   const rest = laterNow ? download(later) : null;
   if (rest) rest.catch(() => {});
   const key = memoryKey(bundle, later);
   const kept = keptMemory(key);
-  const { loadPyodide } = await import(`${indexURL}pyodide.mjs`);
-  mark("imported");
   const snapshot = await kept;
   if (snapshot) {
     try {
