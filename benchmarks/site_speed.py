@@ -377,8 +377,11 @@ def main() -> int:
             bare = rows.get(f"{floor} boot {kind}")
             if ready and bare:
                 gaps = [r - b for r, b in zip(ready, bare, strict=True)]
+                # Each run's own difference too: the machine's speed drifts between runs
+                # (the bare boot of the same files ranged 1.0-1.3 s within minutes here).
                 print(
                     f"worker ready minus {label}, {kind}: median {statistics.median(gaps):.0f} ms"
+                    f" (runs: {', '.join(f'{g:.0f}' for g in gaps)})"
                 )
         paint = rows.get(f"page paint {kind}")
         static = rows.get(f"static paint {kind}")
