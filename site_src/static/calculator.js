@@ -496,6 +496,9 @@ function onResult(id, reply, part) {
     resolve(reply);
   } else {
     paint(id, reply, part);
+    // The worker computes the rest of the answer once its first part is on the page
+    // (see worker.js): not beside this painting, and not at all for an older request.
+    if (part === "first" && reply.ok && id === latest) post({ type: "painted", id });
   }
 }
 

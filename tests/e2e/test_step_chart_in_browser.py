@@ -255,3 +255,46 @@ def test_replayed_total_fetches_the_chart_modules(browser: Browser, site_url: st
     expect_total(page, page_fields(page))
     assert len(later) == 1
     context.close()
+
+
+def test_the_rest_of_an_answer_waits_for_its_first_part_on_the_page(
+    browser: Browser, site_url: str
+) -> None:
+    """The worker sends a calculator answer's rest (verdict, solvers, plot) only once the
+    page says it has painted the first part, so the two do not compete for the CPU; the
+    page says so after each first part it paints."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(RECORD_WORKER)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
+    fill_form(page, {"batch_size": "9"})
+    newest = int(page.get_attribute("#results", "data-asked") or 0)
+    expect(page.locator("#results")).to_have_attribute("data-complete", str(newest))
+    painted = page.evaluate("window.__posted.filter((m) => m.type === 'painted').map((m) => m.id)")
+    assert painted[-1] == newest
+    # Asked straight: the first part alone until the worker is told it is painted.
+    parts = page.evaluate(
+        """(id) => new Promise((resolve) => {
+          const worker = window.__worker;
+          const got = [];
+          const asked = window.__posted.filter((m) => m.type === "request" && !m.part);
+          const fields = asked.pop().fields;
+          worker.addEventListener("message", ({ data }) => {
+            if (data.id !== id) return;
+            got.push(data.part);
+            if (data.part === "first") {
+              setTimeout(() => {
+                got.push("told");
+                worker.postMessage({ type: "painted", id });
+              }, 500);
+            }
+            if (data.part === "rest") resolve(got);
+          });
+          worker.postMessage({ type: "request", id, page: "calculator", fields });
+        })""",
+        newest + 1000,
+    )
+    assert parts == ["first", "told", "rest"]
+    context.close()
