@@ -199,6 +199,10 @@ def test_a_link_carries_a_pasted_config(calculator: Page, browser: Browser) -> N
     expect(calculator).to_have_url(re.compile(r"#config=[\w-]+$"))
     # The same config as a preset filled it in, then made the model: it travels too.
     calculator.locator("#f-preset").fill("llama-3.1-8b")
+    # The preset's answer makes it the model (its fields, the same 4096 as the config's):
+    # only then is a click on "config" a change. Clicked before, on the radio still
+    # checked, it asked nothing, and the preset's answer then took the model.
+    expect(calculator.locator("input[name=describe][value=fields]")).to_be_checked()
     expect(calculator.locator("#f-cfg_hidden_size")).to_have_value("4096")
     expect(calculator.locator("#f-config")).to_have_value(text)
     calculator.locator("label:has(input[name=describe][value=config])").click()
