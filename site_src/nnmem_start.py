@@ -52,17 +52,8 @@ def _dataclasses_exec(run: Callable[[str, dict[str, Any], dict[str, Any]], None]
 
 def record(modules: Sequence[str] = MODULES) -> bytes:
     """Import ``modules`` (none imported yet) and return, marshalled, every method text
-    dataclasses compiled meanwhile, each with its code."""
-    texts: list[str] = []
-
-    def run(text: str, globals: dict[str, Any], locals: dict[str, Any]) -> None:
-        texts.append(text)
-        exec(compiled(text), globals, locals)
-
-    with _dataclasses_exec(run):
-        for name in modules:
-            importlib.import_module(name)
-    return marshal.dumps({text: compiled(text) for text in texts})
+    dataclasses compiled meanwhile, each with its code: an empty table misses them all."""
+    return marshal.dumps({text: compiled(text) for text in import_with_table({}, modules)})
 
 
 def import_with_table(table: Mapping[str, CodeType], modules: Sequence[str] = MODULES) -> list[str]:

@@ -1,4 +1,4 @@
-// The worker owns Pyodide. It answers two messages from the page:
+// The worker owns Pyodide. It answers these messages from the page:
 //   {type: "init", indexURL, bundle, later, laterNow} -> progress..., then ready or error
 //   {type: "request", id, page, fields, part?} -> {type: "result", id, part, text}
 //   {type: "painted", id} -> the calculator request's "rest" part (see below)
@@ -6,8 +6,9 @@
 // crosses to the page as one copy, where the parsed reply was cloned a value at a time.
 // The calculator's reply comes in parts: "first" (the total, the table, the formula)
 // at once, then "rest" (the verdict, solvers, suggestions and plot) once the page says
-// it has painted the first, skipped when a newer request has arrived meanwhile; "chart" (the step chart) only when the page asks
-// for it with a request's id (part: "chart"), skipped too unless that id is the newest.
+// it has painted the first, skipped when a newer request has arrived meanwhile; "chart"
+// (the step chart) only when the page asks for it with a request's id (part: "chart"),
+// skipped too unless that id is the newest.
 // Other pages get one reply, part "all".
 // All arithmetic and validation happen behind nnmem.web.handle, the page's one door.
 // A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
@@ -233,14 +234,15 @@ function answer(message) {
   post({ type: "result", id: message.id, part: "first", text: first });
   // The rest waits until the page says it has painted the first part ({type: "painted"}):
   // computed at once, it ran beside the page's painting on a two-core machine and made
-  // the total come later (recalculation median 16.5-22.6 ms against 13.1-13.2 ms with the
-  // rest held back, benchmarks/site_speed.py's machine). Requests that arrive meanwhile
-  // come first, and make this one's rest unwanted.
+  // the total come later (recalculation median 16.5-22.6 ms against 11.9-13.2 ms this
+  // way, benchmarks/site_speed.py's machine). A request that arrives meanwhile comes
+  // first and takes this one's place.
   waiting = first.startsWith(OK) ? message : null;
 }
 
 function rest(id) {
-  if (waiting === null || waiting.id !== id || id !== newest) return;
+  // Only the newest request waits: a newer one replaced it, or dropped it if not ok.
+  if (waiting === null || waiting.id !== id) return;
   const message = waiting;
   waiting = null;
   post({ type: "result", id, part: "rest", text: ask(message, "rest") });

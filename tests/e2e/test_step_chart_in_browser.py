@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from nnmem.estimate import allocator_config
 from nnmem.render.timeline_svg import StepTrace, saving_text, timeline_svg, trace_step
@@ -127,6 +127,18 @@ Worker.prototype.postMessage = function (message, ...rest) {
 """
 
 
+def _recorded_calculator(browser: Browser, site_url: str) -> tuple[BrowserContext, Page]:
+    """The calculator live in a new context that records what the page posts to its
+    worker (``RECORD_WORKER``), with its full form open."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(RECORD_WORKER)
+    page = context.new_page()
+    page.goto(site_url)
+    wait_ready(page)
+    open_form(page)
+    return context, page
+
+
 def chart_requests(page: Page) -> list[int]:
     """The ids of the requests whose chart the page asked the worker for."""
     ids: list[int] = page.evaluate(
@@ -176,12 +188,7 @@ def test_newer_input_cancels_a_stale_chart(browser: Browser, site_url: str) -> N
     """An input within the pause after an answer cancels that answer's chart: only the
     newest is asked for and drawn; and the worker skips a chart whose request is no
     longer the newest."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    context.add_init_script(RECORD_WORKER)
-    page = context.new_page()
-    page.goto(site_url)
-    wait_ready(page)
-    open_form(page)
+    context, page = _recorded_calculator(browser, site_url)
     show_chart(page)
     # Batch 8, and the moment its answer is complete, batch 9: 8's chart is never asked.
     # A MutationObserver sees data-complete change in the task that wrote it, before the
@@ -263,12 +270,7 @@ def test_the_rest_of_an_answer_waits_for_its_first_part_on_the_page(
     """The worker sends a calculator answer's rest (verdict, solvers, plot) only once the
     page says it has painted the first part, so the two do not compete for the CPU; the
     page says so after each first part it paints."""
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
-    context.add_init_script(RECORD_WORKER)
-    page = context.new_page()
-    page.goto(site_url)
-    wait_ready(page)
-    open_form(page)
+    context, page = _recorded_calculator(browser, site_url)
     fill_form(page, {"batch_size": "9"})
     newest = int(page.get_attribute("#results", "data-asked") or 0)
     expect(page.locator("#results")).to_have_attribute("data-complete", str(newest))
