@@ -35,11 +35,6 @@ from typing import Any
 import jinja2
 import markdown
 
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:  # the backport of 3.14's module, a development dependency (pyproject.toml)
-    from backports import zstd
-
 import content_helpers
 from nnmem import catalog
 from nnmem.result import COMPONENTS
@@ -418,11 +413,22 @@ def xz(stored: bytes) -> bytes:
     return lzma.compress(stored, filters=[options])
 
 
-def zst(stored: bytes) -> bytes:
-    """``stored`` compressed whole with Zstandard at level 19, as the first bundle
-    travels: Pyodide's Python decodes it in 2 ms where xz took 23 ms (Node here), on the
-    path of every cold visit, for 8% more bytes (214 kB against 199 kB)."""
-    return zstd.compress(stored, level=19)
+def deflated(stored: bytes) -> bytes:
+    """The zip ``stored`` with each entry deflated, as the first bundle travels: Python's
+    zipimport inflates a module as it imports it (with zlib, which Pyodide's start has
+    already run for its standard library), so the worker writes the file as fetched and
+    decodes nothing first. Zstandard over the whole zip was 76 kB smaller (214 kB against
+    290 kB), but decoding it cost 9-65 ms (median 27) of every cold visit in Chromium
+    here, on the path to the first answer, where this costs 2-10 ms; the download runs
+    beside Pyodide's start, which it does not delay."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(stored)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive,
+    ):
+        for info in source.infolist():
+            archive.writestr(info, source.read(info), zipfile.ZIP_DEFLATED, 9)
+    return buffer.getvalue()
 
 
 def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
@@ -430,13 +436,12 @@ def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
     first bundle, which every page loads, and the second (see ``LATER``).
 
     Modules no page reaches (the command line) stay out; the code goes compiled,
-    without docstrings, the data without indentation. Each bundle is a zip compressed
-    whole, which finds what the modules share: the first with Zstandard (``zst``), the
-    second with xz (``xz``; decoded only when first needed, it keeps the smaller
-    format). Compiled, the modules cost a cold visit no compiling, where as source
-    they cost about 200 ms in Chromium here. The worker unpacks the first with
-    Python's compression.zstd and zipfile (worker.js), the second with lzma and zipfile
-    (nnmem.web.later).
+    without docstrings, the data without indentation. The first is a zip of deflated
+    entries (``deflated``) that Python imports from as it is (worker.js puts it on
+    sys.path); the second, decoded only when first needed, is a zip compressed whole
+    with xz (``xz``), which finds what the modules share, and is unpacked with lzma and
+    zipfile (nnmem.web.later). Compiled, the modules cost a cold visit no compiling,
+    where as source they cost about 200 ms in Chromium here.
     """
     first, later = split_modules(package_dir)
     files = module_files(package_dir)
@@ -448,7 +453,7 @@ def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
     data = list((package_dir / "data").glob("*.json"))
     start = root / "site_src" / START
     return (
-        zst(
+        deflated(
             _pack(
                 {START: start, **named([files[name] for name in first] + data)},
                 root,
@@ -459,14 +464,14 @@ def bundle_nnmem(package_dir: Path) -> tuple[bytes, bytes]:
     )
 
 
-# The first four bytes of a Zstandard frame (RFC 8878, section 3.1.1).
-ZSTD_MAGIC = bytes.fromhex("28b52ffd")
+# The first four bytes of a zip's first entry (APPNOTE.TXT, section 4.3.7).
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def unpack_bundle(bundle: bytes) -> zipfile.ZipFile:
-    """The zip inside a bundle, the first (Zstandard) or the second (xz)."""
-    if bundle.startswith(ZSTD_MAGIC):
-        return zipfile.ZipFile(io.BytesIO(zstd.decompress(bundle)))
+    """The zip a bundle is, the first, or holds, the second (xz)."""
+    if bundle.startswith(ZIP_MAGIC):
+        return zipfile.ZipFile(io.BytesIO(bundle))
     return zipfile.ZipFile(io.BytesIO(lzma.decompress(bundle)))
 
 
@@ -773,7 +778,7 @@ def build(
     glossary = load_glossary(root / "content" / "glossary" / "components.md", list(COMPONENTS))
     bundle, later = bundle_nnmem(root / "nnmem")
     site = Site()
-    bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip.zst"
+    bundle_name = f"assets/nnmem-{short_hash(bundle)}.zip"
     site.files[bundle_name] = bundle
     later_name = f"assets/nnmem-later-{short_hash(later)}.zip.xz"
     site.files[later_name] = later

@@ -90,7 +90,7 @@ def test_exact_file_list(site: Path) -> None:
     bundles = {
         name
         for name in listing
-        if re.fullmatch(r"assets/nnmem-([0-9a-f]{10}\.zip\.zst|later-[0-9a-f]{10}\.zip\.xz)", name)
+        if re.fullmatch(r"assets/nnmem-([0-9a-f]{10}\.zip|later-[0-9a-f]{10}\.zip\.xz)", name)
     }
     assert len(bundles) == 2  # the first bundle and the second (see build.LATER)
     pages = {
@@ -289,9 +289,9 @@ def test_bad_base_path_is_refused(bad: str) -> None:
 
 def _bundles(site: Path) -> tuple[bytes, bytes]:
     """The first bundle and the second, as the site holds them."""
-    (first,) = (site / "assets").glob("nnmem-[0-9a-f]*.zip.zst")
+    (first,) = (site / "assets").glob("nnmem-[0-9a-f]*.zip")
     (later,) = (site / "assets").glob("nnmem-later-*.zip.xz")
-    for bundle, name in ((first, "nnmem-{}.zip.zst"), (later, "nnmem-later-{}.zip.xz")):
+    for bundle, name in ((first, "nnmem-{}.zip"), (later, "nnmem-later-{}.zip.xz")):
         digest = hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]
         assert bundle.name == name.format(digest)
     return first.read_bytes(), later.read_bytes()
@@ -318,10 +318,10 @@ def _in_pyodide(site: Path, tmp_path: Path, code: str) -> str:
     """What ``code`` prints in Pyodide under Node, booted from the site's core (with
     columns left out of new code, as the build compiles it) with the site's first
     bundle put on sys.path by the site's own worker.js (its ``putOnPath``), both bundles
-    readable at /bundles/first.zip.zst and /bundles/later.zip.xz, and the repository at
+    readable at /bundles/first.zip and /bundles/later.zip.xz, and the repository at
     /project."""
     first, later = _bundles(site)
-    (tmp_path / "first.zip.zst").write_bytes(first)
+    (tmp_path / "first.zip").write_bytes(first)
     (tmp_path / "later.zip.xz").write_bytes(later)
     (tmp_path / "code.py").write_text(code, encoding="utf-8")
     script = tmp_path / "run.mjs"
@@ -334,10 +334,10 @@ def _in_pyodide(site: Path, tmp_path: Path, code: str) -> str:
         'env: { PYTHONNODEBUGRANGES: "1" } });\n'
         f'py.mountNodeFS("/project", "{ROOT.as_posix()}");\n'
         'py.FS.mkdir("/bundles");\n'
-        'for (const name of ["first.zip.zst", "later.zip.xz"]) {\n'
+        'for (const name of ["first.zip", "later.zip.xz"]) {\n'
         f"  py.FS.writeFile(`/bundles/${{name}}`, fs.readFileSync(`{tmp_path}/${{name}}`));\n"
         "}\n"
-        'putOnPath(py, py.FS.readFile("/bundles/first.zip.zst"));\n'
+        'putOnPath(py, py.FS.readFile("/bundles/first.zip"));\n'
         f'py.runPython(fs.readFileSync("{(tmp_path / "code.py").as_posix()}", "utf8"));\n',
         encoding="utf-8",
     )
@@ -378,6 +378,8 @@ def test_bundles_are_reproducible_and_a_first_visit_needs_only_the_first(
     assert (first, later) == build.bundle_nnmem(ROOT / "nnmem")
     with build.unpack_bundle(first) as archive:
         names = archive.namelist()
+        # Deflated entry by entry: zipimport inflates each as it imports it.
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
     assert "nnmem/__init__.pyc" in names
     assert not any("__pycache__" in n or n.endswith(".py") for n in names)
     visit, after = _in_pyodide(site, tmp_path, FIRST_VISIT + WITH_LATER).splitlines()[-2:]
@@ -509,12 +511,11 @@ def test_bundle_ships_the_tested_code_and_data(site: Path, tmp_path: Path) -> No
     # ... and, in Pyodide, each shipped .pyc is that tree compiled, line numbers and all.
     differ = """
 import io, lzma, marshal, site, sys, zipfile
-from compression import zstd
 sys.path.insert(0, "/project/site_src")
 from compile_zip import compile_module
 target = site.getsitepackages()[0]
 shipped = {}
-for bundle, decompress in (("/bundles/first.zip.zst", zstd.decompress),
+for bundle, decompress in (("/bundles/first.zip", bytes),
                            ("/bundles/later.zip.xz", lzma.decompress)):
     with zipfile.ZipFile(io.BytesIO(decompress(open(bundle, "rb").read()))) as z:
         shipped |= {n: z.read(n) for n in z.namelist() if n.endswith(".pyc")}

@@ -88,9 +88,9 @@ async function init({ indexURL, bundle, later, laterNow }) {
 async function setUp(pyodide, archiving, rest, later) {
   mark("booted");
   progress(2, "Step 2 of 3: loading the nnmem package…");
-  const packed = await archiving;
+  const zipped = await archiving;
   mark("downloaded");
-  const sitePackages = putOnPath(pyodide, packed);
+  const sitePackages = putOnPath(pyodide, zipped);
   mark("unpacked");
   progress(3, "Step 3 of 3: starting the calculator…");
   // nnmem imported with its dataclasses' methods compiled at build (nnmem_start.py).
@@ -109,23 +109,22 @@ async function setUp(pyodide, archiving, rest, later) {
   return version;
 }
 
-// The first bundle, a zip compressed whole with Zstandard (see build.py's bundle_nnmem),
-// decoded by Python's compression.zstd and written to site-packages as nnmem.zip, which
-// goes on sys.path whole, as the standard library's zip does: Python imports nnmem from
-// it (zipimport), and nothing is extracted. A restored heap lists it already. Returns
-// the site-packages folder, where the second bundle is unpacked (nnmem.web.later).
+// The first bundle, a zip of deflated entries (see build.py's bundle_nnmem), written to
+// site-packages as nnmem.zip as it was fetched, which goes on sys.path whole, as the
+// standard library's zip does: Python imports nnmem from it (zipimport inflates each
+// module as it is imported), and nothing is decoded or extracted first. A restored heap
+// lists it already. Returns the site-packages folder, where the second bundle is
+// unpacked (nnmem.web.later).
 // (Exported for tests/test_build.py, which runs it in Pyodide under Node.)
-export function putOnPath(pyodide, packed) {
-  const [zstd, sys, site] = ["compression.zstd", "sys", "site"].map((name) => pyodide.pyimport(name));
+export function putOnPath(pyodide, zipped) {
+  const [sys, site] = ["sys", "site"].map((name) => pyodide.pyimport(name));
   const folders = site.getsitepackages();
   const sitePackages = folders.get(0);
   const zip = `${sitePackages}/nnmem.zip`;
-  const data = pyodide.toPy(packed);
-  const unpacked = zstd.decompress(data);
-  pyodide.FS.writeFile(zip, unpacked.toJs());
+  pyodide.FS.writeFile(zip, zipped);
   const path = sys.path;
   if (!path.has(zip)) path.insert(0, zip);
-  for (const proxy of [zstd, sys, site, folders, data, unpacked, path]) proxy.destroy();
+  for (const proxy of [sys, site, folders, path]) proxy.destroy();
   return sitePackages;
 }
 

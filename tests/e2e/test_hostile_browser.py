@@ -280,7 +280,7 @@ def test_webassembly_blocked_leaves_a_readable_page(browser: Browser, site_url: 
 
 def test_a_missing_bundle_leaves_a_readable_page(browser: Browser, site_url: str) -> None:
     context, seen = _context(browser)
-    context.route("**/assets/nnmem-*.zip.*", lambda route: route.fulfill(status=404, body="gone"))
+    context.route("**/assets/nnmem-*.zip*", lambda route: route.fulfill(status=404, body="gone"))
     page = context.new_page()
     page.goto(site_url)
     _failed_plainly(page)

@@ -203,7 +203,7 @@ def test_prerendered_result_stays_when_the_runtime_fails(
     def missing(route: Route) -> None:
         route.fulfill(status=404, body="not found")
 
-    page.route("**/assets/nnmem-*.zip.*", missing)
+    page.route("**/assets/nnmem-*.zip*", missing)
     page.goto(f"{tools_url}training-cost.html")
     engine = page.locator("#engine")
     expect(engine).to_have_attribute("data-state", "error", timeout=READY_TIMEOUT_MS)
