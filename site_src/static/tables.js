@@ -21,10 +21,25 @@
     });
   }
 
+  // Whether DOM changes can change what overflows: inside a table's box, or adding one.
+  // Others (the engine's progress line while Python starts, a verdict) are left alone,
+  // since each mark reads the layout, which then has to be worked out at once.
+  function touchesTables(records) {
+    return records.some(
+      (record) =>
+        record.target.closest?.(BOXES) ||
+        [...record.addedNodes].some(
+          (node) => node.nodeType === Node.ELEMENT_NODE && (node.matches(BOXES) || node.querySelector(BOXES)),
+        ),
+    );
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     mark();
     window.addEventListener("resize", later);
     // Results are painted after load (the calculator, the tools): mark them as they come.
-    new MutationObserver(later).observe(document.body, { childList: true, subtree: true });
+    new MutationObserver((records) => {
+      if (touchesTables(records)) later();
+    }).observe(document.body, { childList: true, subtree: true });
   });
 })();
