@@ -12,6 +12,9 @@ For both it measures, in milliseconds from the start of navigation:
 - bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
   for the engine, and the same on Pyodide's five files as its npm package ships them
   (the site trims the standard library and ships it as bytecode, see build.py);
+- when each page made its worker (the worker's time origin), so that the calculator's
+  gap to the bare boot splits into the worker made later, Python's start slower beside
+  the page's own work, and the worker's own part after it;
 - the calculator's first paint, worker ready (``nnmem:ready``) and first live result
   (``nnmem:live``), and how Python started (``#engine[data-start]``: "fresh", or
   "snapshot" where a warm visit restores the heap the cold one kept in Cache Storage,
@@ -64,6 +67,7 @@ GPU_QUERY = (
 )
 READY_MS = 120_000
 STAGES = ("stage downloaded", "stage unpacked", "stage imported-nnmem", "stage after boot")
+FIGURES = ("paint", "boot", "worker", "booted", "ready", "live", *STAGES)
 
 BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>bare boot</title>
 <script type="module">
@@ -210,6 +214,16 @@ def recalc(page: Page, recalcs: int, value: Callable[[int], str]) -> dict[str, l
     return out
 
 
+def worker_started(page: Page) -> float:
+    """When the page's worker was made, in ms from the page's navigation: the worker's
+    time origin is its creation (HTML's "worker global scope" time origin)."""
+    origins = (
+        page.workers[0].evaluate("performance.timeOrigin"),
+        page.evaluate("performance.timeOrigin"),
+    )
+    return float(origins[0] - origins[1])
+
+
 def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dict[str, Any]:
     """One navigation; the figures it gives and what the server sent for it."""
     page = context.new_page()
@@ -220,6 +234,7 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
         got["paint"] = fcp(page)
     elif what in ("bare", "shipped"):
         got["boot"] = entry(page, "bare:ready")
+        got["worker"] = worker_started(page)
     else:
         got["paint"] = fcp(page)
         got["ready"] = entry(page, "nnmem:ready")
@@ -234,6 +249,8 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
         )
         stages = ("booted", "downloaded", "unpacked", "imported-nnmem")
         at = [marks[f"nnmem:worker:{stage}"] for stage in stages]
+        got["worker"] = worker_started(page)
+        got["booted"] = got["worker"] + at[0]
         for stage, start, end in zip(stages[1:], at, at[1:], strict=False):
             got[f"stage {stage}"] = end - start
         got["stage after boot"] = at[-1] - at[0]
@@ -297,7 +314,7 @@ def main() -> int:
                             page = got.pop("page")
                             if "start" in got:
                                 starts.setdefault(visit_kind, []).append(got.pop("start"))
-                            for key in ("paint", "boot", "ready", "live", *STAGES):
+                            for key in FIGURES:
                                 if key in got:
                                     note(f"{what} {key} {visit_kind}", got[key])
                             sent.setdefault(f"{what} {visit_kind}", []).append(got["bytes"])
@@ -357,9 +374,12 @@ def main() -> int:
     print(f"{'ms from navigation (median)':34} {'cold':>8} {'warm':>8}")
     for label, key in (
         ("static copy: first paint", "static paint"),
+        ("bare loadPyodide(): worker made", "bare worker"),
         ("bare loadPyodide(): ready", "bare boot"),
         ("the same, Pyodide's own core", "shipped boot"),
         ("calculator: first paint", "page paint"),
+        ("calculator: worker made", "page worker"),
+        ("calculator: Python started", "page booted"),
         ("calculator: worker ready", "page ready"),
         ("calculator: first live result", "page live"),
     ):
@@ -383,6 +403,24 @@ def main() -> int:
                     f"worker ready minus {label}, {kind}: median {statistics.median(gaps):.0f} ms"
                     f" (runs: {', '.join(f'{g:.0f}' for g in gaps)})"
                 )
+        # The cold gap in three: the worker made later than the bare one, Python's start
+        # taking longer beside the page's own work (two cores here), and the worker's
+        # own part after it. Each run's own split, medians of each part.
+        parts = [rows.get(f"{k} {kind}") for k in ("page worker", "bare worker", "page booted")]
+        bare = rows.get(f"bare boot {kind}")
+        if ready and bare and all(parts):
+            made, bare_made, booted = parts
+            later = [m - b for m, b in zip(made, bare_made, strict=True)]
+            slower = [
+                (x - m) - (b - bm)
+                for x, m, b, bm in zip(booted, made, bare, bare_made, strict=True)
+            ]
+            own = [r - x for r, x in zip(ready, booted, strict=True)]
+            print(
+                f"  of which, {kind}: worker made later {statistics.median(later):.0f} ms,"
+                f" Python's start slower {statistics.median(slower):.0f} ms,"
+                f" the worker's own part {statistics.median(own):.0f} ms (medians)"
+            )
         paint = rows.get(f"page paint {kind}")
         static = rows.get(f"static paint {kind}")
         if paint and static:
