@@ -5,7 +5,21 @@
 // (benchmarks/site_speed.py). engine.js adopts the worker with the events it sent
 // meanwhile. The script tag carries data-worker, data-pyodide, data-bundle and
 // data-later (with data-later-now where the page needs the second bundle at once).
+
+// Where engine.js notes the key of the Python heap a visit kept (see worker.js's "Memory
+// snapshot"): the worker asks Cache Storage for a heap only under a noted key, or where
+// the page cannot read the note, and otherwise starts Python at once (the question cost
+// 9-18 ms of every cold visit before Python could start, here).
+export const KEPT_NOTE = "nnmem-python-memory"; // declared first: start() reads it
 export const started = start(document.querySelector("script[data-worker]"));
+
+function keptNote() {
+  try {
+    return localStorage.getItem(KEPT_NOTE); // null: nothing kept
+  } catch {
+    return undefined; // no storage to read: the worker asks
+  }
+}
 
 function start(script) {
   const early = { worker: null, events: [], error: null };
@@ -32,6 +46,7 @@ function start(script) {
     bundle: here(data.bundle),
     later: here(data.later),
     laterNow: "laterNow" in data,
+    kept: keptNote(),
   });
   return early;
 }

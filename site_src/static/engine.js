@@ -16,7 +16,7 @@ export function showHeld(held) {
     : LIVE;
 }
 
-import { started } from "./boot.js";
+import { KEPT_NOTE, started } from "./boot.js";
 
 // The worker boot.js started (see there); the page has #engine, #engine-text and
 // #engine-progress. Returns `post(message)`, a no-op until ready.
@@ -82,6 +82,11 @@ export function startEngine({ onReady, onResult, onFail }) {
       onReady();
     } else if (message.type === "kept") {
       engine.dataset.kept = String(message.bytes); // the heap kept for the next visit, in bytes
+      try {
+        localStorage.setItem(KEPT_NOTE, message.key); // read by boot.js on the next visit
+      } catch {
+        // no storage: the next visit asks Cache Storage itself
+      }
     } else if (message.type === "error") {
       fail(message.text);
     } else if (message.type === "result") {

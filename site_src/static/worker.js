@@ -1,5 +1,5 @@
 // The worker owns Pyodide. It answers these messages from the page:
-//   {type: "init", indexURL, bundle, later, laterNow} -> progress..., then ready or error
+//   {type: "init", indexURL, bundle, later, laterNow, kept} -> progress..., then ready or error
 //   {type: "request", id, page, fields, part?} -> {type: "result", id, part, text}
 //   {type: "painted", id} -> the calculator request's "rest" part (see below)
 // where text is the reply as nnmem.web.handle writes it, JSON the page parses: a string
@@ -13,7 +13,9 @@
 // All arithmetic and validation happen behind nnmem.web.handle, the page's one door.
 // A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
 // below): the ready message says how it started ("fresh" or "snapshot"), and a message
-// {type: "kept"} says when a fresh start has kept its heap for the next visit.
+// {type: "kept", bytes, key} says when a fresh start has kept its heap for the next
+// visit; the page notes the key, and sends the note back with init as `kept` (null where
+// it noted none, undefined where it cannot tell).
 // The core's folder carries its version: build.py writes it in place of "pyodide/", so the
 // core downloads with this script, not after its first message.
 import { loadPyodide } from "../pyodide/pyodide.mjs";
@@ -53,7 +55,7 @@ function downloadNow(bundle) {
 // second bundle: Python holds no JavaScript function, which a memory snapshot forbids.
 self.nnmemLaterBundle = downloadNow;
 
-async function init({ indexURL, bundle, later, laterNow }) {
+async function init({ indexURL, bundle, later, laterNow, kept }) {
   progress(1, "Step 1 of 3: downloading and starting Python (later visits load it from the browser cache)…");
   // The nnmem package downloads while Python starts (with its second bundle where the
   // page needs that at once).
@@ -63,8 +65,9 @@ async function init({ indexURL, bundle, later, laterNow }) {
   const rest = laterNow ? download(later) : null;
   if (rest) rest.catch(() => {});
   const key = memoryKey(bundle, later);
-  const kept = keptMemory(key);
-  const snapshot = await kept;
+  // Cache Storage is asked only for a heap the page noted under this key, or where it
+  // cannot tell: a first visit, or the first after a new build, starts Python at once.
+  const snapshot = kept === undefined || kept === key ? await keptMemory(key) : null;
   if (snapshot) {
     try {
       const python = await setUp(await restoreMemory(loadPyodide, indexURL, snapshot), archiving, rest, later);
@@ -163,7 +166,7 @@ async function keepMemory(pyodide, key) {
       if (request.url !== key) await cache.delete(request);
     }
     await cache.put(key, new Response(snapshot, { headers: { "Content-Type": "application/octet-stream" } }));
-    post({ type: "kept", bytes: snapshot.length });
+    post({ type: "kept", bytes: snapshot.length, key });
   } catch (error) {
     // No room, or a heap Pyodide cannot keep: the next visit starts fresh, as this one.
     console.warn("nnmem: the Python memory was not kept:", error);

@@ -57,7 +57,10 @@ def first_visit(context: BrowserContext, url: str) -> None:
     expect(engine).to_have_attribute("data-start", "fresh")
     expect(engine).to_have_attribute("data-kept", timeout=READY_TIMEOUT_MS)
     assert int(engine.get_attribute("data-kept") or 0) >= 30 * 2**20  # the whole heap
-    assert page.evaluate(f"caches.open({CACHE!r}).then(c => c.keys()).then(k => k.length)") == 1
+    keys = page.evaluate(f"caches.open({CACHE!r}).then(c => c.keys()).then(k => k.map(r => r.url))")
+    assert len(keys) == 1
+    # The page notes its key, which the next visit's worker looks for (boot.js).
+    assert page.evaluate(f"localStorage.getItem({CACHE!r})") == keys[0]
     page.close()
 
 
@@ -91,6 +94,27 @@ def test_a_repeat_visit_starts_from_the_kept_heap(visitor: BrowserContext, site_
     expect(tool.locator("#r-gpu_hours")).to_have_attribute(
         "data-value", want["values"]["gpu_hours"]
     )
+
+
+def test_a_heap_the_page_has_no_note_of_is_not_looked_for(
+    visitor: BrowserContext, site_url: str
+) -> None:
+    """Without the page's note of a kept heap (a first visit, a new build, storage
+    cleared), the worker starts Python at once, without asking Cache Storage, and notes
+    the heap it keeps, which the visit after it starts from."""
+    first_visit(visitor, site_url)
+    page = visitor.new_page()
+    page.goto(f"{site_url}404.html")  # a page of the site that starts no engine
+    page.evaluate(f"localStorage.removeItem({CACHE!r})")
+    page.close()
+    page = visit(visitor, site_url)
+    engine = page.locator("#engine")
+    expect(engine).to_have_attribute("data-start", "fresh")
+    expect(engine).to_have_attribute("data-kept", timeout=READY_TIMEOUT_MS)
+    page.close()
+    again = visit(visitor, site_url)
+    expect(again.locator("#engine")).to_have_attribute("data-start", "snapshot")
+    expect_total(again, page_fields(again))
 
 
 def test_a_damaged_heap_is_dropped_and_python_starts_fresh(
