@@ -469,7 +469,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 def unpack_bundle(bundle: bytes) -> zipfile.ZipFile:
-    """The zip a bundle is, the first, or holds, the second (xz)."""
+    """The zip of a bundle: the first is one, the second holds one compressed with xz."""
     if bundle.startswith(ZIP_MAGIC):
         return zipfile.ZipFile(io.BytesIO(bundle))
     return zipfile.ZipFile(io.BytesIO(lzma.decompress(bundle)))

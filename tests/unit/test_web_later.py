@@ -9,7 +9,7 @@ import shutil
 import sys
 import types
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,19 @@ import pytest
 from nnmem.web.later import Later, fetch_later, fetch_later_from_js, unpack_now
 
 
+def counted(bundle: bytes) -> tuple[Callable[[], bytes], list[int]]:
+    """A loader of ``bundle``, and the list it adds a 1 to on each load."""
+    loads: list[int] = []
+
+    def load() -> bytes:
+        loads.append(1)
+        return bundle
+
+    return load, loads
+
+
 def packed(files: dict[str, str]) -> bytes:
-    """A bundle as build.py makes one: a zip compressed whole with xz."""
+    """A second bundle as build.py makes one: a zip compressed whole with xz."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in files.items():
@@ -41,13 +52,9 @@ def folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_the_bundle_comes_once_on_the_first_import_it_holds(folder: Path) -> None:
-    bundle = packed({"half_pkg/rest/__init__.py": "", "half_pkg/rest/more.py": "N = 7\n"})
-    loads: list[int] = []
-
-    def load() -> bytes:
-        loads.append(1)
-        return bundle
-
+    load, loads = counted(
+        packed({"half_pkg/rest/__init__.py": "", "half_pkg/rest/more.py": "N = 7\n"})
+    )
     fetch_later(load, str(folder), "half_pkg")
     importlib.import_module("half_pkg.here")
     assert loads == []  # found on disk: nothing fetched
@@ -167,13 +174,9 @@ def test_the_second_half_is_found_beside_a_zipped_first(zipped: Path) -> None:
 def test_a_restored_heap_loads_the_second_half_again(zipped: Path) -> None:
     """After a heap restored from a snapshot the files are gone: fetch_later again (as the
     worker does) loads the bundle on the next import of a module of it."""
-    bundle = packed({"zip_pkg/sub/late.py": "A = 1\n", "zip_pkg/sub/later.py": "B = 2\n"})
-    loads: list[int] = []
-
-    def load() -> bytes:
-        loads.append(1)
-        return bundle
-
+    load, loads = counted(
+        packed({"zip_pkg/sub/late.py": "A = 1\n", "zip_pkg/sub/later.py": "B = 2\n"})
+    )
     fetch_later(load, str(zipped), "zip_pkg")
     assert importlib.import_module("zip_pkg.sub.late").A == 1
     shutil.rmtree(zipped / "zip_pkg")  # the file system of a fresh page
