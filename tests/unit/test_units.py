@@ -57,6 +57,35 @@ def test_scaled_rounds_half_up_on_exact_integers() -> None:
 
 
 @pytest.mark.parametrize(
+    ("n", "unit", "places", "text"),
+    [
+        (5, 2, 0, "3"),  # 2.5: a half rounds up
+        (-5, 2, 0, "-3"),  # -2.5: away from zero, as Decimal's ROUND_HALF_UP
+        (-1, 100, 1, "-0.0"),  # -0.01 keeps its sign, as Decimal keeps it
+        (0, 7, 2, "0.00"),
+        (1_234_567, 1, 0, "1,234,567"),
+        (2, 3, 6, "0.666667"),
+        (10**30 + 5, 10, 0, "100,000,000,000,000,000,000,000,000,001"),  # 10^29 + 1: more digits than Decimal holds (28)
+    ],
+)
+def test_scaled_on_integers(n: int, unit: int, places: int, text: str) -> None:
+    assert scaled(n, unit, places) == text
+
+
+def test_scaled_on_integers_is_decimals_half_up() -> None:
+    """The integer arithmetic gives Decimal's text (ROUND_HALF_UP, separators) for every
+    numerator from -300 to 300 over the units and places the page uses."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    for unit in (1, 2, 3, 7, 8, 10, 16, 100, 1000):
+        for places in (0, 1, 2, 3):
+            quantum = Decimal(1).scaleb(-places)
+            for n in range(-300, 301):
+                exact = (Decimal(n) / Decimal(unit)).quantize(quantum, rounding=ROUND_HALF_UP)
+                assert scaled(n, unit, places) == f"{exact:,.{places}f}", (n, unit, places)
+
+
+@pytest.mark.parametrize(
     ("part", "whole", "text"),
     [(1, 3, "33.3%"), (2, 3, "66.7%"), (1, 8, "12.5%"), (1, 1, "100.0%"), (0, 5, "0.0%")],
 )
