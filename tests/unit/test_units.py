@@ -65,7 +65,8 @@ def test_scaled_rounds_half_up_on_exact_integers() -> None:
         (0, 7, 2, "0.00"),
         (1_234_567, 1, 0, "1,234,567"),
         (2, 3, 6, "0.666667"),
-        (10**30 + 5, 10, 0, "100,000,000,000,000,000,000,000,000,001"),  # 10^29 + 1: more digits than Decimal holds (28)
+        # 10^29 + 1: more digits than Decimal's context holds (28)
+        (10**30 + 5, 10, 0, "100,000,000,000,000,000,000,000,000,001"),
     ],
 )
 def test_scaled_on_integers(n: int, unit: int, places: int, text: str) -> None:
