@@ -12,6 +12,10 @@ For both it measures, in milliseconds from the start of navigation:
 - bare boot: a worker that only runs ``loadPyodide()`` on the same core files, the floor
   for the engine, and the same on Pyodide's five files as its npm package ships them
   (the site trims the standard library and ships it as bytecode, see build.py);
+- the static copy beside a bare boot: the static copy with the bare worker made by an
+  inline script at the top of its head, so that the bare boot runs beside the page's own
+  parsing, style, layout and paint, with no script of the page's: what rendering the page
+  costs Python's start on this machine's cores, before any of the calculator's own work;
 - when each page made its worker (the worker's time origin), so that the calculator's
   gap to the bare boot splits into the worker made later, Python's start slower beside
   the page's own work, and the worker's own part after it;
@@ -30,6 +34,7 @@ For both it measures, in milliseconds from the start of navigation:
   per file, and the bytes beyond the five core files with text gzipped as GitHub Pages
   sends it) and how many requests it answered.
 
+Each run visits the five pages in turn, starting one further along the list each run.
 Every figure is the median over the runs (recalculations: median and 95th percentile of
 all of them). The machine's load average is printed with the figures.
 """
@@ -149,6 +154,15 @@ def add_baselines(site: Path) -> None:
     (site / "bare-worker.js").write_text(
         BARE_WORKER % (f"./{folder.removeprefix('./')}pyodide.mjs", folder), encoding="utf-8"
     )
+    # The bare worker beside the static copy: made first thing, by an inline script (the
+    # copy's Content-Security-Policy, which forbids one, left out of this baseline only).
+    beside = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", static)
+    starter = re.search(r"<script type=\"module\">.*?</script>", BARE_PAGE, flags=re.S)
+    assert starter, "the bare page has no script"
+    (site / "static-bare.html").write_text(
+        beside.replace('<meta charset="utf-8">', '<meta charset="utf-8">' + starter.group(0), 1),
+        encoding="utf-8",
+    )
     shipped = site / "pyodide-shipped"
     shipped.mkdir()
     for name in build.PYODIDE_FILES:
@@ -232,7 +246,7 @@ def visit(context: BrowserContext, url: str, counter: Counter, what: str) -> dic
     got: dict[str, Any] = {}
     if what == "static":
         got["paint"] = fcp(page)
-    elif what in ("bare", "shipped"):
+    elif what in ("bare", "shipped", "beside"):
         got["boot"] = entry(page, "bare:ready")
         got["worker"] = worker_started(page)
     else:
@@ -297,13 +311,19 @@ def main() -> int:
         with sync_playwright() as playwright:
             launch = {"args": CHROMIUM_ARGS, **({"executable_path": path} if path else {})}
             version = ""
-            for _ in range(args.runs):
-                for what, target in (
-                    ("static", "static.html"),
-                    ("bare", "bare.html"),
-                    ("shipped", "shipped.html"),
-                    ("page", ""),
-                ):
+            visits = (
+                ("static", "static.html"),
+                ("bare", "bare.html"),
+                ("shipped", "shipped.html"),
+                ("beside", "static-bare.html"),
+                ("page", ""),
+            )
+            for run in range(args.runs):
+                # Each run starts one later in the list, so that no page always follows
+                # the same one: a visit right after the heaviest (Pyodide's own core,
+                # 2.2 s of CPU-bound boot) started 20-70 ms slower here (8 rounds).
+                turn = run % len(visits)
+                for what, target in visits[turn:] + visits[:turn]:
                     # A profile on disk, as a visitor's browser has: an in-memory one
                     # does not keep the 9.6 MB wasm file between visits.
                     with tempfile.TemporaryDirectory() as profile:
@@ -377,6 +397,7 @@ def main() -> int:
         ("bare loadPyodide(): worker made", "bare worker"),
         ("bare loadPyodide(): ready", "bare boot"),
         ("the same, Pyodide's own core", "shipped boot"),
+        ("the same beside the static copy", "beside boot"),
         ("calculator: first paint", "page paint"),
         ("calculator: worker made", "page worker"),
         ("calculator: Python started", "page booted"),
@@ -421,6 +442,26 @@ def main() -> int:
                 f" Python's start slower {statistics.median(slower):.0f} ms,"
                 f" the worker's own part {statistics.median(own):.0f} ms (medians)"
             )
+        # What the page's rendering alone costs Python's start (the bare boot beside the
+        # static copy, against the bare page's), and the calculator's gap to that floor.
+        beside = rows.get(f"beside boot {kind}")
+        bare = rows.get(f"bare boot {kind}")
+        if beside and bare and ready:
+            for label, gaps in (
+                (
+                    "bare boot beside the static copy minus bare boot",
+                    zip(beside, bare, strict=True),
+                ),
+                (
+                    "worker ready minus bare boot beside the static copy",
+                    zip(ready, beside, strict=True),
+                ),
+            ):
+                values = [a - b for a, b in gaps]
+                print(
+                    f"{label}, {kind}: median {statistics.median(values):.0f} ms"
+                    f" (runs: {', '.join(f'{g:.0f}' for g in values)})"
+                )
         paint = rows.get(f"page paint {kind}")
         static = rows.get(f"static paint {kind}")
         if paint and static:
@@ -434,7 +475,7 @@ def main() -> int:
                 f" {len(values):5}"
             )
     print(f"{'bytes sent per visit (median)':34} {'cold':>11} {'warm':>11}  requests, 304s")
-    for what in ("static", "bare", "shipped", "page"):
+    for what in ("static", "bare", "shipped", "beside", "page"):
         cold = statistics.median(sent[f"{what} cold"])
         warm = statistics.median(sent[f"{what} warm"])
         print(
