@@ -1,5 +1,6 @@
-// The worker owns Pyodide. It answers these messages from the page:
-//   {type: "init", indexURL, bundle, later, laterNow, kept} -> progress..., then ready or error
+// The worker owns Pyodide. The page names it with what it starts from, as JSON (boot.js):
+//   {indexURL, bundle, later, laterNow, kept} -> progress..., then ready or error
+// and it answers these messages from the page:
 //   {type: "request", id, page, fields, part?} -> {type: "result", id, part, text}
 //   {type: "painted", id} -> the calculator request's "rest" part (see below)
 // where text is the reply as nnmem.web.handle writes it, JSON the page parses: a string
@@ -14,8 +15,8 @@
 // A repeat visit starts from the Python heap the first one kept (see "Memory snapshot"
 // below): the ready message says how it started ("fresh" or "snapshot"), and a message
 // {type: "kept", bytes, key} says when a fresh start has kept its heap for the next
-// visit; the page notes the key, and sends the note back with init as `kept` (null where
-// it noted none, undefined where it cannot tell).
+// visit; the page notes the key, and names the next worker with the note as `kept` (null
+// where it noted none, absent where it cannot tell).
 // The core's folder carries its version: build.py writes it in place of "pyodide/", so the
 // core downloads with this script, not after its first message.
 import { loadPyodide } from "../pyodide/pyodide.mjs";
@@ -255,17 +256,31 @@ function rest(id) {
   }
 }
 
-self.onmessage = async (event) => {
+self.onmessage = (event) => {
   const message = event.data;
-  if (message.type === "init") {
-    try {
-      await init(message);
-    } catch (error) {
-      post({ type: "error", text: String(error && error.message ? error.message : error) });
-    }
-  } else if (message.type === "request") {
+  if (message.type === "request") {
     answer(message);
   } else if (message.type === "painted") {
     rest(message.id);
   }
 };
+
+async function run(start) {
+  try {
+    await init(start);
+  } catch (error) {
+    post({ type: "error", text: String(error && error.message ? error.message : error) });
+  }
+}
+
+// The start, as this script runs (last: init uses what the lines above define). A worker
+// the page did not name (a test that imports putOnPath) starts nothing.
+if (self.name) {
+  let start = null;
+  try {
+    start = JSON.parse(self.name);
+  } catch {
+    post({ type: "error", text: "the page gave the engine a name it cannot read" });
+  }
+  if (start) run(start);
+}

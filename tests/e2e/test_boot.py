@@ -96,6 +96,25 @@ def test_a_repeat_visit_starts_from_the_kept_heap(visitor: BrowserContext, site_
     )
 
 
+def test_the_worker_starts_from_the_name_the_page_gives_it(
+    visitor: BrowserContext, site_url: str
+) -> None:
+    """The page posts nothing to start its worker: what Python starts from travels as the
+    worker's name (boot.js), and a name that is not that JSON is reported, not waited on."""
+    page = visit(visitor, site_url)
+    worker = page.get_attribute("script[data-worker]", "data-worker")
+    reply = page.evaluate(
+        """(url) => new Promise((resolve) => {
+            const worker = new Worker(new URL(url, document.baseURI),
+                                      { type: "module", name: "{not json" });
+            worker.onmessage = (event) => resolve(event.data);
+            setTimeout(() => resolve(null), 10000);
+        })""",
+        worker,
+    )
+    assert reply == {"type": "error", "text": "the page gave the engine a name it cannot read"}
+
+
 def test_a_heap_the_page_has_no_note_of_is_not_looked_for(
     visitor: BrowserContext, site_url: str
 ) -> None:
