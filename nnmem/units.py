@@ -87,9 +87,7 @@ def _human_int(n_bytes: int, binary: bool) -> str:
         scale = 10**places
         # n / size >= 1 - 0.5 / 10^places: the unit picked by the rounded value.
         if 2 * n_bytes * scale >= size * (2 * scale - 1):
-            # n / size rounded half-up to `places` decimals, as scaled() rounds it.
-            whole, frac = divmod((2 * n_bytes * scale + size) // (2 * size), scale)
-            return f"{whole:,}.{frac:0{places}d} {name}"
+            return f"{_scaled_int(n_bytes, size, places)} {name}"
     return f"{n_bytes:,} B"
 
 
