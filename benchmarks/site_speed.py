@@ -412,23 +412,31 @@ def main() -> int:
         ("worker: ready minus its own boot", "stage after boot"),
     ):
         print(f"{label:34} {med(f'page {key} cold')} {med(f'page {key} warm')}")
+
+    def gap(label: str, later: list[float] | None, earlier: list[float] | None) -> None:
+        """The median of each run's own difference, with the runs: the machine's speed
+        drifts between runs (the bare boot of the same files ranged 1.0-1.3 s within
+        minutes here)."""
+        if later and earlier:
+            gaps = [a - b for a, b in zip(later, earlier, strict=True)]
+            print(
+                f"{label}: median {statistics.median(gaps):.0f} ms"
+                f" (runs: {', '.join(f'{g:.0f}' for g in gaps)})"
+            )
+
     for kind in ("cold", "warm"):
         ready = rows.get(f"page ready {kind}")
-        for floor, label in (("bare", "bare boot"), ("shipped", "bare boot of Pyodide's own core")):
-            bare = rows.get(f"{floor} boot {kind}")
-            if ready and bare:
-                gaps = [r - b for r, b in zip(ready, bare, strict=True)]
-                # Each run's own difference too: the machine's speed drifts between runs
-                # (the bare boot of the same files ranged 1.0-1.3 s within minutes here).
-                print(
-                    f"worker ready minus {label}, {kind}: median {statistics.median(gaps):.0f} ms"
-                    f" (runs: {', '.join(f'{g:.0f}' for g in gaps)})"
-                )
+        bare = rows.get(f"bare boot {kind}")
+        gap(f"worker ready minus bare boot, {kind}", ready, bare)
+        gap(
+            f"worker ready minus bare boot of Pyodide's own core, {kind}",
+            ready,
+            rows.get(f"shipped boot {kind}"),
+        )
         # The cold gap in three: the worker made later than the bare one, Python's start
         # taking longer beside the page's own work (two cores here), and the worker's
         # own part after it. Each run's own split, medians of each part.
         parts = [rows.get(f"{k} {kind}") for k in ("page worker", "bare worker", "page booted")]
-        bare = rows.get(f"bare boot {kind}")
         if ready and bare and all(parts):
             made, bare_made, booted = parts
             later = [m - b for m, b in zip(made, bare_made, strict=True)]
@@ -445,23 +453,8 @@ def main() -> int:
         # What the page's rendering alone costs Python's start (the bare boot beside the
         # static copy, against the bare page's), and the calculator's gap to that floor.
         beside = rows.get(f"beside boot {kind}")
-        bare = rows.get(f"bare boot {kind}")
-        if beside and bare and ready:
-            for label, gaps in (
-                (
-                    "bare boot beside the static copy minus bare boot",
-                    zip(beside, bare, strict=True),
-                ),
-                (
-                    "worker ready minus bare boot beside the static copy",
-                    zip(ready, beside, strict=True),
-                ),
-            ):
-                values = [a - b for a, b in gaps]
-                print(
-                    f"{label}, {kind}: median {statistics.median(values):.0f} ms"
-                    f" (runs: {', '.join(f'{g:.0f}' for g in values)})"
-                )
+        gap(f"bare boot beside the static copy minus bare boot, {kind}", beside, bare)
+        gap(f"worker ready minus bare boot beside the static copy, {kind}", ready, beside)
         paint = rows.get(f"page paint {kind}")
         static = rows.get(f"static paint {kind}")
         if paint and static:
